@@ -1,0 +1,221 @@
+"""The command line: arguments -> config -> core -> report and files.
+
+Exit codes: 0 the fit is done, 1 it diverged or failed, 2 bad input (one line on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .data import DATASETS, check_enough_points, load_data
+from .errors import GradfitError, InputError
+from .losses import LOSSES
+from .optimizers import OPTIMIZERS, SCHEDULES
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+
+FIT_EXAMPLES = """examples:
+  gradfit fit lesson --model "a*x^2 + b*x + c" --loss mae --optimizer gd --lr 0.01 --steps 500
+  gradfit fit lesson --model relu:5 --optimizer adam --steps 2000
+  gradfit fit data.csv --x t --y signal --sigma err --model "A*exp(-k*t) + C" --p0 A=10,k=0.5
+  gradfit fit lesson --model poly:2 --optimizer lbfgs --json -
+"""
+EVAL_EXAMPLES = """examples:
+  gradfit eval lesson --model "a*x^2 + b*x + c" --params a=1.1,b=1.1,c=1.1 --loss mae
+"""
+LESSON_EXAMPLES = """examples:
+  gradfit lesson          # the lesson's numbers, replayed with gradfit
+"""
+
+
+def parse_assignments(text: str, what: str) -> dict[str, float]:
+    """``"a=1.1,b=2"`` -> ``{"a": 1.1, "b": 2.0}``."""
+    values = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        try:
+            if not eq or not name.strip():
+                raise ValueError
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"bad {what}", expected="name=value pairs separated by commas, "
+                             "e.g. a=1.1,b=2", given=part) from None
+    return values
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a CSV file with a header, or a built-in dataset: "
+                   + ", ".join(DATASETS))
+    p.add_argument("--model", "-m", required=True,
+                   help="an expression such as 'a*x^2 + b*x + c', poly:K, relu:K or mlp:H1,H2")
+    p.add_argument("--x", help="input column(s) of the CSV, comma-separated (default: the first)")
+    p.add_argument("--y", help="output column of the CSV (default: the last)")
+    p.add_argument("--sigma", help="column of per-point uncertainties, used as weights")
+    p.add_argument("--drop-nan", action="store_true",
+                   help="drop rows holding NaN, inf or empty cells (default: refuse them)")
+    p.add_argument("--loss", "-l", default="mse", choices=list(LOSSES), help="default: mse")
+    p.add_argument("--delta", type=float, default=1.0, help="huber's delta (default 1.0)")
+    p.add_argument("--json", metavar="PATH|-", help="write the result as JSON ('-': stdout only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradfit", description="Fit any function to data by gradient descent.",
+        epilog="Run 'gradfit COMMAND --help' for a command's options and examples.")
+    parser.add_argument("--version", action="version", version=f"gradfit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    lesson = sub.add_parser("lesson", help="replay the lesson 'deep learning is just graph plotting'",
+                            epilog=LESSON_EXAMPLES, formatter_class=fmt)
+    lesson.set_defaults(func=cmd_lesson)
+
+    fitp = sub.add_parser("fit", help="fit a model to data", epilog=FIT_EXAMPLES,
+                          formatter_class=fmt)
+    _data_args(fitp)
+    fitp.add_argument("--optimizer", "-o", default="adam", choices=list(OPTIMIZERS),
+                      help="default: adam")
+    fitp.add_argument("--lr", type=float, help="learning rate (default: the optimizer's own)")
+    fitp.add_argument("--steps", "-n", type=int, default=1000, help="step limit (default 1000)")
+    fitp.add_argument("--p0", help="starting values, e.g. a=1.1,b=1.1,c=1.1")
+    fitp.add_argument("--seed", type=int, default=0, help="seed of random starts and batches")
+    fitp.add_argument("--schedule", default="constant", choices=list(SCHEDULES))
+    fitp.add_argument("--momentum", type=float, help="momentum (momentum, sgd, rmsprop)")
+    fitp.add_argument("--nesterov", action="store_true", help="Nesterov momentum (momentum, sgd)")
+    fitp.add_argument("--batch-size", type=int, help="mini-batch size (sgd; default 32)")
+    fitp.add_argument("--accumulate-grad", action="store_true",
+                      help="gd only: never zero the gradient, as the lesson's loop does")
+    fitp.add_argument("--ftol", type=float, default=1e-12, help="stop when the loss changes "
+                      "by less than this, relatively (default 1e-12)")
+    fitp.add_argument("--gtol", type=float, default=1e-10,
+                      help="stop when the gradient norm is below this (default 1e-10)")
+    fitp.add_argument("--time-limit", type=float, help="stop after this many seconds")
+    fitp.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    fitp.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
+    fitp.set_defaults(func=cmd_fit)
+
+    evalp = sub.add_parser("eval", help="the loss and its gradient at given parameters",
+                           epilog=EVAL_EXAMPLES, formatter_class=fmt)
+    _data_args(evalp)
+    evalp.add_argument("--params", required=True, help="parameter values, e.g. a=1.1,b=1.1,c=1.1")
+    evalp.set_defaults(func=cmd_eval)
+    return parser
+
+
+def _load(args):
+    return load_data(args.data, x=args.x, y=args.y, sigma=args.sigma, drop_nan=args.drop_nan) \
+        if args.data not in DATASETS else load_data(args.data)
+
+
+def _write_json(args, payload: dict) -> None:
+    text = json.dumps(payload, indent=None if args.json == "-" else 2)
+    if args.json == "-":
+        print(text)
+        return
+    try:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        raise InputError("cannot write the JSON file", expected="a writable path",
+                         given=f"{args.json} ({exc.strerror})") from None
+
+
+def cmd_lesson(args) -> int:
+    from .lesson import replay
+    for line in replay():
+        print(line, flush=True)
+    return EXIT_OK
+
+
+def cmd_fit(args) -> int:
+    from .fit import iter_fit
+    data = _load(args)
+    options = {k: v for k, v in (("momentum", args.momentum), ("batch_size", args.batch_size))
+               if v is not None}
+    if args.nesterov:
+        options["nesterov"] = True
+    if args.accumulate_grad:
+        options["accumulate_grad"] = True
+    p0 = parse_assignments(args.p0, "--p0") if args.p0 else None
+    run = iter_fit(args.model, data.x, data.y, sigma=data.sigma, loss=args.loss, delta=args.delta,
+                   optimizer=args.optimizer, lr=args.lr, steps=args.steps, p0=p0, seed=args.seed,
+                   ftol=args.ftol, gtol=args.gtol, time_limit=args.time_limit,
+                   schedule=args.schedule, dtype=args.dtype, device=args.device,
+                   inputs=data.x_names, **options)
+    check_enough_points(data, run.problem.model.n_params)
+    if data.dropped and args.json != "-":
+        print(f"gradfit: dropped {data.dropped} row(s) holding NaN, inf or empty cells",
+              file=sys.stderr)
+    show_bar = not args.quiet and args.json != "-" and sys.stdout.isatty()
+    _drain(run, args.steps, show_bar)
+    result = run.result
+    if args.json:
+        _write_json(args, result.to_dict(history=args.json != "-"))
+    if args.json != "-" and not args.quiet:
+        print(result.report())
+    if not result.ok:
+        print(f"gradfit: {result.message}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _drain(run, steps: int, show_bar: bool) -> None:
+    """Run the fit; a progress bar observes it when the fit lasts over a second."""
+    if not show_bar:
+        for _ in run:
+            pass
+        return
+    from tqdm import tqdm
+    with tqdm(total=steps, delay=1.0, file=sys.stderr, unit="step", leave=False) as bar:
+        for i, record in enumerate(run):
+            if i % 50 == 0:
+                bar.set_postfix_str(f"loss={record.loss:.4g}", refresh=False)
+                bar.update(50 if i else 1)
+
+
+def cmd_eval(args) -> int:
+    from .fit import loss_and_grad
+    data = _load(args)
+    params = parse_assignments(args.params, "--params")
+    value, grad = loss_and_grad(args.model, data.x, data.y, params, sigma=data.sigma,
+                                loss=args.loss, delta=args.delta, inputs=data.x_names)
+    if args.json:
+        _write_json(args, {"loss": value, "loss_name": args.loss, "params": params, "grad": grad})
+    if args.json != "-":
+        width = max(len(n) for n in grad)
+        print(f"{args.loss} = {value:.6g}")
+        print("gradient:")
+        for name, g in grad.items():
+            print(f"  {name:<{width}}  {g: .6g}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"gradfit: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except GradfitError as exc:
+        print(f"gradfit: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("gradfit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: one clear line, the traceback on request
+        if os.environ.get("GRADFIT_DEBUG"):
+            raise
+        print(f"gradfit: internal error: {type(exc).__name__}: {exc} "
+              "(set GRADFIT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""A run described by one value: ``FitConfig``, frozen and serialisable.
+
+Every field of a fit, seed included, so a command, an API call or a link reproduces a
+run bit for bit. Round trips through dicts, JSON and URL queries::
+
+    >>> c = FitConfig(model="a*x^2 + b*x + c", loss="mae", optimizer="gd", lr=0.01, steps=10)
+    >>> FitConfig.from_query(c.to_query()) == c
+    True
+    >>> FitConfig.from_json(c.to_json()) == c
+    True
+
+Validation happens here, at the boundary, in one voice (``InputError``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from .errors import InputError
+from .losses import LOSSES
+from .optimizers import OPTIMIZERS, SCHEDULES, resolve_options
+
+DTYPES = ("float64", "float32")
+MAX_STEPS = 10_000_000
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that decides a fit, apart from the data.
+
+    ``model``: an expression, ``poly:K``, ``relu:K`` or ``mlp:H1,H2[:act]``.
+    ``loss`` (``delta`` for huber), ``optimizer`` (``lr`` None = its default; ``options``
+    such as momentum, batch_size, accumulate_grad), ``schedule``, ``steps``: the step limit.
+    ``p0``: starting values by name. ``seed``: random starts and mini-batches.
+    ``ftol``: stop when the loss changes by less than this, relatively; ``gtol``: when the
+    gradient norm falls below this; ``time_limit`` in seconds (None: none).
+    ``divergence``: stop as diverged when the loss exceeds this many times its start.
+    """
+
+    model: str = "a*x^2 + b*x + c"
+    loss: str = "mse"
+    delta: float = 1.0
+    optimizer: str = "adam"
+    lr: float | None = None
+    steps: int = 1000
+    p0: tuple[tuple[str, float], ...] = ()
+    seed: int = 0
+    ftol: float = 1e-12
+    gtol: float = 1e-10
+    time_limit: float | None = None
+    schedule: str = "constant"
+    options: tuple[tuple[str, Any], ...] = ()
+    divergence: float = 1e4
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    def __post_init__(self):
+        # accept dicts for p0 and options, store them as sorted tuples (hashable, frozen)
+        for name in ("p0", "options"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, tuple(value.items()))
+            elif value is None:
+                object.__setattr__(self, name, ())
+        self.validate()
+
+    @property
+    def p0_dict(self) -> dict[str, float]:
+        return dict(self.p0)
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    @property
+    def learning_rate(self) -> float:
+        return OPTIMIZERS[self.optimizer].default_lr if self.lr is None else self.lr
+
+    def validate(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InputError("bad model", expected="an expression, poly:K, relu:K or mlp:H1,H2",
+                             given=self.model)
+        _choice("loss", self.loss, LOSSES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("dtype", self.dtype, DTYPES)
+        _number("huber delta", self.delta, positive=True)
+        if self.lr is not None:
+            _number("learning rate", self.lr, positive=True)
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) \
+                or not 0 <= self.steps <= MAX_STEPS:
+            raise InputError("bad number of steps", expected=f"a whole number 0..{MAX_STEPS}",
+                             given=self.steps)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise InputError("bad seed", expected="a whole number >= 0", given=self.seed)
+        _number("ftol", self.ftol, positive=False)
+        _number("gtol", self.gtol, positive=False)
+        _number("divergence factor", self.divergence, positive=True)
+        if self.time_limit is not None:
+            _number("time limit", self.time_limit, positive=True)
+        for name, value in self.p0:
+            _number(f"starting value of {name!r}", value, positive=False)
+        resolve_options(OPTIMIZERS[self.optimizer], self.options_dict)
+        if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
+            raise InputError("bad device", expected="cpu, cuda, cuda:N or mps", given=self.device)
+
+    # --- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["p0"], d["options"] = self.p0_dict, self.options_dict
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FitConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"unknown setting {', '.join(map(repr, unknown))}",
+                             expected="some of " + ", ".join(sorted(known)))
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> "FitConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError("bad JSON config", expected="a JSON object", given=str(exc)) from None
+        if not isinstance(d, dict):
+            raise InputError("bad JSON config", expected="a JSON object", given=type(d).__name__)
+        return cls.from_dict(d)
+
+    def to_query(self) -> str:
+        """Only the fields that differ from the defaults; p0 and options as JSON."""
+        default = FitConfig()
+        pairs = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value == getattr(default, f.name):
+                continue
+            if f.name in ("p0", "options"):
+                value = json.dumps(dict(value))
+            pairs.append((f.name, "" if value is None else str(value)))
+        return urlencode(pairs)
+
+    @classmethod
+    def from_query(cls, query: str) -> "FitConfig":
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        d: dict[str, Any] = {}
+        for key, text in parse_qsl(query.lstrip("?#"), keep_blank_values=True):
+            if key not in types:
+                raise InputError(f"unknown setting {key!r}", expected="some of " + ", ".join(types))
+            d[key] = _parse_query_value(key, types[key], text)
+        return cls.from_dict(d)
+
+
+def _parse_query_value(key: str, type_text: str, text: str):
+    try:
+        if key in ("p0", "options"):
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+        if text == "" and "None" in type_text:
+            return None
+        if type_text.startswith("int"):
+            return int(text)
+        if type_text.startswith("float"):
+            return float(text)
+        return text
+    except ValueError:
+        raise InputError(f"bad value for {key!r} in the query", given=text) from None
+
+
+def _choice(what: str, value, registry) -> None:
+    if value not in registry:
+        raise InputError(f"unknown {what} {value!r}", expected="one of " + ", ".join(registry))
+
+
+def _number(what: str, value, positive: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0) or (not positive and what in ("ftol", "gtol") and value < 0):
+        raise InputError(f"bad {what}",
+                         expected="a positive finite number" if positive else "a finite number",
+                         given=value)

@@ -1,0 +1,54 @@
+"""The errors gradfit raises for bad input, all in one voice.
+
+Every message says what was wrong, what was expected and what was given, and where
+(a file and row, a column of an expression) when that is known::
+
+    >>> str(InputError("bad learning rate", expected="a positive number", given=-1.0))
+    'bad learning rate: expected a positive number, got -1.0'
+    >>> str(InputError("no column named 'z'", expected="one of x, y", where="data.csv"))
+    "data.csv: no column named 'z': expected one of x, y"
+"""
+from __future__ import annotations
+
+
+class GradfitError(Exception):
+    """Base class of every error gradfit raises on purpose."""
+
+
+class InputError(GradfitError, ValueError):
+    """Bad input from a user: a file, a column, an expression, an option.
+
+    ``problem`` says what was wrong, ``expected`` what should have been there, ``given``
+    what was (strings are quoted), ``where`` where it was found (file, row, column).
+    """
+
+    def __init__(self, problem: str, *, expected: str | None = None, given: object = None,
+                 where: str | None = None):
+        self.problem, self.expected, self.given, self.where = problem, expected, given, where
+        message = problem
+        if expected is not None:
+            message += f": expected {expected}"
+        if given is not None:
+            shown = repr(given) if isinstance(given, str) else str(given)
+            message += (", got " if expected is not None else ": got ") + shown
+        if where:
+            message = f"{where}: {message}"
+        super().__init__(message)
+
+
+class ExpressionError(InputError):
+    """A text expression that gradfit refuses; ``column`` is 1-based in the user's text."""
+
+    def __init__(self, problem: str, *, text: str = "", column: int | None = None,
+                 expected: str | None = None):
+        self.text, self.column = text, column
+        where_in = f" at column {column}" if column is not None else ""
+        super().__init__(problem + where_in, expected=expected)
+
+
+class DataError(InputError):
+    """Bad data: a missing file or column, a cell that is not a number, NaN, too few rows."""
+
+
+class FitError(GradfitError):
+    """A fit that cannot be run or did not give a usable answer (diverged, failed)."""

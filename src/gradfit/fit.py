@@ -1,0 +1,263 @@
+"""The fit loop: ``iter_fit`` yields one ``StepRecord`` per step; ``fit`` drains it.
+
+Observers (a progress bar, a picture, a web stream) iterate over ``iter_fit`` and never
+reach into the loop::
+
+    >>> from gradfit.data import lesson_data
+    >>> d = lesson_data()
+    >>> run = iter_fit("a*x^2 + b*x + c", d.x, d.y, loss="mae", optimizer="gd", lr=0.01,
+    ...                steps=3, p0={"a": 1.1, "b": 1.1, "c": 1.1})
+    >>> [round(r.loss, 4) for r in run]
+    [2.4219, 2.3988, 2.3758]
+    >>> run.result.steps
+    3
+
+Stopping: the step limit, ``ftol`` (relative change of the loss), ``gtol`` (gradient
+norm), ``time_limit`` (seconds), or a ``callback(record)`` returning True. Divergence (a
+non-finite loss or parameter, or a loss above ``divergence`` times its start) stops the
+fit with reason ``"diverged"``; the result then holds the last finite point, never a NaN.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from .config import FitConfig
+from .errors import FitError, InputError
+from .losses import get_loss
+from .models import Model, make_model, start_values
+from .optimizers import make_stepper
+from .problem import Problem
+from .result import REASONS, FitResult, StepRecord, goodness, least_squares_covariance
+
+DTYPE = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _tensor(name: str, value, dtype, device) -> torch.Tensor:
+    try:
+        t = value if isinstance(value, torch.Tensor) else torch.tensor(np.array(value, dtype=np.float64))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"bad {name}", expected="an array of numbers", given=str(exc)) from None
+    return t.to(dtype=dtype, device=device)
+
+
+def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float64,
+            device="cpu", inputs=None) -> Problem:
+    """Check and convert the user's data into a ``Problem`` (the boundary of the core)."""
+    xt, yt = _tensor("x", x, dtype, device), _tensor("y", y, dtype, device)
+    if xt.ndim == 2 and xt.shape[1] == 1 and (inputs is None or len(inputs) == 1):
+        xt = xt[:, 0]                                    # the lesson's (n, 1) column
+    if yt.ndim == 2 and yt.shape[1] == 1:
+        yt = yt[:, 0]
+    if yt.ndim != 1 or xt.ndim not in (1, 2) or xt.shape[0] != yt.shape[0]:
+        raise InputError("x and y do not match", expected="x shaped (n,) or (n, d) and y (n,)",
+                         given=f"x {tuple(xt.shape)}, y {tuple(yt.shape)}")
+    if yt.shape[0] == 0:
+        raise InputError("no data", expected="at least one point")
+    if not (torch.isfinite(xt).all() and torch.isfinite(yt).all()):
+        raise InputError("the data hold NaN or inf", expected="finite numbers")
+    st = None
+    if sigma is not None:
+        st = _tensor("sigma", sigma, dtype, device).reshape(-1)
+        if st.shape != yt.shape or not (torch.isfinite(st).all() and (st > 0).all()):
+            raise InputError("bad sigma", expected=f"{yt.shape[0]} positive finite numbers")
+    if inputs is None:
+        inputs = ("x",) if xt.ndim == 1 else tuple(f"x{i + 1}" for i in range(xt.shape[1]))
+    m = make_model(model, inputs)
+    return Problem(m, xt, yt, st, get_loss(loss, delta))
+
+
+class FitRun:
+    """An iterator of ``StepRecord``; ``result`` holds the ``FitResult`` once it is done."""
+
+    def __init__(self, problem: Problem, config: FitConfig, callback=None):
+        self.problem, self.config, self.callback = problem, config, callback
+        self.result: FitResult | None = None
+        self._gen = self._run()
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        return self._gen
+
+    def __next__(self) -> StepRecord:
+        return next(self._gen)
+
+    def _run(self) -> Iterator[StepRecord]:
+        cfg, prob = self.config, self.problem
+        names = prob.model.param_names
+        dtype, device = prob.y.dtype, prob.y.device
+        start = start_values(prob.model, cfg.p0_dict, prob.x, cfg.seed)
+        theta = torch.tensor([start[n] for n in names], dtype=dtype, device=device,
+                             requires_grad=True)
+        lr = cfg.learning_rate
+        stepper = make_stepper(cfg.optimizer, prob, theta, lr=lr, steps=cfg.steps,
+                               schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
+        traj = torch.empty(cfg.steps + 1, len(names), dtype=dtype, device=device)
+        losses, gnorms = [], []
+        reason, detail = "max_steps", f"reached the step limit ({cfg.steps} steps)"
+        t0 = time.perf_counter()
+        first = prev = None
+        step = 0
+        while step < cfg.steps:
+            traj[step].copy_(theta.detach())
+            loss, gnorm = stepper.step()
+            if first is None:
+                first = loss
+            bad = _divergence(loss, gnorm, first, cfg.divergence)
+            if bad:
+                reason, detail = "diverged", self._diverged_text(step, bad, losses, lr)
+                break
+            losses.append(loss)
+            gnorms.append(gnorm)
+            record = StepRecord(step, loss, gnorm, traj[step].clone(), names, lr)
+            yield record
+            step += 1
+            if gnorm <= cfg.gtol:
+                reason, detail = "gtol", f"the gradient norm {gnorm:.3g} fell below gtol={cfg.gtol:g}"
+                break
+            if prev is not None and abs(prev - loss) <= cfg.ftol * max(abs(prev), 1e-300):
+                reason, detail = "ftol", f"the loss stopped changing (relative change below ftol={cfg.ftol:g})"
+                break
+            prev = loss
+            if cfg.time_limit is not None and time.perf_counter() - t0 > cfg.time_limit:
+                reason, detail = "time_limit", f"reached the time limit ({cfg.time_limit:g} s)"
+                break
+            if self.callback is not None and self.callback(record):
+                reason, detail = "callback", f"stopped by the callback at step {step - 1}"
+                break
+        self.result = self._finish(theta, traj, step, losses, gnorms, reason, detail,
+                                   start, lr, time.perf_counter() - t0)
+
+    def _diverged_text(self, step, what, losses, lr):
+        last = f"last finite loss {losses[-1]:.6g} at step {step - 1}" if losses else "no finite loss"
+        return (f"diverged at step {step}: {what} ({last}); "
+                f"try a smaller learning rate, e.g. lr={lr / 10:g}")
+
+    def _finish(self, theta, traj, step, losses, gnorms, reason, detail, start, lr, wall):
+        cfg, prob = self.config, self.problem
+        # after a divergence, the last point whose loss was finite
+        final = traj[max(step - 1, 0)] if reason == "diverged" else theta.detach()
+        with torch.no_grad():
+            final_loss = prob.objective(final).item()
+        if reason != "diverged" and (not math.isfinite(final_loss)
+                                     or not torch.isfinite(final).all()
+                                     or (losses and final_loss > cfg.divergence * max(losses[0], 1e-300))):
+            reason = "diverged"
+            detail = self._diverged_text(step, "the loss or a parameter became non-finite after "
+                                         "the last step", losses, lr)
+            final = traj[step - 1] if step > 0 else traj[0]
+            with torch.no_grad():
+                final_loss = prob.objective(final).item()
+        history = np.array(losses + [final_loss])
+        trajectory = torch.cat([traj[:len(losses)], final[None]]).cpu().numpy()
+        names = prob.model.param_names
+        params = dict(zip(names, final.tolist()))
+        stderr = cov = None
+        if prob.loss.squared and reason != "diverged":
+            cov = least_squares_covariance(prob.residuals, final)
+            if cov is not None:
+                stderr = dict(zip(names, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
+        with torch.no_grad():
+            r2, rmse = goodness(prob.predict(final), prob.y)
+        return FitResult(
+            params=params, loss=final_loss, loss_name=prob.loss.name, model=prob.model.spec,
+            optimizer=cfg.optimizer, lr=lr, steps=len(losses), converged=REASONS[reason][0],
+            reason=reason, message=detail, history=history, trajectory=trajectory,
+            grad_norms=np.array(gnorms), wall_time=wall, n_points=prob.n, stderr=stderr,
+            covariance=cov, r2=r2, rmse=rmse, start=start, model_object=prob.model)
+
+
+def _divergence(loss: float, gnorm: float, first: float, factor: float) -> str | None:
+    if not math.isfinite(loss):
+        return f"the loss became {loss}"
+    if not math.isfinite(gnorm):
+        return f"the gradient became {gnorm}"
+    if loss > factor * max(first, 1e-300) and loss > 1e-12:
+        return f"the loss {loss:.6g} grew beyond {factor:g} times its start {first:.6g}"
+    return None
+
+
+def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit, schedule,
+            delta, divergence, dtype, device, options) -> FitConfig:
+    spec = model if isinstance(model, str) else getattr(model, "spec", None) or \
+        getattr(model, "__name__", "function")
+    dt = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPE.items()}.get(dtype, str(dtype))
+    return FitConfig(model=spec, loss=loss, delta=delta, optimizer=optimizer, lr=lr, steps=steps,
+                     p0=dict(p0 or {}), seed=seed, ftol=ftol, gtol=gtol, time_limit=time_limit,
+                     schedule=schedule, options=options, divergence=divergence, dtype=dt,
+                     device=str(device))
+
+
+def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "mse",
+             optimizer: str = "adam", lr: float | None = None, steps: int = 1000,
+             p0: Mapping[str, float] | None = None, seed: int = 0, ftol: float = 1e-12,
+             gtol: float = 1e-10, time_limit: float | None = None,
+             callback: Callable[[StepRecord], bool] | None = None, schedule: str = "constant",
+             delta: float = 1.0, divergence: float = 1e4, dtype="float64", device="cpu",
+             inputs=None, **options) -> FitRun:
+    """Fit ``model`` to ``(x, y)``, one ``StepRecord`` per step; see ``fit`` for arguments."""
+    cfg = _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
+                  schedule, delta, divergence, dtype, device, options)
+    problem = prepare(model, x, y, sigma, loss=loss, delta=delta, dtype=DTYPE[cfg.dtype],
+                      device=device, inputs=inputs)
+    if problem.model.n_params == 0:
+        raise InputError(f"model {problem.model.spec!r} has no parameters to fit",
+                         expected="at least one free name besides the inputs")
+    start_values(problem.model, cfg.p0_dict, problem.x, seed)   # refuse bad p0 now
+    return FitRun(problem, cfg, callback)
+
+
+def fit(model: "str | Callable | Model", x, y, **kwargs) -> FitResult:
+    """Fit ``model`` to data ``x``, ``y`` and return a ``FitResult``.
+
+    ``model``: an expression (``"a*x^2 + b*x + c"``), ``poly:K``, ``relu:K``, ``mlp:H1,H2``,
+    a Python function ``f(x, a, b, ...)`` or a ``Model``. ``x``: ``(n,)`` or ``(n, d)``;
+    ``y``: ``(n,)``; ``sigma``: per-point uncertainties (weights ``1/sigma``).
+    ``loss``: mae, mse, rmse, huber (``delta``). ``optimizer``: gd, momentum, sgd, adam,
+    adamw, rmsprop, lbfgs; ``lr`` (None: the optimizer's default), ``schedule``, and the
+    optimizer's options (``accumulate_grad``, ``momentum``, ``nesterov``, ``batch_size``...).
+    ``steps``, ``ftol``, ``gtol``, ``time_limit``, ``callback``: when to stop.
+    ``p0``: starting values by name; ``seed``: random starts and batches.
+    ``dtype`` ("float64"), ``device`` ("cpu", "cuda").
+
+        >>> import numpy as np
+        >>> x = np.linspace(0, 1, 50); y = 2 * x + 1
+        >>> r = fit("a*x + b", x, y, optimizer="lbfgs", steps=50)
+        >>> round(r.params["a"], 6), round(r.params["b"], 6)
+        (2.0, 1.0)
+    """
+    run = iter_fit(model, x, y, **kwargs)
+    for _ in run:
+        pass
+    return run.result
+
+
+def loss_and_grad(model, x, y, params: Mapping[str, float], *, sigma=None, loss: str = "mse",
+                  delta: float = 1.0, inputs=None) -> tuple[float, dict[str, float]]:
+    """The lesson's "by hand" step: the loss and its gradient at the given parameters.
+
+        >>> from gradfit.data import lesson_data
+        >>> d = lesson_data()
+        >>> value, grad = loss_and_grad("a*x^2+b*x+c", d.x, d.y, {"a": 1.1, "b": 1.1, "c": 1.1},
+        ...                             loss="mae")
+        >>> round(value, 4), [round(g, 4) for g in grad.values()]
+        (2.4219, [-1.3529, -0.0316, -0.5])
+    """
+    problem = prepare(model, x, y, sigma, loss=loss, delta=delta, inputs=inputs)
+    names = problem.model.param_names
+    missing = [n for n in names if n not in params]
+    extra = [n for n in params if n not in names]
+    if missing or extra:
+        raise InputError("the parameters do not match the model",
+                         expected="values for " + ", ".join(names),
+                         given=", ".join(params) or "none")
+    theta = torch.tensor([float(params[n]) for n in names], dtype=torch.float64, requires_grad=True)
+    value = problem.objective(theta)
+    value.backward()
+    return value.item(), dict(zip(names, theta.grad.tolist()))
+
+
+__all__ = ["fit", "iter_fit", "loss_and_grad", "prepare", "FitRun", "FitError"]

@@ -1,0 +1,326 @@
+"""Models: functions of inputs ``x`` and named parameters, evaluated for many parameter sets at once.
+
+Every model has ``param_names`` (what users see), ``input_names`` and a call
+``model(x, p)`` where ``x`` has shape ``(n,)`` or ``(n, d)`` and ``p`` has shape
+``(..., P)``; the result has shape ``(..., n)``. So one call evaluates a whole grid of
+parameter sets (a loss landscape, a learning-rate sweep, many fits)::
+
+    >>> import torch
+    >>> m = make_model("a*x^2 + b*x + c")
+    >>> m.param_names
+    ('a', 'b', 'c')
+    >>> x = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    >>> m(x, torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)).tolist()
+    [1.0, 6.0, 17.0]
+    >>> m(x, torch.ones(4, 3, dtype=torch.float64)).shape
+    torch.Size([4, 3])
+
+``MODELS`` maps the names of the built-in families (``poly:K``, ``relu:K``,
+``mlp:H1,H2[:activation]``) to factories; anything else is read as an expression.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from .errors import InputError
+from .expr import parse_expression
+
+
+class Model:
+    """Base of all models. Subclasses set ``param_names``, ``input_names``, ``spec``
+    and implement ``__call__(x, p)``; ``initial`` gives the default start."""
+
+    param_names: tuple[str, ...] = ()
+    input_names: tuple[str, ...] = ("x",)
+    spec: str = ""
+
+    @property
+    def n_params(self) -> int:
+        return len(self.param_names)
+
+    def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def initial(self, x: torch.Tensor | None = None, seed: int = 0) -> dict[str, float]:
+        """Starting values by name (1.0 unless the model knows better)."""
+        return {name: 1.0 for name in self.param_names}
+
+    def columns(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The inputs as a list of ``(n,)`` tensors, one per input name."""
+        if x.ndim == 1:
+            cols = [x]
+        else:
+            cols = list(x.unbind(-1))
+        if len(cols) != len(self.input_names):
+            raise InputError(f"model {self.spec!r} needs {len(self.input_names)} input(s)",
+                             expected=", ".join(self.input_names),
+                             given=f"{len(cols)} input column(s)")
+        return cols
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+
+def _split(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(..., P)`` -> P tensors shaped ``(..., 1)``, which broadcast against ``(n,)``."""
+    return p.unsqueeze(-1).unbind(-2)
+
+
+def _broadcast(out: torch.Tensor, p: torch.Tensor, n: int) -> torch.Tensor:
+    shape = p.shape[:-1] + (n,)
+    return out if out.shape == shape else out.expand(shape)
+
+
+class ExpressionModel(Model):
+    """A model written as text, e.g. ``a*x^2 + b*x + c``: every free name that is not an
+    input is a parameter (starting at 1.0), in order of first appearance."""
+
+    def __init__(self, text: str, inputs: Sequence[str] = ("x",)):
+        self.expression = parse_expression(text, inputs=tuple(inputs))
+        self.spec = text
+        self.input_names = tuple(inputs)
+        self.param_names = self.expression.params
+
+    def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        env = dict(zip(self.input_names, self.columns(x)))
+        env.update(zip(self.param_names, _split(p)))
+        return _broadcast(self.expression(env), p, x.shape[0])
+
+
+class CallableModel(Model):
+    """A Python function. Two conventions are read from its signature:
+
+    - scipy's ``curve_fit``: ``f(x, a, b, c)``, the input first;
+    - the lesson's: ``quad(a, b, c, x)``, the input named ``x`` (or an input name) anywhere.
+
+    Parameter names come from the signature, starting values from its defaults (else 1.0).
+    The function is called with torch tensors: parameters shaped ``(..., 1)`` and the input
+    ``(n,)``, so ordinary arithmetic and ``torch`` functions evaluate a batch at once.
+    """
+
+    def __init__(self, fn: Callable, inputs: Sequence[str] = ("x",)):
+        self.fn = fn
+        self.input_names = tuple(inputs)
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError) as exc:
+            raise InputError("cannot read the function's parameters",
+                             expected="a Python function f(x, a, b, ...)", given=repr(fn)) from exc
+        args = [q for q in sig.parameters.values()
+                if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)]
+        if len(args) < 2:
+            raise InputError("a model function needs an input and at least one parameter",
+                             expected="f(x, a, b, ...)", given=f"{getattr(fn, '__name__', fn)}{sig}")
+        names = [q.name for q in args]
+        named_input = [i for i, nm in enumerate(names) if nm in self.input_names or nm == "x"]
+        self._x_at = named_input[0] if named_input else 0
+        params = [q for i, q in enumerate(args) if i != self._x_at]
+        self.param_names = tuple(q.name for q in params)
+        self._defaults = {q.name: float(q.default) for q in params
+                          if q.default is not q.empty and isinstance(q.default, (int, float))}
+        self.spec = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "function")
+
+    def initial(self, x=None, seed=0):
+        return {name: self._defaults.get(name, 1.0) for name in self.param_names}
+
+    def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        args = list(_split(p))
+        args.insert(self._x_at, x)
+        out = self.fn(*args)
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(out, dtype=p.dtype, device=p.device)
+        return _broadcast(out, p, x.shape[0])
+
+
+class PolynomialModel(Model):
+    """``poly:K``: ``c0 + c1*x + ... + cK*x^K`` (Horner's rule), starting at 1.0."""
+
+    def __init__(self, degree: int, inputs: Sequence[str] = ("x",)):
+        if len(inputs) != 1:
+            raise InputError("poly:K takes one input column", expected="one x column",
+                             given=", ".join(inputs))
+        self.degree, self.input_names = degree, tuple(inputs)
+        self.param_names = tuple(f"c{k}" for k in range(degree + 1))
+        self.spec = f"poly:{degree}"
+
+    def __call__(self, x, p):
+        (x,) = self.columns(x)
+        coef = _split(p)
+        out = coef[-1]
+        for c in reversed(coef[:-1]):
+            out = out * x + c
+        return _broadcast(out, p, x.shape[0])
+
+
+class ReLUSumModel(Model):
+    """``relu:K``: ``sum_i relu(m_i * x + b_i) + c``, the lesson's double ReLU generalised.
+
+    With several inputs each unit has one slope per input (``m{i}_{input}``). Starts are
+    random but seeded: slopes from N(0, 1), kinks spread uniformly over the data's range.
+    """
+
+    def __init__(self, units: int, inputs: Sequence[str] = ("x",)):
+        self.units, self.input_names = units, tuple(inputs)
+        d = len(self.input_names)
+        names = []
+        for i in range(1, units + 1):
+            names += [f"m{i}"] if d == 1 else [f"m{i}_{nm}" for nm in self.input_names]
+            names.append(f"b{i}")
+        self.param_names = tuple(names) + ("c",)
+        self.spec = f"relu:{units}"
+
+    def _unpack(self, p):
+        d, k = len(self.input_names), self.units
+        units = p[..., :-1].unflatten(-1, (k, d + 1))
+        return units[..., :d], units[..., d], p[..., -1:]   # (...,K,d), (...,K), (...,1)
+
+    def parts(self, x, p):
+        """Each unit's contribution, shape ``(..., K, n)``."""
+        cols = torch.stack(self.columns(x), -1)                    # (n, d)
+        m, b, _ = self._unpack(p)
+        return torch.relu(m @ cols.transpose(0, 1) + b.unsqueeze(-1))
+
+    def __call__(self, x, p):
+        _, _, c = self._unpack(p)
+        return self.parts(x, p).sum(-2) + c
+
+    def initial(self, x=None, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        d = len(self.input_names)
+        lo, hi = (-1.0, 1.0)
+        if x is not None and x.numel():
+            lo, hi = float(x.min()), float(x.max())
+        values = {}
+        for i in range(1, self.units + 1):
+            slopes = torch.randn(d, generator=gen, dtype=torch.float64)
+            kink = lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
+            names = [f"m{i}"] if d == 1 else [f"m{i}_{nm}" for nm in self.input_names]
+            values.update({nm: float(s) for nm, s in zip(names, slopes)})
+            values[f"b{i}"] = -float(slopes.sum()) * kink
+        values["c"] = 0.0
+        return values
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+    "gelu": torch.nn.functional.gelu, "silu": torch.nn.functional.silu,
+    "softplus": torch.nn.functional.softplus, "identity": lambda t: t,
+}
+
+
+class MLPModel(Model):
+    """``mlp:H1,H2[:activation]``: a small fully connected network for any number of inputs.
+
+    Layer ``l`` maps ``h -> act(h @ W_l.T + b_l)``; the last layer is linear with one output.
+    Parameters are named ``l{l}.w{out}_{in}`` and ``l{l}.b{out}``; starts follow torch's
+    ``nn.Linear`` (uniform in +-1/sqrt(fan_in)), seeded.
+    """
+
+    def __init__(self, hidden: Sequence[int], activation: str = "relu",
+                 inputs: Sequence[str] = ("x",)):
+        if activation not in ACTIVATIONS:
+            raise InputError(f"unknown activation {activation!r}",
+                             expected="one of " + ", ".join(ACTIVATIONS))
+        self.hidden, self.activation = tuple(hidden), activation
+        self.input_names = tuple(inputs)
+        sizes = (len(self.input_names),) + self.hidden + (1,)
+        self.layers = list(zip(sizes[:-1], sizes[1:]))             # (fan_in, fan_out)
+        names = []
+        for l, (fi, fo) in enumerate(self.layers, 1):
+            names += [f"l{l}.w{o}_{i}" for o in range(fo) for i in range(fi)]
+            names += [f"l{l}.b{o}" for o in range(fo)]
+        self.param_names = tuple(names)
+        self.spec = "mlp:" + ",".join(map(str, self.hidden)) + \
+            ("" if activation == "relu" else f":{activation}")
+
+    def __call__(self, x, p):
+        h = torch.stack(self.columns(x), -1)                       # (n, d)
+        act, at = ACTIVATIONS[self.activation], 0
+        for l, (fi, fo) in enumerate(self.layers):
+            w = p[..., at:at + fi * fo].unflatten(-1, (fo, fi))
+            b = p[..., at + fi * fo: at + fi * fo + fo]
+            at += fi * fo + fo
+            h = h @ w.transpose(-1, -2) + b.unsqueeze(-2)          # (..., n, fo)
+            if l < len(self.layers) - 1:
+                h = act(h)
+        return h.squeeze(-1)
+
+    def initial(self, x=None, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        values = []
+        for fi, fo in self.layers:
+            bound = 1.0 / math.sqrt(fi)
+            values += ((torch.rand(fi * fo + fo, generator=gen, dtype=torch.float64) * 2 - 1) * bound).tolist()
+        return dict(zip(self.param_names, values))
+
+
+def _int_arg(spec: str, arg: str, what: str) -> int:
+    try:
+        k = int(arg)
+    except ValueError:
+        k = -1
+    if k < 0 or k > 10_000:
+        raise InputError(f"bad model {spec!r}", expected=f"{what} as a whole number 0..10000",
+                         given=arg)
+    return k
+
+
+def _poly(spec, arg, inputs):
+    return PolynomialModel(_int_arg(spec, arg, "poly:K with the degree K"), inputs)
+
+
+def _relu(spec, arg, inputs):
+    k = _int_arg(spec, arg, "relu:K with the number of units K")
+    if k < 1:
+        raise InputError(f"bad model {spec!r}", expected="at least one ReLU unit", given=arg)
+    return ReLUSumModel(k, inputs)
+
+
+def _mlp(spec, arg, inputs):
+    sizes, _, activation = arg.partition(":")
+    hidden = [_int_arg(spec, s.strip(), "mlp:H1,H2 with layer sizes") for s in sizes.split(",")]
+    if any(h < 1 for h in hidden):
+        raise InputError(f"bad model {spec!r}", expected="layer sizes of at least 1", given=sizes)
+    return MLPModel(hidden, activation or "relu", inputs)
+
+
+MODELS: dict[str, Callable[[str, str, Sequence[str]], Model]] = {
+    "poly": _poly,
+    "relu": _relu,
+    "mlp": _mlp,
+}
+
+
+def make_model(model: "str | Callable | Model", inputs: Sequence[str] = ("x",)) -> Model:
+    """A model from a spec: a ``Model``, a Python function, ``family:args`` from ``MODELS``,
+    or an expression."""
+    if isinstance(model, Model):
+        return model
+    if callable(model):
+        return CallableModel(model, inputs)
+    if not isinstance(model, str):
+        raise InputError("bad model", expected="an expression, poly:K, relu:K, mlp:H1,H2, "
+                         "a Python function or a Model", given=repr(model))
+    family, colon, arg = model.strip().partition(":")
+    if colon and family.strip() in MODELS:
+        return MODELS[family.strip()](model, arg.strip(), tuple(inputs))
+    return ExpressionModel(model, inputs)
+
+
+def start_values(model: Model, p0: Mapping[str, float] | None = None,
+                 x: torch.Tensor | None = None, seed: int = 0) -> dict[str, float]:
+    """The model's default start, overridden by ``p0``; unknown names are refused."""
+    values = model.initial(x, seed)
+    for name, value in (p0 or {}).items():
+        if name not in values:
+            raise InputError(f"p0 names an unknown parameter {name!r}",
+                             expected="one of " + ", ".join(model.param_names[:20]))
+        if not math.isfinite(float(value)):
+            raise InputError(f"p0 value of {name!r} is not finite", expected="a finite number",
+                             given=value)
+        values[name] = float(value)
+    return values

@@ -1,0 +1,201 @@
+"""Optimizers by name, each giving a *stepper* that the fit loop drives one step at a time.
+
+A stepper holds the parameters ``theta`` (a flat tensor ``(P,)``) and has ``step()``,
+which computes the loss and its gradient at the current ``theta``, returns them as
+``(loss, grad_norm)`` and then moves ``theta``. So record ``i`` of a fit describes the
+point the step started from, as the lesson prints it.
+
+- ``gd``       the lesson's update ``theta <- theta - lr * grad``. The gradient is zeroed
+               each step unless ``accumulate_grad=True``: then, as in the lesson's own
+               loop, ``grad`` is the sum of every gradient so far.
+- ``momentum`` full-batch gradient descent with momentum (``torch.optim.SGD``, 0.9).
+- ``sgd``      mini-batch SGD (``batch_size``, default 32; ``momentum``, ``nesterov``).
+- ``adam``, ``adamw``, ``rmsprop``, ``lbfgs`` (strong Wolfe line search): ``torch.optim``.
+
+Learning-rate schedules (``SCHEDULES``): constant, step, cosine, onecycle, from
+``torch.optim.lr_scheduler``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .errors import InputError
+from .problem import Problem
+
+
+class GD(torch.optim.Optimizer):
+    """Plain gradient descent, the lesson's ``abc -= abc.grad * lr``."""
+
+    def __init__(self, params, lr: float):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(p.grad * group["lr"])
+
+
+class GradientStepper:
+    """Drives a ``torch.optim`` optimizer on a problem's objective."""
+
+    def __init__(self, problem: Problem, theta: torch.Tensor, optimizer: torch.optim.Optimizer,
+                 scheduler=None, accumulate: bool = False, batch_size: int | None = None,
+                 seed: int = 0, closure: bool = False):
+        self.problem, self.theta, self.opt, self.scheduler = problem, theta, optimizer, scheduler
+        self.accumulate, self.closure = accumulate, closure
+        self.batch_size = batch_size if batch_size and batch_size < problem.n else None
+        self._gen = torch.Generator(device=theta.device).manual_seed(seed)
+        self._order, self._at = None, 0
+
+    def _batch(self):
+        """Rows of the next mini-batch: a fresh seeded permutation each epoch."""
+        if self.batch_size is None:
+            return None
+        if self._order is None or self._at + self.batch_size > self.problem.n:
+            self._order = torch.randperm(self.problem.n, generator=self._gen,
+                                         device=self.theta.device)
+            self._at = 0
+        idx = self._order[self._at:self._at + self.batch_size]
+        self._at += self.batch_size
+        return idx
+
+    def step(self) -> tuple[float, float]:
+        theta = self.theta
+        if self.closure:
+            first = []
+
+            def closure():
+                theta.grad = None
+                loss = self.problem.objective(theta)
+                loss.backward()
+                if not first:
+                    first.append((loss.item(), torch.linalg.vector_norm(theta.grad).item()))
+                return loss
+
+            self.opt.step(closure)
+            loss, gnorm = first[0]
+        else:
+            if not self.accumulate:
+                theta.grad = None
+            loss_t = self.problem.objective(theta, self._batch())
+            loss_t.backward()
+            loss, gnorm = loss_t.item(), torch.linalg.vector_norm(theta.grad).item()
+            if math.isfinite(loss):
+                self.opt.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss, gnorm
+
+
+def _schedule_constant(opt, lr, steps):
+    return None
+
+
+def _schedule_step(opt, lr, steps):
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, steps // 3), gamma=0.1)
+
+
+def _schedule_cosine(opt, lr, steps):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+
+
+def _schedule_onecycle(opt, lr, steps):
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, steps + 1))
+
+
+SCHEDULES: dict[str, Callable] = {
+    "constant": _schedule_constant,
+    "step": _schedule_step,        # lr x 0.1 after each third of the run
+    "cosine": _schedule_cosine,    # cosine decay to 0 over the run
+    "onecycle": _schedule_onecycle,  # warm up to lr, then anneal (fastai's fit_one_cycle)
+}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A registry entry: how to build the stepper, its default learning rate, its options."""
+
+    name: str
+    description: str
+    default_lr: float
+    make: Callable[..., torch.optim.Optimizer]
+    options: dict = field(default_factory=dict)    # option -> default
+    closure: bool = False
+    minibatch: bool = False
+
+
+def _gd(params, lr, o):
+    return GD(params, lr)
+
+
+def _momentum(params, lr, o):
+    return torch.optim.SGD(params, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"])
+
+
+def _adam(params, lr, o):
+    return torch.optim.Adam(params, lr=lr, weight_decay=o["weight_decay"])
+
+
+def _adamw(params, lr, o):
+    return torch.optim.AdamW(params, lr=lr, weight_decay=o["weight_decay"])
+
+
+def _rmsprop(params, lr, o):
+    return torch.optim.RMSprop(params, lr=lr, momentum=o["momentum"])
+
+
+def _lbfgs(params, lr, o):
+    return torch.optim.LBFGS(params, lr=lr, max_iter=o["max_iter"], history_size=o["history_size"],
+                             line_search_fn="strong_wolfe")
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in [
+    OptimizerSpec("gd", "gradient descent, the lesson's update", 0.01, _gd,
+                  {"accumulate_grad": False}),
+    OptimizerSpec("momentum", "gradient descent with momentum", 0.01, _momentum,
+                  {"momentum": 0.9, "nesterov": False}),
+    OptimizerSpec("sgd", "mini-batch stochastic gradient descent", 0.01, _momentum,
+                  {"momentum": 0.0, "nesterov": False, "batch_size": 32}, minibatch=True),
+    OptimizerSpec("adam", "Adam", 0.05, _adam, {"weight_decay": 0.0}),
+    OptimizerSpec("adamw", "Adam with decoupled weight decay", 0.05, _adamw, {"weight_decay": 0.01}),
+    OptimizerSpec("rmsprop", "RMSprop", 0.01, _rmsprop, {"momentum": 0.0}),
+    OptimizerSpec("lbfgs", "L-BFGS with a strong Wolfe line search", 1.0, _lbfgs,
+                  {"max_iter": 1, "history_size": 20}, closure=True),
+]}
+
+
+def get_optimizer(name: str) -> OptimizerSpec:
+    if name not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {name!r}", expected="one of " + ", ".join(OPTIMIZERS))
+    return OPTIMIZERS[name]
+
+
+def resolve_options(spec: OptimizerSpec, options: dict) -> dict:
+    """The spec's defaults updated by ``options``; an option it does not take is refused."""
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        takes = ", ".join(spec.options) or "no options"
+        raise InputError(f"optimizer {spec.name!r} does not take {', '.join(unknown)}",
+                         expected=takes)
+    return {**spec.options, **options}
+
+
+def make_stepper(name: str, problem: Problem, theta: torch.Tensor, *, lr: float, steps: int,
+                 schedule: str = "constant", seed: int = 0, **options):
+    """The stepper for optimizer ``name`` on ``problem``, starting from ``theta`` (a leaf)."""
+    spec = get_optimizer(name)
+    o = resolve_options(spec, options)
+    if schedule not in SCHEDULES:
+        raise InputError(f"unknown schedule {schedule!r}", expected="one of " + ", ".join(SCHEDULES))
+    opt = spec.make([theta], lr, o)
+    scheduler = SCHEDULES[schedule](opt, lr, steps)
+    return GradientStepper(problem, theta, opt, scheduler,
+                           accumulate=bool(o.get("accumulate_grad", False)),
+                           batch_size=o.get("batch_size") if spec.minibatch else None,
+                           seed=seed, closure=spec.closure)

@@ -1,0 +1,189 @@
+"""What a fit emits and what it ends with: ``StepRecord`` per step, ``FitResult`` at the end.
+
+Uncertainty for least-squares fits follows ``scipy.optimize.curve_fit``: with ``J`` the
+Jacobian of the weighted residuals ``r = (f(x, p) - y) / sigma`` at the optimum,
+
+    pcov = inv(J^T J) * s^2,   s^2 = sum(r^2) / (n - P)   (s^2 = 1 if absolute_sigma)
+
+and the standard errors are ``sqrt(diag(pcov))``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One step of a fit: the point ``theta`` it started from, the loss there and the norm
+    of the gradient used (for ``gd`` with ``accumulate_grad``, the accumulated one)."""
+
+    step: int
+    loss: float
+    grad_norm: float
+    theta: torch.Tensor          # (P,), a copy
+    names: tuple[str, ...]
+    lr: float
+
+    @property
+    def params(self) -> dict[str, float]:
+        return dict(zip(self.names, self.theta.tolist()))
+
+
+# stop reasons: code -> (converged?, text)
+REASONS: dict[str, tuple[bool, str]] = {
+    "ftol": (True, "the loss stopped changing (relative change below ftol)"),
+    "gtol": (True, "the gradient vanished (norm below gtol)"),
+    "xtol": (True, "the parameters stopped changing (relative step below xtol)"),
+    "max_steps": (False, "reached the step limit"),
+    "time_limit": (False, "reached the time limit"),
+    "callback": (False, "stopped by the callback"),
+    "diverged": (False, "diverged"),
+    "failed": (False, "failed"),
+}
+
+
+@dataclass
+class FitResult:
+    """The outcome of a fit.
+
+    ``params``: name -> value at the end. ``loss``: the loss there (on all the data).
+    ``history[i]``, ``trajectory[i]``: loss and parameters at the start of step ``i``, and
+    at the end for ``i == steps``. ``grad_norms[i]``: the gradient norm of step ``i``.
+    ``converged``/``reason``/``message``: why it stopped. ``stderr``/``covariance``: for
+    squared-error losses (else None), as curve_fit's ``sqrt(diag(pcov))`` and ``pcov``.
+    ``r2``, ``rmse``: on the unweighted data. ``wall_time`` in seconds.
+    """
+
+    params: dict[str, float]
+    loss: float
+    loss_name: str
+    model: str
+    optimizer: str
+    lr: float
+    steps: int
+    converged: bool
+    reason: str
+    message: str
+    history: np.ndarray
+    trajectory: np.ndarray
+    grad_norms: np.ndarray
+    wall_time: float
+    n_points: int
+    stderr: dict[str, float] | None = None
+    covariance: np.ndarray | None = None
+    r2: float | None = None
+    rmse: float | None = None
+    start: dict[str, float] = field(default_factory=dict)
+    model_object: Any = field(default=None, repr=False)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(self.params)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason not in ("diverged", "failed")
+
+    def predict(self, x) -> np.ndarray:
+        """The fitted curve at ``x`` (array-like shaped like the data's x)."""
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        theta = torch.tensor(list(self.params.values()), dtype=torch.float64)
+        with torch.no_grad():
+            return self.model_object(xt, theta).numpy()
+
+    def to_dict(self, history: bool = True) -> dict:
+        """A JSON-ready dict; ``history=False`` leaves out the per-step arrays."""
+        d = {
+            "params": self.params, "loss": self.loss, "loss_name": self.loss_name,
+            "model": self.model, "optimizer": self.optimizer, "lr": self.lr,
+            "steps": self.steps, "converged": self.converged, "reason": self.reason,
+            "message": self.message, "stderr": self.stderr,
+            "covariance": None if self.covariance is None else self.covariance.tolist(),
+            "r2": self.r2, "rmse": self.rmse, "n_points": self.n_points,
+            "wall_time": self.wall_time, "start": self.start,
+        }
+        if history:
+            d["history"] = self.history.tolist()
+            d["grad_norms"] = self.grad_norms.tolist()
+            d["trajectory"] = self.trajectory.tolist()
+        return _finite_or_none(d)
+
+    def to_json(self, history: bool = True, **kw) -> str:
+        return json.dumps(self.to_dict(history), **kw)
+
+    def report(self) -> str:
+        """A readable text report."""
+        width = max([len(n) for n in self.params] + [5])
+        lines = [f"model      {self.model}",
+                 f"loss       {self.loss_name} = {self.loss:.6g}   ({self.n_points} points)",
+                 f"optimizer  {self.optimizer}, lr={self.lr:g}, {self.steps} steps, "
+                 f"{self.wall_time:.3g} s",
+                 f"stopped    {self.message}", ""]
+        head = f"  {'param':<{width}}  {'value':>14}"
+        if self.stderr is not None:
+            head += f"  {'std error':>12}  {'rel':>7}"
+        lines.append(head)
+        for name, value in list(self.params.items())[:50]:
+            row = f"  {name:<{width}}  {value:>14.8g}"
+            if self.stderr is not None:
+                se = self.stderr[name]
+                rel = f"{abs(se / value):7.1%}" if value else "      -"
+                row += f"  {se:>12.4g}  {rel}"
+            lines.append(row)
+        if len(self.params) > 50:
+            lines.append(f"  ... {len(self.params) - 50} more parameters")
+        if self.r2 is not None:
+            lines += ["", f"R^2 = {self.r2:.6g}   RMSE = {self.rmse:.6g}"]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+def _finite_or_none(obj):
+    """JSON has no NaN or inf: they become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: bool = False):
+    """``pcov`` as curve_fit computes it, or None when it is undefined (n <= P, lost rank).
+
+    ``residual_fn(theta) -> (n,)`` weighted residuals.
+    """
+    theta = theta.detach()
+    r = residual_fn(theta).detach()
+    n, p = r.shape[0], theta.shape[0]
+    if n <= p or p == 0 or p > 2000:
+        return None
+    jac = torch.func.jacfwd(residual_fn)(theta) if p <= n else torch.func.jacrev(residual_fn)(theta)
+    if not torch.isfinite(jac).all():
+        return None
+    # SVD as scipy does, dropping singular values below its threshold
+    _, s, vt = torch.linalg.svd(jac, full_matrices=False)
+    threshold = torch.finfo(jac.dtype).eps * max(jac.shape) * s[0]
+    if s[-1] <= threshold:
+        return None
+    pcov = (vt.T / s.square()) @ vt
+    if not absolute_sigma:
+        pcov = pcov * (r.square().sum() / (n - p))
+    return pcov.cpu().numpy()
+
+
+def goodness(pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """R^2 and RMSE of predictions against the (unweighted) data."""
+    res = (pred - y).square().sum().item()
+    tot = (y - y.mean()).square().sum().item()
+    r2 = 1.0 - res / tot if tot > 0 else float("nan")
+    return r2, math.sqrt(res / y.shape[0])
