@@ -115,6 +115,9 @@ class FitRun:
             record = StepRecord(step, loss, gnorm, traj[step].clone(), names, lr)
             yield record
             step += 1
+            if stepper.stop is not None:
+                reason, detail = stepper.stop
+                break
             if gnorm <= cfg.gtol:
                 reason, detail = "gtol", f"the gradient norm {gnorm:.3g} fell below gtol={cfg.gtol:g}"
                 break

@@ -3,7 +3,9 @@
 A stepper holds the parameters ``theta`` (a flat tensor ``(P,)``) and has ``step()``,
 which computes the loss and its gradient at the current ``theta``, returns them as
 ``(loss, grad_norm)`` and then moves ``theta``. So record ``i`` of a fit describes the
-point the step started from, as the lesson prints it.
+point the step started from, as the lesson prints it. A stepper that knows when it is
+done (a least-squares method) sets ``stop = (reason, text)`` after a step; the fit loop
+then ends with that reason (a key of ``result.REASONS``).
 
 - ``gd``       the lesson's update ``theta <- theta - lr * grad``. The gradient is zeroed
                each step unless ``accumulate_grad=True``: then, as in the lesson's own
@@ -43,6 +45,8 @@ class GD(torch.optim.Optimizer):
 
 class GradientStepper:
     """Drives a ``torch.optim`` optimizer on a problem's objective."""
+
+    stop = None
 
     def __init__(self, problem: Problem, theta: torch.Tensor, optimizer: torch.optim.Optimizer,
                  scheduler=None, accumulate: bool = False, batch_size: int | None = None,
@@ -128,6 +132,9 @@ class OptimizerSpec:
     options: dict = field(default_factory=dict)    # option -> default
     closure: bool = False
     minibatch: bool = False
+    # a stepper of its own instead of a torch.optim optimizer (e.g. Levenberg-Marquardt):
+    # stepper(problem, theta, lr=, steps=, seed=, options=) -> object with step() and ``stop``
+    stepper: Callable | None = None
 
 
 def _gd(params, lr, o):
@@ -193,6 +200,8 @@ def make_stepper(name: str, problem: Problem, theta: torch.Tensor, *, lr: float,
     o = resolve_options(spec, options)
     if schedule not in SCHEDULES:
         raise InputError(f"unknown schedule {schedule!r}", expected="one of " + ", ".join(SCHEDULES))
+    if spec.stepper is not None:
+        return spec.stepper(problem, theta, lr=lr, steps=steps, seed=seed, options=o)
     opt = spec.make([theta], lr, o)
     scheduler = SCHEDULES[schedule](opt, lr, steps)
     return GradientStepper(problem, theta, opt, scheduler,
