@@ -8,7 +8,7 @@ reach into the loop::
     >>> run = iter_fit("a*x^2 + b*x + c", d.x, d.y, loss="mae", optimizer="gd", lr=0.01,
     ...                steps=3, p0={"a": 1.1, "b": 1.1, "c": 1.1})
     >>> [round(r.loss, 4) for r in run]
-    [2.4219, 2.3988, 2.3758]
+    [2.4219, 2.401, 2.3802]
     >>> run.result.steps
     3
 

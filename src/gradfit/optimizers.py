@@ -12,7 +12,8 @@ then ends with that reason (a key of ``result.REASONS``).
                loop, ``grad`` is the sum of every gradient so far.
 - ``momentum`` full-batch gradient descent with momentum (``torch.optim.SGD``, 0.9).
 - ``sgd``      mini-batch SGD (``batch_size``, default 32; ``momentum``, ``nesterov``).
-- ``adam``, ``adamw``, ``rmsprop``, ``lbfgs`` (strong Wolfe line search): ``torch.optim``.
+- ``adam``, ``adamw``, ``rmsprop``, ``lbfgs`` (strong Wolfe line search; one step is up to
+  ``max_iter`` L-BFGS iterations): ``torch.optim``.
 
 Learning-rate schedules (``SCHEDULES``): constant, step, cosine, onecycle, from
 ``torch.optim.lr_scheduler``.
@@ -159,6 +160,7 @@ def _rmsprop(params, lr, o):
 
 def _lbfgs(params, lr, o):
     return torch.optim.LBFGS(params, lr=lr, max_iter=o["max_iter"], history_size=o["history_size"],
+                             tolerance_grad=1e-12, tolerance_change=1e-15,
                              line_search_fn="strong_wolfe")
 
 
@@ -173,7 +175,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in [
     OptimizerSpec("adamw", "Adam with decoupled weight decay", 0.05, _adamw, {"weight_decay": 0.01}),
     OptimizerSpec("rmsprop", "RMSprop", 0.01, _rmsprop, {"momentum": 0.0}),
     OptimizerSpec("lbfgs", "L-BFGS with a strong Wolfe line search", 1.0, _lbfgs,
-                  {"max_iter": 1, "history_size": 20}, closure=True),
+                  {"max_iter": 20, "history_size": 20}, closure=True),
 ]}
 
 

@@ -92,7 +92,7 @@ class FitResult:
 
     def predict(self, x) -> np.ndarray:
         """The fitted curve at ``x`` (array-like shaped like the data's x)."""
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        xt = torch.tensor(np.array(x, dtype=np.float64))
         theta = torch.tensor(list(self.params.values()), dtype=torch.float64)
         with torch.no_grad():
             return self.model_object(xt, theta).numpy()

@@ -1,0 +1,403 @@
+"""Data for gradfit: the lesson's noisy quadratic, synthetic data, and CSV files.
+
+Every loader returns a :class:`Dataset` of float64 numpy arrays; bad data raises
+:class:`~gradfit.errors.DataError` naming the file, row and column.
+
+The lesson's recipe (fast.ai lesson 3), reproduced bit for bit::
+
+    np.random.seed(42)
+    x = torch.linspace(-2, 2, steps=n)[:, None]          # float32
+    y = add_noise(f(x), 0.15, 1.5)                       # f(x) = 3x²+2x+1, in float32
+    # add_noise(v, mult, add) = v*(1+normal(scale=mult)) + normal(scale=add), float64
+
+    >>> d = lesson_data()
+    >>> d.n, d.x_names, d.name
+    (20, ('x',), 'lesson')
+    >>> [round(float(v), 4) for v in d.y[:3]]
+    [11.869, 6.5433, 5.9396]
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from gradfit.errors import DataError
+
+_DROP_HINT = "a finite number (or drop such rows with --drop-nan / drop_nan=True)"
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Points to fit: ``x`` (n,) or (n, d), ``y`` (n,), optional ``sigma`` (n,), all float64.
+
+    The arrays are copied and made read-only. ``dropped`` counts rows left out because
+    of missing or non-finite values (``load_csv(..., drop_nan=True)``).
+
+    >>> d = Dataset(x=[0, 1, 2], y=[1, 3, 5], sigma=None, x_names=("x",))
+    >>> d.n, d.n_inputs, d.to_dict()["y"]
+    (3, 1, [1.0, 3.0, 5.0])
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    sigma: np.ndarray | None
+    x_names: tuple[str, ...]
+    y_name: str = "y"
+    name: str = ""
+    dropped: int = 0
+
+    def __post_init__(self):
+        x, y = _frozen(self.x), _frozen(self.y)
+        sigma = None if self.sigma is None else _frozen(self.sigma)
+        names = (self.x_names,) if isinstance(self.x_names, str) else tuple(self.x_names)
+        arrays, d = [a for a in (x, y, sigma) if a is not None], x.shape[-1] if x.ndim == 2 else 1
+        problem = ("x and y do not match" if y.ndim != 1 or x.ndim not in (1, 2) or len(x) != len(y)
+                   else "sigma does not match y" if sigma is not None and sigma.shape != y.shape
+                   else "x_names does not match x" if len(names) != d
+                   else "non-finite values" if not all(np.isfinite(a).all() for a in arrays)
+                   else "sigma has values <= 0" if sigma is not None and not (sigma > 0).all()
+                   else None)
+        if problem:
+            raise DataError(problem, expected="finite x of shape (n,) or (n, d) with d x_names, "
+                            "y and optional sigma > 0 of shape (n,)", where=self.name or None,
+                            given=f"x {x.shape}, y {y.shape}, {len(names)} x_names")
+        for field, value in (("x", x), ("y", y), ("sigma", sigma), ("x_names", names)):
+            object.__setattr__(self, field, value)
+
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return len(self.y)
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of input columns: 1 when ``x`` has shape (n,)."""
+        return 1 if self.x.ndim == 1 else self.x.shape[1]
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict (plain lists and numbers)."""
+        return {"name": self.name, "x_names": list(self.x_names), "y_name": self.y_name,
+                "n": self.n, "n_inputs": self.n_inputs, "dropped": self.dropped,
+                "x": self.x.tolist(), "y": self.y.tolist(),
+                "sigma": None if self.sigma is None else self.sigma.tolist()}
+
+
+def _lesson_f(x):
+    return 3*x**2 + 2*x + 1
+
+
+def lesson_data(n: int = 20) -> Dataset:
+    """The lesson's data: ``3x²+2x+1`` on ``torch.linspace(-2, 2, n)`` (float32), with
+    15% multiplicative and 1.5 additive normal noise from ``np.random.seed(42)``.
+
+    ``x`` holds the float32 grid cast to float64; ``y`` equals the lesson's float64 ``y``.
+
+    >>> d = lesson_data(5)
+    >>> d.x.tolist()
+    [-2.0, -1.0, 0.0, 1.0, 2.0]
+    """
+    data = synthetic(_lesson_f, n=n, x_range=(-2.0, 2.0), mult=0.15, add=1.5, seed=42)
+    return Dataset(data.x, data.y, None, ("x",), name="lesson")
+
+
+def _check_number(value, label: str, *, minimum: float | None = None, top=None) -> float:
+    kinds = (int, np.integer) if top else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
+            or (minimum is not None and value < minimum) or (top and value > top):
+        what = "an integer" if top else "a finite number"
+        what += "" if minimum is None else f" >= {minimum:g}" + (f" and <= {top}" if top else "")
+        raise DataError(f"bad {label}", expected=what, given=value)
+    return int(value) if top else float(value)
+
+
+def synthetic(f: Callable | str, *, n: int = 20, x_range: tuple[float, float] = (-2.0, 2.0),
+              mult: float = 0.15, add: float = 1.5, seed: int = 42) -> Dataset:
+    """Noisy samples of ``f`` by the lesson's recipe, from a private ``RandomState(seed)``.
+
+    ``x = torch.linspace(lo, hi, n)`` in float32; ``f`` is evaluated on that float32
+    tensor (shape (n,)); then ``y = f(x)*(1 + N(0, mult)) + N(0, add)`` in float64, the
+    multiplicative draw first. ``f`` is a callable on tensors or a text expression in
+    ``x`` with no free parameters. The global numpy random state is left alone.
+
+    >>> def line(x): return 2*x + 1
+    >>> d = synthetic(line, n=3, x_range=(0, 1), mult=0, add=0)
+    >>> d.x.tolist(), d.y.tolist(), d.name
+    ([0.0, 0.5, 1.0], [1.0, 2.0, 3.0], 'synthetic: line')
+    """
+    n = _check_number(n, "number of points n", minimum=1, top=10**9)
+    try:
+        lo, hi = x_range
+    except (TypeError, ValueError):
+        raise DataError("bad x_range", expected="two numbers (lo, hi)", given=x_range) from None
+    lo, hi = _check_number(lo, "x_range start"), _check_number(hi, "x_range end")
+    if not lo < hi:
+        raise DataError("bad x_range", expected="lo < hi", given=x_range)
+    mult = _check_number(mult, "mult (multiplicative noise scale)", minimum=0)
+    add = _check_number(add, "add (additive noise scale)", minimum=0)
+    seed = _check_number(seed, "seed", minimum=0, top=2**32 - 1)
+    if isinstance(f, str):
+        from gradfit.expr import parse_expression
+        expr = parse_expression(f, inputs=("x",))
+        if expr.params:
+            raise DataError(f"the expression has free parameters: {', '.join(expr.params)}",
+                            expected="an expression in x with numbers only, e.g. '3*x^2+2*x+1'",
+                            given=f)
+        func, name = (lambda t: expr({"x": t})), f"synthetic: {f}"
+    elif callable(f):
+        func, name = f, f"synthetic: {getattr(f, '__name__', type(f).__name__)}"
+    else:
+        raise DataError("bad function f", expected="a callable or a text expression in x",
+                        given=repr(f))
+
+    xt = torch.linspace(lo, hi, steps=n, dtype=torch.float32)
+    with torch.no_grad():
+        out = func(xt)
+    fx = np.asarray(out.detach().cpu() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
+    if fx.size == 1:
+        fx = np.full(n, fx.item())
+    elif fx.size == n:
+        fx = fx.reshape(n)
+    else:
+        raise DataError("f returned the wrong shape", expected=f"{n} values (one per x)",
+                        given=fx.shape, where=name)
+    bad = ~np.isfinite(fx)
+    if bad.any():
+        raise DataError(f"f is not finite at x = {float(xt[bad.argmax()]):g}",
+                        expected="finite values over x_range", where=name)
+    rs = np.random.RandomState(seed)          # = np.random.seed(seed), but private
+    noise_mult = rs.normal(scale=mult, size=n)  # drawn first, as in the lesson
+    y = fx * (1 + noise_mult) + rs.normal(scale=add, size=n)
+    return Dataset(xt.numpy().astype(np.float64), y, None, ("x",), name=name)
+
+
+def _read_text(path: Path) -> str:
+    where, expected = str(path), "a CSV text file with a header row"
+    if not path.exists():
+        raise DataError("file not found", expected=expected, where=where)
+    if path.is_dir():
+        raise DataError("this is a directory, not a file", expected=expected, where=where)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read the file ({e.strerror or e})", expected=expected,
+                        where=where) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        row = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text (bad byte at row {row})",
+                        expected="a CSV text file encoded as UTF-8", where=where) from None
+    if "\x00" in text:
+        raise DataError("not a text file (it contains NUL bytes)", expected=expected, where=where)
+    return text
+
+
+def _column_names(spec, what: str, where: str) -> list[str] | None:
+    """Column names from ``"a"``, ``"a,b"`` (x only) or a list of names (x only)."""
+    if spec is None:
+        return None
+    many = what == "x"
+    if isinstance(spec, str):
+        names = [s.strip() for s in (spec.split(",") if many else [spec])]
+    elif many and isinstance(spec, Sequence) and all(isinstance(s, str) for s in spec):
+        names = [s.strip() for s in spec]
+    else:
+        raise DataError(f"bad {what} column", given=spec, where=where,
+                        expected="a column name" + (", 'a,b' or a list of names" if many else ""))
+    if not names or "" in names:
+        raise DataError(f"empty column name in {what}", expected="column names",
+                        given=spec, where=where)
+    for i, s in enumerate(names):
+        if s in names[:i]:
+            raise DataError(f"column {s!r} is listed twice in {what}",
+                            expected="each column once", where=where)
+    return names
+
+
+def _choose_columns(header, x, y, sigma, where):
+    xs = _column_names(x, "x", where)
+    y, sigma = [(_column_names(c, w, where) or [None])[0] for c, w in ((y, "y"), (sigma, "sigma"))]
+    for name in (xs or []) + [c for c in (y, sigma) if c is not None]:
+        if name not in header:
+            raise DataError(f"no column named {name!r}", expected="one of the columns "
+                            + ", ".join(map(repr, header)), where=where)
+    if len(header) < 2:
+        raise DataError(f"only one column ({header[0]!r})",
+                        expected="at least two columns, one for x and one for y", where=where)
+    if xs is None:
+        xs = [c for c in header if c not in (y, sigma)][:1]
+    if y is None:
+        free = [c for c in header if c not in xs and c != sigma]
+        if not free:
+            raise DataError("no column left for y", expected="a y column that is not an x "
+                            "or sigma column (name it with y=...)", where=where)
+        y = free[-1]
+    if not xs:
+        raise DataError("no column left for x", expected="an x column that is not the y "
+                        "or sigma column", where=where)
+    if y in xs:
+        raise DataError(f"column {y!r} is used as both x and y",
+                        expected="a y column that is not one of the x columns", where=where)
+    if sigma is not None and (sigma in xs or sigma == y):
+        role = "y" if sigma == y else "x"
+        raise DataError(f"column {sigma!r} is used as both {role} and sigma",
+                        expected="a sigma column of its own", where=where)
+    return xs, y, sigma
+
+
+def load_csv(path: str | Path, *, x: str | Sequence[str] | None = None, y: str | None = None,
+             sigma: str | None = None, drop_nan: bool = False) -> Dataset:
+    """Load a CSV file with a header row into a :class:`Dataset`.
+
+    Defaults: ``x`` is the first column (not ``y``/``sigma``), ``y`` the last column not
+    among ``x`` and ``sigma``. ``x`` may be ``"x1,x2"`` or a list (then ``x`` has shape
+    (n, d)). ``sigma`` names a column of per-point uncertainties (finite, > 0). The
+    delimiter (``,`` ``;`` or tab) is read off the header; names and cells are stripped;
+    a UTF-8 BOM is allowed; blank lines are skipped. Empty cells are missing values:
+    like NaN and inf in a used column they are an error, or with ``drop_nan=True`` their
+    rows are dropped and counted in ``dropped``. Rows are numbered as lines in an editor
+    (the header is row 1). Unused columns may hold anything.
+    """
+    path = Path(path)
+    where, text = str(path), _read_text(path)
+    if not text.strip():
+        raise DataError("empty file", expected="a header row and at least one data row",
+                        where=where)
+    first = next(line for line in text.splitlines() if line.strip())
+    delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
+    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter,
+                        skipinitialspace=True)
+    header, rows = None, []
+    try:
+        for cells in reader:
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            if header is None:
+                header, header_row = [c.strip() for c in cells], reader.line_num
+            else:
+                rows.append((reader.line_num, cells))
+    except csv.Error as e:
+        raise DataError(f"cannot parse the CSV ({e})", expected="well-formed CSV",
+                        where=f"{where}, row {reader.line_num}") from None
+    for i, name in enumerate(header):
+        if not name:
+            raise DataError(f"column {i + 1} has no name", expected="a name for every column",
+                            where=f"{where}, row {header_row}")
+        if name in header[:i]:
+            raise DataError(f"duplicate column name {name!r} (columns {header.index(name) + 1} "
+                            f"and {i + 1})", expected="distinct column names",
+                            where=f"{where}, row {header_row}")
+    xs, y, sigma = _choose_columns(header, x, y, sigma, where)
+    if not rows:
+        raise DataError("no data rows under the header",
+                        expected="at least one row of numbers after the header", where=where)
+    used = xs + [y] + ([sigma] if sigma is not None else [])
+    index = [header.index(c) for c in used]
+    values, dropped = [], 0
+    for row, cells in rows:
+        here = f"{where}, row {row}"
+        if len(cells) != len(header):
+            k = len(cells)
+            raise DataError(f"this row has {k} cell{'s' * (k != 1)} but the header has "
+                            f"{len(header)} columns", expected=f"{len(header)} cells, one per "
+                            "column", where=here)
+        nums, bad = [], None
+        for name, i in zip(used, index):
+            cell = cells[i].strip()
+            try:
+                v = float(cell) if cell else math.nan
+            except ValueError:
+                hint = " with '.' as the decimal point" if "," in cell else ""
+                raise DataError("not a number", expected=f"a number{hint} (an empty cell "
+                                "is a missing value)", given=cell,
+                                where=f"{here}, column {name!r}") from None
+            if bad is None and not math.isfinite(v):
+                bad = (name, cell)
+            nums.append(v)
+        if bad is not None:
+            if drop_nan:
+                dropped += 1
+                continue
+            name, cell = bad
+            raise DataError("missing value" if not cell else "not a finite number",
+                            expected=_DROP_HINT, given=cell or None,
+                            where=f"{here}, column {name!r}")
+        if sigma is not None and not nums[-1] > 0:
+            raise DataError("uncertainty must be positive", expected="a number > 0",
+                            given=cells[index[-1]].strip(), where=f"{here}, column {sigma!r}")
+        values.append(nums)
+    if not values:
+        raise DataError(f"no rows left after dropping {dropped} with missing or non-finite "
+                        "values", expected="at least one row with finite values in columns "
+                        + ", ".join(map(repr, used)), where=where)
+    a = np.array(values, dtype=np.float64)
+    d = len(xs)
+    return Dataset(x=a[:, 0] if d == 1 else a[:, :d], y=a[:, d],
+                   sigma=a[:, d + 1] if sigma is not None else None, x_names=tuple(xs),
+                   y_name=y, name=where, dropped=dropped)
+
+
+def check_enough_points(data: Dataset, n_params: int) -> None:
+    """Raise DataError when there are fewer points than parameters.
+
+    >>> check_enough_points(lesson_data(), 3)
+    >>> check_enough_points(lesson_data(2), 3)
+    Traceback (most recent call last):
+    ...
+    gradfit.errors.DataError: lesson: 2 points but 3 parameters: need at least 3 points
+    """
+    if data.n < n_params:
+        p, q = "s" * (data.n != 1), "s" * (n_params != 1)
+        raise DataError(f"{data.n} point{p} but {n_params} parameter{q}: need at least "
+                        f"{n_params} points", where=data.name or None)
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {"lesson": lesson_data}
+
+
+def load_data(spec: str, **csv_options) -> Dataset:
+    """A built-in dataset by name (see ``DATASETS``), else ``load_csv(spec, **csv_options)``.
+
+    Built-in names win over files of the same name (write ``./lesson`` for such a file);
+    CSV options other than None/False are refused for a built-in dataset.
+
+    >>> load_data("lesson").name
+    'lesson'
+    """
+    spec = str(spec)
+    if spec in DATASETS:
+        given = sorted(k for k, v in csv_options.items() if v is not None and v is not False)
+        if given:
+            raise DataError(f"options {', '.join(given)} apply only to CSV files",
+                            expected=f"no CSV options for the built-in dataset {spec!r}")
+        return DATASETS[spec]()
+    if not Path(spec).exists():
+        raise DataError(f"no built-in dataset or file named {spec!r}",
+                        expected="a built-in dataset (" + ", ".join(DATASETS)
+                        + ") or the path of a CSV file")
+    return load_csv(spec, **csv_options)
+
+
+def as_tensors(data: Dataset, dtype: torch.dtype = torch.float64, device="cpu"
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(x, y, sigma)`` as new tensors (``sigma`` None when the data has none).
+
+    >>> x, y, s = as_tensors(lesson_data(), dtype=torch.float32)
+    >>> x.shape, y.dtype, s
+    (torch.Size([20]), torch.float32, None)
+    """
+    def t(a):
+        return None if a is None else torch.tensor(a, dtype=dtype, device=device)
+    return t(data.x), t(data.y), t(data.sigma)

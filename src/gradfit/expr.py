@@ -1,0 +1,392 @@
+"""Text expressions to torch functions, through a whitelist over Python's ``ast``.
+
+The text is read with ``ast.parse(..., mode="eval")`` and checked node by node; it is
+never evaluated by Python. The grammar, and nothing else::
+
+    expr   := expr ('+' | '-') expr | expr ('*' | '/') expr | expr ('**' | '^') expr
+            | ('+' | '-') expr | '(' expr ')' | number | name | call
+    number := a literal such as 2, 0.5, 1e-3 (every number becomes a float)
+    name   := an input (``x`` by default), a constant (``pi``, ``e``), else a parameter
+    call   := sin cos tan exp log sqrt abs tanh sigmoid relu arctan atan '(' expr ')'
+            | min max '(' expr ',' expr {',' expr} ')'
+
+``^`` is power, like ``**``; precedence is Python's, so ``-x^2`` is ``-(x^2)``. Names may
+not start with ``_``. Parameters are listed in order of first appearance. The text is
+compiled once into a tree of small closures that call torch, so it runs fast, keeps
+autograd and works under ``torch.func`` (vmap, jacrev).
+
+>>> f = parse_expression("a*x^2 + b")
+>>> f.params, f.used_inputs
+(('a', 'b'), ('x',))
+>>> f({"x": torch.tensor([1.0, 2.0]), "a": torch.tensor(2.0), "b": torch.tensor(1.0)})
+tensor([3., 9.])
+>>> parse_expression("a*x + foo(x)")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+gradfit.errors.ExpressionError: unknown function 'foo' at column 7: expected one of ...
+"""
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from gradfit.errors import ExpressionError
+
+FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp,
+    "log": torch.log, "sqrt": torch.sqrt, "abs": torch.abs, "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid, "relu": torch.relu, "arctan": torch.atan, "atan": torch.atan,
+    "min": torch.minimum, "max": torch.maximum,
+}
+"""Functions an expression may call; each takes 1 argument unless named in VARIADIC."""
+VARIADIC = frozenset({"min", "max"})  # 2 or more arguments, folded pairwise
+CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
+MAX_LENGTH = 2000   # characters of text
+MAX_DEPTH = 60      # nesting of the ast (a chain like a+b-c+... counts once), and of brackets
+MAX_NAMES = 200     # distinct parameters
+
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.Pow: operator.pow}
+_GROUP = {ast.Add: 0, ast.Sub: 0, ast.Mult: 1, ast.Div: 1}   # chains flattened into one node
+_OP_TEXT = {ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.LShift: "<<",
+            ast.RShift: ">>", ast.BitOr: "|", ast.BitAnd: "&", ast.BitXor: "^",
+            ast.Invert: "~", ast.Not: "not"}
+_CONSTRUCTS = {
+    ast.Subscript: "subscript ('[...]')", ast.Slice: "slice", ast.Lambda: "lambda",
+    ast.ListComp: "comprehension", ast.SetComp: "comprehension",
+    ast.DictComp: "comprehension", ast.GeneratorExp: "comprehension",
+    ast.Compare: "comparison", ast.BoolOp: "boolean operator ('and', 'or')",
+    ast.IfExp: "conditional expression ('if ... else')", ast.Starred: "starred argument ('*')",
+    ast.NamedExpr: "assignment expression (':=')", ast.List: "list ('[...]')",
+    ast.Tuple: "tuple", ast.Set: "set ('{...}')", ast.Dict: "dict ('{...}')",
+    ast.JoinedStr: "string", ast.Await: "'await'", ast.Yield: "'yield'",
+    ast.YieldFrom: "'yield'",
+}
+_Item = Any   # a float (a constant) or a closure (vals, consts) -> Tensor
+
+
+class _Compiler:
+    """Checks the text and compiles it; one use per Expression."""
+
+    def __init__(self, text: str, inputs: tuple[str, ...]):
+        self.text, self.inputs = text, inputs
+        self.names: dict[str, int] = {}     # params -> byte offset of first use
+        self.used: set[str] = set()
+        self.consts: list[float] = []
+
+    def error(self, problem: str, at: int | None = None, expected: str | None = None):
+        """An ExpressionError; ``at`` is a byte offset in the translated text."""
+        column = None
+        if at is not None:
+            chars = len(self.tb[:max(at, 0)].decode("utf-8", "ignore"))
+            column = self.pos[min(chars, len(self.pos) - 1)] + 1
+        return ExpressionError(problem, text=self.text, column=column, expected=expected)
+
+    def run(self) -> Callable:
+        text = self.text
+        if not isinstance(text, str):
+            raise ExpressionError("expression is not text", expected="a string")
+        if len(text) > MAX_LENGTH:
+            raise ExpressionError(f"expression too long ({len(text)} characters)", text=text,
+                                  expected=f"at most {MAX_LENGTH} characters")
+        self.scan()
+        if not self.src.strip():
+            raise ExpressionError("empty expression", text=text,
+                                  expected="a formula such as 'a*x + b'")
+        tree = self.parse()
+        self.check_tree(tree)
+        return self.as_fn(self.build(tree.body))
+
+    def scan(self) -> None:
+        """Refuse odd characters and deep brackets; translate ``^`` to ``**``, line breaks
+        to spaces and drop leading space, keeping a map back to the original columns."""
+        parts, pos, depth, run = [], [], 0, 0
+        for i, ch in enumerate(self.text):
+            o, problem, expected = ord(ch), None, None
+            if o == 0:
+                problem = "null byte in expression"
+            elif (o < 32 and ch not in "\t\n\r") or o == 127 or 0xD800 <= o <= 0xDFFF:
+                problem = f"invalid character U+{o:04X}"
+            elif ch == "#":
+                problem = "comment ('#') is not allowed"
+            depth = depth + 1 if ch in "([{" else max(depth - 1, 0) if ch in ")]}" else depth
+            run = run + 1 if ch in "+-~" else run if ch in " \t\r\n" else 0
+            if depth > MAX_DEPTH or run > MAX_DEPTH:
+                problem, expected = "expression nested too deeply", f"at most {MAX_DEPTH} levels"
+            if problem:
+                raise ExpressionError(problem, text=self.text, column=i + 1, expected=expected)
+            if not parts and ch in " \t\r\n":
+                continue
+            parts.append("**" if ch == "^" else " " if ch in "\r\n" else ch)
+            pos.extend((i, i) if ch == "^" else (i,))
+        self.pos = pos + [len(self.text)]
+        self.src = "".join(parts)
+        self.tb = self.src.encode("utf-8")
+
+    def parse(self) -> ast.Expression:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return ast.parse(self.src, mode="eval")
+            except SyntaxError as exc:
+                err = exc
+            except (RecursionError, MemoryError, ValueError, OverflowError):
+                raise ExpressionError("expression too complex to parse", text=self.text,
+                                      expected=f"at most {MAX_DEPTH} levels") from None
+            try:    # statements parse in exec mode: say which
+                body = ast.parse(self.src, mode="exec").body
+            except Exception:
+                body = []
+        if len(body) > 1:
+            raise self.error(f"only one expression is allowed, found {len(body)}",
+                             body[1].col_offset)
+        if body and not isinstance(body[0], ast.Expr):
+            kind = type(body[0]).__name__.lower().replace("importfrom", "import")
+            kind = "assignment" if "assign" in kind else kind
+            raise self.error(f"'{kind}' statement is not allowed", body[0].col_offset)
+        msg = (err.msg or "").split(".")[0]
+        if not err.offset or err.offset < 1:    # Python's mark for the end of the text
+            msg = "unexpected end of expression" if msg == "invalid syntax" else msg
+        problem = "invalid syntax" + ("" if msg in ("", "invalid syntax") else f" ({msg})")
+        chars = len(self.src) if not err.offset or err.offset < 1 else err.offset - 1
+        chars = min(chars, len(self.src))
+        raise self.error(problem, len(self.src[:chars].encode("utf-8"))) from None
+
+    def check_tree(self, tree: ast.Expression) -> None:
+        """Depth (without recursion, so any tree is safe) and unknown functions."""
+        stack = [(tree.body, 1, 0)]
+        while stack:
+            node, depth, at = stack.pop()
+            at = getattr(node, "col_offset", at)
+            if depth > MAX_DEPTH and isinstance(node, ast.expr):
+                raise self.error("expression nested too deeply", at,
+                                 expected=f"at most {MAX_DEPTH} levels")
+            for child in ast.iter_child_nodes(node):
+                chain = (isinstance(node, ast.BinOp) and child is node.left
+                         and isinstance(child, ast.BinOp)
+                         and _GROUP.get(type(child.op), -1) == _GROUP.get(type(node.op), -2))
+                stack.append((child, depth if chain else depth + 1, at))
+        unknown = [n.func for n in ast.walk(tree) if isinstance(n, ast.Call)
+                   and isinstance(n.func, ast.Name) and n.func.id not in FUNCTIONS]
+        if unknown:
+            first = min(unknown, key=lambda n: n.col_offset)
+            raise self.error(f"unknown function '{first.id}'", first.col_offset,
+                             expected="one of " + ", ".join(FUNCTIONS))
+
+    def as_fn(self, item: _Item) -> Callable:
+        if callable(item):
+            return item
+        index = len(self.consts)
+        self.consts.append(item)
+        return lambda v, c: c[index]
+
+    def build(self, node: ast.AST) -> _Item:
+        if isinstance(node, ast.Constant):
+            return self.number(node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+            item = self.build(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return item
+            return -item if isinstance(item, float) else (lambda v, c: -item(v, c))
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return self.binop(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.BinOp):
+            sym = _OP_TEXT.get(type(node.op), "?")
+            at = self.tb.find(sym.encode(), node.left.end_col_offset)
+            raise self.error(f"operator '{sym}' is not allowed", at)
+        if isinstance(node, ast.UnaryOp):
+            raise self.error(f"operator '{_OP_TEXT.get(type(node.op), '?')}' is not allowed",
+                             node.col_offset)
+        if isinstance(node, ast.Attribute):
+            at = self.tb.find(b".", node.value.end_col_offset)
+            raise self.error(f"attribute access '.{node.attr}' is not allowed", at)
+        what = _CONSTRUCTS.get(type(node), f"'{type(node).__name__}'")
+        raise self.error(f"{what} is not allowed", getattr(node, "col_offset", 0))
+
+    def number(self, node: ast.Constant) -> float:
+        value = node.value
+        if isinstance(value, (str, bytes)):
+            raise self.error("string is not allowed", node.col_offset, expected="a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            what = "complex number" if isinstance(value, complex) else f"'{value!r}'"
+            raise self.error(f"{what} is not allowed", node.col_offset, expected="a number")
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        if math.isinf(value):
+            raise self.error("number too large", node.col_offset,
+                             expected="a number below 1.8e308")
+        return value
+
+    def name(self, node: ast.Name) -> _Item:
+        name = node.id
+        if name in self.inputs:
+            self.used.add(name)
+        elif name in CONSTANTS:
+            return float(CONSTANTS[name])
+        elif name in FUNCTIONS:
+            raise self.error(f"'{name}' is a function, not a value", node.col_offset,
+                             expected=f"a call such as {name}(x)")
+        elif name.startswith("_"):
+            raise self.error(f"name '{name}' is not allowed", node.col_offset,
+                             expected="a name not starting with '_'")
+        else:
+            self.names.setdefault(name, node.col_offset)
+            if len(self.names) > MAX_NAMES:
+                raise self.error("too many parameters", node.col_offset,
+                                 expected=f"at most {MAX_NAMES}")
+        return lambda v, c: v[name]
+
+    def binop(self, node: ast.BinOp) -> _Item:
+        group, steps = _GROUP.get(type(node.op)), []
+        while (group is not None and isinstance(node, ast.BinOp)
+               and _GROUP.get(type(node.op)) == group):
+            steps.append((_BINOPS[type(node.op)], node.right))
+            node = node.left
+        if not steps:   # power, right-associative: no chain
+            return self.pair(operator.pow, self.build(node.left), self.build(node.right))
+        head = self.build(node)
+        steps = [(op, self.build(right)) for op, right in reversed(steps)]
+        if len(steps) == 1:
+            return self.pair(steps[0][0], head, steps[0][1])
+        if isinstance(head, float) and isinstance(steps[0][1], float):
+            head = self.as_fn(head)     # so that no step is float-with-float in Python
+        first = head if callable(head) else (lambda v, c: head)
+        ops = tuple((op, item, not callable(item)) for op, item in steps)
+
+        def chain(v, c):
+            r = first(v, c)
+            for op, item, const in ops:
+                r = op(r, item if const else item(v, c))
+            return r
+        return chain
+
+    def pair(self, op: Callable, a: _Item, b: _Item) -> Callable:
+        """``op(a, b)``; a float side stays a Python scalar (torch takes it), not both."""
+        if not callable(a) and not callable(b):
+            a = self.as_fn(a)
+        if not callable(a):
+            return lambda v, c: op(a, b(v, c))
+        if not callable(b):
+            return lambda v, c: op(a(v, c), b)
+        return lambda v, c: op(a(v, c), b(v, c))
+
+    def call(self, node: ast.Call) -> Callable:
+        if not isinstance(node.func, ast.Name):
+            raise self.error("call of something other than a function name is not allowed",
+                             node.col_offset, expected="a call such as sin(x)")
+        name, at = node.func.id, node.func.col_offset
+        if node.keywords:
+            kw = node.keywords[0]
+            what = f"keyword argument '{kw.arg}='" if kw.arg else "'**' argument"
+            raise self.error(f"{what} is not allowed", kw.col_offset)
+        n = len(node.args)
+        if name in VARIADIC and n < 2:
+            raise self.error(f"function '{name}' takes 2 or more arguments, got {n}", at)
+        if name not in VARIADIC and n != 1:
+            raise self.error(f"function '{name}' takes 1 argument, got {n}", at)
+        fn = FUNCTIONS[name]
+        args = [self.as_fn(self.build(arg)) for arg in node.args]
+        if n == 1:
+            a = args[0]
+            return lambda v, c: fn(a(v, c))
+        a, rest = args[0], args[1:]
+
+        def fold(v, c):
+            r = a(v, c)
+            for b in rest:
+                r = fn(r, b(v, c))
+            return r
+        return fold
+
+
+@dataclass(frozen=True, repr=False)
+class Expression:
+    """A checked, compiled expression; call it with a mapping of names to tensors.
+
+    ``params`` are the free names in order of first appearance; ``used_inputs`` the
+    inputs that appear, in the order of ``inputs``. Tensors broadcast: x of shape (n,)
+    and params of shape (k, 1) give (k, n). Numbers take the dtype and device of the
+    tensors given. The result is always a tensor (0-d for a constant expression).
+    """
+
+    text: str
+    inputs: tuple[str, ...] = ("x",)
+    params: tuple[str, ...] = field(init=False)
+    used_inputs: tuple[str, ...] = field(init=False)
+    _root: Callable = field(init=False, compare=False)
+    _names: tuple[str, ...] = field(init=False, compare=False)
+    _consts: tuple[float, ...] = field(init=False, compare=False)
+    _cache: dict = field(init=False, compare=False)
+
+    def __post_init__(self):
+        inputs = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)
+        if not all(isinstance(name, str) for name in inputs):
+            raise ExpressionError("bad input names", expected="strings")
+        inputs = tuple(dict.fromkeys(inputs))
+        compiler = _Compiler(self.text, inputs)
+        root = compiler.run()
+        params = tuple(sorted(compiler.names, key=compiler.names.__getitem__))
+        used = tuple(name for name in inputs if name in compiler.used)
+        for key, value in (("inputs", inputs), ("params", params), ("used_inputs", used),
+                           ("_root", root), ("_names", used + params),
+                           ("_consts", tuple(compiler.consts)), ("_cache", {})):
+            object.__setattr__(self, key, value)
+
+    def __repr__(self) -> str:
+        extra = "" if self.inputs == ("x",) else f", inputs={self.inputs!r}"
+        return f"Expression({self.text!r}{extra})"
+
+    def __reduce__(self):
+        return (Expression, (self.text, self.inputs))
+
+    def __call__(self, env: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        vals, ref, convert = {}, None, False
+        for name in self._names:
+            try:
+                value = env[name]
+            except KeyError:
+                raise ExpressionError(f"no value given for '{name}'", text=self.text,
+                                      expected="values for " + ", ".join(self._names)) from None
+            vals[name] = value
+            if isinstance(value, torch.Tensor):
+                ref = value if ref is None else ref
+            else:
+                convert = True
+        if ref is None and not self._names:
+            ref = next((v for v in env.values() if isinstance(v, torch.Tensor)), None)
+        floating = ref is not None and (ref.is_floating_point() or ref.is_complex())
+        dtype = ref.dtype if floating else torch.get_default_dtype()
+        device = ref.device if ref is not None else None
+        if convert:
+            vals = {k: t if isinstance(t, torch.Tensor) else
+                    torch.as_tensor(t, dtype=dtype, device=device) for k, t in vals.items()}
+        consts = self._cache.get((dtype, device)) if self._consts else ()
+        if consts is None:
+            consts = tuple(torch.tensor(v, dtype=dtype, device=device) for v in self._consts)
+            if not torch.is_inference_mode_enabled():   # inference tensors break autograd
+                self._cache[(dtype, device)] = consts
+        return self._root(vals, consts)
+
+
+def parse_expression(text: str, inputs: Sequence[str] = ("x",)) -> Expression:
+    """Check and compile ``text``; names in ``inputs`` are inputs, other free names
+    parameters. Raises ExpressionError (with a 1-based column of ``text``) for anything
+    outside the grammar of this module.
+
+    >>> e = parse_expression("max(x1, x2) * k", inputs=("x1", "x2"))
+    >>> e.params, e.used_inputs
+    (('k',), ('x1', 'x2'))
+    """
+    return Expression(text, inputs)

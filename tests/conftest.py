@@ -1,0 +1,32 @@
+import importlib.util
+import warnings
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+LESSON_LOOP = SHARED / "lesson" / "lesson_loop.py"
+
+
+@pytest.fixture(scope="session")
+def lesson_module():
+    """The lesson's own code, the oracle for its numbers."""
+    if not LESSON_LOOP.exists():
+        pytest.skip(f"the lesson's code is not at {LESSON_LOOP}")
+    spec = importlib.util.spec_from_file_location("lesson_loop", LESSON_LOOP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def lesson():
+    from gradfit.data import lesson_data
+    return lesson_data()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_numpy_deprecations():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        yield

@@ -1,0 +1,230 @@
+"""The fit loop against oracles: closed-form least squares, the lesson's own loop, scipy's
+curve_fit covariance, finite differences."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import curve_fit
+
+import gradfit
+from gradfit import fit, iter_fit, loss_and_grad
+from gradfit.errors import InputError
+from gradfit.optimizers import OPTIMIZERS
+
+QUAD = "a*x^2 + b*x + c"
+GUESS = {"a": 1.1, "b": 1.1, "c": 1.1}
+
+
+def lstsq_poly(x, y, degree, w=None):
+    A = np.vander(x, degree + 1, increasing=True)
+    if w is not None:
+        A, y = A * w[:, None], y * w
+    return np.linalg.lstsq(A, y, rcond=None)[0]
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3])
+def test_polynomial_mse_fit_equals_closed_form_least_squares(lesson, degree):
+    r = fit(f"poly:{degree}", lesson.x, lesson.y, loss="mse", optimizer="lbfgs", steps=300)
+    np.testing.assert_allclose(list(r.params.values()), lstsq_poly(lesson.x, lesson.y, degree),
+                               rtol=1e-6, atol=1e-9)
+    assert r.converged
+
+
+def test_expression_quadratic_equals_least_squares_with_adam(lesson):
+    r = fit(QUAD, lesson.x, lesson.y, loss="mse", optimizer="adam", lr=0.05, steps=6000,
+            ftol=0, gtol=1e-9)
+    c0, c1, c2 = lstsq_poly(lesson.x, lesson.y, 2)
+    np.testing.assert_allclose([r.params["a"], r.params["b"], r.params["c"]], [c2, c1, c0],
+                               rtol=1e-6)
+
+
+def test_weighted_fit_equals_weighted_least_squares():
+    rng = np.random.default_rng(1)
+    x = np.linspace(0, 3, 40)
+    sigma = rng.uniform(0.2, 2.0, 40)
+    y = 1.5 * x - 0.7 + rng.normal(0, sigma)
+    r = fit("m*x + k", x, y, sigma=sigma, optimizer="lbfgs", steps=200)
+    k, m = lstsq_poly(x, y, 1, w=1 / sigma)
+    np.testing.assert_allclose([r.params["m"], r.params["k"]], [m, k], rtol=1e-7)
+
+
+def test_lessons_loop_is_reproduced_with_accumulated_gradients(lesson, lesson_module):
+    # the lesson's own loop, run here: float32 parameters, gradients never zeroed
+    x, y = lesson_module.lesson_data()
+    abc = torch.tensor([1.1, 1.1, 1.1], requires_grad=True)
+    theirs = []
+    for _ in range(11):
+        loss = lesson_module.mae(lesson_module.quad(*abc, x), y)
+        loss.backward()
+        with torch.no_grad():
+            abc -= abc.grad * 0.01
+        theirs.append(loss.item())
+    ours = [r.loss for r in iter_fit(QUAD, lesson.x, lesson.y, loss="mae", optimizer="gd", lr=0.01,
+                                     steps=11, p0=GUESS, accumulate_grad=True, ftol=0)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    assert [f"{v:.2f}" for v in ours[1:]] == ["2.40", "2.36", "2.30", "2.21", "2.11", "1.98",
+                                             "1.85", "1.72", "1.58", "1.46"]
+
+
+def test_gd_zeroes_the_gradient_by_default(lesson):
+    run = list(iter_fit(QUAD, lesson.x, lesson.y, loss="mae", optimizer="gd", lr=0.01, steps=3,
+                        p0=GUESS))
+    # plain gd: theta1 = theta0 - lr * grad(theta0), checked by hand
+    _, g0 = loss_and_grad(QUAD, lesson.x, lesson.y, GUESS, loss="mae")
+    expected = {k: GUESS[k] - 0.01 * g0[k] for k in GUESS}
+    assert run[1].params == pytest.approx(expected, rel=1e-12)
+
+
+def test_loss_and_grad_match_the_lesson_and_finite_differences(lesson):
+    value, grad = loss_and_grad(QUAD, lesson.x, lesson.y, GUESS, loss="mae")
+    assert round(value, 4) == 2.4219
+    assert [round(g, 4) for g in grad.values()] == [-1.3529, -0.0316, -0.5]
+    for loss in ("mse", "huber", "rmse"):
+        _, grad = loss_and_grad(QUAD, lesson.x, lesson.y, GUESS, loss=loss)
+        for k in GUESS:
+            h = 1e-6
+            up = loss_and_grad(QUAD, lesson.x, lesson.y, {**GUESS, k: GUESS[k] + h}, loss=loss)[0]
+            dn = loss_and_grad(QUAD, lesson.x, lesson.y, {**GUESS, k: GUESS[k] - h}, loss=loss)[0]
+            assert grad[k] == pytest.approx((up - dn) / (2 * h), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("loss", ["mae", "mse"])
+def test_every_optimizer_lowers_the_loss_on_the_lessons_data(lesson, name, loss):
+    if loss == "mae" and name == "lm":
+        pytest.skip("lm is a least-squares method")
+    r = fit(QUAD, lesson.x, lesson.y, loss=loss, optimizer=name, steps=200, p0=GUESS, seed=0)
+    assert r.ok and math.isfinite(r.loss)
+    assert r.loss < 0.8 * r.history[0]
+
+
+def test_divergence_stops_with_the_last_finite_point_and_a_smaller_rate(lesson):
+    r = fit(QUAD, lesson.x, lesson.y, loss="mse", optimizer="gd", lr=1.0, steps=500, p0=GUESS)
+    assert r.reason == "diverged" and not r.converged and not r.ok
+    assert "smaller learning rate" in r.message and "lr=0.1" in r.message
+    assert "step" in r.message and math.isfinite(r.loss)
+    assert all(math.isfinite(v) for v in r.params.values())
+    assert r.steps < 500 and np.isfinite(r.history).all()
+    assert json.loads(r.to_json())["reason"] == "diverged"
+
+
+def test_stopping_rules(lesson):
+    stop_at = []
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="adam", steps=1000,
+            callback=lambda rec: rec.step == 4 or stop_at.append(rec.step))
+    assert r.reason == "callback" and r.steps == 5
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="lbfgs", steps=1000)
+    assert r.converged and r.reason in ("ftol", "gtol") and r.steps < 1000
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="gd", lr=1e-4, steps=10_000_000, time_limit=0.2)
+    assert r.reason == "time_limit" and not r.converged
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="gd", steps=7, ftol=0, gtol=0)
+    assert r.reason == "max_steps" and r.steps == 7
+    assert len(r.history) == 8 and r.trajectory.shape == (8, 3) and len(r.grad_norms) == 7
+
+
+def test_history_and_trajectory_are_consistent(lesson):
+    r = fit(QUAD, lesson.x, lesson.y, loss="mae", optimizer="gd", steps=20, ftol=0)
+    for i in (0, 7, 20):
+        value, _ = loss_and_grad(QUAD, lesson.x, lesson.y, dict(zip("abc", r.trajectory[i])),
+                                 loss="mae")
+        assert value == pytest.approx(r.history[i], rel=1e-12)
+    assert r.params == dict(zip("abc", r.trajectory[-1]))
+    assert r.loss == r.history[-1]
+
+
+@pytest.mark.parametrize("name,spec,options", [("sgd", QUAD, {"batch_size": 5}),
+                                                ("adam", "relu:3", {}), ("adam", "mlp:4", {})])
+def test_same_seed_same_result(lesson, name, spec, options):
+    a = fit(spec, lesson.x, lesson.y, optimizer=name, steps=50, seed=3, **options)
+    b = fit(spec, lesson.x, lesson.y, optimizer=name, steps=50, seed=3, **options)
+    c = fit(spec, lesson.x, lesson.y, optimizer=name, steps=50, seed=4, **options)
+    assert np.array_equal(a.trajectory, b.trajectory) and a.params == b.params
+    assert not np.array_equal(a.trajectory, c.trajectory)
+
+
+def test_standard_errors_match_curve_fit(lesson):
+    r = fit(QUAD, lesson.x, lesson.y, loss="mse", optimizer="lbfgs", steps=300)
+    popt, pcov = curve_fit(lambda x, a, b, c: a * x**2 + b * x + c, lesson.x, lesson.y)
+    np.testing.assert_allclose(list(r.params.values()), popt, rtol=1e-6)
+    np.testing.assert_allclose(r.covariance, pcov, rtol=1e-5, atol=1e-7 * np.abs(pcov).max())
+    np.testing.assert_allclose(list(r.stderr.values()), np.sqrt(np.diag(pcov)), rtol=1e-5)
+    pred = r.predict(lesson.x)
+    ss_res = np.sum((lesson.y - pred) ** 2)
+    assert r.r2 == pytest.approx(1 - ss_res / np.sum((lesson.y - lesson.y.mean()) ** 2), rel=1e-12)
+    assert r.rmse == pytest.approx(np.sqrt(ss_res / len(lesson.y)), rel=1e-12)
+
+
+def test_weighted_standard_errors_match_curve_fit():
+    rng = np.random.default_rng(2)
+    x = np.linspace(0, 4, 30)
+    sigma = rng.uniform(0.05, 0.3, 30)
+    y = 2.0 * np.exp(-0.8 * x) + 0.3 + rng.normal(0, sigma)
+
+    def f(x, A, k, C):
+        return A * np.exp(-k * x) + C
+    popt, pcov = curve_fit(f, x, y, p0=[1, 1, 0], sigma=sigma)
+    r = fit("A*exp(-k*x) + C", x, y, sigma=sigma, optimizer="lbfgs", steps=500,
+            p0={"A": 1, "k": 1, "C": 0})
+    np.testing.assert_allclose(list(r.params.values()), popt, rtol=1e-6)
+    np.testing.assert_allclose(list(r.stderr.values()), np.sqrt(np.diag(pcov)), rtol=1e-4)
+
+
+def test_no_standard_errors_for_mae(lesson):
+    r = fit(QUAD, lesson.x, lesson.y, loss="mae", optimizer="adam", steps=50)
+    assert r.stderr is None and r.covariance is None
+
+
+def test_curve_fit_style_function_fits_like_its_expression(lesson):
+    def quad(x, a, b, c=1.1):
+        return a * x**2 + b * x + c
+    a = fit(quad, lesson.x, lesson.y, optimizer="lbfgs", steps=200)
+    b = fit(QUAD, lesson.x, lesson.y, optimizer="lbfgs", steps=200)
+    assert a.start == {"a": 1.0, "b": 1.0, "c": 1.1}
+    np.testing.assert_allclose(list(a.params.values()), list(b.params.values()), rtol=1e-7)
+
+
+def test_several_inputs():
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, (50, 2))
+    y = 2 * X[:, 0] - 3 * X[:, 1] + 0.5
+    r = fit("p*u + q*v + k", X, y, inputs=("u", "v"), optimizer="lbfgs", steps=100)
+    assert r.params == pytest.approx({"p": 2, "q": -3, "k": 0.5}, abs=1e-6)
+
+
+def test_result_serialises_to_json_without_nan(lesson):
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="adam", steps=30)
+    d = json.loads(r.to_json())
+    for key in ("params", "loss", "steps", "converged", "reason", "stderr", "history"):
+        assert key in d
+    assert d["params"] == r.params and d["steps"] == 30
+    assert "a" in r.report() and "std error" in r.report()
+
+
+def test_float32_and_dtype_choice(lesson):
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="adam", steps=20, dtype="float32")
+    assert r.ok and math.isfinite(r.loss)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"lr": -1}, "learning rate"), ({"steps": -3}, "steps"), ({"optimizer": "newton"}, "optimizer"),
+    ({"loss": "l4"}, "loss"), ({"p0": {"zz": 1}}, "unknown parameter"),
+    ({"optimizer": "adam", "momentum": 0.9}, "does not take momentum"), ({"schedule": "saw"}, "schedule"),
+])
+def test_bad_arguments_are_refused(lesson, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        fit(QUAD, lesson.x, lesson.y, **kwargs)
+
+
+def test_mismatched_data_is_refused():
+    with pytest.raises(InputError, match="x and y do not match"):
+        fit(QUAD, np.zeros(5), np.zeros(6))
+    with pytest.raises(InputError, match="NaN"):
+        fit(QUAD, np.array([0, 1, np.nan]), np.zeros(3))
+
+
+@pytest.mark.parametrize("schedule", list(gradfit.SCHEDULES))
+def test_schedules_run_and_lower_the_loss(lesson, schedule):
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="adam", steps=100, schedule=schedule)
+    assert r.ok and r.loss < r.history[0]
