@@ -1,0 +1,158 @@
+"""The command line as a user runs it: output, JSON, exit codes, and bad input."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gradfit.cli import main
+
+LESSON_LINES = """quad_mae([1.1, 1.1, 1.1]) = 2.4219
+grad = [-1.3529, -0.0316, -0.5000]
+loss=2.40
+step=0; loss=2.40
+step=1; loss=2.36
+step=2; loss=2.30
+step=3; loss=2.21
+step=4; loss=2.11
+step=5; loss=1.98
+step=6; loss=1.85
+step=7; loss=1.72
+step=8; loss=1.58
+step=9; loss=1.46""".splitlines()
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_lesson_prints_the_lessons_numbers_in_order(capsys):
+    code, out, _ = run(capsys, "lesson")
+    assert code == 0
+    lines = out.splitlines()
+    at = [lines.index(line) for line in LESSON_LINES[:4]]
+    assert at == sorted(at)
+    block = lines[at[2]:at[2] + 13]
+    block = [lines[at[0]], lines[at[1]]] + [l for l in lines[at[2]:] if l.startswith(("loss=", "step="))][:11]
+    assert block == LESSON_LINES
+    # then the same ten steps with the gradient zeroed, and why they differ
+    zeroed = [l for l in lines if l.startswith("step=")][10:20]
+    assert len(zeroed) == 10 and zeroed[0] == "step=0; loss=2.40" and zeroed[9] != "step=9; loss=1.46"
+    assert "never zeroes the gradient" in out
+
+
+def test_fit_json_stdout_is_only_the_result(capsys):
+    code, out, err = run(capsys, "fit", "lesson", "--model", "a*x^2 + b*x + c",
+                         "--optimizer", "lbfgs", "--steps", "100", "--json", "-")
+    assert code == 0
+    d = json.loads(out)
+    for key in ("params", "loss", "steps", "converged", "reason", "stderr"):
+        assert key in d
+    assert set(d["params"]) == {"a", "b", "c"} and set(d["stderr"]) == {"a", "b", "c"}
+    c0, c1, c2 = np.polynomial.polynomial.polyfit(*_lesson_xy(), 2)
+    assert d["params"]["a"] == pytest.approx(c2, rel=1e-6)
+
+
+def _lesson_xy():
+    from gradfit.data import lesson_data
+    d = lesson_data()
+    return d.x, d.y
+
+
+def test_fit_report_and_json_file(capsys, tmp_path):
+    path = tmp_path / "r.json"
+    code, out, _ = run(capsys, "fit", "lesson", "--model", "poly:2", "--loss", "mae",
+                       "--optimizer", "gd", "--lr", "0.01", "--steps", "50", "--p0",
+                       "c0=1.1,c1=1.1,c2=1.1", "--json", str(path))
+    assert code == 0 and "c2" in out and "mae" in out
+    d = json.loads(path.read_text())
+    assert d["steps"] == 50 and len(d["history"]) == 51 and d["stderr"] is None
+
+
+def test_eval_gives_the_lessons_gradient(capsys):
+    code, out, _ = run(capsys, "eval", "lesson", "--model", "a*x^2 + b*x + c",
+                       "--params", "a=1.1,b=1.1,c=1.1", "--loss", "mae", "--json", "-")
+    d = json.loads(out)
+    assert code == 0 and round(d["loss"], 4) == 2.4219
+    assert [round(d["grad"][k], 4) for k in "abc"] == [-1.3529, -0.0316, -0.5]
+
+
+def test_csv_with_named_columns_and_sigma(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 4, 30)
+    s = np.full(30, 0.05)
+    sig = 3 * np.exp(-0.7 * t) + 0.2 + rng.normal(0, s)
+    path = tmp_path / "decay.csv"
+    path.write_text("time,signal,err\n" + "\n".join(f"{a},{b},{c}" for a, b, c in zip(t, sig, s)))
+    code, out, err = run(capsys, "fit", str(path), "--x", "time", "--y", "signal", "--sigma", "err",
+                         "--model", "A*exp(-k*time) + C", "--optimizer", "lbfgs", "--steps", "200",
+                         "--json", "-")
+    assert code == 0, err
+    p = json.loads(out)["params"]
+    assert p["A"] == pytest.approx(3, rel=0.05) and p["k"] == pytest.approx(0.7, rel=0.05)
+
+
+def test_diverged_fit_exits_1_with_advice(capsys):
+    code, out, err = run(capsys, "fit", "lesson", "--model", "a*x^2+b*x+c", "--optimizer", "gd",
+                         "--lr", "1", "--loss", "mse", "--steps", "300")
+    assert code == 1 and "diverged" in err and "smaller learning rate" in err
+
+
+def _csv(tmp_path, text, name="d.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize("make_args,message", [
+    (lambda t: ["fit", str(t / "nope.csv"), "--model", "a*x"], "nope.csv"),
+    (lambda t: ["fit", _csv(t, "x,y\n1,2\n2,3\n"), "--y", "z", "--model", "a*x"], "no column named 'z'"),
+    (lambda t: ["fit", _csv(t, "x,y\n1,2\n2,abc\n"), "--model", "a*x"], "row 3, column 'y'"),
+    (lambda t: ["fit", _csv(t, "x,y\n1,2\n2,nan\n3,4\n"), "--model", "a*x"], "--drop-nan"),
+    (lambda t: ["fit", _csv(t, ""), "--model", "a*x"], "empty file"),
+    (lambda t: ["fit", _csv(t, "x,y\n1,2\n2,3\n"), "--model", "a*x^2+b*x+c"], "2 points but 3 parameters"),
+    (lambda t: ["fit", "lesson", "--model", "a*x + foo(x)"], "unknown function 'foo' at column 7"),
+    (lambda t: ["fit", "lesson", "--model", "__import__('os').system('touch /tmp/gradfit_x')"],
+     "unknown function '__import__'"),
+    (lambda t: ["fit", "lesson", "--model", "a*x", "--p0", "a=oops"], "--p0"),
+    (lambda t: ["fit", "lesson", "--model", "a*x", "--p0", "z=1"], "unknown parameter 'z'"),
+    (lambda t: ["fit", "lesson", "--model", "a*x", "--lr", "-1"], "learning rate"),
+    (lambda t: ["fit", "lesson", "--model", "relu:-2"], "relu:K"),
+    (lambda t: ["eval", "lesson", "--model", "a*x", "--params", "b=1"], "do not match"),
+    (lambda t: ["fit", "lesson", "--model", "a*x", "--optimizer", "adam", "--momentum", "0.9"],
+     "does not take momentum"),
+])
+def test_bad_input_exits_2_with_one_clear_line(capsys, tmp_path, make_args, message):
+    code, out, err = run(capsys, *make_args(tmp_path))
+    assert code == 2
+    assert message in err and err.startswith("gradfit: error:") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_drop_nan_says_how_many(capsys, tmp_path):
+    path = _csv(tmp_path, "x,y\n1,2\n2,nan\n3,4\n4,\n5,6\n")
+    code, out, err = run(capsys, "fit", path, "--model", "a*x+b", "--drop-nan", "--optimizer",
+                         "lbfgs", "--steps", "50")
+    assert code == 0 and "dropped 2 row" in err
+
+
+def test_real_process_exit_codes_and_no_traceback(tmp_path):
+    exe = [sys.executable, "-m", "gradfit.cli"]
+    bad = subprocess.run(exe + ["fit", str(tmp_path / "missing.csv"), "--model", "a*x"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "missing.csv" in bad.stderr
+    usage = subprocess.run(exe + ["fit", "lesson"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "--model" in usage.stderr
+    ok = subprocess.run(exe + ["fit", "lesson", "--model", "poly:1", "--steps", "5", "--quiet"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout == ""
+
+
+def test_help_has_examples():
+    for cmd in ("fit", "eval", "lesson"):
+        out = subprocess.run([sys.executable, "-m", "gradfit.cli", cmd, "--help"],
+                             capture_output=True, text=True).stdout
+        assert "examples:" in out

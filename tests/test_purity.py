@@ -1,0 +1,18 @@
+"""The core imports no I/O, plots or web: it loads with matplotlib and fastapi blocked."""
+import subprocess
+import sys
+
+CORE = ["gradfit", "gradfit.expr", "gradfit.models", "gradfit.losses", "gradfit.optimizers",
+        "gradfit.fit", "gradfit.result", "gradfit.data", "gradfit.config", "gradfit.lesson"]
+
+
+def test_core_imports_with_plots_and_web_blocked():
+    code = ("import sys\n"
+            "for m in ('matplotlib', 'fastapi', 'uvicorn', 'starlette', 'tqdm'):\n"
+            "    sys.modules[m] = None\n"
+            f"import importlib\nfor m in {CORE!r}:\n    importlib.import_module(m)\n"
+            "import gradfit\nd = gradfit.lesson_data()\n"
+            "print(gradfit.fit('a*x+b', d.x, d.y, steps=3).steps)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
