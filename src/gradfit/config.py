@@ -99,7 +99,8 @@ class FitConfig:
             raise InputError("bad seed", expected="a whole number >= 0", given=self.seed)
         _number("ftol", self.ftol, positive=False)
         _number("gtol", self.gtol, positive=False)
-        _number("divergence factor", self.divergence, positive=True)
+        if self.divergence != float("inf"):       # inf: never call a growing loss diverged
+            _number("divergence factor", self.divergence, positive=True)
         if self.time_limit is not None:
             _number("time limit", self.time_limit, positive=True)
         for name, value in self.p0:

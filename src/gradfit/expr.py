@@ -79,6 +79,7 @@ class _Compiler:
         self.names: dict[str, int] = {}     # params -> byte offset of first use
         self.used: set[str] = set()
         self.consts: list[float] = []
+        self.hoisted: list[Callable] = []   # subtrees of inputs alone (x**2, sin(x)...)
 
     def error(self, problem: str, at: int | None = None, expected: str | None = None):
         """An ExpressionError; ``at`` is a byte offset in the translated text."""
@@ -187,6 +188,21 @@ class _Compiler:
         return lambda v, c: c[index]
 
     def build(self, node: ast.AST) -> _Item:
+        """Compile ``node``; a subtree that depends on inputs but on no parameter is
+        marked, so that ``Expression.precompute`` can evaluate it once per data set."""
+        item = self._build(node)
+        if callable(item) and not isinstance(node, ast.Name) and self._inputs_only(node):
+            k, fn = len(self.hoisted), item
+            self.hoisted.append(fn)
+            item = lambda v, c: v[k] if k in v else fn(v, c)   # noqa: E731
+        return item
+
+    def _inputs_only(self, node: ast.AST) -> bool:
+        funcs = {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+        names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and id(n) not in funcs}
+        return bool(names & set(self.inputs)) and names <= set(self.inputs) | set(CONSTANTS)
+
+    def _build(self, node: ast.AST) -> _Item:
         if isinstance(node, ast.Constant):
             return self.number(node)
         if isinstance(node, ast.Name):
@@ -329,6 +345,7 @@ class Expression:
     _names: tuple[str, ...] = field(init=False, compare=False)
     _consts: tuple[float, ...] = field(init=False, compare=False)
     _cache: dict = field(init=False, compare=False)
+    _hoisted: tuple = field(init=False, compare=False)
 
     def __post_init__(self):
         inputs = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)
@@ -341,7 +358,8 @@ class Expression:
         used = tuple(name for name in inputs if name in compiler.used)
         for key, value in (("inputs", inputs), ("params", params), ("used_inputs", used),
                            ("_root", root), ("_names", used + params),
-                           ("_consts", tuple(compiler.consts)), ("_cache", {})):
+                           ("_consts", tuple(compiler.consts)), ("_cache", {}),
+                           ("_hoisted", tuple(compiler.hoisted))):
             object.__setattr__(self, key, value)
 
     def __repr__(self) -> str:
@@ -351,7 +369,30 @@ class Expression:
     def __reduce__(self):
         return (Expression, (self.text, self.inputs))
 
-    def __call__(self, env: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def precompute(self, inputs: Mapping[str, torch.Tensor]) -> dict:
+        """The parts of the expression that depend on the inputs alone, evaluated once.
+
+        Pass the result as ``cached`` to later calls with the same inputs: a fit loop
+        then never recomputes ``x**2`` or ``sin(x)``.
+
+        >>> import torch
+        >>> e = parse_expression("a*x**2 + b")
+        >>> x = torch.tensor([1.0, 2.0])
+        >>> c = e.precompute({"x": x})
+        >>> e({"x": x, "a": torch.tensor(2.0), "b": torch.tensor(1.0)}, cached=c).tolist()
+        [3.0, 9.0]
+        """
+        if not self._hoisted:
+            return {}
+        env = {name: inputs[name] for name in self.used_inputs}
+        params = {name: torch.zeros((), dtype=next(iter(env.values())).dtype) for name in self.params}
+        with torch.no_grad():
+            self({**env, **params})             # sets up constants for the dtype and device
+            ref = next(iter(env.values()))
+            consts = self._cache.get((ref.dtype, ref.device), ())
+            return {k: fn(env, consts) for k, fn in enumerate(self._hoisted)}
+
+    def __call__(self, env: Mapping[str, torch.Tensor], cached: Mapping | None = None) -> torch.Tensor:
         vals, ref, convert = {}, None, False
         for name in self._names:
             try:
@@ -377,6 +418,8 @@ class Expression:
             consts = tuple(torch.tensor(v, dtype=dtype, device=device) for v in self._consts)
             if not torch.is_inference_mode_enabled():   # inference tensors break autograd
                 self._cache[(dtype, device)] = consts
+        if cached:
+            vals.update(cached)
         return self._root(vals, consts)
 
 

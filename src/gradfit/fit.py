@@ -95,14 +95,14 @@ class FitRun:
         lr = cfg.learning_rate
         stepper = make_stepper(cfg.optimizer, prob, theta, lr=lr, steps=cfg.steps,
                                schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
-        traj = torch.empty(cfg.steps + 1, len(names), dtype=dtype, device=device)
+        points: list[torch.Tensor] = []       # theta at the start of each step
         losses, gnorms = [], []
         reason, detail = "max_steps", f"reached the step limit ({cfg.steps} steps)"
         t0 = time.perf_counter()
         first = prev = None
         step = 0
         while step < cfg.steps:
-            traj[step].copy_(theta.detach())
+            point = theta.detach().clone()
             loss, gnorm = stepper.step()
             if first is None:
                 first = loss
@@ -110,9 +110,10 @@ class FitRun:
             if bad:
                 reason, detail = "diverged", self._diverged_text(step, bad, losses, lr)
                 break
+            points.append(point)
             losses.append(loss)
             gnorms.append(gnorm)
-            record = StepRecord(step, loss, gnorm, traj[step].clone(), names, lr)
+            record = StepRecord(step, loss, gnorm, point, names, lr)
             yield record
             step += 1
             if stepper.stop is not None:
@@ -131,7 +132,9 @@ class FitRun:
             if self.callback is not None and self.callback(record):
                 reason, detail = "callback", f"stopped by the callback at step {step - 1}"
                 break
-        self.result = self._finish(theta, traj, step, losses, gnorms, reason, detail,
+        if reason == "diverged" and not points:
+            points.append(point)
+        self.result = self._finish(theta, points, step, losses, gnorms, reason, detail,
                                    start, lr, time.perf_counter() - t0)
 
     def _diverged_text(self, step, what, losses, lr):
@@ -139,10 +142,10 @@ class FitRun:
         return (f"diverged at step {step}: {what} ({last}); "
                 f"try a smaller learning rate, e.g. lr={lr / 10:g}")
 
-    def _finish(self, theta, traj, step, losses, gnorms, reason, detail, start, lr, wall):
+    def _finish(self, theta, points, step, losses, gnorms, reason, detail, start, lr, wall):
         cfg, prob = self.config, self.problem
         # after a divergence, the last point whose loss was finite
-        final = traj[max(step - 1, 0)] if reason == "diverged" else theta.detach()
+        final = points[-1] if reason == "diverged" else theta.detach().clone()
         with torch.no_grad():
             final_loss = prob.objective(final).item()
         if reason != "diverged" and (not math.isfinite(final_loss)
@@ -151,11 +154,11 @@ class FitRun:
             reason = "diverged"
             detail = self._diverged_text(step, "the loss or a parameter became non-finite after "
                                          "the last step", losses, lr)
-            final = traj[step - 1] if step > 0 else traj[0]
+            final = points[-1] if points else final
             with torch.no_grad():
                 final_loss = prob.objective(final).item()
         history = np.array(losses + [final_loss])
-        trajectory = torch.cat([traj[:len(losses)], final[None]]).cpu().numpy()
+        trajectory = torch.stack(points[:len(losses)] + [final]).cpu().numpy()
         names = prob.model.param_names
         params = dict(zip(names, final.tolist()))
         stderr = cov = None

@@ -66,8 +66,9 @@ class Model:
 
 
 def _split(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``(..., P)`` -> P tensors shaped ``(..., 1)``, which broadcast against ``(n,)``."""
-    return p.unsqueeze(-1).unbind(-2)
+    """``(..., P)`` -> P tensors shaped ``(..., 1)``, which broadcast against ``(n,)``
+    (0-d tensors for a single parameter set: one op on the fit loop's hot path)."""
+    return p.unbind() if p.ndim == 1 else p.unsqueeze(-1).unbind(-2)
 
 
 def _broadcast(out: torch.Tensor, p: torch.Tensor, n: int) -> torch.Tensor:
@@ -84,11 +85,14 @@ class ExpressionModel(Model):
         self.spec = text
         self.input_names = tuple(inputs)
         self.param_names = self.expression.params
+        self._cached_for, self._cached = None, {}
 
     def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         env = dict(zip(self.input_names, self.columns(x)))
+        if self._cached_for is not x:       # parts of inputs alone: once per data set
+            self._cached_for, self._cached = x, self.expression.precompute(env)
         env.update(zip(self.param_names, _split(p)))
-        return _broadcast(self.expression(env), p, x.shape[0])
+        return _broadcast(self.expression(env, self._cached), p, x.shape[0])
 
 
 class CallableModel(Model):

@@ -38,10 +38,16 @@ class GD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        self.fast_step()
+
+    def fast_step(self):
+        """The update without torch.optim's hook machinery: it runs every step.
+        (``p.data`` is written in place, outside autograd, as ``no_grad`` would.)"""
         for group in self.param_groups:
+            lr = group["lr"]
             for p in group["params"]:
                 if p.grad is not None:
-                    p.sub_(p.grad * group["lr"])
+                    p.data.sub_(p.grad * lr)
 
 
 class GradientStepper:
@@ -54,6 +60,7 @@ class GradientStepper:
                  seed: int = 0, closure: bool = False):
         self.problem, self.theta, self.opt, self.scheduler = problem, theta, optimizer, scheduler
         self.accumulate, self.closure = accumulate, closure
+        self._update = getattr(optimizer, "fast_step", optimizer.step)
         self.batch_size = batch_size if batch_size and batch_size < problem.n else None
         self._gen = torch.Generator(device=theta.device).manual_seed(seed)
         self._order, self._at = None, 0
@@ -92,7 +99,7 @@ class GradientStepper:
             loss_t.backward()
             loss, gnorm = loss_t.item(), torch.linalg.vector_norm(theta.grad).item()
             if math.isfinite(loss):
-                self.opt.step()
+                self._update()
         if self.scheduler is not None:
             self.scheduler.step()
         return loss, gnorm
@@ -177,6 +184,11 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in [
     OptimizerSpec("lbfgs", "L-BFGS with a strong Wolfe line search", 1.0, _lbfgs,
                   {"max_iter": 20, "history_size": 20}, closure=True),
 ]}
+
+# Levenberg-Marquardt (lm.py imports only problem and errors, so no cycle); lr is ignored
+from .lm import OPTIONS as _LM_OPTIONS, lm_stepper  # noqa: E402
+OPTIMIZERS["lm"] = OptimizerSpec("lm", "Levenberg-Marquardt, for mse and rmse (lr is ignored)",
+                                 1.0, None, dict(_LM_OPTIONS), stepper=lm_stepper)
 
 
 def get_optimizer(name: str) -> OptimizerSpec:

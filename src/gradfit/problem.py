@@ -35,7 +35,8 @@ class Problem:
 
     def objective(self, theta: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """The loss at ``theta``; on the rows ``idx`` only when given (a mini-batch)."""
-        if idx is None:
-            return self.loss(self.model(self.x, theta), self.y, self.sigma)
+        if idx is None:     # shapes were checked when the problem was made
+            r = self.model(self.x, theta) - self.y
+            return self.loss.reduce(r if self.sigma is None else r / self.sigma, self.loss.delta)
         sigma = None if self.sigma is None else self.sigma[idx]
         return self.loss(self.model(self.x[idx], theta), self.y[idx], sigma)

@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 
-@dataclass(frozen=True, slots=True)
-class StepRecord:
+class StepRecord(NamedTuple):
     """One step of a fit: the point ``theta`` it started from, the loss there and the norm
-    of the gradient used (for ``gd`` with ``accumulate_grad``, the accumulated one)."""
+    of the gradient used (for ``gd`` with ``accumulate_grad``, the accumulated one).
+    A named tuple: made once per step on the fit loop's hot path."""
 
     step: int
     loss: float
