@@ -228,3 +228,35 @@ def test_mismatched_data_is_refused():
 def test_schedules_run_and_lower_the_loss(lesson, schedule):
     r = fit(QUAD, lesson.x, lesson.y, optimizer="adam", steps=100, schedule=schedule)
     assert r.ok and r.loss < r.history[0]
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "adam", "gd", "momentum"])
+def test_bounds_and_fixed_agree_with_curve_fit(lesson, name):
+    steps = 200 if name == "lbfgs" else 20000
+    r = fit(QUAD, lesson.x, lesson.y, optimizer=name, steps=steps, lr=None if name != "gd" else 0.02,
+            bounds={"a": (0, 2.5)}, fixed={"c": 1.0}, p0={"a": 1.0, "b": 1.0})
+    popt, pcov = curve_fit(lambda x, a, b: a * x**2 + b * x + 1.0, lesson.x, lesson.y,
+                           bounds=([0, -np.inf], [2.5, np.inf]))
+    assert r.params["c"] == 1.0 and 0 <= r.params["a"] <= 2.5
+    assert all(0 <= p[0] <= 2.5 and p[2] == 1.0 for p in r.trajectory)   # never outside
+    np.testing.assert_allclose([r.params["a"], r.params["b"]], popt, rtol=1e-4)
+    if name == "lbfgs":
+        np.testing.assert_allclose([r.stderr["a"], r.stderr["b"]], np.sqrt(np.diag(pcov)), rtol=1e-5)
+        assert set(r.stderr) == {"a", "b"}
+
+
+def test_one_sided_bounds(lesson):
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="lbfgs", steps=300, bounds={"c": (1.5, None)})
+    assert r.params["c"] == pytest.approx(1.5, abs=1e-6)
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="lbfgs", steps=300, bounds={"b": (None, 0.5)})
+    assert r.params["b"] == pytest.approx(0.5, abs=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"bounds": {"zz": (0, 1)}}, "unknown parameter 'zz'"), ({"bounds": {"a": (2, 1)}}, "low < high"),
+    ({"fixed": {"a": float("nan")}}, "a"), ({"bounds": {"a": (0, 1)}, "p0": {"a": 5}}, "outside its bounds"),
+    ({"fixed": {"a": 1, "b": 1, "c": 1}}, "every parameter is fixed"),
+])
+def test_bad_bounds_are_refused(lesson, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        fit(QUAD, lesson.x, lesson.y, **kwargs)

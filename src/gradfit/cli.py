@@ -23,6 +23,7 @@ FIT_EXAMPLES = """examples:
   gradfit fit lesson --model relu:5 --optimizer adam --steps 2000
   gradfit fit data.csv --x t --y signal --sigma err --model "A*exp(-k*t) + C" --p0 A=10,k=0.5
   gradfit fit lesson --model poly:2 --optimizer lbfgs --json -
+  gradfit fit lesson --model "a*x^2 + b*x + c" --bounds a=0:2.5 --fix c=1
 """
 EVAL_EXAMPLES = """examples:
   gradfit eval lesson --model "a*x^2 + b*x + c" --params a=1.1,b=1.1,c=1.1 --loss mae
@@ -45,6 +46,23 @@ def parse_assignments(text: str, what: str) -> dict[str, float]:
             raise InputError(f"bad {what}", expected="name=value pairs separated by commas, "
                              "e.g. a=1.1,b=2", given=part) from None
     return values
+
+
+def parse_bounds(text: str) -> dict[str, tuple[float | None, float | None]]:
+    """``"a=0:10,b=:5"`` -> ``{"a": (0.0, 10.0), "b": (None, 5.0)}`` (empty side: no bound)."""
+    bounds = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, pair = part.partition("=")
+        lo, colon, hi = pair.partition(":")
+        try:
+            if not eq or not colon or not name.strip():
+                raise ValueError
+            bounds[name.strip()] = (float(lo) if lo.strip() else None,
+                                    float(hi) if hi.strip() else None)
+        except ValueError:
+            raise InputError("bad --bounds", expected="name=low:high pairs separated by commas, "
+                             "e.g. a=0:10,b=:5", given=part) from None
+    return bounds
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -82,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--lr", type=float, help="learning rate (default: the optimizer's own)")
     fitp.add_argument("--steps", "-n", type=int, default=1000, help="step limit (default 1000)")
     fitp.add_argument("--p0", help="starting values, e.g. a=1.1,b=1.1,c=1.1")
+    fitp.add_argument("--bounds", help="bounds, e.g. a=0:10,b=:5 (an empty side is unbounded)")
+    fitp.add_argument("--fix", help="fixed parameters, e.g. c=1")
     fitp.add_argument("--seed", type=int, default=0, help="seed of random starts and batches")
     fitp.add_argument("--schedule", default="constant", choices=list(SCHEDULES))
     fitp.add_argument("--momentum", type=float, help="momentum (momentum, sgd, rmsprop)")
@@ -146,7 +166,9 @@ def cmd_fit(args) -> int:
                    optimizer=args.optimizer, lr=args.lr, steps=args.steps, p0=p0, seed=args.seed,
                    ftol=args.ftol, gtol=args.gtol, time_limit=args.time_limit,
                    schedule=args.schedule, dtype=args.dtype, device=args.device,
-                   inputs=data.x_names, **options)
+                   inputs=data.x_names,
+                   bounds=parse_bounds(args.bounds) if args.bounds else None,
+                   fixed=parse_assignments(args.fix, "--fix") if args.fix else None, **options)
     check_enough_points(data, run.problem.model.n_params)
     if data.dropped and args.json != "-":
         print(f"gradfit: dropped {data.dropped} row(s) holding NaN, inf or empty cells",

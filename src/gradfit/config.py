@@ -57,16 +57,29 @@ class FitConfig:
     divergence: float = 1e4
     dtype: str = "float64"
     device: str = "cpu"
+    bounds: tuple[tuple[str, tuple[float, float]], ...] = ()
+    fixed: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
-        # accept dicts for p0 and options, store them as sorted tuples (hashable, frozen)
-        for name in ("p0", "options"):
+        # accept dicts for p0, options, bounds and fixed; store tuples (hashable, frozen)
+        for name in ("p0", "options", "bounds", "fixed"):
             value = getattr(self, name)
             if isinstance(value, dict):
-                object.__setattr__(self, name, tuple(value.items()))
+                value = tuple(value.items())
             elif value is None:
-                object.__setattr__(self, name, ())
+                value = ()
+            if name == "bounds":
+                value = tuple((k, _bound_pair(k, v)) for k, v in value)
+            object.__setattr__(self, name, tuple(tuple(kv) for kv in value))
         self.validate()
+
+    @property
+    def bounds_dict(self) -> dict[str, tuple[float, float]]:
+        return dict(self.bounds)
+
+    @property
+    def fixed_dict(self) -> dict[str, float]:
+        return dict(self.fixed)
 
     @property
     def p0_dict(self) -> dict[str, float]:
@@ -103,8 +116,8 @@ class FitConfig:
             _number("divergence factor", self.divergence, positive=True)
         if self.time_limit is not None:
             _number("time limit", self.time_limit, positive=True)
-        for name, value in self.p0:
-            _number(f"starting value of {name!r}", value, positive=False)
+        for name, value in self.p0 + self.fixed:
+            _number(f"value of {name!r}", value, positive=False)
         resolve_options(OPTIMIZERS[self.optimizer], self.options_dict)
         if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
             raise InputError("bad device", expected="cpu, cuda, cuda:N or mps", given=self.device)
@@ -112,7 +125,9 @@ class FitConfig:
     # --- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["p0"], d["options"] = self.p0_dict, self.options_dict
+        d["p0"], d["options"], d["fixed"] = self.p0_dict, self.options_dict, self.fixed_dict
+        d["bounds"] = {k: [None if math.isinf(v) else v for v in pair]
+                       for k, pair in self.bounds}
         return d
 
     @classmethod
@@ -145,8 +160,8 @@ class FitConfig:
             value = getattr(self, f.name)
             if value == getattr(default, f.name):
                 continue
-            if f.name in ("p0", "options"):
-                value = json.dumps(dict(value))
+            if f.name in ("p0", "options", "fixed", "bounds"):
+                value = json.dumps(self.to_dict()[f.name])
             pairs.append((f.name, "" if value is None else str(value)))
         return urlencode(pairs)
 
@@ -163,7 +178,7 @@ class FitConfig:
 
 def _parse_query_value(key: str, type_text: str, text: str):
     try:
-        if key in ("p0", "options"):
+        if key in ("p0", "options", "bounds", "fixed"):
             value = json.loads(text)
             if not isinstance(value, dict):
                 raise ValueError
@@ -177,6 +192,20 @@ def _parse_query_value(key: str, type_text: str, text: str):
         return text
     except ValueError:
         raise InputError(f"bad value for {key!r} in the query", given=text) from None
+
+
+def _bound_pair(name, pair) -> tuple[float, float]:
+    """``(low, high)`` with None for no bound, as floats with infinities."""
+    try:
+        lo, hi = pair
+        lo = -math.inf if lo is None else float(lo)
+        hi = math.inf if hi is None else float(hi)
+    except (TypeError, ValueError):
+        raise InputError(f"bad bounds for {name!r}", expected="a pair (low, high)",
+                         given=repr(pair)) from None
+    if math.isnan(lo) or math.isnan(hi) or not lo < hi:
+        raise InputError(f"bad bounds for {name!r}", expected="low < high", given=f"{lo}:{hi}")
+    return lo, hi
 
 
 def _choice(what: str, value, registry) -> None:

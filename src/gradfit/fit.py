@@ -31,6 +31,7 @@ from .errors import FitError, InputError
 from .losses import get_loss
 from .models import Model, make_model, start_values
 from .optimizers import make_stepper
+from .bounds import ParamTransform, TransformedProblem
 from .problem import Problem
 from .result import REASONS, FitResult, StepRecord, goodness, least_squares_covariance
 
@@ -90,11 +91,16 @@ class FitRun:
         names = prob.model.param_names
         dtype, device = prob.y.dtype, prob.y.device
         start = start_values(prob.model, cfg.p0_dict, prob.x, cfg.seed)
-        theta = torch.tensor([start[n] for n in names], dtype=dtype, device=device,
-                             requires_grad=True)
+        start.update(cfg.fixed_dict)
+        transform = ParamTransform(names, cfg.bounds_dict, cfg.fixed_dict, dtype, device)
+        start = transform.move_inside(start, keep=set(cfg.p0_dict))
+        external = transform.external if not transform.identity else torch.Tensor.clone
+        moved = prob if transform.identity else TransformedProblem(prob, transform)
+        theta = transform.internal(start).requires_grad_(True)     # what the optimizer moves
         lr = cfg.learning_rate
-        stepper = make_stepper(cfg.optimizer, prob, theta, lr=lr, steps=cfg.steps,
+        stepper = make_stepper(cfg.optimizer, moved, theta, lr=lr, steps=cfg.steps,
                                schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
+        self.transform = transform
         points: list[torch.Tensor] = []       # theta at the start of each step
         losses, gnorms = [], []
         reason, detail = "max_steps", f"reached the step limit ({cfg.steps} steps)"
@@ -102,7 +108,7 @@ class FitRun:
         first = prev = None
         step = 0
         while step < cfg.steps:
-            point = theta.detach().clone()
+            point = external(theta.detach())
             loss, gnorm = stepper.step()
             if first is None:
                 first = loss
@@ -145,7 +151,7 @@ class FitRun:
     def _finish(self, theta, points, step, losses, gnorms, reason, detail, start, lr, wall):
         cfg, prob = self.config, self.problem
         # after a divergence, the last point whose loss was finite
-        final = points[-1] if reason == "diverged" else theta.detach().clone()
+        final = points[-1] if reason == "diverged" else self.transform.external(theta.detach()).clone()
         with torch.no_grad():
             final_loss = prob.objective(final).item()
         if reason != "diverged" and (not math.isfinite(final_loss)
@@ -163,9 +169,12 @@ class FitRun:
         params = dict(zip(names, final.tolist()))
         stderr = cov = None
         if prob.loss.squared and reason != "diverged":
-            cov = least_squares_covariance(prob.residuals, final)
+            free = self.transform.free
+            idx = torch.tensor([names.index(n) for n in free], device=final.device)
+            cov = least_squares_covariance(
+                lambda f: prob.residuals(final.index_put((idx,), f)), final[idx])
             if cov is not None:
-                stderr = dict(zip(names, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
+                stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
         with torch.no_grad():
             r2, rmse = goodness(prob.predict(final), prob.y)
         return FitResult(
@@ -187,14 +196,14 @@ def _divergence(loss: float, gnorm: float, first: float, factor: float) -> str |
 
 
 def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit, schedule,
-            delta, divergence, dtype, device, options) -> FitConfig:
+            delta, divergence, dtype, device, options, bounds=None, fixed=None) -> FitConfig:
     spec = model if isinstance(model, str) else getattr(model, "spec", None) or \
         getattr(model, "__name__", "function")
     dt = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPE.items()}.get(dtype, str(dtype))
     return FitConfig(model=spec, loss=loss, delta=delta, optimizer=optimizer, lr=lr, steps=steps,
                      p0=dict(p0 or {}), seed=seed, ftol=ftol, gtol=gtol, time_limit=time_limit,
                      schedule=schedule, options=options, divergence=divergence, dtype=dt,
-                     device=str(device))
+                     device=str(device), bounds=dict(bounds or {}), fixed=dict(fixed or {}))
 
 
 def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "mse",
@@ -203,16 +212,19 @@ def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "
              gtol: float = 1e-10, time_limit: float | None = None,
              callback: Callable[[StepRecord], bool] | None = None, schedule: str = "constant",
              delta: float = 1.0, divergence: float = 1e4, dtype="float64", device="cpu",
-             inputs=None, **options) -> FitRun:
+             inputs=None, bounds: Mapping[str, tuple] | None = None,
+             fixed: Mapping[str, float] | None = None, **options) -> FitRun:
     """Fit ``model`` to ``(x, y)``, one ``StepRecord`` per step; see ``fit`` for arguments."""
     cfg = _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
-                  schedule, delta, divergence, dtype, device, options)
+                  schedule, delta, divergence, dtype, device, options, bounds, fixed)
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, dtype=DTYPE[cfg.dtype],
                       device=device, inputs=inputs)
     if problem.model.n_params == 0:
         raise InputError(f"model {problem.model.spec!r} has no parameters to fit",
                          expected="at least one free name besides the inputs")
-    start_values(problem.model, cfg.p0_dict, problem.x, seed)   # refuse bad p0 now
+    start = start_values(problem.model, cfg.p0_dict, problem.x, seed)   # refuse bad p0 now
+    check = ParamTransform(problem.model.param_names, cfg.bounds_dict, cfg.fixed_dict)
+    check.internal(check.move_inside({**start, **cfg.fixed_dict}, set(cfg.p0_dict)))
     return FitRun(problem, cfg, callback)
 
 
@@ -227,6 +239,7 @@ def fit(model: "str | Callable | Model", x, y, **kwargs) -> FitResult:
     optimizer's options (``accumulate_grad``, ``momentum``, ``nesterov``, ``batch_size``...).
     ``steps``, ``ftol``, ``gtol``, ``time_limit``, ``callback``: when to stop.
     ``p0``: starting values by name; ``seed``: random starts and batches.
+    ``bounds``: name -> (low, high) (None or inf for no bound); ``fixed``: name -> value.
     ``dtype`` ("float64"), ``device`` ("cpu", "cuda").
 
         >>> import numpy as np

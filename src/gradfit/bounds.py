@@ -1,0 +1,159 @@
+"""Bounds and fixed parameters, honoured by every optimizer through a change of variables.
+
+The optimizer moves free internal values ``u``; the model sees ``theta = T(u)``, which lies
+inside the bounds by construction (no clipping after the fact). As in MINUIT and lmfit:
+
+- both bounds ``lo <= p <= hi``:  ``p = lo + (hi - lo) * (sin(u) + 1) / 2``
+- lower bound only ``p >= lo``:   ``p = lo - 1 + sqrt(u^2 + 1)``
+- upper bound only ``p <= hi``:   ``p = hi + 1 - sqrt(u^2 + 1)``
+- fixed ``p = v``:                ``p`` is not a variable at all.
+
+    >>> import torch
+    >>> t = ParamTransform(("a", "b", "c"), bounds={"a": (0, 10)}, fixed={"c": 1.0})
+    >>> t.free
+    ('a', 'b')
+    >>> u = t.internal({"a": 2.5, "b": -3.0, "c": 1.0})
+    >>> t.external(u).tolist()
+    [2.5, -3.0, 1.0]
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+
+from .errors import InputError
+
+INF = math.inf
+
+
+class ParamTransform:
+    """Maps free internal values ``(..., F)`` to the model's parameters ``(..., P)``."""
+
+    def __init__(self, names: tuple[str, ...], bounds: Mapping[str, tuple] | None = None,
+                 fixed: Mapping[str, float] | None = None, dtype=torch.float64, device="cpu"):
+        self.names = tuple(names)
+        self.bounds = _check_bounds(self.names, bounds or {})
+        self.fixed = _check_fixed(self.names, fixed or {}, self.bounds)
+        self.free = tuple(n for n in self.names if n not in self.fixed)
+        if not self.free:
+            raise InputError("every parameter is fixed", expected="at least one free parameter")
+        self.identity = not self.bounds and not self.fixed
+        self.dtype, self.device = dtype, device
+        self._free_at = torch.tensor([self.names.index(n) for n in self.free], device=device)
+        self._base = torch.tensor([self.fixed.get(n, 0.0) for n in self.names], dtype=dtype,
+                                  device=device)
+        kinds = [self.bounds.get(n, (-INF, INF)) for n in self.free]
+        self._lo = torch.tensor([lo for lo, _ in kinds], dtype=dtype, device=device)
+        self._hi = torch.tensor([hi for _, hi in kinds], dtype=dtype, device=device)
+        fl, fh = torch.isfinite(self._lo), torch.isfinite(self._hi)
+        self._both, self._lower, self._upper = fl & fh, fl & ~fh, ~fl & fh
+        self._lo0 = torch.where(fl, self._lo, 0.0)
+        self._hi0 = torch.where(fh, self._hi, 0.0)
+
+    def external(self, u: torch.Tensor) -> torch.Tensor:
+        """``(..., F)`` internal -> ``(..., P)`` model parameters."""
+        if self.identity:
+            return u
+        root = torch.sqrt(u * u + 1)
+        p = torch.where(self._both, self._lo0 + (self._hi0 - self._lo0) * (torch.sin(u) + 1) / 2, u)
+        p = torch.where(self._lower, self._lo0 - 1 + root, p)
+        p = torch.where(self._upper, self._hi0 + 1 - root, p)
+        if not self.fixed:
+            return p
+        out = self._base.expand(*p.shape[:-1], len(self.names)).clone()
+        out[..., self._free_at] = p
+        return out
+
+    def move_inside(self, values: Mapping[str, float], keep: set) -> dict[str, float]:
+        """Default starts outside their bounds move inside: to the middle of two bounds,
+        or 1 inside a single one. Names in ``keep`` (given by the user) stay as they are."""
+        out = dict(values)
+        for name, (lo, hi) in self.bounds.items():
+            v = out[name]
+            if name in keep or name in self.fixed or lo <= v <= hi:
+                continue
+            if math.isfinite(lo) and math.isfinite(hi):
+                out[name] = (lo + hi) / 2
+            else:
+                out[name] = lo + 1 if math.isfinite(lo) else hi - 1
+        return out
+
+    def internal(self, values: Mapping[str, float]) -> torch.Tensor:
+        """Model parameters by name -> the internal ``(F,)`` that gives them."""
+        u = []
+        for name in self.free:
+            v = float(values[name])
+            lo, hi = self.bounds.get(name, (-INF, INF))
+            if not lo <= v <= hi:
+                raise InputError(f"the start of {name!r} lies outside its bounds",
+                                 expected=f"{lo:g} <= {name} <= {hi:g}", given=v)
+            if math.isfinite(lo) and math.isfinite(hi):
+                s = min(max(2 * (v - lo) / (hi - lo) - 1, -1.0), 1.0)
+                u.append(math.asin(s))
+            elif math.isfinite(lo):
+                u.append(math.sqrt((v - lo + 1) ** 2 - 1))
+            elif math.isfinite(hi):
+                u.append(math.sqrt((hi - v + 1) ** 2 - 1))
+            else:
+                u.append(v)
+        return torch.tensor(u, dtype=self.dtype, device=self.device)
+
+
+def _check_bounds(names, bounds) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name, pair in bounds.items():
+        if name not in names:
+            raise InputError(f"bounds name an unknown parameter {name!r}",
+                             expected="one of " + ", ".join(names[:20]))
+        try:
+            lo, hi = (float(-INF if pair[0] is None else pair[0]),
+                      float(INF if pair[1] is None else pair[1]))
+        except (TypeError, ValueError, IndexError):
+            raise InputError(f"bad bounds for {name!r}", expected="a pair (low, high)",
+                             given=repr(pair)) from None
+        if math.isnan(lo) or math.isnan(hi) or not lo < hi:
+            raise InputError(f"bad bounds for {name!r}", expected="low < high", given=f"{lo:g}:{hi:g}")
+        if math.isfinite(lo) or math.isfinite(hi):
+            out[name] = (lo, hi)
+    return out
+
+
+def _check_fixed(names, fixed, bounds) -> dict[str, float]:
+    out = {}
+    for name, value in fixed.items():
+        if name not in names:
+            raise InputError(f"fixed names an unknown parameter {name!r}",
+                             expected="one of " + ", ".join(names[:20]))
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = math.nan
+        if not math.isfinite(v):
+            raise InputError(f"bad fixed value for {name!r}", expected="a finite number", given=value)
+        out[name] = v
+    return out
+
+
+class TransformedProblem:
+    """A problem seen through a ``ParamTransform``: optimizers move ``u``, the model sees
+    ``T(u)``. It offers what optimizers use of a ``Problem``."""
+
+    def __init__(self, base, transform: ParamTransform):
+        self.base, self.transform = base, transform
+        self.loss, self.model, self.x, self.y, self.sigma = (base.loss, base.model, base.x,
+                                                              base.y, base.sigma)
+
+    @property
+    def n(self) -> int:
+        return self.base.n
+
+    def predict(self, u):
+        return self.base.predict(self.transform.external(u))
+
+    def residuals(self, u):
+        return self.base.residuals(self.transform.external(u))
+
+    def objective(self, u, idx=None):
+        return self.base.objective(self.transform.external(u), idx)
