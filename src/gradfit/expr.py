@@ -369,30 +369,35 @@ class Expression:
     def __reduce__(self):
         return (Expression, (self.text, self.inputs))
 
-    def precompute(self, inputs: Mapping[str, torch.Tensor]) -> dict:
-        """The parts of the expression that depend on the inputs alone, evaluated once.
-
-        Pass the result as ``cached`` to later calls with the same inputs: a fit loop
-        then never recomputes ``x**2`` or ``sin(x)``.
+    def bind(self, inputs: Mapping[str, torch.Tensor]) -> Callable[[Sequence[torch.Tensor]], torch.Tensor]:
+        """A fast evaluator for fixed inputs: ``f(values)`` with one tensor per parameter,
+        in the order of ``params``. The parts that depend on the inputs alone (``x**2``,
+        ``sin(x)``) are evaluated here, once, so a fit loop never recomputes them.
 
         >>> import torch
         >>> e = parse_expression("a*x**2 + b")
-        >>> x = torch.tensor([1.0, 2.0])
-        >>> c = e.precompute({"x": x})
-        >>> e({"x": x, "a": torch.tensor(2.0), "b": torch.tensor(1.0)}, cached=c).tolist()
+        >>> f = e.bind({"x": torch.tensor([1.0, 2.0])})
+        >>> f([torch.tensor(2.0), torch.tensor(1.0)]).tolist()
         [3.0, 9.0]
         """
-        if not self._hoisted:
-            return {}
         env = {name: inputs[name] for name in self.used_inputs}
-        params = {name: torch.zeros((), dtype=next(iter(env.values())).dtype) for name in self.params}
+        ref = next(iter(env.values()), None)
+        if ref is None or not ref.is_floating_point():
+            return lambda values: self(dict(zip(self.params, values)))
+        dtype, device = ref.dtype, ref.device
+        consts = tuple(torch.tensor(v, dtype=dtype, device=device) for v in self._consts)
         with torch.no_grad():
-            self({**env, **params})             # sets up constants for the dtype and device
-            ref = next(iter(env.values()))
-            consts = self._cache.get((ref.dtype, ref.device), ())
-            return {k: fn(env, consts) for k, fn in enumerate(self._hoisted)}
+            zeros = {name: torch.zeros((), dtype=dtype, device=device) for name in self.params}
+            env.update({k: fn({**env, **zeros}, consts) for k, fn in enumerate(self._hoisted)})
+        root, names = self._root, self.params
 
-    def __call__(self, env: Mapping[str, torch.Tensor], cached: Mapping | None = None) -> torch.Tensor:
+        def evaluate(values):
+            vals = dict(env)
+            vals.update(zip(names, values))
+            return root(vals, consts)
+        return evaluate
+
+    def __call__(self, env: Mapping[str, torch.Tensor]) -> torch.Tensor:
         vals, ref, convert = {}, None, False
         for name in self._names:
             try:
@@ -418,8 +423,6 @@ class Expression:
             consts = tuple(torch.tensor(v, dtype=dtype, device=device) for v in self._consts)
             if not torch.is_inference_mode_enabled():   # inference tensors break autograd
                 self._cache[(dtype, device)] = consts
-        if cached:
-            vals.update(cached)
         return self._root(vals, consts)
 
 

@@ -94,13 +94,15 @@ class FitRun:
         start.update(cfg.fixed_dict)
         transform = ParamTransform(names, cfg.bounds_dict, cfg.fixed_dict, dtype, device)
         start = transform.move_inside(start, keep=set(cfg.p0_dict))
-        external = transform.external if not transform.identity else torch.Tensor.clone
         moved = prob if transform.identity else TransformedProblem(prob, transform)
         theta = transform.internal(start).requires_grad_(True)     # what the optimizer moves
         lr = cfg.learning_rate
         stepper = make_stepper(cfg.optimizer, moved, theta, lr=lr, steps=cfg.steps,
                                schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
         self.transform = transform
+        external = transform.external if not transform.identity else torch.Tensor.clone
+        if transform.identity and getattr(stepper, "replaces_storage", False):
+            external = _same                   # theta's old storage is never written again
         points: list[torch.Tensor] = []       # theta at the start of each step
         losses, gnorms = [], []
         reason, detail = "max_steps", f"reached the step limit ({cfg.steps} steps)"
@@ -183,6 +185,10 @@ class FitRun:
             reason=reason, message=detail, history=history, trajectory=trajectory,
             grad_norms=np.array(gnorms), wall_time=wall, n_points=prob.n, stderr=stderr,
             covariance=cov, r2=r2, rmse=rmse, start=start, model_object=prob.model)
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 def _divergence(loss: float, gnorm: float, first: float, factor: float) -> str | None:

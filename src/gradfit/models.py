@@ -85,14 +85,13 @@ class ExpressionModel(Model):
         self.spec = text
         self.input_names = tuple(inputs)
         self.param_names = self.expression.params
-        self._cached_for, self._cached = None, {}
+        self._bound_to, self._bound = None, None
 
     def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        env = dict(zip(self.input_names, self.columns(x)))
-        if self._cached_for is not x:       # parts of inputs alone: once per data set
-            self._cached_for, self._cached = x, self.expression.precompute(env)
-        env.update(zip(self.param_names, _split(p)))
-        return _broadcast(self.expression(env, self._cached), p, x.shape[0])
+        if self._bound_to is not x or p.dtype != x.dtype:   # once per data set
+            self._bound_to = x
+            self._bound = self.expression.bind(dict(zip(self.input_names, self.columns(x))))
+        return _broadcast(self._bound(_split(p)), p, x.shape[0])
 
 
 class CallableModel(Model):

@@ -40,20 +40,32 @@ class GD(torch.optim.Optimizer):
     def step(self, closure=None):
         self.fast_step()
 
+    #: the update replaces each parameter's storage instead of writing into it, so a
+    #: detached view taken before a step keeps the old values (the fit loop needs no copy)
+    replaces_storage = True
+
     def fast_step(self):
         """The update without torch.optim's hook machinery: it runs every step.
-        (``p.data`` is written in place, outside autograd, as ``no_grad`` would.)"""
+        ``p.data`` gets a new tensor, outside autograd, as ``no_grad`` would."""
         for group in self.param_groups:
             lr = group["lr"]
             for p in group["params"]:
                 if p.grad is not None:
-                    p.data.sub_(p.grad * lr)
+                    p.data = p.detach() - p.grad * lr
+
+
+def grad_norm(g: torch.Tensor) -> float:
+    """The Euclidean norm as a float; for a few parameters one read-out beats a kernel."""
+    if g.numel() <= 64 and g.device.type == "cpu":
+        return math.hypot(*g.tolist())
+    return torch.linalg.vector_norm(g).item()
 
 
 class GradientStepper:
     """Drives a ``torch.optim`` optimizer on a problem's objective."""
 
     stop = None
+    replaces_storage = False
 
     def __init__(self, problem: Problem, theta: torch.Tensor, optimizer: torch.optim.Optimizer,
                  scheduler=None, accumulate: bool = False, batch_size: int | None = None,
@@ -61,9 +73,11 @@ class GradientStepper:
         self.problem, self.theta, self.opt, self.scheduler = problem, theta, optimizer, scheduler
         self.accumulate, self.closure = accumulate, closure
         self._update = getattr(optimizer, "fast_step", optimizer.step)
+        self.replaces_storage = getattr(optimizer, "replaces_storage", False) and not closure
         self.batch_size = batch_size if batch_size and batch_size < problem.n else None
         self._gen = torch.Generator(device=theta.device).manual_seed(seed)
         self._order, self._at = None, 0
+        self._one = torch.ones((), dtype=theta.dtype, device=theta.device)
 
     def _batch(self):
         """Rows of the next mini-batch: a fresh seeded permutation each epoch."""
@@ -96,8 +110,8 @@ class GradientStepper:
             if not self.accumulate:
                 theta.grad = None
             loss_t = self.problem.objective(theta, self._batch())
-            loss_t.backward()
-            loss, gnorm = loss_t.item(), torch.linalg.vector_norm(theta.grad).item()
+            loss_t.backward(self._one)
+            loss, gnorm = loss_t.item(), grad_norm(theta.grad)
             if math.isfinite(loss):
                 self._update()
         if self.scheduler is not None:
