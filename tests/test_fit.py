@@ -260,3 +260,38 @@ def test_one_sided_bounds(lesson):
 def test_bad_bounds_are_refused(lesson, kwargs, match):
     with pytest.raises(InputError, match=match):
         fit(QUAD, lesson.x, lesson.y, **kwargs)
+
+
+def test_confidence_band_equals_the_linear_regression_formula(lesson):
+    from scipy.stats import t as student
+    r = fit("poly:2", lesson.x, lesson.y, optimizer="lbfgs", steps=300)
+    x0 = np.linspace(-3, 3, 7)
+    lo, hi = r.confidence_band(x0, level=0.9)
+    X = np.vander(lesson.x, 3, increasing=True)
+    beta = np.linalg.lstsq(X, lesson.y, rcond=None)[0]
+    s2 = np.sum((lesson.y - X @ beta) ** 2) / (len(lesson.y) - 3)
+    X0 = np.vander(x0, 3, increasing=True)
+    half = student.ppf(0.95, len(lesson.y) - 3) * np.sqrt(s2 * np.einsum(
+        "mi,ij,mj->m", X0, np.linalg.inv(X.T @ X), X0))
+    np.testing.assert_allclose(lo, X0 @ beta - half, rtol=1e-6)
+    np.testing.assert_allclose(hi, X0 @ beta + half, rtol=1e-6)
+    corr = r.correlation
+    np.testing.assert_allclose(np.diag(corr), 1.0)
+    assert "correlations" in r.report()
+
+
+def test_absolute_sigma_matches_curve_fit():
+    rng = np.random.default_rng(4)
+    x = np.linspace(0, 2, 25)
+    sigma = np.full(25, 0.3)
+    y = 1.2 * x + 0.4 + rng.normal(0, 0.3, 25)
+    popt, pcov = curve_fit(lambda x, m, k: m * x + k, x, y, sigma=sigma, absolute_sigma=True)
+    r = fit("m*x + k", x, y, sigma=sigma, absolute_sigma=True, optimizer="lbfgs", steps=100)
+    np.testing.assert_allclose(r.covariance, pcov, rtol=1e-6)
+
+
+def test_student_t_quantile_matches_scipy():
+    from scipy.stats import t as student
+    from gradfit.stats import student_t_quantile
+    for p, dof in [(0.975, 1), (0.975, 3), (0.95, 17), (0.8413, 5), (0.995, 30), (0.3, 8)]:
+        assert student_t_quantile(p, dof) == pytest.approx(student.ppf(p, dof), rel=1e-8)

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--p0", help="starting values, e.g. a=1.1,b=1.1,c=1.1")
     fitp.add_argument("--bounds", help="bounds, e.g. a=0:10,b=:5 (an empty side is unbounded)")
     fitp.add_argument("--fix", help="fixed parameters, e.g. c=1")
+    fitp.add_argument("--absolute-sigma", action="store_true",
+                      help="take --sigma as absolute: the covariance is not scaled by the "
+                           "residual variance (as curve_fit's absolute_sigma)")
     fitp.add_argument("--seed", type=int, default=0, help="seed of random starts and batches")
     fitp.add_argument("--schedule", default="constant", choices=list(SCHEDULES))
     fitp.add_argument("--momentum", type=float, help="momentum (momentum, sgd, rmsprop)")
@@ -168,7 +171,8 @@ def cmd_fit(args) -> int:
                    schedule=args.schedule, dtype=args.dtype, device=args.device,
                    inputs=data.x_names,
                    bounds=parse_bounds(args.bounds) if args.bounds else None,
-                   fixed=parse_assignments(args.fix, "--fix") if args.fix else None, **options)
+                   fixed=parse_assignments(args.fix, "--fix") if args.fix else None,
+                   absolute_sigma=args.absolute_sigma, **options)
     check_enough_points(data, run.problem.model.n_params)
     if data.dropped and args.json != "-":
         print(f"gradfit: dropped {data.dropped} row(s) holding NaN, inf or empty cells",

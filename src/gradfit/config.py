@@ -59,6 +59,7 @@ class FitConfig:
     device: str = "cpu"
     bounds: tuple[tuple[str, tuple[float, float]], ...] = ()
     fixed: tuple[tuple[str, float], ...] = ()
+    absolute_sigma: bool = False
 
     def __post_init__(self):
         # accept dicts for p0, options, bounds and fixed; store tuples (hashable, frozen)
@@ -185,6 +186,10 @@ def _parse_query_value(key: str, type_text: str, text: str):
             return value
         if text == "" and "None" in type_text:
             return None
+        if type_text.startswith("bool"):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
         if type_text.startswith("int"):
             return int(text)
         if type_text.startswith("float"):

@@ -174,7 +174,8 @@ class FitRun:
             free = self.transform.free
             idx = torch.tensor([names.index(n) for n in free], device=final.device)
             cov = least_squares_covariance(
-                lambda f: prob.residuals(final.index_put((idx,), f)), final[idx])
+                lambda f: prob.residuals(final.index_put((idx,), f)), final[idx],
+                absolute_sigma=cfg.absolute_sigma)
             if cov is not None:
                 stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
         with torch.no_grad():
@@ -202,14 +203,16 @@ def _divergence(loss: float, gnorm: float, first: float, factor: float) -> str |
 
 
 def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit, schedule,
-            delta, divergence, dtype, device, options, bounds=None, fixed=None) -> FitConfig:
+            delta, divergence, dtype, device, options, bounds=None, fixed=None,
+            absolute_sigma=False) -> FitConfig:
     spec = model if isinstance(model, str) else getattr(model, "spec", None) or \
         getattr(model, "__name__", "function")
     dt = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPE.items()}.get(dtype, str(dtype))
     return FitConfig(model=spec, loss=loss, delta=delta, optimizer=optimizer, lr=lr, steps=steps,
                      p0=dict(p0 or {}), seed=seed, ftol=ftol, gtol=gtol, time_limit=time_limit,
                      schedule=schedule, options=options, divergence=divergence, dtype=dt,
-                     device=str(device), bounds=dict(bounds or {}), fixed=dict(fixed or {}))
+                     device=str(device), bounds=dict(bounds or {}), fixed=dict(fixed or {}),
+                     absolute_sigma=bool(absolute_sigma))
 
 
 def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "mse",
@@ -219,10 +222,12 @@ def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "
              callback: Callable[[StepRecord], bool] | None = None, schedule: str = "constant",
              delta: float = 1.0, divergence: float = 1e4, dtype="float64", device="cpu",
              inputs=None, bounds: Mapping[str, tuple] | None = None,
-             fixed: Mapping[str, float] | None = None, **options) -> FitRun:
+             fixed: Mapping[str, float] | None = None, absolute_sigma: bool = False,
+             **options) -> FitRun:
     """Fit ``model`` to ``(x, y)``, one ``StepRecord`` per step; see ``fit`` for arguments."""
     cfg = _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
-                  schedule, delta, divergence, dtype, device, options, bounds, fixed)
+                  schedule, delta, divergence, dtype, device, options, bounds, fixed,
+                  absolute_sigma)
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, dtype=DTYPE[cfg.dtype],
                       device=device, inputs=inputs)
     if problem.model.n_params == 0:
@@ -246,6 +251,8 @@ def fit(model: "str | Callable | Model", x, y, **kwargs) -> FitResult:
     ``steps``, ``ftol``, ``gtol``, ``time_limit``, ``callback``: when to stop.
     ``p0``: starting values by name; ``seed``: random starts and batches.
     ``bounds``: name -> (low, high) (None or inf for no bound); ``fixed``: name -> value.
+    ``absolute_sigma``: take ``sigma`` as absolute (covariance not scaled by the residual
+    variance), as curve_fit's option of that name.
     ``dtype`` ("float64"), ``device`` ("cpu", "cuda").
 
         >>> import numpy as np

@@ -17,6 +17,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from .errors import FitError, InputError
+from .stats import student_t_quantile
+
 
 class StepRecord(NamedTuple):
     """One step of a fit: the point ``theta`` it started from, the loss there and the norm
@@ -90,6 +93,40 @@ class FitResult:
     def ok(self) -> bool:
         return self.reason not in ("diverged", "failed")
 
+    @property
+    def correlation(self) -> np.ndarray | None:
+        """The correlation matrix of the free parameters (order of ``stderr``), or None."""
+        if self.covariance is None:
+            return None
+        d = np.sqrt(np.clip(np.diag(self.covariance), 1e-300, None))
+        return self.covariance / np.outer(d, d)
+
+    def confidence_band(self, x, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper edges of the confidence band of the fitted curve at ``x``.
+
+        The delta method, as lmfit's ``eval_uncertainty``: with ``g = df/dp`` at the optimum
+        over the free parameters, ``var f(x) = g^T pcov g`` and the band is
+        ``f(x) +- t_{(1+level)/2, n-P} sqrt(var f(x))``.
+        """
+        if self.covariance is None:
+            raise FitError("no confidence band: the fit has no covariance (a squared-error "
+                           "loss and a Jacobian of full rank are needed)")
+        if not 0 < level < 1:
+            raise InputError("bad confidence level", expected="a number between 0 and 1",
+                             given=level)
+        names = list(self.params)
+        xt = torch.tensor(np.array(x, dtype=np.float64))
+        theta = torch.tensor(list(self.params.values()), dtype=torch.float64)
+        idx = torch.tensor([names.index(n) for n in self.stderr])
+        model = self.model_object
+        jac = torch.func.jacfwd(lambda f: model(xt, theta.index_put((idx,), f)))(theta[idx])
+        cov = torch.tensor(self.covariance)
+        sd = torch.einsum("mi,ij,mj->m", jac, cov, jac).clamp_min(0).sqrt().numpy()
+        t = student_t_quantile((1 + level) / 2, self.n_points - len(idx))
+        with torch.no_grad():
+            f = model(xt, theta).numpy()
+        return f - t * sd, f + t * sd
+
     def predict(self, x) -> np.ndarray:
         """The fitted curve at ``x`` (array-like shaped like the data's x)."""
         xt = torch.tensor(np.array(x, dtype=np.float64))
@@ -138,6 +175,17 @@ class FitResult:
             lines.append(row)
         if len(self.params) > 50:
             lines.append(f"  ... {len(self.params) - 50} more parameters")
+        fixed = [n for n in self.params if self.stderr is not None and n not in self.stderr]
+        if fixed:
+            lines.append(f"  (fixed: {', '.join(fixed)})")
+        corr = self.correlation
+        if corr is not None and len(corr) > 1:
+            free = list(self.stderr)
+            pairs = sorted(((abs(corr[i, j]), free[i], free[j], corr[i, j])
+                            for i in range(len(free)) for j in range(i)), reverse=True)
+            shown = [f"  {a:>{width}} ~ {b:<{width}}  {c:+.3f}" for m, b, a, c in pairs[:10] if m >= 0.1]
+            if shown:
+                lines += ["", "correlations (|c| >= 0.1):"] + shown
         if self.r2 is not None:
             lines += ["", f"R^2 = {self.r2:.6g}   RMSE = {self.rmse:.6g}"]
         return "\n".join(lines)
