@@ -12,7 +12,7 @@ def test_core_imports_with_plots_and_web_blocked():
             "    sys.modules[m] = None\n"
             f"import importlib\nfor m in {CORE!r}:\n    importlib.import_module(m)\n"
             "import gradfit\nd = gradfit.lesson_data()\n"
-            "print(gradfit.fit('a*x+b', d.x, d.y, steps=3).steps)")
+            "print(gradfit.fit('a*x+b', d.x, d.y, optimizer='gd', steps=3).steps)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"

@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     fitp = sub.add_parser("fit", help="fit a model to data", epilog=FIT_EXAMPLES,
                           formatter_class=fmt)
     _data_args(fitp)
-    fitp.add_argument("--optimizer", "-o", default="adam", choices=list(OPTIMIZERS),
-                      help="default: adam")
+    fitp.add_argument("--optimizer", "-o", default="auto", choices=list(OPTIMIZERS),
+                      help="default: auto, the exact optimum for the loss (lm for mse, irls "
+                           "for mae and huber); gd, sgd, adam... to watch gradient descent")
     fitp.add_argument("--lr", type=float, help="learning rate (default: the optimizer's own)")
     fitp.add_argument("--steps", "-n", type=int, default=1000, help="step limit (default 1000)")
     fitp.add_argument("--p0", help="starting values, e.g. a=1.1,b=1.1,c=1.1")

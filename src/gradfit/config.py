@@ -44,7 +44,7 @@ class FitConfig:
     model: str = "a*x^2 + b*x + c"
     loss: str = "mse"
     delta: float = 1.0
-    optimizer: str = "adam"
+    optimizer: str = "auto"
     lr: float | None = None
     steps: int = 1000
     p0: tuple[tuple[str, float], ...] = ()

@@ -100,6 +100,8 @@ class FitRun:
         stepper = make_stepper(cfg.optimizer, moved, theta, lr=lr, steps=cfg.steps,
                                schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
         self.transform = transform
+        chosen = getattr(stepper, "chosen", None)
+        self.method = f"{cfg.optimizer} ({chosen})" if chosen else cfg.optimizer
         external = transform.external if not transform.identity else torch.Tensor.clone
         if transform.identity and getattr(stepper, "replaces_storage", False):
             external = _same                   # theta's old storage is never written again
@@ -182,7 +184,7 @@ class FitRun:
             r2, rmse = goodness(prob.predict(final), prob.y)
         return FitResult(
             params=params, loss=final_loss, loss_name=prob.loss.name, model=prob.model.spec,
-            optimizer=cfg.optimizer, lr=lr, steps=len(losses), converged=REASONS[reason][0],
+            optimizer=self.method, lr=lr, steps=len(losses), converged=REASONS[reason][0],
             reason=reason, message=detail, history=history, trajectory=trajectory,
             grad_norms=np.array(gnorms), wall_time=wall, n_points=prob.n, stderr=stderr,
             covariance=cov, r2=r2, rmse=rmse, start=start, model_object=prob.model)
@@ -216,7 +218,7 @@ def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
 
 
 def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "mse",
-             optimizer: str = "adam", lr: float | None = None, steps: int = 1000,
+             optimizer: str = "auto", lr: float | None = None, steps: int = 1000,
              p0: Mapping[str, float] | None = None, seed: int = 0, ftol: float = 1e-12,
              gtol: float = 1e-10, time_limit: float | None = None,
              callback: Callable[[StepRecord], bool] | None = None, schedule: str = "constant",

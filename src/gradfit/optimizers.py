@@ -204,6 +204,39 @@ from .lm import OPTIONS as _LM_OPTIONS, lm_stepper  # noqa: E402
 OPTIMIZERS["lm"] = OptimizerSpec("lm", "Levenberg-Marquardt, for mse and rmse (lr is ignored)",
                                  1.0, None, dict(_LM_OPTIONS), stepper=lm_stepper)
 
+# the exact minimum of mae and huber (irls.py builds on lm.py)
+from .irls import OPTIONS as _IRLS_OPTIONS, irls_stepper  # noqa: E402
+OPTIMIZERS["irls"] = OptimizerSpec("irls", "iteratively reweighted least squares: the exact "
+                                   "minimum of mae and huber (lr is ignored)", 1.0, None,
+                                   dict(_IRLS_OPTIONS), stepper=irls_stepper)
+
+AUTO_MAX_PARAMS = 300
+
+
+def choose_method(loss, n_params: int) -> str:
+    """What ``auto`` runs: the method that reaches the optimum of this loss.
+
+    LM for squared errors and IRLS for mae and huber, up to ``AUTO_MAX_PARAMS`` parameters;
+    beyond that L-BFGS (squared errors) or Adam (the others), which scale to large models.
+    """
+    if n_params <= AUTO_MAX_PARAMS:
+        return "lm" if loss.squared else "irls"
+    return "lbfgs" if loss.squared else "adam"
+
+
+def _auto_stepper(problem, theta, *, lr, steps, seed, options):
+    name = choose_method(problem.loss, theta.shape[0])
+    stepper = make_stepper(name, problem, theta, lr=OPTIMIZERS[name].default_lr, steps=steps,
+                           seed=seed)
+    stepper.chosen = name
+    return stepper
+
+
+OPTIMIZERS["auto"] = OptimizerSpec("auto", "the exact optimum for the loss: lm (mse, rmse), "
+                                   "irls (mae, huber); lbfgs or adam past "
+                                   f"{AUTO_MAX_PARAMS} parameters", 1.0, None, {},
+                                   stepper=_auto_stepper)
+
 
 def get_optimizer(name: str) -> OptimizerSpec:
     if name not in OPTIMIZERS:

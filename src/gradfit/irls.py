@@ -1,0 +1,175 @@
+"""The exact minimum of the MAE and Huber losses: iteratively reweighted least squares.
+
+Gradient descent on the MAE only circles its minimum (its gradient does not shrink there).
+IRLS reaches it. Each step majorises the loss at the current residuals ``r_k`` by a weighted
+sum of squares and minimises that by Gauss-Newton steps (exact at once for linear models):
+
+- mae:   ``|r| <= r^2 / (2 |r_k|) + |r_k| / 2``          weights ``w = 1 / max(|r_k|, eps)``
+- huber: ``h(r) <= w r^2 / 2 + const``                  weights ``w = min(1, delta / |r_k|)``
+
+so the loss never rises (a majorise-minimise method). The minimum-MAE fit of a model with P
+parameters passes through P of the points (a vertex of the linear programme, for models
+linear in their parameters); once the weights have singled them out, a *vertex step* solves
+``r_i = 0`` on those P points and is kept when it lowers the MAE. For models linear in their
+parameters the result is the linear-programming optimum.
+
+    >>> import gradfit
+    >>> d = gradfit.lesson_data()
+    >>> r = gradfit.fit("a*x^2 + b*x + c", d.x, d.y, loss="mae", optimizer="irls")
+    >>> [round(v, 3) for v in r.params.values()], round(r.loss, 4)
+    ([2.614, 1.337, 0.564], 0.9859)
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import InputError
+from .lm import scaled_svd
+from .losses import LOSSES
+
+OPTIONS = {
+    "ftol": 1e-14,        # stop when a step lowers the loss by less than this, relatively
+    "inner_steps": 50,    # Gauss-Newton steps per weighted least-squares solve
+}
+
+
+class _Weighted:
+    """A problem's residuals times ``sqrt(w)``: what LM minimises inside one IRLS step."""
+
+    loss = LOSSES["mse"]
+
+    def __init__(self, problem, root_w: torch.Tensor, rows: torch.Tensor | None = None):
+        self.base, self.root_w, self.rows = problem, root_w, rows
+        self.y = problem.y if rows is None else problem.y[rows]
+        base_sigma = problem.sigma if problem.sigma is not None else torch.ones_like(problem.y)
+        sigma = base_sigma if rows is None else base_sigma[rows]
+        self.sigma = sigma / root_w
+
+    def residuals(self, theta):
+        r = self.base.residuals(theta)
+        if self.rows is not None:
+            r = r[..., self.rows]
+        return r * self.root_w
+
+    @property
+    def n(self):
+        return self.y.shape[0]
+
+
+def _gauss_newton(residuals, theta0: torch.Tensor, steps: int) -> torch.Tensor:
+    """Minimise ``sum residuals(theta)^2`` by Gauss-Newton steps with step halving (the
+    least-squares solve of ``J delta = -r`` by SVD); exact in one step for linear models."""
+    theta = theta0.detach().clone()
+    r = residuals(theta).detach()
+    ss = float(r.square().sum())
+    for _ in range(steps):
+        jac = torch.func.jacfwd(residuals)(theta)
+        d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
+        sv, vh, c, _ = scaled_svd(jac, d, r)          # (guards against subnormal slowness)
+        delta = -(vh.transpose(-1, -2) @ torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)) / d
+        t = 1.0
+        while t > 1e-10:
+            trial = theta + t * delta
+            with torch.no_grad():
+                r_new = residuals(trial)
+            ss_new = float(r_new.square().sum())
+            if ss_new <= ss:
+                break
+            t *= 0.5
+        else:
+            break
+        done = ss - ss_new <= 1e-15 * ss
+        theta, r, ss = trial, r_new, ss_new
+        if done:
+            break
+    return theta
+
+
+class IRLS:
+    """The ``irls`` stepper (mae, huber); see the module's docstring."""
+
+    stop = None
+
+    def __init__(self, problem, theta: torch.Tensor, *, options: dict):
+        if problem.loss.name not in ("mae", "huber"):
+            raise InputError(f"optimizer 'irls' is for the mae and huber losses",
+                             expected="loss mae or huber (lm for mse)", given=problem.loss.name)
+        self.problem, self.theta = problem, theta
+        self.ftol, self.inner = float(options["ftol"]), int(options["inner_steps"])
+        self.eps = self.eps_min = None
+
+    def _loss_and_grad(self, theta: torch.Tensor) -> tuple[float, float]:
+        t = theta.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss = self.problem.objective(t)
+            (g,) = torch.autograd.grad(loss, t)
+        return loss.item(), torch.linalg.vector_norm(g).item()
+
+    def _objective(self, theta: torch.Tensor) -> float:
+        with torch.no_grad():
+            value = self.problem.objective(theta).item()
+        return value if math.isfinite(value) else math.inf
+
+    def _weights(self, r: torch.Tensor) -> torch.Tensor:
+        a = r.abs()
+        if self.problem.loss.name == "huber":
+            return torch.clamp(self.problem.loss.delta / a.clamp_min(1e-300), max=1.0)
+        if self.eps is None:        # start smooth: a floor at the typical residual
+            scale = float(a.median()) or float(a.max()) or 1.0
+            self.eps, self.eps_min = scale, 1e-12 * scale
+        return 1.0 / a.clamp_min(self.eps)
+
+    def step(self) -> tuple[float, float]:
+        """One recorded step: re-weight and solve until the loss falls (sharpening the
+        smoothing of the MAE as needed), or stop at the minimum."""
+        loss, gnorm = self._loss_and_grad(self.theta)
+        mae = self.problem.loss.name == "mae"
+        while True:
+            with torch.no_grad():
+                r = self.problem.residuals(self.theta.detach())
+            weighted = _Weighted(self.problem, self._weights(r).sqrt())
+            candidate = _gauss_newton(weighted.residuals, self.theta, self.inner)
+            new = self._objective(candidate)
+            gain = (loss - new) / abs(loss) if loss else 0.0
+            sharpen = mae and self.eps > self.eps_min
+            if gain > self.ftol:
+                self._move(candidate)
+                if sharpen and gain < 1e-3:
+                    self.eps = max(self.eps * 0.1, self.eps_min)
+                return loss, gnorm
+            if sharpen:
+                self.eps = max(self.eps * 0.1, self.eps_min)     # sharpen the smoothing
+                continue
+            if new < loss:
+                self._move(candidate)
+            if mae:
+                self._polish(min(new, loss))
+            self.stop = ("ftol", "the loss stopped falling (relative change below "
+                                 f"ftol={self.ftol:g}): the exact minimum")
+            return loss, gnorm
+
+    def _polish(self, best: float) -> None:
+        with torch.no_grad():
+            r = self.problem.residuals(self.theta.detach())
+        vertex = self._vertex(r)
+        if vertex is not None and self._objective(vertex) < best:
+            self._move(vertex)
+
+    def _vertex(self, r: torch.Tensor) -> torch.Tensor | None:
+        """Interpolate the P points with the smallest residuals (a vertex of the LP)."""
+        p = self.theta.shape[0]
+        if p > self.problem.n:
+            return None
+        rows = torch.argsort(r.abs())[:p]
+        sub = _Weighted(self.problem, torch.ones(p, dtype=r.dtype, device=r.device), rows)
+        return _gauss_newton(sub.residuals, self.theta, self.inner)
+
+    def _move(self, new: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.theta.copy_(new)
+
+
+def irls_stepper(problem, theta, *, lr: float, steps: int, seed: int, options: dict) -> IRLS:
+    return IRLS(problem, theta, options=options)
