@@ -67,7 +67,7 @@ def test_fit_report_and_json_file(capsys, tmp_path):
     code, out, _ = run(capsys, "fit", "lesson", "--model", "poly:2", "--loss", "mae",
                        "--optimizer", "gd", "--lr", "0.01", "--steps", "50", "--p0",
                        "c0=1.1,c1=1.1,c2=1.1", "--json", str(path))
-    assert code == 0 and "c2" in out and "mae" in out
+    assert code == 1 and "c2" in out and "mae" in out      # 50 gd steps: not converged
     d = json.loads(path.read_text())
     assert d["steps"] == 50 and len(d["history"]) == 51 and d["stderr"] is None
 
@@ -99,6 +99,12 @@ def test_diverged_fit_exits_1_with_advice(capsys):
     code, out, err = run(capsys, "fit", "lesson", "--model", "a*x^2+b*x+c", "--optimizer", "gd",
                          "--lr", "1", "--loss", "mse", "--steps", "300")
     assert code == 1 and "diverged" in err and "smaller learning rate" in err
+
+
+def test_step_limit_is_not_convergence(capsys):
+    code, out, err = run(capsys, "fit", "lesson", "--model", "a*x^2+b*x+c", "--optimizer", "gd",
+                         "--steps", "20")
+    assert code == 1 and "step limit" in err and "--steps" in err and "a " in out
 
 
 def _csv(tmp_path, text, name="d.csv"):
@@ -146,7 +152,7 @@ def test_real_process_exit_codes_and_no_traceback(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "missing.csv" in bad.stderr
     usage = subprocess.run(exe + ["fit", "lesson"], capture_output=True, text=True)
     assert usage.returncode == 2 and "--model" in usage.stderr
-    ok = subprocess.run(exe + ["fit", "lesson", "--model", "poly:1", "--steps", "5", "--quiet"],
+    ok = subprocess.run(exe + ["fit", "lesson", "--model", "poly:1", "--quiet"],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout == ""
 

@@ -1,6 +1,8 @@
 """The command line: arguments -> config -> core -> report and files.
 
-Exit codes: 0 the fit is done, 1 it diverged or failed, 2 bad input (one line on stderr).
+Exit codes: 0 the fit converged, 1 it did not (diverged, failed, lost rank, or stopped at
+the step or time limit: the report still shows where it was), 2 bad input (one line on
+stderr).
 """
 from __future__ import annotations
 
@@ -82,7 +84,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gradfit", description="Fit any function to data by gradient descent.",
+        prog="gradfit", description="Fit any function to data by gradient descent. Exit "
+        "codes: 0 converged, 1 not converged (diverged, failed, step or time limit), 2 bad input.",
         epilog="Run 'gradfit COMMAND --help' for a command's options and examples.")
     parser.add_argument("--version", action="version", version=f"gradfit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,8 +188,9 @@ def cmd_fit(args) -> int:
         _write_json(args, result.to_dict(history=args.json != "-"))
     if args.json != "-" and not args.quiet:
         print(result.report())
-    if not result.ok:
-        print(f"gradfit: {result.message}", file=sys.stderr)
+    if not result.converged:       # diverged, failed, or stopped before the optimum
+        hint = "; allow more with --steps" if result.reason == "max_steps" else ""
+        print(f"gradfit: not converged: {result.message}{hint}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
