@@ -26,7 +26,7 @@ import math
 import torch
 
 from .errors import InputError
-from .lm import scaled_svd
+from .lm import residuals_and_jacobian, scaled_svd
 from .losses import LOSSES
 
 OPTIONS = {
@@ -65,7 +65,7 @@ def _gauss_newton(residuals, theta0: torch.Tensor, steps: int) -> torch.Tensor:
     r = residuals(theta).detach()
     ss = float(r.square().sum())
     for _ in range(steps):
-        jac = torch.func.jacfwd(residuals)(theta)
+        _, jac = residuals_and_jacobian(residuals, theta)
         d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
         sv, vh, c, _ = scaled_svd(jac, d, r)          # (guards against subnormal slowness)
         delta = -(vh.transpose(-1, -2) @ torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)) / d

@@ -56,6 +56,8 @@ OPTIONS = {
     "xtol": 1e-15,      # relative step in the scaled parameters
     "gtol": 1e-15,      # cosine between the residuals and the Jacobian's columns
     "factor": 100.0,    # first trust region: factor * |D theta| (MINPACK's factor)
+    "accel": True,      # geodesic acceleration
+    "avmax": 0.75,
     "max_tries": 100,   # trial steps within one step() before giving up
 }
 ACCEPT = 1e-4           # smallest gain ratio of an accepted step
@@ -100,7 +102,7 @@ def scaled_svd(jac: torch.Tensor, d: torch.Tensor, r: torch.Tensor):
     u, s, vh = torch.linalg.svd(a, full_matrices=False)
     s = torch.where(s > eps * max(jac.shape[-2:]) * s[..., :1], s, torch.zeros_like(s))
     c = (u.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
-    return s, vh, c
+    return s, vh, c, u
 
 
 def damped_step(s, vh, c, lam):
@@ -168,10 +170,16 @@ class LevenbergMarquardt:
         self.problem, self.theta, self.stop = problem, theta, None
         self.ftol, self.xtol, self.gtol = (float(options[k]) for k in ("ftol", "xtol", "gtol"))
         self.factor, self.max_tries = float(options["factor"]), int(options["max_tries"])
+        self.accel, self.avmax = bool(options["accel"]), float(options.get("avmax", 0.75))
+        self.dmode = "max"
         self.eps = torch.finfo(theta.dtype).eps
         self.d = None
         self.lam = 0.0
         self.first = True
+        self.nfev = self.njev = 1         # residual and Jacobian evaluations, for reports
+        ys = problem.y if problem.sigma is None else problem.y / problem.sigma
+        self.ynorm_data = float(torch.linalg.vector_norm(ys))
+        self.last_polish = None
         self._accept(*residuals_and_jacobian(problem.residuals, theta))
         self.delta = self.factor * self.xnorm if self.xnorm > 0 else self.factor
 
@@ -181,9 +189,11 @@ class LevenbergMarquardt:
         norms = torch.linalg.vector_norm(jac, dim=-2)
         if self.d is None:
             self.d = torch.where(norms > 0, norms, torch.ones_like(norms))
+        elif self.dmode == "current":
+            self.d = torch.where(norms > 0, norms, self.d)
         else:
             self.d = torch.maximum(self.d, norms)
-        self.s, self.vh, self.c = scaled_svd(jac, self.d, r)
+        self.s, self.vh, self.c, self.u = scaled_svd(jac, self.d, r)
         # loss and gradient of the objective (mse or rmse), cosine test, in one sync
         rl = r.detach().requires_grad_(True)
         with torch.enable_grad():
@@ -198,6 +208,14 @@ class LevenbergMarquardt:
         self.loss, self.gnorm, self.rss, self.cos, self.xnorm = stats[:5]
         p = self.s.shape[-1]
         self.s_list, self.c_list = stats[5:5 + p], stats[5 + p:]
+        # the Gauss-Newton step's predicted reduction and length, and the rounding level of
+        # S: each residual carries an error of about eps * (|r| + 2 |y|)
+        kept = [(si, ci) for si, ci in zip(self.s_list, self.c_list) if si > 0.0]
+        self.gn_pred = sum(ci * ci for _, ci in kept)
+        self.gn_norm = math.sqrt(sum((ci / si) ** 2 for si, ci in kept))
+        rnorm = math.sqrt(self.rss)
+        err = self.eps * (rnorm + 2.0 * self.ynorm_data)
+        self.noise = 2.0 * rnorm * err + err * err
 
     # -- one recorded step ---------------------------------------------------------------
     def step(self) -> tuple[float, float]:
@@ -210,19 +228,71 @@ class LevenbergMarquardt:
         elif self.cos <= self.gtol:
             self._converged("gtol", f"the gradient vanished (cosine of residuals and Jacobian "
                                     f"{self.cos:.2g} <= gtol={self.gtol:g})")
+        elif self.gn_pred <= self.noise:
+            self._polish()
         else:
             self._try_steps()
         return loss, gnorm
+
+    def _polish(self) -> None:
+        """Gauss-Newton steps once their gain is below the rounding level of S.
+
+        S can no longer tell a better point from a worse one, but the step still can: it
+        keeps shrinking while it carries information and stops shrinking at the rounding
+        level of the parameters. A step that raises S beyond rounding goes back to LM."""
+        ynorm = self.gn_norm
+        if ynorm <= self.xtol * self.xnorm:
+            self._converged("xtol", "the parameters stopped changing "
+                                    f"(relative step below xtol={self.xtol:g})")
+            return
+        if self.last_polish is not None and ynorm > 0.9 * self.last_polish:
+            self._converged("xtol", "the parameters are at the rounding level: the "
+                                    "Gauss-Newton steps stopped shrinking")
+            return
+        theta, fn = self.theta, self.problem.residuals
+        y, _ = damped_step(self.s, self.vh, self.c, torch.zeros((), dtype=self.s.dtype))
+        new = theta.detach() + y / self.d
+        t = new.requires_grad_(True)
+        with torch.enable_grad():
+            r = fn(t)
+        self.nfev += 1
+        rss_new = float(r.detach().square().sum())
+        if rss_new <= self.rss + self.noise:
+            with torch.no_grad():
+                theta.copy_(new.detach())
+            self._accept_trial(r, t)
+            self.last_polish = ynorm
+        else:
+            self._try_steps()
 
     def _try_steps(self) -> None:
         theta, fn = self.theta, self.problem.residuals
         for _ in range(self.max_tries):
             self.lam = lm_parameter(self.s_list, self.c_list, self.delta, self.lam)
-            y, pred = damped_step(self.s, self.vh, self.c, torch.tensor(self.lam, dtype=self.s.dtype))
-            new = theta.detach() + y / self.d
+            lam_t = torch.tensor(self.lam, dtype=self.s.dtype)
+            y, pred = damped_step(self.s, self.vh, self.c, lam_t)
+            full = y
+            if self.accel:
+                # geodesic acceleration (Transtrum & Sethna 2012): the second directional
+                # derivative of r along v by a finite difference, and its own LM solve
+                v = y / self.d
+                with torch.no_grad():
+                    rh = fn(theta.detach() + 0.1 * v)
+                self.nfev += 1
+                rvv = 20.0 * ((rh - self.r) / 0.1 - self.jac @ v)
+                cv = (self.u.transpose(-1, -2) @ rvv.unsqueeze(-1)).squeeze(-1)
+                a, _ = damped_step(self.s, self.vh, cv, lam_t)
+                ratio_av = float(2.0 * torch.linalg.vector_norm(a) / torch.linalg.vector_norm(y))
+                if not ratio_av <= self.avmax:
+                    self.delta *= 0.5
+                    self.lam *= 2.0
+                    continue
+                full = y + 0.5 * a
+            new = theta.detach() + full / self.d
             t = new.requires_grad_(True)
             with torch.enable_grad():
                 r = fn(t)
+            self.nfev += 1
             rd = r.detach()
             rss_new, pred_v, ynorm, jy2 = torch.stack([
                 rd.square().sum(), pred, torch.linalg.vector_norm(y),
@@ -264,6 +334,7 @@ class LevenbergMarquardt:
         self.stop = ("failed", f"no step lowered the loss in {self.max_tries} tries")
 
     def _accept_trial(self, r: torch.Tensor, t: torch.Tensor) -> None:
+        self.njev += 1
         try:
             with torch.enable_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -274,8 +345,7 @@ class LevenbergMarquardt:
 
     def _no_progress(self) -> None:
         # the Gauss-Newton model's best reduction, against the rounding level of S
-        gn = sum(ci * ci for si, ci in zip(self.s_list, self.c_list) if si > 0)
-        if gn <= 1e3 * self.eps * self.rss or self.cos <= math.sqrt(self.eps):
+        if self.gn_pred <= 100.0 * self.noise or self.cos <= math.sqrt(self.eps):
             self._converged("xtol", "no step can lower the loss further: the parameters are "
                                     "at the precision of the arithmetic")
         else:

@@ -119,7 +119,8 @@ class FitResult:
         theta = torch.tensor(list(self.params.values()), dtype=torch.float64)
         idx = torch.tensor([names.index(n) for n in self.stderr])
         model = self.model_object
-        jac = torch.func.jacfwd(lambda f: model(xt, theta.index_put((idx,), f)))(theta[idx])
+        from .lm import residuals_and_jacobian
+        _, jac = residuals_and_jacobian(lambda f: model(xt, theta.index_put((idx,), f)), theta[idx])
         cov = torch.tensor(self.covariance)
         sd = torch.einsum("mi,ij,mj->m", jac, cov, jac).clamp_min(0).sqrt().numpy()
         t = student_t_quantile((1 + level) / 2, self.n_points - len(idx))
@@ -215,7 +216,8 @@ def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: b
     n, p = r.shape[0], theta.shape[0]
     if n <= p or p == 0 or p > 2000:
         return None
-    jac = torch.func.jacfwd(residual_fn)(theta) if p <= n else torch.func.jacrev(residual_fn)(theta)
+    from .lm import residuals_and_jacobian       # exact, and cheaper to start than jacfwd
+    _, jac = residuals_and_jacobian(residual_fn, theta)
     if not torch.isfinite(jac).all():
         return None
     # SVD as scipy does, dropping singular values below its threshold
