@@ -43,7 +43,7 @@ def test_polynomial_equals_numpy_lstsq(degree):
     rng = np.random.default_rng(degree)
     x = np.linspace(-1.5, 2.0, 60)
     y = np.cos(2 * x) + 0.1 * rng.standard_normal(x.size)
-    r = fit(f"poly:{degree}", x, y, optimizer="lm", steps=100, ftol=0, gtol=0)
+    r = fit(f"poly:{degree}", x, y, optimizer="lm", steps=100, )
     expected = np.linalg.lstsq(np.vander(x, degree + 1, increasing=True), y, rcond=None)[0]
     assert r.converged, r.message
     np.testing.assert_allclose(list(r.params.values()), expected, rtol=1e-10, atol=1e-10)
@@ -52,7 +52,7 @@ def test_polynomial_equals_numpy_lstsq(degree):
 def test_weighted_fit_equals_curve_fit_with_sigma():
     x, y, s = decay_data(sigma=True)
     r = fit("a*exp(-b*x) + c", x, y, sigma=s, optimizer="lm", steps=200,
-            p0={"a": 1.0, "b": 1.0, "c": 0.0}, ftol=0, gtol=0)
+            p0={"a": 1.0, "b": 1.0, "c": 0.0}, )
     popt, pcov = curve_fit(lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=[1, 1, 0],
                            sigma=s, ftol=1e-15, xtol=1e-15, gtol=0, maxfev=10_000)
     assert r.converged, r.message
@@ -65,8 +65,8 @@ def test_weighted_fit_equals_curve_fit_with_sigma():
 
 def test_rmse_has_the_same_minimiser_and_reports_its_own_loss():
     x, y, _ = decay_data()
-    mse = fit("a*exp(-b*x) + c", x, y, loss="mse", optimizer="lm", steps=200, ftol=0, gtol=0)
-    rmse = fit("a*exp(-b*x) + c", x, y, loss="rmse", optimizer="lm", steps=200, ftol=0, gtol=0)
+    mse = fit("a*exp(-b*x) + c", x, y, loss="mse", optimizer="lm", steps=200, )
+    rmse = fit("a*exp(-b*x) + c", x, y, loss="rmse", optimizer="lm", steps=200, )
     assert rmse.converged and rmse.loss_name == "rmse"
     np.testing.assert_allclose(list(rmse.params.values()), list(mse.params.values()), rtol=1e-9)
     assert rmse.loss == pytest.approx(math.sqrt(mse.loss), rel=1e-12)
@@ -82,7 +82,7 @@ def test_lm_refuses_losses_that_are_not_squared_errors(loss):
 def test_each_recorded_step_lowers_the_loss_and_reports_the_true_gradient():
     x, y, _ = decay_data()
     p0 = {"a": 1.0, "b": 3.0, "c": 0.0}
-    r = fit("a*exp(-b*x) + c", x, y, optimizer="lm", p0=p0, steps=200, ftol=0, gtol=0)
+    r = fit("a*exp(-b*x) + c", x, y, optimizer="lm", p0=p0, steps=200, )
     h = r.history
     # strictly lower until the last few, which may move within the rounding of the loss
     assert np.all(np.diff(h) <= 1e-13 * h[:-1])
@@ -99,7 +99,7 @@ def test_rank_deficient_model_reports_lost_rank_not_convergence():
     p0 = {"a": 1.0, "b": 2.0, "c": 0.0}
     slope, icpt = np.polyfit(x, y, 1)
     # LM's own verdict (the fit loop's gtol, on by default, stops first and calls it converged)
-    r = fit("a*b*x + c", x, y, optimizer="lm", steps=200, p0=p0, ftol=0, gtol=0)
+    r = fit("a*b*x + c", x, y, optimizer="lm", steps=200, p0=p0, )
     assert r.reason == "failed" and not r.converged and not r.ok
     assert "lost rank" in r.message and "of a, b" in r.message
     # either way: finite values on the least-squares line, and no standard errors
@@ -113,18 +113,18 @@ def test_rank_deficient_model_reports_lost_rank_not_convergence():
 def test_parameter_the_model_ignores_is_named():
     x = np.linspace(0.0, 1.0, 20)
     r = fit(lambda x, a, b: a * x + 0 * b, x, 3 * x + 0.1 * np.cos(9 * x), optimizer="lm",
-            steps=50, ftol=0, gtol=0)
+            steps=50, )
     assert r.reason == "failed" and "of b" in r.message
 
 
 def test_perfect_fit_and_tolerances():
     x = np.linspace(0.0, 1.0, 20)
-    r = fit("a*x + b", x, 2 * x + 1, optimizer="lm", steps=50, ftol=0, gtol=0)
+    r = fit("a*x + b", x, 2 * x + 1, optimizer="lm", steps=50, )
     assert r.converged and r.params == pytest.approx({"a": 2.0, "b": 1.0}, rel=1e-14)
     xd, yd, _ = decay_data()
-    loose = fit("a*exp(-b*x) + c", xd, yd, optimizer="lm", steps=200, ftol=0, gtol=0,
+    loose = fit("a*exp(-b*x) + c", xd, yd, optimizer="lm", steps=200,
                 xtol=1e-3)
-    tight = fit("a*exp(-b*x) + c", xd, yd, optimizer="lm", steps=200, ftol=0, gtol=0)
+    tight = fit("a*exp(-b*x) + c", xd, yd, optimizer="lm", steps=200, )
     assert loose.reason == "xtol" and loose.steps < tight.steps
     with pytest.raises(InputError, match="does not take"):
         fit("a*x + b", x, 2 * x + 1, optimizer="lm", lambda_=1.0)
@@ -134,7 +134,7 @@ def test_rosenbrock_from_the_classic_start():
     # residuals (1 - a) and 10 (b - a^2): a curved valley
     x, y = np.array([0.0, 1.0]), np.zeros(2)
     model = lambda x, a, b: torch.where(x == 0, 1 - a, 10 * (b - a**2))  # noqa: E731
-    r = fit(model, x, y, optimizer="lm", steps=200, p0={"a": -1.2, "b": 1.0}, ftol=0, gtol=0)
+    r = fit(model, x, y, optimizer="lm", steps=200, p0={"a": -1.2, "b": 1.0}, )
     assert r.converged and r.params == pytest.approx({"a": 1.0, "b": 1.0}, abs=1e-12)
 
 
@@ -209,7 +209,7 @@ def test_stepper_counts_and_stops_on_its_own():
 def test_more_parameters_than_points_interpolates_and_says_so():
     x = np.linspace(-1.0, 1.0, 6)
     y = np.array([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])
-    r = fit("mlp:4:tanh", x, y, optimizer="lm", steps=500, ftol=0, gtol=0)   # 13 parameters
+    r = fit("mlp:4:tanh", x, y, optimizer="lm", steps=500, )   # 13 parameters
     assert r.loss < 1e-20 and all(math.isfinite(v) for v in r.params.values())
     assert r.reason == "failed" and "lost rank (6 of 13)" in r.message
     assert r.stderr is None

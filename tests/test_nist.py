@@ -61,7 +61,7 @@ def test_lm_solves_nist_problem_to_certified_values(path, start):
     # the fit loop's own ftol and gtol (absolute 1e-10 on the mse gradient) would stop
     # before LM's rounding-level rules on small-residual problems: LM stops itself here
     r = gradfit.fit(d["model"], x, y, optimizer="lm", loss="mse", inputs=inputs,
-                    p0=dict(zip(d["params"], d[start])), steps=1000, ftol=0.0, gtol=0.0)
+                    p0=dict(zip(d["params"], d[start])), steps=1000)
     assert r.converged, r.message
     params = [r.params[p] for p in d["params"]]
     digits = lre(params, d["certified"])

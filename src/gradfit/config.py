@@ -37,7 +37,8 @@ class FitConfig:
     such as momentum, batch_size, accumulate_grad), ``schedule``, ``steps``: the step limit.
     ``p0``: starting values by name. ``seed``: random starts and mini-batches.
     ``ftol``: stop when the loss changes by less than this, relatively; ``gtol``: when the
-    gradient norm falls below this; ``time_limit`` in seconds (None: none).
+    gradient norm falls below this (None: 1e-12 and 1e-10 for gradient methods, off for lm
+    and irls, which stop by their own rules); ``time_limit`` in seconds (None: none).
     ``divergence``: stop as diverged when the loss exceeds this many times its start.
     """
 
@@ -49,8 +50,8 @@ class FitConfig:
     steps: int = 1000
     p0: tuple[tuple[str, float], ...] = ()
     seed: int = 0
-    ftol: float = 1e-12
-    gtol: float = 1e-10
+    ftol: float | None = None
+    gtol: float | None = None
     time_limit: float | None = None
     schedule: str = "constant"
     options: tuple[tuple[str, Any], ...] = ()
@@ -111,8 +112,9 @@ class FitConfig:
                              given=self.steps)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError("bad seed", expected="a whole number >= 0", given=self.seed)
-        _number("ftol", self.ftol, positive=False)
-        _number("gtol", self.gtol, positive=False)
+        for name in ("ftol", "gtol"):
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), positive=False)
         if self.divergence != float("inf"):       # inf: never call a growing loss diverged
             _number("divergence factor", self.divergence, positive=True)
         if self.time_limit is not None:

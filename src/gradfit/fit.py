@@ -36,6 +36,7 @@ from .problem import Problem
 from .result import REASONS, FitResult, StepRecord, goodness, least_squares_covariance
 
 DTYPE = {"float64": torch.float64, "float32": torch.float32}
+DEFAULT_FTOL, DEFAULT_GTOL = 1e-12, 1e-10   # for gradient methods; lm and irls stop themselves
 
 
 def _tensor(name: str, value, dtype, device) -> torch.Tensor:
@@ -105,6 +106,10 @@ class FitRun:
         external = transform.external if not transform.identity else torch.Tensor.clone
         if transform.identity and getattr(stepper, "replaces_storage", False):
             external = _same                   # theta's old storage is never written again
+        # a method that knows when it is done (lm, irls) stops itself unless told otherwise
+        own = getattr(stepper, "own_stopping", False)
+        ftol = cfg.ftol if cfg.ftol is not None else (-1.0 if own else DEFAULT_FTOL)
+        gtol = cfg.gtol if cfg.gtol is not None else (-1.0 if own else DEFAULT_GTOL)
         points: list[torch.Tensor] = []       # theta at the start of each step
         losses, gnorms = [], []
         reason, detail = "max_steps", f"reached the step limit ({cfg.steps} steps)"
@@ -129,11 +134,11 @@ class FitRun:
             if stepper.stop is not None:
                 reason, detail = stepper.stop
                 break
-            if gnorm <= cfg.gtol:
-                reason, detail = "gtol", f"the gradient norm {gnorm:.3g} fell below gtol={cfg.gtol:g}"
+            if gnorm <= gtol:
+                reason, detail = "gtol", f"the gradient norm {gnorm:.3g} fell below gtol={gtol:g}"
                 break
-            if prev is not None and abs(prev - loss) <= cfg.ftol * max(abs(prev), 1e-300):
-                reason, detail = "ftol", f"the loss stopped changing (relative change below ftol={cfg.ftol:g})"
+            if prev is not None and abs(prev - loss) <= ftol * max(abs(prev), 1e-300):
+                reason, detail = "ftol", f"the loss stopped changing (relative change below ftol={ftol:g})"
                 break
             prev = loss
             if cfg.time_limit is not None and time.perf_counter() - t0 > cfg.time_limit:
@@ -219,8 +224,8 @@ def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
 
 def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "mse",
              optimizer: str = "auto", lr: float | None = None, steps: int = 1000,
-             p0: Mapping[str, float] | None = None, seed: int = 0, ftol: float = 1e-12,
-             gtol: float = 1e-10, time_limit: float | None = None,
+             p0: Mapping[str, float] | None = None, seed: int = 0, ftol: float | None = None,
+             gtol: float | None = None, time_limit: float | None = None,
              callback: Callable[[StepRecord], bool] | None = None, schedule: str = "constant",
              delta: float = 1.0, divergence: float = 1e4, dtype="float64", device="cpu",
              inputs=None, bounds: Mapping[str, tuple] | None = None,
@@ -250,7 +255,9 @@ def fit(model: "str | Callable | Model", x, y, **kwargs) -> FitResult:
     ``loss``: mae, mse, rmse, huber (``delta``). ``optimizer``: gd, momentum, sgd, adam,
     adamw, rmsprop, lbfgs; ``lr`` (None: the optimizer's default), ``schedule``, and the
     optimizer's options (``accumulate_grad``, ``momentum``, ``nesterov``, ``batch_size``...).
-    ``steps``, ``ftol``, ``gtol``, ``time_limit``, ``callback``: when to stop.
+    ``steps``, ``ftol``, ``gtol``, ``time_limit``, ``callback``: when to stop (``ftol`` and
+    ``gtol`` default to 1e-12 and 1e-10 for gradient methods; lm and irls stop by their own
+    rules, which reach full precision, unless these are given).
     ``p0``: starting values by name; ``seed``: random starts and batches.
     ``bounds``: name -> (low, high) (None or inf for no bound); ``fixed``: name -> value.
     ``absolute_sigma``: take ``sigma`` as absolute (covariance not scaled by the residual

@@ -91,6 +91,7 @@ class IRLS:
     """The ``irls`` stepper (mae, huber); see the module's docstring."""
 
     stop = None
+    own_stopping = True     # the fit loop leaves ftol/gtol to IRLS's own rule
 
     def __init__(self, problem, theta: torch.Tensor, *, options: dict):
         if problem.loss.name not in ("mae", "huber"):
@@ -118,7 +119,7 @@ class IRLS:
             return torch.clamp(self.problem.loss.delta / a.clamp_min(1e-300), max=1.0)
         if self.eps is None:        # start smooth: a floor at the typical residual
             scale = float(a.median()) or float(a.max()) or 1.0
-            self.eps, self.eps_min = scale, 1e-12 * scale
+            self.eps, self.eps_min, self.eps_start = scale, 1e-12 * scale, scale
         return 1.0 / a.clamp_min(self.eps)
 
     def step(self) -> tuple[float, float]:
@@ -138,6 +139,9 @@ class IRLS:
                 self._move(candidate)
                 if sharpen and gain < 1e-3:
                     self.eps = max(self.eps * 0.1, self.eps_min)
+                if mae and self.eps < 1e-4 * self.eps_start and self._certified_vertex():
+                    self.stop = ("ftol", "the exact minimum: a vertex whose optimality is "
+                                         "certified (zero lies in the subgradient)")
                 return loss, gnorm
             if sharpen:
                 self.eps = max(self.eps * 0.1, self.eps_min)     # sharpen the smoothing
@@ -149,6 +153,35 @@ class IRLS:
             self.stop = ("ftol", "the loss stopped falling (relative change below "
                                  f"ftol={self.ftol:g}): the exact minimum")
             return loss, gnorm
+
+    def _certified_vertex(self) -> bool:
+        """Move to the vertex through the P points nearest the curve if it is optimal.
+
+        At a vertex (``r_i = 0`` for ``i`` in Z, P points) the MAE is minimal when zero lies
+        in its subgradient: ``J_Z^T l = -J_N^T sign(r_N)`` has a solution with all
+        ``|l_i| <= 1`` (exact for models linear in their parameters, local otherwise)."""
+        with torch.no_grad():
+            r = self.problem.residuals(self.theta.detach())
+        vertex = self._vertex(r)
+        if vertex is None:
+            return False
+        rv, jac = residuals_and_jacobian(self.problem.residuals, vertex)
+        p = vertex.shape[0]
+        order = torch.argsort(rv.abs())
+        active, rest = order[:p], order[p:]
+        if float(rv.abs()[active].max()) > 1e-9 * max(float(rv.abs().max()), 1e-300):
+            return False
+        rhs = -(jac[rest].transpose(0, 1) @ torch.sign(rv[rest]))
+        try:
+            lam = torch.linalg.solve(jac[active].transpose(0, 1), rhs)
+        except RuntimeError:
+            return False
+        if not bool(torch.isfinite(lam).all()) or float(lam.abs().max()) > 1 + 1e-9:
+            return False
+        if self._objective(vertex) > self._objective(self.theta) * (1 + 1e-12):
+            return False
+        self._move(vertex)
+        return True
 
     def _polish(self, best: float) -> None:
         with torch.no_grad():

@@ -188,6 +188,8 @@ class LevenbergMarquardt:
     makes one accepted step (retrying in a smaller trust region as needed) or sets ``stop``.
     ``nfev`` and ``njev`` count residual and Jacobian evaluations."""
 
+    own_stopping = True     # the fit loop leaves ftol/gtol to LM's own rules
+
     def __init__(self, problem: Problem, theta: torch.Tensor, *, options: dict):
         if not problem.loss.squared:
             raise InputError(f"optimizer 'lm' cannot minimise the {problem.loss.name} loss",
