@@ -185,6 +185,9 @@ class FitRun:
                 absolute_sigma=cfg.absolute_sigma)
             if cov is not None:
                 stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
+            elif len(free) < prob.n and "rank" not in detail:
+                detail += ("; no standard errors: the Jacobian has lost rank (some parameters "
+                           "are not determined by the data)")
         with torch.no_grad():
             r2, rmse = goodness(prob.predict(final), prob.y)
         return FitResult(

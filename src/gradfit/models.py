@@ -37,6 +37,9 @@ class Model:
     param_names: tuple[str, ...] = ()
     input_names: tuple[str, ...] = ("x",)
     spec: str = ""
+    #: False for flexible approximators (ReLU sums, networks), which may well have more
+    #: parameters than there are points; a curve's parameters must be determined by the data
+    identifiable: bool = True
 
     @property
     def n_params(self) -> int:
@@ -166,6 +169,8 @@ class ReLUSumModel(Model):
     random but seeded: slopes from N(0, 1), kinks spread uniformly over the data's range.
     """
 
+    identifiable = False
+
     def __init__(self, units: int, inputs: Sequence[str] = ("x",)):
         self.units, self.input_names = units, tuple(inputs)
         d = len(self.input_names)
@@ -222,6 +227,8 @@ class MLPModel(Model):
     Parameters are named ``l{l}.w{out}_{in}`` and ``l{l}.b{out}``; starts follow torch's
     ``nn.Linear`` (uniform in +-1/sqrt(fan_in)), seeded.
     """
+
+    identifiable = False
 
     def __init__(self, hidden: Sequence[int], activation: str = "relu",
                  inputs: Sequence[str] = ("x",)):
