@@ -188,6 +188,8 @@ class FitRun:
             elif len(free) < prob.n and "rank" not in detail:
                 detail += ("; no standard errors: the Jacobian has lost rank (some parameters "
                            "are not determined by the data)")
+                if prob.model.identifiable:         # the values are one choice among many
+                    reason = "failed"
         with torch.no_grad():
             r2, rmse = goodness(prob.predict(final), prob.y)
         return FitResult(
