@@ -311,3 +311,13 @@ def test_student_t_quantile_matches_scipy():
     from gradfit.stats import student_t_quantile
     for p, dof in [(0.975, 1), (0.975, 3), (0.95, 17), (0.8413, 5), (0.995, 30), (0.3, 8)]:
         assert student_t_quantile(p, dof) == pytest.approx(student.ppf(p, dof), rel=1e-8)
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "auto"])
+def test_parameters_the_data_cannot_determine_are_not_a_converged_fit(lesson, name):
+    r = fit("a*b*x + c", lesson.x, lesson.y, optimizer=name, steps=300)
+    assert r.reason == "failed" and not r.converged and r.stderr is None
+    assert "rank" in r.message
+    # the curve itself is the least-squares line
+    m, k = np.polyfit(lesson.x, lesson.y, 1)
+    assert r.params["a"] * r.params["b"] == pytest.approx(m, rel=1e-6)
