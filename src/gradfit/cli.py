@@ -26,12 +26,24 @@ FIT_EXAMPLES = """examples:
   gradfit fit data.csv --x t --y signal --sigma err --model "A*exp(-k*t) + C" --p0 A=10,k=0.5
   gradfit fit lesson --model poly:2 --optimizer lbfgs --json -
   gradfit fit lesson --model "a*x^2 + b*x + c" --bounds a=0:2.5 --fix c=1
+  gradfit fit lesson --model relu:5 --optimizer adam --plot fit.png --animate fit.gif
+"""
+LANDSCAPE_EXAMPLES = """examples:
+  gradfit landscape lesson --model "a*x^2 + b*x + c" --params a,b --loss mae
+  gradfit landscape lesson --model "a*x + b" --params a,b --lr 0.1 --out path.png
+  gradfit landscape lesson --model "a*x^2 + b*x + c" --params a --around b=1.1,c=1.1 \\
+      --p0 a=1.1,b=1.1,c=1.1 --fix-others --loss mae --lr 1 --steps 10
+"""
+LR_SWEEP_EXAMPLES = """examples:
+  gradfit lr-sweep lesson --model "a*x^2 + b*x + c" --lrs 0.001,0.01,0.1,1,3
+  gradfit lr-sweep lesson --model relu:5 --optimizer adam --lrs 0.001,0.01,0.1 --find
 """
 EVAL_EXAMPLES = """examples:
   gradfit eval lesson --model "a*x^2 + b*x + c" --params a=1.1,b=1.1,c=1.1 --loss mae
 """
 LESSON_EXAMPLES = """examples:
-  gradfit lesson          # the lesson's numbers, replayed with gradfit
+  gradfit lesson                      # the lesson's numbers, replayed with gradfit
+  gradfit lesson --pictures figures   # and its pictures, as PNG files in figures/
 """
 
 
@@ -93,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lesson = sub.add_parser("lesson", help="replay the lesson 'deep learning is just graph plotting'",
                             epilog=LESSON_EXAMPLES, formatter_class=fmt)
+    lesson.add_argument("--pictures", metavar="DIR",
+                        help="also write the lesson's pictures as PNG files into DIR")
     lesson.set_defaults(func=cmd_lesson)
 
     fitp = sub.add_parser("fit", help="fit a model to data", epilog=FIT_EXAMPLES,
@@ -116,15 +130,55 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--batch-size", type=int, help="mini-batch size (sgd; default 32)")
     fitp.add_argument("--accumulate-grad", action="store_true",
                       help="gd only: never zero the gradient, as the lesson's loop does")
-    fitp.add_argument("--ftol", type=float, default=1e-12, help="stop when the loss changes "
-                      "by less than this, relatively (default 1e-12)")
-    fitp.add_argument("--gtol", type=float, default=1e-10,
-                      help="stop when the gradient norm is below this (default 1e-10)")
+    fitp.add_argument("--ftol", type=float, help="stop when the loss changes by less than "
+                      "this, relatively (default 1e-12 for gradient methods; lm and irls stop "
+                      "by their own rules)")
+    fitp.add_argument("--gtol", type=float,
+                      help="stop when the gradient norm is below this (default 1e-10 for "
+                           "gradient methods)")
     fitp.add_argument("--time-limit", type=float, help="stop after this many seconds")
     fitp.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     fitp.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
+    fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "
+                      "residuals and the loss over steps (.png, .pdf, .svg)")
+    fitp.add_argument("--animate", metavar="PATH", help="the fit moving step by step "
+                      "(.gif; .mp4 when ffmpeg is installed)")
+    fitp.add_argument("--frames", type=int, default=100,
+                      help="most frames of --animate, sampled over the run (default 100)")
     fitp.set_defaults(func=cmd_fit)
+
+    land = sub.add_parser("landscape", help="the loss over one or two parameters, with the "
+                          "optimizer's path on it", epilog=LANDSCAPE_EXAMPLES, formatter_class=fmt)
+    _data_args(land)
+    land.add_argument("--params", required=True,
+                      help="one or two parameter names, e.g. a,b (one: the loss against it, "
+                      "each step an arrow)")
+    land.add_argument("--around", help="values to hold the other parameters at and to centre "
+                      "the view on, e.g. c=1 (default: the fit's values)")
+    land.add_argument("--span", help="the view: a half-width such as 2, or per parameter "
+                      "a=2,b=0:5 (half-width or low:high); default: around the fit and its path")
+    land.add_argument("--resolution", type=int, help="grid points per axis (default 81; 301 "
+                      "for one parameter)")
+    land.add_argument("--fix-others", action="store_true", help="fit only --params, the others "
+                      "held at --around (else --p0, else their start): the path then lies on "
+                      "the drawn surface")
+    _path_args(land, steps=200)
+    land.add_argument("--out", "-O", default="landscape.png", help="the picture (default "
+                      "landscape.png)")
+    land.set_defaults(func=cmd_landscape)
+
+    sweep = sub.add_parser("lr-sweep", help="the same fit at several learning rates, side by "
+                           "side and labelled", epilog=LR_SWEEP_EXAMPLES, formatter_class=fmt)
+    _data_args(sweep)
+    sweep.add_argument("--lrs", default="0.001,0.01,0.1,1",
+                       help="learning rates, comma-separated (default 0.001,0.01,0.1,1)")
+    sweep.add_argument("--find", action="store_true", help="also run the learning-rate finder "
+                       "(fastai's lr_find) and mark its suggestion")
+    _path_args(sweep, steps=100)
+    sweep.add_argument("--out", "-O", default="lr-sweep.png",
+                       help="the picture (default lr-sweep.png)")
+    sweep.set_defaults(func=cmd_lr_sweep)
 
     evalp = sub.add_parser("eval", help="the loss and its gradient at given parameters",
                            epilog=EVAL_EXAMPLES, formatter_class=fmt)
@@ -132,6 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     evalp.add_argument("--params", required=True, help="parameter values, e.g. a=1.1,b=1.1,c=1.1")
     evalp.set_defaults(func=cmd_eval)
     return parser
+
+
+def _path_args(p: argparse.ArgumentParser, steps: int) -> None:
+    """The gradient-descent run behind a picture."""
+    p.add_argument("--optimizer", "-o", default="gd", choices=list(OPTIMIZERS),
+                   help="default: gd, the lesson's gradient descent")
+    p.add_argument("--lr", type=float, help="learning rate (default: the optimizer's own)")
+    p.add_argument("--steps", "-n", type=int, default=steps, help=f"step limit (default {steps})")
+    p.add_argument("--p0", help="starting values, e.g. a=1.1,b=1.1,c=1.1")
+    p.add_argument("--seed", type=int, default=0, help="seed of random starts and batches")
+
+
+def _run_kwargs(args) -> dict:
+    kw = dict(optimizer=args.optimizer, steps=args.steps, seed=args.seed,
+              p0=parse_assignments(args.p0, "--p0") if args.p0 else None)
+    if getattr(args, "lr", None) is not None:
+        kw["lr"] = args.lr
+    return kw
 
 
 def _load(args):
@@ -154,8 +226,26 @@ def _write_json(args, payload: dict) -> None:
 
 def cmd_lesson(args) -> int:
     from .lesson import replay
-    for line in replay():
+    pictures = None
+    if args.pictures:
+        from .plots.commands import lesson_pictures
+        pictures = lesson_pictures(args.pictures)
+    for line in replay(pictures):
         print(line, flush=True)
+    return EXIT_OK
+
+
+def cmd_landscape(args) -> int:
+    from .plots.commands import landscape_command
+    landscape_command(args, _load(args), _run_kwargs(args))
+    return EXIT_OK
+
+
+def cmd_lr_sweep(args) -> int:
+    from .plots.commands import lr_sweep_command
+    kw = _run_kwargs(args)
+    kw.pop("lr", None)
+    lr_sweep_command(args, _load(args), kw)
     return EXIT_OK
 
 
@@ -169,6 +259,9 @@ def cmd_fit(args) -> int:
     if args.accumulate_grad:
         options["accumulate_grad"] = True
     p0 = parse_assignments(args.p0, "--p0") if args.p0 else None
+    if args.plot or args.animate:
+        from .plots.commands import check_fit_outputs
+        check_fit_outputs(args)
     run = iter_fit(args.model, data.x, data.y, sigma=data.sigma, loss=args.loss, delta=args.delta,
                    optimizer=args.optimizer, lr=args.lr, steps=args.steps, p0=p0, seed=args.seed,
                    ftol=args.ftol, gtol=args.gtol, time_limit=args.time_limit,
@@ -177,7 +270,8 @@ def cmd_fit(args) -> int:
                    bounds=parse_bounds(args.bounds) if args.bounds else None,
                    fixed=parse_assignments(args.fix, "--fix") if args.fix else None,
                    absolute_sigma=args.absolute_sigma, **options)
-    check_enough_points(data, run.problem.model.n_params)
+    if run.problem.model.identifiable:
+        check_enough_points(data, run.problem.model.n_params)
     if data.dropped and args.json != "-":
         print(f"gradfit: dropped {data.dropped} row(s) holding NaN, inf or empty cells",
               file=sys.stderr)
@@ -188,11 +282,19 @@ def cmd_fit(args) -> int:
         _write_json(args, result.to_dict(history=args.json != "-"))
     if args.json != "-" and not args.quiet:
         print(result.report())
+    if args.plot or args.animate:
+        from .plots.commands import write_fit_pictures
+        write_fit_pictures(args, result, data,
+                           say=print if args.json != "-" and not args.quiet else _silent)
     if not result.converged:       # diverged, failed, or stopped before the optimum
         hint = "; allow more with --steps" if result.reason == "max_steps" else ""
         print(f"gradfit: not converged: {result.message}{hint}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _silent(text: str) -> None:
+    pass
 
 
 def _drain(run, steps: int, show_bar: bool) -> None:

@@ -194,6 +194,35 @@ class FitResult:
     def __str__(self) -> str:
         return self.report()
 
+    def _repr_html_(self) -> str:
+        """The report as HTML tables, for notebooks (Jupyter calls this)."""
+        from html import escape as e
+        rows = [("model", self.model),
+                ("loss", f"{self.loss_name} = {self.loss:.6g} ({self.n_points} points)"),
+                ("optimizer", f"{self.optimizer}, lr={self.lr:g}, {self.steps} steps, "
+                              f"{self.wall_time:.3g} s"),
+                ("stopped", self.message)]
+        if self.r2 is not None:
+            rows.append(("fit", f"R² = {self.r2:.6g}, RMSE = {self.rmse:.6g}"))
+        head = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td style='text-align:left'>"
+                       f"{e(str(v))}</td></tr>" for k, v in rows)
+        cols = ["parameter", "value"] + (["std error", "rel"] if self.stderr is not None else [])
+        body = []
+        for name, value in list(self.params.items())[:50]:
+            cells = [e(name), f"{value:.8g}"]
+            if self.stderr is not None:
+                se = self.stderr.get(name)
+                cells += (["fixed", ""] if se is None else
+                          [f"{se:.4g}", f"{abs(se / value):.1%}" if value else "-"])
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        more = (f"<p>... {len(self.params) - 50} more parameters</p>"
+                if len(self.params) > 50 else "")
+        ok = "" if self.converged else " style='color:#b00'"
+        return (f"<div><b{ok}>FitResult: {'converged' if self.converged else 'not converged'}"
+                f" ({e(self.reason)})</b><table>{head}</table>"
+                "<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
+                + "".join(body) + f"</table>{more}</div>")
+
 
 def _finite_or_none(obj):
     """JSON has no NaN or inf: they become null."""

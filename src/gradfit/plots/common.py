@@ -1,0 +1,156 @@
+"""What every picture shares: a headless figure, saving, data points, colours.
+
+Figures are ``matplotlib.figure.Figure`` objects on an Agg canvas, made without pyplot,
+so nothing needs a display and no global state is touched.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..errors import InputError
+
+LABEL_COLORS = {"good": "tab:green", "too slow": "tab:blue", "bouncing": "tab:orange",
+                "diverged": "tab:red"}
+FIT_COLOR, START_COLOR, DATA_COLOR, PATH_COLOR = "tab:red", "0.55", "tab:blue", "tab:red"
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".webp")
+
+
+def new_figure(ax=None, size=(7.0, 4.5)):
+    """``(figure, axes)``: the given axes and its figure, or a new figure with one axes."""
+    if ax is not None:
+        return ax.figure, ax
+    fig = figure(size)
+    return fig, fig.add_subplot()
+
+
+def figure(size=(7.0, 4.5)) -> Figure:
+    """A new figure on an Agg canvas (no pyplot, no display)."""
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def check_image_path(path) -> Path:
+    """An output path for a picture: a known image suffix and an existing folder."""
+    p = Path(path)
+    if p.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError("cannot write a picture of that kind",
+                         expected="a file ending in " + ", ".join(IMAGE_SUFFIXES), given=str(path))
+    _check_folder(p)
+    return p
+
+
+def _check_folder(p: Path) -> None:
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError("cannot write the picture: no such folder",
+                         expected="an existing folder", given=str(folder))
+    if p.is_dir():
+        raise InputError("cannot write the picture: the path is a folder",
+                         expected="a file name", given=str(p))
+
+
+def save(fig: Figure, path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (the suffix chooses the format)."""
+    p = check_image_path(path)
+    try:
+        fig.savefig(p, dpi=dpi)
+    except OSError as exc:
+        raise InputError("cannot write the picture", expected="a writable path",
+                         given=f"{p} ({exc.strerror or exc})") from None
+    return p
+
+
+def as_data(result, x=None, y=None, sigma=None):
+    """``(x, y, sigma)`` as float arrays: given, from a ``Dataset`` passed as ``x``, or
+    from the result when it keeps its data; the lesson's ``(n, 1)`` column flattened."""
+    if x is not None and hasattr(x, "x") and hasattr(x, "y"):      # a Dataset
+        x, y, sigma = x.x, x.y, x.sigma if sigma is None else sigma
+    if x is None:
+        x, y = getattr(result, "x", None), getattr(result, "y", None)
+        sigma = getattr(result, "sigma", None) if sigma is None else sigma
+    if x is None or y is None:
+        raise InputError("no data to draw", expected="the data the fit used: "
+                         "plots.fit(result, x, y) or plots.fit(result, dataset)")
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    y = np.asarray(y, dtype=float).reshape(-1)
+    sigma = None if sigma is None else np.asarray(sigma, dtype=float).reshape(-1)
+    if len(x) != len(y):
+        raise InputError("x and y do not match", expected="as many x as y",
+                         given=f"{len(x)} x, {len(y)} y")
+    return x, y, sigma
+
+
+def data_points(ax, x, y, sigma=None, label="data", **kw):
+    """The data as dots (with error bars when ``sigma`` is given); returns the artist."""
+    style = dict(color=DATA_COLOR, ms=4.5, zorder=3, label=label)
+    style.update(kw)
+    if sigma is not None:
+        return ax.errorbar(x, y, yerr=sigma, fmt="o", elinewidth=0.9, capsize=2, **style)[0]
+    (line,) = ax.plot(x, y, "o", **style)
+    line.set_gid("data")
+    return line
+
+
+def dense(x: np.ndarray, n: int = 400, pad: float = 0.03) -> np.ndarray:
+    """``n`` points over the range of ``x``, a little wider."""
+    lo, hi = float(np.min(x)), float(np.max(x))
+    width = (hi - lo) or 1.0
+    return np.linspace(lo - pad * width, hi + pad * width, n)
+
+
+def short(values: dict, limit: int = 4, digits: int = 3) -> str:
+    """``a=1.23, b=4.56`` (the first ``limit`` names, then ``...``)."""
+    items = [f"{k}={v:.{digits}g}" for k, v in list(values.items())[:limit]]
+    return ", ".join(items) + (", ..." if len(values) > limit else "")
+
+
+def log_scale_ok(values) -> bool:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and bool((v > 0).all())
+
+
+def model_values(model, theta, x) -> np.ndarray:
+    """``model(x, theta)`` as numpy; ``theta`` a dict by name, or an array ``(..., P)``."""
+    import torch
+    if isinstance(theta, dict):
+        theta = [theta[n] for n in model.param_names]
+    t = torch.tensor(np.asarray(theta, dtype=np.float64))
+    with torch.no_grad():
+        return model(torch.tensor(np.asarray(x, dtype=np.float64)), t).numpy()
+
+
+def relu_parts(model, theta, x) -> np.ndarray | None:
+    """Each ReLU's contribution ``(K, n)`` for a one-input ReLU sum, else None."""
+    import torch
+    if not hasattr(model, "parts") or len(model.input_names) != 1:
+        return None
+    if isinstance(theta, dict):
+        theta = [theta[n] for n in model.param_names]
+    t = torch.tensor(np.asarray(theta, dtype=np.float64))
+    with torch.no_grad():
+        return model.parts(torch.tensor(np.asarray(x, dtype=np.float64)), t).numpy()
+
+
+def log_axis(ax, values, which: str = "y") -> bool:
+    """A log scale with plain tick labels (0.5, 2, 10) when ``values`` are all positive;
+    minor ticks are labelled too when the range is under two decades. Returns whether
+    the axis is logarithmic."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    if not log_scale_ok(values):
+        return False
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain if v.max() / v.min() < 100 else NullFormatter())
+    return True

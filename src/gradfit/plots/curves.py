@@ -1,0 +1,193 @@
+"""The picture of a fit: the data, the starting and the fitted curve, the residuals and
+the loss over steps. Two inputs: a heat map of the fitted surface with the data on it."""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from .common import (DATA_COLOR, FIT_COLOR, START_COLOR, as_data, data_points, dense, figure,
+                     log_axis, model_values, new_figure, relu_parts)
+
+MAX_PARTS = 30          # ReLU units drawn one by one up to this many
+
+
+def fit(result, x=None, y=None, sigma=None, *, ax=None, band: bool = True,
+        parts: bool = True):
+    """Draw a ``FitResult`` with its data; returns the Figure.
+
+    Without ``ax``: three panels (the fit, the residuals below it, the loss over steps).
+    With ``ax``: the fit alone, on that axes. ``x`` may be a ``Dataset`` (then no ``y``).
+    ``band``: the 95% confidence band when the fit has a covariance; ``parts``: each
+    ReLU's contribution as a thin line for ``relu:K`` models.
+    """
+    x, y, sigma = as_data(result, x, y, sigma)
+    if ax is not None:
+        _main(ax, result, x, y, sigma, band, parts)
+        return ax.figure
+    fig = figure((11.5, 6.2))
+    grid = fig.add_gridspec(2, 2, height_ratios=(3, 1.1), width_ratios=(1.6, 1))
+    main = fig.add_subplot(grid[0, 0])
+    one_input = x.ndim == 1
+    low = fig.add_subplot(grid[1, 0], sharex=main if one_input else None)
+    _main(main, result, x, y, sigma, band, parts)
+    if one_input:
+        main.tick_params(labelbottom=False)
+        main.set_xlabel("")
+    residuals(result, x, y, sigma, ax=low)
+    loss_curve(result, ax=fig.add_subplot(grid[:, 1]))
+    fig.suptitle(f"{result.optimizer}, lr={result.lr:g}, {result.steps} steps: "
+                 f"{_stopped(result)}", fontsize=10)
+    return fig
+
+
+def _stopped(result) -> str:
+    text = {"ftol": "converged (loss stopped changing)", "gtol": "converged (gradient vanished)",
+            "xtol": "converged (parameters stopped changing)", "max_steps": "reached the step limit",
+            "diverged": "DIVERGED (last finite point shown)"}
+    return text.get(result.reason, result.reason)
+
+
+def _main(ax, result, x, y, sigma, band, parts):
+    model = result.model_object
+    d = 1 if x.ndim == 1 else x.shape[1]
+    if d == 1:
+        _curve(ax, result, x, y, sigma, band, parts)
+    elif d == 2:
+        surface(result, x, y, ax=ax)
+    else:
+        _observed(ax, result, x, y, sigma)
+    ax.set_title(f"{result.model}\n{result.loss_name} = {result.loss:.4g}", fontsize=11)
+    return model
+
+
+def _curve(ax, result, x, y, sigma, band, parts):
+    model = result.model_object
+    xs = dense(x)
+    data_points(ax, x, y, sigma)
+    if result.start:
+        (s,) = ax.plot(xs, model_values(model, result.start, xs), "--", color=START_COLOR,
+                       lw=1.3, label="start")
+        s.set_gid("start")
+    if band and result.covariance is not None:
+        try:
+            lo, hi = result.confidence_band(xs, 0.95)
+            ax.fill_between(xs, lo, hi, color=FIT_COLOR, alpha=0.15, lw=0, label="95% band")
+        except Exception:        # a band is a courtesy; the fit is drawn without one
+            pass
+    units = relu_parts(model, result.params, xs) if parts else None
+    if units is not None and 1 < len(units) <= MAX_PARTS:
+        draw_parts(ax, xs, units)
+    (f,) = ax.plot(xs, model_values(model, result.params, xs), color=FIT_COLOR, lw=2.2,
+                   label="fit", zorder=4)
+    f.set_gid("fit")
+    _keep_data_in_view(ax, y, sigma)
+    ax.set_xlabel(model.input_names[0])
+    ax.set_ylabel("y")
+    ax.legend(fontsize=8, loc="best")
+
+
+def _keep_data_in_view(ax, y, sigma):
+    """The view holds the data with a margin, and the fitted curve when it stays near
+    them; a far-off start or a diverged fit is clipped (and said so) rather than
+    squashing the data into a line."""
+    spread = np.asarray(y) if sigma is None else np.concatenate([y - sigma, y + sigma])
+    lo, hi = spread.min(), spread.max()
+    width = (hi - lo) or 1.0
+    fit = next(ln for ln in ax.get_lines() if ln.get_gid() == "fit")
+    f = np.asarray(fit.get_ydata(), float)
+    f = f[np.isfinite(f)]
+    if f.size and f.min() > lo - 2 * width and f.max() < hi + 2 * width:
+        lo, hi = min(lo, f.min()), max(hi, f.max())
+    elif f.size:
+        fit.set_label("fit (beyond the view: see the residuals)")
+    pad = 0.15 * ((hi - lo) or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def draw_parts(ax, xs, units, labels=None, label: str = "each ReLU"):
+    """Each ReLU unit's contribution ``max(0, m*x + b)`` as a thin line (gid ``relu-i``);
+    up to five are named in the legend (``labels``), more share one entry."""
+    colors = _unit_colors(len(units))
+    lines = []
+    for i, (u, c) in enumerate(zip(units, colors), 1):
+        name = (labels[i - 1] if labels else f"ReLU {i}") if len(units) <= 5 else \
+            (label if i == 1 else None)
+        (ln,) = ax.plot(xs, u, lw=1.3, alpha=0.9, color=c, label=name, ls=(0, (4, 1.5)),
+                        zorder=5)
+        ln.set_gid(f"relu-{i}")
+        lines.append(ln)
+    return lines
+
+
+UNIT_COLORS = ("tab:purple", "tab:green", "tab:orange", "tab:brown", "tab:pink", "tab:olive",
+               "tab:cyan", "tab:gray")
+
+
+def _unit_colors(k):
+    if k <= len(UNIT_COLORS):
+        return list(UNIT_COLORS[:k])
+    from matplotlib import colormaps
+    cmap = colormaps["viridis"]
+    return [cmap(0.1 + 0.8 * i / max(1, k - 1)) for i in range(k)]
+
+
+def surface(result, x, y, *, ax=None, resolution: int = 120):
+    """A two-input fit: the fitted surface as a heat map with contours, the data on top,
+    coloured by their ``y`` on the same scale; returns the Figure."""
+    fig, ax = new_figure(ax, (7, 5.5))
+    model = result.model_object
+    (g1, g2) = (dense(x[:, k], resolution) for k in range(2))
+    X1, X2 = np.meshgrid(g1, g2)
+    Z = model_values(model, result.params, np.stack([X1.ravel(), X2.ravel()], 1)).reshape(X1.shape)
+    lo, hi = min(Z.min(), y.min()), max(Z.max(), y.max())
+    mesh = ax.pcolormesh(X1, X2, Z, shading="auto", cmap="viridis", vmin=lo, vmax=hi)
+    mesh.set_gid("surface")
+    ax.contour(X1, X2, Z, levels=10, colors="white", linewidths=0.6, alpha=0.7)
+    pts = ax.scatter(x[:, 0], x[:, 1], c=y, cmap="viridis", vmin=lo, vmax=hi, edgecolors="k",
+                     s=28, label="data", zorder=3)
+    pts.set_gid("data")
+    fig.colorbar(mesh, ax=ax, label="fitted y (dots: data)")
+    ax.set_xlabel(model.input_names[0])
+    ax.set_ylabel(model.input_names[1])
+    return fig
+
+
+def _observed(ax, result, x, y, sigma):
+    pred = model_values(result.model_object, result.params, x)
+    ax.errorbar(y, pred, xerr=sigma, fmt="o", color=DATA_COLOR, ms=4, label="data")
+    lo, hi = min(y.min(), pred.min()), max(y.max(), pred.max())
+    ax.plot([lo, hi], [lo, hi], color=FIT_COLOR, lw=1.2, label="perfect fit")
+    ax.set_xlabel("observed y")
+    ax.set_ylabel("fitted y")
+    ax.legend(fontsize=8)
+
+
+def residuals(result, x=None, y=None, sigma=None, *, ax=None):
+    """Residuals ``data - fit`` against ``x`` (against the fitted value for several
+    inputs); returns the Figure."""
+    x, y, sigma = as_data(result, x, y, sigma)
+    fig, ax = new_figure(ax, (7, 2.8))
+    pred = model_values(result.model_object, result.params, x)
+    at = x if x.ndim == 1 else pred
+    ax.axhline(0, color=FIT_COLOR, lw=1)
+    line = data_points(ax, at, y - pred, sigma, label="residual")
+    line.set_gid("residuals")
+    ax.set_xlabel(result.model_object.input_names[0] if x.ndim == 1 else "fitted y")
+    ax.set_ylabel("data − fit")
+    return fig
+
+
+def loss_curve(result, *, ax=None):
+    """The loss at the start of each step and at the end (log scale when positive)."""
+    fig, ax = new_figure(ax, (6, 4))
+    h = np.asarray(result.history, dtype=float)
+    (ln,) = ax.plot(np.arange(len(h)), h, color="tab:purple", lw=1.6,
+                    marker="o" if len(h) <= 40 else None, ms=3)
+    ln.set_gid("loss")
+    log = log_axis(ax, h)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    ax.set_xlabel("step")
+    ax.set_ylabel(result.loss_name + (" (log scale)" if log else ""))
+    ax.set_title(f"loss over steps: {h[0]:.4g} → {h[-1]:.4g}", fontsize=11)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
