@@ -1,0 +1,100 @@
+"""The playground's speed, measured from the browser (Debian's Chromium via Playwright).
+
+1. Slider drag -> new curve and loss: the slider ``a`` is moved (an ``input`` event), and the
+   time until the plot's title shows the new loss is taken with ``performance.now()``;
+   the 95th percentile over ``--drags`` moves is printed (target < 100 ms).
+2. Streaming: a run of the lesson's problem (gd, mae) over the page's WebSocket, counting
+   the steps received per second in the browser (target >= 2,000 steps/s), at the page's
+   largest steps-per-frame setting that stays paced, and unpaced.
+
+    .venv/bin/python benchmarks/bench_web.py [--drags 100] [--steps 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import uvicorn  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from gradfit.web.app import create_app  # noqa: E402
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+DRAG_JS = """async (n) => {
+  const s = document.getElementById('slider-a'), title = () => document.querySelector('#plot-data .gtitle').textContent;
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const before = title();
+    const t0 = performance.now();
+    s.value = String(1.2 + 3 * ((i * 37) % n) / n);
+    s.dispatchEvent(new Event('input', {bubbles: true}));
+    while (title() === before) await new Promise(r => requestAnimationFrame(r));
+    out.push(performance.now() - t0);
+  }
+  return out;
+}"""
+
+STREAM_JS = """async ([steps, spf, paced]) => {
+  const d = await (await fetch('/api/data', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                          body: JSON.stringify({name: 'lesson'})})).json();
+  return await new Promise((resolve) => {
+    const ws = new WebSocket(`ws://${location.host}/api/run`);
+    let got = 0, t0 = null;
+    ws.onopen = () => { t0 = performance.now(); ws.send(JSON.stringify({type: 'start', data: {x: d.x, y: d.y},
+      model: 'a*x^2 + b*x + c', loss: 'mae', optimizer: 'gd', lr: 0.001, steps, p0: {a: 1.1, b: 1.1, c: 1.1},
+      steps_per_frame: spf, paced})); };
+    ws.onmessage = (ev) => { const m = JSON.parse(ev.data);
+      if (m.type === 'frame') got += m.losses.length;
+      if (m.type === 'done') { const s = (performance.now() - t0) / 1000; resolve({steps: m.steps_done, seconds: s, frames_steps: got}); ws.close(); }
+      if (m.type === 'error') resolve({error: m.detail}); };
+  });
+}"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--drags", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    a = ap.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=srv.run, daemon=True).start()
+    while not srv.started:
+        time.sleep(0.02)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=a.chromium, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        page.evaluate(DRAG_JS, 10)                                    # warm up
+        times = sorted(page.evaluate(DRAG_JS, a.drags))
+        p50, p95 = times[len(times) // 2], times[min(len(times) - 1, int(0.95 * len(times)))]
+        print(f"slider drag -> new curve and loss: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max "
+              f"{times[-1]:.1f} ms over {len(times)} moves (target p95 < 100 ms): "
+              f"{'PASS' if p95 < 100 else 'FAIL'}")
+        for spf, paced in ((100, True), (1000, True), (1000, False)):
+            r = page.evaluate(STREAM_JS, [a.steps, spf, paced])
+            if "error" in r:
+                print("stream error:", r["error"])
+                continue
+            rate = r["steps"] / r["seconds"]
+            print(f"streaming ({spf} steps/frame, {'paced 50 frames/s' if paced else 'unpaced'}): "
+                  f"{r['steps']} steps in {r['seconds']:.2f} s = {rate:,.0f} steps/s "
+                  f"(target >= 2,000): {'PASS' if rate >= 2000 else 'FAIL'}")
+        browser.close()
+    srv.should_exit = True
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The web playground: fit by hand, then watch gradient descent fit, in the browser.
+
+``serve()`` runs it with uvicorn; ``create_app()`` (in ``app.py``) builds the FastAPI app.
+Needs the web extras: ``pip install fastapi uvicorn plotly``.
+"""
+from __future__ import annotations
+
+DATA_DEFAULT = "lesson"
+
+
+def create_app(*args, **kwargs):
+    from .app import create_app as make
+    return make(*args, **kwargs)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
+          data: str = DATA_DEFAULT) -> None:
+    """Serve the playground at ``http://host:port/`` (printed) until interrupted.
+
+    ``data``: the built-in dataset the page opens with (``gradfit.web.datasets.DATASETS``).
+    """
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from .datasets import DATASETS
+    from ..errors import InputError
+
+    if data not in DATASETS:
+        raise InputError(f"unknown dataset {data!r}", expected="one of " + ", ".join(DATASETS))
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}/" + ("" if data == DATA_DEFAULT else f"#data={data}")
+    print(f"gradfit playground: open {url}  (Ctrl+C stops it)", flush=True)
+    if open_browser:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
+__all__ = ["create_app", "serve"]

@@ -1,0 +1,115 @@
+"""What each request computes, by calls into the core; the page only draws the answers.
+
+Functions here take validated requests (``schemas``) and return JSON-ready dicts. Bad
+input the schemas cannot see (an expression, a parameter name) raises ``InputError``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import fit, loss_and_grad
+from ..errors import InputError
+from ..fit import prepare
+from ..landscape import full_center, loss_grid, loss_slice
+from ..models import Model, make_model
+from ..problem import Problem
+from .schemas import MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
+
+
+def check_model(model: Model) -> Model:
+    if model.n_params > MAX_PARAMS:
+        raise InputError(f"model {model.spec!r} has too many parameters",
+                         expected=f"at most {MAX_PARAMS}", given=model.n_params)
+    if model.n_params == 0:
+        raise InputError(f"model {model.spec!r} has no parameters",
+                         expected="at least one name besides x")
+    return model
+
+
+def problem(req: ProblemIn) -> Problem:
+    p = prepare(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta)
+    check_model(p.model)
+    return p
+
+
+def curve_x(x: list[float], k: int) -> np.ndarray:
+    """Where a curve is drawn: ``k`` points over the data's range, 5% to spare each side."""
+    lo, hi = min(x), max(x)
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return np.linspace(lo - pad, hi + pad, k)
+
+
+def curve(model: Model, params: dict[str, float], x_data: list[float], k: int) -> dict:
+    """The model's curve at ``params`` (and each ReLU unit's, for ``relu:K``)."""
+    xs = curve_x(x_data, k)
+    xt = torch.tensor(xs, dtype=torch.float64)
+    theta = torch.tensor([params[n] for n in model.param_names], dtype=torch.float64)
+    with torch.no_grad():
+        out = {"x": xs.tolist(), "y": _finite(model(xt, theta).numpy())}
+        if hasattr(model, "parts"):
+            out["parts"] = [_finite(row) for row in model.parts(xt, theta).numpy()]
+    return out
+
+
+def _finite(a: np.ndarray) -> list:
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
+def distance(params: dict[str, float], optimum: dict[str, float] | None) -> float | None:
+    """Euclidean distance between two parameter sets over the names they share."""
+    if not optimum:
+        return None
+    common = [n for n in params if n in optimum]
+    if not common:
+        return None
+    d = math.sqrt(sum((params[n] - optimum[n]) ** 2 for n in common))
+    return d if math.isfinite(d) else None
+
+
+def model_info(req: ModelIn) -> dict:
+    model = check_model(make_model(req.model))
+    x = torch.tensor(req.data.x, dtype=torch.float64) if req.data else None
+    start = model.initial(x, req.seed)
+    kind = next((k for k in ("poly", "relu", "mlp") if req.model.strip().startswith(k + ":")),
+                "expression")
+    return {"model": model.spec, "kind": kind, "param_names": list(model.param_names),
+            "initial": start, "n_params": model.n_params}
+
+
+def evaluate(req: EvalIn) -> dict:
+    model = check_model(make_model(req.model))
+    value, grad = loss_and_grad(req.model, req.data.x, req.data.y, req.params, loss=req.loss,
+                                delta=req.delta)
+    return {"loss": value if math.isfinite(value) else None, "loss_name": req.loss,
+            "grad": {k: (g if math.isfinite(g) else None) for k, g in grad.items()},
+            "curve": curve(model, req.params, req.data.x, req.curve_points),
+            "distance": distance(req.params, req.optimum)}
+
+
+def landscape(req: LandscapeIn) -> dict:
+    prob = problem(req)
+    center = full_center(prob, req.params)
+    out: dict = {"params": center}
+    if req.names is not None:
+        path = None
+        if req.path:
+            path = np.array([p[:2] for p in req.path if len(p) >= 2], dtype=float).reshape(-1, 2)
+        out["grid"] = loss_grid(prob, req.names, center, span=req.span,
+                                resolution=req.resolution, path=path).to_dict()
+    if req.slice is not None:
+        out["slice"] = loss_slice(prob, req.slice, center, span=req.span,
+                                  resolution=max(req.resolution, 101)).to_dict()
+    return out
+
+
+def exact(req: ExactIn) -> dict:
+    check_model(make_model(req.model))
+    r = fit(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta,
+            optimizer="auto", steps=req.steps, p0=req.p0, seed=req.seed)
+    d = r.to_dict(history=False)
+    return {"params": r.params, "loss": d["loss"], "optimizer": r.optimizer,
+            "reason": r.reason, "message": r.message, "steps": r.steps,
+            "converged": r.converged}

@@ -1,0 +1,184 @@
+"""What the playground's API accepts and its limits, as pydantic models.
+
+Every request is checked here, at the boundary; a bad one gets a 422 whose ``detail`` is
+one line saying what was wrong, what was expected and what was given (see ``app.py``).
+The limits are stated once, as constants, and ``/api/meta`` reports them to the page.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..losses import LOSSES
+from ..optimizers import OPTIMIZERS
+
+MAX_POINTS = 100_000          # data points in one request
+MAX_STEPS = 1_000_000         # steps in one run
+MAX_PARAMS = 2_000            # parameters of a model
+MAX_EXPR_LEN = 500            # characters of a model's text
+MAX_RESOLUTION = 201          # grid points along one landscape axis
+MAX_CURVE_POINTS = 2_000      # points of a drawn curve
+MAX_STEPS_PER_FRAME = 10_000  # steps between two messages of a run
+MAX_RUNS = 4                  # runs streaming at once, server-wide
+RUN_TIME_LIMIT = 300.0        # seconds one run may compute
+MAX_CSV_BYTES = 10_000_000    # size of an uploaded CSV file
+FRAME_SECONDS = 1 / 50        # a run sends at most this many messages a second
+MAX_NOISE = 100.0             # noise scales of the built-in datasets
+
+LIMITS = {name: value for name, value in globals().items()
+          if name.startswith("MAX_") or name in ("RUN_TIME_LIMIT", "FRAME_SECONDS")}
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Points(Strict):
+    """The data: ``x`` and ``y`` of the same length (one input column)."""
+
+    x: list[Finite] = Field(min_length=1, max_length=MAX_POINTS)
+    y: list[Finite] = Field(min_length=1, max_length=MAX_POINTS)
+
+    @model_validator(mode="after")
+    def _same_length(self):
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x and y differ in length: expected as many y as x, "
+                             f"got {len(self.x)} x and {len(self.y)} y")
+        return self
+
+
+class ProblemIn(Strict):
+    """A model, a loss and the data it is measured on."""
+
+    data: Points
+    model: str = Field(min_length=1, max_length=MAX_EXPR_LEN)
+    loss: str = "mae"
+    delta: Finite = Field(1.0, gt=0)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v):
+        if v not in LOSSES:
+            raise ValueError(f"unknown loss {v!r}: expected one of {', '.join(LOSSES)}")
+        return v
+
+
+Params = dict[str, Finite]
+
+
+class ModelIn(Strict):
+    """A model's parameter names and its default start on the given data."""
+
+    model: str = Field(min_length=1, max_length=MAX_EXPR_LEN)
+    data: Optional[Points] = None
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+
+class EvalIn(ProblemIn):
+    """The loss, its gradient and the curve at ``params``."""
+
+    params: Params
+    optimum: Optional[Params] = None        # the exact fit, to report the distance to it
+    curve_points: int = Field(200, ge=2, le=MAX_CURVE_POINTS)
+
+
+class LandscapeIn(ProblemIn):
+    """The loss over two parameters ``names`` (and/or along one, ``slice``), the others at
+    ``params``; ``span`` a half-width (None: the core's default); ``path`` points
+    ``(k, 2)`` to keep in view."""
+
+    params: Params
+    names: Optional[list[str]] = Field(None, min_length=2, max_length=2)
+    slice: Optional[str] = None
+    resolution: int = Field(61, ge=2, le=MAX_RESOLUTION)
+    span: Optional[Finite] = Field(None, gt=0)
+    path: Optional[list[list[Finite]]] = Field(None, max_length=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.names is None and self.slice is None:
+            raise ValueError("nothing to compute: expected names (two parameters) or slice (one)")
+        return self
+
+
+class ExactIn(ProblemIn):
+    """The exact optimum (optimizer ``auto``: LM for mse, IRLS for mae and huber)."""
+
+    p0: Optional[Params] = None
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    steps: int = Field(200, ge=1, le=10_000)
+
+
+class DataIn(Strict):
+    """A built-in dataset (see ``datasets.DATASETS``) with its noise, size and seed."""
+
+    name: str = "lesson"
+    n: int = Field(20, ge=1, le=MAX_POINTS)
+    mult: Finite = Field(0.15, ge=0, le=MAX_NOISE)
+    add: Finite = Field(1.5, ge=0, le=MAX_NOISE)
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+
+
+class RunIn(ProblemIn):
+    """A run to stream: ``steps`` more steps from ``p0``, numbered from ``step_offset``."""
+
+    optimizer: str = "gd"
+    lr: Optional[Finite] = Field(None, gt=0)
+    steps: int = Field(1000, ge=1, le=MAX_STEPS)
+    p0: Optional[Params] = None
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    steps_per_frame: int = Field(10, ge=1, le=MAX_STEPS_PER_FRAME)
+    step_offset: int = Field(0, ge=0)
+    optimum: Optional[Params] = None
+    optimum_loss: Optional[Finite] = None
+    curve_points: int = Field(200, ge=2, le=MAX_CURVE_POINTS)
+    paced: bool = True          # False: send as fast as the fit runs (benchmarks)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v):
+        if v not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {v!r}: expected one of {', '.join(OPTIMIZERS)}")
+        return v
+
+
+class SetIn(Strict):
+    """A change of settings while a run plays: it goes on from where it is."""
+
+    type: str = "set"
+    lr: Optional[Finite] = Field(None, gt=0)
+    loss: Optional[str] = None
+    optimizer: Optional[str] = None
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v):
+        if v is not None and v not in LOSSES:
+            raise ValueError(f"unknown loss {v!r}: expected one of {', '.join(LOSSES)}")
+        return v
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v):
+        if v is not None and v not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {v!r}: expected one of {', '.join(OPTIMIZERS)}")
+        return v
+
+
+class CodeIn(Strict):
+    """The page's state, for the "show code" snippet."""
+
+    data: dict = Field(default_factory=dict)
+    model: str = Field("a*x^2 + b*x + c", min_length=1, max_length=MAX_EXPR_LEN)
+    loss: str = "mae"
+    optimizer: str = "gd"
+    lr: Optional[Finite] = Field(None, gt=0)
+    steps: int = Field(1000, ge=1, le=MAX_STEPS)
+    p0: Optional[Params] = None
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    points: Optional[Points] = None       # edited or uploaded data: written out literally
+
