@@ -1,9 +1,12 @@
-.PHONY: setup run test bench
+.PHONY: setup run lesson test bench
 
 setup:
 	bash scripts/setup
 
 run: setup
+	.venv/bin/gradfit serve
+
+lesson: setup
 	.venv/bin/gradfit lesson
 
 test: setup

@@ -13,7 +13,8 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .data import DATASETS, check_enough_points, load_data
+from .data import check_enough_points, load_data
+from .datasets import DATASETS
 from .errors import GradfitError, InputError
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS, SCHEDULES
@@ -40,6 +41,11 @@ LR_SWEEP_EXAMPLES = """examples:
 """
 EVAL_EXAMPLES = """examples:
   gradfit eval lesson --model "a*x^2 + b*x + c" --params a=1.1,b=1.1,c=1.1 --loss mae
+"""
+SERVE_EXAMPLES = """examples:
+  gradfit serve                     # then open http://127.0.0.1:8000/
+  gradfit serve --port 8080 --open  # another port, and open a browser
+  gradfit serve --data outliers     # start on another built-in dataset
 """
 LESSON_EXAMPLES = """examples:
   gradfit lesson                      # the lesson's numbers, replayed with gradfit
@@ -180,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the picture (default lr-sweep.png)")
     sweep.set_defaults(func=cmd_lr_sweep)
 
+    servep = sub.add_parser("serve", help="the playground in the browser: fit by hand, watch "
+                            "gradient descent", epilog=SERVE_EXAMPLES, formatter_class=fmt)
+    servep.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1, this machine only)")
+    servep.add_argument("--port", type=int, default=8000, help="default 8000")
+    servep.add_argument("--open", action="store_true", help="open the page in a browser")
+    servep.add_argument("--data", default="lesson", choices=list(DATASETS),
+                        help="the built-in dataset the page opens with (default: lesson)")
+    servep.set_defaults(func=cmd_serve)
+
     evalp = sub.add_parser("eval", help="the loss and its gradient at given parameters",
                            epilog=EVAL_EXAMPLES, formatter_class=fmt)
     _data_args(evalp)
@@ -309,6 +325,18 @@ def _drain(run, steps: int, show_bar: bool) -> None:
             if i % 50 == 0:
                 bar.set_postfix_str(f"loss={record.loss:.4g}", refresh=False)
                 bar.update(50 if i else 1)
+
+
+def cmd_serve(args) -> int:
+    from .web import serve          # here, so that the core never loads the web stack
+    if not 0 < args.port < 65536:
+        raise InputError("bad --port", expected="a port number 1..65535", given=args.port)
+    try:
+        serve(host=args.host, port=args.port, open_browser=args.open, data=args.data)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {args.host}:{args.port}",
+                         expected="a free port (try --port 8080)", given=str(exc)) from None
+    return EXIT_OK
 
 
 def cmd_eval(args) -> int:

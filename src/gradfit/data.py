@@ -364,7 +364,6 @@ def check_enough_points(data: Dataset, n_params: int) -> None:
                         f"{n_params} points", where=data.name or None)
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {"lesson": lesson_data}
 
 
 def load_data(spec: str, **csv_options) -> Dataset:
@@ -376,6 +375,7 @@ def load_data(spec: str, **csv_options) -> Dataset:
     >>> load_data("lesson").name
     'lesson'
     """
+    from .datasets import DATASETS      # the registry builds on this module
     spec = str(spec)
     if spec in DATASETS:
         given = sorted(k for k, v in csv_options.items() if v is not None and v is not False)
