@@ -94,8 +94,12 @@ def test_fit_on_a_given_axes_returns_its_figure(d, quad):
     ax = fig.add_subplot()
     assert plots.fit(quad, d.x, d.y, ax=ax) is fig
     assert len(fig.axes) == 1 and by_gid(ax, "fit")
-    with pytest.raises(InputError, match="no data"):
-        plots.fit(quad)
+    quad.x = quad.y = None              # a result without its data needs it passed
+    try:
+        with pytest.raises(InputError, match="no data"):
+            plots.fit(quad)
+    finally:
+        quad.x, quad.y = d.x, d.y
 
 
 def test_error_bars_when_sigma_is_given(d):
@@ -356,3 +360,14 @@ def test_cli_lesson_pictures_and_the_text_names_them(capsys, tmp_path):
     assert "quad_mae([1.1, 1.1, 1.1]) = 2.4219" in out and "step=9; loss=1.46" in out
     code, _, err = run(capsys, "lesson", "--pictures", tmp_path / "pics" / "01_quadratic.png")
     assert code == 2 and "not a folder" in err
+
+
+def test_a_result_keeps_its_data_so_a_picture_needs_nothing_else(lesson):
+    import gradfit
+    import gradfit.plots
+    r = gradfit.fit("a*x^2 + b*x + c", lesson.x, lesson.y)
+    np.testing.assert_array_equal(r.x, lesson.x)
+    np.testing.assert_array_equal(r.y, lesson.y)
+    fig = gradfit.plots.fit(r)
+    xs = [np.asarray(line.get_xdata(), dtype=float) for ax in fig.axes for line in ax.get_lines()]
+    assert fig.axes and any(len(v) for v in xs)

@@ -197,7 +197,9 @@ class FitRun:
             optimizer=self.method, lr=lr, steps=len(losses), converged=REASONS[reason][0],
             reason=reason, message=detail, history=history, trajectory=trajectory,
             grad_norms=np.array(gnorms), wall_time=wall, n_points=prob.n, stderr=stderr,
-            covariance=cov, r2=r2, rmse=rmse, start=start, model_object=prob.model)
+            covariance=cov, r2=r2, rmse=rmse, start=start, model_object=prob.model,
+            x=prob.x.cpu().numpy(), y=prob.y.cpu().numpy(),
+            sigma=None if prob.sigma is None else prob.sigma.cpu().numpy())
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,10 @@ class FitResult:
     rmse: float | None = None
     start: dict[str, float] = field(default_factory=dict)
     model_object: Any = field(default=None, repr=False)
+    # the data the fit used (numpy), so that pictures need nothing more than the result
+    x: Any = field(default=None, repr=False)
+    y: Any = field(default=None, repr=False)
+    sigma: Any = field(default=None, repr=False)
 
     @property
     def param_names(self) -> tuple[str, ...]:
