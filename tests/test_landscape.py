@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gradfit import landscape as L
+from gradfit import learning_rates as R
 from gradfit.errors import InputError
 from gradfit.fit import loss_and_grad
 
@@ -141,17 +142,17 @@ def test_classify_run_follows_the_rule(history, best, diverged, label):
     else:
         rule = "good"
     assert rule == want
-    assert L.classify_run(history, best, diverged) == want
+    assert R.classify_run(history, best, diverged) == want
 
 
 def test_rounding_is_not_a_bounce():
     h = [4.0, 1.0] + [1.0 + (1e-15 if k % 2 else 0.0) for k in range(20)]
-    assert L.classify_run(h, 3.0) == "good"
+    assert R.classify_run(h, 3.0) == "good"
 
 
 def test_the_rule_text_names_every_label():
-    for label in L.LR_LABELS:
-        assert label + ":" in L.LR_RULE
+    for label in R.LR_LABELS:
+        assert label + ":" in R.LR_RULE
 
 
 def test_label_runs_on_constructed_runs():
@@ -162,7 +163,7 @@ def test_label_runs_on_constructed_runs():
                run([10, 4, 7, 3, 6, 2.5]),            # fell 7.5, rose twice in 5 steps
                run([10, 50], "diverged"),             # ran away: not the best fall
                run([10, 30, 90, 1e4, 5], "diverged")]  # the fit said diverged, whatever the end
-    sweep = L.label_runs(results, [0.001, 0.01, 0.1, 1, 3])
+    sweep = R.label_runs(results, [0.001, 0.01, 0.1, 1, 3])
     assert sweep.best_drop == 8
     assert [r.label for r in sweep.runs] == ["too slow", "good", "bouncing", "diverged", "diverged"]
     assert sweep.labels == {0.001: "too slow", 0.01: "good", 0.1: "bouncing", 1: "diverged",
@@ -170,17 +171,17 @@ def test_label_runs_on_constructed_runs():
 
 
 def test_lr_sweep_on_the_lesson(data):
-    sweep = L.lr_sweep(QUAD, data.x, data.y, [0.001, 0.05, 0.5], steps=25, loss="mse")
+    sweep = R.lr_sweep(QUAD, data.x, data.y, [0.001, 0.05, 0.5], steps=25, loss="mse")
     assert [r.lr for r in sweep.runs] == [0.001, 0.05, 0.5]
     assert [r.label for r in sweep.runs] == ["too slow", "good", "diverged"]
     for r in sweep.runs:
         assert r.result.optimizer == "gd" and r.result.lr == r.lr
         diverged = r.result.reason == "diverged"
-        assert r.label == L.classify_run(r.result.history, sweep.best_drop, diverged)
+        assert r.label == R.classify_run(r.result.history, sweep.best_drop, diverged)
     json.dumps(sweep.to_dict())
     for bad in ([], [0.1, -1], [float("nan")], ["x"]):
         with pytest.raises(InputError):
-            L.lr_sweep(QUAD, data.x, data.y, bad, steps=2)
+            R.lr_sweep(QUAD, data.x, data.y, bad, steps=2)
 
 
 # ---------------------------------------------------------------- the finder
@@ -188,17 +189,17 @@ def test_lr_sweep_on_the_lesson(data):
 def test_valley_and_steepest_on_constructed_curves():
     lrs = np.geomspace(1e-4, 1, 11)
     losses = np.array([10.0, 9, 8, 7, 6, 5, 4, 3, 2, 1, 50])
-    assert L.valley(lrs, losses) == 3                   # fastai: start + third + third / 2
+    assert R.valley(lrs, losses) == 3                   # fastai: start + third + third / 2
     flat = [10 - k * 1e-6 for k in range(10)]             # a full-batch run's flat start
     curve = np.array(flat + [8, 5, 3, 2, 1.5, 1.0, 30, 90])
     lrs = np.geomspace(1e-6, 1, len(curve))
-    assert 10 <= L.valley(lrs, curve) <= 15               # on the descent
-    assert L.valley(lrs, curve, flat=0.0) < 10            # fastai's own: in the flat start
-    assert L.steepest(lrs, curve) == 10                   # 8 -> 5 is the steepest fall
+    assert 10 <= R.valley(lrs, curve) <= 15               # on the descent
+    assert R.valley(lrs, curve, flat=0.0) < 10            # fastai's own: in the flat start
+    assert R.steepest(lrs, curve) == 10                   # 8 -> 5 is the steepest fall
 
 
 def test_lr_find_grows_the_rate_and_stops_at_divergence(data):
-    f = L.lr_find(QUAD, data.x, data.y, start_lr=1e-6, end_lr=10, num_it=80)
+    f = R.lr_find(QUAD, data.x, data.y, start_lr=1e-6, end_lr=10, num_it=80)
     ratios = f.lrs[1:] / f.lrs[:-1]
     np.testing.assert_allclose(ratios, (10 / 1e-6) ** (1 / 79))
     assert f.lrs[0] == pytest.approx(1e-6)
@@ -206,7 +207,7 @@ def test_lr_find_grows_the_rate_and_stops_at_divergence(data):
     assert f.losses[-1] > 4 * f.losses.min()
     assert f.lrs[0] <= f.suggestion <= f.lrs[-1]
     # the suggestion trains: 100 steps at that rate fall well below the start
-    sweep = L.lr_sweep(QUAD, data.x, data.y, [f.suggestion], steps=100)
+    sweep = R.lr_sweep(QUAD, data.x, data.y, [f.suggestion], steps=100)
     assert sweep.runs[0].label != "diverged"
     assert sweep.runs[0].result.history[-1] < 0.5 * sweep.runs[0].result.history[0]
     assert json.loads(json.dumps(f.to_dict()))["suggestion"] == f.suggestion
@@ -215,15 +216,15 @@ def test_lr_find_grows_the_rate_and_stops_at_divergence(data):
 def test_lr_find_refuses_what_it_cannot_drive(data):
     for name in ("lbfgs", "lm", "irls", "auto"):
         with pytest.raises(InputError, match="lr_find cannot drive"):
-            L.lr_find(QUAD, data.x, data.y, optimizer=name, num_it=5)
-    assert {"gd", "adam", "momentum"} <= set(L.finder_optimizers())
+            R.lr_find(QUAD, data.x, data.y, optimizer=name, num_it=5)
+    assert {"gd", "adam", "momentum"} <= set(R.finder_optimizers())
     with pytest.raises(InputError):
-        L.lr_find(QUAD, data.x, data.y, start_lr=1, end_lr=0.1)
+        R.lr_find(QUAD, data.x, data.y, start_lr=1, end_lr=0.1)
     with pytest.raises(InputError):
-        L.lr_find(QUAD, data.x, data.y, num_it=1)
+        R.lr_find(QUAD, data.x, data.y, num_it=1)
 
 
 def test_lr_find_drives_adam(data):
-    f = L.lr_find("relu:3", data.x, data.y, optimizer="adam", num_it=30, end_lr=1.0)
+    f = R.lr_find("relu:3", data.x, data.y, optimizer="adam", num_it=30, end_lr=1.0)
     assert len(f.lrs) == len(f.losses) and np.isfinite(f.losses).all()
     assert f.details["optimizer"] == "adam"

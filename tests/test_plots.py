@@ -10,6 +10,7 @@ import torch
 
 import gradfit
 from gradfit import landscape as L
+from gradfit import learning_rates as R
 from gradfit import lesson
 from gradfit.cli import main
 from gradfit.errors import InputError
@@ -238,13 +239,13 @@ def test_landscape_refuses_unknown_names(d, quad):
 # ---------------------------------------------------------------- learning rates
 
 def test_lr_sweep_figure_labels_and_caption(d, tmp_path):
-    sweep = L.lr_sweep(QUAD, d.x, d.y, [0.001, 0.05, 0.5], steps=20)
-    found = L.lr_find(QUAD, d.x, d.y, num_it=40)
+    sweep = R.lr_sweep(QUAD, d.x, d.y, [0.001, 0.05, 0.5], steps=20)
+    found = R.lr_find(QUAD, d.x, d.y, num_it=40)
     fig = plots.lr_sweep(sweep, d, finder=found)
     titles = [ax.get_title() for ax in fig.axes]
     for run in sweep.runs:
         assert f"lr = {run.lr:g}\n{run.label}" in titles
-    assert " ".join(fig.get_supxlabel().split()) == "How runs are labelled: " + L.LR_RULE
+    assert " ".join(fig.get_supxlabel().split()) == "How runs are labelled: " + R.LR_RULE
     fits = [a for ax in fig.axes for a in ax.get_lines() if a.get_gid() == "fit"]
     assert len(fits) == 3
     np.testing.assert_allclose(fits[1].get_ydata(), sweep.runs[1].result.predict(fits[1].get_xdata()))
@@ -345,7 +346,7 @@ def test_cli_landscape_and_lr_sweep_write_pictures(capsys, tmp_path):
     rows = [line.split() for line in out.splitlines()[1:4]]
     assert [(r[0], " ".join(r[3:])) for r in rows] == [("0.001", "too slow"), ("0.05", "good"),
                                                        ("0.5", "diverged")]
-    assert "lr_find suggests" in out and L.LR_RULE in out
+    assert "lr_find suggests" in out and R.LR_RULE in out
     not_blank(tmp_path / "s.png")
 
 

@@ -95,7 +95,7 @@ class IRLS:
 
     def __init__(self, problem, theta: torch.Tensor, *, options: dict):
         if problem.loss.name not in ("mae", "huber"):
-            raise InputError(f"optimizer 'irls' is for the mae and huber losses",
+            raise InputError("optimizer 'irls' is for the mae and huber losses",
                              expected="loss mae or huber (lm for mse)", given=problem.loss.name)
         self.problem, self.theta = problem, theta
         self.ftol, self.inner = float(options["ftol"]), int(options["inner_steps"])

@@ -119,8 +119,12 @@ def replay(pictures: Mapping[str, str] | None = None) -> Iterator[str]:
     yield (f"Gradient descent for {gd.steps} steps on the MAE: "
            + ", ".join(f"{k}={v:.3f}" for k, v in gd.params.items()) + f"; MAE={gd.loss:.4f}")
     yield from _show(pictures, "before_after")
-    ls = fit(QUAD, d.x, d.y, loss="mse", optimizer="lbfgs", steps=200, p0=GUESS)
-    yield (f"The least-squares quadratic (L-BFGS, mse): "
+    exact = fit(QUAD, d.x, d.y, loss="mae", p0=GUESS)
+    yield ("Gradient descent only circles the MAE's minimum; the exact one (IRLS): "
+           + ", ".join(f"{k}={v:.3f}" for k, v in exact.params.items())
+           + f"; MAE={exact.loss:.4f}")
+    ls = fit(QUAD, d.x, d.y, loss="mse", p0=GUESS)
+    yield ("The least-squares quadratic (Levenberg-Marquardt, mse): "
            + ", ".join(f"{k}={v:.3f} +- {ls.stderr[k]:.3f}" for k, v in ls.params.items())
            + f"; RMSE={ls.rmse:.4f}")
     yield "The data came from a=3, b=2, c=1: the noise leaves that much uncertainty."

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from .. import landscape as core
+from .. import learning_rates as rates
 from ..errors import InputError
 from ..models import make_model, start_values
 
@@ -46,7 +47,7 @@ def parse_lrs(text: str) -> list[float]:
     except ValueError:
         raise InputError("bad --lrs", expected="positive numbers separated by commas, "
                          "e.g. 0.001,0.01,0.1", given=text) from None
-    return core.check_lrs(lrs)
+    return rates.check_lrs(lrs)
 
 
 def check_fit_outputs(args) -> None:
@@ -135,12 +136,12 @@ def lr_sweep_command(args, data, fit_kwargs: dict) -> None:
     lrs = parse_lrs(args.lrs)
     out = check_image_path(args.out)
     if args.find:
-        core.check_finder_optimizer(fit_kwargs["optimizer"])
+        rates.check_finder_optimizer(fit_kwargs["optimizer"])
     common = dict(sigma=data.sigma, loss=args.loss, delta=args.delta, inputs=data.x_names)
-    sweep = core.lr_sweep(args.model, data.x, data.y, lrs, **common, **fit_kwargs)
+    sweep = rates.lr_sweep(args.model, data.x, data.y, lrs, **common, **fit_kwargs)
     found = None
     if args.find:
-        found = core.lr_find(args.model, data.x, data.y, optimizer=fit_kwargs["optimizer"],
+        found = rates.lr_find(args.model, data.x, data.y, optimizer=fit_kwargs["optimizer"],
                              p0=fit_kwargs.get("p0"), seed=fit_kwargs.get("seed", 0), **common)
     save(lr_sweep(sweep, data, finder=found), out)
     if args.json:
@@ -154,7 +155,7 @@ def lr_sweep_command(args, data, fit_kwargs: dict) -> None:
     for run in sweep.runs:
         h = run.result.history
         print(f"{run.lr:>10g}  {h[0]:>11.5g}  {h[-1]:>11.5g}  {run.label}")
-    print(f"rule: {core.LR_RULE}")
+    print(f"rule: {rates.LR_RULE}")
     if found is not None:
         print(f"lr_find suggests lr={found.suggestion:.3g} (fastai's valley; steepest fall at "
               f"{found.steep:.3g}, lowest loss / 10 at {found.minimum:.3g})")

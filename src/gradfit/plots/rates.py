@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from ..landscape import LR_RULE, LRFind, Sweep
+from ..learning_rates import LR_RULE, LRFind, Sweep
 from .common import (LABEL_COLORS, as_data, data_points, dense, figure, log_axis,
                      log_scale_ok, model_values, new_figure)
 

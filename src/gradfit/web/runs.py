@@ -29,7 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import iter_fit
 from ..errors import GradfitError
-from ..landscape import classify_run
+from ..learning_rates import classify_run
 from ..models import make_model
 from .compute import check_model, curve, distance
 from .schemas import FRAME_SECONDS, MAX_RUNS, RUN_TIME_LIMIT, RunIn, SetIn

@@ -6,7 +6,6 @@ The limits are stated once, as constants, and ``/api/meta`` reports them to the 
 """
 from __future__ import annotations
 
-import math
 from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
