@@ -157,3 +157,23 @@ def test_wrong_number_of_inputs_is_refused():
     m = make_model("a*x1 + b*x2", ("x1", "x2"))
     with pytest.raises(InputError, match="needs 2 input"):
         m(torch.zeros(4, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("text,linear", [
+    ("a*x^2 + b*x + c", True), ("-a*x/3 + sin(x)*b - c + x", True), ("w1*x1 + w2*sin(x2)", True),
+    ("a*x + a", True), ("a*exp(-k*x)", False), ("(a + 1)*x", False), ("a^2*x", False),
+    ("x/a", False), ("a*b*x", False), ("sin(a*x)", False),
+])
+def test_models_linear_in_their_parameters_use_a_design_matrix(text, linear):
+    inputs = ("x1", "x2") if "x1" in text else ("x",)
+    m = make_model(text, inputs)
+    assert (m.linear is not None) is linear
+    # either way the values equal the general evaluator's, batched and not
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(9, len(inputs), dtype=torch.float64, generator=gen).squeeze(-1)
+    p = torch.randn(4, m.n_params, dtype=torch.float64, generator=gen)
+    env = dict(zip(inputs, [x] if x.ndim == 1 else list(x.unbind(-1))))
+    for row in p:
+        general = m.expression({**env, **dict(zip(m.param_names, row.unbind()))})
+        torch.testing.assert_close(m(x, row), general.expand(9))
+    torch.testing.assert_close(m(x, p)[2], m(x, p[2]))

@@ -346,6 +346,7 @@ class Expression:
     _consts: tuple[float, ...] = field(init=False, compare=False)
     _cache: dict = field(init=False, compare=False)
     _hoisted: tuple = field(init=False, compare=False)
+    source: str = field(init=False, compare=False)   # the checked text, ``^`` read as ``**``
 
     def __post_init__(self):
         inputs = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)
@@ -359,7 +360,7 @@ class Expression:
         for key, value in (("inputs", inputs), ("params", params), ("used_inputs", used),
                            ("_root", root), ("_names", used + params),
                            ("_consts", tuple(compiler.consts)), ("_cache", {}),
-                           ("_hoisted", tuple(compiler.hoisted))):
+                           ("_hoisted", tuple(compiler.hoisted)), ("source", compiler.src)):
             object.__setattr__(self, key, value)
 
     def __repr__(self) -> str:

@@ -28,6 +28,7 @@ import torch
 
 from .errors import InputError
 from .expr import parse_expression
+from .linear import linear_form
 
 
 class Model:
@@ -88,13 +89,25 @@ class ExpressionModel(Model):
         self.spec = text
         self.input_names = tuple(inputs)
         self.param_names = self.expression.params
+        self.linear = linear_form(self.expression)     # a design matrix, when it is one
         self._bound_to, self._bound = None, None
+
+    def _bind(self, x: torch.Tensor):
+        """Once per data set: the design matrix, or the expression with its parts of the
+        inputs alone evaluated."""
+        env = dict(zip(self.input_names, self.columns(x)))
+        if self.linear is not None and x.is_floating_point():
+            phi, offset = self.linear.design(env, x.shape[0], x)
+            if offset is None:
+                return lambda p: p @ phi
+            return lambda p: p @ phi + offset
+        bound = self.expression.bind(env)
+        return lambda p: _broadcast(bound(_split(p)), p, x.shape[0])
 
     def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         if self._bound_to is not x or p.dtype != x.dtype:   # once per data set
-            self._bound_to = x
-            self._bound = self.expression.bind(dict(zip(self.input_names, self.columns(x))))
-        return _broadcast(self._bound(_split(p)), p, x.shape[0])
+            self._bound_to, self._bound = x, self._bind(x)
+        return self._bound(p)
 
 
 class CallableModel(Model):
