@@ -162,3 +162,11 @@ def test_help_has_examples():
         out = subprocess.run([sys.executable, "-m", "gradfit.cli", cmd, "--help"],
                              capture_output=True, text=True).stdout
         assert "examples:" in out
+
+
+def test_a_device_the_machine_lacks_is_bad_input(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, out, err = run(capsys, "fit", "lesson", "--model", "a*x", "--device", "cuda")
+    assert code == 2 and "not available" in err and "--device cpu" in err

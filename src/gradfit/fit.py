@@ -39,6 +39,20 @@ DTYPE = {"float64": torch.float64, "float32": torch.float32}
 DEFAULT_FTOL, DEFAULT_GTOL = 1e-12, 1e-10   # for gradient methods; lm and irls stop themselves
 
 
+def check_device(device) -> None:
+    """A device this machine has: refuse ``cuda`` on a machine or build without it."""
+    name = str(device)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} is not available here (this torch build or "
+                         "machine has no CUDA GPU)", expected="--device cpu, or a CUDA build "
+                         "of torch on a machine with an NVIDIA GPU")
+    if name.startswith("cuda:") and name[5:].isdigit() and int(name[5:]) >= torch.cuda.device_count():
+        raise InputError(f"device {name!r} does not exist",
+                         expected=f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device 'mps' is not available here", expected="--device cpu")
+
+
 def _tensor(name: str, value, dtype, device) -> torch.Tensor:
     try:
         t = value if isinstance(value, torch.Tensor) else torch.tensor(np.array(value, dtype=np.float64))
@@ -50,6 +64,7 @@ def _tensor(name: str, value, dtype, device) -> torch.Tensor:
 def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float64,
             device="cpu", inputs=None) -> Problem:
     """Check and convert the user's data into a ``Problem`` (the boundary of the core)."""
+    check_device(device)
     xt, yt = _tensor("x", x, dtype, device), _tensor("y", y, dtype, device)
     if xt.ndim == 2 and xt.shape[1] == 1 and (inputs is None or len(inputs) == 1):
         xt = xt[:, 0]                                    # the lesson's (n, 1) column
