@@ -94,6 +94,13 @@ class FitResult:
         return tuple(self.params)
 
     @property
+    def method(self) -> str:
+        """The optimizer, with its learning rate where it has one (not lm or irls)."""
+        if any(m in self.optimizer for m in ("lm", "irls")):
+            return self.optimizer
+        return f"{self.optimizer}, lr={self.lr:g}"
+
+    @property
     def ok(self) -> bool:
         return self.reason not in ("diverged", "failed")
 
@@ -164,7 +171,7 @@ class FitResult:
         width = max([len(n) for n in self.params] + [5])
         lines = [f"model      {self.model}",
                  f"loss       {self.loss_name} = {self.loss:.6g}   ({self.n_points} points)",
-                 f"optimizer  {self.optimizer}, lr={self.lr:g}, {self.steps} steps, "
+                 f"optimizer  {self.method}, {self.steps} steps, "
                  f"{self.wall_time:.3g} s",
                  f"stopped    {self.message}", ""]
         head = f"  {'param':<{width}}  {'value':>14}"
@@ -203,7 +210,7 @@ class FitResult:
         from html import escape as e
         rows = [("model", self.model),
                 ("loss", f"{self.loss_name} = {self.loss:.6g} ({self.n_points} points)"),
-                ("optimizer", f"{self.optimizer}, lr={self.lr:g}, {self.steps} steps, "
+                ("optimizer", f"{self.method}, {self.steps} steps, "
                               f"{self.wall_time:.3g} s"),
                 ("stopped", self.message)]
         if self.r2 is not None:

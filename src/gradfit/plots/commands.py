@@ -110,8 +110,8 @@ def landscape_command(args, data, fit_kwargs: dict) -> None:
         payload = _landscape_json(problem, r, names, around, span, args.resolution)
         _emit_json(args.json, payload)
     if args.json != "-":
-        print(f"wrote {out}: {r.loss_name} over {', '.join(names)}; path: {r.optimizer}, "
-              f"lr={r.lr:g}, {r.steps} steps, loss {r.history[0]:.4g} -> {r.loss:.4g} ({r.reason})")
+        print(f"wrote {out}: {r.loss_name} over {', '.join(names)}; path: {r.method}, "
+              f"{r.steps} steps, loss {r.history[0]:.4g} -> {r.loss:.4g} ({r.reason})")
 
 
 def _landscape_json(problem, r, names, around, span, resolution) -> dict:

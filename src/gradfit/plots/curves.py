@@ -35,7 +35,7 @@ def fit(result, x=None, y=None, sigma=None, *, ax=None, band: bool = True,
         main.set_xlabel("")
     residuals(result, x, y, sigma, ax=low)
     loss_curve(result, ax=fig.add_subplot(grid[:, 1]))
-    fig.suptitle(f"{result.optimizer}, lr={result.lr:g}, {result.steps} steps: "
+    fig.suptitle(f"{result.method}, {result.steps} steps: "
                  f"{_stopped(result)}", fontsize=10)
     return fig
 

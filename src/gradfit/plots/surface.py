@@ -35,7 +35,7 @@ def landscape(result, x=None, y=None, sigma=None, *, params, around=None, span=N
     center = core.full_center(problem, {**result.params, **dict(around or {})})
     idx = [model.param_names.index(n) for n in names]
     traj = np.asarray(result.trajectory)[:, idx] if path else None
-    label = f"{result.optimizer}, lr={result.lr:g}: {result.steps} steps"
+    label = f"{result.method}: {result.steps} steps"
     traj_all = np.asarray(result.trajectory)
     moved = [n for k, n in enumerate(model.param_names)
              if n not in names and np.ptp(traj_all[:, k]) > 0]
