@@ -246,9 +246,9 @@ def test_schedules_run_and_lower_the_loss(lesson, schedule):
     assert r.ok and r.loss < r.history[0]
 
 
-@pytest.mark.parametrize("name", ["lbfgs", "adam", "gd", "momentum"])
+@pytest.mark.parametrize("name", ["lbfgs", "adam", "gd", "momentum", "lm", "auto"])
 def test_bounds_and_fixed_agree_with_curve_fit(lesson, name):
-    steps = 200 if name == "lbfgs" else 20000
+    steps = 200 if name in ("lbfgs", "lm", "auto") else 20000
     r = fit(QUAD, lesson.x, lesson.y, optimizer=name, steps=steps, lr=None if name != "gd" else 0.02,
             bounds={"a": (0, 2.5)}, fixed={"c": 1.0}, p0={"a": 1.0, "b": 1.0})
     popt, pcov = curve_fit(lambda x, a, b: a * x**2 + b * x + 1.0, lesson.x, lesson.y,
@@ -256,9 +256,23 @@ def test_bounds_and_fixed_agree_with_curve_fit(lesson, name):
     assert r.params["c"] == 1.0 and 0 <= r.params["a"] <= 2.5
     assert all(0 <= p[0] <= 2.5 and p[2] == 1.0 for p in r.trajectory)   # never outside
     np.testing.assert_allclose([r.params["a"], r.params["b"]], popt, rtol=1e-4)
-    if name == "lbfgs":
+    if name in ("lbfgs", "lm", "auto"):
         np.testing.assert_allclose([r.stderr["a"], r.stderr["b"]], np.sqrt(np.diag(pcov)), rtol=1e-5)
         assert set(r.stderr) == {"a", "b"}
+
+
+def test_bounded_minimum_mae_matches_linear_programming(lesson):
+    from scipy.optimize import linprog
+    r = fit(QUAD, lesson.x, lesson.y, loss="mae", bounds={"a": (0, 2.5)}, fixed={"c": 1.0},
+            p0={"a": 1.0, "b": 1.0})
+    # min sum |a x^2 + b x + 1 - y| with 0 <= a <= 2.5, as a linear programme over (a, b, t)
+    X, n = np.c_[lesson.x**2, lesson.x], len(lesson.x)
+    A = np.block([[X, -np.eye(n)], [-X, -np.eye(n)]])
+    b = np.r_[lesson.y - 1, -(lesson.y - 1)]
+    lp = linprog(np.r_[0, 0, np.ones(n)], A_ub=A, b_ub=b,
+                 bounds=[(0, 2.5), (None, None)] + [(0, None)] * n, method="highs")
+    assert r.optimizer == "auto (irls)" and 0 <= r.params["a"] <= 2.5
+    assert r.loss == pytest.approx(lp.fun / n, rel=1e-6)
 
 
 def test_one_sided_bounds(lesson):
