@@ -177,3 +177,11 @@ def test_models_linear_in_their_parameters_use_a_design_matrix(text, linear):
         general = m.expression({**env, **dict(zip(m.param_names, row.unbind()))})
         torch.testing.assert_close(m(x, row), general.expand(9))
     torch.testing.assert_close(m(x, p)[2], m(x, p[2]))
+
+
+def test_a_huge_network_is_refused_before_it_is_built():
+    import time
+    t = time.perf_counter()
+    with pytest.raises(InputError, match="too large"):
+        make_model("mlp:10000,10000")
+    assert time.perf_counter() - t < 1.0

@@ -281,6 +281,9 @@ class MLPModel(Model):
         return dict(zip(self.param_names, values))
 
 
+MAX_MODEL_PARAMS = 1_000_000
+
+
 def _int_arg(spec: str, arg: str, what: str) -> int:
     try:
         k = int(arg)
@@ -308,6 +311,11 @@ def _mlp(spec, arg, inputs):
     hidden = [_int_arg(spec, s.strip(), "mlp:H1,H2 with layer sizes") for s in sizes.split(",")]
     if any(h < 1 for h in hidden):
         raise InputError(f"bad model {spec!r}", expected="layer sizes of at least 1", given=sizes)
+    sizes_all = [len(inputs)] + hidden + [1]
+    count = sum((a + 1) * b for a, b in zip(sizes_all[:-1], sizes_all[1:]))
+    if count > MAX_MODEL_PARAMS:     # refuse before building millions of names
+        raise InputError(f"model {spec!r} is too large ({count:,} parameters)",
+                         expected=f"at most {MAX_MODEL_PARAMS:,} parameters")
     return MLPModel(hidden, activation or "relu", inputs)
 
 
