@@ -132,7 +132,8 @@ def test_classify_run_follows_the_rule(history, best, diverged, label):
     want = label
     h = np.asarray(history, float)
     # the rule, written out once more, independently of the implementation
-    rises = int(np.sum(np.diff(h) > 0)) if np.isfinite(h).all() else 0
+    rng = (h.max() - h.min()) if np.isfinite(h).all() else 0
+    rises = int(np.sum(np.diff(h) > 0.01 * rng)) if np.isfinite(h).all() else 0
     if diverged or not np.isfinite(h).all() or h[-1] > h[0]:
         rule = "diverged"
     elif rises > (len(h) - 1) / 4:
@@ -148,6 +149,13 @@ def test_classify_run_follows_the_rule(history, best, diverged, label):
 def test_rounding_is_not_a_bounce():
     h = [4.0, 1.0] + [1.0 + (1e-15 if k % 2 else 0.0) for k in range(20)]
     assert R.classify_run(h, 3.0) == "good"
+
+
+def test_the_jitter_of_a_converged_run_is_not_a_bounce():
+    h = [4.0, 2.0, 1.0] + [1.0 + (0.02 if k % 2 else 0.0) for k in range(40)]
+    assert R.classify_run(h, 3.0) == "good"
+    h = [4.0, 2.0, 1.0] + [1.0 + (0.5 if k % 2 else 0.0) for k in range(40)]
+    assert R.classify_run(h, 3.0) == "bouncing"
 
 
 def test_the_rule_text_names_every_label():

@@ -23,11 +23,14 @@ from .optimizers import OPTIMIZERS, get_optimizer, make_stepper
 LR_LABELS = ("diverged", "bouncing", "too slow", "good")
 
 LR_RULE = ("diverged: the loss ended above its start, became non-finite, or ran away; "
-           "bouncing: else, the loss rose in more than a quarter of the steps; "
+           "bouncing: else, the loss rose in more than a quarter of the steps (a rise "
+           "counts when it is over 1% of the run's range of losses: the jitter of a "
+           "converged run is no bounce); "
            "too slow: else, the loss fell by less than half the best run's fall; "
            "good: the rest.")
 
 RISE_TOL = 1e-9     # a rise smaller than this, relatively, is rounding, not a bounce
+RISE_OF_RANGE = 0.01   # ... and one under this share of the run's range is jitter
 
 
 def classify_run(history: Sequence[float], best_drop: float, diverged: bool = False) -> str:
@@ -35,8 +38,9 @@ def classify_run(history: Sequence[float], best_drop: float, diverged: bool = Fa
 
     - ``diverged``: ``diverged`` is set (the fit stopped because its loss ran away), a
       loss is non-finite, or the last loss is above the first;
-    - ``bouncing``: the loss rose (by more than ``RISE_TOL``, relatively) in more than a
-      quarter of the steps;
+    - ``bouncing``: the loss rose in more than a quarter of the steps, a rise counting when
+      it is over ``RISE_OF_RANGE`` of the run's range of losses (and over ``RISE_TOL``
+      relatively): the jitter of a run that has converged is no bounce;
     - ``too slow``: the fall ``history[0] - history[-1]`` is under ``best_drop / 2`` (or
       not positive), where ``best_drop`` is the largest fall of the sweep's runs that did
       not diverge;
@@ -50,6 +54,8 @@ def classify_run(history: Sequence[float], best_drop: float, diverged: bool = Fa
         'too slow'
         >>> classify_run([4, 2, 3, 1, 2, 0.5], best_drop=3.5)
         'bouncing'
+        >>> classify_run([4, 1] + [1.001, 1.0] * 10, best_drop=3)     # jitter at the end
+        'good'
         >>> classify_run([4, 5], best_drop=3), classify_run([4, float("nan")], best_drop=3)
         ('diverged', 'diverged')
     """
@@ -57,7 +63,9 @@ def classify_run(history: Sequence[float], best_drop: float, diverged: bool = Fa
     if diverged or h.size == 0 or not np.isfinite(h).all() or h[-1] > h[0]:
         return "diverged"
     steps = h.size - 1
-    rises = int(np.sum(h[1:] > h[:-1] + RISE_TOL * np.maximum(np.abs(h[:-1]), 1e-300)))
+    floor = np.maximum(RISE_TOL * np.maximum(np.abs(h[:-1]), 1e-300),
+                       RISE_OF_RANGE * (h.max() - h.min()))
+    rises = int(np.sum(h[1:] - h[:-1] > floor))
     if steps and rises > steps / 4:
         return "bouncing"
     drop = h[0] - h[-1]
