@@ -236,3 +236,18 @@ def test_lr_find_drives_adam(data):
     f = R.lr_find("relu:3", data.x, data.y, optimizer="adam", num_it=30, end_lr=1.0)
     assert len(f.lrs) == len(f.losses) and np.isfinite(f.losses).all()
     assert f.details["optimizer"] == "adam"
+
+
+def test_a_large_grid_on_many_points_keeps_memory_bounded():
+    # 1,681 parameter sets x 100,000 points: the predictions alone would be 1.3 GB at once
+    import resource
+    import subprocess
+    import sys
+    code = ("import numpy as np, resource, gradfit.landscape as L\n"
+            "x = np.linspace(-2, 2, 100000); y = x**2\n"
+            "p = L.as_problem('a*sin(x) + b*x + c', x, y, loss='mae')\n"
+            "g = L.loss_grid(p, ('a', 'b'), {'a': 1, 'b': 1, 'c': 1}, resolution=41)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) < 900          # MB: chunks, not the whole grid

@@ -166,10 +166,17 @@ def check_resolution(resolution, k: int) -> tuple[int, ...]:
 
 @torch.no_grad()
 def evaluate(problem: Problem, thetas: torch.Tensor) -> np.ndarray:
-    """The loss at each row of ``thetas`` ``(m, P)``, in chunks of ``CHUNK_ELEMENTS``."""
+    """The loss at each row of ``thetas`` ``(m, P)``, in chunks of ``CHUNK_ELEMENTS``.
+
+    The results go into one tensor made beforehand: small result tensors kept alive between
+    the chunks' large temporaries would pin the allocator's heap and let memory grow with
+    the number of chunks."""
     rows = max(1, CHUNK_ELEMENTS // max(1, problem.n))
-    out = [problem.objective(chunk) for chunk in thetas.split(rows)]
-    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+    out = torch.empty(thetas.shape[0], dtype=problem.y.dtype, device=problem.y.device)
+    with torch.no_grad():
+        for at in range(0, thetas.shape[0], rows):
+            out[at:at + rows] = problem.objective(thetas[at:at + rows])
+    return out.cpu().numpy()
 
 
 def _theta(problem: Problem, center: Mapping[str, float]) -> torch.Tensor:
