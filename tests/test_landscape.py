@@ -240,7 +240,6 @@ def test_lr_find_drives_adam(data):
 
 def test_a_large_grid_on_many_points_keeps_memory_bounded():
     # 1,681 parameter sets x 100,000 points: the predictions alone would be 1.3 GB at once
-    import resource
     import subprocess
     import sys
     code = ("import numpy as np, resource, gradfit.landscape as L\n"
