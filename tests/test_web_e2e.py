@@ -115,7 +115,7 @@ def test_dragging_a_shows_the_apis_mae(page, server):
     before = title_loss(page)
     assert round(before, 4) == 2.4219                     # the lesson's guess, a=b=c=1.1
     drag_slider(page, "a", 0.8)
-    page.wait_for_function(f"() => Number(document.getElementById('slider-a').value) > 2")
+    page.wait_for_function("() => Number(document.getElementById('slider-a').value) > 2")
     params = page_params(page)
     want = api(server, "/api/eval", {"data": page_points(page), "model": "a*x^2 + b*x + c",
                                      "loss": "mae", "params": params})["loss"]
