@@ -117,6 +117,15 @@ def test_landscape_grid_and_slice(client, pts):
     assert body["slice"]["name"] == "c" and len(body["slice"]["values"]) >= 5
 
 
+def test_a_landscape_that_is_too_much_work_is_refused(client):
+    n = 40_000
+    pts = {"x": [i / n for i in range(n)], "y": [0.0] * n}
+    r = client.post("/api/landscape", json={"data": pts, "model": QUAD, "loss": "mae",
+                                            "params": START, "names": ["a", "b"],
+                                            "resolution": 201})
+    assert r.status_code == 422 and "too much work" in r.json()["detail"]
+
+
 def test_code_snippet_runs_and_rebuilds_the_data(client):
     code = client.post("/api/code", json={"data": {"name": "outliers", "n": 30, "mult": 0.0,
                                                    "add": 0.3, "seed": 42},

@@ -16,7 +16,7 @@ from ..fit import prepare
 from ..landscape import full_center, loss_grid, loss_slice
 from ..models import Model, make_model
 from ..problem import Problem
-from .schemas import MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
+from .schemas import MAX_LANDSCAPE_WORK, MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
 
 
 def check_model(model: Model) -> Model:
@@ -91,6 +91,12 @@ def evaluate(req: EvalIn) -> dict:
 
 def landscape(req: LandscapeIn) -> dict:
     prob = problem(req)
+    work = (req.resolution ** 2 if req.names is not None else 0) * prob.n
+    if work > MAX_LANDSCAPE_WORK:
+        raise InputError(f"a landscape of {req.resolution} x {req.resolution} over {prob.n:,} "
+                         f"points is too much work ({work:.2g} evaluations)",
+                         expected=f"at most {MAX_LANDSCAPE_WORK:.0e}: a lower resolution or "
+                                  "fewer points")
     center = full_center(prob, req.params)
     out: dict = {"params": center}
     if req.names is not None:

@@ -21,6 +21,7 @@ MAX_RESOLUTION = 201          # grid points along one landscape axis
 MAX_CURVE_POINTS = 2_000      # points of a drawn curve
 MAX_STEPS_PER_FRAME = 10_000  # steps between two messages of a run
 MAX_RUNS = 4                  # runs streaming at once, server-wide
+MAX_LANDSCAPE_WORK = 1_000_000_000   # grid points x data points of one landscape (~1.5 s)
 RUN_TIME_LIMIT = 300.0        # seconds one run may compute
 MAX_CSV_BYTES = 10_000_000    # size of an uploaded CSV file
 FRAME_SECONDS = 1 / 50        # a run sends at most this many messages a second
