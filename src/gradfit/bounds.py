@@ -26,6 +26,7 @@ import torch
 from .errors import InputError
 
 INF = math.inf
+INSET = 0.01       # how far inside a start on or past a bound moves (of the width)
 
 
 class ParamTransform:
@@ -66,19 +67,29 @@ class ParamTransform:
         out[..., self._free_at] = p
         return out
 
-    def move_inside(self, values: Mapping[str, float], keep: set) -> dict[str, float]:
-        """Default starts outside their bounds move inside: to the middle of two bounds,
-        or 1 inside a single one. Names in ``keep`` (given by the user) stay as they are."""
-        out = dict(values)
+    def move_inside(self, values: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+        """Starts on or outside a bound move strictly inside, and say so: on the transform's
+        scale a point on a bound has a zero derivative, so no method could leave it.
+        Between two bounds a start moves to ``INSET`` of the width inside the nearer one;
+        past a single bound to ``INSET * max(|bound|, 1)`` inside it."""
+        out, notes = dict(values), []
         for name, (lo, hi) in self.bounds.items():
             v = out[name]
-            if name in keep or name in self.fixed or lo <= v <= hi:
+            if name in self.fixed or lo < v < hi:
                 continue
-            if math.isfinite(lo) and math.isfinite(hi):
-                out[name] = (lo + hi) / 2
+            both = math.isfinite(lo) and math.isfinite(hi)
+            if both:
+                step = INSET * (hi - lo)
+                new = lo + step if v <= lo + 0.5 * (hi - lo) else hi - step
+            elif math.isfinite(lo):
+                new = lo + INSET * max(abs(lo), 1.0)
             else:
-                out[name] = lo + 1 if math.isfinite(lo) else hi - 1
-        return out
+                new = hi - INSET * max(abs(hi), 1.0)
+            where = ("on its lower bound" if v == lo else "on its upper bound" if v == hi
+                     else "outside its bounds")
+            notes.append(f"the start {name}={v:g} was {where}; it moved inside to {new:g}")
+            out[name] = new
+        return out, notes
 
     def internal(self, values: Mapping[str, float]) -> torch.Tensor:
         """Model parameters by name -> the internal ``(F,)`` that gives them."""

@@ -302,7 +302,7 @@ def cmd_fit(args) -> int:
         from .plots.commands import write_fit_pictures
         write_fit_pictures(args, result, data,
                            say=print if args.json != "-" and not args.quiet else _silent)
-    if not result.converged:       # diverged, failed, or stopped before the optimum
+    if not result.converged and result.reason != "starts":   # "starts": best of K, no failure
         hint = "; allow more with --steps" if result.reason == "max_steps" else ""
         print(f"gradfit: not converged: {result.message}{hint}", file=sys.stderr)
         return EXIT_FAILED

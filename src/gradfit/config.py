@@ -26,6 +26,7 @@ from .optimizers import OPTIMIZERS, SCHEDULES, resolve_options
 
 DTYPES = ("float64", "float32")
 MAX_STEPS = 10_000_000
+MAX_STARTS = 1000
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class FitConfig:
     bounds: tuple[tuple[str, tuple[float, float]], ...] = ()
     fixed: tuple[tuple[str, float], ...] = ()
     absolute_sigma: bool = False
+    starts: int | None = None
 
     def __post_init__(self):
         # accept dicts for p0, options, bounds and fixed; store tuples (hashable, frozen)
@@ -110,6 +112,10 @@ class FitConfig:
                 or not 0 <= self.steps <= MAX_STEPS:
             raise InputError("bad number of steps", expected=f"a whole number 0..{MAX_STEPS}",
                              given=self.steps)
+        if self.starts is not None and (not isinstance(self.starts, int) or isinstance(
+                self.starts, bool) or not 1 <= self.starts <= MAX_STARTS):
+            raise InputError("bad number of starts", expected=f"a whole number 1..{MAX_STARTS}",
+                             given=self.starts)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError("bad seed", expected="a whole number >= 0", given=self.seed)
         for name in ("ftol", "gtol"):

@@ -19,6 +19,7 @@ fit with reason ``"diverged"``; the result then holds the last finite point, nev
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Callable, Iterator, Mapping
@@ -31,7 +32,10 @@ from .errors import FitError, InputError
 from .losses import get_loss
 from .models import Model, make_model, start_values
 from .optimizers import make_stepper
+from .active_set import near_bounds, refine
 from .bounds import ParamTransform, TransformedProblem
+from .multistart import MultiStartRun, starts_for
+from .verdict import judge
 from .problem import Problem
 from .result import REASONS, FitResult, StepRecord, goodness, least_squares_covariance
 
@@ -89,11 +93,13 @@ def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float
 
 
 class FitRun:
-    """An iterator of ``StepRecord``; ``result`` holds the ``FitResult`` once it is done."""
+    """An iterator of ``StepRecord``; ``result`` holds the ``FitResult`` once it is done.
+    ``lean``: skip the covariance and the final checks (an inner solve of another fit)."""
 
-    def __init__(self, problem: Problem, config: FitConfig, callback=None):
-        self.problem, self.config, self.callback = problem, config, callback
+    def __init__(self, problem: Problem, config: FitConfig, callback=None, lean: bool = False):
+        self.problem, self.config, self.callback, self.lean = problem, config, callback, lean
         self.result: FitResult | None = None
+        self.notes: list[str] = []
         self._gen = self._run()
 
     def __iter__(self) -> Iterator[StepRecord]:
@@ -109,7 +115,7 @@ class FitRun:
         start = start_values(prob.model, cfg.p0_dict, prob.x, cfg.seed)
         start.update(cfg.fixed_dict)
         transform = ParamTransform(names, cfg.bounds_dict, cfg.fixed_dict, dtype, device)
-        start = transform.move_inside(start, keep=set(cfg.p0_dict))
+        start, self.notes = transform.move_inside(start)
         moved = prob if transform.identity else TransformedProblem(prob, transform)
         theta = transform.internal(start).requires_grad_(True)     # what the optimizer moves
         lr = cfg.learning_rate
@@ -118,6 +124,7 @@ class FitRun:
         self.transform = transform
         chosen = getattr(stepper, "chosen", None)
         self.method = f"{cfg.optimizer} ({chosen})" if chosen else cfg.optimizer
+        self.exact_method = (chosen or cfg.optimizer) if (chosen or cfg.optimizer) in EXACT else None
         external = transform.external if not transform.identity else torch.Tensor.clone
         if transform.identity and getattr(stepper, "replaces_storage", False):
             external = _same                   # theta's old storage is never written again
@@ -164,16 +171,17 @@ class FitRun:
                 break
         if reason == "diverged" and not points:
             points.append(point)
-        self.result = self._finish(theta, points, step, losses, gnorms, reason, detail,
-                                   start, lr, time.perf_counter() - t0)
+        self.result = self._finish(theta, points, losses, gnorms, reason, detail,
+                                   start, lr, t0)
 
     def _diverged_text(self, step, what, losses, lr):
         last = f"last finite loss {losses[-1]:.6g} at step {step - 1}" if losses else "no finite loss"
         return (f"diverged at step {step}: {what} ({last}); "
                 f"try a smaller learning rate, e.g. lr={lr / 10:g}")
 
-    def _finish(self, theta, points, step, losses, gnorms, reason, detail, start, lr, wall):
+    def _finish(self, theta, points, losses, gnorms, reason, detail, start, lr, t0):
         cfg, prob = self.config, self.problem
+        step = len(losses)
         # after a divergence, the last point whose loss was finite
         final = points[-1] if reason == "diverged" else self.transform.external(theta.detach()).clone()
         with torch.no_grad():
@@ -185,36 +193,82 @@ class FitRun:
             detail = self._diverged_text(step, "the loss or a parameter became non-finite after "
                                          "the last step", losses, lr)
             final = points[-1] if points else final
-            with torch.no_grad():
-                final_loss = prob.objective(final).item()
+        names = prob.model.param_names
+        extra_steps, at_bound = 0, {}
+        bounds = {n: b for n, b in self.transform.bounds.items() if n not in self.transform.fixed}
+        if bounds and reason != "diverged":
+            values = dict(zip(names, final.tolist()))
+            if self.exact_method and not self.lean:
+                refined = refine(prob, names, bounds, self.transform.fixed, values, self._solve)
+                extra_steps = refined.steps
+                at_bound = refined.at_bound
+                values = refined.params
+                reason, detail = _refined_reason(refined, reason, detail)
+            else:
+                values = {n: min(max(v, bounds[n][0]), bounds[n][1]) if n in bounds else v
+                          for n, v in values.items()}
+                at_bound = near_bounds(values, bounds, 1e-9)
+            final = torch.tensor([values[n] for n in names], dtype=final.dtype, device=final.device)
+        with torch.no_grad():
+            final_loss = prob.objective(final).item()
         history = np.array(losses + [final_loss])
         trajectory = torch.stack(points[:len(losses)] + [final]).cpu().numpy()
-        names = prob.model.param_names
         params = dict(zip(names, final.tolist()))
         stderr = cov = None
-        if prob.loss.squared and reason != "diverged":
-            free = self.transform.free
-            idx = torch.tensor([names.index(n) for n in free], device=final.device)
-            cov = least_squares_covariance(
-                lambda f: prob.residuals(final.index_put((idx,), f)), final[idx],
-                absolute_sigma=cfg.absolute_sigma)
-            if cov is not None:
-                stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
-            elif len(free) < prob.n and "rank" not in detail:
-                detail += ("; no standard errors: the Jacobian has lost rank (some parameters "
-                           "are not determined by the data)")
-                if prob.model.identifiable:         # the values are one choice among many
-                    reason = "failed"
+        held = set(self.transform.fixed) | set(at_bound)
+        free = tuple(n for n in names if n not in held)
+        if not self.lean:
+            reason, detail = judge(prob, final, free, reason, detail,
+                                   losses[0] if losses else None, final_loss)
+            if prob.loss.squared and reason != "diverged" and free:
+                idx = torch.tensor([names.index(n) for n in free], device=final.device)
+                cov = least_squares_covariance(
+                    lambda f: prob.residuals(final.index_put((idx,), f)), final[idx],
+                    absolute_sigma=cfg.absolute_sigma)
+                if cov is not None:
+                    stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
+        if self.notes:
+            detail = "; ".join(self.notes) + "; " + detail
         with torch.no_grad():
             r2, rmse = goodness(prob.predict(final), prob.y)
         return FitResult(
             params=params, loss=final_loss, loss_name=prob.loss.name, model=prob.model.spec,
-            optimizer=self.method, lr=lr, steps=len(losses), converged=REASONS[reason][0],
-            reason=reason, message=detail, history=history, trajectory=trajectory,
-            grad_norms=np.array(gnorms), wall_time=wall, n_points=prob.n, stderr=stderr,
+            optimizer=self.method, lr=lr, steps=len(losses) + extra_steps,
+            converged=REASONS[reason][0], reason=reason, message=detail, history=history,
+            trajectory=trajectory, grad_norms=np.array(gnorms),
+            wall_time=time.perf_counter() - t0, n_points=prob.n, stderr=stderr,
             covariance=cov, r2=r2, rmse=rmse, start=start, model_object=prob.model,
             x=prob.x.cpu().numpy(), y=prob.y.cpu().numpy(),
-            sigma=None if prob.sigma is None else prob.sigma.cpu().numpy())
+            sigma=None if prob.sigma is None else prob.sigma.cpu().numpy(),
+            at_bound=tuple(at_bound), bounds=dict(self.transform.bounds))
+
+    def _solve(self, p0: dict, fixed: dict, bounds: dict) -> FitResult:
+        """The exact method to its end from ``p0`` with these fixed values and bounds."""
+        cfg = dataclasses.replace(self.config, p0=p0, fixed=fixed, bounds=bounds,
+                                  optimizer=self.exact_method, options=(), starts=1,
+                                  steps=max(self.config.steps, 1000))
+        run = FitRun(self.problem, cfg, lean=True)
+        for _ in run:
+            pass
+        return run.result
+
+
+EXACT = ("lm", "irls")
+
+
+def _refined_reason(refined, reason: str, detail: str) -> tuple[str, str]:
+    """The stop reason after the active-set method: the inner fit's, naming the bounds."""
+    if not refined.certified:
+        why = refined.detail or (refined.inner.message if refined.inner is not None else "")
+        return "failed", f"no certified optimum within the bounds: {why}"
+    if refined.inner is not None:
+        reason, detail = refined.inner.reason, refined.inner.message
+    elif reason not in ("gtol", "ftol", "xtol"):
+        reason = "xtol"
+    if refined.at_bound:
+        named = ", ".join(f"{n} at its {s} bound" for n, s in refined.at_bound.items())
+        detail = f"{detail}; the optimum within the bounds has {named} (KKT conditions hold)"
+    return reason, detail
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:
@@ -233,7 +287,7 @@ def _divergence(loss: float, gnorm: float, first: float, factor: float) -> str |
 
 def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit, schedule,
             delta, divergence, dtype, device, options, bounds=None, fixed=None,
-            absolute_sigma=False) -> FitConfig:
+            absolute_sigma=False, starts=None) -> FitConfig:
     spec = model if isinstance(model, str) else getattr(model, "spec", None) or \
         getattr(model, "__name__", "function")
     dt = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPE.items()}.get(dtype, str(dtype))
@@ -241,7 +295,7 @@ def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
                      p0=dict(p0 or {}), seed=seed, ftol=ftol, gtol=gtol, time_limit=time_limit,
                      schedule=schedule, options=options, divergence=divergence, dtype=dt,
                      device=str(device), bounds=dict(bounds or {}), fixed=dict(fixed or {}),
-                     absolute_sigma=bool(absolute_sigma))
+                     absolute_sigma=bool(absolute_sigma), starts=starts)
 
 
 def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "mse",
@@ -252,11 +306,11 @@ def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "
              delta: float = 1.0, divergence: float = 1e4, dtype="float64", device="cpu",
              inputs=None, bounds: Mapping[str, tuple] | None = None,
              fixed: Mapping[str, float] | None = None, absolute_sigma: bool = False,
-             **options) -> FitRun:
+             starts: int | None = None, **options) -> FitRun:
     """Fit ``model`` to ``(x, y)``, one ``StepRecord`` per step; see ``fit`` for arguments."""
     cfg = _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
                   schedule, delta, divergence, dtype, device, options, bounds, fixed,
-                  absolute_sigma)
+                  absolute_sigma, starts)
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, dtype=DTYPE[cfg.dtype],
                       device=device, inputs=inputs)
     if problem.model.n_params == 0:
@@ -264,7 +318,10 @@ def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "
                          expected="at least one free name besides the inputs")
     start = start_values(problem.model, cfg.p0_dict, problem.x, seed)   # refuse bad p0 now
     check = ParamTransform(problem.model.param_names, cfg.bounds_dict, cfg.fixed_dict)
-    check.internal(check.move_inside({**start, **cfg.fixed_dict}, set(cfg.p0_dict)))
+    check.internal(check.move_inside({**start, **cfg.fixed_dict})[0])
+    k = starts_for(cfg, problem.model)
+    if k > 1:
+        return MultiStartRun(problem, cfg, callback, k, FitRun)
     return FitRun(problem, cfg, callback)
 
 
@@ -285,6 +342,8 @@ def fit(model: "str | Callable | Model", x, y, **kwargs) -> FitResult:
     ``absolute_sigma``: take ``sigma`` as absolute (covariance not scaled by the residual
     variance), as curve_fit's option of that name.
     ``dtype`` ("float64"), ``device`` ("cpu", "cuda").
+    ``starts``: fit from K starts and keep the best (``multistart``); None: 1, or 5 for a
+    flexible model (``relu:K``, ``mlp:...``) under ``auto``, reported as "best of K starts".
 
         >>> import numpy as np
         >>> x = np.linspace(0, 1, 50); y = 2 * x + 1

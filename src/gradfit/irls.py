@@ -150,9 +150,51 @@ class IRLS:
                 self._move(candidate)
             if mae:
                 self._polish(min(new, loss))
-            self.stop = ("ftol", "the loss stopped falling (relative change below "
-                                 f"ftol={self.ftol:g}): the exact minimum")
+                self.stop = ("ftol", "the loss stopped falling (relative change below "
+                                     f"ftol={self.ftol:g}): the exact minimum")
+            else:
+                self.stop = self._huber_newton()
             return loss, gnorm
+
+    def _huber_newton(self, iterations: int = 60) -> tuple[str, str]:
+        """Newton steps on the Huber loss, to the parameters' rounding level.
+
+        With the quadratic rows ``Q`` (``|r| <= delta``) and the linear ones ``L`` (signs
+        ``s``) held, the loss is ``sum_Q r^2/2 + delta sum_L s r`` (+ const) whose
+        Gauss-Newton step solves ``(J_Q^T J_Q) d = -(J_Q^T r_Q + delta J_L^T s_L)``: exact
+        for a linear model once the partition is right. Steps are kept while they lower
+        the loss (halved otherwise) and stop once they stop shrinking."""
+        delta, last = self.problem.loss.delta, None
+        best = self._objective(self.theta)
+        for _ in range(iterations):
+            r, jac = residuals_and_jacobian(self.problem.residuals, self.theta.detach())
+            quad = r.abs() <= delta
+            g = jac[quad].transpose(0, 1) @ r[quad] + delta * (
+                jac[~quad].transpose(0, 1) @ torch.sign(r[~quad]))
+            jq = jac[quad]
+            d = torch.linalg.vector_norm(jq, dim=0)
+            d = torch.where(d > 0, d, torch.ones_like(d))
+            h = (jq / d).transpose(0, 1) @ (jq / d)
+            step = -torch.linalg.lstsq(h, (g / d).unsqueeze(-1)).solution[:, 0] / d
+            size = float(torch.linalg.vector_norm(step))
+            scale = float(torch.linalg.vector_norm(self.theta.detach()))
+            if not math.isfinite(size) or size <= 4 * torch.finfo(step.dtype).eps * max(scale, 1e-300):
+                break
+            if last is not None and size > 0.9 * last and size <= 1e-10 * max(scale, 1e-300):
+                break                   # no longer shrinking, at the rounding level
+            t = 1.0
+            while t > 1e-6:
+                trial = self.theta.detach() + t * step
+                value = self._objective(trial)
+                if value <= best:
+                    break
+                t *= 0.5
+            else:
+                break
+            self._move(trial)
+            best, last = value, size
+        return ("xtol", "the exact minimum: Newton steps on the Huber loss reached the "
+                        "rounding level of the parameters")
 
     def _certified_vertex(self) -> bool:
         """Move to the vertex through the P points nearest the curve if it is optimal.

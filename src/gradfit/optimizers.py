@@ -213,20 +213,21 @@ OPTIMIZERS["irls"] = OptimizerSpec("irls", "iteratively reweighted least squares
 AUTO_MAX_PARAMS = 300
 
 
-def choose_method(loss, n_params: int, n_points: int) -> str:
+def choose_method(loss, n_params: int, n_points: int, identifiable: bool = True) -> str:
     """What ``auto`` runs: the method that reaches the optimum of this loss.
 
     LM for squared errors and IRLS for mae and huber, up to ``AUTO_MAX_PARAMS`` parameters
-    and fewer parameters than points; beyond that (a neural network, which has no unique
-    optimum) L-BFGS for squared errors or Adam for the others.
+    and fewer parameters than points; beyond that, and for flexible models (ReLU sums and
+    networks, which have no unique optimum: ``auto`` fits them from several starts),
+    L-BFGS for squared errors or Adam for the others.
     """
-    if n_params <= AUTO_MAX_PARAMS and n_params < n_points:
+    if identifiable and n_params <= AUTO_MAX_PARAMS and n_params < n_points:
         return "lm" if loss.squared else "irls"
     return "lbfgs" if loss.squared else "adam"
 
 
 def _auto_stepper(problem, theta, *, lr, steps, seed, options):
-    name = choose_method(problem.loss, theta.shape[0], problem.n)
+    name = choose_method(problem.loss, theta.shape[0], problem.n, problem.model.identifiable)
     stepper = make_stepper(name, problem, theta, lr=OPTIMIZERS[name].default_lr, steps=steps,
                            seed=seed)
     stepper.chosen = name

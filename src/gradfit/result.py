@@ -48,6 +48,8 @@ REASONS: dict[str, tuple[bool, str]] = {
     "callback": (False, "stopped by the callback"),
     "diverged": (False, "diverged"),
     "failed": (False, "failed"),
+    # a flexible model (or starts=K): the lowest loss of K local fits, no claim of the optimum
+    "starts": (False, "the best of several starts"),
 }
 
 
@@ -88,6 +90,9 @@ class FitResult:
     x: Any = field(default=None, repr=False)
     y: Any = field(default=None, repr=False)
     sigma: Any = field(default=None, repr=False)
+    # bounds by name, and the names whose value lies on a bound at the end
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    at_bound: tuple[str, ...] = ()
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -260,12 +265,16 @@ def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: b
     _, jac = residuals_and_jacobian(residual_fn, theta)
     if not torch.isfinite(jac).all():
         return None
-    # SVD as scipy does, dropping singular values below its threshold
-    _, s, vt = torch.linalg.svd(jac, full_matrices=False)
+    # SVD of the column-scaled Jacobian J D^-1 (D: column norms), so that whether the
+    # covariance exists does not depend on the units of x, y or any parameter; singular
+    # values below scipy's threshold (eps * max(n, P) * s_max) count as lost rank
+    norms = torch.linalg.vector_norm(jac, dim=0)
+    d = torch.where(norms > 0, norms, torch.ones_like(norms))
+    _, s, vt = torch.linalg.svd(jac / d, full_matrices=False)
     threshold = torch.finfo(jac.dtype).eps * max(jac.shape) * s[0]
     if s[-1] <= threshold:
         return None
-    pcov = (vt.T / s.square()) @ vt
+    pcov = ((vt.T / s.square()) @ vt) / torch.outer(d, d)
     if not absolute_sigma:
         pcov = pcov * (r.square().sum() / (n - p))
     return pcov.cpu().numpy()

@@ -1,0 +1,185 @@
+"""Bounds that are active at the optimum, found and certified: a primal active-set method.
+
+The change of variables in ``bounds.py`` keeps every iterate inside its bounds, but its
+derivative vanishes on a bound, so a method that stops by a rule on the Jacobian or the
+gradient cannot tell an optimum on a bound from a start there, and its resolution near a
+bound is absolute (a parameter of 1e-10 above a bound at 0 keeps few digits). The exact
+methods (``lm``, ``irls``) therefore finish here, from the point the transformed fit reached:
+
+1. parameters within a hair of a bound form the active set ``A``, held on the bound exactly;
+2. the others are fitted *without* bounds, from the last point (full precision);
+3. if that fit leaves the box, go from the last feasible point towards it as far as the
+   first bound it crosses (that parameter joins ``A``, on its bound exactly), and back to 2;
+4. else check the Karush-Kuhn-Tucker conditions: every parameter in ``A`` must be held by
+   its bound, the loss rising when it moves inwards. With the multiplier
+   ``mu_i = dL/dp_i`` at a lower bound and ``-dL/dp_i`` at an upper one, scaled to a cosine
+   (``|mu_i| <= 1``, Cauchy-Schwarz), each must be ``>= -MU_TOL``; the most negative one
+   leaves ``A`` and back to 2. With none negative the point is a KKT point, the optimum
+   for convex problems (linear least squares, the linear programme of a linear mae fit)
+   and a local optimum otherwise.
+
+For smooth losses (mse, rmse, huber) ``dL/dp`` is the gradient, which vanishes in the free
+parameters at the inner fit's optimum. For mae, at a vertex with rows ``Z`` on the curve,
+the multipliers come from the subgradient: ``g = J_N^T sign(r_N) + J_Z^T l`` where ``l``
+solves ``J_Z[:, F]^T l = -J_N[:, F]^T sign(r_N)`` over the free parameters ``F``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+NEAR = 1e-7          # a value this close to a bound (relative to the scale) starts on it
+MU_TOL = 1e-9        # a multiplier above -MU_TOL holds its parameter
+FEAS_TOL = 1e-12     # an inner solution this far (relative) past a bound is on it
+
+
+@dataclass
+class Refined:
+    """Where the active-set method ended."""
+
+    params: dict[str, float]
+    at_bound: dict[str, str]                 # name -> "lower" / "upper"
+    inner: object                            # the last inner FitResult
+    certified: bool
+    detail: str
+    steps: int = 0
+    multipliers: dict[str, float] = field(default_factory=dict)
+
+
+def _scale(value: float, lo: float, hi: float) -> float:
+    width = hi - lo if math.isfinite(lo) and math.isfinite(hi) else 0.0
+    return max(abs(value), abs(lo) if math.isfinite(lo) else 0.0,
+               abs(hi) if math.isfinite(hi) else 0.0, width, 1e-300)
+
+
+def near_bounds(values: dict[str, float], bounds: dict[str, tuple[float, float]],
+                tol: float = NEAR) -> dict[str, str]:
+    """Parameters within ``tol`` (relative) of a bound, with the side."""
+    out = {}
+    for name, (lo, hi) in bounds.items():
+        v, s = values[name], _scale(values[name], lo, hi)
+        if math.isfinite(lo) and v - lo <= tol * s:
+            out[name] = "lower"
+        elif math.isfinite(hi) and hi - v <= tol * s:
+            out[name] = "upper"
+    return out
+
+
+def refine(problem, names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
+           fixed: dict[str, float], start: dict[str, float],
+           solve: Callable[[dict, dict, dict], object]) -> Refined:
+    """The active-set method above. ``solve(p0, fixed, bounds)`` runs the exact method to its
+    end and returns a ``FitResult``; ``start`` lies inside the bounds."""
+    x = _clamp(dict(start), bounds)
+    active = near_bounds(x, bounds)
+    released: dict[str, int] = {}
+    steps, inner, detail = 0, None, ""
+    for _ in range(4 * len(bounds) + 6):
+        held = {**fixed, **{n: _side_value(bounds[n], s) for n, s in active.items()}}
+        x.update({n: held[n] for n in active})
+        if len(held) == len(names):            # every parameter fixed: nothing to solve
+            inner = None
+            y = dict(x)
+        else:
+            inner = solve(x, held, {})
+            steps += inner.steps
+            if not inner.ok:                    # the unbounded fit broke down: keep the box
+                inner = solve(x, held, {n: b for n, b in bounds.items() if n not in active})
+                steps += inner.steps
+            y = dict(inner.params)
+            if not all(map(math.isfinite, y.values())):
+                return Refined(x, active, inner, False, "the fit within the bounds broke down",
+                               steps)
+        crossing = _first_crossing(x, y, bounds, active)
+        if crossing is not None:
+            t, name, side = crossing
+            x = _clamp({n: x[n] + t * (y[n] - x[n]) for n in names}, bounds)
+            x[name] = _side_value(bounds[name], side)
+            active[name] = side
+            continue
+        x = _clamp(y, bounds)
+        for name, side in near_bounds(x, bounds, FEAS_TOL).items():
+            if name not in active and released.get(name, 0) == 0:
+                active[name] = side             # landed on a bound: hold it there
+        mu = multipliers(problem, names, x, active, fixed)
+        wrong = {n: m for n, m in mu.items() if m < -MU_TOL}
+        if not wrong:
+            ok = inner is None or inner.converged
+            return Refined(x, active, inner, ok, detail, steps, mu)
+        leave = min(wrong, key=wrong.get)
+        released[leave] = released.get(leave, 0) + 1
+        del active[leave]
+    return Refined(x, active, inner, False, "the set of active bounds did not settle", steps)
+
+
+def _side_value(bound: tuple[float, float], side: str) -> float:
+    return bound[0] if side == "lower" else bound[1]
+
+
+def _clamp(values: dict[str, float], bounds) -> dict[str, float]:
+    out = dict(values)
+    for name, (lo, hi) in bounds.items():
+        out[name] = min(max(out[name], lo), hi)
+    return out
+
+
+def _first_crossing(x, y, bounds, active):
+    """The first bound that the segment from ``x`` (inside) to ``y`` crosses: ``(t, name,
+    side)``, or None when ``y`` is inside (to within rounding)."""
+    best = None
+    for name, (lo, hi) in bounds.items():
+        if name in active:
+            continue
+        v, s = y[name], _scale(y[name], lo, hi)
+        for side, b, past in (("lower", lo, v < lo - FEAS_TOL * s),
+                              ("upper", hi, v > hi + FEAS_TOL * s)):
+            if past:
+                d = v - x[name]
+                t = (b - x[name]) / d if d != 0 else 0.0
+                t = min(max(t, 0.0), 1.0)
+                if best is None or t < best[0]:
+                    best = (t, name, side)
+    return best
+
+
+def multipliers(problem, names, values: dict[str, float], active: dict[str, str],
+                fixed: dict[str, float]) -> dict[str, float]:
+    """The scaled KKT multiplier of each active bound (``>= 0``: the bound holds it)."""
+    if not active:
+        return {}
+    theta = torch.tensor([values[n] for n in names], dtype=problem.y.dtype,
+                         device=problem.y.device)
+    from .lm import residuals_and_jacobian
+    r, jac = residuals_and_jacobian(problem.residuals, theta)
+    if problem.loss.name == "mae":
+        g, scale = _mae_gradient(r, jac, names, active, fixed)
+    else:
+        rl = r.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (dl,) = torch.autograd.grad(problem.loss.reduce(rl, problem.loss.delta), rl)
+        g = jac.transpose(0, 1) @ dl
+        scale = torch.linalg.vector_norm(jac, dim=0) * torch.linalg.vector_norm(dl)
+    out = {}
+    for name, side in active.items():
+        i = names.index(name)
+        s = float(scale[i])
+        m = float(g[i]) / s if s > 0 else 0.0
+        out[name] = m if side == "lower" else -m
+    return out
+
+
+def _mae_gradient(r, jac, names, active, fixed):
+    """``J_N^T sign(r_N) + J_Z^T l`` with ``l`` making it vanish in the free parameters."""
+    tol = 1e-9 * max(float(r.abs().max()), 1e-300)
+    on = r.abs() <= tol
+    sign = torch.where(on, torch.zeros_like(r), torch.sign(r))
+    g = jac.transpose(0, 1) @ sign
+    free = [i for i, n in enumerate(names) if n not in active and n not in fixed]
+    if free and bool(on.any()):
+        jz = jac[on][:, free]                                      # (|Z|, F)
+        lam = torch.linalg.lstsq(jz.transpose(0, 1), -g[free].unsqueeze(-1)).solution[:, 0]
+        g = g + jac[on].transpose(0, 1) @ lam.clamp(-1.0, 1.0)
+    return g, jac.abs().sum(0)

@@ -1,0 +1,99 @@
+"""What an answer is: the checks every fit passes before it may be called converged.
+
+Whatever the optimizer, a fit is ``failed`` (never converged) when
+
+- the model's parameters are not determined by the data: fewer points than free
+  parameters, or a Jacobian whose column-scaled form ``J D^-1`` (``D`` the column norms)
+  has lost rank. Scaling makes the test independent of the units of x, y and of each
+  parameter: ``J D^-1`` is unchanged when a column of ``J`` is multiplied by a constant.
+  Flexible models (ReLU sums, networks) have no unique parameters, so only their
+  predictions are judged;
+- its predictions (or a flexible model's parameters) blew up: non-finite, or beyond
+  ``BLOWUP`` times the scale of the data;
+- it ended with a higher loss than it started from.
+
+    >>> import numpy as np, gradfit
+    >>> r = gradfit.fit("a*x^2 + b*x + c", [1.0], [2.0])
+    >>> r.converged, r.reason
+    (False, 'failed')
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+BLOWUP = 1e6          # predictions beyond this times the data's scale have blown up
+WEIGHT_BLOWUP = 1e8   # a flexible model's parameters beyond this times the data's scale
+RANK_RTOL = None      # None: eps * max(n, P), as the solvers' own rank test
+
+
+def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, detail: str,
+          first_loss: float | None, final_loss: float) -> tuple[str, str]:
+    """The stop reason after the shared checks above (``reason`` may become "failed")."""
+    if reason == "diverged":
+        return reason, detail
+    model, names = problem.model, problem.model.param_names
+    with torch.no_grad():
+        pred = problem.predict(final)
+    y = problem.y
+    y_scale = float(y.abs().max()) + float(y.std()) if y.numel() > 1 else float(y.abs().max())
+    y_scale = y_scale if y_scale > 0 else 1.0       # all-zero data: unit scale
+    if not bool(torch.isfinite(pred).all()):
+        return "failed", "the predictions are not finite at the end: " + detail
+    if float(pred.abs().max()) > BLOWUP * y_scale:
+        return "failed", (f"the predictions blew up (largest {float(pred.abs().max()):.3g}, "
+                          f"beyond {BLOWUP:g} times the data's scale {y_scale:.3g})")
+    if not model.identifiable:
+        x_scale = float(problem.x.abs().max()) if problem.x.numel() else 1.0
+        limit = WEIGHT_BLOWUP * max(1.0, x_scale, y_scale)
+        big = float(final.abs().max())
+        if big > limit:
+            worst = names[int(final.abs().argmax())]
+            return "failed", (f"the parameters blew up ({worst} = {float(final[names.index(worst)]):.3g}, "
+                              f"beyond {limit:.3g}): no meaningful fit")
+    if first_loss is not None and math.isfinite(first_loss) and \
+            final_loss > first_loss * (1 + 1e-9) + 1e-300:
+        return "failed", (f"the fit ended worse than it started (loss {final_loss:.6g} > "
+                          f"{first_loss:.6g} at the start)")
+    if not model.identifiable or not free:
+        return reason, detail
+    if problem.n < len(free):
+        return "failed", (f"underdetermined: {problem.n} point(s) for {len(free)} free "
+                          "parameters; the data cannot determine them")
+    lost = lost_rank(problem, final, free)
+    if lost is not None:
+        return "failed", lost
+    return reason, detail
+
+
+def lost_rank(problem, final: torch.Tensor, free: tuple[str, ...]) -> str | None:
+    """A message naming the parameters the data do not determine, or None at full rank."""
+    from .lm import residuals_and_jacobian
+    names = problem.model.param_names
+    idx = torch.tensor([names.index(n) for n in free], device=final.device)
+    try:
+        _, jac = residuals_and_jacobian(lambda f: problem.residuals(final.index_put((idx,), f)),
+                                        final[idx])
+    except RuntimeError:
+        return None
+    if not bool(torch.isfinite(jac).all()):
+        return None
+    s, vh = scaled_singular(jac)
+    kept = s > s.new_tensor(torch.finfo(jac.dtype).eps * max(jac.shape)) * s[0]
+    rank = int(kept.sum())
+    if s[0] == 0 or rank < len(free):
+        outside = (1 - vh[kept].square().sum(0)).clamp_min(0).sqrt()
+        involved = [free[i] for i in (outside > 1e-3).nonzero().flatten().tolist()] or list(free)
+        shown = ", ".join(involved[:10]) + (", ..." if len(involved) > 10 else "")
+        return (f"the Jacobian lost rank ({rank} of {len(free)}): the data determine only "
+                f"combinations of {shown}, not each one; these values are one choice among many")
+    return None
+
+
+def scaled_singular(jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values and ``V^T`` of ``J D^-1`` (``D``: column norms, 1 for a zero column)."""
+    norms = torch.linalg.vector_norm(jac, dim=-2)
+    d = torch.where(norms > 0, norms, torch.ones_like(norms))
+    _, s, vh = torch.linalg.svd(jac / d, full_matrices=False)
+    return s, vh
