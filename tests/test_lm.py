@@ -213,3 +213,18 @@ def test_more_parameters_than_points_interpolates_and_says_so():
     assert r.loss < 1e-20 and all(math.isfinite(v) for v in r.params.values())
     assert r.reason == "failed" and "lost rank (6 of 13)" in r.message
     assert r.stderr is None
+
+
+@pytest.mark.parametrize("model", ["poly:3", "a + b*x + c*x^2 + d*x^3 + sin(x)"])
+def test_a_linear_model_is_one_exact_solve_with_sigma_and_fixed(model):
+    x = np.linspace(-9, -3, 40)
+    sigma = 0.5 + 0.1 * np.abs(np.cos(x))
+    offset = np.sin(x) if "sin" in model else 0.0
+    y = 1 + 0.5 * x - 0.2 * x**2 + 0.01 * x**3 + offset + 0.05 * np.cos(11 * x)
+    names = ["c0", "c1", "c2", "c3"] if model.startswith("poly") else ["a", "b", "c", "d"]
+    r = gradfit.fit(model, x, y, sigma=sigma, fixed={names[1]: 0.4})
+    design = np.c_[np.ones_like(x), x**2, x**3] / sigma[:, None]
+    want = np.linalg.lstsq(design, (y - offset - 0.4 * x) / sigma, rcond=None)[0]
+    got = [r.params[n] for n in (names[0], names[2], names[3])]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert r.converged and "exact least-squares solution" in r.message and r.steps == 1

@@ -53,6 +53,11 @@ class Model:
         """Starting values by name (1.0 unless the model knows better)."""
         return {name: 1.0 for name in self.param_names}
 
+    def design(self, x: torch.Tensor):
+        """For a model linear in its parameters, ``f(x, p) = p @ Phi + offset``: ``Phi``
+        ``(P, n)`` and ``offset`` ``(n,)`` or None; else None."""
+        return None
+
     def columns(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The inputs as a list of ``(n,)`` tensors, one per input name."""
         if x.ndim == 1:
@@ -103,6 +108,12 @@ class ExpressionModel(Model):
             return lambda p: p @ phi + offset
         bound = self.expression.bind(env)
         return lambda p: _broadcast(bound(_split(p)), p, x.shape[0])
+
+    def design(self, x: torch.Tensor):
+        if self.linear is None or not x.is_floating_point():
+            return None
+        env = dict(zip(self.input_names, self.columns(x)))
+        return self.linear.design(env, x.shape[0], x)
 
     def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         if self._bound_to is not x or p.dtype != x.dtype:   # once per data set
@@ -165,6 +176,13 @@ class PolynomialModel(Model):
         self.degree, self.input_names = degree, tuple(inputs)
         self.param_names = tuple(f"c{k}" for k in range(degree + 1))
         self.spec = f"poly:{degree}"
+
+    def design(self, x):
+        (x,) = self.columns(x)
+        cols = [torch.ones_like(x)]
+        for _ in range(self.degree):
+            cols.append(cols[-1] * x)
+        return torch.stack(cols), None
 
     def __call__(self, x, p):
         (x,) = self.columns(x)
