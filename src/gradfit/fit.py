@@ -123,6 +123,7 @@ class FitRun:
                                schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
         self.transform = transform
         chosen = getattr(stepper, "chosen", None)
+        lr = getattr(stepper, "chosen_lr", lr)        # auto: the learning rate it chose
         self.method = f"{cfg.optimizer} ({chosen})" if chosen else cfg.optimizer
         self.exact_method = (chosen or cfg.optimizer) if (chosen or cfg.optimizer) in EXACT else None
         external = transform.external if not transform.identity else torch.Tensor.clone

@@ -223,6 +223,8 @@ def choose_method(loss, n_params: int, n_points: int, identifiable: bool = True)
     """
     if identifiable and n_params <= AUTO_MAX_PARAMS and n_params < n_points:
         return "lm" if loss.squared else "irls"
+    if not identifiable and n_params <= AUTO_MAX_PARAMS:
+        return "lbfgs"        # a local method per start; fast, and it never blew up here
     return "lbfgs" if loss.squared else "adam"
 
 
@@ -230,7 +232,7 @@ def _auto_stepper(problem, theta, *, lr, steps, seed, options):
     name = choose_method(problem.loss, theta.shape[0], problem.n, problem.model.identifiable)
     stepper = make_stepper(name, problem, theta, lr=OPTIMIZERS[name].default_lr, steps=steps,
                            seed=seed)
-    stepper.chosen = name
+    stepper.chosen, stepper.chosen_lr = name, OPTIMIZERS[name].default_lr
     return stepper
 
 
