@@ -213,3 +213,19 @@ def test_mae_and_huber_optima_to_ten_digits(loss, lesson):
             want = want - np.linalg.solve(design[q].T @ design[q], g)
     assert r.converged
     assert min(lre(r.params[n], w) for n, w in zip("abc", want)) >= 10
+
+
+def test_an_active_bound_agrees_with_lmfit():
+    lmfit = pytest.importorskip("lmfit")
+    x = np.linspace(0, 4, 30)
+    y = 5 * np.exp(-1.3 * x) + 1 + 0.05 * np.sin(7 * x)
+    params = lmfit.Parameters()
+    params.add("A", value=4.0)
+    params.add("k", value=1.0)
+    params.add("C", value=0.4, max=0.5)
+    out = lmfit.minimize(lambda p: p["A"] * np.exp(-p["k"] * x) + p["C"] - y, params,
+                         method="least_squares", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    r = fit("A*exp(-k*x) + C", x, y, p0={"A": 4.0, "k": 1.0, "C": 0.4}, bounds={"C": (None, 0.5)})
+    assert r.converged and r.at_bound == ("C",)
+    for n in "AkC":
+        assert lre(r.params[n], out.params[n].value) >= 8
