@@ -59,7 +59,11 @@ def check_device(device) -> None:
 
 def _tensor(name: str, value, dtype, device) -> torch.Tensor:
     try:
-        t = value if isinstance(value, torch.Tensor) else torch.tensor(np.array(value, dtype=np.float64))
+        if isinstance(value, torch.Tensor):
+            t = value
+        else:       # no copy of a writable float64 array: the fit never writes into the data
+            a = np.asarray(value, dtype=np.float64)
+            t = torch.as_tensor(a if a.flags.writeable else a.copy())
     except (TypeError, ValueError) as exc:
         raise InputError(f"bad {name}", expected="an array of numbers", given=str(exc)) from None
     return t.to(dtype=dtype, device=device)
@@ -121,7 +125,7 @@ class FitRun:
         lr = cfg.learning_rate
         stepper = make_stepper(cfg.optimizer, moved, theta, lr=lr, steps=cfg.steps,
                                schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
-        self.transform = transform
+        self.transform, self.stepper = transform, stepper
         chosen = getattr(stepper, "chosen", None)
         lr = getattr(stepper, "chosen_lr", lr)        # auto: the learning rate it chose
         self.method = f"{cfg.optimizer} ({chosen})" if chosen else cfg.optimizer
@@ -218,10 +222,21 @@ class FitRun:
         stderr = cov = None
         held = set(self.transform.fixed) | set(at_bound)
         free = tuple(n for n in names if n not in held)
+        # a linear least-squares solve already holds the rank and the covariance
+        linear = getattr(self.stepper, "linear", None)
+        if linear is not None and free != self.transform.free:
+            linear = None
         if not self.lean:
             reason, detail = judge(prob, final, free, reason, detail,
-                                   losses[0] if losses else None, final_loss)
-            if prob.loss.squared and reason != "diverged" and free:
+                                   losses[0] if losses else None, final_loss,
+                                   None if linear is None else (linear.s, linear.vh))
+            if linear is not None and reason != "diverged":
+                with torch.no_grad():
+                    rss = float(prob.residuals(final).square().sum())
+                cov = linear.covariance(rss, cfg.absolute_sigma)
+                if cov is not None:
+                    stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
+            elif prob.loss.squared and reason != "diverged" and free:
                 idx = torch.tensor([names.index(n) for n in free], device=final.device)
                 cov = least_squares_covariance(
                     lambda f: prob.residuals(final.index_put((idx,), f)), final[idx],

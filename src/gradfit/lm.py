@@ -62,6 +62,7 @@ import warnings
 import torch
 
 from .errors import InputError
+from .linear_lsq import linear_least_squares
 from .problem import Problem
 
 OPTIONS = {
@@ -183,47 +184,6 @@ def lm_parameter(s: list[float], c: list[float], delta: float, lam: float) -> fl
     return lam
 
 
-def linear_solution(problem, theta: torch.Tensor) -> torch.Tensor | None:
-    """The exact least-squares ``theta`` of a problem linear in it, or None.
-
-    For ``f = theta @ Phi + offset`` (the model's ``design``), seen directly or through a
-    transform that only fixes parameters, the weighted residuals are ``A theta - b`` with
-    ``A = Phi_F^T / sigma`` and ``b = (y - offset - theta_fixed @ Phi_fixed) / sigma``. One
-    solve of the column-scaled ``A D^-1`` (SVD, singular values below ``eps * max(n, P) *
-    s_max`` dropped) gives it without ever evaluating residuals at a guess, whose
-    cancellation on ill-conditioned designs (NIST's Filip) costs digits that iterating
-    from a guess never recovers."""
-    transform = getattr(problem, "transform", None)
-    base = problem if transform is None else problem.base
-    if transform is not None and transform.bounds:
-        return None                     # bounds make the problem nonlinear in theta
-    try:
-        found = base.model.design(base.x)
-    except Exception:                   # a model that cannot say: take the general path
-        return None
-    if found is None:
-        return None
-    phi, offset = found
-    phi = phi.to(theta.dtype)
-    target = base.y - (0 if offset is None else offset)
-    if transform is not None and transform.fixed:
-        names = base.model.param_names
-        free_at = [names.index(n) for n in transform.free]
-        fixed_at = [names.index(n) for n in transform.fixed]
-        fixed_values = torch.tensor([transform.fixed[names[i]] for i in fixed_at],
-                                    dtype=theta.dtype, device=theta.device)
-        target = target - fixed_values @ phi[fixed_at]
-        phi = phi[free_at]
-    a = phi.transpose(0, 1)
-    if base.sigma is not None:
-        a, target = a / base.sigma.unsqueeze(-1), target / base.sigma
-    norms = torch.linalg.vector_norm(a, dim=0)
-    d = torch.where(norms > 0, norms, torch.ones_like(norms))
-    s, vh, c, _ = scaled_svd(a, d, -target)
-    solution = -(vh.transpose(-1, -2) @ torch.where(s > 0, c / s.clamp_min(1e-300), 0.0)) / d
-    return solution if bool(torch.isfinite(solution).all()) else None
-
-
 class LevenbergMarquardt:
     """The ``lm`` stepper: ``step()`` returns the loss and gradient norm at ``theta``, then
     makes one accepted step (retrying in a smaller trust region as needed) or sets ``stop``.
@@ -247,7 +207,10 @@ class LevenbergMarquardt:
         self.theta_d = theta.detach()
         self.nfev = self.njev = 1
         self.linear = None if problem.loss.name not in ("mse", "rmse") else \
-            linear_solution(problem, theta.detach())
+            linear_least_squares(problem, theta.detach())
+        if self.linear is not None:         # one exact solve: no Jacobian, no iterations
+            self.loss, self.gnorm = self.linear.start_loss_and_gradient(problem, theta.detach())
+            return
         r, jac = residuals_and_jacobian(problem.residuals, theta)
         self.by_rows = problem.n <= ROWS_MAX and self._rows_agree(jac)
         self._accept(r, jac)
@@ -313,7 +276,7 @@ class LevenbergMarquardt:
         loss, gnorm = self.loss, self.gnorm
         if self.linear is not None:
             with torch.no_grad():
-                self.theta.copy_(self.linear)
+                self.theta.copy_(self.linear.theta)
             self.stop = ("xtol", "the exact least-squares solution of a model linear in its "
                                  "parameters (one solve of the column-scaled design matrix)")
         elif not self.finite:

@@ -29,8 +29,9 @@ RANK_RTOL = None      # None: eps * max(n, P), as the solvers' own rank test
 
 
 def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, detail: str,
-          first_loss: float | None, final_loss: float) -> tuple[str, str]:
-    """The stop reason after the shared checks above (``reason`` may become "failed")."""
+          first_loss: float | None, final_loss: float, scaled=None) -> tuple[str, str]:
+    """The stop reason after the shared checks above (``reason`` may become "failed").
+    ``scaled``: the singular values and ``V^T`` of ``J D^-1`` over ``free`` when known."""
     if reason == "diverged":
         return reason, detail
     model, names = problem.model, problem.model.param_names
@@ -61,26 +62,28 @@ def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, deta
     if problem.n < len(free):
         return "failed", (f"underdetermined: {problem.n} point(s) for {len(free)} free "
                           "parameters; the data cannot determine them")
-    lost = lost_rank(problem, final, free)
+    lost = lost_rank(problem, final, free, scaled)
     if lost is not None:
         return "failed", lost
     return reason, detail
 
 
-def lost_rank(problem, final: torch.Tensor, free: tuple[str, ...]) -> str | None:
+def lost_rank(problem, final: torch.Tensor, free: tuple[str, ...], scaled=None) -> str | None:
     """A message naming the parameters the data do not determine, or None at full rank."""
-    from .lm import residuals_and_jacobian
-    names = problem.model.param_names
-    idx = torch.tensor([names.index(n) for n in free], device=final.device)
-    try:
-        _, jac = residuals_and_jacobian(lambda f: problem.residuals(final.index_put((idx,), f)),
-                                        final[idx])
-    except RuntimeError:
-        return None
-    if not bool(torch.isfinite(jac).all()):
-        return None
-    s, vh = scaled_singular(jac)
-    kept = s > s.new_tensor(torch.finfo(jac.dtype).eps * max(jac.shape)) * s[0]
+    if scaled is None:
+        from .lm import residuals_and_jacobian
+        names = problem.model.param_names
+        idx = torch.tensor([names.index(n) for n in free], device=final.device)
+        try:
+            _, jac = residuals_and_jacobian(
+                lambda f: problem.residuals(final.index_put((idx,), f)), final[idx])
+        except RuntimeError:
+            return None
+        if not bool(torch.isfinite(jac).all()):
+            return None
+        scaled = scaled_singular(jac)
+    s, vh = scaled
+    kept = s > s.new_tensor(torch.finfo(s.dtype).eps * max(problem.n, len(free))) * s[0]
     rank = int(kept.sum())
     if s[0] == 0 or rank < len(free):
         outside = (1 - vh[kept].square().sum(0)).clamp_min(0).sqrt()

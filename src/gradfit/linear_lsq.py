@@ -1,0 +1,132 @@
+"""Exact least squares for models linear in their parameters, in chunks of rows.
+
+For ``f = theta @ Phi + offset`` (a model's ``design``), seen directly or through a
+transform that only fixes parameters, the weighted residuals are ``A theta - b`` with
+
+    A = Phi_F^T / sigma   (n, F),    b = (y - offset - theta_fixed @ Phi_fixed) / sigma.
+
+``A = Q R`` is found a chunk of rows at a time (TSQR: ``[R; A_k] = Q' R'``, carrying
+``c = Q^T b`` along), so memory is O(chunk * F + F^2) whatever ``n`` is. With ``D`` the
+column norms of ``A`` (those of ``R``), the SVD of the column-scaled ``R D^-1 = U S V^T``
+gives the solution ``theta = D^-1 V S^+ U^T c`` (singular values below
+``eps * max(n, F) * s_max`` dropped, as the rank test everywhere else), the residual sum
+of squares ``|b|^2 - |U^T c|^2`` (computed directly from the residuals, for accuracy), and
+curve_fit's covariance ``D^-1 V S^-2 V^T D^-1 * s^2`` without ever forming ``A``.
+Householder QR is insensitive to column scaling, so this is as accurate as a QR of the
+scaled matrix and never evaluates residuals at a guess, whose cancellation on an
+ill-conditioned design (NIST's Filip) costs digits that iterating never recovers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+CHUNK = 1 << 16        # rows per chunk
+
+
+@dataclass
+class LinearSolution:
+    theta: torch.Tensor          # (F,) the free internal parameters
+    s: torch.Tensor              # singular values of R D^-1
+    vh: torch.Tensor             # V^T
+    d: torch.Tensor              # column norms D
+    r: torch.Tensor              # R (F, F)
+    c: torch.Tensor              # Q^T b (F,)
+    n: int
+
+    @property
+    def rank(self) -> int:
+        tol = torch.finfo(self.s.dtype).eps * max(self.n, self.s.shape[0]) * float(self.s[0])
+        return int((self.s > tol).sum()) if float(self.s[0]) > 0 else 0
+
+    def covariance(self, rss: float, absolute_sigma: bool = False):
+        """curve_fit's ``pcov`` (numpy), or None at lost rank or ``n <= F``."""
+        f = self.s.shape[0]
+        if self.n <= f or self.rank < f:
+            return None
+        pcov = ((self.vh.transpose(0, 1) / self.s.square()) @ self.vh) / torch.outer(self.d, self.d)
+        if not absolute_sigma:
+            pcov = pcov * (rss / (self.n - f))
+        return pcov.cpu().numpy()
+
+    def start_loss_and_gradient(self, problem, theta0: torch.Tensor) -> tuple[float, float]:
+        """The loss at the start and the norm of its gradient, ``slope * |A^T (A t - b)|``
+        with ``A^T (A t - b) = R^T (R t - c)``."""
+        with torch.no_grad():
+            loss = float(problem.objective(theta0))
+            rss = float(problem.residuals(theta0).square().sum())
+        g = float(torch.linalg.vector_norm(self.r.transpose(0, 1) @ (self.r @ theta0 - self.c)))
+        name = problem.loss.name
+        slope = 2.0 / self.n if name == "mse" else (1.0 / math.sqrt(self.n * rss) if rss > 0 else 0.0)
+        return loss, slope * g
+
+
+def linear_system(problem):
+    """``(design_rows, target_rows, F)``: functions of a row slice giving ``A`` and ``b``
+    there, or None when the problem is not linear in its free parameters."""
+    transform = getattr(problem, "transform", None)
+    base = problem if transform is None else problem.base
+    if transform is not None and transform.bounds:
+        return None                     # bounds make the problem nonlinear in theta
+    design = getattr(base.model, "design", None)
+    if design is None or base.loss.name not in ("mse", "rmse"):
+        return None
+    names = base.model.param_names
+    free = names if transform is None else transform.free
+    free_at = [names.index(n) for n in free]
+    fixed = {} if transform is None else transform.fixed
+    fixed_at = [names.index(n) for n in fixed]
+    dtype, device = base.y.dtype, base.y.device
+    fixed_values = torch.tensor([fixed[names[i]] for i in fixed_at], dtype=dtype, device=device)
+
+    def rows(sl: slice):
+        found = design(base.x[sl])
+        if found is None:
+            return None
+        phi, offset = found
+        phi = phi.to(dtype)
+        target = base.y[sl] - (0 if offset is None else offset)
+        if fixed_at:
+            target = target - fixed_values @ phi[fixed_at]
+        a = phi[free_at].transpose(0, 1)
+        if base.sigma is not None:
+            a, target = a / base.sigma[sl].unsqueeze(-1), target / base.sigma[sl]
+        return a, target
+
+    return rows, len(free)
+
+
+def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> LinearSolution | None:
+    """The exact least-squares solution (see the module's docstring), or None."""
+    system = linear_system(problem)
+    if system is None:
+        return None
+    rows, f = system
+    n = problem.n
+    r = c = None
+    try:
+        for start in range(0, n, chunk):
+            part = rows(slice(start, start + chunk))
+            if part is None:
+                return None
+            a, b = part
+            if r is not None:
+                a, b = torch.cat([r, a]), torch.cat([c, b])
+            q, r = torch.linalg.qr(a)
+            c = q.transpose(0, 1) @ b
+    except (RuntimeError, TypeError, ValueError):
+        return None                     # a model whose design cannot be read in chunks
+    if r.shape[0] < f:                  # fewer rows than parameters: pad R with zeros
+        r = torch.cat([r, r.new_zeros(f - r.shape[0], f)])
+        c = torch.cat([c, c.new_zeros(f - c.shape[0])])
+    norms = torch.linalg.vector_norm(r, dim=0)
+    d = torch.where(norms > 0, norms, torch.ones_like(norms))
+    u, s, vh = torch.linalg.svd(r / d, full_matrices=False)
+    tol = torch.finfo(s.dtype).eps * max(n, f) * s[:1]
+    w = torch.where(s > tol, (u.transpose(0, 1) @ c) / s.clamp_min(1e-300), torch.zeros_like(s))
+    solution = (vh.transpose(0, 1) @ w) / d
+    if not bool(torch.isfinite(solution).all()):
+        return None
+    return LinearSolution(solution, s, vh, d, r, c, n)
