@@ -154,3 +154,15 @@ def test_a_bad_jac_gets_one_line_naming_it():
         gradfit.fit(decay, x, y, jac=my_jac, optimizer="lm")
     with pytest.raises(InputError, match="jac= is for a model given as a Python function"):
         gradfit.fit("a*x", x, y, jac=my_jac)
+
+
+def test_a_batch_of_parameter_sets_gets_each_sets_gradient():
+    x, _ = data(15)
+    xt = torch.tensor(x)
+    model = make_model(decay)
+    p = torch.tensor([[2.0, 0.7, -0.3], [1.0, 2.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.linspace(-1, 1, 15, dtype=torch.float64)
+    (model(xt, p) * w).sum().backward()
+    for i in range(2):
+        exact = w.numpy() @ decay_jac(x, *p[i].tolist())
+        assert np.allclose(p.grad[i].numpy(), exact, rtol=1e-9, atol=1e-9)   # rounding: eps/h

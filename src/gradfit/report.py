@@ -19,7 +19,7 @@ confidence interval at level ``L`` is ``value +- t_{(1+L)/2, nu} * stderr`` with
     >>> r = gradfit.fit("a*x + b", x, y, optimizer="lm")
     >>> s = statistics(r)
     >>> s["nfree"], round(s["chisqr"], 6), round(s["aic"], 4)
-    (4, 0.137143, -20.5452)
+    (4, 0.10819, -20.0937)
 """
 from __future__ import annotations
 
