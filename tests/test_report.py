@@ -109,5 +109,14 @@ def test_constants_are_listed_as_constants():
     x = np.linspace(0, 1, 20)
     r = gradfit.fit("a*x^4 + b*x^3 + c*x^2 + d*x + e", x, 1 + x ** 2)
     assert r.param_names == ("a", "b", "c", "d")
-    assert r.model_object.constants == {"e": math.e}
+    assert r.constants == {"e": math.e} and r.to_dict(history=False)["constants"] == {"e": math.e}
     assert "constants (not fitted): e = 2.718281828" in r.report()
+
+
+def test_the_command_line_says_a_constant_is_one(capsys):
+    from gradfit.cli import main
+    code = main(["eval", "lesson", "--model", "a*x + e", "--params", "a=1,e=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Euler's number" in err and "e0" in err
+    code = main(["landscape", "lesson", "--model", "a*x + b + pi", "--params", "a,pi"])
+    assert code == 2 and "pi = 3.14159" in capsys.readouterr().err

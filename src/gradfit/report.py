@@ -151,7 +151,7 @@ def text_report(result, level: float = 0.95) -> str:
         lines.append("  " + "  ".join(f"{r[k]:{al}{widths[k]}}" for k, _, al in cols).rstrip())
     if len(result.params) > MAX_ROWS:
         lines.append(f"  ... {len(result.params) - MAX_ROWS} more parameters")
-    constants = getattr(result.model_object, "constants", None)
+    constants = result.constants
     if constants:
         lines.append("  constants (not fitted): " + ", ".join(
             f"{k} = {v:.10g}" for k, v in constants.items()))

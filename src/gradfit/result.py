@@ -166,7 +166,7 @@ class FitResult:
             "covariance": None if self.covariance is None else self.covariance.tolist(),
             "r2": self.r2, "rmse": self.rmse, "n_points": self.n_points,
             "wall_time": self.wall_time, "start": self.start, "loss_label": self.loss_label,
-            "jacobian": self.jacobian, "fixed": self.fixed, "at_bound": list(self.at_bound),
+            "jacobian": self.jacobian, "fixed": self.fixed, "constants": self.constants, "at_bound": list(self.at_bound),
             "bounds": {k: list(v) for k, v in self.bounds.items()},
         }
         d.update(self.statistics() or {})
@@ -180,6 +180,11 @@ class FitResult:
 
     def to_json(self, history: bool = True, **kw) -> str:
         return json.dumps(self.to_dict(history), **kw)
+
+    @property
+    def constants(self) -> dict[str, float]:
+        """The model's named constants (``e``, ``pi`` in an expression): never fitted."""
+        return dict(getattr(self.model_object, "constants", None) or {})
 
     @property
     def loss_label(self) -> str:
