@@ -167,3 +167,13 @@ def test_a_batch_of_parameter_sets_gets_each_sets_gradient():
     for i in range(2):
         exact = w.numpy() @ decay_jac(x, *p[i].tolist())
         assert np.allclose(p.grad[i].numpy(), exact, rtol=1e-9, atol=1e-9)   # rounding: eps/h
+
+
+def test_a_jac_that_raises_is_named_with_the_parameters():
+    x, y = data()
+
+    def broken(x, A, k, c):
+        raise KeyError("boom")
+    with pytest.raises(InputError, match=r"^the jac function 'broken' raised KeyError: 'boom' "
+                                         r"\(at parameters 1, 1, 1\)$"):
+        gradfit.fit(decay, x, y, jac=broken, optimizer="lm")

@@ -85,9 +85,10 @@ class NumpyRunner:
         try:
             return fn(*args)
         except Exception as exc:   # a user's function may raise anything: one line, named
-            raise InputError(f"the {what} {self.name if what == 'model function' else _name(fn)!r} "
-                             f"raised {type(exc).__name__}: {exc}",
-                             given="parameters " + ", ".join(f"{v:.6g}" for v in p)) from None
+            name = self.name if what == "model function" else _name(fn)
+            at = ", ".join(f"{v:.6g}" for v in p)
+            raise InputError(f"the {what} {name!r} raised {type(exc).__name__}: {exc} "
+                             f"(at parameters {at})") from None
 
     def value(self, xnp: np.ndarray, p: np.ndarray) -> np.ndarray:
         """``f(x, p)`` ``(n,)`` for one parameter set ``p`` ``(P,)``, checked."""
