@@ -68,6 +68,9 @@ def test_a_users_jac_is_used_as_curve_fit_uses_it():
     run = gradfit.iter_fit(decay, x, y, jac=decay_jac, optimizer="lm")
     list(run)
     assert run.result.jacobian == "user's jac"
+    # a torch function with a jac: the jac is used, as curve_fit would
+    t = gradfit.fit(lambda x, A, k, c: A * torch.exp(-k * x) + c, x, y, jac=decay_jac)
+    assert t.jacobian == "user's jac" and digits(list(t.params.values()), popt) >= 10
 
 
 def test_central_differences_match_the_exact_jacobian_through_both_lm_paths():
