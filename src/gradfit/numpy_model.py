@@ -206,6 +206,8 @@ def probe(fn: Callable, x: torch.Tensor, p: torch.Tensor, x_at: int, name: str,
         if jac is None:
             return None       # the model calls fn with torch directly
     runner = NumpyRunner(fn, x_at, name, jac, torch_fn=_torch_fn(fn, x_at) if traceable else None)
+    if traceable:
+        return runner
     try:
         runner.value(runner._xnumpy(x), one.detach().cpu().to(torch.float64).numpy())
     except InputError:
