@@ -317,7 +317,7 @@ def loss_and_grad(model, x, y, params: Mapping[str, float], *, sigma=None, loss:
     """
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, inputs=inputs)
     names = problem.model.param_names
-    check_param_names(problem.model, params, "params")
+    check_param_names(problem.model, params, "params", only_constants=True)
     missing = [n for n in names if n not in params]
     extra = [n for n in params if n not in names]
     if missing or extra:

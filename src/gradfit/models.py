@@ -374,9 +374,10 @@ def make_model(model: "str | Callable | Model", inputs: Sequence[str] = ("x",),
 CONSTANT_MEANING = {"e": "Euler's number e = 2.71828...", "pi": "pi = 3.14159..."}
 
 
-def check_param_names(model: Model, names, what: str) -> None:
+def check_param_names(model: Model, names, what: str, only_constants: bool = False) -> None:
     """Refuse names in a p0, bounds or fixed (``what``) that are not the model's parameters;
-    a constant (``e``, ``pi``) is told apart, with how to name a parameter instead.
+    a constant (``e``, ``pi``) is told apart, with how to name a parameter instead
+    (``only_constants``: refuse only those, leaving other names to the caller's check).
 
         >>> check_param_names(make_model("a*x + e"), ["e"], "p0")
         Traceback (most recent call last):
@@ -392,8 +393,9 @@ def check_param_names(model: Model, names, what: str) -> None:
                              "expression, not a parameter",
                              expected=f"a parameter name (to fit one, write e.g. {name}0 in "
                                       "the expression): " + ", ".join(model.param_names[:20]))
-        raise InputError(f"{what} names an unknown parameter {name!r}",
-                         expected="one of " + ", ".join(model.param_names[:20]))
+        if not only_constants:
+            raise InputError(f"{what} names an unknown parameter {name!r}",
+                             expected="one of " + ", ".join(model.param_names[:20]))
 
 
 def start_values(model: Model, p0: Mapping[str, float] | None = None,
