@@ -120,4 +120,4 @@ def test_the_command_line_says_a_constant_is_one(capsys):
     assert code == 2 and "Euler's number" in err and "e0" in err
     code = main(["landscape", "lesson", "--model", "a*x + b + pi", "--params", "a,pi"])
     err = capsys.readouterr().err
-    assert code == 2 and "the parameters chosen names 'pi'" in err and "pi = 3.14159" in err
+    assert code == 2 and "the choice of parameters names 'pi'" in err and "pi = 3.14159" in err

@@ -90,7 +90,7 @@ def check_names(problem: Problem, names: Sequence[str], count: "int | tuple[int,
         want = f"{lo}" if lo == hi else f"{lo} or {hi}"
         raise InputError("bad choice of parameters", expected=f"{want} different parameter names",
                          given=",".join(names) or "none")
-    check_param_names(problem.model, names, "the parameters chosen", only_constants=True)
+    check_param_names(problem.model, names, "the choice of parameters", only_constants=True)
     for name in names:
         if name not in known:
             raise InputError(f"unknown parameter {name!r}",
