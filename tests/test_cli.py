@@ -170,3 +170,41 @@ def test_a_device_the_machine_lacks_is_bad_input(capsys):
         pytest.skip("this machine has a GPU")
     code, out, err = run(capsys, "fit", "lesson", "--model", "a*x", "--device", "cuda")
     assert code == 2 and "not available" in err and "--device cpu" in err
+
+
+def test_help_documents_every_exit_code():
+    from gradfit.cli import EXIT_CODES, build_parser
+    out = build_parser().format_help()
+    assert set(EXIT_CODES) == {0, 1, 2, 3, 70, 130}
+    for code in EXIT_CODES:
+        assert f"\n  {code:<5}" in out
+
+
+def test_serve_on_a_port_in_use_says_so_with_its_own_code_and_no_address_first():
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "gradfit.cli", "serve", "--port", str(port)],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and out.stdout == ""
+    assert out.stderr.startswith(f"gradfit: error: cannot listen on 127.0.0.1:{port}")
+    assert "in use" in out.stderr and "--port" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_an_internal_error_has_its_own_code(capsys, monkeypatch):
+    import gradfit.cli as cli
+    monkeypatch.setattr(cli, "cmd_eval", lambda args: 1 / 0)
+    monkeypatch.delenv("GRADFIT_DEBUG", raising=False)
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_eval(parser(), cli.cmd_eval))
+    code = cli.main(["eval", "lesson", "--model", "a*x", "--params", "a=1"])
+    assert code == 70 and "internal error: ZeroDivisionError" in capsys.readouterr().err
+
+
+def _with_eval(parser, func):
+    for action in parser._subparsers._group_actions:
+        action.choices["eval"].set_defaults(func=func)
+    return parser

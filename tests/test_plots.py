@@ -287,7 +287,7 @@ def test_fit_result_shows_a_table_in_notebooks(quad):
     html = quad._repr_html_()
     assert html.count("<table>") == 2
     for name, value in quad.params.items():
-        assert f"<td>{name}</td><td>{value:.8g}</td>" in html
+        assert f"<td>{name}</td><td>{value:.10g}</td>" in html
     assert "not converged" in html and "&lt;" not in quad.model
 
 

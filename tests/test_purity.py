@@ -5,7 +5,7 @@ import sys
 CORE = ["gradfit", "gradfit.expr", "gradfit.models", "gradfit.losses", "gradfit.optimizers",
         "gradfit.fit", "gradfit.result", "gradfit.data", "gradfit.config", "gradfit.lesson",
         "gradfit.landscape", "gradfit.datasets", "gradfit.lm", "gradfit.irls", "gradfit.bounds",
-        "gradfit.stats"]
+        "gradfit.stats", "gradfit.numpy_model", "gradfit.report"]
 
 
 def test_core_imports_with_plots_and_web_blocked():

@@ -1,5 +1,6 @@
 """The playground's API, through FastAPI's test client: answers checked against the core,
 every bad input refused with a 422 and a one-line message, runs streamed and cancelled."""
+import math
 import json
 import warnings
 
@@ -332,3 +333,9 @@ def test_a_run_stops_when_its_client_goes_away(pts):
         while app.state.runs.active and time.time() < deadline:
             time.sleep(0.02)
         assert app.state.runs.active == 0
+
+
+def test_model_lists_constants_apart_from_parameters(client):
+    info = client.post("/api/model", json={"model": "a*x^2 + b*x + e"}).json()
+    assert info["param_names"] == ["a", "b"] and info["constants"] == {"e": pytest.approx(math.e)}
+    assert client.post("/api/model", json={"model": "a*x"}).json()["constants"] == {}

@@ -182,3 +182,10 @@ def test_clicking_the_plot_adds_a_point_and_changes_the_loss(page):
         f"() => Number(document.querySelector('{TITLE}').textContent.split('=')[1]) != {before}")
     assert "added=%5B%5B" in page.url or page.evaluate("() => location.hash").count("added") == 1
     assert title_loss(page) > before                      # a far point raises the MAE
+
+
+def test_a_constant_is_shown_as_a_constant_not_a_slider(page):
+    page.fill("#model", "a*x + e")
+    page.wait_for_selector("#constants")
+    assert set(page_params(page)) == {"a"}
+    assert "e = 2.71828" in page.locator("#constants").text_content()

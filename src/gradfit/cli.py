@@ -1,8 +1,10 @@
 """The command line: arguments -> config -> core -> report and files.
 
-Exit codes: 0 the fit converged, 1 it did not (diverged, failed, lost rank, or stopped at
-the step or time limit: the report still shows where it was), 2 bad input (one line on
-stderr).
+Exit codes (``EXIT_CODES``, also in ``gradfit --help`` and the README): 0 done (a fit
+converged), 1 a fit did not converge (diverged, failed, lost rank, or stopped at the step or
+time limit: the report still shows where it was), 2 bad input or usage (one line on
+stderr), 3 ``serve`` cannot listen (the port is in use), 70 an internal error (a bug of
+gradfit's), 130 interrupted (Ctrl+C).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from typing import Sequence
 
 from . import __version__
@@ -19,10 +22,22 @@ from .errors import GradfitError, InputError
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS, SCHEDULES
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_PORT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 70, 130
+EXIT_CODES = {
+    EXIT_OK: "done (for fit: the fit converged)",
+    EXIT_FAILED: "the fit did not converge: diverged, failed (lost rank, not smooth) or "
+                 "stopped at the step or time limit; the report shows where it stopped",
+    EXIT_INPUT: "bad input or usage: data, model, option (one line on stderr)",
+    EXIT_PORT: "serve: cannot listen on the address (the port is in use)",
+    EXIT_INTERNAL: "internal error, a bug of gradfit's (GRADFIT_DEBUG=1 shows the traceback)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl+C)",
+}
+EXIT_EPILOG = "exit codes:\n" + "\n".join(
+    textwrap.fill(v, 88, initial_indent=f"  {k:<5}", subsequent_indent=" " * 7)
+    for k, v in EXIT_CODES.items())
 
 FIT_EXAMPLES = """examples:
-  gradfit fit lesson --model "a*x^2 + b*x + c" --loss mae --optimizer gd --lr 0.01 --steps 500
+  gradfit fit lesson --model "a*x^2 + b*x + c" --optimizer gd --lr 0.1 --steps 500
   gradfit fit lesson --model relu:5 --optimizer adam --steps 2000
   gradfit fit data.csv --x t --y signal --sigma err --model "A*exp(-k*t) + C" --p0 A=10,k=0.5
   gradfit fit lesson --model poly:2 --optimizer lbfgs --json -
@@ -102,9 +117,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gradfit", description="Fit any function to data by gradient descent. Exit "
-        "codes: 0 converged, 1 not converged (diverged, failed, step or time limit), 2 bad input.",
-        epilog="Run 'gradfit COMMAND --help' for a command's options and examples.")
+        prog="gradfit", description="Fit any function to data by gradient descent.",
+        epilog=EXIT_EPILOG + "\n\nRun 'gradfit COMMAND --help' for a command's options and "
+        "examples.", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"gradfit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
@@ -333,9 +348,11 @@ def cmd_serve(args) -> int:
         raise InputError("bad --port", expected="a port number 1..65535", given=args.port)
     try:
         serve(host=args.host, port=args.port, open_browser=args.open, data=args.data)
-    except OSError as exc:
-        raise InputError(f"cannot listen on {args.host}:{args.port}",
-                         expected="a free port (try --port 8080)", given=str(exc)) from None
+    except OSError as exc:     # raised by the bind, before any "open http://..." line
+        print(f"gradfit: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+              f"; try another port, e.g. --port {8080 if args.port != 8080 else 8081}",
+              file=sys.stderr)
+        return EXIT_PORT
     return EXIT_OK
 
 
@@ -369,13 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("gradfit: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a bug of ours: one clear line, the traceback on request
         if os.environ.get("GRADFIT_DEBUG"):
             raise
         print(f"gradfit: internal error: {type(exc).__name__}: {exc} "
               "(set GRADFIT_DEBUG=1 for the traceback)", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ class _Compiler:
         self.text, self.inputs = text, inputs
         self.names: dict[str, int] = {}     # params -> byte offset of first use
         self.used: set[str] = set()
+        self.constants: dict[str, None] = {}   # constants used, in order
         self.consts: list[float] = []
         self.hoisted: list[Callable] = []   # subtrees of inputs alone (x**2, sin(x)...)
 
@@ -250,6 +251,7 @@ class _Compiler:
         if name in self.inputs:
             self.used.add(name)
         elif name in CONSTANTS:
+            self.constants.setdefault(name)
             return float(CONSTANTS[name])
         elif name in FUNCTIONS:
             raise self.error(f"'{name}' is a function, not a value", node.col_offset,
@@ -332,7 +334,8 @@ class Expression:
     """A checked, compiled expression; call it with a mapping of names to tensors.
 
     ``params`` are the free names in order of first appearance; ``used_inputs`` the
-    inputs that appear, in the order of ``inputs``. Tensors broadcast: x of shape (n,)
+    inputs that appear, in the order of ``inputs``; ``constants`` the constants used
+    (``e``, ``pi``: never parameters). Tensors broadcast: x of shape (n,)
     and params of shape (k, 1) give (k, n). Numbers take the dtype and device of the
     tensors given. The result is always a tensor (0-d for a constant expression).
     """
@@ -341,6 +344,7 @@ class Expression:
     inputs: tuple[str, ...] = ("x",)
     params: tuple[str, ...] = field(init=False)
     used_inputs: tuple[str, ...] = field(init=False)
+    constants: tuple[str, ...] = field(init=False)
     _root: Callable = field(init=False, compare=False)
     _names: tuple[str, ...] = field(init=False, compare=False)
     _consts: tuple[float, ...] = field(init=False, compare=False)
@@ -358,6 +362,7 @@ class Expression:
         params = tuple(sorted(compiler.names, key=compiler.names.__getitem__))
         used = tuple(name for name in inputs if name in compiler.used)
         for key, value in (("inputs", inputs), ("params", params), ("used_inputs", used),
+                           ("constants", tuple(compiler.constants)),
                            ("_root", root), ("_names", used + params),
                            ("_consts", tuple(compiler.consts)), ("_cache", {}),
                            ("_hoisted", tuple(compiler.hoisted)), ("source", compiler.src)):

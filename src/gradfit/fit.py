@@ -30,7 +30,7 @@ import torch
 from .config import FitConfig
 from .errors import FitError, InputError
 from .losses import get_loss
-from .models import Model, make_model, start_values
+from .models import Model, check_param_names, make_model, start_values
 from .optimizers import make_stepper
 from .active_set import near_bounds, refine
 from .bounds import ParamTransform, TransformedProblem
@@ -70,7 +70,7 @@ def _tensor(name: str, value, dtype, device) -> torch.Tensor:
 
 
 def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float64,
-            device="cpu", inputs=None) -> Problem:
+            device="cpu", inputs=None, jac=None) -> Problem:
     """Check and convert the user's data into a ``Problem`` (the boundary of the core)."""
     check_device(device)
     xt, yt = _tensor("x", x, dtype, device), _tensor("y", y, dtype, device)
@@ -92,7 +92,7 @@ def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float
             raise InputError("bad sigma", expected=f"{yt.shape[0]} positive finite numbers")
     if inputs is None:
         inputs = ("x",) if xt.ndim == 1 else tuple(f"x{i + 1}" for i in range(xt.shape[1]))
-    m = make_model(model, inputs)
+    m = make_model(model, inputs, jac)
     return Problem(m, xt, yt, st, get_loss(loss, delta))
 
 
@@ -193,7 +193,8 @@ class FitRun:
             final_loss = prob.objective(final).item()
         if reason != "diverged" and (not math.isfinite(final_loss)
                                      or not torch.isfinite(final).all()
-                                     or (losses and final_loss > cfg.divergence * max(losses[0], 1e-300))):
+                                     or (losses and _divergence(final_loss, 0.0, losses[0],
+                                                                cfg.divergence))):
             reason = "diverged"
             detail = self._diverged_text(step, "the loss or a parameter became non-finite after "
                                          "the last step", losses, lr)
@@ -256,7 +257,8 @@ class FitRun:
             covariance=cov, r2=r2, rmse=rmse, start=start, model_object=prob.model,
             x=prob.x.cpu().numpy(), y=prob.y.cpu().numpy(),
             sigma=None if prob.sigma is None else prob.sigma.cpu().numpy(),
-            at_bound=tuple(at_bound), bounds=dict(self.transform.bounds))
+            at_bound=tuple(at_bound), bounds=dict(self.transform.bounds),
+            fixed=dict(self.transform.fixed), jacobian=prob.model.jacobian_kind)
 
     def _solve(self, p0: dict, fixed: dict, bounds: dict) -> FitResult:
         """The exact method to its end from ``p0`` with these fixed values and bounds."""
@@ -322,17 +324,20 @@ def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "
              delta: float = 1.0, divergence: float = 1e4, dtype="float64", device="cpu",
              inputs=None, bounds: Mapping[str, tuple] | None = None,
              fixed: Mapping[str, float] | None = None, absolute_sigma: bool = False,
-             starts: int | None = None, **options) -> FitRun:
+             starts: int | None = None, jac: Callable | None = None,
+             **options) -> FitRun:
     """Fit ``model`` to ``(x, y)``, one ``StepRecord`` per step; see ``fit`` for arguments."""
     cfg = _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
                   schedule, delta, divergence, dtype, device, options, bounds, fixed,
                   absolute_sigma, starts)
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, dtype=DTYPE[cfg.dtype],
-                      device=device, inputs=inputs)
+                      device=device, inputs=inputs, jac=jac)
     if problem.model.n_params == 0:
         raise InputError(f"model {problem.model.spec!r} has no parameters to fit",
                          expected="at least one free name besides the inputs")
     start = start_values(problem.model, cfg.p0_dict, problem.x, seed)   # refuse bad p0 now
+    check_param_names(problem.model, cfg.bounds_dict, "bounds")
+    check_param_names(problem.model, cfg.fixed_dict, "fixed")
     check = ParamTransform(problem.model.param_names, cfg.bounds_dict, cfg.fixed_dict)
     check.internal(check.move_inside({**start, **cfg.fixed_dict})[0])
     k = starts_for(cfg, problem.model)
@@ -356,7 +361,9 @@ def fit(model: "str | Callable | Model", x, y, **kwargs) -> FitResult:
     ``p0``: starting values by name; ``seed``: random starts and batches.
     ``bounds``: name -> (low, high) (None or inf for no bound); ``fixed``: name -> value.
     ``absolute_sigma``: take ``sigma`` as absolute (covariance not scaled by the residual
-    variance), as curve_fit's option of that name.
+    variance), as curve_fit's option of that name. ``jac(x, a, b, ...) -> (n, P)``: the
+    Jacobian of a model function, as curve_fit's ``jac`` (a function autograd cannot trace
+    is otherwise differentiated by central differences; see ``numpy_model``).
     ``dtype`` ("float64"), ``device`` ("cpu", "cuda").
     ``starts``: fit from K starts and keep the best (``multistart``); None: 1, or 5 for a
     flexible model (``relu:K``, ``mlp:...``) under ``auto``, reported as "best of K starts".
@@ -386,6 +393,7 @@ def loss_and_grad(model, x, y, params: Mapping[str, float], *, sigma=None, loss:
     """
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, inputs=inputs)
     names = problem.model.param_names
+    check_param_names(problem.model, params, "params", only_constants=True)
     missing = [n for n in names if n not in params]
     extra = [n for n in params if n not in names]
     if missing or extra:

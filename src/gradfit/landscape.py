@@ -25,6 +25,7 @@ import torch
 
 from .errors import InputError
 from .fit import prepare
+from .models import check_param_names
 from .problem import Problem
 
 # about this many numbers (parameter sets x data points) per batched call
@@ -89,6 +90,7 @@ def check_names(problem: Problem, names: Sequence[str], count: "int | tuple[int,
         want = f"{lo}" if lo == hi else f"{lo} or {hi}"
         raise InputError("bad choice of parameters", expected=f"{want} different parameter names",
                          given=",".join(names) or "none")
+    check_param_names(problem.model, names, "the choice of parameters", only_constants=True)
     for name in names:
         if name not in known:
             raise InputError(f"unknown parameter {name!r}",
@@ -99,6 +101,7 @@ def check_names(problem: Problem, names: Sequence[str], count: "int | tuple[int,
 def full_center(problem: Problem, center: Mapping[str, float]) -> dict[str, float]:
     """Values for every parameter, in the model's order; missing or unknown names refused."""
     known = problem.model.param_names
+    check_param_names(problem.model, center, "values", only_constants=True)
     missing = [n for n in known if n not in center]
     extra = [n for n in center if n not in known]
     if missing or extra:

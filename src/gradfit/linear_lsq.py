@@ -99,12 +99,21 @@ def linear_system(problem):
 
 
 def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> LinearSolution | None:
-    """The exact least-squares solution (see the module's docstring), or None."""
+    """The exact least-squares solution (see the module's docstring), or None.
+
+    Two candidates come out of one pass: the solve for ``b`` (from zero) and ``theta`` plus
+    the solve for ``b - A theta`` (from the start: better when the start is near the
+    optimum, where the first loses digits to a large residual); the start is the third.
+    The one whose residuals are
+    the more nearly orthogonal to the columns of ``A`` (the optimality condition, LM's
+    cosine test) wins."""
     system = linear_system(problem)
     if system is None:
         return None
     rows, f = system
     n = problem.n
+    theta = theta.detach()
+    use_start = bool(torch.isfinite(theta).all()) and bool((theta != 0).any())
     r = c = None
     try:
         for start in range(0, n, chunk):
@@ -112,21 +121,42 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
             if part is None:
                 return None
             a, b = part
+            rhs = torch.stack([b, b - a @ theta], -1) if use_start else b.unsqueeze(-1)
             if r is not None:
-                a, b = torch.cat([r, a]), torch.cat([c, b])
+                a, rhs = torch.cat([r, a]), torch.cat([c, rhs])
             q, r = torch.linalg.qr(a)
-            c = q.transpose(0, 1) @ b
+            c = q.transpose(0, 1) @ rhs
     except (RuntimeError, TypeError, ValueError):
         return None                     # a model whose design cannot be read in chunks
     if r.shape[0] < f:                  # fewer rows than parameters: pad R with zeros
         r = torch.cat([r, r.new_zeros(f - r.shape[0], f)])
-        c = torch.cat([c, c.new_zeros(f - c.shape[0])])
+        c = torch.cat([c, c.new_zeros(f - c.shape[0], c.shape[1])])
     norms = torch.linalg.vector_norm(r, dim=0)
     d = torch.where(norms > 0, norms, torch.ones_like(norms))
     u, s, vh = torch.linalg.svd(r / d, full_matrices=False)
     tol = torch.finfo(s.dtype).eps * max(n, f) * s[:1]
-    w = torch.where(s > tol, (u.transpose(0, 1) @ c) / s.clamp_min(1e-300), torch.zeros_like(s))
-    solution = (vh.transpose(0, 1) @ w) / d
-    if not bool(torch.isfinite(solution).all()):
+    w = torch.where((s > tol).unsqueeze(-1), (u.transpose(0, 1) @ c) / s.clamp_min(1e-300).unsqueeze(-1),
+                    torch.zeros_like(c))
+    steps = (vh.transpose(0, 1) @ w) / d.unsqueeze(-1)          # (F, 1 or 2)
+    # the start itself too: a start that already is the optimum stays (as LM's gtol test)
+    candidates = [steps[:, 0]] + ([theta + steps[:, 1], theta] if use_start else [])
+    candidates = [t for t in candidates if bool(torch.isfinite(t).all())]
+    if not candidates:
         return None
-    return LinearSolution(solution, s, vh, d, r, c, n)
+    best = candidates[0] if len(candidates) == 1 else min(
+        candidates, key=lambda t: _cosine(rows, n, chunk, t, d))
+    return LinearSolution(best, s, vh, d, r, c[:, 0], n)
+
+
+def _cosine(rows, n: int, chunk: int, theta: torch.Tensor, d: torch.Tensor) -> float:
+    """The largest ``|a_j . r| / (|a_j| |r|)`` at ``theta`` (0 at the exact optimum)."""
+    g = torch.zeros_like(theta)
+    rss = 0.0
+    for start in range(0, n, chunk):
+        a, b = rows(slice(start, start + chunk))
+        res = a @ theta - b
+        g = g + a.transpose(0, 1) @ res
+        rss += float(res.square().sum())
+    if rss == 0.0:
+        return 0.0
+    return float((g.abs() / (d * math.sqrt(rss))).max())

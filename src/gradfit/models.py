@@ -27,8 +27,9 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from .errors import InputError
-from .expr import parse_expression
+from .expr import CONSTANTS, parse_expression
 from .linear import linear_form
+from .numpy_model import AUTOGRAD, probe
 
 
 class Model:
@@ -38,6 +39,10 @@ class Model:
     param_names: tuple[str, ...] = ()
     input_names: tuple[str, ...] = ("x",)
     spec: str = ""
+    #: how derivatives are taken (``CallableModel`` may say finite differences or the user's)
+    jacobian_kind: str = "autograd"
+    #: named constants of the model (``e``, ``pi`` in an expression): shown, never fitted
+    constants: Mapping[str, float] = {}
     #: False for flexible approximators (ReLU sums, networks), which may well have more
     #: parameters than there are points; a curve's parameters must be determined by the data
     identifiable: bool = True
@@ -94,6 +99,7 @@ class ExpressionModel(Model):
         self.spec = text
         self.input_names = tuple(inputs)
         self.param_names = self.expression.params
+        self.constants = {name: CONSTANTS[name] for name in self.expression.constants}
         self.linear = linear_form(self.expression)     # a design matrix, when it is one
         self._bound_to, self._bound = None, None
 
@@ -132,8 +138,11 @@ class CallableModel(Model):
     ``(n,)``, so ordinary arithmetic and ``torch`` functions evaluate a batch at once.
     """
 
-    def __init__(self, fn: Callable, inputs: Sequence[str] = ("x",)):
-        self.fn = fn
+    def __init__(self, fn: Callable, inputs: Sequence[str] = ("x",), jac: Callable | None = None):
+        self.fn, self.jac, self._run = fn, jac, None
+        if jac is not None and not callable(jac):
+            raise InputError("bad jac", expected="a function jac(x, a, b, ...) returning an "
+                             "(n, P) array, as curve_fit's", given=repr(jac))
         self.input_names = tuple(inputs)
         try:
             sig = inspect.signature(fn)
@@ -157,13 +166,28 @@ class CallableModel(Model):
     def initial(self, x=None, seed=0):
         return {name: self._defaults.get(name, 1.0) for name in self.param_names}
 
+    @property
+    def jacobian_kind(self) -> str:
+        """How derivatives are taken: ``autograd``, ``finite differences`` (a function that
+        autograd cannot trace, run on numpy) or ``user's jac``; known after the first call."""
+        return self._run.kind if self._run not in (None, False) else AUTOGRAD
+
     def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        if self._run is None:            # the first call decides: torch, or numpy
+            self._run = probe(self.fn, x, p, self._x_at, self.spec, self.jac) or False
+        if self._run:
+            return self._run(x, p)
         args = list(_split(p))
         args.insert(self._x_at, x)
         out = self.fn(*args)
         if not isinstance(out, torch.Tensor):
             out = torch.as_tensor(out, dtype=p.dtype, device=p.device)
-        return _broadcast(out, p, x.shape[0])
+        try:
+            return _broadcast(out, p, x.shape[0])
+        except RuntimeError:
+            raise InputError(f"the model function {self.spec!r} returned a tensor of shape "
+                             f"{tuple(out.shape)} for parameters {tuple(p.shape)}",
+                             expected=f"shape {tuple(p.shape[:-1]) + (x.shape[0],)}") from None
 
 
 class PolynomialModel(Model):
@@ -344,13 +368,18 @@ MODELS: dict[str, Callable[[str, str, Sequence[str]], Model]] = {
 }
 
 
-def make_model(model: "str | Callable | Model", inputs: Sequence[str] = ("x",)) -> Model:
+def make_model(model: "str | Callable | Model", inputs: Sequence[str] = ("x",),
+               jac: Callable | None = None) -> Model:
     """A model from a spec: a ``Model``, a Python function, ``family:args`` from ``MODELS``,
-    or an expression."""
+    or an expression. ``jac(x, a, b, ...) -> (n, P)``: a model function's Jacobian."""
+    if jac is not None and (isinstance(model, Model) or not callable(model)):
+        raise InputError("jac= is for a model given as a Python function",
+                         expected="a model f(x, a, b, ...) with jac(x, a, b, ...)",
+                         given=getattr(model, "spec", model))
     if isinstance(model, Model):
         return model
     if callable(model):
-        return CallableModel(model, inputs)
+        return CallableModel(model, inputs, jac)
     if not isinstance(model, str):
         raise InputError("bad model", expected="an expression, poly:K, relu:K, mlp:H1,H2, "
                          "a Python function or a Model", given=repr(model))
@@ -360,14 +389,39 @@ def make_model(model: "str | Callable | Model", inputs: Sequence[str] = ("x",)) 
     return ExpressionModel(model, inputs)
 
 
+CONSTANT_MEANING = {"e": "Euler's number e = 2.71828...", "pi": "pi = 3.14159..."}
+
+
+def check_param_names(model: Model, names, what: str, only_constants: bool = False) -> None:
+    """Refuse names in a p0, bounds or fixed (``what``) that are not the model's parameters;
+    a constant (``e``, ``pi``) is told apart, with how to name a parameter instead
+    (``only_constants``: refuse only those, leaving other names to the caller's check).
+
+        >>> check_param_names(make_model("a*x + e"), ["e"], "p0")
+        Traceback (most recent call last):
+        ...
+        gradfit.errors.InputError: p0 names 'e', which is Euler's number e = 2.71828... in an expression, not a parameter: expected a parameter name (to fit one, write e.g. e0 in the expression): a
+    """
+    known = set(model.param_names)
+    for name in names:
+        if name in known:
+            continue
+        if name in CONSTANT_MEANING and isinstance(model, ExpressionModel):
+            raise InputError(f"{what} names {name!r}, which is {CONSTANT_MEANING[name]} in an "
+                             "expression, not a parameter",
+                             expected=f"a parameter name (to fit one, write e.g. {name}0 in "
+                                      "the expression): " + ", ".join(model.param_names[:20]))
+        if not only_constants:
+            raise InputError(f"{what} names an unknown parameter {name!r}",
+                             expected="one of " + ", ".join(model.param_names[:20]))
+
+
 def start_values(model: Model, p0: Mapping[str, float] | None = None,
                  x: torch.Tensor | None = None, seed: int = 0) -> dict[str, float]:
     """The model's default start, overridden by ``p0``; unknown names are refused."""
     values = model.initial(x, seed)
+    check_param_names(model, p0 or {}, "p0")
     for name, value in (p0 or {}).items():
-        if name not in values:
-            raise InputError(f"p0 names an unknown parameter {name!r}",
-                             expected="one of " + ", ".join(model.param_names[:20]))
         if not math.isfinite(float(value)):
             raise InputError(f"p0 value of {name!r} is not finite", expected="a finite number",
                              given=value)

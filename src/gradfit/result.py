@@ -63,6 +63,10 @@ class FitResult:
     ``converged``/``reason``/``message``: why it stopped. ``stderr``/``covariance``: for
     squared-error losses (else None), as curve_fit's ``sqrt(diag(pcov))`` and ``pcov``.
     ``r2``, ``rmse``: on the unweighted data. ``wall_time`` in seconds.
+    ``bounds``: name -> (low, high) of the bounded parameters; ``at_bound``: the names that
+    ended at a bound; ``fixed``: name -> value of the fixed ones; ``jacobian``: how the
+    Jacobian was taken (autograd, finite differences, user's jac). ``statistics()``,
+    ``intervals(level)`` and ``report(level)`` give lmfit's fit statistics (``gradfit.report``).
     """
 
     params: dict[str, float]
@@ -90,9 +94,12 @@ class FitResult:
     x: Any = field(default=None, repr=False)
     y: Any = field(default=None, repr=False)
     sigma: Any = field(default=None, repr=False)
-    # bounds by name, and the names whose value lies on a bound at the end
+    #: name -> (low, high) for the bounded parameters; the names that ended at a bound
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     at_bound: tuple[str, ...] = ()
+    fixed: dict[str, float] = field(default_factory=dict)
+    #: how the Jacobian was taken: autograd, finite differences, or the user's jac
+    jacobian: str = "autograd"
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -160,8 +167,13 @@ class FitResult:
             "message": self.message, "stderr": self.stderr,
             "covariance": None if self.covariance is None else self.covariance.tolist(),
             "r2": self.r2, "rmse": self.rmse, "n_points": self.n_points,
-            "wall_time": self.wall_time, "start": self.start,
+            "wall_time": self.wall_time, "start": self.start, "loss_label": self.loss_label,
+            "jacobian": self.jacobian, "fixed": self.fixed, "constants": self.constants, "at_bound": list(self.at_bound),
+            "bounds": {k: list(v) for k, v in self.bounds.items()},
         }
+        d.update(self.statistics() or {})
+        ci = self.intervals(0.95)
+        d["ci_level"], d["ci"] = 0.95, None if ci is None else {k: list(v) for k, v in ci.items()}
         if history:
             d["history"] = self.history.tolist()
             d["grad_norms"] = self.grad_norms.tolist()
@@ -171,73 +183,47 @@ class FitResult:
     def to_json(self, history: bool = True, **kw) -> str:
         return json.dumps(self.to_dict(history), **kw)
 
-    def report(self) -> str:
-        """A readable text report."""
-        width = max([len(n) for n in self.params] + [5])
-        lines = [f"model      {self.model}",
-                 f"loss       {self.loss_name} = {self.loss:.6g}   ({self.n_points} points)",
-                 f"optimizer  {self.method}, {self.steps} steps, "
-                 f"{self.wall_time:.3g} s",
-                 f"stopped    {self.message}", ""]
-        head = f"  {'param':<{width}}  {'value':>14}"
-        if self.stderr is not None:
-            head += f"  {'std error':>12}  {'rel':>7}"
-        lines.append(head)
-        for name, value in list(self.params.items())[:50]:
-            row = f"  {name:<{width}}  {value:>14.8g}"
-            if self.stderr is not None:
-                se = self.stderr[name]
-                rel = f"{abs(se / value):7.1%}" if value else "      -"
-                row += f"  {se:>12.4g}  {rel}"
-            lines.append(row)
-        if len(self.params) > 50:
-            lines.append(f"  ... {len(self.params) - 50} more parameters")
-        fixed = [n for n in self.params if self.stderr is not None and n not in self.stderr]
-        if fixed:
-            lines.append(f"  (fixed: {', '.join(fixed)})")
-        corr = self.correlation
-        if corr is not None and len(corr) > 1:
-            free = list(self.stderr)
-            pairs = sorted(((abs(corr[i, j]), free[i], free[j], corr[i, j])
-                            for i in range(len(free)) for j in range(i)), reverse=True)
-            shown = [f"  {a:>{width}} ~ {b:<{width}}  {c:+.3f}" for m, b, a, c in pairs[:10] if m >= 0.1]
-            if shown:
-                lines += ["", "correlations (|c| >= 0.1):"] + shown
-        if self.r2 is not None:
-            lines += ["", f"R^2 = {self.r2:.6g}   RMSE = {self.rmse:.6g}"]
-        return "\n".join(lines)
+    @property
+    def constants(self) -> dict[str, float]:
+        """The model's named constants (``e``, ``pi`` in an expression): never fitted."""
+        return dict(getattr(self.model_object, "constants", None) or {})
+
+    @property
+    def loss_label(self) -> str:
+        """The loss by what it is: ``chi2/N`` for mse with ``sigma`` given (see ``report``)."""
+        from .report import loss_label
+        return loss_label(self)
+
+    def statistics(self) -> dict | None:
+        """chi-square, reduced chi-square, degrees of freedom, AIC and BIC, as lmfit's
+        (formulas in ``gradfit.report``)."""
+        from .report import statistics
+        return statistics(self)
+
+    def intervals(self, level: float = 0.95) -> dict[str, tuple[float, float]] | None:
+        """Each free parameter's confidence interval at ``level`` (Student t), or None."""
+        if not 0 < level < 1:
+            raise InputError("bad confidence level", expected="a number between 0 and 1",
+                             given=level)
+        from .report import intervals
+        return intervals(self, level)
+
+    def report(self, level: float = 0.95) -> str:
+        """A readable text report, as lmfit's ``fit_report``: statistics, each parameter's
+        value +- standard error, its ``level`` confidence interval, start and bounds."""
+        if not 0 < level < 1:
+            raise InputError("bad confidence level", expected="a number between 0 and 1",
+                             given=level)
+        from .report import text_report
+        return text_report(self, level)
 
     def __str__(self) -> str:
         return self.report()
 
     def _repr_html_(self) -> str:
         """The report as HTML tables, for notebooks (Jupyter calls this)."""
-        from html import escape as e
-        rows = [("model", self.model),
-                ("loss", f"{self.loss_name} = {self.loss:.6g} ({self.n_points} points)"),
-                ("optimizer", f"{self.method}, {self.steps} steps, "
-                              f"{self.wall_time:.3g} s"),
-                ("stopped", self.message)]
-        if self.r2 is not None:
-            rows.append(("fit", f"R² = {self.r2:.6g}, RMSE = {self.rmse:.6g}"))
-        head = "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td style='text-align:left'>"
-                       f"{e(str(v))}</td></tr>" for k, v in rows)
-        cols = ["parameter", "value"] + (["std error", "rel"] if self.stderr is not None else [])
-        body = []
-        for name, value in list(self.params.items())[:50]:
-            cells = [e(name), f"{value:.8g}"]
-            if self.stderr is not None:
-                se = self.stderr.get(name)
-                cells += (["fixed", ""] if se is None else
-                          [f"{se:.4g}", f"{abs(se / value):.1%}" if value else "-"])
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        more = (f"<p>... {len(self.params) - 50} more parameters</p>"
-                if len(self.params) > 50 else "")
-        ok = "" if self.converged else " style='color:#b00'"
-        return (f"<div><b{ok}>FitResult: {'converged' if self.converged else 'not converged'}"
-                f" ({e(self.reason)})</b><table>{head}</table>"
-                "<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"
-                + "".join(body) + f"</table>{more}</div>")
+        from .report import html_report
+        return html_report(self)
 
 
 def _finite_or_none(obj):

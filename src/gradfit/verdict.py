@@ -53,8 +53,12 @@ def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, deta
             worst = names[int(final.abs().argmax())]
             return "failed", (f"the parameters blew up ({worst} = {float(final[names.index(worst)]):.3g}, "
                               f"beyond {limit:.3g}): no meaningful fit")
+    # worse beyond rounding: the loss of a zero prediction sets the scale of the loss
+    with torch.no_grad():
+        zero = float(problem.objective(torch.zeros_like(final))) if model.identifiable else 0.0
+    noise = 1e-12 * (abs(zero) if math.isfinite(zero) else 0.0)
     if first_loss is not None and math.isfinite(first_loss) and \
-            final_loss > first_loss * (1 + 1e-9) + 1e-300:
+            final_loss > first_loss * (1 + 1e-9) + noise:
         return "failed", (f"the fit ended worse than it started (loss {final_loss:.6g} > "
                           f"{first_loss:.6g} at the start)")
     if not model.identifiable or not free:

@@ -56,7 +56,7 @@ def _main(ax, result, x, y, sigma, band, parts):
         surface(result, x, y, ax=ax)
     else:
         _observed(ax, result, x, y, sigma)
-    ax.set_title(f"{result.model}\n{result.loss_name} = {result.loss:.4g}", fontsize=11)
+    ax.set_title(f"{result.model}\n{result.loss_label} = {result.loss:.4g}", fontsize=11)
     return model
 
 
@@ -187,7 +187,7 @@ def loss_curve(result, *, ax=None):
     log = log_axis(ax, h)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     ax.set_xlabel("step")
-    ax.set_ylabel(result.loss_name + (" (log scale)" if log else ""))
+    ax.set_ylabel(result.loss_label + (" (log scale)" if log else ""))
     ax.set_title(f"loss over steps: {h[0]:.4g} → {h[-1]:.4g}", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     return fig

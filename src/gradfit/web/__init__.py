@@ -29,12 +29,32 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
 
     if data not in DATASETS:
         raise InputError(f"unknown dataset {data!r}", expected="one of " + ", ".join(DATASETS))
+    sock = listen(host, port)          # an OSError here, before the address is announced
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/" + ("" if data == DATA_DEFAULT else f"#data={data}")
     print(f"gradfit playground: open {url}  (Ctrl+C stops it)", flush=True)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port,
+                                           log_level="warning"))
+    server.run(sockets=[sock])
+
+
+def listen(host: str, port: int):
+    """A socket bound to ``host:port`` and listening (as uvicorn binds: SO_REUSEADDR);
+    ``OSError`` (errno EADDRINUSE when the port is taken) if it cannot be."""
+    import socket
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 __all__ = ["create_app", "serve"]

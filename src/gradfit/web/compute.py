@@ -76,7 +76,7 @@ def model_info(req: ModelIn) -> dict:
     kind = next((k for k in ("poly", "relu", "mlp") if req.model.strip().startswith(k + ":")),
                 "expression")
     return {"model": model.spec, "kind": kind, "param_names": list(model.param_names),
-            "initial": start, "n_params": model.n_params}
+            "initial": start, "n_params": model.n_params, "constants": dict(model.constants)}
 
 
 def evaluate(req: EvalIn) -> dict:

@@ -113,7 +113,8 @@ async function setModel(keepParams) {
   try {
     info = await api("/api/model", { model: S.model, data: dataBody(), seed: S.seed });
   } catch (e) { $("model-error").textContent = e.message; return false; }
-  model = { names: info.param_names, kind: info.kind, initial: info.initial };
+  model = { names: info.param_names, kind: info.kind, initial: info.initial,
+            constants: info.constants || {} };
   const fits = (p) => p && model.names.every((n) => n in p) && Object.keys(p).length === model.names.length;
   if (!keepParams || !fits(S.p)) S.p = { ...info.initial, ...pick(S.p, model.names) };
   if (!keepParams || !fits(S.p0)) S.p0 = { ...S.p };
@@ -149,6 +150,15 @@ function buildSliders() {
       $(`out-${cssId(name)}`).textContent = fmt(S.p[name]);
       onParamsByHand();
     });
+  }
+  const consts = Object.entries(model.constants);
+  if (consts.length) {          // e and pi are constants, never sliders: say so
+    const hint = document.createElement("div");
+    hint.className = "hint";
+    hint.id = "constants";
+    hint.textContent = "constants, not parameters: " +
+      consts.map(([k, v]) => `${k} = ${fmt(v)} (to fit one, name it ${k}0)`).join(", ");
+    box.appendChild(hint);
   }
   showSliders();
 }

@@ -1,0 +1,182 @@
+"""Model functions written for numpy, as for curve_fit: run on numpy, differentiated by
+central differences (or the user's jac), against scipy's curve_fit and exact derivatives."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import curve_fit
+
+import gradfit
+from gradfit.errors import InputError
+from gradfit.lm import jacobian_by_rows, jacobian_from_graph
+from gradfit.models import make_model
+
+
+def decay(x, A, k, c):
+    return A * np.exp(-k * x) + c
+
+
+def decay_jac(x, A, k, c):
+    e = np.exp(-k * x)
+    return np.stack([e, -A * x * e, np.ones_like(x)], axis=1)
+
+
+def data(n=40, seed=0):
+    x = np.linspace(0, 4, n)
+    rng = np.random.default_rng(seed)
+    return x, decay(x, 2.5, 1.3, 0.5) + 0.01 * rng.standard_normal(n)
+
+
+def digits(a, b):
+    """Digits of agreement (the log relative error, as NIST's LRE)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    err = np.abs(a - b) / np.maximum(np.abs(b), 1e-300)
+    return float(-np.log10(np.maximum(err, 1e-17)).min())
+
+
+def oracle(x, y, sigma=None, jac="3-point"):
+    # trf with central differences and tight tolerances: the optimum itself, not a stop near it
+    return curve_fit(decay, x, y, p0=[1, 1, 1], sigma=sigma, method="trf", jac=jac,
+                     ftol=1e-15, xtol=1e-15, gtol=1e-15)
+
+
+@pytest.mark.parametrize("n", [40, 400])     # LM's Jacobian by rows (n <= 150) and by graph
+def test_lm_with_a_numpy_model_agrees_with_curve_fit(n):
+    x, y = data(n)
+    sigma = 0.01 + 0.005 * x
+    r = gradfit.fit(decay, x, y, sigma=sigma, optimizer="lm")
+    popt, pcov = oracle(x, y, sigma)
+    assert r.converged and r.jacobian == "finite differences"
+    assert digits(list(r.params.values()), popt) >= 8
+    assert digits(r.covariance, pcov) >= 8
+    assert "finite differences" in r.report()
+
+
+def test_a_users_jac_is_used_as_curve_fit_uses_it():
+    x, y = data()
+    calls = []
+
+    def jac(x, A, k, c):
+        calls.append(1)
+        return decay_jac(x, A, k, c)
+    r = gradfit.fit(decay, x, y, jac=jac, optimizer="lm")
+    popt, pcov = oracle(x, y, jac=decay_jac)
+    assert r.converged and r.jacobian == "user's jac" and calls
+    assert digits(list(r.params.values()), popt) >= 10
+    assert digits(r.covariance, pcov) >= 10
+    run = gradfit.iter_fit(decay, x, y, jac=decay_jac, optimizer="lm")
+    list(run)
+    assert run.result.jacobian == "user's jac"
+    # a torch function with a jac: the jac is used, as curve_fit would
+    t = gradfit.fit(lambda x, A, k, c: A * torch.exp(-k * x) + c, x, y, jac=decay_jac)
+    assert t.jacobian == "user's jac" and digits(list(t.params.values()), popt) >= 10
+
+
+def test_central_differences_match_the_exact_jacobian_through_both_lm_paths():
+    x, _ = data(30)
+    xt = torch.tensor(x)
+    model = make_model(decay)
+    theta = torch.tensor([2.0, 0.7, -0.3], dtype=torch.float64, requires_grad=True)
+    exact = torch.tensor(decay_jac(x, 2.0, 0.7, -0.3))
+    by_graph = jacobian_from_graph(model(xt, theta), theta)
+    by_rows = jacobian_by_rows(lambda t: model(xt, t), theta, len(x))
+    assert model.jacobian_kind == "finite differences"
+    for jac in (by_graph, by_rows):
+        assert torch.allclose(jac, exact, rtol=1e-9, atol=1e-10)
+
+
+def test_a_torch_function_keeps_exact_autograd():
+    x, y = data()
+    r = gradfit.fit(lambda x, A, k, c: A * torch.exp(-k * x) + c, x, y, optimizer="lm")
+    assert r.jacobian == "autograd" and r.converged
+
+
+def test_a_function_that_loses_a_parameter_through_math_is_differentiated_numerically():
+    # math.exp turns the tensor k into a float: autograd would give k a zero derivative
+    def f(x, A, k):
+        return A * math.exp(-k) * x
+    x = np.linspace(1, 2, 10)
+    r = gradfit.fit(f, x, 3 * math.exp(-0.5) * x + 0.01 * np.sin(7 * x), p0={"A": 3})
+    assert r.jacobian == "finite differences"
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "adam", "lbfgs"])
+def test_gradient_methods_fit_a_numpy_model(optimizer):
+    x, y = data()
+    lr = {"gd": 0.3, "adam": 0.05, "lbfgs": None}[optimizer]
+    r = gradfit.fit(decay, x, y, optimizer=optimizer, lr=lr, steps=2000)
+    popt, _ = oracle(x, y)
+    assert r.converged and r.jacobian == "finite differences"
+    assert r.loss < (1 + 1e-8) * np.mean((decay(x, *popt) - y) ** 2)
+    assert np.allclose(list(r.params.values()), popt, rtol=1e-5)
+
+
+def test_gradients_match_finite_differences_of_the_loss():
+    x, y = data()
+    value, grad = gradfit.loss_and_grad(decay, x, y, {"A": 2.0, "k": 1.0, "c": 0.0})
+    h = 1e-6
+    for name in ("A", "k", "c"):
+        hi = {"A": 2.0, "k": 1.0, "c": 0.0, name: {"A": 2.0, "k": 1.0, "c": 0.0}[name] + h}
+        lo = {**hi, name: hi[name] - 2 * h}
+        num = (gradfit.loss_and_grad(decay, x, y, hi)[0] - gradfit.loss_and_grad(decay, x, y, lo)[0]) / (2 * h)
+        assert grad[name] == pytest.approx(num, rel=1e-6)
+
+
+def test_a_landscape_over_a_numpy_model_matches_the_loss_at_each_point():
+    from gradfit.landscape import as_problem, loss_grid
+    x, y = data(20)
+    prob = as_problem(decay, x, y)
+    g = loss_grid(prob, ("A", "k"), {"A": 2.5, "k": 1.3, "c": 0.5}, span=1.0, resolution=5)
+    for j, k in enumerate(g.y):
+        for i, a in enumerate(g.x):
+            assert g.loss[j, i] == pytest.approx(np.mean((decay(x, a, k, 0.5) - y) ** 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("fn, words", [
+    (lambda x, a: None, "returned None"),
+    (lambda x, a: a * np.ones(3), "returned ndarray of shape (3,)"),
+    (lambda x, a: "text", "returned 'text'"),
+    (lambda x, a: 1 / 0, "raised ZeroDivisionError"),
+    (lambda x, a: torch.ones(3, 2) * a, "returned a tensor of shape (3, 2)"),
+])
+def test_a_bad_model_function_gets_one_line_naming_it(fn, words):
+    x = np.linspace(0, 1, 10)
+    with pytest.raises(InputError) as info:
+        gradfit.fit(fn, x, x, optimizer="lm")
+    text = str(info.value)
+    assert words in text and "'<lambda>'" in text and "\n" not in text
+
+
+def test_a_bad_jac_gets_one_line_naming_it():
+    x, y = data()
+
+    def my_jac(x, A, k, c):
+        return np.ones((3, len(x)))
+    with pytest.raises(InputError, match=r"jac function 'my_jac' returned ndarray of shape "
+                                         r"\(3, 40\): expected an array of shape \(40, 3\)"):
+        gradfit.fit(decay, x, y, jac=my_jac, optimizer="lm")
+    with pytest.raises(InputError, match="jac= is for a model given as a Python function"):
+        gradfit.fit("a*x", x, y, jac=my_jac)
+
+
+def test_a_batch_of_parameter_sets_gets_each_sets_gradient():
+    x, _ = data(15)
+    xt = torch.tensor(x)
+    model = make_model(decay)
+    p = torch.tensor([[2.0, 0.7, -0.3], [1.0, 2.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.linspace(-1, 1, 15, dtype=torch.float64)
+    (model(xt, p) * w).sum().backward()
+    for i in range(2):
+        exact = w.numpy() @ decay_jac(x, *p[i].tolist())
+        assert np.allclose(p.grad[i].numpy(), exact, rtol=1e-9, atol=1e-9)   # rounding: eps/h
+
+
+def test_a_jac_that_raises_is_named_with_the_parameters():
+    x, y = data()
+
+    def broken(x, A, k, c):
+        raise KeyError("boom")
+    with pytest.raises(InputError, match=r"^the jac function 'broken' raised KeyError: 'boom' "
+                                         r"\(at parameters 1, 1, 1\)$"):
+        gradfit.fit(decay, x, y, jac=broken, optimizer="lm")
