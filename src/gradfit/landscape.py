@@ -71,13 +71,15 @@ def _json_rows(a: np.ndarray) -> list:
     return np.where(np.isfinite(a), a, None).tolist()
 
 
-def as_problem(model, x=None, y=None, sigma=None, *, loss="mse", delta=1.0, inputs=None) -> Problem:
-    """A ``Problem`` as is, or one made from a model, data and a loss (``fit.prepare``)."""
+def as_problem(model, x=None, y=None, sigma=None, *, loss="mse", delta=1.0, inputs=None,
+               device="cpu") -> Problem:
+    """A ``Problem`` as is, or one made from a model, data and a loss (``fit.prepare``) on
+    ``device``: a landscape is computed where its data are."""
     if isinstance(model, Problem):
         return model
     if x is None or y is None:
         raise InputError("no data for the landscape", expected="a Problem, or a model with x and y")
-    return prepare(model, x, y, sigma, loss=loss, delta=delta, inputs=inputs)
+    return prepare(model, x, y, sigma, loss=loss, delta=delta, inputs=inputs, device=device)
 
 
 def check_names(problem: Problem, names: Sequence[str], count: "int | tuple[int, int]" = (1, 2)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-CHUNK = 1 << 16        # rows per chunk
+CHUNK = 1 << 18        # rows per chunk
 
 
 @dataclass
@@ -143,20 +143,20 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
     candidates = [t for t in candidates if bool(torch.isfinite(t).all())]
     if not candidates:
         return None
-    best = candidates[0] if len(candidates) == 1 else min(
-        candidates, key=lambda t: _cosine(rows, n, chunk, t, d))
+    best = candidates[0] if len(candidates) == 1 else candidates[
+        int(_cosines(rows, n, chunk, torch.stack(candidates, -1), d).argmin())]
     return LinearSolution(best, s, vh, d, r, c[:, 0], n)
 
 
-def _cosine(rows, n: int, chunk: int, theta: torch.Tensor, d: torch.Tensor) -> float:
-    """The largest ``|a_j . r| / (|a_j| |r|)`` at ``theta`` (0 at the exact optimum)."""
-    g = torch.zeros_like(theta)
-    rss = 0.0
+def _cosines(rows, n: int, chunk: int, thetas: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """For each column of ``thetas`` ``(F, k)``, the largest ``|a_j . r| / (|a_j| |r|)``
+    (0 at the exact optimum); one pass over the rows for all of them."""
+    g = torch.zeros_like(thetas)
+    rss = thetas.new_zeros(thetas.shape[1])
     for start in range(0, n, chunk):
         a, b = rows(slice(start, start + chunk))
-        res = a @ theta - b
+        res = a @ thetas - b.unsqueeze(-1)
         g = g + a.transpose(0, 1) @ res
-        rss += float(res.square().sum())
-    if rss == 0.0:
-        return 0.0
-    return float((g.abs() / (d * math.sqrt(rss))).max())
+        rss = rss + res.square().sum(0)
+    cos = (g.abs() / (d.unsqueeze(-1) * rss.sqrt().clamp_min(1e-300))).amax(0)
+    return torch.where(rss > 0, cos, torch.zeros_like(cos))

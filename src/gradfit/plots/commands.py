@@ -86,7 +86,8 @@ def landscape_command(args, data, fit_kwargs: dict) -> None:
         core.check_resolution(args.resolution, 1)
     model = make_model(args.model, data.x_names)
     problem = core.as_problem(model, data.x, data.y, data.sigma, loss=args.loss,
-                              delta=args.delta, inputs=data.x_names)
+                              delta=args.delta, inputs=data.x_names,
+                              device=getattr(args, "device", "cpu"))
     core.check_names(problem, names)
     unknown = [n for n in list(around) + list(span if isinstance(span, dict) else {})
                if n not in model.param_names]
