@@ -104,8 +104,8 @@ def evaluate(req: EvalIn, limits: ServerLimits | None = None) -> dict:
     model = check_model(make_model(req.model))
     value, grad = loss_and_grad(req.model, req.data.x, req.data.y, req.params, loss=req.loss,
                                 delta=req.delta)
-    return {"loss": value if math.isfinite(value) else None, "loss_name": req.loss,
-            "grad": {k: (g if math.isfinite(g) else None) for k, g in grad.items()},
+    return {"loss": value, "loss_name": req.loss,       # NaN, inf: null and a reason in the JSON
+            "grad": grad,
             "curve": curve(model, req.params, req.data.x, req.curve_points),
             "distance": distance(req.params, req.optimum)}
 

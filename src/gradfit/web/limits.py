@@ -191,5 +191,17 @@ def price_run_step(model: Model, n: int, optimizer: str, limits: ServerLimits) -
     return check(c, RUN_MEMORY, "one step of a run")
 
 
-__all__ = ["ServerLimits", "Cost", "widths", "check", "price_eval", "price_landscape",
+def return_freed_memory() -> None:
+    """Have glibc's malloc give large freed blocks back to the system at once (a fixed mmap
+    threshold of 1 MB): otherwise it raises the threshold after each large free and keeps
+    later large tensors in a heap that grows with fragmentation. No-op elsewhere."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)         # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+__all__ = ["ServerLimits", "return_freed_memory", "Cost", "widths", "check", "price_eval", "price_landscape",
            "price_exact", "price_run_step", "landscape_rows", "MB"]
