@@ -120,7 +120,8 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
+        return StrictJSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code,
+                                  headers=getattr(exc, "headers", None))
 
     @app.exception_handler(GradfitError)
     async def _gradfit(request: Request, exc: GradfitError):
