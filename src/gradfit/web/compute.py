@@ -133,7 +133,7 @@ def landscape(req: LandscapeIn, limits: ServerLimits | None = None) -> dict:
         if req.path:
             path = np.array([p[:2] for p in req.path if len(p) >= 2], dtype=float).reshape(-1, 2)
         out["grid"] = loss_grid(prob, req.names, center, span=req.span,
-                                resolution=req.resolution, path=path).to_dict()
+                                resolution=req.resolution, path=path, **chunks).to_dict()
     if req.slice is not None:
         out["slice"] = loss_slice(prob, req.slice, center, span=req.span,
                                   resolution=max(req.resolution, 101), **chunks).to_dict()

@@ -14,11 +14,14 @@ The prices, in float64 numbers (8 bytes each)::
 
     eval        memory n (w_grad + 4),              work 3 n f
     landscape   memory 2 m P + rows n w_live,       work m n f          (rows chosen to fit)
-    exact       memory n P (j + 6) + 4 P^2 + n w,   work 10 (n P j + n P^2)   (10 iterations)
+    exact       memory n P (j + 6) + 4 P^2 + n w,   work 10 * 10 (n + r) P (w_grad + P)
     run (step)  as eval for gradient methods, as one exact iteration for lm / auto / irls
 
-with ``f`` the operations per point and parameter set and ``j`` the Jacobian's width
-(autograd builds it by a backward pass batched over the ``P`` parameters). A request over a
+with ``f`` the operations per point and parameter set, ``j`` the Jacobian's width
+(autograd builds it by a backward pass batched over the ``P`` parameters), ``r`` the rows
+of the Jacobian's evaluation (``n``, or ``n^2`` up to 150 points, where it is taken row by
+row) and 10 iterations (the deadline holds the rest; each iteration is a tenth of the work
+limit, so a cancelled fit stops soon). A request over a
 limit gets a 422 that names the limit and by how much it is over::
 
     >>> from gradfit.models import make_model
@@ -54,6 +57,7 @@ MAX_CSV_BYTES = 20 * MB           # an uploaded file
 MAX_CSV_COLUMNS = 1_000           # columns of an uploaded file
 MAX_BODY_BYTES_IN_FLIGHT = 64 * MB   # bodies being received at once, server-wide
 EXACT_ITERATIONS = 10             # iterations an exact fit is priced for (the deadline holds the rest)
+AUTOGRAD = 10                     # a Jacobian's batched double backward, per number it touches
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class ServerLimits:
     heavy_workers: int = 2
     light_workers: int = 2
     max_runs: int = 4
+    send_timeout: float = 10.0        # seconds a run's message may take to go out
 
     def __post_init__(self):
         least = RESERVED + self.light_workers * LIGHT_MEMORY + self.max_runs * RUN_MEMORY \
@@ -171,7 +176,7 @@ def price_exact(model: Model, n: int, limits: ServerLimits, iterations: int = EX
     _, kept, jac, ops = widths(model)
     p = model.n_params
     rows = n if n > 150 else n * n           # small problems take the Jacobian row by row
-    c = Cost(work=iterations * (n * p * jac + n * p * p + n * ops),
+    c = Cost(work=iterations * AUTOGRAD * (n + rows) * p * (kept + p),
              memory=8.0 * (rows * p * (jac + 6) + 4 * p * p + n * kept) + 64 * n)
     return check(c, limits.job_memory)
 

@@ -45,7 +45,8 @@ class Deadline:
 
     def check(self) -> None:
         if self.expired():
-            raise Cancelled(f"cancelled: past the time limit of {self.seconds:g} s")
+            raise Cancelled(f"cancelled after {self.seconds:g} s (the time limit, "
+                            "--max-seconds): ask for less work")
 
 
 def checkpoint() -> None:

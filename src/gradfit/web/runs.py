@@ -221,9 +221,9 @@ class Outbox:
             return out
 
 
-async def _send(ws: WebSocket, msg: dict) -> None:
-    """Send one message, or give up after ``SEND_TIMEOUT`` (a client that does not read)."""
-    await asyncio.wait_for(ws.send_text(dumps(msg)), SEND_TIMEOUT)
+async def _send(ws: WebSocket, msg: dict, timeout: float = SEND_TIMEOUT) -> None:
+    """Send one message, or give up after ``timeout`` seconds (a client that does not read)."""
+    await asyncio.wait_for(ws.send_text(dumps(msg)), timeout)
 
 
 async def _first_message(ws: WebSocket) -> dict | str:
@@ -290,14 +290,14 @@ async def _stream(ws: WebSocket, req: RunIn, limits: ServerLimits) -> None:
     receiver = asyncio.create_task(_receive(ws, session, outbox))
     worker.start()
     try:
-        async with asyncio.timeout(RUN_TIME_LIMIT + SEND_TIMEOUT):   # whatever the client does
+        async with asyncio.timeout(RUN_TIME_LIMIT + limits.send_timeout):   # whatever the client does
             ended = False
             while not ended:
                 await outbox.ready.wait()
                 for msg in outbox.take():
-                    await _send(ws, msg)
+                    await _send(ws, msg, limits.send_timeout)
                     ended = ended or msg["type"] in ("done", "error")
-        await asyncio.wait_for(ws.close(), SEND_TIMEOUT)
+        await asyncio.wait_for(ws.close(), limits.send_timeout)
     except (WebSocketDisconnect, RuntimeError, TimeoutError, OSError):
         pass
     finally:
