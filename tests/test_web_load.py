@@ -26,8 +26,8 @@ CAP = 1 << 30
 SERVER = """
 import sys, uvicorn
 from gradfit.web.app import create_app
-from gradfit.web.limits import ServerLimits, return_freed_memory
-return_freed_memory()
+from gradfit.web.limits import ServerLimits, prepare_process
+prepare_process()
 limits = ServerLimits(max_memory={cap}, max_seconds=2.0, send_timeout=1.0)
 uvicorn.run(create_app(limits=limits), host="127.0.0.1", port={port}, log_level="warning")
 """

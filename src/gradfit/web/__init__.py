@@ -29,14 +29,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
     import uvicorn
 
     from .datasets import DATASETS
-    from .limits import ServerLimits, return_freed_memory
+    from .limits import ServerLimits, prepare_process
     from ..errors import InputError
 
     if data not in DATASETS:
         raise InputError(f"unknown dataset {data!r}", expected="one of " + ", ".join(DATASETS))
     limits = ServerLimits(**{k: v for k, v in (("max_memory", max_memory),
                                                ("max_seconds", max_seconds)) if v is not None})
-    return_freed_memory()
+    prepare_process()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/" + ("" if data == DATA_DEFAULT else f"#data={data}")
     print(f"gradfit playground: open {url}  (Ctrl+C stops it)", flush=True)

@@ -56,6 +56,7 @@ MAX_JSON_BYTES = 16 * MB          # a JSON body
 MAX_CSV_BYTES = 20 * MB           # an uploaded file
 MAX_CSV_COLUMNS = 1_000           # columns of an uploaded file
 MAX_BODY_BYTES_IN_FLIGHT = 64 * MB   # bodies being received at once, server-wide
+SWITCH_SECONDS = 0.0005           # sys.setswitchinterval in a server process
 EXACT_ITERATIONS = 10             # iterations an exact fit is priced for (the deadline holds the rest)
 AUTOGRAD = 10                     # a Jacobian's batched double backward, per number it touches
 
@@ -196,6 +197,20 @@ def price_run_step(model: Model, n: int, optimizer: str, limits: ServerLimits) -
     return check(c, RUN_MEMORY, "one step of a run")
 
 
+def prepare_process() -> None:
+    """For a server process: freed memory goes back at once (``return_freed_memory``), and
+    torch computes on one thread per worker, so that two heavy requests leave room on a
+    small machine for the event loop and the small requests; and Python hands its lock
+    between threads every ``SWITCH_SECONDS`` (not 5 ms), so that the event loop is not kept
+    waiting behind worker threads."""
+    import sys
+
+    import torch
+    return_freed_memory()
+    torch.set_num_threads(1)
+    sys.setswitchinterval(SWITCH_SECONDS)
+
+
 def return_freed_memory() -> None:
     """Have glibc's malloc give large freed blocks back to the system at once (a fixed mmap
     threshold of 1 MB): otherwise it raises the threshold after each large free and keeps
@@ -208,5 +223,5 @@ def return_freed_memory() -> None:
         pass
 
 
-__all__ = ["ServerLimits", "return_freed_memory", "Cost", "widths", "check", "price_eval", "price_landscape",
+__all__ = ["ServerLimits", "prepare_process", "return_freed_memory", "Cost", "widths", "check", "price_eval", "price_landscape",
            "price_exact", "price_run_step", "landscape_rows", "MB"]

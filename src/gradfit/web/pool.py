@@ -14,6 +14,7 @@ chunk short instead.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from typing import Callable
 from ..errors import GradfitError
 
 MAX_WAITING = 64
+HEAVY_NICE = 10
 _local = threading.local()
 
 
@@ -77,7 +79,8 @@ class WorkerPool:
 
     def __init__(self, seconds: float, heavy: int = 2, light: int = 2):
         self.seconds = seconds
-        self.heavy = ThreadPoolExecutor(heavy, thread_name_prefix="gradfit-heavy")
+        self.heavy = ThreadPoolExecutor(heavy, thread_name_prefix="gradfit-heavy",
+                                        initializer=_lower_priority)
         self.light = ThreadPoolExecutor(light, thread_name_prefix="gradfit-light")
         self.waiting = 0
 
@@ -109,6 +112,15 @@ class WorkerPool:
     def shutdown(self) -> None:
         self.heavy.shutdown(wait=False, cancel_futures=True)
         self.light.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Heavy workers yield the CPU to the event loop and the light lane (Linux: a thread's
+    own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HEAVY_NICE)
+    except (AttributeError, OSError):
+        pass
 
 
 def _quiet(fut) -> None:

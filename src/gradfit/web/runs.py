@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 import math
 import threading
 import time
@@ -78,8 +79,10 @@ def validation_text(exc: ValidationError) -> str:
 class RunSession:
     """One streaming run: ``work()`` in a thread, frames out through ``emit``."""
 
-    def __init__(self, req: RunIn, emit, limits: ServerLimits | None = None):
+    def __init__(self, req: RunIn, emit, limits: ServerLimits | None = None,
+                 ready=lambda: True):
         self.req, self.emit, self.limits = req, emit, limits or ServerLimits()
+        self.ready = ready          # False while the client has a frame it has not taken
         self.stop = threading.Event()
         self.pending: SetIn | None = None
         self.model = check_model(make_model(req.model))
@@ -117,20 +120,20 @@ class RunSession:
         req = self.req
         history = np.empty(req.steps + 1)
         done = seg = 0                      # steps taken; where the current settings began
-        batch, tick = [], time.perf_counter()
+        batch, tick = deque(maxlen=MAX_FRAME_LOSSES), time.perf_counter()
         while True:
             for rec in self.run:
                 history[done] = rec.loss
                 batch.append(rec.loss)
                 done += 1
-                if len(batch) >= req.steps_per_frame:
+                if len(batch) >= req.steps_per_frame and self.ready():   # else: no work
                     if req.paced:
                         wait = tick + FRAME_SECONDS - time.perf_counter()
                         if wait > 0:
                             time.sleep(wait)
                     tick = time.perf_counter()
                     self._frame(rec.params, rec, batch, history[seg:done], done - 1)
-                    batch = []
+                    batch.clear()
             result = self.run.result
             change = self.pending
             if change is not None and not self.stop.is_set() and result.reason == "callback" \
@@ -139,7 +142,8 @@ class RunSession:
                 for key in ("lr", "loss", "optimizer"):
                     if getattr(change, key) is not None:
                         self.settings[key] = getattr(change, key)
-                batch, seg = [], done
+                batch.clear()
+                seg = done
                 self._start_run(result.params, req.steps - done)
                 continue
             break
@@ -186,44 +190,49 @@ def _num(v):
 
 
 class Outbox:
-    """What the worker has for the client, never more than one frame: a frame not sent yet
-    is merged into the next (its losses kept, at most ``MAX_FRAME_LOSSES``), so a slow
-    client gets fewer frames and the worker never waits. Notes (answers to bad messages)
-    queue up to ``MAX_NOTES``; the last message (done or error) ends the run."""
+    """What the worker has for the client: at most one frame, which the worker builds only
+    when the last one was taken (``empty``), so a slow client gets fewer frames (their
+    losses carried over, at most ``MAX_FRAME_LOSSES``) and costs no work. Notes (answers to
+    bad messages) queue up to ``MAX_NOTES``; the last message (done or error) ends the run.
+    Messages are encoded to JSON by the thread that puts them, off the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop, self.lock, self.ready = loop, threading.Lock(), asyncio.Event()
-        self.frame: dict | None = None
-        self.notes: list[dict] = []
-        self.last: dict | None = None
+        self.frame: str | None = None
+        self.notes: list[str] = []
+        self.last: str | None = None
 
     def put(self, msg: dict) -> None:                # from any thread
+        kind, text = msg.get("type"), dumps(msg)
         with self.lock:
-            if msg.get("type") == "frame":
-                if self.frame is not None:
-                    losses = (self.frame["losses"] + msg["losses"])[-MAX_FRAME_LOSSES:]
-                    msg = {**msg, "losses": losses, "first_step": msg["step"] - len(losses) + 1}
-                self.frame = msg
-            elif msg.get("type") in ("done", "error") and self.last is None:
-                self.last = msg
+            if kind == "frame":
+                self.frame = text
+            elif kind in ("done", "error") and self.last is None:
+                self.last = text
             elif len(self.notes) < MAX_NOTES:
-                self.notes.append(msg)
+                self.notes.append(text)
         try:
             self.loop.call_soon_threadsafe(self.ready.set)
         except RuntimeError:                          # the loop is gone: the server stops
             pass
 
-    def take(self) -> list[dict]:
+    def empty(self) -> bool:
+        """No frame waiting: the worker may build the next one."""
+        return self.frame is None
+
+    def take(self) -> tuple[list[str], bool]:
+        """The messages to send, and whether the last one ends the run."""
         with self.lock:
             out = self.notes + [m for m in (self.frame, self.last) if m is not None]
-            self.notes, self.frame = [], None
+            ended = self.last is not None
+            self.notes, self.frame, self.last = [], None, None
             self.ready.clear()
-            return out
+            return out, ended
 
 
-async def _send(ws: WebSocket, msg: dict, timeout: float = SEND_TIMEOUT) -> None:
+async def _send(ws: WebSocket, msg: dict | str, timeout: float = SEND_TIMEOUT) -> None:
     """Send one message, or give up after ``timeout`` seconds (a client that does not read)."""
-    await asyncio.wait_for(ws.send_text(dumps(msg)), timeout)
+    await asyncio.wait_for(ws.send_text(msg if isinstance(msg, str) else dumps(msg)), timeout)
 
 
 async def _first_message(ws: WebSocket) -> dict | str:
@@ -282,7 +291,7 @@ async def _close(ws: WebSocket, msg: dict, code: int) -> None:
 async def _stream(ws: WebSocket, req: RunIn, limits: ServerLimits) -> None:
     outbox = Outbox(asyncio.get_running_loop())
     try:
-        session = RunSession(req, outbox.put, limits)
+        session = RunSession(req, outbox.put, limits, ready=outbox.empty)
     except GradfitError as exc:
         await _close(ws, {"type": "error", "detail": str(exc)}, 1008)
         return
@@ -294,9 +303,9 @@ async def _stream(ws: WebSocket, req: RunIn, limits: ServerLimits) -> None:
             ended = False
             while not ended:
                 await outbox.ready.wait()
-                for msg in outbox.take():
-                    await _send(ws, msg, limits.send_timeout)
-                    ended = ended or msg["type"] in ("done", "error")
+                texts, ended = outbox.take()
+                for text in texts:
+                    await _send(ws, text, limits.send_timeout)
         await asyncio.wait_for(ws.close(), limits.send_timeout)
     except (WebSocketDisconnect, RuntimeError, TimeoutError, OSError):
         pass
