@@ -32,11 +32,10 @@ SERVER = """
 import uvicorn
 from gradfit.web.app import create_app
 from gradfit.web.limits import prepare_process
-prepare_process()
+prepare_process()                      # as `gradfit serve` does
 uvicorn.run(create_app(), host="127.0.0.1", port={port}, log_level="warning")
 """
 QUAD = "a*x^2 + b*x + c"
-NOUPLOAD = "--noupload" in sys.argv
 THINK = 0.1                   # seconds a client waits between its requests
 START = {"a": 1.1, "b": 1.1, "c": 1.1}
 
@@ -95,7 +94,7 @@ async def one(client: httpx.AsyncClient, port: int, k: int, statuses: Counter) -
         elif kind in (5, 6):
             r = await client.post("/api/exact", json={"data": MID, "model": "relu:20",
                                                       "loss": "mse"})
-        elif kind == 7 and not NOUPLOAD:
+        elif kind == 7:
             r = await client.post("/api/csv", files={"file": ("load.csv", CSV, "text/csv")})
         else:
             async with connect(f"ws://127.0.0.1:{port}/api/run", max_size=None) as ws:
@@ -142,11 +141,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--lag", action="store_true")
-    ap.add_argument("--noupload", action="store_true")
     args = ap.parse_args()
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "/tmp/i10/lagserver.py", str(port)] if "--lag" in sys.argv else [sys.executable, "-c", SERVER.format(port=port)])
+    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(port=port)])
     try:
         for _ in range(300):
             try:

@@ -46,6 +46,7 @@ from .schemas import FRAME_SECONDS, MAX_RUNS, RUN_TIME_LIMIT, RunIn, SetIn
 SEND_TIMEOUT = 10.0           # seconds a message may take to go out before the run ends
 MAX_FRAME_LOSSES = 10_000     # losses one (merged) frame carries
 MAX_NOTES = 16                # answers to bad messages waiting to go out
+MAX_FRAMES_WAITING = 8        # frames built and not yet sent
 
 
 class RunLimiter:
@@ -190,15 +191,16 @@ def _num(v):
 
 
 class Outbox:
-    """What the worker has for the client: at most one frame, which the worker builds only
-    when the last one was taken (``empty``), so a slow client gets fewer frames (their
-    losses carried over, at most ``MAX_FRAME_LOSSES``) and costs no work. Notes (answers to
+    """What the worker has for the client: at most ``MAX_FRAMES_WAITING`` frames; past that
+    the worker builds none (``empty`` is False) until the client takes them, so a slow client
+    gets fewer frames (their losses carried over, at most ``MAX_FRAME_LOSSES``) and costs no
+    work. Notes (answers to
     bad messages) queue up to ``MAX_NOTES``; the last message (done or error) ends the run.
     Messages are encoded to JSON by the thread that puts them, off the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop, self.lock, self.ready = loop, threading.Lock(), asyncio.Event()
-        self.frame: str | None = None
+        self.frames: list[str] = []
         self.notes: list[str] = []
         self.last: str | None = None
 
@@ -206,7 +208,7 @@ class Outbox:
         kind, text = msg.get("type"), dumps(msg)
         with self.lock:
             if kind == "frame":
-                self.frame = text
+                self.frames.append(text)
             elif kind in ("done", "error") and self.last is None:
                 self.last = text
             elif len(self.notes) < MAX_NOTES:
@@ -217,15 +219,15 @@ class Outbox:
             pass
 
     def empty(self) -> bool:
-        """No frame waiting: the worker may build the next one."""
-        return self.frame is None
+        """Room for a frame: the worker may build the next one."""
+        return len(self.frames) < MAX_FRAMES_WAITING
 
     def take(self) -> tuple[list[str], bool]:
         """The messages to send, and whether the last one ends the run."""
         with self.lock:
-            out = self.notes + [m for m in (self.frame, self.last) if m is not None]
+            out = self.notes + self.frames + ([self.last] if self.last is not None else [])
             ended = self.last is not None
-            self.notes, self.frame, self.last = [], None, None
+            self.notes, self.frames, self.last = [], [], None
             self.ready.clear()
             return out, ended
 
