@@ -309,3 +309,13 @@ def test_a_run_priced_too_heavy_per_step_is_refused(client):
         ws.send_json(start(big, model="mlp:300", p0=None))
         m = ws.receive_json()
     assert m["type"] == "error" and "times over" in m["detail"]
+
+
+def test_an_exact_fit_past_the_deadline_is_cancelled():
+    n = 2_000
+    pts = {"x": [i / n for i in range(n)], "y": [((i * 7919) % 101) / 50 for i in range(n)]}
+    with TestClient(create_app(limits=ServerLimits(max_seconds=0.5)), base_url=BASE) as c:
+        t = time.perf_counter()
+        r = c.post("/api/exact", json={"data": pts, "model": "relu:20", "loss": "mse"})
+        assert r.status_code == 422 and "cancelled after 0.5 s" in r.json()["detail"], r.text
+        assert time.perf_counter() - t < 2.0
