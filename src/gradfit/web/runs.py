@@ -293,7 +293,7 @@ async def _close(ws: WebSocket, msg: dict, code: int) -> None:
 async def _stream(ws: WebSocket, req: RunIn, limits: ServerLimits) -> None:
     outbox = Outbox(asyncio.get_running_loop())
     try:
-        session = RunSession(req, outbox.put, limits, ready=outbox.empty)
+        session = await asyncio.to_thread(RunSession, req, outbox.put, limits, outbox.empty)
     except GradfitError as exc:
         await _close(ws, {"type": "error", "detail": str(exc)}, 1008)
         return
