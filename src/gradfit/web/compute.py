@@ -34,6 +34,29 @@ def check_model(model: Model) -> Model:
     return model
 
 
+def build_model(spec: str) -> Model:
+    """``make_model``, with a network's parameters counted before they are named: the web's
+    limit is ``MAX_PARAMS``, far below the core's (naming a million costs a second and 80 MB).
+
+    >>> build_model("mlp:1000,1000")
+    Traceback (most recent call last):
+    ...
+    gradfit.errors.InputError: model 'mlp:1000,1000' has too many parameters: expected at most 2000, got 1004001
+    """
+    head, _, arg = spec.strip().partition(":")
+    if head.strip() == "mlp":
+        try:
+            hidden = [int(h) for h in arg.partition(":")[0].split(",")]
+        except ValueError:
+            hidden = []
+        sizes = [1] + hidden + [1]
+        count = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if hidden and count > MAX_PARAMS:
+            raise InputError(f"model {spec!r} has too many parameters",
+                             expected=f"at most {MAX_PARAMS}", given=count)
+    return check_model(make_model(spec))
+
+
 def problem(req: ProblemIn) -> Problem:
     p = prepare(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta)
     check_model(p.model)
@@ -86,7 +109,7 @@ def distance(params: dict[str, float], optimum: dict[str, float] | None) -> floa
 
 
 def model_info(req: ModelIn, limits: ServerLimits | None = None) -> dict:
-    model = check_model(make_model(req.model))
+    model = build_model(req.model)
     x = torch.tensor(req.data.x, dtype=torch.float64) if req.data else None
     start = model.initial(x, req.seed)
     kind = next((k for k in ("poly", "relu", "mlp") if req.model.strip().startswith(k + ":")),
@@ -96,12 +119,12 @@ def model_info(req: ModelIn, limits: ServerLimits | None = None) -> dict:
 
 
 def eval_cost(req: EvalIn, limits: ServerLimits) -> Cost:
-    return price_eval(check_model(make_model(req.model)), len(req.data.x), req.curve_points,
+    return price_eval(build_model(req.model), len(req.data.x), req.curve_points,
                       limits)
 
 
 def evaluate(req: EvalIn, limits: ServerLimits | None = None) -> dict:
-    model = check_model(make_model(req.model))
+    model = build_model(req.model)
     value, grad = loss_and_grad(req.model, req.data.x, req.data.y, req.params, loss=req.loss,
                                 delta=req.delta)
     return {"loss": value, "loss_name": req.loss,       # NaN, inf: null and a reason in the JSON
@@ -117,7 +140,7 @@ def landscape_sets(req: LandscapeIn) -> int:
 
 
 def landscape_cost(req: LandscapeIn, limits: ServerLimits) -> Cost:
-    return price_landscape(check_model(make_model(req.model)), len(req.data.x),
+    return price_landscape(build_model(req.model), len(req.data.x),
                            landscape_sets(req), limits)
 
 
@@ -141,7 +164,7 @@ def landscape(req: LandscapeIn, limits: ServerLimits | None = None) -> dict:
 
 
 def exact_cost(req: ExactIn, limits: ServerLimits) -> Cost:
-    return price_exact(check_model(make_model(req.model)), len(req.data.x), limits)
+    return price_exact(build_model(req.model), len(req.data.x), limits)
 
 
 def _past_deadline(record) -> bool:
