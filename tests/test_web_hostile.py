@@ -291,7 +291,8 @@ def test_every_frame_kind_gets_an_answer_and_the_run_stays_controllable(client, 
         t = time.perf_counter()
         ws.send_text("cancel")
         done = until(ws, "done")
-        assert done["reason"] == "cancelled" and time.perf_counter() - t < 0.1 + 0.2
+        assert done["reason"] == "cancelled" and time.perf_counter() - t < 1.0   # (a bound;
+        # bench_load.py measures the latency under load)
 
 
 @pytest.mark.parametrize("first,words", [(b"\x00", "binary"), ("{oops", "not JSON")])
