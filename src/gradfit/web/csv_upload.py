@@ -20,7 +20,7 @@ from ..data import read_csv
 from ..errors import InputError
 from .datasets import points
 from .limits import MAX_CSV_COLUMNS
-from .pool import WorkerPool
+from .pool import WorkerPool, checkpoint
 from .schemas import MAX_POINTS
 
 MAX_NAME = 100
@@ -77,7 +77,7 @@ async def read_upload(request: Request, pool: WorkerPool, response):
     def parse():
         upload.file.seek(0)
         d = read_csv(upload.file, name, x=x or None, y=y or None, drop_nan=drop_nan,
-                     max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS)
+                     max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS, check=checkpoint)
         upload.file.seek(0)
         first = next((ln for ln in upload.file if ln.strip()), b"").decode("utf-8-sig", "replace")
         delim = max(",;\t", key=first.count)
