@@ -1,7 +1,9 @@
 """What each request computes, by calls into the core; the page only draws the answers.
 
-Functions here take validated requests (``schemas``) and return JSON-ready dicts. Bad
-input the schemas cannot see (an expression, a parameter name) raises ``InputError``.
+Functions here take validated requests (``schemas``) and the server's ``ServerLimits``, price
+the request (``limits``: a 422 past a limit) and return JSON-ready dicts. Bad input the
+schemas cannot see (an expression, a parameter name) raises ``InputError``. Long work calls
+``pool.checkpoint()`` between chunks, so that a deadline stops it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ from ..fit import prepare
 from ..landscape import full_center, loss_grid, loss_slice
 from ..models import Model, make_model
 from ..problem import Problem
-from .schemas import MAX_LANDSCAPE_WORK, MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
+from .limits import (Cost, ServerLimits, landscape_rows, price_eval, price_exact,
+                     price_landscape)
+from .pool import checkpoint, current_deadline
+from .schemas import MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
 
 
 def check_model(model: Model) -> Model:
@@ -29,6 +34,29 @@ def check_model(model: Model) -> Model:
     return model
 
 
+def build_model(spec: str) -> Model:
+    """``make_model``, with a network's parameters counted before they are named: the web's
+    limit is ``MAX_PARAMS``, far below the core's (naming a million costs a second and 80 MB).
+
+    >>> build_model("mlp:1000,1000")
+    Traceback (most recent call last):
+    ...
+    gradfit.errors.InputError: model 'mlp:1000,1000' has too many parameters: expected at most 2000, got 1004001
+    """
+    head, _, arg = spec.strip().partition(":")
+    if head.strip() == "mlp":
+        try:
+            hidden = [int(h) for h in arg.partition(":")[0].split(",")]
+        except ValueError:
+            hidden = []
+        sizes = [1] + hidden + [1]
+        count = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if hidden and count > MAX_PARAMS:
+            raise InputError(f"model {spec!r} has too many parameters",
+                             expected=f"at most {MAX_PARAMS}", given=count)
+    return check_model(make_model(spec))
+
+
 def problem(req: ProblemIn) -> Problem:
     p = prepare(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta)
     check_model(p.model)
@@ -36,10 +64,21 @@ def problem(req: ProblemIn) -> Problem:
 
 
 def curve_x(x: list[float], k: int) -> np.ndarray:
-    """Where a curve is drawn: ``k`` points over the data's range, 5% to spare each side."""
+    """Where a curve is drawn: ``k`` points over the data's range, 5% to spare each side
+    (less where that would pass the largest float).
+
+    >>> curve_x([-1.7e308, 1.7e308], 3).tolist()
+    [-1.7e+308, 0.0, 1.7e+308]
+    """
     lo, hi = min(x), max(x)
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    return np.linspace(lo - pad, hi + pad, k)
+    with np.errstate(over="ignore"):
+        pad = 0.05 * (np.float64(hi) - np.float64(lo)) if hi > lo else 1.0
+        a, b = np.float64(lo) - pad, np.float64(hi) + pad
+        if not (np.isfinite(a) and np.isfinite(b)):
+            a, b = np.float64(lo), np.float64(hi)
+        if not np.isfinite(b - a):                 # a range wider than the largest float
+            return 2 * np.linspace(a / 2, b / 2, k)
+    return np.linspace(a, b, k)
 
 
 def curve(model: Model, params: dict[str, float], x_data: list[float], k: int) -> dict:
@@ -65,12 +104,12 @@ def distance(params: dict[str, float], optimum: dict[str, float] | None) -> floa
     common = [n for n in params if n in optimum]
     if not common:
         return None
-    d = math.sqrt(sum((params[n] - optimum[n]) ** 2 for n in common))
+    d = math.hypot(*(params[n] - optimum[n] for n in common))    # no overflow in the squares
     return d if math.isfinite(d) else None
 
 
-def model_info(req: ModelIn) -> dict:
-    model = check_model(make_model(req.model))
+def model_info(req: ModelIn, limits: ServerLimits | None = None) -> dict:
+    model = build_model(req.model)
     x = torch.tensor(req.data.x, dtype=torch.float64) if req.data else None
     start = model.initial(x, req.seed)
     kind = next((k for k in ("poly", "relu", "mlp") if req.model.strip().startswith(k + ":")),
@@ -79,24 +118,37 @@ def model_info(req: ModelIn) -> dict:
             "initial": start, "n_params": model.n_params, "constants": dict(model.constants)}
 
 
-def evaluate(req: EvalIn) -> dict:
-    model = check_model(make_model(req.model))
+def eval_cost(req: EvalIn, limits: ServerLimits) -> Cost:
+    return price_eval(build_model(req.model), len(req.data.x), req.curve_points,
+                      limits)
+
+
+def evaluate(req: EvalIn, limits: ServerLimits | None = None) -> dict:
+    model = build_model(req.model)
     value, grad = loss_and_grad(req.model, req.data.x, req.data.y, req.params, loss=req.loss,
                                 delta=req.delta)
-    return {"loss": value if math.isfinite(value) else None, "loss_name": req.loss,
-            "grad": {k: (g if math.isfinite(g) else None) for k, g in grad.items()},
+    return {"loss": value, "loss_name": req.loss,       # NaN, inf: null and a reason in the JSON
+            "grad": grad,
             "curve": curve(model, req.params, req.data.x, req.curve_points),
             "distance": distance(req.params, req.optimum)}
 
 
-def landscape(req: LandscapeIn) -> dict:
+def landscape_sets(req: LandscapeIn) -> int:
+    """Parameter sets a landscape evaluates: the grid's and the slice's."""
+    return ((req.resolution ** 2 if req.names is not None else 0)
+            + (max(req.resolution, 101) if req.slice is not None else 0))
+
+
+def landscape_cost(req: LandscapeIn, limits: ServerLimits) -> Cost:
+    return price_landscape(build_model(req.model), len(req.data.x),
+                           landscape_sets(req), limits)
+
+
+def landscape(req: LandscapeIn, limits: ServerLimits | None = None) -> dict:
+    limits = limits or ServerLimits()
     prob = problem(req)
-    work = (req.resolution ** 2 if req.names is not None else 0) * prob.n
-    if work > MAX_LANDSCAPE_WORK:
-        raise InputError(f"a landscape of {req.resolution} x {req.resolution} over {prob.n:,} "
-                         f"points is too much work ({work:.2g} evaluations)",
-                         expected=f"at most {MAX_LANDSCAPE_WORK:.0e}: a lower resolution or "
-                                  "fewer points")
+    price_landscape(prob.model, prob.n, landscape_sets(req), limits)
+    chunks = {"rows": landscape_rows(prob.model, prob.n, limits), "check": checkpoint}
     center = full_center(prob, req.params)
     out: dict = {"params": center}
     if req.names is not None:
@@ -104,17 +156,27 @@ def landscape(req: LandscapeIn) -> dict:
         if req.path:
             path = np.array([p[:2] for p in req.path if len(p) >= 2], dtype=float).reshape(-1, 2)
         out["grid"] = loss_grid(prob, req.names, center, span=req.span,
-                                resolution=req.resolution, path=path).to_dict()
+                                resolution=req.resolution, path=path, **chunks).to_dict()
     if req.slice is not None:
         out["slice"] = loss_slice(prob, req.slice, center, span=req.span,
-                                  resolution=max(req.resolution, 101)).to_dict()
+                                  resolution=max(req.resolution, 101), **chunks).to_dict()
     return out
 
 
-def exact(req: ExactIn) -> dict:
-    check_model(make_model(req.model))
+def exact_cost(req: ExactIn, limits: ServerLimits) -> Cost:
+    return price_exact(build_model(req.model), len(req.data.x), limits)
+
+
+def _past_deadline(record) -> bool:
+    dl = current_deadline()
+    return dl is not None and dl.expired()
+
+
+def exact(req: ExactIn, limits: ServerLimits | None = None) -> dict:
+    exact_cost(req, limits or ServerLimits())
     r = fit(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta,
-            optimizer="auto", steps=req.steps, p0=req.p0, seed=req.seed)
+            optimizer="auto", steps=req.steps, p0=req.p0, seed=req.seed, callback=_past_deadline)
+    checkpoint()                              # stopped by the deadline: say so, no result
     d = r.to_dict(history=False)
     return {"params": r.params, "loss": d["loss"], "optimizer": r.optimizer,
             "reason": r.reason, "message": r.message, "steps": r.steps,
