@@ -254,9 +254,10 @@ def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: b
     # SVD of the column-scaled Jacobian J D^-1 (D: column norms), so that whether the
     # covariance exists does not depend on the units of x, y or any parameter; singular
     # values below scipy's threshold (eps * max(n, P) * s_max) count as lost rank
+    from .verdict import scaled_singular
     norms = torch.linalg.vector_norm(jac, dim=0)
     d = torch.where(norms > 0, norms, torch.ones_like(norms))
-    _, s, vt = torch.linalg.svd(jac / d, full_matrices=False)
+    s, vt = scaled_singular(jac)
     threshold = torch.finfo(jac.dtype).eps * max(jac.shape) * s[0]
     if s[-1] <= threshold:
         return None
