@@ -339,3 +339,30 @@ def test_parameters_the_data_cannot_determine_are_not_a_converged_fit(lesson, na
     # the curve itself is the least-squares line
     m, k = np.polyfit(lesson.x, lesson.y, 1)
     assert r.params["a"] * r.params["b"] == pytest.approx(m, rel=1e-6)
+
+
+def test_a_new_learning_rate_mid_run_keeps_adams_moments(lesson):
+    # the oracle: torch.optim.Adam itself, its rate changed after 5 steps
+    run = gradfit.iter_fit(QUAD, lesson.x, lesson.y, optimizer="adam", lr=0.05, steps=12,
+                           ftol=0, gtol=0, p0={"a": 1.0, "b": 1.0, "c": 1.0})
+    for i, record in enumerate(run):
+        if i == 4:
+            run.set_lr(0.2)
+    x = torch.tensor(lesson.x.reshape(-1)); y = torch.tensor(lesson.y.reshape(-1))
+    theta = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=0.05)
+    for i in range(12):
+        opt.zero_grad()
+        ((theta[0] * x**2 + theta[1] * x + theta[2] - y) ** 2).mean().backward()
+        opt.step()
+        if i == 4:
+            opt.param_groups[0]["lr"] = 0.2
+    np.testing.assert_allclose(list(run.result.params.values()), theta.detach().numpy(), rtol=1e-12)
+    assert run.result.lr == 0.2 and record.lr == 0.2
+
+
+def test_methods_without_a_learning_rate_refuse_one(lesson):
+    run = gradfit.iter_fit(QUAD, lesson.x, lesson.y, optimizer="lm")
+    next(run)
+    with pytest.raises(InputError, match="no learning rate"):
+        run.set_lr(0.1)

@@ -126,15 +126,17 @@ class FitRun:
         stepper = make_stepper(cfg.optimizer, moved, theta, lr=lr, steps=cfg.steps,
                                schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
         self.transform, self.stepper = transform, stepper
-        chosen = getattr(stepper, "chosen", None)
-        lr = getattr(stepper, "chosen_lr", lr)        # auto: the learning rate it chose
+        self.lr = lr
+        chosen = stepper.chosen
+        if chosen is not None and stepper.has_lr:     # auto: the learning rate it chose
+            lr = self.lr = stepper.lr
         self.method = f"{cfg.optimizer} ({chosen})" if chosen else cfg.optimizer
         self.exact_method = (chosen or cfg.optimizer) if (chosen or cfg.optimizer) in EXACT else None
         external = transform.external if not transform.identity else torch.Tensor.clone
-        if transform.identity and getattr(stepper, "replaces_storage", False):
+        if transform.identity and stepper.replaces_storage:
             external = _same                   # theta's old storage is never written again
         # a method that knows when it is done (lm, irls) stops itself unless told otherwise
-        own = getattr(stepper, "own_stopping", False)
+        own = stepper.own_stopping
         ftol = cfg.ftol if cfg.ftol is not None else (-1.0 if own else DEFAULT_FTOL)
         gtol = cfg.gtol if cfg.gtol is not None else (-1.0 if own else DEFAULT_GTOL)
         points: list[torch.Tensor] = []       # theta at the start of each step
@@ -150,12 +152,12 @@ class FitRun:
                 first = loss
             bad = _divergence(loss, gnorm, first, cfg.divergence)
             if bad:
-                reason, detail = "diverged", self._diverged_text(step, bad, losses, lr)
+                reason, detail = "diverged", self._diverged_text(step, bad, losses, self.lr)
                 break
             points.append(point)
             losses.append(loss)
             gnorms.append(gnorm)
-            record = StepRecord(step, loss, gnorm, point, names, lr)
+            record = StepRecord(step, loss, gnorm, point, names, self.lr)
             yield record
             step += 1
             if stepper.stop is not None:
@@ -177,7 +179,18 @@ class FitRun:
         if reason == "diverged" and not points:
             points.append(point)
         self.result = self._finish(theta, points, losses, gnorms, reason, detail,
-                                   start, lr, t0)
+                                   start, self.lr, t0)
+
+    def set_lr(self, value: float) -> None:
+        """Change the learning rate from the next step on, keeping the optimizer's state
+        (momentum, Adam's moments): what a learner's slider does mid-run."""
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise InputError("bad learning rate", expected="a positive finite number", given=value)
+        if not self.stepper.has_lr:
+            raise InputError(f"{self.method} has no learning rate",
+                             expected="a gradient method: gd, momentum, sgd, adam, ...")
+        self.stepper.set_lr(value)
+        self.lr = float(value)
 
     def _diverged_text(self, step, what, losses, lr):
         last = f"last finite loss {losses[-1]:.6g} at step {step - 1}" if losses else "no finite loss"
@@ -224,7 +237,7 @@ class FitRun:
         held = set(self.transform.fixed) | set(at_bound)
         free = tuple(n for n in names if n not in held)
         # a linear least-squares solve already holds the rank and the covariance
-        linear = getattr(self.stepper, "linear", None)
+        linear = self.stepper.linear
         if linear is not None and free != self.transform.free:
             linear = None
         if not self.lean:

@@ -28,6 +28,7 @@ import torch
 from .errors import InputError
 from .lm import residuals_and_jacobian, scaled_svd
 from .losses import LOSSES
+from .stepper import Stepper
 
 OPTIONS = {
     "ftol": 1e-14,        # stop when a step lowers the loss by less than this, relatively
@@ -87,11 +88,11 @@ def _gauss_newton(residuals, theta0: torch.Tensor, steps: int) -> torch.Tensor:
     return theta
 
 
-class IRLS:
+class IRLS(Stepper):
     """The ``irls`` stepper (mae, huber); see the module's docstring."""
 
-    stop = None
     own_stopping = True     # the fit loop leaves ftol/gtol to IRLS's own rule
+    has_lr = False
 
     def __init__(self, problem, theta: torch.Tensor, *, options: dict):
         if problem.loss.name not in ("mae", "huber"):

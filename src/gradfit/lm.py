@@ -64,6 +64,7 @@ import torch
 from .errors import InputError
 from .linear_lsq import linear_least_squares
 from .problem import Problem
+from .stepper import Stepper
 
 OPTIONS = {
     "ftol": 1e-15,      # relative reduction of S below which a step ends the fit
@@ -184,12 +185,13 @@ def lm_parameter(s: list[float], c: list[float], delta: float, lam: float) -> fl
     return lam
 
 
-class LevenbergMarquardt:
+class LevenbergMarquardt(Stepper):
     """The ``lm`` stepper: ``step()`` returns the loss and gradient norm at ``theta``, then
     makes one accepted step (retrying in a smaller trust region as needed) or sets ``stop``.
     ``nfev`` and ``njev`` count residual and Jacobian evaluations."""
 
     own_stopping = True     # the fit loop leaves ftol/gtol to LM's own rules
+    has_lr = False          # the trust region sets the step
 
     def __init__(self, problem: Problem, theta: torch.Tensor, *, options: dict):
         if not problem.loss.squared:

@@ -28,6 +28,7 @@ import torch
 
 from .errors import InputError
 from .problem import Problem
+from .stepper import Stepper
 
 
 class GD(torch.optim.Optimizer):
@@ -61,16 +62,14 @@ def grad_norm(g: torch.Tensor) -> float:
     return torch.linalg.vector_norm(g).item()
 
 
-class GradientStepper:
+class GradientStepper(Stepper):
     """Drives a ``torch.optim`` optimizer on a problem's objective."""
-
-    stop = None
-    replaces_storage = False
 
     def __init__(self, problem: Problem, theta: torch.Tensor, optimizer: torch.optim.Optimizer,
                  scheduler=None, accumulate: bool = False, batch_size: int | None = None,
                  seed: int = 0, closure: bool = False):
         self.problem, self.theta, self.opt, self.scheduler = problem, theta, optimizer, scheduler
+        self.lr = float(optimizer.param_groups[0]["lr"])
         self.accumulate, self.closure = accumulate, closure
         self._update = getattr(optimizer, "fast_step", optimizer.step)
         self.replaces_storage = getattr(optimizer, "replaces_storage", False) and not closure
@@ -117,6 +116,20 @@ class GradientStepper:
         if self.scheduler is not None:
             self.scheduler.step()
         return loss, gnorm
+
+    def set_lr(self, value: float) -> None:
+        """A new rate from the next step on; the optimizer's state (momentum, Adam's
+        moments) is kept. Under a schedule the new rate scales the schedule's base."""
+        value = float(value)
+        for group in self.opt.param_groups:
+            if self.scheduler is not None and "initial_lr" in group:
+                group["lr"] *= value / self.lr
+                group["initial_lr"] = value
+            else:
+                group["lr"] = value
+        if self.scheduler is not None:
+            self.scheduler.base_lrs = [value for _ in self.scheduler.base_lrs]
+        self.lr = value
 
 
 def _schedule_constant(opt, lr, steps):
@@ -232,7 +245,7 @@ def _auto_stepper(problem, theta, *, lr, steps, seed, options):
     name = choose_method(problem.loss, theta.shape[0], problem.n, problem.model.identifiable)
     stepper = make_stepper(name, problem, theta, lr=OPTIMIZERS[name].default_lr, steps=steps,
                            seed=seed)
-    stepper.chosen, stepper.chosen_lr = name, OPTIMIZERS[name].default_lr
+    stepper.chosen = name
     return stepper
 
 
