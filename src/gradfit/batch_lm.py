@@ -1,0 +1,237 @@
+"""Levenberg-Marquardt over B independent least-squares problems at once.
+
+Problem ``b`` minimises ``S_b(theta_b) = sum_i r_bi(theta_b)^2`` with ``theta_b`` shaped
+``(F,)``; ``fn(theta, idx)`` gives the residuals ``(b, n)`` of the problems ``idx`` at their
+``theta`` ``(b, F)`` (padded points of a ragged batch give ``r = 0``, so they add nothing).
+Every quantity below is per problem; one tensor program steps all the problems still running.
+
+At an accepted point, with ``J = dr/dtheta`` ``(n, F)`` (exact, from autograd, for the whole
+batch in one pass) and Moré's scaling ``D = diag(d)``, ``d`` the largest column norms of
+``J`` seen so far (as ``lm.py`` and MINPACK), the scaled quantities are
+
+    A = D^-1 J^T J D^-1,   g = D^-1 J^T r,
+
+and a trial step solves ``(A + lam I) y = -g`` by a batched Cholesky factorisation
+(``F x F``, ``F`` small: cheaper than B SVDs, and accurate, since the fixed point
+``g = 0`` does not depend on how exactly the step is solved), ``delta = D^-1 y``. Its
+predicted reduction is ``pred = -2 g^T y - y^T A y = y^T A y + 2 lam |y|^2`` (a sum
+of squares, never negative) and the gain ratio ``rho = (S - S_trial) / pred``. The damping
+follows Nielsen (1999): a step with ``rho >= 1e-4`` is accepted and
+``lam <- lam * max(1/3, 1 - (2 rho - 1)^3)``; a rejected one multiplies ``lam`` by
+``nu`` and doubles ``nu``. ``lam`` starts at ``1e-3`` (the scaled ``A`` has a unit diagonal).
+
+Stopping, per problem, as ``lm.py`` (defaults in ``lm.OPTIONS``):
+
+- ``gtol``: the largest cosine between ``r`` and a column of ``J`` is at most ``gtol``
+  (or ``S = 0``, a perfect fit);
+- ``ftol``: an accepted step lowered ``S`` by at most ``ftol * S`` and predicted no more;
+- ``xtol``: an accepted step had ``|y| <= xtol |D theta|``. Once the Gauss-Newton step's
+  predicted gain is below the rounding level of ``S`` (``noise = 2 |r| e + e^2``,
+  ``e = eps (|r| + 2 |y|)``), ``S`` can no longer tell better from worse: Gauss-Newton
+  steps are then taken while they keep shrinking (and ``S`` does not rise beyond
+  rounding), which brings the parameters, not only ``S``, to the rounding level;
+- ``failed``: residuals or Jacobian not finite at the start, ``max_tries`` rejected trials
+  in a row, or no step lowers ``S`` although the gradient does not vanish.
+
+A problem that stops leaves the active set (the batch is compacted), so it costs no more
+work, and a failure of one problem (non-finite values, a singular system) only rejects
+that problem's step. At the end, a converged problem whose column-scaled Jacobian has lost
+rank (singular values below ``eps * max(n, F) * s_max``) is reported by its ``rank``.
+
+    >>> import torch
+    >>> x = torch.linspace(0, 3, 30, dtype=torch.float64)
+    >>> truth = torch.tensor([[2.5, 1.3], [1.0, 0.5]], dtype=torch.float64)
+    >>> y = truth[:, :1] * torch.exp(-truth[:, 1:] * x)
+    >>> fn = lambda th, idx: th[:, :1] * torch.exp(-th[:, 1:] * x) - y[idx]
+    >>> out = batch_lm(fn, torch.ones(2, 2, dtype=torch.float64))
+    >>> [CODES[c] for c in out.code.tolist()], torch.allclose(out.theta, truth, rtol=1e-12)
+    (['xtol', 'xtol'], True)
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, NamedTuple
+
+import torch
+
+from .lm import OPTIONS, jacobian_from_graph
+
+# outcome codes -> reason names of result.REASONS ("perfect" and "rank" are gtol / failed)
+CODES = ("running", "gtol", "ftol", "xtol", "max_steps", "failed", "failed", "failed", "gtol")
+RUNNING, GTOL, FTOL, XTOL, MAX_STEPS, NONFINITE, TRIES, ROUGH, PERFECT = range(9)
+MESSAGES = {
+    GTOL: "the gradient vanished (largest cosine of residuals and Jacobian columns <= gtol)",
+    FTOL: "the residual sum of squares stopped falling (relative reduction below ftol)",
+    XTOL: "the parameters stopped changing (relative step below xtol, or at the rounding "
+          "level of the data)",
+    MAX_STEPS: "reached the step limit",
+    NONFINITE: "the residuals or their derivatives are not finite at the start",
+    TRIES: "no step lowered the loss in max_tries tries in a row",
+    ROUGH: "no step lowered the loss, down to steps at the rounding level of the "
+           "parameters, although the gradient does not vanish: the model may not be smooth",
+    PERFECT: "the residuals vanish: a perfect fit",
+}
+ACCEPT = 1e-4
+
+
+class BatchLMResult(NamedTuple):
+    theta: torch.Tensor     # (B, F) the last accepted point
+    rss: torch.Tensor       # (B,) S there
+    steps: torch.Tensor     # (B,) accepted steps
+    code: torch.Tensor      # (B,) outcome code (CODES)
+    rank: torch.Tensor      # (B,) rank of the column-scaled Jacobian at theta
+    jac: torch.Tensor       # (B, n, F) the Jacobian at theta
+
+
+def residuals_and_jacobians(fn: Callable, theta: torch.Tensor, idx: torch.Tensor):
+    """``r = fn(theta, idx)`` ``(b, n)`` and ``J`` ``(b, n, F)`` in one double-backward pass
+    (``lm.jacobian_from_graph``: row ``b`` of ``J`` depends on ``theta[b]`` alone)."""
+    t = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        r = fn(t, idx)
+        if not r.requires_grad:      # the residuals do not depend on theta
+            return r.detach(), torch.zeros(r.shape + t.shape[-1:], dtype=r.dtype,
+                                           device=r.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            jac = jacobian_from_graph(r, t)
+    return r.detach(), jac.detach()
+
+
+def _solve(a: torch.Tensor, g: torch.Tensor, lam: torch.Tensor):
+    """``(A + lam I) y = -g`` for a batch; ``ok`` False where the factorisation failed."""
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    chol, info = torch.linalg.cholesky_ex(a + lam[:, None, None] * eye)
+    ok = info == 0
+    chol = torch.where(ok[:, None, None], chol, eye)
+    y = torch.cholesky_solve(-g.unsqueeze(-1), chol).squeeze(-1)
+    return torch.where(ok[:, None] & torch.isfinite(y), y, 0.0), ok & torch.isfinite(y).all(-1)
+
+
+def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None = None,
+             max_steps: int = 1000, ftol: float = OPTIONS["ftol"], xtol: float = OPTIONS["xtol"],
+             gtol: float = OPTIONS["gtol"], max_tries: int = OPTIONS["max_tries"],
+             jacobian: Callable = residuals_and_jacobians) -> BatchLMResult:
+    """Minimise ``|fn(theta, idx)|^2`` for each of the ``B`` rows of ``theta0`` ``(B, F)``.
+
+    ``ydata`` ``(B,)``: the norm of each problem's (weighted) data, for the rounding level
+    of ``S`` (0 when not given). See the module's docstring for the method."""
+    B, F = theta0.shape
+    dtype, dev = theta0.dtype, theta0.device
+    eps = torch.finfo(dtype).eps
+    idx = torch.arange(B, device=dev)
+    th = theta0.detach().clone()
+    r, J = jacobian(fn, th, idx)
+    n = r.shape[-1]
+    out_theta, out_J = th.clone(), J.clone()
+    out_rss = r.square().sum(-1)
+    out_steps = torch.zeros(B, dtype=torch.long, device=dev)
+    out_code = torch.zeros(B, dtype=torch.long, device=dev)
+    out_d = torch.ones(B, F, dtype=dtype, device=dev)
+    yd = (ydata.to(dtype) if ydata is not None else torch.zeros(B, dtype=dtype, device=dev))
+
+    S = out_rss.clone()
+    norms = torch.linalg.vector_norm(J, dim=-2)
+    d = torch.where(norms > 0, norms, 1.0)
+    lam = torch.full((B,), 1e-3, dtype=dtype, device=dev)
+    nu = torch.full((B,), 2.0, dtype=dtype, device=dev)
+    tries = torch.zeros(B, dtype=torch.long, device=dev)
+    steps = torch.zeros(B, dtype=torch.long, device=dev)
+    last_y = torch.full((B,), math.inf, dtype=dtype, device=dev)   # polishing: last GN step
+    code = torch.where(torch.isfinite(S) & torch.isfinite(J).flatten(1).all(-1),
+                       RUNNING, NONFINITE)
+
+    for _ in range(max(1, max_steps) * 4 + max_tries):
+        if code.any():                    # write back and drop the problems that stopped
+            done = code != RUNNING
+            at = idx[done]
+            out_theta[at], out_rss[at], out_steps[at], out_code[at] = (
+                th[done], S[done], steps[done], code[done])
+            out_J[at], out_d[at] = J[done], d[done]
+            keep = ~done
+            idx, th, r, J, S, d, lam, nu, tries, steps, last_y, yd, code = (
+                v[keep] for v in (idx, th, r, J, S, d, lam, nu, tries, steps, last_y, yd, code))
+        if idx.numel() == 0:
+            break
+        js = J / d.unsqueeze(-2)
+        a = js.transpose(-1, -2) @ js
+        g = (js.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
+        rn = S.sqrt()
+        col = a.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+        cos = torch.where(col > 0, g.abs() / (col * rn.unsqueeze(-1)).clamp_min(1e-300), 0.0)
+        cos = cos.amax(-1)
+        err = eps * (rn + 2.0 * yd)
+        noise = 2.0 * rn * err + err * err
+        y_gn, ok_gn = _solve(a, g, torch.zeros_like(lam))
+        pred_gn = torch.where(ok_gn, -(g * y_gn).sum(-1), math.inf)
+        polish = pred_gn <= noise
+        y_lm, ok_lm = _solve(a, g, lam)
+        y = torch.where(polish.unsqueeze(-1), y_gn, y_lm)
+        ok = torch.where(polish, ok_gn, ok_lm)
+        lam_used = torch.where(polish, 0.0, lam)
+        ynorm = torch.linalg.vector_norm(y, dim=-1)
+        xnorm = torch.linalg.vector_norm(d * th, dim=-1)
+
+        t = th + y / d
+        r_t, J_t = jacobian(fn, t, idx)
+        S_t = r_t.square().sum(-1)
+        finite = ok & torch.isfinite(S_t) & torch.isfinite(J_t).flatten(1).all(-1)
+        jy = (js @ y.unsqueeze(-1)).squeeze(-1)
+        pred = jy.square().sum(-1) + 2.0 * lam_used * ynorm.square()
+        actred = S - S_t
+        rho = torch.where(pred > 0, actred / pred, 0.0)
+        move_lm = finite & ~polish & (rho >= ACCEPT)
+        move_gn = finite & polish & (S_t <= S + noise)
+        move = move_lm | move_gn
+
+        # stopping before the step: gradient, perfect fit
+        stop_g = (S == 0) | (cos <= gtol)
+        # converged after an accepted step
+        small = ynorm <= xtol * xnorm
+        c_ftol = move_lm & (actred.abs() <= ftol * S) & (pred <= ftol * S) & (rho <= 2.0)
+        c_xtol = (move_lm & small) | (move_gn & (small | (ynorm > 0.9 * last_y)))
+        c_xtol |= polish & ~move_gn          # S rose beyond rounding: at the rounding level
+        # no progress: a rejected LM step already at the rounding level of the parameters
+        stuck = ~polish & ~move_lm & (ynorm <= eps * xnorm)
+        fine = (pred_gn <= 100.0 * noise) | (cos <= math.sqrt(eps))
+        tries = torch.where(move, 0, tries + 1)
+
+        move = move & ~stop_g
+        th = torch.where(move.unsqueeze(-1), t, th)
+        r = torch.where(move.unsqueeze(-1), r_t, r)
+        J = torch.where(move[:, None, None], J_t, J)
+        S = torch.where(move, S_t, S)
+        d = torch.where(move.unsqueeze(-1), torch.maximum(d, torch.linalg.vector_norm(J, dim=-2)), d)
+        steps = steps + move.long()
+        shrink = torch.clamp(1.0 - (2.0 * rho - 1.0) ** 3, min=1.0 / 3.0)
+        lam = torch.where(move_lm, lam * shrink, torch.where(polish, lam, lam * nu))
+        nu = torch.where(move_lm, 2.0, torch.where(polish, nu, nu * 2.0))
+        last_y = torch.where(move_gn, ynorm, torch.where(polish, last_y, math.inf))
+
+        new = torch.full_like(code, RUNNING)
+        new = torch.where(steps >= max_steps, MAX_STEPS, new)
+        new = torch.where(stuck, torch.where(fine, XTOL, ROUGH), new)
+        new = torch.where((tries >= max_tries) | ~torch.isfinite(lam), TRIES, new)
+        new = torch.where(c_xtol, XTOL, new)
+        new = torch.where(c_ftol, FTOL, new)
+        new = torch.where(stop_g, torch.where(S == 0, PERFECT, GTOL), new)
+        code = new
+    else:                                # the loop's own limit (rejections): write back
+        at = idx
+        out_theta[at], out_rss[at], out_steps[at] = th, S, steps
+        out_code[at] = torch.where(code == RUNNING, MAX_STEPS, code)
+        out_J[at], out_d[at] = J, d
+
+    rank = _scaled_rank(out_J, out_d, n)
+    return BatchLMResult(out_theta, out_rss, out_steps, out_code, rank, out_J)
+
+
+def _scaled_rank(jac: torch.Tensor, d: torch.Tensor, n: int) -> torch.Tensor:
+    """The rank of ``J D^-1`` per problem (``lm.scaled_svd``'s threshold)."""
+    js = jac / d.unsqueeze(-2)
+    good = torch.isfinite(js).flatten(1).all(-1)
+    s = torch.linalg.svdvals(torch.where(good[:, None, None], js, 0.0))
+    eps = torch.finfo(jac.dtype).eps
+    kept = s > eps * max(n, jac.shape[-1]) * s[..., :1]
+    return torch.where(good, kept.sum(-1), 0)
