@@ -35,8 +35,9 @@ Stopping, per problem, as ``lm.py`` (defaults in ``lm.OPTIONS``):
 
 A problem that stops leaves the active set (the batch is compacted), so it costs no more
 work, and a failure of one problem (non-finite values, a singular system) only rejects
-that problem's step. At the end, a converged problem whose column-scaled Jacobian has lost
-rank (singular values below ``eps * max(n, F) * s_max``) is reported by its ``rank``.
+that problem's step. Each iteration needs only ``M = [J r]^T [J r]`` of the ``(n, F+1)``
+block (one batched product). ``scaled_rank`` judges a lost rank at the end on ``J D^-1``
+(singular values below ``eps * max(n, F) * s_max``, as ``lm.py``).
 
     >>> import torch
     >>> x = torch.linspace(0, 3, 30, dtype=torch.float64)
@@ -44,8 +45,10 @@ rank (singular values below ``eps * max(n, F) * s_max``) is reported by its ``ra
     >>> y = truth[:, :1] * torch.exp(-truth[:, 1:] * x)
     >>> fn = lambda th, idx: th[:, :1] * torch.exp(-th[:, 1:] * x) - y[idx]
     >>> out = batch_lm(fn, torch.ones(2, 2, dtype=torch.float64))
-    >>> [CODES[c] for c in out.code.tolist()], torch.allclose(out.theta, truth, rtol=1e-12)
-    (['xtol', 'xtol'], True)
+    >>> [CODES[c] in ("gtol", "ftol", "xtol") for c in out.code.tolist()]
+    [True, True]
+    >>> torch.allclose(out.theta, truth, rtol=1e-12)
+    True
 """
 from __future__ import annotations
 
@@ -80,8 +83,7 @@ class BatchLMResult(NamedTuple):
     rss: torch.Tensor       # (B,) S there
     steps: torch.Tensor     # (B,) accepted steps
     code: torch.Tensor      # (B,) outcome code (CODES)
-    rank: torch.Tensor      # (B,) rank of the column-scaled Jacobian at theta
-    jac: torch.Tensor       # (B, n, F) the Jacobian at theta
+    d: torch.Tensor         # (B, F) Moré's column scaling at the end
 
 
 def residuals_and_jacobians(fn: Callable, theta: torch.Tensor, idx: torch.Tensor):
@@ -99,86 +101,130 @@ def residuals_and_jacobians(fn: Callable, theta: torch.Tensor, idx: torch.Tensor
     return r.detach(), jac.detach()
 
 
-def _solve(a: torch.Tensor, g: torch.Tensor, lam: torch.Tensor):
-    """``(A + lam I) y = -g`` for a batch; ``ok`` False where the factorisation failed."""
-    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-    chol, info = torch.linalg.cholesky_ex(a + lam[:, None, None] * eye)
-    ok = info == 0
-    chol = torch.where(ok[:, None, None], chol, eye)
-    y = torch.cholesky_solve(-g.unsqueeze(-1), chol).squeeze(-1)
-    return torch.where(ok[:, None] & torch.isfinite(y), y, 0.0), ok & torch.isfinite(y).all(-1)
+def moments(jr: torch.Tensor) -> torch.Tensor:
+    """``M = [J r]^T [J r]`` ``(b, F+1, F+1)``: ``J^T J``, ``J^T r`` and ``S = r^T r`` from
+    one batched product; everything an LM iteration needs of the ``(b, n, F+1)`` block."""
+    return jr.transpose(-1, -2) @ jr
+
+
+def solve_spd(a: torch.Tensor, b: torch.Tensor):
+    """``a y = b`` for a batch of small symmetric positive definite ``a`` ``(k, F, F)`` by a
+    Cholesky factorisation written out over the batch (``F`` vector operations per column:
+    for small ``F`` far cheaper than a LAPACK call per matrix); ``ok`` False where ``a`` is
+    not positive definite (or not finite)."""
+    F = a.shape[-1]
+    if F > 8:
+        chol, info = torch.linalg.cholesky_ex(a)
+        ok = (info == 0) & torch.isfinite(chol).flatten(1).all(-1)
+        eye = torch.eye(F, dtype=a.dtype, device=a.device)
+        chol = torch.where(ok[:, None, None], chol, eye)
+        return torch.cholesky_solve(b.unsqueeze(-1), chol).squeeze(-1), ok
+    L = [[None] * F for _ in range(F)]
+    ok = torch.ones(a.shape[0], dtype=torch.bool, device=a.device)
+    for j in range(F):
+        s = a[:, j, j]
+        for k in range(j):
+            s = s - L[j][k] * L[j][k]
+        ok = ok & (s > 0)
+        L[j][j] = torch.where(s > 0, s, 1.0).sqrt()
+        for i in range(j + 1, F):
+            t = a[:, i, j]
+            for k in range(j):
+                t = t - L[i][k] * L[j][k]
+            L[i][j] = t / L[j][j]
+    z = [None] * F
+    for i in range(F):                     # L z = b
+        t = b[:, i]
+        for k in range(i):
+            t = t - L[i][k] * z[k]
+        z[i] = t / L[i][i]
+    y = [None] * F
+    for i in reversed(range(F)):           # L^T y = z
+        t = z[i]
+        for k in range(i + 1, F):
+            t = t - L[k][i] * y[k]
+        y[i] = t / L[i][i]
+    y = torch.stack(y, -1)
+    ok = ok & torch.isfinite(y).all(-1)
+    return torch.where(ok.unsqueeze(-1), y, 0.0), ok
 
 
 def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None = None,
              max_steps: int = 1000, ftol: float = OPTIONS["ftol"], xtol: float = OPTIONS["xtol"],
              gtol: float = OPTIONS["gtol"], max_tries: int = OPTIONS["max_tries"],
-             jacobian: Callable = residuals_and_jacobians) -> BatchLMResult:
+             jacobian: Callable | None = None) -> BatchLMResult:
     """Minimise ``|fn(theta, idx)|^2`` for each of the ``B`` rows of ``theta0`` ``(B, F)``.
 
     ``ydata`` ``(B,)``: the norm of each problem's (weighted) data, for the rounding level
-    of ``S`` (0 when not given). See the module's docstring for the method."""
+    of ``S`` (0 when not given). ``jacobian(theta, idx) -> [J r]`` ``(b, n, F+1)``: the
+    Jacobian with the residuals as a last column (by default autograd on ``fn``). See the
+    module's docstring for the method."""
+    if jacobian is None:
+        def jacobian(t, i):
+            r, jac = residuals_and_jacobians(fn, t, i)
+            return torch.cat([jac, r.unsqueeze(-1)], -1)
     B, F = theta0.shape
     dtype, dev = theta0.dtype, theta0.device
     eps = torch.finfo(dtype).eps
     idx = torch.arange(B, device=dev)
     th = theta0.detach().clone()
-    r, J = jacobian(fn, th, idx)
-    n = r.shape[-1]
-    out_theta, out_J = th.clone(), J.clone()
-    out_rss = r.square().sum(-1)
+    M = moments(jacobian(th, idx))
+    out_theta = th.clone()
+    out_rss = M[:, F, F].clone()
     out_steps = torch.zeros(B, dtype=torch.long, device=dev)
     out_code = torch.zeros(B, dtype=torch.long, device=dev)
     out_d = torch.ones(B, F, dtype=dtype, device=dev)
     yd = (ydata.to(dtype) if ydata is not None else torch.zeros(B, dtype=dtype, device=dev))
 
-    S = out_rss.clone()
-    norms = torch.linalg.vector_norm(J, dim=-2)
+    norms = M.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
     d = torch.where(norms > 0, norms, 1.0)
     lam = torch.full((B,), 1e-3, dtype=dtype, device=dev)
     nu = torch.full((B,), 2.0, dtype=dtype, device=dev)
     tries = torch.zeros(B, dtype=torch.long, device=dev)
     steps = torch.zeros(B, dtype=torch.long, device=dev)
     last_y = torch.full((B,), math.inf, dtype=dtype, device=dev)   # polishing: last GN step
-    code = torch.where(torch.isfinite(S) & torch.isfinite(J).flatten(1).all(-1),
-                       RUNNING, NONFINITE)
+    code = torch.where(torch.isfinite(M).flatten(1).all(-1), RUNNING, NONFINITE)
+    eye = torch.eye(F, dtype=dtype, device=dev)
 
     for _ in range(max(1, max_steps) * 4 + max_tries):
         if code.any():                    # write back and drop the problems that stopped
             done = code != RUNNING
             at = idx[done]
             out_theta[at], out_rss[at], out_steps[at], out_code[at] = (
-                th[done], S[done], steps[done], code[done])
-            out_J[at], out_d[at] = J[done], d[done]
+                th[done], M[done, F, F], steps[done], code[done])
+            out_d[at] = d[done]
             keep = ~done
-            idx, th, r, J, S, d, lam, nu, tries, steps, last_y, yd, code = (
-                v[keep] for v in (idx, th, r, J, S, d, lam, nu, tries, steps, last_y, yd, code))
+            idx, th, M, d, lam, nu, tries, steps, last_y, yd, code = (
+                v[keep] for v in (idx, th, M, d, lam, nu, tries, steps, last_y, yd, code))
         if idx.numel() == 0:
             break
-        js = J / d.unsqueeze(-2)
-        a = js.transpose(-1, -2) @ js
-        g = (js.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
+        S = M[:, F, F]
+        col = M.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()     # |J_j|
+        d = torch.maximum(d, col)
+        a = M[:, :F, :F] / (d.unsqueeze(-1) * d.unsqueeze(-2))
+        g = M[:, :F, F] / d
         rn = S.sqrt()
-        col = a.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
-        cos = torch.where(col > 0, g.abs() / (col * rn.unsqueeze(-1)).clamp_min(1e-300), 0.0)
+        cos = torch.where(col > 0, g.abs() * d / (col * rn.unsqueeze(-1)).clamp_min(1e-300), 0.0)
         cos = cos.amax(-1)
         err = eps * (rn + 2.0 * yd)
         noise = 2.0 * rn * err + err * err
-        y_gn, ok_gn = _solve(a, g, torch.zeros_like(lam))
+        y_gn, ok_gn = solve_spd(a, -g)
         pred_gn = torch.where(ok_gn, -(g * y_gn).sum(-1), math.inf)
         polish = pred_gn <= noise
-        y_lm, ok_lm = _solve(a, g, lam)
+        y_lm, ok_lm = solve_spd(a + lam[:, None, None] * eye, -g)
         y = torch.where(polish.unsqueeze(-1), y_gn, y_lm)
         ok = torch.where(polish, ok_gn, ok_lm)
         lam_used = torch.where(polish, 0.0, lam)
-        ynorm = torch.linalg.vector_norm(y, dim=-1)
+        ynorm2 = y.square().sum(-1)
+        ynorm = ynorm2.sqrt()
         xnorm = torch.linalg.vector_norm(d * th, dim=-1)
 
         t = th + y / d
-        r_t, J_t = jacobian(fn, t, idx)
-        S_t = r_t.square().sum(-1)
-        finite = ok & torch.isfinite(S_t) & torch.isfinite(J_t).flatten(1).all(-1)
-        jy = (js @ y.unsqueeze(-1)).squeeze(-1)
-        pred = jy.square().sum(-1) + 2.0 * lam_used * ynorm.square()
+        M_t = moments(jacobian(t, idx))
+        S_t = M_t[:, F, F]
+        finite = ok & torch.isfinite(M_t).flatten(1).all(-1)
+        # (A + lam I) y = -g, so -2 g.y - y.A.y = -g.y + lam |y|^2: both terms >= 0
+        pred = -(g * y).sum(-1) + lam_used * ynorm2
         actred = S - S_t
         rho = torch.where(pred > 0, actred / pred, 0.0)
         move_lm = finite & ~polish & (rho >= ACCEPT)
@@ -199,10 +245,7 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
 
         move = move & ~stop_g
         th = torch.where(move.unsqueeze(-1), t, th)
-        r = torch.where(move.unsqueeze(-1), r_t, r)
-        J = torch.where(move[:, None, None], J_t, J)
-        S = torch.where(move, S_t, S)
-        d = torch.where(move.unsqueeze(-1), torch.maximum(d, torch.linalg.vector_norm(J, dim=-2)), d)
+        M = torch.where(move[:, None, None], M_t, M)
         steps = steps + move.long()
         shrink = torch.clamp(1.0 - (2.0 * rho - 1.0) ** 3, min=1.0 / 3.0)
         lam = torch.where(move_lm, lam * shrink, torch.where(polish, lam, lam * nu))
@@ -218,20 +261,17 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
         new = torch.where(stop_g, torch.where(S == 0, PERFECT, GTOL), new)
         code = new
     else:                                # the loop's own limit (rejections): write back
-        at = idx
-        out_theta[at], out_rss[at], out_steps[at] = th, S, steps
-        out_code[at] = torch.where(code == RUNNING, MAX_STEPS, code)
-        out_J[at], out_d[at] = J, d
-
-    rank = _scaled_rank(out_J, out_d, n)
-    return BatchLMResult(out_theta, out_rss, out_steps, out_code, rank, out_J)
+        out_theta[idx], out_rss[idx], out_steps[idx], out_d[idx] = th, M[:, F, F], steps, d
+        out_code[idx] = torch.where(code == RUNNING, MAX_STEPS, code)
+    return BatchLMResult(out_theta, out_rss, out_steps, out_code, out_d)
 
 
-def _scaled_rank(jac: torch.Tensor, d: torch.Tensor, n: int) -> torch.Tensor:
+def scaled_rank(jac: torch.Tensor, d: torch.Tensor, n) -> torch.Tensor:
     """The rank of ``J D^-1`` per problem (``lm.scaled_svd``'s threshold)."""
     js = jac / d.unsqueeze(-2)
     good = torch.isfinite(js).flatten(1).all(-1)
     s = torch.linalg.svdvals(torch.where(good[:, None, None], js, 0.0))
     eps = torch.finfo(jac.dtype).eps
-    kept = s > eps * max(n, jac.shape[-1]) * s[..., :1]
+    kept = s > eps * torch.clamp(torch.as_tensor(n, dtype=s.dtype, device=s.device),
+                                 min=jac.shape[-1]).reshape(-1, 1) * s[..., :1]
     return torch.where(good, kept.sum(-1), 0)

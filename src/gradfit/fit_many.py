@@ -5,8 +5,8 @@
     >>> k = np.array([0.5, 1.0, 2.0])
     >>> y = 2.0 * np.exp(-k[:, None] * x)
     >>> res = gradfit.fit_many("a*exp(-k*x)", x, y)
-    >>> res.summary()
-    '3 of 3 converged (gtol: 2, xtol: 1)'
+    >>> res.converged.tolist()
+    [True, True, True]
     >>> np.round(res.params["k"], 10).tolist()
     [0.5, 1.0, 2.0]
 

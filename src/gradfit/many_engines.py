@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm, residuals_and_jacobians
+from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm
 from .lm import OPTIONS as LM_OPTIONS
 
 _GD = ("gd", "momentum", "adam", "adamw", "rmsprop")
@@ -20,8 +20,9 @@ _GD = ("gd", "momentum", "adam", "adamw", "rmsprop")
 
 def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     method = cfg["method"]
+    d = None
     if method == "lm":
-        u, steps, reason, message = _lm(prob, tr, u0, cfg)
+        u, steps, reason, message, d = _lm(prob, tr, u0, cfg)
     elif method == "irls":
         from .batch_irls import batch_irls
         u, steps, reason, message = batch_irls(prob, tr, u0, cfg)
@@ -34,8 +35,20 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     cov = None
     if prob.loss.squared:
         ok = torch.tensor([r != "diverged" for r in reason], device=u.device)
-        cov = covariance(prob, tr, theta, ok, absolute_sigma)
+        cov, rank = covariance(prob, tr, theta, ok, absolute_sigma, d if tr.identity else None)
+        if method == "lm":
+            _lost_rank(reason, message, rank.tolist(), u.shape[-1])
     return theta, steps, reason, message, cov
+
+
+def _lost_rank(reason, message, rank, F) -> None:
+    """A converged LM fit whose scaled Jacobian lost rank is a failure (as ``lm.py``)."""
+    for i, k in enumerate(rank):
+        if reason[i] in ("gtol", "ftol", "xtol") and k < F:
+            reason[i] = "failed"
+            message[i] = (f"the Jacobian lost rank ({k} of {F}): the data determine only "
+                          "combinations of the parameters, not each one; the loss is at a "
+                          "minimum but these values are one choice among many")
 
 
 def _lm(prob, tr, u0, cfg):
@@ -44,45 +57,59 @@ def _lm(prob, tr, u0, cfg):
 
     def fn(u, idx):
         return prob.residuals(tr.external(u, idx), idx)
-    res = batch_lm(fn, u0, ydata=prob.ydata, max_steps=cfg["steps"], max_tries=max_tries, **o)
-    codes, rank = res.code.tolist(), res.rank.tolist()
-    F = u0.shape[-1]
-    reason, message = [], []
-    for c, k in zip(codes, rank):
-        why = CODES[c]
-        text = MESSAGES[c] if c != MAX_STEPS else f"reached the step limit ({cfg['steps']} steps)"
-        if why in ("gtol", "ftol", "xtol") and k < F:
-            why, text = "failed", (f"the Jacobian lost rank ({k} of {F}): the data determine "
-                                   "only combinations of the parameters, not each one; the "
-                                   "loss is at a minimum but these values are one choice "
-                                   "among many")
-        reason.append(why)
-        message.append(text)
-    return res.theta, res.steps, reason, message
+    res = batch_lm(fn, u0, ydata=prob.ydata, max_steps=cfg["steps"], max_tries=max_tries,
+                   jacobian=prob.jacobian(tr), **o)
+    codes = res.code.tolist()
+    reason = [CODES[c] for c in codes]
+    message = [MESSAGES[c] if c != MAX_STEPS else f"reached the step limit ({cfg['steps']} steps)"
+               for c in codes]
+    return res.theta, res.steps, reason, message, res.d
 
 
-def covariance(prob, tr, theta, ok, absolute_sigma=False):
+def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):
     """``(k, F, F)`` pcov of the free parameters at ``theta`` ``(k, P)`` (NaN where
-    undefined or not ``ok``)."""
+    undefined or not ``ok``), and the rank of the column-scaled Jacobian ``J D^-1`` (``D``
+    Moré's scaling ``d`` when given, else the column norms), from one batched SVD:
+    ``pcov = D^-1 V diag(1/s^2) V^T D^-1``, the same matrix as from ``J``'s own SVD."""
     k = theta.shape[0]
     idx = torch.arange(k, device=theta.device)
     at = tr.free_at
-
-    def fn(f, i):
-        full = theta[i].clone()
-        full[:, at] = f
-        return prob.residuals(full, i)
-    r, jac = residuals_and_jacobians(fn, theta[:, at], idx)
+    F = len(tr.free)
+    fixed = ManyTransformFixedAt(tr, theta)
+    jr = prob.jacobian(fixed)(theta[:, at], idx)
+    jac, r = jr[..., :F], jr[..., F]
     n = prob.count
-    F = jac.shape[-1]
-    good = ok & torch.isfinite(jac).flatten(1).all(-1) & torch.isfinite(r).all(-1) & (n > F)
+    good = ok & torch.isfinite(jr).flatten(1).all(-1) & (n > F)
     jac = torch.where(good[:, None, None], jac, 0.0)
-    _, s, vh = torch.linalg.svd(jac, full_matrices=False)
+    if d is None:
+        d = torch.linalg.vector_norm(jac, dim=-2)
+    d = torch.where(d > 0, d, 1.0)
+    _, s, vh = torch.linalg.svd(jac / d.unsqueeze(-2), full_matrices=False)
     eps = torch.finfo(jac.dtype).eps
-    full_rank = s[:, -1] > eps * torch.clamp(n, min=F) * s[:, 0]
-    inv = torch.where(s > 0, 1.0 / s.clamp_min(torch.finfo(s.dtype).tiny).square(), 0.0)
-    pcov = (vh.transpose(-1, -2) * inv.unsqueeze(-2)) @ vh
+    kept = s > eps * torch.clamp(n, min=F).unsqueeze(-1) * s[:, :1]
+    rank = torch.where(good, kept.sum(-1), 0)
+    inv = torch.where(kept, 1.0 / s.clamp_min(torch.finfo(s.dtype).tiny).square(), 0.0)
+    pcov = (vh.transpose(-1, -2) * inv.unsqueeze(-2)) @ vh / (d.unsqueeze(-1) * d.unsqueeze(-2))
     if not absolute_sigma:
         pcov = pcov * (r.square().sum(-1) / (n - F).clamp_min(1))[:, None, None]
-    keep = good & full_rank
-    return torch.where(keep[:, None, None], pcov, torch.nan)
+    keep = good & (rank == F)
+    return torch.where(keep[:, None, None], pcov, torch.nan), rank
+
+
+class ManyTransformFixedAt:
+    """The identity on the free parameters, the others held at ``theta``: a transform for
+    the Jacobian with respect to the model's own free parameters."""
+
+    def __init__(self, tr, theta):
+        self.theta, self.free_at = theta, tr.free_at
+        self.identity = len(tr.free) == len(tr.names)
+
+    def external(self, f, idx):
+        if self.identity:
+            return f
+        full = self.theta[idx].clone()
+        full[:, self.free_at] = f
+        return full
+
+    def slope(self, f, idx):
+        return torch.ones_like(f)

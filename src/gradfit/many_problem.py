@@ -48,6 +48,38 @@ class ManyProblem:
             r = torch.where(self.mask[idx], r, 0.0)
         return r
 
+    def jacobian(self, tr: "ManyTransform"):
+        """``(u, idx) -> [J r]``: the exact Jacobian ``(k, n, F)`` of the residuals of the
+        problems ``idx`` at the internal ``u`` ``(k, F)``, with the residuals as a last
+        column; by forward mode on the expression's tree where it can
+        (``expr_jacobian``), else by autograd."""
+        from .batch_lm import residuals_and_jacobians
+        from .expr_jacobian import ExpressionJacobian, supports
+        if not (isinstance(self.model, ExpressionModel) and supports(self.model.expression)):
+            def by_autograd(u, idx):
+                r, jac = residuals_and_jacobians(
+                    lambda v, i: self.residuals(tr.external(v, i), i), u, idx)
+                return torch.cat([jac, r.unsqueeze(-1)], -1)
+            return by_autograd
+        ej = ExpressionJacobian(self.model.expression)
+        names = self.model.input_names
+
+        def fn(u, idx):
+            x = self.x if self.shared_x else self.x[idx]
+            cols = [x] if x.ndim == (1 if self.shared_x else 2) else list(x.unbind(-1))
+            theta = tr.external(u, idx)
+            jr = ej(dict(zip(names, cols)), theta, self.y[idx])     # [J f-y]
+            if not tr.identity:
+                slope = torch.cat([tr.slope(u, idx), torch.ones_like(u[:, :1])], -1)
+                keep = torch.cat([tr.free_at, tr.free_at.new_tensor([theta.shape[-1]])])
+                jr = jr[..., keep] * slope.unsqueeze(-2)
+            if self.sigma is not None:
+                jr = jr / self.sigma[idx].unsqueeze(-1)
+            if self.mask is not None:
+                jr = torch.where(self.mask[idx].unsqueeze(-1), jr, 0.0)
+            return jr
+        return fn
+
     def objective(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The loss of each problem ``(k,)``, a mean over its own points."""
         r = self.residuals(theta, idx)
@@ -111,6 +143,15 @@ class ManyTransform:
         out = self.base[idx].clone()
         out[:, self.free_at] = p
         return out
+
+    def slope(self, u: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``d external / d u`` of the free parameters ``(k, F)`` (each depends on its own
+        ``u`` alone)."""
+        lo, hi = self.lo0[idx], self.hi0[idx]
+        root = torch.sqrt(u * u + 1)
+        g = torch.where(self.both[idx], (hi - lo) / 2 * torch.cos(u), torch.ones_like(u))
+        g = torch.where(self.lower[idx], u / root, g)
+        return torch.where(self.upper[idx], -u / root, g)
 
     def internal(self, values: torch.Tensor) -> torch.Tensor:
         """Model parameters ``(B, P)`` (inside their bounds) -> internal ``(B, F)``."""
