@@ -101,24 +101,37 @@ def residuals_and_jacobians(fn: Callable, theta: torch.Tensor, idx: torch.Tensor
     return r.detach(), jac.detach()
 
 
-def moments(jr: torch.Tensor) -> torch.Tensor:
+def moments(jrt: torch.Tensor) -> torch.Tensor:
     """``M = [J r]^T [J r]`` ``(b, F+1, F+1)``: ``J^T J``, ``J^T r`` and ``S = r^T r`` from
-    one batched product; everything an LM iteration needs of the ``(b, n, F+1)`` block."""
-    return jr.transpose(-1, -2) @ jr
+    one batched product; everything an LM iteration needs of the block ``[J r]^T``
+    ``(b, F+1, n)``."""
+    return jrt @ jrt.transpose(-1, -2)
 
 
 def solve_spd(a: torch.Tensor, b: torch.Tensor):
-    """``a y = b`` for a batch of small symmetric positive definite ``a`` ``(k, F, F)`` by a
-    Cholesky factorisation written out over the batch (``F`` vector operations per column:
-    for small ``F`` far cheaper than a LAPACK call per matrix); ``ok`` False where ``a`` is
-    not positive definite (or not finite)."""
+    """``a y = b`` for a batch of small symmetric positive definite ``a`` ``(k, F, F)`` and
+    ``b`` ``(k, F)`` or ``(k, F, m)``, by a Cholesky factorisation written out over the batch
+    (a few vector operations per entry: for small ``F`` far cheaper than a LAPACK call per
+    matrix); ``ok`` False where ``a`` is not positive definite (or not finite)."""
     F = a.shape[-1]
     if F > 8:
         chol, info = torch.linalg.cholesky_ex(a)
         ok = (info == 0) & torch.isfinite(chol).flatten(1).all(-1)
         eye = torch.eye(F, dtype=a.dtype, device=a.device)
         chol = torch.where(ok[:, None, None], chol, eye)
-        return torch.cholesky_solve(b.unsqueeze(-1), chol).squeeze(-1), ok
+        rhs = b.unsqueeze(-1) if b.ndim == 2 else b
+        y = torch.cholesky_solve(rhs, chol)
+        y = y.squeeze(-1) if b.ndim == 2 else y
+    else:
+        y, ok = _cholesky_solve_small(a, b)
+    ok = ok & torch.isfinite(y).flatten(1).all(-1)
+    keep = ok.reshape((-1,) + (1,) * (b.ndim - 1))
+    return torch.where(keep, y, 0.0), ok
+
+
+def _cholesky_solve_small(a, b):
+    F = a.shape[-1]
+    wide = b.ndim == 3
     L = [[None] * F for _ in range(F)]
     ok = torch.ones(a.shape[0], dtype=torch.bool, device=a.device)
     for j in range(F):
@@ -132,6 +145,8 @@ def solve_spd(a: torch.Tensor, b: torch.Tensor):
             for k in range(j):
                 t = t - L[i][k] * L[j][k]
             L[i][j] = t / L[j][j]
+    if wide:
+        L = [[v if v is None else v.unsqueeze(-1) for v in row] for row in L]
     z = [None] * F
     for i in range(F):                     # L z = b
         t = b[:, i]
@@ -144,9 +159,7 @@ def solve_spd(a: torch.Tensor, b: torch.Tensor):
         for k in range(i + 1, F):
             t = t - L[k][i] * y[k]
         y[i] = t / L[i][i]
-    y = torch.stack(y, -1)
-    ok = ok & torch.isfinite(y).all(-1)
-    return torch.where(ok.unsqueeze(-1), y, 0.0), ok
+    return torch.stack(y, 1), ok
 
 
 def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None = None,
@@ -156,13 +169,14 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
     """Minimise ``|fn(theta, idx)|^2`` for each of the ``B`` rows of ``theta0`` ``(B, F)``.
 
     ``ydata`` ``(B,)``: the norm of each problem's (weighted) data, for the rounding level
-    of ``S`` (0 when not given). ``jacobian(theta, idx) -> [J r]`` ``(b, n, F+1)``: the
-    Jacobian with the residuals as a last column (by default autograd on ``fn``). See the
+    of ``S`` (0 when not given). ``jacobian(theta, idx) -> [J r]^T`` ``(b, F+1, n)``: the
+    Jacobian with the residuals as a last column, transposed (by default autograd on
+    ``fn``). See the
     module's docstring for the method."""
     if jacobian is None:
         def jacobian(t, i):
             r, jac = residuals_and_jacobians(fn, t, i)
-            return torch.cat([jac, r.unsqueeze(-1)], -1)
+            return torch.cat([jac.transpose(-1, -2), r.unsqueeze(-2)], -2)
     B, F = theta0.shape
     dtype, dev = theta0.dtype, theta0.device
     eps = torch.finfo(dtype).eps
@@ -183,7 +197,7 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
     tries = torch.zeros(B, dtype=torch.long, device=dev)
     steps = torch.zeros(B, dtype=torch.long, device=dev)
     last_y = torch.full((B,), math.inf, dtype=dtype, device=dev)   # polishing: last GN step
-    code = torch.where(torch.isfinite(M).flatten(1).all(-1), RUNNING, NONFINITE)
+    code = torch.where(torch.isfinite(M.diagonal(dim1=-2, dim2=-1)).all(-1), RUNNING, NONFINITE)
     eye = torch.eye(F, dtype=dtype, device=dev)
 
     for _ in range(max(1, max_steps) * 4 + max_tries):
@@ -208,10 +222,16 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
         cos = cos.amax(-1)
         err = eps * (rn + 2.0 * yd)
         noise = 2.0 * rn * err + err * err
-        y_gn, ok_gn = solve_spd(a, -g)
-        pred_gn = torch.where(ok_gn, -(g * y_gn).sum(-1), math.inf)
-        polish = pred_gn <= noise
         y_lm, ok_lm = solve_spd(a + lam[:, None, None] * eye, -g)
+        pred_lm = -(g * y_lm).sum(-1) + lam * y_lm.square().sum(-1)
+        if bool((ok_lm & (pred_lm <= 100.0 * noise)).any()):
+            # the Gauss-Newton step's gain (never below the damped one's) may be at the
+            # rounding level of S somewhere: solve for it
+            y_gn, ok_gn = solve_spd(a, -g)
+            pred_gn = torch.where(ok_gn, -(g * y_gn).sum(-1), math.inf)
+        else:
+            y_gn, ok_gn, pred_gn = y_lm, ok_lm, torch.full_like(S, math.inf)
+        polish = pred_gn <= noise
         y = torch.where(polish.unsqueeze(-1), y_gn, y_lm)
         ok = torch.where(polish, ok_gn, ok_lm)
         lam_used = torch.where(polish, 0.0, lam)
@@ -222,7 +242,8 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
         t = th + y / d
         M_t = moments(jacobian(t, idx))
         S_t = M_t[:, F, F]
-        finite = ok & torch.isfinite(M_t).flatten(1).all(-1)
+        # every entry of [J r] is squared into the diagonal of M: NaN or inf shows there
+        finite = ok & torch.isfinite(M_t.diagonal(dim1=-2, dim2=-1)).all(-1)
         # (A + lam I) y = -g, so -2 g.y - y.A.y = -g.y + lam |y|^2: both terms >= 0
         pred = -(g * y).sum(-1) + lam_used * ynorm2
         actred = S - S_t

@@ -59,7 +59,10 @@ def supports(expression) -> bool:
 
 
 def _scale(t: dict, c) -> dict:
-    return {j: v * c for j, v in t.items()}
+    if not isinstance(c, torch.Tensor) and c == 1.0:
+        return t
+    return {j: c if not isinstance(v, torch.Tensor) and v == 1.0 else v * c
+            for j, v in t.items()}
 
 
 def _add(a: dict, b: dict, sign: float = 1.0) -> dict:
@@ -80,7 +83,7 @@ class ExpressionJacobian:
 
     def __call__(self, inputs: dict, theta: torch.Tensor, y: torch.Tensor | None = None):
         """``f`` and ``J`` at ``theta`` ``(k, P)``; given targets ``y``, the block
-        ``[J f-y]`` ``(k, n, P+1)`` instead (one tensor, as ``batch_lm`` takes it)."""
+        ``[J f-y]^T`` ``(k, P+1, n)`` instead (one tensor, as ``batch_lm`` takes it)."""
         cols = theta.unsqueeze(-1).unbind(-2)          # P tensors (k, 1)
         self.env = dict(inputs)
         self.env.update((name, (c, {j: 1.0})) for j, (name, c) in
@@ -93,7 +96,7 @@ class ExpressionJacobian:
         cols = [torch.as_tensor(tangents.get(j, zero), dtype=theta.dtype,
                                 device=theta.device).expand(shape) for j in range(len(self.params))]
         if y is not None:
-            return torch.stack(cols + [value - y], -1)
+            return torch.stack(cols + [value - y], -2)
         return value, torch.stack(cols, -1)
 
     def _eval(self, node):

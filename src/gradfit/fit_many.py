@@ -174,7 +174,7 @@ def _rates(lr, default: float, B: int) -> np.ndarray:
 
 def _chunk_size(n: int, P: int, dtype, device) -> int:
     item = torch.finfo(dtype).bits // 8
-    per_problem = n * (P + 4) * item * 24          # residuals, Jacobians, temporaries
+    per_problem = n * (P + 4) * item * 8          # residuals, Jacobians, temporaries
     budget = CPU_WORK_BYTES
     if str(device).startswith("cuda"):
         budget = max(budget, torch.cuda.mem_get_info(torch.device(device))[0] // 4)

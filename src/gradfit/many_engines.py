@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm
+from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm, solve_spd
 from .lm import OPTIONS as LM_OPTIONS
 
 _GD = ("gd", "momentum", "adam", "adamw", "rmsprop")
@@ -77,21 +77,35 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):
     F = len(tr.free)
     fixed = ManyTransformFixedAt(tr, theta)
     jr = prob.jacobian(fixed)(theta[:, at], idx)
-    jac, r = jr[..., :F], jr[..., F]
     n = prob.count
     good = ok & torch.isfinite(jr).flatten(1).all(-1) & (n > F)
-    jac = torch.where(good[:, None, None], jac, 0.0)
+    jr = torch.where(good[:, None, None], jr, 0.0)
+    m = jr @ jr.transpose(-1, -2)
     if d is None:
-        d = torch.linalg.vector_norm(jac, dim=-2)
+        d = m.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
     d = torch.where(d > 0, d, 1.0)
-    _, s, vh = torch.linalg.svd(jac / d.unsqueeze(-2), full_matrices=False)
-    eps = torch.finfo(jac.dtype).eps
-    kept = s > eps * torch.clamp(n, min=F).unsqueeze(-1) * s[:, :1]
-    rank = torch.where(good, kept.sum(-1), 0)
-    inv = torch.where(kept, 1.0 / s.clamp_min(torch.finfo(s.dtype).tiny).square(), 0.0)
-    pcov = (vh.transpose(-1, -2) * inv.unsqueeze(-2)) @ vh / (d.unsqueeze(-1) * d.unsqueeze(-2))
+    dd = d.unsqueeze(-1) * d.unsqueeze(-2)
+    a = m[:, :F, :F] / dd
+    eye = torch.eye(F, dtype=a.dtype, device=a.device).expand_as(a)
+    inv, ok_inv = solve_spd(a, eye)
+    # tr(A) tr(A^-1) >= cond(A): below 1e8 the scaled Jacobian is far from a lost rank and
+    # the inverse is accurate; the others go through the SVD, as curve_fit does
+    bound = a.diagonal(dim1=-2, dim2=-1).sum(-1) * inv.diagonal(dim1=-2, dim2=-1).sum(-1)
+    easy = ok_inv & (bound < 1e8)
+    rank = torch.full_like(n, F, dtype=torch.long)
+    hard = (good & ~easy).nonzero().flatten()
+    if hard.numel():
+        js = jr[hard, :F].transpose(-1, -2) / d[hard].unsqueeze(-2)
+        _, s, vh = torch.linalg.svd(js, full_matrices=False)
+        eps = torch.finfo(js.dtype).eps
+        kept = s > eps * torch.clamp(n[hard], min=F).unsqueeze(-1) * s[:, :1]
+        rank[hard] = kept.sum(-1)
+        w = torch.where(kept, 1.0 / s.clamp_min(torch.finfo(s.dtype).tiny).square(), 0.0)
+        inv[hard] = (vh.transpose(-1, -2) * w.unsqueeze(-2)) @ vh
+    rank = torch.where(good, rank, 0)
+    pcov = inv / dd
     if not absolute_sigma:
-        pcov = pcov * (r.square().sum(-1) / (n - F).clamp_min(1))[:, None, None]
+        pcov = pcov * (m[:, F, F] / (n - F).clamp_min(1))[:, None, None]
     keep = good & (rank == F)
     return torch.where(keep[:, None, None], pcov, torch.nan), rank
 

@@ -49,9 +49,9 @@ class ManyProblem:
         return r
 
     def jacobian(self, tr: "ManyTransform"):
-        """``(u, idx) -> [J r]``: the exact Jacobian ``(k, n, F)`` of the residuals of the
-        problems ``idx`` at the internal ``u`` ``(k, F)``, with the residuals as a last
-        column; by forward mode on the expression's tree where it can
+        """``(u, idx) -> [J r]^T`` ``(k, F+1, n)``: the exact Jacobian of the residuals of
+        the problems ``idx`` at the internal ``u`` ``(k, F)``, with the residuals as a last
+        column (stored transposed, rows contiguous); by forward mode on the expression's tree where it can
         (``expr_jacobian``), else by autograd."""
         from .batch_lm import residuals_and_jacobians
         from .expr_jacobian import ExpressionJacobian, supports
@@ -59,7 +59,7 @@ class ManyProblem:
             def by_autograd(u, idx):
                 r, jac = residuals_and_jacobians(
                     lambda v, i: self.residuals(tr.external(v, i), i), u, idx)
-                return torch.cat([jac, r.unsqueeze(-1)], -1)
+                return torch.cat([jac.transpose(-1, -2), r.unsqueeze(-2)], -2)
             return by_autograd
         ej = ExpressionJacobian(self.model.expression)
         names = self.model.input_names
@@ -68,15 +68,15 @@ class ManyProblem:
             x = self.x if self.shared_x else self.x[idx]
             cols = [x] if x.ndim == (1 if self.shared_x else 2) else list(x.unbind(-1))
             theta = tr.external(u, idx)
-            jr = ej(dict(zip(names, cols)), theta, self.y[idx])     # [J f-y]
+            jr = ej(dict(zip(names, cols)), theta, self.y[idx])     # [J f-y]^T
             if not tr.identity:
                 slope = torch.cat([tr.slope(u, idx), torch.ones_like(u[:, :1])], -1)
                 keep = torch.cat([tr.free_at, tr.free_at.new_tensor([theta.shape[-1]])])
-                jr = jr[..., keep] * slope.unsqueeze(-2)
+                jr = jr[:, keep] * slope.unsqueeze(-1)
             if self.sigma is not None:
-                jr = jr / self.sigma[idx].unsqueeze(-1)
+                jr = jr / self.sigma[idx].unsqueeze(-2)
             if self.mask is not None:
-                jr = torch.where(self.mask[idx].unsqueeze(-1), jr, 0.0)
+                jr = torch.where(self.mask[idx].unsqueeze(-2), jr, 0.0)
             return jr
         return fn
 
