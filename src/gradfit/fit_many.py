@@ -113,7 +113,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     ok_rows = np.array([b not in d.bad for b in rows], dtype=bool)
     out = _Outputs(len(rows), len(names), len(free), tdtype)
     work = [i for i in np.flatnonzero(ok_rows)]
-    size = chunk_size or _chunk_size(d.y.shape[1], len(names), tdtype, device)
+    size = _chunk_size(d.y.shape[1], len(names), tdtype, device) if chunk_size is None else chunk_size
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise InputError("bad chunk_size", expected="a whole number >= 1", given=chunk_size)
     cfg = dict(method=method, options=opts, steps=int(steps), ftol=ftol, gtol=gtol,
