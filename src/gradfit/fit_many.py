@@ -37,6 +37,7 @@ from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matri
 from .models import make_model
 from .optimizers import get_optimizer
 
+CONVERGED = ("ftol", "gtol", "xtol")
 BATCHED = ("lm", "irls", "gd", "momentum", "adam", "adamw", "rmsprop")
 CPU_WORK_BYTES = 256 * 2 ** 20
 
@@ -188,8 +189,8 @@ class _Outputs:
         self.theta = np.full((rows, P), np.nan)
         self.loss = np.full(rows, np.nan)
         self.steps = np.zeros(rows, dtype=np.int64)
-        self.reason = np.array(["failed"] * rows, dtype=object)
-        self.message = np.array([""] * rows, dtype=object)
+        self.reason = np.full(rows, "failed", dtype="<U10")
+        self.message = np.full(rows, "", dtype=object)
         self.cov = np.full((rows, F, F), np.nan)
         self.has_cov = np.zeros(rows, dtype=bool)
         self.r2 = np.full(rows, np.nan)
@@ -203,8 +204,7 @@ class _Outputs:
         converged ones; with K > 1 the message says so."""
         if K == 1:
             return np.arange(B)
-        from .result import REASONS
-        conv = np.array([REASONS[r][0] for r in self.reason]).reshape(B, K)
+        conv = np.isin(self.reason, CONVERGED).reshape(B, K)
         loss = np.where(np.isfinite(self.loss), self.loss, np.inf).reshape(B, K)
         key = np.where(conv, loss, np.inf)
         pick = np.where(np.isfinite(key).any(1), key.argmin(1), loss.argmin(1))
