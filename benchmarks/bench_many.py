@@ -8,7 +8,9 @@ the same problem (1e-8 relative in float64).
     python benchmarks/bench_many.py                          # this machine, 10,000 fits, f64
     python benchmarks/bench_many.py --device cuda --dtype float32 --problems 1000000
 
-On a GPU the curve_fit loop is timed on a sample (it runs on the CPU whatever the device).
+The curve_fit loop is timed on a sample (``--scipy-sample``; it runs on the CPU whatever the
+device). The methods take turns within each round, so that a change in the machine's load
+falls on all of them alike.
 """
 from __future__ import annotations
 
@@ -90,8 +92,10 @@ def main():
     ap.add_argument("--scipy-sample", type=int, default=1000,
                     help="problems in the timed curve_fit loop (default 1000)")
     ap.add_argument("--check", type=int, default=50, help="problems checked against gradfit.fit")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's own)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads, for every method (default 1: on a small shared "
+                         "machine OpenMP's waiting threads cost more than they give; 0: "
+                         "torch's own choice)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
