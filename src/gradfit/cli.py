@@ -43,6 +43,7 @@ FIT_EXAMPLES = """examples:
   gradfit fit lesson --model poly:2 --optimizer lbfgs --json -
   gradfit fit lesson --model "a*x^2 + b*x + c" --bounds a=0:2.5 --fix c=1
   gradfit fit lesson --model relu:5 --optimizer adam --plot fit.png --animate fit.gif
+  gradfit fit plate.csv --group well --x t --y od --model "A/(1+exp(-k*(t-t0)))" --out fits.csv
 """
 LANDSCAPE_EXAMPLES = """examples:
   gradfit landscape lesson --model "a*x^2 + b*x + c" --params a,b --loss mae
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--time-limit", type=float, help="stop after this many seconds")
     fitp.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     fitp.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    fitp.add_argument("--group", help="column naming the series of a long table: fit every "
+                      "series (fit_many), one row per series")
+    fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this CSV")
     fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
     fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "
                       "residuals and the loss over steps (.png, .pdf, .svg)")
@@ -303,13 +307,16 @@ def cmd_lr_sweep(args) -> int:
 
 def cmd_fit(args) -> int:
     from .fit import iter_fit
-    data = _load(args)
     options = {k: v for k, v in (("momentum", args.momentum), ("batch_size", args.batch_size))
                if v is not None}
     if args.nesterov:
         options["nesterov"] = True
     if args.accumulate_grad:
         options["accumulate_grad"] = True
+    if args.group:                     # many series: one fit each, one row each
+        from .cli_many import cmd_fit_many
+        return cmd_fit_many(args, options)
+    data = _load(args)
     p0 = parse_assignments(args.p0, "--p0") if args.p0 else None
     if args.plot or args.animate:
         from .plots.commands import check_fit_outputs
@@ -351,11 +358,16 @@ def _silent(text: str) -> None:
 
 def _drain(run, steps: int, show_bar: bool) -> None:
     """Run the fit; a progress bar observes it when the fit lasts over a second."""
-    if not show_bar:
+    tqdm = None
+    if show_bar:
+        try:
+            from tqdm import tqdm      # the [cli] extra; without it, no bar
+        except ImportError:
+            pass
+    if tqdm is None:
         for _ in run:
             pass
         return
-    from tqdm import tqdm
     with tqdm(total=steps, delay=1.0, file=sys.stderr, unit="step", leave=False) as bar:
         for i, record in enumerate(run):
             if i % 50 == 0:

@@ -184,16 +184,16 @@ class IRLS(Stepper):
             if last is not None and size > 0.9 * last and size <= 1e-10 * max(scale, 1e-300):
                 break                   # no longer shrinking, at the rounding level
             t = 1.0
-            while t > 1e-6:
+            while t > 1e-6:      # the loss may not tell steps at its rounding level apart
                 trial = self.theta.detach() + t * step
                 value = self._objective(trial)
-                if value <= best:
+                if value <= best * (1 + 16 * torch.finfo(step.dtype).eps):
                     break
                 t *= 0.5
             else:
                 break
             self._move(trial)
-            best, last = value, size
+            best, last = min(best, value), size
         return ("xtol", "the exact minimum: Newton steps on the Huber loss reached the "
                         "rounding level of the parameters")
 
