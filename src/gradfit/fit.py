@@ -116,6 +116,7 @@ class FitRun:
         stepper = make_stepper(cfg.optimizer, moved, theta, lr=lr, steps=cfg.steps,
                                schedule=cfg.schedule, seed=cfg.seed, **cfg.options_dict)
         self.transform = transform
+        self.stepper = stepper                 # observers may retune it between steps (the playground's lr)
         chosen = getattr(stepper, "chosen", None)
         self.method = f"{cfg.optimizer} ({chosen})" if chosen else cfg.optimizer
         external = transform.external if not transform.identity else torch.Tensor.clone

@@ -28,7 +28,10 @@ from ..optimizers import OPTIMIZERS
 from . import compute
 from .code import snippet
 from .datasets import DATASETS, make_dataset, points
+from .pagemeta import page_meta
+from .play import serve_play
 from .runs import RunLimiter, serve_run, validation_text
+from .shared import add_shared_routes
 from .schemas import (LIMITS, MAX_CSV_BYTES, MAX_POINTS, CodeIn, DataIn, EvalIn, ExactIn,
                       LandscapeIn, ModelIn)
 
@@ -94,6 +97,7 @@ def create_app(max_runs: int | None = None) -> FastAPI:
             "page_optimizers": list(PAGE_OPTIMIZERS),
             "datasets": {k: d.to_dict() for k, d in DATASETS.items()},
             "limits": LIMITS,
+            **page_meta(),
         }
 
     @app.post("/api/data")
@@ -104,25 +108,30 @@ def create_app(max_runs: int | None = None) -> FastAPI:
 
     @app.post("/api/csv")
     async def csv(file: UploadFile = File(...), x: str | None = Form(None),
-                  y: str | None = Form(None), drop_nan: bool = Form(False)):
-        """An uploaded CSV file's columns and points (one x column and one y column)."""
+                  y: str | None = Form(None), sigma: str | None = Form(None),
+                  drop_nan: bool = Form(False)):
+        """An uploaded CSV file's columns and points: one or two x columns (``"t"`` or
+        ``"x1,x2"``; their names are the model's inputs), a y column (default: the last
+        column that is neither x nor sigma) and an optional sigma column."""
         raw = await file.read(MAX_CSV_BYTES + 1)
         if len(raw) > MAX_CSV_BYTES:
             raise InputError("the file is too large", expected=f"at most {MAX_CSV_BYTES} bytes")
-        if x is not None and "," in x:
-            raise InputError("the playground plots one input column",
-                             expected="a single x column", given=x)
+        if x is not None and x.count(",") > 1:
+            raise InputError("the playground plots one or two input columns",
+                             expected="one or two x columns", given=x)
         name = Path(file.filename or "upload.csv").name
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             path.write_bytes(raw)
-            d = load_csv(path, x=x or None, y=y or None, drop_nan=drop_nan)
+            d = load_csv(path, x=x or None, y=y or None, sigma=sigma or None,
+                         drop_nan=drop_nan)
             header = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()[0]
         if d.n > MAX_POINTS:
             raise InputError("too many points", expected=f"at most {MAX_POINTS}", given=d.n)
         delim = max(",;\t", key=header.count)
         columns = [c.strip() for c in next(csv_module.reader([header], delimiter=delim))]
         return {"name": name, "columns": columns, "x_name": d.x_names[0], "y_name": d.y_name,
+                "x_names": list(d.x_names), "sigma_name": sigma or None,
                 "dropped": d.dropped, **points(d)}
 
     @app.post("/api/model")
@@ -153,6 +162,13 @@ def create_app(max_runs: int | None = None) -> FastAPI:
     @app.websocket("/api/run")
     async def run(ws: WebSocket):
         await serve_run(ws, app.state.runs)
+
+    @app.websocket("/api/play")
+    async def play(ws: WebSocket):
+        """The page's runs: flow control, pause and step inside one run (see ``play.py``)."""
+        await serve_play(ws, app.state.runs)
+
+    add_shared_routes(app)
 
     return app
 

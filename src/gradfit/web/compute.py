@@ -10,12 +10,15 @@ import math
 import numpy as np
 import torch
 
-from .. import fit, loss_and_grad
+from .. import loss_and_grad
 from ..errors import InputError
 from ..fit import prepare
 from ..landscape import full_center, loss_grid, loss_slice
 from ..models import Model, make_model
 from ..problem import Problem
+from . import dataview
+from .exact import exact as exact_fit
+from .views import curve
 from .schemas import MAX_LANDSCAPE_WORK, MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
 
 
@@ -29,33 +32,13 @@ def check_model(model: Model) -> Model:
     return model
 
 
-def problem(req: ProblemIn) -> Problem:
-    p = prepare(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta)
+def problem(req: ProblemIn, test: bool = False) -> Problem:
+    """The request's problem on its training points (``test``: on its held-out points)."""
+    d = dataview.of(req)
+    x, y, sigma = d.part(test)
+    p = prepare(req.model, x, y, sigma, loss=req.loss, delta=req.delta, inputs=d.inputs)
     check_model(p.model)
     return p
-
-
-def curve_x(x: list[float], k: int) -> np.ndarray:
-    """Where a curve is drawn: ``k`` points over the data's range, 5% to spare each side."""
-    lo, hi = min(x), max(x)
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    return np.linspace(lo - pad, hi + pad, k)
-
-
-def curve(model: Model, params: dict[str, float], x_data: list[float], k: int) -> dict:
-    """The model's curve at ``params`` (and each ReLU unit's, for ``relu:K``)."""
-    xs = curve_x(x_data, k)
-    xt = torch.tensor(xs, dtype=torch.float64)
-    theta = torch.tensor([params[n] for n in model.param_names], dtype=torch.float64)
-    with torch.no_grad():
-        out = {"x": xs.tolist(), "y": _finite(model(xt, theta).numpy())}
-        if hasattr(model, "parts"):
-            out["parts"] = [_finite(row) for row in model.parts(xt, theta).numpy()]
-    return out
-
-
-def _finite(a: np.ndarray) -> list:
-    return np.where(np.isfinite(a), a, None).tolist()
 
 
 def distance(params: dict[str, float], optimum: dict[str, float] | None) -> float | None:
@@ -65,27 +48,39 @@ def distance(params: dict[str, float], optimum: dict[str, float] | None) -> floa
     common = [n for n in params if n in optimum]
     if not common:
         return None
-    d = math.sqrt(sum((params[n] - optimum[n]) ** 2 for n in common))
+    d = float(np.linalg.norm([params[n] - optimum[n] for n in common]))   # no overflow
     return d if math.isfinite(d) else None
 
 
 def model_info(req: ModelIn) -> dict:
-    model = check_model(make_model(req.model))
-    x = torch.tensor(req.data.x, dtype=torch.float64) if req.data else None
+    inputs = tuple(req.data.inputs) if req.data else ("x",)
+    model = check_model(make_model(req.model, inputs))
+    x = torch.tensor(dataview.page_data(req.data).x) if req.data else None
     start = model.initial(x, req.seed)
     kind = next((k for k in ("poly", "relu", "mlp") if req.model.strip().startswith(k + ":")),
                 "expression")
     return {"model": model.spec, "kind": kind, "param_names": list(model.param_names),
-            "initial": start, "n_params": model.n_params}
+            "initial": start, "n_params": model.n_params, "inputs": list(inputs),
+            "flexible": not getattr(model, "identifiable", True)}
 
 
 def evaluate(req: EvalIn) -> dict:
-    model = check_model(make_model(req.model))
-    value, grad = loss_and_grad(req.model, req.data.x, req.data.y, req.params, loss=req.loss,
-                                delta=req.delta)
+    """The training loss and its gradient, the test loss (held-out points), the curve."""
+    d = dataview.of(req)
+    model = check_model(make_model(req.model, d.inputs))
+    x, y, sigma = d.part(test=False)
+    value, grad = loss_and_grad(req.model, x, y, req.params, sigma=sigma, loss=req.loss,
+                                delta=req.delta, inputs=d.inputs)
+    test = None
+    if d.n_test:
+        xt, yt, st = d.part(test=True)
+        test, _ = loss_and_grad(req.model, xt, yt, req.params, sigma=st, loss=req.loss,
+                                delta=req.delta, inputs=d.inputs)
     return {"loss": value if math.isfinite(value) else None, "loss_name": req.loss,
+            "test_loss": test if test is not None and math.isfinite(test) else None,
+            "test": d.test.tolist(),
             "grad": {k: (g if math.isfinite(g) else None) for k, g in grad.items()},
-            "curve": curve(model, req.params, req.data.x, req.curve_points),
+            "curve": curve(model, req.params, d.x, req.curve_points),
             "distance": distance(req.params, req.optimum)}
 
 
@@ -112,10 +107,5 @@ def landscape(req: LandscapeIn) -> dict:
 
 
 def exact(req: ExactIn) -> dict:
-    check_model(make_model(req.model))
-    r = fit(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta,
-            optimizer="auto", steps=req.steps, p0=req.p0, seed=req.seed)
-    d = r.to_dict(history=False)
-    return {"params": r.params, "loss": d["loss"], "optimizer": r.optimizer,
-            "reason": r.reason, "message": r.message, "steps": r.steps,
-            "converged": r.converged}
+    """The exact fit on the training points, with its uncertainty (see ``exact.py``)."""
+    return exact_fit(req, check_model)

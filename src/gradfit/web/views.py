@@ -1,0 +1,47 @@
+"""What the data plot draws of a model at some parameters: a curve over one input, or a
+surface (a grid of values) over two; both 5% wider than the data on each side."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..models import Model
+
+SURFACE_POINTS = 41         # grid points along each input of a surface
+
+
+def span(values: np.ndarray, k: int) -> np.ndarray:
+    """``k`` points over the values' range, 5% to spare each side (1 when all are equal)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return np.linspace(lo - pad, hi + pad, k)
+
+
+def finite(a: np.ndarray) -> list:
+    """A list for JSON: non-finite values become None."""
+    a = np.asarray(a, dtype=float)
+    return np.where(np.isfinite(a), a, None).tolist()
+
+
+def _theta(model: Model, params: dict[str, float]) -> torch.Tensor:
+    return torch.tensor([params[n] for n in model.param_names], dtype=torch.float64)
+
+
+def curve(model: Model, params: dict[str, float], x: np.ndarray, k: int = 200) -> dict:
+    """``{"x", "y"}`` (and each ReLU unit's ``parts``) over one input; for two inputs
+    ``{"x1", "x2", "z"}`` with ``z[j][i]`` the model at ``(x1[i], x2[j])``."""
+    x = np.asarray(x, dtype=float)
+    theta = _theta(model, params)
+    with torch.no_grad():
+        if x.ndim == 2:
+            g1, g2 = span(x[:, 0], SURFACE_POINTS), span(x[:, 1], SURFACE_POINTS)
+            a, b = np.meshgrid(g1, g2)                    # (k2, k1)
+            grid = torch.tensor(np.stack([a.ravel(), b.ravel()], 1))
+            z = model(grid, theta).numpy().reshape(a.shape)
+            return {"x1": g1.tolist(), "x2": g2.tolist(), "z": finite(z)}
+        xs = span(x, k)
+        xt = torch.tensor(xs)
+        out = {"x": xs.tolist(), "y": finite(model(xt, theta).numpy())}
+        if hasattr(model, "parts"):
+            out["parts"] = [finite(row) for row in model.parts(xt, theta).numpy()]
+    return out
