@@ -48,7 +48,7 @@ def distance(params: dict[str, float], optimum: dict[str, float] | None) -> floa
     common = [n for n in params if n in optimum]
     if not common:
         return None
-    d = float(np.linalg.norm([params[n] - optimum[n] for n in common]))   # no overflow
+    d = math.hypot(*(params[n] - optimum[n] for n in common))     # scaled: no overflow
     return d if math.isfinite(d) else None
 
 
