@@ -107,7 +107,7 @@ def test_a_flexible_model_gets_the_best_of_k_starts(client):
     assert r["converged"] is False                        # never called an exact optimum
 
 
-@pytest.mark.parametrize("k", range(1, 9))
+@pytest.mark.parametrize("k", [1, 5, 8])
 def test_relu_sums_up_to_8_never_fail(client, k):
     x = np.linspace(-2, 2, 20)
     data = {"x": x.tolist(), "y": (x ** 2).tolist()}

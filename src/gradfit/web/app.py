@@ -27,7 +27,7 @@ from ..losses import LOSSES
 from ..optimizers import OPTIMIZERS
 from . import compute
 from .code import snippet
-from .datasets import DATASETS, make_dataset, points
+from .datasets import DATASETS, guess_sigma, make_dataset, points
 from .pagemeta import page_meta
 from .play import serve_play
 from .runs import RunLimiter, serve_run, validation_text
@@ -123,6 +123,8 @@ def create_app(max_runs: int | None = None) -> FastAPI:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             path.write_bytes(raw)
+            if sigma is None and not y:         # not chosen: a column named like one
+                sigma = guess_sigma(path.read_text(encoding="utf-8-sig", errors="replace"), x)
             d = load_csv(path, x=x or None, y=y or None, sigma=sigma or None,
                          drop_nan=drop_nan)
             header = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()[0]

@@ -71,7 +71,9 @@ class PlayIn(RunIn):
 
     weight_decay: Finite = Field(0.0, ge=0, le=100)
     changes: list[ChangeAt] = Field(default_factory=list, max_length=1000)
-    frames: bool = True        # False: only the done message (a link's replay)
+    frames: bool = True        # False: only the done message
+    quiet_until: int = Field(0, ge=0)          # no frames, no pacing before this step
+    pause_at: Optional[int] = Field(None, ge=0)   # pause by itself at this step (a link)
 
 
 def takes_weight_decay(optimizer: str) -> bool:
@@ -162,7 +164,10 @@ class PlaySession:
                 batch.append(rec.loss)
                 if compute > RUN_TIME_LIMIT:
                     self._end("time_limit")
-                if req.frames and (len(batch) >= req.steps_per_frame or self._holding()):
+                if done == req.pause_at:
+                    self.control("pause")
+                quiet = done < req.quiet_until
+                if req.frames and not quiet and (len(batch) >= req.steps_per_frame or self._holding()):
                     if req.paced and not self._holding():
                         wait = tick + FRAME_SECONDS - time.perf_counter()
                         if wait > 0:
@@ -214,7 +219,8 @@ class PlaySession:
                         return "go"
                     if self.req.frames and self.paused_step != done:
                         return "show"                  # the page learns the pause holds
-                elif not (self.req.frames and self.seq - self.acked > WINDOW):
+                elif not (self.req.frames and self.seq - self.acked > WINDOW
+                          and done >= self.req.quiet_until):
                     return "go"
                 self.cond.wait(0.25)
             return "stop"
