@@ -18,11 +18,12 @@ from gradfit.web.schemas import MAX_EXPR_LEN, MAX_POINTS, MAX_STEPS
 
 QUAD = "a*x^2 + b*x + c"
 START = {"a": 1.1, "b": 1.1, "c": 1.1}
+WS = "ws://127.0.0.1/api/run"      # the Guard answers loopback Hosts only
 
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -242,7 +243,7 @@ def start(pts, **kw):
 
 
 def test_run_streams_the_same_numbers_as_fit(client, pts):
-    with client.websocket_connect("/api/run") as ws:
+    with client.websocket_connect(WS) as ws:
         ws.send_json(start(pts))
         msgs = run_messages(ws)
     frames, done = msgs[:-1], msgs[-1]
@@ -258,14 +259,14 @@ def test_run_streams_the_same_numbers_as_fit(client, pts):
 
 
 def test_run_step_offset_and_distance(client, pts):
-    with client.websocket_connect("/api/run") as ws:
+    with client.websocket_connect(WS) as ws:
         ws.send_json(start(pts, steps=1, step_offset=7, optimum={"a": 1.1, "b": 1.1, "c": 2.1}))
         done = run_messages(ws)[-1]
     assert done["step"] == 8 and done["distance"] is not None
 
 
 def test_run_cancel(client, pts):
-    with client.websocket_connect("/api/run") as ws:
+    with client.websocket_connect(WS) as ws:
         ws.send_json(start(pts, steps=MAX_STEPS, steps_per_frame=5, paced=True))
         assert ws.receive_json()["type"] == "frame"
         ws.send_text("cancel")
@@ -276,7 +277,7 @@ def test_run_cancel(client, pts):
 
 
 def test_run_changes_lr_and_loss_without_a_reset(client, pts):
-    with client.websocket_connect("/api/run") as ws:
+    with client.websocket_connect(WS) as ws:
         ws.send_json(start(pts, steps=MAX_STEPS, steps_per_frame=5, paced=True))
         first = ws.receive_json()
         ws.send_json({"type": "set", "lr": 0.002, "loss": "mse"})
@@ -299,32 +300,32 @@ def test_run_bad_start_messages(client, pts):
                         (start(pts, steps=MAX_STEPS + 1), "steps"),
                         (start(pts, lr=-1), "lr"),
                         (start(pts, p0={"zz": 1.0}), "zz")]:
-        with client.websocket_connect("/api/run") as ws:
+        with client.websocket_connect(WS) as ws:
             ws.send_json(body)
             m = ws.receive_json()
         assert m["type"] == "error" and words in m["detail"], (m, words)
 
 
 def test_busy_when_the_run_limit_is_reached(pts):
-    with TestClient(create_app(max_runs=1)) as c:
-        with c.websocket_connect("/api/run") as ws1:
+    with TestClient(create_app(max_runs=1), base_url="http://127.0.0.1") as c:
+        with c.websocket_connect(WS) as ws1:
             ws1.send_json(start(pts, steps=MAX_STEPS, steps_per_frame=5, paced=True))
             assert ws1.receive_json()["type"] == "frame"
-            with c.websocket_connect("/api/run") as ws2:
+            with c.websocket_connect(WS) as ws2:
                 ws2.send_json(start(pts))
                 m = ws2.receive_json()
             assert m["type"] == "busy" and "busy" in m["detail"]
             ws1.send_text("cancel")
             run_messages(ws1)
-        with c.websocket_connect("/api/run") as ws3:        # free again
+        with c.websocket_connect(WS) as ws3:        # free again
             ws3.send_json(start(pts, steps=3))
             assert run_messages(ws3)[-1]["type"] == "done"
 
 
 def test_a_run_stops_when_its_client_goes_away(pts):
     app = create_app(max_runs=1)
-    with TestClient(app) as c:
-        with c.websocket_connect("/api/run") as ws:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        with c.websocket_connect(WS) as ws:
             ws.send_json(start(pts, steps=MAX_STEPS, steps_per_frame=5, paced=True))
             ws.receive_json()
         import time

@@ -21,7 +21,7 @@ DECAY = "A*exp(-k*t)+C"
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         yield c
 
 

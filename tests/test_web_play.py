@@ -16,12 +16,13 @@ from gradfit.web.app import create_app
 from gradfit.web.play import LABEL_WINDOW, WINDOW
 
 QUAD = "a*x^2 + b*x + c"
+PLAY = "ws://127.0.0.1/api/play"
 START = {"a": 1.1, "b": 1.1, "c": 1.1}
 
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -51,7 +52,7 @@ def drain(ws, ack=True, limit=100_000):
 
 
 def test_frames_are_the_fit_loops_records(client, pts):
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts))
         msgs = drain(ws)
     frames, done = msgs[:-1], msgs[-1]
@@ -68,7 +69,7 @@ def test_frames_are_the_fit_loops_records(client, pts):
 
 def test_the_run_waits_for_the_page(client, pts):
     """Without acks the server sends WINDOW + 1 frames and then nothing more."""
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, steps=10_000, steps_per_frame=1))
         got = [ws.receive_json() for _ in range(WINDOW + 1)]
         assert [m["seq"] for m in got] == list(range(WINDOW + 1))
@@ -86,7 +87,7 @@ def test_pause_and_step_keep_adams_state(client, pts):
     body = start(pts, optimizer="adam", lr=0.05, steps=40, steps_per_frame=5)
     ref = gradfit.fit(QUAD, pts["x"], pts["y"], loss="mae", optimizer="adam", lr=0.05,
                       steps=40, p0=START)
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json({**body, "steps_per_frame": 1})
         m = ws.receive_json()
         ws.send_json({"type": "pause"})
@@ -108,7 +109,7 @@ def test_pause_and_step_keep_adams_state(client, pts):
 def test_a_new_lr_keeps_the_optimizer_and_replays(client, pts):
     """lr changes at a step of the page's choosing; the change is reported with its step
     and replaying it gives the same numbers (a link reproduces the run)."""
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, optimizer="momentum", steps=60, steps_per_frame=1))
         m = ws.receive_json()
         ws.send_json({"type": "pause"})
@@ -121,7 +122,7 @@ def test_a_new_lr_keeps_the_optimizer_and_replays(client, pts):
         done = drain(ws)[-1]
     changes = done["changes"]
     assert changes == [{"step": m["step"] + 1, "lr": 0.002}] and done["lr"] == 0.002
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, optimizer="momentum", steps=60, changes=changes, frames=False))
         again = drain(ws)[-1]
     assert again["params"] == done["params"] and again["loss"] == done["loss"]
@@ -135,7 +136,7 @@ def test_a_new_lr_keeps_the_optimizer_and_replays(client, pts):
 
 
 def test_a_new_optimizer_goes_on_from_the_current_point(client, pts):
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, steps=30, changes=[{"step": 10, "optimizer": "adam", "lr": 0.05}],
                            frames=False))
         done = drain(ws)[-1]
@@ -148,7 +149,7 @@ def test_a_new_optimizer_goes_on_from_the_current_point(client, pts):
 
 
 def test_held_out_points_give_a_test_loss(client, pts):
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, test_fraction=0.25, split_seed=3, steps=20))
         done = drain(ws)[-1]
     test = holdout_mask(20, 0.25, 3)
@@ -165,7 +166,7 @@ def test_the_label_is_judged_on_a_fixed_window(client, pts):
     exact = client.post("/api/exact", json={"data": pts, "model": QUAD, "loss": "mae"}).json()
     labels = []
     for steps in (LABEL_WINDOW - 1, LABEL_WINDOW, 4000):
-        with client.websocket_connect("/api/play") as ws:
+        with client.websocket_connect(PLAY) as ws:
             ws.send_json(start(pts, lr=1e-4, steps=steps, frames=False,
                                optimum_loss=exact["loss"]))
             labels.append(drain(ws)[-1]["label"])
@@ -173,7 +174,7 @@ def test_the_label_is_judged_on_a_fixed_window(client, pts):
 
 
 def test_weight_decay_goes_to_the_optimizers_that_take_it(client, pts):
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, optimizer="adam", lr=0.05, weight_decay=0.5, frames=False))
         done = drain(ws)[-1]
     ref = gradfit.fit(QUAD, pts["x"], pts["y"], loss="mae", optimizer="adam", lr=0.05, steps=50,
@@ -186,14 +187,14 @@ def test_weight_decay_goes_to_the_optimizers_that_take_it(client, pts):
     ({"test_fraction": 2}, "test_fraction"), ({"changes": [{"step": 0, "lr": 1}]}, "step"),
 ])
 def test_bad_starts_get_one_line(client, pts, body, words):
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, **body))
         m = ws.receive_json()
     assert m["type"] == "error" and words in m["detail"] and "\n" not in m["detail"]
 
 
 def test_unknown_messages_get_a_warning_and_the_run_goes_on(client, pts):
-    with client.websocket_connect("/api/play") as ws:
+    with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, steps=100_000, steps_per_frame=5))
         ws.send_text("{not json")
         ws.send_json({"type": "dance"})

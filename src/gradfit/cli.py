@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Sequence
 
-from . import __version__
+from . import __version__, finite_json
 from .data import check_enough_points, load_data
 from .datasets import DATASETS
 from .errors import GradfitError, InputError
@@ -66,6 +66,19 @@ def parse_assignments(text: str, what: str) -> dict[str, float]:
             raise InputError(f"bad {what}", expected="name=value pairs separated by commas, "
                              "e.g. a=1.1,b=2", given=part) from None
     return values
+
+
+def parse_size(text: str) -> int:
+    """``"1G"`` -> 1073741824, ``"512M"`` -> 536870912, ``"2000000"`` -> 2000000 (bytes)."""
+    t = text.strip().upper().removesuffix("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        value = -1
+    if not 0 < value < 1 << 50:
+        raise InputError("bad --max-memory", expected="a size such as 1G or 1500M", given=text)
+    return int(value)
 
 
 def parse_bounds(text: str) -> dict[str, tuple[float | None, float | None]]:
@@ -194,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     servep.add_argument("--open", action="store_true", help="open the page in a browser")
     servep.add_argument("--data", default="lesson", choices=list(DATASETS),
                         help="the built-in dataset the page opens with (default: lesson)")
+    servep.add_argument("--max-memory", default="1G", metavar="SIZE",
+                        help="the server's memory cap, e.g. 1G or 1500M (default 1G): every "
+                        "request is priced against it")
+    servep.add_argument("--max-seconds", type=float, default=10.0, metavar="S",
+                        help="seconds a request may compute before it is cancelled (default 10)")
+    servep.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                        help="a page origin allowed besides the server's own, e.g. "
+                        "http://localhost:3000 (repeatable)")
     servep.set_defaults(func=cmd_serve)
 
     evalp = sub.add_parser("eval", help="the loss and its gradient at given parameters",
@@ -228,7 +249,7 @@ def _load(args):
 
 
 def _write_json(args, payload: dict) -> None:
-    text = json.dumps(payload, indent=None if args.json == "-" else 2)
+    text = finite_json.dumps(payload, indent=None if args.json == "-" else 2)
     if args.json == "-":
         print(text)
         return
@@ -332,7 +353,9 @@ def cmd_serve(args) -> int:
     if not 0 < args.port < 65536:
         raise InputError("bad --port", expected="a port number 1..65535", given=args.port)
     try:
-        serve(host=args.host, port=args.port, open_browser=args.open, data=args.data)
+        serve(host=args.host, port=args.port, open_browser=args.open, data=args.data,
+              max_memory=parse_size(args.max_memory), max_seconds=args.max_seconds,
+              origins=tuple(args.allow_origin))
     except OSError as exc:
         raise InputError(f"cannot listen on {args.host}:{args.port}",
                          expected="a free port (try --port 8080)", given=str(exc)) from None

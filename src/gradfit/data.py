@@ -19,7 +19,10 @@ The lesson's recipe (fast.ai lesson 3), reproduced bit for bit::
 from __future__ import annotations
 
 import csv
+import itertools
 import math
+import re
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -182,26 +185,59 @@ def synthetic(f: Callable | str, *, n: int = 20, x_range: tuple[float, float] = 
     return Dataset(xt.numpy().astype(np.float64), y, None, ("x",), name=name)
 
 
-def _read_text(path: Path) -> str:
+def _open(path: Path):
     where, expected = str(path), "a CSV text file with a header row"
     if not path.exists():
         raise DataError("file not found", expected=expected, where=where)
     if path.is_dir():
         raise DataError("this is a directory, not a file", expected=expected, where=where)
     try:
-        raw = path.read_bytes()
+        return open(path, "rb")
     except OSError as e:
         raise DataError(f"cannot read the file ({e.strerror or e})", expected=expected,
                         where=where) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        row = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 text (bad byte at row {row})",
-                        expected="a CSV text file encoded as UTF-8", where=where) from None
-    if "\x00" in text:
-        raise DataError("not a text file (it contains NUL bytes)", expected=expected, where=where)
-    return text
+
+
+# the number forms a spreadsheet writes: sign, digits, a decimal point, an exponent (ASCII
+# only: no 1_000, no fullwidth or Arabic-Indic digits), and nan / inf words
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                    r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE | re.ASCII)
+
+
+def parse_number(cell: str) -> float:
+    """A CSV cell as a float, in the forms a spreadsheet writes; ValueError for others.
+
+    >>> [parse_number(c) for c in ("1", "-2.5", "+.5", "1e3", "3.", "1E-2")]
+    [1.0, -2.5, 0.5, 1000.0, 3.0, 0.01]
+    >>> for bad in ("1_000", "\uff11\uff12", "\u0663", "0x10", "1e", "--1"):
+    ...     try:
+    ...         parse_number(bad)
+    ...     except ValueError:
+    ...         print("refused", ascii(bad))
+    refused '1_000'
+    refused '\uff11\uff12'
+    refused '\u0663'
+    refused '0x10'
+    refused '1e'
+    refused '--1'
+    """
+    if not NUMBER.fullmatch(cell):
+        raise ValueError(cell)
+    return float(cell)
+
+
+def _lines(stream, where: str):
+    """Text lines of a binary stream, one at a time (UTF-8, a BOM allowed at the start)."""
+    for row, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8-sig" if row == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"not UTF-8 text (bad byte at row {row})",
+                            expected="a CSV text file encoded as UTF-8", where=where) from None
+        if "\x00" in line:
+            raise DataError("not a text file (it contains NUL bytes)",
+                            expected="a CSV text file with a header row", where=where)
+        yield line
 
 
 def _column_names(spec, what: str, where: str) -> list[str] | None:
@@ -258,95 +294,135 @@ def _choose_columns(header, x, y, sigma, where):
 
 
 def load_csv(path: str | Path, *, x: str | Sequence[str] | None = None, y: str | None = None,
-             sigma: str | None = None, drop_nan: bool = False) -> Dataset:
-    """Load a CSV file with a header row into a :class:`Dataset`.
+             sigma: str | None = None, drop_nan: bool = False, max_points: int | None = None,
+             max_columns: int | None = None) -> Dataset:
+    """Load a CSV file with a header row into a :class:`Dataset` (see ``read_csv``).
 
     Defaults: ``x`` is the first column (not ``y``/``sigma``), ``y`` the last column not
     among ``x`` and ``sigma``. ``x`` may be ``"x1,x2"`` or a list (then ``x`` has shape
     (n, d)). ``sigma`` names a column of per-point uncertainties (finite, > 0). The
     delimiter (``,`` ``;`` or tab) is read off the header; names and cells are stripped;
-    a UTF-8 BOM is allowed; blank lines are skipped. Empty cells are missing values:
+    a UTF-8 BOM is allowed; blank lines are skipped. Cells are numbers as a spreadsheet
+    writes them (``parse_number``). Empty cells are missing values:
     like NaN and inf in a used column they are an error, or with ``drop_nan=True`` their
     rows are dropped and counted in ``dropped``. Rows are numbered as lines in an editor
     (the header is row 1). Unused columns may hold anything.
     """
     path = Path(path)
-    where, text = str(path), _read_text(path)
-    if not text.strip():
+    with _open(path) as fh:
+        return read_csv(fh, str(path), x=x, y=y, sigma=sigma, drop_nan=drop_nan,
+                        max_points=max_points, max_columns=max_columns)
+
+
+def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool = False,
+             max_points: int | None = None, max_columns: int | None = None) -> Dataset:
+    """A CSV from a binary ``stream`` (lines of bytes), named ``where`` in messages.
+
+    One pass, in time linear in the bytes: the header's names are checked through a dict,
+    ``max_columns`` is enforced on the header and ``max_points`` while the rows stream in
+    (a file over either stops there, with its row), and only the used columns are kept.
+    """
+    lines, blank = _lines(stream, where), []
+    first = next(lines, None)
+    while first is not None and not first.strip():
+        blank.append(first)
+        first = next(lines, None)
+    if first is None:
         raise DataError("empty file", expected="a header row and at least one data row",
                         where=where)
-    first = next(line for line in text.splitlines() if line.strip())
     delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter,
+    reader = csv.reader(itertools.chain(blank, [first], lines), delimiter=delimiter,
                         skipinitialspace=True)
-    header, rows = None, []
     try:
+        header, header_row = _header(reader, where, max_columns)
+        xs, y, sigma = _choose_columns(header, x, y, sigma, where)
+        used = xs + [y] + ([sigma] if sigma is not None else [])
+        index = [header.index(c) for c in used]
+        columns, dropped, seen = [array("d") for _ in used], 0, 0
         for cells in reader:
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
-            if header is None:
-                header, header_row = [c.strip() for c in cells], reader.line_num
-            else:
-                rows.append((reader.line_num, cells))
+            seen += 1
+            row = reader.line_num
+            if max_points is not None and seen > max_points:
+                raise DataError("too many points", expected=f"at most {max_points:,} rows",
+                                where=f"{where}, row {row}")
+            nums = _row_numbers(cells, header, used, index, sigma, f"{where}, row {row}", drop_nan)
+            if nums is None:
+                dropped += 1
+                continue
+            for col, v in zip(columns, nums):
+                col.append(v)
     except csv.Error as e:
         raise DataError(f"cannot parse the CSV ({e})", expected="well-formed CSV",
                         where=f"{where}, row {reader.line_num}") from None
-    for i, name in enumerate(header):
-        if not name:
-            raise DataError(f"column {i + 1} has no name", expected="a name for every column",
-                            where=f"{where}, row {header_row}")
-        if name in header[:i]:
-            raise DataError(f"duplicate column name {name!r} (columns {header.index(name) + 1} "
-                            f"and {i + 1})", expected="distinct column names",
-                            where=f"{where}, row {header_row}")
-    xs, y, sigma = _choose_columns(header, x, y, sigma, where)
-    if not rows:
+    if not seen:
         raise DataError("no data rows under the header",
                         expected="at least one row of numbers after the header", where=where)
-    used = xs + [y] + ([sigma] if sigma is not None else [])
-    index = [header.index(c) for c in used]
-    values, dropped = [], 0
-    for row, cells in rows:
-        here = f"{where}, row {row}"
-        if len(cells) != len(header):
-            k = len(cells)
-            raise DataError(f"this row has {k} cell{'s' * (k != 1)} but the header has "
-                            f"{len(header)} columns", expected=f"{len(header)} cells, one per "
-                            "column", where=here)
-        nums, bad = [], None
-        for name, i in zip(used, index):
-            cell = cells[i].strip()
-            try:
-                v = float(cell) if cell else math.nan
-            except ValueError:
-                hint = " with '.' as the decimal point" if "," in cell else ""
-                raise DataError("not a number", expected=f"a number{hint} (an empty cell "
-                                "is a missing value)", given=cell,
-                                where=f"{here}, column {name!r}") from None
-            if bad is None and not math.isfinite(v):
-                bad = (name, cell)
-            nums.append(v)
-        if bad is not None:
-            if drop_nan:
-                dropped += 1
-                continue
-            name, cell = bad
-            raise DataError("missing value" if not cell else "not a finite number",
-                            expected=_DROP_HINT, given=cell or None,
-                            where=f"{here}, column {name!r}")
-        if sigma is not None and not nums[-1] > 0:
-            raise DataError("uncertainty must be positive", expected="a number > 0",
-                            given=cells[index[-1]].strip(), where=f"{here}, column {sigma!r}")
-        values.append(nums)
-    if not values:
+    if not columns[0]:
         raise DataError(f"no rows left after dropping {dropped} with missing or non-finite "
                         "values", expected="at least one row with finite values in columns "
                         + ", ".join(map(repr, used)), where=where)
-    a = np.array(values, dtype=np.float64)
+    a = [np.frombuffer(c, dtype=np.float64) for c in columns]
     d = len(xs)
-    return Dataset(x=a[:, 0] if d == 1 else a[:, :d], y=a[:, d],
-                   sigma=a[:, d + 1] if sigma is not None else None, x_names=tuple(xs),
+    return Dataset(x=a[0] if d == 1 else np.stack(a[:d], axis=1), y=a[d],
+                   sigma=a[d + 1] if sigma is not None else None, x_names=tuple(xs),
                    y_name=y, name=where, dropped=dropped)
+
+
+def _header(reader, where: str, max_columns: int | None) -> tuple[list[str], int]:
+    cells = next(reader)
+    while not cells or (len(cells) == 1 and not cells[0].strip()):
+        cells = next(reader)
+    row = reader.line_num
+    if max_columns is not None and len(cells) > max_columns:
+        raise DataError(f"too many columns ({len(cells):,})",
+                        expected=f"at most {max_columns:,}", where=f"{where}, row {row}")
+    header = [c.strip() for c in cells]
+    first_at: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if not name:
+            raise DataError(f"column {i + 1} has no name", expected="a name for every column",
+                            where=f"{where}, row {row}")
+        if name in first_at:
+            raise DataError(f"duplicate column name {name!r} (columns {first_at[name] + 1} "
+                            f"and {i + 1})", expected="distinct column names",
+                            where=f"{where}, row {row}")
+        first_at[name] = i
+    return header, row
+
+
+def _row_numbers(cells, header, used, index, sigma, here, drop_nan) -> list[float] | None:
+    """The used cells of one row as floats; None when the row is dropped (``drop_nan``)."""
+    if len(cells) != len(header):
+        k = len(cells)
+        raise DataError(f"this row has {k} cell{'s' * (k != 1)} but the header has "
+                        f"{len(header)} columns", expected=f"{len(header)} cells, one per "
+                        "column", where=here)
+    nums, bad = [], None
+    for name, i in zip(used, index):
+        cell = cells[i].strip()
+        try:
+            v = parse_number(cell) if cell else math.nan
+        except ValueError:
+            hint = " with '.' as the decimal point" if "," in cell else ""
+            raise DataError("not a number", expected=f"a number{hint}, as 1, -2.5 or 1e-3 "
+                            "(an empty cell is a missing value)", given=cell,
+                            where=f"{here}, column {name!r}") from None
+        if bad is None and not math.isfinite(v):
+            bad = (name, cell)
+        nums.append(v)
+    if bad is not None:
+        if drop_nan:
+            return None
+        name, cell = bad
+        raise DataError("missing value" if not cell else "not a finite number",
+                        expected=_DROP_HINT, given=cell or None,
+                        where=f"{here}, column {name!r}")
+    if sigma is not None and not nums[-1] > 0:
+        raise DataError("uncertainty must be positive", expected="a number > 0",
+                        given=cells[index[-1]].strip(), where=f"{here}, column {sigma!r}")
+    return nums
 
 
 def check_enough_points(data: Dataset, n_params: int) -> None:

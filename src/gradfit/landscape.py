@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -165,16 +165,21 @@ def check_resolution(resolution, k: int) -> tuple[int, ...]:
 
 
 @torch.no_grad()
-def evaluate(problem: Problem, thetas: torch.Tensor) -> np.ndarray:
-    """The loss at each row of ``thetas`` ``(m, P)``, in chunks of ``CHUNK_ELEMENTS``.
+def evaluate(problem: Problem, thetas: torch.Tensor, rows: int | None = None,
+             check: Callable[[], None] | None = None) -> np.ndarray:
+    """The loss at each row of ``thetas`` ``(m, P)``, in chunks of ``rows`` parameter sets
+    (default: ``CHUNK_ELEMENTS`` numbers per chunk); ``check()`` runs before each chunk (a
+    server's deadline: it raises to stop).
 
     The results go into one tensor made beforehand: small result tensors kept alive between
     the chunks' large temporaries would pin the allocator's heap and let memory grow with
     the number of chunks."""
-    rows = max(1, CHUNK_ELEMENTS // max(1, problem.n))
+    rows = rows or max(1, CHUNK_ELEMENTS // max(1, problem.n))
     out = torch.empty(thetas.shape[0], dtype=problem.y.dtype, device=problem.y.device)
     with torch.no_grad():
         for at in range(0, thetas.shape[0], rows):
+            if check is not None:
+                check()
             out[at:at + rows] = problem.objective(thetas[at:at + rows])
     return out.cpu().numpy()
 
@@ -184,8 +189,8 @@ def _theta(problem: Problem, center: Mapping[str, float]) -> torch.Tensor:
                         dtype=problem.y.dtype, device=problem.y.device)
 
 
-def loss_along(problem: Problem, names: Sequence[str], points, center: Mapping[str, float]
-               ) -> np.ndarray:
+def loss_along(problem: Problem, names: Sequence[str], points, center: Mapping[str, float],
+               **chunks) -> np.ndarray:
     """The loss at ``points`` ``(k, len(names))`` for the chosen ``names``, the other
     parameters at ``center``: where a path drawn on a landscape sits on its surface."""
     names = check_names(problem, names)
@@ -195,14 +200,15 @@ def loss_along(problem: Problem, names: Sequence[str], points, center: Mapping[s
     theta = _theta(problem, center).expand(pts.shape[0], -1).clone()
     for k, name in enumerate(names):
         theta[:, problem.model.param_names.index(name)] = pts[:, k]
-    return evaluate(problem, theta)
+    return evaluate(problem, theta, **chunks)
 
 
 def loss_grid(problem: Problem, names: Sequence[str], center: Mapping[str, float], span=None,
-              resolution=81, path=None) -> LossGrid:
+              resolution=81, path=None, **chunks) -> LossGrid:
     """The loss over two parameters ``names`` on a ``resolution`` grid (an int or a pair),
     the others at ``center`` (values for every parameter). ``span`` and ``path``
-    (``(k, 2)`` points to keep in view) choose the ranges, see ``axis_range``."""
+    (``(k, 2)`` points to keep in view) choose the ranges, see ``axis_range``; ``chunks``
+    (``rows``, ``check``) go to ``evaluate``."""
     names = check_names(problem, names, 2)
     center = full_center(problem, center)
     g1, g2 = check_resolution(resolution, 2)
@@ -213,12 +219,12 @@ def loss_grid(problem: Problem, names: Sequence[str], center: Mapping[str, float
     theta = _theta(problem, center).expand(g2, g1, -1).clone()
     theta[..., i] = torch.as_tensor(axes[0], dtype=theta.dtype)[None, :]
     theta[..., j] = torch.as_tensor(axes[1], dtype=theta.dtype)[:, None]
-    loss = evaluate(problem, theta.reshape(g1 * g2, -1)).reshape(g2, g1)
+    loss = evaluate(problem, theta.reshape(g1 * g2, -1), **chunks).reshape(g2, g1)
     return LossGrid(names, axes[0], axes[1], loss, center, problem.loss.name)
 
 
 def loss_slice(problem: Problem, name: str, center: Mapping[str, float], span=None,
-               resolution: int = 201, path=None) -> LossSlice:
+               resolution: int = 201, path=None, **chunks) -> LossSlice:
     """The loss against one parameter ``name``, the others at ``center``.
 
         >>> from gradfit.data import lesson_data
@@ -232,7 +238,7 @@ def loss_slice(problem: Problem, name: str, center: Mapping[str, float], span=No
     center = full_center(problem, center)
     (g,) = check_resolution(resolution, 1)
     values = np.linspace(*axis_range(name, center[name], span, path), g)
-    loss = loss_along(problem, (name,), values[:, None], center)
+    loss = loss_along(problem, (name,), values[:, None], center, **chunks)
     return LossSlice(name, values, loss, center, problem.loss.name)
 
 

@@ -14,10 +14,14 @@ def create_app(*args, **kwargs):
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
-          data: str = DATA_DEFAULT) -> None:
+          data: str = DATA_DEFAULT, max_memory: int | None = None,
+          max_seconds: float | None = None, origins: tuple[str, ...] = ()) -> None:
     """Serve the playground at ``http://host:port/`` (printed) until interrupted.
 
     ``data``: the built-in dataset the page opens with (``gradfit.web.datasets.DATASETS``).
+    ``max_memory`` (bytes, default 1 GiB) and ``max_seconds`` (default 10) bound every
+    request (``limits.ServerLimits``); ``host`` is accepted as a Host besides loopback, and
+    ``origins`` as page origins besides the server's own (``guard.Guard``).
     """
     import threading
     import webbrowser
@@ -25,16 +29,21 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
     import uvicorn
 
     from .datasets import DATASETS
+    from .limits import ServerLimits, prepare_process
     from ..errors import InputError
 
     if data not in DATASETS:
         raise InputError(f"unknown dataset {data!r}", expected="one of " + ", ".join(DATASETS))
+    limits = ServerLimits(**{k: v for k, v in (("max_memory", max_memory),
+                                               ("max_seconds", max_seconds)) if v is not None})
+    prepare_process()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/" + ("" if data == DATA_DEFAULT else f"#data={data}")
     print(f"gradfit playground: open {url}  (Ctrl+C stops it)", flush=True)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+    app = create_app(limits=limits, hosts=(host,), origins=origins)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 __all__ = ["create_app", "serve"]

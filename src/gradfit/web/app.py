@@ -5,39 +5,63 @@ plotly package (nothing is fetched from the internet), ``/api/meta`` the registr
 limits, ``/api/data`` a built-in dataset, ``/api/csv`` an uploaded CSV, ``/api/model`` a
 model's parameters and start, ``/api/eval`` loss, gradient and curve, ``/api/landscape``,
 ``/api/exact``, ``/api/code`` a Python snippet, and the WebSocket ``/api/run``
-(see ``runs.py``). Bad input answers 422 with ``{"detail": "<one line>"}``.
+(see ``runs.py``).
+
+Every API request is read (its body capped by ``guard.Guard``), parsed, priced
+(``limits``) and computed in a worker thread of ``pool.WorkerPool``, never on the event
+loop; its answer is rendered there too. Errors are ``{"detail": "<one line>"}``: 422 bad
+input, past a limit, or cancelled at the deadline; 413 a body too large; 403 a foreign Host
+or Origin; 429 busy. JSON answers never hold NaN or Infinity (``finite_json``).
 """
 from __future__ import annotations
 
-import csv as csv_module
 import importlib.util
-import tempfile
 from pathlib import Path
+from typing import Callable
 
-from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..data import load_csv
-from ..errors import InputError
+from ..errors import GradfitError, InputError
+from ..finite_json import dumps
 from ..losses import LOSSES
 from ..optimizers import OPTIMIZERS
 from . import compute
 from .code import snippet
-from .datasets import DATASETS, guess_sigma, make_dataset, points
+from .csv_upload import read_upload
+from .datasets import DATASETS, make_dataset, points
+from .guard import Guard
+from .limits import ServerLimits
+from .pool import Busy, Cancelled, WorkerPool
 from .pagemeta import page_meta
 from .play import serve_play
 from .runs import RunLimiter, serve_run, validation_text
 from .shared import add_shared_routes
-from .schemas import (LIMITS, MAX_CSV_BYTES, MAX_POINTS, CodeIn, DataIn, EvalIn, ExactIn,
-                      LandscapeIn, ModelIn)
+from .schemas import (LIMITS, CodeIn, DataIn, ErrorOut, EvalIn, ExactIn, LandscapeIn, ModelIn)
 
 STATIC = Path(__file__).parent / "static"
 PAGE_OPTIMIZERS = ("gd", "sgd", "momentum", "adam", "lbfgs", "lm", "auto")
 MODEL_EXAMPLES = ("a*x^2 + b*x + c", "poly:3", "relu:2", "mlp:8")
+LIGHT_BODY = 256 * 1024          # bodies up to this size start in the light lane
+BODIES = (DataIn, ModelIn, EvalIn, LandscapeIn, ExactIn, CodeIn)
+ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
+    (403, "a foreign Host or Origin"), (413, "the body is too large"),
+    (422, "bad input, past a limit, or cancelled at the time limit"), (429, "busy"))}
+
+
+class StrictJSONResponse(JSONResponse):
+    """JSON with no NaN or Infinity (null plus ``not_finite``), ASCII only (so that a lone
+    surrogate in a string cannot break the encoding)."""
+
+    def render(self, content) -> bytes:
+        return dumps(content, separators=(",", ":")).encode("ascii")
 
 
 def plotly_js() -> Path:
@@ -47,24 +71,84 @@ def plotly_js() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "package_data" / "plotly.min.js"
 
 
-def create_app(max_runs: int | None = None) -> FastAPI:
-    app = FastAPI(title="gradfit playground", version=__version__,
+def _error(status: int, detail: str) -> StrictJSONResponse:
+    return StrictJSONResponse({"detail": detail}, status_code=status)
+
+
+def _body(model: type[BaseModel]) -> dict:
+    """The OpenAPI request body of a route that reads and parses its body itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+class _Heavier(Exception):
+    """A job in the light lane that its price sends to the heavy lane."""
+
+
+def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
+               hosts=(), origins=()) -> FastAPI:
+    """The app. ``limits``: memory, seconds, workers (``ServerLimits``); ``hosts`` and
+    ``origins``: what ``--host`` and ``--allow-origin`` add to loopback and same-origin."""
+    limits = limits or ServerLimits(**({"max_runs": max_runs} if max_runs else {}))
+    app = FastAPI(title="gradfit playground", version=__version__, responses=ERRORS,
+                  default_response_class=StrictJSONResponse,
                   description="Fit by hand, then watch gradient descent fit, in the browser.")
-    app.state.runs = RunLimiter(max_runs) if max_runs is not None else RunLimiter()
+    app.state.limits = limits
+    app.state.runs = RunLimiter(max_runs or limits.max_runs)
+    app.state.pool = pool = WorkerPool(limits.max_seconds, limits.heavy_workers,
+                                       limits.light_workers)
+    app.add_middleware(Guard, hosts=hosts, origins=origins)
     js = plotly_js()
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return _error(422, str(exc))
+
+    @app.exception_handler(Cancelled)
+    async def _cancelled(request: Request, exc: Cancelled):
+        return _error(422, str(exc))
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Busy):
+        return StrictJSONResponse({"detail": str(exc)}, status_code=429,
+                                  headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        parts = []
-        for e in exc.errors()[:3]:
-            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
-            parts.append(f"{where}: {msg}" if where else msg)
-        return JSONResponse({"detail": "; ".join(parts) or "bad request"}, status_code=422)
+        return _error(422, validation_text(exc) or "bad request")
+
+    @app.exception_handler(ValidationError)
+    async def _invalid_body(request: Request, exc: ValidationError):
+        return _error(422, validation_text(exc) or "bad request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return StrictJSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code,
+                                  headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(GradfitError)
+    async def _gradfit(request: Request, exc: GradfitError):
+        return _error(422, str(exc))
+
+    async def job(request: Request, schema: type[BaseModel], price: Callable | None,
+                  work: Callable):
+        """Parse the body, price it and compute, in a worker; the answer rendered there."""
+        body = await request.body()
+
+        def run(light: bool):
+            req = schema.model_validate_json(body)
+            if price is not None:
+                cost = price(req, limits)
+                if light and not cost.light:
+                    raise _Heavier
+            return StrictJSONResponse(work(req, limits))
+
+        if len(body) <= LIGHT_BODY:
+            try:
+                return await pool.run(run, True, light=True)
+            except _Heavier:
+                pass
+        return await pool.run(run, False)
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -96,74 +180,54 @@ def create_app(max_runs: int | None = None) -> FastAPI:
                            for k, v in OPTIMIZERS.items()},
             "page_optimizers": list(PAGE_OPTIMIZERS),
             "datasets": {k: d.to_dict() for k, d in DATASETS.items()},
-            "limits": LIMITS,
+            "limits": {**LIMITS, **limits.to_dict()},
             **page_meta(),
         }
 
-    @app.post("/api/data")
-    def data(req: DataIn):
+    @app.post("/api/data", openapi_extra=_body(DataIn))
+    async def data(request: Request):
         """A built-in dataset's points."""
-        d = make_dataset(req.name, req.n, req.mult, req.add, req.seed)
-        return {"name": req.name, **points(d)}
+        def work(req: DataIn, _):
+            d = make_dataset(req.name, req.n, req.mult, req.add, req.seed)
+            return {"name": req.name, **points(d)}
+        return await job(request, DataIn, None, work)
 
-    @app.post("/api/csv")
-    async def csv(file: UploadFile = File(...), x: str | None = Form(None),
-                  y: str | None = Form(None), sigma: str | None = Form(None),
-                  drop_nan: bool = Form(False)):
+    @app.post("/api/csv", openapi_extra={"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"$ref": "#/components/schemas/CsvForm"}}}}})
+    async def csv(request: Request):
         """An uploaded CSV file's columns and points: one or two x columns (``"t"`` or
         ``"x1,x2"``; their names are the model's inputs), a y column (default: the last
         column that is neither x nor sigma) and an optional sigma column."""
-        raw = await file.read(MAX_CSV_BYTES + 1)
-        if len(raw) > MAX_CSV_BYTES:
-            raise InputError("the file is too large", expected=f"at most {MAX_CSV_BYTES} bytes")
-        if x is not None and x.count(",") > 1:
-            raise InputError("the playground plots one or two input columns",
-                             expected="one or two x columns", given=x)
-        name = Path(file.filename or "upload.csv").name
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / name
-            path.write_bytes(raw)
-            if sigma is None and not y:         # not chosen: a column named like one
-                sigma = guess_sigma(path.read_text(encoding="utf-8-sig", errors="replace"), x)
-            d = load_csv(path, x=x or None, y=y or None, sigma=sigma or None,
-                         drop_nan=drop_nan)
-            header = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()[0]
-        if d.n > MAX_POINTS:
-            raise InputError("too many points", expected=f"at most {MAX_POINTS}", given=d.n)
-        delim = max(",;\t", key=header.count)
-        columns = [c.strip() for c in next(csv_module.reader([header], delimiter=delim))]
-        return {"name": name, "columns": columns, "x_name": d.x_names[0], "y_name": d.y_name,
-                "x_names": list(d.x_names), "sigma_name": sigma or None,
-                "dropped": d.dropped, **points(d)}
+        return await read_upload(request, pool, StrictJSONResponse)
 
-    @app.post("/api/model")
-    def model(req: ModelIn):
+    @app.post("/api/model", openapi_extra=_body(ModelIn))
+    async def model(request: Request):
         """A model's parameter names and default start (checks the expression)."""
-        return compute.model_info(req)
+        return await job(request, ModelIn, None, compute.model_info)
 
-    @app.post("/api/eval")
-    def evaluate(req: EvalIn):
+    @app.post("/api/eval", openapi_extra=_body(EvalIn))
+    async def evaluate(request: Request):
         """The loss and its gradient at ``params``, the curve (and ReLU units' curves)."""
-        return compute.evaluate(req)
+        return await job(request, EvalIn, compute.eval_cost, compute.evaluate)
 
-    @app.post("/api/landscape")
-    async def landscape(req: LandscapeIn):
+    @app.post("/api/landscape", openapi_extra=_body(LandscapeIn))
+    async def landscape(request: Request):
         """The loss over two parameters and/or along one, the others held at ``params``."""
-        return await run_in_threadpool(compute.landscape, req)
+        return await job(request, LandscapeIn, compute.landscape_cost, compute.landscape)
 
-    @app.post("/api/exact")
-    async def exact(req: ExactIn):
+    @app.post("/api/exact", openapi_extra=_body(ExactIn))
+    async def exact(request: Request):
         """The exact fit: optimizer auto (LM for mse, IRLS for mae and huber)."""
-        return await run_in_threadpool(compute.exact, req)
+        return await job(request, ExactIn, compute.exact_cost, compute.exact)
 
-    @app.post("/api/code")
-    def code(req: CodeIn):
+    @app.post("/api/code", openapi_extra=_body(CodeIn))
+    async def code(request: Request):
         """A Python snippet with gradfit that reproduces the page's run."""
-        return {"code": snippet(req)}
+        return await job(request, CodeIn, None, lambda req, _: {"code": snippet(req)})
 
     @app.websocket("/api/run")
     async def run(ws: WebSocket):
-        await serve_run(ws, app.state.runs)
+        await serve_run(ws, app.state.runs, limits)
 
     @app.websocket("/api/play")
     async def play(ws: WebSocket):
@@ -172,7 +236,20 @@ def create_app(max_runs: int | None = None) -> FastAPI:
 
     add_shared_routes(app)
 
+    def openapi():
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            from .csv_upload import CsvForm
+            _, defs = models_json_schema([(m, "validation") for m in BODIES + (CsvForm,)],
+                                         ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                defs.get("$defs", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
 
 
-__all__ = ["create_app", "plotly_js", "validation_text"]
+__all__ = ["create_app", "plotly_js", "validation_text", "StrictJSONResponse"]

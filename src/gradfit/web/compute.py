@@ -1,7 +1,9 @@
 """What each request computes, by calls into the core; the page only draws the answers.
 
-Functions here take validated requests (``schemas``) and return JSON-ready dicts. Bad
-input the schemas cannot see (an expression, a parameter name) raises ``InputError``.
+Functions here take validated requests (``schemas``) and the server's ``ServerLimits``, price
+the request (``limits``: a 422 past a limit) and return JSON-ready dicts. Bad input the
+schemas cannot see (an expression, a parameter name) raises ``InputError``. Long work calls
+``pool.checkpoint()`` between chunks, so that a deadline stops it.
 """
 from __future__ import annotations
 
@@ -10,16 +12,19 @@ import math
 import numpy as np
 import torch
 
-from .. import loss_and_grad
+from .. import fit, loss_and_grad
 from ..errors import InputError
 from ..fit import prepare
 from ..landscape import full_center, loss_grid, loss_slice
 from ..models import Model, make_model
 from ..problem import Problem
+from .limits import (Cost, ServerLimits, landscape_rows, price_eval, price_exact,
+                     price_landscape)
+from .pool import checkpoint, current_deadline
 from . import dataview
 from .exact import exact as exact_fit
 from .views import curve
-from .schemas import MAX_LANDSCAPE_WORK, MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
+from .schemas import MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
 
 
 def check_model(model: Model) -> Model:
@@ -41,6 +46,10 @@ def problem(req: ProblemIn, test: bool = False) -> Problem:
     return p
 
 
+def _model(req) -> Model:
+    return check_model(make_model(req.model, tuple(req.data.inputs) if req.data else ("x",)))
+
+
 def distance(params: dict[str, float], optimum: dict[str, float] | None) -> float | None:
     """Euclidean distance between two parameter sets over the names they share."""
     if not optimum:
@@ -48,13 +57,13 @@ def distance(params: dict[str, float], optimum: dict[str, float] | None) -> floa
     common = [n for n in params if n in optimum]
     if not common:
         return None
-    d = math.hypot(*(params[n] - optimum[n] for n in common))     # scaled: no overflow
+    d = math.hypot(*(params[n] - optimum[n] for n in common))    # no overflow in the squares
     return d if math.isfinite(d) else None
 
 
-def model_info(req: ModelIn) -> dict:
+def model_info(req: ModelIn, limits: ServerLimits | None = None) -> dict:
     inputs = tuple(req.data.inputs) if req.data else ("x",)
-    model = check_model(make_model(req.model, inputs))
+    model = _model(req)
     x = torch.tensor(dataview.page_data(req.data).x) if req.data else None
     start = model.initial(x, req.seed)
     kind = next((k for k in ("poly", "relu", "mlp") if req.model.strip().startswith(k + ":")),
@@ -64,10 +73,14 @@ def model_info(req: ModelIn) -> dict:
             "flexible": not getattr(model, "identifiable", True)}
 
 
-def evaluate(req: EvalIn) -> dict:
+def eval_cost(req: EvalIn, limits: ServerLimits) -> Cost:
+    return price_eval(_model(req), len(req.data.x), req.curve_points, limits)
+
+
+def evaluate(req: EvalIn, limits: ServerLimits | None = None) -> dict:
     """The training loss and its gradient, the test loss (held-out points), the curve."""
     d = dataview.of(req)
-    model = check_model(make_model(req.model, d.inputs))
+    model = _model(req)
     x, y, sigma = d.part(test=False)
     value, grad = loss_and_grad(req.model, x, y, req.params, sigma=sigma, loss=req.loss,
                                 delta=req.delta, inputs=d.inputs)
@@ -76,22 +89,28 @@ def evaluate(req: EvalIn) -> dict:
         xt, yt, st = d.part(test=True)
         test, _ = loss_and_grad(req.model, xt, yt, req.params, sigma=st, loss=req.loss,
                                 delta=req.delta, inputs=d.inputs)
-    return {"loss": value if math.isfinite(value) else None, "loss_name": req.loss,
-            "test_loss": test if test is not None and math.isfinite(test) else None,
-            "test": d.test.tolist(),
-            "grad": {k: (g if math.isfinite(g) else None) for k, g in grad.items()},
+    return {"loss": value, "loss_name": req.loss,       # NaN, inf: null and a reason in the JSON
+            "test_loss": test, "test": d.test.tolist(), "grad": grad,
             "curve": curve(model, req.params, d.x, req.curve_points),
             "distance": distance(req.params, req.optimum)}
 
 
-def landscape(req: LandscapeIn) -> dict:
+def landscape_sets(req: LandscapeIn) -> int:
+    """Parameter sets a landscape evaluates: the grid's and the slice's."""
+    return ((req.resolution ** 2 if req.names is not None else 0)
+            + (max(req.resolution, 101) if req.slice is not None else 0))
+
+
+def landscape_cost(req: LandscapeIn, limits: ServerLimits) -> Cost:
+    return price_landscape(_model(req), len(req.data.x),
+                           landscape_sets(req), limits)
+
+
+def landscape(req: LandscapeIn, limits: ServerLimits | None = None) -> dict:
+    limits = limits or ServerLimits()
     prob = problem(req)
-    work = (req.resolution ** 2 if req.names is not None else 0) * prob.n
-    if work > MAX_LANDSCAPE_WORK:
-        raise InputError(f"a landscape of {req.resolution} x {req.resolution} over {prob.n:,} "
-                         f"points is too much work ({work:.2g} evaluations)",
-                         expected=f"at most {MAX_LANDSCAPE_WORK:.0e}: a lower resolution or "
-                                  "fewer points")
+    price_landscape(prob.model, prob.n, landscape_sets(req), limits)
+    chunks = {"rows": landscape_rows(prob.model, prob.n, limits), "check": checkpoint}
     center = full_center(prob, req.params)
     out: dict = {"params": center}
     if req.names is not None:
@@ -99,13 +118,25 @@ def landscape(req: LandscapeIn) -> dict:
         if req.path:
             path = np.array([p[:2] for p in req.path if len(p) >= 2], dtype=float).reshape(-1, 2)
         out["grid"] = loss_grid(prob, req.names, center, span=req.span,
-                                resolution=req.resolution, path=path).to_dict()
+                                resolution=req.resolution, path=path, **chunks).to_dict()
     if req.slice is not None:
         out["slice"] = loss_slice(prob, req.slice, center, span=req.span,
-                                  resolution=max(req.resolution, 101)).to_dict()
+                                  resolution=max(req.resolution, 101), **chunks).to_dict()
     return out
 
 
-def exact(req: ExactIn) -> dict:
+def exact_cost(req: ExactIn, limits: ServerLimits) -> Cost:
+    return price_exact(_model(req), len(req.data.x), limits)
+
+
+def _past_deadline(record) -> bool:
+    dl = current_deadline()
+    return dl is not None and dl.expired()
+
+
+def exact(req: ExactIn, limits: ServerLimits | None = None) -> dict:
     """The exact fit on the training points, with its uncertainty (see ``exact.py``)."""
-    return exact_fit(req, check_model)
+    exact_cost(req, limits or ServerLimits())
+    out = exact_fit(req, check_model, callback=_past_deadline)
+    checkpoint()                              # stopped by the deadline: say so, no result
+    return out

@@ -40,13 +40,14 @@ def model_loss_squared(loss: str) -> bool:
     return LOSSES[loss].squared
 
 
-def exact(req: ExactIn, check=lambda m: m) -> dict:
+def exact(req: ExactIn, check=lambda m: m, callback=None) -> dict:
+    """The fit (``check`` refuses a model, ``callback`` may stop each fit: a deadline)."""
     data = dataview.of(req)
     x, y, sigma = data.part(test=False)
     model = check(make_model(req.model, data.inputs))
     flexible = not getattr(model, "identifiable", True)
     kw = dict(sigma=sigma, loss=req.loss, delta=req.delta, optimizer="auto", steps=req.steps,
-              inputs=data.inputs)
+              inputs=data.inputs, callback=callback)
     if flexible:
         if not model_loss_squared(req.loss):      # IRLS on a network crawls: Adam instead
             kw.update(optimizer="adam", lr=OPTIMIZERS["adam"].default_lr, steps=FLEXIBLE_STEPS)

@@ -6,7 +6,7 @@ The limits are stated once, as constants, and ``/api/meta`` reports them to the 
 """
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,9 +21,7 @@ MAX_RESOLUTION = 201          # grid points along one landscape axis
 MAX_CURVE_POINTS = 2_000      # points of a drawn curve
 MAX_STEPS_PER_FRAME = 10_000  # steps between two messages of a run
 MAX_RUNS = 4                  # runs streaming at once, server-wide
-MAX_LANDSCAPE_WORK = 1_000_000_000   # grid points x data points of one landscape (~1.5 s)
-RUN_TIME_LIMIT = 300.0        # seconds one run may compute
-MAX_CSV_BYTES = 10_000_000    # size of an uploaded CSV file
+RUN_TIME_LIMIT = 300.0        # seconds one run may take, whatever its client does
 FRAME_SECONDS = 1 / 50        # a run sends at most this many messages a second
 MAX_NOISE = 100.0             # noise scales of the built-in datasets
 
@@ -35,6 +33,12 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    """Every error's body: one line saying what was wrong, what was expected, what was given."""
+
+    detail: str
 
 
 class Points(Strict):
@@ -189,13 +193,54 @@ class SetIn(Strict):
         return v
 
 
+Name = Annotated[str, Field(max_length=200)]
+
+
+class CodeData(Strict):
+    """Where the page's data came from: a built-in dataset (``name``, ``n``, ``mult``,
+    ``add``, ``seed``) or an uploaded CSV (``source="csv"``, ``file``, ``x``, ``y``)."""
+
+    source: Literal["builtin", "csv"] = "builtin"
+    name: Name = "lesson"
+    n: Optional[int] = Field(None, ge=1, le=MAX_POINTS)
+    mult: Optional[Finite] = Field(None, ge=0, le=MAX_NOISE)
+    add: Optional[Finite] = Field(None, ge=0, le=MAX_NOISE)
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    file: Optional[Name] = None
+    x: Optional[Name] = None
+    y: Optional[Name] = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, v):
+        from ..datasets import DATASETS
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v[:40]!r}: expected one of {', '.join(DATASETS)}")
+        return v
+
+
 class CodeIn(Strict):
     """The page's state, for the "show code" snippet."""
 
-    data: dict = Field(default_factory=dict)
+    data: CodeData = Field(default_factory=CodeData)
     model: str = Field("a*x^2 + b*x + c", min_length=1, max_length=MAX_EXPR_LEN)
     loss: str = "mae"
     optimizer: str = "gd"
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v):
+        if v not in LOSSES:
+            raise ValueError(f"unknown loss {v!r}: expected one of {', '.join(LOSSES)}")
+        return v
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v):
+        if v not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {v!r}: expected one of {', '.join(OPTIMIZERS)}")
+        return v
+
     lr: Optional[Finite] = Field(None, gt=0)
     steps: int = Field(1000, ge=1, le=MAX_STEPS)
     p0: Optional[Params] = None

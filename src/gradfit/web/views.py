@@ -10,11 +10,22 @@ from ..models import Model
 SURFACE_POINTS = 41         # grid points along each input of a surface
 
 
-def span(values: np.ndarray, k: int) -> np.ndarray:
-    """``k`` points over the values' range, 5% to spare each side (1 when all are equal)."""
+def span(values, k: int) -> np.ndarray:
+    """``k`` points over the values' range, 5% to spare each side (1 when all are equal;
+    less where that would pass the largest float).
+
+    >>> span([-1.7e308, 1.7e308], 3).tolist()
+    [-1.7e+308, 0.0, 1.7e+308]
+    """
     lo, hi = float(np.min(values)), float(np.max(values))
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    return np.linspace(lo - pad, hi + pad, k)
+    with np.errstate(over="ignore"):
+        pad = 0.05 * (np.float64(hi) - np.float64(lo)) if hi > lo else 1.0
+        a, b = np.float64(lo) - pad, np.float64(hi) + pad
+        if not (np.isfinite(a) and np.isfinite(b)):
+            a, b = np.float64(lo), np.float64(hi)
+        if not np.isfinite(b - a):                 # a range wider than the largest float
+            return 2 * np.linspace(a / 2, b / 2, k)
+    return np.linspace(a, b, k)
 
 
 def finite(a: np.ndarray) -> list:

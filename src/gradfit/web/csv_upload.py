@@ -1,0 +1,99 @@
+"""``/api/csv``: an uploaded CSV file's columns and points, bounded while it streams.
+
+The body is capped by ``guard.Guard`` (``MAX_CSV_BYTES``) as it arrives; Starlette spools
+the file part to disk past 1 MB. The parse runs in a heavy worker, one pass over the lines
+(``data.read_csv``): the header at most ``MAX_CSV_COLUMNS`` columns, at most ``MAX_POINTS``
+rows (stopped at the first row past it), names checked through a dict. Messages name the
+file as the client named it (cleaned, never a server path), its row and column.
+"""
+from __future__ import annotations
+
+import csv as csv_module
+from typing import Optional
+
+from fastapi import Request
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from ..data import read_csv
+from ..errors import InputError
+from .datasets import guess_sigma, points
+from .limits import MAX_CSV_COLUMNS
+from .pool import WorkerPool
+from .schemas import MAX_POINTS
+
+MAX_NAME = 100
+
+
+class CsvForm(BaseModel):
+    """The upload form: the file, and optionally the x and y columns."""
+
+    file: bytes = Field(json_schema_extra={"format": "binary"})
+    x: Optional[str] = None
+    y: Optional[str] = None
+    sigma: Optional[str] = None
+    drop_nan: bool = False
+
+
+def clean_name(name: str | None) -> str:
+    """The file name to show: its last part, printable, at most ``MAX_NAME`` characters.
+
+    >>> clean_name("../../etc/passwd"), clean_name(".."), clean_name("a\\nb.csv"), clean_name(None)
+    ('passwd', 'upload.csv', 'ab.csv', 'upload.csv')
+    """
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF)
+    base = base.strip()[:MAX_NAME]
+    return base if base.strip(".") else "upload.csv"
+
+
+def _flag(value) -> bool:
+    if value in (None, "", "false", "False", "0", "off"):
+        return False
+    if value in ("true", "True", "1", "on"):
+        return True
+    raise InputError("bad drop_nan", expected="true or false", given=str(value)[:40])
+
+
+async def read_upload(request: Request, pool: WorkerPool, response):
+    """Read the form (file, x, y, drop_nan), parse the file in a worker, answer."""
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except (ValueError, KeyError, AssertionError, HTTPException) as exc:   # a broken form
+        raise InputError("cannot read the upload", expected="a multipart form with a CSV file "
+                         "in 'file'", given=str(getattr(exc, "detail", exc))[:80] or None) from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InputError("no file in the upload", expected="a CSV file in the form field 'file'")
+    x, y, sigma = (form.get(k) for k in ("x", "y", "sigma"))
+    if not all(v is None or isinstance(v, str) for v in (x, y, sigma)):
+        raise InputError("bad column choice", expected="column names as text")
+    if x is not None and x.count(",") > 1:
+        raise InputError("the playground plots one or two input columns",
+                         expected="one or two x columns", given=x[:80])
+    drop_nan = _flag(form.get("drop_nan"))
+    name = clean_name(upload.filename)
+
+    def parse():
+        upload.file.seek(0)
+        first = next((ln for ln in upload.file if ln.strip()), b"").decode("utf-8-sig", "replace")
+        delim = max(",;\t", key=first.count)
+        columns = [c.strip() for c in next(csv_module.reader([first], delimiter=delim))]
+        s = sigma
+        if s is None and not y:                # not chosen: a column named like one
+            s = guess_sigma(first, x)
+        upload.file.seek(0)
+        d = read_csv(upload.file, name, x=x or None, y=y or None, sigma=s or None,
+                     drop_nan=drop_nan, max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS)
+        return response({"name": name, "columns": columns, "x_name": d.x_names[0],
+                         "x_names": list(d.x_names), "y_name": d.y_name,
+                         "sigma_name": s or None, "dropped": d.dropped, **points(d)})
+
+    try:
+        return await pool.run(parse)
+    finally:
+        await form.close()
+
+
+__all__ = ["read_upload", "clean_name", "CsvForm"]
