@@ -47,7 +47,7 @@ def run_messages(ws, limit=10_000):
 
 def test_page_static_and_plotly_are_served_locally(client):
     assert "gradfit playground" in client.get("/").text
-    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/main.js").status_code == 200
     js = client.get("/plotly.min.js")
     assert js.status_code == 200 and "plotly" in js.text[:2000].lower()
     assert client.get("/openapi.json").json()["info"]["title"] == "gradfit playground"
