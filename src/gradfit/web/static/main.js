@@ -166,16 +166,20 @@ async function landscape() {
   if (landAgain) { landAgain = false; landscapeSoon(); }
 }
 
+let exactAsked = 0;
 async function refreshExact() {
+  const ticket = ++exactAsked;           // only the latest question's answer is shown
   exact = null;
   $("exact-info").textContent = "finding the optimum…";
   $("distance-label").textContent = model.flexible ? `distance to the best of ${meta.flexible_starts} starts` : "distance to the exact optimum";
   try {
-    exact = await api("/api/exact", { ...problem(), p0: S.p0, seed: S.seed });
+    const r = await api("/api/exact", { ...problem(), p0: S.p0, seed: S.seed });
+    if (ticket !== exactAsked) return;
+    exact = r;
     $("exact-info").textContent = `${exact.label}: loss ${fmt(exact.loss)}` + (model.names.length <= 6 ? " at " +
       Object.entries(exact.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ") : "");
-  } catch (e) { $("exact-info").textContent = e.message; }
-  showUncertainty();
+  } catch (e) { if (ticket === exactAsked) $("exact-info").textContent = e.message; }
+  if (ticket === exactAsked) showUncertainty();
 }
 
 function showUncertainty() {
@@ -193,10 +197,7 @@ function showUncertainty() {
 const player = new Player({
   frame: (m) => onRun(m), done: (m) => onRun(m),
   error: (t) => { $("run-error").textContent = t; },
-  state: (st) => {
-    $("btn-play").textContent = st === "playing" ? "❚❚ pause" : "▶ play";
-    if (st === "paused") $("run-status").textContent = `paused at step ${S.step}`;
-  },
+  state: (st) => { $("btn-play").textContent = st === "playing" ? "❚❚ pause" : "▶ play"; },
 });
 function clearHistory() { hist = { steps: [], losses: [], testSteps: [], testLosses: [] }; trail = []; lastLabel = { label: null, judged: 0 }; }
 function runBody(extra) {
@@ -213,17 +214,23 @@ function onRun(m) {
   lastLabel = { label: m.label, judged: m.judged };
   trail.push({ ...m.params });
   if (trail.length > MAX_TRAIL) trail = trail.filter((_, i) => i % 2 === 0);
-  showSliders(); showControls();
-  show(m.loss, m.test_loss, m.curve, m.distance);
-  lossPlot();
   $("step").textContent = String(S.step);
-  landscapeSoon(m.type === "done" ? 0 : 300);
   if (m.type === "done") {
     lastResult = m.result;
     $("run-status").textContent = `${m.reason}: ${m.message}`;
-  } else if (!m.paused) $("run-status").textContent = `running: ${m.optimizer}, lr ${fmt(m.lr)}`;
+  } else $("run-status").textContent = m.paused ? `paused at step ${S.step}` : `running: ${m.optimizer}, lr ${fmt(m.lr)}`;
+  // the numbers now; the plots at the next animation frame (the latest message wins)
+  if (!pendingDraw) requestAnimationFrame(() => {
+    const d = pendingDraw; pendingDraw = null;
+    showSliders(); showControls();
+    show(d.loss, d.test_loss, d.curve, d.distance);
+    lossPlot();
+  });
+  pendingDraw = m;
+  landscapeSoon(m.type === "done" || m.paused ? 0 : 1000);   // the heaviest plot, seldom while running
   writeHash();
 }
+let pendingDraw = null;
 function lossPlot() {
   const c = cur(), text = labelText(lastLabel.label, lastLabel.judged, meta.label_window);
   drawLoss(hist, c.loss, `${c.loss} vs steps · ${c.optimizer}, lr ${fmt(c.lr)}${text ? " · " + text : ""}`);

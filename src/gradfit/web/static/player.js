@@ -23,9 +23,9 @@ export class Player {
       if (m.type === "frame") {
         const ack = () => { if (this.ws === sock && sock.readyState === 1) sock.send(JSON.stringify({ type: "ack", seq: m.seq })); };
         if (this.state === "pausing" && !m.paused) { ack(); return; }   // ran ahead of the pause
-        this.on.frame(m);
         if (m.paused) this._set("paused");
-        requestAnimationFrame(ack);                 // drawn: the server may go on
+        this.on.frame(m);
+        requestAnimationFrame(() => requestAnimationFrame(ack));   // drawn: the server may go on
       } else if (m.type === "done") {
         this.ws = null;
         this.on.done(m);
