@@ -89,13 +89,14 @@ def test_a_copied_link_replays_the_run_to_the_same_loss(page, browser):
     page.click("#btn-play")
     page.wait_for_function("() => document.getElementById('run-status').textContent.startsWith('paused')")
     page.evaluate("() => { const e = document.getElementById('lr'); e.value = '-1.5'; e.dispatchEvent(new Event('change')); }")
-    page.wait_for_function("() => location.hash.includes('changes=')")   # a change mid-run, kept
+    assert page.input_value("#lr") == "-1.5"
     page.click("#btn-play")
     page.wait_for_function("() => Number(document.getElementById('step').textContent) > 300", timeout=20_000)
     page.click("#btn-play")
     page.wait_for_function("() => document.getElementById('run-status').textContent.startsWith('paused')")
     page.click("#btn-link")
     page.wait_for_function("() => location.hash.includes('step=' + document.getElementById('step').textContent)")
+    assert "changes=" in page.url                                    # the change mid-run is kept
     step, loss = page.text_content("#step"), page.text_content("#loss-value")
     params = page.evaluate("() => [...document.querySelectorAll('#sliders output')].map(o => o.textContent)")
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})

@@ -17,7 +17,8 @@ let model = { names: [], kind: "expression", flexible: false };
 let exact = null, lastEval = null, lastResult = null, lastLabel = { label: null, judged: 0 };
 let hist, trail = [];
 let csvFile = null;
-const cur = () => settingsAt(S, S.step);            // the settings in force now
+let sent = null, sentAt = 0;                       // a change sent to the live run, not yet applied
+const cur = () => ({ ...settingsAt(S, S.step), ...(sent || {}) });   // the settings in force now
 const editable = () => !base.x2 && !base.sigma;
 
 // ------------------------------------------------------------------ data
@@ -211,6 +212,7 @@ function onRun(m) {
   (m.losses || []).forEach((v, i) => { hist.steps.push(m.first_step + i); hist.losses.push(v); });
   if (m.test_loss !== null && m.test_loss !== undefined) { hist.testSteps.push(m.step); hist.testLosses.push(m.test_loss); }
   S.step = m.step; S.p = { ...m.params }; S.changes = m.changes || S.changes;
+  if (sent && m.step > sentAt) sent = null;         // the run has it now (in m.changes)
   lastLabel = { label: m.label, judged: m.judged };
   trail.push({ ...m.params });
   if (trail.length > MAX_TRAIL) trail = trail.filter((_, i) => i % 2 === 0);
@@ -238,13 +240,13 @@ function lossPlot() {
 }
 function newStart() {                    // the run so far is dropped; the current point starts anew
   player.cancel();
-  Object.assign(S, cur());
+  Object.assign(S, cur()); sent = null;
   S.step = 0; S.changes = []; S.p0 = { ...S.p };
   clearHistory(); lossPlot(); $("step").textContent = "0"; $("run-status").textContent = "";
 }
 function resetRun() {
   player.cancel();
-  Object.assign(S, cur());
+  Object.assign(S, cur()); sent = null;
   S.step = 0; S.changes = []; S.p = { ...S.p0 }; lastResult = null;
   clearHistory(); lossPlot();
   $("step").textContent = "0"; $("run-status").textContent = ""; $("run-error").textContent = "";
@@ -252,7 +254,7 @@ function resetRun() {
 }
 function changeSetting(change) {
   if (S.step === 0 && !player.live) Object.assign(S, change);
-  else if (player.live) player.set(change);
+  else if (player.live) { player.set(change); sent = { ...(sent || {}), ...change }; sentAt = S.step; }
   else S.changes = addChange(S.changes, S.step, change);
   fixOptions(); showControls(); lossPlot(); writeHash();
 }
@@ -390,6 +392,7 @@ function wire() {
     history.replaceState(null, "", "#" + encode(S, meta));
     if (navigator.clipboard) navigator.clipboard.writeText(location.href).catch(() => {});
   });
+  window.addEventListener("hashchange", () => location.reload());   // a link opened here (ours use replaceState)
   wireEditing($("plot-data"), {
     editable, points: () => pts, state: () => S,
     changed: async (final) => {
