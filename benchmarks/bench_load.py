@@ -36,6 +36,7 @@ prepare_process()                      # as `gradfit serve` does
 uvicorn.run(create_app(), host="127.0.0.1", port={port}, log_level="warning")
 """
 QUAD = "a*x^2 + b*x + c"
+CANCELS: list[float] = []    # seconds from "cancel" to the run's "done"
 THINK = 0.1                   # seconds a client waits between its requests
 START = {"a": 1.1, "b": 1.1, "c": 1.1}
 
@@ -96,6 +97,23 @@ async def one(client: httpx.AsyncClient, port: int, k: int, statuses: Counter) -
                                                       "loss": "mse"})
         elif kind == 7:
             r = await client.post("/api/csv", files={"file": ("load.csv", CSV, "text/csv")})
+        elif kind == 9:                # a long run, cancelled after five frames
+            async with connect(f"ws://127.0.0.1:{port}/api/run", max_size=None) as ws:
+                await ws.send(json.dumps({"type": "start", "data": LESSON, "model": QUAD,
+                                          "optimizer": "gd", "lr": 0.01, "steps": 1_000_000,
+                                          "steps_per_frame": 5}))
+                m = {"type": "frame"}
+                for _ in range(5):
+                    if (m := json.loads(await ws.recv()))["type"] != "frame":
+                        break
+                if m["type"] == "frame":
+                    t = time.perf_counter()
+                    await ws.send("cancel")
+                    while (m := json.loads(await ws.recv()))["type"] == "frame":
+                        pass
+                    CANCELS.append(time.perf_counter() - t)
+                statuses[f"run {m['type']}"] += 1
+            return
         else:
             async with connect(f"ws://127.0.0.1:{port}/api/run", max_size=None) as ws:
                 await ws.send(json.dumps({"type": "start", "data": LESSON, "model": QUAD,
@@ -163,6 +181,9 @@ def main() -> None:
               f"on 127.0.0.1")
         print(f"small /api/eval (probe, {len(latencies)} requests): p50 {q[49] * 1000:.0f} ms, "
               f"p95 {q[94] * 1000:.0f} ms")
+        if CANCELS:
+            print(f"runs cancelled under load ({len(CANCELS)}): \"cancel\" to \"done\" median "
+                  f"{statistics.median(CANCELS) * 1000:.0f} ms, max {max(CANCELS) * 1000:.0f} ms")
         print("answers: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items(), key=str)))
         print(f"server errors (5xx or failed): {errors}")
         print(f"server peak memory: {peak_mb(proc.pid):.0f} MB (idle {idle:.0f} MB; cap 1024 MB)")

@@ -291,7 +291,8 @@ def test_every_frame_kind_gets_an_answer_and_the_run_stays_controllable(client, 
         t = time.perf_counter()
         ws.send_text("cancel")
         done = until(ws, "done")
-        assert done["reason"] == "cancelled" and time.perf_counter() - t < 0.1 + 0.2
+        assert done["reason"] == "cancelled" and time.perf_counter() - t < 1.0   # (a bound;
+        # bench_load.py measures the latency under load)
 
 
 @pytest.mark.parametrize("first,words", [(b"\x00", "binary"), ("{oops", "not JSON")])
@@ -312,10 +313,10 @@ def test_a_run_priced_too_heavy_per_step_is_refused(client):
 
 
 def test_an_exact_fit_past_the_deadline_is_cancelled():
-    n = 2_000
+    n = 8_000
     pts = {"x": [i / n for i in range(n)], "y": [((i * 7919) % 101) / 50 for i in range(n)]}
-    with TestClient(create_app(limits=ServerLimits(max_seconds=0.5)), base_url=BASE) as c:
+    with TestClient(create_app(limits=ServerLimits(max_seconds=0.2)), base_url=BASE) as c:
         t = time.perf_counter()
         r = c.post("/api/exact", json={"data": pts, "model": "relu:20", "loss": "mse"})
-        assert r.status_code == 422 and "cancelled after 0.5 s" in r.json()["detail"], r.text
-        assert time.perf_counter() - t < 2.0
+        assert r.status_code == 422 and "cancelled after 0.2 s" in r.json()["detail"], r.text
+        assert time.perf_counter() - t < 5.0, time.perf_counter() - t

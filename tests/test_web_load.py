@@ -28,7 +28,7 @@ import sys, uvicorn
 from gradfit.web.app import create_app
 from gradfit.web.limits import ServerLimits, prepare_process
 prepare_process()
-limits = ServerLimits(max_memory={cap}, max_seconds=2.0, send_timeout=1.0)
+limits = ServerLimits(max_memory={cap}, max_seconds={seconds}, send_timeout=1.0)
 uvicorn.run(create_app(limits=limits), host="127.0.0.1", port={port}, log_level="warning")
 """
 
@@ -47,10 +47,10 @@ def peak_mb(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-@pytest.fixture(scope="module")
-def server():
+def start_server(seconds: float):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(cap=CAP, port=port)])
+    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(cap=CAP, port=port,
+                                                                 seconds=seconds)])
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -60,6 +60,12 @@ def server():
         except (urllib.error.URLError, ConnectionError):
             assert time.time() < deadline and proc.poll() is None, "the server did not start"
             time.sleep(0.2)
+    return url, proc
+
+
+@pytest.fixture(scope="module")
+def server():
+    url, proc = start_server(2.0)
     yield url, proc
     proc.terminate()
     proc.wait(10)
@@ -214,3 +220,39 @@ def test_a_run_step_at_the_limit_is_cancelled_quickly(server):
             pass
         took = time.perf_counter() - t
     assert msg["reason"] == "cancelled" and took < 0.5, (m, took)
+
+
+def test_an_upload_being_parsed_does_not_stop_other_requests():
+    url, proc = start_server(10.0)
+    rows = b"1.5,2.5\n" * (18 * MB // 8)               # 2.4 million rows, under the byte cap
+    boundary = "gradfitboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"huge.csv\"\r\n\r\n").encode() + b"x,y\n" + rows + \
+        f"\r\n--{boundary}--\r\n".encode()
+    answer = {}
+
+    def send():
+        req = urllib.request.Request(url + "/api/csv", body, {
+            "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            urllib.request.urlopen(req, timeout=60)
+        except urllib.error.HTTPError as e:
+            answer.update(status=e.code, **json.loads(e.read()))
+
+    t = threading.Thread(target=send)
+    t.start()
+    slowest = 0.0
+    small = {"data": points(20), "model": "a*x^2 + b*x + c", "params": {"a": 1, "b": 1, "c": 1}}
+    try:
+        while t.is_alive():
+            t0 = time.perf_counter()
+            assert post(url, "/api/eval", small)[0] == 200
+            slowest = max(slowest, time.perf_counter() - t0)
+            time.sleep(0.05)              # a slider's pace
+        t.join()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert answer["status"] == 422 and "too many points" in answer["detail"]
+    assert f"row {MAX_POINTS + 2}" in answer["detail"]       # stopped there, not at the end
+    assert slowest < 2.0, slowest        # (a bound; bench_load.py measures the latency)

@@ -315,12 +315,14 @@ def load_csv(path: str | Path, *, x: str | Sequence[str] | None = None, y: str |
 
 
 def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool = False,
-             max_points: int | None = None, max_columns: int | None = None) -> Dataset:
+             max_points: int | None = None, max_columns: int | None = None,
+             check: Callable[[], None] | None = None) -> Dataset:
     """A CSV from a binary ``stream`` (lines of bytes), named ``where`` in messages.
 
     One pass, in time linear in the bytes: the header's names are checked through a dict,
     ``max_columns`` is enforced on the header and ``max_points`` while the rows stream in
     (a file over either stops there, with its row), and only the used columns are kept.
+    ``check()`` runs every 4096 rows (a server's deadline: it raises to stop).
     """
     lines, blank = _lines(stream, where), []
     first = next(lines, None)
@@ -343,6 +345,8 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
             seen += 1
+            if check is not None and not seen % 4096:
+                check()
             row = reader.line_num
             if max_points is not None and seen > max_points:
                 raise DataError("too many points", expected=f"at most {max_points:,} rows",

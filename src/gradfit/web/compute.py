@@ -37,6 +37,29 @@ def check_model(model: Model) -> Model:
     return model
 
 
+def build_model(spec: str, inputs=("x",)) -> Model:
+    """``make_model``, with a network's parameters counted before they are named: the web's
+    limit is ``MAX_PARAMS``, far below the core's (naming a million costs a second and 80 MB).
+
+    >>> build_model("mlp:1000,1000")
+    Traceback (most recent call last):
+    ...
+    gradfit.errors.InputError: model 'mlp:1000,1000' has too many parameters: expected at most 2000, got 1004001
+    """
+    head, _, arg = spec.strip().partition(":")
+    if head.strip() == "mlp":
+        try:
+            hidden = [int(h) for h in arg.partition(":")[0].split(",")]
+        except ValueError:
+            hidden = []
+        sizes = [len(inputs)] + hidden + [1]
+        count = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        if hidden and count > MAX_PARAMS:
+            raise InputError(f"model {spec!r} has too many parameters",
+                             expected=f"at most {MAX_PARAMS}", given=count)
+    return check_model(make_model(spec, tuple(inputs)))
+
+
 def problem(req: ProblemIn, test: bool = False) -> Problem:
     """The request's problem on its training points (``test``: on its held-out points)."""
     d = dataview.of(req)
@@ -47,7 +70,7 @@ def problem(req: ProblemIn, test: bool = False) -> Problem:
 
 
 def _model(req) -> Model:
-    return check_model(make_model(req.model, tuple(req.data.inputs) if req.data else ("x",)))
+    return build_model(req.model, tuple(req.data.inputs) if req.data else ("x",))
 
 
 def distance(params: dict[str, float], optimum: dict[str, float] | None) -> float | None:

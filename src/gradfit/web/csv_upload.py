@@ -20,7 +20,7 @@ from ..data import read_csv
 from ..errors import InputError
 from .datasets import guess_sigma, points
 from .limits import MAX_CSV_COLUMNS
-from .pool import WorkerPool
+from .pool import WorkerPool, checkpoint
 from .schemas import MAX_POINTS
 
 MAX_NAME = 100
@@ -85,7 +85,8 @@ async def read_upload(request: Request, pool: WorkerPool, response):
             s = guess_sigma(first, x)
         upload.file.seek(0)
         d = read_csv(upload.file, name, x=x or None, y=y or None, sigma=s or None,
-                     drop_nan=drop_nan, max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS)
+                     drop_nan=drop_nan, max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS,
+                     check=checkpoint)
         return response({"name": name, "columns": columns, "x_name": d.x_names[0],
                          "x_names": list(d.x_names), "y_name": d.y_name,
                          "sigma_name": s or None, "dropped": d.dropped, **points(d)})

@@ -5,24 +5,25 @@ own size (its parameter count ``P`` and its width ``w``).
 The width of a model is how many float64 numbers one forward pass holds per data point and
 parameter set (measured on this code, with room to spare):
 
-- ``poly:K``: 4 live without gradients; autograd keeps the ``2K`` steps of Horner's rule;
+- ``poly:K``: 4 live without gradients; autograd keeps the ``2K`` steps of Horner's rule
+  (a Jacobian, measured: about 12);
 - ``relu:K``: ``3K + 2`` (each unit's pre-activation, ReLU and the sum);
 - ``mlp:H1,..``: ``3 max(H)`` live, ``4 sum(H) + 8`` kept for the gradient;
 - an expression: its operators and calls, plus ``P`` for a design matrix.
 
 The prices, in float64 numbers (8 bytes each)::
 
-    eval        memory n (w_grad + 4),              work 3 n f
-    landscape   memory 2 m P + rows n w_live,       work m n f          (rows chosen to fit)
-    exact       memory n P (j + 6) + 4 P^2 + n w,   work 10 * 10 (n + r) P (w_grad + P)
+    eval        memory n (w_grad + 4),                  work 3 n f
+    landscape   memory 3 m P + rows n (w_live + 2),     work m n f   (rows chosen to fit)
+    exact       memory r P (j + 6) + 4 P^2 + n w_grad,  work 10 * 10 (n + r) P (w_grad + P)
     run (step)  as eval for gradient methods, as one exact iteration for lm / auto / irls
 
 with ``f`` the operations per point and parameter set, ``j`` the Jacobian's width
 (autograd builds it by a backward pass batched over the ``P`` parameters), ``r`` the rows
 of the Jacobian's evaluation (``n``, or ``n^2`` up to 150 points, where it is taken row by
 row) and 10 iterations (the deadline holds the rest; each iteration is a tenth of the work
-limit, so a cancelled fit stops soon). A request over a
-limit gets a 422 that names the limit and by how much it is over::
+limit, so a cancelled fit stops soon). A request over a limit gets a 422 that names the
+limit and by how much it is over::
 
     >>> from gradfit.models import make_model
     >>> c = price_exact(make_model("relu:999"), 10_000, ServerLimits())

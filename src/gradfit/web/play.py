@@ -44,10 +44,9 @@ from .. import iter_fit
 from ..errors import GradfitError
 from ..fit import prepare
 from ..learning_rates import LR_RULE, classify_run
-from ..models import make_model
 from ..optimizers import OPTIMIZERS
 from . import dataview
-from .compute import check_model, distance
+from .compute import build_model, distance
 from .runs import RunLimiter, validation_text
 from .schemas import FRAME_SECONDS, RUN_TIME_LIMIT, Finite, RunIn, SetIn, Strict
 from .views import curve
@@ -87,7 +86,7 @@ class PlaySession:
         self.req, self.emit = req, emit
         self.data = dataview.of(req)
         self.x, self.y, self.sigma = self.data.part(test=False)
-        self.model = check_model(make_model(req.model, self.data.inputs))
+        self.model = build_model(req.model, self.data.inputs)
         self.settings = {"lr": req.lr or OPTIMIZERS[req.optimizer].default_lr,
                          "loss": req.loss, "optimizer": req.optimizer}
         self.cond = threading.Condition()

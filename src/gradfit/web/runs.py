@@ -37,9 +37,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .. import iter_fit
 from ..errors import GradfitError
 from ..learning_rates import classify_run
-from ..models import make_model
 from ..finite_json import dumps
-from .compute import check_model, curve, distance
+from .compute import build_model, curve, distance
 from .limits import ServerLimits, price_run_step
 from .schemas import FRAME_SECONDS, MAX_RUNS, RUN_TIME_LIMIT, RunIn, SetIn
 
@@ -86,7 +85,7 @@ class RunSession:
         self.ready = ready          # False while the client has a frame it has not taken
         self.stop = threading.Event()
         self.pending: SetIn | None = None
-        self.model = check_model(make_model(req.model))
+        self.model = build_model(req.model)
         price_run_step(self.model, len(req.data.x), req.optimizer, self.limits)
         self.settings = {"lr": req.lr, "loss": req.loss, "optimizer": req.optimizer}
         self.t0 = time.perf_counter()
