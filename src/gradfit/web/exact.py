@@ -62,7 +62,11 @@ def exact(req: ExactIn, check=lambda m: m, callback=None) -> dict:
     out = {"params": r.params, "loss": d["loss"], "optimizer": r.optimizer, "reason": r.reason,
            "message": r.message, "steps": r.steps, "converged": r.converged and not flexible,
            "starts": STARTS if flexible else 1, "label": label}
-    out.update(uncertainty(r, x, sigma))
+    if flexible:
+        out.update(uncertainty=None, uncertainty_note="no standard errors: a flexible model has "
+                   "many optima, so its parameters are not determined by the data")
+    else:
+        out.update(uncertainty(r, x, sigma))
     return out
 
 
