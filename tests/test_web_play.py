@@ -198,12 +198,13 @@ def test_unknown_messages_get_a_warning_and_the_run_goes_on(client, pts):
         ws.send_json(start(pts, steps=100_000, steps_per_frame=5))
         ws.send_text("{not json")
         ws.send_json({"type": "dance"})
+        ws.send_bytes(b"\x00\x01")
         kinds = []
-        for _ in range(6):
+        for _ in range(8):
             m = ws.receive_json()
             kinds.append(m["type"])
             if m["type"] == "frame":
                 ws.send_json({"type": "ack", "seq": m["seq"]})
         ws.send_text("cancel")
         assert drain(ws)[-1]["reason"] == "cancelled"
-    assert kinds.count("warning") == 2 and "frame" in kinds
+    assert kinds.count("warning") == 3 and "frame" in kinds

@@ -363,7 +363,14 @@ async def _stream(ws: WebSocket, req: PlayIn) -> None:
 async def _receive(ws: WebSocket, session: PlaySession) -> None:
     try:
         while True:
-            text = await ws.receive_text()
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:                          # a binary frame: said, and ignored
+                await ws.send_json({"type": "warning", "detail": "a binary frame: expected "
+                                    'JSON text such as {"type": "ack", "seq": 3}'})
+                continue
             word = text.strip().strip('"')
             if word in ("cancel", "pause", "play", "step"):
                 session.control(word)
@@ -385,7 +392,8 @@ async def _receive(ws: WebSocket, session: PlaySession) -> None:
             else:
                 await ws.send_json({"type": "warning", "detail": f"unknown message type {kind!r}"})
     except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError, KeyError):
-        session.control("cancel")
+        pass
+    session.control("cancel")
 
 
 __all__ = ["PlayIn", "PlaySession", "serve_play", "LABEL_RULE", "LABEL_WINDOW", "WINDOW"]

@@ -4,6 +4,7 @@ import { api, get, upload } from "./api.js";
 import { rebuild, wireEditing } from "./edit.js";
 import { Player } from "./player.js";
 import { drawData, drawLandscape, drawLoss, drawSlice, viewPNG } from "./plots.js";
+import { makeSliders, setSliders } from "./sliders.js";
 import { addChange, decode, encode, fmt, labelText, settingsAt } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -76,47 +77,14 @@ async function setModel(keep) {
   return true;
 }
 function pick(p, names) { const o = {}; for (const n of names) if (p && n in p) o[n] = p[n]; return o; }
-const cssId = (n) => n.replace(/[^A-Za-z0-9_-]/g, "_");
-
 function buildSliders() {
-  const box = $("sliders");
-  box.innerHTML = "";
-  if (model.names.length > MAX_SLIDERS) {
-    box.innerHTML = `<div class="hint">${model.names.length} parameters: too many for sliders; press play.</div>`;
-    return;
-  }
-  for (const name of model.names) {
-    const row = document.createElement("div");
-    row.className = "slider";
-    row.innerHTML = `<label><span class="name" title="${name}">${name}</span>
-      <input type="range" id="slider-${cssId(name)}" data-name="${name}" aria-label="parameter ${name}">
-      <output id="out-${cssId(name)}"></output></label>`;
-    box.appendChild(row);
-    const input = row.querySelector("input");
-    range(input, S.p[name]);
-    input.addEventListener("input", () => {
-      if (S.step > 0 || player.live) newStart();
-      S.p[name] = Number(input.value); S.p0 = { ...S.p };
-      $(`out-${cssId(name)}`).textContent = fmt(S.p[name]);
-      evaluate(); landscapeSoon(); writeHash();
-    });
-  }
-  showSliders();
+  makeSliders($("sliders"), model.names, S.p, MAX_SLIDERS, (name, value) => {
+    if (S.step > 0 || player.live) newStart();
+    S.p[name] = value; S.p0 = { ...S.p };
+    evaluate(); landscapeSoon(); writeHash();
+  });
 }
-function range(input, v) {
-  const half = Math.max(5, 2 * Math.abs(v || 0));
-  input.min = String(-half); input.max = String(half); input.step = String(half / 1000);
-}
-function showSliders() {
-  for (const name of model.names) {
-    const input = $(`slider-${cssId(name)}`);
-    if (!input) continue;
-    const v = S.p[name];
-    if (v < Number(input.min) || v > Number(input.max)) range(input, v);
-    input.value = String(v);
-    $(`out-${cssId(name)}`).textContent = fmt(v);
-  }
-}
+const showSliders = () => setSliders(model.names, S.p);
 
 // ------------------------------------------------------------------ the server's numbers
 let evalBusy = false, evalAgain = false;
