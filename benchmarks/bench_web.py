@@ -3,11 +3,14 @@
 1. Slider drag -> new curve and loss: the slider ``a`` is moved (an ``input`` event), and the
    time until the plot's title shows the new loss is taken with ``performance.now()``;
    the 95th percentile over ``--drags`` moves is printed (target < 100 ms).
-2. Streaming: a run of the lesson's problem (gd, mae) over the page's WebSocket, counting
+2. Pause: at the largest steps per frame, the time from a click on pause until the page says
+   paused (the run answers through ``/api/play``'s flow control); p50/p95 over ``--pauses``
+   (target < 100 ms).
+3. Streaming: a run of the lesson's problem (gd, mae) over the page's WebSocket, counting
    the steps received per second in the browser (target >= 2,000 steps/s), at the page's
    largest steps-per-frame setting that stays paced, and unpaced.
 
-    .venv/bin/python benchmarks/bench_web.py [--drags 100] [--steps 20000]
+    .venv/bin/python benchmarks/bench_web.py [--drags 100] [--pauses 10] [--steps 20000]
 """
 from __future__ import annotations
 
@@ -42,6 +45,22 @@ DRAG_JS = """async (n) => {
   return out;
 }"""
 
+PAUSE_JS = """async (n) => {
+  const $ = (id) => document.getElementById(id), out = [];
+  const spf = $('spf'); spf.value = spf.options[spf.options.length - 1].value; spf.dispatchEvent(new Event('change'));
+  const lim = $('maxsteps'); lim.value = '1000000'; lim.dispatchEvent(new Event('change'));
+  for (let i = 0; i < n; i++) {
+    const at = Number($('step').textContent);
+    $('btn-play').click();
+    while (Number($('step').textContent) < at + 4000) await new Promise(r => setTimeout(r, 5));
+    const t0 = performance.now();
+    $('btn-play').click();
+    while (!$('run-status').textContent.startsWith('paused')) await new Promise(r => setTimeout(r, 1));
+    out.push(performance.now() - t0);
+  }
+  return out;
+}"""
+
 STREAM_JS = """async ([steps, spf, paced]) => {
   const d = await (await fetch('/api/data', {method: 'POST', headers: {'Content-Type': 'application/json'},
                                           body: JSON.stringify({name: 'lesson'})})).json();
@@ -62,6 +81,7 @@ STREAM_JS = """async ([steps, spf, paced]) => {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--drags", type=int, default=100)
+    ap.add_argument("--pauses", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     a = ap.parse_args()
@@ -83,6 +103,10 @@ def main() -> None:
         print(f"slider drag -> new curve and loss: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max "
               f"{times[-1]:.1f} ms over {len(times)} moves (target p95 < 100 ms): "
               f"{'PASS' if p95 < 100 else 'FAIL'}")
+        times = sorted(page.evaluate(PAUSE_JS, a.pauses))
+        p50, p95 = times[len(times) // 2], times[min(len(times) - 1, int(0.95 * len(times)))]
+        print(f"pause at the fastest speed -> page says paused: p50 {p50:.1f} ms, p95 {p95:.1f} ms "
+              f"over {len(times)} pauses (target < 100 ms): {'PASS' if p95 < 100 else 'FAIL'}")
         for spf, paced in ((100, True), (1000, True), (1000, False)):
             r = page.evaluate(STREAM_JS, [a.steps, spf, paced])
             if "error" in r:

@@ -20,8 +20,19 @@ from .result import FitResult, StepRecord
 
 __version__ = "0.1.0"
 
+
+def playground(*args, **kwargs):
+    """The web playground inline in Jupyter on your data: see ``gradfit.web.notebook``.
+
+    ``gradfit.playground(x, y)`` or ``gradfit.playground(df, x="t", y="signal", sigma="err")``.
+    (Imported on use: the core never loads the web server.)
+    """
+    from .web.notebook import playground as show
+    return show(*args, **kwargs)
+
+
 __all__ = [
-    "fit", "iter_fit", "loss_and_grad", "fit_many", "ManyResult", "FitConfig", "FitResult", "StepRecord",
+    "fit", "iter_fit", "playground", "loss_and_grad", "fit_many", "ManyResult", "FitConfig", "FitResult", "StepRecord",
     "Model", "make_model", "MODELS", "LOSSES", "OPTIMIZERS", "SCHEDULES",
     "DATASETS", "Dataset", "lesson_data", "load_csv", "load_data", "synthetic",
     "GradfitError", "InputError", "ExpressionError", "DataError", "FitError",

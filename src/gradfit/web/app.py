@@ -40,7 +40,10 @@ from .datasets import DATASETS, make_dataset, points
 from .guard import Guard
 from .limits import ServerLimits
 from .pool import Busy, Cancelled, WorkerPool
+from .pagemeta import page_meta
+from .play import serve_play
 from .runs import RunLimiter, serve_run, validation_text
+from .shared import add_shared_routes
 from .schemas import (LIMITS, CodeIn, DataIn, ErrorOut, EvalIn, ExactIn, LandscapeIn, ModelIn)
 
 STATIC = Path(__file__).parent / "static"
@@ -178,6 +181,7 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
             "page_optimizers": list(PAGE_OPTIMIZERS),
             "datasets": {k: d.to_dict() for k, d in DATASETS.items()},
             "limits": {**LIMITS, **limits.to_dict()},
+            **page_meta(),
         }
 
     @app.post("/api/data", openapi_extra=_body(DataIn))
@@ -191,7 +195,9 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
     @app.post("/api/csv", openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"$ref": "#/components/schemas/CsvForm"}}}}})
     async def csv(request: Request):
-        """An uploaded CSV file's columns and points (one x column and one y column)."""
+        """An uploaded CSV file's columns and points: one or two x columns (``"t"`` or
+        ``"x1,x2"``; their names are the model's inputs), a y column (default: the last
+        column that is neither x nor sigma) and an optional sigma column."""
         return await read_upload(request, pool, StrictJSONResponse)
 
     @app.post("/api/model", openapi_extra=_body(ModelIn))
@@ -222,6 +228,13 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
     @app.websocket("/api/run")
     async def run(ws: WebSocket):
         await serve_run(ws, app.state.runs, limits)
+
+    @app.websocket("/api/play")
+    async def play(ws: WebSocket):
+        """The page's runs: flow control, pause and step inside one run (see ``play.py``)."""
+        await serve_play(ws, app.state.runs)
+
+    add_shared_routes(app)
 
     def openapi():
         if app.openapi_schema is None:

@@ -21,6 +21,9 @@ from ..problem import Problem
 from .limits import (Cost, ServerLimits, landscape_rows, price_eval, price_exact,
                      price_landscape)
 from .pool import checkpoint, current_deadline
+from . import dataview
+from .exact import exact as exact_fit
+from .views import curve
 from .schemas import MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
 
 
@@ -34,7 +37,7 @@ def check_model(model: Model) -> Model:
     return model
 
 
-def build_model(spec: str) -> Model:
+def build_model(spec: str, inputs=("x",)) -> Model:
     """``make_model``, with a network's parameters counted before they are named: the web's
     limit is ``MAX_PARAMS``, far below the core's (naming a million costs a second and 80 MB).
 
@@ -49,52 +52,25 @@ def build_model(spec: str) -> Model:
             hidden = [int(h) for h in arg.partition(":")[0].split(",")]
         except ValueError:
             hidden = []
-        sizes = [1] + hidden + [1]
+        sizes = [len(inputs)] + hidden + [1]
         count = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
         if hidden and count > MAX_PARAMS:
             raise InputError(f"model {spec!r} has too many parameters",
                              expected=f"at most {MAX_PARAMS}", given=count)
-    return check_model(make_model(spec))
+    return check_model(make_model(spec, tuple(inputs)))
 
 
-def problem(req: ProblemIn) -> Problem:
-    p = prepare(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta)
+def problem(req: ProblemIn, test: bool = False) -> Problem:
+    """The request's problem on its training points (``test``: on its held-out points)."""
+    d = dataview.of(req)
+    x, y, sigma = d.part(test)
+    p = prepare(req.model, x, y, sigma, loss=req.loss, delta=req.delta, inputs=d.inputs)
     check_model(p.model)
     return p
 
 
-def curve_x(x: list[float], k: int) -> np.ndarray:
-    """Where a curve is drawn: ``k`` points over the data's range, 5% to spare each side
-    (less where that would pass the largest float).
-
-    >>> curve_x([-1.7e308, 1.7e308], 3).tolist()
-    [-1.7e+308, 0.0, 1.7e+308]
-    """
-    lo, hi = min(x), max(x)
-    with np.errstate(over="ignore"):
-        pad = 0.05 * (np.float64(hi) - np.float64(lo)) if hi > lo else 1.0
-        a, b = np.float64(lo) - pad, np.float64(hi) + pad
-        if not (np.isfinite(a) and np.isfinite(b)):
-            a, b = np.float64(lo), np.float64(hi)
-        if not np.isfinite(b - a):                 # a range wider than the largest float
-            return 2 * np.linspace(a / 2, b / 2, k)
-    return np.linspace(a, b, k)
-
-
-def curve(model: Model, params: dict[str, float], x_data: list[float], k: int) -> dict:
-    """The model's curve at ``params`` (and each ReLU unit's, for ``relu:K``)."""
-    xs = curve_x(x_data, k)
-    xt = torch.tensor(xs, dtype=torch.float64)
-    theta = torch.tensor([params[n] for n in model.param_names], dtype=torch.float64)
-    with torch.no_grad():
-        out = {"x": xs.tolist(), "y": _finite(model(xt, theta).numpy())}
-        if hasattr(model, "parts"):
-            out["parts"] = [_finite(row) for row in model.parts(xt, theta).numpy()]
-    return out
-
-
-def _finite(a: np.ndarray) -> list:
-    return np.where(np.isfinite(a), a, None).tolist()
+def _model(req) -> Model:
+    return build_model(req.model, tuple(req.data.inputs) if req.data else ("x",))
 
 
 def distance(params: dict[str, float], optimum: dict[str, float] | None) -> float | None:
@@ -109,27 +85,36 @@ def distance(params: dict[str, float], optimum: dict[str, float] | None) -> floa
 
 
 def model_info(req: ModelIn, limits: ServerLimits | None = None) -> dict:
-    model = build_model(req.model)
-    x = torch.tensor(req.data.x, dtype=torch.float64) if req.data else None
+    inputs = tuple(req.data.inputs) if req.data else ("x",)
+    model = _model(req)
+    x = torch.tensor(dataview.page_data(req.data).x) if req.data else None
     start = model.initial(x, req.seed)
     kind = next((k for k in ("poly", "relu", "mlp") if req.model.strip().startswith(k + ":")),
                 "expression")
     return {"model": model.spec, "kind": kind, "param_names": list(model.param_names),
-            "initial": start, "n_params": model.n_params, "constants": dict(model.constants)}
+            "initial": start, "n_params": model.n_params, "constants": dict(model.constants),
+            "inputs": list(inputs), "flexible": not model.identifiable}
 
 
 def eval_cost(req: EvalIn, limits: ServerLimits) -> Cost:
-    return price_eval(build_model(req.model), len(req.data.x), req.curve_points,
-                      limits)
+    return price_eval(_model(req), len(req.data.x), req.curve_points, limits)
 
 
 def evaluate(req: EvalIn, limits: ServerLimits | None = None) -> dict:
-    model = build_model(req.model)
-    value, grad = loss_and_grad(req.model, req.data.x, req.data.y, req.params, loss=req.loss,
-                                delta=req.delta)
+    """The training loss and its gradient, the test loss (held-out points), the curve."""
+    d = dataview.of(req)
+    model = _model(req)
+    x, y, sigma = d.part(test=False)
+    value, grad = loss_and_grad(req.model, x, y, req.params, sigma=sigma, loss=req.loss,
+                                delta=req.delta, inputs=d.inputs)
+    test = None
+    if d.n_test:
+        xt, yt, st = d.part(test=True)
+        test, _ = loss_and_grad(req.model, xt, yt, req.params, sigma=st, loss=req.loss,
+                                delta=req.delta, inputs=d.inputs)
     return {"loss": value, "loss_name": req.loss,       # NaN, inf: null and a reason in the JSON
-            "grad": grad,
-            "curve": curve(model, req.params, req.data.x, req.curve_points),
+            "test_loss": test, "test": d.test.tolist(), "grad": grad,
+            "curve": curve(model, req.params, d.x, req.curve_points),
             "distance": distance(req.params, req.optimum)}
 
 
@@ -140,7 +125,7 @@ def landscape_sets(req: LandscapeIn) -> int:
 
 
 def landscape_cost(req: LandscapeIn, limits: ServerLimits) -> Cost:
-    return price_landscape(build_model(req.model), len(req.data.x),
+    return price_landscape(_model(req), len(req.data.x),
                            landscape_sets(req), limits)
 
 
@@ -164,7 +149,7 @@ def landscape(req: LandscapeIn, limits: ServerLimits | None = None) -> dict:
 
 
 def exact_cost(req: ExactIn, limits: ServerLimits) -> Cost:
-    return price_exact(build_model(req.model), len(req.data.x), limits)
+    return price_exact(_model(req), len(req.data.x), limits)
 
 
 def _past_deadline(record) -> bool:
@@ -173,11 +158,8 @@ def _past_deadline(record) -> bool:
 
 
 def exact(req: ExactIn, limits: ServerLimits | None = None) -> dict:
+    """The exact fit on the training points, with its uncertainty (see ``exact.py``)."""
     exact_cost(req, limits or ServerLimits())
-    r = fit(req.model, req.data.x, req.data.y, loss=req.loss, delta=req.delta,
-            optimizer="auto", steps=req.steps, p0=req.p0, seed=req.seed, callback=_past_deadline)
+    out = exact_fit(req, check_model, callback=_past_deadline)
     checkpoint()                              # stopped by the deadline: say so, no result
-    d = r.to_dict(history=False)
-    return {"params": r.params, "loss": d["loss"], "optimizer": r.optimizer,
-            "reason": r.reason, "message": r.message, "steps": r.steps,
-            "converged": r.converged}
+    return out

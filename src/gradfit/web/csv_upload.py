@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from ..data import read_csv
 from ..errors import InputError
-from .datasets import points
+from .datasets import guess_sigma, points
 from .limits import MAX_CSV_COLUMNS
 from .pool import WorkerPool, checkpoint
 from .schemas import MAX_POINTS
@@ -32,6 +32,7 @@ class CsvForm(BaseModel):
     file: bytes = Field(json_schema_extra={"format": "binary"})
     x: Optional[str] = None
     y: Optional[str] = None
+    sigma: Optional[str] = None
     drop_nan: bool = False
 
 
@@ -65,25 +66,30 @@ async def read_upload(request: Request, pool: WorkerPool, response):
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InputError("no file in the upload", expected="a CSV file in the form field 'file'")
-    x, y = (form.get(k) for k in ("x", "y"))
-    if not all(v is None or isinstance(v, str) for v in (x, y)):
+    x, y, sigma = (form.get(k) for k in ("x", "y", "sigma"))
+    if not all(v is None or isinstance(v, str) for v in (x, y, sigma)):
         raise InputError("bad column choice", expected="column names as text")
-    if x is not None and "," in x:
-        raise InputError("the playground plots one input column",
-                         expected="a single x column", given=x[:80])
+    if x is not None and x.count(",") > 1:
+        raise InputError("the playground plots one or two input columns",
+                         expected="one or two x columns", given=x[:80])
     drop_nan = _flag(form.get("drop_nan"))
     name = clean_name(upload.filename)
 
     def parse():
         upload.file.seek(0)
-        d = read_csv(upload.file, name, x=x or None, y=y or None, drop_nan=drop_nan,
-                     max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS, check=checkpoint)
-        upload.file.seek(0)
         first = next((ln for ln in upload.file if ln.strip()), b"").decode("utf-8-sig", "replace")
         delim = max(",;\t", key=first.count)
         columns = [c.strip() for c in next(csv_module.reader([first], delimiter=delim))]
+        s = sigma
+        if s is None and not y:                # not chosen: a column named like one
+            s = guess_sigma(first, x)
+        upload.file.seek(0)
+        d = read_csv(upload.file, name, x=x or None, y=y or None, sigma=s or None,
+                     drop_nan=drop_nan, max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS,
+                     check=checkpoint)
         return response({"name": name, "columns": columns, "x_name": d.x_names[0],
-                         "y_name": d.y_name, "dropped": d.dropped, **points(d)})
+                         "x_names": list(d.x_names), "y_name": d.y_name,
+                         "sigma_name": s or None, "dropped": d.dropped, **points(d)})
 
     try:
         return await pool.run(parse)

@@ -6,8 +6,31 @@ import numpy as np
 from ..data import Dataset
 from ..datasets import DATASETS, BuiltinDataset, make_dataset, outlier_index
 
-__all__ = ["DATASETS", "BuiltinDataset", "make_dataset", "outlier_index", "points"]
+__all__ = ["DATASETS", "BuiltinDataset", "guess_sigma", "make_dataset", "outlier_index", "points"]
+
+#: column names taken for uncertainties when none is chosen (compared in lower case)
+SIGMA_NAMES = ("sigma", "err", "error", "errors", "dy", "yerr", "y_err", "unc",
+               "uncertainty", "std", "sd", "stderr", "\u03c3")
+
+
+def guess_sigma(text: str, x: str | None) -> str | None:
+    """The last column named like an uncertainty (``SIGMA_NAMES``) that is not an x column,
+    read off the header of ``text``; None when there is none or only two columns."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delim = max(",;\t", key=first.count)
+    names = [c.strip() for c in first.split(delim)]
+    xs = set((x or "").split(",")) if x else set(names[:1])
+    hits = [c for c in names if c.lower() in SIGMA_NAMES and c not in xs]
+    return hits[-1] if hits and len(names) >= 3 else None
 
 
 def points(d: Dataset) -> dict:
-    return {"x": np.asarray(d.x, dtype=float).tolist(), "y": np.asarray(d.y, dtype=float).tolist()}
+    """The page's ``Points``: ``x`` (and ``x2``), ``y``, ``sigma``, the input names."""
+    x = np.asarray(d.x, dtype=float)
+    out = {"x": (x[:, 0] if x.ndim == 2 else x).tolist(),
+           "y": np.asarray(d.y, dtype=float).tolist(), "inputs": list(d.x_names)}
+    if x.ndim == 2:
+        out["x2"] = x[:, 1].tolist()
+    if d.sigma is not None:
+        out["sigma"] = np.asarray(d.sigma, dtype=float).tolist()
+    return out

@@ -42,16 +42,34 @@ class ErrorOut(BaseModel):
 
 
 class Points(Strict):
-    """The data: ``x`` and ``y`` of the same length (one input column)."""
+    """The data: ``x`` and ``y`` of the same length; ``x2`` a second input column;
+    ``inputs`` the input columns' names (the model's inputs: ``t`` for a column ``t``);
+    ``sigma`` per-point uncertainties (weighted fits, error bars)."""
 
     x: list[Finite] = Field(min_length=1, max_length=MAX_POINTS)
     y: list[Finite] = Field(min_length=1, max_length=MAX_POINTS)
+    x2: Optional[list[Finite]] = Field(None, max_length=MAX_POINTS)
+    inputs: list[str] = Field(["x"], min_length=1, max_length=2)
+    sigma: Optional[list[Finite]] = Field(None, max_length=MAX_POINTS)
 
     @model_validator(mode="after")
     def _same_length(self):
-        if len(self.x) != len(self.y):
-            raise ValueError(f"x and y differ in length: expected as many y as x, "
-                             f"got {len(self.x)} x and {len(self.y)} y")
+        n = len(self.x)
+        for name in ("y", "x2", "sigma"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise ValueError(f"x and {name} differ in length: expected {n} values of "
+                                 f"{name}, got {len(v)}")
+        if len(self.inputs) != 1 + (self.x2 is not None):
+            raise ValueError(f"expected {1 + (self.x2 is not None)} input names (one per x "
+                             f"column), got {len(self.inputs)}")
+        for name in self.inputs:
+            if not name.isidentifier() or len(name) > 40:
+                raise ValueError(f"bad input name {name[:40]!r}: expected a name such as t or x1")
+        if len(set(self.inputs)) != len(self.inputs):
+            raise ValueError("the input names repeat: expected two different names")
+        if self.sigma is not None and min(self.sigma) <= 0:
+            raise ValueError("sigma holds a value <= 0: expected positive uncertainties")
         return self
 
 
@@ -62,6 +80,8 @@ class ProblemIn(Strict):
     model: str = Field(min_length=1, max_length=MAX_EXPR_LEN)
     loss: str = "mae"
     delta: Finite = Field(1.0, gt=0)
+    test_fraction: Finite = Field(0.0, ge=0, le=0.9)   # points held out as a test set
+    split_seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @field_validator("loss")
     @classmethod

@@ -1,0 +1,399 @@
+"""The page's runs over the WebSocket ``/api/play``: one ``iter_fit`` kept alive through
+pauses, steps and changes of settings, with flow control.
+
+Protocol (JSON messages):
+
+- client -> ``{"type": "start", ...PlayIn}`` first. Then ``{"type": "ack", "seq": k}``
+  once frame ``k`` is drawn; ``"pause"``, ``"play"``, ``"step"`` (one step while paused),
+  ``"cancel"``; ``{"type": "set", "lr", "loss", "optimizer"}`` changes settings from the
+  next step on.
+- server -> ``{"type": "frame", "seq", "step", ...}``: frame ``seq`` shows the state after
+  ``step`` steps (the params, the training loss there, the test loss on held-out points);
+  ``{"type": "paused", ...}`` the same fields, when a pause took effect;
+  ``{"type": "done", ...}`` at the end; ``{"type": "error" | "busy" | "warning", "detail"}``.
+
+Flow control: the worker never computes past frame ``seq`` until frame ``seq - WINDOW``
+is acknowledged, so the page is at most ``WINDOW + 1`` frames behind the run and a pause
+shows within a frame. Pause and step wait between two steps, inside the same run, so the
+optimizer's state (Adam's moments, momentum) is kept. A new learning rate for the same
+optimizer is set on its parameter groups (state kept); a new optimizer or loss restarts
+the optimizer from the current parameters (there is no state that carries over).
+
+Every change is applied between two steps and reported with the step it applies from
+(``changes``); ``PlayIn.changes`` replays such a list, so a link reproduces the run.
+
+The learning-rate label judges the ``LABEL_WINDOW`` steps after the settings last changed
+by ``classify_run`` (its best fall: the way down to the exact optimum's loss), and does
+not change after them: ``LABEL_RULE``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+from pydantic import Field, ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .. import iter_fit
+from ..errors import GradfitError
+from ..fit import prepare
+from ..learning_rates import LR_RULE, classify_run
+from ..optimizers import OPTIMIZERS
+from . import dataview
+from .compute import build_model, distance
+from .runs import RunLimiter, validation_text
+from .schemas import FRAME_SECONDS, RUN_TIME_LIMIT, Finite, RunIn, SetIn, Strict
+from .views import curve
+
+WINDOW = 1                 # frames the run may be ahead of the last one the page drew
+LABEL_WINDOW = 200         # steps the learning-rate label judges
+IDLE_LIMIT = RUN_TIME_LIMIT  # seconds a run may wait for its page (paused, or no acks)
+LABEL_RULE = (f"judged on the first {LABEL_WINDOW} steps after the settings last changed, "
+              "then fixed: " + LR_RULE)
+
+
+class ChangeAt(SetIn):
+    """A change of settings that applies from step ``step`` on."""
+
+    step: int = Field(ge=1)
+
+
+class PlayIn(RunIn):
+    """A run to play: ``RunIn`` plus ``weight_decay`` (for the optimizers that take it) and
+    ``changes`` to replay."""
+
+    weight_decay: Finite = Field(0.0, ge=0, le=100)
+    changes: list[ChangeAt] = Field(default_factory=list, max_length=1000)
+    frames: bool = True        # False: only the done message
+    quiet_until: int = Field(0, ge=0)          # no frames, no pacing before this step
+    pause_at: Optional[int] = Field(None, ge=0)   # pause by itself at this step (a link)
+
+
+def takes_weight_decay(optimizer: str) -> bool:
+    return "weight_decay" in OPTIMIZERS[optimizer].options
+
+
+class PlaySession:
+    """One run: ``work()`` in a thread; messages out through ``emit``."""
+
+    def __init__(self, req: PlayIn, emit):
+        self.req, self.emit = req, emit
+        self.data = dataview.of(req)
+        self.x, self.y, self.sigma = self.data.part(test=False)
+        self.model = build_model(req.model, self.data.inputs)
+        self.settings = {"lr": req.lr or OPTIMIZERS[req.optimizer].default_lr,
+                         "loss": req.loss, "optimizer": req.optimizer}
+        self.cond = threading.Condition()
+        self.stop = False
+        self.paused = False
+        self.steps_granted = 0           # steps allowed while paused ("step")
+        self.acked = -1
+        self.seq = -1
+        self.pending: list[SetIn] = []
+        self.schedule = sorted(req.changes, key=lambda c: c.step)
+        self.applied: list[dict] = []
+        self._test = self._test_problem()
+        self._start(req.p0, req.steps)            # bad input raises here, before streaming
+
+    # ---------------------------------------------------------------- setup
+    def _test_problem(self):
+        if not self.data.n_test:
+            return None
+        xt, yt, st = self.data.part(test=True)
+        return prepare(self.req.model, xt, yt, st, loss=self.settings["loss"],
+                       delta=self.req.delta, inputs=self.data.inputs)
+
+    def _start(self, p0, steps):
+        s, r = self.settings, self.req
+        options = {"weight_decay": r.weight_decay} if takes_weight_decay(s["optimizer"]) \
+            and r.weight_decay > 0 else {}
+        self.restart = False
+        self.run = iter_fit(r.model, self.x, self.y, sigma=self.sigma, loss=s["loss"],
+                            delta=r.delta, optimizer=s["optimizer"], lr=s["lr"], steps=steps,
+                            p0=p0, seed=r.seed, inputs=self.data.inputs,
+                            callback=lambda rec: self.restart or self.stop, **options)
+
+    # ---------------------------------------------------------------- from the client
+    def control(self, what: str, msg: dict | None = None) -> None:
+        with self.cond:
+            if what == "cancel":
+                self.stop = True
+            elif what == "pause":
+                self.paused = True
+            elif what == "play":
+                self.paused, self.steps_granted = False, 0
+            elif what == "step":
+                self.steps_granted += 1
+            elif what == "ack":
+                seq = msg.get("seq") if msg else None
+                if isinstance(seq, int) and not isinstance(seq, bool):
+                    self.acked = max(self.acked, seq)
+            elif what == "set":
+                self.pending.append(msg)
+            self.cond.notify_all()
+
+    # ---------------------------------------------------------------- the loop
+    def work(self) -> None:
+        try:
+            self._work()
+        except GradfitError as exc:
+            self.emit({"type": "error", "detail": str(exc)})
+        except Exception as exc:          # never leave the page waiting
+            self.emit({"type": "error", "detail": f"the run failed: {exc}"})
+
+    def _work(self) -> None:
+        req = self.req
+        history = np.empty(req.steps + 1)
+        seg = 0                       # where the current settings began
+        batch: list = []
+        tick = time.perf_counter()
+        compute = 0.0
+        while True:
+            t0 = time.perf_counter()
+            for rec in self.run:                 # a stop or a restart ends it at its callback
+                compute += time.perf_counter() - t0
+                done = self.offset + rec.step    # this record: the state after `done` steps
+                history[done] = rec.loss
+                batch.append(rec.loss)
+                if compute > RUN_TIME_LIMIT:
+                    self._end("time_limit")
+                if done == req.pause_at:
+                    self.control("pause")
+                quiet = done < req.quiet_until
+                if req.frames and not quiet and (len(batch) >= req.steps_per_frame or self._holding()):
+                    if req.paced and not self._holding():
+                        wait = tick + FRAME_SECONDS - time.perf_counter()
+                        if wait > 0:
+                            time.sleep(wait)
+                    tick = time.perf_counter()
+                    self._send(done, rec, batch, history[seg:done + 1])
+                    batch = []
+                while self._wait(done) == "show":
+                    self._send(done, rec, batch, history[seg:done + 1])
+                    batch = []
+                if self._changes_due(done + 1):     # the next update is done + 1
+                    seg = done + 1                  # (a restart ends at the callback)
+                t0 = time.perf_counter()
+            result = self.run.result
+            if self.restart and not self.stop and result.reason == "callback":
+                self.offset += result.steps
+                batch = []
+                self._start(result.params, req.steps - self.offset)
+                continue
+            break
+        done = self.offset + result.steps
+        self._done(result, done, np.append(history[seg:done], result.loss))
+
+    offset = 0                         # steps taken before the current iter_fit
+    paused_step = -1                   # the step of the last frame sent while paused
+    stop_reason = "cancelled"
+
+    def _end(self, reason: str) -> None:
+        with self.cond:
+            self.stop, self.stop_reason = True, reason
+
+    def _holding(self) -> bool:
+        """This record is shown now, whatever the frame size: a pause, a step, a stop."""
+        return (self.paused and self.steps_granted == 0) or self.stop
+
+    def _wait(self, done: int) -> str:
+        """Between two steps: wait for the page's acks, for a pause to end or a step to be
+        granted. ``"go"``: take the next step; ``"stop"``; ``"show"``: send this step's
+        frame first (a pause came after it was computed)."""
+        with self.cond:
+            t0 = time.perf_counter()
+            while not self.stop:
+                if time.perf_counter() - t0 > IDLE_LIMIT:
+                    self.stop, self.stop_reason = True, "idle"
+                    break
+                if self.paused:
+                    if self.steps_granted > 0:
+                        self.steps_granted -= 1
+                        return "go"
+                    if self.req.frames and self.paused_step != done:
+                        return "show"                  # the page learns the pause holds
+                elif not (self.req.frames and self.seq - self.acked > WINDOW
+                          and done >= self.req.quiet_until):
+                    return "go"
+                self.cond.wait(0.25)
+            return "stop"
+
+    def _changes_due(self, at: int) -> bool:
+        """Apply the changes due from step ``at`` on (replayed, or sent now). True when a
+        setting changed."""
+        with self.cond:
+            due = [c for c in self.schedule if c.step == at]
+            self.schedule = [c for c in self.schedule if c.step != at]
+            live, self.pending = self.pending, []
+        changed = False
+        for c in due + live:
+            new = {k: getattr(c, k) for k in ("lr", "loss", "optimizer") if getattr(c, k) is not None}
+            new = {k: v for k, v in new.items() if self.settings[k] != v}
+            if not new:
+                continue
+            changed = True
+            if "optimizer" in new or "loss" in new:
+                self.restart = True
+            self.settings.update(new)
+            if "loss" in new:
+                self._test = self._test_problem()
+            if not self.restart and "lr" in new:     # same optimizer: its state is kept
+                for group in getattr(getattr(self.run.stepper, "opt", None), "param_groups", ()):
+                    group["lr"] = new["lr"]
+            self.applied.append({"step": at, **new})
+        return changed
+
+    # ---------------------------------------------------------------- out
+    def _test_loss(self, params: dict) -> float | None:
+        if self._test is None:
+            return None
+        theta = torch.tensor([params[n] for n in self._test.model.param_names], dtype=torch.float64)
+        with torch.no_grad():
+            return _num(self._test.objective(theta).item())
+
+    def _label(self, h: np.ndarray) -> str | None:
+        if h.size < LABEL_WINDOW + 1:
+            return None
+        h = h[:LABEL_WINDOW + 1]
+        best = 0.0 if self.req.optimum_loss is None else max(0.0, h[0] - self.req.optimum_loss)
+        return classify_run(h, best)
+
+    def _state(self, step, params, loss, h) -> dict:
+        req = self.req
+        return {"step": req.step_offset + step, "params": params, "loss": _num(loss),
+                "test_loss": self._test_loss(params), "lr": self.settings["lr"],
+                "loss_name": self.settings["loss"], "optimizer": self.settings["optimizer"],
+                "curve": curve(self.model, params, self.data.x, req.curve_points),
+                "distance": distance(params, req.optimum), "label": self._label(h),
+                "judged": int(min(h.size - 1, LABEL_WINDOW)), "changes": self.applied}
+
+    def _send(self, step, rec, batch, h) -> None:
+        with self.cond:
+            self.seq += 1
+            seq, paused = self.seq, self.paused
+        if paused:
+            self.paused_step = step
+        self.emit({"type": "frame", "seq": seq, "paused": paused,
+                   **self._state(step, rec.params, rec.loss, h),
+                   "grad_norm": _num(rec.grad_norm), "losses": [_num(v) for v in batch],
+                   "first_step": self.req.step_offset + step - len(batch) + 1})
+
+    def _done(self, result, done, h) -> None:
+        reason, message = result.reason, result.message
+        if reason == "callback":
+            reason = self.stop_reason
+            message = {"cancelled": f"cancelled after {done} steps",
+                       "time_limit": f"reached the time limit ({RUN_TIME_LIMIT:g} s)",
+                       "idle": f"the page did not answer for {IDLE_LIMIT:g} s"}[reason]
+        self.emit({"type": "done", **self._state(done, result.params, result.loss, h),
+                   "steps_done": done, "reason": reason, "message": message,
+                   "converged": result.converged, "result": result.to_dict(history=False)})
+
+
+def _num(v):
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+async def serve_play(ws: WebSocket, limiter: RunLimiter) -> None:
+    await ws.accept()
+    try:
+        first = json.loads(await ws.receive_text())
+        if not isinstance(first, dict):
+            raise ValueError('expected a JSON object {"type": "start", ...}')
+        req = PlayIn.model_validate({k: v for k, v in first.items() if k != "type"})
+    except WebSocketDisconnect:
+        return
+    except ValidationError as exc:
+        await _close(ws, {"type": "error", "detail": validation_text(exc)}, 1008)
+        return
+    except (ValueError, KeyError, TypeError) as exc:
+        await _close(ws, {"type": "error", "detail": f"bad start message: {exc}"}, 1008)
+        return
+    if not limiter.acquire():
+        await _close(ws, {"type": "busy", "detail": f"the server is busy: {limiter.limit} runs "
+                          "are streaming already; try again in a moment"}, 1013)
+        return
+    try:
+        await _stream(ws, req)
+    finally:
+        limiter.release()
+
+
+async def _close(ws: WebSocket, msg: dict, code: int) -> None:
+    try:
+        await ws.send_json(msg)
+        await ws.close(code)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+
+
+async def _stream(ws: WebSocket, req: PlayIn) -> None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()      # bounded by the flow control
+    try:
+        session = PlaySession(req, lambda msg: loop.call_soon_threadsafe(queue.put_nowait, msg))
+    except GradfitError as exc:
+        await _close(ws, {"type": "error", "detail": str(exc)}, 1008)
+        return
+    worker = threading.Thread(target=session.work, name="gradfit-play", daemon=True)
+    receiver = asyncio.create_task(_receive(ws, session))
+    worker.start()
+    try:
+        while True:
+            msg = await queue.get()
+            await ws.send_json(msg)
+            if msg["type"] in ("done", "error"):
+                break
+        await ws.close()
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        session.control("cancel")
+        receiver.cancel()
+        while worker.is_alive():
+            await asyncio.sleep(0.005)
+
+
+async def _receive(ws: WebSocket, session: PlaySession) -> None:
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:                          # a binary frame: said, and ignored
+                await ws.send_json({"type": "warning", "detail": "a binary frame: expected "
+                                    'JSON text such as {"type": "ack", "seq": 3}'})
+                continue
+            word = text.strip().strip('"')
+            if word in ("cancel", "pause", "play", "step"):
+                session.control(word)
+                continue
+            try:
+                msg = json.loads(text)
+            except json.JSONDecodeError:
+                await ws.send_json({"type": "warning", "detail": "not JSON: expected a message "
+                                    'such as {"type": "ack", "seq": 3}'})
+                continue
+            kind = msg.get("type") if isinstance(msg, dict) else None
+            if kind in ("cancel", "pause", "play", "step", "ack"):
+                session.control(kind, msg)
+            elif kind == "set":
+                try:
+                    session.control("set", SetIn.model_validate(msg))
+                except ValidationError as exc:
+                    await ws.send_json({"type": "warning", "detail": validation_text(exc)})
+            else:
+                await ws.send_json({"type": "warning", "detail": f"unknown message type {kind!r}"})
+    except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError, KeyError):
+        pass
+    session.control("cancel")
+
+
+__all__ = ["PlayIn", "PlaySession", "serve_play", "LABEL_RULE", "LABEL_WINDOW", "WINDOW"]

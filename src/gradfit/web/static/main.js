@@ -1,0 +1,414 @@
+// gradfit playground: wiring. The page holds no math: every number comes from the server.
+// The state is one value (state.js) and lives in the URL; a link replays the run to its step.
+import { api, get, upload } from "./api.js";
+import { rebuild, wireEditing } from "./edit.js";
+import { Player } from "./player.js";
+import { drawData, drawLandscape, drawLoss, drawSlice, viewPNG } from "./plots.js";
+import { makeSliders, setSliders } from "./sliders.js";
+import { addChange, decode, encode, fmt, labelText, settingsAt } from "./state.js";
+
+const $ = (id) => document.getElementById(id);
+const MAX_SLIDERS = 16, MAX_TRAIL = 3000, MAX_LINK_POINTS = 2000;
+const TEST_FRACTIONS = [0, 0.1, 0.2, 0.3, 0.5];
+
+let meta, S;
+let base = { x: [], y: [], inputs: ["x"] };        // the data as generated or uploaded
+let pts = { x: [], y: [], origin: [] };            // after the user's edits
+let model = { names: [], kind: "expression", flexible: false };
+let exact = null, lastEval = null, lastResult = null, lastLabel = { label: null, judged: 0 };
+let hist, trail = [];
+let csvFile = null;
+let sent = null, sentAt = 0;                       // a change sent to the live run, not yet applied
+const cur = () => ({ ...settingsAt(S, S.step), ...(sent || {}) });   // the settings in force now
+const editable = () => !base.x2 && !base.sigma;
+
+// ------------------------------------------------------------------ data
+function dataBody() {
+  const d = { x: pts.x, y: pts.y, inputs: base.inputs };
+  if (base.x2) d.x2 = base.x2;
+  if (base.sigma) d.sigma = base.sigma;
+  return d;
+}
+const problem = () => ({ data: dataBody(), model: S.model, loss: cur().loss, test_fraction: S.test, split_seed: S.split });
+
+async function loadData() {
+  $("data-error").textContent = "";
+  try {
+    if (S.data === "csv" && S.csv) base = { ...S.csv };
+    else if (S.data.startsWith("shared:")) base = await get(`/api/shared/${encodeURIComponent(S.data.slice(7))}`);
+    else {
+      if (!(S.data in meta.datasets)) S.data = "lesson";
+      const d = meta.datasets[S.data];
+      if (S.n < 0) { S.n = d.n; S.mult = d.mult; S.add = d.add; }
+      base = await api("/api/data", { name: S.data, n: S.n, mult: S.mult, add: S.add, seed: S.dseed });
+    }
+  } catch (e) { $("data-error").textContent = e.message; base = { x: [0], y: [0], inputs: ["x"] }; }
+  base.inputs = base.inputs || ["x"];
+  pts = editable() ? rebuild(base, S) : { x: base.x, y: base.y, origin: [] };
+  showDataControls();
+}
+
+function showDataControls() {
+  const builtin = S.data in meta.datasets;
+  $("gen").hidden = !builtin;                     // generator sliders: generated data only
+  const d = meta.datasets[S.data];
+  $("dataset-desc").textContent = d ? d.description : `${base.name || "your data"}: y = ${base.yName || base.y_name || "y"}`;
+  $("model-label").textContent = `model of ${base.inputs.join(", ")}`;
+  $("csv-cols").hidden = S.data !== "csv";
+}
+
+// ------------------------------------------------------------------ model and sliders
+async function setModel(keep) {
+  $("model-error").textContent = "";
+  let info;
+  try { info = await api("/api/model", { model: S.model, data: dataBody(), seed: S.seed }); }
+  catch (e) { $("model-error").textContent = e.message; return false; }
+  model = { names: info.param_names, kind: info.kind, flexible: info.flexible,
+            constants: info.constants || {} };
+  const fits = (p) => p && model.names.every((n) => n in p) && Object.keys(p).length === model.names.length;
+  if (!keep || !fits(S.p0)) { S.p0 = { ...info.initial, ...pick(S.p0, model.names) }; resetRun(); }
+  if (!S.p || !fits(S.p)) S.p = { ...S.p0 };
+  $("btn-add-relu").hidden = info.kind !== "relu";
+  for (const id of ["pa", "pb", "ps"]) fill($(id), model.names);
+  if (!model.names.includes(S.pa)) S.pa = model.names[0];
+  if (!model.names.includes(S.pb) || S.pb === S.pa) S.pb = model.names.find((n) => n !== S.pa) || "";
+  if (!model.names.includes(S.ps)) S.ps = model.names[model.names.length - 1];
+  $("pa").value = S.pa; $("pb").value = S.pb; $("ps").value = S.ps;
+  buildSliders();
+  return true;
+}
+function pick(p, names) { const o = {}; for (const n of names) if (p && n in p) o[n] = p[n]; return o; }
+function buildSliders() {
+  makeSliders($("sliders"), model.names, S.p, MAX_SLIDERS, (name, value) => {
+    if (S.step > 0 || player.live) newStart();
+    S.p[name] = value; S.p0 = { ...S.p };
+    evaluate(); landscapeSoon(); writeHash();
+  }, model.constants);
+}
+const showSliders = () => setSliders(model.names, S.p);
+
+// ------------------------------------------------------------------ the server's numbers
+let evalBusy = false, evalAgain = false;
+async function evaluate() {
+  if (evalBusy) { evalAgain = true; return; }
+  evalBusy = true;
+  try {
+    const r = await api("/api/eval", { ...problem(), params: S.p, optimum: exact && exact.params });
+    lastEval = r;
+    show(r.loss, r.test_loss, r.curve, r.distance);
+    $("model-error").textContent = "";
+  } catch (e) { $("model-error").textContent = e.message; }
+  evalBusy = false;
+  if (evalAgain) { evalAgain = false; evaluate(); }
+}
+
+function show(loss, testLoss, curve, distance) {
+  drawData({ ...pts, x2: base.x2, sigma: base.sigma, inputs: base.inputs, yName: base.yName || base.y_name,
+             test: lastEval ? lastEval.test : [] },
+           { curve, loss, lossName: cur().loss, exact });
+  $("loss-value").textContent = fmt(loss);
+  $("test-value").textContent = testLoss === null || testLoss === undefined ? "" : `test ${fmt(testLoss)}`;
+  $("distance").textContent = fmt(distance);
+}
+
+let landBusy = false, landAgain = false, landTimer = null;
+function landscapeSoon(delay = 150) {
+  if (landTimer) return;
+  landTimer = setTimeout(() => { landTimer = null; landscape(); }, delay);
+}
+async function landscape() {
+  if (landBusy) { landAgain = true; return; }
+  if (!model.names.length) return;
+  landBusy = true;
+  try {
+    const two = model.names.length >= 2, [a, b] = [S.pa, S.pb];
+    const path = trail.map((p) => [p[a], p[b]]);
+    const keep = [...path, [S.p[a], S.p[b]], [S.p0[a], S.p0[b]]];
+    if (exact) keep.push([exact.params[a], exact.params[b]]);
+    const r = await api("/api/landscape", { ...problem(), params: S.p, names: two ? [a, b] : null,
+                                            slice: S.ps, resolution: 61, path: two ? keep : null });
+    drawLandscape(r.grid, { path, start: [S.p0[a], S.p0[b]], now: [S.p[a], S.p[b]],
+                            best: exact && [exact.params[a], exact.params[b]],
+                            bestName: model.flexible ? "best start" : "exact optimum" });
+    drawSlice(r.slice, S.p[S.ps]);
+  } catch (e) { /* shown by evaluate */ }
+  landBusy = false;
+  if (landAgain) { landAgain = false; landscapeSoon(); }
+}
+
+let exactAsked = 0;
+async function refreshExact() {
+  const ticket = ++exactAsked;           // only the latest question's answer is shown
+  exact = null;
+  $("exact-info").textContent = "finding the optimum…";
+  $("distance-label").textContent = model.flexible ? `distance to the best of ${meta.flexible_starts} starts` : "distance to the exact optimum";
+  try {
+    const r = await api("/api/exact", { ...problem(), p0: S.p0, seed: S.seed });
+    if (ticket !== exactAsked) return;
+    exact = r;
+    $("exact-info").textContent = `${exact.label}: loss ${fmt(exact.loss)}` + (model.names.length <= 6 ? " at " +
+      Object.entries(exact.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ") : "");
+  } catch (e) { if (ticket === exactAsked) $("exact-info").textContent = e.message; }
+  if (ticket === exactAsked) showUncertainty();
+}
+
+function showUncertainty() {
+  const box = $("uncertainty");
+  const u = exact && exact.uncertainty;
+  if (!u) { box.innerHTML = exact ? `<div class="hint">${exact.uncertainty_note || ""}</div>` : ""; return; }
+  const rows = Object.entries(u.params).slice(0, 12).map(([n, p]) =>
+    `<tr><td>${n}</td><td>${fmt(p.value)} ± ${fmt(p.stderr)}</td><td>[${fmt(p.ci[0])}, ${fmt(p.ci[1])}]</td></tr>`).join("");
+  box.innerHTML = `<table aria-label="uncertainty of the exact fit"><tr><th>param</th><th>value ± std error</th>
+    <th>${Math.round(u.level * 100)}% CI</th></tr>${rows}</table>
+    <div class="hint" id="chi2">χ² = ${fmt(u.chi2)} on ${u.dof} dof, reduced χ² = ${fmt(u.redchi)}${u.weighted ? " (σ from the data)" : ""}</div>`;
+}
+
+// ------------------------------------------------------------------ runs
+const player = new Player({
+  frame: (m) => onRun(m), done: (m) => onRun(m),
+  error: (t) => { $("run-error").textContent = t; },
+  state: (st) => { $("btn-play").textContent = st === "playing" ? "❚❚ pause" : "▶ play"; },
+});
+function clearHistory() { hist = { steps: [], losses: [], testSteps: [], testLosses: [] }; trail = []; lastLabel = { label: null, judged: 0 }; }
+function runBody(extra) {
+  const c = { optimizer: S.optimizer, lr: S.lr, loss: S.loss };
+  return { ...problem(), ...c, steps: S.steps, p0: S.p0, seed: S.seed, steps_per_frame: S.spf, paced: true,
+           changes: S.changes, weight_decay: (S.options || {}).weight_decay || 0,
+           optimum: exact && exact.params, optimum_loss: exact && exact.loss, ...extra };
+}
+function onRun(m) {
+  if (m.first_step === 0 || m.type === "done" && m.step === 0) clearHistory();
+  (m.losses || []).forEach((v, i) => { hist.steps.push(m.first_step + i); hist.losses.push(v); });
+  if (m.test_loss !== null && m.test_loss !== undefined) { hist.testSteps.push(m.step); hist.testLosses.push(m.test_loss); }
+  S.step = m.step; S.p = { ...m.params }; S.changes = m.changes || S.changes;
+  if (sent && m.step > sentAt) sent = null;         // the run has it now (in m.changes)
+  lastLabel = { label: m.label, judged: m.judged };
+  trail.push({ ...m.params });
+  if (trail.length > MAX_TRAIL) trail = trail.filter((_, i) => i % 2 === 0);
+  $("step").textContent = String(S.step);
+  if (m.type === "done") {
+    lastResult = m.result;
+    $("run-status").textContent = `${m.reason}: ${m.message}`;
+  } else $("run-status").textContent = m.paused ? `paused at step ${S.step}` : `running: ${m.optimizer}, lr ${fmt(m.lr)}`;
+  // the numbers now; the plots at the next animation frame (the latest message wins)
+  if (!pendingDraw) requestAnimationFrame(() => {
+    const d = pendingDraw; pendingDraw = null;
+    showSliders(); showControls();
+    show(d.loss, d.test_loss, d.curve, d.distance);
+    lossPlot();
+  });
+  pendingDraw = m;
+  landscapeSoon(m.type === "done" || m.paused ? 0 : 1000);   // the heaviest plot, seldom while running
+  writeHash();
+}
+let pendingDraw = null;
+function lossPlot() {
+  const c = cur(), text = labelText(lastLabel.label, lastLabel.judged, meta.label_window);
+  drawLoss(hist, c.loss, `${c.loss} vs steps · ${c.optimizer}, lr ${fmt(c.lr)}${text ? " · " + text : ""}`);
+  $("plot-loss").title = meta.lr_rule;
+}
+function newStart() {                    // the run so far is dropped; the current point starts anew
+  player.cancel();
+  Object.assign(S, cur()); sent = null;
+  S.step = 0; S.changes = []; S.p0 = { ...S.p };
+  clearHistory(); lossPlot(); $("step").textContent = "0"; $("run-status").textContent = "";
+}
+function resetRun() {
+  player.cancel();
+  Object.assign(S, cur()); sent = null;
+  S.step = 0; S.changes = []; S.p = { ...S.p0 }; lastResult = null;
+  clearHistory(); lossPlot();
+  $("step").textContent = "0"; $("run-status").textContent = ""; $("run-error").textContent = "";
+  showSliders(); writeHash();
+}
+function changeSetting(change) {
+  if (S.step === 0 && !player.live) Object.assign(S, change);
+  else if (player.live) { player.set(change); sent = { ...(sent || {}), ...change }; sentAt = S.step; }
+  else S.changes = addChange(S.changes, S.step, change);
+  fixOptions(); showControls(); lossPlot(); writeHash();
+}
+function fixOptions() {                  // weight decay: only for the optimizers that take it
+  const takes = meta.weight_decay_optimizers.includes(S.optimizer);
+  const wd = Number($("wd").value) || 0;
+  S.options = takes && wd > 0 ? { weight_decay: wd } : {};
+  $("wd").disabled = !meta.weight_decay_optimizers.includes(cur().optimizer);
+  $("wd-hint").textContent = $("wd").disabled ? `weight decay: ${meta.weight_decay_optimizers.join(", ")} only` : "";
+}
+
+// ------------------------------------------------------------------ URL, controls
+let hashTimer = null;
+function writeHash() {
+  clearTimeout(hashTimer);
+  hashTimer = setTimeout(() => history.replaceState(null, "", "#" + encode(S, meta)), 120);
+}
+function fill(sel, values, labels) {
+  sel.innerHTML = "";
+  for (const v of values) {
+    const o = document.createElement("option");
+    o.value = v; o.textContent = labels ? labels[v] : v;
+    sel.appendChild(o);
+  }
+}
+function showControls() {
+  const c = cur();
+  $("dataset").value = S.data.startsWith("shared:") ? "shared" : S.data;
+  $("n").value = S.n; $("mult").value = S.mult; $("add").value = S.add;
+  $("n-out").textContent = S.n; $("mult-out").textContent = S.mult; $("add-out").textContent = S.add;
+  $("dseed").value = S.dseed; if (document.activeElement !== $("model")) $("model").value = S.model;
+  $("loss").value = c.loss; $("optimizer").value = c.optimizer;
+  $("lr").value = Math.log10(c.lr || 0.01); $("lr-out").textContent = fmt(c.lr);
+  $("spf").value = S.spf; $("maxsteps").value = S.steps; $("test").value = S.test;
+  $("wd").value = (S.options || {}).weight_decay || $("wd").value;
+}
+async function refreshAll(keep) {
+  if (!(await setModel(keep))) return;
+  evaluate(); await refreshExact(); evaluate(); landscape(); lossPlot(); writeHash();
+}
+
+async function onCSV(fields) {
+  $("data-error").textContent = "";
+  let out;
+  try { out = await upload(csvFile, fields); } catch (e) { $("data-error").textContent = e.message; return; }
+  const none = ["", "(none)"];
+  fill($("csv-x"), out.columns); fill($("csv-x2"), ["", ...out.columns], { "": "(none)", ...Object.fromEntries(out.columns.map((c) => [c, c])) });
+  fill($("csv-y"), out.columns); fill($("csv-sigma"), ["", ...out.columns], { "": "(none)", ...Object.fromEntries(out.columns.map((c) => [c, c])) });
+  $("csv-x").value = out.x_names[0]; $("csv-x2").value = out.x_names[1] || ""; $("csv-y").value = out.y_name;
+  $("csv-sigma").value = out.sigma_name || ""; void none;
+  const keepInline = out.x.length <= MAX_LINK_POINTS;
+  if (!keepInline) $("data-error").textContent = `more than ${MAX_LINK_POINTS} points: a copied link will not hold them`;
+  S.data = "csv"; S.added = []; S.drop = []; S.move = {};
+  S.csv = { name: out.name, yName: out.y_name, x: out.x, y: out.y, inputs: out.inputs,
+            ...(out.x2 ? { x2: out.x2 } : {}), ...(out.sigma ? { sigma: out.sigma } : {}) };
+  if (!keepInline) S.csv = { ...S.csv, x: [], y: [] };
+  base = { ...S.csv, x: out.x, y: out.y }; pts = { x: out.x, y: out.y, origin: [] };
+  resetRun(); showDataControls(); showControls(); await refreshAll(true);
+}
+function csvFields() {
+  const x = [$("csv-x").value, $("csv-x2").value].filter(Boolean).join(",");
+  return { x, y: $("csv-y").value || null, sigma: $("csv-sigma").value };
+}
+
+function wire() {
+  const onData = async () => { resetRun(); showControls(); await loadData(); await refreshAll(true); };
+  $("dataset").addEventListener("change", () => {
+    const v = $("dataset").value;
+    if (v === "csv") { $("csv").click(); return; }
+    if (!(v in meta.datasets)) return;
+    const d = meta.datasets[v];
+    Object.assign(S, { data: v, n: d.n, mult: d.mult, add: d.add, added: [], drop: [], move: {}, csv: null });
+    if (d.model !== S.model) { S.model = d.model; S.p0 = {}; }
+    onData();
+  });
+  for (const id of ["n", "mult", "add"]) {
+    $(id).addEventListener("input", () => { $(`${id}-out`).textContent = $(id).value; });
+    $(id).addEventListener("change", () => { S[id] = Number($(id).value); onData(); });
+  }
+  $("dseed").addEventListener("change", () => { S.dseed = Number($("dseed").value); onData(); });
+  $("btn-clear-edits").addEventListener("click", () => { S.added = []; S.drop = []; S.move = {}; onData(); });
+  $("csv").addEventListener("change", () => { csvFile = $("csv").files[0]; if (csvFile) onCSV({}); });
+  for (const id of ["csv-x", "csv-x2", "csv-y", "csv-sigma"]) $(id).addEventListener("change", () => csvFile && onCSV(csvFields()));
+  $("test").addEventListener("change", () => { S.test = Number($("test").value); resetRun(); refreshAll(true); });
+  let modelTimer = null;
+  $("model").addEventListener("input", () => {
+    clearTimeout(modelTimer);
+    modelTimer = setTimeout(() => { S.model = $("model").value; refreshAll(true); }, 250);
+  });
+  $("model-examples").addEventListener("change", () => {
+    const v = $("model-examples").value;
+    if (!v) return;
+    $("model").value = v; S.model = v; refreshAll(true);
+    $("model-examples").value = "";
+  });
+  $("btn-add-relu").addEventListener("click", async () => {
+    const k = Number((S.model.split(":")[1] || "1").trim()) + 1;
+    const keep = { ...S.p };
+    S.model = `relu:${k}`; $("model").value = S.model;
+    S.p0 = keep;                        // the units so far keep their values; the new one starts fresh
+    await refreshAll(true);
+  });
+  $("loss").addEventListener("change", async () => {
+    changeSetting({ loss: $("loss").value });
+    await refreshExact(); evaluate(); landscape();
+  });
+  $("optimizer").addEventListener("change", () => {
+    const o = $("optimizer").value;
+    changeSetting({ optimizer: o, lr: meta.optimizers[o].default_lr });
+  });
+  $("lr").addEventListener("input", () => { $("lr-out").textContent = fmt(Number(Math.pow(10, Number($("lr").value)).toPrecision(3))); });
+  $("lr").addEventListener("change", () => changeSetting({ lr: Number(Math.pow(10, Number($("lr").value)).toPrecision(3)) }));
+  $("wd").addEventListener("change", () => { fixOptions(); resetRun(); });
+  $("spf").addEventListener("change", () => { S.spf = Number($("spf").value); writeHash(); });
+  $("maxsteps").addEventListener("change", () => { S.steps = Math.max(1, Number($("maxsteps").value)); writeHash(); });
+  $("btn-play").addEventListener("click", () => {
+    if (player.state === "playing") return player.pause();
+    if (player.live) return player.play();
+    if (S.step >= S.steps) { $("run-status").textContent = "at the step limit: raise it or reset"; return; }
+    player.start(runBody({ quiet_until: S.step }));
+  });
+  $("btn-step").addEventListener("click", () => {
+    if (player.state === "paused") return player.step();
+    if (player.state === "playing") return player.pause();
+    if (!player.live && S.step < S.steps) player.start(runBody({ quiet_until: S.step + 1, pause_at: S.step + 1 }));
+  });
+  $("btn-reset").addEventListener("click", () => { resetRun(); evaluate(); landscape(); });
+  for (const id of ["pa", "pb", "ps"]) $(id).addEventListener("change", () => { S[id] = $(id).value; landscape(); writeHash(); });
+  $("btn-json").addEventListener("click", () => download("gradfit-run.json", URL.createObjectURL(new Blob([JSON.stringify({
+    state: S, link: location.href, data: dataBody(), params: S.p, exact, result: lastResult, history: hist }, null, 1)],
+    { type: "application/json" }))));
+  $("btn-png").addEventListener("click", async () => download("gradfit-view.png", await viewPNG()));
+  $("btn-code").addEventListener("click", showCode);
+  $("btn-link").addEventListener("click", () => {
+    history.replaceState(null, "", "#" + encode(S, meta));
+    if (navigator.clipboard) navigator.clipboard.writeText(location.href).catch(() => {});
+  });
+  window.addEventListener("hashchange", () => location.reload());   // a link opened here (ours use replaceState)
+  wireEditing($("plot-data"), {
+    editable, points: () => pts, state: () => S,
+    changed: async (final) => {
+      pts = rebuild(base, S); evaluate();
+      if (final) { resetRun(); writeHash(); await refreshExact(); evaluate(); landscapeSoon(); }
+    },
+  });
+}
+function download(name, href) {
+  const a = document.createElement("a");
+  a.href = href; a.download = name; a.click();
+}
+async function showCode() {
+  const edited = S.data !== "lesson" && !(S.data in meta.datasets) || S.added.length || S.drop.length || Object.keys(S.move).length;
+  try {
+    const r = await api("/api/code", {
+      data: S.data in meta.datasets ? { name: S.data, n: S.n, mult: S.mult, add: S.add, seed: S.dseed } : {},
+      model: S.model, loss: S.loss, optimizer: S.optimizer, lr: S.lr, steps: S.steps, p0: S.p0, seed: S.seed,
+      points: edited ? { x: pts.x, y: pts.y } : null });
+    $("code").textContent = r.code;
+    $("code-dialog").showModal();
+  } catch (e) { $("run-error").textContent = e.message; }
+}
+
+async function main() {
+  meta = await get("/api/meta");
+  const names = Object.keys(meta.datasets);
+  fill($("dataset"), [...names, "csv", "shared"], Object.fromEntries([...names.map((k) => [k, k]), ["csv", "CSV file…"], ["shared", "from Python"]]));
+  $("dataset").querySelector("option[value=shared]").hidden = true;
+  fill($("loss"), Object.keys(meta.losses));
+  fill($("optimizer"), meta.page_optimizers);
+  fill($("spf"), meta.steps_per_frame);
+  fill($("test"), TEST_FRACTIONS, Object.fromEntries(TEST_FRACTIONS.map((f) => [f, f ? `${f * 100}% held out` : "none"])));
+  fill($("model-examples"), ["", ...meta.models.examples], Object.fromEntries([["", "examples…"], ...meta.models.examples.map((k) => [k, k])]));
+  S = decode(location.hash, meta);
+  clearHistory();
+  await loadData();
+  showControls(); fixOptions();
+  wire();
+  const target = S.step;
+  S.p = { ...S.p0 }; S.step = 0;
+  await refreshAll(true);
+  if (target > 0) {                       // a link: replay the same run to the same step
+    $("run-status").textContent = `replaying to step ${target}…`;
+    S.step = target;
+    player.start(runBody({ quiet_until: target, pause_at: target }));
+  }
+  document.body.dataset.ready = "1";
+}
+main();

@@ -1,0 +1,139 @@
+// The four plots, drawn with Plotly from what the server sent. No math here beyond choosing
+// a colour scale: every number comes from the server.
+import { fmt, spansDecades } from "./state.js";
+
+const CONFIG = { displaylogo: false, responsive: true,
+                 modeBarButtonsToRemove: ["lasso2d", "select2d", "toImage"] };
+const MARGIN = { l: 50, r: 12, t: 36, b: 40 };
+// legends sit under the plot, outside the data
+const LEGEND = { orientation: "h", x: 0, y: -0.24, yanchor: "top", font: { size: 11 } };
+const BELOW = { ...MARGIN, b: 84 };
+const ORANGE = "#e4572e", BLUE = "#2e86ab", GREY = "#999";
+
+// data: {x, y, x2?, sigma?, inputs, test}; view: {curve, loss, lossName, exact, parts}
+export function drawData(d, view) {
+  const gd = document.getElementById("plot-data");
+  const title = view.loss === undefined ? "" : `${view.lossName.toUpperCase()} = ${fmt(view.loss)}`;
+  if (d.x2) return drawSurface(gd, d, view, title);
+  const test = d.test || [];
+  const pick = (arr, want) => arr ? arr.filter((_, i) => !!test[i] === want) : undefined;
+  const traces = [{
+    x: pick(d.x, false), y: pick(d.y, false), mode: "markers", name: "data",
+    marker: { color: BLUE, size: 7 },
+    error_y: d.sigma ? { type: "data", array: pick(d.sigma, false), visible: true, color: "#7fb3cc", thickness: 1 } : undefined,
+  }];
+  const band = view.exact && view.exact.uncertainty && view.exact.uncertainty.band;
+  if (band) {
+    traces.push({ x: band.x, y: band.hi, mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false });
+    traces.push({ x: band.x, y: band.lo, mode: "lines", line: { width: 0 }, fill: "tonexty",
+                  fillcolor: "rgba(46,134,171,0.18)", name: "95% band (exact fit)", hoverinfo: "skip" });
+  }
+  if (test.some(Boolean)) traces.push({
+    x: pick(d.x, true), y: pick(d.y, true), mode: "markers", name: "test points",
+    marker: { color: "#fff", size: 8, line: { color: ORANGE, width: 2 } },
+    error_y: d.sigma ? { type: "data", array: pick(d.sigma, true), visible: true, color: ORANGE, thickness: 1 } : undefined,
+  });
+  if (view.curve && view.curve.x) {
+    (view.curve.parts || []).forEach((p, i) => traces.push({
+      x: view.curve.x, y: p, mode: "lines", name: i ? undefined : "ReLU units", showlegend: i === 0,
+      line: { color: GREY, width: 1, dash: "dot" }, hoverinfo: "skip" }));
+    traces.push({ x: view.curve.x, y: view.curve.y, mode: "lines", name: "model", line: { color: ORANGE, width: 2.5 } });
+  }
+  Plotly.react(gd, traces, {
+    title: { text: title }, margin: BELOW, legend: LEGEND, showlegend: true, uirevision: "data",
+    xaxis: { title: { text: d.inputs[0] } }, yaxis: { title: { text: d.yName || "y" } },
+  }, CONFIG);
+}
+
+function drawSurface(gd, d, view, title) {
+  const c = view.curve || {};
+  const all = [...d.y, ...((c.z || []).flat().filter((v) => v !== null))];
+  const cmin = Math.min(...all), cmax = Math.max(...all);
+  const test = d.test || [];
+  const traces = [
+    { type: "heatmap", x: c.x1, y: c.x2, z: c.z, colorscale: "RdBu", zmin: cmin, zmax: cmax,
+      colorbar: { thickness: 10, title: { text: "model" } }, name: "model", hoverinfo: "skip" },
+    { x: d.x, y: d.x2, mode: "markers", name: "data (colour: y)",
+      marker: { color: d.y, colorscale: "RdBu", cmin, cmax, size: 10,
+                symbol: d.x.map((_, i) => test[i] ? "diamond" : "circle"),
+                line: { color: d.x.map((_, i) => test[i] ? ORANGE : "#222"), width: 1.5 } } },
+  ];
+  Plotly.react(gd, traces, {
+    title: { text: title }, margin: BELOW, legend: LEGEND, uirevision: "data",
+    xaxis: { title: { text: d.inputs[0] } }, yaxis: { title: { text: d.inputs[1] } },
+  }, CONFIG);
+}
+
+// hist: {steps, losses, testSteps, testLosses}; head: the title's text
+export function drawLoss(hist, lossName, head) {
+  const traces = [{ x: hist.steps, y: hist.losses, mode: "lines", name: "training loss", line: { color: ORANGE } }];
+  if (hist.testSteps.length) traces.push({ x: hist.testSteps, y: hist.testLosses, mode: "lines",
+    name: "test loss", line: { color: BLUE, dash: "dash" } });
+  Plotly.react("plot-loss", traces, {
+    title: { text: head, font: { size: 13 } }, margin: BELOW, legend: LEGEND, showlegend: true,
+    xaxis: { title: { text: "step" } }, yaxis: { type: "log", title: { text: lossName } },
+    datarevision: hist.losses.length + hist.testLosses.length }, CONFIG);
+}
+
+// g: the server's grid; marks: {path, start, now, best, bestName}
+export function drawLandscape(g, marks) {
+  const gd = document.getElementById("plot-landscape");
+  if (!g) { Plotly.react(gd, [], { title: { text: "one parameter: see the slice" }, margin: MARGIN }, CONFIG); return; }
+  const log = spansDecades(g.loss);
+  const z = log ? g.loss.map((r) => r.map((v) => (v > 0 ? Math.log10(v) : null))) : g.loss;
+  const flat = z.flat().filter((v) => v !== null && isFinite(v));
+  const lo = Math.min(...flat), hi = Math.max(...flat);
+  const ticks = [];
+  if (log) for (let k = Math.ceil(lo); k <= Math.floor(hi); k++) ticks.push(k);
+  const traces = [
+    { type: "contour", x: g.x, y: g.y, z, colorscale: "Viridis", reversescale: true,
+      contours: { coloring: "heatmap" }, ncontours: 25, line: { width: 0.5 }, hoverinfo: "skip",
+      colorbar: { thickness: 10, title: { text: log ? `${g.loss_name} (log)` : g.loss_name },
+                  ...(log ? { tickvals: ticks, ticktext: ticks.map((k) => `1e${k}`) } : {}) },
+      showlegend: false },
+    { x: marks.path.map((p) => p[0]), y: marks.path.map((p) => p[1]), mode: "lines", name: "path",
+      line: { color: "#fff", width: 2.5 } },
+    { x: [marks.start[0]], y: [marks.start[1]], mode: "markers", name: "start",
+      marker: { color: "#fff", size: 10, symbol: "circle", line: { color: "#000", width: 2 } } },
+    { x: [marks.now[0]], y: [marks.now[1]], mode: "markers", name: "now",
+      marker: { color: ORANGE, size: 11, line: { color: "#fff", width: 1.5 } } },
+  ];
+  // the optimum: a white star ringed in black stands out on every colour of the scale
+  if (marks.best) traces.push({ x: [marks.best[0]], y: [marks.best[1]], mode: "markers", name: marks.bestName,
+    marker: { color: "#fff", size: 18, symbol: "star", line: { color: "#000", width: 2 } } });
+  Plotly.react(gd, traces, {
+    title: { text: `${g.loss_name} over ${g.names[0]}, ${g.names[1]}${log ? " (log colours)" : ""}`, font: { size: 13 } },
+    margin: BELOW, legend: LEGEND, showlegend: true, uirevision: g.names.join(","),
+    xaxis: { title: { text: g.names[0] } }, yaxis: { title: { text: g.names[1] } } }, CONFIG);
+  gd.dataset.log = log ? "1" : "0";
+}
+
+export function drawSlice(s, now) {
+  if (!s) return;
+  Plotly.react("plot-slice", [
+    { x: s.values, y: s.loss, mode: "lines", name: s.loss_name, line: { color: BLUE } },
+  ], { title: { text: `${s.loss_name} along ${s.name}`, font: { size: 13 } }, margin: MARGIN, showlegend: false,
+       xaxis: { title: { text: s.name } }, yaxis: { title: { text: s.loss_name } },
+       shapes: [{ type: "line", x0: now, x1: now, yref: "paper", y0: 0, y1: 1,
+                  line: { color: ORANGE, dash: "dot" } }] }, CONFIG);
+}
+
+// One PNG of the whole view: the four plots drawn onto one canvas, as they are laid out.
+export async function viewPNG() {
+  const ids = ["plot-data", "plot-loss", "plot-landscape", "plot-slice"];
+  const boxes = ids.map((id) => document.getElementById(id).getBoundingClientRect());
+  const x0 = Math.min(...boxes.map((b) => b.left)), y0 = Math.min(...boxes.map((b) => b.top));
+  const w = Math.max(...boxes.map((b) => b.right)) - x0, h = Math.max(...boxes.map((b) => b.bottom)) - y0;
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(w); canvas.height = Math.round(h);
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, w, h);
+  for (let i = 0; i < ids.length; i++) {
+    const b = boxes[i];
+    const url = await Plotly.toImage(ids[i], { format: "png", width: Math.round(b.width), height: Math.round(b.height) });
+    const img = new Image();
+    await new Promise((ok) => { img.onload = ok; img.src = url; });
+    ctx.drawImage(img, b.left - x0, b.top - y0);
+  }
+  return canvas.toDataURL("image/png");
+}

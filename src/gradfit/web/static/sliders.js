@@ -1,0 +1,56 @@
+// One slider per parameter (a range that widens when a value leaves it), named for screen
+// readers; the page's numbers stay in the state, the sliders only show and set them.
+import { fmt } from "./state.js";
+
+const $ = (id) => document.getElementById(id);
+const cssId = (n) => n.replace(/[^A-Za-z0-9_-]/g, "_");
+
+function range(input, v) {
+  const half = Math.max(5, 2 * Math.abs(v || 0));
+  input.min = String(-half); input.max = String(half); input.step = String(half / 1000);
+}
+
+// box: the container; onInput(name, value) when one moves; constants: name -> value (e, pi)
+export function makeSliders(box, names, values, max, onInput, constants = {}) {
+  box.innerHTML = "";
+  const consts = Object.entries(constants);
+  if (consts.length) {          // e and pi are constants, never sliders: say so
+    const hint = document.createElement("div");
+    hint.className = "hint";
+    hint.id = "constants";
+    hint.textContent = "constants, not parameters: " +
+      consts.map(([k, v]) => `${k} = ${fmt(v)} (to fit one, name it ${k}0)`).join(", ");
+    box.appendChild(hint);
+  }
+  if (names.length > max) {
+    box.insertAdjacentHTML("beforeend",
+      `<div class="hint">${names.length} parameters: too many for sliders; press play.</div>`);
+    return;
+  }
+  for (const name of names) {
+    const row = document.createElement("div");
+    row.className = "slider";
+    row.innerHTML = `<label><span class="name" title="${name}">${name}</span>
+      <input type="range" id="slider-${cssId(name)}" data-name="${name}" aria-label="parameter ${name}">
+      <output id="out-${cssId(name)}"></output></label>`;
+    box.appendChild(row);
+    const input = row.querySelector("input");
+    range(input, values[name]);
+    input.addEventListener("input", () => {
+      $(`out-${cssId(name)}`).textContent = fmt(Number(input.value));
+      onInput(name, Number(input.value));
+    });
+  }
+  setSliders(names, values);
+}
+
+export function setSliders(names, values) {
+  for (const name of names) {
+    const input = $(`slider-${cssId(name)}`);
+    if (!input) continue;
+    const v = values[name];
+    if (v < Number(input.min) || v > Number(input.max)) range(input, v);
+    input.value = String(v);
+    $(`out-${cssId(name)}`).textContent = fmt(v);
+  }
+}

@@ -1,0 +1,65 @@
+// node --test tests/js/ : the page's pure state module.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { addChange, decode, encode, fmt, initial, labelText, settingsAt, spansDecades } from "../../src/gradfit/web/static/state.js";
+
+const meta = {
+  config_defaults: { model: "a*x^2 + b*x + c", loss: "mse", delta: 1, optimizer: "auto", lr: null,
+                     steps: 1000, p0: {}, seed: 0, options: {} },
+  page_defaults: { model: "a*x^2 + b*x + c", loss: "mae", optimizer: "gd", lr: 0.01, steps: 2000,
+                   p0: { a: 1.1, b: 1.1, c: 1.1 }, seed: 0 },
+};
+
+test("an empty hash opens the page's defaults", () => {
+  const s = decode("", meta);
+  assert.equal(s.loss, "mae"); assert.equal(s.steps, 2000); assert.deepEqual(s.p0, { a: 1.1, b: 1.1, c: 1.1 });
+});
+
+test("encode then decode is the same state", () => {
+  const s = initial(meta);
+  Object.assign(s, { lr: 1e-5, step: 812, changes: [{ step: 300, lr: 0.1 }], test: 0.3, data: "csv",
+                     csv: { x: [1, 2], y: [3, 4], inputs: ["t"] }, options: { weight_decay: 0.1 } });
+  assert.deepEqual(decode("#" + encode(s, meta), meta), s);
+});
+
+test("config keys are FitConfig's query: defaults left out, in field order", () => {
+  const s = { ...decode("", meta), loss: "mse", optimizer: "auto", lr: null, steps: 1000, p0: {} };
+  assert.equal(encode(s, meta), "");
+  const t = { ...s, model: "relu:3", lr: 0.5 };
+  assert.equal(encode(t, meta), "model=relu%3A3&lr=0.5");
+});
+
+test("a missing config key is FitConfig's default once the hash says anything", () => {
+  const s = decode("#step=3", meta);
+  assert.equal(s.loss, "mse"); assert.equal(s.optimizer, "auto"); assert.equal(s.step, 3);
+});
+
+test("a bad field keeps its default", () => {
+  assert.deepEqual(decode("#p0={oops&loss=mae", meta).p0, {});
+});
+
+test("settings at a step follow the changes", () => {
+  const s = { optimizer: "gd", lr: 0.01, loss: "mae", changes: [{ step: 5, lr: 0.1 }, { step: 9, optimizer: "adam", lr: 0.05 }] };
+  assert.deepEqual(settingsAt(s, 4), { optimizer: "gd", lr: 0.01, loss: "mae" });
+  assert.deepEqual(settingsAt(s, 5), { optimizer: "gd", lr: 0.1, loss: "mae" });
+  assert.deepEqual(settingsAt(s, 100), { optimizer: "adam", lr: 0.05, loss: "mae" });
+});
+
+test("changes made at rest merge at one step and drop what lies ahead", () => {
+  let c = addChange([], 10, { lr: 0.1 });
+  c = addChange(c, 10, { optimizer: "adam" });
+  assert.deepEqual(c, [{ step: 10, lr: 0.1, optimizer: "adam" }]);
+  assert.deepEqual(addChange(c, 4, { lr: 1 }), [{ step: 4, lr: 1 }]);
+  assert.deepEqual(addChange(c, 0, { lr: 1 }), []);
+});
+
+test("log colours when the loss spans more than two decades", () => {
+  assert.equal(spansDecades([[1, 50], [null, 2]]), false);
+  assert.equal(spansDecades([[0.01, 50], [0, -1]]), true);
+});
+
+test("labels and numbers", () => {
+  assert.equal(labelText(null, 50, 200), "judging… 50/200 steps");
+  assert.equal(labelText("good", 200, 200), "good");
+  assert.equal(fmt(2.421852345), "2.42185"); assert.equal(fmt(null), "–"); assert.equal(fmt(1e-7), "1.000e-7");
+});
