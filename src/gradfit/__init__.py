@@ -11,15 +11,17 @@ from .data import Dataset, lesson_data, load_csv, load_data, synthetic
 from .datasets import DATASETS
 from .errors import DataError, ExpressionError, FitError, GradfitError, InputError
 from .fit import fit, iter_fit, loss_and_grad
+from .fit_many import fit_many
 from .losses import LOSSES
 from .models import MODELS, Model, make_model
 from .optimizers import OPTIMIZERS, SCHEDULES
+from .many_result import ManyResult
 from .result import FitResult, StepRecord
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "iter_fit", "loss_and_grad", "FitConfig", "FitResult", "StepRecord",
+    "fit", "iter_fit", "loss_and_grad", "fit_many", "ManyResult", "FitConfig", "FitResult", "StepRecord",
     "Model", "make_model", "MODELS", "LOSSES", "OPTIMIZERS", "SCHEDULES",
     "DATASETS", "Dataset", "lesson_data", "load_csv", "load_data", "synthetic",
     "GradfitError", "InputError", "ExpressionError", "DataError", "FitError",

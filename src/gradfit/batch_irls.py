@@ -1,0 +1,210 @@
+"""Iteratively reweighted least squares (mae, huber) over B problems at once.
+
+Each problem follows ``irls.py`` step for step (its docstring has the math): at the
+residuals ``r_k`` the loss is majorised by a weighted sum of squares, with weights
+``w = min(1, delta / |r_k|)`` (huber) or ``w = 1 / max(|r_k|, eps)`` (mae, the floor
+``eps`` starting at the median ``|r|`` and sharpened tenfold while the gain is small);
+the weighted problem is solved by Gauss-Newton steps with step halving (the scaled SVD of
+``lm.scaled_svd``, batched), and the step is kept when it lowers the loss by more than
+``ftol``. For mae a *vertex step* interpolates the P points nearest the curve, and is
+kept when zero lies in the subgradient there (``J_Z^T l = -J_N^T sign(r_N)``, all
+``|l_i| <= 1``): the exact minimum. Problems that stop leave the batch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .irls import OPTIONS
+from .lm import scaled_svd
+
+
+class _Batch:
+    """The problems ``idx`` of a ``ManyProblem`` seen through a transform."""
+
+    def __init__(self, prob, tr):
+        self.prob, self.tr, self.jac = prob, tr, prob.jacobian(tr)
+
+    def residuals(self, u, idx):
+        with torch.no_grad():
+            return self.prob.residuals(self.tr.external(u, idx), idx)
+
+    def objective(self, u, idx):
+        with torch.no_grad():
+            v = self.prob.objective(self.tr.external(u, idx), idx)
+        return torch.where(torch.isfinite(v), v, math.inf)
+
+    def valid(self, idx):
+        return (torch.ones_like(self.prob.y[idx], dtype=torch.bool) if self.prob.mask is None
+                else self.prob.mask[idx])
+
+
+def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int):
+    """``irls._gauss_newton`` for every row: minimise ``|sqrt(w) r(u)|^2`` by Gauss-Newton
+    steps with step halving, from ``u0`` ``(k, F)``."""
+    u = u0.clone()
+    r = batch.residuals(u, idx) * root_w
+    ss = r.square().sum(-1)
+    running = torch.ones(u.shape[0], dtype=torch.bool, device=u.device)
+    F = u.shape[-1]
+    for _ in range(steps):
+        at = running.nonzero().flatten()
+        if at.numel() == 0:
+            break
+        ua, ia, wa, ra, sa = u[at], idx[at], root_w[at], r[at], ss[at]
+        block = batch.jac(ua, ia) * wa.unsqueeze(-2)
+        jac = block[:, :F].transpose(-1, -2)
+        d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
+        good = torch.isfinite(jac).flatten(1).all(-1)
+        sv, vh, c, _ = scaled_svd(torch.where(good[:, None, None], jac, 0.0), d, ra)
+        w = torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)
+        delta = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
+        t = torch.ones_like(sa)
+        found = torch.zeros_like(good)
+        trial, r_new, ss_new = ua.clone(), ra.clone(), sa.clone()
+        while True:
+            open_ = ~found & (t > 1e-10)
+            if not open_.any():
+                break
+            cand = ua + t.unsqueeze(-1) * delta
+            rc = batch.residuals(cand, ia) * wa
+            sc = rc.square().sum(-1)
+            hit = open_ & (sc <= sa)
+            trial = torch.where(hit.unsqueeze(-1), cand, trial)
+            r_new = torch.where(hit.unsqueeze(-1), rc, r_new)
+            ss_new = torch.where(hit, sc, ss_new)
+            found = found | hit
+            t = torch.where(open_ & ~hit, t * 0.5, t)
+        found &= good
+        done = sa - ss_new <= 1e-15 * sa
+        u[at] = torch.where(found.unsqueeze(-1), trial, ua)
+        r[at] = torch.where(found.unsqueeze(-1), r_new, ra)
+        ss[at] = torch.where(found, ss_new, sa)
+        running[at] = found & ~done
+    return u
+
+
+def _nearest(batch, r, idx, F):
+    """The ``F`` points with the smallest ``|r|`` (real points only), as weights 0/1."""
+    a = torch.where(batch.valid(idx), r.abs(), math.inf)
+    rows = torch.argsort(a, dim=-1)[:, :F]
+    return torch.zeros_like(r).scatter(-1, rows, 1.0)
+
+
+def _vertex(batch, u, idx, inner):
+    """``irls.IRLS._vertex``: interpolate the F points nearest the curve."""
+    r = batch.residuals(u, idx)
+    return gauss_newton(batch, u, idx, _nearest(batch, r, idx, u.shape[-1]), inner)
+
+
+def _certified(batch, u, idx, inner):
+    """``irls.IRLS._certified_vertex`` for every row: the vertex and whether it is the
+    certified minimum (not worse than ``u``)."""
+    F = u.shape[-1]
+    vertex = _vertex(batch, u, idx, inner)
+    block = batch.jac(vertex, idx)
+    jac, rv = block[:, :F].transpose(-1, -2), block[:, F]
+    valid = batch.valid(idx)
+    a = torch.where(valid, rv.abs(), math.inf)
+    order = torch.argsort(a, dim=-1)
+    active = order[:, :F]
+    rest = valid.clone().scatter(-1, active, False)
+    biggest = torch.where(valid, rv.abs(), 0.0).amax(-1)
+    ok = a.gather(-1, active).amax(-1) <= 1e-9 * biggest.clamp_min(1e-300)
+    rhs = -(jac.transpose(-1, -2) @ (torch.sign(rv) * rest).unsqueeze(-1)).squeeze(-1)
+    ja = jac.gather(-2, active.unsqueeze(-1).expand(-1, -1, F))
+    lam, info = torch.linalg.solve_ex(ja.transpose(-1, -2), rhs)
+    ok &= (info == 0) & torch.isfinite(lam).all(-1) & (lam.abs().amax(-1) <= 1 + 1e-9)
+    ok &= batch.objective(vertex, idx) <= batch.objective(u, idx) * (1 + 1e-12)
+    return vertex, ok
+
+
+def batch_irls(prob, tr, u0, cfg):
+    """Fit the rows of ``u0`` ``(k, F)``; returns ``u``, steps, reasons, messages."""
+    o = {**OPTIONS, **cfg["options"]}
+    ftol, inner, max_steps = float(o["ftol"]), int(o["inner_steps"]), cfg["steps"]
+    batch = _Batch(prob, tr)
+    mae = prob.loss.name == "mae"
+    B, F = u0.shape
+    u = u0.detach().clone()
+    dev, dtype = u.device, u.dtype
+    eps = torch.full((B,), math.nan, dtype=dtype, device=dev)
+    eps_min, eps_start = eps.clone(), eps.clone()
+    steps = torch.zeros(B, dtype=torch.long, device=dev)
+    reason = ["max_steps"] * B
+    message = [f"reached the step limit ({max_steps} steps)"] * B
+    active = torch.ones(B, dtype=torch.bool, device=dev)
+    every = torch.arange(B, device=dev)
+    for _ in range(max_steps):
+        idx = active.nonzero().flatten()
+        if idx.numel() == 0:
+            break
+        loss = batch.objective(u[idx], idx)
+        bad = ~torch.isfinite(loss)
+        for b in idx[bad].tolist():
+            reason[b], message[b] = "diverged", "the loss is not finite here"
+        active[idx[bad]] = False
+        idx, loss = idx[~bad], loss[~bad]
+        steps[idx] += 1
+        pending = torch.ones_like(idx, dtype=torch.bool)
+        while pending.any():
+            p = pending.nonzero().flatten()
+            ip, lp = idx[p], loss[p]
+            r = batch.residuals(u[ip], ip)
+            w = _weights(prob, batch, r, ip, eps, eps_min, eps_start)
+            cand = gauss_newton(batch, u[ip], ip, w.sqrt(), inner)
+            new = batch.objective(cand, ip)
+            gain = torch.where(lp != 0, (lp - new) / lp.abs(), 0.0)
+            sharpen = (eps[ip] > eps_min[ip]) if mae else torch.zeros_like(pending[p])
+            take = gain > ftol
+            u[ip[take]] = cand[take]
+            soft = take & sharpen & (gain < 1e-3)
+            eps[ip[soft]] = torch.maximum(eps[ip[soft]] * 0.1, eps_min[ip[soft]])
+            if mae:
+                check = take & (eps[ip] < 1e-4 * eps_start[ip])
+                if check.any():
+                    ic = ip[check]
+                    vertex, ok = _certified(batch, u[ic], ic, inner)
+                    u[ic[ok]] = vertex[ok]
+                    for b in ic[ok].tolist():
+                        reason[b] = "ftol"
+                        message[b] = ("the exact minimum: a vertex whose optimality is "
+                                      "certified (zero lies in the subgradient)")
+                    active[ic[ok]] = False
+            again = ~take & sharpen
+            eps[ip[again]] = torch.maximum(eps[ip[again]] * 0.1, eps_min[ip[again]])
+            end = ~take & ~sharpen
+            if end.any():
+                ie = ip[end]
+                better = new[end] < lp[end]
+                u[ie[better]] = cand[end][better]
+                if mae:
+                    best = torch.minimum(new[end], lp[end])
+                    vertex = _vertex(batch, u[ie], ie, inner)
+                    gain_v = batch.objective(vertex, ie) < best
+                    u[ie[gain_v]] = vertex[gain_v]
+                for b in ie.tolist():
+                    reason[b] = "ftol"
+                    message[b] = ("the loss stopped falling (relative change below "
+                                  f"ftol={ftol:g}): the exact minimum")
+                active[ie] = False
+            pending[p] = again
+    del every
+    return u, steps, reason, message
+
+
+def _weights(prob, batch, r, idx, eps, eps_min, eps_start):
+    a = r.abs()
+    if prob.loss.name == "huber":
+        return torch.clamp(prob.loss.delta / a.clamp_min(1e-300), max=1.0)
+    new = torch.isnan(eps[idx])
+    if new.any():                 # start smooth: a floor at the typical residual
+        valid = batch.valid(idx[new])
+        an = torch.where(valid, a[new], math.inf)
+        n = valid.sum(-1)
+        med = torch.sort(an, dim=-1).values.gather(-1, ((n - 1) // 2).unsqueeze(-1))[:, 0]
+        top = torch.where(valid, a[new], 0.0).amax(-1)
+        scale = torch.where(med != 0, med, torch.where(top != 0, top, 1.0))
+        eps[idx[new]], eps_min[idx[new]], eps_start[idx[new]] = scale, 1e-12 * scale, scale
+    return 1.0 / a.clamp_min(eps[idx].unsqueeze(-1))

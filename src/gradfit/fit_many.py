@@ -1,0 +1,257 @@
+"""``fit_many``: B independent fits of one model as one tensor program.
+
+    >>> import numpy as np, gradfit
+    >>> x = np.linspace(0, 3, 30)
+    >>> k = np.array([0.5, 1.0, 2.0])
+    >>> y = 2.0 * np.exp(-k[:, None] * x)
+    >>> res = gradfit.fit_many("a*exp(-k*x)", x, y)
+    >>> res.converged.tolist()
+    [True, True, True]
+    >>> np.round(res.params["k"], 10).tolist()
+    [0.5, 1.0, 2.0]
+
+Each problem is fitted as ``gradfit.fit`` would fit it alone (the same loss, the same stopping
+rules, the same optimum), by the batched engines: ``batch_lm`` (lm, and auto for mse/rmse),
+``batch_irls`` (irls, and auto for mae/huber) and ``batch_gd`` (gd, momentum, adam, adamw,
+rmsprop, with per-problem learning rates and the schedules). A problem that stops leaves the
+batch; one that cannot be fitted (NaN in its series, fewer points than free parameters, a
+``guess`` that raises) is reported with its reason and message and the others go on.
+Problems run in chunks of ``chunk_size`` (by default sized to about 256 MB of work memory on
+a CPU, a quarter of the free memory on a GPU).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .fit import DTYPE, check_device
+from .losses import get_loss
+from .many_data import ManyData, from_arrays, from_frame, from_long
+from .many_problem import ManyProblem, ManyTransform
+from .many_result import ManyResult
+from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
+from .models import make_model
+from .optimizers import get_optimizer
+
+BATCHED = ("lm", "irls", "gd", "momentum", "adam", "adamw", "rmsprop")
+CPU_WORK_BYTES = 256 * 2 ** 20
+
+
+def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer: str = "auto",
+             lr=None, steps: int = 1000, p0: Mapping | None = None,
+             guess: Callable | None = None, bounds: Mapping | None = None,
+             fixed: Mapping | None = None, starts: int = 1, seed: int = 0,
+             ftol: float | None = None, gtol: float | None = None, schedule: str = "constant",
+             delta: float = 1.0, divergence: float = 1e4, dtype="float64", device="cpu",
+             group=None, data=None, inputs=None, chunk_size: int | None = None,
+             absolute_sigma: bool = False, progress: Callable | None = None,
+             **options) -> ManyResult:
+    """Fit ``model`` to B series at once; returns a ``ManyResult``.
+
+    Data: ``y`` ``(B, n)`` with ``x`` ``(n,)`` / ``(n, d)`` shared or ``(B, n[, d])`` per
+    problem; or long columns ``x``, ``y`` (one row a point) with a ``group`` label per row
+    (ragged series); or ``data=`` a pandas DataFrame in long form with ``x``, ``y``,
+    ``group`` (and ``sigma``) naming its columns. ``sigma``: ``(n,)`` or ``(B, n)``.
+    ``p0``: name -> a number (shared) or B numbers; ``guess(x, y) -> dict`` per problem
+    (numpy arrays of its real points), overridden by ``p0``. ``bounds``: name -> (lo, hi),
+    each a number or B numbers; ``fixed``: name -> a number or B numbers.
+    ``starts=K``: K starts per problem (the first from p0/guess, the others spread around
+    it, seeded by ``seed``), all run at once; the best is kept. ``lr``: a number or B
+    numbers (gradient methods). ``progress(done, total)`` is called after each chunk.
+    The other arguments are ``gradfit.fit``'s.
+    """
+    t0 = time.perf_counter()
+    check_device(device)
+    if dtype not in DTYPE:
+        raise InputError("bad dtype", expected="float64 or float32", given=dtype)
+    tdtype = DTYPE[dtype]
+    if not isinstance(starts, (int, np.integer)) or starts < 1:
+        raise InputError("bad starts", expected="a whole number >= 1", given=starts)
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise InputError("bad steps", expected="a whole number >= 1", given=steps)
+    lossf = get_loss(loss, delta)
+    d = _data(x, y, sigma, group, data, inputs)
+    if inputs is None:
+        nd = 1 if d.x.ndim == (1 if d.shared_x else 2) else d.x.shape[-1]
+        inputs = ("x",) if nd == 1 else tuple(f"x{i + 1}" for i in range(nd))
+    m = make_model(model, inputs)
+    names = m.param_names
+    if not names:
+        raise InputError(f"model {m.spec!r} has no parameters to fit",
+                         expected="an expression with at least one free name")
+    method = _method(optimizer, lossf)
+    spec = get_optimizer(method)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise InputError(f"optimizer {method!r} does not take {', '.join(unknown)}",
+                         expected=", ".join(spec.options) or "no options")
+    opts = {**spec.options, **options}
+    B = d.B
+    fixed_names, fixed_vals = fixed_matrix(names, fixed, B)
+    free = tuple(n for n in names if n not in fixed_names)
+    if not free:
+        raise InputError("every parameter is fixed", expected="at least one free parameter")
+    lo, hi = bounds_matrix(free, names, bounds, B)
+    values, given = start_matrix(m, d, p0, guess, seed)   # (B, P), (B, P); d.bad grows
+    values[:, [names.index(n) for n in fixed_names]] = fixed_vals[:, [names.index(n) for n in fixed_names]]
+    counts = d.counts
+    for b in np.flatnonzero(counts < len(free)):
+        d.bad.setdefault(int(b), f"too few points ({counts[b]}) for {len(free)} free "
+                                 "parameters")
+    rates = _rates(lr, spec.default_lr, B)
+
+    # K starts per problem: problem b, start k is row b * K + k
+    K = int(starts)
+    rows = np.repeat(np.arange(B), K)
+    values_k, outside = spread_starts(values, given, lo, hi, names, free, K, seed)
+    for b, why in outside.items():
+        d.bad.setdefault(b, why)
+    ok_rows = np.array([b not in d.bad for b in rows], dtype=bool)
+    out = _Outputs(len(rows), len(names), len(free), tdtype)
+    work = [i for i in np.flatnonzero(ok_rows)]
+    size = _chunk_size(d.y.shape[1], len(names), tdtype, device) if chunk_size is None else chunk_size
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise InputError("bad chunk_size", expected="a whole number >= 1", given=chunk_size)
+    cfg = dict(method=method, options=opts, steps=int(steps), ftol=ftol, gtol=gtol,
+               schedule=schedule, divergence=divergence, seed=seed)
+    for at in range(0, len(work), size):
+        chunk = np.array(work[at:at + size])
+        _run_chunk(m, d, lossf, rows[chunk], chunk, values_k, given, lo, hi, fixed_vals,
+                   names, free, rates, cfg, tdtype, device, out, absolute_sigma)
+        if progress is not None:
+            progress(min(at + size, len(work)) // K, len(work) // K)
+    best = out.best_of(K, B)
+    for b, why in d.bad.items():
+        out.fail(b * K, why)
+    return ManyResult.build(m, d, lossf, method, names, free, out, best, K,
+                            time.perf_counter() - t0, absolute_sigma)
+
+
+def _data(x, y, sigma, group, data, inputs) -> ManyData:
+    if data is not None:
+        if x is None or y is None or group is None:
+            raise InputError("a table needs its column names", expected="x=, y= and group= "
+                             "naming columns of data")
+        return from_frame(data, x=x, y=y, group=group, sigma=sigma)
+    if x is None or y is None:
+        raise InputError("no data", expected="x and y, or data= a table")
+    if group is not None:
+        return from_long(x, y, group=group, sigma=sigma)
+    return from_arrays(x, y, sigma, n_inputs=len(inputs) if inputs else 1)
+
+
+def _method(optimizer: str, loss) -> str:
+    if optimizer == "auto":
+        return "lm" if loss.squared else "irls"
+    get_optimizer(optimizer)
+    if optimizer not in BATCHED:
+        raise InputError(f"optimizer {optimizer!r} has no batched engine",
+                         expected="one of auto, " + ", ".join(BATCHED))
+    if optimizer == "lm" and not loss.squared:
+        raise InputError(f"optimizer 'lm' cannot minimise the {loss.name} loss",
+                         expected="a squared-error loss: mse or rmse", given=loss.name)
+    if optimizer == "irls" and loss.name not in ("mae", "huber"):
+        raise InputError("optimizer 'irls' is for the mae and huber losses",
+                         expected="loss mae or huber (lm for mse)", given=loss.name)
+    return optimizer
+
+
+def _rates(lr, default: float, B: int) -> np.ndarray:
+    if lr is None:
+        return np.full(B, default)
+    a = np.array(lr, dtype=np.float64).reshape(-1)
+    if a.size == 1:
+        a = np.full(B, a[0])
+    if a.shape != (B,) or not (np.isfinite(a) & (a > 0)).all():
+        raise InputError("bad learning rate", expected=f"a positive number or {B} of them",
+                         given=f"{a.size} values")
+    return a
+
+
+def _chunk_size(n: int, P: int, dtype, device) -> int:
+    item = torch.finfo(dtype).bits // 8
+    per_problem = n * (P + 4) * item * 8          # residuals, Jacobians, temporaries
+    budget = CPU_WORK_BYTES
+    if str(device).startswith("cuda"):
+        budget = max(budget, torch.cuda.mem_get_info(torch.device(device))[0] // 4)
+    return max(1, budget // per_problem)
+
+
+class _Outputs:
+    """Results of every (problem, start) row, filled chunk by chunk."""
+
+    def __init__(self, rows: int, P: int, F: int, dtype):
+        self.theta = np.full((rows, P), np.nan)
+        self.loss = np.full(rows, np.nan)
+        self.steps = np.zeros(rows, dtype=np.int64)
+        self.reason = np.array(["failed"] * rows, dtype=object)
+        self.message = np.array([""] * rows, dtype=object)
+        self.cov = np.full((rows, F, F), np.nan)
+        self.has_cov = np.zeros(rows, dtype=bool)
+        self.r2 = np.full(rows, np.nan)
+        self.rmse = np.full(rows, np.nan)
+
+    def fail(self, row: int, why: str) -> None:
+        self.reason[row], self.message[row] = "failed", why
+
+    def best_of(self, K: int, B: int) -> np.ndarray:
+        """The row kept for each problem: the lowest loss among its starts, preferring
+        converged ones; with K > 1 the message says so."""
+        if K == 1:
+            return np.arange(B)
+        from .result import REASONS
+        conv = np.array([REASONS[r][0] for r in self.reason]).reshape(B, K)
+        loss = np.where(np.isfinite(self.loss), self.loss, np.inf).reshape(B, K)
+        key = np.where(conv, loss, np.inf)
+        pick = np.where(np.isfinite(key).any(1), key.argmin(1), loss.argmin(1))
+        rows = np.arange(B) * K + pick
+        for b, r in enumerate(rows):
+            self.message[r] = f"best of {K} starts (start {pick[b]}): {self.message[r]}"
+        return rows
+
+
+def _goodness(prob: ManyProblem, theta, idx):
+    """R^2 and RMSE per problem on the unweighted data (``result.goodness``)."""
+    w = torch.ones_like(prob.y) if prob.mask is None else prob.mask.to(prob.y.dtype)
+    n = prob.count
+    res = ((prob.predict(theta, idx) - prob.y).square() * w).sum(-1)
+    mean = (prob.y * w).sum(-1, keepdim=True) / n.unsqueeze(-1)
+    tot = ((prob.y - mean).square() * w).sum(-1)
+    r2 = torch.where(tot > 0, 1.0 - res / tot.clamp_min(1e-300), torch.nan)
+    return r2, (res / n).sqrt()
+
+
+def _run_chunk(m, d: ManyData, lossf, problems, rows, values_k, given, lo, hi, fixed_vals,
+               names, free, rates, cfg, dtype, device, out: _Outputs, absolute_sigma):
+    """Fit the rows ``rows`` (problem ``problems[i]`` each) and store their results."""
+    def t(a):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+    x = t(d.x) if d.shared_x else t(d.x[problems])
+    mask = None if d.mask is None else torch.as_tensor(d.mask[problems], device=device)
+    prob = ManyProblem(m, x, t(d.y[problems]), None if d.sigma is None else t(d.sigma[problems]),
+                       mask, lossf, d.shared_x)
+    tr = ManyTransform(names, free, t(lo[problems]), t(hi[problems]), t(fixed_vals[problems]))
+    start = t(values_k[rows])
+    u0 = tr.internal(start)
+    from .many_engines import run_engine
+    theta, steps, reason, message, cov = run_engine(prob, tr, u0, t(rates[problems]), cfg,
+                                                    absolute_sigma)
+    with torch.no_grad():
+        idx = torch.arange(len(rows), device=device)
+        loss = prob.objective(theta, idx)
+        r2, rmse = _goodness(prob, theta, idx)
+    out.r2[rows], out.rmse[rows] = r2.cpu().double().numpy(), rmse.cpu().double().numpy()
+    out.theta[rows] = theta.cpu().double().numpy()
+    out.loss[rows] = loss.cpu().double().numpy()
+    out.steps[rows] = steps.cpu().numpy()
+    out.reason[rows] = reason
+    out.message[rows] = message
+    if cov is not None:
+        c = cov.cpu().double().numpy()
+        out.cov[rows] = c
+        out.has_cov[rows] = np.isfinite(c).all((1, 2))

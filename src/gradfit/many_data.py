@@ -1,0 +1,181 @@
+"""The data of many fits: B series, padded into tensors, with what is wrong with each.
+
+Shapes: ``y`` ``(B, n)``; ``x`` shared ``(n,)`` / ``(n, d)`` or per problem ``(B, n)`` /
+``(B, n, d)``; ``sigma`` ``(n,)`` shared or ``(B, n)``. Ragged series (a long table with a
+group column) are padded to the longest: ``mask`` ``(B, n)`` marks the real points, a
+padded ``x`` repeats the series' first point (so a model stays finite there) and padded
+residuals are 0, so a padded problem has the same optimum, loss and Jacobian as the series
+alone. A series that cannot be fitted (NaN, too few points, a bad sigma) is not refused:
+it gets a message in ``bad`` and the others go on.
+
+    >>> import numpy as np
+    >>> d = from_long(np.array([0., 1, 2, 0, 1]), np.array([1., 2, 3, 5, 6]),
+    ...               group=np.array(["a", "a", "a", "b", "b"]))
+    >>> d.y.tolist(), d.mask.tolist(), d.groups.tolist()
+    ([[1.0, 2.0, 3.0], [5.0, 6.0, 5.0]], [[True, True, True], [True, True, False]], ['a', 'b'])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass
+class ManyData:
+    """Numpy arrays of B series (see the module's docstring); ``bad[b]``: why series ``b``
+    cannot be fitted, or absent."""
+
+    x: np.ndarray                 # (n,) | (n, d) shared, or (B, n) | (B, n, d)
+    y: np.ndarray                 # (B, n)
+    sigma: np.ndarray | None      # (B, n) or None
+    mask: np.ndarray | None       # (B, n) bool, None when every series is full
+    shared_x: bool
+    groups: np.ndarray | None = None
+    bad: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def B(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def counts(self) -> np.ndarray:
+        return (np.full(self.B, self.y.shape[1]) if self.mask is None
+                else self.mask.sum(1))
+
+    def series(self, b: int):
+        """The real points of series ``b``: ``x``, ``y``, ``sigma`` (numpy)."""
+        keep = slice(None) if self.mask is None else self.mask[b]
+        x = self.x if self.shared_x else self.x[b]
+        s = None if self.sigma is None else self.sigma[b][keep]
+        return x[keep], self.y[b][keep], s
+
+
+def _array(name, value) -> np.ndarray:
+    try:
+        return np.array(value, dtype=np.float64)    # a copy: bad series get cleaned
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"bad {name}", expected="an array of numbers", given=str(exc)) from None
+
+
+def from_arrays(x, y, sigma=None, n_inputs: int = 1) -> ManyData:
+    """``y`` ``(B, n)`` with ``x`` shared or per problem, ``sigma`` shared or per problem."""
+    ya = _array("y", y)
+    if ya.ndim == 1:
+        ya = ya[None, :]
+    if ya.ndim != 2 or ya.shape[1] == 0 or ya.shape[0] == 0:
+        raise InputError("bad y for many fits", expected="y shaped (B, n), B problems of n points",
+                         given=f"shape {ya.shape}")
+    B, n = ya.shape
+    xa = _array("x", x)
+    per = (xa.ndim == 2 and n_inputs == 1 and xa.shape == (B, n)) or \
+          (xa.ndim == 3 and xa.shape[:2] == (B, n))
+    shared = (xa.ndim == 1 and xa.shape[0] == n) or (xa.ndim == 2 and xa.shape[0] == n
+                                                    and n_inputs > 1 and not per)
+    if xa.ndim == 2 and xa.shape == (n, 1):
+        xa, shared = xa[:, 0], True
+    if not (per or shared):
+        raise InputError("x and y do not match", expected=f"x shaped (n,) or (n, d) shared by "
+                         "every problem, or (B, n) or (B, n, d) per problem, for y (B, n)",
+                         given=f"x {xa.shape}, y {ya.shape}")
+    sa = None
+    if sigma is not None:
+        sa = _array("sigma", sigma)
+        if sa.ndim == 1 and sa.shape[0] == n:
+            sa = np.broadcast_to(sa, (B, n)).copy()
+        if sa.shape != (B, n):
+            raise InputError("sigma does not match y", expected=f"shape ({n},) or {(B, n)}",
+                             given=f"shape {sa.shape}")
+    data = ManyData(xa, ya, sa, None, shared)
+    _check(data)
+    return data
+
+
+def from_long(x, y, *, group, sigma=None) -> ManyData:
+    """Long-form columns (one row per point) and a ``group`` label per row -> padded series,
+    in order of first appearance of each group."""
+    xa, ya = _array("x", x), _array("y", y)
+    g = np.asarray(group)
+    if xa.ndim == 1:
+        xa = xa[:, None]
+    if ya.ndim != 1 or g.ndim != 1 or xa.ndim != 2 or not (len(xa) == len(ya) == len(g)):
+        raise InputError("the columns of a long table do not match", expected="x, y and group "
+                         "with one value per row", given=f"x {xa.shape}, y {ya.shape}, group {g.shape}")
+    sa = None if sigma is None else _array("sigma", sigma).reshape(-1)
+    if sa is not None and sa.shape != ya.shape:
+        raise InputError("sigma does not match y", expected=f"{len(ya)} values", given=len(sa))
+    if len(ya) == 0:
+        raise InputError("no data", expected="at least one row")
+    labels, first, codes = np.unique(g, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")            # groups in order of appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    codes = rank[codes.reshape(-1)]
+    B = len(labels)
+    counts = np.bincount(codes, minlength=B)
+    n = int(counts.max())
+    rows = np.argsort(codes, kind="stable")             # rows by group, in table order
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(len(rows)) - np.repeat(starts, counts)
+    gb = codes[rows]
+    mask = np.zeros((B, n), dtype=bool)
+    mask[gb, pos] = True
+    d = xa.shape[1]
+    X = np.repeat(xa[rows][starts][:, None, :], n, axis=1)  # padding: the first point
+    X[gb, pos] = xa[rows]
+    Y = np.repeat(ya[rows][starts][:, None], n, axis=1)
+    Y[gb, pos] = ya[rows]
+    S = None
+    if sa is not None:
+        S = np.ones((B, n))
+        S[gb, pos] = sa[rows]
+    data = ManyData(X[..., 0] if d == 1 else X, Y, S, None if mask.all() else mask, False,
+                    groups=labels[order])
+    _check(data)
+    return data
+
+
+def from_frame(frame, *, x, y, group, sigma=None) -> ManyData:
+    """A pandas DataFrame in long form; ``x`` a column name or a list of them."""
+    cols = [x] if isinstance(x, str) else list(x)
+    names = cols + [y, group] + ([sigma] if sigma is not None else [])
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise InputError(f"no column named {missing[0]!r}",
+                         expected="one of " + ", ".join(map(str, frame.columns[:20])))
+    try:
+        xv = frame[cols].to_numpy(dtype=np.float64)
+        yv = frame[y].to_numpy(dtype=np.float64)
+        sv = None if sigma is None else frame[sigma].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError("a column is not numeric", expected="numbers in x, y and sigma",
+                         given=str(exc)) from None
+    return from_long(xv, yv, group=frame[group].to_numpy(), sigma=sv)
+
+
+def _check(data: ManyData) -> None:
+    """Mark series with non-finite values or a bad sigma (the others go on)."""
+    m = np.ones(data.y.shape, dtype=bool) if data.mask is None else data.mask
+    bad_y = ~np.isfinite(np.where(m, data.y, 0.0)).all(1)
+    if data.shared_x:
+        bad_x = np.full(data.B, not np.isfinite(data.x).all())
+    else:
+        xm = data.x if data.x.ndim == 2 else data.x.reshape(data.B, data.y.shape[1], -1).min(-1)
+        bad_x = ~np.isfinite(np.where(m, xm, 0.0)).all(1)
+    bad_s = np.zeros(data.B, dtype=bool)
+    if data.sigma is not None:
+        s = np.where(m, data.sigma, 1.0)
+        bad_s = ~(np.isfinite(s) & (s > 0)).all(1)
+    for b in np.flatnonzero(bad_y | bad_x):
+        data.bad[int(b)] = "the data hold NaN or inf"
+    for b in np.flatnonzero(bad_s & ~(bad_y | bad_x)):
+        data.bad[int(b)] = "bad sigma: expected positive finite numbers"
+    # so that a bad series cannot poison the tensors of the others
+    for b in data.bad:
+        data.y[b] = np.where(np.isfinite(data.y[b]), data.y[b], 0.0)
+        if data.sigma is not None:
+            data.sigma[b] = 1.0
+        if not data.shared_x:
+            data.x[b] = np.where(np.isfinite(data.x[b]), data.x[b], 0.0)

@@ -1,0 +1,129 @@
+"""The batched engines behind ``fit_many``, one name each, and the covariance of each fit.
+
+``run_engine(problem, transform, u0, rates, cfg)`` fits the rows of ``u0`` ``(k, F)``
+(internal values) and gives the model's parameters ``(k, P)``, steps, reasons, messages
+and, for squared losses, the covariance ``(k, F, F)`` of the free parameters as
+``curve_fit``'s ``pcov`` (``result.least_squares_covariance``, batched):
+
+    pcov = V diag(1 / s^2) V^T * S / (n - F),   J = U diag(s) V^T   (S/(n-F) -> 1 if
+    absolute_sigma), NaN where n <= F or J has lost rank (s_min <= eps max(n, F) s_max).
+"""
+from __future__ import annotations
+
+import torch
+
+from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm, solve_spd
+from .lm import OPTIONS as LM_OPTIONS
+
+_GD = ("gd", "momentum", "adam", "adamw", "rmsprop")
+
+
+def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
+    method = cfg["method"]
+    d = None
+    if method == "lm":
+        u, steps, reason, message, d = _lm(prob, tr, u0, cfg)
+    elif method == "irls":
+        from .batch_irls import batch_irls
+        u, steps, reason, message = batch_irls(prob, tr, u0, cfg)
+    else:
+        from .batch_gd import batch_gd
+        u, steps, reason, message = batch_gd(prob, tr, u0, rates, cfg)
+    idx = torch.arange(u.shape[0], device=u.device)
+    with torch.no_grad():
+        theta = tr.external(u, idx)
+    cov = None
+    if prob.loss.squared:
+        ok = torch.tensor([r != "diverged" for r in reason], device=u.device)
+        cov, rank = covariance(prob, tr, theta, ok, absolute_sigma, d if tr.identity else None)
+        if method == "lm":
+            _lost_rank(reason, message, rank.tolist(), u.shape[-1])
+    return theta, steps, reason, message, cov
+
+
+def _lost_rank(reason, message, rank, F) -> None:
+    """A converged LM fit whose scaled Jacobian lost rank is a failure (as ``lm.py``)."""
+    for i, k in enumerate(rank):
+        if reason[i] in ("gtol", "ftol", "xtol") and k < F:
+            reason[i] = "failed"
+            message[i] = (f"the Jacobian lost rank ({k} of {F}): the data determine only "
+                          "combinations of the parameters, not each one; the loss is at a "
+                          "minimum but these values are one choice among many")
+
+
+def _lm(prob, tr, u0, cfg):
+    o = {k: float(cfg["options"].get(k, LM_OPTIONS[k])) for k in ("ftol", "xtol", "gtol")}
+    max_tries = int(cfg["options"].get("max_tries", LM_OPTIONS["max_tries"]))
+
+    def fn(u, idx):
+        return prob.residuals(tr.external(u, idx), idx)
+    res = batch_lm(fn, u0, ydata=prob.ydata, max_steps=cfg["steps"], max_tries=max_tries,
+                   jacobian=prob.jacobian(tr), **o)
+    codes = res.code.tolist()
+    reason = [CODES[c] for c in codes]
+    message = [MESSAGES[c] if c != MAX_STEPS else f"reached the step limit ({cfg['steps']} steps)"
+               for c in codes]
+    return res.theta, res.steps, reason, message, res.d
+
+
+def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):
+    """``(k, F, F)`` pcov of the free parameters at ``theta`` ``(k, P)`` (NaN where
+    undefined or not ``ok``), and the rank of the column-scaled Jacobian ``J D^-1`` (``D``
+    Moré's scaling ``d`` when given, else the column norms), from one batched SVD:
+    ``pcov = D^-1 V diag(1/s^2) V^T D^-1``, the same matrix as from ``J``'s own SVD."""
+    k = theta.shape[0]
+    idx = torch.arange(k, device=theta.device)
+    at = tr.free_at
+    F = len(tr.free)
+    fixed = ManyTransformFixedAt(tr, theta)
+    jr = prob.jacobian(fixed)(theta[:, at], idx)
+    n = prob.count
+    good = ok & torch.isfinite(jr).flatten(1).all(-1) & (n > F)
+    jr = torch.where(good[:, None, None], jr, 0.0)
+    m = jr @ jr.transpose(-1, -2)
+    if d is None:
+        d = m.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
+    d = torch.where(d > 0, d, 1.0)
+    dd = d.unsqueeze(-1) * d.unsqueeze(-2)
+    a = m[:, :F, :F] / dd
+    eye = torch.eye(F, dtype=a.dtype, device=a.device).expand_as(a)
+    inv, ok_inv = solve_spd(a, eye)
+    # tr(A) tr(A^-1) >= cond(A): below 1e8 the scaled Jacobian is far from a lost rank and
+    # the inverse is accurate; the others go through the SVD, as curve_fit does
+    bound = a.diagonal(dim1=-2, dim2=-1).sum(-1) * inv.diagonal(dim1=-2, dim2=-1).sum(-1)
+    easy = ok_inv & (bound < 1e8)
+    rank = torch.full_like(n, F, dtype=torch.long)
+    hard = (good & ~easy).nonzero().flatten()
+    if hard.numel():
+        js = jr[hard, :F].transpose(-1, -2) / d[hard].unsqueeze(-2)
+        _, s, vh = torch.linalg.svd(js, full_matrices=False)
+        eps = torch.finfo(js.dtype).eps
+        kept = s > eps * torch.clamp(n[hard], min=F).unsqueeze(-1) * s[:, :1]
+        rank[hard] = kept.sum(-1)
+        w = torch.where(kept, 1.0 / s.clamp_min(torch.finfo(s.dtype).tiny).square(), 0.0)
+        inv[hard] = (vh.transpose(-1, -2) * w.unsqueeze(-2)) @ vh
+    rank = torch.where(good, rank, 0)
+    pcov = inv / dd
+    if not absolute_sigma:
+        pcov = pcov * (m[:, F, F] / (n - F).clamp_min(1))[:, None, None]
+    keep = good & (rank == F)
+    return torch.where(keep[:, None, None], pcov, torch.nan), rank
+
+
+class ManyTransformFixedAt:
+    """The identity on the free parameters, the others held at ``theta``: a transform for
+    the Jacobian with respect to the model's own free parameters."""
+
+    def __init__(self, tr, theta):
+        self.theta, self.free_at = theta, tr.free_at
+        self.identity = len(tr.free) == len(tr.names)
+
+    def external(self, f, idx):
+        if self.identity:
+            return f
+        full = self.theta[idx].clone()
+        full[:, self.free_at] = f
+        return full
+
+    def slope(self, f, idx):
+        return torch.ones_like(f)

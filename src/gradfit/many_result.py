@@ -1,0 +1,139 @@
+"""What ``fit_many`` returns: a table of B fits, one row per problem.
+
+``params``: name -> ``(B,)`` values; ``loss``, ``converged``, ``reason``, ``message``,
+``steps``, ``r2``, ``rmse`` ``(B,)``; ``stderr``: name -> ``(B,)`` for squared losses (NaN
+where undefined; fixed names absent), else None; ``covariance`` ``(B, F, F)``; ``groups``:
+the group labels of a long table (else None). ``result[i]`` is problem ``i`` as a
+``FitResult`` (without a per-step history: fit_many does not record one, so ``history`` and
+``trajectory`` hold the final point only).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .result import REASONS, FitResult
+
+
+@dataclass
+class ManyResult:
+    params: dict[str, np.ndarray]
+    loss: np.ndarray
+    converged: np.ndarray
+    reason: np.ndarray
+    message: list[str]
+    steps: np.ndarray
+    stderr: dict[str, np.ndarray] | None
+    covariance: np.ndarray | None
+    r2: np.ndarray
+    rmse: np.ndarray
+    groups: np.ndarray | None
+    loss_name: str
+    model: str
+    optimizer: str
+    wall_time: float
+    starts: int = 1
+    n_points: np.ndarray = field(default=None, repr=False)
+    model_object: Any = field(default=None, repr=False)
+    data: Any = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, m, d, lossf, method, names, free, out, rows, K, wall, absolute_sigma):
+        theta = out.theta[rows]
+        params = {n: theta[:, j].copy() for j, n in enumerate(names)}
+        reason = out.reason[rows].copy()
+        stderr = cov = None
+        if lossf.squared:
+            cov = out.cov[rows]
+            diag = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
+            stderr = {n: diag[:, j].copy() for j, n in enumerate(free)}
+        return cls(params=params, loss=out.loss[rows].copy(),
+                   converged=np.array([REASONS[r][0] for r in reason]), reason=reason,
+                   message=list(out.message[rows]), steps=out.steps[rows].copy(),
+                   stderr=stderr, covariance=cov, r2=out.r2[rows].copy(),
+                   rmse=out.rmse[rows].copy(), groups=d.groups, loss_name=lossf.name,
+                   model=m.spec, optimizer=method, wall_time=wall, starts=K,
+                   n_points=d.counts, model_object=m, data=d)
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    def summary(self) -> str:
+        """``'9998 of 10000 converged (xtol: 9990, gtol: 8, failed: 2)'``."""
+        counts = Counter(self.reason.tolist())
+        parts = ", ".join(f"{k}: {v}" for k, v in counts.most_common())
+        return f"{int(self.converged.sum())} of {len(self)} converged ({parts})"
+
+    def __repr__(self) -> str:
+        return f"ManyResult({self.model!r}, {self.summary()})"
+
+    def _columns(self) -> dict[str, list]:
+        cols: dict[str, Any] = {}
+        if self.groups is not None:
+            cols["group"] = list(self.groups)
+        for n, v in self.params.items():
+            cols[n] = list(v)
+        if self.stderr is not None:
+            for n, v in self.stderr.items():
+                cols[f"{n}_stderr"] = list(v)
+        cols.update(loss=list(self.loss), converged=list(self.converged),
+                    reason=list(self.reason), steps=list(self.steps), r2=list(self.r2),
+                    rmse=list(self.rmse), n_points=list(self.n_points), message=self.message)
+        return cols
+
+    def to_pandas(self):
+        """A DataFrame, one row per problem (needs pandas)."""
+        import pandas as pd
+        return pd.DataFrame(self._columns())
+
+    def to_csv(self, path=None) -> str | None:
+        """The table as CSV: written to ``path``, or returned as text when ``path`` is None."""
+        cols = self._columns()
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(cols)
+        for row in zip(*cols.values()):
+            w.writerow([_cell(v) for v in row])
+        if path is None:
+            return buf.getvalue()
+        with open(path, "w", newline="") as f:
+            f.write(buf.getvalue())
+        return None
+
+    def __getitem__(self, i: int) -> FitResult:
+        """Problem ``i`` as a ``FitResult``."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"problem {i} of {len(self)}")
+        i = i % len(self)
+        x, y, s = self.data.series(i)
+        params = {n: float(v[i]) for n, v in self.params.items()}
+        stderr = cov = None
+        if self.stderr is not None and np.isfinite(self.covariance[i]).all():
+            stderr = {n: float(v[i]) for n, v in self.stderr.items()}
+            cov = self.covariance[i].copy()
+        final = np.array(list(params.values()))
+        return FitResult(
+            params=params, loss=float(self.loss[i]), loss_name=self.loss_name, model=self.model,
+            optimizer=self.optimizer, lr=math.nan, steps=int(self.steps[i]),
+            converged=bool(self.converged[i]), reason=str(self.reason[i]),
+            message=self.message[i], history=np.array([self.loss[i]]), trajectory=final[None],
+            grad_norms=np.array([]), wall_time=self.wall_time / max(len(self), 1),
+            n_points=int(self.n_points[i]), stderr=stderr, covariance=cov,
+            r2=float(self.r2[i]), rmse=float(self.rmse[i]), start={},
+            model_object=self.model_object, x=x, y=y, sigma=s)
+
+
+def _cell(v):
+    if isinstance(v, (float, np.floating)):
+        return "" if not math.isfinite(v) else repr(float(v))
+    if isinstance(v, (np.bool_, bool)):
+        return str(bool(v))
+    if isinstance(v, np.integer):
+        return int(v)
+    return v

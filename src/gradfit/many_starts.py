@@ -1,0 +1,140 @@
+"""Starting values, bounds and fixed values of many problems, as ``(B, P)`` matrices.
+
+A value is shared (one number) or per problem (B numbers). Starts come from the model's
+defaults, then ``guess(x, y) -> dict`` per problem (lmfit's idea), then ``p0``. A guess
+that raises or gives a non-finite value fails that problem alone.
+
+``starts=K`` adds K - 1 starts per problem, seeded: uniform between two finite bounds,
+else ``v + max(|v|, 1) * N(0, 1)`` (moved inside a single bound).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .models import start_values
+
+
+def _per_problem(what: str, name: str, value, B: int) -> np.ndarray:
+    try:
+        a = np.array(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"bad {what} for {name!r}", expected=f"a number or {B} numbers",
+                         given=repr(value)) from None
+    if a.size == 1:
+        return np.full(B, a[0])
+    if a.size != B:
+        raise InputError(f"bad {what} for {name!r}", expected=f"a number or {B} numbers",
+                         given=f"{a.size} numbers")
+    return a
+
+
+def _known(names, name: str, what: str) -> None:
+    if name not in names:
+        raise InputError(f"{what} names an unknown parameter {name!r}",
+                         expected="one of " + ", ".join(names[:20]))
+
+
+def fixed_matrix(names, fixed, B: int):
+    """The fixed names and a ``(B, P)`` matrix holding their values (0 elsewhere)."""
+    out = np.zeros((B, len(names)))
+    for name, value in (fixed or {}).items():
+        _known(names, name, "fixed")
+        v = _per_problem("fixed value", name, value, B)
+        if not np.isfinite(v).all():
+            raise InputError(f"bad fixed value for {name!r}", expected="finite numbers")
+        out[:, names.index(name)] = v
+    return tuple(n for n in names if n in (fixed or {})), out
+
+
+def bounds_matrix(free, names, bounds, B: int):
+    """``lo``, ``hi`` ``(B, F)``: +-inf where unbounded."""
+    lo, hi = np.full((B, len(free)), -math.inf), np.full((B, len(free)), math.inf)
+    for name, pair in (bounds or {}).items():
+        _known(names, name, "bounds")
+        if name not in free:
+            continue
+        try:
+            a, b = pair
+        except (TypeError, ValueError):
+            raise InputError(f"bad bounds for {name!r}", expected="a pair (low, high)",
+                             given=repr(pair)) from None
+        j = free.index(name)
+        lo[:, j] = _per_problem("bounds", name, -math.inf if a is None else a, B)
+        hi[:, j] = _per_problem("bounds", name, math.inf if b is None else b, B)
+    if np.isnan(lo).any() or np.isnan(hi).any() or not (lo < hi).all():
+        raise InputError("bad bounds", expected="low < high for every problem")
+    return lo, hi
+
+
+def start_matrix(model, data, p0, guess, seed: int):
+    """``(B, P)`` starting values and ``(B, P)`` True where the user gave them."""
+    names = model.param_names
+    B = data.B
+    x0 = data.series(0)[0]
+    defaults = start_values(model, None, torch.as_tensor(x0), seed)
+    values = np.tile([defaults[n] for n in names], (B, 1)).astype(np.float64)
+    given = np.zeros((B, len(names)), dtype=bool)
+    if guess is not None:
+        for b in range(B):
+            if b in data.bad:
+                continue
+            bx, by, _ = data.series(b)
+            try:
+                g = dict(guess(bx, by))
+                for name, v in g.items():
+                    _known(names, name, "guess")
+                    v = float(v)
+                    if not math.isfinite(v):
+                        raise ValueError(f"{name} = {v}")
+                    values[b, names.index(name)] = v
+                    given[b, names.index(name)] = True
+            except Exception as exc:       # the user's function: any failure is this problem's
+                data.bad[b] = f"guess failed: {type(exc).__name__}: {exc}"
+    for name, value in (p0 or {}).items():
+        _known(names, name, "p0")
+        v = _per_problem("p0", name, value, B)
+        if not np.isfinite(v).all():
+            raise InputError(f"p0 value of {name!r} is not finite", expected="finite numbers")
+        values[:, names.index(name)] = v
+        given[:, names.index(name)] = True
+    return values, given
+
+
+def spread_starts(values, given, lo, hi, names, free, K: int, seed: int) -> np.ndarray:
+    """``(B * K, P)``: row ``b * K`` is problem b's start (defaults moved inside their
+    bounds), the others spread around it; and ``{b: why}`` for the problems whose given
+    start lies outside its bounds."""
+    B = values.shape[0]
+    at = [names.index(n) for n in free]
+    v = values[:, at]
+    g = given[:, at]
+    out_ = (v < lo) | (v > hi)
+    bad = {}
+    for b, j in np.argwhere(out_ & g):
+        bad.setdefault(int(b), str(InputError(
+            f"the start of {free[j]!r} lies outside its bounds",
+            expected=f"{lo[b, j]:g} <= {free[j]} <= {hi[b, j]:g}", given=float(v[b, j]))))
+    both, low, high = np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)
+    lo0, hi0 = np.where(low, lo, 0.0), np.where(high, hi, 0.0)
+    mid = np.where(both, (lo0 + hi0) / 2, np.where(low, lo0 + 1, hi0 - 1))
+    v = np.where(out_, mid, v)
+    values = values.copy()
+    values[:, at] = v
+    rows = np.repeat(values, K, axis=0)
+    if K > 1:
+        rng = np.random.default_rng(seed)
+        spread = v[:, None, :] + np.maximum(np.abs(v), 1.0)[:, None, :] * rng.standard_normal((B, K - 1, len(at)))
+        uni = lo0[:, None, :] + (hi0 - lo0)[:, None, :] * rng.random((B, K - 1, len(at)))
+        spread = np.where(both[:, None, :], uni, spread)
+        spread = np.where(low[:, None, :] & ~both[:, None, :],
+                          np.maximum(spread, lo[:, None, :] + 1e-3), spread)
+        spread = np.where(high[:, None, :] & ~both[:, None, :],
+                          np.minimum(spread, hi[:, None, :] - 1e-3), spread)
+        rows = rows.reshape(B, K, -1)
+        rows[:, 1:, at] = spread
+        rows = rows.reshape(B * K, -1)
+    return rows, bad

@@ -1,0 +1,249 @@
+"""fit_many against its oracles: gradfit.fit on each problem alone (1e-8 relative, f64) and
+scipy's curve_fit on the Gaussian problems."""
+import math
+
+import numpy as np
+import pytest
+
+import gradfit
+from gradfit.errors import InputError
+
+GAUSS = "A*exp(-(x-mu)^2/(2*s^2))+C"
+NAMES = ("A", "mu", "s", "C")
+
+
+def gaussians(B, n=25, seed=0, noise=0.05):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-5, 5, n)
+    A, mu = rng.uniform(1, 3, B), rng.uniform(-1, 1, B)
+    s, C = rng.uniform(0.5, 1.5, B), rng.uniform(0, 1, B)
+    y = (A[:, None] * np.exp(-(x - mu[:, None]) ** 2 / (2 * s[:, None] ** 2)) + C[:, None]
+         + noise * rng.standard_normal((B, n)))
+    p0 = {"A": y.max(1) - y.min(1), "mu": x[y.argmax(1)], "s": np.ones(B), "C": y.min(1)}
+    return x, y, p0
+
+
+def assert_same(many, i, single, rtol=1e-8, stderr=True, reason=False):
+    """Problem ``i`` of ``many`` is ``single``: the same answer and verdict (LM's reasons
+    may differ among gtol/ftol/xtol: its damping is not fit's trust region)."""
+    assert many.converged[i] == single.converged, (many.message[i], single.message)
+    if reason:
+        assert many.reason[i] == single.reason, (many.message[i], single.message)
+    for k, v in single.params.items():
+        assert many.params[k][i] == pytest.approx(v, rel=rtol, abs=1e-12), k
+    if stderr and single.stderr is not None:
+        for k, v in single.stderr.items():
+            assert many.stderr[k][i] == pytest.approx(v, rel=1e-6), k
+    assert many.loss[i] == pytest.approx(single.loss, rel=1e-10, abs=1e-300)
+
+
+def test_lm_gaussians_equal_fit_and_curve_fit():
+    from scipy.optimize import curve_fit
+    x, y, p0 = gaussians(300)
+    res = gradfit.fit_many(GAUSS, x, y, p0=p0)
+    assert len(res) == 300 and res.converged.all()
+    for i in range(0, 300, 37):
+        start = {k: v[i] for k, v in p0.items()}
+        assert_same(res, i, gradfit.fit(GAUSS, x, y[i], p0=start))
+        popt, pcov = curve_fit(lambda t, A, mu, s, C: A * np.exp(-(t - mu) ** 2 / (2 * s ** 2)) + C,
+                               x, y[i], p0=[start[k] for k in NAMES], xtol=1e-14, ftol=1e-14)
+        got = np.array([res.params[k][i] for k in NAMES])
+        np.testing.assert_allclose(got, popt, rtol=1e-7)
+        np.testing.assert_allclose([res.stderr[k][i] for k in NAMES], np.sqrt(np.diag(pcov)),
+                                   rtol=1e-5)
+
+
+def test_ragged_long_table_equals_each_series_alone():
+    pd = pytest.importorskip("pandas")
+    x, y, p0 = gaussians(5, n=30, seed=3)
+    lengths = [30, 21, 25, 20, 27]
+    rows = [(g, x[j], y[g, j], 0.05 + 0.01 * j) for g, n in enumerate(lengths) for j in range(n)]
+    frame = pd.DataFrame(rows, columns=["well", "t", "v", "err"]).sample(frac=1, random_state=1)
+    frame = frame.sort_values("well", kind="stable")          # groups together, points shuffled
+    res = gradfit.fit_many(GAUSS, data=frame, x="t", y="v", sigma="err", group="well",
+                           p0={"A": 2.0, "mu": 0.0, "s": 1.0, "C": 0.5})
+    assert list(res.groups) == [0, 1, 2, 3, 4]
+    for i in range(5):
+        sub = frame[frame.well == i]
+        single = gradfit.fit(GAUSS, sub.t.to_numpy(), sub.v.to_numpy(), sigma=sub.err.to_numpy(),
+                             p0={"A": 2.0, "mu": 0.0, "s": 1.0, "C": 0.5})
+        assert_same(res, i, single)
+        assert res.n_points[i] == lengths[i]
+
+
+def test_per_problem_failures_are_isolated():
+    x, y, p0 = gaussians(6, seed=4)
+    y[2, 5] = np.nan
+
+    def guess(bx, by):
+        if by[0] > 1e9:
+            raise ValueError("no peak")
+        return {"A": by.max() - by.min(), "mu": bx[by.argmax()], "s": 1.0, "C": by.min()}
+    y[4, 0] = 2e9
+    group = np.repeat(np.arange(6), 25)
+    xs, ys = np.tile(x, 6), y.reshape(-1)
+    keep = ~((group == 5) & (np.arange(150) % 25 >= 3))      # problem 5: 3 points only
+    res = gradfit.fit_many(GAUSS, xs[keep], ys[keep], group=group[keep], guess=guess)
+    assert list(res.reason[[2, 4, 5]]) == ["failed"] * 3
+    assert "NaN" in res.message[2]
+    assert "guess failed" in res.message[4] and "no peak" in res.message[4]
+    assert "too few points (3) for 4" in res.message[5]
+    assert np.isnan(res.params["A"][2])
+    for i in (0, 1, 3):
+        start = guess(x, y[i])
+        assert_same(res, i, gradfit.fit(GAUSS, x, y[i], p0=start))
+    assert res.summary().startswith("3 of 6 converged")
+
+
+def test_starts_keep_the_best():
+    rng = np.random.default_rng(5)
+    x = np.linspace(0, 6, 60)
+    w = np.array([1.3, 2.1, 0.7])
+    y = np.sin(w[:, None] * x) + 0.01 * rng.standard_normal((3, 60))
+    one = gradfit.fit_many("a*sin(w*x)", x, y, p0={"a": 1.0, "w": 3.0})
+    many = gradfit.fit_many("a*sin(w*x)", x, y, p0={"a": 1.0, "w": 3.0}, starts=12, seed=1)
+    assert (many.loss <= one.loss * (1 + 1e-12)).all()
+    np.testing.assert_allclose(np.abs(many.params["w"]), w, rtol=1e-2)
+    assert all("best of 12 starts" in m for m in many.message)
+    assert many.loss.max() < 1e-3 < one.loss.max()
+
+
+def test_bounds_and_fixed_shared_and_per_problem():
+    x, y, p0 = gaussians(4, seed=6)
+    bounds = {"s": (0.1, 5.0), "A": (0, [10, 10, 1.0, 10])}   # problem 2: A held at a bound
+    fixed = {"C": [0.5, 0.4, 0.3, 0.2]}
+    outside = gradfit.fit_many(GAUSS, x, y, p0=p0, bounds=bounds, fixed=fixed)
+    assert outside.reason[2] == "failed" and "outside its bounds" in outside.message[2]
+    assert outside.converged[[0, 1, 3]].all()
+    p0["A"][2] = 0.9
+    res = gradfit.fit_many(GAUSS, x, y, p0=p0, bounds=bounds, fixed=fixed)
+    for i in range(4):
+        b = {"s": (0.1, 5.0), "A": (0, bounds["A"][1][i])}
+        single = gradfit.fit(GAUSS, x, y[i], p0={k: v[i] for k, v in p0.items() if k != "C"},
+                             bounds=b, fixed={"C": fixed["C"][i]})
+        tol = 1e-8 if i != 2 else 1e-6     # at a bound, sin(u) = 1 is reached to sqrt(eps)
+        for k, v in single.params.items():
+            assert res.params[k][i] == pytest.approx(v, rel=tol), (i, k)
+        assert res.params["C"][i] == fixed["C"][i]
+        assert 0 <= res.params["A"][i] <= bounds["A"][1][i]
+    assert "C" not in res.stderr
+
+
+@pytest.mark.parametrize("optimizer,extra", [
+    ("gd", {"lr": 0.1}), ("gd", {"lr": 0.1, "schedule": "cosine"}),
+    ("momentum", {"lr": 0.05, "nesterov": True}), ("adam", {"lr": 0.05, "schedule": "onecycle"}),
+    ("adamw", {"lr": 0.05}), ("rmsprop", {"lr": 0.01, "momentum": 0.5})])
+@pytest.mark.parametrize("loss", ["mse", "mae"])
+def test_gradient_methods_follow_fit_step_for_step(optimizer, extra, loss):
+    rng = np.random.default_rng(7)
+    x = np.linspace(0, 1, 20)
+    y = rng.uniform(1, 3, (3, 1)) * x ** 2 - x + 0.05 * rng.standard_normal((3, 20))
+    res = gradfit.fit_many("a*x^2+b*x+c", x, y, optimizer=optimizer, loss=loss, steps=60, **extra)
+    for i in range(3):
+        single = gradfit.fit("a*x^2+b*x+c", x, y[i], optimizer=optimizer, loss=loss, steps=60,
+                             **extra)
+        assert_same(res, i, single, reason=True)
+        assert res.steps[i] == single.steps
+
+
+def test_per_row_learning_rates_and_divergence():
+    x = np.linspace(0, 1, 20)
+    y = np.tile(2 * x + 1, (3, 1))
+    res = gradfit.fit_many("a*x + b", x, y, optimizer="gd", lr=[0.1, 1.0, 50.0], steps=300)
+    for i, lr in enumerate([0.1, 1.0, 50.0]):
+        single = gradfit.fit("a*x + b", x, y[i], optimizer="gd", lr=lr, steps=300)
+        assert_same(res, i, single, stderr=False, reason=True)
+        assert res.steps[i] == single.steps
+    assert res.reason[2] == "diverged" and np.isfinite(res.params["a"][2])
+
+
+@pytest.mark.parametrize("loss", ["mae", "huber"])
+def test_irls_equals_fit(loss):
+    rng = np.random.default_rng(8)
+    x = np.linspace(0, 3, 30)
+    y = (rng.uniform(1, 3, (3, 1)) * np.exp(-rng.uniform(0.5, 1.5, (3, 1)) * x) + 0.5
+         + 0.05 * rng.standard_normal((3, 30)))
+    y[:, ::7] += 1.0
+    for spec, steps in (("a*x^2 + b*x + c", 1000), ("a*exp(-b*x)+c", 25)):
+        res = gradfit.fit_many(spec, x, y, loss=loss, delta=0.1, steps=steps)
+        for i in range(3):
+            single = gradfit.fit(spec, x, y[i], loss=loss, delta=0.1, steps=steps)
+            assert_same(res, i, single, reason=True)
+            assert res.steps[i] == single.steps
+
+
+def test_chunks_per_problem_x_and_float32():
+    x, y, p0 = gaussians(40, seed=9)
+    xs = x + np.linspace(0, 0.3, 40)[:, None]              # per-problem x (B, n)
+    whole = gradfit.fit_many(GAUSS, xs, y, p0=p0)
+    chunked = gradfit.fit_many(GAUSS, xs, y, p0=p0, chunk_size=7)
+    for k in NAMES:     # the same steps; only the rounding of batched products differs
+        np.testing.assert_allclose(whole.params[k], chunked.params[k], rtol=1e-12)
+    single = gradfit.fit(GAUSS, xs[11], y[11], p0={k: v[11] for k, v in p0.items()})
+    assert_same(whole, 11, single)
+    f32 = gradfit.fit_many(GAUSS, xs, y, p0=p0, dtype="float32")
+    assert f32.converged.mean() > 0.9
+    np.testing.assert_allclose(f32.params["mu"], whole.params["mu"], rtol=1e-3, atol=1e-3)
+
+
+def test_callable_model_and_autograd_path():
+    x, y, p0 = gaussians(5, seed=10)
+
+    def gauss(x, A, mu, s, C):
+        import torch
+        return A * torch.exp(-(x - mu) ** 2 / (2 * s ** 2)) + C
+    res = gradfit.fit_many(gauss, x, y, p0=p0)
+    for i in range(5):
+        assert_same(res, i, gradfit.fit(gauss, x, y[i], p0={k: v[i] for k, v in p0.items()}))
+
+
+def test_lost_rank_is_a_failure():
+    x = np.linspace(0, 1, 10)
+    res = gradfit.fit_many("a*b*x", x, np.tile(2 * x, (2, 1)) + [[0], [0.1]])
+    assert list(res.reason) == ["failed", "failed"]
+    assert all("lost rank" in m for m in res.message)
+
+
+def test_result_table(tmp_path):
+    x, y, p0 = gaussians(3, seed=11)
+    res = gradfit.fit_many(GAUSS, x, y, p0=p0)
+    one = res[1]
+    assert isinstance(one, gradfit.FitResult) and one.params["A"] == res.params["A"][1]
+    assert one.n_points == 25 and one.stderr is not None and one.converged
+    np.testing.assert_allclose(one.predict(x), gradfit.fit(GAUSS, x, y[1], p0={
+        k: v[1] for k, v in p0.items()}).predict(x), rtol=1e-8)
+    path = tmp_path / "p.csv"
+    res.to_csv(path)
+    import csv
+    rows = list(csv.DictReader(open(path)))
+    assert len(rows) == 3 and float(rows[2]["mu"]) == res.params["mu"][2]
+    assert rows[0]["converged"] == "True"
+    pd = pytest.importorskip("pandas")
+    frame = res.to_pandas()
+    assert list(frame.columns[:4]) == list(NAMES) and len(frame) == 3
+    assert res.summary() == f"3 of 3 converged ({res.reason[0]}: 3)" or "3 of 3" in res.summary()
+    with pytest.raises(IndexError):
+        res[3]
+
+
+@pytest.mark.parametrize("kwargs,text", [
+    ({"starts": 0}, "bad starts"), ({"optimizer": "lbfgs"}, "no batched engine"),
+    ({"optimizer": "lm", "loss": "mae"}, "cannot minimise"), ({"p0": {"z": 1}}, "unknown"),
+    ({"p0": {"A": [1, 2]}}, "a number or 3 numbers"), ({"bounds": {"A": (2, 1)}}, "low < high"),
+    ({"dtype": "float16"}, "bad dtype"), ({"chunk_size": 0}, "bad chunk_size"),
+    ({"fixed": {"A": 1, "mu": 0, "s": 1, "C": 0}}, "every parameter is fixed")])
+def test_bad_input_is_one_clear_error(kwargs, text):
+    x, y, _ = gaussians(3)
+    with pytest.raises(InputError, match=text):
+        gradfit.fit_many(GAUSS, x, y, **kwargs)
+
+
+def test_shape_errors():
+    with pytest.raises(InputError, match="x and y do not match"):
+        gradfit.fit_many("a*x", np.arange(4.0), np.ones((2, 5)))
+    with pytest.raises(InputError, match="sigma does not match"):
+        gradfit.fit_many("a*x", np.arange(5.0), np.ones((2, 5)), sigma=np.ones(3))
+    with pytest.raises(InputError, match="column names"):
+        gradfit.fit_many("a*x", data=object(), y="v")
+    assert math.isnan(gradfit.fit_many("a*x", np.arange(5.0), np.ones((2, 5)),
+                                       sigma=[[1] * 5, [0] * 5]).loss[1])
