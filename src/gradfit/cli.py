@@ -28,6 +28,8 @@ FIT_EXAMPLES = """examples:
   gradfit fit lesson --model poly:2 --optimizer lbfgs --json -
   gradfit fit lesson --model "a*x^2 + b*x + c" --bounds a=0:2.5 --fix c=1
   gradfit fit lesson --model relu:5 --optimizer adam --plot fit.png --animate fit.gif
+  gradfit fit 'data/*.parquet' --group id --x t --y v --model "A*exp(-k*t)" --workers 4
+  gradfit fit 'big/*.parquet' --x t --y v --model "A*exp(-k*t)" --scheduler tcp://HOST:8786
 """
 LANDSCAPE_EXAMPLES = """examples:
   gradfit landscape lesson --model "a*x^2 + b*x + c" --params a,b --loss mae
@@ -152,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "(.gif; .mp4 when ffmpeg is installed)")
     fitp.add_argument("--frames", type=int, default=100,
                       help="most frames of --animate, sampled over the run (default 100)")
+    from .cli_dask import add_arguments      # --group, --workers, --scheduler, --out
+    add_arguments(fitp)
     fitp.set_defaults(func=cmd_fit)
 
     land = sub.add_parser("landscape", help="the loss over one or two parameters, with the "
@@ -266,6 +270,9 @@ def cmd_lr_sweep(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    from .cli_dask import cmd_fit_dask, wants_dask
+    if wants_dask(args):                    # many series or one larger than memory, on Dask
+        return cmd_fit_dask(args)
     from .fit import iter_fit
     data = _load(args)
     options = {k: v for k, v in (("momentum", args.momentum), ("batch_size", args.batch_size))

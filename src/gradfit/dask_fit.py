@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Sequence
-
 import numpy as np
 
 from .cluster import client_for, progress as show_progress
@@ -48,7 +46,7 @@ def _files(path: str) -> list[str]:
     return found
 
 
-def read_table(data, columns: Sequence[str] | None = None):
+def read_table(data):
     """A Dask DataFrame from a Dask or pandas DataFrame, or a path, folder or glob of
     Parquet (``.parquet``, ``.pq``) or CSV files."""
     import dask.dataframe as dd
@@ -64,12 +62,16 @@ def read_table(data, columns: Sequence[str] | None = None):
     kinds = {os.path.splitext(f)[1].lower() for f in files}
     try:
         if kinds <= {".parquet", ".pq"}:
-            return dd.read_parquet(files, columns=list(columns) if columns else None)
-        if kinds <= {".csv"}:
-            return dd.read_csv(files, usecols=list(columns) if columns else None)
+            ddf = dd.read_parquet(files)
+        elif kinds <= {".csv"}:
+            ddf = dd.read_csv(files)
+        else:
+            ddf = None
     except (ValueError, KeyError, OSError) as exc:
         raise InputError("cannot read the data", expected="Parquet or CSV files holding the "
                          "named columns", given=str(exc).splitlines()[0], where=files[0]) from None
+    if ddf is not None:
+        return ddf              # columns are picked later (dask pushes the pick into the reader)
     raise InputError("unknown data format", expected="Parquet (.parquet) or CSV (.csv) files",
                      given=", ".join(sorted(kinds)))
 
@@ -127,7 +129,7 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
     for bad in ("data", "group", "inputs"):
         kwargs.pop(bad, None)
     x_cols, cols = _columns(x, y, group, sigma)
-    ddf = read_table(data, cols)
+    ddf = read_table(data)
     missing = [c for c in cols if c not in ddf.columns]
     if missing:
         raise InputError(f"no column named {missing[0]!r}",

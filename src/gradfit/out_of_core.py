@@ -184,7 +184,7 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     spec = model if isinstance(model, str) else m
     names = m.param_names
     theta0 = np.array([start_values(m, p0, None, seed)[n] for n in names])
-    ddf = read_table(data, cols)
+    ddf = read_table(data)
     missing = [c for c in cols if c not in ddf.columns]
     if missing:
         raise InputError(f"no column named {missing[0]!r}",
