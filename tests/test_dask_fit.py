@@ -44,7 +44,9 @@ def reference(df, **kw):
 
 def assert_same_table(got, want):
     assert list(got["id"]) == list(want["id"])
-    assert list(got["reason"]) == list(want["reason"])
+    # the verdict; its name (gtol or xtol) can differ at the margin with the make-up of
+    # the engine's batch, and fit_table's batches are partitions
+    assert (got["reason"] == "failed").tolist() == (want["reason"] == "failed").tolist()
     assert (got["converged"].to_numpy() == want["converged"].to_numpy()).all()
     for c in ("A", "k", "C", "A_stderr", "k_stderr", "C_stderr", "loss", "r2"):
         np.testing.assert_allclose(got[c], want[c], rtol=1e-10, atol=1e-14, equal_nan=True,
@@ -136,3 +138,5 @@ def test_a_worker_killed_mid_fit_loses_nothing(dask_client):
     os.kill(pids[victim], signal.SIGKILL)
     got = future.result().sort_values("id").reset_index(drop=True)
     assert_same_table(got, want)
+    clean = dask_client.compute(lazy).result().sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, clean)            # identical to the last bit

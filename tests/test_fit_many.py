@@ -42,7 +42,7 @@ def test_lm_gaussians_equal_fit_and_curve_fit():
     x, y, p0 = gaussians(300)
     res = gradfit.fit_many(GAUSS, x, y, p0=p0)
     assert len(res) == 300 and res.converged.all()
-    for i in range(0, 300, 37):
+    for i in range(0, 300, 60):
         start = {k: v[i] for k, v in p0.items()}
         assert_same(res, i, gradfit.fit(GAUSS, x, y[i], p0=start))
         popt, pcov = curve_fit(lambda t, A, mu, s, C: A * np.exp(-(t - mu) ** 2 / (2 * s ** 2)) + C,
@@ -101,7 +101,8 @@ def test_starts_keep_the_best():
     w = np.array([1.3, 2.1, 0.7])
     y = np.sin(w[:, None] * x) + 0.01 * rng.standard_normal((3, 60))
     one = gradfit.fit_many("a*sin(w*x)", x, y, p0={"a": 1.0, "w": 3.0})
-    many = gradfit.fit_many("a*sin(w*x)", x, y, p0={"a": 1.0, "w": 3.0}, starts=12, seed=1)
+    many = gradfit.fit_many("a*sin(w*x)", x, y, p0={"a": 1.0, "w": 3.0}, starts=12, seed=1,
+                            steps=200)
     assert (many.loss <= one.loss * (1 + 1e-12)).all()
     np.testing.assert_allclose(np.abs(many.params["w"]), w, rtol=1e-2)
     assert all("best of 12 starts" in m for m in many.message)

@@ -104,7 +104,10 @@ def residuals_and_jacobians(fn: Callable, theta: torch.Tensor, idx: torch.Tensor
 def moments(jrt: torch.Tensor) -> torch.Tensor:
     """``M = [J r]^T [J r]`` ``(b, F+1, F+1)``: ``J^T J``, ``J^T r`` and ``S = r^T r`` from
     one batched product; everything an LM iteration needs of the block ``[J r]^T``
-    ``(b, F+1, n)``."""
+    ``(b, F+1, n)``. Small batches by elementwise products (a batched matrix product
+    starts threads whose wait costs more than the work on a busy machine)."""
+    if jrt.numel() * jrt.shape[-2] <= 2 ** 16:
+        return (jrt.unsqueeze(-2) * jrt.unsqueeze(-3)).sum(-1)
     return jrt @ jrt.transpose(-1, -2)
 
 

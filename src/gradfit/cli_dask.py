@@ -5,9 +5,11 @@
     gradfit fit 'big/*.parquet' --x t --y signal --model "A*exp(-k*t)" \\
         --scheduler tcp://HOST:8786          # no --group: one series, out of core
 
-It is taken when ``--group``, ``--workers`` or ``--scheduler`` is given, or the data is
-Parquet or a glob. Exit codes as ``gradfit fit``: 0 every fit converged, 1 some did not (their
-rows say why), 2 bad input. Dask is imported only here, when such a command runs.
+It is taken when ``--workers`` or ``--scheduler`` is given, or the data is Parquet, a
+folder or a glob (one CSV file with ``--group`` is fitted in this process, ``cli_many``);
+``--out`` writes the table of fits as CSV or Parquet. Exit codes as ``gradfit fit``: 0
+every fit converged, 1 some did not (their rows say why), 2 bad input. Dask is imported
+only here, when such a command runs.
 """
 from __future__ import annotations
 
@@ -21,21 +23,19 @@ SHOW_ROWS = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("on Dask (pip install 'gradfit[dask]')")
-    g.add_argument("--group", help="the column naming each series of a long table: fit every "
-                   "group (data: a CSV or Parquet path, folder or glob)")
+    g = p.add_argument_group("on Dask (pip install 'gradfit[dask]'), taken for Parquet, a "
+                             "folder or glob of files, --workers or --scheduler")
     g.add_argument("--workers", type=int, help="worker processes of the local Dask cluster "
                    "gradfit starts (default: CPUs, at most 4)")
     g.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run on this existing Dask cluster instead")
-    g.add_argument("--out", metavar="PATH", help="--group: write the table of fits (.csv or "
-                   ".parquet); default: print it")
 
 
 def wants_dask(args) -> bool:
+    import os
     data = str(args.data)
-    return bool(args.group or args.workers or args.scheduler or args.out
-                or data.endswith((".parquet", ".pq")) or any(c in data for c in "*?["))
+    return bool(args.workers or args.scheduler or data.endswith((".parquet", ".pq"))
+                or os.path.isdir(data) or any(c in data for c in "*?["))
 
 
 def _kwargs(args) -> dict:

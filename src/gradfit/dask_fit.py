@@ -108,6 +108,9 @@ def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs):
         torch.set_num_threads(1)
     if len(frame) == 0:
         return meta.copy()
+    # the same rows in the same order however the shuffle delivered them: a rerun task
+    # (a worker lost) gives the same numbers to the last bit
+    frame = frame.sort_values([group] + list(x_cols) + [y], kind="stable")
     res = fit_many(model, data=frame, x=x_cols if len(x_cols) > 1 else x_cols[0], y=y,
                    group=group, sigma=sigma, inputs=_inputs(x_cols), **kwargs)
     out = res.to_pandas().rename(columns={"group": group})

@@ -83,7 +83,8 @@ class ExpressionJacobian:
 
     def __call__(self, inputs: dict, theta: torch.Tensor, y: torch.Tensor | None = None):
         """``f`` and ``J`` at ``theta`` ``(k, P)``; given targets ``y``, the block
-        ``[J f-y]^T`` ``(k, P+1, n)`` instead (one tensor, as ``batch_lm`` takes it)."""
+        ``[J f-y]^T`` ``(k, P+1, n)`` instead (one tensor, as ``batch_lm`` takes it).
+        ``J`` comes transposed in memory (rows of ``J^T`` contiguous)."""
         cols = theta.unsqueeze(-1).unbind(-2)          # P tensors (k, 1)
         self.env = dict(inputs)
         self.env.update((name, (c, {j: 1.0})) for j, (name, c) in
@@ -91,13 +92,17 @@ class ExpressionJacobian:
         value, tangents = self._eval(self.tree)
         ref = next(iter(inputs.values()))
         shape = theta.shape[:-1] + ref.shape[-1:]
-        value = torch.as_tensor(value, dtype=theta.dtype, device=theta.device).expand(shape)
-        zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
-        cols = [torch.as_tensor(tangents.get(j, zero), dtype=theta.dtype,
-                                device=theta.device).expand(shape) for j in range(len(self.params))]
+        P = len(self.params)
+        out = torch.empty(shape[:-1] + (P + (y is not None), shape[-1]), dtype=theta.dtype,
+                          device=theta.device)
+        for j in range(P):                   # filled in place: no stack of broadcast views
+            out[..., j, :] = tangents.get(j, 0.0)
         if y is not None:
-            return torch.stack(cols + [value - y], -2)
-        return value, torch.stack(cols, -1)
+            torch.sub(torch.as_tensor(value, dtype=theta.dtype, device=theta.device), y,
+                      out=out[..., P, :])
+            return out
+        value = torch.as_tensor(value, dtype=theta.dtype, device=theta.device).expand(shape)
+        return value, out.transpose(-1, -2)
 
     def _eval(self, node):
         if isinstance(node, ast.Constant):

@@ -37,6 +37,7 @@ from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matri
 from .models import make_model
 from .optimizers import get_optimizer
 
+CONVERGED = ("ftol", "gtol", "xtol")
 BATCHED = ("lm", "irls", "gd", "momentum", "adam", "adamw", "rmsprop")
 CPU_WORK_BYTES = 256 * 2 ** 20
 
@@ -110,16 +111,18 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     values_k, outside = spread_starts(values, given, lo, hi, names, free, K, seed)
     for b, why in outside.items():
         d.bad.setdefault(b, why)
-    ok_rows = np.array([b not in d.bad for b in rows], dtype=bool)
+    ok_rows = np.ones(len(rows), dtype=bool)
+    if d.bad:
+        ok_rows[np.isin(rows, np.fromiter(d.bad, dtype=np.int64))] = False
     out = _Outputs(len(rows), len(names), len(free), tdtype)
-    work = [i for i in np.flatnonzero(ok_rows)]
+    work = np.flatnonzero(ok_rows)
     size = _chunk_size(d.y.shape[1], len(names), tdtype, device) if chunk_size is None else chunk_size
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise InputError("bad chunk_size", expected="a whole number >= 1", given=chunk_size)
     cfg = dict(method=method, options=opts, steps=int(steps), ftol=ftol, gtol=gtol,
                schedule=schedule, divergence=divergence, seed=seed)
     for at in range(0, len(work), size):
-        chunk = np.array(work[at:at + size])
+        chunk = work[at:at + size]
         _run_chunk(m, d, lossf, rows[chunk], chunk, values_k, given, lo, hi, fixed_vals,
                    names, free, rates, cfg, tdtype, device, out, absolute_sigma)
         if progress is not None:
@@ -188,8 +191,8 @@ class _Outputs:
         self.theta = np.full((rows, P), np.nan)
         self.loss = np.full(rows, np.nan)
         self.steps = np.zeros(rows, dtype=np.int64)
-        self.reason = np.array(["failed"] * rows, dtype=object)
-        self.message = np.array([""] * rows, dtype=object)
+        self.reason = np.full(rows, "failed", dtype="<U10")
+        self.message = np.full(rows, "", dtype=object)
         self.cov = np.full((rows, F, F), np.nan)
         self.has_cov = np.zeros(rows, dtype=bool)
         self.r2 = np.full(rows, np.nan)
@@ -203,8 +206,7 @@ class _Outputs:
         converged ones; with K > 1 the message says so."""
         if K == 1:
             return np.arange(B)
-        from .result import REASONS
-        conv = np.array([REASONS[r][0] for r in self.reason]).reshape(B, K)
+        conv = np.isin(self.reason, CONVERGED).reshape(B, K)
         loss = np.where(np.isfinite(self.loss), self.loss, np.inf).reshape(B, K)
         key = np.where(conv, loss, np.inf)
         pick = np.where(np.isfinite(key).any(1), key.argmin(1), loss.argmin(1))
@@ -231,6 +233,9 @@ def _run_chunk(m, d: ManyData, lossf, problems, rows, values_k, given, lo, hi, f
     def t(a):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
 
+    if len(problems) and problems[-1] - problems[0] == len(problems) - 1 and \
+            (np.diff(problems) == 1).all():
+        problems = slice(int(problems[0]), int(problems[-1]) + 1)   # a view, not a copy
     x = t(d.x) if d.shared_x else t(d.x[problems])
     mask = None if d.mask is None else torch.as_tensor(d.mask[problems], device=device)
     prob = ManyProblem(m, x, t(d.y[problems]), None if d.sigma is None else t(d.sigma[problems]),

@@ -55,7 +55,7 @@ class ManyData:
 
 def _array(name, value) -> np.ndarray:
     try:
-        return np.array(value, dtype=np.float64)    # a copy: bad series get cleaned
+        return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InputError(f"bad {name}", expected="an array of numbers", given=str(exc)) from None
 
@@ -172,7 +172,12 @@ def _check(data: ManyData) -> None:
         data.bad[int(b)] = "the data hold NaN or inf"
     for b in np.flatnonzero(bad_s & ~(bad_y | bad_x)):
         data.bad[int(b)] = "bad sigma: expected positive finite numbers"
-    # so that a bad series cannot poison the tensors of the others
+    # so that a bad series cannot poison the tensors of the others (on copies: the
+    # caller's arrays stay as they were)
+    if data.bad:
+        data.y = data.y.copy()
+        data.sigma = None if data.sigma is None else data.sigma.copy()
+        data.x = data.x if data.shared_x else data.x.copy()
     for b in data.bad:
         data.y[b] = np.where(np.isfinite(data.y[b]), data.y[b], 0.0)
         if data.sigma is not None:

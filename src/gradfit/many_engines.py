@@ -10,6 +10,7 @@ and, for squared losses, the covariance ``(k, F, F)`` of the free parameters as
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm, solve_spd
@@ -34,21 +35,21 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         theta = tr.external(u, idx)
     cov = None
     if prob.loss.squared:
-        ok = torch.tensor([r != "diverged" for r in reason], device=u.device)
+        reason, message = np.asarray(reason), np.asarray(message, dtype=object)
+        ok = torch.as_tensor(reason != "diverged", device=u.device)
         cov, rank = covariance(prob, tr, theta, ok, absolute_sigma, d if tr.identity else None)
         if method == "lm":
-            _lost_rank(reason, message, rank.tolist(), u.shape[-1])
+            _lost_rank(reason, message, rank.cpu().numpy(), u.shape[-1])
     return theta, steps, reason, message, cov
 
 
 def _lost_rank(reason, message, rank, F) -> None:
     """A converged LM fit whose scaled Jacobian lost rank is a failure (as ``lm.py``)."""
-    for i, k in enumerate(rank):
-        if reason[i] in ("gtol", "ftol", "xtol") and k < F:
-            reason[i] = "failed"
-            message[i] = (f"the Jacobian lost rank ({k} of {F}): the data determine only "
-                          "combinations of the parameters, not each one; the loss is at a "
-                          "minimum but these values are one choice among many")
+    for i in np.flatnonzero(np.isin(reason, ("gtol", "ftol", "xtol")) & (rank < F)):
+        reason[i] = "failed"
+        message[i] = (f"the Jacobian lost rank ({rank[i]} of {F}): the data determine only "
+                      "combinations of the parameters, not each one; the loss is at a "
+                      "minimum but these values are one choice among many")
 
 
 def _lm(prob, tr, u0, cfg):
@@ -59,10 +60,11 @@ def _lm(prob, tr, u0, cfg):
         return prob.residuals(tr.external(u, idx), idx)
     res = batch_lm(fn, u0, ydata=prob.ydata, max_steps=cfg["steps"], max_tries=max_tries,
                    jacobian=prob.jacobian(tr), **o)
-    codes = res.code.tolist()
-    reason = [CODES[c] for c in codes]
-    message = [MESSAGES[c] if c != MAX_STEPS else f"reached the step limit ({cfg['steps']} steps)"
-               for c in codes]
+    codes = res.code.cpu().numpy()
+    reason = np.array(CODES)[codes]
+    texts = [MESSAGES.get(c, "") for c in range(len(CODES))]
+    texts[MAX_STEPS] = f"reached the step limit ({cfg['steps']} steps)"
+    message = np.array(texts, dtype=object)[codes]
     return res.theta, res.steps, reason, message, res.d
 
 

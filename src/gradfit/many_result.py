@@ -27,7 +27,7 @@ class ManyResult:
     loss: np.ndarray
     converged: np.ndarray
     reason: np.ndarray
-    message: list[str]
+    message: np.ndarray
     steps: np.ndarray
     stderr: dict[str, np.ndarray] | None
     covariance: np.ndarray | None
@@ -54,8 +54,8 @@ class ManyResult:
             diag = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
             stderr = {n: diag[:, j].copy() for j, n in enumerate(free)}
         return cls(params=params, loss=out.loss[rows].copy(),
-                   converged=np.array([REASONS[r][0] for r in reason]), reason=reason,
-                   message=list(out.message[rows]), steps=out.steps[rows].copy(),
+                   converged=np.isin(reason, [r for r, v in REASONS.items() if v[0]]),
+                   reason=reason, message=out.message[rows].copy(), steps=out.steps[rows].copy(),
                    stderr=stderr, covariance=cov, r2=out.r2[rows].copy(),
                    rmse=out.rmse[rows].copy(), groups=d.groups, loss_name=lossf.name,
                    model=m.spec, optimizer=method, wall_time=wall, starts=K,
@@ -84,7 +84,7 @@ class ManyResult:
                 cols[f"{n}_stderr"] = list(v)
         cols.update(loss=list(self.loss), converged=list(self.converged),
                     reason=list(self.reason), steps=list(self.steps), r2=list(self.r2),
-                    rmse=list(self.rmse), n_points=list(self.n_points), message=self.message)
+                    rmse=list(self.rmse), n_points=list(self.n_points), message=list(self.message))
         return cols
 
     def to_pandas(self):

@@ -1,0 +1,142 @@
+"""``gradfit fit DATA --group COL``: fit every group of a long CSV, one row per group.
+
+The table has one row per point and a column naming its series (a well, a pixel, a
+sensor). Every series is fitted by ``fit_many``; the parameters, standard errors, loss and
+verdict of each go to ``--out`` (CSV; stdout without it). A cell that is not a number makes
+its series fail (reported in its row), not the run. Exit codes: 0 all converged, 1 some
+did not (the count is named on stderr), 2 bad input.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+
+import numpy as np
+
+from .errors import DataError, InputError
+
+
+def read_long_csv(path: str, x, y, sigma, group):
+    """The columns of a long CSV: x ``(N,)`` or ``(N, d)``, y, sigma, group labels, and
+    the x names. Cells that are not numbers become NaN (their series then fails)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise DataError("cannot read the data file", expected="a readable CSV file",
+                        given=f"{path} ({exc.strerror})") from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2:
+        raise DataError("no data rows", expected="a header and at least one row", where=path)
+    delim = max(",;\t", key=lines[0].count)
+    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
+    header = [h.strip() for h in rows[0]]
+    xs = [c.strip() for c in x.split(",")] if x else None
+    for name in [group] + (xs or []) + [c for c in (y, sigma) if c]:
+        if name not in header:
+            raise DataError(f"no column named {name!r}", expected="one of " + ", ".join(header),
+                            where=path)
+    used = {group, sigma} | set(xs or [])
+    if y is None:
+        y = [h for h in header if h not in used][-1]
+    if xs is None:
+        xs = [[h for h in header if h not in {group, sigma, y}][0]]
+
+    def column(name):
+        j = header.index(name)
+        out = np.empty(len(rows) - 1)
+        for i, row in enumerate(rows[1:]):
+            try:
+                out[i] = float(row[j])
+            except (ValueError, IndexError):
+                out[i] = math.nan
+        return out
+    gj = header.index(group)
+    labels = np.array([row[gj].strip() if gj < len(row) else "" for row in rows[1:]])
+    xv = np.stack([column(c) for c in xs], 1)
+    return (xv[:, 0] if len(xs) == 1 else xv, column(y), column(sigma) if sigma else None,
+            labels, tuple(xs))
+
+
+def cmd_fit_many(args, options: dict) -> int:
+    from .cli import parse_assignments, parse_bounds
+    from .fit_many import fit_many
+    if args.plot or args.animate:
+        raise InputError("--plot and --animate draw one fit", expected="no --group, or no "
+                         "pictures")
+    x, y, sigma, labels, xnames = read_long_csv(args.data, args.x, args.y, args.sigma,
+                                                args.group)
+    bar = _bar(args)
+    try:
+        res = fit_many(args.model, x, y, group=labels, sigma=sigma, loss=args.loss,
+                       delta=args.delta, optimizer=args.optimizer, lr=args.lr, steps=args.steps,
+                       p0=parse_assignments(args.p0, "--p0") if args.p0 else None,
+                       bounds=parse_bounds(args.bounds) if args.bounds else None,
+                       fixed=parse_assignments(args.fix, "--fix") if args.fix else None,
+                       seed=args.seed, ftol=args.ftol, gtol=args.gtol, schedule=args.schedule,
+                       dtype=args.dtype, device=args.device, inputs=xnames,
+                       absolute_sigma=args.absolute_sigma, progress=bar, **options)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.out:
+        try:
+            res.to_csv(args.out)
+        except OSError as exc:
+            raise InputError("cannot write the table", expected="a writable path",
+                             given=f"{args.out} ({exc.strerror})") from None
+    if args.json:
+        text = json.dumps(_records(res), indent=None if args.json == "-" else 2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+    elif not args.out:
+        sys.stdout.write(res.to_csv())
+    if not args.quiet and args.json != "-" and args.out:
+        print(f"{res.summary()}; {len(res)} rows written to {args.out}")
+    failed = int((~res.converged).sum())
+    if failed:
+        print(f"gradfit: {failed} of {len(res)} fits did not converge ({res.summary()})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _records(res) -> list[dict]:
+    cols = res._columns()
+    out = []
+    for row in zip(*cols.values()):
+        rec = {}
+        for k, v in zip(cols, row):
+            if isinstance(v, (float, np.floating)):
+                v = float(v) if math.isfinite(v) else None
+            elif isinstance(v, np.integer):
+                v = int(v)
+            elif isinstance(v, np.bool_):
+                v = bool(v)
+            rec[k] = v
+        out.append(rec)
+    return out
+
+
+def _bar(args):
+    """A progress bar over problems, on a terminal only (and only if tqdm is installed)."""
+    if args.quiet or args.json == "-" or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=0, file=sys.stderr, unit="fit", leave=False)
+
+    def update(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    update.close = bar.close
+    return update
