@@ -74,18 +74,20 @@ def many_series(client, S, repeat, folder):
     print(f"  ratio Dask / single   {t_one / t_dask:12.2f}x   (same answers: {same})")
 
 
-def xarray_pixels(P, C):
+def xarray_pixels(P, C, device="cpu"):
     import xarray as xr
     from gradfit.xarray_fit import fit_along
     t, y = series(P, seed=1)
     da = xr.DataArray(y, dims=("pixel", "t"), coords={"t": t})
-    t_ours, ds = timed(lambda: fit_along(GAUSS, da, "t", p0=P0), 1)
+    fit_along(GAUSS, da.isel(pixel=slice(0, 100)), "t", p0=P0, device=device)   # warm up
+    t_ours, ds = timed(lambda: fit_along(GAUSS, da, "t", p0=P0, device=device), 1)
     sub = da.isel(pixel=slice(0, C))
+    sub.isel(pixel=slice(0, 10)).curvefit("t", gauss, p0=P0)
     t_ref, ref = timed(lambda: sub.curvefit("t", gauss, p0=P0), 1)
     ours, theirs = P / t_ours, C / t_ref
     agree = np.abs(ds["mu"].values[:C] - ref["curvefit_coefficients"].sel(param="mu").values)
     print(f"xarray: {P} pixels x 25 points (curvefit timed on {C} pixels)")
-    print(f"  fit_along             {ours:12.0f} fits/s  ({t_ours:.2f} s)")
+    print(f"  fit_along ({device:4s})      {ours:12.0f} fits/s  ({t_ours:.2f} s)")
     print(f"  DataArray.curvefit    {theirs:12.0f} fits/s")
     print(f"  ratio                 {ours / theirs:12.1f}x   (largest |mu| difference "
           f"{agree.max():.1e}, curvefit's default tolerances)")
@@ -130,16 +132,23 @@ def main():
     ap.add_argument("--points", type=int, help="N, the out-of-core size")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="fit_along's device (cpu, cuda)")
+    ap.add_argument("--only", choices=["xarray", "many", "one"], help="run one part")
     a = ap.parse_args()
     S = a.series or (20_000 if a.quick else 1_000_000)
     P = a.pixels or (10_000 if a.quick else 100_000)
     N = a.points or (1_000_000 if a.quick else 100_000_000)
     from gradfit.cluster import client_for
-    xarray_pixels(P, a.curvefit)
+    if a.only in (None, "xarray"):
+        xarray_pixels(P, a.curvefit, a.device)
+    if a.only == "xarray":
+        return
     with client_for(workers=a.workers) as client, tempfile.TemporaryDirectory() as tmp:
         os.makedirs(os.path.join(tmp, "many")), os.makedirs(os.path.join(tmp, "one"))
-        many_series(client, S, a.repeat, os.path.join(tmp, "many"))
-        out_of_core(client, N, os.path.join(tmp, "one"))
+        if a.only in (None, "many"):
+            many_series(client, S, a.repeat, os.path.join(tmp, "many"))
+        if a.only in (None, "one"):
+            out_of_core(client, N, os.path.join(tmp, "one"))
 
 
 if __name__ == "__main__":
