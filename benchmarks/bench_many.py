@@ -8,7 +8,9 @@ the same problem (1e-8 relative in float64).
     python benchmarks/bench_many.py                          # this machine, 10,000 fits, f64
     python benchmarks/bench_many.py --device cuda --dtype float32 --problems 1000000
 
-On a GPU the curve_fit loop is timed on a sample (it runs on the CPU whatever the device).
+The curve_fit loop is timed on a sample (``--scipy-sample``; it runs on the CPU whatever the
+device). The methods take turns within each round, so that a change in the machine's load
+falls on all of them alike.
 """
 from __future__ import annotations
 
@@ -69,17 +71,15 @@ def naive_lm(x, y, p0, iters: int = 30):
     return p
 
 
-def timed(fn, device, rounds):
-    times = []
-    for _ in range(rounds):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        out = fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+def timed(fn, device):
+    """Seconds of one call of ``fn`` (the GPU's work included), and its result."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
 
 
 def main():
@@ -92,8 +92,10 @@ def main():
     ap.add_argument("--scipy-sample", type=int, default=1000,
                     help="problems in the timed curve_fit loop (default 1000)")
     ap.add_argument("--check", type=int, default=50, help="problems checked against gradfit.fit")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's own)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads, for every method (default 1: on a small shared "
+                         "machine OpenMP's waiting threads cost more than they give; 0: "
+                         "torch's own choice)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -105,27 +107,32 @@ def main():
 
     gradfit.fit_many(GAUSS, x, y[:100], p0={k: v[:100] for k, v in p0.items()},
                      dtype=a.dtype, device=a.device)                      # warm up
-    t_many, res = timed(lambda: gradfit.fit_many(GAUSS, x, y, p0=p0, dtype=a.dtype,
-                                                 device=a.device), a.device, a.rounds)
-
     xt = torch.as_tensor(x, dtype=dt, device=a.device)
     yt = torch.as_tensor(y, dtype=dt, device=a.device)
     pt = torch.as_tensor(np.stack([p0[k] for k in NAMES], 1), dtype=dt, device=a.device)
-    t_naive, _ = timed(lambda: naive_lm(xt, yt, pt), a.device, a.rounds)
-
     from scipy.optimize import curve_fit
+    m = min(a.scipy_sample, B)
 
     def loop():
-        for i in range(min(a.scipy_sample, B)):
+        for i in range(m):
             curve_fit(lambda t, A, mu, s, C: A * np.exp(-(t - mu) ** 2 / (2 * s ** 2)) + C,
                       x, y[i], p0=[p0[k][i] for k in NAMES])
-    t_scipy, _ = timed(loop, "cpu", a.rounds)
-    scipy_rate = min(a.scipy_sample, B) / t_scipy
+    # the methods take turns within each round, so that a change in the machine's load
+    # falls on all of them alike
+    t_many, t_naive, t_scipy = [], [], []
+    for _ in range(a.rounds):
+        t, res = timed(lambda: gradfit.fit_many(GAUSS, x, y, p0=p0, dtype=a.dtype,
+                                                device=a.device), a.device)
+        t_many.append(t)
+        t_naive.append(timed(lambda: naive_lm(xt, yt, pt), a.device)[0])
+        t_scipy.append(timed(loop, "cpu")[0])
+    t_many, t_naive, t_scipy = map(statistics.median, (t_many, t_naive, t_scipy))
+    scipy_rate = m / t_scipy
 
     rate = B / t_many
     print(f"  gradfit.fit_many     {rate:14,.0f} fits/s   ({res.summary()})")
     print(f"  naive batched LM     {B / t_naive:14,.0f} fits/s   (30 iterations, no stopping)")
-    print(f"  scipy curve_fit loop {scipy_rate:14,.0f} fits/s   (timed on {min(a.scipy_sample, B)})")
+    print(f"  scipy curve_fit loop {scipy_rate:14,.0f} fits/s   (timed on {m})")
     print(f"  ratio fit_many / curve_fit loop: {rate / scipy_rate:8.1f}x")
     print(f"  ratio fit_many / naive batched:  {rate * t_naive / B:8.2f}x")
 

@@ -76,6 +76,7 @@ MESSAGES = {
     PERFECT: "the residuals vanish: a perfect fit",
 }
 ACCEPT = 1e-4
+LAM0 = 1e-3              # the first damping (the scaled J^T J has a unit diagonal)
 
 
 class BatchLMResult(NamedTuple):
@@ -195,7 +196,7 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
 
     norms = M.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
     d = torch.where(norms > 0, norms, 1.0)
-    lam = torch.full((B,), 1e-3, dtype=dtype, device=dev)
+    lam = torch.full((B,), LAM0, dtype=dtype, device=dev)
     nu = torch.full((B,), 2.0, dtype=dtype, device=dev)
     tries = torch.zeros(B, dtype=torch.long, device=dev)
     steps = torch.zeros(B, dtype=torch.long, device=dev)
@@ -227,13 +228,16 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
         noise = 2.0 * rn * err + err * err
         y_lm, ok_lm = solve_spd(a + lam[:, None, None] * eye, -g)
         pred_lm = -(g * y_lm).sum(-1) + lam * y_lm.square().sum(-1)
-        if bool((ok_lm & (pred_lm <= 100.0 * noise)).any()):
-            # the Gauss-Newton step's gain (never below the damped one's) may be at the
-            # rounding level of S somewhere: solve for it
-            y_gn, ok_gn = solve_spd(a, -g)
-            pred_gn = torch.where(ok_gn, -(g * y_gn).sum(-1), math.inf)
-        else:
-            y_gn, ok_gn, pred_gn = y_lm, ok_lm, torch.full_like(S, math.inf)
+        # the Gauss-Newton step, where its gain (never below the damped one's) may be at
+        # the rounding level of S: elsewhere it cannot matter (pred_gn > 100 noise)
+        y_gn, ok_gn, pred_gn = y_lm, torch.zeros_like(ok_lm), torch.full_like(S, math.inf)
+        near = (ok_lm & (pred_lm <= 100.0 * noise)).nonzero().flatten()
+        if near.numel():
+            y_s, ok_s = solve_spd(a[near], -g[near])
+            y_gn = y_lm.index_put((near,), y_s)
+            ok_gn = ok_gn.index_put((near,), ok_s)
+            pred_gn = pred_gn.index_put((near,), torch.where(ok_s, -(g[near] * y_s).sum(-1),
+                                                             math.inf))
         polish = pred_gn <= noise
         y = torch.where(polish.unsqueeze(-1), y_gn, y_lm)
         ok = torch.where(polish, ok_gn, ok_lm)

@@ -65,6 +65,13 @@ def _scale(t: dict, c) -> dict:
             for j, v in t.items()}
 
 
+def _times(v, c):
+    """``v * c`` where either may be a number; numbers multiply first."""
+    if not isinstance(v, torch.Tensor) and not isinstance(c, torch.Tensor):
+        return float(v) * float(c)
+    return v * c
+
+
 def _add(a: dict, b: dict, sign: float = 1.0) -> dict:
     out = dict(a)
     for j, v in b.items():
@@ -132,10 +139,14 @@ class ExpressionJacobian:
         if isinstance(op, ast.Mult):
             return a * b, _add(_scale(ta, b), _scale(tb, a))
         if isinstance(op, ast.Div):
+            # (u/v)' = u'/v - w (v'/v): the small factors (v'/v, shaped like the
+            # parameters) first, so that each tangent costs one pass over the data
             w = a / b
-            if not tb:
-                return w, _scale(ta, 1.0 / b)
-            return w, _scale(_add(ta, _scale(tb, w), -1.0), 1.0 / b)
+            t = {j: v / b for j, v in ta.items()}
+            for j, v in tb.items():
+                c = w * _times(v, -1.0 / b)
+                t[j] = t[j] + c if j in t else c
+            return w, t
         return self._pow(a, ta, b, tb)
 
     @staticmethod
@@ -145,8 +156,10 @@ class ExpressionJacobian:
         w = a ** b
         t = {}
         if ta and not tb:            # a constant exponent (a number, or an input)
-            square = not isinstance(b, torch.Tensor) and b == 2.0
-            t = _scale(ta, 2.0 * a if square else b * a ** (b - 1))
+            if not isinstance(b, torch.Tensor) and b == 2.0:
+                t = {j: _times(v, 2.0) * a for j, v in ta.items()}
+            else:
+                t = _scale(ta, b * a ** (b - 1))
         elif ta:
             t = _scale(ta, w * b / a)
         if tb:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm, solve_spd
+from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm, moments, solve_spd
 from .lm import OPTIONS as LM_OPTIONS
 
 _GD = ("gd", "momentum", "adam", "adamw", "rmsprop")
@@ -80,9 +80,10 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):
     fixed = ManyTransformFixedAt(tr, theta)
     jr = prob.jacobian(fixed)(theta[:, at], idx)
     n = prob.count
-    good = ok & torch.isfinite(jr).flatten(1).all(-1) & (n > F)
-    jr = torch.where(good[:, None, None], jr, 0.0)
-    m = jr @ jr.transpose(-1, -2)
+    m = moments(jr)
+    # every entry of [J r] is squared into the diagonal of M: NaN or inf shows there
+    good = ok & torch.isfinite(m.diagonal(dim1=-2, dim2=-1)).all(-1) & (n > F)
+    m = torch.where(good[:, None, None], m, 0.0)
     if d is None:
         d = m.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
     d = torch.where(d > 0, d, 1.0)
