@@ -38,7 +38,8 @@ def dask_client():
     distributed = pytest.importorskip("distributed")
     from gradfit.cluster import WORKER_ENV
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, env=dict(WORKER_ENV),
+                                  dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                  env=dict(WORKER_ENV),
                                   silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
         yield client

@@ -66,7 +66,8 @@ def test_pandas_table_with_a_failing_group_equals_the_engine(dask_client):
     assert got["converged"].sum() == 59
 
 
-def test_parquet_glob_and_csv_folder_bring_split_groups_together(dask_client, tmp_path):
+def test_parquet_glob_and_csv_folder_bring_split_groups_together(dask_client, tmp_path,
+                                                                 capsys):
     df = long_table(40, seed=1)
     for i, part in enumerate(split(df, 3)):       # every group spread over 3 files
         part.to_parquet(tmp_path / f"part{i}.parquet")
@@ -74,8 +75,9 @@ def test_parquet_glob_and_csv_folder_bring_split_groups_together(dask_client, tm
         part.to_csv(tmp_path / "csv" / f"part{i}.csv", index=False)
     want = reference(df, p0=P0)
     got = fit_table(MODEL, str(tmp_path / "*.parquet"), x="t", y="v", group="id", p0=P0,
-                    scheduler=dask_client)
+                    scheduler=dask_client, progress=True)
     assert_same_table(got, want)
+    assert "100% Completed" in capsys.readouterr().out          # the tasks' progress bar
     got = fit_table(MODEL, str(tmp_path / "csv"), x="t", y="v", group="id", p0=P0,
                     scheduler=dask_client)
     assert_same_table(got, want)

@@ -88,3 +88,38 @@ def test_bad_input(dask_client):
         fit_out_of_core("a*x + b", df, x="x", y="y", loss="mae", optimizer="lm")
     with pytest.raises(InputError, match="cannot run out of core"):
         fit_out_of_core("a*x + b", df, x="x", y="y", optimizer="lbfgs")
+
+
+def test_cli_one_series_on_a_cluster_gradfit_starts(tmp_path, capsys):
+    """No --group: one series out of core, on a local cluster of --workers 1 that gradfit
+    starts and closes itself."""
+    import json
+    from gradfit.cli import main
+    x, y, _ = gaussian_data(6000, seed=4)
+    for i in range(2):
+        pd.DataFrame({"t": x[i::2], "v": y[i::2]}).to_parquet(tmp_path / f"p{i}.parquet")
+    model = "A*exp(-(t-mu)^2/(2*s^2)) + C"
+    code = main(["fit", str(tmp_path / "*.parquet"), "--x", "t", "--y", "v", "--model", model,
+                 "--p0", "A=1.5,mu=0.3,s=1.2,C=0.2", "--workers", "1", "--json", "-"])
+    assert code == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    xs, ys = np.concatenate([x[0::2], x[1::2]]), np.concatenate([y[0::2], y[1::2]])
+    s = gradfit.fit(model, xs, ys, p0=P0, inputs=("t",))
+    for k, v in s.params.items():
+        assert got["params"][k] == pytest.approx(v, rel=1e-10), k
+
+
+def test_an_unreachable_scheduler_is_one_line(monkeypatch, capsys, tmp_path):
+    from gradfit import cluster
+    from gradfit.cli import main
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    pd.DataFrame({"t": [0.0, 1.0, 2.0], "v": [0.0, 1.0, 2.0]}).to_parquet(tmp_path / "a.parquet")
+    code = main(["fit", str(tmp_path / "a.parquet"), "--x", "t", "--y", "v", "--model", "a*t",
+                 "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+    code = main(["fit", str(tmp_path / "none*.parquet"), "--x", "t", "--y", "v", "--model",
+                 "a*t", "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no data file matches" in err and err.count("\n") == 1

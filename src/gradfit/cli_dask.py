@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def wants_dask(args) -> bool:
     import os
     data = str(args.data)
-    return bool(args.workers or args.scheduler or data.endswith((".parquet", ".pq"))
+    return bool(args.workers is not None or args.scheduler or data.endswith((".parquet", ".pq"))
                 or os.path.isdir(data) or any(c in data for c in "*?["))
 
 

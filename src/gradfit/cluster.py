@@ -70,7 +70,8 @@ def client_for(scheduler=None, workers: int | None = None) -> Iterator:
             pass
     n = workers or max(1, min(4, os.cpu_count() or 1))
     with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, env=dict(WORKER_ENV),
+                                  dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                  env=dict(WORKER_ENV),
                                   silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
         yield client

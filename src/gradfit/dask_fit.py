@@ -77,11 +77,15 @@ def read_table(data):
 
 
 def _columns(x, y, group, sigma) -> tuple[list[str], list[str]]:
+    """The x columns and every column used (``group`` None: one series)."""
     xs = [x] if isinstance(x, str) else list(x)
-    for what, v in (("x", xs), ("y", [y]), ("group", [group])):
+    named = [("x", xs), ("y", [y])] + ([("group", [group])] if group is not None else []) \
+        + ([("sigma", [sigma])] if sigma is not None else [])
+    for what, v in named:
         if not v or not all(isinstance(c, str) and c for c in v):
             raise InputError(f"bad {what} column name", expected="a column name", given=str(v))
-    return xs, xs + [y, group] + ([sigma] if sigma is not None else [])
+    return xs, xs + [y] + ([group] if group is not None else []) + \
+        ([sigma] if sigma is not None else [])
 
 
 def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed=None,
@@ -129,8 +133,10 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
     steps, ...). Returns a pandas DataFrame sorted by group (``compute=False``: the lazy
     Dask DataFrame, one partition per shuffled partition); ``scheduler``/``workers`` as
     ``gradfit.cluster.client_for``; ``progress``: a progress bar over the tasks."""
-    for bad in ("data", "group", "inputs"):
-        kwargs.pop(bad, None)
+    for bad in ("data", "inputs"):
+        if bad in kwargs:
+            raise InputError(f"fit_table does not take {bad}=", expected="the table as data "
+                             "and its column names as x=, y=, group=, sigma=")
     x_cols, cols = _columns(x, y, group, sigma)
     ddf = read_table(data)
     missing = [c for c in cols if c not in ddf.columns]

@@ -177,8 +177,7 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
                          expected="a squared-error loss: mse or rmse (or gd, adam)")
     if not isinstance(steps, int) or steps < 1:
         raise InputError("bad steps", expected="a whole number >= 1", given=steps)
-    x_cols, cols = _columns(x, y, "_" if sigma is None else sigma, None)
-    cols = x_cols + [y] + ([sigma] if sigma is not None else [])
+    x_cols, cols = _columns(x, y, None, sigma)
     inputs = tuple(x_cols)
     m = make_model(model, inputs)
     spec = model if isinstance(model, str) else m
