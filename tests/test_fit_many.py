@@ -248,3 +248,14 @@ def test_shape_errors():
         gradfit.fit_many("a*x", data=object(), y="v")
     assert math.isnan(gradfit.fit_many("a*x", np.arange(5.0), np.ones((2, 5)),
                                        sigma=[[1] * 5, [0] * 5]).loss[1])
+
+
+def test_a_non_finite_problem_does_not_touch_the_others():
+    x = np.linspace(1, 5, 20)
+    y = np.stack([2 * np.log(1.5 * x), np.log(3 * x), 0.5 * np.log(x)])
+    y += 0.01 * np.random.default_rng(12).standard_normal(y.shape)
+    b0 = np.array([1.0, -1.0, 2.0])                       # problem 1 starts at log(-x)
+    res = gradfit.fit_many("a*log(b*x)", x, y, p0={"a": 1.0, "b": b0})
+    assert res.reason[1] == "failed" and "not finite" in res.message[1]
+    for i in (0, 2):
+        assert_same(res, i, gradfit.fit("a*log(b*x)", x, y[i], p0={"a": 1.0, "b": b0[i]}))

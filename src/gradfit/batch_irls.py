@@ -135,7 +135,6 @@ def batch_irls(prob, tr, u0, cfg):
     reason = ["max_steps"] * B
     message = [f"reached the step limit ({max_steps} steps)"] * B
     active = torch.ones(B, dtype=torch.bool, device=dev)
-    every = torch.arange(B, device=dev)
     for _ in range(max_steps):
         idx = active.nonzero().flatten()
         if idx.numel() == 0:
@@ -190,7 +189,6 @@ def batch_irls(prob, tr, u0, cfg):
                                   f"ftol={ftol:g}): the exact minimum")
                 active[ie] = False
             pending[p] = again
-    del every
     return u, steps, reason, message
 
 

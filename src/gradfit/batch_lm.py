@@ -36,8 +36,9 @@ Stopping, per problem, as ``lm.py`` (defaults in ``lm.OPTIONS``):
 A problem that stops leaves the active set (the batch is compacted), so it costs no more
 work, and a failure of one problem (non-finite values, a singular system) only rejects
 that problem's step. Each iteration needs only ``M = [J r]^T [J r]`` of the ``(n, F+1)``
-block (one batched product). ``scaled_rank`` judges a lost rank at the end on ``J D^-1``
-(singular values below ``eps * max(n, F) * s_max``, as ``lm.py``).
+block (one batched product). The result carries ``D``, on which a lost rank is judged at
+the end (``many_engines.covariance``: singular values of ``J D^-1`` below
+``eps * max(n, F) * s_max``, as ``lm.py``).
 
     >>> import torch
     >>> x = torch.linspace(0, 3, 30, dtype=torch.float64)
@@ -292,14 +293,3 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
         out_theta[idx], out_rss[idx], out_steps[idx], out_d[idx] = th, M[:, F, F], steps, d
         out_code[idx] = torch.where(code == RUNNING, MAX_STEPS, code)
     return BatchLMResult(out_theta, out_rss, out_steps, out_code, out_d)
-
-
-def scaled_rank(jac: torch.Tensor, d: torch.Tensor, n) -> torch.Tensor:
-    """The rank of ``J D^-1`` per problem (``lm.scaled_svd``'s threshold)."""
-    js = jac / d.unsqueeze(-2)
-    good = torch.isfinite(js).flatten(1).all(-1)
-    s = torch.linalg.svdvals(torch.where(good[:, None, None], js, 0.0))
-    eps = torch.finfo(jac.dtype).eps
-    kept = s > eps * torch.clamp(torch.as_tensor(n, dtype=s.dtype, device=s.device),
-                                 min=jac.shape[-1]).reshape(-1, 1) * s[..., :1]
-    return torch.where(good, kept.sum(-1), 0)

@@ -131,7 +131,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                schedule=schedule, divergence=divergence, seed=seed)
     for at in range(0, len(work), size):
         chunk = work[at:at + size]
-        _run_chunk(m, d, lossf, rows[chunk], chunk, values_k, given, lo, hi, fixed_vals,
+        _run_chunk(m, d, lossf, rows[chunk], chunk, values_k, lo, hi, fixed_vals,
                    names, free, rates, cfg, tdtype, device, out, absolute_sigma)
         if progress is not None:
             progress(min(at + size, len(work)) // K, len(work) // K)
@@ -235,7 +235,7 @@ def _goodness(prob: ManyProblem, theta, idx):
     return r2, (res / n).sqrt()
 
 
-def _run_chunk(m, d: ManyData, lossf, problems, rows, values_k, given, lo, hi, fixed_vals,
+def _run_chunk(m, d: ManyData, lossf, problems, rows, values_k, lo, hi, fixed_vals,
                names, free, rates, cfg, dtype, device, out: _Outputs, absolute_sigma):
     """Fit the rows ``rows`` (problem ``problems[i]`` each) and store their results."""
     def t(a):

@@ -14,8 +14,6 @@ for a lower one, ``hi + 1 - sqrt(u^2+1)`` for an upper one); the fixed names are
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .losses import Loss
@@ -179,5 +177,3 @@ class ManyTransform:
         values[:, self.free_at] = torch.where(out_, mid, v)
         return values
 
-
-INF = math.inf
