@@ -38,6 +38,12 @@ def series(S, n=25, seed=0):
     return t, gauss(t, A, mu, s, C) + 0.05 * rng.standard_normal((S, n))
 
 
+def guesses(t, y):
+    """Per-series starting values from the data (as bench_many.py), the same for everyone."""
+    return {"A": y.max(1) - y.min(1), "mu": t[y.argmax(1)], "s": np.ones(len(y)),
+            "C": y.min(1)}
+
+
 def write_long(folder, t, y, files):
     S, n = y.shape
     for i, rows in enumerate(np.array_split(np.arange(S), files)):
@@ -79,11 +85,13 @@ def xarray_pixels(P, C, device="cpu"):
     from gradfit.xarray_fit import fit_along
     t, y = series(P, seed=1)
     da = xr.DataArray(y, dims=("pixel", "t"), coords={"t": t})
+    g = guesses(t, y)
     fit_along(GAUSS, da.isel(pixel=slice(0, 100)), "t", p0=P0, device=device)   # warm up
-    t_ours, ds = timed(lambda: fit_along(GAUSS, da, "t", p0=P0, device=device), 1)
+    t_ours, ds = timed(lambda: fit_along(GAUSS, da, "t", p0=g, device=device), 1)
     sub = da.isel(pixel=slice(0, C))
+    g_sub = {k: xr.DataArray(v[:C], dims="pixel") for k, v in g.items()}
     sub.isel(pixel=slice(0, 10)).curvefit("t", gauss, p0=P0)
-    t_ref, ref = timed(lambda: sub.curvefit("t", gauss, p0=P0), 1)
+    t_ref, ref = timed(lambda: sub.curvefit("t", gauss, p0=g_sub), 1)
     ours, theirs = P / t_ours, C / t_ref
     agree = np.abs(ds["mu"].values[:C] - ref["curvefit_coefficients"].sel(param="mu").values)
     print(f"xarray: {P} pixels x 25 points (curvefit timed on {C} pixels)")
@@ -134,7 +142,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="fit_along's device (cpu, cuda)")
     ap.add_argument("--only", choices=["xarray", "many", "one"], help="run one part")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of this process "
+                    "(default 1, as each worker's)")
     a = ap.parse_args()
+    import torch
+    torch.set_num_threads(a.threads)
     S = a.series or (20_000 if a.quick else 1_000_000)
     P = a.pixels or (10_000 if a.quick else 100_000)
     N = a.points or (1_000_000 if a.quick else 100_000_000)
