@@ -329,11 +329,16 @@ def _silent(text: str) -> None:
 
 def _drain(run, steps: int, show_bar: bool) -> None:
     """Run the fit; a progress bar observes it when the fit lasts over a second."""
-    if not show_bar:
+    tqdm = None
+    if show_bar:
+        try:
+            from tqdm import tqdm      # the [cli] extra; without it, no bar
+        except ImportError:
+            pass
+    if tqdm is None:
         for _ in run:
             pass
         return
-    from tqdm import tqdm
     with tqdm(total=steps, delay=1.0, file=sys.stderr, unit="step", leave=False) as bar:
         for i, record in enumerate(run):
             if i % 50 == 0:
