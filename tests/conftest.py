@@ -30,3 +30,16 @@ def _quiet_numpy_deprecations():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         yield
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A real dask.distributed LocalCluster: 2 worker processes, one thread each."""
+    distributed = pytest.importorskip("distributed")
+    from gradfit.cluster import WORKER_ENV
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                  env=dict(WORKER_ENV),
+                                  silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client

@@ -9,7 +9,8 @@ CORE = ["gradfit", "gradfit.expr", "gradfit.models", "gradfit.losses", "gradfit.
         "gradfit.batch_irls", "gradfit.many_data", "gradfit.many_problem", "gradfit.many_result",
         "gradfit.many_starts", "gradfit.many_engines", "gradfit.expr_jacobian",
         "gradfit.numpy_model", "gradfit.report", "gradfit.active_set", "gradfit.verdict",
-        "gradfit.multistart", "gradfit.linear_lsq", "gradfit.stepper"]
+        "gradfit.multistart", "gradfit.linear_lsq", "gradfit.stepper",
+        "gradfit.normal_lm", "gradfit.cluster"]
 
 
 def test_core_imports_with_plots_and_web_blocked():

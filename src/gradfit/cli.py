@@ -44,6 +44,8 @@ FIT_EXAMPLES = """examples:
   gradfit fit lesson --model "a*x^2 + b*x + c" --bounds a=0:2.5 --fix c=1
   gradfit fit lesson --model relu:5 --optimizer adam --plot fit.png --animate fit.gif
   gradfit fit plate.csv --group well --x t --y od --model "A/(1+exp(-k*(t-t0)))" --out fits.csv
+  gradfit fit 'data/*.parquet' --group id --x t --y v --model "A*exp(-k*t)" --workers 4
+  gradfit fit 'big/*.parquet' --x t --y v --model "A*exp(-k*t)" --scheduler tcp://HOST:8786
 """
 LANDSCAPE_EXAMPLES = """examples:
   gradfit landscape lesson --model "a*x^2 + b*x + c" --params a,b --loss mae
@@ -177,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     fitp.add_argument("--group", help="column naming the series of a long table: fit every "
                       "series (fit_many), one row per series")
     fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this CSV")
+    from .cli_dask import add_arguments      # --workers, --scheduler: on Dask
+    add_arguments(fitp)
     fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
     fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "
                       "residuals and the loss over steps (.png, .pdf, .svg)")
@@ -306,6 +310,9 @@ def cmd_lr_sweep(args) -> int:
 
 
 def cmd_fit(args) -> int:
+    from .cli_dask import cmd_fit_dask, wants_dask
+    if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
+        return cmd_fit_dask(args)
     from .fit import iter_fit
     options = {k: v for k, v in (("momentum", args.momentum), ("batch_size", args.batch_size))
                if v is not None}
@@ -345,7 +352,7 @@ def cmd_fit(args) -> int:
         from .plots.commands import write_fit_pictures
         write_fit_pictures(args, result, data,
                            say=print if args.json != "-" and not args.quiet else _silent)
-    if not result.converged and result.reason != "starts":   # "starts": best of K, no failure
+    if not result.converged:       # diverged, failed, or stopped before the optimum
         hint = "; allow more with --steps" if result.reason == "max_steps" else ""
         print(f"gradfit: not converged: {result.message}{hint}", file=sys.stderr)
         return EXIT_FAILED

@@ -1,0 +1,104 @@
+"""``gradfit fit`` on Dask: many series (``--group``) or one series larger than memory.
+
+    gradfit fit 'data/*.parquet' --group id --x t --y signal --model "A*exp(-k*t)" \\
+        --p0 A=1,k=0.5 --workers 4 --out fits.parquet
+    gradfit fit 'big/*.parquet' --x t --y signal --model "A*exp(-k*t)" \\
+        --scheduler tcp://HOST:8786          # no --group: one series, out of core
+
+It is taken when ``--workers`` or ``--scheduler`` is given, or the data is Parquet, a
+folder or a glob (one CSV file with ``--group`` is fitted in this process, ``cli_many``);
+``--out`` writes the table of fits as CSV or Parquet. Exit codes as ``gradfit fit``: 0
+every fit converged, 1 some did not (their rows say why), 2 bad input. Dask is imported
+only here, when such a command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import InputError
+
+SHOW_ROWS = 20
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("on Dask (pip install 'gradfit[dask]'), taken for Parquet, a "
+                             "folder or glob of files, --workers or --scheduler")
+    g.add_argument("--workers", type=int, help="worker processes of the local Dask cluster "
+                   "gradfit starts (default: CPUs, at most 4)")
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run on this existing Dask cluster instead")
+
+
+def wants_dask(args) -> bool:
+    import os
+    data = str(args.data)
+    return bool(args.workers is not None or args.scheduler or data.endswith((".parquet", ".pq"))
+                or os.path.isdir(data) or any(c in data for c in "*?["))
+
+
+def _kwargs(args) -> dict:
+    from .cli import parse_assignments, parse_bounds
+    kw = dict(loss=args.loss, delta=args.delta, optimizer=args.optimizer, steps=args.steps,
+              seed=args.seed, absolute_sigma=args.absolute_sigma)
+    if args.lr is not None:
+        kw["lr"] = args.lr
+    if args.p0:
+        kw["p0"] = parse_assignments(args.p0, "--p0")
+    return kw, (parse_bounds(args.bounds) if args.bounds else None), \
+        (parse_assignments(args.fix, "--fix") if args.fix else None)
+
+
+def cmd_fit_dask(args) -> int:
+    """The ``fit`` command on Dask; returns the exit code."""
+    from .cli import EXIT_FAILED, EXIT_OK
+    x = (args.x or "x").split(",")
+    y = args.y or "y"
+    kw, bounds, fixed = _kwargs(args)
+    show = not args.quiet and args.json != "-" and sys.stderr.isatty()
+    if args.group:
+        from .dask_fit import fit_table
+        if args.out and not args.out.endswith((".csv", ".parquet")):
+            raise InputError("bad --out", expected="a .csv or .parquet path", given=args.out)
+        table = fit_table(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
+                          group=args.group, sigma=args.sigma, scheduler=args.scheduler,
+                          workers=args.workers, progress=show, bounds=bounds, fixed=fixed,
+                          dtype=args.dtype, **kw)
+        ok = int(table["converged"].sum())
+        if args.out:
+            (table.to_parquet if args.out.endswith(".parquet") else table.to_csv)(args.out, index=False)
+        elif args.json != "-":
+            print(table.head(SHOW_ROWS).to_string(index=False))
+            if len(table) > SHOW_ROWS:
+                print(f"... {len(table)} rows (--out PATH writes them all)")
+        if args.json:
+            text = table.to_json(orient="records")
+            if args.json == "-":
+                print(text)
+            else:
+                with open(args.json, "w", encoding="utf-8") as fh:
+                    fh.write(text + "\n")
+        print(f"gradfit: {ok} of {len(table)} groups converged", file=sys.stderr)
+        return EXIT_OK if ok == len(table) else EXIT_FAILED
+    if bounds or fixed:
+        raise InputError("--bounds and --fix are not supported out of core",
+                         expected="a fit without them, or --group for many series")
+    from .out_of_core import fit_out_of_core
+    r = fit_out_of_core(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
+                        sigma=args.sigma, scheduler=args.scheduler, workers=args.workers, **kw)
+    payload = {k: v for k, v in vars(r).items() if k != "covariance"}
+    if args.json:
+        text = json.dumps(payload)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+    if args.json != "-" and not args.quiet:
+        for name, v in r.params.items():
+            err = f" +/- {r.stderr[name]:.6g}" if r.stderr else ""
+            print(f"{name} = {v:.12g}{err}")
+        print(f"{r.loss_name} = {r.loss:.6g} over {r.n_points} points; {r.reason}: {r.message} "
+              f"({r.steps} steps, {r.passes} passes over the data)")
+    return EXIT_OK if r.converged else EXIT_FAILED

@@ -1,0 +1,84 @@
+"""Where Dask work runs: a cluster gradfit starts itself, or one the user already has.
+
+``client_for(scheduler=None, workers=None)`` yields a ``dask.distributed.Client``:
+
+- ``scheduler`` a ``Client``: that client; an address (``tcp://HOST:8786``): a client
+  connected to that existing cluster (closed afterwards, the cluster left running);
+- else a client already active in this process (``distributed.get_client``) when
+  ``workers`` is not given;
+- else a ``LocalCluster`` of ``workers`` processes (default: the CPU count, at most 4),
+  one thread each, with ``OMP_NUM_THREADS=1`` so that each worker's torch uses one core
+  (the parallelism is across workers), closed afterwards.
+
+``progress(futures, show)`` follows the tasks with dask.distributed's progress bar.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+from .errors import InputError
+
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+CONNECT_TIMEOUT = "10s"
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise InputError("Dask is not installed", expected="pip install 'gradfit[dask]'") \
+            from None
+    return distributed
+
+
+def check_workers(workers) -> int | None:
+    if workers is None:
+        return None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError("bad number of workers", expected="a whole number >= 1", given=workers)
+    return workers
+
+
+@contextlib.contextmanager
+def client_for(scheduler=None, workers: int | None = None) -> Iterator:
+    """The ``Client`` to run on (see the module's docstring)."""
+    distributed = _distributed()
+    workers = check_workers(workers)
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if scheduler is not None:
+        if not isinstance(scheduler, str) or "://" not in scheduler:
+            raise InputError("bad scheduler address", expected="an address such as "
+                             "tcp://HOST:8786, or a distributed.Client", given=str(scheduler))
+        try:
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}",
+                             expected="a running scheduler (dask scheduler; dask worker "
+                             "tcp://HOST:8786)", given=str(exc).splitlines()[0]) from None
+        with client:
+            yield client
+        return
+    if workers is None:
+        try:
+            yield distributed.get_client()
+            return
+        except ValueError:           # no client in this process
+            pass
+    n = workers or max(1, min(4, os.cpu_count() or 1))
+    with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                  env=dict(WORKER_ENV),
+                                  silence_logs=40) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def progress(futures, show: bool) -> None:
+    """dask.distributed's progress bar over ``futures`` (returns when they are done)."""
+    if show:
+        from distributed import progress as bar
+        bar(futures)

@@ -1,0 +1,160 @@
+"""Many series on Dask: ``fit_many`` per partition of a long table of millions of rows.
+
+The table is in long form, one row per point: a ``group`` column naming the series, the
+input column(s) ``x``, the output ``y`` and optionally ``sigma``. It can be a Dask
+DataFrame, a pandas DataFrame, or a path, folder or glob of Parquet or CSV files
+(``'data/*.parquet'``). The rows are shuffled on ``group`` so that every series lies in one
+partition (a series split across files is brought together first), then each partition is
+fitted by the batched engine, ``gradfit.fit_many``, on its worker. The result has one row
+per group: its label, the parameters, their standard errors (squared losses), ``loss``,
+``converged``, ``reason``, ``steps``, ``r2``, ``rmse``, ``n_points`` and ``message``, as
+``ManyResult.to_pandas``; a group that cannot be fitted says why in its row and the others
+complete.
+
+A task's result depends on its partition only, so a worker lost mid-fit costs time, not
+results: Dask reruns its tasks elsewhere and every row comes out identical.
+
+    fit_table("A*exp(-k*t)", "data/*.parquet", x="t", y="signal", group="id",
+              p0={"A": 1, "k": 0.5})             # a local cluster, rows sorted by group
+    fit_table(..., scheduler="tcp://HOST:8786")  # an existing cluster
+    fit_table(..., compute=False)                # a lazy Dask DataFrame
+"""
+from __future__ import annotations
+
+import glob
+import os
+import numpy as np
+
+from .cluster import client_for, progress as show_progress
+from .errors import InputError
+from .losses import get_loss
+from .models import make_model
+
+STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps", "i8"),
+          ("r2", "f8"), ("rmse", "f8"), ("n_points", "i8"), ("message", "object")]
+
+
+def _files(path: str) -> list[str]:
+    if os.path.isdir(path):
+        found = sorted(glob.glob(os.path.join(path, "*.parquet"))) or \
+            sorted(glob.glob(os.path.join(path, "*.csv")))
+    else:
+        found = sorted(glob.glob(path))
+    if not found:
+        raise InputError("no data file matches", expected="a Parquet or CSV file, a folder "
+                         "of them or a glob such as 'data/*.parquet'", given=path)
+    return found
+
+
+def read_table(data):
+    """A Dask DataFrame from a Dask or pandas DataFrame, or a path, folder or glob of
+    Parquet (``.parquet``, ``.pq``) or CSV files."""
+    import dask.dataframe as dd
+    import pandas as pd
+    if isinstance(data, dd.DataFrame):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return dd.from_pandas(data, npartitions=max(1, min(64, len(data) // 100_000 + 1)))
+    if not isinstance(data, (str, os.PathLike)):
+        raise InputError("bad data", expected="a Dask or pandas DataFrame, or a path or glob "
+                         "of Parquet or CSV files", given=type(data).__name__)
+    files = _files(os.fspath(data))
+    kinds = {os.path.splitext(f)[1].lower() for f in files}
+    try:
+        if kinds <= {".parquet", ".pq"}:
+            ddf = dd.read_parquet(files)
+        elif kinds <= {".csv"}:
+            ddf = dd.read_csv(files)
+        else:
+            ddf = None
+    except (ValueError, KeyError, OSError) as exc:
+        raise InputError("cannot read the data", expected="Parquet or CSV files holding the "
+                         "named columns", given=str(exc).splitlines()[0], where=files[0]) from None
+    if ddf is not None:
+        return ddf              # columns are picked later (dask pushes the pick into the reader)
+    raise InputError("unknown data format", expected="Parquet (.parquet) or CSV (.csv) files",
+                     given=", ".join(sorted(kinds)))
+
+
+def _columns(x, y, group, sigma) -> tuple[list[str], list[str]]:
+    """The x columns and every column used (``group`` None: one series)."""
+    xs = [x] if isinstance(x, str) else list(x)
+    named = [("x", xs), ("y", [y])] + ([("group", [group])] if group is not None else []) \
+        + ([("sigma", [sigma])] if sigma is not None else [])
+    for what, v in named:
+        if not v or not all(isinstance(c, str) and c for c in v):
+            raise InputError(f"bad {what} column name", expected="a column name", given=str(v))
+    return xs, xs + [y] + ([group] if group is not None else []) + \
+        ([sigma] if sigma is not None else [])
+
+
+def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed=None,
+                delta: float = 1.0, inputs=None):
+    """The empty pandas frame of the result's columns and dtypes."""
+    import pandas as pd
+    names = make_model(model, inputs or _inputs(x_cols)).param_names
+    cols = [(group, group_dtype)] + [(n, "f8") for n in names]
+    if get_loss(loss, delta).squared:
+        cols += [(f"{n}_stderr", "f8") for n in names if n not in (fixed or {})]
+    cols += STATUS
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols})
+
+
+def _inputs(x_cols: list[str]) -> tuple[str, ...]:
+    return tuple(x_cols) if len(x_cols) > 1 else ("x",) if x_cols[0] == "x" else (x_cols[0],)
+
+
+def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs):
+    """``fit_many`` over the groups of one pandas partition, as rows shaped like ``meta``."""
+    import torch
+    from .fit_many import fit_many
+    if torch.get_num_threads() != 1 and os.environ.get("OMP_NUM_THREADS") == "1":
+        torch.set_num_threads(1)
+    if len(frame) == 0:
+        return meta.copy()
+    # the same rows in the same order however the shuffle delivered them: a rerun task
+    # (a worker lost) gives the same numbers to the last bit
+    frame = frame.sort_values([group] + list(x_cols) + [y], kind="stable")
+    res = fit_many(model, data=frame, x=x_cols if len(x_cols) > 1 else x_cols[0], y=y,
+                   group=group, sigma=sigma, inputs=_inputs(x_cols), **kwargs)
+    out = res.to_pandas().rename(columns={"group": group})
+    for c in meta.columns:
+        if c not in out.columns:
+            out[c] = np.nan
+    return out[list(meta.columns)].astype(meta.dtypes.to_dict())
+
+
+def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
+              workers: int | None = None, compute: bool = True, progress: bool = False,
+              npartitions: int | None = None, **kwargs):
+    """Fit ``model`` to every group of a long table on Dask (see the module's docstring).
+
+    ``kwargs`` are ``gradfit.fit_many``'s (loss, optimizer, p0, bounds, fixed, starts,
+    steps, ...). Returns a pandas DataFrame sorted by group (``compute=False``: the lazy
+    Dask DataFrame, one partition per shuffled partition); ``scheduler``/``workers`` as
+    ``gradfit.cluster.client_for``; ``progress``: a progress bar over the tasks."""
+    for bad in ("data", "inputs"):
+        if bad in kwargs:
+            raise InputError(f"fit_table does not take {bad}=", expected="the table as data "
+                             "and its column names as x=, y=, group=, sigma=")
+    x_cols, cols = _columns(x, y, group, sigma)
+    ddf = read_table(data)
+    missing = [c for c in cols if c not in ddf.columns]
+    if missing:
+        raise InputError(f"no column named {missing[0]!r}",
+                         expected="one of " + ", ".join(map(str, list(ddf.columns)[:20])))
+    ddf = ddf[cols]
+    meta = result_meta(model, x_cols, ddf[group].dtype, group, kwargs.get("loss", "mse"),
+                       kwargs.get("fixed"), kwargs.get("delta", 1.0))
+    parts = npartitions or ddf.npartitions
+    # every row of a group in one partition; then one batched fit per partition
+    ddf = ddf.shuffle(on=group, npartitions=parts)
+    out = ddf.map_partitions(fit_partition, model, x_cols, y, group, sigma, meta, kwargs,
+                             meta=meta)
+    if not compute:
+        return out
+    with client_for(scheduler, workers) as client:
+        future = client.compute(out)
+        show_progress(future, progress)
+        frame = future.result()
+    return frame.sort_values(group, kind="stable").reset_index(drop=True)

@@ -1,0 +1,278 @@
+"""One series larger than memory: fits whose every step is one pass over Dask partitions.
+
+- ``optimizer="lm"`` (mse, rmse): exact least squares by ``normal_lm``: each pass sums the
+  partitions' ``S``, ``J^T J`` and ``J^T r`` (``normal_lm.partition_moments``), so a worker
+  holds one partition and ``P x P`` numbers, never the whole series.
+- ``optimizer="gd"``, ``"adam"`` (and the other full-batch ``torch.optim`` methods of
+  gradfit: momentum, adamw, rmsprop), any loss: the loss and its gradient are sums over
+  partitions (``mean`` = sum over partitions / N; rmse = sqrt of the mse), and gradfit's
+  own stepper and stopping rules (``fit``'s ``ftol``, ``gtol``, divergence) run on the
+  client, so the path is ``gradfit.fit``'s on the same data, up to the order of summation.
+
+Partitions are summed in their order on one worker, so a rerun (a lost worker included)
+gives the same numbers. ``persist=True`` keeps the partitions in the workers' memory
+between passes (data that fits in the cluster; the default for a pandas DataFrame); else
+each pass reads them again (from Parquet or CSV files), so memory per worker stays
+O(partition + P^2).
+
+    fit_out_of_core("a*exp(-b*t)", "big/*.parquet", x="t", y="v", p0={"a": 1, "b": 1})
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .cluster import client_for
+from .dask_fit import _columns, read_table
+from .errors import InputError
+from .fit import DEFAULT_FTOL, DEFAULT_GTOL
+from .losses import get_loss
+from .models import make_model, start_values
+from .normal_lm import Moments, normal_lm, partition_moments, sum_moments
+from .optimizers import OPTIMIZERS, make_stepper
+from .result import REASONS
+
+GRADIENT = ("gd", "momentum", "adam", "adamw", "rmsprop")
+
+
+@dataclass
+class OutOfCoreResult:
+    """``params``, ``loss``, ``converged``, ``reason``, ``message``, ``steps``, ``passes``
+    (over the data), ``stderr`` and ``covariance`` (lm; free parameters), ``n_points``."""
+
+    params: dict[str, float]
+    loss: float
+    loss_name: str
+    optimizer: str
+    converged: bool
+    reason: str
+    message: str
+    steps: int
+    passes: int
+    n_points: int
+    wall_time: float
+    stderr: dict[str, float] | None = None
+    covariance: np.ndarray | None = field(default=None, repr=False)
+
+
+@lru_cache(maxsize=16)
+def _model(spec, inputs):
+    return make_model(spec, inputs)
+
+
+def _arrays(frame, x_cols, y, sigma):
+    x = frame[x_cols].to_numpy(dtype=np.float64)
+    x = x[:, 0] if x.shape[1] == 1 else x
+    s = None if sigma is None else frame[sigma].to_numpy(dtype=np.float64)
+    return x, frame[y].to_numpy(dtype=np.float64), s
+
+
+def _check_finite(x, y, s):
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise InputError("the data hold NaN or inf", expected="finite numbers")
+    if s is not None and not (np.isfinite(s).all() and (s > 0).all()):
+        raise InputError("bad sigma", expected="positive finite numbers")
+
+
+def _moments_task(frame, spec, inputs, x_cols, y, sigma, theta) -> Moments:
+    x, yv, s = _arrays(frame, x_cols, y, sigma)
+    _check_finite(x, yv, s)
+    return partition_moments(_model(spec, inputs), x, yv, s, theta)
+
+
+def _loss_task(frame, spec, inputs, x_cols, y, sigma, theta, loss_name, delta):
+    """The partition's sum of per-point losses and its gradient (mse's for rmse)."""
+    x, yv, s = _arrays(frame, x_cols, y, sigma)
+    _check_finite(x, yv, s)
+    n = len(yv)
+    t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+    if n == 0:
+        return 0.0, np.zeros(len(theta)), 0
+    loss = get_loss("mse" if loss_name == "rmse" else loss_name, delta)
+    xt, yt = torch.tensor(x), torch.tensor(yv)
+    st = None if s is None else torch.tensor(s)
+    with torch.enable_grad():
+        total = loss(_model(spec, inputs)(xt, t), yt, st) * n
+        (g,) = torch.autograd.grad(total, t)
+    return float(total.detach()), g.numpy(), n
+
+
+def _sum_losses(parts):
+    total, grad, n = 0.0, 0.0, 0
+    for v, g, k in parts:
+        total, grad, n = total + v, grad + g, n + k
+    return total, grad, n
+
+
+class _Passes:
+    """One pass over the partitions = one task graph: a task per partition and one sum."""
+
+    def __init__(self, client, ddf, persist: bool):
+        import dask
+        self.dask = dask
+        self.client = client
+        self.parts = ddf.to_delayed()
+        if persist:
+            self.parts = client.persist(self.parts)
+        self.count = 0
+
+    def run(self, task, reduce, *args):
+        delayed = self.dask.delayed
+        sums = delayed(reduce)([delayed(task)(p, *args) for p in self.parts])
+        self.count += 1
+        return self.client.compute(sums).result()
+
+
+class _SummedObjective(torch.autograd.Function):
+    """The loss over every partition as a torch function of ``theta``: its forward pass is
+    one pass over the data, which also gives the gradient that backward returns."""
+
+    @staticmethod
+    def forward(ctx, theta, evaluate):
+        value, grad = evaluate(theta.detach().numpy())
+        ctx.save_for_backward(torch.as_tensor(grad, dtype=theta.dtype))
+        return torch.tensor(value, dtype=theta.dtype)
+
+    @staticmethod
+    def backward(ctx, out):
+        (grad,) = ctx.saved_tensors
+        return out * grad, None
+
+
+class _Problem:
+    """What a ``GradientStepper`` asks of a problem: ``n`` and ``objective(theta)``."""
+
+    def __init__(self, evaluate, n, loss):
+        self.evaluate, self.n, self.loss = evaluate, n, loss
+
+    def objective(self, theta, idx=None):
+        return _SummedObjective.apply(theta, self.evaluate)
+
+
+def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
+                    optimizer: str = "lm", p0=None, lr=None, steps: int = 1000,
+                    ftol=None, gtol=None, schedule: str = "constant", delta: float = 1.0,
+                    divergence: float = 1e4, seed: int = 0, absolute_sigma: bool = False,
+                    scheduler=None, workers: int | None = None, persist: bool | None = None,
+                    **options) -> OutOfCoreResult:
+    """Fit ``model`` to one series held in Dask partitions (see the module's docstring).
+
+    ``data``: a Dask or pandas DataFrame, or a path, folder or glob of Parquet or CSV
+    files, with columns ``x`` (a name or a list), ``y`` and ``sigma``. The other arguments
+    are ``gradfit.fit``'s; ``scheduler``/``workers`` as ``gradfit.cluster.client_for``."""
+    t0 = time.perf_counter()
+    lossf = get_loss(loss, delta)
+    if optimizer == "auto":
+        optimizer = "lm" if lossf.squared else "adam"
+    if optimizer != "lm" and optimizer not in GRADIENT:
+        raise InputError(f"optimizer {optimizer!r} cannot run out of core",
+                         expected="lm, " + ", ".join(GRADIENT), given=optimizer)
+    if optimizer == "lm" and not lossf.squared:
+        raise InputError(f"optimizer 'lm' cannot minimise the {lossf.name} loss",
+                         expected="a squared-error loss: mse or rmse (or gd, adam)")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError("bad steps", expected="a whole number >= 1", given=steps)
+    x_cols, cols = _columns(x, y, None, sigma)
+    inputs = tuple(x_cols)
+    m = make_model(model, inputs)
+    spec = model if isinstance(model, str) else m
+    names = m.param_names
+    theta0 = np.array([start_values(m, p0, None, seed)[n] for n in names])
+    ddf = read_table(data)
+    missing = [c for c in cols if c not in ddf.columns]
+    if missing:
+        raise InputError(f"no column named {missing[0]!r}",
+                         expected="one of " + ", ".join(map(str, list(ddf.columns)[:20])))
+    ddf = ddf[cols]
+    if persist is None:           # data already in this process's memory: keep it in the workers'
+        import pandas as pd
+        persist = isinstance(data, pd.DataFrame)
+    with client_for(scheduler, workers) as client:
+        passes = _Passes(client, ddf, persist)
+        if optimizer == "lm":
+            out = _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options,
+                      absolute_sigma)
+        else:
+            out = _gradient(passes, spec, inputs, x_cols, y, sigma, theta0, lossf, optimizer,
+                            lr, steps, ftol, gtol, schedule, seed, divergence, options)
+    theta, S_or_loss, reason, message, nsteps, n, cov = out
+    loss_value = S_or_loss
+    if optimizer == "lm":
+        loss_value = S_or_loss / n if lossf.name == "mse" else math.sqrt(S_or_loss / n)
+    stderr = None if cov is None else dict(zip(names, np.sqrt(np.clip(np.diag(cov), 0, None))
+                                               .tolist()))
+    return OutOfCoreResult(dict(zip(names, theta.tolist())), float(loss_value), lossf.name,
+                           optimizer, REASONS[reason][0], reason, message, nsteps,
+                           passes.count, n, time.perf_counter() - t0, stderr, cov)
+
+
+def _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options, absolute_sigma):
+    def moments(theta):
+        return passes.run(_moments_task, sum_moments, spec, inputs, x_cols, y, sigma, theta)
+
+    first = moments(theta0)
+    if first.n <= len(theta0):
+        raise InputError(f"too few points ({first.n}) for {len(theta0)} parameters",
+                         expected=f"more than {len(theta0)} points")
+    calls = iter([first])
+
+    def cached(theta):            # the first pass (counting the points) is the first moments
+        return next(calls, None) or moments(theta)
+
+    r = normal_lm(cached, theta0, n=first.n, steps=steps, options=options,
+                  absolute_sigma=absolute_sigma)
+    return r.theta, r.S, r.reason, r.message, r.steps, r.n, r.covariance
+
+
+def _gradient(passes, spec, inputs, x_cols, y, sigma, theta0, lossf, optimizer, lr, steps,
+              ftol, gtol, schedule, seed, divergence, options):
+    state = {}
+
+    def evaluate(theta):
+        total, grad, n = passes.run(_loss_task, _sum_losses, spec, inputs, x_cols, y, sigma,
+                                    theta, lossf.name, lossf.delta)
+        if n == 0:
+            raise InputError("no data", expected="at least one row")
+        state["n"] = n
+        value, grad = total / n, np.asarray(grad, dtype=np.float64) / n
+        if lossf.name == "rmse":
+            value = math.sqrt(value)
+            grad = grad / (2.0 * value) if value > 0 else grad * 0.0
+        return value, grad
+
+    theta = torch.tensor(theta0, dtype=torch.float64, requires_grad=True)
+    lr = OPTIMIZERS[optimizer].default_lr if lr is None else float(lr)
+    stepper = make_stepper(optimizer, _Problem(evaluate, 0, lossf), theta, lr=lr, steps=steps,
+                           schedule=schedule, seed=seed, **options)
+    ftol = DEFAULT_FTOL if ftol is None else ftol
+    gtol = DEFAULT_GTOL if gtol is None else gtol
+    reason, message = "max_steps", f"reached the step limit ({steps} steps)"
+    first = prev = None
+    last_good = theta.detach().clone()
+    done = 0
+    while done < steps:           # fit.FitRun's loop and stopping rules
+        point = theta.detach().clone()
+        loss, gnorm = stepper.step()
+        first = loss if first is None else first
+        if not (math.isfinite(loss) and math.isfinite(gnorm)) or loss > divergence * max(first, 1e-300):
+            reason, message = "diverged", f"diverged at step {done}: try a smaller learning rate"
+            theta = last_good
+            break
+        last_good = point
+        done += 1
+        if gnorm <= gtol:
+            reason, message = "gtol", f"the gradient norm {gnorm:.3g} fell below gtol={gtol:g}"
+            break
+        if prev is not None and abs(prev - loss) <= ftol * max(abs(prev), 1e-300):
+            reason, message = "ftol", "the loss stopped changing (relative change below " \
+                                      f"ftol={ftol:g})"
+            break
+        prev = loss
+    final = theta.detach().numpy().copy()
+    value, _ = evaluate(final)
+    return final, value, reason, message, done, state["n"], None

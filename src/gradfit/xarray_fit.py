@@ -1,0 +1,118 @@
+"""Fit a model along one dimension of an xarray DataArray: every other position is a problem.
+
+``fit_along(model, da, dim)`` fits ``model`` to ``da`` along ``dim`` (``x`` = the
+coordinate of ``dim``) at every position of the other dimensions, all at once by
+``gradfit.fit_many``, and returns a Dataset over those dimensions with one variable per
+parameter, ``{name}_stderr`` (squared losses), ``loss``, ``converged``, ``reason`` and
+``steps``. It answers the question of ``xarray.DataArray.curvefit`` (which loops scipy's
+``curve_fit`` over positions) with one batched fit per chunk. A Dask-backed array is fitted
+chunk by chunk in parallel (each chunk whole along ``dim``): lazily with ``compute=False``,
+else on ``scheduler``/``workers`` (``gradfit.cluster.client_for``) or the client already
+running, or Dask's own scheduler when neither.
+
+    >>> import numpy as np, xarray as xr
+    >>> t = np.linspace(0, 4, 25)
+    >>> k = xr.DataArray([[0.5, 1.0], [1.5, 2.0]], dims=("row", "col"))
+    >>> da = 3.0 * np.exp(-k * xr.DataArray(t, dims="time", coords={"time": t}))
+    >>> ds = fit_along("A*exp(-k*time)", da, "time")
+    >>> np.round(ds["k"].values, 10).tolist(), bool(ds["converged"].all())
+    ([[0.5, 1.0], [1.5, 2.0]], True)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+from .losses import get_loss
+from .models import make_model
+from .result import REASONS
+
+CODES = list(REASONS)            # reason <-> a number, to travel in a float array
+
+
+def _fields(model, dim: str, loss: str, delta: float, fixed) -> tuple[list[str], list[str]]:
+    names = make_model(model, (dim,)).param_names
+    errs = [n for n in names if n not in (fixed or {})] if get_loss(loss, delta).squared else []
+    return names, errs
+
+
+def _fit_block(y, *, model, x, sigma, names, errs, kwargs):
+    """``fit_many`` over a block ``(..., n)`` -> ``(..., K)`` floats: the parameters, their
+    standard errors, loss, converged, reason code, steps."""
+    from .fit_many import fit_many
+    shape = y.shape[:-1]
+    flat = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1])
+    K = len(names) + len(errs) + 4
+    if flat.shape[0] == 0:
+        return np.zeros(shape + (K,))
+    s = None if sigma is None else np.asarray(sigma, dtype=np.float64).reshape(flat.shape)
+    r = fit_many(model, x, flat, sigma=s, **kwargs)
+    cols = [r.params[n] for n in names] + [r.stderr[n] for n in errs]
+    cols += [r.loss, r.converged.astype(float), np.array([CODES.index(c) for c in r.reason],
+                                                        dtype=float), r.steps.astype(float)]
+    return np.stack(cols, axis=-1).reshape(shape + (K,))
+
+
+def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, scheduler=None,
+              workers: int | None = None, **kwargs):
+    """Fit ``model`` along ``dim`` at every other position (see the module's docstring).
+
+    ``model``'s input is named ``dim`` (``"A*exp(-k*time)"`` along ``time``); ``sigma``: a
+    DataArray like ``da``, or None; ``kwargs`` are ``gradfit.fit_many``'s (loss, optimizer,
+    p0, bounds, fixed, starts, steps, ...), the same for every position."""
+    import xarray as xr
+    if not isinstance(da, xr.DataArray):
+        raise InputError("bad data", expected="an xarray DataArray", given=type(da).__name__)
+    if dim not in da.dims:
+        raise InputError(f"no dimension named {dim!r}", expected="one of " + ", ".join(map(str, da.dims)))
+    for bad in ("data", "group", "inputs", "x", "y"):
+        if bad in kwargs:
+            raise InputError(f"fit_along does not take {bad}=", expected="the data as a DataArray")
+    x = np.asarray(da[dim].values, dtype=np.float64)
+    names, errs = _fields(model, dim, kwargs.get("loss", "mse"), kwargs.get("delta", 1.0),
+                          kwargs.get("fixed"))
+    kwargs = {**kwargs, "inputs": (dim,)}
+    chunked = da.chunks is not None
+    if chunked:
+        da = da.chunk({dim: -1})
+    args = [da]
+    core = [[dim]]
+    if sigma is not None:
+        sigma = xr.DataArray(sigma) if not isinstance(sigma, xr.DataArray) else sigma
+        sigma = sigma.broadcast_like(da).transpose(*da.dims)
+        args.append(sigma.chunk(da.chunksizes) if chunked else sigma)
+        core.append([dim])
+    K = len(names) + len(errs) + 4
+
+    def block(y, s=None):
+        return _fit_block(y, model=model, x=x, sigma=s, names=names, errs=errs, kwargs=kwargs)
+
+    out = xr.apply_ufunc(block, *args, input_core_dims=core, output_core_dims=[["_field"]],
+                         dask="parallelized", output_dtypes=[np.float64],
+                         dask_gufunc_kwargs={"output_sizes": {"_field": K}})
+    ds = _dataset(out, names, errs)
+    if chunked and compute:
+        if scheduler is None and workers is None:
+            return ds.compute()
+        from .cluster import client_for
+        with client_for(scheduler, workers) as client:
+            return client.compute(ds).result()
+    return ds
+
+
+def _dataset(out, names, errs):
+    """The packed ``(..., K)`` array -> a Dataset of named variables."""
+    import xarray as xr
+    ds = xr.Dataset()
+    for i, n in enumerate(names):
+        ds[n] = out.isel(_field=i, drop=True)
+    for j, n in enumerate(errs):
+        ds[f"{n}_stderr"] = out.isel(_field=len(names) + j, drop=True)
+    at = len(names) + len(errs)
+    ds["loss"] = out.isel(_field=at, drop=True)
+    ds["converged"] = out.isel(_field=at + 1, drop=True).astype(bool)
+    codes = out.isel(_field=at + 2, drop=True)
+    ds["reason"] = xr.apply_ufunc(lambda c: np.array(CODES, dtype=object)[c.astype(int)], codes,
+                                  dask="parallelized", output_dtypes=[object])
+    ds["steps"] = out.isel(_field=at + 3, drop=True).astype(np.int64)
+    return ds

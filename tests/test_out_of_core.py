@@ -1,0 +1,125 @@
+"""Out-of-core fits over Dask partitions against the single-machine fit of the same data
+(gradfit.fit, 1e-10 relative) and scipy's curve_fit; normal_lm alone, without Dask."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import curve_fit
+
+import gradfit
+from gradfit.errors import InputError
+from gradfit.models import make_model
+from gradfit.normal_lm import normal_lm, partition_moments, sum_moments
+from gradfit.out_of_core import fit_out_of_core
+
+GAUSS = "A*exp(-(x-mu)^2/(2*s^2)) + C"
+P0 = {"A": 1.5, "mu": 0.3, "s": 1.2, "C": 0.2}
+
+
+def gaussian_data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-5, 5, n)
+    sigma = rng.uniform(0.05, 0.2, n)
+    y = 2.0 * np.exp(-(x - 0.5) ** 2 / (2 * 0.8 ** 2)) + 0.3 + sigma * rng.standard_normal(n)
+    return x, y, sigma
+
+
+def test_normal_lm_over_chunks_equals_curve_fit():
+    x, y, sigma = gaussian_data(3000, seed=1)
+    m = make_model(GAUSS)
+    parts = [(x[i:i + 700], y[i:i + 700], sigma[i:i + 700]) for i in range(0, 3000, 700)]
+    out = normal_lm(lambda th: sum_moments(partition_moments(m, *p, th) for p in parts),
+                    np.array(list(P0.values())), n=3000)
+    popt, pcov = curve_fit(lambda x, A, mu, s, C: A * np.exp(-(x - mu) ** 2 / (2 * s * s)) + C,
+                           x, y, p0=list(P0.values()), sigma=sigma, ftol=1e-15, xtol=1e-15,
+                           gtol=1e-15)
+    assert out.reason in ("gtol", "ftol", "xtol")
+    np.testing.assert_allclose(out.theta, popt, rtol=1e-9)
+    np.testing.assert_allclose(np.sqrt(np.diag(out.covariance)), np.sqrt(np.diag(pcov)), rtol=1e-6)
+
+
+def test_lm_over_partitions_equals_the_single_machine_fit(dask_client):
+    import dask.dataframe as dd
+    x, y, sigma = gaussian_data(20_000)
+    ddf = dd.from_pandas(pd.DataFrame({"x": x, "y": y, "err": sigma}), npartitions=5)
+    r = fit_out_of_core(GAUSS, ddf, x="x", y="y", sigma="err", p0=P0, scheduler=dask_client)
+    s = gradfit.fit(GAUSS, x, y, sigma=sigma, p0=P0, optimizer="lm")
+    assert r.converged and s.converged, (r.message, s.message)
+    for k, v in s.params.items():
+        assert r.params[k] == pytest.approx(v, rel=1e-10), k
+        assert r.stderr[k] == pytest.approx(s.stderr[k], rel=1e-8), k
+    assert r.loss == pytest.approx(s.loss, rel=1e-10)
+    assert r.n_points == 20_000 and r.passes <= 3 * r.steps + 12
+
+
+def test_lm_rereads_parquet_each_pass(dask_client, tmp_path):
+    x, y, _ = gaussian_data(9000, seed=2)
+    for i in range(3):
+        pd.DataFrame({"t": x[i::3], "v": y[i::3]}).to_parquet(tmp_path / f"p{i}.parquet")
+    model = "A*exp(-(t-mu)^2/(2*s^2)) + C"
+    r = fit_out_of_core(model, str(tmp_path / "*.parquet"), x="t", y="v", p0=P0, loss="rmse",
+                        scheduler=dask_client)
+    xs = np.concatenate([x[i::3] for i in range(3)])
+    ys = np.concatenate([y[i::3] for i in range(3)])
+    s = gradfit.fit(model, xs, ys, p0=P0, loss="rmse", optimizer="lm", inputs=("t",))
+    for k, v in s.params.items():
+        assert r.params[k] == pytest.approx(v, rel=1e-10), k
+    assert r.loss == pytest.approx(s.loss, rel=1e-10)
+
+
+@pytest.mark.parametrize("optimizer,loss,lr", [("adam", "mse", 0.05), ("gd", "mae", 0.1)])
+def test_gradient_methods_follow_the_single_machine_path(dask_client, optimizer, loss, lr):
+    import dask.dataframe as dd
+    x, y, _ = gaussian_data(4000, seed=3)
+    ddf = dd.from_pandas(pd.DataFrame({"x": x, "y": y}), npartitions=4)
+    kw = dict(p0=P0, optimizer=optimizer, loss=loss, lr=lr, steps=25)
+    r = fit_out_of_core(GAUSS, ddf, x="x", y="y", scheduler=dask_client, **kw)
+    s = gradfit.fit(GAUSS, x, y, **kw)
+    assert r.steps == s.steps == 25 and r.reason == s.reason == "max_steps"
+    for k, v in s.params.items():
+        assert r.params[k] == pytest.approx(v, rel=1e-10), k
+    assert r.loss == pytest.approx(s.loss, rel=1e-10)
+
+
+def test_bad_input(dask_client):
+    df = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [1.0, np.nan, 2.0]})
+    with pytest.raises(InputError, match="NaN"):
+        fit_out_of_core("a*x + b", df, x="x", y="y", scheduler=dask_client)
+    with pytest.raises(InputError, match="cannot minimise the mae"):
+        fit_out_of_core("a*x + b", df, x="x", y="y", loss="mae", optimizer="lm")
+    with pytest.raises(InputError, match="cannot run out of core"):
+        fit_out_of_core("a*x + b", df, x="x", y="y", optimizer="lbfgs")
+
+
+def test_cli_one_series_on_a_cluster_gradfit_starts(tmp_path, capsys):
+    """No --group: one series out of core, on a local cluster of --workers 1 that gradfit
+    starts and closes itself."""
+    import json
+    from gradfit.cli import main
+    x, y, _ = gaussian_data(6000, seed=4)
+    for i in range(2):
+        pd.DataFrame({"t": x[i::2], "v": y[i::2]}).to_parquet(tmp_path / f"p{i}.parquet")
+    model = "A*exp(-(t-mu)^2/(2*s^2)) + C"
+    code = main(["fit", str(tmp_path / "*.parquet"), "--x", "t", "--y", "v", "--model", model,
+                 "--p0", "A=1.5,mu=0.3,s=1.2,C=0.2", "--workers", "1", "--json", "-"])
+    assert code == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    xs, ys = np.concatenate([x[0::2], x[1::2]]), np.concatenate([y[0::2], y[1::2]])
+    s = gradfit.fit(model, xs, ys, p0=P0, inputs=("t",))
+    for k, v in s.params.items():
+        assert got["params"][k] == pytest.approx(v, rel=1e-10), k
+
+
+def test_an_unreachable_scheduler_is_one_line(monkeypatch, capsys, tmp_path):
+    from gradfit import cluster
+    from gradfit.cli import main
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    pd.DataFrame({"t": [0.0, 1.0, 2.0], "v": [0.0, 1.0, 2.0]}).to_parquet(tmp_path / "a.parquet")
+    code = main(["fit", str(tmp_path / "a.parquet"), "--x", "t", "--y", "v", "--model", "a*t",
+                 "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+    code = main(["fit", str(tmp_path / "none*.parquet"), "--x", "t", "--y", "v", "--model",
+                 "a*t", "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no data file matches" in err and err.count("\n") == 1
