@@ -142,3 +142,11 @@ def test_a_worker_killed_mid_fit_loses_nothing(dask_client):
     assert_same_table(got, want)
     clean = dask_client.compute(lazy).result().sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(got, clean)            # identical to the last bit
+
+
+def test_fit_many_takes_a_dask_dataframe(dask_client):
+    import dask.dataframe as dd
+    df = long_table(16, seed=3)
+    got = gradfit.fit_many(MODEL, data=dd.from_pandas(df, npartitions=3), x="t", y="v",
+                           group="id", p0=P0, scheduler=dask_client)
+    assert_same_table(got.sort_values("id").reset_index(drop=True), reference(df, p0=P0))

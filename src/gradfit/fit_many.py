@@ -69,8 +69,20 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     ``starts=K``: K starts per problem (the first from p0/guess, the others spread around
     it, seeded by ``seed``), all run at once; the best is kept. ``lr``: a number or B
     numbers (gradient methods). ``progress(done, total)`` is called after each chunk.
-    The other arguments are ``gradfit.fit``'s.
+    The other arguments are ``gradfit.fit``'s. ``data=`` a Dask DataFrame fits its groups on
+    a Dask cluster (``gradfit.dask_fit.fit_table``; ``scheduler=``, ``workers=``,
+    ``compute=False``) and returns a DataFrame, one row a group.
     """
+    if type(data).__module__.split(".")[0] in ("dask", "dask_expr"):
+        # a Dask DataFrame: each group fitted on the cluster (gradfit.dask_fit), the answer a
+        # pandas DataFrame, one row a group (compute=False in options: the lazy Dask one)
+        from .dask_fit import fit_table
+        return fit_table(model, data, x=x, y=y, group=group, sigma=sigma, loss=loss,
+                         optimizer=optimizer, lr=lr, steps=steps, p0=p0, guess=guess,
+                         bounds=bounds, fixed=fixed, starts=starts, seed=seed, ftol=ftol,
+                         gtol=gtol, schedule=schedule, delta=delta, divergence=divergence,
+                         dtype=dtype, device=device, chunk_size=chunk_size,
+                         absolute_sigma=absolute_sigma, **options)
     t0 = time.perf_counter()
     check_device(device)
     if dtype not in DTYPE:
