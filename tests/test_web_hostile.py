@@ -320,3 +320,8 @@ def test_an_exact_fit_past_the_deadline_is_cancelled():
         r = c.post("/api/exact", json={"data": pts, "model": "relu:20", "loss": "mse"})
         assert r.status_code == 422 and "cancelled after 0.2 s" in r.json()["detail"], r.text
         assert time.perf_counter() - t < 5.0, time.perf_counter() - t
+
+
+def test_a_header_with_a_lone_carriage_return_is_a_422_not_a_500(client):
+    r = client.post("/api/csv", files={"file": ("a.csv", b'x\ry,y\n1,2\n', "text/csv")})
+    assert r.status_code == 422 and "header" in r.json()["detail"]

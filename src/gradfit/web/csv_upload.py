@@ -79,7 +79,11 @@ async def read_upload(request: Request, pool: WorkerPool, response):
         upload.file.seek(0)
         first = next((ln for ln in upload.file if ln.strip()), b"").decode("utf-8-sig", "replace")
         delim = max(",;\t", key=first.count)
-        columns = [c.strip() for c in next(csv_module.reader([first], delimiter=delim))]
+        try:
+            columns = [c.strip() for c in next(csv_module.reader([first], delimiter=delim), [])]
+        except csv_module.Error as exc:        # e.g. a lone carriage return in the header
+            raise InputError(f"cannot read the header row of {name} ({exc})",
+                             expected="a header row of column names") from None
         s = sigma
         if s is None and not y:                # not chosen: a column named like one
             s = guess_sigma(first, x)

@@ -3,8 +3,8 @@
 A model with a unique optimum (an expression, a polynomial) gets optimizer ``auto``: LM for
 squared errors, IRLS for mae and huber, each certified by its own test. A flexible model
 (``relu:K``, ``mlp``: ``Model.identifiable`` is False) has many optima and no method finds
-"the" one, so it gets the best of ``STARTS`` fits from different seeded starts (``auto``
-for squared errors; Adam, ``FLEXIBLE_STEPS`` steps, for mae and huber), and says so.
+"the" one, so it gets the core's ``auto`` for such models: the best of ``STARTS`` seeded
+L-BFGS fits (``multistart``), and says so.
 
 For a squared-error loss with a Jacobian of full rank, the uncertainty follows curve_fit's
 conventions (``FitResult.stderr``, ``covariance``, ``confidence_band``):
@@ -23,21 +23,15 @@ import numpy as np
 
 from .. import fit
 from ..errors import FitError
-from ..losses import LOSSES
 from ..models import make_model
-from ..optimizers import OPTIMIZERS
+from ..multistart import AUTO_STARTS
 from ..stats import student_t_quantile
 from . import dataview
 from .schemas import ExactIn
 from .views import finite, span
 
-STARTS = 5
-FLEXIBLE_STEPS = 500        # Adam's steps per start for a flexible model and mae or huber
+STARTS = AUTO_STARTS
 LEVEL = 0.95
-
-
-def model_loss_squared(loss: str) -> bool:
-    return LOSSES[loss].squared
 
 
 def exact(req: ExactIn, check=lambda m: m, callback=None) -> dict:
@@ -48,12 +42,8 @@ def exact(req: ExactIn, check=lambda m: m, callback=None) -> dict:
     flexible = not getattr(model, "identifiable", True)
     kw = dict(sigma=sigma, loss=req.loss, delta=req.delta, optimizer="auto", steps=req.steps,
               inputs=data.inputs, callback=callback)
-    if flexible:
-        if not model_loss_squared(req.loss):      # IRLS on a network crawls: Adam instead
-            kw.update(optimizer="adam", lr=OPTIMIZERS["adam"].default_lr, steps=FLEXIBLE_STEPS)
-        runs = [fit(req.model, x, y, p0=req.p0 if k == 0 else None, seed=req.seed + k, **kw)
-                for k in range(STARTS)]
-        r = min(runs, key=lambda run: run.loss if math.isfinite(run.loss) else math.inf)
+    if flexible:        # the core's auto: the best of AUTO_STARTS seeded L-BFGS fits
+        r = fit(req.model, x, y, p0=req.p0, seed=req.seed, **kw)
         label = f"best of {STARTS} starts ({r.optimizer})"
     else:
         r = fit(req.model, x, y, p0=req.p0, seed=req.seed, **kw)
