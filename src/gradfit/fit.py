@@ -37,7 +37,7 @@ from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .verdict import judge
 from .problem import Problem
-from .result import REASONS, FitResult, StepRecord, goodness, least_squares_covariance
+from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
 
 DTYPE = {"float64": torch.float64, "float32": torch.float32}
 DEFAULT_FTOL, DEFAULT_GTOL = 1e-12, 1e-10   # for gradient methods; lm and irls stop themselves
@@ -96,7 +96,7 @@ def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float
     return Problem(m, xt, yt, st, get_loss(loss, delta))
 
 
-class FitRun:
+class FitRun(Run):
     """An iterator of ``StepRecord``; ``result`` holds the ``FitResult`` once it is done.
     ``lean``: skip the covariance and the final checks (an inner solve of another fit)."""
 
@@ -105,12 +105,6 @@ class FitRun:
         self.result: FitResult | None = None
         self.notes: list[str] = []
         self._gen = self._run()
-
-    def __iter__(self) -> Iterator[StepRecord]:
-        return self._gen
-
-    def __next__(self) -> StepRecord:
-        return next(self._gen)
 
     def _run(self) -> Iterator[StepRecord]:
         cfg, prob = self.config, self.problem

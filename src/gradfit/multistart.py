@@ -21,7 +21,7 @@ from typing import Iterator
 
 import torch
 
-from .result import FitResult, StepRecord
+from .result import FitResult, Run, StepRecord
 
 AUTO_STARTS = 5      # starts of a flexible model fitted by "auto"
 SPREAD = 0.5         # relative spread of the random starts of a curve
@@ -46,25 +46,22 @@ def start_point(problem, config, k: int) -> dict[str, float]:
     return {n: v + max(abs(v), 1.0) * SPREAD * z for (n, v), z in zip(base.items(), noise)}
 
 
-class MultiStartRun:
+class MultiStartRun(Run):
     """Like ``FitRun``: iterates over the first start's records (the run one watches), then
     fits the other starts; ``result`` is the best one, its message saying so."""
 
     def __init__(self, problem, config, callback, k: int, run_class):
         self.problem, self.config, self.callback, self.k = problem, config, callback, k
         self._run_class = run_class
-        self.result: FitResult | None = None
+        self.first = run_class(problem, dataclasses.replace(config, starts=1), callback)
         self._gen = self._run()
 
-    def __iter__(self) -> Iterator[StepRecord]:
-        return self._gen
-
-    def __next__(self) -> StepRecord:
-        return next(self._gen)
+    def set_lr(self, value: float) -> None:
+        """A new rate for the start being watched (the others keep the configured one)."""
+        self.first.set_lr(value)
 
     def _run(self) -> Iterator[StepRecord]:
-        first = self._run_class(self.problem, dataclasses.replace(self.config, starts=1),
-                                self.callback)
+        first = self.first
         yield from first
         results = [first.result]
         for k in range(1, self.k):

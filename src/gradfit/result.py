@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +36,20 @@ class StepRecord(NamedTuple):
     @property
     def params(self) -> dict[str, float]:
         return dict(zip(self.names, self.theta.tolist()))
+
+
+class Run:
+    """A fit in progress: an iterator of ``StepRecord`` (one per step, from ``_gen``);
+    ``result`` holds the ``FitResult`` once it is done."""
+
+    result: "FitResult | None" = None
+    _gen: Iterator[StepRecord]
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        return self._gen
+
+    def __next__(self) -> StepRecord:
+        return next(self._gen)
 
 
 # stop reasons: code -> (converged?, text)

@@ -41,7 +41,7 @@ from pydantic import Field, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import iter_fit
-from ..errors import GradfitError
+from ..errors import GradfitError, InputError
 from ..fit import prepare
 from ..learning_rates import LR_RULE, classify_run
 from ..optimizers import OPTIMIZERS
@@ -244,8 +244,10 @@ class PlaySession:
             if "loss" in new:
                 self._test = self._test_problem()
             if not self.restart and "lr" in new:     # same optimizer: its state is kept
-                for group in getattr(getattr(self.run.stepper, "opt", None), "param_groups", ()):
-                    group["lr"] = new["lr"]
+                try:
+                    self.run.set_lr(new["lr"])
+                except InputError:                   # a method without a rate (lm, irls)
+                    pass
             self.applied.append({"step": at, **new})
         return changed
 
