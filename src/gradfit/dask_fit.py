@@ -46,6 +46,16 @@ def _files(path: str) -> list[str]:
     return found
 
 
+def read_columns(data, cols):
+    """``read_table(data)`` narrowed to ``cols``; a missing column is refused by name."""
+    ddf = read_table(data)
+    missing = [c for c in cols if c not in ddf.columns]
+    if missing:
+        raise InputError(f"no column named {missing[0]!r}",
+                         expected="one of " + ", ".join(map(str, list(ddf.columns)[:20])))
+    return ddf[cols]
+
+
 def read_table(data):
     """A Dask DataFrame from a Dask or pandas DataFrame, or a path, folder or glob of
     Parquet (``.parquet``, ``.pq``) or CSV files."""
@@ -138,12 +148,7 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
             raise InputError(f"fit_table does not take {bad}=", expected="the table as data "
                              "and its column names as x=, y=, group=, sigma=")
     x_cols, cols = _columns(x, y, group, sigma)
-    ddf = read_table(data)
-    missing = [c for c in cols if c not in ddf.columns]
-    if missing:
-        raise InputError(f"no column named {missing[0]!r}",
-                         expected="one of " + ", ".join(map(str, list(ddf.columns)[:20])))
-    ddf = ddf[cols]
+    ddf = read_columns(data, cols)
     meta = result_meta(model, x_cols, ddf[group].dtype, group, kwargs.get("loss", "mse"),
                        kwargs.get("fixed"), kwargs.get("delta", 1.0))
     parts = npartitions or ddf.npartitions

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .cluster import client_for
-from .dask_fit import _columns, read_table
+from .dask_fit import _columns, read_columns
 from .errors import InputError
 from .fit import DEFAULT_FTOL, DEFAULT_GTOL
 from .losses import get_loss
@@ -183,12 +183,7 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     spec = model if isinstance(model, str) else m
     names = m.param_names
     theta0 = np.array([start_values(m, p0, None, seed)[n] for n in names])
-    ddf = read_table(data)
-    missing = [c for c in cols if c not in ddf.columns]
-    if missing:
-        raise InputError(f"no column named {missing[0]!r}",
-                         expected="one of " + ", ".join(map(str, list(ddf.columns)[:20])))
-    ddf = ddf[cols]
+    ddf = read_columns(data, cols)
     if persist is None:           # data already in this process's memory: keep it in the workers'
         import pandas as pd
         persist = isinstance(data, pd.DataFrame)

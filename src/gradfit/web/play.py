@@ -145,7 +145,8 @@ class PlaySession:
         except GradfitError as exc:
             self.emit({"type": "error", "detail": str(exc)})
         except Exception as exc:          # never leave the page waiting
-            self.emit({"type": "error", "detail": f"the run failed: {exc}"})
+            # the kind of failure only: an exception's text may show server paths
+            self.emit({"type": "error", "detail": f"the run failed: {type(exc).__name__}"})
 
     def _work(self) -> None:
         req = self.req
