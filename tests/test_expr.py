@@ -245,3 +245,24 @@ TOKENS = ["x", "a", "b", "2", "0.5", "1e-3", "pi", "e", "+", "-", "*", "/", "^",
 @given(st.lists(st.sampled_from(TOKENS), max_size=30))
 def test_token_soup_parses_or_is_refused(tokens):
     check_any_text("".join(tokens))
+
+
+def test_expressions_parse_safely_in_many_threads():
+    # CPython 3.11's ast.parse fails in concurrent threads ("AST constructor recursion
+    # depth mismatch"): the server parses models in its worker threads
+    import threading
+    from gradfit.models import make_model
+    errors = []
+
+    def work():
+        try:
+            for _ in range(200):
+                make_model("a*x^2 + b*sin(x/(1 + c^2)) + exp(-d*x)")
+        except Exception as exc:        # pragma: no cover - what the test guards against
+            errors.append(exc)
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]

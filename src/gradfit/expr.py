@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -37,6 +38,16 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from gradfit.errors import ExpressionError
+
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_source(src: str) -> ast.Expression:
+    """``ast.parse(src, mode="eval")``, one at a time: CPython 3.11's parser is not safe in
+    concurrent threads (a server's workers fail with "AST constructor recursion depth
+    mismatch")."""
+    with _PARSE_LOCK:
+        return ast.parse(src, mode="eval")
 
 FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp,
@@ -135,14 +146,15 @@ class _Compiler:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                return ast.parse(self.src, mode="eval")
+                return parse_source(self.src)
             except SyntaxError as exc:
                 err = exc
             except (RecursionError, MemoryError, ValueError, OverflowError):
                 raise ExpressionError("expression too complex to parse", text=self.text,
                                       expected=f"at most {MAX_DEPTH} levels") from None
             try:    # statements parse in exec mode: say which
-                body = ast.parse(self.src, mode="exec").body
+                with _PARSE_LOCK:
+                    body = ast.parse(self.src, mode="exec").body
             except Exception:
                 body = []
         if len(body) > 1:

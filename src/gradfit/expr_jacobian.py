@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from .expr import CONSTANTS
+from .expr import CONSTANTS, parse_source
 
 _UNARY = {
     "exp": lambda u, w: w, "log": lambda u, w: 1.0 / u, "sin": lambda u, w: torch.cos(u),
@@ -45,7 +45,7 @@ _FN = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos,
 
 def supports(expression) -> bool:
     """Whether every node of ``expression`` has a rule here."""
-    tree = ast.parse(expression.source, mode="eval")
+    tree = parse_source(expression.source)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
                                            or node.func.id not in _UNARY):
@@ -84,7 +84,7 @@ class ExpressionJacobian:
     """``(inputs, theta (k, P)) -> (f (k, n), J (k, n, P))`` for one expression."""
 
     def __init__(self, expression):
-        self.tree = ast.parse(expression.source, mode="eval").body
+        self.tree = parse_source(expression.source).body
         self.params = expression.params
         self.inputs = expression.inputs
 

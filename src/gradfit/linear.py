@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .expr import CONSTANTS, FUNCTIONS, Expression, parse_expression
+from .expr import CONSTANTS, FUNCTIONS, Expression, parse_expression, parse_source
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def linear_form(expr: Expression) -> LinearForm | None:
     free = set(expr.params)
     basis: dict[str, list[str]] = {}
     offset: list[str] = []
-    for sign, node in _terms(ast.parse(expr.source, mode="eval").body):
+    for sign, node in _terms(parse_source(expr.source).body):
         used = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in free]
         text = ("-" if sign < 0 else "") + "(" + ast.unparse(node) + ")"
         if not used:
