@@ -259,3 +259,20 @@ def test_a_non_finite_problem_does_not_touch_the_others():
     assert res.reason[1] == "failed" and "not finite" in res.message[1]
     for i in (0, 2):
         assert_same(res, i, gradfit.fit("a*log(b*x)", x, y[i], p0={"a": 1.0, "b": b0[i]}))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"loss": "mae"},
+                                    {"bounds": {"s": (0.6, 1.4)}, "fixed": {"C": 0.5}}])
+def test_blocks_of_rows_give_the_one_pass_numbers(monkeypatch, kwargs):
+    """The CPU evaluates Jacobians over cache-sized blocks of problems
+    (``many_problem.CHUNK``): blocks of 3 rows give the numbers of one pass (to rounding:
+    a batched product may order its sums by the batch's size)."""
+    import gradfit.many_problem as mp
+    x, y, p0 = gaussians(40, seed=7)
+    whole = gradfit.fit_many(GAUSS, x, y, p0=p0, **kwargs)
+    monkeypatch.setattr(mp, "CHUNK", 3 * len(x) // max(1, __import__("torch").get_num_threads()))
+    blocks = gradfit.fit_many(GAUSS, x, y, p0=p0, **kwargs)
+    for k in NAMES:
+        np.testing.assert_allclose(blocks.params[k], whole.params[k], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(blocks.loss, whole.loss, rtol=1e-12)
+    assert list(blocks.reason) == list(whole.reason)

@@ -170,24 +170,28 @@ def _cholesky_solve_small(a, b):
 def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None = None,
              max_steps: int = 1000, ftol: float = OPTIONS["ftol"], xtol: float = OPTIONS["xtol"],
              gtol: float = OPTIONS["gtol"], max_tries: int = OPTIONS["max_tries"],
-             jacobian: Callable | None = None) -> BatchLMResult:
+             jacobian: Callable | None = None, normal: Callable | None = None) -> BatchLMResult:
     """Minimise ``|fn(theta, idx)|^2`` for each of the ``B`` rows of ``theta0`` ``(B, F)``.
 
     ``ydata`` ``(B,)``: the norm of each problem's (weighted) data, for the rounding level
     of ``S`` (0 when not given). ``jacobian(theta, idx) -> [J r]^T`` ``(b, F+1, n)``: the
     Jacobian with the residuals as a last column, transposed (by default autograd on
-    ``fn``). See the
+    ``fn``); ``normal(theta, idx) -> M`` ``(b, F+1, F+1)``: its ``moments`` directly,
+    where they can be had without forming the block (``ManyProblem.normal``). See the
     module's docstring for the method."""
     if jacobian is None:
         def jacobian(t, i):
             r, jac = residuals_and_jacobians(fn, t, i)
             return torch.cat([jac.transpose(-1, -2), r.unsqueeze(-2)], -2)
+    if normal is None:
+        def normal(t, i):
+            return moments(jacobian(t, i))
     B, F = theta0.shape
     dtype, dev = theta0.dtype, theta0.device
     eps = torch.finfo(dtype).eps
     idx = torch.arange(B, device=dev)
     th = theta0.detach().clone()
-    M = moments(jacobian(th, idx))
+    M = normal(th, idx)
     out_theta = th.clone()
     out_rss = M[:, F, F].clone()
     out_steps = torch.zeros(B, dtype=torch.long, device=dev)
@@ -248,7 +252,7 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
         xnorm = torch.linalg.vector_norm(d * th, dim=-1)
 
         t = th + y / d
-        M_t = moments(jacobian(t, idx))
+        M_t = normal(t, idx)
         S_t = M_t[:, F, F]
         # every entry of [J r] is squared into the diagonal of M: NaN or inf shows there
         finite = ok & torch.isfinite(M_t.diagonal(dim1=-2, dim2=-1)).all(-1)

@@ -59,7 +59,7 @@ def _lm(prob, tr, u0, cfg):
     def fn(u, idx):
         return prob.residuals(tr.external(u, idx), idx)
     res = batch_lm(fn, u0, ydata=prob.ydata, max_steps=cfg["steps"], max_tries=max_tries,
-                   jacobian=prob.jacobian(tr), **o)
+                   normal=prob.normal(tr), **o)
     codes = res.code.cpu().numpy()
     reason = np.array(CODES)[codes]
     texts = [MESSAGES.get(c, "") for c in range(len(CODES))]

@@ -76,7 +76,15 @@ class ManyProblem:
             if self.mask is not None:
                 jr = torch.where(self.mask[idx].unsqueeze(-2), jr, 0.0)
             return jr
-        return fn
+        return lambda u, idx: by_chunks(fn, u, idx, self.y.shape[-1])
+
+    def normal(self, tr: "ManyTransform"):
+        """``(u, idx) -> M = [J r]^T [J r]`` ``(k, F+1, F+1)`` (``batch_lm.moments``): all
+        an LM iteration needs, computed chunk by chunk so that the ``(k, F+1, n)`` block is
+        never formed whole on the CPU."""
+        from .batch_lm import moments
+        jac = self.jacobian(tr)
+        return lambda u, idx: by_chunks(jac, u, idx, self.y.shape[-1], moments)
 
     def objective(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The loss of each problem ``(k,)``, a mean over its own points."""
@@ -92,6 +100,33 @@ class ManyProblem:
         h = torch.nn.functional.huber_loss(r, torch.zeros_like(r), reduction="none",
                                            delta=self.loss.delta)
         return torch.where(self.mask[idx], h, 0.0).sum(-1) / n
+
+
+CHUNK = 2 ** 15       # elements of a (rows, n) temporary per thread: held in cache
+
+
+def by_chunks(fn, u: torch.Tensor, idx: torch.Tensor, points: int, reduce=None) -> torch.Tensor:
+    """``reduce(fn(u, idx))`` (``reduce`` optional), computed over blocks of rows on the CPU.
+
+    An expression's value and tangents are a few dozen ``(k, n)`` temporaries: over the
+    whole batch each is megabytes, freshly mapped and faulted in by the allocator on every
+    call and streamed through memory; over blocks of ``CHUNK`` elements they stay in
+    cache. Each block has ``CHUNK`` elements per torch thread, so that an operation is
+    still shared among the threads. Rows are independent, so the blocks give the same
+    numbers as one pass. On a GPU one pass is best."""
+    k = u.shape[0]
+    rows = max(1, CHUNK * torch.get_num_threads() // max(1, points))
+    if u.device.type != "cpu" or k <= rows:
+        out = fn(u, idx)
+        return out if reduce is None else reduce(out)
+    out = None
+    for s in range(0, k, rows):
+        part = fn(u[s:s + rows], idx[s:s + rows])
+        part = part if reduce is None else reduce(part)
+        if out is None:
+            out = part.new_empty((k,) + part.shape[1:])
+        out[s:s + rows] = part
+    return out
 
 
 def batched_call(model: Model, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
