@@ -430,3 +430,14 @@ def test_dataset_checks_its_fields():
         Dataset(x=[1], y=[3], sigma=[0], x_names=("x",))
     with pytest.raises(DataError, match="non-finite"):
         Dataset(x=[1], y=[np.nan], sigma=None, x_names=("x",))
+
+
+def test_complex_data_is_refused_not_cut_to_its_real_part():
+    import gradfit
+    import torch
+    x = np.linspace(0, 1, 10)
+    for call in (lambda: gradfit.fit("a*x+b", x, x + 1j),
+                 lambda: gradfit.fit("a*x+b", torch.tensor(x) + 0j, x),
+                 lambda: gradfit.fit_many("a*x+b", x, np.vstack([x, x]) + 1j)):
+        with pytest.raises(gradfit.InputError, match="complex numbers"):
+            call()

@@ -35,8 +35,16 @@ from gradfit.errors import DataError
 _DROP_HINT = "a finite number (or drop such rows with --drop-nan / drop_nan=True)"
 
 
+def real_array(a, name: str = "data") -> np.ndarray:
+    """``a`` as float64; complex numbers are refused rather than cut to their real part."""
+    if np.iscomplexobj(a):
+        raise DataError(f"bad {name}: complex numbers", expected="real numbers",
+                        given=f"{np.asarray(a).dtype}")
+    return np.array(a, dtype=np.float64)
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=np.float64)
+    a = real_array(a)
     a.setflags(write=False)
     return a
 

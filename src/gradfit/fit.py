@@ -58,6 +58,8 @@ def check_device(device) -> None:
 
 
 def _tensor(name: str, value, dtype, device) -> torch.Tensor:
+    if (value.is_complex() if isinstance(value, torch.Tensor) else np.iscomplexobj(value)):
+        raise InputError(f"bad {name}: complex numbers", expected="real numbers")
     try:
         if isinstance(value, torch.Tensor):
             t = value

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from .data import real_array
+from .errors import DataError, InputError
 
 
 @dataclass
@@ -55,7 +56,9 @@ class ManyData:
 
 def _array(name, value) -> np.ndarray:
     try:
-        return np.asarray(value, dtype=np.float64)
+        return real_array(value, name)
+    except DataError:
+        raise
     except (TypeError, ValueError) as exc:
         raise InputError(f"bad {name}", expected="an array of numbers", given=str(exc)) from None
 
