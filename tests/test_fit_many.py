@@ -276,3 +276,26 @@ def test_blocks_of_rows_give_the_one_pass_numbers(monkeypatch, kwargs):
         np.testing.assert_allclose(blocks.params[k], whole.params[k], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(blocks.loss, whole.loss, rtol=1e-12)
     assert list(blocks.reason) == list(whole.reason)
+
+
+def test_cores_take_whole_chunks_and_give_the_same_numbers():
+    """With torch's thread count above one, chunks of problems run one per thread
+    (``many_parallel``): the numbers are those of one thread, the caller's own thread count
+    is untouched, and progress still reaches every problem."""
+    import torch
+    x, y, p0 = gaussians(400, seed=11)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = gradfit.fit_many(GAUSS, x, y, p0=p0)
+        torch.set_num_threads(2)
+        seen = []
+        two = gradfit.fit_many(GAUSS, x, y, p0=p0, chunk_size=150,
+                               progress=lambda done, total: seen.append((done, total)))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen[-1] == (400, 400) and len(seen) >= 2
+    for k in NAMES:
+        np.testing.assert_allclose(two.params[k], one.params[k], rtol=1e-12, atol=1e-14)
+    assert list(two.reason) == list(one.reason)

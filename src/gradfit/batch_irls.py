@@ -40,9 +40,10 @@ class _Batch:
                 else self.prob.mask[idx])
 
 
-def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int):
+def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33):
     """``irls._gauss_newton`` for every row: minimise ``|sqrt(w) r(u)|^2`` by Gauss-Newton
-    steps with step halving, from ``u0`` ``(k, F)``."""
+    steps with at most ``halvings`` step halvings, from ``u0`` ``(k, F)``; a row stops when
+    its step stops lowering the sum or is at the rounding level of its parameters."""
     u = u0.clone()
     r = batch.residuals(u, idx) * root_w
     ss = r.square().sum(-1)
@@ -60,11 +61,15 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int):
         sv, vh, c, _ = scaled_svd(torch.where(good[:, None, None], jac, 0.0), d, ra)
         w = torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)
         delta = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
+        eps = torch.finfo(delta.dtype).eps
+        good &= torch.isfinite(delta).all(-1)
+        good &= delta.square().sum(-1).sqrt() > 4 * eps * ua.square().sum(-1).sqrt()
         t = torch.ones_like(sa)
+        floor = 0.5 ** halvings
         found = torch.zeros_like(good)
         trial, r_new, ss_new = ua.clone(), ra.clone(), sa.clone()
         while True:
-            open_ = ~found & (t > 1e-10)
+            open_ = ~found & good & (t >= floor)
             if not open_.any():
                 break
             cand = ua + t.unsqueeze(-1) * delta
@@ -95,7 +100,13 @@ def _nearest(batch, r, idx, F):
 def _vertex(batch, u, idx, inner):
     """``irls.IRLS._vertex``: interpolate the F points nearest the curve."""
     r = batch.residuals(u, idx)
-    return gauss_newton(batch, u, idx, _nearest(batch, r, idx, u.shape[-1]), inner)
+    return gauss_newton(batch, u, idx, _nearest(batch, r, idx, u.shape[-1]), inner, halvings=12)
+
+
+def _nearest_rows(batch, u, idx, F):
+    """The sorted indices ``(k, F)`` of the F points nearest the curve."""
+    a = torch.where(batch.valid(idx), batch.residuals(u, idx).abs(), math.inf)
+    return torch.sort(torch.argsort(a, dim=-1)[:, :F], dim=-1).values
 
 
 def _certified(batch, u, idx, inner):
@@ -135,6 +146,9 @@ def batch_irls(prob, tr, u0, cfg):
     reason = ["max_steps"] * B
     message = [f"reached the step limit ({max_steps} steps)"] * B
     active = torch.ones(B, dtype=torch.bool, device=dev)
+    # per problem, the points of the last vertex that was not certified (irls.py's rule:
+    # the same points are not tried again)
+    refused = torch.full((B, F), -1, dtype=torch.long, device=dev)
     for _ in range(max_steps):
         idx = active.nonzero().flatten()
         if idx.numel() == 0:
@@ -164,7 +178,11 @@ def batch_irls(prob, tr, u0, cfg):
                 check = take & (eps[ip] < 1e-4 * eps_start[ip])
                 if check.any():
                     ic = ip[check]
+                    near = _nearest_rows(batch, u[ic], ic, F)
+                    fresh = (near != refused[ic]).any(-1)
+                    ic, near = ic[fresh], near[fresh]
                     vertex, ok = _certified(batch, u[ic], ic, inner)
+                    refused[ic[~ok]] = near[~ok]
                     u[ic[ok]] = vertex[ok]
                     for b in ic[ok].tolist():
                         reason[b] = "ftol"

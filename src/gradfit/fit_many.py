@@ -34,6 +34,7 @@ from .losses import get_loss
 from .many_data import ManyData, from_arrays, from_frame, from_long
 from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult
+from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
 from .models import make_model
 from .optimizers import get_optimizer
@@ -141,12 +142,14 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         raise InputError("bad chunk_size", expected="a whole number >= 1", given=chunk_size)
     cfg = dict(method=method, options=opts, steps=int(steps), ftol=ftol, gtol=gtol,
                schedule=schedule, divergence=divergence, seed=seed)
-    for at in range(0, len(work), size):
-        chunk = work[at:at + size]
+    def run(chunk):
         _run_chunk(m, d, lossf, rows[chunk], chunk, values_k, lo, hi, fixed_vals,
                    names, free, rates, cfg, tdtype, device, out, absolute_sigma)
+    done = 0
+    for chunk in each_chunk(run, work, size, device):
+        done += len(chunk)
         if progress is not None:
-            progress(min(at + size, len(work)) // K, len(work) // K)
+            progress(done // K, len(work) // K)
     best = out.best_of(K, B)
     for b, why in d.bad.items():
         out.fail(b * K, why)

@@ -59,19 +59,27 @@ class _Weighted:
         return self.y.shape[0]
 
 
-def _gauss_newton(residuals, theta0: torch.Tensor, steps: int) -> torch.Tensor:
+def _gauss_newton(residuals, theta0: torch.Tensor, steps: int, halvings: int = 33) -> torch.Tensor:
     """Minimise ``sum residuals(theta)^2`` by Gauss-Newton steps with step halving (the
-    least-squares solve of ``J delta = -r`` by SVD); exact in one step for linear models."""
+    least-squares solve of ``J delta = -r`` by SVD, at most ``halvings`` halvings a step);
+    exact in one step for linear models. It stops when a step stops lowering the sum, or
+    is at the rounding level of the parameters."""
     theta = theta0.detach().clone()
     r = residuals(theta).detach()
     ss = float(r.square().sum())
+    eps = torch.finfo(theta.dtype).eps
     for _ in range(steps):
         _, jac = residuals_and_jacobian(residuals, theta)
         d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
         sv, vh, c, _ = scaled_svd(jac, d, r)          # (guards against subnormal slowness)
         delta = -(vh.transpose(-1, -2) @ torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)) / d
+        if not bool(torch.isfinite(delta).all()):
+            break
+        # a step at the rounding level of the parameters: nothing left to gain
+        if float(torch.linalg.vector_norm(delta)) <= 4 * eps * float(torch.linalg.vector_norm(theta)):
+            break
         t = 1.0
-        while t > 1e-10:
+        for _ in range(halvings + 1):
             trial = theta + t * delta
             with torch.no_grad():
                 r_new = residuals(trial)
@@ -101,6 +109,7 @@ class IRLS(Stepper):
         self.problem, self.theta = problem, theta
         self.ftol, self.inner = float(options["ftol"]), int(options["inner_steps"])
         self.eps = self.eps_min = None
+        self._refused = None        # the points of the last vertex that was not certified
 
     def _loss_and_grad(self, theta: torch.Tensor) -> tuple[float, float]:
         t = theta.detach().clone().requires_grad_(True)
@@ -205,9 +214,19 @@ class IRLS(Stepper):
         ``|l_i| <= 1`` (exact for models linear in their parameters, local otherwise)."""
         with torch.no_grad():
             r = self.problem.residuals(self.theta.detach())
+        rows = self._nearest(r)
+        if rows is None or rows == self._refused:
+            return False                 # these points gave no certified vertex before
         vertex = self._vertex(r)
-        if vertex is None:
-            return False
+        if self._certify(vertex):
+            self._move(vertex)
+            return True
+        self._refused = rows
+        return False
+
+    def _certify(self, vertex: torch.Tensor) -> bool:
+        """Whether ``vertex`` interpolates P points, zero lies in the subgradient there,
+        and the loss is not higher than here."""
         rv, jac = residuals_and_jacobian(self.problem.residuals, vertex)
         p = vertex.shape[0]
         order = torch.argsort(rv.abs())
@@ -221,10 +240,12 @@ class IRLS(Stepper):
             return False
         if not bool(torch.isfinite(lam).all()) or float(lam.abs().max()) > 1 + 1e-9:
             return False
-        if self._objective(vertex) > self._objective(self.theta) * (1 + 1e-12):
-            return False
-        self._move(vertex)
-        return True
+        return self._objective(vertex) <= self._objective(self.theta) * (1 + 1e-12)
+
+    def _nearest(self, r: torch.Tensor) -> frozenset | None:
+        """The P points nearest the curve, or None when there are fewer."""
+        p = self.theta.shape[0]
+        return None if p > self.problem.n else frozenset(torch.argsort(r.abs())[:p].tolist())
 
     def _polish(self, best: float) -> None:
         with torch.no_grad():
@@ -240,7 +261,9 @@ class IRLS(Stepper):
             return None
         rows = torch.argsort(r.abs())[:p]
         sub = _Weighted(self.problem, torch.ones(p, dtype=r.dtype, device=r.device), rows)
-        return _gauss_newton(sub.residuals, self.theta, self.inner)
+        # P equations in P unknowns: Newton's method, which either converges fast or finds
+        # no vertex near here; a step that needs many halvings means the latter
+        return _gauss_newton(sub.residuals, self.theta, self.inner, halvings=12)
 
     def _move(self, new: torch.Tensor) -> None:
         with torch.no_grad():

@@ -1,0 +1,44 @@
+"""Chunks of independent problems run side by side on the CPU's cores.
+
+Problems share nothing, so the CPU's cores can take whole chunks of them, each chunk on
+one core with torch's own intra-op threads set to one *in that thread* (OpenMP's thread
+count is a per-thread setting: the caller's is untouched). Torch releases the GIL inside
+its operations, and a chunk's operations are tens of microseconds each, so the threads run
+nearly independently. This beats splitting every small operation across the cores: there
+each operation ends in a barrier where the cores wait for each other, and on a machine
+shared with other work a core that is taken away stalls every operation (measured on 2
+busy cores: 12x slower than one thread). On a GPU the chunks run one after the other.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+PARALLEL_MIN = 64        # problems per core below which one thread does it all
+
+
+def each_chunk(run: Callable[[np.ndarray], None], work: np.ndarray, size: int,
+               device) -> Iterator[np.ndarray]:
+    """Call ``run(chunk)`` for consecutive chunks of ``work`` of at most ``size`` rows,
+    yielding each chunk once it is done (in order). On the CPU with ``torch``'s thread
+    count ``T > 1``, ``T`` chunks (of at most ``size / T`` rows, so that memory stays
+    within the same budget) run at once, one per thread."""
+    threads = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+    if threads < 2 or len(work) < threads * PARALLEL_MIN:
+        for at in range(0, len(work), size):
+            chunk = work[at:at + size]
+            run(chunk)
+            yield chunk
+        return
+    size = max(1, min(size // threads, -(-len(work) // threads)))
+    chunks = [work[at:at + size] for at in range(0, len(work), size)]
+
+    def one(chunk):
+        torch.set_num_threads(1)            # this thread's setting only
+        run(chunk)
+        return chunk
+    with ThreadPoolExecutor(threads, thread_name_prefix="gradfit-many") as pool:
+        yield from pool.map(one, chunks)
