@@ -1,0 +1,70 @@
+"""Startup: a whole ``gradfit fit ... --json -`` process against ``python -c "import torch"``.
+
+Each is a fresh subprocess, run ``--runs`` times, alternating (so a change of load hits
+both alike); the medians, their difference and their ratio are printed. The target of
+issue 9: the fit within 0.3 s of importing torch. Also prints which of the heavy optional
+libraries the fit's process loaded (none should be).
+
+    python benchmarks/bench_startup.py              # 7 runs each
+    python benchmarks/bench_startup.py --runs 15
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+FIT = ["fit", "lesson", "--model", "a*x^2+b*x+c", "--json", "-"]
+HEAVY = ("pandas", "matplotlib", "fastapi", "pydantic", "scipy", "dask", "xarray", "tqdm",
+         "sympy", "pyarrow")
+
+
+def gradfit_command() -> list[str]:
+    """The installed console script next to this Python, else ``python -m gradfit.cli``."""
+    script = os.path.join(os.path.dirname(sys.executable), "gradfit")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "gradfit.cli"]
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr.strip()}")
+    return elapsed
+
+
+def heavy_modules_loaded() -> list[str]:
+    """Run the CLI's fit in-process in a child and list the heavy modules it loaded."""
+    code = ("import sys, io, contextlib\nfrom gradfit.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    main({FIT!r})\n"
+            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    torch_cmd = [sys.executable, "-c", "import torch"]
+    fit_cmd = gradfit_command() + FIT
+    timed(torch_cmd), timed(fit_cmd)                       # warm the file cache
+    torch_t, fit_t = [], []
+    for _ in range(args.runs):
+        torch_t.append(timed(torch_cmd))
+        fit_t.append(timed(fit_cmd))
+    t, f = statistics.median(torch_t), statistics.median(fit_t)
+    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"import torch            median {t:.3f} s  (runs: {', '.join(f'{v:.2f}' for v in torch_t)})")
+    print(f"gradfit fit ... --json -  median {f:.3f} s  (runs: {', '.join(f'{v:.2f}' for v in fit_t)})")
+    print(f"difference {f - t:+.3f} s (target <= 0.3 s: {'PASS' if f - t <= 0.3 else 'FAIL'}), "
+          f"ratio {f / t:.2f}")
+    print(f"heavy modules loaded by the fit: {', '.join(heavy_modules_loaded()) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
