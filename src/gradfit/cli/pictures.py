@@ -3,10 +3,7 @@
 draw, so the other commands never load it; ``plots/`` imports nothing from here."""
 from __future__ import annotations
 
-from .. import landscape as core
-from .. import learning_rates as rates
 from ..errors import InputError
-from ..models import make_model, start_values
 from .exits import EXIT_OK
 from .inputs import add_data_args, load
 from .options import add_settings
@@ -89,6 +86,7 @@ def parse_names(text: str) -> list[str]:
 
 def parse_span(text: str | None):
     """``"2"`` (a half-width for each) or ``"a=2,b=0:5"`` (half-width or low:high)."""
+    from .. import landscape as core
     if text is None:
         return None
     hint = "a half-width such as 2, or a=2,b=0:5 (half-width or low:high per parameter)"
@@ -109,6 +107,7 @@ def parse_span(text: str | None):
 
 def parse_lrs(text: str) -> list[float]:
     """``"0.001,0.01,0.1"`` -> rates, each positive."""
+    from .. import learning_rates as rates
     try:
         lrs = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
@@ -142,6 +141,8 @@ def write_fit_pictures(args, result, data, say) -> None:
 
 def landscape_command(args, data, fit_kwargs: dict) -> None:
     """Fit (the optimizer's path), then draw the loss over --params around it."""
+    from .. import landscape as core
+    from ..models import make_model, start_values
     from ..fit import iter_fit
     from ..plots.common import check_image_path, save
     from ..plots.surface import landscape
@@ -183,6 +184,7 @@ def landscape_command(args, data, fit_kwargs: dict) -> None:
 
 
 def _landscape_json(problem, r, names, around, span, resolution) -> dict:
+    from .. import landscape as core
     center = core.full_center(problem, {**r.params, **around})
     idx = [problem.model.param_names.index(n) for n in names]
     path = r.trajectory[:, idx]
@@ -199,6 +201,7 @@ def _landscape_json(problem, r, names, around, span, resolution) -> dict:
 
 def lr_sweep_command(args, data, fit_kwargs: dict) -> None:
     """Run the sweep (and the finder with --find), draw it, print the labels."""
+    from .. import learning_rates as rates
     from ..plots.common import check_image_path, save
     from ..plots.rates import lr_sweep
     lrs = parse_lrs(args.lrs)
