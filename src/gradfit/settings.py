@@ -69,6 +69,7 @@ class Setting:
     short: str | None = None
     expected: str | None = None     # a message's "expected ..." where the type says too little
     allow_inf: bool = False         # divergence=inf: never call a growing loss diverged
+    rule: Callable[[Any], bool] | None = None   # one more test a value must pass (``expected``)
 
     @property
     def label(self) -> str:
@@ -95,8 +96,8 @@ class Setting:
             if not isinstance(value, str) or not value.strip():
                 raise InputError(f"bad {self.label}", expected=self.expected or "a text",
                                  given=value)
-            if self.name == "device" and not _device_ok(value):
-                raise InputError("bad device", expected=DEVICES, given=value)
+            if self.rule is not None and not self.rule(value):
+                raise InputError(f"bad {self.label}", expected=self.expected, given=value)
             return value
         if self.kind == "bool":
             if not isinstance(value, bool):
@@ -228,7 +229,8 @@ _ROWS = [
             allow_inf=True),
     # --- where ------------------------------------------------------------------------------
     Setting("dtype", "str", "float64", "floating-point type", choices=lambda: DTYPES),
-    Setting("device", "str", "cpu", "cpu (default), cuda, cuda:N or mps", expected=DEVICES),
+    Setting("device", "str", "cpu", "cpu (default), cuda, cuda:N or mps", expected=DEVICES,
+            rule=_device_ok),
     # --- optimizer options (FitConfig.options; the optimizer must take them) ----------------
     Setting("momentum", "float", None, "momentum (momentum, sgd, rmsprop)", low=0, high=1,
             high_open=True, optional=True, scope="option"),
