@@ -9,7 +9,9 @@ run bit for bit. Round trips through dicts, JSON and URL queries::
     >>> FitConfig.from_json(c.to_json()) == c
     True
 
-Validation happens here, at the boundary, in one voice (``InputError``).
+Validation happens here, at the boundary, in one voice (``InputError``), by the rows of
+the settings table (``gradfit.settings.SETTINGS``): each field's type, choices and range are
+stated there once, for this class, the command line, the web API and the page's URL.
 """
 from __future__ import annotations
 
@@ -21,12 +23,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from .errors import InputError
-from .losses import LOSSES
-from .optimizers import OPTIMIZERS, SCHEDULES, resolve_options
-
-DTYPES = ("float64", "float32")
-MAX_STEPS = 10_000_000
-MAX_STARTS = 1000
+from .optimizers import OPTIMIZERS, resolve_options
+from .settings import DTYPES, MAX_STARTS, MAX_STEPS, SETTINGS, check_options  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -98,38 +96,14 @@ class FitConfig:
         return OPTIMIZERS[self.optimizer].default_lr if self.lr is None else self.lr
 
     def validate(self) -> None:
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise InputError("bad model", expected="an expression, poly:K, relu:K or mlp:H1,H2",
-                             given=self.model)
-        _choice("loss", self.loss, LOSSES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("dtype", self.dtype, DTYPES)
-        _number("huber delta", self.delta, positive=True)
-        if self.lr is not None:
-            _number("learning rate", self.lr, positive=True)
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) \
-                or not 0 <= self.steps <= MAX_STEPS:
-            raise InputError("bad number of steps", expected=f"a whole number 0..{MAX_STEPS}",
-                             given=self.steps)
-        if self.starts is not None and (not isinstance(self.starts, int) or isinstance(
-                self.starts, bool) or not 1 <= self.starts <= MAX_STARTS):
-            raise InputError("bad number of starts", expected=f"a whole number 1..{MAX_STARTS}",
-                             given=self.starts)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise InputError("bad seed", expected="a whole number >= 0", given=self.seed)
-        for name in ("ftol", "gtol"):
-            if getattr(self, name) is not None:
-                _number(name, getattr(self, name), positive=False)
-        if self.divergence != float("inf"):       # inf: never call a growing loss diverged
-            _number("divergence factor", self.divergence, positive=True)
-        if self.time_limit is not None:
-            _number("time limit", self.time_limit, positive=True)
+        """Every field by its row of ``SETTINGS``; p0 and fixed values finite; the options
+        taken by the optimizer and each within its row's range."""
+        for f in dataclasses.fields(self):
+            SETTINGS[f.name].check(getattr(self, f.name))
         for name, value in self.p0 + self.fixed:
-            _number(f"value of {name!r}", value, positive=False)
+            _finite(f"value of {name!r}", value)
         resolve_options(OPTIMIZERS[self.optimizer], self.options_dict)
-        if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
-            raise InputError("bad device", expected="cpu, cuda, cuda:N or mps", given=self.device)
+        check_options(self.options_dict)
 
     # --- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -169,42 +143,21 @@ class FitConfig:
             value = getattr(self, f.name)
             if value == getattr(default, f.name):
                 continue
-            if f.name in ("p0", "options", "fixed", "bounds"):
+            if SETTINGS[f.name].kind == "map":
                 value = json.dumps(self.to_dict()[f.name])
             pairs.append((f.name, "" if value is None else str(value)))
         return urlencode(pairs)
 
     @classmethod
     def from_query(cls, query: str) -> "FitConfig":
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        """Each value parsed by its row's type (``Setting.parse_text``)."""
+        known = [f.name for f in dataclasses.fields(cls)]
         d: dict[str, Any] = {}
         for key, text in parse_qsl(query.lstrip("?#"), keep_blank_values=True):
-            if key not in types:
-                raise InputError(f"unknown setting {key!r}", expected="some of " + ", ".join(types))
-            d[key] = _parse_query_value(key, types[key], text)
+            if key not in known:
+                raise InputError(f"unknown setting {key!r}", expected="some of " + ", ".join(known))
+            d[key] = SETTINGS[key].parse_text(text)
         return cls.from_dict(d)
-
-
-def _parse_query_value(key: str, type_text: str, text: str):
-    try:
-        if key in ("p0", "options", "bounds", "fixed"):
-            value = json.loads(text)
-            if not isinstance(value, dict):
-                raise ValueError
-            return value
-        if text == "" and "None" in type_text:
-            return None
-        if type_text.startswith("bool"):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return text.lower() in ("true", "1")
-        if type_text.startswith("int"):
-            return int(text)
-        if type_text.startswith("float"):
-            return float(text)
-        return text
-    except ValueError:
-        raise InputError(f"bad value for {key!r} in the query", given=text) from None
 
 
 def _bound_pair(name, pair) -> tuple[float, float]:
@@ -221,14 +174,6 @@ def _bound_pair(name, pair) -> tuple[float, float]:
     return lo, hi
 
 
-def _choice(what: str, value, registry) -> None:
-    if value not in registry:
-        raise InputError(f"unknown {what} {value!r}", expected="one of " + ", ".join(registry))
-
-
-def _number(what: str, value, positive: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (positive and value <= 0) or (not positive and what in ("ftol", "gtol") and value < 0):
-        raise InputError(f"bad {what}",
-                         expected="a positive finite number" if positive else "a finite number",
-                         given=value)
+def _finite(what: str, value) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise InputError(f"bad {what}", expected="a finite number", given=value)

@@ -33,6 +33,7 @@ from ..errors import GradfitError, InputError
 from ..finite_json import dumps
 from ..losses import LOSSES
 from ..optimizers import OPTIMIZERS
+from ..settings import describe as describe_settings
 from . import compute
 from .code import snippet
 from .csv_upload import read_upload
@@ -181,6 +182,7 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
             "page_optimizers": list(PAGE_OPTIMIZERS),
             "datasets": {k: d.to_dict() for k, d in DATASETS.items()},
             "limits": {**LIMITS, **limits.to_dict()},
+            "settings": describe_settings(),      # every run setting: type, choices, range
             **page_meta(),
         }
 

@@ -3,15 +3,20 @@
 Every request is checked here, at the boundary; a bad one gets a 422 whose ``detail`` is
 one line saying what was wrong, what was expected and what was given (see ``app.py``).
 The limits are stated once, as constants, and ``/api/meta`` reports them to the page.
+
+A field that is a run setting (model, loss, optimizer, lr, steps, seed, p0 ...) takes its
+choices, range and help from the settings table (``gradfit.settings.SETTINGS``) through
+``setting()`` and ``Choice()``: a name registered in ``OPTIMIZERS`` is accepted here with
+nothing to edit, and the server may only tighten the table's ranges (checked on import).
+The other fields are the requests' own shapes, listed in ``REQUEST_FIELDS``.
 """
 from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..losses import LOSSES
-from ..optimizers import OPTIMIZERS
+from ..settings import SETTINGS
 
 MAX_POINTS = 100_000          # data points in one request
 MAX_STEPS = 1_000_000         # steps in one run
@@ -29,6 +34,42 @@ LIMITS = {name: value for name, value in globals().items()
           if name.startswith("MAX_") or name in ("RUN_TIME_LIMIT", "FRAME_SECONDS")}
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+_UNSET = object()
+#: request fields that are not run settings (the data, views, paging of a stream)
+REQUEST_FIELDS = frozenset({
+    "data", "x", "y", "x2", "inputs", "sigma", "params", "optimum", "optimum_loss",
+    "curve_points", "names", "slice", "resolution", "span", "path", "steps_per_frame",
+    "step_offset", "paced", "type", "name", "n", "mult", "add", "source", "file", "points",
+    "split_seed"})
+#: fields named otherwise than their row of the table
+ALIASES = {"split_seed": "seed"}
+
+
+def Choice(name: str):
+    """A ``str`` field allowed the table's choices for ``name`` (a registry's names, read at
+    each request and each schema build); a bad one is refused in the table's own words."""
+    row = SETTINGS[name]
+    return Annotated[str, AfterValidator(row.check),
+                     Field(description=row.help,
+                           json_schema_extra=lambda schema: schema.update(enum=row.names()))]
+
+
+def setting(name: str, default=_UNSET, **tighter):
+    """A ``Field`` with the table's default, help and range for ``name``; ``tighter``
+    (``ge``/``gt``/``le``/``lt``, ``max_length`` ...) may only narrow the range."""
+    row = SETTINGS[name]
+    low = {("gt" if row.low_open else "ge"): row.low} if row.low is not None else {}
+    high = {("lt" if row.high_open else "le"): row.high} if row.high is not None else {}
+    for key, value in tighter.items():
+        if key in ("ge", "gt"):
+            assert row.low is None or value >= row.low, f"{name}: looser than the table"
+            low = {key: value}
+        elif key in ("le", "lt"):
+            assert row.high is None or value <= row.high, f"{name}: looser than the table"
+            high = {key: value}
+    rest = {k: v for k, v in tighter.items() if k not in ("ge", "gt", "le", "lt")}
+    return Field(row.default if default is _UNSET else default, description=row.help,
+                 **low, **high, **rest)
 
 
 class Strict(BaseModel):
@@ -77,18 +118,11 @@ class ProblemIn(Strict):
     """A model, a loss and the data it is measured on."""
 
     data: Points
-    model: str = Field(min_length=1, max_length=MAX_EXPR_LEN)
-    loss: str = "mae"
-    delta: Finite = Field(1.0, gt=0)
-    test_fraction: Finite = Field(0.0, ge=0, le=0.9)   # points held out as a test set
-    split_seed: int = Field(0, ge=0, le=2**32 - 1)
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, v):
-        if v not in LOSSES:
-            raise ValueError(f"unknown loss {v!r}: expected one of {', '.join(LOSSES)}")
-        return v
+    model: str = setting("model", ..., min_length=1, max_length=MAX_EXPR_LEN)
+    loss: Choice("loss") = "mae"
+    delta: Finite = setting("delta")
+    test_fraction: Finite = setting("test_fraction")   # points held out as a test set
+    split_seed: int = setting("seed")
 
 
 Params = dict[str, Finite]
@@ -97,9 +131,9 @@ Params = dict[str, Finite]
 class ModelIn(Strict):
     """A model's parameter names and its default start on the given data."""
 
-    model: str = Field(min_length=1, max_length=MAX_EXPR_LEN)
+    model: str = setting("model", ..., min_length=1, max_length=MAX_EXPR_LEN)
     data: Optional[Points] = None
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    seed: int = setting("seed")
 
 
 class EvalIn(ProblemIn):
@@ -132,9 +166,9 @@ class LandscapeIn(ProblemIn):
 class ExactIn(ProblemIn):
     """The exact optimum (optimizer ``auto``: LM for mse, IRLS for mae and huber)."""
 
-    p0: Optional[Params] = None
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    steps: int = Field(200, ge=1, le=10_000)
+    p0: Optional[Params] = setting("p0", None)
+    seed: int = setting("seed")
+    steps: int = setting("steps", 200, ge=1, le=10_000)
 
 
 class DataIn(Strict):
@@ -144,17 +178,17 @@ class DataIn(Strict):
     n: int = Field(20, ge=1, le=MAX_POINTS)
     mult: Finite = Field(0.15, ge=0, le=MAX_NOISE)
     add: Finite = Field(1.5, ge=0, le=MAX_NOISE)
-    seed: int = Field(42, ge=0, le=2**32 - 1)
+    seed: int = setting("seed", 42)
 
 
 class RunIn(ProblemIn):
     """A run to stream: ``steps`` more steps from ``p0``, numbered from ``step_offset``."""
 
-    optimizer: str = "gd"
-    lr: Optional[Finite] = Field(None, gt=0)
-    steps: int = Field(1000, ge=1, le=MAX_STEPS)
-    p0: Optional[Params] = None
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    optimizer: Choice("optimizer") = "gd"
+    lr: Optional[Finite] = setting("lr")
+    steps: int = setting("steps", 1000, ge=1, le=MAX_STEPS)
+    p0: Optional[Params] = setting("p0", None)
+    seed: int = setting("seed")
     steps_per_frame: int = Field(10, ge=1, le=MAX_STEPS_PER_FRAME)
     step_offset: int = Field(0, ge=0)
     optimum: Optional[Params] = None
@@ -162,35 +196,14 @@ class RunIn(ProblemIn):
     curve_points: int = Field(200, ge=2, le=MAX_CURVE_POINTS)
     paced: bool = True          # False: send as fast as the fit runs (benchmarks)
 
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, v):
-        if v not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {v!r}: expected one of {', '.join(OPTIMIZERS)}")
-        return v
-
 
 class SetIn(Strict):
     """A change of settings while a run plays: it goes on from where it is."""
 
     type: str = "set"
-    lr: Optional[Finite] = Field(None, gt=0)
-    loss: Optional[str] = None
-    optimizer: Optional[str] = None
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, v):
-        if v is not None and v not in LOSSES:
-            raise ValueError(f"unknown loss {v!r}: expected one of {', '.join(LOSSES)}")
-        return v
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, v):
-        if v is not None and v not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {v!r}: expected one of {', '.join(OPTIMIZERS)}")
-        return v
+    lr: Optional[Finite] = setting("lr")
+    loss: Optional[Choice("loss")] = None
+    optimizer: Optional[Choice("optimizer")] = None
 
 
 Name = Annotated[str, Field(max_length=200)]
@@ -205,7 +218,7 @@ class CodeData(Strict):
     n: Optional[int] = Field(None, ge=1, le=MAX_POINTS)
     mult: Optional[Finite] = Field(None, ge=0, le=MAX_NOISE)
     add: Optional[Finite] = Field(None, ge=0, le=MAX_NOISE)
-    seed: int = Field(42, ge=0, le=2**32 - 1)
+    seed: int = setting("seed", 42)
     file: Optional[Name] = None
     x: Optional[Name] = None
     y: Optional[Name] = None
@@ -223,27 +236,12 @@ class CodeIn(Strict):
     """The page's state, for the "show code" snippet."""
 
     data: CodeData = Field(default_factory=CodeData)
-    model: str = Field("a*x^2 + b*x + c", min_length=1, max_length=MAX_EXPR_LEN)
-    loss: str = "mae"
-    optimizer: str = "gd"
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, v):
-        if v not in LOSSES:
-            raise ValueError(f"unknown loss {v!r}: expected one of {', '.join(LOSSES)}")
-        return v
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, v):
-        if v not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {v!r}: expected one of {', '.join(OPTIMIZERS)}")
-        return v
-
-    lr: Optional[Finite] = Field(None, gt=0)
-    steps: int = Field(1000, ge=1, le=MAX_STEPS)
-    p0: Optional[Params] = None
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    model: str = setting("model", min_length=1, max_length=MAX_EXPR_LEN)
+    loss: Choice("loss") = "mae"
+    optimizer: Choice("optimizer") = "gd"
+    lr: Optional[Finite] = setting("lr")
+    steps: int = setting("steps", 1000, ge=1, le=MAX_STEPS)
+    p0: Optional[Params] = setting("p0", None)
+    seed: int = setting("seed")
     points: Optional[Points] = None       # edited or uploaded data: written out literally
 

@@ -6,7 +6,7 @@
         --scheduler tcp://HOST:8786          # no --group: one series, out of core
 
 It is taken when ``--workers`` or ``--scheduler`` is given, or the data is Parquet, a
-folder or a glob (one CSV file with ``--group`` is fitted in this process, ``cli_many``);
+folder or a glob (one CSV file with ``--group`` is fitted in this process, ``cli/many.py``);
 ``--out`` writes the table of fits as CSV or Parquet. Exit codes as ``gradfit fit``: 0
 every fit converged, 1 some did not (their rows say why), 2 bad input. Dask is imported
 only here, when such a command runs.
@@ -14,10 +14,11 @@ only here, when such a command runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from .errors import InputError
+from ..errors import InputError
+from .exits import EXIT_FAILED, EXIT_OK
+from .parsing import assignments_or_none, parse_bounds, write_json, write_text
 
 SHOW_ROWS = 20
 
@@ -39,26 +40,23 @@ def wants_dask(args) -> bool:
 
 
 def _kwargs(args) -> dict:
-    from .cli import parse_assignments, parse_bounds
     kw = dict(loss=args.loss, delta=args.delta, optimizer=args.optimizer, steps=args.steps,
               seed=args.seed, absolute_sigma=args.absolute_sigma)
     if args.lr is not None:
         kw["lr"] = args.lr
     if args.p0:
-        kw["p0"] = parse_assignments(args.p0, "--p0")
-    return kw, (parse_bounds(args.bounds) if args.bounds else None), \
-        (parse_assignments(args.fix, "--fix") if args.fix else None)
+        kw["p0"] = assignments_or_none(args.p0, "--p0")
+    return kw, parse_bounds(args.bounds), assignments_or_none(args.fixed, "--fix")
 
 
 def cmd_fit_dask(args) -> int:
     """The ``fit`` command on Dask; returns the exit code."""
-    from .cli import EXIT_FAILED, EXIT_OK
     x = (args.x or "x").split(",")
     y = args.y or "y"
     kw, bounds, fixed = _kwargs(args)
     show = not args.quiet and args.json != "-" and sys.stderr.isatty()
     if args.group:
-        from .dask_fit import fit_table
+        from ..dask_fit import fit_table
         if args.out and not args.out.endswith((".csv", ".parquet")):
             raise InputError("bad --out", expected="a .csv or .parquet path", given=args.out)
         table = fit_table(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
@@ -73,28 +71,18 @@ def cmd_fit_dask(args) -> int:
             if len(table) > SHOW_ROWS:
                 print(f"... {len(table)} rows (--out PATH writes them all)")
         if args.json:
-            text = table.to_json(orient="records")
-            if args.json == "-":
-                print(text)
-            else:
-                with open(args.json, "w", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
+            write_text(args.json, table.to_json(orient="records"))
         print(f"gradfit: {ok} of {len(table)} groups converged", file=sys.stderr)
         return EXIT_OK if ok == len(table) else EXIT_FAILED
     if bounds or fixed:
         raise InputError("--bounds and --fix are not supported out of core",
                          expected="a fit without them, or --group for many series")
-    from .out_of_core import fit_out_of_core
+    from ..out_of_core import fit_out_of_core
     r = fit_out_of_core(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
                         sigma=args.sigma, scheduler=args.scheduler, workers=args.workers, **kw)
     payload = {k: v for k, v in vars(r).items() if k != "covariance"}
     if args.json:
-        text = json.dumps(payload)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+        write_json(args.json, payload)
     if args.json != "-" and not args.quiet:
         for name, v in r.params.items():
             err = f" +/- {r.stderr[name]:.6g}" if r.stderr else ""

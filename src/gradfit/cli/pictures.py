@@ -1,14 +1,78 @@
 """The command line's pictures: ``fit --plot/--animate``, ``landscape``, ``lr-sweep`` and
-``lesson --pictures``. ``gradfit.cli`` parses the arguments and calls these lazily, so
-the other commands never load matplotlib."""
+``lesson --pictures``. matplotlib (``gradfit.plots``) is imported inside the commands that
+draw, so the other commands never load it; ``plots/`` imports nothing from here."""
 from __future__ import annotations
 
-import json
-
-from .. import landscape as core
-from .. import learning_rates as rates
 from ..errors import InputError
-from ..models import make_model, start_values
+from .exits import EXIT_OK
+from .inputs import add_data_args, load
+from .options import add_settings
+from .parsing import assignments_or_none, parse_assignments, write_json
+
+LANDSCAPE_EXAMPLES = """examples:
+  gradfit landscape lesson --model "a*x^2 + b*x + c" --params a,b --loss mae
+  gradfit landscape lesson --model "a*x + b" --params a,b --lr 0.1 --out path.png
+  gradfit landscape lesson --model "a*x^2 + b*x + c" --params a --around b=1.1,c=1.1 \\
+      --p0 a=1.1,b=1.1,c=1.1 --fix-others --loss mae --lr 1 --steps 10
+"""
+LR_SWEEP_EXAMPLES = """examples:
+  gradfit lr-sweep lesson --model "a*x^2 + b*x + c" --lrs 0.001,0.01,0.1,1,3
+  gradfit lr-sweep lesson --model relu:5 --optimizer adam --lrs 0.001,0.01,0.1 --find
+"""
+#: the run behind a picture: gradient descent by default (the lesson's), from the table
+PATH_SETTINGS = ("optimizer", "lr", "steps", "p0", "seed")
+
+
+def add_parsers(sub, fmt) -> None:
+    land = sub.add_parser("landscape", help="the loss over one or two parameters, with the "
+                          "optimizer's path on it", epilog=LANDSCAPE_EXAMPLES, formatter_class=fmt)
+    add_data_args(land)
+    land.add_argument("--params", required=True,
+                      help="one or two parameter names, e.g. a,b (one: the loss against it, "
+                      "each step an arrow)")
+    land.add_argument("--around", help="values to hold the other parameters at and to centre "
+                      "the view on, e.g. c=1 (default: the fit's values)")
+    land.add_argument("--span", help="the view: a half-width such as 2, or per parameter "
+                      "a=2,b=0:5 (half-width or low:high); default: around the fit and its path")
+    land.add_argument("--resolution", type=int, help="grid points per axis (default 81; 301 "
+                      "for one parameter)")
+    land.add_argument("--fix-others", action="store_true", help="fit only --params, the others "
+                      "held at --around (else --p0, else their start): the path then lies on "
+                      "the drawn surface")
+    add_settings(land, PATH_SETTINGS, optimizer="gd", steps=200)
+    land.add_argument("--out", "-O", default="landscape.png", help="the picture (default "
+                      "landscape.png)")
+    land.set_defaults(func=cmd_landscape)
+
+    sweep = sub.add_parser("lr-sweep", help="the same fit at several learning rates, side by "
+                           "side and labelled", epilog=LR_SWEEP_EXAMPLES, formatter_class=fmt)
+    add_data_args(sweep)
+    sweep.add_argument("--lrs", default="0.001,0.01,0.1,1",
+                       help="learning rates, comma-separated (default 0.001,0.01,0.1,1)")
+    sweep.add_argument("--find", action="store_true", help="also run the learning-rate finder "
+                       "(fastai's lr_find) and mark its suggestion")
+    add_settings(sweep, [n for n in PATH_SETTINGS if n != "lr"], optimizer="gd", steps=100)
+    sweep.add_argument("--out", "-O", default="lr-sweep.png",
+                       help="the picture (default lr-sweep.png)")
+    sweep.set_defaults(func=cmd_lr_sweep)
+
+
+def _path_kwargs(args) -> dict:
+    kw = dict(optimizer=args.optimizer, steps=args.steps, seed=args.seed,
+              p0=assignments_or_none(args.p0, "--p0"))
+    if getattr(args, "lr", None) is not None:
+        kw["lr"] = args.lr
+    return kw
+
+
+def cmd_landscape(args) -> int:
+    landscape_command(args, load(args), _path_kwargs(args))
+    return EXIT_OK
+
+
+def cmd_lr_sweep(args) -> int:
+    lr_sweep_command(args, load(args), _path_kwargs(args))
+    return EXIT_OK
 
 
 def parse_names(text: str) -> list[str]:
@@ -22,6 +86,7 @@ def parse_names(text: str) -> list[str]:
 
 def parse_span(text: str | None):
     """``"2"`` (a half-width for each) or ``"a=2,b=0:5"`` (half-width or low:high)."""
+    from .. import landscape as core
     if text is None:
         return None
     hint = "a half-width such as 2, or a=2,b=0:5 (half-width or low:high per parameter)"
@@ -42,6 +107,7 @@ def parse_span(text: str | None):
 
 def parse_lrs(text: str) -> list[float]:
     """``"0.001,0.01,0.1"`` -> rates, each positive."""
+    from .. import learning_rates as rates
     try:
         lrs = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
@@ -52,8 +118,8 @@ def parse_lrs(text: str) -> list[float]:
 
 def check_fit_outputs(args) -> None:
     """Refuse bad --plot and --animate paths before the fit runs."""
-    from .animation import check_animation_path
-    from .common import check_image_path
+    from ..plots.animation import check_animation_path
+    from ..plots.common import check_image_path
     if args.plot:
         check_image_path(args.plot)
     if args.animate:
@@ -63,9 +129,9 @@ def check_fit_outputs(args) -> None:
 
 
 def write_fit_pictures(args, result, data, say) -> None:
-    from .animation import animate
-    from .common import save
-    from .curves import fit
+    from ..plots.animation import animate
+    from ..plots.common import save
+    from ..plots.curves import fit
     if args.plot:
         say(f"picture: {save(fit(result, data), args.plot)}")
     if args.animate:
@@ -75,9 +141,11 @@ def write_fit_pictures(args, result, data, say) -> None:
 
 def landscape_command(args, data, fit_kwargs: dict) -> None:
     """Fit (the optimizer's path), then draw the loss over --params around it."""
+    from .. import landscape as core
+    from ..models import make_model, start_values
     from ..fit import iter_fit
-    from .common import check_image_path, save
-    from .surface import landscape
+    from ..plots.common import check_image_path, save
+    from ..plots.surface import landscape
     names = parse_names(args.params)
     around = _assignments(args.around, "--around")
     span = parse_span(args.span)
@@ -109,13 +177,14 @@ def landscape_command(args, data, fit_kwargs: dict) -> None:
     save(fig, out)
     if args.json:
         payload = _landscape_json(problem, r, names, around, span, args.resolution)
-        _emit_json(args.json, payload)
+        write_json(args.json, payload)
     if args.json != "-":
         print(f"wrote {out}: {r.loss_name} over {', '.join(names)}; path: {r.method}, "
               f"{r.steps} steps, loss {r.history[0]:.4g} -> {r.loss:.4g} ({r.reason})")
 
 
 def _landscape_json(problem, r, names, around, span, resolution) -> dict:
+    from .. import landscape as core
     center = core.full_center(problem, {**r.params, **around})
     idx = [problem.model.param_names.index(n) for n in names]
     path = r.trajectory[:, idx]
@@ -132,8 +201,9 @@ def _landscape_json(problem, r, names, around, span, resolution) -> dict:
 
 def lr_sweep_command(args, data, fit_kwargs: dict) -> None:
     """Run the sweep (and the finder with --find), draw it, print the labels."""
-    from .common import check_image_path, save
-    from .rates import lr_sweep
+    from .. import learning_rates as rates
+    from ..plots.common import check_image_path, save
+    from ..plots.rates import lr_sweep
     lrs = parse_lrs(args.lrs)
     out = check_image_path(args.out)
     if args.find:
@@ -149,7 +219,7 @@ def lr_sweep_command(args, data, fit_kwargs: dict) -> None:
         payload = sweep.to_dict()
         if found is not None:
             payload["lr_find"] = found.to_dict()
-        _emit_json(args.json, payload)
+        write_json(args.json, payload)
     if args.json == "-":
         return
     print(f"{'lr':>10}  {'start':>11}  {'end':>11}  label")
@@ -164,23 +234,9 @@ def lr_sweep_command(args, data, fit_kwargs: dict) -> None:
 
 
 def lesson_pictures(directory) -> dict[str, str]:
-    from .lesson_plots import lesson_figures
+    from ..plots.lesson_plots import lesson_figures
     return {k: str(v) for k, v in lesson_figures(directory).items()}
 
 
 def _assignments(text, what) -> dict[str, float]:
-    from ..cli import parse_assignments
     return parse_assignments(text, what) if text else {}
-
-
-def _emit_json(target: str, payload: dict) -> None:
-    text = json.dumps(payload, indent=None if target == "-" else 2)
-    if target == "-":
-        print(text)
-        return
-    try:
-        with open(target, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    except OSError as exc:
-        raise InputError("cannot write the JSON file", expected="a writable path",
-                         given=f"{target} ({exc.strerror})") from None

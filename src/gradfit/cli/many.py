@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import sys
 
 import numpy as np
 
-from .errors import DataError, InputError
+from ..errors import DataError, InputError
+from .parsing import write_json
 
 
 def read_long_csv(path: str, x, y, sigma, group):
@@ -61,9 +61,9 @@ def read_long_csv(path: str, x, y, sigma, group):
             labels, tuple(xs))
 
 
-def cmd_fit_many(args, options: dict) -> int:
-    from .cli import parse_assignments, parse_bounds
-    from .fit_many import fit_many
+def cmd_fit_many(args, run_kwargs: dict) -> int:
+    """Fit every group of ``args.data``; ``run_kwargs``: the run's settings (``fit.run_kwargs``)."""
+    from ..fit_many import fit_many
     if args.plot or args.animate:
         raise InputError("--plot and --animate draw one fit", expected="no --group, or no "
                          "pictures")
@@ -71,14 +71,8 @@ def cmd_fit_many(args, options: dict) -> int:
                                                 args.group)
     bar = _bar(args)
     try:
-        res = fit_many(args.model, x, y, group=labels, sigma=sigma, loss=args.loss,
-                       delta=args.delta, optimizer=args.optimizer, lr=args.lr, steps=args.steps,
-                       p0=parse_assignments(args.p0, "--p0") if args.p0 else None,
-                       bounds=parse_bounds(args.bounds) if args.bounds else None,
-                       fixed=parse_assignments(args.fix, "--fix") if args.fix else None,
-                       seed=args.seed, ftol=args.ftol, gtol=args.gtol, schedule=args.schedule,
-                       dtype=args.dtype, device=args.device, inputs=xnames,
-                       absolute_sigma=args.absolute_sigma, progress=bar, **options)
+        res = fit_many(args.model, x, y, group=labels, sigma=sigma, inputs=xnames,
+                       progress=bar, **run_kwargs)
     finally:
         if bar is not None:
             bar.close()
@@ -89,12 +83,7 @@ def cmd_fit_many(args, options: dict) -> int:
             raise InputError("cannot write the table", expected="a writable path",
                              given=f"{args.out} ({exc.strerror})") from None
     if args.json:
-        text = json.dumps(_records(res), indent=None if args.json == "-" else 2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+        write_json(args.json, _records(res))
     elif not args.out:
         sys.stdout.write(res.to_csv())
     if not args.quiet and args.json != "-" and args.out:

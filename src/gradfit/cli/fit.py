@@ -1,0 +1,120 @@
+"""``gradfit fit``: arguments -> one fit (or one per group, or on Dask) -> report and files."""
+from __future__ import annotations
+
+import sys
+
+from .exits import EXIT_FAILED, EXIT_OK
+from .inputs import add_data_args, load
+from .options import add_settings, optimizer_options
+from .parsing import assignments_or_none, parse_bounds, write_json
+
+FIT_EXAMPLES = """examples:
+  gradfit fit lesson --model "a*x^2 + b*x + c" --optimizer gd --lr 0.1 --steps 500
+  gradfit fit lesson --model relu:5 --optimizer adam --steps 2000
+  gradfit fit data.csv --x t --y signal --sigma err --model "A*exp(-k*t) + C" --p0 A=10,k=0.5
+  gradfit fit lesson --model poly:2 --optimizer lbfgs --json -
+  gradfit fit lesson --model "a*x^2 + b*x + c" --bounds a=0:2.5 --fix c=1
+  gradfit fit lesson --model relu:5 --optimizer adam --plot fit.png --animate fit.gif
+  gradfit fit plate.csv --group well --x t --y od --model "A/(1+exp(-k*(t-t0)))" --out fits.csv
+  gradfit fit 'data/*.parquet' --group id --x t --y v --model "A*exp(-k*t)" --workers 4
+  gradfit fit 'big/*.parquet' --x t --y v --model "A*exp(-k*t)" --scheduler tcp://HOST:8786
+"""
+#: the run settings of ``gradfit fit``, in the order of ``--help`` (rows of ``SETTINGS``)
+FIT_SETTINGS = ("optimizer", "lr", "steps", "p0", "bounds", "fixed", "absolute_sigma", "seed",
+                "starts", "schedule", "momentum", "nesterov", "batch_size", "accumulate_grad",
+                "weight_decay", "ftol", "gtol", "time_limit", "divergence", "dtype", "device")
+
+
+def add_parser(sub, fmt) -> None:
+    from .dask import add_arguments             # --workers, --scheduler: on Dask
+    fitp = sub.add_parser("fit", help="fit a model to data", epilog=FIT_EXAMPLES,
+                          formatter_class=fmt)
+    add_data_args(fitp)
+    add_settings(fitp, FIT_SETTINGS)
+    fitp.add_argument("--group", help="column naming the series of a long table: fit every "
+                      "series (fit_many), one row per series")
+    fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this CSV")
+    add_arguments(fitp)
+    fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
+    fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "
+                      "residuals and the loss over steps (.png, .pdf, .svg)")
+    fitp.add_argument("--animate", metavar="PATH", help="the fit moving step by step "
+                      "(.gif; .mp4 when ffmpeg is installed)")
+    fitp.add_argument("--frames", type=int, default=100,
+                      help="most frames of --animate, sampled over the run (default 100)")
+    fitp.set_defaults(func=cmd_fit)
+
+
+def run_kwargs(args) -> dict:
+    """The keyword arguments of ``iter_fit``/``fit_many`` given on the command line."""
+    kw = dict(loss=args.loss, delta=args.delta, optimizer=args.optimizer, lr=args.lr,
+              steps=args.steps, p0=assignments_or_none(args.p0, "--p0"),
+              bounds=parse_bounds(args.bounds), fixed=assignments_or_none(args.fixed, "--fix"),
+              seed=args.seed, ftol=args.ftol, gtol=args.gtol, schedule=args.schedule,
+              divergence=args.divergence, dtype=args.dtype, device=args.device,
+              absolute_sigma=args.absolute_sigma, **optimizer_options(args))
+    if args.starts is not None:
+        kw["starts"] = args.starts
+    return kw
+
+
+def cmd_fit(args) -> int:
+    from .dask import cmd_fit_dask, wants_dask
+    if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
+        return cmd_fit_dask(args)
+    if args.group:                # many series: one fit each, one row each
+        from .many import cmd_fit_many
+        return cmd_fit_many(args, run_kwargs(args))
+    from ..data import check_enough_points
+    from ..fit import iter_fit
+    data = load(args)
+    if args.plot or args.animate:
+        from .pictures import check_fit_outputs
+        check_fit_outputs(args)
+    run = iter_fit(args.model, data.x, data.y, sigma=data.sigma, time_limit=args.time_limit,
+                   inputs=data.x_names, **run_kwargs(args))
+    if run.problem.model.identifiable:
+        check_enough_points(data, run.problem.model.n_params)
+    if data.dropped and args.json != "-":
+        print(f"gradfit: dropped {data.dropped} row(s) holding NaN, inf or empty cells",
+              file=sys.stderr)
+    show_bar = not args.quiet and args.json != "-" and sys.stdout.isatty()
+    _drain(run, args.steps, show_bar)
+    result = run.result
+    if args.json:
+        write_json(args.json, result.to_dict(history=args.json != "-"))
+    if args.json != "-" and not args.quiet:
+        print(result.report())
+    if args.plot or args.animate:
+        from .pictures import write_fit_pictures
+        write_fit_pictures(args, result, data,
+                           say=print if args.json != "-" and not args.quiet else _silent)
+    if not result.converged:       # diverged, failed, or stopped before the optimum
+        hint = "; allow more with --steps" if result.reason == "max_steps" else ""
+        print(f"gradfit: not converged: {result.message}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _silent(text: str) -> None:
+    pass
+
+
+def _drain(run, steps: int, show_bar: bool) -> None:
+    """Run the fit; a progress bar observes it when the fit lasts over a second."""
+    tqdm = None
+    if show_bar:
+        try:
+            from tqdm import tqdm      # the [cli] extra; without it, no bar
+        except ImportError:
+            pass
+    if tqdm is None:
+        for _ in run:
+            pass
+        return
+    with tqdm(total=steps, delay=1.0, file=sys.stderr, unit="step", leave=False) as bar:
+        for i, record in enumerate(run):
+            if i % 50 == 0:
+                bar.set_postfix_str(f"loss={record.loss:.4g}", refresh=False)
+                bar.update(50 if i else 1)
+

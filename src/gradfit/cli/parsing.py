@@ -1,0 +1,84 @@
+"""The command line's small languages, parsed once: ``a=1,b=2``, bounds ``a=0:10,b=:5``,
+sizes ``1G``, lists of numbers; and JSON written once (strict: never NaN or Infinity).
+
+    >>> parse_assignments("a=1.1, b=2", "--p0")
+    {'a': 1.1, 'b': 2.0}
+    >>> parse_bounds("a=0:10,b=:5")
+    {'a': (0.0, 10.0), 'b': (None, 5.0)}
+    >>> parse_size("512M")
+    536870912
+"""
+from __future__ import annotations
+
+from .. import finite_json
+from ..errors import InputError
+
+
+def parse_assignments(text: str, what: str) -> dict[str, float]:
+    """``"a=1.1,b=2"`` -> ``{"a": 1.1, "b": 2.0}``."""
+    values = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        try:
+            if not eq or not name.strip():
+                raise ValueError
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"bad {what}", expected="name=value pairs separated by commas, "
+                             "e.g. a=1.1,b=2", given=part) from None
+    return values
+
+
+def assignments_or_none(text: str | None, what: str) -> dict[str, float] | None:
+    """``parse_assignments`` of an option that may be absent (None stays None)."""
+    return parse_assignments(text, what) if text else None
+
+
+def parse_size(text: str) -> int:
+    """``"1G"`` -> 1073741824, ``"512M"`` -> 536870912, ``"2000000"`` -> 2000000 (bytes)."""
+    t = text.strip().upper().removesuffix("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale > 1 else t) * scale
+    except ValueError:
+        value = -1
+    if not 0 < value < 1 << 50:
+        raise InputError("bad --max-memory", expected="a size such as 1G or 1500M", given=text)
+    return int(value)
+
+
+def parse_bounds(text: str | None) -> dict[str, tuple[float | None, float | None]] | None:
+    """``"a=0:10,b=:5"`` -> ``{"a": (0.0, 10.0), "b": (None, 5.0)}`` (empty side: no bound)."""
+    if not text:
+        return None
+    bounds = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, pair = part.partition("=")
+        lo, colon, hi = pair.partition(":")
+        try:
+            if not eq or not colon or not name.strip():
+                raise ValueError
+            bounds[name.strip()] = (float(lo) if lo.strip() else None,
+                                    float(hi) if hi.strip() else None)
+        except ValueError:
+            raise InputError("bad --bounds", expected="name=low:high pairs separated by commas, "
+                             "e.g. a=0:10,b=:5", given=part) from None
+    return bounds
+
+
+def write_text(target: str, text: str) -> None:
+    """``text`` to stdout (``target`` ``-``) or to the file ``target``."""
+    if target == "-":
+        print(text)
+        return
+    try:
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        raise InputError("cannot write the JSON file", expected="a writable path",
+                         given=f"{target} ({exc.strerror})") from None
+
+
+def write_json(target: str, payload) -> None:
+    """``payload`` as strict JSON (``finite_json``): one line on stdout, indented in a file."""
+    write_text(target, finite_json.dumps(payload, indent=None if target == "-" else 2))

@@ -1,0 +1,51 @@
+"""``gradfit serve``: the playground in the browser (the web stack is imported only here)."""
+from __future__ import annotations
+
+import sys
+
+from ..datasets import DATASETS
+from ..errors import InputError
+from .exits import EXIT_OK, EXIT_PORT
+from .parsing import parse_size
+
+SERVE_EXAMPLES = """examples:
+  gradfit serve                     # then open http://127.0.0.1:8000/
+  gradfit serve --port 8080 --open  # another port, and open a browser
+  gradfit serve --data outliers     # start on another built-in dataset
+"""
+
+
+def add_parser(sub, fmt) -> None:
+    servep = sub.add_parser("serve", help="the playground in the browser: fit by hand, watch "
+                            "gradient descent", epilog=SERVE_EXAMPLES, formatter_class=fmt)
+    servep.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1, this machine only)")
+    servep.add_argument("--port", type=int, default=8000, help="default 8000")
+    servep.add_argument("--open", action="store_true", help="open the page in a browser")
+    servep.add_argument("--data", default="lesson", choices=list(DATASETS),
+                        help="the built-in dataset the page opens with (default: lesson)")
+    servep.add_argument("--max-memory", default="1G", metavar="SIZE",
+                        help="the server's memory cap, e.g. 1G or 1500M (default 1G): every "
+                        "request is priced against it")
+    servep.add_argument("--max-seconds", type=float, default=10.0, metavar="S",
+                        help="seconds a request may compute before it is cancelled (default 10)")
+    servep.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                        help="a page origin allowed besides the server's own, e.g. "
+                        "http://localhost:3000 (repeatable)")
+    servep.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from ..web import serve          # here, so that the core never loads the web stack
+    if not 0 < args.port < 65536:
+        raise InputError("bad --port", expected="a port number 1..65535", given=args.port)
+    try:
+        serve(host=args.host, port=args.port, open_browser=args.open, data=args.data,
+              max_memory=parse_size(args.max_memory), max_seconds=args.max_seconds,
+              origins=tuple(args.allow_origin))
+    except OSError as exc:     # raised by the bind, before any "open http://..." line
+        print(f"gradfit: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+              f"; try another port, e.g. --port {8080 if args.port != 8080 else 8081}",
+              file=sys.stderr)
+        return EXIT_PORT
+    return EXIT_OK
