@@ -16,6 +16,7 @@ or Origin; 429 busy. JSON answers never hold NaN or Infinity (``finite_json``).
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -73,6 +74,15 @@ def plotly_js() -> Path:
 
 def _error(status: int, detail: str) -> StrictJSONResponse:
     return StrictJSONResponse({"detail": detail}, status_code=status)
+
+
+def server_timing(arrived: float, start: float) -> str:
+    """The ``Server-Timing`` header of an answer: ``wait`` (ms queued for a worker) and
+    ``compute`` (ms to parse, price, compute and render it), so that a browser's
+    ``PerformanceResourceTiming.serverTiming`` splits a request's time into the server's
+    part and the rest (``benchmarks/bench_web.py``)."""
+    now = time.perf_counter()
+    return f"wait;dur={(start - arrived) * 1e3:.2f}, compute;dur={(now - start) * 1e3:.2f}"
 
 
 def _body(model: type[BaseModel]) -> dict:
@@ -134,14 +144,18 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
                   work: Callable):
         """Parse the body, price it and compute, in a worker; the answer rendered there."""
         body = await request.body()
+        arrived = time.perf_counter()
 
         def run(light: bool):
+            start = time.perf_counter()
             req = schema.model_validate_json(body)
             if price is not None:
                 cost = price(req, limits)
                 if light and not cost.light:
                     raise _Heavier
-            return StrictJSONResponse(work(req, limits))
+            answer = StrictJSONResponse(work(req, limits))
+            answer.headers["Server-Timing"] = server_timing(arrived, start)
+            return answer
 
         if len(body) <= LIGHT_BODY:
             try:

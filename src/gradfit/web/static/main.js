@@ -3,7 +3,7 @@
 import { api, get, upload } from "./api.js";
 import { rebuild, wireEditing } from "./edit.js";
 import { Player } from "./player.js";
-import { drawData, drawLandscape, drawLoss, drawSlice, viewPNG } from "./plots.js";
+import { dragMark, drawData, drawLandscape, drawLoss, drawSlice, dropDragMark, viewPNG } from "./plots.js";
 import { makeSliders, setSliders } from "./sliders.js";
 import { addChange, decode, encode, fmt, labelText, settingsAt } from "./state.js";
 
@@ -82,7 +82,7 @@ function buildSliders() {
   makeSliders($("sliders"), model.names, S.p, MAX_SLIDERS, (name, value) => {
     if (S.step > 0 || player.live) newStart();
     S.p[name] = value; S.p0 = { ...S.p };
-    evaluate(); landscapeSoon(); writeHash();
+    evaluate(); dragged(); writeHash();
   }, model.constants);
 }
 const showSliders = () => setSliders(model.names, S.p);
@@ -111,6 +111,22 @@ function show(loss, testLoss, curve, distance) {
   $("distance").textContent = fmt(distance);
 }
 
+// A slider's move redraws the curve and the loss at once (evaluate); the landscape and the
+// slice follow with a mark (dragMark) and are redrawn, from the server, once the drag has
+// rested for DRAG_REST ms: a contour's redraw holds the page's thread for tens of ms.
+const DRAG_REST = 250;
+let restTimer = null, markFrame = 0, moves = 0;
+function dragged() {
+  moves++;
+  if (!markFrame) markFrame = requestAnimationFrame(() => {
+    markFrame = 0;
+    if (model.names.length >= 2) dragMark("plot-landscape", [S.p[S.pa], S.p[S.pb]]);
+    dragMark("plot-slice", [S.p[S.ps], null]);
+  });
+  clearTimeout(restTimer);
+  restTimer = setTimeout(() => { restTimer = null; landscape(); }, DRAG_REST);
+}
+
 let landBusy = false, landAgain = false, landTimer = null;
 function landscapeSoon(delay = 150) {
   if (landTimer) return;
@@ -125,12 +141,17 @@ async function landscape() {
     const path = trail.map((p) => [p[a], p[b]]);
     const keep = [...path, [S.p[a], S.p[b]], [S.p0[a], S.p0[b]]];
     if (exact) keep.push([exact.params[a], exact.params[b]]);
+    const asked = moves;         // a slider moved since: this answer is stale, and redrawn at rest
     const r = await api("/api/landscape", { ...problem(), params: S.p, names: two ? [a, b] : null,
                                             slice: S.ps, resolution: 61, path: two ? keep : null });
-    drawLandscape(r.grid, { path, start: [S.p0[a], S.p0[b]], now: [S.p[a], S.p[b]],
-                            best: exact && [exact.params[a], exact.params[b]],
-                            bestName: model.flexible ? "best start" : "exact optimum" });
-    drawSlice(r.slice, S.p[S.ps]);
+    if (asked === moves) {
+      drawLandscape(r.grid, { path, start: [S.p0[a], S.p0[b]], now: [S.p[a], S.p[b]],
+                              best: exact && [exact.params[a], exact.params[b]],
+                              bestName: model.flexible ? "best start" : "exact optimum" });
+      dropDragMark("plot-landscape");
+      await new Promise((ok) => setTimeout(ok, 0));    // a slider's answer may be drawn between
+    }
+    if (asked === moves) { drawSlice(r.slice, S.p[S.ps]); dropDragMark("plot-slice"); }
   } catch (e) { /* shown by evaluate */ }
   landBusy = false;
   if (landAgain) { landAgain = false; landscapeSoon(); }
