@@ -4,8 +4,8 @@ Routes: ``/`` the page, ``/static/...`` its files, ``/plotly.min.js`` from the i
 plotly package (nothing is fetched from the internet), ``/api/meta`` the registries and
 limits, ``/api/data`` a built-in dataset, ``/api/csv`` an uploaded CSV, ``/api/model`` a
 model's parameters and start, ``/api/eval`` loss, gradient and curve, ``/api/landscape``,
-``/api/exact``, ``/api/code`` a Python snippet, and the WebSocket ``/api/run``
-(see ``runs.py``).
+``/api/exact``, ``/api/code`` a Python snippet, and the WebSocket ``/api/play``, the one
+run protocol (``runs.py``: the transport and its bounds; ``play.py``: the run).
 
 Every API request is read (its body capped by ``guard.Guard``), parsed, priced
 (``limits``) and computed in a worker thread of ``pool.WorkerPool``, never on the event
@@ -42,7 +42,6 @@ from .guard import Guard
 from .limits import ServerLimits
 from .pool import Busy, Cancelled, WorkerPool
 from .pagemeta import page_meta
-from .play import serve_play
 from .runs import RunLimiter, serve_run, validation_text
 from .shared import add_shared_routes
 from .schemas import (LIMITS, CodeIn, DataIn, ErrorOut, EvalIn, ExactIn, LandscapeIn, ModelIn)
@@ -239,14 +238,10 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
         """A Python snippet with gradfit that reproduces the page's run."""
         return await job(request, CodeIn, None, lambda req, _: {"code": snippet(req)})
 
-    @app.websocket("/api/run")
-    async def run(ws: WebSocket):
-        await serve_run(ws, app.state.runs, limits)
-
     @app.websocket("/api/play")
     async def play(ws: WebSocket):
-        """The page's runs: flow control, pause and step inside one run (see ``play.py``)."""
-        await serve_play(ws, app.state.runs)
+        """A run: flow control, pause and step inside one run (``runs.py``, ``play.py``)."""
+        await serve_run(ws, app.state.runs, limits)
 
     add_shared_routes(app)
 

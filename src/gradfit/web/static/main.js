@@ -298,7 +298,7 @@ async function onCSV(fields) {
   const keepInline = out.x.length <= MAX_LINK_POINTS;
   if (!keepInline) $("data-error").textContent = `more than ${MAX_LINK_POINTS} points: a copied link will not hold them`;
   S.data = "csv"; S.added = []; S.drop = []; S.move = {};
-  S.csv = { name: out.name, yName: out.y_name, x: out.x, y: out.y, inputs: out.inputs,
+  S.csv = { name: out.name, yName: out.y_name, sigmaName: out.sigma_name || null, x: out.x, y: out.y, inputs: out.inputs,
             ...(out.x2 ? { x2: out.x2 } : {}), ...(out.sigma ? { sigma: out.sigma } : {}) };
   if (!keepInline) S.csv = { ...S.csv, x: [], y: [] };
   base = { ...S.csv, x: out.x, y: out.y }; pts = { x: out.x, y: out.y, origin: [] };
@@ -395,13 +395,23 @@ function download(name, href) {
   const a = document.createElement("a");
   a.href = href; a.download = name; a.click();
 }
+// "Show code": the page's run and its exact fit as a gradfit script. Uploaded or edited
+// data go as points (the chosen columns' names, σ, both inputs; the training points only
+// when some are held out), a built-in dataset by its generator.
 async function showCode() {
-  const edited = S.data !== "lesson" && !(S.data in meta.datasets) || S.added.length || S.drop.length || Object.keys(S.move).length;
+  const edited = !(S.data in meta.datasets) || S.added.length || S.drop.length || Object.keys(S.move).length;
+  const held = lastEval && lastEval.test && lastEval.test.some(Boolean) ? lastEval.test : null;
+  const keep = (a) => a && (held ? a.filter((_, i) => !held[i]) : a);
+  const d = dataBody(), points = { x: keep(d.x), y: keep(d.y), inputs: d.inputs };
+  if (d.x2) points.x2 = keep(d.x2);
+  if (d.sigma) points.sigma = keep(d.sigma);
+  const csv = S.data === "csv" ? { source: "csv", file: base.name || null, x: base.inputs.join(","),
+                                   y: base.yName || null, sigma: base.sigmaName || null } : {};
   try {
     const r = await api("/api/code", {
-      data: S.data in meta.datasets ? { name: S.data, n: S.n, mult: S.mult, add: S.add, seed: S.dseed } : {},
+      data: S.data in meta.datasets ? { name: S.data, n: S.n, mult: S.mult, add: S.add, seed: S.dseed } : csv,
       model: S.model, loss: S.loss, optimizer: S.optimizer, lr: S.lr, steps: S.steps, p0: S.p0, seed: S.seed,
-      points: edited ? { x: pts.x, y: pts.y } : null });
+      points: edited ? points : null });
     $("code").textContent = r.code;
     $("code-dialog").showModal();
   } catch (e) { $("run-error").textContent = e.message; }
