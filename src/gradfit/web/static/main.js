@@ -4,6 +4,7 @@ import { api, get, upload } from "./api.js";
 import { rebuild, wireEditing } from "./edit.js";
 import { Player } from "./player.js";
 import { dragMark, drawData, drawLandscape, drawLoss, drawSlice, dropDragMark, viewPNG } from "./plots.js";
+import { codeBody, csvFields, csvMenus, download, fill, uncertaintyHTML } from "./panels.js";
 import { makeSliders, setSliders } from "./sliders.js";
 import { addChange, decode, encode, fmt, labelText, settingsAt } from "./state.js";
 
@@ -170,19 +171,9 @@ async function refreshExact() {
     $("exact-info").textContent = `${exact.label}: loss ${fmt(exact.loss)}` + (model.names.length <= 6 ? " at " +
       Object.entries(exact.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ") : "");
   } catch (e) { if (ticket === exactAsked) $("exact-info").textContent = e.message; }
-  if (ticket === exactAsked) showUncertainty();
+  if (ticket === exactAsked) $("uncertainty").innerHTML = uncertaintyHTML(exact);
 }
 
-function showUncertainty() {
-  const box = $("uncertainty");
-  const u = exact && exact.uncertainty;
-  if (!u) { box.innerHTML = exact ? `<div class="hint">${exact.uncertainty_note || ""}</div>` : ""; return; }
-  const rows = Object.entries(u.params).slice(0, 12).map(([n, p]) =>
-    `<tr><td>${n}</td><td>${fmt(p.value)} ± ${fmt(p.stderr)}</td><td>[${fmt(p.ci[0])}, ${fmt(p.ci[1])}]</td></tr>`).join("");
-  box.innerHTML = `<table aria-label="uncertainty of the exact fit"><tr><th>param</th><th>value ± std error</th>
-    <th>${Math.round(u.level * 100)}% CI</th></tr>${rows}</table>
-    <div class="hint" id="chi2">χ² = ${fmt(u.chi2)} on ${u.dof} dof, reduced χ² = ${fmt(u.redchi)}${u.weighted ? " (σ from the data)" : ""}</div>`;
-}
 
 // ------------------------------------------------------------------ runs
 const player = new Player({
@@ -262,14 +253,6 @@ function writeHash() {
   clearTimeout(hashTimer);
   hashTimer = setTimeout(() => history.replaceState(null, "", "#" + encode(S, meta)), 120);
 }
-function fill(sel, values, labels) {
-  sel.innerHTML = "";
-  for (const v of values) {
-    const o = document.createElement("option");
-    o.value = v; o.textContent = labels ? labels[v] : v;
-    sel.appendChild(o);
-  }
-}
 function showControls() {
   const c = cur();
   $("dataset").value = S.data.startsWith("shared:") ? "shared" : S.data;
@@ -290,11 +273,7 @@ async function onCSV(fields) {
   $("data-error").textContent = "";
   let out;
   try { out = await upload(csvFile, fields); } catch (e) { $("data-error").textContent = e.message; return; }
-  const none = ["", "(none)"];
-  fill($("csv-x"), out.columns); fill($("csv-x2"), ["", ...out.columns], { "": "(none)", ...Object.fromEntries(out.columns.map((c) => [c, c])) });
-  fill($("csv-y"), out.columns); fill($("csv-sigma"), ["", ...out.columns], { "": "(none)", ...Object.fromEntries(out.columns.map((c) => [c, c])) });
-  $("csv-x").value = out.x_names[0]; $("csv-x2").value = out.x_names[1] || ""; $("csv-y").value = out.y_name;
-  $("csv-sigma").value = out.sigma_name || ""; void none;
+  csvMenus(out);
   const keepInline = out.x.length <= MAX_LINK_POINTS;
   if (!keepInline) $("data-error").textContent = `more than ${MAX_LINK_POINTS} points: a copied link will not hold them`;
   S.data = "csv"; S.added = []; S.drop = []; S.move = {};
@@ -303,10 +282,6 @@ async function onCSV(fields) {
   if (!keepInline) S.csv = { ...S.csv, x: [], y: [] };
   base = { ...S.csv, x: out.x, y: out.y }; pts = { x: out.x, y: out.y, origin: [] };
   resetRun(); showDataControls(); showControls(); await refreshAll(true);
-}
-function csvFields() {
-  const x = [$("csv-x").value, $("csv-x2").value].filter(Boolean).join(",");
-  return { x, y: $("csv-y").value || null, sigma: $("csv-sigma").value };
 }
 
 function wire() {
@@ -391,27 +366,9 @@ function wire() {
     },
   });
 }
-function download(name, href) {
-  const a = document.createElement("a");
-  a.href = href; a.download = name; a.click();
-}
-// "Show code": the page's run and its exact fit as a gradfit script. Uploaded or edited
-// data go as points (the chosen columns' names, σ, both inputs; the training points only
-// when some are held out), a built-in dataset by its generator.
-async function showCode() {
-  const edited = !(S.data in meta.datasets) || S.added.length || S.drop.length || Object.keys(S.move).length;
-  const held = lastEval && lastEval.test && lastEval.test.some(Boolean) ? lastEval.test : null;
-  const keep = (a) => a && (held ? a.filter((_, i) => !held[i]) : a);
-  const d = dataBody(), points = { x: keep(d.x), y: keep(d.y), inputs: d.inputs };
-  if (d.x2) points.x2 = keep(d.x2);
-  if (d.sigma) points.sigma = keep(d.sigma);
-  const csv = S.data === "csv" ? { source: "csv", file: base.name || null, x: base.inputs.join(","),
-                                   y: base.yName || null, sigma: base.sigmaName || null } : {};
+async function showCode() {       // "Show code": the page's run and its exact fit as a script
   try {
-    const r = await api("/api/code", {
-      data: S.data in meta.datasets ? { name: S.data, n: S.n, mult: S.mult, add: S.add, seed: S.dseed } : csv,
-      model: S.model, loss: S.loss, optimizer: S.optimizer, lr: S.lr, steps: S.steps, p0: S.p0, seed: S.seed,
-      points: edited ? points : null });
+    const r = await api("/api/code", codeBody(S, meta.datasets, base, dataBody(), lastEval && lastEval.test));
     $("code").textContent = r.code;
     $("code-dialog").showModal();
   } catch (e) { $("run-error").textContent = e.message; }
