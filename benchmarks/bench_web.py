@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import threading
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     a = ap.parse_args()
     prepare_process()                      # as `gradfit serve` does
+    print("load average at the start: %.2f %.2f %.2f" % os.getloadavg())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -141,6 +143,7 @@ def main() -> None:
                   f"(target >= 2,000): {'PASS' if rate >= 2000 else 'FAIL'}")
         browser.close()
     srv.should_exit = True
+    print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

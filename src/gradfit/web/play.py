@@ -86,8 +86,9 @@ class PlaySession:
         self.stop = False
         self.paused = False
         self.steps_granted = 0           # steps allowed while paused ("step")
-        self.acked = -1
-        self.seq = -1
+        self.acked = -1                  # the last frame the page says it drew
+        self.sent = -1                   # the last frame the transport sent
+        self.seq = -1                    # the last frame built
         self.pending: list[SetIn] = []
         self.schedule = sorted(req.changes, key=lambda c: c.step)
         self.applied: list[dict] = []
@@ -129,10 +130,12 @@ class PlaySession:
                 self.paused, self.steps_granted = False, 0
             elif what == "step":
                 self.steps_granted += 1
-            elif what == "ack":          # a frame not yet sent counts as the last one sent
+            elif what == "sent":         # from the transport: frame seq went out
+                self.sent = max(self.sent, msg["seq"])
+            elif what == "ack":          # counts for frames already sent only (_wait)
                 seq = msg.get("seq") if msg else None
                 if isinstance(seq, int) and not isinstance(seq, bool):
-                    self.acked = max(self.acked, min(seq, self.seq))
+                    self.acked = max(self.acked, seq)
             elif what == "set":
                 self.pending.append(msg)
             self.cond.notify_all()
@@ -220,7 +223,7 @@ class PlaySession:
                         return "go"
                     if self.req.frames and self.paused_step != done:
                         return "show"                  # the page learns the pause holds
-                elif not (self.req.frames and self.seq - self.acked > WINDOW
+                elif not (self.req.frames and self.seq - min(self.acked, self.sent) > WINDOW
                           and done >= self.req.quiet_until):
                     return "go"
                 elif now - t0 > self.limits.send_timeout:      # no ack: a stalled page

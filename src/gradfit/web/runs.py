@@ -21,8 +21,9 @@ Bounds, whatever the client does (DESIGN principle 17):
 - at most ``MAX_RUNS`` runs at once (``RunLimiter``);
 - each step is priced before the run starts and before a new optimizer is taken
   (``limits.price_run_step``), so that a step is short and "cancel" acts within one;
-- the run is at most ``WINDOW + 1`` frames ahead of the last one acknowledged, so what
-  waits to be sent is bounded (an ack for a frame not yet sent counts as the last sent);
+- the run is at most ``WINDOW + 1`` frames ahead of the last one acknowledged, and an ack
+  counts for frames already sent only, so at most ``WINDOW + 1`` frames wait to be sent
+  (a client that acknowledges frames it has not read cannot pile them up);
 - a page that acknowledges no frame for ``send_timeout`` seconds, or a message that cannot
   be sent within it (a client that does not read), ends the run;
 - a run ends ``RUN_TIME_LIMIT`` seconds after it started, playing or paused; the whole
@@ -85,7 +86,7 @@ class Outbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop, self.lock, self.ready = loop, threading.Lock(), asyncio.Event()
-        self.queue: list[str] = []
+        self.queue: list[tuple[str, int | None]] = []     # (text, frame seq or None)
         self.notes = 0
         self.last: str | None = None
 
@@ -96,19 +97,20 @@ class Outbox:
                 if self.last is None:
                     self.last = text
             elif kind != "warning":
-                self.queue.append(text)
+                self.queue.append((text, msg.get("seq")))
             elif self.notes < MAX_NOTES:
                 self.notes += 1
-                self.queue.append(text)
+                self.queue.append((text, None))
         try:
             self.loop.call_soon_threadsafe(self.ready.set)
         except RuntimeError:                          # the loop is gone: the server stops
             pass
 
-    def take(self) -> tuple[list[str], bool]:
-        """The messages to send, and whether the last one ends the run."""
+    def take(self) -> tuple[list[tuple[str, int | None]], bool]:
+        """The messages to send (with their frame numbers), and whether the last one ends
+        the run."""
         with self.lock:
-            out = self.queue + ([self.last] if self.last is not None else [])
+            out = self.queue + ([(self.last, None)] if self.last is not None else [])
             ended = self.last is not None
             self.queue, self.last, self.notes = [], None, 0
             self.ready.clear()
@@ -190,8 +192,10 @@ async def _stream(ws: WebSocket, session, outbox: Outbox, limits: ServerLimits) 
             while not ended:
                 await outbox.ready.wait()
                 texts, ended = outbox.take()
-                for text in texts:
+                for text, seq in texts:
                     await _send(ws, text, limits.send_timeout)
+                    if seq is not None:        # only a frame sent can be acknowledged
+                        session.control("sent", {"seq": seq})
         await asyncio.wait_for(ws.close(), limits.send_timeout)
     except (WebSocketDisconnect, RuntimeError, TimeoutError, OSError):
         pass
