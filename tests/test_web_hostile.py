@@ -329,6 +329,10 @@ def test_a_change_of_optimizer_is_priced_and_the_run_goes_on(client):
         ws.send_text("cancel")
         done = until(ws, "done")
     assert m["optimizer"] == "gd" and done["optimizer"] == "gd" and done["changes"] == []
+    with client.websocket_connect(WS) as ws:           # nor through a replayed change
+        ws.send_json(start(pts, model="relu:50", p0=None, changes=[{"step": 5, "optimizer": "lm"}]))
+        m = ws.receive_json()
+    assert m["type"] == "error" and "times over" in m["detail"]
 
 
 def test_a_page_that_stops_acknowledging_frees_its_run(pts):

@@ -79,7 +79,8 @@ class PlaySession:
         self.data = dataview.of(req)
         self.x, self.y, self.sigma = self.data.part(test=False)
         self.model = build_model(req.model, self.data.inputs)
-        price_run_step(self.model, len(self.y), req.optimizer, self.limits)
+        for optimizer in {req.optimizer} | {c.optimizer for c in req.changes if c.optimizer}:
+            price_run_step(self.model, len(self.y), optimizer, self.limits)   # replayed too
         self.settings = {"lr": req.lr or OPTIMIZERS[req.optimizer].default_lr,
                          "loss": req.loss, "optimizer": req.optimizer}
         self.cond = threading.Condition()
