@@ -84,7 +84,7 @@ function buildSliders() {
     if (S.step > 0 || player.live) newStart();
     S.p[name] = value; S.p0 = { ...S.p };
     evaluate(); dragged(); writeHash();
-  }, model.constants);
+  }, model.constants, released);
 }
 const showSliders = () => setSliders(model.names, S.p);
 
@@ -113,9 +113,10 @@ function show(loss, testLoss, curve, distance) {
 }
 
 // A slider's move redraws the curve and the loss at once (evaluate); the landscape and the
-// slice follow with a mark (dragMark) and are redrawn, from the server, once the drag has
-// rested for DRAG_REST ms: a contour's redraw holds the page's thread for tens of ms.
-const DRAG_REST = 250;
+// slice follow with a mark (dragMark) and are redrawn, from the server, when the slider is
+// let go (or held still for DRAG_REST ms): a contour's redraw holds the page's thread for
+// tens of ms, which a drag's next move would wait for.
+const DRAG_REST = 1000;
 let restTimer = null, markFrame = 0, moves = 0;
 function dragged() {
   moves++;
@@ -126,6 +127,11 @@ function dragged() {
   });
   clearTimeout(restTimer);
   restTimer = setTimeout(() => { restTimer = null; landscape(); }, DRAG_REST);
+}
+
+function released() {
+  clearTimeout(restTimer); restTimer = null;
+  landscape();
 }
 
 let landBusy = false, landAgain = false, landTimer = null;
