@@ -16,6 +16,7 @@
    browser (target >= 2,000 steps/s), paced at 100 and 1,000 steps a frame, and unpaced.
 
     .venv/bin/python benchmarks/bench_web.py [--drags 100] [--pauses 10] [--steps 20000]
+    .venv/bin/python benchmarks/bench_web.py --against 5ab716a [--rounds 3]   # old page vs this
 """
 from __future__ import annotations
 
@@ -99,22 +100,79 @@ def quantiles(values) -> tuple[float, float, float]:
     return v[len(v) // 2], v[min(len(v) - 1, int(0.95 * len(v)))], v[-1]
 
 
+def serve(static: Path | None = None) -> int:
+    """The app on a free port, in a thread; ``static``: another page's files (a baseline)."""
+    import gradfit.web.app as app_module
+    keep = app_module.STATIC
+    if static is not None:
+        app_module.STATIC = static
+    try:
+        app = create_app()
+    finally:
+        app_module.STATIC = keep
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=srv.run, daemon=True).start()
+    while not srv.started:
+        time.sleep(0.02)
+    return port
+
+
+def against(rev: str, rounds: int, chromium: str) -> None:
+    """The page of git revision ``rev`` and this one, on one server each, dragged in
+    alternation (20 moves a turn, continuous and let go with rests): p50/p95 of each and
+    the ratio of the p95s, in one run."""
+    import subprocess
+    import tempfile
+    root = Path(__file__).resolve().parents[1]
+    tmp = Path(tempfile.mkdtemp())
+    tar = subprocess.run(["git", "-C", str(root), "archive", rev, "src/gradfit/web/static"],
+                         check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=tar, check=True)
+    ports = {rev: serve(tmp / "src/gradfit/web/static"), "this page": serve()}
+    times = {(k, rest): [] for k in ports for rest in (0, 300)}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
+        pages = {}
+        for k, port in ports.items():
+            pages[k] = browser.new_page(viewport={"width": 1400, "height": 900})
+            pages[k].goto(f"http://127.0.0.1:{port}/")
+            pages[k].wait_for_selector("body[data-ready='1']", timeout=60_000)
+            pages[k].evaluate(DRAG_JS, ["a", 5, 0])                # warm up
+        for i in range(rounds):
+            for rest in (0, 300):
+                for k in (list(ports) if i % 2 == 0 else list(ports)[::-1]):
+                    pages[k].bring_to_front()
+                    times[(k, rest)] += pages[k].evaluate(DRAG_JS, ["a", 20, rest])["times"]
+        browser.close()
+    for rest in (0, 300):
+        p95 = {}
+        for k in ports:
+            p50, p95[k], top = quantiles(times[(k, rest)])
+            print(f"slider drag ({'let go, resting' if rest else 'continuous'}), {k}: p50 {p50:.1f} ms, "
+                  f"p95 {p95[k]:.1f} ms, max {top:.1f} ms over {len(times[(k, rest)])} moves")
+        print(f"    p95 ratio, {rev} / this page: {p95[rev] / p95['this page']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--drags", type=int, default=100)
     ap.add_argument("--pauses", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--against", metavar="REV", help="also drag the page of this git revision "
+                    "and this one in alternation (e.g. 5ab716a: before the slider's fix)")
+    ap.add_argument("--rounds", type=int, default=3, help="turns of --against")
     a = ap.parse_args()
     prepare_process()                      # as `gradfit serve` does
     print("load average at the start: %.2f %.2f %.2f" % os.getloadavg())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=srv.run, daemon=True).start()
-    while not srv.started:
-        time.sleep(0.02)
+    if a.against:
+        against(a.against, a.rounds, a.chromium)
+        print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
+        return
+    port = serve()                         # a daemon thread: it ends with the script
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=a.chromium, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -146,7 +204,6 @@ def main() -> None:
                   f"{r['steps']} steps in {r['seconds']:.2f} s = {rate:,.0f} steps/s "
                   f"(target >= 2,000): {'PASS' if rate >= 2000 else 'FAIL'}")
         browser.close()
-    srv.should_exit = True
     print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
 
 
