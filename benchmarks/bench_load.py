@@ -63,10 +63,11 @@ def peak_mb(pid: int) -> float:
 
 
 def never_reader(port: int) -> socket.socket:
-    """A WebSocket that starts a run (frames as fast as it goes) and never reads."""
+    """A WebSocket that starts a run (frames as fast as it goes) and never reads (nor
+    acknowledges a frame)."""
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.sendall((f"GET /api/run HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+    s.sendall((f"GET /api/play HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     s.recv(1024)
@@ -98,7 +99,7 @@ async def one(client: httpx.AsyncClient, port: int, k: int, statuses: Counter) -
         elif kind == 7:
             r = await client.post("/api/csv", files={"file": ("load.csv", CSV, "text/csv")})
         elif kind == 9:                # a long run, cancelled after five frames
-            async with connect(f"ws://127.0.0.1:{port}/api/run", max_size=None) as ws:
+            async with connect(f"ws://127.0.0.1:{port}/api/play", max_size=None) as ws:
                 await ws.send(json.dumps({"type": "start", "data": LESSON, "model": QUAD,
                                           "optimizer": "gd", "lr": 0.01, "steps": 1_000_000,
                                           "steps_per_frame": 5}))
@@ -106,6 +107,7 @@ async def one(client: httpx.AsyncClient, port: int, k: int, statuses: Counter) -
                 for _ in range(5):
                     if (m := json.loads(await ws.recv()))["type"] != "frame":
                         break
+                    await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
                 if m["type"] == "frame":
                     t = time.perf_counter()
                     await ws.send("cancel")
@@ -115,12 +117,12 @@ async def one(client: httpx.AsyncClient, port: int, k: int, statuses: Counter) -
                 statuses[f"run {m['type']}"] += 1
             return
         else:
-            async with connect(f"ws://127.0.0.1:{port}/api/run", max_size=None) as ws:
+            async with connect(f"ws://127.0.0.1:{port}/api/play", max_size=None) as ws:
                 await ws.send(json.dumps({"type": "start", "data": LESSON, "model": QUAD,
                                           "optimizer": "adam", "steps": 200, "paced": False,
                                           "steps_per_frame": 20}))
                 while (m := json.loads(await ws.recv()))["type"] == "frame":
-                    pass
+                    await ws.send(json.dumps({"type": "ack", "seq": m["seq"]}))
                 statuses[f"run {m['type']}"] += 1
             return
         statuses[r.status_code] += 1

@@ -20,7 +20,7 @@ from gradfit.web.schemas import MAX_POINTS
 
 QUAD = "a*x^2 + b*x + c"
 START = {"a": 1.1, "b": 1.1, "c": 1.1}
-BASE, WS = "http://127.0.0.1", "ws://127.0.0.1/api/run"
+BASE, WS = "http://127.0.0.1", "ws://127.0.0.1/api/play"
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_code_holds_only_the_expected_calls(client, data):
         == ["Import"] and tree.body[0].names[0].name == "gradfit"
     data_call = "gradfit.load_csv" if data.get("source") == "csv" else "gradfit.synthetic"
     assert calls(code) == sorted([data_call, "gradfit.fit", "gradfit.fit", "print", "print",
-                                  "result.report"])
+                                  "result.report", "best.report"])
 
 
 @pytest.mark.parametrize("data,words", [({"name": "nope"}, "unknown dataset"),
@@ -264,8 +264,11 @@ def start(pts, **kw):
 
 
 def until(ws, kind, limit=2000):
+    """The next message of a kind; frames are acknowledged, as the page does."""
     for _ in range(limit):
         m = ws.receive_json()
+        if m["type"] == "frame":
+            ws.send_json({"type": "ack", "seq": m["seq"]})
         if m["type"] == kind:
             return m
     raise AssertionError(f"no {kind}")
@@ -274,7 +277,7 @@ def until(ws, kind, limit=2000):
 def test_every_frame_kind_gets_an_answer_and_the_run_stays_controllable(client, pts):
     with client.websocket_connect(WS) as ws:
         ws.send_json(start(pts))
-        assert ws.receive_json()["type"] == "frame"
+        until(ws, "frame")
         ws.send_bytes(b"\x00\x01")
         assert "binary" in until(ws, "warning")["detail"]
         ws.send_text("{not json")
@@ -282,11 +285,11 @@ def test_every_frame_kind_gets_an_answer_and_the_run_stays_controllable(client, 
         ws.send_json({"type": "dance"})
         assert "unknown message" in until(ws, "warning")["detail"]
         ws.send_json({"type": "set", "lr": 0.002})
-        m = ws.receive_json()
+        m = until(ws, "frame")
         for _ in range(500):
-            if m["type"] == "frame" and m["lr"] == 0.002:
+            if m["lr"] == 0.002:
                 break
-            m = ws.receive_json()
+            m = until(ws, "frame")
         assert m["lr"] == 0.002
         t = time.perf_counter()
         ws.send_text("cancel")
@@ -310,6 +313,56 @@ def test_a_run_priced_too_heavy_per_step_is_refused(client):
         ws.send_json(start(big, model="mlp:300", p0=None))
         m = ws.receive_json()
     assert m["type"] == "error" and "times over" in m["detail"]
+
+
+def test_a_change_of_optimizer_is_priced_and_the_run_goes_on(client):
+    """relu:50 on 20,000 points: a gradient step is admitted, an lm step (a Jacobian of
+    20,000 x 101) is not; asking for lm mid-run gets a warning and the run stays on gd."""
+    n = 20_000
+    pts = {"x": [i / n for i in range(n)], "y": [((i * 7919) % 101) / 50 for i in range(n)]}
+    with client.websocket_connect(WS) as ws:
+        ws.send_json(start(pts, model="relu:50", p0=None, lr=0.001))
+        until(ws, "frame")
+        ws.send_json({"type": "set", "optimizer": "lm"})
+        assert "times over" in until(ws, "warning")["detail"]
+        m = until(ws, "frame")
+        ws.send_text("cancel")
+        done = until(ws, "done")
+    assert m["optimizer"] == "gd" and done["optimizer"] == "gd" and done["changes"] == []
+    with client.websocket_connect(WS) as ws:           # nor through a replayed change
+        ws.send_json(start(pts, model="relu:50", p0=None, changes=[{"step": 5, "optimizer": "lm"}]))
+        m = ws.receive_json()
+    assert m["type"] == "error" and "times over" in m["detail"]
+
+
+def test_a_page_that_stops_acknowledging_frees_its_run(pts):
+    """A client that reads two frames and acknowledges none: the run ends after the send
+    timeout, says why, and its slot is free again."""
+    app = create_app(limits=ServerLimits(send_timeout=0.5, max_runs=1))
+    with TestClient(app, base_url=BASE) as c:
+        with c.websocket_connect(WS) as ws:
+            ws.send_json(start(pts, steps_per_frame=1))
+            t = time.perf_counter()
+            msgs = [ws.receive_json() for _ in range(3)]
+            took = time.perf_counter() - t
+        assert [m["type"] for m in msgs] == ["frame", "frame", "done"], msgs
+        assert msgs[-1]["reason"] == "idle" and "acknowledged no frame" in msgs[-1]["message"]
+        assert 0.5 <= took < 3.0
+        deadline = time.time() + 5
+        while app.state.runs.active and time.time() < deadline:
+            time.sleep(0.02)
+        assert app.state.runs.active == 0
+
+
+def test_a_paused_run_ends_at_the_run_time_limit(pts, monkeypatch):
+    import gradfit.web.play as play
+    monkeypatch.setattr(play, "RUN_TIME_LIMIT", 0.5)
+    with TestClient(create_app(), base_url=BASE) as c, c.websocket_connect(WS) as ws:
+        ws.send_json(start(pts, steps_per_frame=1))
+        ws.send_text("pause")
+        t = time.perf_counter()
+        done = until(ws, "done")
+    assert done["reason"] == "time_limit" and time.perf_counter() - t < 3.0
 
 
 def test_an_exact_fit_past_the_deadline_is_cancelled():

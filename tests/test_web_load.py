@@ -172,7 +172,7 @@ def raw_websocket(url: str, body: dict) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     s = socket.create_connection((host, int(port)))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.sendall((f"GET /api/run HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+    s.sendall((f"GET /api/play HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     s.recv(1024)                                      # the 101 answer, then nothing more
@@ -192,7 +192,7 @@ def test_clients_that_never_read_cannot_hold_the_run_slots(server):
         from websockets.sync.client import connect
         deadline, answer = time.time() + 30, None
         while time.time() < deadline:
-            with connect(url.replace("http", "ws") + "/api/run") as ws:
+            with connect(url.replace("http", "ws") + "/api/play") as ws:
                 ws.send(json.dumps({**body, "steps": 5, "curve_points": 10}))
                 answer = json.loads(ws.recv(timeout=10))
             if answer["type"] != "busy":
@@ -209,7 +209,7 @@ def test_a_run_step_at_the_limit_is_cancelled_quickly(server):
     limits = ServerLimits(max_memory=CAP)
     m = widest("mlp", lambda mod: price_run_step(mod, MAX_POINTS, "adam", limits))
     from websockets.sync.client import connect
-    with connect(url.replace("http", "ws") + "/api/run", max_size=None) as ws:
+    with connect(url.replace("http", "ws") + "/api/play", max_size=None) as ws:
         ws.send(json.dumps({"type": "start", "data": points(MAX_POINTS), "model": m,
                             "optimizer": "adam", "steps": 1_000_000, "paced": False,
                             "steps_per_frame": 1, "curve_points": 10}))

@@ -107,6 +107,20 @@ def test_a_flexible_model_gets_the_best_of_k_starts(client):
     assert r["converged"] is False                        # never called an exact optimum
 
 
+@pytest.mark.parametrize("loss", ["mae", "huber"])
+def test_a_flexible_models_exact_fit_is_the_cores_auto(client, loss):
+    """mae and huber too: the page calls the core's one path (best of K L-BFGS starts)."""
+    import gradfit
+    rng = np.random.default_rng(0)
+    x = np.linspace(-2, 2, 20)
+    y = np.abs(x) + 0.1 * rng.standard_normal(20)
+    r = client.post("/api/exact", json={"data": {"x": x.tolist(), "y": y.tolist()},
+                                        "model": "relu:3", "loss": loss}).json()
+    ref = gradfit.fit("relu:3", x, y, loss=loss, optimizer="auto", steps=200)
+    assert "lbfgs" in r["optimizer"] and r["params"] == pytest.approx(ref.params, rel=1e-12)
+    assert r["loss"] == pytest.approx(ref.loss, rel=1e-12)
+
+
 @pytest.mark.parametrize("k", [1, 5, 8])
 def test_relu_sums_up_to_8_never_fail(client, k):
     x = np.linspace(-2, 2, 20)

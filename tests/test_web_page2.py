@@ -176,3 +176,43 @@ def test_the_urls_run_part_is_fitconfigs_query(page):
     c = FitConfig.from_query(urlencode([(k, v) for k, v in pairs if k in CONFIG_KEYS]))
     assert (c.optimizer, c.loss, c.lr, c.steps) == ("adam", "mae", 0.05, 2000)
     assert json.loads(dict(pairs)["p0"]) == c.p0_dict == {"a": 1.1, "b": 1.1, "c": 1.1}
+
+
+def test_show_code_for_a_csv_reproduces_the_pages_run_and_exact_fit(page, tmp_path):
+    """The code shown for uploaded data keeps the columns' names (t is the input) and σ:
+    run as Python, it gives the numbers the page shows, for the run and the exact fit."""
+    import re
+    rng = np.random.default_rng(5)
+    t = np.linspace(0, 5, 20)
+    err = 0.05 + 0.05 * rng.random(20)
+    signal = 3 * np.exp(-0.8 * t) + 0.5 + err * rng.standard_normal(20)
+    f = tmp_path / "decay.csv"
+    f.write_text("t,signal,err\n" + "".join(f"{a:.6g},{b:.6g},{c:.6g}\n" for a, b, c in zip(t, signal, err)))
+    page.set_input_files("#csv", str(f))
+    page.wait_for_function("() => document.getElementById('csv-sigma').value === 'err'")
+    page.fill("#model", "A*exp(-k*t)+C")
+    page.wait_for_function("() => [...document.querySelectorAll('#sliders input')].map(i => i.dataset.name).join() === 'A,k,C'")
+    page.select_option("#loss", "mse")
+    page.wait_for_function("() => document.querySelectorAll('#uncertainty tr').length === 4")
+    page.select_option("#optimizer", "adam")
+    page.fill("#maxsteps", "300")
+    page.dispatch_event("#maxsteps", "change")
+    page.click("#btn-play")
+    page.wait_for_function("() => { const s = document.getElementById('run-status').textContent;"
+                           " return /^[a-z_]+: /.test(s) && !s.startsWith('running'); }", timeout=30_000)
+    shown_loss, shown_step = float(page.text_content("#loss-value")), int(page.text_content("#step"))
+    shown = dict(zip("A k C".split(), map(float, page.evaluate(
+        "() => [...document.querySelectorAll('#sliders output')].map(o => o.textContent)"))))
+    exact = dict((k, float(v)) for k, v in re.findall(r"(\w+)=([-+0-9.e]+)", page.text_content("#exact-info")))
+    page.click("#btn-code")
+    page.wait_for_function("() => document.getElementById('code-dialog').open"
+                           " || document.getElementById('run-error').textContent !== ''")
+    assert page.text_content("#run-error") == ""
+    code = page.text_content("#code")
+    assert "inputs=('t',)" in code and "sigma=sigma" in code
+    scope: dict = {}
+    exec(compile(code, "shown code", "exec"), scope)     # noqa: S102 - the page's own snippet
+    result, best = scope["result"], scope["best"]
+    assert result.steps == shown_step and result.loss == pytest.approx(shown_loss, rel=1e-5)
+    assert result.params == pytest.approx(shown, rel=1e-5)
+    assert best.params == pytest.approx(exact, rel=1e-5) and best.converged

@@ -208,3 +208,35 @@ def test_unknown_messages_get_a_warning_and_the_run_goes_on(client, pts):
         ws.send_text("cancel")
         assert drain(ws)[-1]["reason"] == "cancelled"
     assert kinds.count("warning") == 3 and "frame" in kinds
+
+
+def test_acks_count_for_frames_sent_only(pts):
+    """A client that acknowledges frames it was never sent (a billion, up front) gets no
+    more built than the flow control allows past the frames that went out: what waits to
+    be sent stays bounded however it lies."""
+    import threading
+    import time
+
+    from gradfit.web.limits import ServerLimits
+    from gradfit.web.play import PlayIn, PlaySession
+    out = []
+    req = PlayIn.model_validate({k: v for k, v in start(pts, steps=100_000, steps_per_frame=1).items()
+                                 if k != "type"})
+    session = PlaySession(req, out.append, ServerLimits(send_timeout=2.0))
+    session.control("ack", {"seq": 10**9})
+    worker = threading.Thread(target=session.work)
+    worker.start()
+
+    def settle(n):                  # at least n messages, then nothing new for 0.5 s
+        deadline = time.time() + 20
+        while len(out) < n and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        return len(out)
+    built = settle(1)
+    session.control("sent", {"seq": 0})          # the transport sent frame 0: one more
+    more = settle(built + 1)
+    session.control("cancel")
+    worker.join(5)
+    assert built == WINDOW + 1 and more == built + 1, (built, more)
+    assert out[-1]["type"] == "done" and out[-1]["reason"] == "cancelled"

@@ -4,8 +4,8 @@ Routes: ``/`` the page, ``/static/...`` its files, ``/plotly.min.js`` from the i
 plotly package (nothing is fetched from the internet), ``/api/meta`` the registries and
 limits, ``/api/data`` a built-in dataset, ``/api/csv`` an uploaded CSV, ``/api/model`` a
 model's parameters and start, ``/api/eval`` loss, gradient and curve, ``/api/landscape``,
-``/api/exact``, ``/api/code`` a Python snippet, and the WebSocket ``/api/run``
-(see ``runs.py``).
+``/api/exact``, ``/api/code`` a Python snippet, and the WebSocket ``/api/play``, the one
+run protocol (``runs.py``: the transport and its bounds; ``play.py``: the run).
 
 Every API request is read (its body capped by ``guard.Guard``), parsed, priced
 (``limits``) and computed in a worker thread of ``pool.WorkerPool``, never on the event
@@ -16,6 +16,7 @@ or Origin; 429 busy. JSON answers never hold NaN or Infinity (``finite_json``).
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +43,6 @@ from .guard import Guard
 from .limits import ServerLimits
 from .pool import Busy, Cancelled, WorkerPool
 from .pagemeta import page_meta
-from .play import serve_play
 from .runs import RunLimiter, serve_run, validation_text
 from .shared import add_shared_routes
 from .schemas import (LIMITS, CodeIn, DataIn, ErrorOut, EvalIn, ExactIn, LandscapeIn, ModelIn)
@@ -74,6 +74,15 @@ def plotly_js() -> Path:
 
 def _error(status: int, detail: str) -> StrictJSONResponse:
     return StrictJSONResponse({"detail": detail}, status_code=status)
+
+
+def server_timing(arrived: float, start: float) -> str:
+    """The ``Server-Timing`` header of an answer: ``wait`` (ms queued for a worker) and
+    ``compute`` (ms to parse, price, compute and render it), so that a browser's
+    ``PerformanceResourceTiming.serverTiming`` splits a request's time into the server's
+    part and the rest (``benchmarks/bench_web.py``)."""
+    now = time.perf_counter()
+    return f"wait;dur={(start - arrived) * 1e3:.2f}, compute;dur={(now - start) * 1e3:.2f}"
 
 
 def _body(model: type[BaseModel]) -> dict:
@@ -135,14 +144,18 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
                   work: Callable):
         """Parse the body, price it and compute, in a worker; the answer rendered there."""
         body = await request.body()
+        arrived = time.perf_counter()
 
         def run(light: bool):
+            start = time.perf_counter()
             req = schema.model_validate_json(body)
             if price is not None:
                 cost = price(req, limits)
                 if light and not cost.light:
                     raise _Heavier
-            return StrictJSONResponse(work(req, limits))
+            answer = StrictJSONResponse(work(req, limits))
+            answer.headers["Server-Timing"] = server_timing(arrived, start)
+            return answer
 
         if len(body) <= LIGHT_BODY:
             try:
@@ -227,14 +240,10 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
         """A Python snippet with gradfit that reproduces the page's run."""
         return await job(request, CodeIn, None, lambda req, _: {"code": snippet(req)})
 
-    @app.websocket("/api/run")
-    async def run(ws: WebSocket):
-        await serve_run(ws, app.state.runs, limits)
-
     @app.websocket("/api/play")
     async def play(ws: WebSocket):
-        """The page's runs: flow control, pause and step inside one run (see ``play.py``)."""
-        await serve_play(ws, app.state.runs)
+        """A run: flow control, pause and step inside one run (``runs.py``, ``play.py``)."""
+        await serve_run(ws, app.state.runs, limits)
 
     add_shared_routes(app)
 

@@ -7,19 +7,38 @@ pasted into the code as it came.
 from __future__ import annotations
 
 from .datasets import DATASETS
-from .schemas import CodeIn
+from .schemas import CodeIn, ExactIn
 
 MAX_LITERAL_POINTS = 2_000
+EXACT_STEPS = ExactIn.model_fields["steps"].default      # the page's exact fit
+
+
+def _numbers(values) -> str:
+    return repr([round(float(v), 10) for v in values])
 
 
 def _data_lines(req: CodeIn) -> list[str]:
-    d = req.data
-    if req.points is not None and len(req.points.x) <= MAX_LITERAL_POINTS:
-        return [f"x = {[round(v, 10) for v in req.points.x]!r}",
-                f"y = {[round(v, 10) for v in req.points.y]!r}"]
-    if req.points is not None or d.source == "csv":
-        return [f"data = gradfit.load_csv({d.file or 'your.csv'!r}, x={d.x!r}, y={d.y!r})",
-                "x, y = data.x, data.y"]
+    """Lines that define ``x``, ``y`` (and ``sigma``) as the page has them: the points
+    themselves (the chosen columns, σ, two inputs as the columns of ``x``), the CSV file read
+    with the same columns, or the built-in dataset rebuilt."""
+    d, pts = req.data, req.points
+    if pts is not None and len(pts.x) <= MAX_LITERAL_POINTS:
+        if pts.x2 is None:
+            lines = [f"x = {_numbers(pts.x)}"]
+        else:
+            lines = ["import numpy as np", "",
+                     f"x = np.column_stack([{_numbers(pts.x)},",
+                     f"                     {_numbers(pts.x2)}])"
+                     f"   # columns {', '.join(pts.inputs)}"]
+        lines.append(f"y = {_numbers(pts.y)}")
+        if pts.sigma is not None:
+            lines.append(f"sigma = {_numbers(pts.sigma)}")
+        return lines
+    if pts is not None or d.source == "csv":
+        sigma = f", sigma={d.sigma!r}" if d.sigma else ""
+        return [f"data = gradfit.load_csv({d.file or 'your.csv'!r}, x={d.x!r}, y={d.y!r}{sigma})",
+                "x, y" + (", sigma" if d.sigma else "") + " = data.x, data.y"
+                + (", data.sigma" if d.sigma else "")]
     name = d.name if d.name in DATASETS else "lesson"
     spec = DATASETS[name]
     n = int(spec.n if d.n is None else d.n)
@@ -35,18 +54,33 @@ def _data_lines(req: CodeIn) -> list[str]:
     return lines
 
 
+def _data_args(req: CodeIn) -> str:
+    """The fit's keywords for σ and the input names, where the data has them."""
+    pts, d = req.points, req.data
+    literal = pts is not None and len(pts.x) <= MAX_LITERAL_POINTS
+    sigma = pts.sigma is not None if literal else bool(d.sigma)
+    out = ", sigma=sigma" if sigma else ""
+    if pts is not None and tuple(pts.inputs) != ("x",):
+        out += f", inputs={tuple(pts.inputs)!r}"
+    return out
+
+
 def snippet(req: CodeIn) -> str:
+    """The page's run and its exact fit (optimizer auto from the same start), as code."""
     lr = "None" if req.lr is None else repr(float(req.lr))
-    p0 = "None" if not req.p0 else repr({k: float(f"{v:.6g}") for k, v in req.p0.items()})
+    p0 = "None" if not req.p0 else repr({k: float(v) for k, v in req.p0.items()})
+    data = _data_args(req)
     lines = ["import gradfit", ""] + _data_lines(req) + [
         "",
-        f"result = gradfit.fit({req.model!r}, x, y, loss={req.loss!r}, optimizer={req.optimizer!r},",
-        f"                     lr={lr}, steps={int(req.steps)}, seed={int(req.seed)},",
-        f"                     p0={p0})",
+        f"p0 = {p0}",
+        f"result = gradfit.fit({req.model!r}, x, y{data}, loss={req.loss!r},",
+        f"                     optimizer={req.optimizer!r}, lr={lr}, steps={int(req.steps)},",
+        f"                     seed={int(req.seed)}, p0=p0)",
         "print(result.report())",
         "",
-        "# the exact optimum, for comparison",
-        f"best = gradfit.fit({req.model!r}, x, y, loss={req.loss!r}, optimizer='auto', seed={int(req.seed)})",
-        "print(best.params)",
+        "# the exact optimum (the page's: optimizer auto from the same start), for comparison",
+        f"best = gradfit.fit({req.model!r}, x, y{data}, loss={req.loss!r}, optimizer='auto',",
+        f"                   steps={EXACT_STEPS}, seed={int(req.seed)}, p0=p0)",
+        "print(best.report())",
     ]
     return "\n".join(lines) + "\n"

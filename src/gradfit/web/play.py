@@ -1,16 +1,9 @@
-"""The page's runs over the WebSocket ``/api/play``: one ``iter_fit`` kept alive through
-pauses, steps and changes of settings, with flow control.
+"""The page's runs (the protocol and its bounds: ``runs.py``): one ``iter_fit`` kept alive
+through pauses, steps and changes of settings, with flow control.
 
-Protocol (JSON messages):
-
-- client -> ``{"type": "start", ...PlayIn}`` first. Then ``{"type": "ack", "seq": k}``
-  once frame ``k`` is drawn; ``"pause"``, ``"play"``, ``"step"`` (one step while paused),
-  ``"cancel"``; ``{"type": "set", "lr", "loss", "optimizer"}`` changes settings from the
-  next step on.
-- server -> ``{"type": "frame", "seq", "step", ...}``: frame ``seq`` shows the state after
-  ``step`` steps (the params, the training loss there, the test loss on held-out points);
-  ``{"type": "paused", ...}`` the same fields, when a pause took effect;
-  ``{"type": "done", ...}`` at the end; ``{"type": "error" | "busy" | "warning", "detail"}``.
+Frame ``seq`` shows the state after ``step`` steps (the params, the training loss there,
+the test loss on held-out points); ``"paused"`` frames say that a pause took effect; the
+``done`` message carries the result.
 
 Flow control: the worker never computes past frame ``seq`` until frame ``seq - WINDOW``
 is acknowledged, so the page is at most ``WINDOW + 1`` frames behind the run and a pause
@@ -28,8 +21,6 @@ not change after them: ``LABEL_RULE``.
 """
 from __future__ import annotations
 
-import asyncio
-import json
 import math
 import threading
 import time
@@ -37,8 +28,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationError
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from pydantic import Field
 
 from .. import iter_fit
 from ..errors import GradfitError, InputError
@@ -47,13 +37,12 @@ from ..learning_rates import LR_RULE, classify_run
 from ..optimizers import OPTIMIZERS
 from . import dataview
 from .compute import build_model, distance
-from .runs import RunLimiter, validation_text
-from .schemas import FRAME_SECONDS, RUN_TIME_LIMIT, Finite, RunIn, SetIn, Strict
+from .limits import ServerLimits, price_run_step
+from .schemas import FRAME_SECONDS, RUN_TIME_LIMIT, Finite, RunIn, SetIn
 from .views import curve
 
 WINDOW = 1                 # frames the run may be ahead of the last one the page drew
 LABEL_WINDOW = 200         # steps the learning-rate label judges
-IDLE_LIMIT = RUN_TIME_LIMIT  # seconds a run may wait for its page (paused, or no acks)
 LABEL_RULE = (f"judged on the first {LABEL_WINDOW} steps after the settings last changed, "
               "then fixed: " + LR_RULE)
 
@@ -80,21 +69,27 @@ def takes_weight_decay(optimizer: str) -> bool:
 
 
 class PlaySession:
-    """One run: ``work()`` in a thread; messages out through ``emit``."""
+    """One run: ``work()`` in a thread; messages out through ``emit``. It ends at its step
+    limit, on "cancel", ``RUN_TIME_LIMIT`` seconds after it began (playing or paused), or
+    when the page has acknowledged no frame for ``limits.send_timeout`` seconds."""
 
-    def __init__(self, req: PlayIn, emit):
-        self.req, self.emit = req, emit
+    def __init__(self, req: PlayIn, emit, limits: ServerLimits | None = None):
+        self.req, self.emit, self.limits = req, emit, limits or ServerLimits()
+        self.deadline = time.monotonic() + RUN_TIME_LIMIT
         self.data = dataview.of(req)
         self.x, self.y, self.sigma = self.data.part(test=False)
         self.model = build_model(req.model, self.data.inputs)
+        for optimizer in {req.optimizer} | {c.optimizer for c in req.changes if c.optimizer}:
+            price_run_step(self.model, len(self.y), optimizer, self.limits)   # replayed too
         self.settings = {"lr": req.lr or OPTIMIZERS[req.optimizer].default_lr,
                          "loss": req.loss, "optimizer": req.optimizer}
         self.cond = threading.Condition()
         self.stop = False
         self.paused = False
         self.steps_granted = 0           # steps allowed while paused ("step")
-        self.acked = -1
-        self.seq = -1
+        self.acked = -1                  # the last frame the page says it drew
+        self.sent = -1                   # the last frame the transport sent
+        self.seq = -1                    # the last frame built
         self.pending: list[SetIn] = []
         self.schedule = sorted(req.changes, key=lambda c: c.step)
         self.applied: list[dict] = []
@@ -117,7 +112,13 @@ class PlaySession:
         self.run = iter_fit(r.model, self.x, self.y, sigma=self.sigma, loss=s["loss"],
                             delta=r.delta, optimizer=s["optimizer"], lr=s["lr"], steps=steps,
                             p0=p0, seed=r.seed, inputs=self.data.inputs,
-                            callback=lambda rec: self.restart or self.stop, **options)
+                            callback=self._interrupt, **options)
+
+    def _interrupt(self, record) -> bool:
+        """The fit loop's callback: stop for a cancel, a restart or the clock."""
+        if time.monotonic() > self.deadline:
+            self._end("time_limit")
+        return self.restart or self.stop
 
     # ---------------------------------------------------------------- from the client
     def control(self, what: str, msg: dict | None = None) -> None:
@@ -130,13 +131,22 @@ class PlaySession:
                 self.paused, self.steps_granted = False, 0
             elif what == "step":
                 self.steps_granted += 1
-            elif what == "ack":
+            elif what == "sent":         # from the transport: frame seq went out
+                self.sent = max(self.sent, msg["seq"])
+            elif what == "ack":          # counts for frames already sent only (_wait)
                 seq = msg.get("seq") if msg else None
                 if isinstance(seq, int) and not isinstance(seq, bool):
                     self.acked = max(self.acked, seq)
             elif what == "set":
                 self.pending.append(msg)
             self.cond.notify_all()
+
+    def change(self, msg: SetIn) -> None:
+        """A change of settings from the page, priced first (an exact method's step costs
+        more than a gradient's): over the limit, it raises ``InputError`` and nothing changes."""
+        if msg.optimizer is not None:
+            price_run_step(self.model, len(self.y), msg.optimizer, self.limits)
+        self.control("set", msg)
 
     # ---------------------------------------------------------------- the loop
     def work(self) -> None:
@@ -154,16 +164,11 @@ class PlaySession:
         seg = 0                       # where the current settings began
         batch: list = []
         tick = time.perf_counter()
-        compute = 0.0
         while True:
-            t0 = time.perf_counter()
             for rec in self.run:                 # a stop or a restart ends it at its callback
-                compute += time.perf_counter() - t0
                 done = self.offset + rec.step    # this record: the state after `done` steps
                 history[done] = rec.loss
                 batch.append(rec.loss)
-                if compute > RUN_TIME_LIMIT:
-                    self._end("time_limit")
                 if done == req.pause_at:
                     self.control("pause")
                 quiet = done < req.quiet_until
@@ -180,7 +185,6 @@ class PlaySession:
                     batch = []
                 if self._changes_due(done + 1):     # the next update is done + 1
                     seg = done + 1                  # (a restart ends at the callback)
-                t0 = time.perf_counter()
             result = self.run.result
             if self.restart and not self.stop and result.reason == "callback":
                 self.offset += result.steps
@@ -208,10 +212,11 @@ class PlaySession:
         granted. ``"go"``: take the next step; ``"stop"``; ``"show"``: send this step's
         frame first (a pause came after it was computed)."""
         with self.cond:
-            t0 = time.perf_counter()
+            t0 = time.monotonic()
             while not self.stop:
-                if time.perf_counter() - t0 > IDLE_LIMIT:
-                    self.stop, self.stop_reason = True, "idle"
+                now = time.monotonic()
+                if now > self.deadline:
+                    self.stop, self.stop_reason = True, "time_limit"
                     break
                 if self.paused:
                     if self.steps_granted > 0:
@@ -219,9 +224,12 @@ class PlaySession:
                         return "go"
                     if self.req.frames and self.paused_step != done:
                         return "show"                  # the page learns the pause holds
-                elif not (self.req.frames and self.seq - self.acked > WINDOW
+                elif not (self.req.frames and self.seq - min(self.acked, self.sent) > WINDOW
                           and done >= self.req.quiet_until):
                     return "go"
+                elif now - t0 > self.limits.send_timeout:      # no ack: a stalled page
+                    self.stop, self.stop_reason = True, "idle"
+                    break
                 self.cond.wait(0.25)
             return "stop"
 
@@ -293,7 +301,8 @@ class PlaySession:
             reason = self.stop_reason
             message = {"cancelled": f"cancelled after {done} steps",
                        "time_limit": f"reached the time limit ({RUN_TIME_LIMIT:g} s)",
-                       "idle": f"the page did not answer for {IDLE_LIMIT:g} s"}[reason]
+                       "idle": f"the page acknowledged no frame for "
+                               f"{self.limits.send_timeout:g} s"}[reason]
         self.emit({"type": "done", **self._state(done, result.params, result.loss, h),
                    "steps_done": done, "reason": reason, "message": message,
                    "converged": result.converged, "result": result.to_dict(history=False)})
@@ -303,100 +312,4 @@ def _num(v):
     return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-async def serve_play(ws: WebSocket, limiter: RunLimiter) -> None:
-    await ws.accept()
-    try:
-        first = json.loads(await ws.receive_text())
-        if not isinstance(first, dict):
-            raise ValueError('expected a JSON object {"type": "start", ...}')
-        req = PlayIn.model_validate({k: v for k, v in first.items() if k != "type"})
-    except WebSocketDisconnect:
-        return
-    except ValidationError as exc:
-        await _close(ws, {"type": "error", "detail": validation_text(exc)}, 1008)
-        return
-    except (ValueError, KeyError, TypeError) as exc:
-        await _close(ws, {"type": "error", "detail": f"bad start message: {exc}"}, 1008)
-        return
-    if not limiter.acquire():
-        await _close(ws, {"type": "busy", "detail": f"the server is busy: {limiter.limit} runs "
-                          "are streaming already; try again in a moment"}, 1013)
-        return
-    try:
-        await _stream(ws, req)
-    finally:
-        limiter.release()
-
-
-async def _close(ws: WebSocket, msg: dict, code: int) -> None:
-    try:
-        await ws.send_json(msg)
-        await ws.close(code)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-
-
-async def _stream(ws: WebSocket, req: PlayIn) -> None:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()      # bounded by the flow control
-    try:
-        session = PlaySession(req, lambda msg: loop.call_soon_threadsafe(queue.put_nowait, msg))
-    except GradfitError as exc:
-        await _close(ws, {"type": "error", "detail": str(exc)}, 1008)
-        return
-    worker = threading.Thread(target=session.work, name="gradfit-play", daemon=True)
-    receiver = asyncio.create_task(_receive(ws, session))
-    worker.start()
-    try:
-        while True:
-            msg = await queue.get()
-            await ws.send_json(msg)
-            if msg["type"] in ("done", "error"):
-                break
-        await ws.close()
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        session.control("cancel")
-        receiver.cancel()
-        while worker.is_alive():
-            await asyncio.sleep(0.005)
-
-
-async def _receive(ws: WebSocket, session: PlaySession) -> None:
-    try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            text = message.get("text")
-            if text is None:                          # a binary frame: said, and ignored
-                await ws.send_json({"type": "warning", "detail": "a binary frame: expected "
-                                    'JSON text such as {"type": "ack", "seq": 3}'})
-                continue
-            word = text.strip().strip('"')
-            if word in ("cancel", "pause", "play", "step"):
-                session.control(word)
-                continue
-            try:
-                msg = json.loads(text)
-            except json.JSONDecodeError:
-                await ws.send_json({"type": "warning", "detail": "not JSON: expected a message "
-                                    'such as {"type": "ack", "seq": 3}'})
-                continue
-            kind = msg.get("type") if isinstance(msg, dict) else None
-            if kind in ("cancel", "pause", "play", "step", "ack"):
-                session.control(kind, msg)
-            elif kind == "set":
-                try:
-                    session.control("set", SetIn.model_validate(msg))
-                except ValidationError as exc:
-                    await ws.send_json({"type": "warning", "detail": validation_text(exc)})
-            else:
-                await ws.send_json({"type": "warning", "detail": f"unknown message type {kind!r}"})
-    except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError, KeyError):
-        pass
-    session.control("cancel")
-
-
-__all__ = ["PlayIn", "PlaySession", "serve_play", "LABEL_RULE", "LABEL_WINDOW", "WINDOW"]
+__all__ = ["PlayIn", "PlaySession", "LABEL_RULE", "LABEL_WINDOW", "WINDOW"]

@@ -211,7 +211,8 @@ Name = Annotated[str, Field(max_length=200)]
 
 class CodeData(Strict):
     """Where the page's data came from: a built-in dataset (``name``, ``n``, ``mult``,
-    ``add``, ``seed``) or an uploaded CSV (``source="csv"``, ``file``, ``x``, ``y``)."""
+    ``add``, ``seed``) or an uploaded CSV (``source="csv"``, ``file``, ``x``, ``y``,
+    ``sigma``: its columns)."""
 
     source: Literal["builtin", "csv"] = "builtin"
     name: Name = "lesson"
@@ -222,6 +223,7 @@ class CodeData(Strict):
     file: Optional[Name] = None
     x: Optional[Name] = None
     y: Optional[Name] = None
+    sigma: Optional[Name] = None
 
     @field_validator("name")
     @classmethod

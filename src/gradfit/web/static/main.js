@@ -3,7 +3,8 @@
 import { api, get, upload } from "./api.js";
 import { rebuild, wireEditing } from "./edit.js";
 import { Player } from "./player.js";
-import { drawData, drawLandscape, drawLoss, drawSlice, viewPNG } from "./plots.js";
+import { dragMark, drawData, drawLandscape, drawLoss, drawSlice, dropDragMark, viewPNG } from "./plots.js";
+import { codeBody, csvFields, csvMenus, download, fill, uncertaintyHTML } from "./panels.js";
 import { makeSliders, setSliders } from "./sliders.js";
 import { addChange, decode, encode, fmt, labelText, settingsAt } from "./state.js";
 
@@ -82,8 +83,8 @@ function buildSliders() {
   makeSliders($("sliders"), model.names, S.p, MAX_SLIDERS, (name, value) => {
     if (S.step > 0 || player.live) newStart();
     S.p[name] = value; S.p0 = { ...S.p };
-    evaluate(); landscapeSoon(); writeHash();
-  }, model.constants);
+    evaluate(); dragged(); writeHash();
+  }, model.constants, released);
 }
 const showSliders = () => setSliders(model.names, S.p);
 
@@ -111,6 +112,28 @@ function show(loss, testLoss, curve, distance) {
   $("distance").textContent = fmt(distance);
 }
 
+// A slider's move redraws the curve and the loss at once (evaluate); the landscape and the
+// slice follow with a mark (dragMark) and are redrawn, from the server, when the slider is
+// let go (or held still for DRAG_REST ms): a contour's redraw holds the page's thread for
+// tens of ms, which a drag's next move would wait for.
+const DRAG_REST = 1000;
+let restTimer = null, markFrame = 0, moves = 0;
+function dragged() {
+  moves++;
+  if (!markFrame) markFrame = requestAnimationFrame(() => {
+    markFrame = 0;
+    if (model.names.length >= 2) dragMark("plot-landscape", [S.p[S.pa], S.p[S.pb]]);
+    dragMark("plot-slice", [S.p[S.ps], null]);
+  });
+  clearTimeout(restTimer);
+  restTimer = setTimeout(() => { restTimer = null; landscape(); }, DRAG_REST);
+}
+
+function released() {
+  clearTimeout(restTimer); restTimer = null;
+  landscape();
+}
+
 let landBusy = false, landAgain = false, landTimer = null;
 function landscapeSoon(delay = 150) {
   if (landTimer) return;
@@ -125,12 +148,17 @@ async function landscape() {
     const path = trail.map((p) => [p[a], p[b]]);
     const keep = [...path, [S.p[a], S.p[b]], [S.p0[a], S.p0[b]]];
     if (exact) keep.push([exact.params[a], exact.params[b]]);
+    const asked = moves;         // a slider moved since: this answer is stale, and redrawn at rest
     const r = await api("/api/landscape", { ...problem(), params: S.p, names: two ? [a, b] : null,
                                             slice: S.ps, resolution: 61, path: two ? keep : null });
-    drawLandscape(r.grid, { path, start: [S.p0[a], S.p0[b]], now: [S.p[a], S.p[b]],
-                            best: exact && [exact.params[a], exact.params[b]],
-                            bestName: model.flexible ? "best start" : "exact optimum" });
-    drawSlice(r.slice, S.p[S.ps]);
+    if (asked === moves) {
+      drawLandscape(r.grid, { path, start: [S.p0[a], S.p0[b]], now: [S.p[a], S.p[b]],
+                              best: exact && [exact.params[a], exact.params[b]],
+                              bestName: model.flexible ? "best start" : "exact optimum" });
+      dropDragMark("plot-landscape");
+      await new Promise((ok) => setTimeout(ok, 0));    // a slider's answer may be drawn between
+    }
+    if (asked === moves) { drawSlice(r.slice, S.p[S.ps]); dropDragMark("plot-slice"); }
   } catch (e) { /* shown by evaluate */ }
   landBusy = false;
   if (landAgain) { landAgain = false; landscapeSoon(); }
@@ -149,19 +177,9 @@ async function refreshExact() {
     $("exact-info").textContent = `${exact.label}: loss ${fmt(exact.loss)}` + (model.names.length <= 6 ? " at " +
       Object.entries(exact.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ") : "");
   } catch (e) { if (ticket === exactAsked) $("exact-info").textContent = e.message; }
-  if (ticket === exactAsked) showUncertainty();
+  if (ticket === exactAsked) $("uncertainty").innerHTML = uncertaintyHTML(exact);
 }
 
-function showUncertainty() {
-  const box = $("uncertainty");
-  const u = exact && exact.uncertainty;
-  if (!u) { box.innerHTML = exact ? `<div class="hint">${exact.uncertainty_note || ""}</div>` : ""; return; }
-  const rows = Object.entries(u.params).slice(0, 12).map(([n, p]) =>
-    `<tr><td>${n}</td><td>${fmt(p.value)} ± ${fmt(p.stderr)}</td><td>[${fmt(p.ci[0])}, ${fmt(p.ci[1])}]</td></tr>`).join("");
-  box.innerHTML = `<table aria-label="uncertainty of the exact fit"><tr><th>param</th><th>value ± std error</th>
-    <th>${Math.round(u.level * 100)}% CI</th></tr>${rows}</table>
-    <div class="hint" id="chi2">χ² = ${fmt(u.chi2)} on ${u.dof} dof, reduced χ² = ${fmt(u.redchi)}${u.weighted ? " (σ from the data)" : ""}</div>`;
-}
 
 // ------------------------------------------------------------------ runs
 const player = new Player({
@@ -241,14 +259,6 @@ function writeHash() {
   clearTimeout(hashTimer);
   hashTimer = setTimeout(() => history.replaceState(null, "", "#" + encode(S, meta)), 120);
 }
-function fill(sel, values, labels) {
-  sel.innerHTML = "";
-  for (const v of values) {
-    const o = document.createElement("option");
-    o.value = v; o.textContent = labels ? labels[v] : v;
-    sel.appendChild(o);
-  }
-}
 function showControls() {
   const c = cur();
   $("dataset").value = S.data.startsWith("shared:") ? "shared" : S.data;
@@ -269,23 +279,15 @@ async function onCSV(fields) {
   $("data-error").textContent = "";
   let out;
   try { out = await upload(csvFile, fields); } catch (e) { $("data-error").textContent = e.message; return; }
-  const none = ["", "(none)"];
-  fill($("csv-x"), out.columns); fill($("csv-x2"), ["", ...out.columns], { "": "(none)", ...Object.fromEntries(out.columns.map((c) => [c, c])) });
-  fill($("csv-y"), out.columns); fill($("csv-sigma"), ["", ...out.columns], { "": "(none)", ...Object.fromEntries(out.columns.map((c) => [c, c])) });
-  $("csv-x").value = out.x_names[0]; $("csv-x2").value = out.x_names[1] || ""; $("csv-y").value = out.y_name;
-  $("csv-sigma").value = out.sigma_name || ""; void none;
+  csvMenus(out);
   const keepInline = out.x.length <= MAX_LINK_POINTS;
   if (!keepInline) $("data-error").textContent = `more than ${MAX_LINK_POINTS} points: a copied link will not hold them`;
   S.data = "csv"; S.added = []; S.drop = []; S.move = {};
-  S.csv = { name: out.name, yName: out.y_name, x: out.x, y: out.y, inputs: out.inputs,
+  S.csv = { name: out.name, yName: out.y_name, sigmaName: out.sigma_name || null, x: out.x, y: out.y, inputs: out.inputs,
             ...(out.x2 ? { x2: out.x2 } : {}), ...(out.sigma ? { sigma: out.sigma } : {}) };
   if (!keepInline) S.csv = { ...S.csv, x: [], y: [] };
   base = { ...S.csv, x: out.x, y: out.y }; pts = { x: out.x, y: out.y, origin: [] };
   resetRun(); showDataControls(); showControls(); await refreshAll(true);
-}
-function csvFields() {
-  const x = [$("csv-x").value, $("csv-x2").value].filter(Boolean).join(",");
-  return { x, y: $("csv-y").value || null, sigma: $("csv-sigma").value };
 }
 
 function wire() {
@@ -370,17 +372,9 @@ function wire() {
     },
   });
 }
-function download(name, href) {
-  const a = document.createElement("a");
-  a.href = href; a.download = name; a.click();
-}
-async function showCode() {
-  const edited = S.data !== "lesson" && !(S.data in meta.datasets) || S.added.length || S.drop.length || Object.keys(S.move).length;
+async function showCode() {       // "Show code": the page's run and its exact fit as a script
   try {
-    const r = await api("/api/code", {
-      data: S.data in meta.datasets ? { name: S.data, n: S.n, mult: S.mult, add: S.add, seed: S.dseed } : {},
-      model: S.model, loss: S.loss, optimizer: S.optimizer, lr: S.lr, steps: S.steps, p0: S.p0, seed: S.seed,
-      points: edited ? { x: pts.x, y: pts.y } : null });
+    const r = await api("/api/code", codeBody(S, meta.datasets, base, dataBody(), lastEval && lastEval.test));
     $("code").textContent = r.code;
     $("code-dialog").showModal();
   } catch (e) { $("run-error").textContent = e.message; }

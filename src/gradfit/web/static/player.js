@@ -21,11 +21,17 @@ export class Player {
       if (this.ws !== sock) return;                // an old run: never drawn
       const m = JSON.parse(ev.data);
       if (m.type === "frame") {
-        const ack = () => { if (this.ws === sock && sock.readyState === 1) sock.send(JSON.stringify({ type: "ack", seq: m.seq })); };
+        let acked = false;
+        const ack = () => {
+          if (acked) return;
+          acked = true;
+          if (this.ws === sock && sock.readyState === 1) sock.send(JSON.stringify({ type: "ack", seq: m.seq }));
+        };
         if (this.state === "pausing" && !m.paused) { ack(); return; }   // ran ahead of the pause
         if (m.paused) this._set("paused");
         this.on.frame(m);
         requestAnimationFrame(() => requestAnimationFrame(ack));   // drawn: the server may go on
+        setTimeout(ack, 1000);      // a hidden tab draws nothing: the run goes on, slowly
       } else if (m.type === "done") {
         this.ws = null;
         this.on.done(m);

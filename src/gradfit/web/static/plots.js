@@ -137,3 +137,31 @@ export async function viewPNG() {
   }
   return canvas.toDataURL("image/png");
 }
+
+// While a slider moves, a dot over the landscape and a line over the slice follow it with
+// no redraw (a contour's redraw holds the page's thread for tens of ms, which a drag cannot
+// wait for); the plots are redrawn when the drag rests, and the marks go. now: [x, y] on
+// the landscape's axes (y null: a vertical line).
+export function dragMark(id, now) {
+  const gd = document.getElementById(id), wrap = gd.parentElement;
+  let el = wrap.querySelector(".drag-mark");
+  const area = gd.querySelector(".nsewdrag"), L = gd.layout || {};
+  const rx = L.xaxis && L.xaxis.range, ry = L.yaxis && L.yaxis.range;
+  if (!now || !area || !rx || !ry) { if (el) el.hidden = true; return; }
+  if (!el) {
+    el = document.createElement("div");
+    wrap.appendChild(el);
+  }
+  const a = area.getBoundingClientRect(), w = wrap.getBoundingClientRect();
+  const fx = (now[0] - rx[0]) / (rx[1] - rx[0]);
+  const fy = now[1] === null ? 0.5 : (now[1] - ry[0]) / (ry[1] - ry[0]);
+  el.className = now[1] === null ? "drag-mark line" : "drag-mark dot";
+  el.hidden = !(fx >= 0 && fx <= 1 && fy >= 0 && fy <= 1);
+  el.style.left = `${a.left - w.left + fx * a.width}px`;
+  el.style.top = now[1] === null ? `${a.top - w.top}px` : `${a.top - w.top + (1 - fy) * a.height}px`;
+  if (now[1] === null) el.style.height = `${a.height}px`;
+}
+export function dropDragMark(id) {
+  const el = document.getElementById(id).parentElement.querySelector(".drag-mark");
+  if (el) el.hidden = true;
+}

@@ -10,8 +10,9 @@ function range(input, v) {
   input.min = String(-half); input.max = String(half); input.step = String(half / 1000);
 }
 
-// box: the container; onInput(name, value) when one moves; constants: name -> value (e, pi)
-export function makeSliders(box, names, values, max, onInput, constants = {}) {
+// box: the container; onInput(name, value) when one moves, onRelease(name) when a drag
+// ends (the range's change event); constants: name -> value (e, pi)
+export function makeSliders(box, names, values, max, onInput, constants = {}, onRelease = () => {}) {
   box.innerHTML = "";
   const consts = Object.entries(constants);
   if (consts.length) {          // e and pi are constants, never sliders: say so
@@ -40,6 +41,7 @@ export function makeSliders(box, names, values, max, onInput, constants = {}) {
       $(`out-${cssId(name)}`).textContent = fmt(Number(input.value));
       onInput(name, Number(input.value));
     });
+    input.addEventListener("change", () => onRelease(name));
   }
   setSliders(names, values);
 }
