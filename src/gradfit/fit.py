@@ -234,10 +234,14 @@ class FitRun(Run):
         linear = self.stepper.linear
         if linear is not None and free != self.transform.free:
             linear = None
+        # so does LM's own rank check at its converged end (J D^-1, Moré's D)
+        scaled = None if linear is None else (linear.s, linear.vh)
+        if scaled is None and self.stepper.svd is not None and not at_bound and \
+                self.transform.identity:
+            scaled = self.stepper.svd
         if not self.lean:
             reason, detail = judge(prob, final, free, reason, detail,
-                                   losses[0] if losses else None, final_loss,
-                                   None if linear is None else (linear.s, linear.vh))
+                                   losses[0] if losses else None, final_loss, scaled)
             if linear is not None and reason != "diverged":
                 with torch.no_grad():
                     rss = float(prob.residuals(final).square().sum())
