@@ -227,7 +227,7 @@ class LevenbergMarquardt(Stepper):
             if not bool(torch.isfinite(jac).all()):
                 return
             _, s, vh = torch.linalg.svd(jac / e.d[0], full_matrices=False)
-        self.svd = s, vh
+        self.svd = s, vh, e.d[0]
         eps = torch.finfo(s.dtype).eps
         rank = int((s > eps * max(self.problem.n, F) * s[0]).sum()) if s[0] > 0 else 0
         if rank < F:
@@ -235,7 +235,7 @@ class LevenbergMarquardt(Stepper):
                      else self.problem.transform.free)
             self.stop = ("failed", rank_message(rank, names, s, vh))
 
-    svd = None              # (s, V^T) of J D^-1 at a converged end (Moré's D)
+    svd = None              # (s, V^T, d) of J D^-1 at a converged end (Moré's D)
 
 
 SMALL_WORK = 2 ** 16        # n * P below which a fit runs on one thread

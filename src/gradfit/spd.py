@@ -45,10 +45,10 @@ def factor(a: torch.Tensor):
 
 class Lapack:
     def __init__(self, a: torch.Tensor):
-        chol, info = torch.linalg.cholesky_ex(a)
-        self.ok = (info == 0) & torch.isfinite(chol).flatten(1).all(-1)
-        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        self.chol = torch.where(self.ok[:, None, None], chol, eye)
+        # the callers' matrices are finite; where one is not positive definite the
+        # solutions are garbage, and the callers mask them by ``ok``
+        self.chol, info = torch.linalg.cholesky_ex(a)
+        self.ok = info == 0
 
     def solve(self, b: torch.Tensor) -> torch.Tensor:
         """``A^-1 b`` for ``b`` ``(k, F)`` or ``(k, F, m)``."""

@@ -16,7 +16,7 @@ and then moves ``theta`` (so record ``i`` describes the point step ``i`` started
 - ``chosen``: the method ``auto`` picked (None otherwise).
 - ``linear``: for an exact linear least-squares solve, its ``LinearSolution`` (rank and
   covariance come from it), else None.
-- ``svd``: ``(s, V^T)`` of the column-scaled Jacobian at the end, when the stepper has
+- ``svd``: ``(s, V^T, d)`` of the Jacobian scaled by ``d`` at the end, when the stepper has
   judged its rank itself (lm), else None.
 """
 from __future__ import annotations
