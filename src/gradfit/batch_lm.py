@@ -309,8 +309,11 @@ class BatchLM:
 
 def _lm_parameter(a, g, y_gn, gn_norm, full, delta, lam):
     """The damping ``lam`` (and its step ``y``) whose scaled step has length ``delta``
-    within 10 percent (MINPACK's ``lmpar`` on the normal equations; ``gn_norm > delta``)."""
+    within 10 percent (MINPACK's ``lmpar`` on the normal equations; ``gn_norm > delta``).
+    One problem (a fit) runs the same iteration with its control in Python floats."""
     eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    if a.shape[0] == 1:
+        return _lm_parameter_one(a, g, y_gn, gn_norm, full, delta, lam, eye)
     dy0 = factor(a).half(y_gn).square().sum(-1)          # y0^T A^-1 y0
     gnorm = torch.linalg.vector_norm(g, dim=-1)
     lo = torch.where(full & (dy0 > 0), (gn_norm - delta) / delta * gn_norm.square() / dy0, 0.0)
@@ -340,6 +343,34 @@ def _lm_parameter(a, g, y_gn, gn_norm, full, delta, lam):
         fac = factor(a + lam[:, None, None] * eye)
         y = torch.where(active.unsqueeze(-1), fac.solve(-g), y)
     return lam, torch.where(torch.isfinite(y), y, 0.0)
+
+
+def _lm_parameter_one(a, g, y_gn, gn_norm, full, delta, lam, eye):
+    """``_lm_parameter`` for a batch of one: the same formulas, a few torch calls a step."""
+    dy0, gnorm, gn, dl, lam = torch.stack([
+        factor(a).half(y_gn).square().sum(), torch.linalg.vector_norm(g), gn_norm[0],
+        delta[0], lam[0]]).tolist()
+    lo = (gn - dl) / dl * gn * gn / dy0 if bool(full[0]) and dy0 > 0 else 0.0
+    lo = lo if math.isfinite(lo) else 0.0
+    hi = gnorm / dl
+    lam = lam if lo < lam < hi else max(lo, 1e-3 * hi)
+    for _ in range(30):
+        fac = factor(a + lam * eye)
+        y = fac.solve(-g)
+        ynorm, dy = torch.stack([torch.linalg.vector_norm(y),
+                                 fac.half(y).square().sum()]).tolist()
+        phi = ynorm - dl
+        if abs(phi) <= 0.1 * dl or hi - lo <= 1e-12 * hi:
+            break
+        if phi > 0:
+            lo = max(lo, lam)
+        else:
+            hi = min(hi, lam)
+        new = lam + (phi / dl * ynorm * ynorm / max(dy, 1e-300) if dy > 0 else math.inf)
+        lam = new if lo < new < hi else (math.sqrt(lo * hi) if lo > 0 else 0.5 * (lo + hi))
+    else:
+        y = factor(a + lam * eye).solve(-g)
+    return a.new_tensor([lam]), torch.where(torch.isfinite(y), y, 0.0)
 
 
 def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None = None,
