@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -129,6 +130,10 @@ def main(argv=None) -> None:
           f"scipy curve_fit lm {tot['ss']}/{tot['n']}")
     print(f"total time (medians of {args.repeats}): gradfit {tot['g']:.3f} s, "
           f"scipy {tot['s']:.3f} s, ratio gradfit/scipy {tot['g'] / tot['s']:.1f}")
+    g_med = statistics.median(statistics.median(v[0] for v in g_runs[i]) for i in g_runs)
+    s_med = statistics.median(statistics.median(v[0] for v in s_runs[i]) for i in s_runs)
+    print(f"median time a fit: gradfit {g_med * 1e3:.2f} ms, scipy {s_med * 1e3:.2f} ms; "
+          f"load average {os.getloadavg()[0]:.2f} (uptime)")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from .config import FitConfig
 from .errors import FitError, InputError
 from .losses import get_loss
 from .models import Model, check_param_names, make_model, start_values
+from .lm import threads_for
 from .optimizers import make_stepper
 from .active_set import near_bounds, refine
 from .bounds import ParamTransform, TransformedProblem
@@ -174,8 +175,9 @@ class FitRun(Run):
                 break
         if reason == "diverged" and not points:
             points.append(point)
-        self.result = self._finish(theta, points, losses, gnorms, reason, detail,
-                                   start, self.lr, t0)
+        with threads_for(prob):
+            self.result = self._finish(theta, points, losses, gnorms, reason, detail,
+                                       start, self.lr, t0)
 
     def set_lr(self, value: float) -> None:
         """Change the learning rate from the next step on, keeping the optimizer's state
@@ -236,10 +238,12 @@ class FitRun(Run):
         linear = self.stepper.linear
         if linear is not None and free != self.transform.free:
             linear = None
+        # so does LM's own rank check at its converged end (J D^-1, Moré's D)
+        own = self.stepper.svd if not at_bound and self.transform.identity else None
+        scaled = (linear.s, linear.vh) if linear is not None else own and own[:2]
         if not self.lean:
             reason, detail = judge(prob, final, free, reason, detail,
-                                   losses[0] if losses else None, final_loss,
-                                   None if linear is None else (linear.s, linear.vh))
+                                   losses[0] if losses else None, final_loss, scaled)
             if linear is not None and reason != "diverged":
                 with torch.no_grad():
                     rss = float(prob.residuals(final).square().sum())
@@ -250,7 +254,7 @@ class FitRun(Run):
                 idx = torch.tensor([names.index(n) for n in free], device=final.device)
                 cov = least_squares_covariance(
                     lambda f: prob.residuals(final.index_put((idx,), f)), final[idx],
-                    absolute_sigma=cfg.absolute_sigma)
+                    absolute_sigma=cfg.absolute_sigma, scaled=own)
                 if cov is not None:
                     stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
         if self.notes:

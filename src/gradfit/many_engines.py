@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batch_lm import CODES, MAX_STEPS, MESSAGES, batch_lm, moments, solve_spd
-from .lm import OPTIONS as LM_OPTIONS
+from .batch_lm import OPTIONS as LM_OPTIONS, batch_lm, message, reason as code_reason
+from .spd import moments, solve_spd
 
 _GD = ("gd", "momentum", "adam", "adamw", "rmsprop")
 
@@ -39,33 +39,33 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         ok = torch.as_tensor(reason != "diverged", device=u.device)
         cov, rank = covariance(prob, tr, theta, ok, absolute_sigma, d if tr.identity else None)
         if method == "lm":
-            _lost_rank(reason, message, rank.cpu().numpy(), u.shape[-1])
+            _lost_rank(reason, message, rank.cpu().numpy(), u.shape[-1], prob, tr, u, cfg)
     return theta, steps, reason, message, cov
 
 
-def _lost_rank(reason, message, rank, F) -> None:
-    """A converged LM fit whose scaled Jacobian lost rank is a failure (as ``lm.py``)."""
+def _lost_rank(reason, message, rank, F, prob, tr, u, cfg) -> None:
+    """A converged LM fit whose scaled Jacobian lost rank is a failure, with the message
+    of one fit (``verdict.rank_message``, from the SVD of its ``J D^-1``)."""
+    from .verdict import rank_message
     for i in np.flatnonzero(np.isin(reason, ("gtol", "ftol", "xtol")) & (rank < F)):
+        idx = torch.tensor([i], device=u.device)
+        jac = prob.jacobian(tr)(u[idx], idx)[0, :F].transpose(0, 1)
+        norms = torch.linalg.vector_norm(jac, dim=0)
+        _, s, vh = torch.linalg.svd(jac / torch.where(norms > 0, norms, 1.0),
+                                    full_matrices=False)
         reason[i] = "failed"
-        message[i] = (f"the Jacobian lost rank ({rank[i]} of {F}): the data determine only "
-                      "combinations of the parameters, not each one; the loss is at a "
-                      "minimum but these values are one choice among many")
+        message[i] = rank_message(int(rank[i]), tr.free, s, vh)
 
 
 def _lm(prob, tr, u0, cfg):
-    o = {k: float(cfg["options"].get(k, LM_OPTIONS[k])) for k in ("ftol", "xtol", "gtol")}
-    max_tries = int(cfg["options"].get("max_tries", LM_OPTIONS["max_tries"]))
-
-    def fn(u, idx):
-        return prob.residuals(tr.external(u, idx), idx)
-    res = batch_lm(fn, u0, ydata=prob.ydata, max_steps=cfg["steps"], max_tries=max_tries,
-                   normal=prob.normal(tr), **o)
+    o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
+    res = batch_lm(None, u0, ydata=prob.ydata, max_steps=cfg["steps"],
+                   jacobian=prob.jacobian(tr), normal=prob.normal(tr), **o)
     codes = res.code.cpu().numpy()
-    reason = np.array(CODES)[codes]
-    texts = [MESSAGES.get(c, "") for c in range(len(CODES))]
-    texts[MAX_STEPS] = f"reached the step limit ({cfg['steps']} steps)"
-    message = np.array(texts, dtype=object)[codes]
-    return res.theta, res.steps, reason, message, res.d
+    table = {c: (code_reason(c), message(c, o, cfg["steps"])) for c in set(codes.tolist())}
+    reason = np.array([table[c][0] for c in codes.tolist()], dtype="U16")
+    msg = np.array([table[c][1] for c in codes.tolist()], dtype=object)
+    return res.theta, res.steps, reason, msg, res.d
 
 
 def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):

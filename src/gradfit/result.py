@@ -251,28 +251,34 @@ def _finite_or_none(obj):
     return obj
 
 
-def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: bool = False):
+def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: bool = False,
+                             scaled=None):
     """``pcov`` as curve_fit computes it, or None when it is undefined (n <= P, lost rank).
 
-    ``residual_fn(theta) -> (n,)`` weighted residuals.
+    ``residual_fn(theta) -> (n,)`` weighted residuals. ``scaled``: ``(s, V^T, d)``, the SVD
+    of ``J D^-1`` at ``theta`` with its column scaling ``d`` when already known (LM's end):
+    then ``pcov = D^-1 V diag(1/s^2) V^T D^-1`` needs no Jacobian.
     """
     theta = theta.detach()
     r = residual_fn(theta).detach()
     n, p = r.shape[0], theta.shape[0]
     if n <= p or p == 0 or p > 2000:
         return None
-    from .lm import residuals_and_jacobian       # exact, and cheaper to start than jacfwd
-    _, jac = residuals_and_jacobian(residual_fn, theta)
-    if not torch.isfinite(jac).all():
-        return None
-    # SVD of the column-scaled Jacobian J D^-1 (D: column norms), so that whether the
-    # covariance exists does not depend on the units of x, y or any parameter; singular
-    # values below scipy's threshold (eps * max(n, P) * s_max) count as lost rank
-    from .verdict import scaled_singular
-    norms = torch.linalg.vector_norm(jac, dim=0)
-    d = torch.where(norms > 0, norms, torch.ones_like(norms))
-    s, vt = scaled_singular(jac)
-    threshold = torch.finfo(jac.dtype).eps * max(jac.shape) * s[0]
+    if scaled is not None:
+        s, vt, d = scaled
+    else:
+        from .lm import residuals_and_jacobian       # exact, cheaper to start than jacfwd
+        _, jac = residuals_and_jacobian(residual_fn, theta)
+        if not torch.isfinite(jac).all():
+            return None
+        # SVD of the column-scaled Jacobian J D^-1 (D: column norms), so that whether the
+        # covariance exists does not depend on the units of x, y or any parameter; singular
+        # values below scipy's threshold (eps * max(n, P) * s_max) count as lost rank
+        from .verdict import scaled_singular
+        norms = torch.linalg.vector_norm(jac, dim=0)
+        d = torch.where(norms > 0, norms, torch.ones_like(norms))
+        s, vt = scaled_singular(jac)
+    threshold = torch.finfo(s.dtype).eps * max(n, p) * s[0]
     if s[-1] <= threshold:
         return None
     pcov = ((vt.T / s.square()) @ vt) / torch.outer(d, d)

@@ -16,6 +16,8 @@ and then moves ``theta`` (so record ``i`` describes the point step ``i`` started
 - ``chosen``: the method ``auto`` picked (None otherwise).
 - ``linear``: for an exact linear least-squares solve, its ``LinearSolution`` (rank and
   covariance come from it), else None.
+- ``svd``: ``(s, V^T, d)`` of the Jacobian scaled by ``d`` at the end, when the stepper has
+  judged its rank itself (lm), else None.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class Stepper:
     replaces_storage: bool = False
     chosen: str | None = None
     linear = None
+    svd = None
     lr: float = 0.0
 
     def step(self) -> tuple[float, float]:      # pragma: no cover - every stepper has one

@@ -90,12 +90,19 @@ def lost_rank(problem, final: torch.Tensor, free: tuple[str, ...], scaled=None) 
     kept = s > s.new_tensor(torch.finfo(s.dtype).eps * max(problem.n, len(free))) * s[0]
     rank = int(kept.sum())
     if s[0] == 0 or rank < len(free):
-        outside = (1 - vh[kept].square().sum(0)).clamp_min(0).sqrt()
-        involved = [free[i] for i in (outside > 1e-3).nonzero().flatten().tolist()] or list(free)
-        shown = ", ".join(involved[:10]) + (", ..." if len(involved) > 10 else "")
-        return (f"the Jacobian lost rank ({rank} of {len(free)}): the data determine only "
-                f"combinations of {shown}, not each one; these values are one choice among many")
+        return rank_message(rank, free, s, vh)
     return None
+
+
+def rank_message(rank: int, free, s: torch.Tensor, vh: torch.Tensor) -> str:
+    """The message of a lost rank, naming the parameters with a component outside the row
+    space of the scaled Jacobian (``s``, ``vh`` its SVD; the same for one fit and many)."""
+    kept = torch.arange(s.shape[-1], device=s.device) < rank
+    outside = (1 - vh[kept].square().sum(0)).clamp_min(0).sqrt()
+    involved = [free[i] for i in (outside > 1e-3).nonzero().flatten().tolist()] or list(free)
+    shown = ", ".join(involved[:10]) + (", ..." if len(involved) > 10 else "")
+    return (f"the Jacobian lost rank ({rank} of {len(free)}): the data determine only "
+            f"combinations of {shown}, not each one; these values are one choice among many")
 
 
 def scaled_singular(jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
