@@ -92,3 +92,16 @@ def test_a_numpy_model_is_never_compiled(monkeypatch):
     assert F.fused_gradient(p, steps=10 ** 9) is None
     r = gradfit.fit(f, x, 2 * np.exp(-x), optimizer="gd", lr=0.1, steps=5)
     assert np.isfinite(r.loss)
+
+
+def test_two_functions_of_one_name_never_share_a_compiled_step():
+    def f(x, a, b):
+        return a * x + b
+    g = f
+
+    def f(x, a, b):                                     # noqa: F811 - the same name, new math
+        return a * torch.exp(-b * x)
+    x = np.linspace(0, 1, 10)
+    k1, k2 = (F._model_key(prepare(fn, x, x).model) for fn in (g, f))
+    assert k1 != k2
+    assert F._model_key(prepare("a*x+b", x, x).model) == F._model_key(prepare("a*x+b", x, x).model)

@@ -32,7 +32,8 @@ from typing import Callable
 
 import torch
 
-from .models import CallableModel, ExpressionModel, Model
+from .models import (CallableModel, ExpressionModel, MLPModel, Model, PolynomialModel,
+                     ReLUSumModel)
 from .problem import Problem
 
 COMPILE_MIN_WORK = 1e9      # n * steps at which ~20 s of compiling pays for itself
@@ -96,7 +97,7 @@ def fused_gradient(problem: Problem, steps: int) -> Callable | None:
     if type(problem) is not Problem:       # bounds or fixed values: a transformed problem
         return None
     x, y, sigma = problem.x, problem.y, problem.sigma
-    key = (problem.model.spec, problem.model.input_names, problem.loss.name,
+    key = (_model_key(problem.model), problem.model.input_names, problem.loss.name,
            problem.loss.delta, sigma is None, x.dtype, str(x.device), tuple(x.shape))
     cached = key in _cache
     if not cached and not worth_compiling(problem.n, steps):
@@ -125,6 +126,15 @@ def fused_gradient(problem: Problem, steps: int) -> Callable | None:
             _cache[key] = None
             return None
     return step if compiled is not None else None
+
+
+def _model_key(model: Model):
+    """What fixes a model's math: the text of an expression or the spec of a built-in
+    model (``poly:3``, ``mlp:8,8:tanh``); for a Python function or any other model, the
+    object itself (two functions may share a name)."""
+    if type(model) in (ExpressionModel, PolynomialModel, ReLUSumModel, MLPModel):
+        return (type(model).__name__, model.spec)
+    return model.fn if isinstance(model, CallableModel) else model
 
 
 def clear_cache() -> None:
