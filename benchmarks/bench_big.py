@@ -4,8 +4,9 @@
    in its parameters: one chunked QR, see ``linear_lsq.py``) against numpy's lstsq and
    scipy's curve_fit. Each runs in a fresh process; its time and its peak memory above
    what the process held before the fit (the data included) are printed, with ratios.
-2. one gradient-descent step (MAE, f64) on ``--n`` points against one read of x and y
-   (``x.sum() + y.sum()``), medians of ``--rounds``.
+2. one gd and one adam step (MAE, f64) on ``--n`` points, fused (``fused_step.py``,
+   compiled when a run of ``--steps`` steps repays it) and unfused, against one read of x
+   and y (``x.sum() + y.sum()``), medians of ``--rounds``.
 3. a 201 x 201 loss landscape over ``--landscape-n`` points on ``--device`` against the CPU.
 
     python benchmarks/bench_big.py                      # this machine: n = 10^7
@@ -69,16 +70,18 @@ def exact(n: int) -> None:
     print(f"  largest relative difference from lstsq: {agree:.1e}")
 
 
-def step(n: int, device: str, dtype: str, rounds: int) -> None:
+def step(n: int, device: str, dtype: str, rounds: int, steps: int) -> None:
+    """One step of gd and of adam (MAE) on the real stepper, fused (``fused_step``: the
+    run of ``steps`` steps repays the compile) and unfused, against one read of x and y."""
     import torch
-    import gradfit
+    from gradfit.fit import prepare
+    from gradfit.fused_step import worth_compiling
+    from gradfit.optimizers import make_stepper
     dt = getattr(torch, dtype)
     x = torch.linspace(-2, 2, n, dtype=dt, device=device)
     y = 3 * x**2 + 2 * x + 1 + torch.randn(n, dtype=dt, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-
-    def read():
-        return (x.sum() + y.sum()).item()
+    problem = prepare("a*x^2 + b*x + c", x, y, loss="mae", dtype=dt, device=device)
 
     def timed(fn, k=5):
         fn()
@@ -89,14 +92,28 @@ def step(n: int, device: str, dtype: str, rounds: int) -> None:
         sync()
         return (time.perf_counter() - t) / k
 
-    steps = 20
-    def gd():
-        gradfit.fit("a*x^2 + b*x + c", x, y, loss="mae", optimizer="gd", lr=1e-3, steps=steps,
-                    ftol=0, gtol=0, dtype=dtype, device=device, p0={"a": 1.1, "b": 1.1, "c": 1.1})
-    read_t = statistics.median(timed(read) for _ in range(rounds))
-    gd_t = statistics.median(timed(gd, 1) / steps for _ in range(rounds))
-    print(f"gd step, mae, n = {n:,} ({dtype}, {device}): {gd_t * 1e3:.2f} ms a step, one read of "
-          f"x and y {read_t * 1e3:.2f} ms: ratio {gd_t / read_t:.1f} (target <= 2)")
+    read_t = statistics.median(timed(lambda: (x.sum() + y.sum()).item()) for _ in range(rounds))
+    print(f"one step, mae, a*x^2 + b*x + c, n = {n:,} ({dtype}, {device}); one read of x and y "
+          f"(x.sum() + y.sum()) {read_t * 1e3:.2f} ms; compile chosen for {steps} steps: "
+          f"{worth_compiling(n, steps)}; torch threads {torch.get_num_threads()}")
+    for opt in ("gd", "adam"):
+        times = {}
+        for fused in (True, False):
+            theta = torch.tensor([1.1, 1.1, 1.1], dtype=dt, device=device, requires_grad=True)
+            s = make_stepper(opt, problem, theta, lr=1e-3, steps=steps)
+            if not fused:
+                s.fused = None
+            t = time.perf_counter()
+            s.step()                      # the first step compiles
+            sync()
+            first = time.perf_counter() - t
+            times[fused] = statistics.median(timed(s.step, 3) for _ in range(rounds))
+            if fused:
+                print(f"  {opt:<5} fused  : first step (compile) {first:6.1f} s; "
+                      f"{'fused' if s.fused is not None else 'FELL BACK to unfused'}")
+        f, u = times[True], times[False]
+        print(f"  {opt:<5} fused {f * 1e3:8.2f} ms a step = {f / read_t:5.2f} reads (target <= 2); "
+              f"unfused {u * 1e3:8.2f} ms = {u / read_t:5.1f} reads; unfused / fused {u / f:5.1f}")
 
 
 def landscape(n: int, device: str, rounds: int) -> None:
@@ -132,6 +149,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=200,
+                    help="the run length the gd step is planned for (compile if it repays)")
+    ap.add_argument("--skip-landscape", action="store_true")
     ap.add_argument("--skip-exact", action="store_true")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -140,8 +160,9 @@ def main() -> None:
         return
     if not a.skip_exact:
         exact(a.n)
-    step(a.step_n or a.n, a.device, a.dtype, a.rounds)
-    landscape(a.landscape_n, a.device, a.rounds)
+    step(a.step_n or a.n, a.device, a.dtype, a.rounds, a.steps)
+    if not a.skip_landscape:
+        landscape(a.landscape_n, a.device, a.rounds)
 
 
 if __name__ == "__main__":

@@ -301,3 +301,21 @@ def test_cores_take_whole_chunks_and_give_the_same_numbers():
     for k in NAMES:
         np.testing.assert_allclose(two.params[k], one.params[k], rtol=1e-12, atol=1e-14)
     assert list(two.reason) == list(one.reason)
+
+
+def test_read_only_arrays_are_never_shared_with_torch():
+    """xarray and pandas hand out read-only arrays: no 'not writable' warning, same fits."""
+    import warnings
+    x = np.linspace(0, 3, 30)
+    y = 2.0 * np.exp(-np.array([[0.5], [1.0]]) * x)
+    ref = gradfit.fit_many("a*exp(-k*x)", x, y, p0={"a": [1.5, 2.5]})
+    x.setflags(write=False)
+    y.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = gradfit.fit_many("a*exp(-k*x)", x, y, p0={"a": [1.5, 2.5]})
+    np.testing.assert_array_equal(got.params["k"], ref.params["k"])
+    with pytest.raises(gradfit.InputError, match="p0 value of 'a' is not finite"):
+        gradfit.fit_many("a*exp(-k*x)", x, y, p0={"a": [1.0, np.nan]})
+    with pytest.raises(gradfit.InputError, match="bad fixed value for 'a'"):
+        gradfit.fit_many("a*exp(-k*x)", x, y, fixed={"a": [1.0, 2.0, 3.0]})

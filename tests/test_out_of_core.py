@@ -80,6 +80,46 @@ def test_gradient_methods_follow_the_single_machine_path(dask_client, optimizer,
     assert r.loss == pytest.approx(s.loss, rel=1e-10)
 
 
+@pytest.mark.parametrize("bounds, fixed", [
+    ({"s": (0.1, 0.7), "A": (0, 10)}, {"C": 0.25}),   # s held at its upper bound, C fixed
+    ({"mu": (-1, 1), "C": (0.0, None)}, {}),           # bounds that do not bind
+    ({}, {"mu": 0.45}),                                 # fixed only
+])
+def test_lm_with_bounds_and_fixed_values_equals_fit(dask_client, bounds, fixed):
+    import dask.dataframe as dd
+    x, y, sigma = gaussian_data(12_000, seed=6)
+    ddf = dd.from_pandas(pd.DataFrame({"x": x, "y": y, "err": sigma}), npartitions=4)
+    kw = dict(sigma=None, p0=P0, bounds=bounds, fixed=fixed)
+    r = fit_out_of_core(GAUSS, ddf, x="x", y="y", scheduler=dask_client, **{**kw, "sigma": "err"})
+    s = gradfit.fit(GAUSS, x, y, optimizer="lm", **{**kw, "sigma": sigma})
+    assert r.converged and s.converged, (r.message, s.message)   # reasons: two LMs' own words
+    for k, v in s.params.items():
+        assert r.params[k] == pytest.approx(v, rel=1e-10, abs=1e-12), k
+    assert r.loss == pytest.approx(s.loss, rel=1e-10)
+    assert set(r.stderr) == set(s.stderr)                 # none for fixed or held parameters
+    for k, v in s.stderr.items():
+        assert r.stderr[k] == pytest.approx(v, rel=1e-7), k
+    if "s" in bounds:
+        assert r.params["s"] == 0.7 and "s at its upper bound" in r.message
+    for k, v in fixed.items():
+        assert r.params[k] == v
+
+
+def test_adam_with_bounds_and_fixed_values_follows_fit(dask_client):
+    import dask.dataframe as dd
+    x, y, _ = gaussian_data(4000, seed=7)
+    ddf = dd.from_pandas(pd.DataFrame({"x": x, "y": y}), npartitions=3)
+    kw = dict(p0=P0, optimizer="adam", loss="mae", lr=0.05, steps=30,
+              bounds={"s": (0.5, 1.0), "A": (None, 1.9)}, fixed={"C": 0.3})
+    r = fit_out_of_core(GAUSS, ddf, x="x", y="y", scheduler=dask_client, **kw)
+    s = gradfit.fit(GAUSS, x, y, **kw)
+    assert r.steps == s.steps == 30 and r.reason == s.reason
+    for k, v in s.params.items():
+        assert r.params[k] == pytest.approx(v, rel=1e-10), k
+    assert r.params["C"] == 0.3 and r.params["A"] <= 1.9
+    assert r.loss == pytest.approx(s.loss, rel=1e-10)
+
+
 def test_bad_input(dask_client):
     df = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [1.0, np.nan, 2.0]})
     with pytest.raises(InputError, match="NaN"):
@@ -88,6 +128,12 @@ def test_bad_input(dask_client):
         fit_out_of_core("a*x + b", df, x="x", y="y", loss="mae", optimizer="lm")
     with pytest.raises(InputError, match="cannot run out of core"):
         fit_out_of_core("a*x + b", df, x="x", y="y", optimizer="lbfgs")
+    with pytest.raises(InputError, match="bounds"):
+        fit_out_of_core("a*x + b", df, x="x", y="y", bounds={"q": (0, 1)})
+    with pytest.raises(InputError, match="bad bounds"):
+        fit_out_of_core("a*x + b", df, x="x", y="y", bounds={"a": (1, 0)})
+    with pytest.raises(InputError, match="NaN"):      # the client in use gets the error
+        fit_out_of_core("a*x + b", df, x="x", y="y", fixed={"a": 1.0})
 
 
 def test_cli_one_series_on_a_cluster_gradfit_starts(tmp_path, capsys):

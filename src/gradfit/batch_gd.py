@@ -18,6 +18,11 @@ as ``torch.optim`` computes them. A problem stops by ``gtol`` (gradient norm), `
 (relative change of its loss), divergence (a non-finite loss or gradient, or the loss above
 ``divergence`` times its start: the result is then the last point whose loss was finite)
 or the step limit, and leaves the batch.
+
+``trace`` (a dict, optional) receives what ``fit`` records of each step: ``loss`` and
+``gnorm`` ``(steps, B)`` and ``point`` ``(steps, B, P)`` (the model's parameters the step
+started from), NaN where a problem recorded no step (it had stopped, or diverged there).
+A learning-rate sweep is one such run, one problem per rate (``lr_batch``).
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ def schedule_factors(method: str, options: dict, schedule: str, steps: int):
     return lrs, moms, betas
 
 
-def batch_gd(prob, tr, u0, rates, cfg):
+def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
     """Fit the rows of ``u0`` ``(k, F)``; returns ``u``, steps, reasons, messages."""
     method, o, steps = cfg["method"], dict(cfg["options"]), cfg["steps"]
     ftol = cfg["ftol"] if cfg["ftol"] is not None else DEFAULT_FTOL
@@ -71,6 +76,11 @@ def batch_gd(prob, tr, u0, rates, cfg):
     first = torch.full((B,), math.nan, dtype=dtype, device=dev)
     prev = torch.full((B,), math.nan, dtype=dtype, device=dev)
     state = [torch.zeros_like(u) for _ in range(2)]    # momentum / first and second moments
+    if trace is not None:
+        P = tr.external(u[:1], idx[:1]).shape[-1]
+        trace.update(loss=torch.full((steps, B), math.nan, dtype=dtype, device=dev),
+                     gnorm=torch.full((steps, B), math.nan, dtype=dtype, device=dev),
+                     point=torch.full((steps, B, P), math.nan, dtype=dtype, device=dev))
     for k in range(steps):
         if idx.numel() == 0:
             break
@@ -96,6 +106,12 @@ def batch_gd(prob, tr, u0, rates, cfg):
         stop_f = ~bad & ~stop_g & torch.isfinite(prev) & (
             (prev - loss).abs() <= ftol * prev.abs().clamp_min(1e-300))
         recorded = (~bad).long()
+        if trace is not None:
+            keep = ~bad
+            trace["loss"][k, idx[keep]] = loss[keep]
+            trace["gnorm"][k, idx[keep]] = gnorm[keep]
+            with torch.no_grad():
+                trace["point"][k, idx[keep]] = tr.external(u, idx)[keep]
         done = bad | stop_g | stop_f
         if done.any():
             for i in done.nonzero().flatten().tolist():

@@ -150,6 +150,7 @@ class BatchLM:
         o = {**OPTIONS, **(options or {})}
         self.ftol, self.xtol, self.gtol = (float(o[k]) for k in ("ftol", "xtol", "gtol"))
         self.max_tries, self.max_steps = int(o["max_tries"]), max_steps
+        self.jacobian = jacobian
         # M = [J r]^T [J r] at (theta, idx): directly where it can be had without forming
         # the block (ManyProblem.normal: over cache-sized blocks of problems)
         self.normal = normal or (lambda t, i: moments(jacobian(t, i)))

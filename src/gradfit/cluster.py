@@ -64,10 +64,12 @@ def client_for(scheduler=None, workers: int | None = None) -> Iterator:
         return
     if workers is None:
         try:
-            yield distributed.get_client()
-            return
+            active = distributed.get_client()
         except ValueError:           # no client in this process
-            pass
+            active = None
+        if active is not None:       # yielded outside the try: the body's errors pass through
+            yield active
+            return
     n = workers or max(1, min(4, os.cpu_count() or 1))
     with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                   dashboard_address=":0", scheduler_kwargs={"dashboard": False},

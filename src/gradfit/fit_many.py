@@ -254,7 +254,10 @@ def _run_chunk(m, d: ManyData, lossf, problems, rows, values_k, lo, hi, fixed_va
                names, free, rates, cfg, dtype, device, out: _Outputs, absolute_sigma):
     """Fit the rows ``rows`` (problem ``problems[i]`` each) and store their results."""
     def t(a):
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+        a = np.ascontiguousarray(a)
+        if not a.flags.writeable:      # never a tensor over the user's read-only memory
+            a = a.copy()
+        return torch.as_tensor(a, dtype=dtype, device=device)
 
     if len(problems) and problems[-1] - problems[0] == len(problems) - 1 and \
             (np.diff(problems) == 1).all():

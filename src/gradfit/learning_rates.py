@@ -16,6 +16,7 @@ import numpy as np
 from .errors import InputError
 from .fit import fit, prepare
 from .landscape import _json_rows, _theta
+from .lr_batch import sweep_fits
 from .models import start_values
 from .optimizers import OPTIMIZERS, get_optimizer, make_stepper
 
@@ -136,7 +137,8 @@ def label_runs(results: Sequence, lrs: Sequence[float]) -> Sweep:
 def lr_sweep(model, x, y, lrs: Sequence[float], *, optimizer: str = "gd", steps: int = 100,
              **fit_kwargs) -> Sweep:
     """The same fit at each learning rate (``fit_kwargs`` as for ``fit``), labelled by
-    ``classify_run``.
+    ``classify_run``. The rates run as one batched run (``lr_batch.sweep_fits``) where it
+    can; bounds, fixed values, sgd and lbfgs run ``fit`` once per rate.
 
         >>> from gradfit.data import lesson_data
         >>> d = lesson_data()
@@ -145,8 +147,10 @@ def lr_sweep(model, x, y, lrs: Sequence[float], *, optimizer: str = "gd", steps:
         ['too slow', 'good', 'diverged']
     """
     lrs = check_lrs(lrs)
-    results = [fit(model, x, y, optimizer=optimizer, lr=lr, steps=steps, **fit_kwargs)
-               for lr in lrs]
+    results = sweep_fits(model, x, y, lrs, optimizer=optimizer, steps=steps, **fit_kwargs)
+    if results is None:
+        results = [fit(model, x, y, optimizer=optimizer, lr=lr, steps=steps, **fit_kwargs)
+                   for lr in lrs]
     return label_runs(results, lrs)
 
 

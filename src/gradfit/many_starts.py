@@ -41,13 +41,21 @@ def _known(names, name: str, what: str) -> None:
 def fixed_matrix(names, fixed, B: int):
     """The fixed names and a ``(B, P)`` matrix holding their values (0 elsewhere)."""
     out = np.zeros((B, len(names)))
-    for name, value in (fixed or {}).items():
-        _known(names, name, "fixed")
-        v = _per_problem("fixed value", name, value, B)
-        if not np.isfinite(v).all():
-            raise InputError(f"bad fixed value for {name!r}", expected="finite numbers")
-        out[:, names.index(name)] = v
+    _fill_columns(out, None, names, fixed, "fixed", "bad fixed value for {!r}")
     return tuple(n for n in names if n in (fixed or {})), out
+
+
+def _fill_columns(out, given, names, values, what: str, not_finite: str) -> None:
+    """``out[:, j] = values[name]`` (a number or B finite numbers) for each named parameter;
+    ``given[:, j] = True`` too when ``given`` is an array."""
+    for name, value in (values or {}).items():
+        _known(names, name, what)
+        v = _per_problem(what if what != "fixed" else "fixed value", name, value, out.shape[0])
+        if not np.isfinite(v).all():
+            raise InputError(not_finite.format(name), expected="finite numbers")
+        out[:, names.index(name)] = v
+        if given is not None:
+            given[:, names.index(name)] = True
 
 
 def bounds_matrix(free, names, bounds, B: int):
@@ -74,8 +82,10 @@ def start_matrix(model, data, p0, guess, seed: int):
     """``(B, P)`` starting values and ``(B, P)`` True where the user gave them."""
     names = model.param_names
     B = data.B
-    x0 = data.series(0)[0]
-    defaults = start_values(model, None, torch.as_tensor(x0), seed)
+    # a copy: the user's array may be read-only (xarray, pandas), and a tensor sharing it
+    # would be a writable view of memory that must not be written
+    x0 = torch.tensor(np.asarray(data.series(0)[0], dtype=np.float64))
+    defaults = start_values(model, None, x0, seed)
     values = np.tile([defaults[n] for n in names], (B, 1)).astype(np.float64)
     given = np.zeros((B, len(names)), dtype=bool)
     if guess is not None:
@@ -94,13 +104,7 @@ def start_matrix(model, data, p0, guess, seed: int):
                     given[b, names.index(name)] = True
             except Exception as exc:       # the user's function: any failure is this problem's
                 data.bad[b] = f"guess failed: {type(exc).__name__}: {exc}"
-    for name, value in (p0 or {}).items():
-        _known(names, name, "p0")
-        v = _per_problem("p0", name, value, B)
-        if not np.isfinite(v).all():
-            raise InputError(f"p0 value of {name!r} is not finite", expected="finite numbers")
-        values[:, names.index(name)] = v
-        given[:, names.index(name)] = True
+    _fill_columns(values, given, names, p0, "p0", "p0 value of {!r} is not finite")
     return values, given
 
 

@@ -67,8 +67,9 @@ class GradientStepper(Stepper):
 
     def __init__(self, problem: Problem, theta: torch.Tensor, optimizer: torch.optim.Optimizer,
                  scheduler=None, accumulate: bool = False, batch_size: int | None = None,
-                 seed: int = 0, closure: bool = False):
+                 seed: int = 0, closure: bool = False, fused=None):
         self.problem, self.theta, self.opt, self.scheduler = problem, theta, optimizer, scheduler
+        self.fused = fused          # theta -> (grad, loss) in one pass, or None (fused_step)
         self.lr = float(optimizer.param_groups[0]["lr"])
         self.accumulate, self.closure = accumulate, closure
         self._update = getattr(optimizer, "fast_step", optimizer.step)
@@ -105,6 +106,12 @@ class GradientStepper(Stepper):
 
             self.opt.step(closure)
             loss, gnorm = first[0]
+        elif self.fused is not None and (out := self.fused(theta.detach())) is not None:
+            g, loss_t = out
+            theta.grad = theta.grad + g if self.accumulate and theta.grad is not None else g
+            loss, gnorm = loss_t.item(), grad_norm(theta.grad)
+            if math.isfinite(loss):
+                self._update()
         else:
             if not self.accumulate:
                 theta.grad = None
@@ -282,7 +289,11 @@ def make_stepper(name: str, problem: Problem, theta: torch.Tensor, *, lr: float,
         return spec.stepper(problem, theta, lr=lr, steps=steps, seed=seed, options=o)
     opt = spec.make([theta], lr, o)
     scheduler = SCHEDULES[schedule](opt, lr, steps)
+    batch_size = o.get("batch_size") if spec.minibatch else None
+    fused = None
+    if not spec.closure and not (batch_size and batch_size < problem.n):
+        from .fused_step import fused_gradient      # a full-batch step on big data, compiled
+        fused = fused_gradient(problem, steps)
     return GradientStepper(problem, theta, opt, scheduler,
                            accumulate=bool(o.get("accumulate_grad", False)),
-                           batch_size=o.get("batch_size") if spec.minibatch else None,
-                           seed=seed, closure=spec.closure)
+                           batch_size=batch_size, seed=seed, closure=spec.closure, fused=fused)

@@ -32,7 +32,9 @@ from .dask_fit import _columns, read_columns
 from .errors import InputError
 from .fit import DEFAULT_FTOL, DEFAULT_GTOL
 from .losses import get_loss
-from .models import make_model, start_values
+from .bounds import ParamTransform
+from .models import check_param_names, make_model, start_values
+from .ooc_bounds import bounded_lm
 from .normal_lm import Moments, normal_lm, partition_moments, sum_moments
 from .optimizers import OPTIMIZERS, make_stepper
 from .result import REASONS
@@ -145,26 +147,28 @@ class _SummedObjective(torch.autograd.Function):
 
 
 class _Problem:
-    """What a ``GradientStepper`` asks of a problem: ``n`` and ``objective(theta)``."""
+    """What a ``GradientStepper`` asks of a problem: ``n`` and ``objective(u)``, the loss at
+    the model's parameters ``transform.external(u)`` (bounds and fixed values as ``fit``)."""
 
-    def __init__(self, evaluate, n, loss):
-        self.evaluate, self.n, self.loss = evaluate, n, loss
+    def __init__(self, evaluate, n, loss, transform):
+        self.evaluate, self.n, self.loss, self.transform = evaluate, n, loss, transform
 
-    def objective(self, theta, idx=None):
-        return _SummedObjective.apply(theta, self.evaluate)
+    def objective(self, u, idx=None):
+        return _SummedObjective.apply(self.transform.external(u), self.evaluate)
 
 
 def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
                     optimizer: str = "lm", p0=None, lr=None, steps: int = 1000,
                     ftol=None, gtol=None, schedule: str = "constant", delta: float = 1.0,
                     divergence: float = 1e4, seed: int = 0, absolute_sigma: bool = False,
-                    scheduler=None, workers: int | None = None, persist: bool | None = None,
-                    **options) -> OutOfCoreResult:
+                    bounds=None, fixed=None, scheduler=None, workers: int | None = None,
+                    persist: bool | None = None, **options) -> OutOfCoreResult:
     """Fit ``model`` to one series held in Dask partitions (see the module's docstring).
 
     ``data``: a Dask or pandas DataFrame, or a path, folder or glob of Parquet or CSV
     files, with columns ``x`` (a name or a list), ``y`` and ``sigma``. The other arguments
-    are ``gradfit.fit``'s; ``scheduler``/``workers`` as ``gradfit.cluster.client_for``."""
+    are ``gradfit.fit``'s, ``bounds`` and ``fixed`` included (``ooc_bounds``);
+    ``scheduler``/``workers`` as ``gradfit.cluster.client_for``."""
     t0 = time.perf_counter()
     lossf = get_loss(loss, delta)
     if optimizer == "auto":
@@ -182,7 +186,12 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     m = make_model(model, inputs)
     spec = model if isinstance(model, str) else m
     names = m.param_names
-    theta0 = np.array([start_values(m, p0, None, seed)[n] for n in names])
+    check_param_names(m, dict(bounds or {}), "bounds")
+    check_param_names(m, dict(fixed or {}), "fixed")
+    transform = ParamTransform(names, dict(bounds or {}), dict(fixed or {}))
+    start, notes = transform.move_inside({**start_values(m, p0, None, seed), **transform.fixed})
+    transform.internal(start)                 # a start outside its bounds is refused here
+    theta0 = np.array([start[n] for n in names])
     ddf = read_columns(data, cols)
     if persist is None:           # data already in this process's memory: keep it in the workers'
         import pandas as pd
@@ -191,22 +200,26 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
         passes = _Passes(client, ddf, persist)
         if optimizer == "lm":
             out = _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options,
-                      absolute_sigma)
+                      absolute_sigma, transform, lossf)
         else:
-            out = _gradient(passes, spec, inputs, x_cols, y, sigma, theta0, lossf, optimizer,
-                            lr, steps, ftol, gtol, schedule, seed, divergence, options)
-    theta, S_or_loss, reason, message, nsteps, n, cov = out
+            out = _gradient(passes, spec, inputs, x_cols, y, sigma, start, lossf, optimizer,
+                            lr, steps, ftol, gtol, schedule, seed, divergence, options,
+                            transform)
+    theta, S_or_loss, reason, message, nsteps, n, cov, free = out
     loss_value = S_or_loss
     if optimizer == "lm":
         loss_value = S_or_loss / n if lossf.name == "mse" else math.sqrt(S_or_loss / n)
-    stderr = None if cov is None else dict(zip(names, np.sqrt(np.clip(np.diag(cov), 0, None))
+    stderr = None if cov is None else dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None))
                                                .tolist()))
+    if notes:
+        message = "; ".join(notes) + "; " + message
     return OutOfCoreResult(dict(zip(names, theta.tolist())), float(loss_value), lossf.name,
                            optimizer, REASONS[reason][0], reason, message, nsteps,
                            passes.count, n, time.perf_counter() - t0, stderr, cov)
 
 
-def _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options, absolute_sigma):
+def _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options, absolute_sigma,
+        transform, lossf):
     def moments(theta):
         return passes.run(_moments_task, sum_moments, spec, inputs, x_cols, y, sigma, theta)
 
@@ -219,13 +232,20 @@ def _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options, absolute
     def cached(theta):            # the first pass (counting the points) is the first moments
         return next(calls, None) or moments(theta)
 
+    names = transform.names
+    if not transform.identity:
+        theta, S, reason, message, k, cov, free, _ = bounded_lm(
+            cached, names, dict(zip(names, theta0.tolist())), transform.bounds,
+            transform.fixed, lossf, n=first.n, steps=steps, options=options,
+            absolute_sigma=absolute_sigma)
+        return theta, S, reason, message, k, first.n, cov, free
     r = normal_lm(cached, theta0, n=first.n, steps=steps, options=options,
                   absolute_sigma=absolute_sigma)
-    return r.theta, r.S, r.reason, r.message, r.steps, r.n, r.covariance
+    return r.theta, r.S, r.reason, r.message, r.steps, r.n, r.covariance, names
 
 
-def _gradient(passes, spec, inputs, x_cols, y, sigma, theta0, lossf, optimizer, lr, steps,
-              ftol, gtol, schedule, seed, divergence, options):
+def _gradient(passes, spec, inputs, x_cols, y, sigma, start, lossf, optimizer, lr, steps,
+              ftol, gtol, schedule, seed, divergence, options, transform):
     state = {}
 
     def evaluate(theta):
@@ -240,10 +260,10 @@ def _gradient(passes, spec, inputs, x_cols, y, sigma, theta0, lossf, optimizer, 
             grad = grad / (2.0 * value) if value > 0 else grad * 0.0
         return value, grad
 
-    theta = torch.tensor(theta0, dtype=torch.float64, requires_grad=True)
+    theta = transform.internal(start).requires_grad_(True)
     lr = OPTIMIZERS[optimizer].default_lr if lr is None else float(lr)
-    stepper = make_stepper(optimizer, _Problem(evaluate, 0, lossf), theta, lr=lr, steps=steps,
-                           schedule=schedule, seed=seed, **options)
+    stepper = make_stepper(optimizer, _Problem(evaluate, 0, lossf, transform), theta, lr=lr,
+                           steps=steps, schedule=schedule, seed=seed, **options)
     ftol = DEFAULT_FTOL if ftol is None else ftol
     gtol = DEFAULT_GTOL if gtol is None else gtol
     reason, message = "max_steps", f"reached the step limit ({steps} steps)"
@@ -268,6 +288,10 @@ def _gradient(passes, spec, inputs, x_cols, y, sigma, theta0, lossf, optimizer, 
                                       f"ftol={ftol:g})"
             break
         prev = loss
-    final = theta.detach().numpy().copy()
+    with torch.no_grad():
+        final = transform.external(theta.detach()).numpy().copy()
+    for i, name in enumerate(transform.names):     # as fit: the values inside their bounds
+        lo, hi = transform.bounds.get(name, (-math.inf, math.inf))
+        final[i] = min(max(final[i], lo), hi)
     value, _ = evaluate(final)
-    return final, value, reason, message, done, state["n"], None
+    return final, value, reason, message, done, state["n"], None, transform.free
