@@ -175,7 +175,7 @@ def test_a_device_the_machine_lacks_is_bad_input(capsys):
 def test_help_documents_every_exit_code():
     from gradfit.cli import EXIT_CODES, build_parser
     out = build_parser().format_help()
-    assert set(EXIT_CODES) == {0, 1, 2, 3, 70, 130}
+    assert set(EXIT_CODES) == {0, 1, 2, 3, 70, 130, 141}
     for code in EXIT_CODES:
         assert f"\n  {code:<5}" in out
 
@@ -208,3 +208,16 @@ def _with_eval(parser, func):
     for action in parser._subparsers._group_actions:
         action.choices["eval"].set_defaults(func=func)
     return parser
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error():
+    """``gradfit fit ... | head -1``: the reader closes the pipe; gradfit stops quietly with
+    141 (as cat does), not with "internal error"."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "gradfit.cli", "fit", "lesson", "--model",
+                             "a*x^2+b*x+c"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()              # before gradfit has written anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "internal error" not in err and "Traceback" not in err

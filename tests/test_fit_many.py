@@ -319,3 +319,25 @@ def test_read_only_arrays_are_never_shared_with_torch():
         gradfit.fit_many("a*exp(-k*x)", x, y, p0={"a": [1.0, np.nan]})
     with pytest.raises(gradfit.InputError, match="bad fixed value for 'a'"):
         gradfit.fit_many("a*exp(-k*x)", x, y, fixed={"a": [1.0, 2.0, 3.0]})
+
+
+def test_as_many_points_as_parameters_interpolates():
+    """n = P: the fit passes through every point (exactly determined, full rank) and is
+    converged, as fit's; the standard errors need n > P and are NaN (curve_fit: inf)."""
+    x = np.array([0.5, 2.0])
+    y = np.array([[1.0, 4.0], [2.0, -1.0]])
+    many = gradfit.fit_many("a*x+b", x, y)
+    assert many.converged.all(), list(many.message)
+    np.testing.assert_allclose(many.params["a"], [2.0, -2.0], rtol=1e-12)
+    np.testing.assert_allclose(many.params["b"], [0.0, 3.0], atol=1e-12)
+    assert np.isnan(many.stderr["a"]).all()
+    for loss in ("mse", "mae"):
+        one = gradfit.fit("a*exp(k*x)", x, np.array([1.0, 4.0]), loss=loss)
+        assert one.converged, one.message
+        assert one.params["k"] == pytest.approx(np.log(4.0) / 1.5, rel=1e-9)
+
+
+def test_a_function_given_as_p0_points_to_guess():
+    x, y, _ = gaussians(3)
+    with pytest.raises(InputError, match="guess="):
+        gradfit.fit_many(GAUSS, x, y, p0=lambda xx, yy: {"A": 1.0})

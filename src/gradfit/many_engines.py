@@ -82,7 +82,8 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):
     n = prob.count
     m = moments(jr)
     # every entry of [J r] is squared into the diagonal of M: NaN or inf shows there
-    good = ok & torch.isfinite(m.diagonal(dim1=-2, dim2=-1)).all(-1) & (n > F)
+    # (rank is judged from n = F points on; the scale S / (n - F) needs n > F)
+    good = ok & torch.isfinite(m.diagonal(dim1=-2, dim2=-1)).all(-1) & (n >= F)
     m = torch.where(good[:, None, None], m, 0.0)
     if d is None:
         d = m.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
@@ -109,7 +110,7 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):
     pcov = inv / dd
     if not absolute_sigma:
         pcov = pcov * (m[:, F, F] / (n - F).clamp_min(1))[:, None, None]
-    keep = good & (rank == F)
+    keep = good & (rank == F) & ((n > F) | absolute_sigma)
     return torch.where(keep[:, None, None], pcov, torch.nan), rank
 
 

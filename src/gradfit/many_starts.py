@@ -10,6 +10,7 @@ else ``v + max(|v|, 1) * N(0, 1)`` (moved inside a single bound).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -82,6 +83,9 @@ def start_matrix(model, data, p0, guess, seed: int):
     """``(B, P)`` starting values and ``(B, P)`` True where the user gave them."""
     names = model.param_names
     B = data.B
+    if p0 is not None and not isinstance(p0, Mapping):
+        raise InputError("bad p0", expected="a mapping name -> a number or B numbers "
+                         "(a function of (x, y) goes to guess=)", given=type(p0).__name__)
     # a copy: the user's array may be read-only (xarray, pandas), and a tensor sharing it
     # would be a writable view of memory that must not be written
     x0 = torch.tensor(np.asarray(data.series(0)[0], dtype=np.float64))

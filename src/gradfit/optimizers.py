@@ -237,11 +237,11 @@ def choose_method(loss, n_params: int, n_points: int, identifiable: bool = True)
     """What ``auto`` runs: the method that reaches the optimum of this loss.
 
     LM for squared errors and IRLS for mae and huber, up to ``AUTO_MAX_PARAMS`` parameters
-    and fewer parameters than points; beyond that, and for flexible models (ReLU sums and
+    and no more parameters than points (as many: the fit interpolates); beyond that, and for flexible models (ReLU sums and
     networks, which have no unique optimum: ``auto`` fits them from several starts),
     L-BFGS for squared errors or Adam for the others.
     """
-    if identifiable and n_params <= AUTO_MAX_PARAMS and n_params < n_points:
+    if identifiable and n_params <= AUTO_MAX_PARAMS and n_params <= n_points:
         return "lm" if loss.squared else "irls"
     if not identifiable and n_params <= AUTO_MAX_PARAMS:
         return "lbfgs"        # a local method per start; fast, and it never blew up here

@@ -10,7 +10,7 @@ Exit codes (``EXIT_CODES``, also in ``gradfit --help`` and the README): 0 done (
 converged), 1 a fit did not converge (diverged, failed, lost rank, or stopped at the step or
 time limit: the report still shows where it was), 2 bad input or usage (one line on
 stderr; also when the command needs an extra that is not installed), 3 ``serve`` cannot listen (the port is in use), 70 an internal error (a bug of
-gradfit's), 130 interrupted (Ctrl+C).
+gradfit's), 130 interrupted (Ctrl+C), 141 the output's reader went away (``| head``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Sequence
 
 from ..errors import GradfitError, InputError
 from .exits import (EXIT_CODES, EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL,  # noqa: F401
-                    EXIT_INTERRUPTED, EXIT_OK, EXIT_PORT, missing_extra)
+                    EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE, EXIT_PORT, missing_extra)
 from .fit import cmd_fit  # noqa: F401
 from .parser import build_parser
 from .parsing import parse_assignments, parse_bounds, parse_size  # noqa: F401
@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gradfit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:            # '| head' stopped reading: not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # no second error when Python flushes
+        return EXIT_PIPE
     except Exception as exc:  # a bug of ours: one clear line, the traceback on request
         return _internal(exc)
 

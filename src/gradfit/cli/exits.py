@@ -4,6 +4,7 @@ from __future__ import annotations
 import textwrap
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_PORT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 70, 130
+EXIT_PIPE = 141             # the reader of the output went away (128 + SIGPIPE, as cat)
 EXIT_CODES = {
     EXIT_OK: "done (for fit: the fit converged)",
     EXIT_FAILED: "the fit did not converge: diverged, failed (lost rank, not smooth) or "
@@ -13,6 +14,7 @@ EXIT_CODES = {
     EXIT_PORT: "serve: cannot listen on the address (the port is in use)",
     EXIT_INTERNAL: "internal error, a bug of gradfit's (GRADFIT_DEBUG=1 shows the traceback)",
     EXIT_INTERRUPTED: "interrupted (Ctrl+C)",
+    EXIT_PIPE: "the output's reader closed it early (as in '| head'); nothing is printed",
 }
 EXIT_EPILOG = "exit codes:\n" + "\n".join(
     textwrap.fill(v, 88, initial_indent=f"  {k:<5}", subsequent_indent=" " * 7)
