@@ -142,9 +142,11 @@ class FitRun(Run):
         t0 = time.perf_counter()
         first = prev = None
         step = 0
+        small = threads_for(prob)          # a small fit steps on one torch thread
         while step < cfg.steps:
             point = external(theta.detach())
-            loss, gnorm = stepper.step()
+            with small:
+                loss, gnorm = stepper.step()
             if first is None:
                 first = loss
             bad = _divergence(loss, gnorm, first, cfg.divergence)

@@ -146,7 +146,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         _run_chunk(m, d, lossf, rows[chunk], chunk, values_k, lo, hi, fixed_vals,
                    names, free, rates, cfg, tdtype, device, out, absolute_sigma)
     done = 0
-    for chunk in each_chunk(run, work, size, device):
+    for chunk in each_chunk(run, work, size, device, points=d.y.shape[1]):
         done += len(chunk)
         if progress is not None:
             progress(done // K, len(work) // K)

@@ -17,20 +17,30 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-PARALLEL_MIN = 64        # problems per core below which one thread does it all
+PARALLEL_MIN = 64        # problems per core below which the chunks run one after another
+SMALL_WORK = 2 ** 18     # values of data below which those run on one torch thread
 
 
 def each_chunk(run: Callable[[np.ndarray], None], work: np.ndarray, size: int,
-               device) -> Iterator[np.ndarray]:
+               device, points: int = 1) -> Iterator[np.ndarray]:
     """Call ``run(chunk)`` for consecutive chunks of ``work`` of at most ``size`` rows,
     yielding each chunk once it is done (in order). On the CPU with ``torch``'s thread
     count ``T > 1``, ``T`` chunks (of at most ``size / T`` rows, so that memory stays
-    within the same budget) run at once, one per thread."""
+    within the same budget) run at once, one per thread. Fewer problems than that, of
+    ``points`` points each, run on one thread when their data are small (``SMALL_WORK``
+    values): their operations are too small to share."""
     threads = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
     if threads < 2 or len(work) < threads * PARALLEL_MIN:
         for at in range(0, len(work), size):
             chunk = work[at:at + size]
-            run(chunk)
+            if threads > 1 and len(work) * points <= SMALL_WORK:
+                torch.set_num_threads(1)
+                try:
+                    run(chunk)
+                finally:
+                    torch.set_num_threads(threads)
+            else:
+                run(chunk)
             yield chunk
         return
     size = max(1, min(size // threads, -(-len(work) // threads)))
