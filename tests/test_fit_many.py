@@ -341,3 +341,19 @@ def test_a_function_given_as_p0_points_to_guess():
     x, y, _ = gaussians(3)
     with pytest.raises(InputError, match="guess="):
         gradfit.fit_many(GAUSS, x, y, p0=lambda xx, yy: {"A": 1.0})
+
+
+def test_the_registry_names_the_batched_engine(monkeypatch):
+    """An optimizer is batched when its registry entry names an engine: fit_many, the
+    batched lr sweep and the out-of-core fit read that, not lists of their own."""
+    import dataclasses
+    from gradfit.optimizers import OPTIMIZERS, batched_optimizers
+    assert set(batched_optimizers()) == {"lm", "irls", "gd", "momentum", "adam", "adamw", "rmsprop"}
+    assert set(batched_optimizers("gradient")) == {"gd", "momentum", "adam", "adamw", "rmsprop"}
+    x, y, p0 = gaussians(4)
+    with pytest.raises(InputError, match="no batched engine"):
+        gradfit.fit_many(GAUSS, x, y, p0=p0, optimizer="lbfgs")
+    assert gradfit.fit_many(GAUSS, x, y, p0=p0, optimizer="adam", steps=20).steps.max() == 20
+    monkeypatch.setitem(OPTIMIZERS, "adam", dataclasses.replace(OPTIMIZERS["adam"], batched=None))
+    with pytest.raises(InputError, match="no batched engine"):
+        gradfit.fit_many(GAUSS, x, y, p0=p0, optimizer="adam", steps=20)

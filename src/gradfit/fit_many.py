@@ -37,10 +37,9 @@ from .many_result import ManyResult
 from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
 from .models import make_model
-from .optimizers import get_optimizer
+from .optimizers import batched_optimizers, get_optimizer
 
 CONVERGED = ("ftol", "gtol", "xtol")
-BATCHED = ("lm", "irls", "gd", "momentum", "adam", "adamw", "rmsprop")
 CPU_WORK_BYTES = 256 * 2 ** 20
 # LM's default xtol here: on a problem with residuals LM converges linearly (the relative
 # step shrinks by a factor rho ~ 0.01-0.1 an iteration), so stopping at a relative step of
@@ -174,9 +173,10 @@ def _method(optimizer: str, loss) -> str:
     if optimizer == "auto":
         return "lm" if loss.squared else "irls"
     get_optimizer(optimizer)
-    if optimizer not in BATCHED:
+    batched = batched_optimizers()
+    if optimizer not in batched:
         raise InputError(f"optimizer {optimizer!r} has no batched engine",
-                         expected="one of auto, " + ", ".join(BATCHED))
+                         expected="one of auto, " + ", ".join(batched))
     if optimizer == "lm" and not loss.squared:
         raise InputError(f"optimizer 'lm' cannot minimise the {loss.name} loss",
                          expected="a squared-error loss: mse or rmse", given=loss.name)

@@ -31,11 +31,10 @@ from .batch_gd import batch_gd
 from .fit import DTYPE, _config, prepare
 from .many_problem import ManyProblem, ManyTransform
 from .models import start_values
-from .optimizers import get_optimizer, resolve_options
+from .optimizers import batched_optimizers, get_optimizer, resolve_options
 from .result import REASONS, FitResult, goodness, least_squares_covariance
 from .verdict import judge
 
-BATCHED_GD = ("gd", "momentum", "adam", "adamw", "rmsprop")
 _FIT_ARGS = {"sigma", "loss", "delta", "p0", "seed", "ftol", "gtol", "schedule", "divergence",
              "dtype", "device", "inputs", "absolute_sigma", "bounds", "fixed"}
 
@@ -45,7 +44,7 @@ def sweep_fits(model, x, y, lrs: Sequence[float], *, optimizer: str = "gd", step
     """``[fit(model, x, y, optimizer=optimizer, lr=lr, steps=steps, **fit_kwargs) for lr in
     lrs]``, as one batched run; None when the sweep needs the one-fit loop (see above)."""
     options = {k: v for k, v in fit_kwargs.items() if k not in _FIT_ARGS}
-    if optimizer not in BATCHED_GD or fit_kwargs.get("bounds") or fit_kwargs.get("fixed") \
+    if optimizer not in batched_optimizers("gradient") or fit_kwargs.get("bounds") or fit_kwargs.get("fixed") \
             or set(options) - set(get_optimizer(optimizer).options):
         return None
     kw = {k: v for k, v in fit_kwargs.items() if k in _FIT_ARGS}
@@ -108,4 +107,4 @@ def _result(prob, cfg, names, start, lr, final, steps, reason, detail, trace, wa
         at_bound=(), bounds={}, fixed={}, jacobian=prob.model.jacobian_kind)
 
 
-__all__ = ["sweep_fits", "BATCHED_GD"]
+__all__ = ["sweep_fits"]

@@ -14,22 +14,25 @@ import numpy as np
 import torch
 
 from .batch_lm import OPTIONS as LM_OPTIONS, batch_lm, message, reason as code_reason
+from .optimizers import OPTIMIZERS
 from .spd import moments, solve_spd
 
-_GD = ("gd", "momentum", "adam", "adamw", "rmsprop")
+
+
+def _irls(prob, tr, u0, rates, cfg):
+    from .batch_irls import batch_irls
+    return (*batch_irls(prob, tr, u0, cfg), None)
+
+
+def _gradient(prob, tr, u0, rates, cfg):
+    from .batch_gd import batch_gd
+    return (*batch_gd(prob, tr, u0, rates, cfg), None)
 
 
 def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     method = cfg["method"]
-    d = None
-    if method == "lm":
-        u, steps, reason, message, d = _lm(prob, tr, u0, cfg)
-    elif method == "irls":
-        from .batch_irls import batch_irls
-        u, steps, reason, message = batch_irls(prob, tr, u0, cfg)
-    else:
-        from .batch_gd import batch_gd
-        u, steps, reason, message = batch_gd(prob, tr, u0, rates, cfg)
+    engine = ENGINES[OPTIMIZERS[method].batched]       # the registry names the engine
+    u, steps, reason, message, d = engine(prob, tr, u0, rates, cfg)
     idx = torch.arange(u.shape[0], device=u.device)
     with torch.no_grad():
         theta = tr.external(u, idx)
@@ -57,7 +60,7 @@ def _lost_rank(reason, message, rank, F, prob, tr, u, cfg) -> None:
         message[i] = rank_message(int(rank[i]), tr.free, s, vh)
 
 
-def _lm(prob, tr, u0, cfg):
+def _lm(prob, tr, u0, rates, cfg):
     o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
     res = batch_lm(None, u0, ydata=prob.ydata, max_steps=cfg["steps"],
                    jacobian=prob.jacobian(tr), normal=prob.normal(tr), **o)
@@ -66,6 +69,9 @@ def _lm(prob, tr, u0, cfg):
     reason = np.array([table[c][0] for c in codes.tolist()], dtype="U16")
     msg = np.array([table[c][1] for c in codes.tolist()], dtype=object)
     return res.theta, res.steps, reason, msg, res.d
+
+
+ENGINES = {"lm": _lm, "irls": _irls, "gradient": _gradient}   # OptimizerSpec.batched -> engine
 
 
 def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):

@@ -177,6 +177,9 @@ class OptimizerSpec:
     # a stepper of its own instead of a torch.optim optimizer (e.g. Levenberg-Marquardt):
     # stepper(problem, theta, lr=, steps=, seed=, options=) -> object with step() and ``stop``
     stepper: Callable | None = None
+    # the engine that runs it over many problems at once (fit_many, the batched lr sweep,
+    # the out-of-core fit): "gradient" (batch_gd), "lm" or "irls"; None: not batched
+    batched: str | None = None
 
 
 def _gd(params, lr, o):
@@ -207,14 +210,15 @@ def _lbfgs(params, lr, o):
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in [
     OptimizerSpec("gd", "gradient descent, the lesson's update", 0.01, _gd,
-                  {"accumulate_grad": False}),
+                  {"accumulate_grad": False}, batched="gradient"),
     OptimizerSpec("momentum", "gradient descent with momentum", 0.01, _momentum,
-                  {"momentum": 0.9, "nesterov": False}),
+                  {"momentum": 0.9, "nesterov": False}, batched="gradient"),
     OptimizerSpec("sgd", "mini-batch stochastic gradient descent", 0.01, _momentum,
                   {"momentum": 0.0, "nesterov": False, "batch_size": 32}, minibatch=True),
-    OptimizerSpec("adam", "Adam", 0.05, _adam, {"weight_decay": 0.0}),
-    OptimizerSpec("adamw", "Adam with decoupled weight decay", 0.05, _adamw, {"weight_decay": 0.01}),
-    OptimizerSpec("rmsprop", "RMSprop", 0.01, _rmsprop, {"momentum": 0.0}),
+    OptimizerSpec("adam", "Adam", 0.05, _adam, {"weight_decay": 0.0}, batched="gradient"),
+    OptimizerSpec("adamw", "Adam with decoupled weight decay", 0.05, _adamw,
+                  {"weight_decay": 0.01}, batched="gradient"),
+    OptimizerSpec("rmsprop", "RMSprop", 0.01, _rmsprop, {"momentum": 0.0}, batched="gradient"),
     OptimizerSpec("lbfgs", "L-BFGS with a strong Wolfe line search", 1.0, _lbfgs,
                   {"max_iter": 20, "history_size": 20}, closure=True),
 ]}
@@ -222,15 +226,21 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in [
 # Levenberg-Marquardt (lm.py imports only problem and errors, so no cycle); lr is ignored
 from .lm import OPTIONS as _LM_OPTIONS, lm_stepper  # noqa: E402
 OPTIMIZERS["lm"] = OptimizerSpec("lm", "Levenberg-Marquardt, for mse and rmse (lr is ignored)",
-                                 1.0, None, dict(_LM_OPTIONS), stepper=lm_stepper)
+                                 1.0, None, dict(_LM_OPTIONS), stepper=lm_stepper, batched="lm")
 
 # the exact minimum of mae and huber (irls.py builds on lm.py)
 from .irls import OPTIONS as _IRLS_OPTIONS, irls_stepper  # noqa: E402
 OPTIMIZERS["irls"] = OptimizerSpec("irls", "iteratively reweighted least squares: the exact "
                                    "minimum of mae and huber (lr is ignored)", 1.0, None,
-                                   dict(_IRLS_OPTIONS), stepper=irls_stepper)
+                                   dict(_IRLS_OPTIONS), stepper=irls_stepper, batched="irls")
 
 AUTO_MAX_PARAMS = 300
+
+
+def batched_optimizers(*kinds: str) -> tuple[str, ...]:
+    """The registered optimizers with a batched engine (of one of ``kinds``, if given)."""
+    return tuple(n for n, s in OPTIMIZERS.items()
+                 if s.batched is not None and (not kinds or s.batched in kinds))
 
 
 def choose_method(loss, n_params: int, n_points: int, identifiable: bool = True) -> str:

@@ -36,10 +36,9 @@ from .bounds import ParamTransform
 from .models import check_param_names, make_model, start_values
 from .ooc_bounds import bounded_lm
 from .normal_lm import Moments, normal_lm, partition_moments, sum_moments
-from .optimizers import OPTIMIZERS, make_stepper
+from .optimizers import OPTIMIZERS, batched_optimizers, make_stepper
 from .result import REASONS
 
-GRADIENT = ("gd", "momentum", "adam", "adamw", "rmsprop")
 
 
 @dataclass
@@ -173,9 +172,10 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     lossf = get_loss(loss, delta)
     if optimizer == "auto":
         optimizer = "lm" if lossf.squared else "adam"
-    if optimizer != "lm" and optimizer not in GRADIENT:
+    gradient = batched_optimizers("gradient")
+    if optimizer != "lm" and optimizer not in gradient:
         raise InputError(f"optimizer {optimizer!r} cannot run out of core",
-                         expected="lm, " + ", ".join(GRADIENT), given=optimizer)
+                         expected="lm, " + ", ".join(gradient), given=optimizer)
     if optimizer == "lm" and not lossf.squared:
         raise InputError(f"optimizer 'lm' cannot minimise the {lossf.name} loss",
                          expected="a squared-error loss: mse or rmse (or gd, adam)")
