@@ -366,3 +366,16 @@ def test_methods_without_a_learning_rate_refuse_one(lesson):
     next(run)
     with pytest.raises(InputError, match="no learning rate"):
         run.set_lr(0.1)
+
+
+def test_gd_with_a_schedule_gives_no_torch_warning():
+    """gd updates outside torch.optim's step(); a schedule must still see it stepped (torch
+    warns "lr_scheduler.step() before optimizer.step()" and skips the first value otherwise)."""
+    import warnings
+    import gradfit
+    d = gradfit.lesson_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = gradfit.fit("a*x^2+b*x+c", d.x, d.y, optimizer="gd", lr=0.01, steps=30,
+                        schedule="cosine", loss="mse")
+    assert r.steps == 30 and r.history[-1] < r.history[0]

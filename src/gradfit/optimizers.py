@@ -47,7 +47,9 @@ class GD(torch.optim.Optimizer):
 
     def fast_step(self):
         """The update without torch.optim's hook machinery: it runs every step.
-        ``p.data`` gets a new tensor, outside autograd, as ``no_grad`` would."""
+        ``p.data`` gets a new tensor, outside autograd, as ``no_grad`` would. It marks the
+        optimizer as stepped, as ``step()`` does, for a learning-rate schedule to see."""
+        self._opt_called = True
         for group in self.param_groups:
             lr = group["lr"]
             for p in group["params"]:
