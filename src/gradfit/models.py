@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -90,17 +91,25 @@ def _broadcast(out: torch.Tensor, p: torch.Tensor, n: int) -> torch.Tensor:
     return out if out.shape == shape else out.expand(shape)
 
 
+@lru_cache(maxsize=256)
+def _parsed(text: str, inputs: tuple[str, ...]):
+    """The checked expression and its linear form, once per text and inputs: checking and
+    compiling take about 10 ms, as long as a whole small fit (an ``Expression`` is
+    immutable, so models of one text share it). Errors are raised, never cached."""
+    expression = parse_expression(text, inputs=inputs)
+    return expression, linear_form(expression)
+
+
 class ExpressionModel(Model):
     """A model written as text, e.g. ``a*x^2 + b*x + c``: every free name that is not an
     input is a parameter (starting at 1.0), in order of first appearance."""
 
     def __init__(self, text: str, inputs: Sequence[str] = ("x",)):
-        self.expression = parse_expression(text, inputs=tuple(inputs))
-        self.spec = text
+        self.expression, self.linear = _parsed(text, tuple(inputs))   # linear: a design
+        self.spec = text                                               # matrix, if it is one
         self.input_names = tuple(inputs)
         self.param_names = self.expression.params
         self.constants = {name: CONSTANTS[name] for name in self.expression.constants}
-        self.linear = linear_form(self.expression)     # a design matrix, when it is one
         self._bound_to, self._bound = None, None
 
     def _bind(self, x: torch.Tensor):
