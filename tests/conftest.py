@@ -43,3 +43,21 @@ def dask_client():
                                   silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A test client of a fresh app per test module (on a loopback Host: the guard answers
+    only those)."""
+    from fastapi.testclient import TestClient
+    from gradfit.web.app import create_app
+    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def pts():
+    """The lesson's points as a request's JSON lists."""
+    from gradfit.data import lesson_data
+    d = lesson_data()
+    return {"x": d.x.tolist(), "y": d.y.tolist()}

@@ -22,18 +22,6 @@ START = {"a": 1.1, "b": 1.1, "c": 1.1}
 WS = "ws://127.0.0.1/api/play"     # the Guard answers loopback Hosts only
 
 
-@pytest.fixture(scope="module")
-def client():
-    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def pts():
-    d = gradfit.lesson_data()
-    return {"x": d.x.tolist(), "y": d.y.tolist()}
-
-
 def run_messages(ws, limit=10_000):
     """A run's messages to its end, each frame acknowledged as the page does."""
     out = []

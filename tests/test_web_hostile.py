@@ -23,18 +23,6 @@ START = {"a": 1.1, "b": 1.1, "c": 1.1}
 BASE, WS = "http://127.0.0.1", "ws://127.0.0.1/api/play"
 
 
-@pytest.fixture(scope="module")
-def client():
-    with TestClient(create_app(), base_url=BASE) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def pts():
-    d = gradfit.lesson_data()
-    return {"x": d.x.tolist(), "y": d.y.tolist()}
-
-
 def upload(client, name, text, **form):
     data = text if isinstance(text, bytes) else text.encode()
     return client.post("/api/csv", files={"file": (name, data, "text/csv")}, data=form)

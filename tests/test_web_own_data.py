@@ -1,28 +1,17 @@
 """Own data in the playground's API: the chosen columns' names are the model's inputs, a
 sigma column weights the fit, two input columns give a surface, the exact fit reports its
 uncertainty (checked against scipy's curve_fit), flexible models get the best of K starts."""
-import warnings
 
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 optimize = pytest.importorskip("scipy.optimize")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
 
 from gradfit.stats import student_t_quantile
-from gradfit.web.app import create_app
 from gradfit.web.exact import STARTS
 
 DECAY = "A*exp(-k*t)+C"
-
-
-@pytest.fixture(scope="module")
-def client():
-    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
-        yield c
 
 
 def decay_csv(n=25, seed=1):

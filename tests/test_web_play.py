@@ -1,35 +1,18 @@
 """The page's runs (``/api/play``): the same numbers as ``fit``, flow control, pause and step
 inside one run, changes kept with the step they apply from and replayed, held-out points."""
-import warnings
 
 import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
 
 import gradfit
 from gradfit.holdout import holdout_mask
-from gradfit.web.app import create_app
 from gradfit.web.play import LABEL_WINDOW, WINDOW
 
 QUAD = "a*x^2 + b*x + c"
 PLAY = "ws://127.0.0.1/api/play"
 START = {"a": 1.1, "b": 1.1, "c": 1.1}
-
-
-@pytest.fixture(scope="module")
-def client():
-    with TestClient(create_app(), base_url="http://127.0.0.1") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def pts():
-    d = gradfit.lesson_data()
-    return {"x": d.x.tolist(), "y": d.y.tolist()}
 
 
 def start(pts, **kw):
@@ -49,6 +32,16 @@ def drain(ws, ack=True, limit=100_000):
         if m["type"] not in ("frame", "warning"):
             return out
     raise AssertionError("the run did not end")
+
+
+def pause(ws, m):
+    """Ask to pause after frame ``m``, acknowledging frames until one says paused."""
+    ws.send_json({"type": "pause"})
+    ws.send_json({"type": "ack", "seq": m["seq"]})
+    while not m.get("paused"):
+        m = ws.receive_json()
+        ws.send_json({"type": "ack", "seq": m["seq"]})
+    return m
 
 
 def test_frames_are_the_fit_loops_records(client, pts):
@@ -90,11 +83,7 @@ def test_pause_and_step_keep_adams_state(client, pts):
     with client.websocket_connect(PLAY) as ws:
         ws.send_json({**body, "steps_per_frame": 1})
         m = ws.receive_json()
-        ws.send_json({"type": "pause"})
-        ws.send_json({"type": "ack", "seq": m["seq"]})
-        while not m.get("paused"):
-            m = ws.receive_json()
-            ws.send_json({"type": "ack", "seq": m["seq"]})
+        m = pause(ws, m)
         at = m["step"]
         ws.send_text("step")
         m = ws.receive_json()
@@ -112,11 +101,7 @@ def test_a_new_lr_keeps_the_optimizer_and_replays(client, pts):
     with client.websocket_connect(PLAY) as ws:
         ws.send_json(start(pts, optimizer="momentum", steps=60, steps_per_frame=1))
         m = ws.receive_json()
-        ws.send_json({"type": "pause"})
-        ws.send_json({"type": "ack", "seq": m["seq"]})
-        while not m.get("paused"):
-            m = ws.receive_json()
-            ws.send_json({"type": "ack", "seq": m["seq"]})
+        m = pause(ws, m)
         ws.send_json({"type": "set", "lr": 0.002})
         ws.send_text("play")
         done = drain(ws)[-1]

@@ -49,8 +49,21 @@ class ManyProblem:
     def jacobian(self, tr: "ManyTransform"):
         """``(u, idx) -> [J r]^T`` ``(k, F+1, n)``: the exact Jacobian of the residuals of
         the problems ``idx`` at the internal ``u`` ``(k, F)``, with the residuals as a last
-        column (stored transposed, rows contiguous); by forward mode on the expression's tree where it can
-        (``expr_jacobian``), else by autograd."""
+        column (stored transposed, rows contiguous); by forward mode on the expression's
+        tree where it can (``expr_jacobian``), else by autograd; over blocks of rows."""
+        block = self._block(tr)
+        return lambda u, idx: by_chunks(block, u, idx, self.y.shape[-1])
+
+    def normal(self, tr: "ManyTransform"):
+        """``(u, idx) -> M = [J r]^T [J r]`` ``(k, F+1, F+1)`` (``spd.moments``): all an LM
+        iteration needs, computed block by block so that the ``(k, F+1, n)`` block is never
+        formed whole on the CPU."""
+        from .spd import moments
+        block = self._block(tr)
+        return lambda u, idx: by_chunks(block, u, idx, self.y.shape[-1], moments)
+
+    def _block(self, tr: "ManyTransform"):
+        """``[J r]^T`` of the given rows, in one pass."""
         from .batch_lm import residuals_and_jacobians
         from .expr_jacobian import ExpressionJacobian, supports
         if not (isinstance(self.model, ExpressionModel) and supports(self.model.expression)):
@@ -76,15 +89,7 @@ class ManyProblem:
             if self.mask is not None:
                 jr = torch.where(self.mask[idx].unsqueeze(-2), jr, 0.0)
             return jr
-        return lambda u, idx: by_chunks(fn, u, idx, self.y.shape[-1])
-
-    def normal(self, tr: "ManyTransform"):
-        """``(u, idx) -> M = [J r]^T [J r]`` ``(k, F+1, F+1)`` (``batch_lm.moments``): all
-        an LM iteration needs, computed chunk by chunk so that the ``(k, F+1, n)`` block is
-        never formed whole on the CPU."""
-        from .batch_lm import moments
-        jac = self.jacobian(tr)
-        return lambda u, idx: by_chunks(jac, u, idx, self.y.shape[-1], moments)
+        return fn
 
     def objective(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The loss of each problem ``(k,)``, a mean over its own points."""
