@@ -143,7 +143,7 @@ def test_a_copied_link_reproduces_the_state(page, browser):
     page.wait_for_function(f"() => document.querySelector('{TITLE}').textContent.startsWith('MSE = ')")
     drag_slider(page, "k", 0.7)
     page.wait_for_function("() => location.hash.includes('data=decay')"
-                           " && JSON.parse(new URLSearchParams(location.hash.slice(1)).get('p0')).k"
+                           " && JSON.parse(new URLSearchParams(location.hash.slice(1)).get('p0'))?.k"
                            " == Number(document.getElementById('slider-k').value)")
     title = page.locator(TITLE).text_content()
     want = api(page.url.split("/#")[0], "/api/eval",
