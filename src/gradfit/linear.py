@@ -48,14 +48,18 @@ def _full(t: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def _terms(node: ast.AST, sign: int = 1):
-    """The signed terms of a sum."""
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
-        yield from _terms(node.left, sign)
-        yield from _terms(node.right, sign if isinstance(node.op, ast.Add) else -sign)
-    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        yield from _terms(node.operand, -sign if isinstance(node.op, ast.USub) else sign)
-    else:
-        yield sign, node
+    """The signed terms of a sum, left to right (without recursion: a chain of sums may be
+    as long as the text)."""
+    stack = [(node, sign)]
+    while stack:
+        node, sign = stack.pop()
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            stack.append((node.right, sign if isinstance(node.op, ast.Add) else -sign))
+            stack.append((node.left, sign))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            stack.append((node.operand, -sign if isinstance(node.op, ast.USub) else sign))
+        else:
+            yield sign, node
 
 
 def _linear_in(node: ast.AST, name: str) -> bool:
