@@ -9,6 +9,8 @@ EXPRESSIONS = [
     "A*exp(-(x-mu)^2/(2*s^2))+C", "a*sin(w*x + p) + cos(b)*x", "log(a + x^2) * sqrt(b + x)",
     "tanh(a*x) + sigmoid(b - x) + atan(c*x) + arctan(c)", "relu(a*x - b) + abs(c - x)",
     "a^x + x^b + (a*b)^2 - 3/(c + x) + tan(c*x/5)", "-a*x - +b + 2*pi*c/e", "a/b/c*x",
+    # shared derivatives (one node for two parameters), parts of parameters alone, numbers
+    "a*x + b*x + c", "2*a*x + b*x^2*a", "exp(a)*x + a + log(2)*b", "x^a * (1/b) - x/(b*a)",
 ]
 
 
@@ -39,3 +41,42 @@ def test_block_form_and_unsupported():
     assert block.shape == (2, 3, 3)
     torch.testing.assert_close(block[0], torch.stack([x, torch.ones(3, dtype=torch.float64), x]))
     assert not supports(make_model("max(a*x, b)").expression)
+
+
+def _autograd(m, x, theta):
+    """``J`` by autograd, one problem at a time (``x`` shared ``(n,)`` or ``(k, n)``)."""
+    rows = [torch.func.jacrev(lambda p, xx=(x if x.ndim == 1 else x[i]): m(xx, p))(theta[i])
+            for i in range(theta.shape[0])]
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_per_problem_inputs_and_single_precision(dtype):
+    """Inputs ``(k, n)`` (one row per problem) and float32 give autograd's Jacobian, in the
+    parameters' dtype, the block form included."""
+    m = make_model("A*exp(-(x-mu)^2/(2*s^2))+C")
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 9, generator=gen, dtype=dtype) * 4 - 2
+    theta = (0.5 + torch.rand(3, 4, generator=gen, dtype=torch.float64)).to(dtype)
+    f, jac = ExpressionJacobian(m.expression)({"x": x}, theta)
+    assert jac.dtype == dtype and jac.shape == (3, 9, 4)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    want = torch.stack([m(x[i], theta[i:i + 1])[0] for i in range(3)])
+    torch.testing.assert_close(f, want, rtol=tol, atol=tol)
+    torch.testing.assert_close(jac, _autograd(m, x, theta), rtol=tol, atol=tol)
+    y = torch.zeros(3, 9, dtype=dtype)
+    block = ExpressionJacobian(m.expression)({"x": x}, theta, y)
+    torch.testing.assert_close(block[:, :4], jac.transpose(-1, -2))
+    torch.testing.assert_close(block[:, 4], f)
+
+
+def test_a_long_chain_needs_no_recursion():
+    """A chain of 990 sums, as long as the checker accepts (it counts a chain once), is read
+    without recursion (a recursive reading ran out of Python's stack here)."""
+    m = make_model("a*exp(b*x)" + "+x" * 990)
+    x = torch.linspace(0.0, 1.0, 5, dtype=torch.float64)
+    theta = torch.tensor([[2.0, 0.5]], dtype=torch.float64)
+    f, jac = ExpressionJacobian(m.expression)({"x": x}, theta)
+    want = torch.stack([torch.exp(0.5 * x), 2.0 * x * torch.exp(0.5 * x)], -1)
+    torch.testing.assert_close(jac[0], want)
+    torch.testing.assert_close(f[0], 2.0 * torch.exp(0.5 * x) + 990 * x)

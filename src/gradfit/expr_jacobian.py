@@ -1,17 +1,25 @@
-"""Exact Jacobians of text expressions by forward-mode differentiation on their tree.
+"""Exact Jacobians of text expressions: forward-mode rules applied once, when the
+expression is read, giving a straight-line program that yields the value and every
+derivative in one run.
 
-Each node of the (already checked) expression is evaluated to a value and its tangents
-``{j: d value / d p_j}``, kept sparse: a parameter contributes only where it appears, and
-a part that depends on parameters alone stays shaped ``(k, 1)``. The rules:
+Reading the (already checked) tree bottom-up, each node gets a value node and, for each
+parameter ``p_j`` it depends on, a tangent ``d value / d p_j`` kept as a sum of products
+``c * f_1 * f_2 * ...`` of a number ``c`` and value nodes ``f``. The rules:
 
-    (u v)' = u' v + u v'      (u / v)' = (u' - (u/v) v') / v      (u^c)' = c u^(c-1) u'
-    (u^v)' = u^v (v' log u + v u' / u)      f(u)' = f'(u) u'  (exp, log, sin, cos, tan,
-    sqrt, abs, tanh, sigmoid, relu, atan)
+    (u v)' = u' v + u v'      (u / v)' = u' (1/v) + v' w (-1/v)     (u^c)' = u' c u^(c-1)
+    (u^v)' = u' w v (1/u) + v' w log u      f(u)' = u' f'(u)   (exp: w, log: 1/u, sin: cos u,
+    cos: -sin u, tan: 1 + w^2, sqrt: 0.5/w, abs: sign u, tanh: 1 - w^2, sigmoid: w (1 - w),
+    relu: [u > 0], atan: 1 / (1 + u^2))
 
-For a Gaussian ``A*exp(-(x-mu)^2/(2*s^2))+C`` this costs about three evaluations of the
-model, where reverse-over-reverse autograd costs about fifteen. The tree is read from the
-expression's checked source with ``ast`` (nothing is evaluated as code); ``min`` and
-``max`` are left to autograd (``supports`` says False).
+with ``w`` the node's value. A product is formed only at the end, small factors first:
+a node that depends on parameters and numbers alone is "small" (one value per problem,
+shaped ``(k, 1)``), one that depends on an input is "large" (``(k, n)``), so each
+derivative costs one pass over the data per large factor. For a Gaussian
+``A*exp(-(x-mu)^2/(2*s^2))+C`` that is 5 passes for the value and 4 for the derivatives.
+Equal nodes are made once (common subexpressions), parts made of numbers alone are folded,
+and a value is released after its last use. ``min`` and ``max`` are left to autograd
+(``supports`` says False). The tree is read with ``ast`` from the checked source (nothing is
+evaluated as code), without recursion, so any tree the checker accepts is safe.
 
     >>> import torch
     >>> from gradfit.models import make_model
@@ -25,22 +33,23 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
 
 import torch
 
 from .expr import CONSTANTS, parse_source
 
-_UNARY = {
-    "exp": lambda u, w: w, "log": lambda u, w: 1.0 / u, "sin": lambda u, w: torch.cos(u),
-    "cos": lambda u, w: -torch.sin(u), "tan": lambda u, w: 1.0 + w * w,
-    "sqrt": lambda u, w: 0.5 / w, "abs": lambda u, w: torch.sign(u),
-    "tanh": lambda u, w: 1.0 - w * w, "sigmoid": lambda u, w: w * (1.0 - w),
-    "relu": lambda u, w: (u > 0).to(w.dtype), "atan": lambda u, w: 1.0 / (1.0 + u * u),
-    "arctan": lambda u, w: 1.0 / (1.0 + u * u),
-}
 _FN = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos,
        "tan": torch.tan, "sqrt": torch.sqrt, "abs": torch.abs, "tanh": torch.tanh,
-       "sigmoid": torch.sigmoid, "relu": torch.relu, "atan": torch.atan, "arctan": torch.atan}
+       "sigmoid": torch.sigmoid, "relu": torch.relu, "atan": torch.atan, "arctan": torch.atan,
+       "sign": torch.sign, "step": lambda u: (u > 0).to(u.dtype)}
+_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+        "div": operator.truediv, "neg": operator.neg, "pow": operator.pow, **_FN}
+_INTO = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+         **{k: v for k, v in _FN.items() if k != "step"}}      # the same, with ``out=``
+_BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
+_UNARY = ("exp", "log", "sin", "cos", "tan", "sqrt", "abs", "tanh", "sigmoid", "relu",
+          "atan", "arctan")
 
 
 def supports(expression) -> bool:
@@ -50,33 +59,170 @@ def supports(expression) -> bool:
         if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
                                            or node.func.id not in _UNARY):
             return False
-        if isinstance(node, (ast.BinOp,)) and not isinstance(
-                node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)):
+        if isinstance(node, ast.BinOp) and type(node.op) not in _BIN:
             return False
         if isinstance(node, ast.UnaryOp) and not isinstance(node.op, (ast.USub, ast.UAdd)):
             return False
     return True
 
 
-def _scale(t: dict, c) -> dict:
-    if not isinstance(c, torch.Tensor) and c == 1.0:
-        return t
-    return {j: c if not isinstance(v, torch.Tensor) and v == 1.0 else v * c
-            for j, v in t.items()}
+class _Graph:
+    """Value nodes, each made once: ``("const", c)``, ``("input", name)``,
+    ``("param", j)`` or ``(op, arg ids...)``; ``const[i]`` is the number of a folded node
+    (else None), ``large[i]`` whether it depends on an input, ``varies[i]`` whether on a
+    parameter; ``full(i)``: both, so that it has the block's shape ``(k, n)``."""
+
+    def __init__(self):
+        self.nodes: list[tuple] = []
+        self.const: list[float | None] = []
+        self.large: list[bool] = []
+        self.varies: list[bool] = []        # depends on a parameter
+        self._ids: dict[tuple, int] = {}
+
+    def _add(self, key: tuple, const, large: bool, varies: bool) -> int:
+        i = self._ids.get(key)
+        if i is None:
+            i = self._ids[key] = len(self.nodes)
+            self.nodes.append(key)
+            self.const.append(const)
+            self.large.append(large)
+            self.varies.append(varies)
+        return i
+
+    def full(self, i: int) -> bool:
+        return self.large[i] and self.varies[i]
+
+    def number(self, c: float) -> int:
+        return self._add(("const", repr(float(c))), float(c), False, False)
+
+    def leaf(self, kind: str, name) -> int:
+        return self._add((kind, name), None, kind == "input", kind == "param")
+
+    def op(self, name: str, *args: int) -> int:
+        consts = [self.const[a] for a in args]
+        if all(c is not None for c in consts):          # numbers alone: fold, as torch would
+            with torch.no_grad():
+                v = _OPS[name](*(torch.tensor(c, dtype=torch.float64) for c in consts))
+            return self.number(float(v))
+        if name == "mul" and 1.0 in consts:             # 1 * u = u
+            return args[1 - consts.index(1.0)]
+        return self._add((name,) + args, None, any(self.large[a] for a in args),
+                         any(self.varies[a] for a in args))
 
 
-def _times(v, c):
-    """``v * c`` where either may be a number; numbers multiply first."""
-    if not isinstance(v, torch.Tensor) and not isinstance(c, torch.Tensor):
-        return float(v) * float(c)
-    return v * c
+class _Tangents:
+    """The derivatives of one node: ``{j: [(c, (f_1, f_2, ...)), ...]}`` (sums of products)."""
+
+    @staticmethod
+    def scale(t: dict, g: _Graph, f: int) -> dict:
+        c = g.const[f]
+        if c is not None:
+            return {j: [(k * c, fs) for k, fs in terms] for j, terms in t.items()}
+        return {j: [(k, fs + (f,)) for k, fs in terms] for j, terms in t.items()}
+
+    @staticmethod
+    def add(a: dict, b: dict, sign: float = 1.0) -> dict:
+        out = dict(a)
+        for j, terms in b.items():
+            out[j] = out.get(j, []) + [(sign * k, fs) for k, fs in terms]
+        return out
 
 
-def _add(a: dict, b: dict, sign: float = 1.0) -> dict:
-    out = dict(a)
-    for j, v in b.items():
-        out[j] = out[j] + v if sign > 0 and j in out else out[j] - v if j in out else (
-            v if sign > 0 else -v)
+def _build(tree: ast.AST, params: tuple, inputs: tuple, g: _Graph):
+    """The value node and tangents of ``tree`` (post-order, with an explicit stack)."""
+    T = _Tangents
+    done: dict[int, tuple] = {}
+    stack = [(tree, False)]
+    while stack:
+        node, ready = stack.pop()
+        kids = [node.operand] if isinstance(node, ast.UnaryOp) else \
+            [node.left, node.right] if isinstance(node, ast.BinOp) else \
+            [node.args[0]] if isinstance(node, ast.Call) else []
+        if not ready and kids:
+            stack.append((node, True))
+            stack.extend((k, False) for k in reversed(kids))
+            continue
+        if isinstance(node, ast.Constant):
+            out = g.number(node.value), {}
+        elif isinstance(node, ast.Name):
+            if node.id in params:
+                j = params.index(node.id)
+                out = g.leaf("param", j), {j: [(1.0, ())]}
+            elif node.id in inputs:
+                out = g.leaf("input", node.id), {}
+            else:
+                out = g.number(CONSTANTS[node.id]), {}
+        elif isinstance(node, ast.UnaryOp):
+            v, t = done.pop(id(node.operand))
+            out = (g.op("neg", v), T.scale(t, g, g.number(-1.0))) \
+                if isinstance(node.op, ast.USub) else (v, t)
+        elif isinstance(node, ast.Call):
+            u, t = done.pop(id(node.args[0]))
+            out = _call(node.func.id, u, t, g)
+        else:
+            a, ta = done.pop(id(node.left))
+            b, tb = done.pop(id(node.right))
+            out = _binary(_BIN[type(node.op)], a, ta, b, tb, g)
+        done[id(node)] = out
+    return done[id(tree)]
+
+
+def _call(name: str, u: int, t: dict, g: _Graph):
+    T, w = _Tangents, g.op(name, u)
+    if not t:
+        return w, t
+    one = g.number(1.0)
+    slope = {"exp": lambda: w, "log": lambda: g.op("div", one, u),
+             "sin": lambda: g.op("cos", u), "cos": lambda: g.op("neg", g.op("sin", u)),
+             "tan": lambda: g.op("add", one, g.op("mul", w, w)),
+             "sqrt": lambda: g.op("div", g.number(0.5), w), "abs": lambda: g.op("sign", u),
+             "tanh": lambda: g.op("sub", one, g.op("mul", w, w)),
+             "sigmoid": lambda: g.op("mul", w, g.op("sub", one, w)),
+             "relu": lambda: g.op("step", u),
+             "atan": lambda: g.op("div", one, g.op("add", one, g.op("mul", u, u)))}
+    slope["arctan"] = slope["atan"]
+    return w, T.scale(t, g, slope[name]())
+
+
+def _binary(op: str, a: int, ta: dict, b: int, tb: dict, g: _Graph):
+    T, w = _Tangents, g.op(op, a, b)
+    if op in ("add", "sub"):
+        return w, T.add(ta, tb, 1.0 if op == "add" else -1.0)
+    if op == "mul":
+        return w, T.add(T.scale(ta, g, b), T.scale(tb, g, a))
+    if op == "div":
+        t = T.scale(ta, g, g.op("div", g.number(1.0), b))
+        return w, T.add(t, T.scale(T.scale(tb, g, w), g, g.op("div", g.number(-1.0), b)))
+    t = {}                                          # pow
+    if ta and not tb:          # a constant exponent (a number, or an input)
+        t = T.scale(ta, g, b)
+        if g.const[b] != 2.0:
+            t = T.scale(t, g, g.op("pow", a, g.op("sub", b, g.number(1.0))))
+        else:
+            t = T.scale(t, g, a)
+    elif ta:
+        t = T.scale(T.scale(T.scale(ta, g, w), g, b), g, g.op("div", g.number(1.0), a))
+    if tb:
+        t = T.add(t, T.scale(T.scale(tb, g, w), g, g.op("log", a)))
+    return w, t
+
+
+def _product(g: _Graph, c: float, factors: tuple) -> int:
+    """``c * f_1 * f_2 * ...`` with the small factors multiplied first."""
+    small = sorted(f for f in factors if not g.large[f])
+    large = sorted(f for f in factors if g.large[f])
+    out = g.number(c)
+    for f in small + large:
+        out = g.op("mul", out, f) if g.const[out] != 1.0 else f
+    return out
+
+
+def _sum(g: _Graph, terms: list) -> int:
+    """The sum of the products, small ones first."""
+    parts = sorted((_product(g, c, fs) for c, fs in terms), key=lambda i: g.large[i])
+    out = parts[0]
+    for p in parts[1:]:
+        out = g.op("add", out, p)
     return out
 
 
@@ -84,85 +230,80 @@ class ExpressionJacobian:
     """``(inputs, theta (k, P)) -> (f (k, n), J (k, n, P))`` for one expression."""
 
     def __init__(self, expression):
-        self.tree = parse_source(expression.source).body
         self.params = expression.params
         self.inputs = expression.inputs
+        g = _Graph()
+        value, tangents = _build(parse_source(expression.source).body, tuple(self.params),
+                                 tuple(self.inputs), g)
+        self.outputs = [value] + [_sum(g, tangents[j]) if j in tangents else None
+                                  for j in range(len(self.params))]
+        self._compile(g)
+
+    def _compile(self, g: _Graph) -> None:
+        """The steps that reach the outputs, in order, each with the values it releases."""
+        need = [False] * len(g.nodes)
+        for o in self.outputs:
+            if o is not None:
+                need[o] = True
+        for i in reversed(range(len(g.nodes))):
+            key = g.nodes[i]
+            if need[i] and key[0] in _OPS:
+                for a in key[1:]:
+                    need[a] = True
+        last = {}
+        for i, key in enumerate(g.nodes):
+            if need[i] and key[0] in _OPS:
+                for a in key[1:]:
+                    last[a] = i
+        keep = {o for o in self.outputs if o is not None}
+        # a derivative made by a last step of the block's shape is written into its row
+        into = {}
+        for j, o in enumerate(self.outputs[1:]):
+            key = g.nodes[o] if o is not None else ("const",)
+            if key[0] in _INTO and g.full(o) and o not in into and \
+                    (len(key) == 2 or g.const[key[1]] is None):
+                into[o] = j
+        self.copy = [(j, o) for j, o in enumerate(self.outputs[1:]) if into.get(o) != j]
+        self.size = len(g.nodes)
+        self.consts = [(i, c) for i, c in enumerate(g.const) if need[i] and c is not None]
+        self.leaves = [(i, key[0], key[1]) for i, key in enumerate(g.nodes)
+                       if need[i] and key[0] in ("param", "input")]
+        self.steps = []
+        for i, key in enumerate(g.nodes):
+            if need[i] and key[0] in _OPS:
+                free = tuple(a for a in set(key[1:]) if last.get(a) == i and a not in keep
+                             and g.const[a] is None)
+                fn = _INTO[key[0]] if i in into else _OPS[key[0]]
+                self.steps.append((fn, key[1:], i, free, into.get(i)))
 
     def __call__(self, inputs: dict, theta: torch.Tensor, y: torch.Tensor | None = None):
         """``f`` and ``J`` at ``theta`` ``(k, P)``; given targets ``y``, the block
         ``[J f-y]^T`` ``(k, P+1, n)`` instead (one tensor, as ``batch_lm`` takes it).
         ``J`` comes transposed in memory (rows of ``J^T`` contiguous)."""
         cols = theta.unsqueeze(-1).unbind(-2)          # P tensors (k, 1)
-        self.env = dict(inputs)
-        self.env.update((name, (c, {j: 1.0})) for j, (name, c) in
-                        enumerate(zip(self.params, cols)))
-        value, tangents = self._eval(self.tree)
         ref = next(iter(inputs.values()))
         shape = theta.shape[:-1] + ref.shape[-1:]
         P = len(self.params)
         out = torch.empty(shape[:-1] + (P + (y is not None), shape[-1]), dtype=theta.dtype,
                           device=theta.device)
-        for j in range(P):                   # filled in place: no stack of broadcast views
-            out[..., j, :] = tangents.get(j, 0.0)
+        vals: list = [None] * self.size
+        for i, c in self.consts:
+            vals[i] = c
+        for i, kind, name in self.leaves:
+            vals[i] = cols[name] if kind == "param" else inputs[name]
+        for fn, args, i, free, row in self.steps:
+            if row is None:
+                vals[i] = fn(*[vals[a] for a in args])
+            else:                                   # straight into the block
+                vals[i] = fn(*[vals[a] for a in args], out=out[..., row, :])
+            for a in free:
+                vals[a] = None
+        for j, o in self.copy:                      # in place: no stack of broadcast views
+            out[..., j, :] = 0.0 if o is None else vals[o]
+        value = vals[self.outputs[0]]
         if y is not None:
             torch.sub(torch.as_tensor(value, dtype=theta.dtype, device=theta.device), y,
                       out=out[..., P, :])
             return out
         value = torch.as_tensor(value, dtype=theta.dtype, device=theta.device).expand(shape)
         return value, out.transpose(-1, -2)
-
-    def _eval(self, node):
-        if isinstance(node, ast.Constant):
-            return float(node.value), {}
-        if isinstance(node, ast.Name):
-            if node.id in self.env:
-                v = self.env[node.id]
-                return v if isinstance(v, tuple) else (v, {})
-            return float(CONSTANTS[node.id]), {}
-        if isinstance(node, ast.UnaryOp):
-            v, t = self._eval(node.operand)
-            return (-v, _scale(t, -1.0)) if isinstance(node.op, ast.USub) else (v, t)
-        if isinstance(node, ast.Call):
-            u, t = self._eval(node.args[0])
-            name = node.func.id
-            if not isinstance(u, torch.Tensor):
-                u = torch.tensor(u, dtype=torch.float64)
-            w = _FN[name](u)
-            return w, (_scale(t, _UNARY[name](u, w)) if t else {})
-        a, ta = self._eval(node.left)
-        b, tb = self._eval(node.right)
-        op = node.op
-        if isinstance(op, ast.Add):
-            return a + b, _add(ta, tb)
-        if isinstance(op, ast.Sub):
-            return a - b, _add(ta, tb, -1.0)
-        if isinstance(op, ast.Mult):
-            return a * b, _add(_scale(ta, b), _scale(tb, a))
-        if isinstance(op, ast.Div):
-            # (u/v)' = u'/v - w (v'/v): the small factors (v'/v, shaped like the
-            # parameters) first, so that each tangent costs one pass over the data
-            w = a / b
-            t = {j: v / b for j, v in ta.items()}
-            for j, v in tb.items():
-                c = w * _times(v, -1.0 / b)
-                t[j] = t[j] + c if j in t else c
-            return w, t
-        return self._pow(a, ta, b, tb)
-
-    @staticmethod
-    def _pow(a, ta, b, tb):
-        if not isinstance(a, torch.Tensor) and not isinstance(b, torch.Tensor):
-            a = torch.tensor(a, dtype=torch.float64)
-        w = a ** b
-        t = {}
-        if ta and not tb:            # a constant exponent (a number, or an input)
-            if not isinstance(b, torch.Tensor) and b == 2.0:
-                t = {j: _times(v, 2.0) * a for j, v in ta.items()}
-            else:
-                t = _scale(ta, b * a ** (b - 1))
-        elif ta:
-            t = _scale(ta, w * b / a)
-        if tb:
-            log_a = torch.log(a) if isinstance(a, torch.Tensor) else math.log(a)
-            t = _add(t, _scale(tb, w * log_a))
-        return w, t
