@@ -21,18 +21,19 @@ from .spd import moments, solve_spd
 
 def _irls(prob, tr, u0, rates, cfg):
     from .batch_irls import batch_irls
-    return (*batch_irls(prob, tr, u0, cfg), None)
+    return (*batch_irls(prob, tr, u0, cfg), None, None)
 
 
 def _gradient(prob, tr, u0, rates, cfg):
     from .batch_gd import batch_gd
-    return (*batch_gd(prob, tr, u0, rates, cfg), None)
+    return (*batch_gd(prob, tr, u0, rates, cfg), None, None)
 
 
 def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     method = cfg["method"]
     engine = ENGINES[OPTIMIZERS[method].batched]       # the registry names the engine
-    u, steps, reason, message, d = engine(prob, tr, u0, rates, cfg)
+    # d: Moré's scaling at the end, M: [J r]^T [J r] at u (LM's; None from the others)
+    u, steps, reason, message, d, M = engine(prob, tr, u0, rates, cfg)
     idx = torch.arange(u.shape[0], device=u.device)
     with torch.no_grad():
         theta = tr.external(u, idx)
@@ -40,7 +41,8 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         ok = torch.as_tensor(reason != "diverged", device=u.device)
-        cov, rank = covariance(prob, tr, theta, ok, absolute_sigma, d if tr.identity else None)
+        cov, rank = covariance(prob, tr, theta, ok, absolute_sigma,
+                               *((d, M) if tr.identity else (None, None)))
         if method == "lm":
             _lost_rank(reason, message, rank.cpu().numpy(), u.shape[-1], prob, tr, u, cfg)
     return theta, steps, reason, message, cov
@@ -68,25 +70,30 @@ def _lm(prob, tr, u0, rates, cfg):
     table = {c: (code_reason(c), message(c, o, cfg["steps"])) for c in set(codes.tolist())}
     reason = np.array([table[c][0] for c in codes.tolist()], dtype="U16")
     msg = np.array([table[c][1] for c in codes.tolist()], dtype=object)
-    return res.theta, res.steps, reason, msg, res.d
+    return res.theta, res.steps, reason, msg, res.d, res.M
 
 
 ENGINES = {"lm": _lm, "irls": _irls, "gradient": _gradient}   # OptimizerSpec.batched -> engine
 
 
-def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):
+def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None):
     """``(k, F, F)`` pcov of the free parameters at ``theta`` ``(k, P)`` (NaN where
     undefined or not ``ok``), and the rank of the column-scaled Jacobian ``J D^-1`` (``D``
     Moré's scaling ``d`` when given, else the column norms), from one batched SVD:
-    ``pcov = D^-1 V diag(1/s^2) V^T D^-1``, the same matrix as from ``J``'s own SVD."""
+    ``pcov = D^-1 V diag(1/s^2) V^T D^-1``, the same matrix as from ``J``'s own SVD.
+    ``m``: ``M = [J r]^T [J r]`` at ``theta`` where the engine has it (LM without bounds
+    or fixed values); then ``J`` itself is formed only for the fits that need the SVD."""
     k = theta.shape[0]
     idx = torch.arange(k, device=theta.device)
     at = tr.free_at
     F = len(tr.free)
     fixed = ManyTransformFixedAt(tr, theta)
-    jr = prob.jacobian(fixed)(theta[:, at], idx)
+    jacobian = prob.jacobian(fixed)
     n = prob.count
-    m = moments(jr)
+    jr = None
+    if m is None:
+        jr = jacobian(theta[:, at], idx)
+        m = moments(jr)
     # every entry of [J r] is squared into the diagonal of M: NaN or inf shows there
     # (rank is judged from n = F points on; the scale S / (n - F) needs n > F)
     good = ok & torch.isfinite(m.diagonal(dim1=-2, dim2=-1)).all(-1) & (n >= F)
@@ -105,7 +112,8 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None):
     rank = torch.full_like(n, F, dtype=torch.long)
     hard = (good & ~easy).nonzero().flatten()
     if hard.numel():
-        js = jr[hard, :F].transpose(-1, -2) / d[hard].unsqueeze(-2)
+        jh = jr[hard] if jr is not None else jacobian(theta[hard][:, at], hard)
+        js = jh[:, :F].transpose(-1, -2) / d[hard].unsqueeze(-2)
         _, s, vh = torch.linalg.svd(js, full_matrices=False)
         eps = torch.finfo(js.dtype).eps
         kept = s > eps * torch.clamp(n[hard], min=F).unsqueeze(-1) * s[:, :1]
