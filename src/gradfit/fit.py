@@ -36,7 +36,7 @@ from .optimizers import make_stepper
 from .active_set import near_bounds, refine
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
-from .verdict import judge
+from .verdict import judge, not_determined
 from .problem import Problem
 from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
 
@@ -259,6 +259,7 @@ class FitRun(Run):
                     absolute_sigma=cfg.absolute_sigma, scaled=own)
                 if cov is not None:
                     stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
+                    reason, detail = self._determined(final, free, cov, reason, detail)
         if self.notes:
             detail = "; ".join(self.notes) + "; " + detail
         with torch.no_grad():
@@ -274,6 +275,25 @@ class FitRun(Run):
             sigma=None if prob.sigma is None else prob.sigma.cpu().numpy(),
             at_bound=tuple(at_bound), bounds=dict(self.transform.bounds),
             fixed=dict(self.transform.fixed), jacobian=prob.model.jacobian_kind)
+
+    def _determined(self, final, free, cov, reason: str, detail: str) -> tuple[str, str]:
+        """``verdict.not_determined`` on a converged nonlinear least-squares fit."""
+        prob, n, F = self.problem, self.problem.n, len(free)
+        if reason not in ("gtol", "ftol", "xtol") or n <= F:
+            return reason, detail
+        names = prob.model.param_names
+        idx = torch.tensor([names.index(k) for k in free], device=final.device)
+
+        def sse(f) -> float:
+            with torch.no_grad():
+                at = final.index_put((idx,), torch.as_tensor(f, dtype=final.dtype,
+                                                             device=final.device))
+                return float(prob.residuals(at).square().sum())
+        theta = final[idx].cpu().double().numpy()
+        S = sse(theta)
+        scale = 1.0 if self.config.absolute_sigma else S / (n - F)
+        why = not_determined(free, theta, np.asarray(cov, dtype=float), sse, S, scale)
+        return ("failed", why) if why else (reason, detail)
 
     def _solve(self, p0: dict, fixed: dict, bounds: dict) -> FitResult:
         """The exact method to its end from ``p0`` with these fixed values and bounds."""

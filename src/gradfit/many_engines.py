@@ -45,7 +45,33 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
                                *((d, M) if tr.identity else (None, None)))
         if method == "lm":
             _lost_rank(reason, message, rank.cpu().numpy(), u.shape[-1], prob, tr, u, cfg)
+        _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
     return theta, steps, reason, message, cov
+
+
+def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma) -> None:
+    """``verdict.not_determined`` on the converged fits among its suspects (rare: each
+    costs two evaluations of its residuals)."""
+    from .verdict import not_determined, undetermined_suspects
+    at = tr.free_at
+    free_theta = theta[:, at].detach().cpu().double().numpy()
+    c = cov.detach().cpu().double().numpy()
+    n, F = prob.count.cpu().numpy(), len(tr.free)
+    look = undetermined_suspects(free_theta, c) & np.isin(reason, ("gtol", "ftol", "xtol")) \
+        & (n > F)
+    for i in np.flatnonzero(look):
+        idx = torch.tensor([i], device=theta.device)
+
+        def sse(f, i=i, idx=idx) -> float:
+            full = theta[i].clone()
+            full[at] = torch.as_tensor(f, dtype=theta.dtype, device=theta.device)
+            with torch.no_grad():
+                return float(prob.residuals(full[None], idx).square().sum())
+        S = sse(free_theta[i])
+        scale = 1.0 if absolute_sigma else S / (n[i] - F)
+        why = not_determined(tr.free, free_theta[i], c[i], sse, S, scale)
+        if why:
+            reason[i], message[i] = "failed", why
 
 
 def _lost_rank(reason, message, rank, F, prob, tr, u, cfg) -> None:

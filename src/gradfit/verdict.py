@@ -10,7 +10,13 @@ Whatever the optimizer, a fit is ``failed`` (never converged) when
   predictions are judged;
 - its predictions (or a flexible model's parameters) blew up: non-finite, or beyond
   ``BLOWUP`` times the scale of the data;
-- it ended with a higher loss than it started from.
+- it ended with a higher loss than it started from;
+- (least squares, after the covariance) two or more parameters move together with standard
+  errors beyond ``UNDETERMINED`` times their values, and the loss along their joint
+  direction does not rise as the covariance says it must (``not_determined``): the loss may
+  keep falling as they grow without bound, as ``V*x/(K+x)`` on data that look like a line
+  (``V, K -> inf`` with ``V/K`` fixed). A model linear in its parameters always passes (its
+  loss is exactly quadratic), however large its standard errors.
 
     >>> import numpy as np, gradfit
     >>> r = gradfit.fit("a*x^2 + b*x + c", [1.0], [2.0])
@@ -20,12 +26,17 @@ Whatever the optimizer, a fit is ``failed`` (never converged) when
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+import numpy as np
 import torch
 
 BLOWUP = 1e6          # predictions beyond this times the data's scale have blown up
 WEIGHT_BLOWUP = 1e8   # a flexible model's parameters beyond this times the data's scale
 RANK_RTOL = None      # None: eps * max(n, P), as the solvers' own rank test
+UNDETERMINED = 1e3    # relative standard errors beyond this, of correlated parameters, are
+                      # looked at: a determined fit is quadratic within its standard errors
+TOGETHER = 0.99       # |correlation| of parameters that move together
 
 
 def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, detail: str,
@@ -114,3 +125,48 @@ def scaled_singular(jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = torch.linalg.qr(a, mode="r").R   # keeps CUDA's SVD off matrices of 10^8 rows
     _, s, vh = torch.linalg.svd(a, full_matrices=False)
     return s, vh
+
+
+def undetermined_suspects(theta: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """``(k,)`` True where two or more parameters correlated beyond ``TOGETHER`` each have a
+    standard error beyond ``UNDETERMINED`` times their value (``theta`` ``(k, F)``, ``cov``
+    ``(k, F, F)``, NaN where undefined): the fits ``not_determined`` looks at."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sd = np.sqrt(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0, None))
+        big = sd > UNDETERMINED * np.abs(theta)
+        corr = np.abs(cov) / (sd[..., :, None] * sd[..., None, :])
+    pair = big[..., :, None] & big[..., None, :] & (corr > TOGETHER)
+    pair &= ~np.eye(theta.shape[-1], dtype=bool)
+    return pair.any((-1, -2))
+
+
+def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: float,
+                   scale: float) -> str | None:
+    """A message when the loss is not the quadratic bowl its covariance describes along the
+    joint direction of the suspects (``undetermined_suspects``), else None.
+
+    With ``j`` the parameter of largest relative standard error, the step
+    ``delta = cov[:, j] / sd_j`` moves ``theta_j`` by one standard error and the others as
+    they follow it (the valley's direction); there the Gauss-Newton model of the sum of
+    squares ``S`` rises by exactly ``scale`` (``S / dof``, or 1 with absolute sigma). A fit
+    whose ``S`` rises by less than a tenth of that on either side is not at a determined
+    minimum. ``sse(theta)`` is ``S`` at a point (numpy ``(F,)`` in, float out)."""
+    if not bool(undetermined_suspects(theta[None], cov[None])[0]):
+        return None
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(theta != 0, sd / np.abs(theta), np.inf)
+        corr = cov / np.outer(sd, sd)
+    j = int(np.argmax(rel))
+    delta = cov[:, j] / sd[j]
+    rise = [sse(theta + sign * delta) - S for sign in (1.0, -1.0)]
+    if all(math.isfinite(r) and r >= 0.1 * scale for r in rise):
+        return None
+    group = [names[i] for i in range(len(names))
+             if rel[i] > UNDETERMINED and (i == j or abs(corr[i, j]) > TOGETHER)]
+    shown = ", ".join(group[:10]) + (", ..." if len(group) > 10 else "")
+    return (f"the data do not determine {shown}: they move together, each uncertain to more "
+            f"than {UNDETERMINED:g} times its value ({names[j]} = {theta[j]:.4g} +/- "
+            f"{sd[j]:.3g}), and the loss does not rise along their joint direction as it "
+            "must at a minimum, so it may keep falling as they grow without bound; fix or "
+            "bound one of them, or fit a combination of them")

@@ -1,0 +1,56 @@
+"""A fit whose loss keeps falling as parameters grow without bound is not called converged
+(``verdict.not_determined``); a determined fit, however uncertain, still is."""
+import numpy as np
+import pytest
+
+import gradfit
+from gradfit.verdict import UNDETERMINED
+
+X = np.arange(1.0, 8.0)
+RUNAWAY = {   # Michaelis-Menten on data that look like a line or curve upward: V, K -> inf
+    "line with noise": 2 * X + 0.1 * np.array([1, -1, 1, -1, 1, -1, 1.0]),
+    "convex": 2 * X + 0.05 * X ** 2,
+}
+
+
+def sse(V, K, y):
+    return float(np.sum((V * X / (K + X) - y) ** 2))
+
+
+@pytest.mark.parametrize("case", RUNAWAY)
+def test_a_runaway_is_failed_in_fit_and_fit_many(case):
+    y = RUNAWAY[case]
+    r = gradfit.fit("V*x/(K+x)", X, y, p0={"V": 10.0, "K": 1.0})
+    V, K = r.params["V"], r.params["K"]
+    # the oracle: along the valley (V and K scaled together) the loss keeps falling
+    assert sse(100 * V, 100 * K, y) < sse(10 * V, 10 * K, y) < sse(V, K, y)
+    assert not r.converged and r.reason == "failed"
+    assert "do not determine V, K" in r.message and "without bound" in r.message
+    assert r.stderr["V"] > UNDETERMINED * abs(V)           # the values are still reported
+    m = gradfit.fit_many("V*x/(K+x)", X, np.stack([y, y, 3 * X / (2 + X)]),
+                         p0={"V": 10.0, "K": 1.0})
+    assert list(m.reason[:2]) == ["failed", "failed"]
+    assert "do not determine V, K" in m.message[0]
+    # a determined problem in the same batch is untouched
+    assert m.converged[2] and m.params["V"][2] == pytest.approx(3.0, rel=1e-9)
+
+
+def test_a_determined_fit_with_huge_standard_errors_stays_converged():
+    """NIST's Wampler5 (a quintic; standard errors 10^3 times the values, the coefficients
+    correlated) is exactly quadratic in its parameters: converged, in fit_many too, with
+    NIST's certified values."""
+    from test_nist_linear import NIST, read
+    if not NIST.exists():
+        pytest.skip("NIST linear files absent")
+    d = read("Wampler5")
+    x, y = d["x"][:, 0], d["y"]
+    text = "B0 + B1*x + B2*x^2 + B3*x^3 + B4*x^4 + B5*x^5"
+    m = gradfit.fit_many(text, x, y[None], p0={f"B{i}": 0.5 for i in range(6)})
+    assert m.converged[0], m.message[0]
+    for name, (cert, sd) in d["params"].items():
+        assert sd > UNDETERMINED * abs(cert) or name in ("B0",)   # suspects indeed
+        assert m.params[name][0] == pytest.approx(cert, rel=1e-5)
+    r = gradfit.fit(lambda x, B0, B1, B2, B3, B4, B5:
+                    B0 + B1 * x + B2 * x**2 + B3 * x**3 + B4 * x**4 + B5 * x**5, x, y,
+                    optimizer="lm", p0={f"B{i}": 0.5 for i in range(6)})
+    assert r.converged, r.message
