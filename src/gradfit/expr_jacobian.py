@@ -32,6 +32,7 @@ evaluated as code), without recursion, so any tree the checker accepts is safe.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 
@@ -226,17 +227,12 @@ def _sum(g: _Graph, terms: list) -> int:
     return out
 
 
-class ExpressionJacobian:
-    """``(inputs, theta (k, P)) -> (f (k, n), J (k, n, P))`` for one expression."""
-
-    def __init__(self, expression):
-        self.params = expression.params
-        self.inputs = expression.inputs
+class _Program:
+    def __init__(self, source: str, params: tuple, inputs: tuple):
         g = _Graph()
-        value, tangents = _build(parse_source(expression.source).body, tuple(self.params),
-                                 tuple(self.inputs), g)
+        value, tangents = _build(parse_source(source).body, params, inputs, g)
         self.outputs = [value] + [_sum(g, tangents[j]) if j in tangents else None
-                                  for j in range(len(self.params))]
+                                  for j in range(len(params))]
         self._compile(g)
 
     def _compile(self, g: _Graph) -> None:
@@ -276,6 +272,18 @@ class ExpressionJacobian:
                 fn = _INTO[key[0]] if i in into else _OPS[key[0]]
                 self.steps.append((fn, key[1:], i, free, into.get(i)))
 
+
+
+class ExpressionJacobian:
+    """``(inputs, theta (k, P)) -> (f (k, n), J (k, n, P))`` for one expression."""
+
+    def __init__(self, expression):
+        self.params = expression.params
+        self.inputs = expression.inputs
+        # the program is made once per text and names (immutable, shared)
+        self.__dict__.update(_program(expression.source, tuple(self.params),
+                                      tuple(self.inputs)).__dict__)
+
     def __call__(self, inputs: dict, theta: torch.Tensor, y: torch.Tensor | None = None):
         """``f`` and ``J`` at ``theta`` ``(k, P)``; given targets ``y``, the block
         ``[J f-y]^T`` ``(k, P+1, n)`` instead (one tensor, as ``batch_lm`` takes it).
@@ -307,3 +315,8 @@ class ExpressionJacobian:
             return out
         value = torch.as_tensor(value, dtype=theta.dtype, device=theta.device).expand(shape)
         return value, out.transpose(-1, -2)
+
+
+@functools.lru_cache(maxsize=256)
+def _program(source: str, params: tuple, inputs: tuple) -> _Program:
+    return _Program(source, params, inputs)
