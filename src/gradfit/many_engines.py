@@ -38,6 +38,11 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     with torch.no_grad():
         theta = tr.external(u, idx)
     cov = None
+    if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
+        from .many_kkt import certify_on_bounds
+        reason, message = np.asarray(reason), np.asarray(message, dtype=object)
+        o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
+        certify_on_bounds(prob, tr, theta, reason, message, o)
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         ok = torch.as_tensor(reason != "diverged", device=u.device)
@@ -49,6 +54,21 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     return theta, steps, reason, message, cov
 
 
+def _on_a_bound(tr, theta) -> np.ndarray:
+    """``(k,)`` whether a free parameter lies on a bound (``active_set.NEAR``): its covariance
+    is then not that of the fit with it held there, and ``not_determined`` does not apply."""
+    from .active_set import NEAR
+    if tr.identity:
+        return np.zeros(theta.shape[0], dtype=bool)
+    v = theta[:, tr.free_at]
+    lo, hi = tr.lo, tr.hi
+    scale = torch.maximum(v.abs(), torch.where(torch.isfinite(lo), lo.abs(), 0.0))
+    scale = torch.maximum(scale, torch.where(torch.isfinite(hi), hi.abs(), 0.0)).clamp_min(1e-300)
+    near = (torch.isfinite(lo) & (v - lo <= NEAR * scale)) | \
+        (torch.isfinite(hi) & (hi - v <= NEAR * scale))
+    return near.any(-1).cpu().numpy()
+
+
 def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma) -> None:
     """``verdict.not_determined`` on the converged fits among its suspects (rare: each
     costs two evaluations of its residuals)."""
@@ -58,7 +78,7 @@ def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma) -> No
     c = cov.detach().cpu().double().numpy()
     n, F = prob.count.cpu().numpy(), len(tr.free)
     look = undetermined_suspects(free_theta, c) & np.isin(reason, ("gtol", "ftol", "xtol")) \
-        & (n > F)
+        & (n > F) & ~_on_a_bound(tr, theta)
     for i in np.flatnonzero(look):
         idx = torch.tensor([i], device=theta.device)
 

@@ -1,0 +1,72 @@
+"""fit_many's optimum on a bound (``many_kkt``): LM in the bounded variables stalls there;
+a stall that is a Karush-Kuhn-Tucker point is converged, equal to fit and to scipy."""
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import least_squares
+
+import gradfit
+from gradfit.batch_lm import ROUGH, OPTIONS, message as lm_message
+from gradfit.losses import get_loss
+from gradfit.many_kkt import certify_on_bounds
+from gradfit.many_problem import ManyProblem, ManyTransform
+from gradfit.models import make_model
+
+X = np.linspace(0, 5, 40)
+NOISE = 0.02 * np.random.default_rng(0).standard_normal(40)
+CASES = {   # model, numpy twin, clean data, bounds active at the optimum, start, held
+    "lower": ("a*exp(-k*x)+c", lambda x, a, k, c: a * np.exp(-k * x) + c,
+              3 * np.exp(-1.2 * X) + 0.5, {"c": (0.8, 2.0)}, {"a": 2.0, "k": 1.0, "c": 1.0},
+              "c (lower)"),
+    "upper": ("a*exp(-k*x)+c", lambda x, a, k, c: a * np.exp(-k * x) + c,
+              3 * np.exp(-1.2 * X) + 0.5, {"k": (0.1, 0.9), "a": (0, 10)},
+              {"a": 2.0, "k": 0.5, "c": 1.0}, "k (upper)"),
+    "gaussian": ("A*exp(-(x-mu)^2/(2*s^2))+C",
+                 lambda x, A, mu, s, C: A * np.exp(-(x - mu) ** 2 / (2 * s ** 2)) + C,
+                 2 * np.exp(-(X - 2.5) ** 2 / (2 * 0.6 ** 2)) + 0.3, {"s": (0.8, 3.0)},
+                 {"A": 1.5, "mu": 2.4, "s": 1.0, "C": 0.2}, "s (lower)"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_an_optimum_on_a_bound_is_converged_as_in_fit_and_scipy(case):
+    text, f, clean, bounds, p0, held = CASES[case]
+    y = clean + NOISE
+    m = gradfit.fit_many(text, X, np.stack([y, y]), p0=p0, bounds=bounds)
+    assert m.converged.all(), m.message[0]
+    if "bounds" in m.message[0]:          # LM stalled on the bound: certified there
+        assert held in m.message[0] and m.reason[0] == "xtol"
+    r = gradfit.fit(text, X, y, p0=p0, bounds=bounds)
+    names = list(p0)
+    lo = [bounds.get(k, (-np.inf, np.inf))[0] for k in names]
+    hi = [bounds.get(k, (-np.inf, np.inf))[1] for k in names]
+    ref = least_squares(lambda p: f(X, *p) - y, list(p0.values()), bounds=(lo, hi),
+                        xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+    for j, k in enumerate(names):
+        assert m.params[k][0] == pytest.approx(r.params[k], rel=1e-7, abs=1e-12)
+        assert m.params[k][0] == pytest.approx(ref[j], rel=1e-7, abs=1e-12)
+
+
+def test_a_stall_on_a_bound_that_holds_nothing_stays_failed():
+    """On its lower bound with the loss falling inwards (the optimum is inside): not
+    certified."""
+    y = torch.tensor(3 * np.exp(-1.2 * X) + 0.5 + NOISE)[None]
+    model = make_model("a*exp(-k*x)+c")
+    prob = ManyProblem(model, torch.tensor(X), y, None, None, get_loss("mse"), True)
+    inf = torch.tensor([[-np.inf, -np.inf, 0.3]], dtype=torch.float64)
+    tr = ManyTransform(("a", "k", "c"), ("a", "k", "c"), inf,
+                       torch.tensor([[np.inf, np.inf, 2.0]], dtype=torch.float64),
+                       torch.zeros(1, 3, dtype=torch.float64))
+    fit = gradfit.fit("a*exp(-k*x)+c", X, y[0].numpy(), fixed={"c": 0.3})
+    theta = torch.tensor([[fit.params["a"], fit.params["k"], 0.3]], dtype=torch.float64)
+    stall = lm_message(ROUGH, OPTIONS)
+    reason, message = np.array(["failed"], dtype="U16"), np.array([stall], dtype=object)
+    certify_on_bounds(prob, tr, theta, reason, message, OPTIONS)
+    assert reason[0] == "failed" and message[0] == stall
+    # the same point with the bound at 0.3 holding (optimum c below it): certified
+    y2 = y - 0.5
+    prob2 = ManyProblem(model, torch.tensor(X), y2, None, None, get_loss("mse"), True)
+    fit2 = gradfit.fit("a*exp(-k*x)+c", X, y2[0].numpy(), fixed={"c": 0.3})
+    theta2 = torch.tensor([[fit2.params["a"], fit2.params["k"], 0.3]], dtype=torch.float64)
+    certify_on_bounds(prob2, tr, theta2, reason, message, OPTIONS)
+    assert reason[0] == "xtol" and "c (lower)" in message[0]
