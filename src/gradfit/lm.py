@@ -23,8 +23,8 @@ objective as the loss. Jacobians are exact: forward mode on the tree of a text e
     >>> r.converged, [round(v, 12) for v in r.params.values()]
     (True, [2.5, 1.3, 0.5])
 
-``scaled_svd`` and ``damped_step`` (the step on the SVD of ``J D^-1``) and ``lm_parameter``
-(Moré's ``lmpar`` on that SVD) serve IRLS and the out-of-core LM (``normal_lm``).
+``scaled_svd`` (the SVD of ``J D^-1``) serves IRLS. The out-of-core LM (``normal_lm``) runs
+``batch_lm`` too, on moments summed over partitions.
 """
 from __future__ import annotations
 
@@ -96,57 +96,6 @@ def scaled_svd(jac: torch.Tensor, d: torch.Tensor, r: torch.Tensor):
     s = torch.where(s > eps * max(jac.shape[-2:]) * s[..., :1], s, torch.zeros_like(s))
     c = (u.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
     return s, vh, c, u
-
-
-def damped_step(s, vh, c, lam):
-    """The scaled step ``y = D delta`` for damping ``lam`` and its predicted reduction of
-    ``S``, from ``scaled_svd``'s ``s``, ``vh``, ``c`` (leading batch dims allowed)."""
-    denom = s.square() + lam
-    # where s = 0 (lost rank) the step has no component, never 0 / 0
-    w = torch.where(s > 0, s * c / denom.clamp_min(torch.finfo(s.dtype).tiny), torch.zeros_like(s))
-    y = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1)
-    keep = torch.where(s > 0, lam / denom.clamp_min(torch.finfo(s.dtype).tiny), torch.ones_like(s))
-    return y, (c.square() * (1 - keep.square())).sum(-1)
-
-
-def lm_parameter(s: list[float], c: list[float], delta: float, lam: float) -> float:
-    """The damping ``lam >= 0`` whose scaled step has length ``delta`` within 10 percent,
-    or 0 when the Gauss-Newton step is no longer than that (Moré's ``lmpar``, on the SVD).
-
-    ``|y(lam)| = |s c / (s^2 + lam)|`` falls with ``lam``; Newton's method on
-    ``1/delta - 1/|y(lam)|``, nearly linear in ``lam``, inside a shrinking bracket.
-    ``lam`` is the previous value, a warm start."""
-    def norm(lam):
-        y2 = dy = 0.0
-        for si, ci in zip(s, c):
-            if si > 0.0:
-                den = si * si + lam
-                w = si * ci / den
-                y2 += w * w
-                dy += w * w / den
-        return math.sqrt(y2), dy
-
-    ynorm, dy = norm(0.0)
-    if ynorm <= 1.1 * delta:
-        return 0.0
-    full_rank = all(si > 0.0 for si in s)
-    lo = (ynorm - delta) / delta * ynorm * ynorm / dy if full_rank and dy > 0 else 0.0
-    hi = math.sqrt(sum((si * ci) ** 2 for si, ci in zip(s, c))) / delta
-    if not lo < lam < hi:
-        lam = max(lo, 1e-3 * hi)
-    for _ in range(30):
-        ynorm, dy = norm(lam)
-        phi = ynorm - delta
-        if abs(phi) <= 0.1 * delta or hi - lo <= 1e-12 * hi:
-            break
-        if phi > 0:
-            lo = max(lo, lam)
-        else:
-            hi = min(hi, lam)
-        lam += phi / delta * ynorm * ynorm / dy if dy > 0 else math.inf
-        if not lo < lam < hi:          # Newton left the bracket: bisect it
-            lam = math.sqrt(lo * hi) if lo > 0 else 0.5 * (lo + hi)
-    return lam
 
 
 class LevenbergMarquardt(Stepper):

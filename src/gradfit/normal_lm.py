@@ -7,22 +7,19 @@ additive over any split of the rows into partitions ``k``:
     S = sum_k r_k^T r_k,     A = J^T J = sum_k J_k^T J_k,     g = J^T r = sum_k J_k^T r_k
 
 (``partition_moments`` computes one partition's share, exactly, with autograd's Jacobian).
-One LM trial step costs one pass over the partitions. With Moré's scaling ``D = diag(d)``,
-``d`` the largest column norms ``sqrt(diag A)`` seen so far, the scaled Gram matrix
-``D^-1 A D^-1 = V diag(s^2) V^T`` gives the singular values ``s`` and right vectors ``V``
-of ``J D^-1``, and ``s c = V^T D^-1 g`` its ``c = U^T r``; from there the step is
-``lm.py``'s: ``lm_parameter`` fits the damping ``lam`` to the trust region and
-``damped_step`` gives ``D delta = -V (s c / (s^2 + lam))`` and its predicted reduction.
-The gain ratio ``rho`` = actual / predicted reduction accepts (``rho >= 1e-4``) and resizes
-the region as MINPACK does. Forming ``A`` squares the condition number, so singular values
-below ``sqrt(eps * P) * s_max`` count as zero (a lost rank), where ``lm.py``'s SVD of ``J``
-goes down to ``eps``.
+These are ``M = [J r]^T [J r] = [[A, g], [g^T, S]]``, all that an iteration of gradfit's one
+Levenberg–Marquardt needs: ``normal_lm`` runs ``batch_lm`` (Moré's trust region, its math
+in that module's docstring) on one problem through its ``normal=`` hook, so the steps, the
+stopping rules (``gtol``, ``ftol``, ``xtol``, ``failed``, ``max_steps``) and their messages
+are ``fit``'s and ``fit_many``'s. One trial point costs one pass over the partitions; the
+rounding level of ``S`` comes from ``|y / sigma| = sqrt(yy)``, as ``fit``'s.
 
-Stopping (converged): ``gtol`` (largest cosine of ``r`` and a column of ``J``), ``ftol``
-(actual and predicted reductions below ``ftol * S``), ``xtol`` (a step below ``xtol *
-|D theta|``, or, once the Gauss-Newton gain is below the rounding level of ``S``,
-Gauss-Newton steps that stop shrinking). The covariance is ``inv(A) * S / (N - P)``
-(``absolute_sigma``: ``inv(A)``), as ``curve_fit``'s ``pcov``.
+A converged fit whose scaled Jacobian ``J D^-1`` (``D`` Moré's scaling) has lost rank is
+``failed``, as in ``fit``, with ``verdict.rank_message``. Its singular values are read off
+``D^-1 A D^-1 = V diag(s^2) V^T``; forming ``A`` squares the condition number, so values
+below ``sqrt(eps * P) * s_max`` count as zero (``fit``'s SVD of ``J`` goes down to
+``eps * max(N, P)``). The covariance is ``inv(A) * S / (N - P)`` (``absolute_sigma``:
+``inv(A)``), as ``curve_fit``'s ``pcov``, None where ``A`` is that ill-conditioned.
 
     >>> import numpy as np, torch
     >>> from gradfit.models import make_model
@@ -43,10 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .lm import OPTIONS, damped_step, lm_parameter, residuals_and_jacobian
-
-ACCEPT = 1e-4
-POLISH_MAX = 10
+from .batch_lm import OPTIONS, batch_lm, message, reason as code_reason
+from .lm import residuals_and_jacobian
 
 
 @dataclass
@@ -102,113 +97,61 @@ class NormalLMResult:
     n: int
 
 
-def _scaled_eig(A: np.ndarray, d: np.ndarray):
-    """``s``, ``V^T`` of ``J D^-1`` from ``D^-1 A D^-1`` (small singular values dropped)."""
-    w, V = np.linalg.eigh(A / np.outer(d, d))
-    order = np.argsort(w)[::-1]
-    w, V = w[order], V[:, order]
-    s = np.sqrt(np.clip(w, 0.0, None))
-    cut = math.sqrt(np.finfo(float).eps * len(d)) * (s[0] if len(s) else 0.0)
-    return np.where(s > cut, s, 0.0), V.T
+def _matrix(m: Moments) -> torch.Tensor:
+    """``M = [[A, g], [g^T, S]]`` ``(1, P+1, P+1)``, ``batch_lm``'s normal matrix."""
+    P = len(m.g)
+    M = np.empty((P + 1, P + 1))
+    M[:P, :P], M[:P, P], M[P, :P], M[P, P] = m.A, m.g, m.g, m.S
+    return torch.from_numpy(M).unsqueeze(0)
 
 
 def normal_lm(moments, theta0, *, n: int, steps: int = 1000, options: dict | None = None,
-              absolute_sigma: bool = False) -> NormalLMResult:
+              absolute_sigma: bool = False, names=None) -> NormalLMResult:
     """LM from ``theta0`` where ``moments(theta) -> Moments`` is one pass over the data
-    (see the module's docstring)."""
-    o = {**OPTIONS, **(options or {})}
-    ftol, xtol, gtol = float(o["ftol"]), float(o["xtol"]), float(o["gtol"])
-    eps = np.finfo(float).eps
-    theta = np.asarray(theta0, dtype=np.float64).copy()
-    m, passes, accepted = moments(theta), 1, 0
-    d, lam, delta = None, 0.0, None
-    reason, message = "max_steps", f"reached the step limit ({steps} steps)"
-    while accepted < steps:
-        norms = np.sqrt(np.clip(np.diag(m.A), 0.0, None))
-        if not (math.isfinite(m.S) and np.isfinite(m.A).all() and np.isfinite(m.g).all()):
-            reason, message = "failed", "the residuals or their derivatives are not finite here"
-            break
-        d = np.where(norms > 0, norms, 1.0) if d is None else np.maximum(d, norms)
-        if m.S == 0.0:
-            reason, message = "gtol", "the residuals vanish: a perfect fit"
-            break
-        cos = float(np.max(np.abs(m.g) / np.maximum(norms * math.sqrt(m.S), 1e-300)))
-        if cos <= gtol:
-            reason, message = "gtol", f"the gradient vanished (largest cosine {cos:.2g} <= gtol)"
-            break
-        s, vh = _scaled_eig(m.A, d)
-        if s[0] == 0.0:
-            reason, message = "failed", "the Jacobian is zero: the model does not depend on " \
-                                        "its parameters here"
-            break
-        c = np.where(s > 0, (vh @ (m.g / d)) / np.where(s > 0, s, 1.0), 0.0)
-        xnorm = float(np.linalg.norm(d * theta))
-        if delta is None:
-            delta = float(o["factor"]) * (xnorm if xnorm > 0 else 1.0)
-        err = eps * (math.sqrt(m.S) + 2.0 * math.sqrt(m.yy))
-        noise = 2.0 * math.sqrt(m.S) * err + err * err
-        if float(np.sum(c ** 2)) <= noise:          # Gauss-Newton gain below rounding
-            theta, m, k = _polish(moments, theta, m, s, vh, c, d, noise)
-            passes += k
-            accepted += 1
-            reason, message = "xtol", "Gauss-Newton steps stopped shrinking at the rounding " \
-                                      "level of the data"
-            break
-        st, vt, ct = (torch.from_numpy(a) for a in (s, vh, c))
-        done = False
-        for _ in range(int(o["max_tries"])):
-            lam = lm_parameter(s.tolist(), c.tolist(), delta, lam)
-            y, pred = damped_step(st, vt, ct, lam)
-            y, pred = y.numpy(), float(pred)
-            trial = theta + y / d
-            mt = moments(trial)
-            passes += 1
-            actual = m.S - mt.S if math.isfinite(mt.S) else -math.inf
-            rho = actual / pred if pred > 0 else -math.inf
-            ynorm = float(np.linalg.norm(y))
-            if rho < 0.25:
-                delta = 0.5 * min(delta, 10.0 * ynorm) if rho > 0 else 0.1 * min(delta, 10 * ynorm)
-            elif rho >= 0.75 or lam == 0.0:
-                delta = max(delta, 2.0 * ynorm)
-            if rho >= ACCEPT:
-                theta, m, accepted = trial, mt, accepted + 1
-                if actual <= ftol * (m.S + actual) and pred <= ftol * (m.S + actual):
-                    reason, message, done = "ftol", "the sum of squares stopped falling " \
-                                                    "(ftol)", True
-                elif ynorm <= xtol * xnorm:
-                    reason, message, done = "xtol", "the step became negligible (xtol)", True
-                break
-            if pred <= noise or ynorm <= xtol * xnorm:
-                reason, message, done = "xtol", "no step lowers the sum of squares beyond " \
-                                                "rounding", True
-                break
-        else:
-            reason, message, done = "failed", "no step lowers the sum of squares although the " \
-                                              "gradient does not vanish", True
-        if done:
-            break
-    cov = _covariance(m, len(theta), absolute_sigma) if reason != "failed" else None
-    return NormalLMResult(theta, m.S, reason, message, accepted, passes, cov, m.n)
+    (see the module's docstring); ``options``: ``batch_lm.OPTIONS``; ``names``: the
+    parameters' names, for the message of a lost rank."""
+    o = {k: v for k, v in (options or {}).items() if k in OPTIONS}
+    theta = torch.as_tensor(np.asarray(theta0, dtype=np.float64)).reshape(1, -1)
+    first = moments(theta[0].numpy().copy())
+    pending, passes = [first], [1]
+
+    def normal(t: torch.Tensor, idx) -> torch.Tensor:   # one problem: t is (1, P)
+        if pending:                                     # the start: the pass just made
+            return _matrix(pending.pop())
+        passes[0] += 1
+        return _matrix(moments(t[0].numpy().copy()))
+
+    # |y / sigma| sets the rounding level of S, as fit's (0 if the data are not finite)
+    yd = math.sqrt(first.yy) if math.isfinite(first.yy) else 0.0
+    out = batch_lm(None, theta, ydata=torch.tensor([yd], dtype=torch.float64),
+                   max_steps=steps, normal=normal, **o)
+    code = int(out.code[0])
+    reason, text = code_reason(code), message(code, o, steps)
+    M = out.M[0].numpy()
+    P = M.shape[0] - 1
+    m = Moments(float(M[P, P]), M[:P, :P].copy(), M[:P, P].copy(), first.n, first.yy)
+    if reason in ("gtol", "ftol", "xtol"):
+        lost = _lost_rank(m.A, out.d[0].numpy(), names or [f"p{i}" for i in range(P)])
+        if lost is not None:
+            reason, text = "failed", lost
+    cov = _covariance(m, P, absolute_sigma) if reason != "failed" else None
+    return NormalLMResult(out.theta[0].numpy().copy(), m.S, reason, text, int(out.steps[0]),
+                          passes[0], cov, m.n)
 
 
-def _polish(moments, theta, m, s, vh, c, d, noise):
-    """Gauss-Newton steps for as long as they shrink and ``S`` does not rise beyond
-    rounding; returns the last point kept, its moments and the passes made."""
-    prev, k = math.inf, 0
-    while k < POLISH_MAX:
-        y = -(vh.T @ np.where(s > 0, c / np.where(s > 0, s, 1.0), 0.0))
-        ynorm = float(np.linalg.norm(y))
-        if ynorm == 0.0 or ynorm >= prev:
-            break
-        trial = theta + y / d
-        mt = moments(trial)
-        k += 1
-        if not math.isfinite(mt.S) or mt.S > m.S + noise:
-            break
-        theta, m, prev = trial, mt, ynorm
-        s, vh = _scaled_eig(m.A, d)
-        c = np.where(s > 0, (vh @ (m.g / d)) / np.where(s > 0, s, 1.0), 0.0)
-    return theta, m, k
+def _lost_rank(A: np.ndarray, d: np.ndarray, names) -> str | None:
+    """``verdict.rank_message`` where ``J D^-1`` has lost rank, judged from the eigenvalues
+    ``s^2`` of ``D^-1 A D^-1`` (cut at ``sqrt(eps * P) s_max``), else None."""
+    from .verdict import rank_message
+    w, V = np.linalg.eigh(A / np.outer(d, d))
+    order = np.argsort(w)[::-1]
+    s = np.sqrt(np.clip(w[order], 0.0, None))
+    cut = math.sqrt(np.finfo(float).eps * len(d)) * s[0]
+    rank = int((s > cut).sum()) if s[0] > 0 else 0
+    if rank == len(d):
+        return None
+    return rank_message(rank, tuple(names), torch.from_numpy(s),
+                        torch.from_numpy(np.ascontiguousarray(V[:, order].T)))
 
 
 def _covariance(m: Moments, P: int, absolute_sigma: bool) -> np.ndarray | None:

@@ -89,7 +89,8 @@ def lm_with(moments, names, p0: dict, bounds: dict, fixed: dict, *, n: int, step
     tr = ParamTransform(tuple(names), bounds, fixed)
     start, _ = tr.move_inside({**p0, **tr.fixed})
     u0 = tr.internal(start).numpy()
-    r = normal_lm(on_transform(moments, tr), u0, n=n, steps=steps, options=options)
+    r = normal_lm(on_transform(moments, tr), u0, n=n, steps=steps, options=options,
+                  names=tr.free)
     p = tr.external(torch.as_tensor(r.theta)).tolist()
     return _Inner(dict(zip(names, p)), r.reason, r.message, r.steps, r.S)
 
@@ -104,7 +105,9 @@ def bounded_lm(moments, names, start: dict, bounds: dict, fixed: dict, loss, *, 
     params, reason, message, total = first.params, first.reason, first.message, first.steps
     at_bound: dict = {}
     free_bounds = {k: b for k, b in bounds.items() if k not in fixed}
-    if free_bounds and first.ok:
+    # as fit: even a failed first run (a lost rank on a bound, where the change of variables
+    # flattens) ends with the active-set finish from where it stopped
+    if free_bounds and first.reason != "diverged":
         def solve(p0, held, bnds):
             return lm_with(moments, names, p0, bnds, held, n=n, steps=max(steps, 1000),
                            options=options)

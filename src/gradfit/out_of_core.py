@@ -240,7 +240,7 @@ def _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options, absolute
             absolute_sigma=absolute_sigma)
         return theta, S, reason, message, k, first.n, cov, free
     r = normal_lm(cached, theta0, n=first.n, steps=steps, options=options,
-                  absolute_sigma=absolute_sigma)
+                  absolute_sigma=absolute_sigma, names=names)
     return r.theta, r.S, r.reason, r.message, r.steps, r.n, r.covariance, names
 
 
