@@ -10,7 +10,7 @@ from gradfit.models import make_model
 from gradfit.normal_lm import normal_lm, partition_moments, sum_moments
 from test_nist import NIST, load
 
-# (name, start, same words): the summed moments round differently from fit's Jacobian, so
+# (name, start, same reason): the summed moments round differently from fit's Jacobian, so
 # where the last steps are at the rounding level of S, gtol and "at the rounding level"
 # (xtol) are a toss-up: MGH09 ends by gtol out of core and by xtol in fit, at the same point
 CASES = [("Misra1a", "start1", True), ("Thurber", "start1", True), ("MGH09", "start2", False),
@@ -42,8 +42,8 @@ def test_out_of_core_lm_equals_fit_on_nist(name, start, same):
                     names=m.param_names)
     s = gradfit.fit(d["model"], x, y, optimizer="lm", inputs=inputs, p0=p0, steps=1000)
     assert s.converged, s.message
-    if same:
-        assert (out.reason, out.message) == (s.reason, s.message)
+    if same:         # which of xtol's two rules fires first is also a toss-up: not compared
+        assert out.reason == s.reason
     assert out.reason in CONVERGED and s.reason in CONVERGED
     ref = np.array([s.params[k] for k in m.param_names])
     np.testing.assert_allclose(out.theta, ref, rtol=1e-10)

@@ -42,7 +42,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         from .many_kkt import certify_on_bounds
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
-        certify_on_bounds(prob, tr, theta, reason, message, o)
+        certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         ok = torch.as_tensor(reason != "diverged", device=u.device)

@@ -2,10 +2,10 @@
 
 ``fit_many`` keeps every iterate inside its bounds by a change of variables whose derivative
 vanishes on a bound (``ManyTransform``). On a bound that holds at the optimum, LM in the
-internal variables then stalls: no step lowers the loss, and its cosine test cannot pass,
-because the cosine of a column held by its bound does not vanish (the loss would fall
-beyond the bound). Such a stalled end is certified here as ``active_set`` does for one fit
-(its step 4), at the point reached:
+internal variables then stalls (no step lowers the loss, and its cosine test cannot pass,
+because the cosine of a column held by its bound does not vanish: the loss would fall beyond
+the bound) or creeps towards it to the step limit. Such an end is certified here as
+``active_set`` does for one fit (its step 4), at the point reached:
 
 - the parameters within ``NEAR`` (relative, ``active_set``'s) of a bound form the active set;
 - each must be held by its bound: with ``g = J^T r`` over the model's own free parameters
@@ -26,15 +26,18 @@ import numpy as np
 import torch
 
 from .active_set import MU_TOL, NEAR
-from .batch_lm import ROUGH, TRIES, message as lm_message
+from .batch_lm import MAX_STEPS, ROUGH, TRIES, message as lm_message
 
 
-def certify_on_bounds(prob, tr, theta, reason, message, options) -> None:
+def certify_on_bounds(prob, tr, theta, reason, message, options, max_steps=None) -> None:
     """Turn the stalled LM ends of ``theta`` ``(k, P)`` that are certified optima on their
-    bounds into converged ones (``reason``, ``message``: numpy arrays, changed in place)."""
+    bounds into converged ones (``reason``, ``message``: numpy arrays, changed in place).
+    A stall is an end without a step (``ROUGH``, ``TRIES``) or at the step limit, which LM
+    creeping towards a bound in the internal variables may reach first."""
     from .many_engines import ManyTransformFixedAt
     stalled = np.isin(message.astype(str), [lm_message(ROUGH, options),
-                                           lm_message(TRIES, options)])
+                                           lm_message(TRIES, options),
+                                           lm_message(MAX_STEPS, options, max_steps)])
     rows = np.flatnonzero(stalled)
     if tr.identity or not rows.size:
         return
