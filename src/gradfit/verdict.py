@@ -31,6 +31,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .errors import InputError
+
 BLOWUP = 1e6          # predictions beyond this times the data's scale have blown up
 WEIGHT_BLOWUP = 1e8   # a flexible model's parameters beyond this times the data's scale
 RANK_RTOL = None      # None: eps * max(n, P), as the solvers' own rank test
@@ -140,6 +142,15 @@ def undetermined_suspects(theta: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return pair.any((-1, -2))
 
 
+def _probe(sse: Callable, at: np.ndarray) -> float:
+    """``sse(at)``, NaN where the model cannot be evaluated there (a user's function that
+    overflows one standard error away: the bowl the covariance describes is not there)."""
+    try:
+        return float(sse(at))
+    except (InputError, ArithmeticError, ValueError, RuntimeError):
+        return math.nan
+
+
 def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: float,
                    scale: float) -> str | None:
     """A message when the loss is not the quadratic bowl its covariance describes along the
@@ -159,7 +170,7 @@ def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: 
         corr = cov / np.outer(sd, sd)
     j = int(np.argmax(rel))
     delta = cov[:, j] / sd[j]
-    rise = [sse(theta + sign * delta) - S for sign in (1.0, -1.0)]
+    rise = [_probe(sse, theta + sign * delta) - S for sign in (1.0, -1.0)]
     if all(math.isfinite(r) and r >= 0.1 * scale for r in rise):
         return None
     group = [names[i] for i in range(len(names))
