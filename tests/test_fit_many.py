@@ -71,6 +71,25 @@ def test_ragged_long_table_equals_each_series_alone():
         assert res.n_points[i] == lengths[i]
 
 
+def test_a_table_column_names_the_input_as_the_readme_shows():
+    # the README's example: a model in t fitted to a frame's column t; a model in x fitted
+    # to a column of another name reads that column as x; both equal fit on each group
+    pd = pytest.importorskip("pandas")
+    t = np.linspace(0, 4, 30)
+    frame = pd.concat([pd.DataFrame({"well": g, "t": t,
+                                     "od": (1 + g) * np.exp(-0.7 * t) + 0.2 + 0.01 * np.sin(9 * t)})
+                       for g in range(3)])
+    for model in ("A*exp(-k*t) + C", "A*exp(-k*x) + C"):
+        res = gradfit.fit_many(model, data=frame, x="t", y="od", group="well",
+                               p0={"A": 1, "k": 1, "C": 0})
+        assert sorted(res.params) == ["A", "C", "k"] and res.converged.all()
+        for g in range(3):
+            single = gradfit.fit("A*exp(-k*x) + C", t, frame.od[frame.well == g].to_numpy(),
+                                 p0={"A": 1, "k": 1, "C": 0})
+            np.testing.assert_allclose([res.params[k][g] for k in "AkC"],
+                                       [single.params[k] for k in "AkC"], rtol=1e-8)
+
+
 def test_per_problem_failures_are_isolated():
     x, y, p0 = gaussians(6, seed=4)
     y[2, 5] = np.nan
@@ -234,7 +253,13 @@ def test_result_table(tmp_path):
     ({"optimizer": "lm", "loss": "mae"}, "cannot minimise"), ({"p0": {"z": 1}}, "unknown"),
     ({"p0": {"A": [1, 2]}}, "a number or 3 numbers"), ({"bounds": {"A": (2, 1)}}, "low < high"),
     ({"dtype": "float16"}, "bad dtype"), ({"chunk_size": 0}, "bad chunk_size"),
-    ({"fixed": {"A": 1, "mu": 0, "s": 1, "C": 0}}, "every parameter is fixed")])
+    ({"fixed": {"A": 1, "mu": 0, "s": 1, "C": 0}}, "every parameter is fixed"),
+    ({"absolute_sigma": "no"}, "bad absolute_sigma: expected true or false, got 'no'"),
+    ({"optimizer": "gd", "lr": 0}, r"bad learning rate: .* got '0'"),
+    ({"optimizer": "gd", "lr": [0.1, -1, 0.1]}, r"got '-1 \(problem 1\)'"),
+    ({"optimizer": "gd", "lr": "fast"}, "got 'fast'"), ({"ftol": -1}, "bad ftol"),
+    ({"divergence": 0}, "bad divergence factor"), ({"schedule": "zz"}, "unknown schedule"),
+    ({"loss": "huber", "delta": 0}, "bad huber delta")])
 def test_bad_input_is_one_clear_error(kwargs, text):
     x, y, _ = gaussians(3)
     with pytest.raises(InputError, match=text):

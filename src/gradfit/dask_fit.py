@@ -29,6 +29,7 @@ from .cluster import client_for, progress as show_progress
 from .errors import InputError
 from .losses import get_loss
 from .models import make_model
+from .fit_many import table_inputs
 
 STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps", "i8"),
           ("r2", "f8"), ("rmse", "f8"), ("n_points", "i8"), ("message", "object")]
@@ -102,16 +103,12 @@ def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed
                 delta: float = 1.0, inputs=None):
     """The empty pandas frame of the result's columns and dtypes."""
     import pandas as pd
-    names = make_model(model, inputs or _inputs(x_cols)).param_names
+    names = make_model(model, inputs or table_inputs(model, x_cols)).param_names
     cols = [(group, group_dtype)] + [(n, "f8") for n in names]
     if get_loss(loss, delta).squared:
         cols += [(f"{n}_stderr", "f8") for n in names if n not in (fixed or {})]
     cols += STATUS
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols})
-
-
-def _inputs(x_cols: list[str]) -> tuple[str, ...]:
-    return tuple(x_cols) if len(x_cols) > 1 else ("x",) if x_cols[0] == "x" else (x_cols[0],)
 
 
 def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs):
@@ -126,7 +123,7 @@ def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs):
     # (a worker lost) gives the same numbers to the last bit
     frame = frame.sort_values([group] + list(x_cols) + [y], kind="stable")
     res = fit_many(model, data=frame, x=x_cols if len(x_cols) > 1 else x_cols[0], y=y,
-                   group=group, sigma=sigma, inputs=_inputs(x_cols), **kwargs)
+                   group=group, sigma=sigma, inputs=table_inputs(model, x_cols), **kwargs)
     out = res.to_pandas().rename(columns={"group": group})
     for c in meta.columns:
         if c not in out.columns:

@@ -38,6 +38,7 @@ from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
 from .models import make_model
 from .optimizers import batched_optimizers, get_optimizer
+from .settings import SETTINGS
 
 CONVERGED = ("ftol", "gtol", "xtol")
 CPU_WORK_BYTES = 256 * 2 ** 20
@@ -84,6 +85,10 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                          dtype=dtype, device=device, chunk_size=chunk_size,
                          absolute_sigma=absolute_sigma, **options)
     t0 = time.perf_counter()
+    for name, value in (("loss", loss), ("delta", delta), ("schedule", schedule),
+                        ("seed", seed), ("ftol", ftol), ("gtol", gtol),
+                        ("divergence", divergence), ("absolute_sigma", absolute_sigma)):
+        SETTINGS[name].check(value)            # fit's own rows: one voice for both
     check_device(device)
     if dtype not in DTYPE:
         raise InputError("bad dtype", expected="float64 or float32", given=dtype)
@@ -94,6 +99,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         raise InputError("bad steps", expected="a whole number >= 1", given=steps)
     lossf = get_loss(loss, delta)
     d = _data(x, y, sigma, group, data, inputs)
+    if inputs is None and data is not None:
+        inputs = table_inputs(model, [x] if isinstance(x, str) else list(x))
     if inputs is None:
         nd = 1 if d.x.ndim == (1 if d.shared_x else 2) else d.x.shape[-1]
         inputs = ("x",) if nd == 1 else tuple(f"x{i + 1}" for i in range(nd))
@@ -156,6 +163,24 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                             time.perf_counter() - t0, absolute_sigma)
 
 
+def table_inputs(model, columns: list[str]) -> tuple[str, ...]:
+    """The input names of a model fitted to a table's x ``columns``: the column names, but
+    for one column that an expression does not mention while it mentions ``x`` (``"a*x+b"``
+    on a column ``t``), which is then ``x``."""
+    if len(columns) == 1 and isinstance(model, str):
+        names = make_model(model, ("x",)).param_names
+        if columns[0] not in names and "x" not in names and "x" in _mentions(model):
+            return ("x",)
+    return tuple(columns)
+
+
+def _mentions(model: str) -> set[str]:
+    try:
+        return set(make_model(model, ("_no_input_",)).param_names)
+    except InputError:
+        return set()
+
+
 def _data(x, y, sigma, group, data, inputs) -> ManyData:
     if data is not None:
         if x is None or y is None or group is None:
@@ -189,12 +214,19 @@ def _method(optimizer: str, loss) -> str:
 def _rates(lr, default: float, B: int) -> np.ndarray:
     if lr is None:
         return np.full(B, default)
-    a = np.array(lr, dtype=np.float64).reshape(-1)
+    expected = f"a positive finite number or {B} of them"
+    try:
+        a = np.array(lr, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError("bad learning rate", expected=expected, given=lr) from None
     if a.size == 1:
         a = np.full(B, a[0])
-    if a.shape != (B,) or not (np.isfinite(a) & (a > 0)).all():
-        raise InputError("bad learning rate", expected=f"a positive number or {B} of them",
-                         given=f"{a.size} values")
+    if a.shape != (B,):
+        raise InputError("bad learning rate", expected=expected, given=f"{a.size} values")
+    bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
+    if len(bad):
+        raise InputError("bad learning rate", expected=expected,
+                         given=f"{a[bad[0]]:g}" + (f" (problem {bad[0]})" if np.ndim(lr) else ""))
     return a
 
 
