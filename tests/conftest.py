@@ -36,12 +36,8 @@ def _quiet_numpy_deprecations():
 def dask_client():
     """A real dask.distributed LocalCluster: 2 worker processes, one thread each."""
     distributed = pytest.importorskip("distributed")
-    from gradfit.cluster import WORKER_ENV
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0", scheduler_kwargs={"dashboard": False},
-                                  env=dict(WORKER_ENV),
-                                  silence_logs=40) as cluster, \
-            distributed.Client(cluster) as client:
+    from gradfit.cluster import local_cluster
+    with local_cluster(2) as cluster, distributed.Client(cluster) as client:
         yield client
 
 

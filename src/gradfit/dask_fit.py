@@ -3,9 +3,12 @@
 The table is in long form, one row per point: a ``group`` column naming the series, the
 input column(s) ``x``, the output ``y`` and optionally ``sigma``. It can be a Dask
 DataFrame, a pandas DataFrame, or a path, folder or glob of Parquet or CSV files
-(``'data/*.parquet'``). The rows are shuffled on ``group`` so that every series lies in one
-partition (a series split across files is brought together first), then each partition is
-fitted by the batched engine, ``gradfit.fit_many``, on its worker. The result has one row
+(``'data/*.parquet'``). The labels each partition holds are read first (one key: the
+groups whose rows lie in more than one partition); every partition fits the groups wholly
+its own where it lies, with the batched engine ``gradfit.fit_many``, and only the rows of
+the split groups are shuffled on ``group`` so that each comes together, then fitted the
+same way. A table written a series, or a file of series, at a time moves (almost) nothing;
+one whose rows are interleaved moves them all, as a full shuffle. The result has one row
 per group: its label, the parameters, their standard errors (squared losses), ``loss``,
 ``converged``, ``reason``, ``steps``, ``r2``, ``rmse``, ``n_points`` and ``message``, as
 ``ManyResult.to_pandas``; a group that cannot be fitted says why in its row and the others
@@ -111,17 +114,24 @@ def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols})
 
 
-def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs):
-    """``fit_many`` over the groups of one pandas partition, as rows shaped like ``meta``."""
+def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs, skip=None,
+                  shuffled=True):
+    """``fit_many`` over the groups of one pandas partition, as rows shaped like ``meta``
+    (``skip``: labels of groups fitted elsewhere, left out; ``shuffled``: the partition
+    came from a shuffle, whose rows may arrive in another order when a task is rerun)."""
     import torch
     from .fit_many import fit_many
     if torch.get_num_threads() != 1 and os.environ.get("OMP_NUM_THREADS") == "1":
         torch.set_num_threads(1)
+    if skip is not None and len(skip):
+        frame = frame[~frame[group].isin(skip)]
     if len(frame) == 0:
         return meta.copy()
-    # the same rows in the same order however the shuffle delivered them: a rerun task
-    # (a worker lost) gives the same numbers to the last bit
-    frame = frame.sort_values([group] + list(x_cols) + [y], kind="stable")
+    if shuffled:
+        # the same rows in the same order however the shuffle delivered them: a rerun task
+        # (a worker lost) gives the same numbers to the last bit (a partition read from
+        # its files comes in their order every time)
+        frame = frame.sort_values([group] + list(x_cols) + [y], kind="stable")
     res = fit_many(model, data=frame, x=x_cols if len(x_cols) > 1 else x_cols[0], y=y,
                    group=group, sigma=sigma, inputs=table_inputs(model, x_cols), **kwargs)
     out = res.to_pandas().rename(columns={"group": group})
@@ -149,10 +159,8 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
     meta = result_meta(model, x_cols, ddf[group].dtype, group, kwargs.get("loss", "mse"),
                        kwargs.get("fixed"), kwargs.get("delta", 1.0))
     parts = npartitions or ddf.npartitions
-    # every row of a group in one partition; then one batched fit per partition
-    ddf = ddf.shuffle(on=group, npartitions=parts)
-    out = ddf.map_partitions(fit_partition, model, x_cols, y, group, sigma, meta, kwargs,
-                             meta=meta)
+    fit = (fit_partition, model, x_cols, y, group, sigma, meta, kwargs)
+    out = _plan(ddf, group, parts, fit, meta)
     if not compute:
         return out
     with client_for(scheduler, workers) as client:
@@ -160,3 +168,35 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
         show_progress(future, progress)
         frame = future.result()
     return frame.sort_values(group, kind="stable").reset_index(drop=True)
+
+
+def _plan(ddf, group, parts, fit, meta):
+    """The lazy result (see the module's docstring): the labels each partition holds, the
+    split ones among them (one key), each partition's own groups fitted where they lie and
+    the rows of the split ones shuffled together and fitted after."""
+    import dask
+    import dask.dataframe as dd
+    ddf = ddf.optimize()            # its partitions fixed once: both passes read the same
+    seen = [dask.delayed(_labels)(part, group) for part in ddf.to_delayed()]
+    split = dask.delayed(split_labels)(seen)
+    own = ddf.map_partitions(*fit, split, False, meta=meta)
+    moved = ddf.map_partitions(_rows_of, group, split, meta=ddf._meta)
+    rest = moved.shuffle(on=group, npartitions=parts).map_partitions(*fit, meta=meta)
+    return dd.concat([own, rest])
+
+
+def _labels(frame, group):
+    return frame[group].drop_duplicates().to_numpy()
+
+
+def split_labels(seen) -> np.ndarray:
+    """The labels found in more than one of the partitions' label arrays ``seen``."""
+    import pandas as pd
+    if not seen:
+        return np.array([])
+    counts = pd.Series(np.concatenate(seen)).value_counts()
+    return counts.index[counts.to_numpy() > 1].to_numpy()
+
+
+def _rows_of(frame, group, labels):
+    return frame[frame[group].isin(labels)]
