@@ -80,7 +80,7 @@ def many_series(client, S, repeat, folder):
     print(f"  ratio Dask / single   {t_one / t_dask:12.2f}x   (same answers: {same})")
 
 
-def xarray_pixels(P, C, device="cpu"):
+def xarray_pixels(P, C, device="cpu", client=None):
     import xarray as xr
     from gradfit.xarray_fit import fit_along
     t, y = series(P, seed=1)
@@ -99,6 +99,18 @@ def xarray_pixels(P, C, device="cpu"):
     print(f"  DataArray.curvefit    {theirs:12.0f} fits/s")
     print(f"  ratio                 {ours / theirs:12.1f}x   (largest |mu| difference "
           f"{agree.max():.1e}, curvefit's default tolerances)")
+    if client is None:
+        return
+    workers = len(client.scheduler_info()["workers"])
+    chunked = da.chunk({"pixel": -(-P // (2 * workers))})      # two chunks a worker
+    g_chunked = {k: xr.DataArray(v, dims="pixel").chunk({"pixel": chunked.chunks[0]})
+                 for k, v in g.items()}
+    fit_along(GAUSS, chunked.isel(pixel=slice(0, 100)), "t", p0=P0, scheduler=client)
+    t_dask, ds_dask = timed(lambda: fit_along(GAUSS, chunked, "t", p0=g_chunked,
+                                              scheduler=client), 1)
+    same = np.allclose(ds_dask["mu"].values, ds["mu"].values, rtol=1e-8, equal_nan=True)
+    print(f"  fit_along, Dask chunks on {workers} workers {P / t_dask:9.0f} fits/s  "
+          f"({t_dask:.2f} s; {P / t_dask / theirs:.1f}x curvefit; same as in process: {same})")
 
 
 def out_of_core(client, N, folder):
@@ -151,11 +163,11 @@ def main():
     P = a.pixels or (10_000 if a.quick else 100_000)
     N = a.points or (1_000_000 if a.quick else 100_000_000)
     from gradfit.cluster import client_for
-    if a.only in (None, "xarray"):
-        xarray_pixels(P, a.curvefit, a.device)
-    if a.only == "xarray":
-        return
     with client_for(workers=a.workers) as client, tempfile.TemporaryDirectory() as tmp:
+        if a.only in (None, "xarray"):
+            xarray_pixels(P, a.curvefit, a.device, client if a.device == "cpu" else None)
+        if a.only == "xarray":
+            return
         os.makedirs(os.path.join(tmp, "many")), os.makedirs(os.path.join(tmp, "one"))
         if a.only in (None, "many"):
             many_series(client, S, a.repeat, os.path.join(tmp, "many"))

@@ -67,3 +67,36 @@ def test_a_bad_pixel_fails_alone_and_bad_input_is_refused():
         fit_along(MODEL, da, "t")
     with pytest.raises(InputError, match="expected an xarray DataArray"):
         fit_along(MODEL, da.values, "time")
+
+
+def test_starting_values_and_bounds_per_pixel_follow_their_pixels(dask_client):
+    # p0 and one side of a bound as DataArrays over the other dimensions (an array of their
+    # shape works too): each pixel is fitted from its own values, in memory and in chunks,
+    # and equals the engine on that pixel alone
+    import gradfit
+    da = cube(4, 5, seed=2)
+    p0 = {"A": da.max("time") - da.min("time"), "mu": da["time"][da.argmax("time")].drop_vars("time"),
+          "s": 0.5, "C": da.min("time").values}
+    upper = xr.DataArray(np.where(np.arange(20).reshape(4, 5) % 2, 0.7, 5.0), dims=("y", "x"))
+    bounds = {"s": (0.1, upper)}
+    got = fit_along(MODEL, da, "time", p0=p0, bounds=bounds)
+    chunked = fit_along(MODEL, da.chunk({"y": 2, "x": 3}), "time", p0=p0, bounds=bounds,
+                        scheduler=dask_client)
+    assert bool(got["converged"].all()) and (got["s"].values <= upper.values + 1e-15).all()
+    assert (np.abs(got["s"].values - 0.7) < 1e-12).sum() >= 3        # the bound holds some
+    for iy in range(4):
+        for ix in range(5):
+            start = {k: float(np.asarray(v)[iy, ix]) if np.ndim(v) else v for k, v in p0.items()}
+            one = gradfit.fit_many(MODEL, da["time"].values, da.values[iy, ix][None],
+                                   p0=start, bounds={"s": (0.1, float(upper[iy, ix]))},
+                                   inputs=("time",))
+            for k in P0:
+                # LM stops at a relative step of 1e-10: batches of another make-up (and
+                # a worker's one thread) agree to fit_many's promise, 1e-8
+                np.testing.assert_allclose(got[k].values[iy, ix], one.params[k][0], rtol=1e-8)
+                np.testing.assert_allclose(chunked[k].values[iy, ix], got[k].values[iy, ix],
+                                           rtol=1e-8)
+    with pytest.raises(InputError, match=r"bad p0 'A': expected .* shape \(4, 5\)"):
+        fit_along(MODEL, da, "time", p0={**P0, "A": np.ones(7)})
+    with pytest.raises(InputError, match="dimension 'time'"):
+        fit_along(MODEL, da, "time", p0={**P0, "A": da})

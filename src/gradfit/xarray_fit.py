@@ -59,7 +59,10 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
 
     ``model``'s input is named ``dim`` (``"A*exp(-k*time)"`` along ``time``); ``sigma``: a
     DataArray like ``da``, or None; ``kwargs`` are ``gradfit.fit_many``'s (loss, optimizer,
-    p0, bounds, fixed, starts, steps, ...), the same for every position."""
+    p0, bounds, fixed, starts, steps, ...). A value of ``p0`` or ``fixed``, or a side of
+    ``bounds``, may differ by position: a DataArray over (some of) the other dimensions,
+    broadcast over the rest, or an array of their shape (as ``curvefit``'s ``p0``); each
+    chunk gets its own positions' values."""
     import xarray as xr
     if not isinstance(da, xr.DataArray):
         raise InputError("bad data", expected="an xarray DataArray", given=type(da).__name__)
@@ -82,10 +85,16 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
         sigma = sigma.broadcast_like(da).transpose(*da.dims)
         args.append(sigma.chunk(da.chunksizes) if chunked else sigma)
         core.append([dim])
+    kwargs, where = _per_position(kwargs, da, dim, chunked)
+    args += [a for _, a in where]
+    core += [[] for _ in where]
     K = len(names) + len(errs) + 4
 
-    def block(y, s=None):
-        return _fit_block(y, model=model, x=x, sigma=s, names=names, errs=errs, kwargs=kwargs)
+    def block(y, *rest):
+        s = rest[0] if sigma is not None else None
+        given = rest[1:] if sigma is not None else rest
+        kw = _with_positions(kwargs, [k for k, _ in where], given)
+        return _fit_block(y, model=model, x=x, sigma=s, names=names, errs=errs, kwargs=kw)
 
     out = xr.apply_ufunc(block, *args, input_core_dims=core, output_core_dims=[["_field"]],
                          dask="parallelized", output_dtypes=[np.float64],
@@ -98,6 +107,77 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
         with client_for(scheduler, workers) as client:
             return client.compute(ds).result()
     return ds
+
+
+PER_POSITION = ("p0", "fixed", "bounds")
+
+
+def _per_position(kwargs, da, dim, chunked):
+    """``kwargs`` without the p0, fixed and bounds values that differ by position (a
+    DataArray over ``da``'s other dimensions, or an array of their shape), and those as
+    ``[((key, name, side), DataArray)]`` aligned with ``da`` (chunked like it), so that each
+    block gets its own positions' values."""
+    other = da.isel({dim: 0}, drop=True)
+    where, out = [], dict(kwargs)
+    for key in PER_POSITION:
+        given = kwargs.get(key)
+        if not isinstance(given, dict):
+            continue
+        kept = {}
+        for name, value in given.items():
+            sides = list(value) if key == "bounds" and isinstance(value, (tuple, list)) \
+                and len(value) == 2 else [value]
+            if not any(_varies(v) for v in sides):
+                kept[name] = value
+                continue
+            for i, v in enumerate(sides):
+                a = _on_positions(v, other, f"{key} {name!r}")
+                where.append(((key, name, i if key == "bounds" else None),
+                              a.chunk(other.chunksizes) if chunked else a))
+        out[key] = kept
+    return out, where
+
+
+def _varies(v) -> bool:
+    return not isinstance(v, (str, bytes)) and v is not None and np.ndim(v) > 0
+
+
+def _on_positions(v, other, what: str):
+    """``v`` (a number, a DataArray over some of ``other``'s dimensions, or an array of
+    ``other``'s shape) broadcast over ``other``'s dimensions, in their order."""
+    import xarray as xr
+    if v is None or not np.ndim(v):              # a side of bounds: the same everywhere
+        v = np.full(other.shape, np.nan if v is None else float(v))
+    if not isinstance(v, xr.DataArray):
+        a = np.asarray(v, dtype=np.float64)
+        if a.shape != other.shape:
+            raise InputError(f"bad {what}", expected="a number, a DataArray over the other "
+                             f"dimensions, or an array of shape {other.shape}",
+                             given=f"shape {np.shape(a)}")
+        v = xr.DataArray(a, dims=other.dims, coords=other.coords)
+    extra = [d for d in v.dims if d not in other.dims]
+    if extra:
+        raise InputError(f"bad {what}", expected="a DataArray over the other dimensions "
+                         f"({', '.join(map(str, other.dims))})", given=f"dimension {extra[0]!r}")
+    return v.astype(np.float64).broadcast_like(other).transpose(*other.dims)
+
+
+def _with_positions(kwargs, keys, values):
+    """``kwargs`` with each block's per-position values (flattened as its problems) put back."""
+    if not keys:
+        return kwargs
+    out = {k: dict(kwargs.get(k) or {}) for k in PER_POSITION if kwargs.get(k) is not None}
+    out = {**kwargs, **out}
+    for (key, name, side), v in zip(keys, values):
+        flat = np.asarray(v, dtype=np.float64).reshape(-1)
+        d = out.setdefault(key, {})
+        if key == "bounds":                      # NaN: that side unbounded
+            pair = list(d.get(name, (None, None)))
+            pair[side] = np.where(np.isnan(flat), -np.inf if side == 0 else np.inf, flat)
+            d[name] = tuple(pair)
+        else:
+            d[name] = flat
+    return out
 
 
 def _dataset(out, names, errs):
