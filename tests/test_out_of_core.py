@@ -45,6 +45,24 @@ def test_normal_lm_over_chunks_equals_curve_fit():
     np.testing.assert_allclose(np.sqrt(np.diag(out.covariance)), np.sqrt(np.diag(pcov)), rtol=1e-6)
 
 
+def test_partition_moments_by_blocks_equal_the_closed_form():
+    # more than two blocks of forward mode, with sigma: J^T J, J^T r and S against the
+    # Gaussian's own derivatives
+    from gradfit.normal_lm import BLOCK
+    x, y, sigma = gaussian_data(2 * BLOCK + 777, seed=5)
+    th = np.array([1.9, 0.45, 0.82, 0.28])
+    got = partition_moments(make_model(GAUSS), x, y, sigma, th)
+    A, mu, s, C = th
+    e = np.exp(-(x - mu) ** 2 / (2 * s * s))
+    jac = np.stack([e, A * e * (x - mu) / s ** 2, A * e * (x - mu) ** 2 / s ** 3,
+                    np.ones_like(x)], 1) / sigma[:, None]
+    r = (A * e + C - y) / sigma
+    np.testing.assert_allclose(got.A, jac.T @ jac, rtol=1e-12)
+    np.testing.assert_allclose(got.g, jac.T @ r, rtol=1e-11)
+    assert got.S == pytest.approx(r @ r, rel=1e-13) and got.n == len(x)
+    assert got.yy == pytest.approx(np.sum((y / sigma) ** 2), rel=1e-13)
+
+
 def test_lm_over_partitions_equals_the_single_machine_fit(dask_client):
     import dask.dataframe as dd
     x, y, sigma = gaussian_data(20_000)

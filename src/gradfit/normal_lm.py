@@ -6,7 +6,8 @@ additive over any split of the rows into partitions ``k``:
 
     S = sum_k r_k^T r_k,     A = J^T J = sum_k J_k^T J_k,     g = J^T r = sum_k J_k^T r_k
 
-(``partition_moments`` computes one partition's share, exactly, with autograd's Jacobian).
+(``partition_moments`` computes one partition's share, exactly: forward mode on an
+expression's tree block by block, or autograd's Jacobian).
 These are ``M = [J r]^T [J r] = [[A, g], [g^T, S]]``, all that an iteration of gradfit's one
 Levenberg–Marquardt needs: ``normal_lm`` runs ``batch_lm`` (Moré's trust region, its math
 in that module's docstring) on one problem through its ``normal=`` hook, so the steps, the
@@ -56,24 +57,55 @@ class Moments:
     yy: float
 
 
+#: points of a partition's block: its value and tangents stay in cache
+BLOCK = 2 ** 15
+
+
 def partition_moments(model, x, y, sigma, theta) -> Moments:
-    """``S``, ``J^T J`` and ``J^T r`` of one partition (numpy in and out, float64)."""
+    """``S``, ``J^T J`` and ``J^T r`` of one partition (numpy in and out, float64): by
+    forward mode on a text expression's tree (``expr_jacobian``) over blocks of ``BLOCK``
+    points, ``M = [J r]^T [J r]`` summed block by block (a fixed order: the same numbers
+    however often a task is rerun); else by autograd over the whole partition."""
     xt = torch.tensor(np.asarray(x, dtype=np.float64))
     yt = torch.tensor(np.asarray(y, dtype=np.float64))
     st = None if sigma is None else torch.tensor(np.asarray(sigma, dtype=np.float64))
     th = torch.tensor(np.asarray(theta, dtype=np.float64))
     P = th.shape[0]
-    if yt.shape[0] == 0:
+    n = int(yt.shape[0])
+    if n == 0:
         return Moments(0.0, np.zeros((P, P)), np.zeros(P), 0, 0.0)
-
-    def residuals(t):
-        r = model(xt, t) - yt
-        return r if st is None else r / st
-
-    r, jac = residuals_and_jacobian(residuals, th)
     ys = yt if st is None else yt / st
-    return Moments(float(r @ r), (jac.T @ jac).numpy(), (jac.T @ r).numpy(), int(yt.shape[0]),
-                   float(ys @ ys))
+    block = _expression_block(model)
+    if block is None:
+        def residuals(t):
+            r = model(xt, t) - yt
+            return r if st is None else r / st
+        r, jac = residuals_and_jacobian(residuals, th)
+        return Moments(float(r @ r), (jac.T @ jac).numpy(), (jac.T @ r).numpy(), n,
+                       float(ys @ ys))
+    M = torch.zeros(P + 1, P + 1, dtype=torch.float64)
+    for a in range(0, n, BLOCK):
+        jr = block(xt[a:a + BLOCK], th, yt[a:a + BLOCK])          # [J f-y]^T (P+1, m)
+        if st is not None:
+            jr = jr / st[a:a + BLOCK]
+        M += jr @ jr.T
+    M = M.numpy()
+    return Moments(float(M[P, P]), M[:P, :P].copy(), M[:P, P].copy(), n, float(ys @ ys))
+
+
+def _expression_block(model):
+    """``(x, theta (P,), y) -> [J f-y]^T`` ``(P+1, m)`` for a text expression the
+    forward-mode program supports, else None."""
+    from .expr_jacobian import ExpressionJacobian, supports
+    from .models import ExpressionModel
+    if not (isinstance(model, ExpressionModel) and supports(model.expression)):
+        return None
+    ej, names = ExpressionJacobian(model.expression), model.input_names
+
+    def block(x, th, y):
+        cols = [x] if x.ndim == 1 else list(x.unbind(-1))
+        return ej(dict(zip(names, cols)), th[None], y[None])[0]
+    return block
 
 
 def sum_moments(parts) -> Moments:
