@@ -102,3 +102,24 @@ def test_mae_certificate_agrees_with_linear_programming_on_a_line():
     assert bool(ok[0])
     ok, gap = mae_certificate(torch.tensor((a + 0.05) * x + b - y)[None], jac)
     assert not bool(ok[0]) and float(gap[0]) > 1e-3
+
+
+X_BIG = np.linspace(0, 1000, 50)
+Y_GROWTH = 2 * np.exp(0.005 * X_BIG)
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae", "huber"])
+@pytest.mark.parametrize("b0", [1.0, 0.7])
+def test_a_model_that_overflows_at_the_start_is_diverged_with_advice(loss, b0):
+    """exp(1000) overflows: no LinAlgError, and advice on p0 and scale, not on lr."""
+    r = gradfit.fit("a*exp(b*x)", X_BIG, Y_GROWTH, loss=loss, p0={"a": 1.0, "b": b0})
+    assert r.reason == "diverged" and not r.converged
+    assert "p0" in r.message and "rescale" in r.message and "learning rate" not in r.message
+    assert r.params == {"a": 1.0, "b": b0}
+
+
+@pytest.mark.parametrize("model, x", [("a*x + b", [1e308, -1e308, 3.0]),
+                                      ("a*exp(x) + b", X_BIG[:3].tolist() + [1000.0])])
+def test_a_linear_model_whose_design_overflows_is_diverged(model, x):
+    r = gradfit.fit(model, x, [1.0, 2.0, 4.0, 5.0][:len(x)])
+    assert r.reason == "diverged" and "rescale" in r.message

@@ -145,11 +145,16 @@ class FitRun(Run):
         small = threads_for(prob)          # a small fit steps on one torch thread
         while step < cfg.steps:
             point = external(theta.detach())
-            with small:
-                loss, gnorm = stepper.step()
+            try:
+                with small:
+                    loss, gnorm = stepper.step()
+                bad = None
+            except torch.linalg.LinAlgError:    # a solve met the model's overflow
+                loss = gnorm = math.inf
+                bad = "the model overflowed (non-finite numbers reached a linear solve)"
             if first is None:
                 first = loss
-            bad = _divergence(loss, gnorm, first, cfg.divergence)
+            bad = bad or _divergence(loss, gnorm, first, cfg.divergence)
             if bad:
                 reason, detail = "diverged", self._diverged_text(step, bad, losses, self.lr)
                 break
@@ -194,8 +199,13 @@ class FitRun(Run):
 
     def _diverged_text(self, step, what, losses, lr):
         last = f"last finite loss {losses[-1]:.6g} at step {step - 1}" if losses else "no finite loss"
-        return (f"diverged at step {step}: {what} ({last}); "
-                f"try a smaller learning rate, e.g. lr={lr / 10:g}")
+        if losses and self.stepper.has_lr:
+            advice = f"try a smaller learning rate, e.g. lr={lr / 10:g}"
+        else:           # no step to blame: the model overflows where the fit started or went
+            advice = ("the model overflows near these parameters: try starting values (p0) "
+                      "nearer the answer, or rescale x or y (e.g. x/1000) so that the model stays "
+                      "finite")
+        return f"diverged at step {step}: {what} ({last}); {advice}"
 
     def _finish(self, theta, points, losses, gnorms, reason, detail, start, lr, t0):
         cfg, prob = self.config, self.problem
