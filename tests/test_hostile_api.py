@@ -123,3 +123,72 @@ def test_a_model_that_overflows_at_the_start_is_diverged_with_advice(loss, b0):
 def test_a_linear_model_whose_design_overflows_is_diverged(model, x):
     r = gradfit.fit(model, x, [1.0, 2.0, 4.0, 5.0][:len(x)])
     assert r.reason == "diverged" and "rescale" in r.message
+
+
+XS, YS = [0.0, 1.0, 2.0, 3.0], [1.0, 3.1, 4.9, 7.2]        # least squares: a=2.03, b=0.97
+
+
+def lstsq_line():
+    return np.linalg.lstsq(np.c_[XS, np.ones(4)], YS, rcond=None)[0]
+
+
+def refused(**kw):
+    with pytest.raises(InputError) as info:
+        gradfit.fit(kw.pop("model", "a*x + b"), kw.pop("x", XS), kw.pop("y", YS), **kw)
+    message = str(info.value)
+    assert "\n" not in message and len(message) <= 1000
+    return message
+
+
+def test_ragged_x_is_refused_in_one_line():
+    assert "rows of equal length" in refused(model="a*x1 + b*x2", x=[[1, 2], [3], [4, 5], [6, 7]])
+
+
+@pytest.mark.parametrize("p0", [[1.0, 2.0], (1, 2), np.array([1.0, 2.0])])
+def test_p0_as_a_sequence_is_taken_in_the_models_parameter_order(p0):
+    r = gradfit.fit("a*x + b", XS, YS, p0=p0, optimizer="gd", lr=0.01, steps=1)
+    assert r.start == {"a": 1.0, "b": 2.0}
+    assert "b" in refused(p0=[1.0, 2.0, 3.0]) and "2 values" in refused(p0=[1.0, 2.0, 3.0])
+    assert "mapping" in refused(p0="a=1")
+
+
+@pytest.mark.parametrize("bad", ["no", "yes", 1, None])
+def test_absolute_sigma_must_be_true_or_false(bad):
+    assert "true or false" in refused(absolute_sigma=bad, sigma=[1.0] * 4)
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "cudafoo", "cuda:9", "cpu:0"])
+def test_unknown_devices_are_refused(device):
+    assert repr(device) in refused(device=device)
+
+
+def test_numpy_scalars_are_numbers_everywhere():
+    a, b = lstsq_line()
+    r = gradfit.fit("a*x + b", np.array(XS), np.array(YS), p0={"a": np.int64(1), "b": np.float32(0.5)},
+                    bounds={"a": (np.int64(0), np.float64(5))}, seed=np.int64(3),
+                    steps=np.int64(50), absolute_sigma=np.bool_(False), delta=np.float64(1))
+    assert r.converged and r.params == pytest.approx({"a": a, "b": b}, rel=1e-9)
+    r = gradfit.fit("a*x + b", XS, YS, fixed={"b": np.float32(1.0)}, optimizer="gd",
+                    lr=np.float64(0.01), steps=np.int64(5))
+    assert r.steps == 5 and r.params["b"] == 1.0 and r.lr == 0.01
+
+
+def test_bounds_and_fixed_must_be_mappings():
+    assert "mapping name -> (low, high)" in refused(bounds=[(0, 1), (0, 1)])
+    assert "mapping" in refused(fixed=[1.0])
+
+
+def test_a_zero_learning_rate_names_the_value():
+    assert refused(optimizer="gd", lr=0).endswith("got 0")
+
+
+def test_a_callback_that_is_not_a_function_is_refused():
+    assert "callback" in refused(callback=3)
+
+
+@pytest.mark.parametrize("kw", [dict(p0={"z" * 100_000: 1.0}), dict(loss="m" * 100_000),
+                                dict(model="a*x + " * 20_000 + "b"), dict(optimizer="q" * 50_000),
+                                dict(bounds={"a" * 100_000: (0, 1)})])
+def test_messages_echoing_huge_input_are_short(kw):
+    message = refused(**kw)
+    assert len(message) <= 1000 and "characters" in message
