@@ -192,3 +192,12 @@ def test_a_callback_that_is_not_a_function_is_refused():
 def test_messages_echoing_huge_input_are_short(kw):
     message = refused(**kw)
     assert len(message) <= 1000 and "characters" in message
+
+
+@pytest.mark.parametrize("loss", ["mae", "huber"])
+def test_an_exact_fit_is_certified_though_its_residuals_are_rounding_noise(loss):
+    x = np.array([0.0, 1.0, 2.5])
+    y = 3.0 * np.exp(-0.7 * x)
+    r = gradfit.fit("A*exp(-k*x)", x, y, loss=loss, p0={"A": 1.0, "k": 1.0})
+    assert r.converged, r.message
+    assert r.params == pytest.approx({"A": 3.0, "k": 0.7}, rel=1e-9)

@@ -93,9 +93,10 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33)
 
 def _first_order(batch, u, idx, F):
     """``irls_check.certify`` for every row: whether the stop point is certified optimal."""
-    block = batch.jac(u, idx)
-    return certify(batch.prob.loss, block[:, F], block[:, :F].transpose(-1, -2),
-                   batch.valid(idx))
+    block, prob, valid = batch.jac(u, idx), batch.prob, batch.valid(idx)
+    ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
+    scale = torch.where(valid, ys.abs(), 0.0).amax(-1)
+    return certify(prob.loss, block[:, F], block[:, :F].transpose(-1, -2), valid, scale)
 
 
 def _nearest(batch, r, idx, F):

@@ -171,8 +171,10 @@ class IRLS(Stepper):
     def _certified(self, stop: tuple[str, str]) -> tuple[str, str]:
         """``stop`` if a first-order test (``irls_check``) certifies the point, else
         "failed" saying how far from optimal it is."""
-        r, jac = residuals_and_jacobian(self.problem.residuals, self.theta.detach())
-        ok, gap = certify(self.problem.loss, r[None], jac[None])
+        prob = self.problem
+        r, jac = residuals_and_jacobian(prob.residuals, self.theta.detach())
+        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
+        ok, gap = certify(prob.loss, r[None], jac[None], scale=ys.abs().max().reshape(1))
         if bool(ok[0]):
             return stop
         return "failed", uncertified_text(self.problem.loss.name, float(gap[0]))

@@ -31,12 +31,22 @@ import torch
 
 GTOL = 1e-6           # the largest relative gradient (or subgradient gap) called optimal
 ZERO = 1e-8           # residuals below this times the largest are at a kink of the MAE
+ROUNDING = 1e-10      # residuals below this times the data's scale are zero (an exact fit)
+
+
+def _rounded(r: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """``r`` with the residuals at the rounding level of the data (``scale`` ``(k,)``,
+    the largest ``|y / sigma|``) set to zero: an exact fit has no sign to test."""
+    if scale is None:
+        return r
+    return torch.where(r.abs() <= ROUNDING * scale.unsqueeze(-1), 0.0, r)
 
 
 def huber_certificate(r: torch.Tensor, jac: torch.Tensor, delta: float,
-                      valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      valid: torch.Tensor | None = None,
+                      scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ok, cosine)``, each ``(k,)``: whether the Huber loss's gradient vanishes."""
-    psi = r.clamp(-delta, delta)
+    psi = _rounded(r, scale).clamp(-delta, delta)
     if valid is not None:
         psi = torch.where(valid, psi, 0.0)
         jac = torch.where(valid.unsqueeze(-1), jac, 0.0)
@@ -50,8 +60,10 @@ def huber_certificate(r: torch.Tensor, jac: torch.Tensor, delta: float,
 
 
 def mae_certificate(r: torch.Tensor, jac: torch.Tensor, valid: torch.Tensor | None = None,
+                    scale: torch.Tensor | None = None,
                     iterations: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ok, gap)``, each ``(k,)``: whether zero lies in the MAE's subgradient."""
+    r = _rounded(r, scale)
     if valid is None:
         valid = torch.ones_like(r, dtype=torch.bool)
     jac = torch.where(valid.unsqueeze(-1), jac, 0.0)
@@ -77,12 +89,12 @@ def mae_certificate(r: torch.Tensor, jac: torch.Tensor, valid: torch.Tensor | No
     return gap <= GTOL, gap
 
 
-def certify(loss, r: torch.Tensor, jac: torch.Tensor,
-            valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def certify(loss, r: torch.Tensor, jac: torch.Tensor, valid: torch.Tensor | None = None,
+            scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The test of ``loss`` (a ``Loss``: huber or mae), ``(ok, measure)``."""
     if loss.name == "huber":
-        return huber_certificate(r, jac, loss.delta, valid)
-    return mae_certificate(r, jac, valid)
+        return huber_certificate(r, jac, loss.delta, valid, scale)
+    return mae_certificate(r, jac, valid, scale)
 
 
 def uncertified_text(loss_name: str, measure: float) -> str:
