@@ -17,7 +17,7 @@ def write_table(path, broken=None):
     for g, (a, k) in enumerate([(2.0, 0.5), (1.0, 1.5), (3.0, 0.9)]):
         for i, ti in enumerate(t):
             v = a * np.exp(-k * ti) + 0.3 + 0.01 * rng.standard_normal()
-            cell = "n/a" if (broken == g and i == 4) else repr(float(v))
+            cell = "" if (broken == g and i == 4) else repr(float(v))   # a missing value
             rows.append([f"w{g}", repr(float(ti)), cell])
     with open(path, "w", newline="") as f:
         w = csv.writer(f)

@@ -17,6 +17,7 @@ import math
 import torch
 
 from .irls import OPTIONS
+from .irls_check import certify, uncertified_text
 from .lm import scaled_svd
 
 
@@ -88,6 +89,14 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33)
         ss[at] = torch.where(found, ss_new, sa)
         running[at] = found & ~done
     return u
+
+
+def _first_order(batch, u, idx, F):
+    """``irls_check.certify`` for every row: whether the stop point is certified optimal."""
+    block, prob, valid = batch.jac(u, idx), batch.prob, batch.valid(idx)
+    ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
+    scale = torch.where(valid, ys.abs(), 0.0).amax(-1)
+    return certify(prob.loss, block[:, F], block[:, :F].transpose(-1, -2), valid, scale)
 
 
 def _nearest(batch, r, idx, F):
@@ -203,9 +212,11 @@ def batch_irls(prob, tr, u0, cfg):
                     u[ie[gain_v]] = vertex[gain_v]
                 else:
                     u[ie] = huber_newton(batch, u[ie], ie, prob.loss.delta, F)
-                for b in ie.tolist():
-                    reason[b] = "ftol" if mae else "xtol"
-                    message[b] = ("the loss stopped falling (relative change below "
+                ok, gap = _first_order(batch, u[ie], ie, F)
+                for b, good, g in zip(ie.tolist(), ok.tolist(), gap.tolist()):
+                    reason[b] = ("ftol" if mae else "xtol") if good else "failed"
+                    message[b] = (uncertified_text(prob.loss.name, g) if not good else
+                                  "the loss stopped falling (relative change below "
                                   f"ftol={ftol:g}): the exact minimum" if mae else
                                   "the exact minimum: Newton steps on the Huber loss reached "
                                   "the rounding level of the parameters")

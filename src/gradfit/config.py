@@ -19,8 +19,10 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode
+
+import numpy as np
 
 from .errors import InputError
 from .optimizers import OPTIMIZERS, resolve_options
@@ -63,16 +65,15 @@ class FitConfig:
     starts: int | None = None
 
     def __post_init__(self):
-        # accept dicts for p0, options, bounds and fixed; store tuples (hashable, frozen)
+        # numpy scalars (np.float64, np.int64, np.bool_) are the Python numbers they hold
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _plain(getattr(self, f.name)))
+        # accept mappings for p0, options, bounds and fixed; store tuples (hashable, frozen)
         for name in ("p0", "options", "bounds", "fixed"):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                value = tuple(value.items())
-            elif value is None:
-                value = ()
+            value = _pairs(name, getattr(self, name))
             if name == "bounds":
                 value = tuple((k, _bound_pair(k, v)) for k, v in value)
-            object.__setattr__(self, name, tuple(tuple(kv) for kv in value))
+            object.__setattr__(self, name, tuple((k, _plain(v)) for k, v in value))
         self.validate()
 
     @property
@@ -158,6 +159,33 @@ class FitConfig:
                 raise InputError(f"unknown setting {key!r}", expected="some of " + ", ".join(known))
             d[key] = SETTINGS[key].parse_text(text)
         return cls.from_dict(d)
+
+
+def _plain(value):
+    """A numpy scalar as the Python number it holds; anything else as it is."""
+    if isinstance(value, np.generic) and isinstance(value, (np.bool_, np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, tuple) and any(isinstance(v, np.generic) for v in value):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+_MAP_EXPECTED = {"p0": "name -> starting value", "fixed": "name -> value",
+                 "bounds": "name -> (low, high)", "options": "option name -> value"}
+
+
+def _pairs(name: str, value) -> tuple:
+    """A map setting as ``((key, value), ...)``: from a mapping, None, or such pairs."""
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        return tuple(value.items())
+    if isinstance(value, tuple) and all(isinstance(kv, tuple) and len(kv) == 2
+                                        and isinstance(kv[0], str) for kv in value):
+        return value
+    raise InputError(f"bad {name}", expected="a mapping " + _MAP_EXPECTED[name] + ", e.g. "
+                     + ("{'a': (0, 10)}" if name == "bounds" else "{'a': 1.0}"),
+                     given=type(value).__name__)
 
 
 def _bound_pair(name, pair) -> tuple[float, float]:

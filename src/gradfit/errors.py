@@ -7,8 +7,36 @@ Every message says what was wrong, what was expected and what was given, and whe
     'bad learning rate: expected a positive number, got -1.0'
     >>> str(InputError("no column named 'z'", expected="one of x, y", where="data.csv"))
     "data.csv: no column named 'z': expected one of x, y"
+
+Input echoed back (a quoted text, or a run without spaces) is cut to ``MAX_QUOTED``
+characters, and a whole message to ``MAX_MESSAGE``, so a 100 kB expression or name still
+gives a readable line::
+
+    >>> len(str(InputError("unknown parameter " + "z" * 100000)))
+    241
+    >>> str(InputError("bad model", given="a*x + " * 10000))[-30:]
+    "a*x + a... (60000 characters)'"
 """
 from __future__ import annotations
+
+import re
+
+MAX_QUOTED = 200       # characters of one quoted text or run of the user's text in a message
+MAX_MESSAGE = 1000     # characters of a whole message
+_LONG = re.compile(r"'[^']{%d,}'|\S{%d,}" % (MAX_QUOTED - 1, MAX_QUOTED + 1))
+
+
+def clip(text: str) -> str:
+    """``text`` with every quoted text or run of non-space characters over ``MAX_QUOTED``
+    shortened (saying how long it was), and cut to ``MAX_MESSAGE`` characters in all."""
+    text = _LONG.sub(_shorten, text)
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 4] + " ..."
+
+
+def _shorten(match: re.Match) -> str:
+    text = match.group()
+    q = "'" if text.startswith("'") else ""
+    return f"{text[:MAX_QUOTED]}... ({len(text) - 2 * len(q)} characters){q}"
 
 
 class GradfitError(Exception):
@@ -33,7 +61,7 @@ class InputError(GradfitError, ValueError):
             message += (", got " if expected is not None else ": got ") + shown
         if where:
             message = f"{where}: {message}"
-        super().__init__(message)
+        super().__init__(clip(message))
 
 
 class ExpressionError(InputError):

@@ -59,16 +59,21 @@ def check_device(device) -> None:
 
 
 def _tensor(name: str, value, dtype, device) -> torch.Tensor:
-    if (value.is_complex() if isinstance(value, torch.Tensor) else np.iscomplexobj(value)):
-        raise InputError(f"bad {name}: complex numbers", expected="real numbers")
     try:
+        if (value.is_complex() if isinstance(value, torch.Tensor) else np.iscomplexobj(value)):
+            raise InputError(f"bad {name}: complex numbers", expected="real numbers")
         if isinstance(value, torch.Tensor):
             t = value
         else:       # no copy of a writable float64 array: the fit never writes into the data
             a = np.asarray(value, dtype=np.float64)
             t = torch.as_tensor(a if a.flags.writeable else a.copy())
+    except InputError:
+        raise
     except (TypeError, ValueError) as exc:
-        raise InputError(f"bad {name}", expected="an array of numbers", given=str(exc)) from None
+        ragged = "inhomogeneous" in str(exc) or "sequence" in str(exc)
+        raise InputError(f"bad {name}", expected="rows of equal length" if ragged else
+                         "an array of numbers", given="rows of different lengths" if ragged
+                         else str(exc).split(". ")[0]) from None
     return t.to(dtype=dtype, device=device)
 
 
@@ -145,11 +150,16 @@ class FitRun(Run):
         small = threads_for(prob)          # a small fit steps on one torch thread
         while step < cfg.steps:
             point = external(theta.detach())
-            with small:
-                loss, gnorm = stepper.step()
+            try:
+                with small:
+                    loss, gnorm = stepper.step()
+                bad = None
+            except torch.linalg.LinAlgError:    # a solve met the model's overflow
+                loss = gnorm = math.inf
+                bad = "the model overflowed (non-finite numbers reached a linear solve)"
             if first is None:
                 first = loss
-            bad = _divergence(loss, gnorm, first, cfg.divergence)
+            bad = bad or _divergence(loss, gnorm, first, cfg.divergence)
             if bad:
                 reason, detail = "diverged", self._diverged_text(step, bad, losses, self.lr)
                 break
@@ -194,8 +204,13 @@ class FitRun(Run):
 
     def _diverged_text(self, step, what, losses, lr):
         last = f"last finite loss {losses[-1]:.6g} at step {step - 1}" if losses else "no finite loss"
-        return (f"diverged at step {step}: {what} ({last}); "
-                f"try a smaller learning rate, e.g. lr={lr / 10:g}")
+        if losses and self.stepper.has_lr:
+            advice = f"try a smaller learning rate, e.g. lr={lr / 10:g}"
+        else:           # no step to blame: the model overflows where the fit started or went
+            advice = ("the model overflows near these parameters: try starting values (p0) "
+                      "nearer the answer, or rescale x or y (e.g. x/1000) so that the model stays "
+                      "finite")
+        return f"diverged at step {step}: {what} ({last}); {advice}"
 
     def _finish(self, theta, points, losses, gnorms, reason, detail, start, lr, t0):
         cfg, prob = self.config, self.problem
@@ -345,10 +360,21 @@ def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
         getattr(model, "__name__", "function")
     dt = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPE.items()}.get(dtype, str(dtype))
     return FitConfig(model=spec, loss=loss, delta=delta, optimizer=optimizer, lr=lr, steps=steps,
-                     p0=dict(p0 or {}), seed=seed, ftol=ftol, gtol=gtol, time_limit=time_limit,
+                     p0=p0, seed=seed, ftol=ftol, gtol=gtol, time_limit=time_limit,
                      schedule=schedule, options=options, divergence=divergence, dtype=dt,
-                     device=str(device), bounds=dict(bounds or {}), fixed=dict(fixed or {}),
-                     absolute_sigma=bool(absolute_sigma), starts=starts)
+                     device=str(device), bounds=bounds, fixed=fixed,
+                     absolute_sigma=absolute_sigma, starts=starts)
+
+
+def _p0_in_order(p0, names: tuple[str, ...]) -> dict:
+    """``p0`` as curve_fit takes it, a sequence in the model's parameter order, by name."""
+    values = np.asarray(p0, dtype=object).reshape(-1).tolist() \
+        if not isinstance(p0, (str, bytes)) else None
+    if values is None or len(values) != len(names):
+        raise InputError("bad p0", expected=f"a mapping name -> value, or {len(names)} "
+                         f"values in the order {', '.join(names)}",
+                         given=repr(p0) if isinstance(p0, (str, bytes)) else f"{len(values)} values")
+    return dict(zip(names, values))
 
 
 def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "mse",
@@ -362,11 +388,19 @@ def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "
              starts: int | None = None, jac: Callable | None = None,
              **options) -> FitRun:
     """Fit ``model`` to ``(x, y)``, one ``StepRecord`` per step; see ``fit`` for arguments."""
-    cfg = _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
-                  schedule, delta, divergence, dtype, device, options, bounds, fixed,
-                  absolute_sigma, starts)
+    in_order = p0 is not None and not isinstance(p0, Mapping)    # curve_fit's p0=[1, 2]
+    cfg = _config(model, loss, optimizer, lr, steps, None if in_order else p0, seed, ftol,
+                  gtol, time_limit, schedule, delta, divergence, dtype, device, options,
+                  bounds, fixed, absolute_sigma, starts)
+    if callback is not None and not callable(callback):
+        raise InputError("bad callback", expected="a function of a StepRecord, or None",
+                         given=type(callback).__name__)
+    if isinstance(inputs, str):
+        inputs = tuple(n.strip() for n in inputs.split(","))
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, dtype=DTYPE[cfg.dtype],
                       device=device, inputs=inputs, jac=jac)
+    if in_order:
+        cfg = dataclasses.replace(cfg, p0=_p0_in_order(p0, problem.model.param_names))
     if problem.model.n_params == 0:
         raise InputError(f"model {problem.model.spec!r} has no parameters to fit",
                          expected="at least one free name besides the inputs")

@@ -29,6 +29,7 @@ from .errors import InputError
 from .lm import residuals_and_jacobian, scaled_svd
 from .losses import LOSSES
 from .stepper import Stepper
+from .irls_check import certify, uncertified_text
 
 OPTIONS = {
     "ftol": 1e-14,        # stop when a step lowers the loss by less than this, relatively
@@ -164,7 +165,19 @@ class IRLS(Stepper):
                                      f"ftol={self.ftol:g}): the exact minimum")
             else:
                 self.stop = self._huber_newton()
+            self.stop = self._certified(self.stop)
             return loss, gnorm
+
+    def _certified(self, stop: tuple[str, str]) -> tuple[str, str]:
+        """``stop`` if a first-order test (``irls_check``) certifies the point, else
+        "failed" saying how far from optimal it is."""
+        prob = self.problem
+        r, jac = residuals_and_jacobian(prob.residuals, self.theta.detach())
+        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
+        ok, gap = certify(prob.loss, r[None], jac[None], scale=ys.abs().max().reshape(1))
+        if bool(ok[0]):
+            return stop
+        return "failed", uncertified_text(self.problem.loss.name, float(gap[0]))
 
     def _huber_newton(self, iterations: int = 60) -> tuple[str, str]:
         """Newton steps on the Huber loss, to the parameters' rounding level.

@@ -132,6 +132,8 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
         r = torch.cat([r, r.new_zeros(f - r.shape[0], f)])
         c = torch.cat([c, c.new_zeros(f - c.shape[0], c.shape[1])])
     norms = torch.linalg.vector_norm(r, dim=0)
+    if not bool(torch.isfinite(norms).all() and torch.isfinite(c).all()):
+        return None                     # the design overflows: the iterative path reports it
     d = torch.where(norms > 0, norms, torch.ones_like(norms))
     u, s, vh = torch.linalg.svd(r / d, full_matrices=False)
     tol = torch.finfo(s.dtype).eps * max(n, f) * s[:1]

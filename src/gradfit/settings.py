@@ -28,6 +28,7 @@ setting of the web page's run that is not part of a fit (the held-out fraction).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -184,7 +185,7 @@ class Setting:
 
 
 def _device_ok(v: str) -> bool:
-    return v == "cpu" or v.startswith("cuda") or v == "mps"
+    return re.fullmatch(r"cpu|mps|cuda(:[0-9]+)?", v) is not None
 
 
 _ROWS = [

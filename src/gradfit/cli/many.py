@@ -2,9 +2,10 @@
 
 The table has one row per point and a column naming its series (a well, a pixel, a
 sensor). Every series is fitted by ``fit_many``; the parameters, standard errors, loss and
-verdict of each go to ``--out`` (CSV; stdout without it). A cell that is not a number makes
-its series fail (reported in its row), not the run. Exit codes: 0 all converged, 1 some
-did not (the count is named on stderr), 2 bad input.
+verdict of each go to ``--out`` (CSV; stdout without it). A missing value (an empty or nan
+cell) makes its series fail (reported in its row), not the run; a cell that is not a number
+at all is bad input (exit 2, naming its row and column), as for one fit. Exit codes: 0 all
+converged, 1 some did not (the count is named on stderr), 2 bad input.
 """
 from __future__ import annotations
 
@@ -15,20 +16,24 @@ import sys
 
 import numpy as np
 
+from ..data import parse_number
 from ..errors import DataError, InputError
 from .parsing import write_json
 
 
 def read_long_csv(path: str, x, y, sigma, group):
     """The columns of a long CSV: x ``(N,)`` or ``(N, d)``, y, sigma, group labels, and
-    the x names. Cells that are not numbers become NaN (their series then fails)."""
+    the x names. Empty and nan cells are missing values, NaN (their series then fails); a
+    cell that is not a number is bad input, named by row and column."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             text = fh.read()
     except OSError as exc:
         raise DataError("cannot read the data file", expected="a readable CSV file",
                         given=f"{path} ({exc.strerror})") from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    numbers = [i for i, _ in numbered]             # the file's line of each row, for messages
+    lines = [ln for _, ln in numbered]
     if len(lines) < 2:
         raise DataError("no data rows", expected="a header and at least one row", where=path)
     delim = max(",;\t", key=lines[0].count)
@@ -49,10 +54,18 @@ def read_long_csv(path: str, x, y, sigma, group):
         j = header.index(name)
         out = np.empty(len(rows) - 1)
         for i, row in enumerate(rows[1:]):
+            here = f"{path}, row {numbers[i + 1]}"
+            if j >= len(row):
+                raise DataError(f"this row has {len(row)} cells but the header has "
+                                f"{len(header)} columns", expected="one cell per column",
+                                where=here)
+            cell = row[j].strip()
             try:
-                out[i] = float(row[j])
-            except (ValueError, IndexError):
-                out[i] = math.nan
+                out[i] = parse_number(cell) if cell else math.nan
+            except ValueError:
+                raise DataError("not a number", expected="a number, as 1, -2.5 or 1e-3 (an "
+                                "empty cell or nan is a missing value)", given=cell,
+                                where=f"{here}, column {name!r}") from None
         return out
     gj = header.index(group)
     labels = np.array([row[gj].strip() if gj < len(row) else "" for row in rows[1:]])

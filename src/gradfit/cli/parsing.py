@@ -22,11 +22,20 @@ def parse_assignments(text: str, what: str) -> dict[str, float]:
         try:
             if not eq or not name.strip():
                 raise ValueError
-            values[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise InputError(f"bad {what}", expected="name=value pairs separated by commas, "
                              "e.g. a=1.1,b=2", given=part) from None
+        values[_new_name(values, name.strip(), what)] = number
     return values
+
+
+def _new_name(seen: dict, name: str, what: str) -> str:
+    """``name`` if ``seen`` does not hold it yet, else an ``InputError``: ``a=1,a=2``
+    would otherwise keep one of the two silently."""
+    if name in seen:
+        raise InputError(f"bad {what}: {name!r} is given twice", expected="each name once")
+    return name
 
 
 def assignments_or_none(text: str | None, what: str) -> dict[str, float] | None:
@@ -58,11 +67,11 @@ def parse_bounds(text: str | None) -> dict[str, tuple[float | None, float | None
         try:
             if not eq or not colon or not name.strip():
                 raise ValueError
-            bounds[name.strip()] = (float(lo) if lo.strip() else None,
-                                    float(hi) if hi.strip() else None)
+            pair = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
         except ValueError:
             raise InputError("bad --bounds", expected="name=low:high pairs separated by commas, "
                              "e.g. a=0:10,b=:5", given=part) from None
+        bounds[_new_name(bounds, name.strip(), "--bounds")] = pair
     return bounds
 
 

@@ -1,0 +1,89 @@
+"""Hostile command lines: every usage or input error is one line on stderr and exit 2."""
+import pytest
+
+from gradfit.cli import main
+
+MODEL = "a*x + b"
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:           # argparse's own usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_exit_2(capsys, *argv) -> str:
+    code, _, err = run(capsys, *argv)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.fixture
+def table(tmp_path):
+    def write(rows, header="x,y,g"):
+        path = tmp_path / "t.csv"
+        path.write_text(header + "\n" + "\n".join(rows) + "\n")
+        return str(path)
+    return write
+
+
+GOOD = ["1,2,a", "2,3,a", "3,5,a", "1,2,b", "2,3.1,b", "3,4,b"]
+
+
+@pytest.mark.parametrize("flag, text", [("--p0", "a=1,a=2"), ("--fix", "b=1,b=2"),
+                                        ("--bounds", "a=0:1,a=2:3")])
+def test_a_name_given_twice_is_refused(capsys, table, flag, text):
+    err = one_line_exit_2(capsys, "fit", table(GOOD[:3]), "--x", "x", "--y", "y",
+                          "--model", MODEL, flag, text)
+    assert "given twice" in err and flag in err
+
+
+@pytest.mark.parametrize("bad_row, column", [("2,x,b", "y"), ("two,3,b", "x")])
+def test_group_with_a_cell_that_is_not_a_number_names_row_and_column(capsys, table, bad_row,
+                                                                     column):
+    rows = GOOD[:4] + [bad_row] + GOOD[5:]
+    err = one_line_exit_2(capsys, "fit", table(rows), "--model", MODEL, "--group", "g")
+    assert "row 6" in err and f"column {column!r}" in err and "not a number" in err
+
+
+def test_group_with_a_short_row_names_the_row(capsys, table):
+    rows = ["1,a,2", "2,a,3", "3,a,5", "1,b,2", "2,b", "3,b,4"]
+    err = one_line_exit_2(capsys, "fit", table(rows, "x,g,y"), "--model", MODEL,
+                          "--group", "g", "--y", "y")
+    assert "row 6" in err and "cells" in err
+
+
+@pytest.mark.parametrize("missing", ["--group", "--x", "--y"])
+def test_group_with_a_missing_column_names_it(capsys, table, missing):
+    args = {"--group": "g", "--x": "x", "--y": "y", missing: "nope"}
+    err = one_line_exit_2(capsys, "fit", table(GOOD), "--model", MODEL,
+                          *[v for kv in args.items() for v in kv])
+    assert "no column named 'nope'" in err
+
+
+@pytest.mark.parametrize("argv", [["fit", "lesson", "--model", MODEL, "--steps", "abc"],
+                                  ["fit", "lesson"],
+                                  ["fit", "lesson", "--model", MODEL, "--lorss", "mae"],
+                                  ["fitt"], [],
+                                  ["fit", "lesson", "--model", MODEL, "--loss", "m" * 5000]])
+def test_argparse_usage_errors_are_one_short_line(capsys, argv):
+    err = one_line_exit_2(capsys, *argv)
+    assert err.startswith("gradfit") and "error:" in err and "--help" in err
+    assert len(err) < 1200
+
+
+@pytest.mark.parametrize("extra", [["--device", "tpu"], ["--lr", "0", "--optimizer", "gd"],
+                                   ["--p0", "z" * 5000 + "=1"], ["--model", "a*x+(b"]])
+def test_bad_settings_are_one_line(capsys, extra):
+    err = one_line_exit_2(capsys, "fit", "lesson", "--model", MODEL, *extra)
+    assert len(err) < 1200
+
+
+def test_lr_zero_names_the_value(capsys):
+    err = one_line_exit_2(capsys, "fit", "lesson", "--model", MODEL, "--optimizer", "gd",
+                          "--lr", "0")
+    assert "got 0" in err
