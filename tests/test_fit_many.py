@@ -259,7 +259,10 @@ def test_result_table(tmp_path):
     ({"optimizer": "gd", "lr": [0.1, -1, 0.1]}, r"got '-1 \(problem 1\)'"),
     ({"optimizer": "gd", "lr": "fast"}, "got 'fast'"), ({"ftol": -1}, "bad ftol"),
     ({"divergence": 0}, "bad divergence factor"), ({"schedule": "zz"}, "unknown schedule"),
-    ({"loss": "huber", "delta": 0}, "bad huber delta")])
+    ({"loss": "huber", "delta": 0}, "bad huber delta"), ({"device": "tpu"}, "bad device"),
+    ({"bounds": [(0, 1)] * 4}, "bad bounds: expected a mapping"),
+    ({"fixed": [1.0]}, "bad fixed: expected a mapping"),
+    ({"p0": [1.0, 0.0]}, "4 values in the order A, mu, s, C, got '2 values'")])
 def test_bad_input_is_one_clear_error(kwargs, text):
     x, y, _ = gaussians(3)
     with pytest.raises(InputError, match=text):
@@ -382,3 +385,13 @@ def test_the_registry_names_the_batched_engine(monkeypatch):
     monkeypatch.setitem(OPTIMIZERS, "adam", dataclasses.replace(OPTIMIZERS["adam"], batched=None))
     with pytest.raises(InputError, match="no batched engine"):
         gradfit.fit_many(GAUSS, x, y, p0=p0, optimizer="adam", steps=20)
+
+
+def test_p0_in_parameter_order_and_numpy_scalars_are_taken_as_fit_takes_them():
+    x, y, p0 = gaussians(4, seed=8)
+    start = {"A": 2.0, "mu": 0.0, "s": 1.0, "C": 0.5}
+    want = gradfit.fit_many(GAUSS, x, y, p0=start, seed=3)
+    got = gradfit.fit_many(GAUSS, x, y, p0=np.array(list(start.values())), seed=np.int64(3),
+                           absolute_sigma=np.bool_(False), delta=np.float64(1.0))
+    for k in NAMES:
+        np.testing.assert_array_equal(got.params[k], want.params[k])

@@ -67,13 +67,13 @@ class FitConfig:
     def __post_init__(self):
         # numpy scalars (np.float64, np.int64, np.bool_) are the Python numbers they hold
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _plain(getattr(self, f.name)))
+            object.__setattr__(self, f.name, plain(getattr(self, f.name)))
         # accept mappings for p0, options, bounds and fixed; store tuples (hashable, frozen)
         for name in ("p0", "options", "bounds", "fixed"):
-            value = _pairs(name, getattr(self, name))
+            value = pairs(name, getattr(self, name))
             if name == "bounds":
                 value = tuple((k, _bound_pair(k, v)) for k, v in value)
-            object.__setattr__(self, name, tuple((k, _plain(v)) for k, v in value))
+            object.__setattr__(self, name, tuple((k, plain(v)) for k, v in value))
         self.validate()
 
     @property
@@ -161,12 +161,12 @@ class FitConfig:
         return cls.from_dict(d)
 
 
-def _plain(value):
+def plain(value):
     """A numpy scalar as the Python number it holds; anything else as it is."""
     if isinstance(value, np.generic) and isinstance(value, (np.bool_, np.integer, np.floating)):
         return value.item()
     if isinstance(value, tuple) and any(isinstance(v, np.generic) for v in value):
-        return tuple(_plain(v) for v in value)
+        return tuple(plain(v) for v in value)
     return value
 
 
@@ -174,7 +174,7 @@ _MAP_EXPECTED = {"p0": "name -> starting value", "fixed": "name -> value",
                  "bounds": "name -> (low, high)", "options": "option name -> value"}
 
 
-def _pairs(name: str, value) -> tuple:
+def pairs(name: str, value) -> tuple:
     """A map setting as ``((key, value), ...)``: from a mapping, None, or such pairs."""
     if value is None:
         return ()

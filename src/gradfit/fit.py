@@ -366,7 +366,7 @@ def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
                      absolute_sigma=absolute_sigma, starts=starts)
 
 
-def _p0_in_order(p0, names: tuple[str, ...]) -> dict:
+def p0_in_order(p0, names: tuple[str, ...]) -> dict:
     """``p0`` as curve_fit takes it, a sequence in the model's parameter order, by name."""
     values = np.asarray(p0, dtype=object).reshape(-1).tolist() \
         if not isinstance(p0, (str, bytes)) else None
@@ -400,7 +400,7 @@ def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, dtype=DTYPE[cfg.dtype],
                       device=device, inputs=inputs, jac=jac)
     if in_order:
-        cfg = dataclasses.replace(cfg, p0=_p0_in_order(p0, problem.model.param_names))
+        cfg = dataclasses.replace(cfg, p0=p0_in_order(p0, problem.model.param_names))
     if problem.model.n_params == 0:
         raise InputError(f"model {problem.model.spec!r} has no parameters to fit",
                          expected="at least one free name besides the inputs")

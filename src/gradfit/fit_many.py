@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .fit import DTYPE, check_device
+from .config import pairs, plain
+from .fit import DTYPE, check_device, p0_in_order
 from .losses import get_loss
 from .many_data import ManyData, from_arrays, from_frame, from_long
 from .many_problem import ManyProblem, ManyTransform
@@ -85,10 +86,15 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                          dtype=dtype, device=device, chunk_size=chunk_size,
                          absolute_sigma=absolute_sigma, **options)
     t0 = time.perf_counter()
+    checked = {}
     for name, value in (("loss", loss), ("delta", delta), ("schedule", schedule),
                         ("seed", seed), ("ftol", ftol), ("gtol", gtol),
-                        ("divergence", divergence), ("absolute_sigma", absolute_sigma)):
-        SETTINGS[name].check(value)            # fit's own rows: one voice for both
+                        ("divergence", divergence), ("absolute_sigma", absolute_sigma),
+                        ("device", str(device) if isinstance(device, torch.device) else device)):
+        checked[name] = SETTINGS[name].check(plain(value))   # fit's own rows: one voice
+    seed, absolute_sigma = checked["seed"], checked["absolute_sigma"]
+    for name, value in (("bounds", bounds), ("fixed", fixed)):
+        pairs(name, value)                     # a mapping (its values: a number or B)
     check_device(device)
     if dtype not in DTYPE:
         raise InputError("bad dtype", expected="float64 or float32", given=dtype)
@@ -106,6 +112,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         inputs = ("x",) if nd == 1 else tuple(f"x{i + 1}" for i in range(nd))
     m = make_model(model, inputs)
     names = m.param_names
+    if p0 is not None and not isinstance(p0, Mapping) and not callable(p0):  # [1, 2]
+        p0 = p0_in_order(p0, names)
     if not names:
         raise InputError(f"model {m.spec!r} has no parameters to fit",
                          expected="an expression with at least one free name")
