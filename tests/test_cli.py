@@ -95,6 +95,22 @@ def test_csv_with_named_columns_and_sigma(capsys, tmp_path):
     assert p["A"] == pytest.approx(3, rel=0.05) and p["k"] == pytest.approx(0.7, rel=0.05)
 
 
+def test_a_model_in_x_reads_the_one_named_column_as_x(capsys, tmp_path):
+    # --x time with a model written in x: the column is x (as fit_many's data= and
+    # --group do), not a parameter named x
+    t = np.linspace(0, 4, 30)
+    path = tmp_path / "line.csv"
+    path.write_text("time,signal\n" + "\n".join(f"{a},{2 * a + 1 + 0.01 * np.sin(7 * a)}"
+                                                 for a in t))
+    outs = []
+    for model in ("a*time + b", "a*x + b"):
+        code, out, err = run(capsys, "fit", str(path), "--x", "time", "--y", "signal",
+                             "--model", model, "--json", "-")
+        assert code == 0, err
+        outs.append(json.loads(out)["params"])
+    assert outs[0] == outs[1] and sorted(outs[1]) == ["a", "b"]
+
+
 def test_diverged_fit_exits_1_with_advice(capsys):
     code, out, err = run(capsys, "fit", "lesson", "--model", "a*x^2+b*x+c", "--optimizer", "gd",
                          "--lr", "1", "--loss", "mse", "--steps", "300")

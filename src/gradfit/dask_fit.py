@@ -31,8 +31,7 @@ import numpy as np
 from .cluster import client_for, progress as show_progress
 from .errors import InputError
 from .losses import get_loss
-from .models import make_model
-from .fit_many import table_inputs
+from .models import make_model, table_inputs
 
 STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps", "i8"),
           ("r2", "f8"), ("rmse", "f8"), ("n_points", "i8"), ("message", "object")]

@@ -37,7 +37,7 @@ from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult
 from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
-from .models import make_model
+from .models import make_model, table_inputs
 from .optimizers import batched_optimizers, get_optimizer
 from .settings import SETTINGS
 
@@ -169,24 +169,6 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         out.fail(b * K, why)
     return ManyResult.build(m, d, lossf, method, names, free, out, best, K,
                             time.perf_counter() - t0, absolute_sigma)
-
-
-def table_inputs(model, columns: list[str]) -> tuple[str, ...]:
-    """The input names of a model fitted to a table's x ``columns``: the column names, but
-    for one column that an expression does not mention while it mentions ``x`` (``"a*x+b"``
-    on a column ``t``), which is then ``x``."""
-    if len(columns) == 1 and isinstance(model, str):
-        names = make_model(model, ("x",)).param_names
-        if columns[0] not in names and "x" not in names and "x" in _mentions(model):
-            return ("x",)
-    return tuple(columns)
-
-
-def _mentions(model: str) -> set[str]:
-    try:
-        return set(make_model(model, ("_no_input_",)).param_names)
-    except InputError:
-        return set()
 
 
 def _data(x, y, sigma, group, data, inputs) -> ManyData:

@@ -398,6 +398,24 @@ def make_model(model: "str | Callable | Model", inputs: Sequence[str] = ("x",),
     return ExpressionModel(model, inputs)
 
 
+def table_inputs(model, columns: list[str]) -> tuple[str, ...]:
+    """The input names of a model fitted to a table's x ``columns``: the column names, but
+    for one column that an expression does not mention while it mentions ``x`` (``"a*x+b"``
+    on a column ``t``), which is then ``x``."""
+    if len(columns) == 1 and isinstance(model, str):
+        names = make_model(model, ("x",)).param_names
+        if columns[0] not in names and "x" not in names and "x" in _mentions(model):
+            return ("x",)
+    return tuple(columns)
+
+
+def _mentions(model: str) -> set[str]:
+    try:
+        return set(make_model(model, ("_no_input_",)).param_names)
+    except InputError:
+        return set()
+
+
 CONSTANT_MEANING = {"e": "Euler's number e = 2.71828...", "pi": "pi = 3.14159..."}
 
 

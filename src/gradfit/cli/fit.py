@@ -67,12 +67,13 @@ def cmd_fit(args) -> int:
         return cmd_fit_many(args, run_kwargs(args))
     from ..data import check_enough_points
     from ..fit import iter_fit
+    from ..models import table_inputs
     data = load(args)
     if args.plot or args.animate:
         from .pictures import check_fit_outputs
         check_fit_outputs(args)
     run = iter_fit(args.model, data.x, data.y, sigma=data.sigma, time_limit=args.time_limit,
-                   inputs=data.x_names, **run_kwargs(args))
+                   inputs=table_inputs(args.model, list(data.x_names)), **run_kwargs(args))
     if run.problem.model.identifiable:
         check_enough_points(data, run.problem.model.n_params)
     if data.dropped and args.json != "-":

@@ -77,6 +77,7 @@ def read_long_csv(path: str, x, y, sigma, group):
 def cmd_fit_many(args, run_kwargs: dict) -> int:
     """Fit every group of ``args.data``; ``run_kwargs``: the run's settings (``fit.run_kwargs``)."""
     from ..fit_many import fit_many
+    from ..models import table_inputs
     if args.plot or args.animate:
         raise InputError("--plot and --animate draw one fit", expected="no --group, or no "
                          "pictures")
@@ -84,7 +85,8 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
                                                 args.group)
     bar = _bar(args)
     try:
-        res = fit_many(args.model, x, y, group=labels, sigma=sigma, inputs=xnames,
+        res = fit_many(args.model, x, y, group=labels, sigma=sigma,
+                       inputs=table_inputs(args.model, list(xnames)),
                        progress=bar, **run_kwargs)
     finally:
         if bar is not None:
