@@ -33,7 +33,7 @@ from .errors import InputError
 from .fit import DEFAULT_FTOL, DEFAULT_GTOL
 from .losses import get_loss
 from .bounds import ParamTransform
-from .models import check_param_names, make_model, start_values
+from .models import check_param_names, make_model, start_values, table_inputs
 from .ooc_bounds import bounded_lm
 from .normal_lm import Moments, normal_lm, partition_moments, sum_moments
 from .optimizers import OPTIMIZERS, batched_optimizers, make_stepper
@@ -182,7 +182,7 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     if not isinstance(steps, int) or steps < 1:
         raise InputError("bad steps", expected="a whole number >= 1", given=steps)
     x_cols, cols = _columns(x, y, None, sigma)
-    inputs = tuple(x_cols)
+    inputs = table_inputs(model, x_cols)
     m = make_model(model, inputs)
     spec = model if isinstance(model, str) else m
     names = m.param_names
