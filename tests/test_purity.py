@@ -10,7 +10,8 @@ CORE = ["gradfit", "gradfit.expr", "gradfit.models", "gradfit.losses", "gradfit.
         "gradfit.many_starts", "gradfit.many_engines", "gradfit.expr_jacobian",
         "gradfit.numpy_model", "gradfit.report", "gradfit.active_set", "gradfit.verdict",
         "gradfit.multistart", "gradfit.linear_lsq", "gradfit.stepper",
-        "gradfit.normal_lm", "gradfit.cluster", "gradfit.many_kkt"]
+        "gradfit.normal_lm", "gradfit.cluster", "gradfit.many_kkt", "gradfit.stationary",
+        "gradfit.irls_check"]
 
 
 def test_core_imports_with_plots_and_web_blocked():

@@ -36,6 +36,7 @@ from .optimizers import make_stepper
 from .active_set import near_bounds, refine
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
+from .stationary import plateau_message
 from .verdict import judge, not_determined
 from .problem import Problem
 from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
@@ -261,6 +262,9 @@ class FitRun(Run):
         if not self.lean:
             reason, detail = judge(prob, final, free, reason, detail,
                                    losses[0] if losses else None, final_loss, scaled)
+            if reason in ("ftol", "gtol") and not self.exact_method and linear is None:
+                reason, detail = ("failed", why) if (why := plateau_message(
+                    prob, final, free)) else (reason, detail)
             if linear is not None and reason != "diverged":
                 with torch.no_grad():
                     rss = float(prob.residuals(final).square().sum())

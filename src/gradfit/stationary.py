@@ -1,0 +1,55 @@
+"""Whether a gradient method's stop is at a stationary point, or on a plateau.
+
+gd, momentum, adam, rmsprop and L-BFGS stop by rules on the loss's change (``ftol``) or the
+gradient's norm (``gtol``). Both also fire where the loss is nearly flat without being at
+a minimum: ``a*exp(b*x)`` over x up to 1000 from ``b = 0.1`` drifts to ``b < 0``, where the
+model is zero at every point but one and the loss hardly moves (adam stopped there "by
+ftol" at 279, the minimum being 0). What tells them apart is the gradient relative to its
+own scale, as LM's ``gtol`` and IRLS's Huber test measure it: the largest cosine between
+the loss's residual weights ``psi(r)`` (``r`` for mse and rmse, ``clip(r, -delta,
+delta)`` for huber) and a column of the Jacobian over the free parameters. Measured on
+this project's examples, stops at a minimum give at most 5e-6; plateaus 2e-2 to 1, and so
+does rmsprop bouncing across a huber minimum with its loss 14% above it. ``PLATEAU`` lies
+between. The mae loss has no gradient at its minimum and is not judged.
+
+    >>> import numpy as np, gradfit
+    >>> x = np.linspace(0, 1000, 50)
+    >>> r = gradfit.fit("a*exp(b*x)", x, 2 * np.exp(0.003 * x), p0={"a": 1, "b": 0.1},
+    ...                 optimizer="adam", steps=3000)
+    >>> r.converged, r.message.startswith("the loss stopped changing, but not at a minimum")
+    (False, True)
+"""
+from __future__ import annotations
+
+import torch
+
+from .irls_check import huber_certificate
+from .lm import residuals_and_jacobian
+
+PLATEAU = 1e-3        # a largest cosine above this is not a stationary point
+
+
+def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...]) -> str | None:
+    """A message when the point ``final`` is not stationary in the ``free`` parameters
+    (see the module's docstring), else None; None too for the mae loss."""
+    loss = problem.loss
+    if loss.name not in ("mse", "rmse", "huber") or not free:
+        return None
+    names = problem.model.param_names
+    idx = torch.tensor([names.index(k) for k in free], device=final.device)
+    r, jac = residuals_and_jacobian(lambda f: problem.residuals(final.index_put((idx,), f)),
+                                    final[idx])
+    delta = loss.delta if loss.name == "huber" else float("inf")
+    _, cos = huber_certificate(r[None], jac[None], delta)
+    worst = float(cos[0])
+    if worst <= PLATEAU:
+        return None
+    with torch.no_grad():
+        col = (jac * r.clamp(-delta, delta).unsqueeze(-1)).sum(0).abs() / \
+            torch.linalg.vector_norm(jac, dim=0).clamp_min(1e-300)
+    name = free[int(col.argmax())]
+    return (f"the loss stopped changing, but not at a minimum: its gradient is still "
+            f"{worst:.2g} of its scale (along {name}), where a minimum has none (a plateau "
+            "where the model's derivatives nearly vanish, or steps bouncing across the "
+            "minimum); try optimizer='auto' (the exact method), a smaller learning rate, other "
+            "starting values, or rescaled x")
