@@ -263,8 +263,9 @@ class FitRun(Run):
             reason, detail = judge(prob, final, free, reason, detail,
                                    losses[0] if losses else None, final_loss, scaled)
             if reason in ("ftol", "gtol") and not self.exact_method and linear is None:
-                reason, detail = ("failed", why) if (why := plateau_message(
-                    prob, final, free)) else (reason, detail)
+                why = plateau_message(prob, final, free, losses[0] if losses else None,
+                                      final_loss)
+                reason, detail = ("failed", why) if why else (reason, detail)
             if linear is not None and reason != "diverged":
                 with torch.no_grad():
                     rss = float(prob.residuals(final).square().sum())

@@ -21,19 +21,28 @@ between. The mae loss has no gradient at its minimum and is not judged.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .irls_check import huber_certificate
 from .lm import residuals_and_jacobian
 
 PLATEAU = 1e-3        # a largest cosine above this is not a stationary point
+EXACT = 1e-14         # a final loss this small against the start's: an exact fit, a minimum
 
 
-def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...]) -> str | None:
+def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
+                    first_loss: float | None = None, final_loss: float | None = None
+                    ) -> str | None:
     """A message when the point ``final`` is not stationary in the ``free`` parameters
-    (see the module's docstring), else None; None too for the mae loss."""
+    (see the module's docstring), else None; None too for the mae loss, and for a loss
+    fallen to ``EXACT`` times its scale (``_loss_scale``): a loss that cannot be negative,
+    at zero, whose residuals left are rounding and their direction means nothing."""
     loss = problem.loss
     if loss.name not in ("mse", "rmse", "huber") or not free:
+        return None
+    if final_loss is not None and final_loss <= EXACT * _loss_scale(problem, final, first_loss):
         return None
     names = problem.model.param_names
     idx = torch.tensor([names.index(k) for k in free], device=final.device)
@@ -53,3 +62,12 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...]) -> str 
             "where the model's derivatives nearly vanish, or steps bouncing across the "
             "minimum); try optimizer='auto' (the exact method), a smaller learning rate, other "
             "starting values, or rescaled x")
+
+
+def _loss_scale(problem, final: torch.Tensor, first_loss: float | None) -> float:
+    """The smaller of the loss at the start and at all-zero parameters (the start's can be
+    astronomic: ``exp(0.1 * 1000)``), as ``verdict.judge`` scales it."""
+    with torch.no_grad():
+        zero = float(problem.objective(torch.zeros_like(final)))
+    found = [v for v in (zero, first_loss) if v is not None and math.isfinite(v) and v > 0]
+    return min(found) if found else 0.0
