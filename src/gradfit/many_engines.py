@@ -39,9 +39,13 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         theta = tr.external(u, idx)
     cov = None
     if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
-        from .many_kkt import certify_on_bounds
+        from .many_kkt import certify_on_bounds, polish_on_bounds
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
+        polished = polish_on_bounds(prob, tr, theta, steps, reason, message, cfg)
+        if polished is not theta:
+            theta = polished
+            u = tr.internal(theta)
         certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
