@@ -28,3 +28,28 @@ def test_fit_many_on_an_active_bound_equals_fit(starts):
     for j, k in enumerate("abc"):
         assert m.params[k][0] == pytest.approx(r.params[k], rel=1e-9)
         assert m.params[k][0] == pytest.approx(ref[j], rel=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["huber", "mae"])
+@pytest.mark.parametrize("bounds", [None, {"a": (1.6, None)}])
+def test_a_redundant_model_fitted_by_irls_is_not_converged_in_fit_many(loss, bounds):
+    """``a*b*x`` by mae or huber: fit_many's IRLS ends were never checked for a lost rank
+    (only LM's were) and were called converged; fit says the Jacobian lost rank."""
+    x = np.linspace(0, 3, 30)
+    y = 2.4 * x + 0.05 * np.random.default_rng(3).standard_normal(30)
+    kw = dict(p0={"a": 1.7, "b": 3.1}, loss=loss, bounds=bounds)
+    r = gradfit.fit("a*b*x", x, y, **kw)
+    m = gradfit.fit_many("a*b*x", x, np.stack([y, y]), **kw)
+    assert not r.converged and not m.converged.any()
+    assert list(m.reason) == ["failed", "failed"]
+    assert all(msg.startswith("the Jacobian lost rank (1 of 2)") for msg in m.message)
+
+
+def test_irls_rank_check_leaves_a_parameter_held_by_its_bound():
+    """With b held by its bound, a*b*x determines a: converged in both."""
+    x = np.linspace(0, 3, 30)
+    y = 2.4 * x + 0.05 * np.random.default_rng(3).standard_normal(30)
+    kw = dict(p0={"a": 0.5, "b": 3.1}, loss="huber", bounds={"b": (3, None)}, fixed=None)
+    r = gradfit.fit("a*b*x", x, y, **kw)
+    m = gradfit.fit_many("a*b*x", x, y[None], **kw)
+    assert r.converged == m.converged[0]
