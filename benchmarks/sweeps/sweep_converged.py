@@ -269,14 +269,14 @@ def run_case(case, rng, tally, log, verbose):
                 if "time limit" in r.message:
                     continue
                 compare(case, rm, i, r, "ragged", 1e-8, tally, log)
-                check_single(case, pr, r, free, lo, hi, tally, log, "ragged-fit")
+                check_single(case, pr, r, free, lo, hi, tally, log, "ragged-fit", i)
         except Exception as e:   # noqa: BLE001
             log("many-raised", case, 0, f"ragged {e!r}"[:200])
             tally["many-raised"] += 1
     for i, (pr, r) in enumerate(zip(case["probs"], singles)):
         if r is None or "time limit" in r.message:
             continue
-        check_single(case, pr, r, free, lo, hi, tally, log, "fit")
+        check_single(case, pr, r, free, lo, hi, tally, log, "fit", i)
         for label, m in manys.items():
             compare(case, m, i, r, label, 1e-8 if label == "f64" else 1e-3, tally, log)
             if label == "f64" and m.converged[i]:
@@ -305,7 +305,7 @@ def check_point(case, pr, q, loss, free, lo, hi, tally, log, who, i=0):
             f"rel {(mine - vp) / mine:.2e} q={q} qp={qp}")
 
 
-def check_single(case, pr, r, free, lo, hi, tally, log, who):
+def check_single(case, pr, r, free, lo, hi, tally, log, who, i=0):
     if not r.converged:
         tally[f"not-converged ({who})"] += 1
         if case["kind"] == "ok" and r.reason not in ("starts",):
@@ -313,7 +313,7 @@ def check_single(case, pr, r, free, lo, hi, tally, log, who):
         return
     tally[f"converged ({who})"] += 1
     q = np.array([r.params[k] for k in free])
-    check_point(case, pr, q, r.loss, free, lo, hi, tally, log, who, case["probs"].index(pr))
+    check_point(case, pr, q, r.loss, free, lo, hi, tally, log, who, i)
     # a better optimum elsewhere: info only
     if case["loss"] == "mse" and case["kind"] == "ok":
         best = objective(case, pr, free, q)
@@ -332,7 +332,7 @@ def check_single(case, pr, r, free, lo, hi, tally, log, who):
             rel = np.abs(mine - se) / np.maximum(se, 1e-300)
             if not np.all(rel < 1e-4):
                 tally[f"stderr-mismatch ({who})"] += 1
-                log("stderr", case, 0, f"{who} gradfit {mine} pcov {se}")
+                log("stderr", case, i, f"{who} gradfit {mine} pcov {se}")
 
 
 def compare(case, m, i, r, label, tol, tally, log):
