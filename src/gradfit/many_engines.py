@@ -39,10 +39,17 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         theta = tr.external(u, idx)
     cov = None
     if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
-        from .many_kkt import certify_on_bounds
+        from .many_kkt import certify_on_bounds, polish_on_bounds
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
+        polished = polish_on_bounds(prob, tr, theta, steps, reason, message, cfg)
+        if polished is not theta:
+            theta = polished
+            u = tr.internal(theta)
         certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
+    if method != "lm":                 # LM checks its rank below; fit checks every method's
+        reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
+        _lost_rank_inner(reason, message, prob, tr, theta)
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         ok = torch.as_tensor(reason != "diverged", device=u.device)
@@ -106,6 +113,45 @@ def _lost_rank(reason, message, rank, F, prob, tr, u, cfg) -> None:
                                     full_matrices=False)
         reason[i] = "failed"
         message[i] = rank_message(int(rank[i]), tr.free, s, vh)
+
+
+def _lost_rank_inner(reason, message, prob, tr, theta) -> None:
+    """``verdict.lost_rank`` for the converged ends of the engines other than LM (IRLS, the
+    gradient methods), as ``fit`` judges every end: the column-scaled Jacobian over the
+    free parameters not on a bound (those held by a bound are determined by it) must keep
+    its rank, else the fit failed (``a*b*x`` fitted by mae or huber)."""
+    from .many_kkt import _near
+    from .verdict import rank_message, scaled_singular
+    rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol", "xtol")))
+    if not rows.size:
+        return
+    idx = torch.as_tensor(rows, device=theta.device)
+    at, F = tr.free_at, len(tr.free)
+    v = theta[idx][:, at]
+    with torch.no_grad():
+        J = prob.jacobian(ManyTransformFixedAt(tr, theta))(v, idx)[:, :F]      # (k, F, n)
+    held = np.zeros((len(rows), F), dtype=bool)
+    if not tr.identity:
+        on_lo, on_hi = _near(v, tr.lo[idx], tr.hi[idx])
+        held = (on_lo | on_hi).cpu().numpy()
+    finite = torch.isfinite(J).flatten(1).all(-1).cpu().numpy()
+    n = prob.count[idx].cpu().numpy()
+    patterns = {}
+    for i in np.flatnonzero(finite):
+        patterns.setdefault(held[i].tobytes(), []).append(i)
+    eps = torch.finfo(J.dtype).eps
+    for key, group in patterns.items():
+        keep = np.flatnonzero(~np.frombuffer(key, dtype=bool))
+        if not keep.size:
+            continue
+        g = torch.as_tensor(group, device=J.device)
+        s, vh = scaled_singular(J[g][:, keep].transpose(-1, -2))
+        for j, i in enumerate(group):
+            limit = eps * max(float(n[i]), keep.size) * s[j, 0]
+            rank = int((s[j] > limit).sum())
+            if s[j, 0] == 0 or rank < keep.size:
+                reason[rows[i]] = "failed"
+                message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j])
 
 
 def _lm(prob, tr, u0, rates, cfg):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .active_set import MU_TOL, NEAR
-from .batch_lm import MAX_STEPS, ROUGH, TRIES, message as lm_message
+from .batch_lm import MAX_STEPS, OPTIONS, ROUGH, TRIES, message as lm_message
 
 
 def certify_on_bounds(prob, tr, theta, reason, message, options, max_steps=None) -> None:
@@ -94,3 +94,97 @@ def _inner_at_end(J, r, g, cos, inner, ydata) -> torch.Tensor:
     noise = 2.0 * rn * err + err * err
     small = torch.where(inner, cos.abs(), 0.0).amax(-1) <= math.sqrt(eps)
     return (torch.isfinite(gain) & (gain <= 100.0 * noise)) | small
+
+
+def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
+    """Finish the LM ends of ``theta`` ``(k, P)`` that put a free parameter on a bound as
+    ``active_set`` finishes one fit (its steps 1, 2 and 4): the parameters within ``NEAR``
+    of a bound are held on it exactly, the others refitted by LM from the point reached
+    (in the internal variables of their own bounds, none of which is then active), and the
+    end kept where that fit converged, no inner parameter came onto a bound, and every held
+    parameter is held by its bound (multiplier ``>= -MU_TOL``, as ``certify_on_bounds``).
+
+    Why: on an active bound the change of variables has a vanishing derivative, and LM in
+    the internal variables creeps there, its steps shrinking by a constant factor; its
+    ``ftol``/``xtol`` rules then fire while the other parameters still lag by about
+    ``1e-7`` relative (``fit``'s active set gives the exact optimum). Returns the new
+    ``theta``; ``steps`` ``(k,)``, ``reason``, ``message`` change in place."""
+    from .many_engines import ManyTransformFixedAt, _lm
+    from .many_problem import ManyProblem, ManyTransform
+    if tr.identity:
+        return theta
+    o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
+    ends = np.isin(reason, ("gtol", "ftol", "xtol")) | np.isin(
+        message.astype(str), [lm_message(c, o, cfg["steps"]) for c in (ROUGH, TRIES, MAX_STEPS)])
+    at, F = tr.free_at, len(tr.free)
+    v = theta[:, at]
+    on_lo, on_hi = _near(v, tr.lo, tr.hi)
+    held = (on_lo | on_hi).cpu().numpy() & ends[:, None] & np.isfinite(
+        theta.detach().cpu().numpy()).all(-1)[:, None]
+    rows = np.flatnonzero(held.any(-1))
+    if not rows.size:
+        return theta
+    theta = theta.clone()
+    side = on_lo.cpu().numpy()
+    patterns = {}
+    for b in rows:
+        patterns.setdefault(held[b].tobytes(), []).append(b)
+    for key, group in patterns.items():
+        mask = np.frombuffer(key, dtype=bool).copy()
+        inner = [j for j in range(F) if not mask[j]]
+        sel = torch.as_tensor(group, device=theta.device)
+        start = theta[sel].clone()
+        lo, hi = tr.lo[sel], tr.hi[sel]
+        hold = torch.as_tensor(mask, device=theta.device).expand(len(group), F)
+        lows = torch.as_tensor(side[group], device=theta.device)
+        start[:, at] = torch.where(hold, torch.where(lows, lo, hi), start[:, at])
+        sub = ManyProblem(prob.model, prob.x if prob.shared_x else prob.x[sel], prob.y[sel],
+                          None if prob.sigma is None else prob.sigma[sel],
+                          None if prob.mask is None else prob.mask[sel], prob.loss,
+                          prob.shared_x)
+        idx = torch.arange(len(group), device=theta.device)
+        if inner:
+            tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], lo[:, inner],
+                                hi[:, inner], start)
+            u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None, cfg)
+            with torch.no_grad():
+                end = tr2.external(u, idx)
+            i_lo, i_hi = _near(end[:, tr2.free_at], tr2.lo, tr2.hi)
+            good = np.isin(why, ("gtol", "ftol", "xtol")) & ~(i_lo | i_hi).any(-1).cpu().numpy()
+        else:
+            end, st = start, torch.zeros(len(group), dtype=steps.dtype, device=steps.device)
+            good = np.ones(len(group), dtype=bool)
+            msg = np.array(["every free parameter on its bound"] * len(group), dtype=object)
+        with torch.no_grad():
+            jr = sub.jacobian(ManyTransformFixedAt(tr, end))(end[:, at], idx)
+            before = prob.residuals(theta[sel], sel).square().sum(-1)
+        J, r = jr[:, :F], jr[:, F]
+        g = (J * r.unsqueeze(-2)).sum(-1)
+        s = torch.linalg.vector_norm(J, dim=-1) * torch.linalg.vector_norm(r, dim=-1,
+                                                                             keepdim=True)
+        cos = torch.where(s > 0, g / s.clamp_min(1e-300), 0.0)
+        mu = torch.where(lows, cos, -cos)
+        ok = (torch.where(hold, mu >= -MU_TOL, True).all(-1)
+              & (r.square().sum(-1) <= before * (1 + 1e-12))).cpu().numpy() & good
+        for i in np.flatnonzero(ok):
+            b = group[i]
+            theta[b] = end[i]
+            steps[b] += st[i].to(steps.dtype)
+            names = [f"{tr.free[j]} at its {'lower' if side[b, j] else 'upper'} bound"
+                     for j in range(F) if mask[j]]
+            reason[b] = why[i] if inner else "xtol"
+            message[b] = (f"{msg[i]}; the optimum within the bounds has "
+                          f"{', '.join(names)} (KKT conditions hold)")
+    return theta
+
+
+def _near(v, lo, hi):
+    """``(k, F)`` masks: within ``NEAR`` (relative, ``active_set``'s) of the lower bound,
+    and of the upper one (not also the lower)."""
+    fin_lo, fin_hi = torch.isfinite(lo), torch.isfinite(hi)
+    width = torch.where(fin_lo & fin_hi, hi - lo, 0.0)
+    scale = torch.stack([v.abs(), torch.where(fin_lo, lo.abs(), 0.0),
+                         torch.where(fin_hi, hi.abs(), 0.0), width], -1).amax(-1)
+    scale = scale.clamp_min(1e-300)
+    on_lo = fin_lo & (v - lo <= NEAR * scale)
+    return on_lo, fin_hi & ~on_lo & (hi - v <= NEAR * scale)

@@ -122,7 +122,7 @@ def scaled_singular(jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Singular values and ``V^T`` of ``J D^-1`` (``D``: column norms, 1 for a zero column)."""
     norms = torch.linalg.vector_norm(jac, dim=-2)
     d = torch.where(norms > 0, norms, torch.ones_like(norms))
-    a = jac / d
+    a = jac / d.unsqueeze(-2)          # (..., n, P) / (..., 1, P): batches too
     if a.shape[-2] > a.shape[-1]:        # tall: the SVD of R from a QR (P x P), which also
         a = torch.linalg.qr(a, mode="r").R   # keeps CUDA's SVD off matrices of 10^8 rows
     _, s, vh = torch.linalg.svd(a, full_matrices=False)

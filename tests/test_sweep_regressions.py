@@ -1,0 +1,55 @@
+"""Defects found by the correctness sweep (benchmarks/sweeps/sweep_converged.py): each a
+converged answer that was wrong, or fit_many disagreeing with fit on the same problem."""
+import numpy as np
+import pytest
+
+import gradfit
+
+X = np.linspace(0, 3, 20)
+Y = 1 + 2 * X - X ** 2 + 0.01 * np.random.default_rng(0).standard_normal(20)
+
+
+@pytest.mark.parametrize("starts", [1, 3])
+def test_fit_many_on_an_active_bound_equals_fit(starts):
+    """LM in the bounded internal variables crept towards b's bound and stopped by ftol
+    with a and c 2e-7 (relative) short of the optimum: now held on the bound and the others
+    refitted (``many_kkt.polish_on_bounds``), as fit's active set does."""
+    kw = dict(p0={"a": 1, "b": 3, "c": 0}, bounds={"b": (2, None)}, starts=starts)
+    r = gradfit.fit("a*exp(-b*x)+c", X, Y, **kw)
+    m = gradfit.fit_many("a*exp(-b*x)+c", X, Y[None], **kw)
+    # the oracle: b on its bound (scipy's trf agrees to 3e-8 only), a and c by lstsq
+    A = np.stack([np.exp(-2 * X), np.ones_like(X)], 1)
+    a, c = np.linalg.lstsq(A, Y, rcond=None)[0]
+    ref = [a, 2.0, c]
+    r_b = a * X * np.exp(-2 * X) @ (A @ [a, c] - Y)     # -dS/db / 2: the loss rises inwards
+    assert r_b < 0
+    assert r.converged and m.converged[0]
+    assert "b at its lower bound" in m.message[0]
+    for j, k in enumerate("abc"):
+        assert m.params[k][0] == pytest.approx(r.params[k], rel=1e-9)
+        assert m.params[k][0] == pytest.approx(ref[j], rel=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["huber", "mae"])
+@pytest.mark.parametrize("bounds", [None, {"a": (1.6, None)}])
+def test_a_redundant_model_fitted_by_irls_is_not_converged_in_fit_many(loss, bounds):
+    """``a*b*x`` by mae or huber: fit_many's IRLS ends were never checked for a lost rank
+    (only LM's were) and were called converged; fit says the Jacobian lost rank."""
+    x = np.linspace(0, 3, 30)
+    y = 2.4 * x + 0.05 * np.random.default_rng(3).standard_normal(30)
+    kw = dict(p0={"a": 1.7, "b": 3.1}, loss=loss, bounds=bounds)
+    r = gradfit.fit("a*b*x", x, y, **kw)
+    m = gradfit.fit_many("a*b*x", x, np.stack([y, y]), **kw)
+    assert not r.converged and not m.converged.any()
+    assert list(m.reason) == ["failed", "failed"]
+    assert all(msg.startswith("the Jacobian lost rank (1 of 2)") for msg in m.message)
+
+
+def test_irls_rank_check_leaves_a_parameter_held_by_its_bound():
+    """With b held by its bound, a*b*x determines a: converged in both."""
+    x = np.linspace(0, 3, 30)
+    y = 2.4 * x + 0.05 * np.random.default_rng(3).standard_normal(30)
+    kw = dict(p0={"a": 0.5, "b": 3.1}, loss="huber", bounds={"b": (3, None)}, fixed=None)
+    r = gradfit.fit("a*b*x", x, y, **kw)
+    m = gradfit.fit_many("a*b*x", x, y[None], **kw)
+    assert r.converged == m.converged[0]
