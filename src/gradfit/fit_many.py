@@ -143,9 +143,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     # K starts per problem: problem b, start k is row b * K + k
     K = int(starts)
     rows = np.repeat(np.arange(B), K)
-    values_k, outside = spread_starts(values, given, lo, hi, names, free, K, seed)
-    for b, why in outside.items():
-        d.bad.setdefault(b, why)
+    values_k, moved = spread_starts(values, given, lo, hi, names, free, K, seed)
     ok_rows = np.ones(len(rows), dtype=bool)
     if d.bad:
         ok_rows[np.isin(rows, np.fromiter(d.bad, dtype=np.int64))] = False
@@ -165,6 +163,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         if progress is not None:
             progress(done // K, len(work) // K)
     best = out.best_of(K, B)
+    for b, note in moved.items():          # as fit says it: the start moved inside
+        out.message[best[b]] = f"{note}; {out.message[best[b]]}"
     for b, why in d.bad.items():
         out.fail(b * K, why)
     return ManyResult.build(m, d, lossf, method, names, free, out, best, K,

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from .bounds import INSET
 from .errors import InputError
 from .models import start_values
 
@@ -113,19 +114,32 @@ def start_matrix(model, data, p0, guess, seed: int):
 
 
 def spread_starts(values, given, lo, hi, names, free, K: int, seed: int) -> np.ndarray:
-    """``(B * K, P)``: row ``b * K`` is problem b's start (defaults moved inside their
-    bounds), the others spread around it; and ``{b: why}`` for the problems whose given
-    start lies outside its bounds."""
+    """``(B * K, P)``: row ``b * K`` is problem b's start, the others spread around it; and
+    ``{b: note}`` for the problems whose given start lay on or outside its bounds: it moves
+    strictly inside as ``fit`` moves it (``bounds.ParamTransform.move_inside``: on the
+    transform's scale a point on a bound has a zero derivative), and the note says so.
+    Defaults outside their bounds move to the middle (or 1 inside a single bound)."""
     B = values.shape[0]
     at = [names.index(n) for n in free]
     v = values[:, at]
     g = given[:, at]
+    inside = (v > lo) & (v < hi)
+    width = np.where(np.isfinite(lo) & np.isfinite(hi), hi - lo, np.nan)
+    lower = np.where(np.isfinite(width), v <= lo + 0.5 * np.nan_to_num(width), np.isfinite(lo))
+    step = np.where(np.isfinite(width), INSET * np.nan_to_num(width),
+                    INSET * np.maximum(np.abs(np.where(lower, lo, hi)), 1.0))
+    with np.errstate(invalid="ignore"):        # inf - step where a side is unbounded
+        moved = np.where(lower, lo + step, hi - step)
+    notes = {}
+    for b, j in np.argwhere(~inside & g):
+        where = ("on its lower bound" if v[b, j] == lo[b, j] else "on its upper bound"
+                 if v[b, j] == hi[b, j] else "outside its bounds")
+        notes[int(b)] = "; ".join(filter(None, [notes.get(int(b)), f"the start {free[j]}="
+                                                f"{v[b, j]:g} was {where}; it moved inside "
+                                                f"to {moved[b, j]:g}"]))
+    v = np.where(~inside & g, moved, v)
     out_ = (v < lo) | (v > hi)
-    bad = {}
-    for b, j in np.argwhere(out_ & g):
-        bad.setdefault(int(b), str(InputError(
-            f"the start of {free[j]!r} lies outside its bounds",
-            expected=f"{lo[b, j]:g} <= {free[j]} <= {hi[b, j]:g}", given=float(v[b, j]))))
+    v = np.where(((v == lo) | (v == hi)) & ~out_, moved, v)     # a default on a bound
     both, low, high = np.isfinite(lo) & np.isfinite(hi), np.isfinite(lo), np.isfinite(hi)
     lo0, hi0 = np.where(low, lo, 0.0), np.where(high, hi, 0.0)
     mid = np.where(both, (lo0 + hi0) / 2, np.where(low, lo0 + 1, hi0 - 1))
@@ -145,4 +159,4 @@ def spread_starts(values, given, lo, hi, names, free, K: int, seed: int) -> np.n
         rows = rows.reshape(B, K, -1)
         rows[:, 1:, at] = spread
         rows = rows.reshape(B * K, -1)
-    return rows, bad
+    return rows, notes
