@@ -70,3 +70,23 @@ def test_a_stall_on_a_bound_that_holds_nothing_stays_failed():
     theta2 = torch.tensor([[fit2.params["a"], fit2.params["k"], 0.3]], dtype=torch.float64)
     certify_on_bounds(prob2, tr, theta2, reason, message, OPTIONS)
     assert reason[0] == "xtol" and "c (lower)" in message[0]
+
+
+@pytest.mark.parametrize("loss", ["mae", "huber"])
+def test_a_robust_fit_on_a_bound_ends_as_fit_ends_it(loss):
+    # batched IRLS stalls on an active bound and its first-order test fails there; the row
+    # is finished as fit finishes it (active set, multipliers) and equals fit
+    rng = np.random.default_rng(3)
+    x = np.linspace(0.1, 10, 30)
+    V, K = rng.uniform(1, 3, 3), rng.uniform(0.5, 2, 3)
+    y = V[:, None] * x / (K[:, None] + x) + 0.05 * rng.standard_normal((3, 30))
+    lower = 1.3 * V                                     # every V held by its lower bound
+    many = gradfit.fit_many("V*x/(K+x)", x, y, loss=loss, bounds={"V": (lower, None)},
+                            p0={"V": 1.5 * V, "K": 0.2}, steps=300)
+    for b in range(3):
+        one = gradfit.fit("V*x/(K+x)", x, y[b], loss=loss, bounds={"V": (lower[b], None)},
+                          p0={"V": 1.5 * V[b], "K": 0.2}, steps=300)
+        assert one.converged and many.converged[b], many.message[b]
+        assert many.params["V"][b] == lower[b] and "V at its lower bound" in many.message[b]
+        for k in ("V", "K"):
+            assert many.params[k][b] == pytest.approx(one.params[k], rel=1e-10)

@@ -47,6 +47,13 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             theta = polished
             u = tr.internal(theta)
         certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
+    if method == "irls" and not tr.identity:     # a robust fit on a bound: as fit ends it
+        from .many_kkt import finish_robust_on_bounds
+        reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
+        finished = finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg)
+        if finished is not theta:
+            theta = finished
+            u = tr.internal(theta)
     if method != "lm":                 # LM checks its rank below; fit checks every method's
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
         _lost_rank_inner(reason, message, prob, tr, theta)

@@ -188,3 +188,49 @@ def _near(v, lo, hi):
     scale = scale.clamp_min(1e-300)
     on_lo = fin_lo & (v - lo <= NEAR * scale)
     return on_lo, fin_hi & ~on_lo & (hi - v <= NEAR * scale)
+
+
+#: robust fits on a bound finished one by one per call of ``finish_robust_on_bounds``
+ALONE_MAX = 256
+
+
+def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
+    """Finish the IRLS ends (mae, huber) of ``theta`` ``(k, P)`` that lie on a bound as
+    ``fit`` finishes them: by ``fit`` on that problem alone, from the point reached, whose
+    ``active_set`` holds the bound and certifies the end by the mae subgradient's or
+    huber's multipliers. Batched IRLS stalls there as LM does (the change of variables has
+    a vanishing derivative on the bound) and its first-order test then fails; the rows are
+    few. The first ``ALONE_MAX`` such rows are finished; the others keep their verdict.
+    Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in place."""
+    from .fit import fit
+    from .many_engines import _on_a_bound
+    if tr.identity:
+        return theta
+    rows = np.flatnonzero(_on_a_bound(tr, theta) & np.isfinite(
+        theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))[:ALONE_MAX]
+    if not rows.size:
+        return theta
+    theta = theta.clone()
+    names, at = list(prob.model.param_names), tr.free_at.tolist()
+    free = [names[j] for j in at]
+    for b in rows.tolist():
+        sel = torch.tensor([b], device=theta.device)
+        keep = slice(None) if prob.mask is None else prob.mask[b]
+        x = prob.x if prob.shared_x else prob.x[b]
+        with torch.no_grad():
+            before = float(prob.objective(theta[sel], sel)[0])
+        one = fit(prob.model, x[keep], prob.y[b][keep],
+                  sigma=None if prob.sigma is None else prob.sigma[b][keep],
+                  loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls",
+                  steps=cfg["steps"], dtype="float32" if prob.y.dtype == torch.float32
+                  else "float64", device=str(prob.y.device),
+                  p0={n: float(theta[b, j]) for n, j in zip(free, at)},
+                  bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i]))
+                          for i, n in enumerate(free)},
+                  fixed={n: float(theta[b, j]) for j, n in enumerate(names) if n not in free})
+        if one.converged and one.loss <= before * (1 + 1e-12) + 1e-300:
+            theta[b] = torch.tensor([one.params[n] for n in names], dtype=theta.dtype,
+                                    device=theta.device)
+            steps[b] += one.steps
+            reason[b], message[b] = one.reason, one.message
+    return theta
