@@ -33,3 +33,25 @@ def test_converged_exactly_when_at_the_minimum(optimizer, loss):
     at_minimum = r.loss <= best.loss * (1 + 1e-6)
     assert r.converged == at_minimum, r.message
     assert at_minimum or (optimizer, loss) == ("rmsprop", "huber")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_fit_many_judges_each_stop_as_fit_does(optimizer):
+    # a plateau series beside a well-posed one (its x in thousands): each gets fit's
+    # verdict and message, alone
+    x = np.linspace(0, 1000, 50)
+    xs = np.stack([x, x / 1000])
+    ys = np.stack([2 * np.exp(0.003 * x), 2 * np.exp(-0.003 * x) + 0.01 * np.sin(x / 50)])
+    b0 = [0.1, -1.0]
+    many = gradfit.fit_many("a*exp(b*x)", xs, ys, p0={"a": 1, "b": b0}, optimizer=optimizer,
+                            steps=3000)
+    assert many.reason[0] == "failed"
+    assert adam_converges_the_other(optimizer, many)
+    for i in range(2):
+        one = gradfit.fit("a*exp(b*x)", xs[i], ys[i], p0={"a": 1, "b": b0[i]},
+                          optimizer=optimizer, steps=3000)
+        assert many.reason[i] == one.reason and many.message[i] == one.message
+
+
+def adam_converges_the_other(optimizer, many) -> bool:
+    return optimizer != "adam" or bool(many.converged[1])

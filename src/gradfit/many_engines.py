@@ -57,6 +57,8 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     if method != "lm":                 # LM checks its rank below; fit checks every method's
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
         _lost_rank_inner(reason, message, prob, tr, theta)
+        if OPTIMIZERS[method].batched == "gradient":
+            _plateaus(reason, message, prob, tr, theta)
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         ok = torch.as_tensor(reason != "diverged", device=u.device)
@@ -120,6 +122,40 @@ def _lost_rank(reason, message, rank, F, prob, tr, u, cfg) -> None:
                                     full_matrices=False)
         reason[i] = "failed"
         message[i] = rank_message(int(rank[i]), tr.free, s, vh)
+
+
+def _plateaus(reason, message, prob, tr, theta) -> None:
+    """``stationary.plateau_message`` for the gradient methods' ``ftol``/``gtol`` ends: the
+    largest cosine between the loss's residual weights and a Jacobian column of the free
+    parameters not on a bound must be at most ``PLATEAU``, but where the loss fell to
+    ``EXACT`` of its value at all-zero parameters (an exact fit)."""
+    from .irls_check import huber_certificate
+    from .many_kkt import _near
+    from .stationary import EXACT, PLATEAU, plateau_text
+    loss = prob.loss
+    rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol")))
+    if loss.name not in ("mse", "rmse", "huber") or not rows.size:
+        return
+    idx = torch.as_tensor(rows, device=theta.device)
+    at, F = tr.free_at, len(tr.free)
+    v = theta[idx][:, at]
+    with torch.no_grad():
+        jr = prob.jacobian(ManyTransformFixedAt(tr, theta))(v, idx)      # (k, F+1, n)
+        end = prob.objective(theta[idx], idx)
+        zero = prob.objective(torch.zeros_like(theta[idx]), idx)
+    J = jr[:, :F].transpose(-1, -2)
+    if not tr.identity:
+        on_lo, on_hi = _near(v, tr.lo[idx], tr.hi[idx])
+        J = torch.where((on_lo | on_hi).unsqueeze(-2), 0.0, J)      # held by its bound
+    delta = loss.delta if loss.name == "huber" else float("inf")
+    _, cos = huber_certificate(jr[:, F], J, delta,
+                               None if prob.mask is None else prob.mask[idx])
+    exact = torch.isfinite(zero) & (zero > 0) & (end <= EXACT * zero)
+    psi = jr[:, F].clamp(-delta, delta).unsqueeze(-1)
+    along = ((J * psi).sum(-2).abs() / torch.linalg.vector_norm(J, dim=-2).clamp_min(1e-300))
+    for i in np.flatnonzero(((cos > PLATEAU) & ~exact).cpu().numpy()):
+        reason[rows[i]] = "failed"
+        message[rows[i]] = plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 
 def _lost_rank_inner(reason, message, prob, tr, theta) -> None:

@@ -56,7 +56,11 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
     with torch.no_grad():
         col = (jac * r.clamp(-delta, delta).unsqueeze(-1)).sum(0).abs() / \
             torch.linalg.vector_norm(jac, dim=0).clamp_min(1e-300)
-    name = free[int(col.argmax())]
+    return plateau_text(worst, free[int(col.argmax())])
+
+
+def plateau_text(worst: float, name: str) -> str:
+    """The message of a stop that is not stationary (``fit`` and ``fit_many`` alike)."""
     return (f"the loss stopped changing, but not at a minimum: its gradient is still "
             f"{worst:.2g} of its scale (along {name}), where a minimum has none (a plateau "
             "where the model's derivatives nearly vanish, or steps bouncing across the "
