@@ -55,3 +55,11 @@ def test_fit_many_judges_each_stop_as_fit_does(optimizer):
 
 def adam_converges_the_other(optimizer, many) -> bool:
     return optimizer != "adam" or bool(many.converged[1])
+
+
+def test_models_with_kinks_are_not_judged_by_their_gradient():
+    # a ReLU sum, and abs/max in an expression, can stop on a kink with one-sided slopes
+    from gradfit.models import make_model
+    from gradfit.stationary import smooth
+    assert [smooth(make_model(m)) for m in ("A*exp(-k*x) + C", "a*abs(x - b)", "relu:4",
+                                            "max(a*x, b)", "mlp:4")] == [True] + [False] * 4

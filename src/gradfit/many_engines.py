@@ -131,10 +131,10 @@ def _plateaus(reason, message, prob, tr, theta) -> None:
     ``EXACT`` of its value at all-zero parameters (an exact fit)."""
     from .irls_check import huber_certificate
     from .many_kkt import _near
-    from .stationary import EXACT, PLATEAU, plateau_text
+    from .stationary import EXACT, PLATEAU, plateau_text, smooth
     loss = prob.loss
     rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol")))
-    if loss.name not in ("mse", "rmse", "huber") or not rows.size:
+    if loss.name not in ("mse", "rmse", "huber") or not rows.size or not smooth(prob.model):
         return
     idx = torch.as_tensor(rows, device=theta.device)
     at, F = tr.free_at, len(tr.free)

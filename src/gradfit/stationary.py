@@ -10,7 +10,9 @@ the loss's residual weights ``psi(r)`` (``r`` for mse and rmse, ``clip(r, -delta
 delta)`` for huber) and a column of the Jacobian over the free parameters. Measured on
 this project's examples, stops at a minimum give at most 5e-6; plateaus 2e-2 to 1, and so
 does rmsprop bouncing across a huber minimum with its loss 14% above it. ``PLATEAU`` lies
-between. The mae loss has no gradient at its minimum and is not judged.
+between. The mae loss has no gradient at its minimum and is not judged, nor are models
+with kinks (``smooth``): ReLU sums and networks stop on kinks with one-sided slopes (the
+playground's relu:8 by gd at a cosine of 0.04).
 
     >>> import numpy as np, gradfit
     >>> x = np.linspace(0, 1000, 50)
@@ -22,6 +24,7 @@ between. The mae loss has no gradient at its minimum and is not judged.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -40,7 +43,7 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
     fallen to ``EXACT`` times its scale (``_loss_scale``): a loss that cannot be negative,
     at zero, whose residuals left are rounding and their direction means nothing."""
     loss = problem.loss
-    if loss.name not in ("mse", "rmse", "huber") or not free:
+    if loss.name not in ("mse", "rmse", "huber") or not free or not smooth(problem.model):
         return None
     if final_loss is not None and final_loss <= EXACT * _loss_scale(problem, final, first_loss):
         return None
@@ -57,6 +60,20 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
         col = (jac * r.clamp(-delta, delta).unsqueeze(-1)).sum(0).abs() / \
             torch.linalg.vector_norm(jac, dim=0).clamp_min(1e-300)
     return plateau_text(worst, free[int(col.argmax())])
+
+
+KINKS = re.compile(r"\b(abs|relu|min|max)\s*\(")
+
+
+def smooth(model) -> bool:
+    """Whether the model is smooth in its parameters, so that a minimum has no gradient:
+    not a flexible model (sums of ReLUs, a ReLU network) nor an expression with ``abs``,
+    ``relu``, ``min`` or ``max``, whose minima can sit on a kink with one-sided slopes (as
+    mae's do)."""
+    if not model.identifiable:
+        return False
+    source = getattr(getattr(model, "expression", None), "source", None)
+    return source is None or KINKS.search(source) is None
 
 
 def plateau_text(worst: float, name: str) -> str:
