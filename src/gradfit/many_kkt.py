@@ -27,6 +27,7 @@ import torch
 
 from .active_set import MU_TOL, NEAR
 from .batch_lm import MAX_STEPS, OPTIONS, ROUGH, TRIES, message as lm_message
+from .errors import FitError, InputError
 
 
 def certify_on_bounds(prob, tr, theta, reason, message, options, max_steps=None) -> None:
@@ -219,18 +220,26 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
         x = prob.x if prob.shared_x else prob.x[b]
         with torch.no_grad():
             before = float(prob.objective(theta[sel], sel)[0])
-        one = fit(prob.model, x[keep], prob.y[b][keep],
-                  sigma=None if prob.sigma is None else prob.sigma[b][keep],
-                  loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls",
-                  steps=cfg["steps"], dtype="float32" if prob.y.dtype == torch.float32
-                  else "float64", device=str(prob.y.device),
-                  p0={n: float(theta[b, j]) for n, j in zip(free, at)},
-                  bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i]))
-                          for i, n in enumerate(free)},
-                  fixed={n: float(theta[b, j]) for j, n in enumerate(names) if n not in free})
+        try:
+            one = _alone(fit, prob, tr, theta, b, x[keep], keep, names, free, at, cfg)
+        except (InputError, FitError, RuntimeError, ValueError):    # keep the batch's verdict
+            continue
         if one.converged and one.loss <= before * (1 + 1e-12) + 1e-300:
             theta[b] = torch.tensor([one.params[n] for n in names], dtype=theta.dtype,
                                     device=theta.device)
             steps[b] += one.steps
             reason[b], message[b] = one.reason, one.message
     return theta
+
+
+def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg):
+    """``fit`` on problem ``b`` alone from its point ``theta[b]``, with its bounds and fixed
+    values."""
+    return fit(prob.model, x, prob.y[b][keep],
+               sigma=None if prob.sigma is None else prob.sigma[b][keep],
+               loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls",
+               steps=cfg["steps"], device=str(prob.y.device),
+               dtype="float32" if prob.y.dtype == torch.float32 else "float64",
+               p0={n: float(theta[b, j]) for n, j in zip(free, at)},
+               bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i])) for i, n in enumerate(free)},
+               fixed={n: float(theta[b, j]) for j, n in enumerate(names) if n not in free})
