@@ -52,14 +52,7 @@ def certify_on_bounds(prob, tr, theta, reason, message, options, max_steps=None)
     rn = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
     s = torch.linalg.vector_norm(J, dim=-1) * rn
     cos = torch.where(s > 0, g / s.clamp_min(1e-300), 0.0)
-    lo, hi = tr.lo[idx], tr.hi[idx]
-    fin_lo, fin_hi = torch.isfinite(lo), torch.isfinite(hi)
-    width = torch.where(fin_lo & fin_hi, hi - lo, 0.0)
-    scale = torch.stack([v.abs(), torch.where(fin_lo, lo.abs(), 0.0),
-                         torch.where(fin_hi, hi.abs(), 0.0), width], -1).amax(-1)
-    scale = scale.clamp_min(1e-300)
-    on_lo = fin_lo & (v - lo <= NEAR * scale)
-    on_hi = fin_hi & ~on_lo & (hi - v <= NEAR * scale)
+    on_lo, on_hi = _near(v, tr.lo[idx], tr.hi[idx])
     held = ((on_lo & (cos >= -MU_TOL)) | (on_hi & (-cos >= -MU_TOL)) | ~(on_lo | on_hi)).all(-1)
     inner = ~(on_lo | on_hi)
     stationary = _inner_at_end(J, r, g, cos, inner, prob.ydata[idx])
