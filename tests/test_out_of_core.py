@@ -48,7 +48,7 @@ def test_normal_lm_over_chunks_equals_curve_fit():
 def test_partition_moments_by_blocks_equal_the_closed_form():
     # more than two blocks of forward mode, with sigma: J^T J, J^T r and S against the
     # Gaussian's own derivatives
-    from gradfit.normal_lm import BLOCK
+    from gradfit.block_moments import BLOCK
     x, y, sigma = gaussian_data(2 * BLOCK + 777, seed=5)
     th = np.array([1.9, 0.45, 0.82, 0.28])
     got = partition_moments(make_model(GAUSS), x, y, sigma, th)

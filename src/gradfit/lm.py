@@ -15,7 +15,8 @@ loop's own ``ftol`` and ``gtol`` are off unless given. The learning rate is igno
 needs a squared-error loss (mse or rmse: the same minimiser), and reports the problem's
 objective as the loss. Jacobians are exact: forward mode on the tree of a text expression
 (``expr_jacobian``), else autograd (``jacobian_by_rows`` up to ``ROWS_MAX`` points, else
-``jacobian_from_graph``).
+``jacobian_from_graph``). On ``LONG`` points or more, an expression's sums ``[J r]^T [J r]``
+and the rank check's ``R`` factor go over blocks of points (``block_moments``).
 
     >>> import numpy as np, gradfit
     >>> x = np.linspace(0, 3, 30); y = 2.5 * np.exp(-1.3 * x) + 0.5
@@ -34,6 +35,7 @@ import warnings
 import torch
 
 from .batch_lm import OPTIONS, RUNNING, BatchLM, message, reason
+from .block_moments import BLOCK, block_moments, block_r, expression_block
 from .errors import InputError
 from .linear_lsq import linear_least_squares
 from .problem import Problem
@@ -119,11 +121,16 @@ class LevenbergMarquardt(Stepper):
             self.loss, self.gnorm = self.linear.start_loss_and_gradient(problem, theta.detach())
             return
         ys = problem.y if problem.sigma is None else problem.y / problem.sigma
+        self.block = long_expression(problem)
+        normal = None
+        if self.block is not None:
+            def normal(t, idx):
+                return block_moments(self.block, problem.x, problem.y, problem.sigma, t[0])[None]
         with threads_for(problem):
             self.engine = BatchLM(problem_jacobian(problem, theta.detach()),
                                   theta.detach().unsqueeze(0),
                                   ydata=torch.linalg.vector_norm(ys).reshape(1),
-                                  options=self.options)
+                                  options=self.options, normal=normal)
 
     @property
     def njev(self) -> int:
@@ -170,12 +177,16 @@ class LevenbergMarquardt(Stepper):
         """A converged fit whose scaled Jacobian ``J D^-1`` has lost rank is a failure:
         singular values below ``eps max(n, F) s_max`` count as zero (as ``fit_many``)."""
         from .verdict import rank_message
-        e, F = self.engine, self.engine.F
-        with threads_for(self.problem):
-            jac = e.jacobian(e.th, e.idx)[0, :F].transpose(0, 1)
-            if not bool(torch.isfinite(jac).all()):
+        e, F, p = self.engine, self.engine.F, self.problem
+        with threads_for(p):
+            if self.block is not None:      # R of J D^-1 over blocks: J D^-1's singular values
+                scaled = block_r(self.block, p.x, p.y, p.sigma, e.th[0], e.d[0])
+            else:
+                jac = e.jacobian(e.th, e.idx)[0, :F].transpose(0, 1)
+                scaled = jac / e.d[0] if bool(torch.isfinite(jac).all()) else None
+            if scaled is None:
                 return
-            _, s, vh = torch.linalg.svd(jac / e.d[0], full_matrices=False)
+            _, s, vh = torch.linalg.svd(scaled, full_matrices=False)
         self.svd = s, vh, e.d[0]
         eps = torch.finfo(s.dtype).eps
         rank = int((s > eps * max(self.problem.n, F) * s[0]).sum()) if s[0] > 0 else 0
@@ -188,6 +199,16 @@ class LevenbergMarquardt(Stepper):
 
 
 SMALL_WORK = 2 ** 16        # n * P below which a fit runs on one thread
+LONG = 4 * BLOCK            # from this many points on, LM's sums go over blocks of points
+
+
+def long_expression(problem):
+    """``block_moments.expression_block`` of a problem of ``LONG`` points or more on the CPU
+    whose model is a text expression the forward-mode program supports, else None (a GPU
+    takes the whole series in a few wide kernels)."""
+    if not isinstance(problem, Problem) or problem.n < LONG or problem.y.device.type != "cpu":
+        return None
+    return expression_block(problem.model)
 
 
 class threads_for:

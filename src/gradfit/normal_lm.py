@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from .batch_lm import OPTIONS, batch_lm, message, reason as code_reason
+from .block_moments import block_moments, expression_block
 from .lm import residuals_and_jacobian
 
 
@@ -57,15 +58,11 @@ class Moments:
     yy: float
 
 
-#: points of a partition's block: its value and tangents stay in cache
-BLOCK = 2 ** 15
-
-
 def partition_moments(model, x, y, sigma, theta) -> Moments:
     """``S``, ``J^T J`` and ``J^T r`` of one partition (numpy in and out, float64): by
-    forward mode on a text expression's tree (``expr_jacobian``) over blocks of ``BLOCK``
-    points, ``M = [J r]^T [J r]`` summed block by block (a fixed order: the same numbers
-    however often a task is rerun); else by autograd over the whole partition."""
+    forward mode on a text expression's tree over blocks of points (``block_moments``: a
+    fixed order, the same numbers however often a task is rerun); else by autograd over the
+    whole partition."""
     xt = torch.tensor(np.asarray(x, dtype=np.float64))
     yt = torch.tensor(np.asarray(y, dtype=np.float64))
     st = None if sigma is None else torch.tensor(np.asarray(sigma, dtype=np.float64))
@@ -75,7 +72,7 @@ def partition_moments(model, x, y, sigma, theta) -> Moments:
     if n == 0:
         return Moments(0.0, np.zeros((P, P)), np.zeros(P), 0, 0.0)
     ys = yt if st is None else yt / st
-    block = _expression_block(model)
+    block = expression_block(model)
     if block is None:
         def residuals(t):
             r = model(xt, t) - yt
@@ -83,29 +80,8 @@ def partition_moments(model, x, y, sigma, theta) -> Moments:
         r, jac = residuals_and_jacobian(residuals, th)
         return Moments(float(r @ r), (jac.T @ jac).numpy(), (jac.T @ r).numpy(), n,
                        float(ys @ ys))
-    M = torch.zeros(P + 1, P + 1, dtype=torch.float64)
-    for a in range(0, n, BLOCK):
-        jr = block(xt[a:a + BLOCK], th, yt[a:a + BLOCK])          # [J f-y]^T (P+1, m)
-        if st is not None:
-            jr = jr / st[a:a + BLOCK]
-        M += jr @ jr.T
-    M = M.numpy()
+    M = block_moments(block, xt, yt, st, th).numpy()
     return Moments(float(M[P, P]), M[:P, :P].copy(), M[:P, P].copy(), n, float(ys @ ys))
-
-
-def _expression_block(model):
-    """``(x, theta (P,), y) -> [J f-y]^T`` ``(P+1, m)`` for a text expression the
-    forward-mode program supports, else None."""
-    from .expr_jacobian import ExpressionJacobian, supports
-    from .models import ExpressionModel
-    if not (isinstance(model, ExpressionModel) and supports(model.expression)):
-        return None
-    ej, names = ExpressionJacobian(model.expression), model.input_names
-
-    def block(x, th, y):
-        cols = [x] if x.ndim == 1 else list(x.unbind(-1))
-        return ej(dict(zip(names, cols)), th[None], y[None])[0]
-    return block
 
 
 def sum_moments(parts) -> Moments:
