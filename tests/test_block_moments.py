@@ -26,7 +26,7 @@ def data(n, seed=0):
 
 
 def test_block_sums_and_r_factor_equal_the_whole_jacobians():
-    x, y, sigma = data(3 * 1000 + 17, seed=3)
+    x, y, sigma = data(5 * 1000 + 17, seed=3)      # two spans on two threads
     th = np.array([1.9, 0.45, 0.82, 0.28])
     e, jac = gauss_jacobian(x, *th[:3])
     jac = jac / sigma[:, None]

@@ -14,8 +14,9 @@ number, unlike reading singular values off ``J^T J``).
 
 Blocks of ``BLOCK`` points keep an expression's values and tangents (forward mode,
 ``expr_jacobian``) in cache: 7x faster than the whole series at 10^7 points on one core.
-A block's rows are ``[J f-y]^T`` divided by ``sigma``; the blocks are summed in a fixed
-order, so a rerun gives the same numbers.
+A block's rows are ``[J f-y]^T`` divided by ``sigma``. On the CPU the points are cut into
+one contiguous span per torch thread, each summed on its own core; the spans' sums are
+added in order, so a rerun with as many threads gives the same numbers.
 
     >>> import torch
     >>> from gradfit.models import make_model
@@ -26,6 +27,8 @@ order, so a rerun gives the same numbers.
     [-2.5, -5.0, 5.0]
 """
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -49,37 +52,63 @@ def expression_block(model):
 
 
 def _blocks(block, x, y, sigma, th, size):
-    """The blocks' ``[J r]^T``, on the caller's thread alone (on the CPU): a block's
-    operations are too small for torch's threads to repay their start and wait."""
-    before = torch.get_num_threads()
-    one = x.device.type == "cpu" and before != 1
-    try:
-        if one:
-            torch.set_num_threads(1)
-        for a in range(0, int(y.shape[0]), size):
-            jr = block(x[a:a + size], th, y[a:a + size])
-            yield jr if sigma is None else jr / sigma[a:a + size]
-    finally:
-        if one:
+    """The blocks' ``[J r]^T`` ``(P+1, m)``, in order."""
+    for a in range(0, int(y.shape[0]), size):
+        jr = block(x[a:a + size], th, y[a:a + size])
+        yield jr if sigma is None else jr / sigma[a:a + size]
+
+
+def _by_spans(reduce, block, x, y, sigma, th, size) -> list:
+    """``reduce(blocks)`` over contiguous spans of the points, one span per torch thread on
+    the CPU (at least two blocks each), side by side, each thread on its own with one torch
+    thread (``many_parallel``'s reasoning: a block's operations are too small for torch's
+    threads to repay their start and wait); the spans' results in order."""
+    n = int(y.shape[0])
+    k = torch.get_num_threads() if y.device.type == "cpu" else 1
+    k = max(1, min(k, n // (2 * size)))
+    cuts = [n * i // k for i in range(k + 1)]
+
+    def run(a, b):
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)            # this thread's setting only
+        try:
+            return reduce(_blocks(block, x[a:b], y[a:b],
+                                  None if sigma is None else sigma[a:b], th, size))
+        finally:
             torch.set_num_threads(before)
+    if k == 1:
+        return [run(0, n)] if y.device.type == "cpu" else [reduce(_blocks(block, x, y, sigma,
+                                                                          th, size))]
+    with ThreadPoolExecutor(k, thread_name_prefix="gradfit-blocks") as pool:
+        return list(pool.map(run, cuts[:-1], cuts[1:]))
 
 
 def block_moments(block, x, y, sigma, th, *, size: int = BLOCK) -> torch.Tensor:
     """``M = [J r]^T [J r]`` ``(P+1, P+1)`` summed over blocks of ``size`` points."""
     P = th.shape[-1]
-    M = torch.zeros(P + 1, P + 1, dtype=th.dtype, device=th.device)
-    for jr in _blocks(block, x, y, sigma, th, size):
-        M.addmm_(jr, jr.T)
-    return M
+
+    def total(blocks):
+        M = torch.zeros(P + 1, P + 1, dtype=th.dtype, device=th.device)
+        for jr in blocks:
+            M.addmm_(jr, jr.T)
+        return M
+    return torch.stack(_by_spans(total, block, x, y, sigma, th, size)).sum(0)
 
 
 def block_r(block, x, y, sigma, th, d, *, size: int = BLOCK) -> torch.Tensor | None:
     """The triangular factor ``R`` ``(P, P)`` of ``J D^-1`` (``d``: the column scales),
     built over blocks of ``size`` points; None where ``J`` is not finite."""
-    R = None
-    for jr in _blocks(block, x, y, sigma, th, size):
-        jb = jr[:-1].T / d
-        if not bool(torch.isfinite(jb).all()):
-            return None
-        R = torch.linalg.qr(jb if R is None else torch.cat([R, jb]), mode="r")[1]
-    return R
+    def factor(blocks):
+        R = None
+        for jr in blocks:
+            jb = jr[:-1].T / d
+            if not bool(torch.isfinite(jb).all()):
+                return None
+            R = _r(jb if R is None else torch.cat([R, jb]))
+        return R
+    parts = _by_spans(factor, block, x, y, sigma, th, size)
+    return None if any(R is None for R in parts) else _r(torch.cat(parts))
+
+
+def _r(a: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.qr(a, mode="r")[1]
