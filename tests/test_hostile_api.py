@@ -17,7 +17,7 @@ SINE_P0 = {"a": 1.0, "w": 1.5, "p": 0.0}
 
 
 def sine_with_outliers(seed):
-    """A sine with every 7th point an outlier (seed 3 leaves IRLS short of the minimum)."""
+    """A sine with every 7th point an outlier (seed 3 left IRLS alone short of the minimum)."""
     rng = np.random.default_rng(seed)
     x = np.linspace(0, 4, 30)
     rng.standard_normal(30), rng.integers(0, 30, 4), rng.normal(0, 2, 4)
@@ -49,14 +49,15 @@ def test_mae_by_irls_is_converged_only_where_nothing_is_lower(seed):
         assert "subgradient" in r.message
 
 
-def test_an_uncertified_mae_stop_is_failed_in_fit_and_fit_many():
+def test_the_mae_stop_irls_could_not_certify_is_now_the_minimum_in_fit_and_fit_many():
+    # IRLS alone stopped 5e-6 short here (failed: "cannot certify"); walking the MAE's
+    # edges from its vertex (mae_vertex) reaches the minimum, in fit and in fit_many
     x, y = sine_with_outliers(3)
     r = gradfit.fit(SINE, x, y, loss="mae", p0=SINE_P0)
     ref = best_mae(x, y, list(r.params.values()))
-    assert r.loss > ref * (1 + 1e-6)             # the point IRLS stopped at is not the minimum
-    assert not r.converged and r.reason == "failed" and "gap" in r.message
+    assert r.converged and r.loss <= ref * (1 + 1e-12)
     many = gradfit.fit_many(SINE, x, y[None], loss="mae", p0=SINE_P0)
-    assert not many.converged[0] and many.reason[0] == "failed"
+    assert many.converged[0] and many.loss[0] == pytest.approx(r.loss, rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 3])

@@ -8,7 +8,8 @@ the weighted problem is solved by Gauss-Newton steps with step halving (the scal
 ``lm.scaled_svd``, batched), and the step is kept when it lowers the loss by more than
 ``ftol``. For mae a *vertex step* interpolates the P points nearest the curve, and is
 kept when zero lies in the subgradient there (``J_Z^T l = -J_N^T sign(r_N)``, all
-``|l_i| <= 1``): the exact minimum. Problems that stop leave the batch.
+``|l_i| <= 1``): the exact minimum; where it is not, the MAE's edges are walked from it
+(``mae_vertex``, one problem at a time). Problems that stop leave the batch.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import math
 
 import torch
 
-from .irls import OPTIONS
+from .irls import EXCHANGES, OPTIONS
 from .irls_check import certify, uncertified_text
 from .lm import scaled_svd
+from .mae_vertex import descend
 
 
 class _Batch:
@@ -39,6 +41,45 @@ class _Batch:
     def valid(self, idx):
         return (torch.ones_like(self.prob.y[idx], dtype=torch.bool) if self.prob.mask is None
                 else self.prob.mask[idx])
+
+
+class _Row:
+    """One problem of a batch as ``irls.IRLS`` sees its problem: the residuals of its real
+    points and their exact Jacobian, at parameters ``u`` ``(F,)``."""
+
+    def __init__(self, batch: _Batch, i: int, dev):
+        self.batch, self.i = batch, torch.tensor([i], device=dev)
+        self.valid = batch.valid(self.i)[0]
+
+    def residuals(self, u):
+        return self.batch.residuals(u[None], self.i)[0][self.valid]
+
+    def jacobian(self, u):
+        block = self.batch.jac(u[None], self.i)[0]
+        return block[-1][self.valid], block[:-1].transpose(0, 1)[self.valid]
+
+    def rows(self, idx):
+        def on_rows(u):
+            r, jac = self.jacobian(u)
+            return r[idx], jac[idx]
+        return on_rows
+
+    def objective(self, u) -> float:
+        return float(self.batch.objective(u[None], self.i)[0])
+
+
+def _descend(batch: _Batch, u, idx, vertex, ok):
+    """``irls.IRLS.descend`` for each row not certified at its vertex: walk the MAE's
+    edges from it (``mae_vertex.descend``), one problem at a time; a row moves where its
+    MAE is not higher. Returns ``u`` and the rows now certified."""
+    u, ok = u.clone(), ok.clone()
+    for k in (~ok).nonzero().flatten().tolist():
+        row = _Row(batch, int(idx[k]), u.device)
+        walked, ok[k] = descend(row.residuals, vertex[k], steps=EXCHANGES,
+                                jacobian=row.jacobian, rows=row.rows)
+        if row.objective(walked) <= row.objective(u[k]) * (1 + 1e-12):
+            u[k] = walked
+    return u, ok
 
 
 def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33):
@@ -191,8 +232,9 @@ def batch_irls(prob, tr, u0, cfg):
                     fresh = (near != refused[ic]).any(-1)
                     ic, near = ic[fresh], near[fresh]
                     vertex, ok = _certified(batch, u[ic], ic, inner)
-                    refused[ic[~ok]] = near[~ok]
                     u[ic[ok]] = vertex[ok]
+                    u[ic], ok = _descend(batch, u[ic], ic, vertex, ok)
+                    refused[ic[~ok]] = near[~ok]
                     for b in ic[ok].tolist():
                         reason[b] = "ftol"
                         message[b] = ("the exact minimum: a vertex whose optimality is "

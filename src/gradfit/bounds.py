@@ -163,6 +163,9 @@ class TransformedProblem:
     def predict(self, u):
         return self.base.predict(self.transform.external(u))
 
+    def rows(self, idx) -> "TransformedProblem":
+        return TransformedProblem(self.base.rows(idx), self.transform)
+
     def residuals(self, u):
         return self.base.residuals(self.transform.external(u))
 

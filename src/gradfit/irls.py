@@ -26,10 +26,13 @@ import math
 import torch
 
 from .errors import InputError
-from .lm import residuals_and_jacobian, scaled_svd
+from .lm import problem_residuals_and_jacobian, residuals_and_jacobian, scaled_svd
 from .losses import LOSSES
 from .stepper import Stepper
 from .irls_check import certify, uncertified_text
+from .mae_vertex import descend
+
+EXCHANGES = 200         # edges of the MAE's polytope walked from a vertex, at most
 
 OPTIONS = {
     "ftol": 1e-14,        # stop when a step lowers the loss by less than this, relatively
@@ -55,22 +58,31 @@ class _Weighted:
             r = r[..., self.rows]
         return r * self.root_w
 
+    def jacobian(self, theta):
+        """The weighted residuals and their exact Jacobian (``lm``'s fastest exact way)."""
+        base = self.base if self.rows is None else self.base.rows(self.rows)
+        r, jac = problem_residuals_and_jacobian(base, theta)
+        return r * self.root_w, jac * self.root_w.unsqueeze(-1)
+
     @property
     def n(self):
         return self.y.shape[0]
 
 
-def _gauss_newton(residuals, theta0: torch.Tensor, steps: int, halvings: int = 33) -> torch.Tensor:
+def _gauss_newton(residuals, theta0: torch.Tensor, steps: int, halvings: int = 33,
+                  jacobian=None) -> torch.Tensor:
     """Minimise ``sum residuals(theta)^2`` by Gauss-Newton steps with step halving (the
     least-squares solve of ``J delta = -r`` by SVD, at most ``halvings`` halvings a step);
     exact in one step for linear models. It stops when a step stops lowering the sum, or
-    is at the rounding level of the parameters."""
+    is at the rounding level of the parameters. ``jacobian(theta) -> (r, J)``: by default
+    autograd on ``residuals``."""
+    jacobian = jacobian or (lambda t: residuals_and_jacobian(residuals, t))
     theta = theta0.detach().clone()
     r = residuals(theta).detach()
     ss = float(r.square().sum())
     eps = torch.finfo(theta.dtype).eps
     for _ in range(steps):
-        _, jac = residuals_and_jacobian(residuals, theta)
+        _, jac = jacobian(theta)
         d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
         sv, vh, c, _ = scaled_svd(jac, d, r)          # (guards against subnormal slowness)
         delta = -(vh.transpose(-1, -2) @ torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)) / d
@@ -119,6 +131,9 @@ class IRLS(Stepper):
             (g,) = torch.autograd.grad(loss, t)
         return loss.item(), torch.linalg.vector_norm(g).item()
 
+    def _jacobian(self, theta: torch.Tensor):
+        return problem_residuals_and_jacobian(self.problem, theta)
+
     def _objective(self, theta: torch.Tensor) -> float:
         with torch.no_grad():
             value = self.problem.objective(theta).item()
@@ -142,7 +157,8 @@ class IRLS(Stepper):
             with torch.no_grad():
                 r = self.problem.residuals(self.theta.detach())
             weighted = _Weighted(self.problem, self._weights(r).sqrt())
-            candidate = _gauss_newton(weighted.residuals, self.theta, self.inner)
+            candidate = _gauss_newton(weighted.residuals, self.theta, self.inner,
+                                      jacobian=weighted.jacobian)
             new = self._objective(candidate)
             gain = (loss - new) / abs(loss) if loss else 0.0
             sharpen = mae and self.eps > self.eps_min
@@ -172,7 +188,7 @@ class IRLS(Stepper):
         """``stop`` if a first-order test (``irls_check``) certifies the point, else
         "failed" saying how far from optimal it is."""
         prob = self.problem
-        r, jac = residuals_and_jacobian(prob.residuals, self.theta.detach())
+        r, jac = self._jacobian(self.theta.detach())
         ys = prob.y if prob.sigma is None else prob.y / prob.sigma
         ok, gap = certify(prob.loss, r[None], jac[None], scale=ys.abs().max().reshape(1))
         if bool(ok[0]):
@@ -190,7 +206,7 @@ class IRLS(Stepper):
         delta, last = self.problem.loss.delta, None
         best = self._objective(self.theta)
         for _ in range(iterations):
-            r, jac = residuals_and_jacobian(self.problem.residuals, self.theta.detach())
+            r, jac = self._jacobian(self.theta.detach())
             quad = r.abs() <= delta
             g = jac[quad].transpose(0, 1) @ r[quad] + delta * (
                 jac[~quad].transpose(0, 1) @ torch.sign(r[~quad]))
@@ -220,7 +236,9 @@ class IRLS(Stepper):
                         "rounding level of the parameters")
 
     def _certified_vertex(self) -> bool:
-        """Move to the vertex through the P points nearest the curve if it is optimal.
+        """Move to the vertex through the P points nearest the curve if it is optimal; else
+        walk the MAE's edges from it (``mae_vertex.descend``), moving if the MAE fell. Says
+        whether the point reached is certified optimal.
 
         At a vertex (``r_i = 0`` for ``i`` in Z, P points) the MAE is minimal when zero lies
         in its subgradient: ``J_Z^T l = -J_N^T sign(r_N)`` has a solution with all
@@ -234,13 +252,27 @@ class IRLS(Stepper):
         if self._certify(vertex):
             self._move(vertex)
             return True
-        self._refused = rows
-        return False
+        _, certified = self.descend(vertex if vertex is not None else self.theta.detach())
+        if not certified:
+            self._refused = rows
+        return certified
 
-    def _certify(self, vertex: torch.Tensor) -> bool:
+    def descend(self, start: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """``mae_vertex.descend`` from ``start``; moves there if the MAE is not higher."""
+        prob = self.problem
+        walked, certified = descend(
+            prob.residuals, start, steps=EXCHANGES, jacobian=self._jacobian,
+            rows=lambda idx: lambda t: problem_residuals_and_jacobian(prob.rows(idx), t))
+        if self._objective(walked) <= self._objective(self.theta) * (1 + 1e-12):
+            self._move(walked)
+        return walked, certified
+
+    def _certify(self, vertex: torch.Tensor | None) -> bool:
         """Whether ``vertex`` interpolates P points, zero lies in the subgradient there,
         and the loss is not higher than here."""
-        rv, jac = residuals_and_jacobian(self.problem.residuals, vertex)
+        if vertex is None:
+            return False
+        rv, jac = self._jacobian(vertex)
         p = vertex.shape[0]
         order = torch.argsort(rv.abs())
         active, rest = order[:p], order[p:]
@@ -276,7 +308,8 @@ class IRLS(Stepper):
         sub = _Weighted(self.problem, torch.ones(p, dtype=r.dtype, device=r.device), rows)
         # P equations in P unknowns: Newton's method, which either converges fast or finds
         # no vertex near here; a step that needs many halvings means the latter
-        return _gauss_newton(sub.residuals, self.theta, self.inner, halvings=12)
+        return _gauss_newton(sub.residuals, self.theta, self.inner, halvings=12,
+                             jacobian=sub.jacobian)
 
     def _move(self, new: torch.Tensor) -> None:
         with torch.no_grad():

@@ -84,6 +84,15 @@ def residuals_and_jacobian(fn, theta: torch.Tensor) -> tuple[torch.Tensor, torch
         return fn(t).detach(), torch.func.jacfwd(fn)(t)
 
 
+def problem_residuals_and_jacobian(problem, theta: torch.Tensor):
+    """``problem.residuals(theta)`` and its exact Jacobian: forward mode on a text
+    expression's tree for a plain ``Problem`` (one pass, no graph), else autograd."""
+    if isinstance(problem, Problem) and expression_block(problem.model) is not None:
+        jr = problem_jacobian(problem, theta)(theta.detach()[None], None)[0]
+        return jr[-1], jr[:-1].transpose(0, 1)
+    return residuals_and_jacobian(problem.residuals, theta)
+
+
 def _jacobian(r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad(), warnings.catch_warnings():
         # vmap's note about ops without a batching rule: they still give the right answer

@@ -29,6 +29,11 @@ class Problem:
     def predict(self, theta: torch.Tensor) -> torch.Tensor:
         return self.model(self.x, theta)
 
+    def rows(self, idx: torch.Tensor) -> "Problem":
+        """The problem on the points ``idx`` alone."""
+        return Problem(self.model, self.x[idx], self.y[idx],
+                       None if self.sigma is None else self.sigma[idx], self.loss)
+
     def residuals(self, theta: torch.Tensor) -> torch.Tensor:
         """``(pred - y) / sigma``, shape ``(..., n)``."""
         return self.loss.residuals(self.model(self.x, theta), self.y, self.sigma)
