@@ -441,3 +441,31 @@ def test_complex_data_is_refused_not_cut_to_its_real_part():
                  lambda: gradfit.fit_many("a*x+b", x, np.vstack([x, x]) + 1j)):
         with pytest.raises(gradfit.InputError, match="complex numbers"):
             call()
+
+
+def test_a_csv_of_many_batches_reads_every_cell_as_float_reads_it():
+    # the fast path converts a batch of rows at once; the oracle is Python's float per cell
+    import io
+    from gradfit.data import BATCH_ROWS, read_csv
+    rng = np.random.default_rng(0)
+    n = 2 * BATCH_ROWS + 123
+    x = [repr(float(v)) for v in rng.uniform(-1e6, 1e6, n)]
+    y = ["%.17g" % v for v in rng.standard_normal(n)]
+    y[5] = " +.5 "
+    text = "x,y\n" + "".join(f"{a},{b}\n" for a, b in zip(x, y))
+    d = read_csv(io.BytesIO(text.encode()), "f.csv")
+    assert d.x.tolist() == [float(v) for v in x] and d.y.tolist() == [float(v) for v in y]
+
+
+@pytest.mark.parametrize("bad, message", [("1_000", "not a number"), ("inf", "not a finite"),
+                                          ("", "missing value")])
+def test_the_first_bad_cell_of_a_later_batch_is_named_by_its_row(bad, message):
+    import io
+    from gradfit.data import BATCH_ROWS, read_csv
+    rows = [f"{i},{2 * i}" for i in range(2 * BATCH_ROWS)]
+    rows[BATCH_ROWS + 7] = f"{BATCH_ROWS + 7},{bad}"
+    rows[BATCH_ROWS + 9] = "oops,1"
+    text = "x,y\n" + "\n".join(rows) + "\n"
+    with pytest.raises(DataError, match=message) as e:
+        read_csv(io.BytesIO(text.encode()), "f.csv", max_points=BATCH_ROWS + 20)
+    assert f"row {BATCH_ROWS + 9}, column 'y'" in str(e.value)      # header is row 1

@@ -343,12 +343,18 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
     reader = csv.reader(itertools.chain(blank, [first], lines), delimiter=delimiter,
                         skipinitialspace=True)
+    batch: list = []                # rows read but not yet converted (see _add_rows)
     try:
         header, header_row = _header(reader, where, max_columns)
         xs, y, sigma = _choose_columns(header, x, y, sigma, where)
         used = xs + [y] + ([sigma] if sigma is not None else [])
         index = [header.index(c) for c in used]
         columns, dropped, seen = [array("d") for _ in used], 0, 0
+
+        def flush():
+            nonlocal dropped
+            dropped += _add_rows(batch, columns, header, used, index, sigma, where, drop_nan)
+            batch.clear()
         for cells in reader:
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
@@ -357,15 +363,16 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
                 check()
             row = reader.line_num
             if max_points is not None and seen > max_points:
+                flush()                     # a bad row before this one is the first error
                 raise DataError("too many points", expected=f"at most {max_points:,} rows",
                                 where=f"{where}, row {row}")
-            nums = _row_numbers(cells, header, used, index, sigma, f"{where}, row {row}", drop_nan)
-            if nums is None:
-                dropped += 1
-                continue
-            for col, v in zip(columns, nums):
-                col.append(v)
+            batch.append((row, cells))
+            if len(cells) != len(header) or len(batch) >= BATCH_ROWS:
+                flush()
+        flush()
     except csv.Error as e:
+        if batch:
+            flush()                 # a bad row before this one is the first error
         raise DataError(f"cannot parse the CSV ({e})", expected="well-formed CSV",
                         where=f"{where}, row {reader.line_num}") from None
     if not seen:
@@ -402,6 +409,47 @@ def _header(reader, where: str, max_columns: int | None) -> tuple[list[str], int
                             where=f"{where}, row {row}")
         first_at[name] = i
     return header, row
+
+
+BATCH_ROWS = 4096
+#: a batch of cells that are all finite numbers, one a line (the fast path of ``_add_rows``)
+_FINITE = r"[ \t]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*"
+FINITE_LINES = re.compile(rf"(?:{_FINITE}\n)*{_FINITE}", re.ASCII)
+
+
+def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan) -> int:
+    """Append the used cells of ``batch`` (``(row, cells)`` pairs) to ``columns``; returns
+    how many rows were dropped. A batch whose used cells are all finite numbers (one
+    regular-expression match and one conversion a column) goes in at once; any other goes
+    row by row through ``_row_numbers``, which says what is wrong and where."""
+    if not batch:
+        return 0
+    fast = all(len(cells) == len(header) for _, cells in batch)
+    values = []
+    for i in index if fast else ():
+        cells = [c[i] for _, c in batch]
+        try:
+            v = np.array(cells, dtype=np.float64) if FINITE_LINES.fullmatch("\n".join(cells)) \
+                else None
+        except ValueError:
+            v = None
+        if v is None or not np.isfinite(v).all():
+            fast = False
+            break
+        values.append(v)
+    if fast and (sigma is None or bool((values[-1] > 0).all())):
+        for col, v in zip(columns, values):
+            col.frombytes(v.tobytes())
+        return 0
+    dropped = 0
+    for row, cells in batch:
+        nums = _row_numbers(cells, header, used, index, sigma, f"{where}, row {row}", drop_nan)
+        if nums is None:
+            dropped += 1
+            continue
+        for col, v in zip(columns, nums):
+            col.append(v)
+    return dropped
 
 
 def _row_numbers(cells, header, used, index, sigma, here, drop_nan) -> list[float] | None:
