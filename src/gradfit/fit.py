@@ -228,6 +228,8 @@ class FitRun(Run):
             detail = self._diverged_text(step, "the loss or a parameter became non-finite after "
                                          "the last step", losses, lr)
             final = points[-1] if points else final
+            with torch.no_grad():
+                final_loss = prob.objective(final).item()
         names = prob.model.param_names
         extra_steps, at_bound = 0, {}
         bounds = {n: b for n, b in self.transform.bounds.items() if n not in self.transform.fixed}
@@ -244,8 +246,8 @@ class FitRun(Run):
                           for n, v in values.items()}
                 at_bound = near_bounds(values, bounds, 1e-9)
             final = torch.tensor([values[n] for n in names], dtype=final.dtype, device=final.device)
-        with torch.no_grad():
-            final_loss = prob.objective(final).item()
+            with torch.no_grad():
+                final_loss = prob.objective(final).item()
         history = np.array(losses + [final_loss])
         trajectory = torch.stack(points[:len(losses)] + [final]).cpu().numpy()
         params = dict(zip(names, final.tolist()))
