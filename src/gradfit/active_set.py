@@ -152,8 +152,8 @@ def multipliers(problem, names, values: dict[str, float], active: dict[str, str]
         return {}
     theta = torch.tensor([values[n] for n in names], dtype=problem.y.dtype,
                          device=problem.y.device)
-    from .lm import residuals_and_jacobian
-    r, jac = residuals_and_jacobian(problem.residuals, theta)
+    from .lm import problem_residuals_and_jacobian
+    r, jac = problem_residuals_and_jacobian(problem, theta)
     if problem.loss.name == "mae":
         g, scale = _mae_gradient(r, jac, names, active, fixed)
     else:

@@ -67,6 +67,19 @@ class ParamTransform:
         out[..., self._free_at] = p
         return out
 
+    @property
+    def free_at(self) -> torch.Tensor:
+        """The positions of the free parameters among all."""
+        return self._free_at
+
+    def slope(self, u: torch.Tensor) -> torch.Tensor:
+        """``d external / d u`` of the free parameters ``(..., F)`` (each depends on its own
+        ``u`` alone)."""
+        root = torch.sqrt(u * u + 1)
+        g = torch.where(self._both, (self._hi0 - self._lo0) / 2 * torch.cos(u), torch.ones_like(u))
+        g = torch.where(self._lower, u / root, g)
+        return torch.where(self._upper, -u / root, g)
+
     def move_inside(self, values: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
         """Starts on or outside a bound move strictly inside, and say so: on the transform's
         scale a point on a bound has a zero derivative, so no method could leave it.

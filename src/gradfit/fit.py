@@ -31,7 +31,7 @@ from .config import FitConfig
 from .errors import FitError, InputError
 from .losses import get_loss
 from .models import Model, check_param_names, make_model, start_values
-from .lm import threads_for
+from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
 from .active_set import near_bounds, refine
 from .bounds import ParamTransform, TransformedProblem
@@ -278,7 +278,8 @@ class FitRun(Run):
                 idx = torch.tensor([names.index(n) for n in free], device=final.device)
                 cov = least_squares_covariance(
                     lambda f: prob.residuals(final.index_put((idx,), f)), final[idx],
-                    absolute_sigma=cfg.absolute_sigma, scaled=own)
+                    absolute_sigma=cfg.absolute_sigma, scaled=own,
+                    jacobian=lambda: free_residuals_and_jacobian(prob, final, idx)[1])
                 if cov is not None:
                     stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
                     reason, detail = self._determined(final, free, cov, reason, detail)

@@ -87,10 +87,20 @@ def residuals_and_jacobian(fn, theta: torch.Tensor) -> tuple[torch.Tensor, torch
 def problem_residuals_and_jacobian(problem, theta: torch.Tensor):
     """``problem.residuals(theta)`` and its exact Jacobian: forward mode on a text
     expression's tree for a plain ``Problem`` (one pass, no graph), else autograd."""
-    if isinstance(problem, Problem) and expression_block(problem.model) is not None:
+    if _plain(problem)[0] is not None and expression_block(problem.model) is not None:
         jr = problem_jacobian(problem, theta)(theta.detach()[None], None)[0]
         return jr[-1], jr[:-1].transpose(0, 1)
     return residuals_and_jacobian(problem.residuals, theta)
+
+
+def free_residuals_and_jacobian(problem, theta: torch.Tensor, idx: torch.Tensor):
+    """The residuals at ``theta`` and their exact Jacobian in the parameters ``idx`` only
+    (``problem_residuals_and_jacobian``'s columns ``idx``, or autograd in those alone)."""
+    if isinstance(problem, Problem) and expression_block(problem.model) is not None:
+        r, jac = problem_residuals_and_jacobian(problem, theta)
+        return r, jac[:, idx]
+    return residuals_and_jacobian(lambda f: problem.residuals(theta.index_put((idx,), f)),
+                                  theta[idx])
 
 
 def _jacobian(r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -244,15 +254,17 @@ def problem_jacobian(problem, theta: torch.Tensor):
     from .expr_jacobian import ExpressionJacobian, supports
     from .models import ExpressionModel
     model = problem.model
-    if isinstance(problem, Problem) and isinstance(model, ExpressionModel) and \
-            supports(model.expression):
+    base, tr = _plain(problem)
+    if base is not None and isinstance(model, ExpressionModel) and supports(model.expression):
         ej = ExpressionJacobian(model.expression)
-        x = problem.x
+        x = base.x
         env = dict(zip(model.input_names, [x] if x.ndim == 1 else list(x.unbind(-1))))
-        y, sigma = problem.y, problem.sigma
+        y, sigma = base.y, base.sigma
 
         def by_tree(t, idx):
-            jr = ej(env, t, y)
+            jr = ej(env, t if tr is None else tr.external(t), y)
+            if tr is not None:          # d r / d u = d r / d theta (free columns) * slope
+                jr = torch.cat([jr[:, tr.free_at] * tr.slope(t).unsqueeze(-1), jr[:, -1:]], 1)
             return jr if sigma is None else jr / sigma
         return by_tree
     fn = problem.residuals
@@ -271,6 +283,17 @@ def problem_jacobian(problem, theta: torch.Tensor):
             r, jac = residuals_and_jacobian(fn, th)
         return torch.cat([jac.transpose(-1, -2), r.unsqueeze(-2)], -2).unsqueeze(0)
     return by_autograd
+
+
+def _plain(problem):
+    """``(Problem, transform)`` of a ``Problem`` (transform None) or of a
+    ``TransformedProblem`` over one; ``(None, None)`` for anything else."""
+    from .bounds import TransformedProblem
+    if isinstance(problem, Problem):
+        return problem, None
+    if isinstance(problem, TransformedProblem) and isinstance(problem.base, Problem):
+        return problem.base, problem.transform
+    return None, None
 
 
 def _rows_agree(fn, theta: torch.Tensor, n: int) -> bool:

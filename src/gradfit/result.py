@@ -252,12 +252,13 @@ def _finite_or_none(obj):
 
 
 def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: bool = False,
-                             scaled=None):
+                             scaled=None, jacobian=None):
     """``pcov`` as curve_fit computes it, or None when it is undefined (n <= P, lost rank).
 
     ``residual_fn(theta) -> (n,)`` weighted residuals. ``scaled``: ``(s, V^T, d)``, the SVD
     of ``J D^-1`` at ``theta`` with its column scaling ``d`` when already known (LM's end):
-    then ``pcov = D^-1 V diag(1/s^2) V^T D^-1`` needs no Jacobian.
+    then ``pcov = D^-1 V diag(1/s^2) V^T D^-1`` needs no Jacobian. ``jacobian() -> J``: the
+    exact Jacobian by the caller's fastest way (by default autograd on ``residual_fn``).
     """
     theta = theta.detach()
     r = residual_fn(theta).detach()
@@ -268,7 +269,7 @@ def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: b
         s, vt, d = scaled
     else:
         from .lm import residuals_and_jacobian       # exact, cheaper to start than jacfwd
-        _, jac = residuals_and_jacobian(residual_fn, theta)
+        jac = jacobian() if jacobian is not None else residuals_and_jacobian(residual_fn, theta)[1]
         if not torch.isfinite(jac).all():
             return None
         # SVD of the column-scaled Jacobian J D^-1 (D: column norms), so that whether the

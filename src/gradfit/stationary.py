@@ -29,7 +29,7 @@ import re
 import torch
 
 from .irls_check import huber_certificate
-from .lm import residuals_and_jacobian
+from .lm import free_residuals_and_jacobian
 
 PLATEAU = 1e-3        # a largest cosine above this is not a stationary point
 EXACT = 1e-14         # a final loss this small against the start's: an exact fit, a minimum
@@ -49,8 +49,7 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
         return None
     names = problem.model.param_names
     idx = torch.tensor([names.index(k) for k in free], device=final.device)
-    r, jac = residuals_and_jacobian(lambda f: problem.residuals(final.index_put((idx,), f)),
-                                    final[idx])
+    r, jac = free_residuals_and_jacobian(problem, final, idx)
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(r[None], jac[None], delta)
     worst = float(cos[0])

@@ -88,12 +88,11 @@ def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, deta
 def lost_rank(problem, final: torch.Tensor, free: tuple[str, ...], scaled=None) -> str | None:
     """A message naming the parameters the data do not determine, or None at full rank."""
     if scaled is None:
-        from .lm import residuals_and_jacobian
+        from .lm import free_residuals_and_jacobian
         names = problem.model.param_names
         idx = torch.tensor([names.index(n) for n in free], device=final.device)
         try:
-            _, jac = residuals_and_jacobian(
-                lambda f: problem.residuals(final.index_put((idx,), f)), final[idx])
+            _, jac = free_residuals_and_jacobian(problem, final, idx)
         except RuntimeError:
             return None
         if not bool(torch.isfinite(jac).all()):
