@@ -412,9 +412,22 @@ def _header(reader, where: str, max_columns: int | None) -> tuple[list[str], int
 
 
 BATCH_ROWS = 4096
-#: a batch of cells that are all finite numbers, one a line (the fast path of ``_add_rows``)
-_FINITE = r"[ \t]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*"
-FINITE_LINES = re.compile(rf"(?:{_FINITE}\n)*{_FINITE}", re.ASCII)
+#: a character no number cell holds: with only digits, signs, '.', 'e' and spaces, the cells
+#: that float() reads are exactly the forms parse_number reads (no '_', 'inf', 'nan', hex or
+#: non-ASCII digits), so one scan of the batch replaces a match a cell
+NOT_IN_A_NUMBER = re.compile(r"[^0-9eE+\-. \t\n]")
+
+
+def finite_numbers(cells: list[str]) -> np.ndarray | None:
+    """The cells as float64 when every one is a finite number as ``parse_number`` reads
+    it (spaces around allowed), at once; else None (then read them one by one, for the
+    message or the missing values)."""
+    try:
+        v = None if NOT_IN_A_NUMBER.search("\n".join(cells)) else \
+            np.array(cells, dtype=np.float64)
+    except ValueError:
+        return None
+    return v if v is not None and bool(np.isfinite(v).all()) else None
 
 
 def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan) -> int:
@@ -427,13 +440,8 @@ def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan) -> in
     fast = all(len(cells) == len(header) for _, cells in batch)
     values = []
     for i in index if fast else ():
-        cells = [c[i] for _, c in batch]
-        try:
-            v = np.array(cells, dtype=np.float64) if FINITE_LINES.fullmatch("\n".join(cells)) \
-                else None
-        except ValueError:
-            v = None
-        if v is None or not np.isfinite(v).all():
+        v = finite_numbers([c[i] for _, c in batch])
+        if v is None:
             fast = False
             break
         values.append(v)

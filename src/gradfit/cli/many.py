@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from ..data import parse_number
+from ..data import finite_numbers, parse_number
 from ..errors import DataError, InputError
 from .parsing import write_json
 
@@ -52,6 +52,10 @@ def read_long_csv(path: str, x, y, sigma, group):
 
     def column(name):
         j = header.index(name)
+        if all(j < len(row) for row in rows[1:]):
+            fast = finite_numbers([row[j] for row in rows[1:]])
+            if fast is not None:
+                return fast
         out = np.empty(len(rows) - 1)
         for i, row in enumerate(rows[1:]):
             here = f"{path}, row {numbers[i + 1]}"
