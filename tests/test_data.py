@@ -469,3 +469,24 @@ def test_the_first_bad_cell_of_a_later_batch_is_named_by_its_row(bad, message):
     with pytest.raises(DataError, match=message) as e:
         read_csv(io.BytesIO(text.encode()), "f.csv", max_points=BATCH_ROWS + 20)
     assert f"row {BATCH_ROWS + 9}, column 'y'" in str(e.value)      # header is row 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789eE+-. \t_ni\n,", min_size=0, max_size=7),
+                min_size=1, max_size=5))
+def test_numbers_read_at_once_are_exactly_those_parse_number_reads(cells):
+    import math
+    from gradfit.data import finite_numbers, parse_number
+
+    def one(c):
+        try:
+            v = parse_number(c.strip()) if c.strip() else math.nan
+        except ValueError:
+            return None
+        return v if math.isfinite(v) else None
+    ref = [one(c) for c in cells]
+    got = finite_numbers(cells)
+    if any(v is None for v in ref):
+        assert got is None
+    else:
+        assert got is not None and got.tolist() == ref
