@@ -131,7 +131,7 @@ def _plateaus(reason, message, prob, tr, theta) -> None:
     ``EXACT`` of its value at all-zero parameters (an exact fit)."""
     from .irls_check import huber_certificate
     from .many_kkt import _near
-    from .stationary import EXACT, PLATEAU, plateau_text, smooth
+    from .stationary import EXACT, PLATEAU, UNDERFLOW_TEXT, plateau_text, smooth, underflowed
     loss = prob.loss
     rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol")))
     if loss.name not in ("mse", "rmse", "huber") or not rows.size or not smooth(prob.model):
@@ -153,9 +153,11 @@ def _plateaus(reason, message, prob, tr, theta) -> None:
     exact = torch.isfinite(zero) & (zero > 0) & (end <= EXACT * zero)
     psi = jr[:, F].clamp(-delta, delta).unsqueeze(-1)
     along = ((J * psi).sum(-2).abs() / torch.linalg.vector_norm(J, dim=-2).clamp_min(1e-300))
-    for i in np.flatnonzero(((cos > PLATEAU) & ~exact).cpu().numpy()):
+    under = underflowed(end, jr[:, F])
+    for i in np.flatnonzero(((cos > PLATEAU) & ~exact | under).cpu().numpy()):
         reason[rows[i]] = "failed"
-        message[rows[i]] = plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
+        message[rows[i]] = UNDERFLOW_TEXT if under[i] else \
+            plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 
 def _lost_rank_inner(reason, message, prob, tr, theta) -> None:

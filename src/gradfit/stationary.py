@@ -28,6 +28,7 @@ import re
 
 import torch
 
+from .batch_lm import UNDERFLOW, message
 from .irls_check import huber_certificate
 from .lm import residuals_and_jacobian
 
@@ -45,12 +46,14 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
     loss = problem.loss
     if loss.name not in ("mse", "rmse", "huber") or not free or not smooth(problem.model):
         return None
-    if final_loss is not None and final_loss <= EXACT * _loss_scale(problem, final, first_loss):
-        return None
     names = problem.model.param_names
     idx = torch.tensor([names.index(k) for k in free], device=final.device)
     r, jac = residuals_and_jacobian(lambda f: problem.residuals(final.index_put((idx,), f)),
                                     final[idx])
+    if final_loss is not None and bool(underflowed(torch.tensor([final_loss]), r[None])):
+        return UNDERFLOW_TEXT
+    if final_loss is not None and final_loss <= EXACT * _loss_scale(problem, final, first_loss):
+        return None
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(r[None], jac[None], delta)
     worst = float(cos[0])
@@ -60,6 +63,17 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
         col = (jac * r.clamp(-delta, delta).unsqueeze(-1)).sum(0).abs() / \
             torch.linalg.vector_norm(jac, dim=0).clamp_min(1e-300)
     return plateau_text(worst, free[int(col.argmax())])
+
+
+UNDERFLOW_TEXT = message(UNDERFLOW, {})
+
+
+def underflowed(loss: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``(k,)`` True where a squared loss ``loss`` ``(k,)`` lies below the smallest normal
+    number although the residuals ``r`` ``(k, n)`` do not all vanish: their squares
+    underflowed (data of scale 1e-160), and no test on the loss (an exact fit, ftol)
+    means anything there (``batch_lm``'s ``UNDERFLOW``, for LM)."""
+    return (loss.to(r.dtype) < torch.finfo(r.dtype).tiny) & (r != 0).any(-1)
 
 
 KINKS = re.compile(r"\b(abs|relu|min|max)\s*\(")
