@@ -255,10 +255,10 @@ def test_result_table(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,text", [
-    ({"starts": 0}, "bad starts"), ({"optimizer": "lbfgs"}, "no batched engine"),
+    ({"starts": 0}, "bad number of starts"), ({"optimizer": "lbfgs"}, "no batched engine"),
     ({"optimizer": "lm", "loss": "mae"}, "cannot minimise"), ({"p0": {"z": 1}}, "unknown"),
     ({"p0": {"A": [1, 2]}}, "a number or 3 numbers"), ({"bounds": {"A": (2, 1)}}, "low < high"),
-    ({"dtype": "float16"}, "bad dtype"), ({"chunk_size": 0}, "bad chunk_size"),
+    ({"dtype": "float16"}, "unknown dtype"), ({"chunk_size": 0}, "bad chunk_size"),
     ({"fixed": {"A": 1, "mu": 0, "s": 1, "C": 0}}, "every parameter is fixed"),
     ({"absolute_sigma": "no"}, "bad absolute_sigma: expected true or false, got 'no'"),
     ({"optimizer": "gd", "lr": 0}, r"bad learning rate: .* got '0'"),

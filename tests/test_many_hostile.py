@@ -50,3 +50,20 @@ def test_small_data_that_square_fine_still_converge_to_the_scaled_answer(scale):
     assert res.converged.all(), res.message
     assert res.params["k"] == pytest.approx(ref.params["k"], rel=1e-8)
     assert res.params["a"][0] == pytest.approx(scale * ref.params["a"][0], rel=1e-8)
+
+
+@pytest.mark.parametrize("kwargs,text", [
+    ({"starts": 10 ** 9}, "bad number of starts: expected a whole number 1..1000, got 1000000000"),
+    ({"starts": True}, "bad number of starts: .* got True"),
+    ({"steps": True}, "bad number of steps: .* got True"),
+    ({"steps": 0}, "bad number of steps: expected a whole number 1..10000000, got 0"),
+    ({"chunk_size": True}, "bad chunk_size: expected a whole number >= 1, got True"),
+    ({"dtype": "int"}, "unknown dtype 'int': expected one of float64, float32"),
+    ({"guess": 3}, "bad guess: expected a function, or None, got 'int'"),
+    ({"progress": "yes"}, "bad progress: expected a function, or None, got 'str'"),
+])
+def test_bad_arguments_are_refused_before_any_work_by_fits_own_rows(kwargs, text):
+    # before: starts=1e9 was a MemoryError, True counted as 1, guess=3 failed every problem
+    # with a TypeError in its row, and progress=3 raised TypeError after the first chunk
+    with pytest.raises(InputError, match=text):
+        gradfit.fit_many(EXP, X, decays(), **kwargs)
