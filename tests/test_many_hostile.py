@@ -1,6 +1,8 @@
 """fit_many under hostile and odd real data: every bad problem fails alone with its reason,
 every bad argument is one InputError saying what was expected, and nothing wrong is
 called converged."""
+import re
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,82 @@ def test_bad_arguments_are_refused_before_any_work_by_fits_own_rows(kwargs, text
     # with a TypeError in its row, and progress=3 raised TypeError after the first chunk
     with pytest.raises(InputError, match=text):
         gradfit.fit_many(EXP, X, decays(), **kwargs)
+
+
+def long_table(labels):
+    """Three decays of 10 points in long form, their group column ``labels``."""
+    import pandas as pd
+    t = np.tile(np.linspace(0, 3, 10), 3)
+    k = np.repeat([0.5, 1.0, 2.0], 10)
+    return pd.DataFrame({"t": t, "v": 2 * np.exp(-k * t), "g": labels})
+
+
+def fit_table(frame, **kw):
+    return gradfit.fit_many("A*exp(-k*t)", data=frame, x="t", y="v", group="g",
+                            p0={"A": 1.0, "k": 1.0}, **kw)
+
+
+@pytest.mark.parametrize("labels", [
+    ["a"] * 10 + [None] * 10 + ["c"] * 10,
+    ["a"] * 10 + [np.nan] * 10 + ["c"] * 10,
+    [0.1] * 10 + [np.nan] * 10 + [0.3] * 10,
+    "string-with-NA",
+])
+def test_rows_without_a_group_label_fail_as_one_group_and_the_others_fit(labels):
+    # before: a None or NaN label among texts raised TypeError ('<' not supported between
+    # 'str' and 'float'), pandas' NA 'boolean value of NA is ambiguous'
+    import pandas as pd
+    if labels == "string-with-NA":
+        labels = pd.array(["a"] * 10 + [None] * 10 + ["c"] * 10, dtype="string")
+    res = fit_table(long_table(labels))
+    assert res.reason[1] == "failed" and res.message[1] == (
+        "10 row(s) have no group label (empty, NaN or None): expected a label on every row")
+    alone = fit_table(long_table(["a"] * 10 + ["b"] * 10 + ["c"] * 10))
+    for i in (0, 2):
+        assert res.converged[i] and res.params["k"][i] == alone.params["k"][i]
+    assert len(res.to_pandas()) == 3 and res.to_csv().count("\n") == 4
+
+
+def test_labels_of_mixed_types_are_groups_in_order_of_appearance():
+    res = fit_table(long_table([1] * 10 + ["b"] * 10 + [2.5] * 10))
+    assert list(res.groups) == [1, "b", 2.5] and res.converged.all()
+    assert res.params["k"] == pytest.approx([0.5, 1.0, 2.0], rel=1e-10)
+
+
+def test_a_table_with_one_row_groups_fails_those_alone():
+    frame = long_table(["a"] * 10 + ["b"] * 10 + ["c"] * 9 + ["z"])
+    res = fit_table(frame)
+    assert res.message[3] == "too few points (1) for 2 free parameters"
+    assert res.converged[:2].all() and res.n_points.tolist() == [10, 10, 9, 1]
+
+
+@pytest.mark.parametrize("change,text", [
+    (lambda f: f.astype({"v": object}).assign(v=lambda d: d.v.where(d.index != 13, "oops")),
+     "row 13, column 'v': not a number: expected a number (a missing value as NaN or None), "
+     "got 'oops'"),
+    (lambda f: f.assign(u=f.t).set_axis(["t", "v", "g", "t"], axis=1),
+     "duplicate column name 't'"),
+    (lambda f: f.set_axis([0, 1, 2], axis=1), "bad x column name: expected a column name"),
+])
+def test_bad_tables_are_one_line_naming_the_cell_or_column(change, text):
+    # before: 'a column is not numeric ... could not convert string to float' (no row, no
+    # column); a repeated x column was fitted silently as two inputs; an int column name
+    # raised TypeError: 'int' object is not iterable
+    frame = change(long_table(["a"] * 10 + ["b"] * 10 + ["c"] * 10))
+    x = 0 if 0 in frame.columns else "t"
+    with pytest.raises(InputError, match=re.escape(text)):
+        gradfit.fit_many("A*exp(-k*t)", data=frame, x=x, y="v" if x == "t" else 1,
+                         group="g" if x == "t" else 2)
+
+
+@pytest.mark.parametrize("where,text", [
+    ("y", "y holds NaN at point 3 of 20: expected finite numbers"),
+    ("x", "x holds inf at point 3 of 20: expected finite numbers"),
+    ("sigma", "sigma holds 0 at point 3 of 20: expected positive finite numbers"),
+])
+def test_a_bad_value_fails_its_problem_saying_which_value_where(where, text):
+    # before: 'the data hold NaN or inf' (which array, where, what was expected: unsaid)
+    y, x, sigma = decays(), np.tile(X, (2, 1)), np.ones((2, 20))
+    {"y": y, "x": x, "sigma": sigma}[where][0, 3] = {"y": np.nan, "x": np.inf, "sigma": 0}[where]
+    res = gradfit.fit_many(EXP, x, y, sigma=sigma)
+    assert res.message[0] == text and res.reason[0] == "failed" and res.converged[1]

@@ -31,6 +31,7 @@ import numpy as np
 from .cluster import client_for, progress as show_progress
 from .errors import InputError
 from .losses import get_loss
+from .many_data import column_names as _columns
 from .models import make_model, table_inputs
 
 STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps", "i8"),
@@ -87,18 +88,6 @@ def read_table(data):
         return ddf              # columns are picked later (dask pushes the pick into the reader)
     raise InputError("unknown data format", expected="Parquet (.parquet) or CSV (.csv) files",
                      given=", ".join(sorted(kinds)))
-
-
-def _columns(x, y, group, sigma) -> tuple[list[str], list[str]]:
-    """The x columns and every column used (``group`` None: one series)."""
-    xs = [x] if isinstance(x, str) else list(x)
-    named = [("x", xs), ("y", [y])] + ([("group", [group])] if group is not None else []) \
-        + ([("sigma", [sigma])] if sigma is not None else [])
-    for what, v in named:
-        if not v or not all(isinstance(c, str) and c for c in v):
-            raise InputError(f"bad {what} column name", expected="a column name", given=str(v))
-    return xs, xs + [y] + ([group] if group is not None else []) + \
-        ([sigma] if sigma is not None else [])
 
 
 def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed=None,

@@ -32,7 +32,7 @@ from .errors import InputError
 from .config import pairs, plain
 from .fit import DTYPE, check_device, p0_in_order
 from .losses import get_loss
-from .many_data import ManyData, from_arrays, from_frame, from_long
+from .many_data import ManyData, column_names, from_arrays, from_frame, from_long
 from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult
 from .many_parallel import each_chunk
@@ -108,7 +108,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     lossf = get_loss(loss, delta)
     d = _data(x, y, sigma, group, data, inputs)
     if inputs is None and data is not None:
-        inputs = table_inputs(model, [x] if isinstance(x, str) else list(x))
+        inputs = table_inputs(model, column_names(x, y, group, sigma)[0])
     if inputs is None:
         nd = 1 if d.x.ndim == (1 if d.shared_x else 2) else d.x.shape[-1]
         inputs = ("x",) if nd == 1 else tuple(f"x{i + 1}" for i in range(nd))
