@@ -148,3 +148,15 @@ def test_a_bad_value_fails_its_problem_saying_which_value_where(where, text):
     {"y": y, "x": x, "sigma": sigma}[where][0, 3] = {"y": np.nan, "x": np.inf, "sigma": 0}[where]
     res = gradfit.fit_many(EXP, x, y, sigma=sigma)
     assert res.message[0] == text and res.reason[0] == "failed" and res.converged[1]
+
+
+def test_a_result_is_indexed_by_position_or_group_label_and_says_what_it_takes():
+    # before: res["b"] raised TypeError ("'<=' not supported between 'int' and 'str'")
+    res = fit_table(long_table(["a"] * 10 + ["b"] * 10 + ["c"] * 10))
+    assert res["b"].params == res[1].params == res[np.int64(-2)].params
+    with pytest.raises(IndexError, match="no problem 3: expected a whole number from -3 to 2"):
+        res[3]
+    with pytest.raises(KeyError, match="no problem 'z': .* or one of the group labels"):
+        res["z"]
+    with pytest.raises(KeyError, match="no problem True"):
+        res[True]
