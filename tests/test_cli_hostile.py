@@ -87,3 +87,29 @@ def test_lr_zero_names_the_value(capsys):
     err = one_line_exit_2(capsys, "fit", "lesson", "--model", MODEL, "--optimizer", "gd",
                           "--lr", "0")
     assert "got 0" in err
+
+
+@pytest.mark.parametrize("content, text", [
+    (b"x,y,g\n1,2,\xe9\n", "not UTF-8 text (bad byte at row 2)"),
+    (b"\x00\xff\xfe\x89PNG\r\n", "not UTF-8 text"),
+    (b"x,y,g\n1,2,a\x00\n", "not a text file (it contains NUL bytes)"),
+    (b"x,y,x\n1,2,a\n", "duplicate column name 'x' (columns 1 and 3)"),
+    (b"x,,g\n1,2,a\n", "column 2 has no name"),
+])
+def test_group_reads_the_file_as_one_fit_does(capsys, tmp_path, content, text):
+    # before: a Latin-1 or binary file was 'internal error: UnicodeDecodeError' (exit 70),
+    # and a repeated column name read the first of them silently
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    err = one_line_exit_2(capsys, "fit", str(path), "--model", MODEL, "--group", "g")
+    assert text in err
+
+
+def test_group_rows_without_a_label_fail_as_one_group_and_exit_1(capsys, table):
+    # before: the rows with an empty group cell were fitted together as a series named ''
+    code, out, err = run(capsys, "fit", table(GOOD + ["1,2,", "2,3,", "3,4,"]), "--model",
+                         MODEL, "--group", "g")
+    rows = out.strip().splitlines()
+    assert code == 1 and "1 of 3 fits did not converge" in err and len(rows) == 4
+    assert rows[3].startswith(",") and "3 row(s) have no group label" in rows[3]
+    assert ",True," in rows[1] and ",True," in rows[2]

@@ -13,10 +13,11 @@ import csv
 import io
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from ..data import parse_number
+from ..data import _header, _lines, _open, parse_number
 from ..errors import DataError, InputError
 from .parsing import write_json
 
@@ -25,12 +26,8 @@ def read_long_csv(path: str, x, y, sigma, group):
     """The columns of a long CSV: x ``(N,)`` or ``(N, d)``, y, sigma, group labels, and
     the x names. Empty and nan cells are missing values, NaN (their series then fails); a
     cell that is not a number is bad input, named by row and column."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise DataError("cannot read the data file", expected="a readable CSV file",
-                        given=f"{path} ({exc.strerror})") from None
+    with _open(Path(path)) as fh:        # data.py's reading: UTF-8 (a BOM allowed), no NUL
+        text = "".join(_lines(fh, path))
     numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     numbers = [i for i, _ in numbered]             # the file's line of each row, for messages
     lines = [ln for _, ln in numbered]
@@ -38,7 +35,8 @@ def read_long_csv(path: str, x, y, sigma, group):
         raise DataError("no data rows", expected="a header and at least one row", where=path)
     delim = max(",;\t", key=lines[0].count)
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
-    header = [h.strip() for h in rows[0]]
+    # the header as data.py reads one: stripped names, each once, none empty
+    header = _header(csv.reader(text.splitlines(), delimiter=delim), path, None)[0]
     xs = [c.strip() for c in x.split(",")] if x else None
     for name in [group] + (xs or []) + [c for c in (y, sigma) if c]:
         if name not in header:
@@ -69,6 +67,7 @@ def read_long_csv(path: str, x, y, sigma, group):
         return out
     gj = header.index(group)
     labels = np.array([row[gj].strip() if gj < len(row) else "" for row in rows[1:]])
+    labels = np.where(labels == "", None, labels)      # no label: fails as one group
     xv = np.stack([column(c) for c in xs], 1)
     return (xv[:, 0] if len(xs) == 1 else xv, column(y), column(sigma) if sigma else None,
             labels, tuple(xs))
