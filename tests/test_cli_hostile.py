@@ -113,3 +113,16 @@ def test_group_rows_without_a_label_fail_as_one_group_and_exit_1(capsys, table):
     assert code == 1 and "1 of 3 fits did not converge" in err and len(rows) == 4
     assert rows[3].startswith(",") and "3 row(s) have no group label" in rows[3]
     assert ",True," in rows[1] and ",True," in rows[2]
+
+
+@pytest.mark.parametrize("flag, target, text", [
+    ("--out", "{tmp}", "bad --out: it is a directory"),
+    ("--out", "{tmp}/no/dir/fits.csv", "bad --out: the folder"),
+    ("--json", "{tmp}/no/dir/fits.json", "bad --json: the folder"),
+])
+def test_group_refuses_an_unwritable_output_before_fitting(capsys, table, tmp_path, flag,
+                                                          target, text):
+    # before: --json to a missing folder was refused only after every fit had run
+    err = one_line_exit_2(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g",
+                          flag, target.format(tmp=tmp_path))
+    assert text in err and "expected a path to a file that can be written" in err

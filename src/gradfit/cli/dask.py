@@ -65,7 +65,12 @@ def cmd_fit_dask(args) -> int:
                           dtype=args.dtype, **kw)
         ok = int(table["converged"].sum())
         if args.out:
-            (table.to_parquet if args.out.endswith(".parquet") else table.to_csv)(args.out, index=False)
+            try:
+                (table.to_parquet if args.out.endswith(".parquet") else table.to_csv)(
+                    args.out, index=False)
+            except OSError as exc:
+                raise InputError("cannot write the table", expected="a writable path",
+                                 given=f"{args.out} ({exc.strerror or exc})") from None
         elif args.json != "-":
             print(table.head(SHOW_ROWS).to_string(index=False))
             if len(table) > SHOW_ROWS:

@@ -6,7 +6,7 @@ import sys
 from .exits import EXIT_FAILED, EXIT_OK
 from .inputs import add_data_args, load
 from .options import add_settings, optimizer_options
-from .parsing import assignments_or_none, parse_bounds, write_json
+from .parsing import assignments_or_none, check_outputs, parse_bounds, write_json
 
 FIT_EXAMPLES = """examples:
   gradfit fit lesson --model "a*x^2 + b*x + c" --optimizer gd --lr 0.1 --steps 500
@@ -60,6 +60,7 @@ def run_kwargs(args) -> dict:
 
 def cmd_fit(args) -> int:
     from .dask import cmd_fit_dask, wants_dask
+    check_outputs(args)           # before the work: a typo in --out must not lose a long run
     if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
         return cmd_fit_dask(args)
     if args.group:                # many series: one fit each, one row each
