@@ -82,8 +82,11 @@ def read_table(data):
         else:
             ddf = None
     except (ValueError, KeyError, OSError) as exc:
+        while exc.__cause__ is not None:     # the reader's own words, not dask's wrapping
+            exc = exc.__cause__
         raise InputError("cannot read the data", expected="Parquet or CSV files holding the "
-                         "named columns", given=str(exc).splitlines()[0], where=files[0]) from None
+                         "named columns", given=(str(exc) or type(exc).__name__).splitlines()[0],
+                         where=files[0]) from None
     if ddf is not None:
         return ddf              # columns are picked later (dask pushes the pick into the reader)
     raise InputError("unknown data format", expected="Parquet (.parquet) or CSV (.csv) files",
@@ -155,6 +158,9 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
         future = client.compute(out)
         show_progress(future, progress)
         frame = future.result()
+    if not len(frame):                   # every row is in a group's row: no rows at all
+        raise InputError("no data rows", expected="a table with at least one row",
+                         where=None if not isinstance(data, (str, os.PathLike)) else str(data))
     return frame.sort_values(group, kind="stable").reset_index(drop=True)
 
 
@@ -182,7 +188,8 @@ def split_labels(seen) -> np.ndarray:
     import pandas as pd
     if not seen:
         return np.array([])
-    counts = pd.Series(np.concatenate(seen)).value_counts()
+    # dropna=False: rows without a label (None, NaN) are one group, which fails in its row
+    counts = pd.Series(np.concatenate(seen)).value_counts(dropna=False)
     return counts.index[counts.to_numpy() > 1].to_numpy()
 
 
