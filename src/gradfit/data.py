@@ -37,10 +37,15 @@ _DROP_HINT = "a finite number (or drop such rows with --drop-nan / drop_nan=True
 
 def real_array(a, name: str = "data") -> np.ndarray:
     """``a`` as float64; complex numbers are refused rather than cut to their real part."""
+    check_real(a, name)
+    return np.array(a, dtype=np.float64)
+
+
+def check_real(a, name: str = "data") -> None:
+    """Refuse complex numbers in ``a`` (read off its dtype: a lazy array is not loaded)."""
     if np.iscomplexobj(a):
         raise DataError(f"bad {name}: complex numbers", expected="real numbers",
-                        given=f"{np.asarray(a).dtype}")
-    return np.array(a, dtype=np.float64)
+                        given=f"{getattr(a, 'dtype', None) or np.asarray(a).dtype}")
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
