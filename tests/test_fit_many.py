@@ -350,7 +350,7 @@ def test_read_only_arrays_are_never_shared_with_torch():
         got = gradfit.fit_many("a*exp(-k*x)", x, y, p0={"a": [1.5, 2.5]})
     np.testing.assert_array_equal(got.params["k"], ref.params["k"])
     with pytest.raises(gradfit.InputError, match="p0 value of 'a' is not finite"):
-        gradfit.fit_many("a*exp(-k*x)", x, y, p0={"a": [1.0, np.nan]})
+        gradfit.fit_many("a*exp(-k*x)", x, y, p0={"a": np.nan})
     with pytest.raises(gradfit.InputError, match="bad fixed value for 'a'"):
         gradfit.fit_many("a*exp(-k*x)", x, y, fixed={"a": [1.0, 2.0, 3.0]})
 

@@ -160,3 +160,36 @@ def test_a_result_is_indexed_by_position_or_group_label_and_says_what_it_takes()
         res["z"]
     with pytest.raises(KeyError, match="no problem True"):
         res[True]
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    ({"p0": {"a": [2.0, np.nan]}}, "p0 value of 'a' is not finite for this problem (nan): "
+                                   "expected a finite number"),
+    ({"fixed": {"a": [np.inf, 2.0]}}, "bad fixed value for 'a' for this problem (inf): "
+                                      "expected a finite number"),
+    ({"bounds": {"k": ([0.0, 5.0], [5.0, 1.0])}}, "bad bounds for 'k' for this problem: "
+                                                  "expected low < high, got (5, 1)"),
+    ({"bounds": {"k": (0.0, [5.0, np.nan])}}, "bad bounds for 'k' for this problem: "
+                                              "expected low < high, got (0, nan)"),
+])
+def test_a_bad_per_problem_setting_fails_that_problem_alone(kwargs, text):
+    # before: one problem's NaN start or crossed bounds refused the whole batch
+    bad = 1 if "p0" in kwargs or "bounds" in kwargs else 0
+    y = decays()[::-1] if bad == 0 else decays()
+    res = gradfit.fit_many(EXP, X, y, **kwargs)
+    assert res.reason[bad] == "failed" and res.message[bad] == text
+    good = 1 - bad
+    one = {k: {n: (v[good] if np.ndim(v) else v) if not isinstance(v, tuple) else
+               tuple(s[good] if np.ndim(s) else s for s in v) for n, v in kw.items()}
+           for k, kw in kwargs.items()}
+    alone = gradfit.fit_many(EXP, X, y[good:good + 1], **one)
+    assert res.params["k"][good] == alone.params["k"][0] and res.converged[good]
+
+
+@pytest.mark.parametrize("kwargs, text", [
+    ({"p0": {"a": np.nan}}, "p0 value of 'a' is not finite: expected finite numbers"),
+    ({"bounds": {"k": (5.0, 1.0)}}, "bad bounds for 'k': expected low < high, got '(5, 1)'"),
+])
+def test_a_bad_setting_shared_by_every_problem_is_refused(kwargs, text):
+    with pytest.raises(InputError, match=re.escape(text)):
+        gradfit.fit_many(EXP, X, decays(), **kwargs)
