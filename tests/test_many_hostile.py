@@ -193,3 +193,12 @@ def test_a_bad_per_problem_setting_fails_that_problem_alone(kwargs, text):
 def test_a_bad_setting_shared_by_every_problem_is_refused(kwargs, text):
     with pytest.raises(InputError, match=re.escape(text)):
         gradfit.fit_many(EXP, X, decays(), **kwargs)
+
+
+def test_rows_of_different_lengths_point_to_the_long_form():
+    # before: "bad y: ... setting an array element with a sequence. The requested array has
+    # an inhomogeneous shape after 1 dimensions ..." (numpy's words)
+    with pytest.raises(InputError, match=re.escape(
+            "the rows of y differ in length (19, 20): expected rows of one length, or long "
+            "columns with group= (series of any lengths)")):
+        gradfit.fit_many(EXP, X, [list(decays()[0]), list(decays()[1][:19])])

@@ -60,7 +60,20 @@ def _array(name, value) -> np.ndarray:
     except DataError:
         raise
     except (TypeError, ValueError) as exc:
+        lengths = _lengths(value)
+        if len(lengths) > 1:                      # series of different lengths
+            shown = ", ".join(map(str, sorted(lengths)[:5]))
+            raise InputError(f"the rows of {name} differ in length ({shown})",
+                             expected="rows of one length, or long columns with group= "
+                             "(series of any lengths)") from None
         raise InputError(f"bad {name}", expected="an array of numbers", given=str(exc)) from None
+
+
+def _lengths(value) -> set:
+    try:
+        return {len(row) for row in value}
+    except TypeError:
+        return set()
 
 
 def from_arrays(x, y, sigma=None, n_inputs: int = 1) -> ManyData:
