@@ -126,3 +126,13 @@ def test_group_refuses_an_unwritable_output_before_fitting(capsys, table, tmp_pa
     err = one_line_exit_2(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g",
                           flag, target.format(tmp=tmp_path))
     assert text in err and "expected a path to a file that can be written" in err
+
+
+def test_group_with_drop_nan_drops_rows_not_series(capsys, table):
+    # before: --drop-nan was ignored with --group: the series with a gap failed (exit 1)
+    rows = GOOD[:4] + ["2,,b", "2.5,nan,b"] + GOOD[4:]
+    code, out, err = run(capsys, "fit", table(rows), "--model", MODEL, "--group", "g",
+                         "--drop-nan")
+    assert code == 0 and "dropped 2 row(s)" in err
+    _, clean, _ = run(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g")
+    assert out == clean

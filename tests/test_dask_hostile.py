@@ -63,3 +63,14 @@ def test_an_unwritable_out_is_refused_before_the_fit(tmp_path, capsys, out, text
     err = capsys.readouterr().err
     assert code == 2 and f"bad --out: {text}" in err and len(err.strip().splitlines()) == 1
     assert "expected a path to a file that can be written" in err
+
+
+def test_drop_nan_leaves_out_rows_not_groups():
+    # before: fit_table had no drop_nan, and gradfit fit --drop-nan on Dask ignored it
+    table = decays(np.repeat(list("abcd"), 10))
+    table.loc[3, "v"], table.loc[4, "t"] = np.nan, np.inf
+    lazy = fit_table(MODEL, dd.from_pandas(table, npartitions=2), compute=False,
+                     drop_nan=True, **KW)
+    out = lazy.compute(scheduler="synchronous").sort_values("g")
+    assert out["converged"].all() and out["n_points"].tolist() == [8, 10, 10, 10]
+    assert out["k"].tolist() == pytest.approx([0.5, 1.0, 2.0, 3.0], rel=1e-9)

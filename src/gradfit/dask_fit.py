@@ -134,19 +134,25 @@ def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs, skip=None
 
 def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
               workers: int | None = None, compute: bool = True, progress: bool = False,
-              npartitions: int | None = None, **kwargs):
+              npartitions: int | None = None, drop_nan: bool = False, **kwargs):
     """Fit ``model`` to every group of a long table on Dask (see the module's docstring).
 
     ``kwargs`` are ``gradfit.fit_many``'s (loss, optimizer, p0, bounds, fixed, starts,
     steps, ...). Returns a pandas DataFrame sorted by group (``compute=False``: the lazy
     Dask DataFrame, one partition per shuffled partition); ``scheduler``/``workers`` as
-    ``gradfit.cluster.client_for``; ``progress``: a progress bar over the tasks."""
+    ``gradfit.cluster.client_for``; ``progress``: a progress bar over the tasks;
+    ``drop_nan``: rows holding NaN or inf in x, y or sigma are left out (else their group
+    fails)."""
     for bad in ("data", "inputs"):
         if bad in kwargs:
             raise InputError(f"fit_table does not take {bad}=", expected="the table as data "
                              "and its column names as x=, y=, group=, sigma=")
     x_cols, cols = _columns(x, y, group, sigma)
     ddf = read_columns(data, cols)
+    if drop_nan:
+        values = [c for c in cols if c != group]
+        ddf = ddf[ddf[values].map_partitions(lambda f: np.isfinite(f.to_numpy(dtype=float))
+                                             .all(1), meta=(None, bool))]
     meta = result_meta(model, x_cols, ddf[group].dtype, group, kwargs.get("loss", "mse"),
                        kwargs.get("fixed"), kwargs.get("delta", 1.0))
     parts = npartitions or ddf.npartitions

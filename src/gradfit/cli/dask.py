@@ -62,7 +62,7 @@ def cmd_fit_dask(args) -> int:
         table = fit_table(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
                           group=args.group, sigma=args.sigma, scheduler=args.scheduler,
                           workers=args.workers, progress=show, bounds=bounds, fixed=fixed,
-                          dtype=args.dtype, **kw)
+                          dtype=args.dtype, drop_nan=args.drop_nan, **kw)
         ok = int(table["converged"].sum())
         if args.out:
             try:

@@ -4,8 +4,9 @@ The table has one row per point and a column naming its series (a well, a pixel,
 sensor). Every series is fitted by ``fit_many``; the parameters, standard errors, loss and
 verdict of each go to ``--out`` (CSV; stdout without it). A missing value (an empty or nan
 cell) makes its series fail (reported in its row), not the run; a cell that is not a number
-at all is bad input (exit 2, naming its row and column), as for one fit. Exit codes: 0 all
-converged, 1 some did not (the count is named on stderr), 2 bad input.
+at all is bad input (exit 2, naming its row and column), as for one fit; ``--drop-nan``
+drops the rows holding missing values instead. Exit codes: 0 all converged, 1 some did not
+(the count is named on stderr), 2 bad input.
 """
 from __future__ import annotations
 
@@ -82,6 +83,14 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
                          "pictures")
     x, y, sigma, labels, xnames = read_long_csv(args.data, args.x, args.y, args.sigma,
                                                 args.group)
+    if args.drop_nan:             # as for one fit: rows holding NaN, inf or empty cells go
+        keep = np.isfinite(y) & np.isfinite(x.reshape(len(y), -1)).all(1)
+        keep &= True if sigma is None else np.isfinite(sigma)
+        x, y, labels = x[keep], y[keep], labels[keep]
+        sigma = None if sigma is None else sigma[keep]
+        if (~keep).any() and args.json != "-":
+            print(f"gradfit: dropped {int((~keep).sum())} row(s) holding NaN, inf or empty "
+                  "cells", file=sys.stderr)
     bar = _bar(args)
     try:
         res = fit_many(args.model, x, y, group=labels, sigma=sigma,
