@@ -20,12 +20,12 @@ def decays(labels):
     return pd.DataFrame({"g": labels, "t": t, "v": 2 * np.exp(-k * t)})
 
 
-def test_rows_without_a_label_split_over_partitions_are_one_failed_group():
+def test_rows_without_a_label_split_over_partitions_are_one_failed_group(dask_client):
     # before: the None rows of each partition were fitted there, two rows for one group
     labels = np.repeat(np.array(["a", None, "c", "d"], dtype=object), 10)
     labels[15] = np.nan
-    lazy = fit_table(MODEL, dd.from_pandas(decays(labels), npartitions=3), compute=False, **KW)
-    out = lazy.compute(scheduler="synchronous").sort_values("k", na_position="last")
+    out = fit_table(MODEL, dd.from_pandas(decays(labels), npartitions=3),
+                    scheduler=dask_client, **KW).sort_values("k", na_position="last")
     assert len(out) == 4 and out["k"].iloc[:3].tolist() == pytest.approx([0.5, 2.0, 3.0])
     assert out["message"].iloc[3] == ("10 row(s) have no group label (empty, NaN or None): "
                                       "expected a label on every row")
@@ -65,12 +65,11 @@ def test_an_unwritable_out_is_refused_before_the_fit(tmp_path, capsys, out, text
     assert "expected a path to a file that can be written" in err
 
 
-def test_drop_nan_leaves_out_rows_not_groups():
+def test_drop_nan_leaves_out_rows_not_groups(dask_client):
     # before: fit_table had no drop_nan, and gradfit fit --drop-nan on Dask ignored it
     table = decays(np.repeat(list("abcd"), 10))
     table.loc[3, "v"], table.loc[4, "t"] = np.nan, np.inf
-    lazy = fit_table(MODEL, dd.from_pandas(table, npartitions=2), compute=False,
-                     drop_nan=True, **KW)
-    out = lazy.compute(scheduler="synchronous").sort_values("g")
+    out = fit_table(MODEL, dd.from_pandas(table, npartitions=2), scheduler=dask_client,
+                    drop_nan=True, **KW)
     assert out["converged"].all() and out["n_points"].tolist() == [8, 10, 10, 10]
     assert out["k"].tolist() == pytest.approx([0.5, 1.0, 2.0, 3.0], rel=1e-9)
