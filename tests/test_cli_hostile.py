@@ -136,3 +136,14 @@ def test_group_with_drop_nan_drops_rows_not_series(capsys, table):
     assert code == 0 and "dropped 2 row(s)" in err
     _, clean, _ = run(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g")
     assert out == clean
+
+
+def test_group_out_parquet_is_parquet(capsys, table, tmp_path):
+    # before: the table was written as CSV text into fits.parquet
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "fits.parquet"
+    code, _, _ = run(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g", "-q",
+                     "--out", str(out))
+    fits = pd.read_parquet(out)
+    assert code == 0 and fits["group"].tolist() == ["a", "b"] and fits["converged"].all()

@@ -33,7 +33,8 @@ def add_parser(sub, fmt) -> None:
     add_settings(fitp, FIT_SETTINGS)
     fitp.add_argument("--group", help="column naming the series of a long table: fit every "
                       "series (fit_many), one row per series")
-    fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this CSV")
+    fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this file "
+                      "(Parquet for .parquet, else CSV)")
     add_arguments(fitp)
     fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
     fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..data import _header, _lines, _open, parse_number
 from ..errors import DataError, InputError
+from .dask import write_table
 from .parsing import write_json
 
 
@@ -99,12 +100,9 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if args.out:
-        try:
-            res.to_csv(args.out)
-        except OSError as exc:
-            raise InputError("cannot write the table", expected="a writable path",
-                             given=f"{args.out} ({exc.strerror})") from None
+    if args.out:                  # Parquet for .parquet (as on Dask), else CSV
+        write_table(args.out, res.to_pandas() if args.out.endswith(".parquet") else None,
+                    csv=res.to_csv)
     if args.json:
         write_json(args.json, _records(res))
     elif not args.out:
