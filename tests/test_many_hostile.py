@@ -202,3 +202,15 @@ def test_rows_of_different_lengths_point_to_the_long_form():
             "the rows of y differ in length (19, 20): expected rows of one length, or long "
             "columns with group= (series of any lengths)")):
         gradfit.fit_many(EXP, X, [list(decays()[0]), list(decays()[1][:19])])
+
+
+@pytest.mark.parametrize("optimizer", ["lm", "gd", "adam"])
+def test_all_zero_data_are_an_exact_fit_as_fit_calls_it(optimizer):
+    # the underflow rule must not fail all-zero data (LM ends at a ~ 1e-170: as perfect as
+    # float64 can say); and the gradient methods' exact-fit rule scales the loss by its
+    # start, as fit's does (fit_many called gd's exact fit a plateau: the loss at all-zero
+    # parameters, its only scale, is 0 here)
+    kw = dict(optimizer=optimizer, lr=0.05, steps=3000)
+    res = gradfit.fit_many("a*x + b", X, np.zeros((2, 20)), **kw)
+    one = gradfit.fit("a*x + b", X, np.zeros(20), **kw)
+    assert res.converged.all() and one.converged, (res.message[0], one.message)

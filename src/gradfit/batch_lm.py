@@ -140,14 +140,31 @@ def residuals_and_jacobians(fn: Callable, theta: torch.Tensor, idx: torch.Tensor
     return r.detach(), jac.detach()
 
 
-def _underflow(M: torch.Tensor) -> torch.Tensor:
-    """True where ``S`` lies below the smallest normal number although the residuals do not
-    all vanish (``S > 0``, or ``J^T r != 0``): ``S`` has lost its digits (data of scale
-    1e-160 square to 1e-320), and with them every test made on it; a "perfect fit" there
-    is an underflow, not a fit."""
+def data_norm(y: torch.Tensor) -> torch.Tensor:
+    """``|y|`` over the last axis without squaring to 0 or inf (data of scale 1e-300)."""
+    top = y.abs().amax(-1, keepdim=True)
+    top = torch.where(top > 0, top, 1.0)
+    return top.squeeze(-1) * torch.linalg.vector_norm(y / top, dim=-1)
+
+
+def too_small(sum_sq: torch.Tensor, nonzero: torch.Tensor, ydata: torch.Tensor) -> torch.Tensor:
+    """True where a sum of squares ``sum_sq`` lies below the smallest normal number though
+    the residuals do not all vanish (``nonzero``), while the data (norm ``ydata``) are so
+    small that residuals of such a size still lie above their rounding level: the squares
+    have lost their digits (data of scale 1e-160 square to 1e-320), and every test made on
+    them with it. Residuals under the rounding of the data (an exact fit) and all-zero data
+    are not judged so: their fit is as perfect as the precision can say."""
+    tiny = torch.finfo(sum_sq.dtype).tiny
+    eps = torch.finfo(sum_sq.dtype).eps
+    return (sum_sq < tiny) & nonzero & (ydata > 0) & (eps * ydata < tiny ** 0.5)
+
+
+def _underflow(M: torch.Tensor, ydata: torch.Tensor) -> torch.Tensor:
+    """``too_small`` for LM: ``S``, and residuals that do not vanish (``S > 0`` or
+    ``J^T r != 0``); a "perfect fit" there is an underflow, not a fit."""
     F = M.shape[-1] - 1
     S = M[:, F, F]
-    return (S < torch.finfo(M.dtype).tiny) & ((S > 0) | (M[:, :F, F] != 0).any(-1))
+    return too_small(S, (S > 0) | (M[:, :F, F] != 0).any(-1), ydata)
 
 
 def _finite(M: torch.Tensor) -> torch.Tensor:
@@ -240,7 +257,7 @@ class BatchLM:
         gn_pred = -(g * y_gn).sum(-1)
         gn_norm = torch.linalg.vector_norm(y_gn, dim=-1)
 
-        stop = torch.where(_underflow(M), UNDERFLOW, torch.where(S == 0, PERFECT, torch.where(
+        stop = torch.where(_underflow(M, self.yd), UNDERFLOW, torch.where(S == 0, PERFECT, torch.where(
             col.amax(-1) == 0, ZERO, torch.where(cos <= self.gtol, GTOL, RUNNING))))
         polish = (stop == RUNNING) & (gn_pred <= noise) & ~self.no_gn
         polished = polish & torch.isfinite(self.last_gn)
@@ -314,7 +331,7 @@ class BatchLM:
         if self.max_steps is not None:
             stop = torch.where((stop == RUNNING) & (self.steps >= self.max_steps), MAX_STEPS,
                                stop)
-        stop = torch.where((stop != RUNNING) & _underflow(self.M), UNDERFLOW, stop)
+        stop = torch.where((stop != RUNNING) & _underflow(self.M, self.yd), UNDERFLOW, stop)
         self.delta = torch.where(lm, new_delta, self.delta)
         self.lam = torch.where(lm, new_lam, self.lam)
         self.first = self.first & ~lm

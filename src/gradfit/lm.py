@@ -33,7 +33,7 @@ import warnings
 
 import torch
 
-from .batch_lm import OPTIONS, RUNNING, BatchLM, message, reason
+from .batch_lm import OPTIONS, RUNNING, BatchLM, data_norm, message, reason
 from .errors import InputError
 from .linear_lsq import linear_least_squares
 from .problem import Problem
@@ -122,7 +122,7 @@ class LevenbergMarquardt(Stepper):
         with threads_for(problem):
             self.engine = BatchLM(problem_jacobian(problem, theta.detach()),
                                   theta.detach().unsqueeze(0),
-                                  ydata=torch.linalg.vector_norm(ys).reshape(1),
+                                  ydata=data_norm(ys).reshape(1),
                                   options=self.options)
 
     @property

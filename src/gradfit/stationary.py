@@ -28,7 +28,7 @@ import re
 
 import torch
 
-from .batch_lm import UNDERFLOW, message
+from .batch_lm import UNDERFLOW, data_norm, message, too_small
 from .irls_check import huber_certificate
 from .lm import residuals_and_jacobian
 
@@ -50,7 +50,9 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
     idx = torch.tensor([names.index(k) for k in free], device=final.device)
     r, jac = residuals_and_jacobian(lambda f: problem.residuals(final.index_put((idx,), f)),
                                     final[idx])
-    if final_loss is not None and bool(underflowed(torch.tensor([final_loss]), r[None])):
+    ys = problem.y if problem.sigma is None else problem.y / problem.sigma
+    if final_loss is not None and bool(underflowed(torch.tensor([final_loss]), r[None],
+                                                   ys[None])):
         return UNDERFLOW_TEXT
     if final_loss is not None and final_loss <= EXACT * _loss_scale(problem, final, first_loss):
         return None
@@ -68,12 +70,11 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
 UNDERFLOW_TEXT = message(UNDERFLOW, {})
 
 
-def underflowed(loss: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """``(k,)`` True where a squared loss ``loss`` ``(k,)`` lies below the smallest normal
-    number although the residuals ``r`` ``(k, n)`` do not all vanish: their squares
-    underflowed (data of scale 1e-160), and no test on the loss (an exact fit, ftol)
-    means anything there (``batch_lm``'s ``UNDERFLOW``, for LM)."""
-    return (loss.to(r.dtype) < torch.finfo(r.dtype).tiny) & (r != 0).any(-1)
+def underflowed(loss: torch.Tensor, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(k,)`` True where a squared loss ``loss`` ``(k,)`` of residuals ``r`` ``(k, n)`` on
+    data ``y`` ``(k, n)`` has underflowed (``batch_lm.too_small``, LM's ``UNDERFLOW``): no
+    test on the loss (an exact fit, ftol) means anything there."""
+    return too_small(loss.to(r.dtype), (r != 0).any(-1), data_norm(y.to(r.dtype)))
 
 
 KINKS = re.compile(r"\b(abs|relu|min|max)\s*\(")
