@@ -147,3 +147,21 @@ def test_group_out_parquet_is_parquet(capsys, table, tmp_path):
                      "--out", str(out))
     fits = pd.read_parquet(out)
     assert code == 0 and fits["group"].tolist() == ["a", "b"] and fits["converged"].all()
+
+
+@pytest.mark.parametrize("header, rows, argv, text", [
+    ("g", ["a", "b"], [], "only 1 column(s) ('g'): expected a group column, an x column and "
+                          "a y column"),
+    ("g,y", ["a,1", "b,2"], [], "only 2 column(s)"),
+    ("x,y,g", GOOD, ["--sigma", "y"], "no column left for y"),
+    ("x,y,g", GOOD, ["--x", "y", "--y", "y"], "column 'y' is used as both x and y"),
+    ("x,y,g", GOOD, ["--x", "g"], "column 'g' is used as both group and x: expected the x "
+                                  "column to differ from the group column"),
+    ("x,y,g", GOOD, ["--x", "x,x"], "column 'x' is listed twice in x"),
+])
+def test_group_chooses_columns_as_one_fit_does(capsys, table, header, rows, argv, text):
+    # before: a table of two columns or --sigma naming the last one was 'internal error:
+    # IndexError' (exit 70); --x y --y y fitted y against itself; --x g read labels as x
+    err = one_line_exit_2(capsys, "fit", table(rows, header), "--model", MODEL,
+                          "--group", "g", *argv)
+    assert text in err

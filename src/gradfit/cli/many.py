@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import _header, _lines, _open, parse_number
+from ..data import _choose_columns, _column_names, _header, _lines, _open, parse_number
 from ..errors import DataError, InputError
 from .dask import write_table
 from .parsing import write_json
@@ -39,16 +39,19 @@ def read_long_csv(path: str, x, y, sigma, group):
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
     # the header as data.py reads one: stripped names, each once, none empty
     header = _header(csv.reader(text.splitlines(), delimiter=delim), path, None)[0]
-    xs = [c.strip() for c in x.split(",")] if x else None
-    for name in [group] + (xs or []) + [c for c in (y, sigma) if c]:
-        if name not in header:
-            raise DataError(f"no column named {name!r}", expected="one of " + ", ".join(header),
+    if group not in header:
+        raise DataError(f"no column named {group!r}", expected="one of the columns "
+                        + ", ".join(map(repr, header)), where=path)
+    for what, spec in (("x", x), ("y", y), ("sigma", sigma)):
+        if group in (_column_names(spec, what, path) or []):
+            raise DataError(f"column {group!r} is used as both group and {what}",
+                            expected=f"the {what} column to differ from the group column",
                             where=path)
-    used = {group, sigma} | set(xs or [])
-    if y is None:
-        y = [h for h in header if h not in used][-1]
-    if xs is None:
-        xs = [[h for h in header if h not in {group, sigma, y}][0]]
+    if len(header) < 3:
+        raise DataError(f"only {len(header)} column(s) ({', '.join(map(repr, header))})",
+                        expected="a group column, an x column and a y column", where=path)
+    # the other columns chosen as for one fit (defaults, x and y apart, one left for each)
+    xs, y, sigma = _choose_columns([h for h in header if h != group], x, y, sigma, path)
 
     def column(name):
         j = header.index(name)
