@@ -214,3 +214,21 @@ def test_all_zero_data_are_an_exact_fit_as_fit_calls_it(optimizer):
     res = gradfit.fit_many("a*x + b", X, np.zeros((2, 20)), **kw)
     one = gradfit.fit("a*x + b", X, np.zeros(20), **kw)
     assert res.converged.all() and one.converged, (res.message[0], one.message)
+
+
+@pytest.mark.parametrize("cols, text", [
+    (dict(x="v", y="v", group="g"), "column 'v' is used as both x and y"),
+    (dict(x="g", y="v", group="g"), "column 'g' is used as both x and group"),
+    (dict(x="t", y="v", group="g", sigma="v"), "column 'v' is used as both y and sigma"),
+    (dict(x=["t", "t"], y="v", group="g"), "column 't' is listed twice in x"),
+])
+def test_a_column_named_in_two_roles_is_refused_by_its_roles(cols, text):
+    # before: "duplicate column name 'v'" (the table has none), or on Dask an
+    # AttributeError ('DataFrame' object has no attribute 'dtype') for x naming the group
+    from gradfit.dask_fit import fit_table
+    frame = long_table(["a"] * 10 + ["b"] * 10 + ["c"] * 10)
+    for run in (lambda: gradfit.fit_many("A*exp(-k*t)", data=frame, **cols),
+                lambda: fit_table("A*exp(-k*t)", frame, compute=False, **cols)):
+        with pytest.raises(InputError, match=re.escape(text + ": expected each column in one "
+                                                              "role, once")):
+            run()

@@ -189,10 +189,17 @@ def column_names(x, y, group, sigma) -> tuple[list[str], list[str]]:
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     named = [("x", xs), ("y", [y])] + ([("group", [group])] if group is not None else []) \
         + ([("sigma", [sigma])] if sigma is not None else [])
+    role: dict = {}
     for what, v in named:
         if not v or not all(isinstance(c, str) and c for c in v):
             raise InputError(f"bad {what} column name", expected="a column name (a text)",
                              given=", ".join(map(repr, v)) or "none")
+        for c in v:                # one role each, once (as data.py's columns of one fit)
+            if c in role:
+                raise InputError(f"column {c!r} is listed twice in {what}" if role[c] == what
+                                 else f"column {c!r} is used as both {role[c]} and {what}",
+                                 expected="each column in one role, once")
+            role[c] = what
     return xs, xs + [y] + ([group] if group is not None else []) + \
         ([sigma] if sigma is not None else [])
 
