@@ -165,3 +165,11 @@ def test_group_chooses_columns_as_one_fit_does(capsys, table, header, rows, argv
     err = one_line_exit_2(capsys, "fit", table(rows, header), "--model", MODEL,
                           "--group", "g", *argv)
     assert text in err
+
+
+def test_group_cell_with_a_decimal_comma_gets_one_fits_hint(capsys, tmp_path):
+    # before: --group had its own copy of the cell parser, without the hint
+    path = tmp_path / "t.csv"
+    path.write_text("x;y;g\n1;2,5;a\n2;3;a\n")
+    err = one_line_exit_2(capsys, "fit", str(path), "--model", MODEL, "--group", "g")
+    assert "row 2, column 'y': not a number: expected a number with '.' as the decimal" in err

@@ -409,6 +409,17 @@ def _header(reader, where: str, max_columns: int | None) -> tuple[list[str], int
     return header, row
 
 
+def parse_cell(cell: str, where: str) -> float:
+    """A stripped CSV cell as a number (``parse_number``; empty: NaN, a missing value); a
+    cell that is not a number is refused, ``where`` naming its row and column."""
+    try:
+        return parse_number(cell) if cell else math.nan
+    except ValueError:
+        hint = " with '.' as the decimal point" if "," in cell else ""
+        raise DataError("not a number", expected=f"a number{hint}, as 1, -2.5 or 1e-3 "
+                        "(an empty cell is a missing value)", given=cell, where=where) from None
+
+
 def _row_numbers(cells, header, used, index, sigma, here, drop_nan) -> list[float] | None:
     """The used cells of one row as floats; None when the row is dropped (``drop_nan``)."""
     if len(cells) != len(header):
@@ -419,13 +430,7 @@ def _row_numbers(cells, header, used, index, sigma, here, drop_nan) -> list[floa
     nums, bad = [], None
     for name, i in zip(used, index):
         cell = cells[i].strip()
-        try:
-            v = parse_number(cell) if cell else math.nan
-        except ValueError:
-            hint = " with '.' as the decimal point" if "," in cell else ""
-            raise DataError("not a number", expected=f"a number{hint}, as 1, -2.5 or 1e-3 "
-                            "(an empty cell is a missing value)", given=cell,
-                            where=f"{here}, column {name!r}") from None
+        v = parse_cell(cell, f"{here}, column {name!r}")
         if bad is None and not math.isfinite(v):
             bad = (name, cell)
         nums.append(v)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import _choose_columns, _column_names, _header, _lines, _open, parse_number
+from ..data import _choose_columns, _column_names, _header, _lines, _open, parse_cell
 from ..errors import DataError, InputError
 from .dask import write_table
 from .parsing import write_json
@@ -62,13 +62,7 @@ def read_long_csv(path: str, x, y, sigma, group):
                 raise DataError(f"this row has {len(row)} cells but the header has "
                                 f"{len(header)} columns", expected="one cell per column",
                                 where=here)
-            cell = row[j].strip()
-            try:
-                out[i] = parse_number(cell) if cell else math.nan
-            except ValueError:
-                raise DataError("not a number", expected="a number, as 1, -2.5 or 1e-3 (an "
-                                "empty cell or nan is a missing value)", given=cell,
-                                where=f"{here}, column {name!r}") from None
+            out[i] = parse_cell(row[j].strip(), f"{here}, column {name!r}")
         return out
     gj = header.index(group)
     labels = np.array([row[gj].strip() if gj < len(row) else "" for row in rows[1:]])
