@@ -87,3 +87,89 @@ def test_lr_zero_names_the_value(capsys):
     err = one_line_exit_2(capsys, "fit", "lesson", "--model", MODEL, "--optimizer", "gd",
                           "--lr", "0")
     assert "got 0" in err
+
+
+@pytest.mark.parametrize("content, text", [
+    (b"x,y,g\n1,2,\xe9\n", "not UTF-8 text (bad byte at row 2)"),
+    (b"\x00\xff\xfe\x89PNG\r\n", "not UTF-8 text"),
+    (b"x,y,g\n1,2,a\x00\n", "not a text file (it contains NUL bytes)"),
+    (b"x,y,x\n1,2,a\n", "duplicate column name 'x' (columns 1 and 3)"),
+    (b"x,,g\n1,2,a\n", "column 2 has no name"),
+])
+def test_group_reads_the_file_as_one_fit_does(capsys, tmp_path, content, text):
+    # before: a Latin-1 or binary file was 'internal error: UnicodeDecodeError' (exit 70),
+    # and a repeated column name read the first of them silently
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    err = one_line_exit_2(capsys, "fit", str(path), "--model", MODEL, "--group", "g")
+    assert text in err
+
+
+def test_group_rows_without_a_label_fail_as_one_group_and_exit_1(capsys, table):
+    # before: the rows with an empty group cell were fitted together as a series named ''
+    code, out, err = run(capsys, "fit", table(GOOD + ["1,2,", "2,3,", "3,4,"]), "--model",
+                         MODEL, "--group", "g")
+    rows = out.strip().splitlines()
+    assert code == 1 and "1 of 3 fits did not converge" in err and len(rows) == 4
+    assert rows[3].startswith(",") and "3 row(s) have no group label" in rows[3]
+    assert ",True," in rows[1] and ",True," in rows[2]
+
+
+@pytest.mark.parametrize("flag, target, text", [
+    ("--out", "{tmp}", "bad --out: it is a directory"),
+    ("--out", "{tmp}/no/dir/fits.csv", "bad --out: the folder"),
+    ("--json", "{tmp}/no/dir/fits.json", "bad --json: the folder"),
+])
+def test_group_refuses_an_unwritable_output_before_fitting(capsys, table, tmp_path, flag,
+                                                          target, text):
+    # before: --json to a missing folder was refused only after every fit had run
+    err = one_line_exit_2(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g",
+                          flag, target.format(tmp=tmp_path))
+    assert text in err and "expected a path to a file that can be written" in err
+
+
+def test_group_with_drop_nan_drops_rows_not_series(capsys, table):
+    # before: --drop-nan was ignored with --group: the series with a gap failed (exit 1)
+    rows = GOOD[:4] + ["2,,b", "2.5,nan,b"] + GOOD[4:]
+    code, out, err = run(capsys, "fit", table(rows), "--model", MODEL, "--group", "g",
+                         "--drop-nan")
+    assert code == 0 and "dropped 2 row(s)" in err
+    _, clean, _ = run(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g")
+    assert out == clean
+
+
+def test_group_out_parquet_is_parquet(capsys, table, tmp_path):
+    # before: the table was written as CSV text into fits.parquet
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "fits.parquet"
+    code, _, _ = run(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g", "-q",
+                     "--out", str(out))
+    fits = pd.read_parquet(out)
+    assert code == 0 and fits["group"].tolist() == ["a", "b"] and fits["converged"].all()
+
+
+@pytest.mark.parametrize("header, rows, argv, text", [
+    ("g", ["a", "b"], [], "only 1 column(s) ('g'): expected a group column, an x column and "
+                          "a y column"),
+    ("g,y", ["a,1", "b,2"], [], "only 2 column(s)"),
+    ("x,y,g", GOOD, ["--sigma", "y"], "no column left for y"),
+    ("x,y,g", GOOD, ["--x", "y", "--y", "y"], "column 'y' is used as both x and y"),
+    ("x,y,g", GOOD, ["--x", "g"], "column 'g' is used as both group and x: expected the x "
+                                  "column to differ from the group column"),
+    ("x,y,g", GOOD, ["--x", "x,x"], "column 'x' is listed twice in x"),
+])
+def test_group_chooses_columns_as_one_fit_does(capsys, table, header, rows, argv, text):
+    # before: a table of two columns or --sigma naming the last one was 'internal error:
+    # IndexError' (exit 70); --x y --y y fitted y against itself; --x g read labels as x
+    err = one_line_exit_2(capsys, "fit", table(rows, header), "--model", MODEL,
+                          "--group", "g", *argv)
+    assert text in err
+
+
+def test_group_cell_with_a_decimal_comma_gets_one_fits_hint(capsys, tmp_path):
+    # before: --group had its own copy of the cell parser, without the hint
+    path = tmp_path / "t.csv"
+    path.write_text("x;y;g\n1;2,5;a\n2;3;a\n")
+    err = one_line_exit_2(capsys, "fit", str(path), "--model", MODEL, "--group", "g")
+    assert "row 2, column 'y': not a number: expected a number with '.' as the decimal" in err

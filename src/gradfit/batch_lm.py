@@ -36,7 +36,8 @@ the rounding level of the data. Each problem stops (``CODES``) with
   stopped shrinking at the rounding level; or no step lowers ``S`` and none is predicted to
   beyond rounding;
 - ``failed``: residuals or Jacobian not finite, a zero Jacobian, ``max_tries`` rejected
-  trials in a row, or no step lowers ``S`` although the gradient does not vanish;
+  trials in a row, no step lowers ``S`` although the gradient does not vanish, or ``S``
+  underflows (below the smallest normal number while the residuals do not vanish);
 - ``max_steps`` accepted steps.
 
 A problem that stops leaves the batch, so it costs no more work, and one problem's failure
@@ -79,9 +80,10 @@ NOISE_ULPS = 4.0        # a polishing step may raise S by this many roundings: a
                         # gradient raised S by 1.1 times the estimate of one rounding)
 
 CODES = ("running", "gtol", "ftol", "xtol", "max_steps", "failed", "failed", "failed",
-         "gtol", "failed")
+         "gtol", "failed", "xtol", "failed")
 RUNNING, GTOL, FTOL, XTOL, MAX_STEPS, NONFINITE, TRIES, ROUGH, PERFECT, ZERO = range(10)
 ROUNDING = 10           # an xtol code that says "at the rounding level" (reported as xtol)
+UNDERFLOW = 11          # S below the smallest normal number: no test on it can be trusted
 
 
 def message(code: int, options: dict, max_steps: int | None = None) -> str:
@@ -103,11 +105,14 @@ def message(code: int, options: dict, max_steps: int | None = None) -> str:
                "smooth here",
         PERFECT: "the residuals vanish: a perfect fit",
         ZERO: "the Jacobian is zero: the model does not depend on its parameters here",
+        UNDERFLOW: "the residuals are too small to square in this precision (their sum of "
+                   "squares underflows below the smallest normal number), so the fit cannot "
+                   "be judged: expected data of a scale nearer 1; rescale y (and sigma)",
     }[code]
 
 
 def reason(code: int) -> str:
-    return "xtol" if code == ROUNDING else CODES[code]
+    return CODES[code]
 
 
 class BatchLMResult(NamedTuple):
@@ -133,6 +138,33 @@ def residuals_and_jacobians(fn: Callable, theta: torch.Tensor, idx: torch.Tensor
             warnings.simplefilter("ignore")
             jac = jacobian_from_graph(r, t)
     return r.detach(), jac.detach()
+
+
+def data_norm(y: torch.Tensor) -> torch.Tensor:
+    """``|y|`` over the last axis without squaring to 0 or inf (data of scale 1e-300)."""
+    top = y.abs().amax(-1, keepdim=True)
+    top = torch.where(top > 0, top, 1.0)
+    return top.squeeze(-1) * torch.linalg.vector_norm(y / top, dim=-1)
+
+
+def too_small(sum_sq: torch.Tensor, nonzero: torch.Tensor, ydata: torch.Tensor) -> torch.Tensor:
+    """True where a sum of squares ``sum_sq`` lies below the smallest normal number though
+    the residuals do not all vanish (``nonzero``), while the data (norm ``ydata``) are so
+    small that residuals of such a size still lie above their rounding level: the squares
+    have lost their digits (data of scale 1e-160 square to 1e-320), and every test made on
+    them with it. Residuals under the rounding of the data (an exact fit) and all-zero data
+    are not judged so: their fit is as perfect as the precision can say."""
+    tiny = torch.finfo(sum_sq.dtype).tiny
+    eps = torch.finfo(sum_sq.dtype).eps
+    return (sum_sq < tiny) & nonzero & (ydata > 0) & (eps * ydata < tiny ** 0.5)
+
+
+def _underflow(M: torch.Tensor, ydata: torch.Tensor) -> torch.Tensor:
+    """``too_small`` for LM: ``S``, and residuals that do not vanish (``S > 0`` or
+    ``J^T r != 0``); a "perfect fit" there is an underflow, not a fit."""
+    F = M.shape[-1] - 1
+    S = M[:, F, F]
+    return too_small(S, (S > 0) | (M[:, :F, F] != 0).any(-1), ydata)
 
 
 def _finite(M: torch.Tensor) -> torch.Tensor:
@@ -225,8 +257,8 @@ class BatchLM:
         gn_pred = -(g * y_gn).sum(-1)
         gn_norm = torch.linalg.vector_norm(y_gn, dim=-1)
 
-        stop = torch.where(S == 0, PERFECT, torch.where(col.amax(-1) == 0, ZERO,
-                           torch.where(cos <= self.gtol, GTOL, RUNNING)))
+        stop = torch.where(_underflow(M, self.yd), UNDERFLOW, torch.where(S == 0, PERFECT, torch.where(
+            col.amax(-1) == 0, ZERO, torch.where(cos <= self.gtol, GTOL, RUNNING))))
         polish = (stop == RUNNING) & (gn_pred <= noise) & ~self.no_gn
         polished = polish & torch.isfinite(self.last_gn)
         stop = torch.where(polish & (gn_norm <= self.xtol * xnorm), XTOL, stop)
@@ -299,6 +331,7 @@ class BatchLM:
         if self.max_steps is not None:
             stop = torch.where((stop == RUNNING) & (self.steps >= self.max_steps), MAX_STEPS,
                                stop)
+        stop = torch.where((stop != RUNNING) & _underflow(self.M, self.yd), UNDERFLOW, stop)
         self.delta = torch.where(lm, new_delta, self.delta)
         self.lam = torch.where(lm, new_lam, self.lam)
         self.first = self.first & ~lm

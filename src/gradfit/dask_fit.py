@@ -31,6 +31,7 @@ import numpy as np
 from .cluster import client_for, progress as show_progress
 from .errors import InputError
 from .losses import get_loss
+from .many_data import column_names as _columns
 from .models import make_model, table_inputs
 
 STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps", "i8"),
@@ -81,24 +82,15 @@ def read_table(data):
         else:
             ddf = None
     except (ValueError, KeyError, OSError) as exc:
+        while exc.__cause__ is not None:     # the reader's own words, not dask's wrapping
+            exc = exc.__cause__
         raise InputError("cannot read the data", expected="Parquet or CSV files holding the "
-                         "named columns", given=str(exc).splitlines()[0], where=files[0]) from None
+                         "named columns", given=(str(exc) or type(exc).__name__).splitlines()[0],
+                         where=files[0]) from None
     if ddf is not None:
         return ddf              # columns are picked later (dask pushes the pick into the reader)
     raise InputError("unknown data format", expected="Parquet (.parquet) or CSV (.csv) files",
                      given=", ".join(sorted(kinds)))
-
-
-def _columns(x, y, group, sigma) -> tuple[list[str], list[str]]:
-    """The x columns and every column used (``group`` None: one series)."""
-    xs = [x] if isinstance(x, str) else list(x)
-    named = [("x", xs), ("y", [y])] + ([("group", [group])] if group is not None else []) \
-        + ([("sigma", [sigma])] if sigma is not None else [])
-    for what, v in named:
-        if not v or not all(isinstance(c, str) and c for c in v):
-            raise InputError(f"bad {what} column name", expected="a column name", given=str(v))
-    return xs, xs + [y] + ([group] if group is not None else []) + \
-        ([sigma] if sigma is not None else [])
 
 
 def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed=None,
@@ -142,19 +134,25 @@ def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs, skip=None
 
 def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
               workers: int | None = None, compute: bool = True, progress: bool = False,
-              npartitions: int | None = None, **kwargs):
+              npartitions: int | None = None, drop_nan: bool = False, **kwargs):
     """Fit ``model`` to every group of a long table on Dask (see the module's docstring).
 
     ``kwargs`` are ``gradfit.fit_many``'s (loss, optimizer, p0, bounds, fixed, starts,
     steps, ...). Returns a pandas DataFrame sorted by group (``compute=False``: the lazy
     Dask DataFrame, one partition per shuffled partition); ``scheduler``/``workers`` as
-    ``gradfit.cluster.client_for``; ``progress``: a progress bar over the tasks."""
+    ``gradfit.cluster.client_for``; ``progress``: a progress bar over the tasks;
+    ``drop_nan``: rows holding NaN or inf in x, y or sigma are left out (else their group
+    fails)."""
     for bad in ("data", "inputs"):
         if bad in kwargs:
             raise InputError(f"fit_table does not take {bad}=", expected="the table as data "
                              "and its column names as x=, y=, group=, sigma=")
     x_cols, cols = _columns(x, y, group, sigma)
     ddf = read_columns(data, cols)
+    if drop_nan:
+        values = [c for c in cols if c != group]
+        ddf = ddf[ddf[values].map_partitions(lambda f: np.isfinite(f.to_numpy(dtype=float))
+                                             .all(1), meta=(None, bool))]
     meta = result_meta(model, x_cols, ddf[group].dtype, group, kwargs.get("loss", "mse"),
                        kwargs.get("fixed"), kwargs.get("delta", 1.0))
     parts = npartitions or ddf.npartitions
@@ -166,6 +164,9 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
         future = client.compute(out)
         show_progress(future, progress)
         frame = future.result()
+    if not len(frame):                   # every row is in a group's row: no rows at all
+        raise InputError("no data rows", expected="a table with at least one row",
+                         where=None if not isinstance(data, (str, os.PathLike)) else str(data))
     return frame.sort_values(group, kind="stable").reset_index(drop=True)
 
 
@@ -193,7 +194,8 @@ def split_labels(seen) -> np.ndarray:
     import pandas as pd
     if not seen:
         return np.array([])
-    counts = pd.Series(np.concatenate(seen)).value_counts()
+    # dropna=False: rows without a label (None, NaN) are one group, which fails in its row
+    counts = pd.Series(np.concatenate(seen)).value_counts(dropna=False)
     return counts.index[counts.to_numpy() > 1].to_numpy()
 
 

@@ -37,10 +37,15 @@ _DROP_HINT = "a finite number (or drop such rows with --drop-nan / drop_nan=True
 
 def real_array(a, name: str = "data") -> np.ndarray:
     """``a`` as float64; complex numbers are refused rather than cut to their real part."""
+    check_real(a, name)
+    return np.array(a, dtype=np.float64)
+
+
+def check_real(a, name: str = "data") -> None:
+    """Refuse complex numbers in ``a`` (read off its dtype: a lazy array is not loaded)."""
     if np.iscomplexobj(a):
         raise DataError(f"bad {name}: complex numbers", expected="real numbers",
-                        given=f"{np.asarray(a).dtype}")
-    return np.array(a, dtype=np.float64)
+                        given=f"{getattr(a, 'dtype', None) or np.asarray(a).dtype}")
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -460,6 +465,17 @@ def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan) -> in
     return dropped
 
 
+def parse_cell(cell: str, where: str) -> float:
+    """A stripped CSV cell as a number (``parse_number``; empty: NaN, a missing value); a
+    cell that is not a number is refused, ``where`` naming its row and column."""
+    try:
+        return parse_number(cell) if cell else math.nan
+    except ValueError:
+        hint = " with '.' as the decimal point" if "," in cell else ""
+        raise DataError("not a number", expected=f"a number{hint}, as 1, -2.5 or 1e-3 "
+                        "(an empty cell is a missing value)", given=cell, where=where) from None
+
+
 def _row_numbers(cells, header, used, index, sigma, here, drop_nan) -> list[float] | None:
     """The used cells of one row as floats; None when the row is dropped (``drop_nan``)."""
     if len(cells) != len(header):
@@ -470,13 +486,7 @@ def _row_numbers(cells, header, used, index, sigma, here, drop_nan) -> list[floa
     nums, bad = [], None
     for name, i in zip(used, index):
         cell = cells[i].strip()
-        try:
-            v = parse_number(cell) if cell else math.nan
-        except ValueError:
-            hint = " with '.' as the decimal point" if "," in cell else ""
-            raise DataError("not a number", expected=f"a number{hint}, as 1, -2.5 or 1e-3 "
-                            "(an empty cell is a missing value)", given=cell,
-                            where=f"{here}, column {name!r}") from None
+        v = parse_cell(cell, f"{here}, column {name!r}")
         if bad is None and not math.isfinite(v):
             bad = (name, cell)
         nums.append(v)

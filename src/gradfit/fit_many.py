@@ -32,14 +32,14 @@ from .errors import InputError
 from .config import pairs, plain
 from .fit import DTYPE, check_device, p0_in_order
 from .losses import get_loss
-from .many_data import ManyData, from_arrays, from_frame, from_long
+from .many_data import ManyData, column_names, from_arrays, from_frame, from_long
 from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult
 from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
 from .models import make_model, table_inputs
 from .optimizers import batched_optimizers, get_optimizer
-from .settings import SETTINGS
+from .settings import MAX_STEPS, SETTINGS
 
 CONVERGED = ("ftol", "gtol", "xtol")
 CPU_WORK_BYTES = 256 * 2 ** 20
@@ -88,7 +88,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     t0 = time.perf_counter()
     checked = {}
     for name, value in (("loss", loss), ("delta", delta), ("schedule", schedule),
-                        ("seed", seed), ("ftol", ftol), ("gtol", gtol),
+                        ("seed", seed), ("ftol", ftol), ("gtol", gtol), ("steps", steps),
+                        ("starts", starts), ("dtype", dtype),
                         ("divergence", divergence), ("absolute_sigma", absolute_sigma),
                         ("device", str(device) if isinstance(device, torch.device) else device)):
         checked[name] = SETTINGS[name].check(plain(value))   # fit's own rows: one voice
@@ -96,17 +97,18 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     for name, value in (("bounds", bounds), ("fixed", fixed)):
         pairs(name, value)                     # a mapping (its values: a number or B)
     check_device(device)
-    if dtype not in DTYPE:
-        raise InputError("bad dtype", expected="float64 or float32", given=dtype)
     tdtype = DTYPE[dtype]
-    if not isinstance(starts, (int, np.integer)) or starts < 1:
-        raise InputError("bad starts", expected="a whole number >= 1", given=starts)
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InputError("bad steps", expected="a whole number >= 1", given=steps)
+    if steps < 1:                              # the row allows 0 (fit's start only)
+        raise InputError("bad number of steps", expected=f"a whole number 1..{MAX_STEPS}",
+                         given=steps)
+    for name, f in (("guess", guess), ("progress", progress)):
+        if f is not None and not callable(f):
+            raise InputError(f"bad {name}", expected="a function, or None",
+                             given=type(f).__name__)
     lossf = get_loss(loss, delta)
     d = _data(x, y, sigma, group, data, inputs)
     if inputs is None and data is not None:
-        inputs = table_inputs(model, [x] if isinstance(x, str) else list(x))
+        inputs = table_inputs(model, column_names(x, y, group, sigma)[0])
     if inputs is None:
         nd = 1 if d.x.ndim == (1 if d.shared_x else 2) else d.x.shape[-1]
         inputs = ("x",) if nd == 1 else tuple(f"x{i + 1}" for i in range(nd))
@@ -127,11 +129,11 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     if method == "lm" and "xtol" not in options:
         opts["xtol"] = LM_XTOL
     B = d.B
-    fixed_names, fixed_vals = fixed_matrix(names, fixed, B)
+    fixed_names, fixed_vals = fixed_matrix(names, fixed, B, d.bad)
     free = tuple(n for n in names if n not in fixed_names)
     if not free:
         raise InputError("every parameter is fixed", expected="at least one free parameter")
-    lo, hi = bounds_matrix(free, names, bounds, B)
+    lo, hi = bounds_matrix(free, names, bounds, B, d.bad)
     values, given = start_matrix(m, d, p0, guess, seed)   # (B, P), (B, P); d.bad grows
     values[:, [names.index(n) for n in fixed_names]] = fixed_vals[:, [names.index(n) for n in fixed_names]]
     counts = d.counts
@@ -141,7 +143,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     rates = _rates(lr, spec.default_lr, B)
 
     # K starts per problem: problem b, start k is row b * K + k
-    K = int(starts)
+    K = int(starts or 1)
     rows = np.repeat(np.arange(B), K)
     values_k, moved = spread_starts(values, given, lo, hi, names, free, K, seed)
     ok_rows = np.ones(len(rows), dtype=bool)
@@ -150,7 +152,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     out = _Outputs(len(rows), len(names), len(free), tdtype)
     work = np.flatnonzero(ok_rows)
     size = _chunk_size(d.y.shape[1], len(names), tdtype, device) if chunk_size is None else chunk_size
-    if not isinstance(size, (int, np.integer)) or size < 1:
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
         raise InputError("bad chunk_size", expected="a whole number >= 1", given=chunk_size)
     cfg = dict(method=method, options=opts, steps=int(steps), ftol=ftol, gtol=gtol,
                schedule=schedule, divergence=divergence, seed=seed)

@@ -34,7 +34,7 @@ import warnings
 
 import torch
 
-from .batch_lm import OPTIONS, RUNNING, BatchLM, message, reason
+from .batch_lm import OPTIONS, RUNNING, BatchLM, data_norm, message, reason
 from .block_moments import BLOCK, block_moments, block_r, expression_block
 from .errors import InputError
 from .linear_lsq import linear_least_squares
@@ -148,7 +148,7 @@ class LevenbergMarquardt(Stepper):
         with threads_for(problem):
             self.engine = BatchLM(problem_jacobian(problem, theta.detach()),
                                   theta.detach().unsqueeze(0),
-                                  ydata=torch.linalg.vector_norm(ys).reshape(1),
+                                  ydata=data_norm(ys).reshape(1),
                                   options=self.options, normal=normal)
 
     @property

@@ -60,7 +60,20 @@ def _array(name, value) -> np.ndarray:
     except DataError:
         raise
     except (TypeError, ValueError) as exc:
+        lengths = _lengths(value)
+        if len(lengths) > 1:                      # series of different lengths
+            shown = ", ".join(map(str, sorted(lengths)[:5]))
+            raise InputError(f"the rows of {name} differ in length ({shown})",
+                             expected="rows of one length, or long columns with group= "
+                             "(series of any lengths)") from None
         raise InputError(f"bad {name}", expected="an array of numbers", given=str(exc)) from None
+
+
+def _lengths(value) -> set:
+    try:
+        return {len(row) for row in value}
+    except TypeError:
+        return set()
 
 
 def from_arrays(x, y, sigma=None, n_inputs: int = 1) -> ManyData:
@@ -111,11 +124,7 @@ def from_long(x, y, *, group, sigma=None) -> ManyData:
         raise InputError("sigma does not match y", expected=f"{len(ya)} values", given=len(sa))
     if len(ya) == 0:
         raise InputError("no data", expected="at least one row")
-    labels, first, codes = np.unique(g, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")            # groups in order of appearance
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    codes = rank[codes.reshape(-1)]
+    labels, codes, unlabelled = group_codes(g)
     B = len(labels)
     counts = np.bincount(codes, minlength=B)
     n = int(counts.max())
@@ -135,46 +144,122 @@ def from_long(x, y, *, group, sigma=None) -> ManyData:
         S = np.ones((B, n))
         S[gb, pos] = sa[rows]
     data = ManyData(X[..., 0] if d == 1 else X, Y, S, None if mask.all() else mask, False,
-                    groups=labels[order])
+                    groups=labels)
     _check(data)
+    if unlabelled is not None:
+        data.bad[unlabelled] = (f"{counts[unlabelled]} row(s) have no group label (empty, "
+                                "NaN or None): expected a label on every row")
     return data
+
+
+def group_codes(g: np.ndarray):
+    """The labels in order of first appearance, each row's index among them, and the index
+    of the missing label (None, NaN, pandas' NA: one group, which fails) or None. Labels
+    of mixed types (1, 'b', 2.5) are taken as they are, unsorted."""
+    if g.dtype == object:
+        g = np.array([None if _missing(v) else v for v in g], dtype=object)
+    try:
+        labels, first, codes = np.unique(g, return_index=True, return_inverse=True)
+    except TypeError:                    # None among texts, or types that do not compare
+        seen: dict = {}                  # label -> its index, in order of appearance
+        try:
+            codes = np.fromiter((seen.setdefault(v, len(seen)) for v in g.tolist()),
+                                dtype=np.int64, count=len(g))
+        except TypeError:
+            raise InputError("bad group labels", expected="a text or a number on each row",
+                             given=", ".join(sorted({type(v).__name__ for v in g}))) from None
+        labels = np.empty(len(seen), dtype=object)
+        labels[:] = list(seen)
+    else:
+        order = np.argsort(first, kind="stable")        # groups in order of appearance
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        labels, codes = labels[order], rank[codes.reshape(-1)]
+    gone = [i for i, v in enumerate(labels.tolist()) if _missing(v)]
+    return labels, codes, (gone[0] if gone else None)
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or type(v).__name__ in ("NAType",
+                                                                                  "NaTType")
+
+
+def column_names(x, y, group, sigma) -> tuple[list[str], list[str]]:
+    """The x columns and every column used (``group`` None: one series)."""
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    named = [("x", xs), ("y", [y])] + ([("group", [group])] if group is not None else []) \
+        + ([("sigma", [sigma])] if sigma is not None else [])
+    role: dict = {}
+    for what, v in named:
+        if not v or not all(isinstance(c, str) and c for c in v):
+            raise InputError(f"bad {what} column name", expected="a column name (a text)",
+                             given=", ".join(map(repr, v)) or "none")
+        for c in v:                # one role each, once (as data.py's columns of one fit)
+            if c in role:
+                raise InputError(f"column {c!r} is listed twice in {what}" if role[c] == what
+                                 else f"column {c!r} is used as both {role[c]} and {what}",
+                                 expected="each column in one role, once")
+            role[c] = what
+    return xs, xs + [y] + ([group] if group is not None else []) + \
+        ([sigma] if sigma is not None else [])
 
 
 def from_frame(frame, *, x, y, group, sigma=None) -> ManyData:
     """A pandas DataFrame in long form; ``x`` a column name or a list of them."""
-    cols = [x] if isinstance(x, str) else list(x)
-    names = cols + [y, group] + ([sigma] if sigma is not None else [])
+    cols, names = column_names(x, y, group, sigma)
     missing = [c for c in names if c not in frame.columns]
     if missing:
         raise InputError(f"no column named {missing[0]!r}",
                          expected="one of " + ", ".join(map(str, frame.columns[:20])))
+    twice = [c for c in names if (frame.columns == c).sum() > 1]
+    if twice:
+        raise InputError(f"duplicate column name {twice[0]!r}", expected="distinct column names")
+    xv = np.stack([_numbers(frame, c) for c in cols], 1)
+    sv = None if sigma is None else _numbers(frame, sigma)
+    return from_long(xv, _numbers(frame, y), group=frame[group].to_numpy(), sigma=sv)
+
+
+def _numbers(frame, name) -> np.ndarray:
+    """Column ``name`` as float64 (missing values NaN); a cell that is not a number is
+    refused by its row label and column."""
+    column = frame[name]
     try:
-        xv = frame[cols].to_numpy(dtype=np.float64)
-        yv = frame[y].to_numpy(dtype=np.float64)
-        sv = None if sigma is None else frame[sigma].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError("a column is not numeric", expected="numbers in x, y and sigma",
-                         given=str(exc)) from None
-    return from_long(xv, yv, group=frame[group].to_numpy(), sigma=sv)
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        for row, v in zip(frame.index, column.to_numpy(dtype=object)):
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                raise InputError("not a number", expected="a number (a missing value as NaN "
+                                 "or None)", given=v if isinstance(v, str) else repr(v),
+                                 where=f"row {row!r}, column {name!r}") from None
+        raise
 
 
 def _check(data: ManyData) -> None:
-    """Mark series with non-finite values or a bad sigma (the others go on)."""
+    """Mark series with non-finite values or a bad sigma (the others go on), saying which
+    value, where: ``y holds NaN at point 3 of 20: expected finite numbers``."""
     m = np.ones(data.y.shape, dtype=bool) if data.mask is None else data.mask
-    bad_y = ~np.isfinite(np.where(m, data.y, 0.0)).all(1)
-    if data.shared_x:
-        bad_x = np.full(data.B, not np.isfinite(data.x).all())
-    else:
-        xm = data.x if data.x.ndim == 2 else data.x.reshape(data.B, data.y.shape[1], -1).min(-1)
-        bad_x = ~np.isfinite(np.where(m, xm, 0.0)).all(1)
-    bad_s = np.zeros(data.B, dtype=bool)
-    if data.sigma is not None:
-        s = np.where(m, data.sigma, 1.0)
-        bad_s = ~(np.isfinite(s) & (s > 0)).all(1)
-    for b in np.flatnonzero(bad_y | bad_x):
-        data.bad[int(b)] = "the data hold NaN or inf"
-    for b in np.flatnonzero(bad_s & ~(bad_y | bad_x)):
-        data.bad[int(b)] = "bad sigma: expected positive finite numbers"
+    x_ok, x = np.isfinite(data.x), data.x
+    if data.x.ndim == (2 if data.shared_x else 3):       # (.., n, d): a point's d inputs
+        x_ok, x = x_ok.all(-1), np.where(x_ok, 0.0, x).sum(-1)
+    x_ok, x = np.broadcast_to(x_ok, data.y.shape), np.broadcast_to(x, data.y.shape)
+    with np.errstate(invalid="ignore"):
+        checks = [("x", x, x_ok, "finite numbers"),
+                  ("y", data.y, np.isfinite(data.y), "finite numbers")]
+        if data.sigma is not None:
+            s = data.sigma
+            checks.append(("sigma", s, np.isfinite(s) & (s > 0), "positive finite numbers"))
+    for name, values, good, expected in checks:
+        wrong = m & ~good
+        for b in np.flatnonzero(wrong.any(1)):
+            if int(b) in data.bad:
+                continue
+            at = int(np.argmax(wrong[b]))
+            i, n = int(m[b, :at].sum()), int(m[b].sum())   # among the series' own points
+            v = values[b, at]
+            data.bad[int(b)] = (f"{name} holds {'NaN' if v != v else f'{v:g}'} at point {i} "
+                                f"of {n}: expected {expected}")
     # so that a bad series cannot poison the tensors of the others (on copies: the
     # caller's arrays stay as they were)
     if data.bad:

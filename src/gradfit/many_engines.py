@@ -32,9 +32,13 @@ def _gradient(prob, tr, u0, rates, cfg):
 def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     method = cfg["method"]
     engine = ENGINES[OPTIMIZERS[method].batched]       # the registry names the engine
+    idx = torch.arange(u0.shape[0], device=u0.device)
+    gradient = OPTIMIZERS[method].batched == "gradient"
+    if gradient:                     # the loss at the start: a scale of an exact fit's
+        with torch.no_grad():
+            first = prob.objective(tr.external(u0, idx), idx)
     # d: Moré's scaling at the end, M: [J r]^T [J r] at u (LM's; None from the others)
     u, steps, reason, message, d, M = engine(prob, tr, u0, rates, cfg)
-    idx = torch.arange(u.shape[0], device=u.device)
     with torch.no_grad():
         theta = tr.external(u, idx)
     cov = None
@@ -57,8 +61,8 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     if method != "lm":                 # LM checks its rank below; fit checks every method's
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
         _lost_rank_inner(reason, message, prob, tr, theta)
-        if OPTIMIZERS[method].batched == "gradient":
-            _plateaus(reason, message, prob, tr, theta)
+        if gradient:
+            _plateaus(reason, message, prob, tr, theta, first)
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         ok = torch.as_tensor(reason != "diverged", device=u.device)
@@ -124,14 +128,15 @@ def _lost_rank(reason, message, rank, F, prob, tr, u, cfg) -> None:
         message[i] = rank_message(int(rank[i]), tr.free, s, vh)
 
 
-def _plateaus(reason, message, prob, tr, theta) -> None:
+def _plateaus(reason, message, prob, tr, theta, first) -> None:
     """``stationary.plateau_message`` for the gradient methods' ``ftol``/``gtol`` ends: the
     largest cosine between the loss's residual weights and a Jacobian column of the free
     parameters not on a bound must be at most ``PLATEAU``, but where the loss fell to
-    ``EXACT`` of its value at all-zero parameters (an exact fit)."""
+    ``EXACT`` of the smaller of its values at all-zero parameters and at the start
+    ``first`` (an exact fit, as ``stationary._loss_scale``)."""
     from .irls_check import huber_certificate
     from .many_kkt import _near
-    from .stationary import EXACT, PLATEAU, plateau_text, smooth
+    from .stationary import EXACT, PLATEAU, UNDERFLOW_TEXT, plateau_text, smooth, underflowed
     loss = prob.loss
     rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol")))
     if loss.name not in ("mse", "rmse", "huber") or not rows.size or not smooth(prob.model):
@@ -150,12 +155,17 @@ def _plateaus(reason, message, prob, tr, theta) -> None:
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(jr[:, F], J, delta,
                                None if prob.mask is None else prob.mask[idx])
-    exact = torch.isfinite(zero) & (zero > 0) & (end <= EXACT * zero)
+    found = [torch.where(torch.isfinite(v) & (v > 0), v, torch.inf) for v in (zero, first[idx])]
+    scale = torch.minimum(*found)
+    exact = torch.isfinite(scale) & (end <= EXACT * scale)
     psi = jr[:, F].clamp(-delta, delta).unsqueeze(-1)
     along = ((J * psi).sum(-2).abs() / torch.linalg.vector_norm(J, dim=-2).clamp_min(1e-300))
-    for i in np.flatnonzero(((cos > PLATEAU) & ~exact).cpu().numpy()):
+    ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
+    under = underflowed(end, jr[:, F], ys if prob.mask is None else ys * prob.mask[idx])
+    for i in np.flatnonzero(((cos > PLATEAU) & ~exact | under).cpu().numpy()):
         reason[rows[i]] = "failed"
-        message[rows[i]] = plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
+        message[rows[i]] = UNDERFLOW_TEXT if under[i] else \
+            plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 
 def _lost_rank_inner(reason, message, prob, tr, theta) -> None:

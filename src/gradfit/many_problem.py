@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .batch_lm import data_norm
 from .losses import Loss
 from .models import CallableModel, ExpressionModel, Model
 
@@ -27,7 +28,7 @@ class ManyProblem:
         self.count = (torch.full((y.shape[0],), y.shape[1], dtype=y.dtype, device=y.device)
                       if mask is None else mask.sum(-1).to(y.dtype))
         yw = y if sigma is None else y / sigma
-        self.ydata = torch.linalg.vector_norm(yw if mask is None else yw * mask, dim=-1)
+        self.ydata = data_norm(yw if mask is None else yw * mask)
 
     @property
     def B(self) -> int:

@@ -106,11 +106,10 @@ class ManyResult:
             f.write(buf.getvalue())
         return None
 
-    def __getitem__(self, i: int) -> FitResult:
-        """Problem ``i`` as a ``FitResult``."""
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"problem {i} of {len(self)}")
-        i = i % len(self)
+    def __getitem__(self, i) -> FitResult:
+        """Problem ``i`` (a whole number, or a group label of a long table) as a
+        ``FitResult``."""
+        i = self._position(i)
         x, y, s = self.data.series(i)
         params = {n: float(v[i]) for n, v in self.params.items()}
         stderr = cov = None
@@ -127,6 +126,20 @@ class ManyResult:
             n_points=int(self.n_points[i]), stderr=stderr, covariance=cov,
             r2=float(self.r2[i]), rmse=float(self.rmse[i]), start={},
             model_object=self.model_object, x=x, y=y, sigma=s)
+
+    def _position(self, i) -> int:
+        if isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)):
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"no problem {i}: expected a whole number from {-len(self)} "
+                                 f"to {len(self) - 1}")
+            return int(i) % len(self)
+        found = [] if self.groups is None else [
+            j for j, g in enumerate(self.groups.tolist()) if g == i or (g != g and i != i)]
+        if not found:
+            raise KeyError(f"no problem {i!r}: expected a whole number from {-len(self)} to "
+                           f"{len(self) - 1}" + ("" if self.groups is None else
+                                                 " or one of the group labels"))
+        return found[0]
 
 
 def _cell(v):

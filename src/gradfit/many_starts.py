@@ -40,28 +40,34 @@ def _known(names, name: str, what: str) -> None:
                          expected="one of " + ", ".join(names[:20]))
 
 
-def fixed_matrix(names, fixed, B: int):
+def fixed_matrix(names, fixed, B: int, bad: dict):
     """The fixed names and a ``(B, P)`` matrix holding their values (0 elsewhere)."""
     out = np.zeros((B, len(names)))
-    _fill_columns(out, None, names, fixed, "fixed", "bad fixed value for {!r}")
+    _fill_columns(out, None, names, fixed, "fixed", "bad fixed value for {!r}", bad)
     return tuple(n for n in names if n in (fixed or {})), out
 
 
-def _fill_columns(out, given, names, values, what: str, not_finite: str) -> None:
+def _fill_columns(out, given, names, values, what: str, not_finite: str, bad: dict) -> None:
     """``out[:, j] = values[name]`` (a number or B finite numbers) for each named parameter;
-    ``given[:, j] = True`` too when ``given`` is an array."""
+    ``given[:, j] = True`` too when ``given`` is an array. One number that is not finite is
+    refused; among B numbers, one that is not fails its problem alone (``bad[b]``: why)."""
     for name, value in (values or {}).items():
         _known(names, name, what)
         v = _per_problem(what if what != "fixed" else "fixed value", name, value, out.shape[0])
-        if not np.isfinite(v).all():
+        wrong = ~np.isfinite(v)
+        if wrong.any() and np.size(value) == 1:
             raise InputError(not_finite.format(name), expected="finite numbers")
-        out[:, names.index(name)] = v
+        for b in np.flatnonzero(wrong):
+            bad.setdefault(int(b), f"{not_finite.format(name)} for this problem ({v[b]:g}): "
+                                   "expected a finite number")
+        out[:, names.index(name)] = np.where(wrong, out[:, names.index(name)], v)
         if given is not None:
             given[:, names.index(name)] = True
 
 
-def bounds_matrix(free, names, bounds, B: int):
-    """``lo``, ``hi`` ``(B, F)``: +-inf where unbounded."""
+def bounds_matrix(free, names, bounds, B: int, bad: dict):
+    """``lo``, ``hi`` ``(B, F)``: +-inf where unbounded. Bounds given once with low >= high
+    are refused; among B pairs, such a pair fails its problem alone (``bad[b]``: why)."""
     lo, hi = np.full((B, len(free)), -math.inf), np.full((B, len(free)), math.inf)
     for name, pair in (bounds or {}).items():
         _known(names, name, "bounds")
@@ -75,8 +81,14 @@ def bounds_matrix(free, names, bounds, B: int):
         j = free.index(name)
         lo[:, j] = _per_problem("bounds", name, -math.inf if a is None else a, B)
         hi[:, j] = _per_problem("bounds", name, math.inf if b is None else b, B)
-    if np.isnan(lo).any() or np.isnan(hi).any() or not (lo < hi).all():
-        raise InputError("bad bounds", expected="low < high for every problem")
+        wrong = ~(lo[:, j] < hi[:, j])          # NaN too
+        if wrong.any() and np.size(a) == 1 and np.size(b) == 1:
+            raise InputError(f"bad bounds for {name!r}", expected="low < high",
+                             given=f"({lo[0, j]:g}, {hi[0, j]:g})")
+        for k in np.flatnonzero(wrong):
+            bad.setdefault(int(k), f"bad bounds for {name!r} for this problem: expected low "
+                                   f"< high, got ({lo[k, j]:g}, {hi[k, j]:g})")
+        lo[wrong, j], hi[wrong, j] = -math.inf, math.inf    # never run: only finite there
     return lo, hi
 
 
@@ -109,7 +121,7 @@ def start_matrix(model, data, p0, guess, seed: int):
                     given[b, names.index(name)] = True
             except Exception as exc:       # the user's function: any failure is this problem's
                 data.bad[b] = f"guess failed: {type(exc).__name__}: {exc}"
-    _fill_columns(values, given, names, p0, "p0", "p0 value of {!r} is not finite")
+    _fill_columns(values, given, names, p0, "p0", "p0 value of {!r} is not finite", data.bad)
     return values, given
 
 

@@ -28,6 +28,7 @@ import re
 
 import torch
 
+from .batch_lm import UNDERFLOW, data_norm, message, too_small
 from .irls_check import huber_certificate
 from .lm import free_residuals_and_jacobian
 
@@ -45,11 +46,15 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
     loss = problem.loss
     if loss.name not in ("mse", "rmse", "huber") or not free or not smooth(problem.model):
         return None
-    if final_loss is not None and final_loss <= EXACT * _loss_scale(problem, final, first_loss):
-        return None
     names = problem.model.param_names
     idx = torch.tensor([names.index(k) for k in free], device=final.device)
     r, jac = free_residuals_and_jacobian(problem, final, idx)
+    ys = problem.y if problem.sigma is None else problem.y / problem.sigma
+    if final_loss is not None and bool(underflowed(torch.tensor([final_loss]), r[None],
+                                                   ys[None])):
+        return UNDERFLOW_TEXT
+    if final_loss is not None and final_loss <= EXACT * _loss_scale(problem, final, first_loss):
+        return None
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(r[None], jac[None], delta)
     worst = float(cos[0])
@@ -59,6 +64,16 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
         col = (jac * r.clamp(-delta, delta).unsqueeze(-1)).sum(0).abs() / \
             torch.linalg.vector_norm(jac, dim=0).clamp_min(1e-300)
     return plateau_text(worst, free[int(col.argmax())])
+
+
+UNDERFLOW_TEXT = message(UNDERFLOW, {})
+
+
+def underflowed(loss: torch.Tensor, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(k,)`` True where a squared loss ``loss`` ``(k,)`` of residuals ``r`` ``(k, n)`` on
+    data ``y`` ``(k, n)`` has underflowed (``batch_lm.too_small``, LM's ``UNDERFLOW``): no
+    test on the loss (an exact fit, ftol) means anything there."""
+    return too_small(loss.to(r.dtype), (r != 0).any(-1), data_norm(y.to(r.dtype)))
 
 
 KINKS = re.compile(r"\b(abs|relu|min|max)\s*\(")

@@ -3,8 +3,9 @@
 ``fit_along(model, da, dim)`` fits ``model`` to ``da`` along ``dim`` (``x`` = the
 coordinate of ``dim``) at every position of the other dimensions, all at once by
 ``gradfit.fit_many``, and returns a Dataset over those dimensions with one variable per
-parameter, ``{name}_stderr`` (squared losses), ``loss``, ``converged``, ``reason`` and
-``steps``. It answers the question of ``xarray.DataArray.curvefit`` (which loops scipy's
+parameter, ``{name}_stderr`` (squared losses), ``loss``, ``converged``, ``reason``,
+``steps`` and ``message`` (why a position failed: ``y holds NaN at point 3 of 25: ...``).
+It answers the question of ``xarray.DataArray.curvefit`` (which loops scipy's
 ``curve_fit`` over positions) with one batched fit per chunk. A Dask-backed array is fitted
 chunk by chunk in parallel (each chunk whole along ``dim``): lazily with ``compute=False``,
 else on ``scheduler``/``workers`` (``gradfit.cluster.client_for``) or the client already
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import check_real
 from .errors import InputError
 from .losses import get_loss
-from .models import make_model
+from .models import ExpressionModel, _mentions, make_model
 from .result import REASONS
 
 CODES = list(REASONS)            # reason <-> a number, to travel in a float array
@@ -37,20 +39,21 @@ def _fields(model, dim: str, loss: str, delta: float, fixed) -> tuple[list[str],
 
 
 def _fit_block(y, *, model, x, sigma, names, errs, kwargs):
-    """``fit_many`` over a block ``(..., n)`` -> ``(..., K)`` floats: the parameters, their
-    standard errors, loss, converged, reason code, steps."""
+    """``fit_many`` over a block ``(..., n)`` -> ``(..., K)`` floats (the parameters, their
+    standard errors, loss, converged, reason code, steps) and ``(...)`` messages."""
     from .fit_many import fit_many
     shape = y.shape[:-1]
     flat = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1])
     K = len(names) + len(errs) + 4
     if flat.shape[0] == 0:
-        return np.zeros(shape + (K,))
+        return np.zeros(shape + (K,)), np.empty(shape, dtype=object)
     s = None if sigma is None else np.asarray(sigma, dtype=np.float64).reshape(flat.shape)
     r = fit_many(model, x, flat, sigma=s, **kwargs)
     cols = [r.params[n] for n in names] + [r.stderr[n] for n in errs]
     cols += [r.loss, r.converged.astype(float), np.array([CODES.index(c) for c in r.reason],
                                                         dtype=float), r.steps.astype(float)]
-    return np.stack(cols, axis=-1).reshape(shape + (K,))
+    return (np.stack(cols, axis=-1).reshape(shape + (K,)),
+            np.asarray(r.message, dtype=object).reshape(shape))
 
 
 def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, scheduler=None,
@@ -71,9 +74,14 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
     for bad in ("data", "group", "inputs", "x", "y"):
         if bad in kwargs:
             raise InputError(f"fit_along does not take {bad}=", expected="the data as a DataArray")
-    x = np.asarray(da[dim].values, dtype=np.float64)
+    check_real(da)
+    x = _coordinate(da, dim)
     names, errs = _fields(model, dim, kwargs.get("loss", "mse"), kwargs.get("delta", 1.0),
                           kwargs.get("fixed"))
+    if isinstance(make_model(model, (dim,)), ExpressionModel) and dim not in _mentions(model):
+        raise InputError(f"the model does not use the dimension {dim!r} as its input",
+                         expected=f"an expression of {dim} (the coordinate along which it is "
+                         f"fitted), e.g. 'A*exp(-k*{dim})'", given=model)
     kwargs = {**kwargs, "inputs": (dim,)}
     chunked = da.chunks is not None
     if chunked:
@@ -82,6 +90,11 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
     core = [[dim]]
     if sigma is not None:
         sigma = xr.DataArray(sigma) if not isinstance(sigma, xr.DataArray) else sigma
+        extra = [d for d in sigma.dims if d not in da.dims]
+        if extra:
+            raise InputError("bad sigma", expected="a DataArray over (some of) the data's "
+                             f"dimensions ({', '.join(map(str, da.dims))})",
+                             given=f"dimension {extra[0]!r}")
         sigma = sigma.broadcast_like(da).transpose(*da.dims)
         args.append(sigma.chunk(da.chunksizes) if chunked else sigma)
         core.append([dim])
@@ -96,10 +109,12 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
         kw = _with_positions(kwargs, [k for k, _ in where], given)
         return _fit_block(y, model=model, x=x, sigma=s, names=names, errs=errs, kwargs=kw)
 
-    out = xr.apply_ufunc(block, *args, input_core_dims=core, output_core_dims=[["_field"]],
-                         dask="parallelized", output_dtypes=[np.float64],
-                         dask_gufunc_kwargs={"output_sizes": {"_field": K}})
+    out, messages = xr.apply_ufunc(block, *args, input_core_dims=core,
+                                   output_core_dims=[["_field"], []], dask="parallelized",
+                                   output_dtypes=[np.float64, object],
+                                   dask_gufunc_kwargs={"output_sizes": {"_field": K}})
     ds = _dataset(out, names, errs)
+    ds["message"] = messages
     if chunked and compute:
         if scheduler is None and workers is None:
             return ds.compute()
@@ -107,6 +122,16 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
         with client_for(scheduler, workers) as client:
             return client.compute(ds).result()
     return ds
+
+
+def _coordinate(da, dim) -> np.ndarray:
+    """The coordinate of ``dim`` (its positions 0, 1, ... when it has none) as numbers."""
+    values = np.asarray(da[dim].values)
+    if values.dtype.kind not in "biuf":
+        raise InputError(f"the coordinate of {dim!r} holds {values.dtype} values",
+                         expected="numbers (a time as seconds or days since a start, e.g. "
+                         f"da.assign_coords({dim}=(da.{dim} - da.{dim}[0]) / np.timedelta64(1, 's')))")
+    return values.astype(np.float64)
 
 
 PER_POSITION = ("p0", "fixed", "bounds")

@@ -32,6 +32,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run on this existing Dask cluster instead")
 
 
+def write_table(target: str, table=None, csv=None) -> None:
+    """The table of fits to ``target``: Parquet for ``.parquet``, else CSV (``csv``: a
+    callable writing it without pandas, ``ManyResult.to_csv``); an error is one line."""
+    try:
+        if target.endswith(".parquet"):
+            table.to_parquet(target, index=False)
+        elif csv is not None:
+            csv(target)
+        else:
+            table.to_csv(target, index=False)
+    except OSError as exc:
+        raise InputError("cannot write the table", expected="a writable path",
+                         given=f"{target} ({exc.strerror or exc})") from None
+
+
 def wants_dask(args) -> bool:
     import os
     data = str(args.data)
@@ -62,10 +77,10 @@ def cmd_fit_dask(args) -> int:
         table = fit_table(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
                           group=args.group, sigma=args.sigma, scheduler=args.scheduler,
                           workers=args.workers, progress=show, bounds=bounds, fixed=fixed,
-                          dtype=args.dtype, **kw)
+                          dtype=args.dtype, drop_nan=args.drop_nan, **kw)
         ok = int(table["converged"].sum())
         if args.out:
-            (table.to_parquet if args.out.endswith(".parquet") else table.to_csv)(args.out, index=False)
+            write_table(args.out, table)
         elif args.json != "-":
             print(table.head(SHOW_ROWS).to_string(index=False))
             if len(table) > SHOW_ROWS:

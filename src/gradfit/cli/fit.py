@@ -6,7 +6,7 @@ import sys
 from .exits import EXIT_FAILED, EXIT_OK
 from .inputs import add_data_args, load
 from .options import add_settings, optimizer_options
-from .parsing import assignments_or_none, parse_bounds, write_json
+from .parsing import assignments_or_none, check_outputs, parse_bounds, write_json
 
 FIT_EXAMPLES = """examples:
   gradfit fit lesson --model "a*x^2 + b*x + c" --optimizer gd --lr 0.1 --steps 500
@@ -33,7 +33,8 @@ def add_parser(sub, fmt) -> None:
     add_settings(fitp, FIT_SETTINGS)
     fitp.add_argument("--group", help="column naming the series of a long table: fit every "
                       "series (fit_many), one row per series")
-    fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this CSV")
+    fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this file "
+                      "(Parquet for .parquet, else CSV)")
     add_arguments(fitp)
     fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
     fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "
@@ -60,6 +61,7 @@ def run_kwargs(args) -> dict:
 
 def cmd_fit(args) -> int:
     from .dask import cmd_fit_dask, wants_dask
+    check_outputs(args)           # before the work: a typo in --out must not lose a long run
     if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
         return cmd_fit_dask(args)
     if args.group:                # many series: one fit each, one row each

@@ -4,8 +4,9 @@ The table has one row per point and a column naming its series (a well, a pixel,
 sensor). Every series is fitted by ``fit_many``; the parameters, standard errors, loss and
 verdict of each go to ``--out`` (CSV; stdout without it). A missing value (an empty or nan
 cell) makes its series fail (reported in its row), not the run; a cell that is not a number
-at all is bad input (exit 2, naming its row and column), as for one fit. Exit codes: 0 all
-converged, 1 some did not (the count is named on stderr), 2 bad input.
+at all is bad input (exit 2, naming its row and column), as for one fit; ``--drop-nan``
+drops the rows holding missing values instead. Exit codes: 0 all converged, 1 some did not
+(the count is named on stderr), 2 bad input.
 """
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import csv
 import io
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from ..data import finite_numbers, parse_number
+from ..data import (_choose_columns, _column_names, _header, _lines, _open, finite_numbers,
+                    parse_cell)
 from ..errors import DataError, InputError
+from .dask import write_table
 from .parsing import write_json
 
 
@@ -25,12 +29,8 @@ def read_long_csv(path: str, x, y, sigma, group):
     """The columns of a long CSV: x ``(N,)`` or ``(N, d)``, y, sigma, group labels, and
     the x names. Empty and nan cells are missing values, NaN (their series then fails); a
     cell that is not a number is bad input, named by row and column."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise DataError("cannot read the data file", expected="a readable CSV file",
-                        given=f"{path} ({exc.strerror})") from None
+    with _open(Path(path)) as fh:        # data.py's reading: UTF-8 (a BOM allowed), no NUL
+        text = "".join(_lines(fh, path))
     numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     numbers = [i for i, _ in numbered]             # the file's line of each row, for messages
     lines = [ln for _, ln in numbered]
@@ -38,17 +38,21 @@ def read_long_csv(path: str, x, y, sigma, group):
         raise DataError("no data rows", expected="a header and at least one row", where=path)
     delim = max(",;\t", key=lines[0].count)
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
-    header = [h.strip() for h in rows[0]]
-    xs = [c.strip() for c in x.split(",")] if x else None
-    for name in [group] + (xs or []) + [c for c in (y, sigma) if c]:
-        if name not in header:
-            raise DataError(f"no column named {name!r}", expected="one of " + ", ".join(header),
+    # the header as data.py reads one: stripped names, each once, none empty
+    header = _header(csv.reader(text.splitlines(), delimiter=delim), path, None)[0]
+    if group not in header:
+        raise DataError(f"no column named {group!r}", expected="one of the columns "
+                        + ", ".join(map(repr, header)), where=path)
+    for what, spec in (("x", x), ("y", y), ("sigma", sigma)):
+        if group in (_column_names(spec, what, path) or []):
+            raise DataError(f"column {group!r} is used as both group and {what}",
+                            expected=f"the {what} column to differ from the group column",
                             where=path)
-    used = {group, sigma} | set(xs or [])
-    if y is None:
-        y = [h for h in header if h not in used][-1]
-    if xs is None:
-        xs = [[h for h in header if h not in {group, sigma, y}][0]]
+    if len(header) < 3:
+        raise DataError(f"only {len(header)} column(s) ({', '.join(map(repr, header))})",
+                        expected="a group column, an x column and a y column", where=path)
+    # the other columns chosen as for one fit (defaults, x and y apart, one left for each)
+    xs, y, sigma = _choose_columns([h for h in header if h != group], x, y, sigma, path)
 
     def column(name):
         j = header.index(name)
@@ -63,16 +67,11 @@ def read_long_csv(path: str, x, y, sigma, group):
                 raise DataError(f"this row has {len(row)} cells but the header has "
                                 f"{len(header)} columns", expected="one cell per column",
                                 where=here)
-            cell = row[j].strip()
-            try:
-                out[i] = parse_number(cell) if cell else math.nan
-            except ValueError:
-                raise DataError("not a number", expected="a number, as 1, -2.5 or 1e-3 (an "
-                                "empty cell or nan is a missing value)", given=cell,
-                                where=f"{here}, column {name!r}") from None
+            out[i] = parse_cell(row[j].strip(), f"{here}, column {name!r}")
         return out
     gj = header.index(group)
     labels = np.array([row[gj].strip() if gj < len(row) else "" for row in rows[1:]])
+    labels = np.where(labels == "", None, labels)      # no label: fails as one group
     xv = np.stack([column(c) for c in xs], 1)
     return (xv[:, 0] if len(xs) == 1 else xv, column(y), column(sigma) if sigma else None,
             labels, tuple(xs))
@@ -87,6 +86,14 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
                          "pictures")
     x, y, sigma, labels, xnames = read_long_csv(args.data, args.x, args.y, args.sigma,
                                                 args.group)
+    if args.drop_nan:             # as for one fit: rows holding NaN, inf or empty cells go
+        keep = np.isfinite(y) & np.isfinite(x.reshape(len(y), -1)).all(1)
+        keep &= True if sigma is None else np.isfinite(sigma)
+        x, y, labels = x[keep], y[keep], labels[keep]
+        sigma = None if sigma is None else sigma[keep]
+        if (~keep).any() and args.json != "-":
+            print(f"gradfit: dropped {int((~keep).sum())} row(s) holding NaN, inf or empty "
+                  "cells", file=sys.stderr)
     bar = _bar(args)
     try:
         res = fit_many(args.model, x, y, group=labels, sigma=sigma,
@@ -95,12 +102,9 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if args.out:
-        try:
-            res.to_csv(args.out)
-        except OSError as exc:
-            raise InputError("cannot write the table", expected="a writable path",
-                             given=f"{args.out} ({exc.strerror})") from None
+    if args.out:                  # Parquet for .parquet (as on Dask), else CSV
+        write_table(args.out, res.to_pandas() if args.out.endswith(".parquet") else None,
+                    csv=res.to_csv)
     if args.json:
         write_json(args.json, _records(res))
     elif not args.out:

@@ -10,6 +10,9 @@ sizes ``1G``, lists of numbers; and JSON written once (strict: never NaN or Infi
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from .. import finite_json
 from ..errors import InputError
 
@@ -73,6 +76,28 @@ def parse_bounds(text: str | None) -> dict[str, tuple[float | None, float | None
                              "e.g. a=0:10,b=:5", given=part) from None
         bounds[_new_name(bounds, name.strip(), "--bounds")] = pair
     return bounds
+
+
+def check_writable(target: str | None, flag: str) -> None:
+    """Refuse an output path that cannot be written before the work that fills it (a run
+    of an hour must not be lost to a typo in ``--out``); ``-`` is stdout."""
+    if not target or target == "-":
+        return
+    path = Path(target)
+    folder = path.parent
+    problem = ("it is a directory" if path.is_dir() else
+               f"the folder {str(folder)!r} does not exist" if not folder.is_dir() else
+               "it cannot be written here" if not os.access(path if path.exists() else folder,
+                                                            os.W_OK) else None)
+    if problem:
+        raise InputError(f"bad {flag}: {problem}", expected="a path to a file that can be "
+                         "written", given=target)
+
+
+def check_outputs(args) -> None:
+    """``check_writable`` on the command's ``--out`` and ``--json`` paths."""
+    for flag in ("out", "json"):
+        check_writable(getattr(args, flag, None), f"--{flag}")
 
 
 def write_text(target: str, text: str) -> None:
