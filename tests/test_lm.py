@@ -168,14 +168,19 @@ def test_jacobian_equals_autograd_jacfwd_also_batched():
     torch.testing.assert_close(jb[1], torch.func.jacfwd(prob.residuals)(2 * theta))
 
 
-def test_scaled_svd_factors_the_column_scaled_jacobian():
+@pytest.mark.parametrize("n", [30, 3000])      # by the SVD of J D^-1, and by its QR first
+def test_scaled_svd_factors_the_column_scaled_jacobian(n):
     rng = np.random.default_rng(0)
-    jac = torch.tensor(rng.standard_normal((30, 4)) * [1, 1e3, 1e-4, 5], dtype=torch.float64)
-    r = torch.tensor(rng.standard_normal(30), dtype=torch.float64)
+    jac = torch.tensor(rng.standard_normal((n, 4)) * [1, 1e3, 1e-4, 5], dtype=torch.float64)
+    r = torch.tensor(rng.standard_normal(n), dtype=torch.float64)
     d = torch.linalg.vector_norm(jac, dim=0)
-    s, vh, c, u = scaled_svd(jac, d, r)
-    torch.testing.assert_close(u @ torch.diag(s) @ vh, jac / d, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(c, u.T @ r, rtol=1e-12, atol=1e-12)
+    s, vh, c = scaled_svd(jac, d, r)
+    u, s_ref, vh_ref = np.linalg.svd((jac / d).numpy(), full_matrices=False)
+    np.testing.assert_allclose(s.numpy(), s_ref, rtol=1e-12)
+    # singular vectors up to sign: V^T's rows and U^T r flip together
+    sign = np.sign((vh.numpy() * vh_ref).sum(1))
+    np.testing.assert_allclose(vh.numpy() * sign[:, None], vh_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(c.numpy() * sign, u.T @ r.numpy(), rtol=1e-10, atol=1e-12)
     # the Gauss-Newton step from the SVD solves the normal equations J^T J delta = -J^T r
     delta = -(vh.T @ (c / s)) / d
     torch.testing.assert_close(jac.T @ jac @ delta, -jac.T @ r, rtol=1e-9, atol=1e-9)

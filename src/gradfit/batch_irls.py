@@ -100,7 +100,7 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33)
         jac = block[:, :F].transpose(-1, -2)
         d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
         good = torch.isfinite(jac).flatten(1).all(-1)
-        sv, vh, c, _ = scaled_svd(torch.where(good[:, None, None], jac, 0.0), d, ra)
+        sv, vh, c = scaled_svd(torch.where(good[:, None, None], jac, 0.0), d, ra)
         w = torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)
         delta = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
         eps = torch.finfo(delta.dtype).eps

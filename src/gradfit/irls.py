@@ -84,7 +84,7 @@ def _gauss_newton(residuals, theta0: torch.Tensor, steps: int, halvings: int = 3
     for _ in range(steps):
         _, jac = jacobian(theta)
         d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
-        sv, vh, c, _ = scaled_svd(jac, d, r)          # (guards against subnormal slowness)
+        sv, vh, c = scaled_svd(jac, d, r)          # (guards against subnormal slowness)
         delta = -(vh.transpose(-1, -2) @ torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)) / d
         if not bool(torch.isfinite(delta).all()):
             break

@@ -110,13 +110,26 @@ def _jacobian(r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return jacobian_from_graph(r, t).detach()
 
 
+TALL = 1024        # from this many rows on, scaled_svd goes through a QR factorisation
+
+
 def scaled_svd(jac: torch.Tensor, d: torch.Tensor, r: torch.Tensor):
-    """SVD of ``J D^-1`` ``(..., n, P)``: ``s``, ``V^T``, ``c = U^T r`` and ``U``."""
-    u, s, vh = torch.linalg.svd(jac / d.unsqueeze(-2), full_matrices=False)
+    """SVD of ``J D^-1`` ``(..., n, P)``: ``s``, ``V^T`` and ``c = U^T r``, singular values
+    below ``eps max(n, P) s_max`` set to zero. On ``TALL`` rows or more, by the QR
+    factorisation ``[J D^-1  r] = Q [[R, q], [0, rho]]``: ``J D^-1 = Q R``, so the SVD of the
+    small ``R = U_R S V^T`` gives ``s`` and ``V``, and ``c = U_R^T q`` (no ``n x P`` ``U``)."""
+    a = jac / d.unsqueeze(-2)
+    if a.shape[-2] >= TALL:
+        R = torch.linalg.qr(torch.cat([a, r.unsqueeze(-1)], -1), mode="r")[1]
+        F = a.shape[-1]
+        u, s, vh = torch.linalg.svd(R[..., :F, :F])
+        c = (u.transpose(-1, -2) @ R[..., :F, F:]).squeeze(-1)
+    else:
+        u, s, vh = torch.linalg.svd(a, full_matrices=False)
+        c = (u.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
     eps = torch.finfo(jac.dtype).eps
     s = torch.where(s > eps * max(jac.shape[-2:]) * s[..., :1], s, torch.zeros_like(s))
-    c = (u.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
-    return s, vh, c, u
+    return s, vh, c
 
 
 class LevenbergMarquardt(Stepper):
