@@ -53,3 +53,22 @@ def test_irls_rank_check_leaves_a_parameter_held_by_its_bound():
     r = gradfit.fit("a*b*x", x, y, **kw)
     m = gradfit.fit_many("a*b*x", x, y[None], **kw)
     assert r.converged == m.converged[0]
+
+
+def test_lost_rank_with_a_parameter_on_its_bound_names_the_undetermined_ones():
+    """``a*exp(b+c*x)`` with c held by its bound: fit_many's LM took the SVD of the Jacobian
+    in its internal variables, where c's column vanishes on the bound, and said the data
+    determine only combinations of c; a and b are the ones they do not determine (fit)."""
+    x = np.linspace(0, 3, 8)
+    y = 0.3 * np.exp(0.2 * x) + 0.01 * np.random.default_rng(1).standard_normal(8)
+    kw = dict(p0={"a": 1.0, "b": 0.1, "c": 0.9}, bounds={"c": (0.8, None)})
+    r = gradfit.fit("a*exp(b+c*x)", x, y, **kw)
+    m = gradfit.fit_many("a*exp(b+c*x)", x, y[None], **kw)
+    assert r.at_bound == ("c",) and m.params["c"][0] == 0.8
+    # the oracle: dy/da = e^(b+cx), dy/db = a e^(b+cx): proportional columns
+    a, b = m.params["a"][0], m.params["b"][0]
+    e = np.exp(b + 0.8 * x)
+    assert np.linalg.matrix_rank(np.stack([e, a * e], 1)) == 1
+    assert not r.converged and not m.converged[0]
+    assert m.message[0] == r.message
+    assert "combinations of a, b," in m.message[0]

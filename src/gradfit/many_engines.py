@@ -54,9 +54,9 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         if finished is not theta:
             theta = finished
             u = tr.internal(theta)
-    if method != "lm":                 # LM checks its rank below; fit checks every method's
+    if method != "lm":                 # LM's rank comes with its covariance below
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
-        _lost_rank_inner(reason, message, prob, tr, theta)
+        _lost_rank(reason, message, prob, tr, theta)
         if OPTIMIZERS[method].batched == "gradient":
             _plateaus(reason, message, prob, tr, theta)
     if prob.loss.squared:
@@ -64,8 +64,8 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         ok = torch.as_tensor(reason != "diverged", device=u.device)
         cov, rank = covariance(prob, tr, theta, ok, absolute_sigma,
                                *((d, M) if tr.identity else (None, None)))
-        if method == "lm":
-            _lost_rank(reason, message, rank.cpu().numpy(), u.shape[-1], prob, tr, u, cfg)
+        if method == "lm":       # the rank over every free parameter fell: which ones?
+            _lost_rank(reason, message, prob, tr, theta, rank.cpu().numpy() < len(tr.free))
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
     return theta, steps, reason, message, cov
 
@@ -110,20 +110,6 @@ def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma) -> No
             reason[i], message[i] = "failed", why
 
 
-def _lost_rank(reason, message, rank, F, prob, tr, u, cfg) -> None:
-    """A converged LM fit whose scaled Jacobian lost rank is a failure, with the message
-    of one fit (``verdict.rank_message``, from the SVD of its ``J D^-1``)."""
-    from .verdict import rank_message
-    for i in np.flatnonzero(np.isin(reason, ("gtol", "ftol", "xtol")) & (rank < F)):
-        idx = torch.tensor([i], device=u.device)
-        jac = prob.jacobian(tr)(u[idx], idx)[0, :F].transpose(0, 1)
-        norms = torch.linalg.vector_norm(jac, dim=0)
-        _, s, vh = torch.linalg.svd(jac / torch.where(norms > 0, norms, 1.0),
-                                    full_matrices=False)
-        reason[i] = "failed"
-        message[i] = rank_message(int(rank[i]), tr.free, s, vh)
-
-
 def _plateaus(reason, message, prob, tr, theta) -> None:
     """``stationary.plateau_message`` for the gradient methods' ``ftol``/``gtol`` ends: the
     largest cosine between the loss's residual weights and a Jacobian column of the free
@@ -158,14 +144,16 @@ def _plateaus(reason, message, prob, tr, theta) -> None:
         message[rows[i]] = plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 
-def _lost_rank_inner(reason, message, prob, tr, theta) -> None:
-    """``verdict.lost_rank`` for the converged ends of the engines other than LM (IRLS, the
-    gradient methods), as ``fit`` judges every end: the column-scaled Jacobian over the
-    free parameters not on a bound (those held by a bound are determined by it) must keep
-    its rank, else the fit failed (``a*b*x`` fitted by mae or huber)."""
+def _lost_rank(reason, message, prob, tr, theta, suspect=None) -> None:
+    """``verdict.lost_rank`` for the converged ends (of the rows ``suspect``, when given), as
+    ``fit`` judges every end: the column-scaled Jacobian of the model over the free
+    parameters not on a bound (those held by a bound are determined by it) must keep its
+    rank, else the fit failed (``a*b*x``), its message naming the parameters not determined
+    (not one held by its bound, whose column in the internal variables vanishes)."""
     from .many_kkt import _near
     from .verdict import rank_message, scaled_singular
-    rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol", "xtol")))
+    conv = np.isin(reason, ("gtol", "ftol", "xtol"))
+    rows = np.flatnonzero(conv if suspect is None else conv & suspect)
     if not rows.size:
         return
     idx = torch.as_tensor(rows, device=theta.device)
