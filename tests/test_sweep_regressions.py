@@ -55,6 +55,23 @@ def test_irls_rank_check_leaves_a_parameter_held_by_its_bound():
     assert r.converged == m.converged[0]
 
 
+@pytest.mark.parametrize("bounds", [None, {"b": (-5.8, 8.2)}])
+def test_a_redundant_model_in_float32_is_not_converged(bounds):
+    """``a*b*x`` in float32: the covariance's shortcut (the inverse of ``A = D^-1 J^T J D^-1``
+    trusted below a condition bound of 1e8) took the rounding of float32 for rank: two equal
+    columns give ``A`` a smallest eigenvalue near eps = 1e-7, not 0. Fits were called
+    converged; the bound is now 1/sqrt(eps) of the dtype, and the SVD decides."""
+    x = np.linspace(0, 3, 4)
+    rng = np.random.default_rng(0)
+    y = np.stack([2.4 * x + 1e-5 * rng.standard_normal(4) for _ in range(20)])
+    m = gradfit.fit_many("a*b*x", x, y, p0={"a": 1.2, "b": 1.3}, bounds=bounds, dtype="float32")
+    for i in range(20):     # the oracle: the Jacobian (b x, a x) has rank 1 anywhere
+        a, b = m.params["a"][i], m.params["b"][i]
+        assert np.linalg.matrix_rank(np.stack([b * x, a * x], 1)) == 1
+    assert not m.converged.any()
+    assert all(msg.startswith("the Jacobian lost rank (1 of 2)") for msg in m.message)
+
+
 def test_lost_rank_with_a_parameter_on_its_bound_names_the_undetermined_ones():
     """``a*exp(b+c*x)`` with c held by its bound: fit_many's LM took the SVD of the Jacobian
     in its internal variables, where c's column vanishes on the bound, and said the data

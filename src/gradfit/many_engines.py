@@ -228,10 +228,13 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None):
     a = m[:, :F, :F] / dd
     eye = torch.eye(F, dtype=a.dtype, device=a.device).expand_as(a)
     inv, ok_inv = solve_spd(a, eye)
-    # tr(A) tr(A^-1) >= cond(A): below 1e8 the scaled Jacobian is far from a lost rank and
-    # the inverse is accurate; the others go through the SVD, as curve_fit does
+    # tr(A) tr(A^-1) >= cond(A): below 1/sqrt(eps) (7e7 in float64, 3e3 in float32) the
+    # scaled Jacobian is far from a lost rank and the inverse is accurate; the others go
+    # through the SVD, as curve_fit does (forming A squares J's condition: in float32 a
+    # Jacobian of two equal columns gives A a smallest eigenvalue of eps, not 0, and 1e8
+    # would call it of full rank)
     bound = a.diagonal(dim1=-2, dim2=-1).sum(-1) * inv.diagonal(dim1=-2, dim2=-1).sum(-1)
-    easy = ok_inv & (bound < 1e8)
+    easy = ok_inv & (bound < torch.finfo(a.dtype).eps ** -0.5)
     rank = torch.full_like(n, F, dtype=torch.long)
     hard = (good & ~easy).nonzero().flatten()
     if hard.numel():
