@@ -89,3 +89,33 @@ def test_lost_rank_with_a_parameter_on_its_bound_names_the_undetermined_ones():
     assert not r.converged and not m.converged[0]
     assert m.message[0] == r.message
     assert "combinations of a, b," in m.message[0]
+
+
+def test_lm_at_the_step_limit_short_of_an_active_bound_is_finished_as_fit():
+    """``A*sin(w*x+p)+c`` with ``A >= 2.64`` above the data's amplitude: LM in the internal
+    variables creeps towards the bound and reached the step limit with A still 1e-6 off it
+    (``NEAR`` did not see it) and the others far from their optimum; fit_many said
+    max_steps where fit's active set goes on from LM's end and certifies A on its bound.
+    Such rows are now fitted by fit alone (``many_kkt.finish_lm_alone``)."""
+    import scipy.optimize as so
+    rng = np.random.default_rng(4)
+    x = np.sort(rng.uniform(0, 10, 30))
+    truth = [(1.2, 1.1, 1.0, 0.1), (1.5, 0.9, -0.5, 0.0), (1.4, 1.0, 0.0, 0.3)]
+    Y = np.stack([A * np.sin(w * x + p) + c + 0.05 * rng.standard_normal(30)
+                  for A, w, p, c in truth])
+    p0 = {k: [t[i] * 1.1 for t in truth] for i, k in enumerate("Awpc")}
+    p0["A"] = [2.65] * 3
+    kw = dict(bounds={"A": (2.64, None)}, steps=200)
+    m = gradfit.fit_many("A*sin(w*x+p)+c", x, Y, p0=p0, **kw)
+    for i in range(3):
+        r = gradfit.fit("A*sin(w*x+p)+c", x, Y[i], p0={k: v[i] for k, v in p0.items()}, **kw)
+        assert r.converged and m.converged[i] and m.params["A"][i] == 2.64
+        # the oracle: w, p, c by scipy with A on its bound, and the loss rising inwards
+        q = [m.params[k][i] for k in "wpc"]
+        res = so.least_squares(lambda v: 2.64 * np.sin(v[0] * x + v[1]) + v[2] - Y[i], q,
+                               xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        w, p, c = res.x
+        assert 2 * np.sum((2.64 * np.sin(w * x + p) + c - Y[i]) * np.sin(w * x + p)) > 0
+        for k, ref in zip("wpc", res.x):
+            assert m.params[k][i] == pytest.approx(ref, rel=1e-8)
+            assert m.params[k][i] == pytest.approx(r.params[k], rel=1e-8)

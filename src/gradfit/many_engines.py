@@ -32,14 +32,16 @@ def _gradient(prob, tr, u0, rates, cfg):
 def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     method = cfg["method"]
     engine = ENGINES[OPTIMIZERS[method].batched]       # the registry names the engine
+    idx = torch.arange(u0.shape[0], device=u0.device)
+    with torch.no_grad():
+        start = tr.external(u0, idx)
     # d: Moré's scaling at the end, M: [J r]^T [J r] at u (LM's; None from the others)
     u, steps, reason, message, d, M = engine(prob, tr, u0, rates, cfg)
-    idx = torch.arange(u.shape[0], device=u.device)
     with torch.no_grad():
         theta = tr.external(u, idx)
     cov = None
     if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
-        from .many_kkt import certify_on_bounds, polish_on_bounds
+        from .many_kkt import certify_on_bounds, finish_lm_alone, polish_on_bounds
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
         polished = polish_on_bounds(prob, tr, theta, steps, reason, message, cfg)
@@ -47,6 +49,10 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             theta = polished
             u = tr.internal(theta)
         certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
+        finished = finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg)
+        if finished is not theta:
+            theta = finished
+            u = tr.internal(theta)
     if method == "irls" and not tr.identity:     # a robust fit on a bound: as fit ends it
         from .many_kkt import finish_robust_on_bounds
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)

@@ -184,7 +184,7 @@ def _near(v, lo, hi):
     return on_lo, fin_hi & ~on_lo & (hi - v <= NEAR * scale)
 
 
-#: robust fits on a bound finished one by one per call of ``finish_robust_on_bounds``
+#: fits finished one by one per call of ``finish_robust_on_bounds`` or ``finish_lm_alone``
 ALONE_MAX = 256
 
 
@@ -196,12 +196,39 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     a vanishing derivative on the bound) and its first-order test then fails; the rows are
     few. The first ``ALONE_MAX`` such rows are finished; the others keep their verdict.
     Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in place."""
-    from .fit import fit
     from .many_engines import _on_a_bound
     if tr.identity:
         return theta
     rows = np.flatnonzero(_on_a_bound(tr, theta) & np.isfinite(
-        theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))[:ALONE_MAX]
+        theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
+    return _finish_alone(prob, tr, theta, theta, rows, steps, reason, message, cfg, "irls")
+
+
+def finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg) -> torch.Tensor:
+    """Finish the LM ends with bounds that stalled or reached the step limit, and that
+    neither ``polish_on_bounds`` nor ``certify_on_bounds`` made an optimum, as ``fit``
+    finishes them: by ``fit`` on that problem alone from its start ``start`` ``(k, P)``,
+    whose active set (``active_set.refine``) goes on from wherever its LM ended. LM in the
+    internal variables creeps towards a bound that holds at the optimum, its steps
+    shrinking by a constant factor, and may reach the step limit with the parameter still
+    ``1e-6`` (relative) off it, the others far from their optimum: ``NEAR`` does not see the
+    bound, and without ``active_set``'s step 3 (the unbounded fit leaving the box) nothing
+    finished it. Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in
+    place."""
+    o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
+    bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
+    stalled = np.isin(message.astype(str), [lm_message(c, o, cfg["steps"])
+                                            for c in (ROUGH, TRIES, MAX_STEPS)])
+    rows = np.flatnonzero(bounded & stalled & ~np.isin(reason, ("gtol", "ftol", "xtol")))
+    return _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, "lm")
+
+
+def _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, method):
+    """``fit`` by ``method`` on each problem of ``rows`` (the first ``ALONE_MAX``) alone,
+    from its parameters in ``start``; its end is kept where it converged no higher than
+    ``theta``'s loss."""
+    from .fit import fit
+    rows = rows[:ALONE_MAX]
     if not rows.size:
         return theta
     theta = theta.clone()
@@ -214,7 +241,7 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
         with torch.no_grad():
             before = float(prob.objective(theta[sel], sel)[0])
         try:
-            one = _alone(fit, prob, tr, theta, b, x[keep], keep, names, free, at, cfg)
+            one = _alone(fit, prob, tr, start, b, x[keep], keep, names, free, at, cfg, method)
         except (InputError, FitError, RuntimeError, ValueError):    # keep the batch's verdict
             continue
         if one.converged and one.loss <= before * (1 + 1e-12) + 1e-300:
@@ -225,12 +252,12 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     return theta
 
 
-def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg):
-    """``fit`` on problem ``b`` alone from its point ``theta[b]``, with its bounds and fixed
-    values."""
+def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg, method):
+    """``fit`` by ``method`` on problem ``b`` alone from its point ``theta[b]``, with its
+    bounds and fixed values."""
     return fit(prob.model, x, prob.y[b][keep],
                sigma=None if prob.sigma is None else prob.sigma[b][keep],
-               loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls",
+               loss=prob.loss.name, delta=prob.loss.delta, optimizer=method,
                steps=cfg["steps"], device=str(prob.y.device),
                dtype="float32" if prob.y.dtype == torch.float32 else "float64",
                p0={n: float(theta[b, j]) for n, j in zip(free, at)},
