@@ -119,3 +119,26 @@ def test_lm_at_the_step_limit_short_of_an_active_bound_is_finished_as_fit():
         for k, ref in zip("wpc", res.x):
             assert m.params[k][i] == pytest.approx(ref, rel=1e-8)
             assert m.params[k][i] == pytest.approx(r.params[k], rel=1e-8)
+
+
+def test_a_batch_whose_vertex_check_has_no_fresh_rows_does_not_raise():
+    """poly:3 by mae in float32 (per-problem x): batched IRLS asked the model for its
+    residuals at no rows at all (every candidate vertex had been refused before), and
+    vmap of a built-in model over zero rows raised IndexError out of fit_many. A fit is
+    failed by IRLS's own test, or converged at the least-absolute-deviations optimum
+    (scipy's linprog)."""
+    import scipy.optimize as so
+    rng = np.random.default_rng(0)
+    X = np.sort(rng.uniform(-2, 2, (3, 6)), -1)
+    c = rng.uniform(-2, 2, (3, 4))
+    Y = np.stack([np.polyval(c[i, ::-1], X[i]) for i in range(3)]) + 1e-4 * rng.standard_normal((3, 6))
+    m = gradfit.fit_many("poly:3", X, Y, loss="mae", dtype="float32", steps=100,
+                         p0={f"c{k}": c[:, k] * 1.1 for k in range(4)})
+    for i in np.flatnonzero(~m.converged):
+        assert m.message[i].startswith("IRLS stopped at a point it cannot certify")
+    for i in np.flatnonzero(m.converged):
+        V = np.vander(X[i], 4, increasing=True)            # min sum |V c - y|: an LP
+        A = np.block([[V, -np.eye(6)], [-V, -np.eye(6)]])
+        lp = so.linprog(np.r_[np.zeros(4), np.ones(6)], A_ub=A, b_ub=np.r_[Y[i], -Y[i]],
+                        bounds=[(None, None)] * 4 + [(0, None)] * 6)
+        assert float(m.loss[i]) == pytest.approx(lp.fun / 6, rel=1e-4, abs=1e-7)
