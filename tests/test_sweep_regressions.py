@@ -142,3 +142,22 @@ def test_a_batch_whose_vertex_check_has_no_fresh_rows_does_not_raise():
         lp = so.linprog(np.r_[np.zeros(4), np.ones(6)], A_ub=A, b_ub=np.r_[Y[i], -Y[i]],
                         bounds=[(None, None)] * 4 + [(0, None)] * 6)
         assert float(m.loss[i]) == pytest.approx(lp.fun / 6, rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.parametrize("kw", [{}, {"starts": 3, "optimizer": "lm"}])
+def test_a_flexible_models_best_of_starts_is_no_claim_in_fit_many(kw):
+    """``relu:3``: fit (auto: 5 starts; or starts=3) reports the best start as reason
+    ``starts``, not converged; fit_many ran one start by default and called its K-start best
+    converged. The oracle of "no unique optimum": swapping two units gives the same
+    predictions (numpy) from other parameters."""
+    x = np.linspace(-2, 2, 40)
+    y = np.abs(x) + 0.1 * np.random.default_rng(0).standard_normal(40)
+    r = gradfit.fit("relu:3", x, y, **kw)
+    m = gradfit.fit_many("relu:3", x, np.stack([y, y]), **kw)
+    assert r.reason == "starts" and not r.converged
+    assert list(m.reason) == ["starts", "starts"] and not m.converged.any()
+    assert "a flexible model has no unique optimum" in m.message[0]
+    p = {k: v[0] for k, v in m.params.items()}
+    f = lambda q: sum(np.maximum(q[f"m{i}"] * x + q[f"b{i}"], 0) for i in (1, 2, 3)) + q["c"]
+    swapped = dict(p, m1=p["m2"], b1=p["b2"], m2=p["m1"], b2=p["b1"])
+    assert np.allclose(f(p), f(swapped)) and (p["m1"], p["b1"]) != (p["m2"], p["b2"])
