@@ -187,3 +187,24 @@ def test_a_robust_fit_in_a_wide_box_is_finished_as_fit():
         assert float(m.loss[i]) == pytest.approx(best, rel=1e-9)
         for k in "VK":
             assert m.params[k][i] == pytest.approx(r.params[k], rel=1e-8)
+
+
+def test_lm_inside_a_wide_box_keeps_the_parameters_digits():
+    """``a*x^b`` at x ~ 1e-6 (a ~ 2e-5) with a's box (-4511, 6767), inactive: in the
+    internal variable ``a = lo - 1 + sqrt(u^2 + 1)`` a keeps digits only to ~1e-12, and
+    LM's relative step in u stopped with a 4e-5 off (relative). fit's active set refits
+    without the bound; fit_many now does too (``many_kkt.refit_inside``). Oracle: scipy's
+    unbounded least squares."""
+    import scipy.optimize as so
+    rng = np.random.default_rng(5)
+    x = np.sort(rng.uniform(1e-7, 1e-5, 60))
+    T = [(2e-5, -0.7), (3e-5, -0.6), (1e-5, -0.8)]
+    Y = np.stack([a * x ** b * (1 + 0.05 * rng.standard_normal(60)) for a, b in T])
+    p0 = {"a": [t[0] * 1.2 for t in T], "b": [t[1] * 0.9 for t in T]}
+    m = gradfit.fit_many("a*x^b", x, Y, p0=p0, bounds={"a": (-4511.5, 6766.8)})
+    for i in range(3):
+        ref = so.least_squares(lambda q: q[0] * x ** q[1] - Y[i], T[i], method="lm",
+                               xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+        assert m.converged[i]
+        assert m.params["a"][i] == pytest.approx(ref[0], rel=1e-7)
+        assert m.params["b"][i] == pytest.approx(ref[1], rel=1e-7)

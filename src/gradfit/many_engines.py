@@ -41,7 +41,8 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         theta = tr.external(u, idx)
     cov = None
     if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
-        from .many_kkt import certify_on_bounds, finish_lm_alone, polish_on_bounds
+        from .many_kkt import (certify_on_bounds, finish_lm_alone, polish_on_bounds,
+                               refit_inside)
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
         polished = polish_on_bounds(prob, tr, theta, steps, reason, message, cfg)
@@ -50,6 +51,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             u = tr.internal(theta)
         certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
         finished = finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg)
+        finished = refit_inside(prob, tr, finished, steps, reason, message, cfg)
         if finished is not theta:
             theta = finished
             u = tr.internal(theta)

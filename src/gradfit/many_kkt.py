@@ -172,6 +172,62 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
     return theta
 
 
+def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
+    """Refit the converged LM ends with bounds as ``active_set`` does (its step 2): the
+    free parameters not on a bound by LM *without* their bounds, from the point reached,
+    those on a bound held there. The change of variables keeps a parameter's digits only
+    relative to its box: ``a = lo - 1 + sqrt(u^2 + 1)`` resolves ``a ~ 2e-5`` above
+    ``lo = -4511`` to ``1e-12``, and LM's relative step in ``u`` stops with ``a`` 3e-3 off
+    its optimum (``a*x^b`` at x ~ 1e-6). The refit is kept where it converged, stayed
+    within the bounds and did not raise the loss; its reason and message are then the
+    fit's (with the bounds that hold named, as before). Returns the new ``theta``."""
+    from .many_engines import _lm
+    from .many_problem import ManyProblem, ManyTransform
+    at, F = tr.free_at, len(tr.free)
+    bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
+    v = theta[:, at]
+    on_lo, on_hi = _near(v, tr.lo, tr.hi)
+    held = (on_lo | on_hi).cpu().numpy()
+    rows = np.flatnonzero(bounded & np.isin(reason, ("gtol", "ftol", "xtol")) & ~held.all(-1)
+                          & np.isfinite(theta.detach().cpu().numpy()).all(-1))
+    if not rows.size:
+        return theta
+    theta = theta.clone()
+    patterns = {}
+    for b in rows:
+        patterns.setdefault(held[b].tobytes(), []).append(b)
+    for key, group in patterns.items():
+        inner = np.flatnonzero(~np.frombuffer(key, dtype=bool))
+        sel = torch.as_tensor(group, device=theta.device)
+        sub = ManyProblem(prob.model, prob.x if prob.shared_x else prob.x[sel], prob.y[sel],
+                          None if prob.sigma is None else prob.sigma[sel],
+                          None if prob.mask is None else prob.mask[sel], prob.loss,
+                          prob.shared_x)
+        start = theta[sel]
+        free = torch.full((len(group), len(inner)), math.inf, dtype=theta.dtype,
+                          device=theta.device)
+        tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], -free, free, start)
+        u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None, cfg)
+        idx = torch.arange(len(group), device=theta.device)
+        with torch.no_grad():
+            end = tr2.external(u, idx)
+            before = prob.residuals(start, sel).square().sum(-1)
+            after = sub.residuals(end, idx).square().sum(-1)
+        lo, hi = tr.lo[sel], tr.hi[sel]
+        inside = ((end[:, at] >= lo) & (end[:, at] <= hi)).all(-1)
+        ok = (inside & (after <= before * (1 + 1e-12))).cpu().numpy() & np.isin(
+            why, ("gtol", "ftol", "xtol"))
+        for i in np.flatnonzero(ok):
+            b = group[i]
+            theta[b] = end[i]
+            steps[b] += st[i].to(steps.dtype)
+            tail = message[b].split("; the optimum within the bounds has ", 1)
+            reason[b] = why[i]
+            message[b] = msg[i] + ("; the optimum within the bounds has " + tail[1]
+                                   if len(tail) == 2 else "")
+    return theta
+
+
 def _near(v, lo, hi):
     """``(k, F)`` masks: within ``NEAR`` (relative, ``active_set``'s) of the lower bound,
     and of the upper one (not also the lower)."""
