@@ -245,21 +245,17 @@ ALONE_MAX = 256
 
 
 def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
-    """Finish the IRLS ends (mae, huber) of ``theta`` ``(k, P)`` that lie on a bound, or
-    have bounds and are not converged, as ``fit`` finishes them: by ``fit`` on that problem
-    alone, from the point reached, whose ``active_set`` holds the bound and certifies the
-    end by the mae subgradient's or huber's multipliers, or refits without the bounds when
-    none holds. Batched IRLS stalls on a bound as LM does (the change of variables has a
-    vanishing derivative there) and its first-order test then fails; inside a box wide
-    against the parameter (V ~ 1e-9 within (-1, 1)) the change of variables leaves it few
-    digits, and the test fails too. The rows are few. The first ``ALONE_MAX`` such rows are finished; the others keep their verdict.
+    """Finish the IRLS ends (mae, huber) of ``theta`` ``(k, P)`` that lie on a bound as
+    ``fit`` finishes them: by ``fit`` on that problem alone, from the point reached, whose
+    ``active_set`` holds the bound and certifies the end by the mae subgradient's or
+    huber's multipliers. Batched IRLS stalls there as LM does (the change of variables has
+    a vanishing derivative on the bound) and its first-order test then fails; the rows are
+    few. The first ``ALONE_MAX`` such rows are finished; the others keep their verdict.
     Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in place."""
     from .many_engines import _on_a_bound
     if tr.identity:
         return theta
-    bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
-    unfinished = bounded & ~np.isin(reason, ("gtol", "ftol", "xtol"))
-    rows = np.flatnonzero((_on_a_bound(tr, theta) | unfinished) & np.isfinite(
+    rows = np.flatnonzero(_on_a_bound(tr, theta) & np.isfinite(
         theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
     return _finish_alone(prob, tr, theta, theta, rows, steps, reason, message, cfg, "irls")
 
