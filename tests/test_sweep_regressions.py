@@ -182,3 +182,28 @@ def test_lm_inside_a_wide_box_keeps_the_parameters_digits():
         assert m.converged[i]
         assert m.params["a"][i] == pytest.approx(ref[0], rel=1e-7)
         assert m.params["b"][i] == pytest.approx(ref[1], rel=1e-7)
+
+
+def test_an_overflowing_mae_certificate_fails_the_fit_instead_of_raising():
+    """``V*x/(K+x)`` at x ~ 1e6 with sigma ~ 1e-11, by mae in float32: the Jacobian of the
+    weighted residuals overflowed, the subgradient test's SVD met inf and LinAlgError
+    escaped fit_many. Such a point certifies nothing: failed, saying so. (float64, where
+    nothing overflows, fits the same data; scipy's Nelder-Mead polish does not lower its
+    loss.)"""
+    import scipy.optimize as so
+    rng = np.random.default_rng(0)
+    x = np.linspace(1e5, 1e7, 4)
+    T = [(2e-9, 1e6), (1.5e-9, 2e6), (2.5e-9, 6e5)]
+    yt = np.stack([V * x / (K + x) for V, K in T])
+    sig = 0.1 * yt.std(-1, keepdims=True) * rng.uniform(.5, 2, (3, 4))
+    Y = yt + sig * rng.standard_normal((3, 4))
+    kw = dict(sigma=sig, loss="mae", steps=100, absolute_sigma=True, bounds={"V": (-1.0, 1.0)},
+              p0={"V": [t[0] * 1.1 for t in T], "K": [t[1] * 0.9 for t in T]})
+    m = gradfit.fit_many("V*x/(K+x)", x, Y, dtype="float32", **kw)
+    assert not m.converged.any()
+    assert all("not finite there" in msg for msg in m.message)
+    m64 = gradfit.fit_many("V*x/(K+x)", x, Y, **kw)
+    for i in np.flatnonzero(m64.converged):
+        f = lambda q: np.mean(np.abs(q[0] * 1e-9 * x / (q[1] * 1e6 + x) - Y[i]) / sig[i])
+        q = [m64.params["V"][i] * 1e9, m64.params["K"][i] / 1e6]
+        assert so.minimize(f, q, method="Nelder-Mead").fun >= f(q) * (1 - 1e-7)
