@@ -73,7 +73,9 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         cov, rank = covariance(prob, tr, theta, ok, absolute_sigma,
                                *((d, M) if tr.identity else (None, None)))
         if method == "lm":       # the rank over every free parameter fell: which ones?
-            _lost_rank(reason, message, prob, tr, theta, rank.cpu().numpy() < len(tr.free))
+            rank = rank.cpu().numpy()
+            _lost_rank(reason, message, prob, tr, theta, rank < len(tr.free),
+                       rank if tr.identity else None)
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
     return theta, steps, reason, message, cov
 
@@ -152,12 +154,16 @@ def _plateaus(reason, message, prob, tr, theta) -> None:
         message[rows[i]] = plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 
-def _lost_rank(reason, message, prob, tr, theta, suspect=None) -> None:
+def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> None:
     """``verdict.lost_rank`` for the converged ends (of the rows ``suspect``, when given), as
     ``fit`` judges every end: the column-scaled Jacobian of the model over the free
     parameters not on a bound (those held by a bound are determined by it) must keep its
     rank, else the fit failed (``a*b*x``), its message naming the parameters not determined
-    (not one held by its bound, whose column in the internal variables vanishes)."""
+    (not one held by its bound, whose column in the internal variables vanishes).
+    ``ranks``: LM's rank of ``J D^-1`` with Moré's scaling ``D`` (the largest column norms
+    met), which decides where nothing is bounded or fixed, as fit's LM decides by its own:
+    a Gaussian moved 4500 widths off the data has columns of 1e-123 that the current
+    column norms would scale back up to full rank."""
     from .many_kkt import _near
     from .verdict import rank_message, scaled_singular
     conv = np.isin(reason, ("gtol", "ftol", "xtol"))
@@ -188,6 +194,8 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None) -> None:
         for j, i in enumerate(group):
             limit = eps * max(float(n[i]), keep.size) * s[j, 0]
             rank = int((s[j] > limit).sum())
+            if ranks is not None:           # LM's own rank (Moré's scaling), as fit's
+                rank = min(rank, int(ranks[rows[i]]))
             if s[j, 0] == 0 or rank < keep.size:
                 reason[rows[i]] = "failed"
                 message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j])
