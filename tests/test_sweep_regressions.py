@@ -53,3 +53,157 @@ def test_irls_rank_check_leaves_a_parameter_held_by_its_bound():
     r = gradfit.fit("a*b*x", x, y, **kw)
     m = gradfit.fit_many("a*b*x", x, y[None], **kw)
     assert r.converged == m.converged[0]
+
+
+@pytest.mark.parametrize("bounds", [None, {"b": (-5.8, 8.2)}])
+def test_a_redundant_model_in_float32_is_not_converged(bounds):
+    """``a*b*x`` in float32: the covariance's shortcut (the inverse of ``A = D^-1 J^T J D^-1``
+    trusted below a condition bound of 1e8) took the rounding of float32 for rank: two equal
+    columns give ``A`` a smallest eigenvalue near eps = 1e-7, not 0. Fits were called
+    converged; the bound is now 1/sqrt(eps) of the dtype, and the SVD decides."""
+    x = np.linspace(0, 3, 4)
+    rng = np.random.default_rng(0)
+    y = np.stack([2.4 * x + 1e-5 * rng.standard_normal(4) for _ in range(20)])
+    m = gradfit.fit_many("a*b*x", x, y, p0={"a": 1.2, "b": 1.3}, bounds=bounds, dtype="float32")
+    for i in range(20):     # the oracle: the Jacobian (b x, a x) has rank 1 anywhere
+        a, b = m.params["a"][i], m.params["b"][i]
+        assert np.linalg.matrix_rank(np.stack([b * x, a * x], 1)) == 1
+    assert not m.converged.any()
+    assert all(msg.startswith("the Jacobian lost rank (1 of 2)") for msg in m.message)
+
+
+def test_lost_rank_with_a_parameter_on_its_bound_names_the_undetermined_ones():
+    """``a*exp(b+c*x)`` with c held by its bound: fit_many's LM took the SVD of the Jacobian
+    in its internal variables, where c's column vanishes on the bound, and said the data
+    determine only combinations of c; a and b are the ones they do not determine (fit)."""
+    x = np.linspace(0, 3, 8)
+    y = 0.3 * np.exp(0.2 * x) + 0.01 * np.random.default_rng(1).standard_normal(8)
+    kw = dict(p0={"a": 1.0, "b": 0.1, "c": 0.9}, bounds={"c": (0.8, None)})
+    r = gradfit.fit("a*exp(b+c*x)", x, y, **kw)
+    m = gradfit.fit_many("a*exp(b+c*x)", x, y[None], **kw)
+    assert r.at_bound == ("c",) and m.params["c"][0] == 0.8
+    # the oracle: dy/da = e^(b+cx), dy/db = a e^(b+cx): proportional columns
+    a, b = m.params["a"][0], m.params["b"][0]
+    e = np.exp(b + 0.8 * x)
+    assert np.linalg.matrix_rank(np.stack([e, a * e], 1)) == 1
+    assert not r.converged and not m.converged[0]
+    assert m.message[0] == r.message
+    assert "combinations of a, b," in m.message[0]
+
+
+def test_lm_at_the_step_limit_short_of_an_active_bound_is_finished_as_fit():
+    """``A*sin(w*x+p)+c`` with ``A >= 2.64`` above the data's amplitude: LM in the internal
+    variables creeps towards the bound and reached the step limit with A still 1e-6 off it
+    (``NEAR`` did not see it) and the others far from their optimum; fit_many said
+    max_steps where fit's active set goes on from LM's end and certifies A on its bound.
+    Such rows are now fitted by fit alone (``many_kkt.finish_lm_alone``)."""
+    import scipy.optimize as so
+    rng = np.random.default_rng(4)
+    x = np.sort(rng.uniform(0, 10, 30))
+    truth = [(1.2, 1.1, 1.0, 0.1), (1.5, 0.9, -0.5, 0.0), (1.4, 1.0, 0.0, 0.3)]
+    Y = np.stack([A * np.sin(w * x + p) + c + 0.05 * rng.standard_normal(30)
+                  for A, w, p, c in truth])
+    p0 = {k: [t[i] * 1.1 for t in truth] for i, k in enumerate("Awpc")}
+    p0["A"] = [2.65] * 3
+    kw = dict(bounds={"A": (2.64, None)}, steps=200)
+    m = gradfit.fit_many("A*sin(w*x+p)+c", x, Y, p0=p0, **kw)
+    for i in range(3):
+        r = gradfit.fit("A*sin(w*x+p)+c", x, Y[i], p0={k: v[i] for k, v in p0.items()}, **kw)
+        assert r.converged and m.converged[i] and m.params["A"][i] == 2.64
+        # the oracle: w, p, c by scipy with A on its bound, and the loss rising inwards
+        q = [m.params[k][i] for k in "wpc"]
+        res = so.least_squares(lambda v: 2.64 * np.sin(v[0] * x + v[1]) + v[2] - Y[i], q,
+                               xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        w, p, c = res.x
+        assert 2 * np.sum((2.64 * np.sin(w * x + p) + c - Y[i]) * np.sin(w * x + p)) > 0
+        for k, ref in zip("wpc", res.x):
+            assert m.params[k][i] == pytest.approx(ref, rel=1e-8)
+            assert m.params[k][i] == pytest.approx(r.params[k], rel=1e-8)
+
+
+def test_a_batch_whose_vertex_check_has_no_fresh_rows_does_not_raise():
+    """poly:3 by mae in float32 (per-problem x): batched IRLS asked the model for its
+    residuals at no rows at all (every candidate vertex had been refused before), and
+    vmap of a built-in model over zero rows raised IndexError out of fit_many. A fit is
+    failed by IRLS's own test, or converged at the least-absolute-deviations optimum
+    (scipy's linprog)."""
+    import scipy.optimize as so
+    rng = np.random.default_rng(0)
+    X = np.sort(rng.uniform(-2, 2, (3, 6)), -1)
+    c = rng.uniform(-2, 2, (3, 4))
+    Y = np.stack([np.polyval(c[i, ::-1], X[i]) for i in range(3)]) + 1e-4 * rng.standard_normal((3, 6))
+    m = gradfit.fit_many("poly:3", X, Y, loss="mae", dtype="float32", steps=100,
+                         p0={f"c{k}": c[:, k] * 1.1 for k in range(4)})
+    for i in np.flatnonzero(~m.converged):
+        assert m.message[i].startswith("IRLS stopped at a point it cannot certify")
+    for i in np.flatnonzero(m.converged):
+        V = np.vander(X[i], 4, increasing=True)            # min sum |V c - y|: an LP
+        A = np.block([[V, -np.eye(6)], [-V, -np.eye(6)]])
+        lp = so.linprog(np.r_[np.zeros(4), np.ones(6)], A_ub=A, b_ub=np.r_[Y[i], -Y[i]],
+                        bounds=[(None, None)] * 4 + [(0, None)] * 6)
+        assert float(m.loss[i]) == pytest.approx(lp.fun / 6, rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.parametrize("kw", [{}, {"starts": 3, "optimizer": "lm"}])
+def test_a_flexible_models_best_of_starts_is_no_claim_in_fit_many(kw):
+    """``relu:3``: fit (auto: 5 starts; or starts=3) reports the best start as reason
+    ``starts``, not converged; fit_many ran one start by default and called its K-start best
+    converged. The oracle of "no unique optimum": swapping two units gives the same
+    predictions (numpy) from other parameters."""
+    x = np.linspace(-2, 2, 40)
+    y = np.abs(x) + 0.1 * np.random.default_rng(0).standard_normal(40)
+    r = gradfit.fit("relu:3", x, y, **kw)
+    m = gradfit.fit_many("relu:3", x, np.stack([y, y]), **kw)
+    assert r.reason == "starts" and not r.converged
+    assert list(m.reason) == ["starts", "starts"] and not m.converged.any()
+    assert "a flexible model has no unique optimum" in m.message[0]
+    p = {k: v[0] for k, v in m.params.items()}
+    f = lambda q: sum(np.maximum(q[f"m{i}"] * x + q[f"b{i}"], 0) for i in (1, 2, 3)) + q["c"]
+    swapped = dict(p, m1=p["m2"], b1=p["b2"], m2=p["m1"], b2=p["b1"])
+    assert np.allclose(f(p), f(swapped)) and (p["m1"], p["b1"]) != (p["m2"], p["b2"])
+
+
+def test_lm_inside_a_wide_box_keeps_the_parameters_digits():
+    """``a*x^b`` at x ~ 1e-6 (a ~ 2e-5) with a's box (-4511, 6767), inactive: in the
+    internal variable ``a = lo - 1 + sqrt(u^2 + 1)`` a keeps digits only to ~1e-12, and
+    LM's relative step in u stopped with a 4e-5 off (relative). fit's active set refits
+    without the bound; fit_many now does too (``many_kkt.refit_inside``). Oracle: scipy's
+    unbounded least squares."""
+    import scipy.optimize as so
+    rng = np.random.default_rng(5)
+    x = np.sort(rng.uniform(1e-7, 1e-5, 60))
+    T = [(2e-5, -0.7), (3e-5, -0.6), (1e-5, -0.8)]
+    Y = np.stack([a * x ** b * (1 + 0.05 * rng.standard_normal(60)) for a, b in T])
+    p0 = {"a": [t[0] * 1.2 for t in T], "b": [t[1] * 0.9 for t in T]}
+    m = gradfit.fit_many("a*x^b", x, Y, p0=p0, bounds={"a": (-4511.5, 6766.8)})
+    for i in range(3):
+        ref = so.least_squares(lambda q: q[0] * x ** q[1] - Y[i], T[i], method="lm",
+                               xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+        assert m.converged[i]
+        assert m.params["a"][i] == pytest.approx(ref[0], rel=1e-7)
+        assert m.params["b"][i] == pytest.approx(ref[1], rel=1e-7)
+
+
+def test_an_overflowing_mae_certificate_fails_the_fit_instead_of_raising():
+    """``V*x/(K+x)`` at x ~ 1e6 with sigma ~ 1e-11, by mae in float32: the Jacobian of the
+    weighted residuals overflowed, the subgradient test's SVD met inf and LinAlgError
+    escaped fit_many. Such a point certifies nothing: failed, saying so. (float64, where
+    nothing overflows, fits the same data; scipy's Nelder-Mead polish does not lower its
+    loss.)"""
+    import scipy.optimize as so
+    rng = np.random.default_rng(0)
+    x = np.linspace(1e5, 1e7, 4)
+    T = [(2e-9, 1e6), (1.5e-9, 2e6), (2.5e-9, 6e5)]
+    yt = np.stack([V * x / (K + x) for V, K in T])
+    sig = 0.1 * yt.std(-1, keepdims=True) * rng.uniform(.5, 2, (3, 4))
+    Y = yt + sig * rng.standard_normal((3, 4))
+    kw = dict(sigma=sig, loss="mae", steps=100, absolute_sigma=True, bounds={"V": (-1.0, 1.0)},
+              p0={"V": [t[0] * 1.1 for t in T], "K": [t[1] * 0.9 for t in T]})
+    m = gradfit.fit_many("V*x/(K+x)", x, Y, dtype="float32", **kw)
+    assert not m.converged.any()
+    assert all("not finite there" in msg for msg in m.message)
+    m64 = gradfit.fit_many("V*x/(K+x)", x, Y, **kw)
+    for i in np.flatnonzero(m64.converged):
+        f = lambda q: np.mean(np.abs(q[0] * 1e-9 * x / (q[1] * 1e6 + x) - Y[i]) / sig[i])
+        q = [m64.params["V"][i] * 1e9, m64.params["K"][i] / 1e6]
+        assert so.minimize(f, q, method="Nelder-Mead").fun >= f(q) * (1 - 1e-7)

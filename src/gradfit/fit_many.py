@@ -37,6 +37,7 @@ from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult
 from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
+from .multistart import NO_CLAIM, default_starts
 from .models import make_model, table_inputs
 from .optimizers import batched_optimizers, get_optimizer
 from .settings import MAX_STEPS, SETTINGS
@@ -53,7 +54,7 @@ LM_XTOL = 1e-10
 def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer: str = "auto",
              lr=None, steps: int = 1000, p0: Mapping | None = None,
              guess: Callable | None = None, bounds: Mapping | None = None,
-             fixed: Mapping | None = None, starts: int = 1, seed: int = 0,
+             fixed: Mapping | None = None, starts: int | None = None, seed: int = 0,
              ftol: float | None = None, gtol: float | None = None, schedule: str = "constant",
              delta: float = 1.0, divergence: float = 1e4, dtype="float64", device="cpu",
              group=None, data=None, inputs=None, chunk_size: int | None = None,
@@ -69,7 +70,11 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     (numpy arrays of its real points), overridden by ``p0``. ``bounds``: name -> (lo, hi),
     each a number or B numbers; ``fixed``: name -> a number or B numbers.
     ``starts=K``: K starts per problem (the first from p0/guess, the others spread around
-    it, seeded by ``seed``), all run at once; the best is kept. ``lr``: a number or B
+    it, seeded by ``seed``), all run at once; the best is kept. None: 1, or 5 for a flexible
+    model (``relu:K``, ``mlp:...``) under ``auto``, as ``fit``; a flexible model's best of
+    K > 1 starts is reported as what it is (reason ``starts``, not converged), as ``fit``.
+    (``auto`` runs LM on a flexible model here, where ``fit`` runs L-BFGS: there is no
+    batched L-BFGS, so their starts may end in different local minima.) ``lr``: a number or B
     numbers (gradient methods). ``progress(done, total)`` is called after each chunk.
     The other arguments are ``gradfit.fit``'s. ``data=`` a Dask DataFrame fits its groups on
     a Dask cluster (``gradfit.dask_fit.fit_table``; ``scheduler=``, ``workers=``,
@@ -119,6 +124,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     if not names:
         raise InputError(f"model {m.spec!r} has no parameters to fit",
                          expected="an expression with at least one free name")
+    starts = default_starts(starts, optimizer, m)
     method = _method(optimizer, lossf)
     spec = get_optimizer(method)
     unknown = sorted(set(options) - set(spec.options))
@@ -164,7 +170,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         done += len(chunk)
         if progress is not None:
             progress(done // K, len(work) // K)
-    best = out.best_of(K, B)
+    best = out.best_of(K, B, m.identifiable)
     for b, note in moved.items():          # as fit says it: the start moved inside
         out.message[best[b]] = f"{note}; {out.message[best[b]]}"
     for b, why in d.bad.items():
@@ -248,9 +254,10 @@ class _Outputs:
     def fail(self, row: int, why: str) -> None:
         self.reason[row], self.message[row] = "failed", why
 
-    def best_of(self, K: int, B: int) -> np.ndarray:
+    def best_of(self, K: int, B: int, identifiable: bool = True) -> np.ndarray:
         """The row kept for each problem: the lowest loss among its starts, preferring
-        converged ones; with K > 1 the message says so."""
+        converged ones; with K > 1 the message says so, and a flexible model's best is no
+        claim of an optimum (reason ``starts``, as ``multistart.best_of``)."""
         if K == 1:
             return np.arange(B)
         conv = np.isin(self.reason, CONVERGED).reshape(B, K)
@@ -259,7 +266,12 @@ class _Outputs:
         pick = np.where(np.isfinite(key).any(1), key.argmin(1), loss.argmin(1))
         rows = np.arange(B) * K + pick
         for b, r in enumerate(rows):
-            self.message[r] = f"best of {K} starts (start {pick[b]}): {self.message[r]}"
+            if identifiable or self.reason[r] in ("failed", "diverged"):
+                self.message[r] = f"best of {K} starts (start {pick[b]}): {self.message[r]}"
+            else:
+                self.message[r] = (f"best of {K} starts (start {pick[b]}); {NO_CLAIM}; "
+                                   f"start {pick[b]} stopped: {self.message[r]}")
+                self.reason[r] = "starts"
         return rows
 
 

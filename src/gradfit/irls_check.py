@@ -73,6 +73,11 @@ def mae_certificate(r: torch.Tensor, jac: torch.Tensor, valid: torch.Tensor | No
     d = jac.abs().sum(-2).clamp_min(1e-300)                           # (k, F)
     jz = jac * kink.unsqueeze(-1) / d.unsqueeze(-2)                   # scaled, kinks only
     b = -((jac * fixed.unsqueeze(-1)).sum(-2) / d)                    # (k, F)
+    # a Jacobian or residual that overflowed (float32) certifies nothing: zeroed here so
+    # that the SVD below runs, and its gap made infinite at the end
+    finite = torch.isfinite(jz).flatten(-2).all(-1) & torch.isfinite(b).all(-1)
+    jz = torch.where(finite[..., None, None], jz, 0.0)
+    b = torch.where(finite[..., None], b, 0.0)
     # min || J_Z^T l - b || over |l| <= 1: the minimum-norm solution clipped, then projected
     # gradient steps (step 1 / ||J_Z||^2)
     lam = (torch.linalg.pinv(jz.transpose(-1, -2)) @ b.unsqueeze(-1)).squeeze(-1)
@@ -85,7 +90,7 @@ def mae_certificate(r: torch.Tensor, jac: torch.Tensor, valid: torch.Tensor | No
         step = (jz @ rem.unsqueeze(-1)).squeeze(-1) / lip.unsqueeze(-1)
         lam = torch.where(kink, (lam - step).clamp(-1, 1), 0.0)
     gap = ((jz * lam.unsqueeze(-1)).sum(-2) - b).abs().amax(-1)
-    gap = torch.where(torch.isfinite(gap), gap, torch.inf)
+    gap = torch.where(torch.isfinite(gap) & finite, gap, torch.inf)
     return gap <= GTOL, gap
 
 
@@ -101,6 +106,8 @@ def uncertified_text(loss_name: str, measure: float) -> str:
     """The message of an IRLS fit that stopped where the test does not certify it."""
     if loss_name == "huber":
         found = f"the gradient of the Huber loss is not zero there (largest cosine {measure:.3g})"
+    elif measure == float("inf"):
+        found = "its Jacobian or residuals are not finite there (they overflowed)"
     else:
         found = f"zero is not in the MAE's subgradient there (gap {measure:.3g})"
     return (f"IRLS stopped at a point it cannot certify as the minimum: {found}, beyond "

@@ -34,16 +34,18 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     engine = ENGINES[OPTIMIZERS[method].batched]       # the registry names the engine
     idx = torch.arange(u0.shape[0], device=u0.device)
     gradient = OPTIMIZERS[method].batched == "gradient"
-    if gradient:                     # the loss at the start: a scale of an exact fit's
-        with torch.no_grad():
-            first = prob.objective(tr.external(u0, idx), idx)
+    with torch.no_grad():
+        start = tr.external(u0, idx)
+        # the loss at the start: a scale of an exact fit's (gradient methods' plateau test)
+        first = prob.objective(start, idx) if gradient else None
     # d: Moré's scaling at the end, M: [J r]^T [J r] at u (LM's; None from the others)
     u, steps, reason, message, d, M = engine(prob, tr, u0, rates, cfg)
     with torch.no_grad():
         theta = tr.external(u, idx)
     cov = None
     if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
-        from .many_kkt import certify_on_bounds, polish_on_bounds
+        from .many_kkt import (certify_on_bounds, finish_lm_alone, polish_on_bounds,
+                               refit_inside)
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
         polished = polish_on_bounds(prob, tr, theta, steps, reason, message, cfg)
@@ -51,6 +53,11 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             theta = polished
             u = tr.internal(theta)
         certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
+        finished = finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg)
+        finished = refit_inside(prob, tr, finished, steps, reason, message, cfg)
+        if finished is not theta:
+            theta = finished
+            u = tr.internal(theta)
     if method == "irls" and not tr.identity:     # a robust fit on a bound: as fit ends it
         from .many_kkt import finish_robust_on_bounds
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
@@ -58,9 +65,9 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         if finished is not theta:
             theta = finished
             u = tr.internal(theta)
-    if method != "lm":                 # LM checks its rank below; fit checks every method's
+    if method != "lm":                 # LM's rank comes with its covariance below
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
-        _lost_rank_inner(reason, message, prob, tr, theta)
+        _lost_rank(reason, message, prob, tr, theta)
         if gradient:
             _plateaus(reason, message, prob, tr, theta, first)
     if prob.loss.squared:
@@ -68,8 +75,10 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         ok = torch.as_tensor(reason != "diverged", device=u.device)
         cov, rank = covariance(prob, tr, theta, ok, absolute_sigma,
                                *((d, M) if tr.identity else (None, None)))
-        if method == "lm":
-            _lost_rank(reason, message, rank.cpu().numpy(), u.shape[-1], prob, tr, u, cfg)
+        if method == "lm":       # the rank over every free parameter fell: which ones?
+            rank = rank.cpu().numpy()
+            _lost_rank(reason, message, prob, tr, theta, rank < len(tr.free),
+                       rank if tr.identity else None)
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
     return theta, steps, reason, message, cov
 
@@ -114,20 +123,6 @@ def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma) -> No
             reason[i], message[i] = "failed", why
 
 
-def _lost_rank(reason, message, rank, F, prob, tr, u, cfg) -> None:
-    """A converged LM fit whose scaled Jacobian lost rank is a failure, with the message
-    of one fit (``verdict.rank_message``, from the SVD of its ``J D^-1``)."""
-    from .verdict import rank_message
-    for i in np.flatnonzero(np.isin(reason, ("gtol", "ftol", "xtol")) & (rank < F)):
-        idx = torch.tensor([i], device=u.device)
-        jac = prob.jacobian(tr)(u[idx], idx)[0, :F].transpose(0, 1)
-        norms = torch.linalg.vector_norm(jac, dim=0)
-        _, s, vh = torch.linalg.svd(jac / torch.where(norms > 0, norms, 1.0),
-                                    full_matrices=False)
-        reason[i] = "failed"
-        message[i] = rank_message(int(rank[i]), tr.free, s, vh)
-
-
 def _plateaus(reason, message, prob, tr, theta, first) -> None:
     """``stationary.plateau_message`` for the gradient methods' ``ftol``/``gtol`` ends: the
     largest cosine between the loss's residual weights and a Jacobian column of the free
@@ -168,14 +163,20 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
             plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 
-def _lost_rank_inner(reason, message, prob, tr, theta) -> None:
-    """``verdict.lost_rank`` for the converged ends of the engines other than LM (IRLS, the
-    gradient methods), as ``fit`` judges every end: the column-scaled Jacobian over the
-    free parameters not on a bound (those held by a bound are determined by it) must keep
-    its rank, else the fit failed (``a*b*x`` fitted by mae or huber)."""
+def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> None:
+    """``verdict.lost_rank`` for the converged ends (of the rows ``suspect``, when given), as
+    ``fit`` judges every end: the column-scaled Jacobian of the model over the free
+    parameters not on a bound (those held by a bound are determined by it) must keep its
+    rank, else the fit failed (``a*b*x``), its message naming the parameters not determined
+    (not one held by its bound, whose column in the internal variables vanishes).
+    ``ranks``: LM's rank of ``J D^-1`` with Moré's scaling ``D`` (the largest column norms
+    met), which decides where nothing is bounded or fixed, as fit's LM decides by its own:
+    a Gaussian moved 4500 widths off the data has columns of 1e-123 that the current
+    column norms would scale back up to full rank."""
     from .many_kkt import _near
     from .verdict import rank_message, scaled_singular
-    rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol", "xtol")))
+    conv = np.isin(reason, ("gtol", "ftol", "xtol"))
+    rows = np.flatnonzero(conv if suspect is None else conv & suspect)
     if not rows.size:
         return
     idx = torch.as_tensor(rows, device=theta.device)
@@ -202,6 +203,8 @@ def _lost_rank_inner(reason, message, prob, tr, theta) -> None:
         for j, i in enumerate(group):
             limit = eps * max(float(n[i]), keep.size) * s[j, 0]
             rank = int((s[j] > limit).sum())
+            if ranks is not None:           # LM's own rank (Moré's scaling), as fit's
+                rank = min(rank, int(ranks[rows[i]]))
             if s[j, 0] == 0 or rank < keep.size:
                 reason[rows[i]] = "failed"
                 message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j])
@@ -250,10 +253,13 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None):
     a = m[:, :F, :F] / dd
     eye = torch.eye(F, dtype=a.dtype, device=a.device).expand_as(a)
     inv, ok_inv = solve_spd(a, eye)
-    # tr(A) tr(A^-1) >= cond(A): below 1e8 the scaled Jacobian is far from a lost rank and
-    # the inverse is accurate; the others go through the SVD, as curve_fit does
+    # tr(A) tr(A^-1) >= cond(A): below 1/sqrt(eps) (7e7 in float64, 3e3 in float32) the
+    # scaled Jacobian is far from a lost rank and the inverse is accurate; the others go
+    # through the SVD, as curve_fit does (forming A squares J's condition: in float32 a
+    # Jacobian of two equal columns gives A a smallest eigenvalue of eps, not 0, and 1e8
+    # would call it of full rank)
     bound = a.diagonal(dim1=-2, dim2=-1).sum(-1) * inv.diagonal(dim1=-2, dim2=-1).sum(-1)
-    easy = ok_inv & (bound < 1e8)
+    easy = ok_inv & (bound < torch.finfo(a.dtype).eps ** -0.5)
     rank = torch.full_like(n, F, dtype=torch.long)
     hard = (good & ~easy).nonzero().flatten()
     if hard.numel():

@@ -172,6 +172,62 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
     return theta
 
 
+def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
+    """Refit the converged LM ends with bounds as ``active_set`` does (its step 2): the
+    free parameters not on a bound by LM *without* their bounds, from the point reached,
+    those on a bound held there. The change of variables keeps a parameter's digits only
+    relative to its box: ``a = lo - 1 + sqrt(u^2 + 1)`` resolves ``a ~ 2e-5`` above
+    ``lo = -4511`` to ``1e-12``, and LM's relative step in ``u`` stops with ``a`` 3e-3 off
+    its optimum (``a*x^b`` at x ~ 1e-6). The refit is kept where it converged, stayed
+    within the bounds and did not raise the loss; its reason and message are then the
+    fit's (with the bounds that hold named, as before). Returns the new ``theta``."""
+    from .many_engines import _lm
+    from .many_problem import ManyProblem, ManyTransform
+    at, F = tr.free_at, len(tr.free)
+    bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
+    v = theta[:, at]
+    on_lo, on_hi = _near(v, tr.lo, tr.hi)
+    held = (on_lo | on_hi).cpu().numpy()
+    rows = np.flatnonzero(bounded & np.isin(reason, ("gtol", "ftol", "xtol")) & ~held.all(-1)
+                          & np.isfinite(theta.detach().cpu().numpy()).all(-1))
+    if not rows.size:
+        return theta
+    theta = theta.clone()
+    patterns = {}
+    for b in rows:
+        patterns.setdefault(held[b].tobytes(), []).append(b)
+    for key, group in patterns.items():
+        inner = np.flatnonzero(~np.frombuffer(key, dtype=bool))
+        sel = torch.as_tensor(group, device=theta.device)
+        sub = ManyProblem(prob.model, prob.x if prob.shared_x else prob.x[sel], prob.y[sel],
+                          None if prob.sigma is None else prob.sigma[sel],
+                          None if prob.mask is None else prob.mask[sel], prob.loss,
+                          prob.shared_x)
+        start = theta[sel]
+        free = torch.full((len(group), len(inner)), math.inf, dtype=theta.dtype,
+                          device=theta.device)
+        tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], -free, free, start)
+        u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None, cfg)
+        idx = torch.arange(len(group), device=theta.device)
+        with torch.no_grad():
+            end = tr2.external(u, idx)
+            before = prob.residuals(start, sel).square().sum(-1)
+            after = sub.residuals(end, idx).square().sum(-1)
+        lo, hi = tr.lo[sel], tr.hi[sel]
+        inside = ((end[:, at] >= lo) & (end[:, at] <= hi)).all(-1)
+        ok = (inside & (after <= before * (1 + 1e-12))).cpu().numpy() & np.isin(
+            why, ("gtol", "ftol", "xtol"))
+        for i in np.flatnonzero(ok):
+            b = group[i]
+            theta[b] = end[i]
+            steps[b] += st[i].to(steps.dtype)
+            tail = message[b].split("; the optimum within the bounds has ", 1)
+            reason[b] = why[i]
+            message[b] = msg[i] + ("; the optimum within the bounds has " + tail[1]
+                                   if len(tail) == 2 else "")
+    return theta
+
+
 def _near(v, lo, hi):
     """``(k, F)`` masks: within ``NEAR`` (relative, ``active_set``'s) of the lower bound,
     and of the upper one (not also the lower)."""
@@ -184,7 +240,7 @@ def _near(v, lo, hi):
     return on_lo, fin_hi & ~on_lo & (hi - v <= NEAR * scale)
 
 
-#: robust fits on a bound finished one by one per call of ``finish_robust_on_bounds``
+#: fits finished one by one per call of ``finish_robust_on_bounds`` or ``finish_lm_alone``
 ALONE_MAX = 256
 
 
@@ -196,12 +252,39 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     a vanishing derivative on the bound) and its first-order test then fails; the rows are
     few. The first ``ALONE_MAX`` such rows are finished; the others keep their verdict.
     Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in place."""
-    from .fit import fit
     from .many_engines import _on_a_bound
     if tr.identity:
         return theta
     rows = np.flatnonzero(_on_a_bound(tr, theta) & np.isfinite(
-        theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))[:ALONE_MAX]
+        theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
+    return _finish_alone(prob, tr, theta, theta, rows, steps, reason, message, cfg, "irls")
+
+
+def finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg) -> torch.Tensor:
+    """Finish the LM ends with bounds that stalled or reached the step limit, and that
+    neither ``polish_on_bounds`` nor ``certify_on_bounds`` made an optimum, as ``fit``
+    finishes them: by ``fit`` on that problem alone from its start ``start`` ``(k, P)``,
+    whose active set (``active_set.refine``) goes on from wherever its LM ended. LM in the
+    internal variables creeps towards a bound that holds at the optimum, its steps
+    shrinking by a constant factor, and may reach the step limit with the parameter still
+    ``1e-6`` (relative) off it, the others far from their optimum: ``NEAR`` does not see the
+    bound, and without ``active_set``'s step 3 (the unbounded fit leaving the box) nothing
+    finished it. Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in
+    place."""
+    o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
+    bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
+    stalled = np.isin(message.astype(str), [lm_message(c, o, cfg["steps"])
+                                            for c in (ROUGH, TRIES, MAX_STEPS)])
+    rows = np.flatnonzero(bounded & stalled & ~np.isin(reason, ("gtol", "ftol", "xtol")))
+    return _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, "lm")
+
+
+def _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, method):
+    """``fit`` by ``method`` on each problem of ``rows`` (the first ``ALONE_MAX``) alone,
+    from its parameters in ``start``; its end is kept where it converged no higher than
+    ``theta``'s loss."""
+    from .fit import fit
+    rows = rows[:ALONE_MAX]
     if not rows.size:
         return theta
     theta = theta.clone()
@@ -214,7 +297,7 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
         with torch.no_grad():
             before = float(prob.objective(theta[sel], sel)[0])
         try:
-            one = _alone(fit, prob, tr, theta, b, x[keep], keep, names, free, at, cfg)
+            one = _alone(fit, prob, tr, start, b, x[keep], keep, names, free, at, cfg, method)
         except (InputError, FitError, RuntimeError, ValueError):    # keep the batch's verdict
             continue
         if one.converged and one.loss <= before * (1 + 1e-12) + 1e-300:
@@ -225,12 +308,12 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     return theta
 
 
-def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg):
-    """``fit`` on problem ``b`` alone from its point ``theta[b]``, with its bounds and fixed
-    values."""
+def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg, method):
+    """``fit`` by ``method`` on problem ``b`` alone from its point ``theta[b]``, with its
+    bounds and fixed values."""
     return fit(prob.model, x, prob.y[b][keep],
                sigma=None if prob.sigma is None else prob.sigma[b][keep],
-               loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls",
+               loss=prob.loss.name, delta=prob.loss.delta, optimizer=method,
                steps=cfg["steps"], device=str(prob.y.device),
                dtype="float32" if prob.y.dtype == torch.float32 else "float64",
                p0={n: float(theta[b, j]) for n, j in zip(free, at)},

@@ -137,6 +137,8 @@ def by_chunks(fn, u: torch.Tensor, idx: torch.Tensor, points: int, reduce=None) 
 
 def batched_call(model: Model, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """``model`` at per-problem inputs ``x`` ``(k, n[, d])`` and ``theta`` ``(k, P)``."""
+    if theta.shape[0] == 0:         # no rows: vmap would run a built-in model on none
+        return theta.new_empty(x.shape[:2])
     if isinstance(model, ExpressionModel):
         cols = [x] if x.ndim == 2 else list(x.unbind(-1))
         env = dict(zip(model.input_names, cols))

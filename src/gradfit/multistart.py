@@ -27,11 +27,20 @@ AUTO_STARTS = 5      # starts of a flexible model fitted by "auto"
 SPREAD = 0.5         # relative spread of the random starts of a curve
 
 
+NO_CLAIM = "a flexible model has no unique optimum, so this is no claim of one"
+
+
 def starts_for(config, model) -> int:
     """How many starts a run makes (see the module's docstring)."""
-    if config.starts is not None:
-        return config.starts
-    return AUTO_STARTS if config.optimizer == "auto" and not model.identifiable else 1
+    return default_starts(config.starts, config.optimizer, model)
+
+
+def default_starts(starts: int | None, optimizer: str, model) -> int:
+    """``starts``, or when None: ``AUTO_STARTS`` for a flexible model under ``auto``, else 1
+    (``fit`` and ``fit_many`` alike)."""
+    if starts is not None:
+        return starts
+    return AUTO_STARTS if optimizer == "auto" and not model.identifiable else 1
 
 
 def start_point(problem, config, k: int) -> dict[str, float]:
@@ -90,7 +99,6 @@ def best_of(results: list[FitResult], identifiable: bool) -> FitResult:
     if identifiable:
         r.message = f"{head}; {r.message}"
     else:
-        r.message = (f"{head}; a flexible model has no unique optimum, so this is no claim of "
-                     f"one; start {i} stopped: {r.message}")
+        r.message = f"{head}; {NO_CLAIM}; start {i} stopped: {r.message}"
         r.reason, r.converged = "starts", False
     return r
