@@ -79,3 +79,24 @@ def test_mae_on_forty_thousand_points_of_a_gaussian_is_certified_and_not_improva
                   options={"xatol": 1e-12, "fatol": 1e-15, "maxfev": 3000})
     assert nm.fun >= r.loss * (1 - 1e-12)
     assert r.loss == pytest.approx(mae([A, mu, s, C]), rel=1e-12)
+
+
+def test_an_mae_stop_partway_along_an_edge_goes_on_to_the_vertex_in_fit_and_fit_many():
+    # four points nearly on a line fitted by a*exp(b*x)+c (a ~ -c ~ 1700): the stop where
+    # the loss stopped falling lay 1.3e-4 above the minimum in fit_many, and was called
+    # the exact minimum; the edge walk from there reaches it (scipy's polish: rounding)
+    x = np.arange(4.0)
+    y = np.array([1.3000049919077936, 1.9999224133639388, 2.699919573058225, 3.400319845491752])
+    p0 = {"a": 1.2775363740230425, "b": 1.6331086716128338, "c": 0.0}
+    r = gradfit.fit("a*exp(b*x)+c", x, y, loss="mae", p0=p0, steps=100)
+    m = gradfit.fit_many("a*exp(b*x)+c", x, y[None], loss="mae",
+                         p0={k: [v] for k, v in p0.items()}, steps=100)
+
+    def mae(p):
+        return np.abs(p[0] * np.exp(p[1] * x) + p[2] - y).mean()
+    for loss, params in ((r.loss, list(r.params.values())),
+                         (float(m.loss[0]), [float(v[0]) for v in m.params.values()])):
+        nm = minimize(mae, params, method="Nelder-Mead",
+                      options={"xatol": 1e-14, "fatol": 1e-18, "maxfev": 20000})
+        assert loss <= nm.fun * (1 + 1e-8)
+    assert r.converged and m.converged[0]

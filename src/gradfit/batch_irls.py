@@ -252,6 +252,8 @@ def batch_irls(prob, tr, u0, cfg):
                     vertex = _vertex(batch, u[ie], ie, inner)
                     gain_v = batch.objective(vertex, ie) < best
                     u[ie[gain_v]] = vertex[gain_v]
+                    none = torch.zeros(len(ie), dtype=torch.bool, device=dev)
+                    u[ie], _ = _descend(batch, u[ie], ie, u[ie], none)    # on, if lower
                 else:
                     u[ie] = huber_newton(batch, u[ie], ie, prob.loss.delta, F)
                 ok, gap = _first_order(batch, u[ie], ie, F)

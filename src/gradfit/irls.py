@@ -177,6 +177,7 @@ class IRLS(Stepper):
                 self._move(candidate)
             if mae:
                 self._polish(min(new, loss))
+                self.descend(self.theta.detach())     # and on along the edges, if lower
                 self.stop = ("ftol", "the loss stopped falling (relative change below "
                                      f"ftol={self.ftol:g}): the exact minimum")
             else:
