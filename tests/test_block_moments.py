@@ -9,20 +9,13 @@ import gradfit
 from gradfit.block_moments import block_moments, block_r, expression_block
 from gradfit.lm import LONG
 from gradfit.models import make_model
+from test_out_of_core import gaussian_data as data
 
 
 def gauss_jacobian(x, A, mu, s):
     e = np.exp(-(x - mu) ** 2 / (2 * s * s))
     return e, np.stack([e, A * e * (x - mu) / s ** 2, A * e * (x - mu) ** 2 / s ** 3,
                         np.ones_like(x)], 1)
-
-
-def data(n, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-5, 5, n)
-    sigma = rng.uniform(0.05, 0.2, n)
-    y = 2.0 * np.exp(-(x - 0.5) ** 2 / (2 * 0.8 ** 2)) + 0.3 + sigma * rng.standard_normal(n)
-    return x, y, sigma
 
 
 def test_block_sums_and_r_factor_equal_the_whole_jacobians():
