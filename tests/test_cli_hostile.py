@@ -173,3 +173,10 @@ def test_group_cell_with_a_decimal_comma_gets_one_fits_hint(capsys, tmp_path):
     path.write_text("x;y;g\n1;2,5;a\n2;3;a\n")
     err = one_line_exit_2(capsys, "fit", str(path), "--model", MODEL, "--group", "g")
     assert "row 2, column 'y': not a number: expected a number with '.' as the decimal" in err
+
+
+def test_group_with_a_time_limit_is_refused_not_ignored(capsys, table):
+    # --time-limit stops one fit; with --group it was silently ignored
+    err = one_line_exit_2(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g",
+                          "--time-limit", "5")
+    assert "--time-limit" in err and "--steps" in err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import InputError
 from .exits import EXIT_FAILED, EXIT_OK
 from .inputs import add_data_args, load
 from .options import add_settings, optimizer_options
@@ -62,6 +63,10 @@ def run_kwargs(args) -> dict:
 def cmd_fit(args) -> int:
     from .dask import cmd_fit_dask, wants_dask
     check_outputs(args)           # before the work: a typo in --out must not lose a long run
+    if args.time_limit is not None and (args.group or wants_dask(args)):
+        raise InputError("--time-limit stops one fit in this process, not many series or a "
+                         "fit on Dask", expected="no --time-limit here (--steps bounds each "
+                         "fit)", given=args.time_limit)
     if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
         return cmd_fit_dask(args)
     if args.group:                # many series: one fit each, one row each
