@@ -68,16 +68,18 @@ class _Row:
         return float(self.batch.objective(u[None], self.i)[0])
 
 
-def _descend(batch: _Batch, u, idx, vertex, ok):
+def _descend(batch: _Batch, u, idx, vertex, ok, certified_only: bool = False):
     """``irls.IRLS.descend`` for each row not certified at its vertex: walk the MAE's
     edges from it (``mae_vertex.descend``), one problem at a time; a row moves where its
-    MAE is not higher. Returns ``u`` and the rows now certified."""
+    MAE is not higher (and, ``certified_only``, the vertex reached is certified). Returns
+    ``u`` and the rows now certified."""
     u, ok = u.clone(), ok.clone()
     for k in (~ok).nonzero().flatten().tolist():
         row = _Row(batch, int(idx[k]), u.device)
         walked, ok[k] = descend(row.residuals, vertex[k], steps=EXCHANGES,
                                 jacobian=row.jacobian, rows=row.rows)
-        if row.objective(walked) <= row.objective(u[k]) * (1 + 1e-12):
+        if (ok[k] or not certified_only) and \
+                row.objective(walked) <= row.objective(u[k]) * (1 + 1e-12):
             u[k] = walked
     return u, ok
 
@@ -233,7 +235,7 @@ def batch_irls(prob, tr, u0, cfg):
                     ic, near = ic[fresh], near[fresh]
                     vertex, ok = _certified(batch, u[ic], ic, inner)
                     u[ic[ok]] = vertex[ok]
-                    u[ic], ok = _descend(batch, u[ic], ic, vertex, ok)
+                    u[ic], ok = _descend(batch, u[ic], ic, vertex, ok, certified_only=True)
                     refused[ic[~ok]] = near[~ok]
                     for b in ic[ok].tolist():
                         reason[b] = "ftol"

@@ -253,18 +253,23 @@ class IRLS(Stepper):
         if self._certify(vertex):
             self._move(vertex)
             return True
-        _, certified = self.descend(vertex if vertex is not None else self.theta.detach())
+        _, certified = self.descend(vertex if vertex is not None else self.theta.detach(),
+                                    certified_only=True)
         if not certified:
             self._refused = rows
         return certified
 
-    def descend(self, start: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """``mae_vertex.descend`` from ``start``; moves there if the MAE is not higher."""
+    def descend(self, start: torch.Tensor, certified_only: bool = False
+                ) -> tuple[torch.Tensor, bool]:
+        """``mae_vertex.descend`` from ``start``; moves there if the MAE is not higher (and,
+        with ``certified_only``, the vertex reached is certified: mid-run, an uncertified
+        vertex would leave IRLS at a kink it can no longer smooth its way out of)."""
         prob = self.problem
         walked, certified = descend(
             prob.residuals, start, steps=EXCHANGES, jacobian=self._jacobian,
             rows=lambda idx: lambda t: problem_residuals_and_jacobian(prob.rows(idx), t))
-        if self._objective(walked) <= self._objective(self.theta) * (1 + 1e-12):
+        if (certified or not certified_only) and \
+                self._objective(walked) <= self._objective(self.theta) * (1 + 1e-12):
             self._move(walked)
         return walked, certified
 
