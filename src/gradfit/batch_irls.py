@@ -9,7 +9,9 @@ the weighted problem is solved by Gauss-Newton steps with step halving (the scal
 ``ftol``. For mae a *vertex step* interpolates the P points nearest the curve, and is
 kept when zero lies in the subgradient there (``J_Z^T l = -J_N^T sign(r_N)``, all
 ``|l_i| <= 1``): the exact minimum; where it is not, the MAE's edges are walked from it
-(``mae_vertex``, one problem at a time). Problems that stop leave the batch.
+(``mae_vertex``, one problem at a time), and where no vertex is certified a minimum between
+vertices is solved for (``mae_edge``, one problem at a time); mae steps that gain little are
+stretched along their line (``irls.IRLS._stretch``). Problems that stop leave the batch.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import math
 
 import torch
 
-from .irls import EXCHANGES, OPTIONS
+from .irls import EDGE_RETRY, EXCHANGES, OPTIONS, STRETCH_BELOW, STRETCHES
 from .irls_check import certify, uncertified_text
 from .lm import scaled_svd
+from .mae_edge import edge_minimum
 from .mae_vertex import descend
 
 
@@ -67,12 +70,24 @@ class _Row:
     def objective(self, u) -> float:
         return float(self.batch.objective(u[None], self.i)[0])
 
+    def smooth(self, u):
+        """``residuals`` with autograd's graph (for second derivatives)."""
+        b = self.batch
+        return b.prob.residuals(b.tr.external(u[None], self.i), self.i)[0][self.valid]
 
-def _descend(batch: _Batch, u, idx, vertex, ok, certified_only: bool = False):
+    def scale(self) -> float:
+        """The largest ``|y / sigma|`` of the problem (the certificate's rounding level)."""
+        prob, i = self.batch.prob, self.i
+        ys = prob.y[i] if prob.sigma is None else prob.y[i] / prob.sigma[i]
+        return float(ys[0][self.valid].abs().max())
+
+
+def _descend(batch: _Batch, u, idx, vertex, ok, certified_only: bool = False, edges=None):
     """``irls.IRLS.descend`` for each row not certified at its vertex: walk the MAE's
     edges from it (``mae_vertex.descend``), one problem at a time; a row moves where its
-    MAE is not higher (and, ``certified_only``, the vertex reached is certified). Returns
-    ``u`` and the rows now certified."""
+    MAE is not higher (and, ``certified_only``, the vertex reached is certified). A row
+    still not certified (of ``edges``, by default all) looks for a minimum between vertices
+    (``_edges``). Returns ``u`` and the rows now certified."""
     u, ok = u.clone(), ok.clone()
     for k in (~ok).nonzero().flatten().tolist():
         row = _Row(batch, int(idx[k]), u.device)
@@ -81,6 +96,24 @@ def _descend(batch: _Batch, u, idx, vertex, ok, certified_only: bool = False):
         if (ok[k] or not certified_only) and \
                 row.objective(walked) <= row.objective(u[k]) * (1 + 1e-12):
             u[k] = walked
+    todo = ~ok & ~batch.tr.bounded[idx]          # (irls.IRLS._edge: not within bounds)
+    todo = todo if edges is None else todo & edges
+    if bool(todo.any()):
+        u[todo], ok[todo] = _edges(batch, u[todo], idx[todo])
+    return u, ok
+
+
+def _edges(batch: _Batch, u, idx):
+    """``irls.IRLS._edge`` for each row: a certified minimum between vertices
+    (``mae_edge``) from ``u``, one problem at a time. Returns ``u`` (moved where one was
+    found) and the rows certified."""
+    u = u.clone()
+    ok = torch.zeros(u.shape[0], dtype=torch.bool, device=u.device)
+    for k in range(u.shape[0]):
+        row = _Row(batch, int(idx[k]), u.device)
+        found, ok[k] = edge_minimum(row.smooth, u[k], jacobian=row.jacobian, scale=row.scale())
+        if ok[k]:
+            u[k] = found
     return u, ok
 
 
@@ -132,6 +165,26 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33)
         ss[at] = torch.where(found, ss_new, sa)
         running[at] = found & ~done
     return u
+
+
+def _stretch(batch: _Batch, base, cand, value, idx, rows):
+    """``irls.IRLS._stretch`` for the ``rows`` (a mask): the best of ``base + a (cand -
+    base)``, ``a = 1, 2, 4, ...``, while the MAE keeps falling. Returns ``cand`` and its
+    objective, updated on those rows."""
+    if not bool(rows.any()):
+        return cand, value
+    cand, value = cand.clone(), value.clone()
+    at = rows.nonzero().flatten()
+    b, step = base[at], cand[at] - base[at]
+    for k in range(1, STRETCHES + 1):
+        trial = b + (2.0 ** k) * step
+        v = batch.objective(trial, idx[at])
+        better = v < value[at]
+        if not bool(better.any()):
+            break
+        at, b, step = at[better], b[better], step[better]
+        cand[at], value[at] = trial[better], v[better]
+    return cand, value
 
 
 def _first_order(batch, u, idx, F):
@@ -201,6 +254,7 @@ def batch_irls(prob, tr, u0, cfg):
     # per problem, the points of the last vertex that was not certified (irls.py's rule:
     # the same points are not tried again)
     refused = torch.full((B, F), -1, dtype=torch.long, device=dev)
+    waited = torch.zeros(B, dtype=torch.long, device=dev)     # checks since, same points
     for _ in range(max_steps):
         idx = active.nonzero().flatten()
         if idx.numel() == 0:
@@ -223,6 +277,9 @@ def batch_irls(prob, tr, u0, cfg):
             gain = torch.where(lp != 0, (lp - new) / lp.abs(), 0.0)
             sharpen = (eps[ip] > eps_min[ip]) if mae else torch.zeros_like(pending[p])
             take = gain > ftol
+            if mae:                 # (irls.IRLS._stretch: not within bounds)
+                slow = take & (gain < STRETCH_BELOW) & ~tr.bounded[ip]
+                cand, new = _stretch(batch, u[ip], cand, new, ip, slow)
             u[ip[take]] = cand[take]
             soft = take & sharpen & (gain < 1e-3)
             eps[ip[soft]] = torch.maximum(eps[ip[soft]] * 0.1, eps_min[ip[soft]])
@@ -232,15 +289,26 @@ def batch_irls(prob, tr, u0, cfg):
                     ic = ip[check]
                     near = _nearest_rows(batch, u[ic], ic, F)
                     fresh = (near != refused[ic]).any(-1)
-                    ic, near = ic[fresh], near[fresh]
+                    # the same refused points: only a minimum between vertices is tried,
+                    # every EDGE_RETRY checks (irls.IRLS._certified_vertex)
+                    # (once the smoothing is at its floor)
+                    sharp = eps[ic] <= eps_min[ic]
+                    waited[ic[~fresh]] += 1
+                    retry = ic[~fresh & sharp & (waited[ic] % EDGE_RETRY == 0)
+                               & ~tr.bounded[ic]]
+                    ic, near, sharp = ic[fresh], near[fresh], sharp[fresh]
                     vertex, ok = _certified(batch, u[ic], ic, inner)
                     u[ic[ok]] = vertex[ok]
-                    u[ic], ok = _descend(batch, u[ic], ic, vertex, ok, certified_only=True)
-                    refused[ic[~ok]] = near[~ok]
+                    u[ic], ok = _descend(batch, u[ic], ic, vertex, ok, certified_only=True,
+                                         edges=sharp)
+                    refused[ic[~ok]], waited[ic[~ok]] = near[~ok], 0
+                    if retry.numel():
+                        u[retry], ok_retry = _edges(batch, u[retry], retry)
+                        ic, ok = torch.cat([ic, retry]), torch.cat([ok, ok_retry])
                     for b in ic[ok].tolist():
                         reason[b] = "ftol"
-                        message[b] = ("the exact minimum: a vertex whose optimality is "
-                                      "certified (zero lies in the subgradient)")
+                        message[b] = ("the exact minimum: zero lies in the MAE's "
+                                      "subgradient there (certified)")
                     active[ic[ok]] = False
             again = ~take & sharpen
             eps[ip[again]] = torch.maximum(eps[ip[again]] * 0.1, eps_min[ip[again]])

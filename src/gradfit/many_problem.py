@@ -170,6 +170,8 @@ class ManyTransform:
         self.both, self.lower, self.upper = fl & fh, fl & ~fh, ~fl & fh
         self.lo0, self.hi0 = torch.where(fl, lo, 0.0), torch.where(fh, hi, 0.0)
         self.lo, self.hi = lo, hi
+        # (B,): the problems with a bound
+        self.bounded = torch.broadcast_to(fl | fh, (fixed_values.shape[0], len(self.free))).any(-1)
 
     def external(self, u: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         if self.identity:
