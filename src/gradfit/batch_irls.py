@@ -19,7 +19,8 @@ import math
 
 import torch
 
-from .irls import EDGE_RETRY, EXCHANGES, OPTIONS, STRETCH_BELOW, STRETCHES
+from .irls import (EXCHANGES, GAIN_FLOOR, OPTIONS, SHORT_STEP, STRETCH_BELOW, STRETCHES,
+                   VERTEX_HALVINGS, edge_retry, vertex_floor)
 from .irls_check import certify, uncertified_text
 from .lm import scaled_svd
 from .mae_edge import edge_minimum
@@ -117,14 +118,18 @@ def _edges(batch: _Batch, u, idx):
     return u, ok
 
 
-def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33):
+def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33,
+                 floor=None):
     """``irls._gauss_newton`` for every row: minimise ``|sqrt(w) r(u)|^2`` by Gauss-Newton
     steps with at most ``halvings`` step halvings, from ``u0`` ``(k, F)``; a row stops when
-    its step stops lowering the sum or is at the rounding level of its parameters."""
+    its step stops lowering the sum or is at the rounding level of its parameters, or its
+    sum is at most ``floor`` ``(k,)``."""
     u = u0.clone()
     r = batch.residuals(u, idx) * root_w
     ss = r.square().sum(-1)
     running = torch.ones(u.shape[0], dtype=torch.bool, device=u.device)
+    if floor is not None:
+        running &= ss > floor
     F = u.shape[-1]
     for _ in range(steps):
         at = running.nonzero().flatten()
@@ -141,12 +146,13 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33)
         eps = torch.finfo(delta.dtype).eps
         good &= torch.isfinite(delta).all(-1)
         good &= delta.square().sum(-1).sqrt() > 4 * eps * ua.square().sum(-1).sqrt()
+        good &= torch.where(sv > 0, c, 0.0).square().sum(-1) > GAIN_FLOOR * sa
         t = torch.ones_like(sa)
-        floor = 0.5 ** halvings
+        shortest = 0.5 ** halvings
         found = torch.zeros_like(good)
         trial, r_new, ss_new = ua.clone(), ra.clone(), sa.clone()
         while True:
-            open_ = ~found & good & (t >= floor)
+            open_ = ~found & good & (t >= shortest)
             if not open_.any():
                 break
             cand = ua + t.unsqueeze(-1) * delta
@@ -159,11 +165,13 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33)
             found = found | hit
             t = torch.where(open_ & ~hit, t * 0.5, t)
         found &= good
-        done = sa - ss_new <= 1e-15 * sa
+        done = sa - ss_new <= GAIN_FLOOR * sa
         u[at] = torch.where(found.unsqueeze(-1), trial, ua)
         r[at] = torch.where(found.unsqueeze(-1), r_new, ra)
         ss[at] = torch.where(found, ss_new, sa)
-        running[at] = found & ~done
+        running[at] = found & ~done & (t >= SHORT_STEP)    # (irls._gauss_newton)
+        if floor is not None:
+            running[at] &= ss[at] > floor[at]
     return u
 
 
@@ -205,7 +213,12 @@ def _nearest(batch, r, idx, F):
 def _vertex(batch, u, idx, inner):
     """``irls.IRLS._vertex``: interpolate the F points nearest the curve."""
     r = batch.residuals(u, idx)
-    return gauss_newton(batch, u, idx, _nearest(batch, r, idx, u.shape[-1]), inner, halvings=12)
+    prob, valid = batch.prob, batch.valid(idx)
+    ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
+    floor = vertex_floor(u.shape[-1], torch.where(valid, ys.abs(), 0.0).amax(-1))
+    return gauss_newton(batch, u, idx, _nearest(batch, r, idx, u.shape[-1]), inner,
+                        halvings=VERTEX_HALVINGS,
+                        floor=floor)
 
 
 def _nearest_rows(batch, u, idx, F):
@@ -290,11 +303,11 @@ def batch_irls(prob, tr, u0, cfg):
                     near = _nearest_rows(batch, u[ic], ic, F)
                     fresh = (near != refused[ic]).any(-1)
                     # the same refused points: only a minimum between vertices is tried,
-                    # every EDGE_RETRY checks (irls.IRLS._certified_vertex)
+                    # now and then (irls.edge_retry)
                     # (once the smoothing is at its floor)
                     sharp = eps[ic] <= eps_min[ic]
                     waited[ic[~fresh]] += 1
-                    retry = ic[~fresh & sharp & (waited[ic] % EDGE_RETRY == 0)
+                    retry = ic[~fresh & sharp & edge_retry(waited[ic])
                                & ~tr.bounded[ic]]
                     ic, near, sharp = ic[fresh], near[fresh], sharp[fresh]
                     vertex, ok = _certified(batch, u[ic], ic, inner)

@@ -55,7 +55,12 @@ _UNARY = ("exp", "log", "sin", "cos", "tan", "sqrt", "abs", "tanh", "sigmoid", "
 
 def supports(expression) -> bool:
     """Whether every node of ``expression`` has a rule here."""
-    tree = parse_source(expression.source)
+    return _supports(expression.source)
+
+
+@functools.lru_cache(maxsize=256)
+def _supports(source: str) -> bool:
+    tree = parse_source(source)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
                                            or node.func.id not in _UNARY):

@@ -40,7 +40,11 @@ from .mae_vertex import descend
 EXCHANGES = 200         # edges of the MAE's polytope walked from a vertex, at most
 STRETCH_BELOW = 1e-3    # an mae step that gains less than this goes on along its line
 STRETCHES = 12          # ... up to 2^STRETCHES times as far
-EDGE_RETRY = 16         # checks with the same refused points between two tries of an edge
+VERTEX_HALVINGS = 4      # a vertex's Newton step halved more often: no vertex near
+VERTEX_ULPS = 4          # interpolated residuals this many roundings of the data: exact
+SHORT_STEP = 2.0 ** -8   # a Gauss-Newton step halved below this ends the solve
+GAIN_FLOOR = 1e-15       # a Gauss-Newton step gaining less (relatively) ends the solve
+EDGE_RETRY = 16         # checks with the same refused points before an edge is tried again
 
 OPTIONS = {
     "ftol": 1e-14,        # stop when a step lowers the loss by less than this, relatively
@@ -78,18 +82,20 @@ class _Weighted:
 
 
 def _gauss_newton(residuals, theta0: torch.Tensor, steps: int, halvings: int = 33,
-                  jacobian=None) -> torch.Tensor:
+                  jacobian=None, floor: float = 0.0) -> torch.Tensor:
     """Minimise ``sum residuals(theta)^2`` by Gauss-Newton steps with step halving (the
     least-squares solve of ``J delta = -r`` by SVD, at most ``halvings`` halvings a step);
     exact in one step for linear models. It stops when a step stops lowering the sum, or
-    is at the rounding level of the parameters. ``jacobian(theta) -> (r, J)``: by default
-    autograd on ``residuals``."""
+    is at the rounding level of the parameters, or the sum is at most ``floor``.
+    ``jacobian(theta) -> (r, J)``: by default autograd on ``residuals``."""
     jacobian = jacobian or (lambda t: residuals_and_jacobian(residuals, t))
     theta = theta0.detach().clone()
     r = residuals(theta).detach()
     ss = float(r.square().sum())
     eps = torch.finfo(theta.dtype).eps
     for _ in range(steps):
+        if ss <= floor:
+            break
         _, jac = jacobian(theta)
         d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
         sv, vh, c = scaled_svd(jac, d, r)          # (guards against subnormal slowness)
@@ -98,6 +104,10 @@ def _gauss_newton(residuals, theta0: torch.Tensor, steps: int, halvings: int = 3
             break
         # a step at the rounding level of the parameters: nothing left to gain
         if float(torch.linalg.vector_norm(delta)) <= 4 * eps * float(torch.linalg.vector_norm(theta)):
+            break
+        # ... or a predicted gain (|U^T r|^2 over the kept singular values) below the
+        # smallest that counts: halving such a step (33 times) would only confirm it
+        if float(torch.where(sv > 0, c, 0.0).square().sum()) <= GAIN_FLOOR * ss:
             break
         t = 1.0
         for _ in range(halvings + 1):
@@ -110,7 +120,9 @@ def _gauss_newton(residuals, theta0: torch.Tensor, steps: int, halvings: int = 3
             t *= 0.5
         else:
             break
-        done = ss - ss_new <= 1e-15 * ss
+        # a step halved to SHORT_STEP or less: Gauss-Newton models this weighted problem
+        # poorly here (a long curved valley); the next reweighting changes it anyway
+        done = ss - ss_new <= GAIN_FLOOR * ss or t < SHORT_STEP
         theta, r, ss = trial, r_new, ss_new
         if done:
             break
@@ -271,8 +283,9 @@ class IRLS(Stepper):
     def _certified_vertex(self) -> bool:
         """Move to the vertex through the P points nearest the curve if it is optimal; else
         walk the MAE's edges from it (``mae_vertex.descend``), moving if the MAE fell; else
-        look for a minimum between vertices (``_edge``; again every ``EDGE_RETRY`` checks
-        while the nearest points stay those refused). Says whether the point reached is
+        look for a minimum between vertices (``_edge``; again after ``EDGE_RETRY``, 2
+        ``EDGE_RETRY``, 4 ``EDGE_RETRY``, ... checks while the nearest points stay those
+        refused). Says whether the point reached is
         certified optimal.
 
         At a vertex (``r_i = 0`` for ``i`` in Z, P points) the MAE is minimal when zero lies
@@ -284,11 +297,11 @@ class IRLS(Stepper):
         if rows is None:
             return False
         # a minimum between vertices is looked for once the smoothing is at its floor
-        # (IRLS crawls there, if anywhere): at a refusal, then every EDGE_RETRY checks
+        # (IRLS crawls there, if anywhere): at a refusal, then now and then (edge_retry)
         sharp = self.eps <= self.eps_min
         if rows == self._refused:        # these points gave no certified vertex before
             self._waited += 1
-            return sharp and self._waited % EDGE_RETRY == 0 and self._edge()
+            return sharp and edge_retry(self._waited) and self._edge()
         vertex = self._vertex(r)
         if self._certify(vertex):
             self._move(vertex)
@@ -370,12 +383,29 @@ class IRLS(Stepper):
         sub = _Weighted(self.problem, torch.ones(p, dtype=r.dtype, device=r.device), rows)
         # P equations in P unknowns: Newton's method, which either converges fast or finds
         # no vertex near here; a step that needs many halvings means the latter
-        return _gauss_newton(sub.residuals, self.theta, self.inner, halvings=12,
-                             jacobian=sub.jacobian)
+        prob = self.problem
+        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
+        return _gauss_newton(sub.residuals, self.theta, self.inner, halvings=VERTEX_HALVINGS,
+                             jacobian=sub.jacobian, floor=vertex_floor(p, ys.abs().max()))
 
     def _move(self, new: torch.Tensor) -> None:
         with torch.no_grad():
             self.theta.copy_(new)
+
+
+def edge_retry(waited):
+    """Whether a check ``waited`` (an int or a tensor of them) after a refusal tries an
+    edge again: at EDGE_RETRY, 2 EDGE_RETRY, 4 EDGE_RETRY, ... (a crawl that lasts gets
+    fewer tries)."""
+    return (waited >= EDGE_RETRY) & (waited % EDGE_RETRY == 0) & \
+        ((waited // EDGE_RETRY) & (waited // EDGE_RETRY - 1) == 0)
+
+
+def vertex_floor(p: int, scale):
+    """The sum of squares of P residuals at the rounding level of data of ``scale`` (the
+    largest ``|y / sigma|``): an interpolation that reaches it is exact."""
+    eps = torch.finfo(scale.dtype).eps if torch.is_tensor(scale) else 2.0 ** -52
+    return p * (VERTEX_ULPS * eps * scale) ** 2
 
 
 def _bounded(problem) -> bool:

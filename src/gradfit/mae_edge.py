@@ -16,13 +16,14 @@ whose Lagrange-Newton (SQP) step solves
     [ J_Z    0   ] [ l ]  =  [ -r_Z       ],     H = Hessian of  sum_N s_i r_i + sum_Z l_i r_i
 
 (``l`` the multipliers of the last step; the first from the least-squares ``J_Z^T l =
--J_N^T s_N``). It converges quadratically once Z is right. Z is taken as the ``m`` points
-nearest the curve, ``m`` from ``P - 1`` down to 0; a result counts only where the
-first-order test certifies it (``irls_check``: zero in the subgradient, every
-``|l_i| <= 1``), the Hessian curves up along the edge (the second-order test, which tells
-a minimum from a saddle) and its MAE is not above the start's. The steps are not required to lower
-the MAE on the way (the L1 merit function rejects good Newton steps near the solution, the
-Maratos effect): only the end point is judged, by that test.
+-J_N^T s_N``). It converges quadratically once Z is right. Z starts as the ``P - 1``
+points nearest the curve, or those already on it, and changes as an active set does. A
+result counts only where the first-order test certifies it (``irls_check``: zero in the
+subgradient, every ``|l_i| <= 1``), the Hessian curves up along the edge (the
+second-order test, which tells a minimum from a saddle) and its MAE is not above the
+start's. The steps are not required to lower the MAE on the way (the L1 merit function
+rejects good Newton steps near the solution, the Maratos effect): only the end point is
+judged, by those tests.
 
     >>> import torch
     >>> y = torch.tensor([0.0, 0.5], dtype=torch.float64)
@@ -42,6 +43,7 @@ from torch.autograd.functional import hessian as _hessian
 from .irls_check import mae_certificate
 from .lm import residuals_and_jacobian
 
+ON_CURVE = 1e-6      # residuals below this times the largest count as on the curve
 STEPS = 60            # Newton steps and changes of Z, in all, from one start
 HALVINGS = 10         # of a step that leads where the residuals are not finite
 
@@ -66,7 +68,10 @@ def edge_minimum(residuals, theta: torch.Tensor, *, jacobian=None, scale: float 
     start = _mae(r)
     order = torch.argsort(r.abs()).tolist()
     tried = set()
-    for m in range(p - 1, -1, -1):
+    # Z from the P - 1 points nearest the curve, and from those on it already (the active
+    # set adds and drops points from there)
+    tiny = int((r.abs() <= ON_CURVE * float(r.abs().max())).sum())
+    for m in dict.fromkeys((p - 1, min(tiny, p - 1))):
         found = _active_set(residuals, jacobian, theta, order[:m], torch.sign(r), p, tried)
         if found is None:
             continue
