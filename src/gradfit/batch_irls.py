@@ -21,6 +21,8 @@ import torch
 
 from .irls import (EXCHANGES, GAIN_FLOOR, OPTIONS, SHORT_STEP, STRETCH_BELOW, STRETCHES,
                    VERTEX_HALVINGS, edge_retry, vertex_floor)
+from .batch_lm import RUNAWAY, RUNAWAY_STEPS, runs_away
+from .batch_lm import message as lm_message
 from .irls_check import certify, uncertified_text
 from .lm import scaled_svd
 from .mae_edge import edge_minimum
@@ -175,6 +177,21 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33,
     return u
 
 
+def _runs_away(u, loss, idx, take, taken, ref_norm, ref_loss):
+    """``irls.IRLS._runs_away`` for the rows ``idx[take]`` (which moved to ``u[idx]``, at
+    ``loss``): updates the counts and references in place; returns the problems that run
+    away."""
+    at = idx[take]
+    taken[at] += 1
+    norm, value = torch.linalg.vector_norm(u[at], dim=-1), loss[take]
+    first = torch.isnan(ref_norm[at])
+    look = ~first & (taken[at] % RUNAWAY_STEPS == 0)
+    away = look & runs_away(norm, ref_norm[at], value, ref_loss[at])
+    new = first | look
+    ref_norm[at[new]], ref_loss[at[new]] = norm[new], value[new]
+    return at[away]
+
+
 def _stretch(batch: _Batch, base, cand, value, idx, rows):
     """``irls.IRLS._stretch`` for the ``rows`` (a mask): the best of ``base + a (cand -
     base)``, ``a = 1, 2, 4, ...``, while the MAE keeps falling. Returns ``cand`` and its
@@ -268,6 +285,10 @@ def batch_irls(prob, tr, u0, cfg):
     # the same points are not tried again)
     refused = torch.full((B, F), -1, dtype=torch.long, device=dev)
     waited = torch.zeros(B, dtype=torch.long, device=dev)     # checks since, same points
+    # steps that moved, and the last look at |u| and the loss (irls.IRLS._runs_away)
+    taken = torch.zeros(B, dtype=torch.long, device=dev)
+    ref_norm = torch.full((B,), math.nan, dtype=dtype, device=dev)
+    ref_loss = ref_norm.clone()
     for _ in range(max_steps):
         idx = active.nonzero().flatten()
         if idx.numel() == 0:
@@ -294,6 +315,12 @@ def batch_irls(prob, tr, u0, cfg):
                 slow = take & (gain < STRETCH_BELOW) & ~tr.bounded[ip]
                 cand, new = _stretch(batch, u[ip], cand, new, ip, slow)
             u[ip[take]] = cand[take]
+            away = _runs_away(u, new, ip, take, taken, ref_norm, ref_loss)
+            for b in away.tolist():
+                reason[b], message[b] = "failed", lm_message(RUNAWAY, {})
+            active[away] = False
+            gone = ~active[ip]
+            take &= ~gone
             soft = take & sharpen & (gain < 1e-3)
             eps[ip[soft]] = torch.maximum(eps[ip[soft]] * 0.1, eps_min[ip[soft]])
             if mae:
@@ -323,9 +350,9 @@ def batch_irls(prob, tr, u0, cfg):
                         message[b] = ("the exact minimum: zero lies in the MAE's "
                                       "subgradient there (certified)")
                     active[ic[ok]] = False
-            again = ~take & sharpen
+            again = ~take & sharpen & ~gone
             eps[ip[again]] = torch.maximum(eps[ip[again]] * 0.1, eps_min[ip[again]])
-            end = ~take & ~sharpen
+            end = ~take & ~sharpen & ~gone
             if end.any():
                 ie = ip[end]
                 better = new[end] < lp[end]

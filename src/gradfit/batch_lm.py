@@ -80,10 +80,14 @@ NOISE_ULPS = 4.0        # a polishing step may raise S by this many roundings: a
                         # gradient raised S by 1.1 times the estimate of one rounding)
 
 CODES = ("running", "gtol", "ftol", "xtol", "max_steps", "failed", "failed", "failed",
-         "gtol", "failed", "xtol", "failed")
+         "gtol", "failed", "xtol", "failed", "failed")
 RUNNING, GTOL, FTOL, XTOL, MAX_STEPS, NONFINITE, TRIES, ROUGH, PERFECT, ZERO = range(10)
 ROUNDING = 10           # an xtol code that says "at the rounding level" (reported as xtol)
 UNDERFLOW = 11          # S below the smallest normal number: no test on it can be trusted
+RUNAWAY = 12            # the parameters grow without bound while S barely falls
+RUNAWAY_STEPS = 50      # accepted steps between two looks at |theta| and S
+RUNAWAY_GROWTH = 1.5    # ... |theta| grew by this factor while
+RUNAWAY_GAIN = 1e-3     # ... S fell by less than this, relatively
 
 
 def message(code: int, options: dict, max_steps: int | None = None) -> str:
@@ -105,10 +109,23 @@ def message(code: int, options: dict, max_steps: int | None = None) -> str:
                "smooth here",
         PERFECT: "the residuals vanish: a perfect fit",
         ZERO: "the Jacobian is zero: the model does not depend on its parameters here",
+        RUNAWAY: f"the parameters run off without bound (|theta| grew {RUNAWAY_GROWTH:g}-fold "
+                 f"over {RUNAWAY_STEPS} steps while the loss fell by less than "
+                 f"{RUNAWAY_GAIN:g} of itself): the "
+                 "loss has no minimum near here, only a limit as parameters grow (as "
+                 "a*exp(b*x)+c tends to a line when b -> 0); try other starting values, or a "
+                 "model without that limit",
         UNDERFLOW: "the residuals are too small to square in this precision (their sum of "
                    "squares underflows below the smallest normal number), so the fit cannot "
                    "be judged: expected data of a scale nearer 1; rescale y (and sigma)",
     }[code]
+
+
+def runs_away(norm, ref_norm, loss, ref_loss):
+    """Whether ``|theta|`` (``norm``) grew RUNAWAY_GROWTH-fold since ``ref_norm`` while the
+    loss fell by less than RUNAWAY_GAIN of ``ref_loss`` (tensors or floats): LM's and
+    IRLS's test, every RUNAWAY_STEPS steps."""
+    return (norm >= RUNAWAY_GROWTH * ref_norm) & (loss >= (1 - RUNAWAY_GAIN) * ref_loss)
 
 
 def reason(code: int) -> str:
@@ -205,10 +222,13 @@ class BatchLM:
         self.no_gn = torch.zeros(B, dtype=torch.bool, device=dev)
         self.yd = ydata.to(dtype) if ydata is not None else torch.zeros(B, dtype=dtype, device=dev)
         self.code = torch.where(_finite(self.M), RUNNING, NONFINITE)
+        # the last look at |theta| and S (every RUNAWAY_STEPS accepted steps)
+        self.ref_norm = torch.linalg.vector_norm(self.th, dim=-1)
+        self.ref_S = self.M[:, F, F].clone()
         self.out = BatchLMResult(self.th.clone(), self.M[:, F, F].clone(), self.steps.clone(),
                                  self.code.clone(), self.d.clone(), self.M.clone())
         self._state = ("idx", "th", "M", "d", "delta", "lam", "first", "tries", "steps",
-                       "last_gn", "no_gn", "yd", "code")
+                       "last_gn", "no_gn", "yd", "code", "ref_norm", "ref_S")
 
     @property
     def running(self) -> bool:
@@ -328,6 +348,7 @@ class BatchLM:
         self.th = torch.where(move.unsqueeze(-1), t, th)
         self.M = torch.where(move[:, None, None], M_t, M)
         self.steps = self.steps + move.long()
+        stop = self._runaway(move, stop)
         if self.max_steps is not None:
             stop = torch.where((stop == RUNNING) & (self.steps >= self.max_steps), MAX_STEPS,
                                stop)
@@ -338,6 +359,22 @@ class BatchLM:
         self.last_gn = torch.where(move_gn, gn_norm, math.inf)
         self.no_gn = gn_back & ~polished
         self.code = stop
+
+    def _runaway(self, move: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
+        """Every RUNAWAY_STEPS accepted steps: stop (RUNAWAY) a problem whose ``|theta|``
+        grew RUNAWAY_GROWTH-fold since the last look while ``S`` fell by less than
+        RUNAWAY_GAIN of itself. A minimum is approached with ``S`` falling or ``theta`` settling; this is a
+        walk to infinity along a valley whose floor only approaches its infimum (the same
+        verdict the step limit would give, hundreds of steps sooner)."""
+        look = move & (self.steps % RUNAWAY_STEPS == 0)
+        if not bool(look.any()):
+            return stop
+        F = self.F
+        norm, S = torch.linalg.vector_norm(self.th, dim=-1), self.M[:, F, F]
+        away = look & runs_away(norm, self.ref_norm, S, self.ref_S)
+        self.ref_norm = torch.where(look, norm, self.ref_norm)
+        self.ref_S = torch.where(look, S, self.ref_S)
+        return torch.where(away & (stop == RUNNING), RUNAWAY, stop)
 
     def result(self) -> BatchLMResult:
         self.compact()

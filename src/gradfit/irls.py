@@ -29,6 +29,8 @@ import math
 
 import torch
 
+from .batch_lm import RUNAWAY, RUNAWAY_STEPS, runs_away
+from .batch_lm import message as lm_message
 from .errors import InputError
 from .lm import problem_residuals_and_jacobian, residuals_and_jacobian, scaled_svd
 from .losses import LOSSES
@@ -144,6 +146,8 @@ class IRLS(Stepper):
         self.eps = self.eps_min = None
         self._refused = None        # the points of the last vertex that was not certified
         self._waited = 0            # checks since, with the same points
+        self._taken = 0             # steps that moved, and the last look at |theta|, loss
+        self._ref = None
 
     def _loss_and_grad(self, theta: torch.Tensor) -> tuple[float, float]:
         t = theta.detach().clone().requires_grad_(True)
@@ -185,8 +189,11 @@ class IRLS(Stepper):
             sharpen = mae and self.eps > self.eps_min
             if gain > self.ftol:
                 if mae and gain < STRETCH_BELOW and not _bounded(self.problem):
-                    candidate = self._stretch(candidate, new)
+                    candidate, new = self._stretch(candidate, new)
                 self._move(candidate)
+                if self._runs_away(new):
+                    self.stop = ("failed", lm_message(RUNAWAY, {}))
+                    return loss, gnorm
                 if sharpen and gain < 1e-3:
                     self.eps = max(self.eps * 0.1, self.eps_min)
                 if mae and self.eps < 1e-4 * self.eps_start and self._certified_vertex():
@@ -210,8 +217,22 @@ class IRLS(Stepper):
             self.stop = self._certified(self.stop)
             return loss, gnorm
 
-    def _stretch(self, candidate: torch.Tensor, value: float) -> torch.Tensor:
-        """The best of ``theta + a (candidate - theta)``, ``a = 1, 2, 4, ..., 2^STRETCHES``.
+    def _runs_away(self, loss: float) -> bool:
+        """``batch_lm.runs_away`` every RUNAWAY_STEPS steps that moved (at ``loss``)."""
+        self._taken += 1
+        norm = float(torch.linalg.vector_norm(self.theta.detach()))
+        if self._ref is None:
+            self._ref = (norm, loss)
+            return False
+        if self._taken % RUNAWAY_STEPS:
+            return False
+        away = runs_away(norm, self._ref[0], loss, self._ref[1])
+        self._ref = (norm, loss)
+        return bool(away)
+
+    def _stretch(self, candidate: torch.Tensor, value: float) -> tuple[torch.Tensor, float]:
+        """The best of ``theta + a (candidate - theta)``, ``a = 1, 2, 4, ..., 2^STRETCHES``,
+        and its loss.
 
         Near a minimum IRLS converges linearly, at a rate that can be close to 1 (0.97 a
         step for a Gaussian by mae, hundreds of steps), its steps lined up: going on along
@@ -227,7 +248,7 @@ class IRLS(Stepper):
             if not v < best:
                 break
             best, out = v, trial
-        return out
+        return out, best
 
     def _certified(self, stop: tuple[str, str]) -> tuple[str, str]:
         """``stop`` if a first-order test (``irls_check``) certifies the point, else
