@@ -1,11 +1,12 @@
 """A fit whose parameters run off to infinity along a valley is stopped as "failed" within a
 few hundred steps (it ran to the 1000-step limit, twice with bounds, before): LM in fit and
-fit_many alike. Oracles: the weighted straight line (the limit of a*exp(b*x)+c as b -> 0,
+fit_many alike; an IRLS fit whose loss stalls on its way to a limit ends there and is
+judged by its certificate. Oracles: the weighted straight line (the limit of a*exp(b*x)+c as b -> 0,
 the infimum approached) and scipy's least_squares from another start (a true minimum
 elsewhere, which gradfit reaches from there)."""
 import numpy as np
 import pytest
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, minimize
 
 import gradfit
 
@@ -53,3 +54,42 @@ def test_the_minimum_elsewhere_is_found_from_a_start_near_it():
     # the judge, the parameters agree to what it determines
     assert r.loss <= np.mean(ls.fun ** 2) * (1 + 1e-12)
     np.testing.assert_allclose(list(r.params.values()), ls.x, rtol=1e-5)
+
+
+# a Gaussian started on an outlier (at x = 3.33) by huber: the peak narrows on to that one
+# point, its width crawling towards 0 (the infimum) with gains above ftol at every step;
+# IRLS ran to the 1000-step limit, now it stops once the loss stalls and says it cannot
+# certify the point
+SPIKE_X = np.linspace(-5, 5, 25)
+SPIKE_Y = np.array([
+    0.9802394711387568, 0.9410412354665095, 1.01414106584485, 0.9345788541985169,
+    1.1100823985589485, 1.223289964337622, 1.2108242627370356, 1.5805966162481244,
+    1.8831447595095752, 2.0006313937821933, 1.978597318709428, 0.8974782800617702,
+    1.6536731329480199, 1.499664012744224, 1.1886170023199596, 1.0685028249653092,
+    1.0741990970808557, 0.9622574864141085, 0.9192977165445879, 0.9216417162840513,
+    2.060287361404498, 0.9737886154712156, 0.8829306731024571, 1.0049747549222663,
+    0.9171817224282647])
+SPIKE_P0 = {"A": 1.177356688302041, "mu": 3.333333333333334, "s": 1.0, "C": 1.0685028249653092}
+GAUSS = "A*exp(-(x-mu)^2/(2*s^2))+C"
+
+
+def _huber(p, delta=0.1):
+    A, mu, s, C = p
+    r = A * np.exp(-(SPIKE_X - mu) ** 2 / (2 * s ** 2)) + C - SPIKE_Y
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta)).mean()
+
+
+def test_a_peak_narrowing_on_an_outlier_is_not_a_minimum_and_stops_early():
+    r = gradfit.fit(GAUSS, SPIKE_X, SPIKE_Y, loss="huber", delta=0.1, p0=SPIKE_P0)
+    m = gradfit.fit_many(GAUSS, SPIKE_X, SPIKE_Y[None], loss="huber", delta=0.1,
+                         p0={k: [v] for k, v in SPIKE_P0.items()})
+    assert not r.converged and not m.converged[0]
+    assert r.steps <= 300 and m.steps[0] <= 300               # 1000 before
+    assert "cannot certify" in r.message and "cannot certify" in m.message[0]
+    p = np.array(list(r.params.values()))
+    assert abs(p[2]) < 0.2 and abs(p[1] - 3.33) < 0.2        # a narrow peak on the outlier
+    # the oracle: Nelder-Mead from there goes lower with the peak narrower still
+    nm = minimize(_huber, p, method="Nelder-Mead",
+                  options={"xatol": 1e-12, "fatol": 1e-16, "maxfev": 20000})
+    assert nm.fun < r.loss and abs(nm.x[2]) < abs(p[2])

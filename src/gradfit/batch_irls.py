@@ -19,9 +19,9 @@ import math
 
 import torch
 
-from .irls import (EXCHANGES, GAIN_FLOOR, OPTIONS, SHORT_STEP, STRETCH_BELOW, STRETCHES,
-                   VERTEX_HALVINGS, edge_retry, vertex_floor)
-from .batch_lm import RUNAWAY, RUNAWAY_STEPS, runs_away
+from .irls import (EXCHANGES, GAIN_FLOOR, LOOK_STEPS, OPTIONS, SHORT_STEP, STALL, STALLED,
+                   STRETCH_BELOW, STRETCHES, VERTEX_HALVINGS, edge_retry, vertex_floor)
+from .batch_lm import RUNAWAY, runs_away
 from .batch_lm import message as lm_message
 from .irls_check import certify, uncertified_text
 from .lm import scaled_svd
@@ -177,19 +177,22 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33,
     return u
 
 
-def _runs_away(u, loss, idx, take, taken, ref_norm, ref_loss):
-    """``irls.IRLS._runs_away`` for the rows ``idx[take]`` (which moved to ``u[idx]``, at
-    ``loss``): updates the counts and references in place; returns the problems that run
-    away."""
+def _look(u, loss, idx, take, taken, ref_norm, ref_loss):
+    """``irls.IRLS._look`` for the rows ``idx[take]`` (which moved to ``u[idx]``, at
+    ``loss``): updates the counts and references in place; returns two masks over ``idx``,
+    the rows that run away and those stalled."""
     at = idx[take]
     taken[at] += 1
     norm, value = torch.linalg.vector_norm(u[at], dim=-1), loss[take]
     first = torch.isnan(ref_norm[at])
-    look = ~first & (taken[at] % RUNAWAY_STEPS == 0)
+    look = ~first & (taken[at] % LOOK_STEPS == 0)
     away = look & runs_away(norm, ref_norm[at], value, ref_loss[at])
+    stalled = look & ~away & (value >= (1 - STALL) * ref_loss[at])
     new = first | look
     ref_norm[at[new]], ref_loss[at[new]] = norm[new], value[new]
-    return at[away]
+    out_away, out_stalled = torch.zeros_like(take), torch.zeros_like(take)
+    out_away[take], out_stalled[take] = away, stalled
+    return out_away, out_stalled
 
 
 def _stretch(batch: _Batch, base, cand, value, idx, rows):
@@ -315,12 +318,13 @@ def batch_irls(prob, tr, u0, cfg):
                 slow = take & (gain < STRETCH_BELOW) & ~tr.bounded[ip]
                 cand, new = _stretch(batch, u[ip], cand, new, ip, slow)
             u[ip[take]] = cand[take]
-            away = _runs_away(u, new, ip, take, taken, ref_norm, ref_loss)
-            for b in away.tolist():
+            away, stalled = _look(u, new, ip, take, taken, ref_norm, ref_loss)
+            for b in ip[away].tolist():
                 reason[b], message[b] = "failed", lm_message(RUNAWAY, {})
-            active[away] = False
+            active[ip[away]] = False
             gone = ~active[ip]
             take &= ~gone
+            stalled &= ~sharpen
             soft = take & sharpen & (gain < 1e-3)
             eps[ip[soft]] = torch.maximum(eps[ip[soft]] * 0.1, eps_min[ip[soft]])
             if mae:
@@ -352,7 +356,7 @@ def batch_irls(prob, tr, u0, cfg):
                     active[ic[ok]] = False
             again = ~take & sharpen & ~gone
             eps[ip[again]] = torch.maximum(eps[ip[again]] * 0.1, eps_min[ip[again]])
-            end = ~take & ~sharpen & ~gone
+            end = (~take & ~sharpen & ~gone) | (stalled & active[ip])   # (irls.IRLS.step)
             if end.any():
                 ie = ip[end]
                 better = new[end] < lp[end]
@@ -367,11 +371,13 @@ def batch_irls(prob, tr, u0, cfg):
                 else:
                     u[ie] = huber_newton(batch, u[ie], ie, prob.loss.delta, F)
                 ok, gap = _first_order(batch, u[ie], ie, F)
-                for b, good, g in zip(ie.tolist(), ok.tolist(), gap.tolist()):
+                stopped = (f"the loss stopped falling (relative change below ftol={ftol:g})",
+                           STALLED)
+                for b, good, g, st in zip(ie.tolist(), ok.tolist(), gap.tolist(),
+                                          stalled[end].tolist()):
                     reason[b] = ("ftol" if mae else "xtol") if good else "failed"
                     message[b] = (uncertified_text(prob.loss.name, g) if not good else
-                                  "the loss stopped falling (relative change below "
-                                  f"ftol={ftol:g}): the exact minimum" if mae else
+                                  stopped[st] + ": the exact minimum" if mae else
                                   "the exact minimum: Newton steps on the Huber loss reached "
                                   "the rounding level of the parameters")
                 active[ie] = False

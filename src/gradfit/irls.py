@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from .batch_lm import RUNAWAY, RUNAWAY_STEPS, runs_away
+from .batch_lm import RUNAWAY, RUNAWAY_STEPS as LOOK_STEPS, runs_away
 from .batch_lm import message as lm_message
 from .errors import InputError
 from .lm import problem_residuals_and_jacobian, residuals_and_jacobian, scaled_svd
@@ -45,6 +45,9 @@ STRETCHES = 12          # ... up to 2^STRETCHES times as far
 VERTEX_HALVINGS = 4      # a vertex's Newton step halved more often: no vertex near
 VERTEX_ULPS = 4          # interpolated residuals this many roundings of the data: exact
 SHORT_STEP = 2.0 ** -8   # a Gauss-Newton step halved below this ends the solve
+STALL = 1e-6             # the loss fell by less than this over LOOK_STEPS steps: stalled
+STALLED = (f"the loss fell by less than {STALL:g} of itself over {LOOK_STEPS} steps "
+           "(stalled)")
 GAIN_FLOOR = 1e-15       # a Gauss-Newton step gaining less (relatively) ends the solve
 EDGE_RETRY = 16         # checks with the same refused points before an edge is tried again
 
@@ -178,6 +181,7 @@ class IRLS(Stepper):
         smoothing of the MAE as needed), or stop at the minimum."""
         loss, gnorm = self._loss_and_grad(self.theta)
         mae = self.problem.loss.name == "mae"
+        why = f"the loss stopped falling (relative change below ftol={self.ftol:g})"
         while True:
             with torch.no_grad():
                 r = self.problem.residuals(self.theta.detach())
@@ -191,7 +195,8 @@ class IRLS(Stepper):
                 if mae and gain < STRETCH_BELOW and not _bounded(self.problem):
                     candidate, new = self._stretch(candidate, new)
                 self._move(candidate)
-                if self._runs_away(new):
+                look = self._look(new)
+                if look == "away":
                     self.stop = ("failed", lm_message(RUNAWAY, {}))
                     return loss, gnorm
                 if sharpen and gain < 1e-3:
@@ -199,36 +204,45 @@ class IRLS(Stepper):
                 if mae and self.eps < 1e-4 * self.eps_start and self._certified_vertex():
                     self.stop = ("ftol", "the exact minimum: zero lies in the MAE's "
                                          "subgradient there (certified)")
-                return loss, gnorm
+                    return loss, gnorm
+                if look != "stalled" or sharpen:
+                    return loss, gnorm
+                why = STALLED               # on to the end, as if the loss had stopped
+                break
             if sharpen:
                 self.eps = max(self.eps * 0.1, self.eps_min)     # sharpen the smoothing
                 continue
             if new < loss:
                 self._move(candidate)
-            if mae:
-                self._polish(min(new, loss))
-                _, certified = self.descend(self.theta.detach())  # on along the edges, if lower
-                if not certified:
-                    self._edge()                      # or a minimum between vertices
-                self.stop = ("ftol", "the loss stopped falling (relative change below "
-                                     f"ftol={self.ftol:g}): the exact minimum")
-            else:
-                self.stop = self._huber_newton()
-            self.stop = self._certified(self.stop)
-            return loss, gnorm
+            break
+        if mae:
+            self._polish(min(new, loss))
+            _, certified = self.descend(self.theta.detach())  # on along the edges, if lower
+            if not certified:
+                self._edge()                      # or a minimum between vertices
+            self.stop = ("ftol", why + ": the exact minimum")
+        else:
+            self.stop = self._huber_newton()
+        self.stop = self._certified(self.stop)
+        return loss, gnorm
 
-    def _runs_away(self, loss: float) -> bool:
-        """``batch_lm.runs_away`` every RUNAWAY_STEPS steps that moved (at ``loss``)."""
+    def _look(self, loss: float) -> str | None:
+        """Every LOOK_STEPS steps that moved (now at ``loss``): "away" where the parameters
+        run off (``batch_lm.runs_away``), "stalled" where the loss fell by less than
+        STALL of itself since the last look (a crawl towards a limit, e.g. a peak's width
+        shrinking to 0 on an outlier: IRLS's gains stay above ftol for ever), else None."""
         self._taken += 1
         norm = float(torch.linalg.vector_norm(self.theta.detach()))
         if self._ref is None:
             self._ref = (norm, loss)
-            return False
-        if self._taken % RUNAWAY_STEPS:
-            return False
-        away = runs_away(norm, self._ref[0], loss, self._ref[1])
+            return None
+        if self._taken % LOOK_STEPS:
+            return None
+        ref_norm, ref_loss = self._ref
         self._ref = (norm, loss)
-        return bool(away)
+        if bool(runs_away(norm, ref_norm, loss, ref_loss)):
+            return "away"
+        return "stalled" if loss >= (1 - STALL) * ref_loss else None
 
     def _stretch(self, candidate: torch.Tensor, value: float) -> tuple[torch.Tensor, float]:
         """The best of ``theta + a (candidate - theta)``, ``a = 1, 2, 4, ..., 2^STRETCHES``,
