@@ -79,10 +79,8 @@ class _Row:
         return b.prob.residuals(b.tr.external(u[None], self.i), self.i)[0][self.valid]
 
     def scale(self) -> float:
-        """The largest ``|y / sigma|`` of the problem (the certificate's rounding level)."""
-        prob, i = self.batch.prob, self.i
-        ys = prob.y[i] if prob.sigma is None else prob.y[i] / prob.sigma[i]
-        return float(ys[0][self.valid].abs().max())
+        """``_data_scale`` of this problem."""
+        return float(_data_scale(self.batch, self.i)[0])
 
 
 def _descend(batch: _Batch, u, idx, vertex, ok, certified_only: bool = False, edges=None):
@@ -217,10 +215,17 @@ def _stretch(batch: _Batch, base, cand, value, idx, rows):
 
 def _first_order(batch, u, idx, F):
     """``irls_check.certify`` for every row: whether the stop point is certified optimal."""
-    block, prob, valid = batch.jac(u, idx), batch.prob, batch.valid(idx)
+    block, valid = batch.jac(u, idx), batch.valid(idx)
+    return certify(batch.prob.loss, block[:, F], block[:, :F].transpose(-1, -2), valid,
+                   _data_scale(batch, idx))
+
+
+def _data_scale(batch, idx) -> torch.Tensor:
+    """The largest ``|y / sigma|`` of each problem ``idx`` over its real points ``(k,)``:
+    the scale of the data's rounding level."""
+    prob = batch.prob
     ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
-    scale = torch.where(valid, ys.abs(), 0.0).amax(-1)
-    return certify(prob.loss, block[:, F], block[:, :F].transpose(-1, -2), valid, scale)
+    return torch.where(batch.valid(idx), ys.abs(), 0.0).amax(-1)
 
 
 def _nearest(batch, r, idx, F):
@@ -233,12 +238,9 @@ def _nearest(batch, r, idx, F):
 def _vertex(batch, u, idx, inner):
     """``irls.IRLS._vertex``: interpolate the F points nearest the curve."""
     r = batch.residuals(u, idx)
-    prob, valid = batch.prob, batch.valid(idx)
-    ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
-    floor = vertex_floor(u.shape[-1], torch.where(valid, ys.abs(), 0.0).amax(-1))
+    floor = vertex_floor(u.shape[-1], _data_scale(batch, idx))
     return gauss_newton(batch, u, idx, _nearest(batch, r, idx, u.shape[-1]), inner,
-                        halvings=VERTEX_HALVINGS,
-                        floor=floor)
+                        halvings=VERTEX_HALVINGS, floor=floor)
 
 
 def _nearest_rows(batch, u, idx, F):
@@ -288,7 +290,7 @@ def batch_irls(prob, tr, u0, cfg):
     # the same points are not tried again)
     refused = torch.full((B, F), -1, dtype=torch.long, device=dev)
     waited = torch.zeros(B, dtype=torch.long, device=dev)     # checks since, same points
-    # steps that moved, and the last look at |u| and the loss (irls.IRLS._runs_away)
+    # steps that moved, and the last look at |u| and the loss (irls.IRLS._look)
     taken = torch.zeros(B, dtype=torch.long, device=dev)
     ref_norm = torch.full((B,), math.nan, dtype=dtype, device=dev)
     ref_loss = ref_norm.clone()
@@ -334,8 +336,7 @@ def batch_irls(prob, tr, u0, cfg):
                     near = _nearest_rows(batch, u[ic], ic, F)
                     fresh = (near != refused[ic]).any(-1)
                     # the same refused points: only a minimum between vertices is tried,
-                    # now and then (irls.edge_retry)
-                    # (once the smoothing is at its floor)
+                    # now and then (irls.edge_retry), once the smoothing is at its floor
                     sharp = eps[ic] <= eps_min[ic]
                     waited[ic[~fresh]] += 1
                     retry = ic[~fresh & sharp & edge_retry(waited[ic])

@@ -363,9 +363,9 @@ class BatchLM:
     def _runaway(self, move: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
         """Every RUNAWAY_STEPS accepted steps: stop (RUNAWAY) a problem whose ``|theta|``
         grew RUNAWAY_GROWTH-fold since the last look while ``S`` fell by less than
-        RUNAWAY_GAIN of itself. A minimum is approached with ``S`` falling or ``theta`` settling; this is a
-        walk to infinity along a valley whose floor only approaches its infimum (the same
-        verdict the step limit would give, hundreds of steps sooner)."""
+        RUNAWAY_GAIN of itself. A minimum is approached with ``S`` falling or ``theta``
+        settling; this is a walk to infinity along a valley whose floor only approaches its
+        infimum (the same verdict the step limit would give, hundreds of steps sooner)."""
         look = move & (self.steps % RUNAWAY_STEPS == 0)
         if not bool(look.any()):
             return stop

@@ -269,8 +269,7 @@ class IRLS(Stepper):
         "failed" saying how far from optimal it is."""
         prob = self.problem
         r, jac = self._jacobian(self.theta.detach())
-        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
-        ok, gap = certify(prob.loss, r[None], jac[None], scale=ys.abs().max().reshape(1))
+        ok, gap = certify(prob.loss, r[None], jac[None], scale=_data_scale(prob).reshape(1))
         if bool(ok[0]):
             return stop
         return "failed", uncertified_text(self.problem.loss.name, float(gap[0]))
@@ -320,8 +319,7 @@ class IRLS(Stepper):
         walk the MAE's edges from it (``mae_vertex.descend``), moving if the MAE fell; else
         look for a minimum between vertices (``_edge``; again after ``EDGE_RETRY``, 2
         ``EDGE_RETRY``, 4 ``EDGE_RETRY``, ... checks while the nearest points stay those
-        refused). Says whether the point reached is
-        certified optimal.
+        refused). Says whether the point reached is certified optimal.
 
         At a vertex (``r_i = 0`` for ``i`` in Z, P points) the MAE is minimal when zero lies
         in its subgradient: ``J_Z^T l = -J_N^T sign(r_N)`` has a solution with all
@@ -356,9 +354,8 @@ class IRLS(Stepper):
         prob = self.problem
         if _bounded(prob):
             return False
-        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
         found, certified = edge_minimum(prob.residuals, self.theta.detach(),
-                                        jacobian=self._jacobian, scale=float(ys.abs().max()))
+                                        jacobian=self._jacobian, scale=float(_data_scale(prob)))
         if certified:
             self._move(found)
         return certified
@@ -418,10 +415,9 @@ class IRLS(Stepper):
         sub = _Weighted(self.problem, torch.ones(p, dtype=r.dtype, device=r.device), rows)
         # P equations in P unknowns: Newton's method, which either converges fast or finds
         # no vertex near here; a step that needs many halvings means the latter
-        prob = self.problem
-        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
         return _gauss_newton(sub.residuals, self.theta, self.inner, halvings=VERTEX_HALVINGS,
-                             jacobian=sub.jacobian, floor=vertex_floor(p, ys.abs().max()))
+                             jacobian=sub.jacobian,
+                             floor=vertex_floor(p, _data_scale(self.problem)))
 
     def _move(self, new: torch.Tensor) -> None:
         with torch.no_grad():
@@ -441,6 +437,12 @@ def vertex_floor(p: int, scale):
     largest ``|y / sigma|``): an interpolation that reaches it is exact."""
     eps = torch.finfo(scale.dtype).eps if torch.is_tensor(scale) else 2.0 ** -52
     return p * (VERTEX_ULPS * eps * scale) ** 2
+
+
+def _data_scale(problem) -> torch.Tensor:
+    """The largest ``|y / sigma|``: the scale of the data's rounding level."""
+    ys = problem.y if problem.sigma is None else problem.y / problem.sigma
+    return ys.abs().max()
 
 
 def _bounded(problem) -> bool:
