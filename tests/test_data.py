@@ -286,6 +286,34 @@ def test_header_only(tmp_path):
     assert "head.csv" in m and "no data rows" in m and "expected at least one row" in m
 
 
+def test_file_without_header_keeps_its_first_row(tmp_path):
+    """A first row of numbers is data: all rows kept, columns named c1, c2, ..."""
+    rows = np.array([[1.0, 2.1, 0.5], [2.0, 3.9, 0.5], [3.0, 6.2, 0.5], [4.0, 8.1, 0.5]])
+    p = write(tmp_path, "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    d = load_csv(p)
+    assert d.x_names == ("c1",) and d.y_name == "c3"
+    np.testing.assert_array_equal(d.y, rows[:, 2])
+    d = load_csv(p, x="c1", y="c2", sigma="c3")
+    np.testing.assert_array_equal(d.x, rows[:, 0])
+    np.testing.assert_array_equal(d.y, rows[:, 1])
+    np.testing.assert_array_equal(d.sigma, rows[:, 2])
+    assert "row 2, column 'c2'" in error_of(write(tmp_path, "1,2\n2,\n", "gap.csv"), y="c2")
+
+
+def test_numpy_savetxt_header_and_comment_lines(tmp_path):
+    """numpy.savetxt's '# x,y' names the columns; comment lines above the header are
+    skipped, and rows keep their line numbers."""
+    rows = np.array([[0.0, 1.0], [1.0, 3.25], [2.0, 4.5]])
+    p = tmp_path / "saved.csv"
+    np.savetxt(p, rows, delimiter=",", header="t,v")
+    d = load_csv(p, x="t", y="v")
+    np.testing.assert_array_equal(np.c_[d.x, d.y], rows)
+    p = write(tmp_path, "# instrument 7\n\n# units: s, V\nt,v\n1,2\n2,x\n", "notes.csv")
+    assert "notes.csv, row 6, column 'v'" in error_of(p)
+    d = load_csv(write(tmp_path, "# made by hand\nt,v\n1,2\n2,3\n", "ok.csv"))
+    assert d.x_names == ("t",) and d.y.tolist() == [2.0, 3.0]
+
+
 def test_missing_column_lists_the_columns(tmp_path):
     p = write(tmp_path, "x,y,w\n1,2,3\n")
     for kwargs in (dict(x="z"), dict(y="z"), dict(sigma="z"), dict(x=["x", "z"])):

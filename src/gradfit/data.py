@@ -315,7 +315,10 @@ def load_csv(path: str | Path, *, x: str | Sequence[str] | None = None, y: str |
     among ``x`` and ``sigma``. ``x`` may be ``"x1,x2"`` or a list (then ``x`` has shape
     (n, d)). ``sigma`` names a column of per-point uncertainties (finite, > 0). The
     delimiter (``,`` ``;`` or tab) is read off the header; names and cells are stripped;
-    a UTF-8 BOM is allowed; blank lines are skipped. Cells are numbers as a spreadsheet
+    a UTF-8 BOM is allowed; blank lines are skipped, and so are comment lines (``#``)
+    above the header. A first row of numbers only is data, not a header: the columns are
+    then named by the comment line just above (``numpy.savetxt``'s ``# x,y``) or ``c1``,
+    ``c2``, ... Cells are numbers as a spreadsheet
     writes them (``parse_number``). Empty cells are missing values:
     like NaN and inf in a used column they are an error, or with ``drop_nan=True`` their
     rows are dropped and counted in ``dropped``. Rows are numbered as lines in an editor
@@ -337,10 +340,12 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     (a file over either stops there, with its row), and only the used columns are kept.
     ``check()`` runs every 4096 rows (a server's deadline: it raises to stop).
     """
-    lines, blank = _lines(stream, where), []
+    lines, blank, comment = _lines(stream, where), [], None
     first = next(lines, None)
-    while first is not None and not first.strip():
-        blank.append(first)
+    while first is not None and (not first.strip() or first.lstrip().startswith("#")):
+        if first.strip():
+            comment = first.lstrip()[1:]      # the last comment line: a header perhaps
+        blank.append("\n")                    # the reader still counts the line
         first = next(lines, None)
     if first is None:
         raise DataError("empty file", expected="a header row and at least one data row",
@@ -350,11 +355,14 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
                         skipinitialspace=True)
     batch: list = []                # rows read but not yet converted (see _add_rows)
     try:
-        header, header_row = _header(reader, where, max_columns)
+        header, first_data = _header(reader, where, max_columns, comment, delimiter)
         xs, y, sigma = _choose_columns(header, x, y, sigma, where)
         used = xs + [y] + ([sigma] if sigma is not None else [])
         index = [header.index(c) for c in used]
         columns, dropped, seen = [array("d") for _ in used], 0, 0
+        if first_data is not None:           # a file without a header: row 1 is data
+            batch.append(first_data)
+            seen = 1
 
         def flush():
             nonlocal dropped
@@ -394,7 +402,12 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
                    y_name=y, name=where, dropped=dropped)
 
 
-def _header(reader, where: str, max_columns: int | None) -> tuple[list[str], int]:
+def _header(reader, where: str, max_columns: int | None, comment: str | None = None,
+            delimiter: str = ",") -> tuple[list[str], tuple[int, list[str]] | None]:
+    """The column names, and the first row as ``(row, cells)`` when it is data: a first
+    row of numbers only is not a header. Its columns are then named by the last comment
+    line above it when that has one name a column (``numpy.savetxt``'s ``# x,y``), else
+    ``c1``, ``c2``, ... by position."""
     cells = next(reader)
     while not cells or (len(cells) == 1 and not cells[0].strip()):
         cells = next(reader)
@@ -402,6 +415,16 @@ def _header(reader, where: str, max_columns: int | None) -> tuple[list[str], int
     if max_columns is not None and len(cells) > max_columns:
         raise DataError(f"too many columns ({len(cells):,})",
                         expected=f"at most {max_columns:,}", where=f"{where}, row {row}")
+    first_data = None
+    if len(cells) > 1 and finite_numbers([c.strip() for c in cells]) is not None:
+        first_data = (row, cells)
+        names = next(csv.reader([comment], delimiter=delimiter, skipinitialspace=True), []) \
+            if comment is not None else []
+        names = [c.strip() for c in names]
+        if len(names) == len(cells) and all(names) and len(set(names)) == len(names):
+            cells = names
+        else:
+            cells = [f"c{i + 1}" for i in range(len(cells))]
     header = [c.strip() for c in cells]
     first_at: dict[str, int] = {}
     for i, name in enumerate(header):
@@ -413,7 +436,7 @@ def _header(reader, where: str, max_columns: int | None) -> tuple[list[str], int
                             f"and {i + 1})", expected="distinct column names",
                             where=f"{where}, row {row}")
         first_at[name] = i
-    return header, row
+    return header, first_data
 
 
 BATCH_ROWS = 4096

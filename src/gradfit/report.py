@@ -33,6 +33,10 @@ from .stats import student_t_quantile
 MAX_ROWS = 50     # parameters listed; a network's thousands are summarised
 
 
+def _points(n: int) -> str:
+    return f"{n} point" if n == 1 else f"{n} points"
+
+
 def loss_label(result) -> str:
     """The loss by what it is: with ``sigma`` given, mse is ``chi2/N``; others say weighted."""
     if result.sigma is None:
@@ -130,7 +134,7 @@ def text_report(result, level: float = 0.95) -> str:
     """The report as text: what ran and why it stopped, the statistics, one row per
     parameter (value +- standard error, interval, start, bounds), correlations, R^2."""
     lines = [f"model      {result.model}",
-             f"loss       {loss_label(result)} = {result.loss:.6g}   ({result.n_points} points)",
+             f"loss       {loss_label(result)} = {result.loss:.6g}   ({_points(result.n_points)})",
              f"optimizer  {result.method}, {result.steps} steps, {result.wall_time:.3g} s; "
              f"Jacobian by {result.jacobian}",
              f"stopped    {result.message}"]
@@ -177,7 +181,7 @@ def html_report(result, level: float = 0.95) -> str:
     """The same report as HTML tables, for notebooks."""
     e = escape
     head = [("model", result.model),
-            ("loss", f"{loss_label(result)} = {result.loss:.6g} ({result.n_points} points)"),
+            ("loss", f"{loss_label(result)} = {result.loss:.6g} ({_points(result.n_points)})"),
             ("optimizer", f"{result.method}, {result.steps} steps, {result.wall_time:.3g} s; "
                           f"Jacobian by {result.jacobian}"),
             ("stopped", result.message)]
