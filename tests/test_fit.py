@@ -379,3 +379,23 @@ def test_gd_with_a_schedule_gives_no_torch_warning():
         r = gradfit.fit("a*x^2+b*x+c", d.x, d.y, optimizer="gd", lr=0.01, steps=30,
                         schedule="cosine", loss="mse")
     assert r.steps == 30 and r.history[-1] < r.history[0]
+
+
+@pytest.mark.parametrize("dtype, scale", [("float64", 1e300), ("float32", 1e25)])
+def test_data_too_large_for_the_loss_says_so(dtype, scale):
+    """y whose squares overflow: mse cannot be formed, and the message blames the data's
+    scale (with the rescaling to try), not the model; mae, which does not square, still
+    finds the exact line through the data (the oracle)."""
+    import gradfit
+    x = np.linspace(0, 1, 10)
+    y = (2 * x + 1) * scale
+    r = gradfit.fit("a*x+b", x, y, dtype=dtype)
+    assert r.reason == "diverged" and not r.converged
+    assert "data are too large" in r.message and f"y/1e{int(np.log10(scale))}" in r.message
+    if dtype == "float64":
+        m = gradfit.fit("a*x+b", x, y, loss="mae")
+        assert m.converged
+        np.testing.assert_allclose([m.params["a"], m.params["b"]], [2 * scale, scale],
+                                   rtol=1e-12)
+    over = gradfit.fit("a*exp(b*x)", x * 1000, x + 1, p0={"a": 1, "b": 1}, dtype=dtype)
+    assert over.reason == "diverged" and "model overflows" in over.message

@@ -162,7 +162,8 @@ class FitRun(Run):
                 first = loss
             bad = bad or _divergence(loss, gnorm, first, cfg.divergence)
             if bad:
-                reason, detail = "diverged", self._diverged_text(step, bad, losses, self.lr)
+                reason, detail = "diverged", self._diverged_text(step, bad, losses, self.lr,
+                                                                 point)
                 break
             points.append(point)
             losses.append(loss)
@@ -203,14 +204,15 @@ class FitRun(Run):
         self.stepper.set_lr(value)
         self.lr = float(value)
 
-    def _diverged_text(self, step, what, losses, lr):
+    def _diverged_text(self, step, what, losses, lr, point=None):
         last = f"last finite loss {losses[-1]:.6g} at step {step - 1}" if losses else "no finite loss"
         if losses and self.stepper.has_lr:
             advice = f"try a smaller learning rate, e.g. lr={lr / 10:g}"
-        else:           # no step to blame: the model overflows where the fit started or went
-            advice = ("the model overflows near these parameters: try starting values (p0) "
-                      "nearer the answer, or rescale x or y (e.g. x/1000) so that the model stays "
-                      "finite")
+        else:           # no step to blame: the data's scale, or the model overflows here
+            advice = _too_large(self.problem, point) or (
+                "the model overflows near these parameters: try starting values (p0) "
+                "nearer the answer, or rescale x or y (e.g. x/1000) so that the model stays "
+                "finite")
         return f"diverged at step {step}: {what} ({last}); {advice}"
 
     def _finish(self, theta, points, losses, gnorms, reason, detail, start, lr, t0):
@@ -345,6 +347,26 @@ def _refined_reason(refined, reason: str, detail: str) -> tuple[str, str]:
         named = ", ".join(f"{n} at its {s} bound" for n, s in refined.at_bound.items())
         detail = f"{detail}; the optimum within the bounds has {named} (KKT conditions hold)"
     return reason, detail
+
+
+def _too_large(prob, point) -> str | None:
+    """The advice when the model is finite at ``point`` but the loss is not: the data
+    (``y / sigma``) are too large for the loss in this precision (squares overflow past
+    about 1e154 in float64); else None."""
+    if point is None:
+        return None
+    with torch.no_grad():
+        finite = bool(torch.isfinite(prob.predict(point)).all())
+        if not finite or math.isfinite(float(prob.objective(point))):
+            return None
+        top = float((prob.y if prob.sigma is None else prob.y / prob.sigma).abs().max())
+    if not top > 0:
+        return None
+    what = "|y|" if prob.sigma is None else "|y / sigma|"
+    example = f", e.g. y/1e{math.floor(math.log10(top))}" if math.isfinite(top) else ""
+    return (f"the data are too large for the loss in {str(prob.y.dtype).split('.')[-1]} "
+            f"({what} reaches {top:.3g}, and the loss overflows although the model is finite "
+            f"here): expected data of a scale nearer 1; rescale y (and sigma){example}")
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:
