@@ -93,3 +93,29 @@ def test_a_peak_narrowing_on_an_outlier_is_not_a_minimum_and_stops_early():
     nm = minimize(_huber, p, method="Nelder-Mead",
                   options={"xatol": 1e-12, "fatol": 1e-16, "maxfev": 20000})
     assert nm.fun < r.loss and abs(nm.x[2]) < abs(p[2])
+
+
+def test_a_crawl_to_a_limit_within_bounds_costs_the_step_limit_once():
+    """The same limit approached too slowly for the runaway test (tiny sigma: S falls 14%
+    per 50 steps at step 1000) with b's bounds far away: fit and fit_many stop at the step
+    limit, not converged, after `steps` steps; the active-set method does not run an
+    unbounded fit as long again (nor fit_many's finish by fit), since no parameter is near a
+    bound. The loss is still above the line's infimum (the oracle), and both agree."""
+    x = np.array([0.30752123, 0.58769901, 0.94496203, 2.57934854])
+    y = np.array([1.51526391, 1.71141962, 1.96146909, 3.10553833])
+    sigma = np.array([1.56324641e-05, 1.98958784e-05, 2.54039910e-05, 1.80872128e-05])
+    p0 = {"a": 2.048050545816134, "b": 0.6928253459419308, "c": 0.0}
+    bounds = {"b": (-4.09973972967086, 5.649609594506291)}
+    r = gradfit.fit(MODEL, x, y, sigma=sigma, p0=p0, bounds=bounds, steps=300,
+                    absolute_sigma=True)
+    m = gradfit.fit_many(MODEL, x, y[None], sigma=sigma[None], steps=300,
+                         p0={k: [v] for k, v in p0.items()}, bounds=bounds,
+                         absolute_sigma=True)
+    c1, c0 = np.polyfit(x, y, 1, w=1 / sigma)
+    infimum = np.mean(((c0 + c1 * x - y) / sigma) ** 2)
+    for reason, steps, loss in ((r.reason, r.steps, r.loss),
+                                (m.reason[0], m.steps[0], m.loss[0])):
+        assert reason == "max_steps" and steps == 300
+        assert loss > infimum
+    assert not r.converged and not m.converged[0]
+    np.testing.assert_allclose(m.loss[0], r.loss, rtol=1e-6)

@@ -34,6 +34,10 @@ import torch
 NEAR = 1e-7          # a value this close to a bound (relative to the scale) starts on it
 MU_TOL = 1e-9        # a multiplier above -MU_TOL holds its parameter
 FEAS_TOL = 1e-12     # an inner solution this far (relative) past a bound is on it
+HEADING = 1e-2       # an exact fit that stopped short (the step limit, a runaway) with no
+                     # parameter this close (relative) to a bound was not held up by one:
+                     # the active-set method is not run (its unbounded fit would go on
+                     # crawling where the bounded one did, as many steps again)
 
 
 @dataclass
@@ -66,6 +70,14 @@ def near_bounds(values: dict[str, float], bounds: dict[str, tuple[float, float]]
         elif math.isfinite(hi) and hi - v <= tol * s:
             out[name] = "upper"
     return out
+
+
+def held_up_by_a_bound(values: dict[str, float],
+                       bounds: dict[str, tuple[float, float]]) -> bool:
+    """Whether a fit that stopped short at ``values`` may have been creeping towards a
+    bound (a parameter within ``HEADING`` of one), so that the active-set method can
+    finish it; ``fit`` and ``fit_many`` ask the same question."""
+    return bool(near_bounds(values, bounds, HEADING))
 
 
 def refine(problem, names: tuple[str, ...], bounds: dict[str, tuple[float, float]],

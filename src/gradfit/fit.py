@@ -33,7 +33,8 @@ from .losses import get_loss
 from .models import Model, check_param_names, make_model, start_values
 from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
-from .active_set import near_bounds, refine
+from .active_set import held_up_by_a_bound, near_bounds, refine
+from .batch_lm import RUNAWAY, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .stationary import plateau_message
@@ -237,7 +238,8 @@ class FitRun(Run):
         bounds = {n: b for n, b in self.transform.bounds.items() if n not in self.transform.fixed}
         if bounds and reason != "diverged":
             values = dict(zip(names, final.tolist()))
-            if self.exact_method and not self.lean:
+            if self.exact_method and not self.lean and not _stopped_short(reason, detail,
+                                                                          values, bounds):
                 refined = refine(prob, names, bounds, self.transform.fixed, values, self._solve)
                 extra_steps = refined.steps
                 at_bound = refined.at_bound
@@ -332,6 +334,16 @@ class FitRun(Run):
 
 
 EXACT = ("lm", "irls")
+
+
+def _stopped_short(reason: str, detail: str, values: dict, bounds: dict) -> bool:
+    """An exact fit with bounds that stopped before its end for a reason no bound explains:
+    the time limit or a callback, or the step limit or a runaway with no parameter near a
+    bound. The active-set method is not run then (it would only go on as far again)."""
+    if reason in ("time_limit", "callback"):
+        return True
+    short = reason == "max_steps" or detail == lm_message(RUNAWAY, {})
+    return short and not held_up_by_a_bound(values, bounds)
 
 
 def _refined_reason(refined, reason: str, detail: str) -> tuple[str, str]:

@@ -276,7 +276,21 @@ def finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg) -> torc
     stalled = np.isin(message.astype(str), [lm_message(c, o, cfg["steps"])
                                             for c in (ROUGH, TRIES, MAX_STEPS)])
     rows = np.flatnonzero(bounded & stalled & ~np.isin(reason, ("gtol", "ftol", "xtol")))
+    # at the step limit, as fit does: only where a parameter may be creeping to a bound
+    limit = lm_message(MAX_STEPS, o, cfg["steps"])
+    rows = np.array([b for b in rows.tolist() if message[b] != limit
+                     or _held_up(tr, theta, b)], dtype=np.int64)
     return _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, "lm")
+
+
+def _held_up(tr, theta, b: int) -> bool:
+    """``active_set.held_up_by_a_bound`` for problem ``b``."""
+    from .active_set import held_up_by_a_bound
+    v = theta[b, tr.free_at].tolist()
+    lo, hi = tr.lo[b].tolist(), tr.hi[b].tolist()
+    return held_up_by_a_bound(dict(enumerate(v)),
+                              {i: (lo[i], hi[i]) for i in range(len(v))
+                               if math.isfinite(lo[i]) or math.isfinite(hi[i])})
 
 
 def _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, method):
