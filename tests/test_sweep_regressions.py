@@ -207,3 +207,26 @@ def test_an_overflowing_mae_certificate_fails_the_fit_instead_of_raising():
         f = lambda q: np.mean(np.abs(q[0] * 1e-9 * x / (q[1] * 1e6 + x) - Y[i]) / sig[i])
         q = [m64.params["V"][i] * 1e9, m64.params["K"][i] / 1e6]
         assert so.minimize(f, q, method="Nelder-Mead").fun >= f(q) * (1 - 1e-7)
+
+
+@pytest.mark.parametrize("loss", ["mae", "huber"])
+def test_a_jacobian_that_overflows_in_one_problem_does_not_stop_the_batch(loss):
+    """A logistic whose start k=300 makes exp(-k*(x-x0)) overflow: the model is finite (L/inf
+    = 0) but its Jacobian is NaN there. fit_many's Gauss-Newton (SVD) and Huber-Newton
+    (pinv) raised LinAlgError for the whole batch, and fit by huber a RuntimeError from
+    lstsq. Now that problem takes no step and is not converged; the others are fitted,
+    equal to fit."""
+    x = np.linspace(-5, 5, 40)
+    rng = np.random.default_rng(0)
+    y = np.stack([2 / (1 + np.exp(-(x - 0.3))) + 0.01 * rng.standard_normal(40)
+                  for _ in range(3)])
+    p0 = {"L": [2.0, 2.0, 2.0], "k": [1.2, 300.0, 0.8], "x0": [0.2, 0.1, 0.4]}
+    model = "L/(1+exp(-k*(x-x0)))"
+    m = gradfit.fit_many(model, x, y, p0=p0, loss=loss)
+    assert list(m.converged) == [True, False, True]
+    for i in range(3):
+        r = gradfit.fit(model, x, y[i], p0={k: v[i] for k, v in p0.items()}, loss=loss)
+        assert r.converged == m.converged[i]
+        if r.converged:
+            for k in p0:
+                assert m.params[k][i] == pytest.approx(r.params[k], rel=1e-8)

@@ -138,9 +138,11 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33,
         ua, ia, wa, ra, sa = u[at], idx[at], root_w[at], r[at], ss[at]
         block = batch.jac(ua, ia) * wa.unsqueeze(-2)
         jac = block[:, :F].transpose(-1, -2)
+        # a row whose Jacobian or residuals are not finite takes no step (irls too)
+        good = torch.isfinite(jac).flatten(1).all(-1) & torch.isfinite(ra).all(-1)
+        jac = torch.where(good[:, None, None], jac, 0.0)
         d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
-        good = torch.isfinite(jac).flatten(1).all(-1)
-        sv, vh, c = scaled_svd(torch.where(good[:, None, None], jac, 0.0), d, ra)
+        sv, vh, c = scaled_svd(jac, d, torch.where(good[:, None], ra, 0.0))
         w = torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)
         delta = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
         eps = torch.finfo(delta.dtype).eps
@@ -411,7 +413,12 @@ def huber_newton(batch, u0, idx, delta: float, F: int, iterations: int = 60):
         d = torch.linalg.vector_norm(jq, dim=-2)
         d = torch.where(d > 0, d, torch.ones_like(d))
         h = (jq / d.unsqueeze(-2)).transpose(-1, -2) @ (jq / d.unsqueeze(-2))
-        step = -(torch.linalg.pinv(h) @ (g / d).unsqueeze(-1)).squeeze(-1) / d
+        # a row whose Jacobian overflowed gets no step (a NaN one: done), as in irls
+        good = torch.isfinite(h).flatten(1).all(-1) & torch.isfinite(g / d).all(-1)
+        h = torch.where(good[:, None, None], h, 0.0)
+        step = -(torch.linalg.pinv(h) @ torch.where(good[:, None], g / d, 0.0).unsqueeze(-1)
+                 ).squeeze(-1) / d
+        step = torch.where(good[:, None], step, math.nan)
         size = torch.linalg.vector_norm(step, dim=-1)
         scale = torch.linalg.vector_norm(ua, dim=-1).clamp_min(1e-300)
         done = ~torch.isfinite(size) | (size <= 4 * eps * scale) | (

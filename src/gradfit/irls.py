@@ -102,6 +102,8 @@ def _gauss_newton(residuals, theta0: torch.Tensor, steps: int, halvings: int = 3
         if ss <= floor:
             break
         _, jac = jacobian(theta)
+        if not bool(torch.isfinite(jac).all() & torch.isfinite(r).all()):
+            break                                   # no step from here (batch_irls too)
         d = torch.linalg.vector_norm(jac, dim=-2).clamp_min(torch.finfo(jac.dtype).tiny)
         sv, vh, c = scaled_svd(jac, d, r)          # (guards against subnormal slowness)
         delta = -(vh.transpose(-1, -2) @ torch.where(sv > 0, c / sv.clamp_min(1e-300), 0.0)) / d
@@ -293,6 +295,8 @@ class IRLS(Stepper):
             d = torch.linalg.vector_norm(jq, dim=0)
             d = torch.where(d > 0, d, torch.ones_like(d))
             h = (jq / d).transpose(0, 1) @ (jq / d)
+            if not bool(torch.isfinite(h).all() & torch.isfinite(g / d).all()):
+                break                       # the Jacobian overflowed: no step (batch_irls)
             step = -torch.linalg.lstsq(h, (g / d).unsqueeze(-1)).solution[:, 0] / d
             size = float(torch.linalg.vector_norm(step))
             scale = float(torch.linalg.vector_norm(self.theta.detach()))
