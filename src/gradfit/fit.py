@@ -268,6 +268,8 @@ class FitRun(Run):
         if not self.lean:
             reason, detail = judge(prob, final, free, reason, detail,
                                    losses[0] if losses else None, final_loss, scaled)
+            if self.exact_method == "lm" and linear is None and not at_bound:
+                reason, detail = _float32_short(prob, final, free, reason, detail)
             if reason in ("ftol", "gtol") and not self.exact_method and linear is None:
                 why = plateau_message(prob, final, free, losses[0] if losses else None,
                                       final_loss)
@@ -336,6 +338,20 @@ class FitRun(Run):
 EXACT = ("lm", "irls")
 
 
+def _float32_short(prob, final, free, reason: str, detail: str) -> tuple[str, str]:
+    """``precision.short_of_minimum`` on a float32 LM fit called converged."""
+    if prob.y.dtype != torch.float32 or reason not in ("gtol", "ftol", "xtol") or not free:
+        return reason, detail
+    from .batch_lm import data_norm
+    from .precision import message, short_of_minimum
+    names = prob.model.param_names
+    idx = torch.tensor([names.index(n) for n in free], device=final.device)
+    r, jac = free_residuals_and_jacobian(prob, final, idx)
+    ys = prob.y if prob.sigma is None else prob.y / prob.sigma
+    short, gain = short_of_minimum(torch.cat([jac.T, r[None]])[None], data_norm(ys)[None])
+    return ("failed", message(float(gain[0]))) if bool(short[0]) else (reason, detail)
+
+
 def _stopped_short(reason: str, detail: str, values: dict, bounds: dict) -> bool:
     """An exact fit with bounds that stopped before its end for a reason no bound explains:
     the time limit or a callback, or the step limit or a runaway with no parameter near a
@@ -362,16 +378,19 @@ def _refined_reason(refined, reason: str, detail: str) -> tuple[str, str]:
 
 
 def _too_large(prob, point) -> str | None:
-    """The advice when the model is finite at ``point`` but the loss is not: the data
-    (``y / sigma``) are too large for the loss in this precision (squares overflow past
-    about 1e154 in float64); else None."""
+    """The advice when the model is finite at ``point`` but the loss is not, and the data
+    (``y / sigma``) alone, against a zero model, overflow the loss too: they are too large
+    for it in this precision (squares overflow past about 1e154 in float64); else None."""
     if point is None:
         return None
     with torch.no_grad():
         finite = bool(torch.isfinite(prob.predict(point)).all())
         if not finite or math.isfinite(float(prob.objective(point))):
             return None
-        top = float((prob.y if prob.sigma is None else prob.y / prob.sigma).abs().max())
+        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
+        if math.isfinite(float(prob.loss.reduce(ys, prob.loss.delta))):
+            return None            # the data alone (against 0) are fine: the model is large
+        top = float(ys.abs().max())
     if not top > 0:
         return None
     what = "|y|" if prob.sigma is None else "|y / sigma|"

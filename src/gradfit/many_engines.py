@@ -80,7 +80,27 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             _lost_rank(reason, message, prob, tr, theta, rank < len(tr.free),
                        rank if tr.identity else None)
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
+        if method == "lm" and theta.dtype == torch.float32:
+            _float32_short(reason, message, prob, tr, theta)
     return theta, steps, reason, message, cov
+
+
+def _float32_short(reason, message, prob, tr, theta) -> None:
+    """``precision.short_of_minimum`` on the float32 LM fits called converged (none with a
+    parameter on a bound), as ``fit`` checks them; ``reason``, ``message`` change in
+    place."""
+    from .precision import message as short_message, short_of_minimum
+    look = np.isin(reason, ("gtol", "ftol", "xtol")) & ~_on_a_bound(tr, theta)
+    rows = np.flatnonzero(look)
+    if not rows.size:
+        return
+    idx = torch.as_tensor(rows, device=theta.device)
+    with torch.no_grad():
+        jr = prob.jacobian(ManyTransformFixedAt(tr, theta))(theta[idx][:, tr.free_at], idx)
+    short, gain = short_of_minimum(jr, prob.ydata[idx])
+    for j in np.flatnonzero(short.cpu().numpy()).tolist():
+        reason[rows[j]] = "failed"
+        message[rows[j]] = short_message(float(gain[j]))
 
 
 def _on_a_bound(tr, theta) -> np.ndarray:

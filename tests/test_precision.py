@@ -1,0 +1,65 @@
+"""A float32 least-squares fit is not called converged where float32's normal equations
+lost the way on (``precision.short_of_minimum``). Oracles: float64 LM from the float32 end
+point on the same (float32-rounded) data, which still lowers the loss a long way; a
+well-conditioned float32 fit, which stays converged and agrees with float64."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradfit
+
+# a*exp(b*x)+c crawling towards a line (tiny sigma): float32 ended "at the rounding level"
+X = np.array([0.30752123, 0.58769901, 0.94496203, 2.57934854])
+Y = np.array([1.51526391, 1.71141962, 1.96146909, 3.10553833])
+SIGMA = np.array([1.56324641e-05, 1.98958784e-05, 2.54039910e-05, 1.80872128e-05])
+P0 = {"a": 2.048050545816134, "b": 0.6928253459419308, "c": 0.0}
+MODEL = "a*exp(b*x)+c"
+
+
+def _f32(a):
+    return np.asarray(a, dtype=np.float32).astype(np.float64)
+
+
+def test_float32_that_stopped_short_is_not_converged_in_fit_and_fit_many():
+    kw = dict(sigma=SIGMA, p0=P0, absolute_sigma=True, dtype="float32")
+    r = gradfit.fit(MODEL, X, Y, **kw)
+    m = gradfit.fit_many(MODEL, X, Y[None], sigma=SIGMA[None], absolute_sigma=True,
+                         p0={k: [v] for k, v in P0.items()}, dtype="float32")
+    for converged, reason, message in ((r.converged, r.reason, r.message),
+                                       (m.converged[0], m.reason[0], m.message[0])):
+        assert not converged and reason == "failed"
+        assert message.startswith("float32 cannot resolve this minimum")
+        assert "dtype='float64'" in message
+    # the oracle: float64 from the float32 end, on the float32-rounded data, goes on down
+    on = gradfit.fit(MODEL, _f32(X), _f32(Y), sigma=_f32(SIGMA), p0=r.params, steps=50,
+                     absolute_sigma=True)
+    assert on.loss < 0.5 * r.loss
+
+
+def test_lanczos2_in_float32_is_refused_where_float64_goes_on():
+    nist = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nist" / "Lanczos2.json"
+    if not nist.exists():
+        pytest.skip("the NIST data are not here")
+    d = json.loads(nist.read_text())
+    x, y = np.asarray(d["x"], float), np.asarray(d["y"], float)
+    r = gradfit.fit(d["model"], x, y, p0=dict(zip(d["params"], d["start1"])), dtype="float32")
+    assert not r.converged and r.message.startswith("float32 cannot resolve")
+    on = gradfit.fit(d["model"], _f32(x), _f32(y), p0=r.params)
+    assert on.converged and on.loss < 1e-3 * r.loss
+
+
+def test_a_well_conditioned_float32_fit_stays_converged():
+    x = np.linspace(-5, 5, 25)
+    rng = np.random.default_rng(4)
+    y = 2 * np.exp(-(x - 0.3) ** 2 / 2) + 0.5 + 0.05 * rng.standard_normal(25)
+    p0 = {"A": 1.5, "mu": 0.0, "s": 1.0, "C": 0.3}
+    model = "A*exp(-(x-mu)^2/(2*s^2))+C"
+    r32 = gradfit.fit(model, x, y, p0=p0, dtype="float32")
+    m32 = gradfit.fit_many(model, x, y[None], p0={k: [v] for k, v in p0.items()},
+                           dtype="float32")
+    r64 = gradfit.fit(model, x, y, p0=p0)
+    assert r32.converged and m32.converged[0] and r64.converged
+    for k in p0:
+        assert r32.params[k] == pytest.approx(r64.params[k], rel=1e-4, abs=1e-5)
