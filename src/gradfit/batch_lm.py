@@ -35,6 +35,13 @@ the rounding level of the data. Each problem stops (``CODES``) with
 - ``xtol``: an accepted step had ``|y| <= xtol |D theta|``; or the Gauss-Newton steps
   stopped shrinking at the rounding level; or no step lowers ``S`` and none is predicted to
   beyond rounding;
+(``ftol`` and ``xtol`` judge the step taken, which a trust region shrunk by a loss too curved
+or not smooth for Gauss-Newton makes tiny anywhere: unless the point is at LM's own end
+(the Gauss-Newton step's gain at the rounding level, or the cosine at most ``sqrt(eps)``)
+or the Gauss-Newton step passes the test too, a look around decides, along the
+Gauss-Newton direction and each parameter's axis: a fall of ``S`` beyond ``sqrt(eps) S``
+there is ``STALLED``, failed; none keeps the claim, as at a kink-minimum)
+
 - ``failed``: residuals or Jacobian not finite, a zero Jacobian, ``max_tries`` rejected
   trials in a row, no step lowers ``S`` although the gradient does not vanish, or ``S``
   underflows (below the smallest normal number while the residuals do not vanish);
@@ -80,7 +87,7 @@ NOISE_ULPS = 4.0        # a polishing step may raise S by this many roundings: a
                         # gradient raised S by 1.1 times the estimate of one rounding)
 
 CODES = ("running", "gtol", "ftol", "xtol", "max_steps", "failed", "failed", "failed",
-         "gtol", "failed", "xtol", "failed", "failed")
+         "gtol", "failed", "xtol", "failed", "failed", "failed")
 RUNNING, GTOL, FTOL, XTOL, MAX_STEPS, NONFINITE, TRIES, ROUGH, PERFECT, ZERO = range(10)
 ROUNDING = 10           # an xtol code that says "at the rounding level" (reported as xtol)
 UNDERFLOW = 11          # S below the smallest normal number: no test on it can be trusted
@@ -88,6 +95,10 @@ RUNAWAY = 12            # the parameters grow without bound while S barely falls
 RUNAWAY_STEPS = 50      # accepted steps between two looks at |theta| and S
 RUNAWAY_GROWTH = 1.5    # ... |theta| grew by this factor while
 RUNAWAY_GAIN = 1e-3     # ... S fell by less than this, relatively
+STALLED = 13            # ftol/xtol by a step a shrunk trust region made tiny, where the
+                        # loss still falls along the Gauss-Newton direction
+PROBES = 53             # that line search: steps 1, 1/2, ..., 2^-52 of the Gauss-Newton step
+AXIS_PROBES = 13        # ... and steps 4^-1, ..., 4^-13 of each parameter's scale, both ways
 
 
 def message(code: int, options: dict, max_steps: int | None = None) -> str:
@@ -115,6 +126,11 @@ def message(code: int, options: dict, max_steps: int | None = None) -> str:
                  "loss has no minimum near here, only a limit as parameters grow (as "
                  "a*exp(b*x)+c tends to a line when b -> 0); try other starting values, or a "
                  "model without that limit",
+        STALLED: "LM stalled short of a minimum: its trust region shrank until its steps "
+                 "gained nothing, while the loss still falls nearby (along the Gauss-Newton "
+                 "direction or a parameter's axis): the loss is too curved or not smooth here "
+                 "for LM (a logistic steeper than the spacing of x, or a kink of abs, max or "
+                 "relu sitting on a data point); try other starting values",
         UNDERFLOW: "the residuals are too small to square in this precision (their sum of "
                    "squares underflows below the smallest normal number), so the fit cannot "
                    "be judged: expected data of a scale nearer 1; rescale y (and sigma)",
@@ -332,16 +348,26 @@ class BatchLM:
 
         col_t = M_t.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
         xnorm_t = torch.linalg.vector_norm(torch.maximum(d, col_t) * t, dim=-1)
+        fine = (gn_pred <= 100.0 * noise) | (cos <= math.sqrt(eps))
         c_ftol = move_lm & (actred.abs() <= self.ftol) & (prered <= self.ftol) & (ratio <= 2.0)
         c_xtol = move_lm & ~c_ftol & (ynorm <= self.xtol * torch.maximum(xnorm_t, xnorm))
+        # MINPACK's tests judge the step taken, which a trust region shrunk by a model too
+        # curved for Gauss-Newton (a logistic steeper than the spacing of x) makes tiny while
+        # the full Gauss-Newton step still predicts a large gain. Unless the Gauss-Newton
+        # step passes the test too, a line search along it decides: the loss falls there
+        # (STALLED: no minimum here), or not (a minimum on a kink, as a ReLU's on a point)
+        suspect = (c_ftol & ~(fine | (gn_pred <= self.ftol * S))) | \
+            (c_xtol & ~(fine | (gn_norm <= self.xtol * xnorm)))
+        stalled = self._descends(suspect, th, y_gn / d, S, noise, d)
+        c_ftol, c_xtol = c_ftol & ~stalled, c_xtol & ~stalled
         stuck = lm & ~move_lm & ((new_delta <= eps * xnorm) |
                                  ((actred.abs() <= eps) & (prered <= eps)))
-        fine = (gn_pred <= 100.0 * noise) | (cos <= math.sqrt(eps))
         # a Gauss-Newton polish step that raised S: back to LM once, or done
         gn_back = polish & ~move_gn
         stop = torch.where(gn_back & polished, ROUNDING, stop)
         stop = torch.where(c_ftol, FTOL, torch.where(c_xtol, XTOL, stop))
         stop = torch.where(stuck, torch.where(fine, ROUNDING, ROUGH), stop)
+        stop = torch.where(stalled, STALLED, stop)
         self.tries = torch.where(move, 0, self.tries + lm.long())
         stop = torch.where((stop == RUNNING) & (self.tries >= self.max_tries), TRIES, stop)
 
@@ -359,6 +385,37 @@ class BatchLM:
         self.last_gn = torch.where(move_gn, gn_norm, math.inf)
         self.no_gn = gn_back & ~polished
         self.code = stop
+
+    def _descends(self, rows, th, step, S, noise, d) -> torch.Tensor:
+        """Where ``rows``: whether ``S`` falls beyond ``100 noise`` and ``sqrt(eps) S`` at one
+        of the points ``th + t step``, ``t = 1, 1/2, ..., 2^-(PROBES-1)`` (the Gauss-Newton
+        direction), or ``th +- t s_j e_j`` along each parameter's axis, ``t = 4^-1, ...,
+        4^-AXIS_PROBES`` of its scale ``s_j = max(|theta_j|, |r| / |J_j|)`` (at a kink of
+        the model a Gauss-Newton step of one side points across it; a parameter not held by
+        the kink may still move). Rare: a row's last look before a claim."""
+        out = torch.zeros_like(rows)
+        at = rows.nonzero().flatten()
+        if at.numel() == 0:
+            return out
+        t0, idx = th[at], self.idx[at]
+        rn = S[at].clamp_min(0).sqrt().unsqueeze(-1)
+        scale = torch.maximum(t0.abs(), torch.where(d[at] > 0, rn / d[at], 0.0))
+        scale = torch.where(scale > 0, scale, 1.0)
+        moves = [0.5 ** j * step[at] for j in range(PROBES)]
+        eye = torch.eye(self.F, dtype=th.dtype, device=th.device)
+        moves += [sign * 0.25 ** k * scale * eye[j] for j in range(self.F) for sign in (1, -1)
+                  for k in range(1, AXIS_PROBES + 1)]
+        lowest = S[at].clone()
+        for move in moves:
+            with torch.no_grad():
+                s_c = self.normal(t0 + move, idx)[:, self.F, self.F]
+            self.nfev += 1
+            lowest = torch.minimum(lowest, torch.where(torch.isfinite(s_c), s_c, math.inf))
+        # a gain of sqrt(eps) S at least: a point a hair off a kink-minimum (a ReLU's break
+        # 1e-10 from a data point) has a lower loss on the kink, but is at its minimum
+        floor = torch.maximum(100.0 * noise[at], math.sqrt(self.eps) * S[at])
+        out[at] = S[at] - lowest > floor
+        return out
 
     def _runaway(self, move: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
         """Every RUNAWAY_STEPS accepted steps: stop (RUNAWAY) a problem whose ``|theta|``

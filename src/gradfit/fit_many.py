@@ -37,7 +37,7 @@ from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult
 from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
-from .multistart import NO_CLAIM, default_starts
+from .multistart import NO_CLAIM, default_starts, pick_starts
 from .models import make_model, table_inputs
 from .optimizers import batched_optimizers, get_optimizer
 from .settings import MAX_STEPS, SETTINGS
@@ -261,12 +261,13 @@ class _Outputs:
         if K == 1:
             return np.arange(B)
         conv = np.isin(self.reason, CONVERGED).reshape(B, K)
-        loss = np.where(np.isfinite(self.loss), self.loss, np.inf).reshape(B, K)
-        key = np.where(conv, loss, np.inf)
-        pick = np.where(np.isfinite(key).any(1), key.argmin(1), loss.argmin(1))
+        pick, none = pick_starts(self.loss.reshape(B, K), conv, self.reason.reshape(B, K),
+                                 identifiable)
         rows = np.arange(B) * K + pick
         for b, r in enumerate(rows):
-            if identifiable or self.reason[r] in ("failed", "diverged"):
+            if none[b]:
+                self.message[r] = f"all {K} starts failed; the first: {self.message[r]}"
+            elif identifiable:
                 self.message[r] = f"best of {K} starts (start {pick[b]}): {self.message[r]}"
             else:
                 self.message[r] = (f"best of {K} starts (start {pick[b]}); {NO_CLAIM}; "

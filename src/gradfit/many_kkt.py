@@ -26,18 +26,19 @@ import numpy as np
 import torch
 
 from .active_set import MU_TOL, NEAR
-from .batch_lm import MAX_STEPS, OPTIONS, ROUGH, TRIES, message as lm_message
+from .batch_lm import MAX_STEPS, OPTIONS, ROUGH, STALLED, TRIES, message as lm_message
 from .errors import FitError, InputError
 
 
 def certify_on_bounds(prob, tr, theta, reason, message, options, max_steps=None) -> None:
     """Turn the stalled LM ends of ``theta`` ``(k, P)`` that are certified optima on their
     bounds into converged ones (``reason``, ``message``: numpy arrays, changed in place).
-    A stall is an end without a step (``ROUGH``, ``TRIES``) or at the step limit, which LM
+    A stall is an end without a step (``ROUGH``, ``TRIES``, ``STALLED``) or at the step limit, which LM
     creeping towards a bound in the internal variables may reach first."""
     from .many_engines import ManyTransformFixedAt
     stalled = np.isin(message.astype(str), [lm_message(ROUGH, options),
                                            lm_message(TRIES, options),
+                                           lm_message(STALLED, options),
                                            lm_message(MAX_STEPS, options, max_steps)])
     rows = np.flatnonzero(stalled)
     if tr.identity or not rows.size:
@@ -109,7 +110,7 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
         return theta
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     ends = np.isin(reason, ("gtol", "ftol", "xtol")) | np.isin(
-        message.astype(str), [lm_message(c, o, cfg["steps"]) for c in (ROUGH, TRIES, MAX_STEPS)])
+        message.astype(str), [lm_message(c, o, cfg["steps"]) for c in (ROUGH, TRIES, STALLED, MAX_STEPS)])
     at, F = tr.free_at, len(tr.free)
     v = theta[:, at]
     on_lo, on_hi = _near(v, tr.lo, tr.hi)
@@ -274,7 +275,7 @@ def finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg) -> torc
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
     stalled = np.isin(message.astype(str), [lm_message(c, o, cfg["steps"])
-                                            for c in (ROUGH, TRIES, MAX_STEPS)])
+                                            for c in (ROUGH, TRIES, STALLED, MAX_STEPS)])
     rows = np.flatnonzero(bounded & stalled & ~np.isin(reason, ("gtol", "ftol", "xtol")))
     # at the step limit, as fit does: only where a parameter may be creeping to a bound
     limit = lm_message(MAX_STEPS, o, cfg["steps"])

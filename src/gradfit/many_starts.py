@@ -5,7 +5,8 @@ defaults, then ``guess(x, y) -> dict`` per problem (lmfit's idea), then ``p0``. 
 that raises or gives a non-finite value fails that problem alone.
 
 ``starts=K`` adds K - 1 starts per problem, seeded: uniform between two finite bounds,
-else ``v + max(|v|, 1) * N(0, 1)`` (moved inside a single bound).
+else ``v + max(|v|, 1) * N(0, 1)`` (moved inside a single bound), the same draws for every
+problem (``fit``'s starts of a curve are these, for its one problem).
 """
 from __future__ import annotations
 
@@ -160,9 +161,12 @@ def spread_starts(values, given, lo, hi, names, free, K: int, seed: int) -> np.n
     values[:, at] = v
     rows = np.repeat(values, K, axis=0)
     if K > 1:
+        # the same draws for every problem, so that a problem's starts do not depend on
+        # the batch it is in: fit (one problem) makes exactly these (multistart.start_point)
         rng = np.random.default_rng(seed)
-        spread = v[:, None, :] + np.maximum(np.abs(v), 1.0)[:, None, :] * rng.standard_normal((B, K - 1, len(at)))
-        uni = lo0[:, None, :] + (hi0 - lo0)[:, None, :] * rng.random((B, K - 1, len(at)))
+        z, u = rng.standard_normal((K - 1, len(at))), rng.random((K - 1, len(at)))
+        spread = v[:, None, :] + np.maximum(np.abs(v), 1.0)[:, None, :] * z
+        uni = lo0[:, None, :] + (hi0 - lo0)[:, None, :] * u
         spread = np.where(both[:, None, :], uni, spread)
         spread = np.where(low[:, None, :] & ~both[:, None, :],
                           np.maximum(spread, lo[:, None, :] + 1e-3), spread)

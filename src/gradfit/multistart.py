@@ -4,8 +4,9 @@ A flexible model (a ReLU sum, a network) has many local minima and no unique opt
 ``optimizer="auto"`` fits it from ``AUTO_STARTS`` seeded starts and reports the best as
 what it is, "best of K starts" (reason ``starts``: not converged to a certified optimum,
 but no failure either). Any model takes ``starts=K``: start 0 is ``p0`` (or the default),
-start ``k`` is the model's own random start for seed ``seed + k`` (flexible models) or a
-seeded perturbation ``v + max(|v|, 1) * N(0, SPREAD^2)`` of start 0 (curves). A start that
+start ``k`` is the model's own random start for seed ``seed + k`` (flexible models) or, for
+curves, ``fit_many``'s: uniform between two finite bounds, else a seeded perturbation
+``v + max(|v|, 1) * N(0, 1)`` of start 0 (``many_starts.spread_starts``). A start that
 fails or diverges never wins; if all do, the first one's result says why.
 
     >>> import gradfit
@@ -19,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterator
 
-import torch
+import math
+
+import numpy as np
 
 from .result import FitResult, Run, StepRecord
 
 AUTO_STARTS = 5      # starts of a flexible model fitted by "auto"
-SPREAD = 0.5         # relative spread of the random starts of a curve
 
 
 NO_CLAIM = "a flexible model has no unique optimum, so this is no claim of one"
@@ -44,15 +46,24 @@ def default_starts(starts: int | None, optimizer: str, model) -> int:
 
 
 def start_point(problem, config, k: int) -> dict[str, float]:
-    """Start ``k`` (``k >= 1``) by name."""
+    """Start ``k`` (``k >= 1``) by name: a flexible model's own random start, a curve's
+    ``many_starts.spread_starts`` for this one problem (``fit_many``'s starts, exactly)."""
+    from .many_starts import spread_starts
     from .models import start_values
     model = problem.model
     if not model.identifiable:
         return start_values(model, None, problem.x, config.seed + k)
+    names = list(model.param_names)
     base = start_values(model, config.p0_dict, problem.x, config.seed)
-    gen = torch.Generator().manual_seed(config.seed * 100_003 + k)
-    noise = torch.randn(len(base), generator=gen, dtype=torch.float64).tolist()
-    return {n: v + max(abs(v), 1.0) * SPREAD * z for (n, v), z in zip(base.items(), noise)}
+    base.update(config.fixed_dict)
+    free = [n for n in names if n not in config.fixed_dict]
+    bounds = config.bounds_dict
+    lo = np.array([[bounds.get(n, (-math.inf, math.inf))[0] for n in free]], dtype=float)
+    hi = np.array([[bounds.get(n, (-math.inf, math.inf))[1] for n in free]], dtype=float)
+    given = np.array([[n in config.p0_dict for n in names]])
+    rows, _ = spread_starts(np.array([[base[n] for n in names]], dtype=float), given, lo, hi,
+                            names, free, max(starts_for(config, model), k + 1), config.seed)
+    return dict(zip(names, rows[k].tolist()))
 
 
 class MultiStartRun(Run):
@@ -83,19 +94,49 @@ class MultiStartRun(Run):
         self.result = best_of(results, self.problem.model.identifiable)
 
 
+TIE = 1e-10          # losses within this (relative) of the lowest are equal: the first wins
+
+
+def pick_starts(loss, converged, reason, identifiable: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The start kept for each row of ``loss`` ``(B, K)`` (``fit`` and ``fit_many`` alike):
+    among the converged starts if any, else among those that neither failed nor diverged
+    (a flexible model's failed starts too, those with a finite loss: its best is no claim
+    anyway, and a start LM could not certify is still a fit), the first whose loss is
+    within ``TIE`` of their lowest (two starts at one minimum differ in their last digits,
+    and which is lower must not depend on the engine). Returns the picks ``(B,)`` and where
+    every start failed ``(B,)`` (the pick is then 0)."""
+    loss = np.where(np.isfinite(loss), loss, np.inf)
+    conv, reason = np.asarray(converged, bool), np.asarray(reason)
+    ok = ~np.isin(reason, ("failed", "diverged")) if identifiable else \
+        (reason != "diverged") & np.isfinite(loss)
+    among = np.where(conv.any(1, keepdims=True), conv, ok)
+    key = np.where(among, loss, np.inf)
+    best = key.min(1, keepdims=True)
+    with np.errstate(invalid="ignore"):          # inf - inf where a row has no candidate
+        near = among & (key <= best + TIE * np.abs(best))
+    return np.where(near.any(1), near.argmax(1), 0), ~among.any(1)
+
+
 def best_of(results: list[FitResult], identifiable: bool) -> FitResult:
-    """The lowest loss among the starts that neither failed nor diverged."""
+    """The start ``pick_starts`` keeps (see there)."""
     k = len(results)
-    fine = [(r.loss, i) for i, r in enumerate(results) if r.ok]
-    if not fine:
+    pick, none = pick_starts(np.array([[r.loss for r in results]], dtype=float),
+                             [[r.converged for r in results]],
+                             [[r.reason for r in results]], identifiable)
+    i = int(pick[0])
+    if none[0]:
         r = results[0]
         r.message = f"all {k} starts failed; the first: {r.message}"
         return r
-    loss, i = min(fine)
     r = results[i]
-    counted = sum(1 for x in results if x.ok)
+    if identifiable:
+        counted, kept = sum(1 for x in results if x.ok), "did not fail"
+    else:
+        counted = sum(1 for x in results if x.reason != "diverged" and np.isfinite(x.loss))
+        kept = "did not diverge"
     head = (f"best of {k} starts (start {i}, {r.optimizer}: lowest loss of the {counted} that "
-            f"did not fail)")
+            f"{kept})")
     if identifiable:
         r.message = f"{head}; {r.message}"
     else:
