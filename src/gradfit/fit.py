@@ -344,11 +344,13 @@ def _float32_short(prob, final, free, reason: str, detail: str) -> tuple[str, st
         return reason, detail
     from .batch_lm import data_norm
     from .precision import message, short_of_minimum
+    from .spd import moments
     names = prob.model.param_names
     idx = torch.tensor([names.index(n) for n in free], device=final.device)
     r, jac = free_residuals_and_jacobian(prob, final, idx)
     ys = prob.y if prob.sigma is None else prob.y / prob.sigma
-    short, gain = short_of_minimum(torch.cat([jac.T, r[None]])[None], data_norm(ys)[None])
+    jr = torch.cat([jac.T, r[None]])[None]
+    short, gain = short_of_minimum(moments(jr), data_norm(ys)[None], lambda rows: jr[rows])
     return ("failed", message(float(gain[0]))) if bool(short[0]) else (reason, detail)
 
 

@@ -81,23 +81,29 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
                        rank if tr.identity else None)
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
         if method == "lm" and theta.dtype == torch.float32:
-            _float32_short(reason, message, prob, tr, theta)
+            _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
     return theta, steps, reason, message, cov
 
 
-def _float32_short(reason, message, prob, tr, theta) -> None:
+def _float32_short(reason, message, prob, tr, theta, m=None) -> None:
     """``precision.short_of_minimum`` on the float32 LM fits called converged (none with a
     parameter on a bound), as ``fit`` checks them; ``reason``, ``message`` change in
-    place."""
+    place. ``m``: LM's moments at ``theta`` where it has them (no Jacobian formed then,
+    but for the ill-conditioned fits)."""
     from .precision import message as short_message, short_of_minimum
     look = np.isin(reason, ("gtol", "ftol", "xtol")) & ~_on_a_bound(tr, theta)
     rows = np.flatnonzero(look)
     if not rows.size:
         return
     idx = torch.as_tensor(rows, device=theta.device)
-    with torch.no_grad():
-        jr = prob.jacobian(ManyTransformFixedAt(tr, theta))(theta[idx][:, tr.free_at], idx)
-    short, gain = short_of_minimum(jr, prob.ydata[idx])
+    jacobian = prob.jacobian(ManyTransformFixedAt(tr, theta))
+
+    def block(at):
+        with torch.no_grad():
+            return jacobian(theta[idx[at]][:, tr.free_at], idx[at])
+    mr = m[idx] if m is not None else moments(block(torch.arange(idx.numel(),
+                                                                 device=idx.device)))
+    short, gain = short_of_minimum(mr, prob.ydata[idx], block)
     for j in np.flatnonzero(short.cpu().numpy()).tolist():
         reason[rows[j]] = "failed"
         message[rows[j]] = short_message(float(gain[j]))

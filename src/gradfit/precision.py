@@ -21,10 +21,12 @@ parameter on a bound are not checked (``fit`` and ``fit_many`` alike).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from .lm import scaled_svd
-from .spd import moments, solve_spd
+from .spd import solve_spd
 
 SHORT = 100.0
 
@@ -34,25 +36,28 @@ MESSAGE = ("float32 cannot resolve this minimum: a Gauss-Newton step computed in
            "expected a fit in float64 (dtype='float64')")
 
 
-def short_of_minimum(jr: torch.Tensor, ydata: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For ``[J r]^T`` ``(k, F+1, n)`` in float32 at ``k`` converged ends and the norms
-    ``ydata`` ``(k,)`` of their (weighted) data: ``(short, gain)``, whether each stopped
-    short of its minimum and the predicted gain relative to ``S``."""
-    eps = torch.finfo(jr.dtype).eps
-    short = torch.zeros(jr.shape[0], dtype=torch.bool, device=jr.device)
-    gain = torch.zeros(jr.shape[0], dtype=torch.float64, device=jr.device)
-    hard = _ill_conditioned(jr).nonzero().flatten()
+def short_of_minimum(m: torch.Tensor, ydata: torch.Tensor, block: Callable
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``k`` converged float32 ends with their moments ``M = [J r]^T [J r]``
+    ``(k, F+1, F+1)`` and the norms ``ydata`` ``(k,)`` of their (weighted) data:
+    ``(short, gain)``, whether each stopped short of its minimum and the predicted gain
+    relative to ``S``. ``block(rows)`` gives ``[J r]^T`` ``(len(rows), F+1, n)`` of the
+    ill-conditioned ones, the only ones formed."""
+    eps = torch.finfo(m.dtype).eps
+    short = torch.zeros(m.shape[0], dtype=torch.bool, device=m.device)
+    gain = torch.zeros(m.shape[0], dtype=torch.float64, device=m.device)
+    hard = _ill_conditioned(m).nonzero().flatten()
     if hard.numel():
-        short[hard], gain[hard] = _short(jr[hard], ydata[hard], eps)
+        short[hard], gain[hard] = _short(block(hard), ydata[hard], eps)
     return short, gain
 
 
-def _ill_conditioned(jr: torch.Tensor) -> torch.Tensor:
+def _ill_conditioned(m: torch.Tensor) -> torch.Tensor:
     """Where ``A = D^-1 J^T J D^-1`` (float32) has ``tr(A) tr(A^-1) >= eps^-1/2`` (or no
     Cholesky factor): only there can float32's normal equations have lost the way on
     (the test by which ``many_engines.covariance`` sends a fit to the SVD)."""
-    F = jr.shape[-2] - 1
-    m = moments(torch.where(torch.isfinite(jr), jr, 0.0))
+    F = m.shape[-1] - 1
+    m = torch.where(torch.isfinite(m), m, 0.0)
     d = m.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
     d = torch.where(d > 0, d, 1.0)
     a = m[:, :F, :F] / (d.unsqueeze(-1) * d.unsqueeze(-2))
