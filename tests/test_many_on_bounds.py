@@ -90,3 +90,27 @@ def test_a_robust_fit_on_a_bound_ends_as_fit_ends_it(loss):
         assert many.params["V"][b] == lower[b] and "V at its lower bound" in many.message[b]
         for k in ("V", "K"):
             assert many.params[k][b] == pytest.approx(one.params[k], rel=1e-10)
+
+
+def test_irls_at_the_step_limit_near_a_bound_is_finished_as_fit():
+    """Bounded huber IRLS in fit_many crept towards A's bound and reached the step limit
+    (100 steps) at a loss of 2.34; fit's active set finishes such an end (a parameter
+    within 1e-2 of its bound), and fit_many now does too (``finish_robust_on_bounds``).
+    Oracle: scipy's least_squares (huber, trf, with the bound) from that point finds
+    nothing lower."""
+    import json
+    from pathlib import Path
+    d = json.loads((Path(__file__).parent / "data" / "bounded_huber_gauss.json").read_text())
+    x, y, p0 = np.linspace(-5, 5, 200), np.array(d["y"]), d["p0"]
+    kw = dict(loss="huber", steps=100, bounds={"A": (d["lower"], None)})
+    m = gradfit.fit_many("A*exp(-(x-mu)^2/(2*s^2))+C", x, y[None],
+                         p0={k: [v] for k, v in p0.items()}, **kw)
+    assert m.converged[0] and m.loss[0] < 0.2
+
+    def resid(v):
+        return v[0] * np.exp(-(x - v[1]) ** 2 / (2 * v[2] ** 2)) + v[3] - y
+    q = [m.params[k][0] for k in ("A", "mu", "s", "C")]
+    ref = least_squares(resid, q, loss="huber", method="trf", xtol=1e-15, ftol=1e-15,
+                        gtol=1e-15, bounds=([d["lower"], -np.inf, -np.inf, -np.inf], np.inf))
+    huber = lambda r: np.mean(np.where(np.abs(r) <= 1, 0.5 * r * r, np.abs(r) - 0.5))
+    assert huber(ref.fun) >= m.loss[0] * (1 - 1e-9)

@@ -251,12 +251,18 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     ``active_set`` holds the bound and certifies the end by the mae subgradient's or
     huber's multipliers. Batched IRLS stalls there as LM does (the change of variables has
     a vanishing derivative on the bound) and its first-order test then fails; the rows are
-    few. The first ``ALONE_MAX`` such rows are finished; the others keep their verdict.
-    Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in place."""
+    few. So are those at the step limit with a parameter near a bound (``fit``'s active
+    set runs there too: ``active_set.held_up_by_a_bound``), which IRLS creeping towards the
+    bound reaches first. The first ``ALONE_MAX`` such rows are finished; the others keep
+    their verdict. Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in
+    place."""
     from .many_engines import _on_a_bound
     if tr.identity:
         return theta
-    rows = np.flatnonzero(_on_a_bound(tr, theta) & np.isfinite(
+    near = _on_a_bound(tr, theta)
+    for b in np.flatnonzero((reason == "max_steps") & ~near).tolist():
+        near[b] = _held_up(tr, theta, b)
+    rows = np.flatnonzero(near & np.isfinite(
         theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
     return _finish_alone(prob, tr, theta, theta, rows, steps, reason, message, cfg, "irls")
 
