@@ -331,11 +331,13 @@ def _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, met
 
 def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg, method):
     """``fit`` by ``method`` on problem ``b`` alone from its point ``theta[b]``, with its
-    bounds and fixed values."""
+    bounds and fixed values: LM from its start, IRLS from the batch's end with no step
+    of its own (``fit``'s active set goes on from there, as it goes on from fit's own IRLS
+    end)."""
     return fit(prob.model, x, prob.y[b][keep],
                sigma=None if prob.sigma is None else prob.sigma[b][keep],
                loss=prob.loss.name, delta=prob.loss.delta, optimizer=method,
-               steps=cfg["steps"], device=str(prob.y.device),
+               steps=cfg["steps"] if method == "lm" else 0, device=str(prob.y.device),
                dtype="float32" if prob.y.dtype == torch.float32 else "float64",
                p0={n: float(theta[b, j]) for n, j in zip(free, at)},
                bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i])) for i, n in enumerate(free)},
