@@ -329,3 +329,24 @@ def test_segmented_regression_claims_are_local_minima():
                     v[j] += sign * t * max(abs(q[j]), 1e-3)
                     assert loss(v) >= r.loss * (1 - 1e-9), (seed, "abc"[j], sign, t)
     assert claims >= 25
+
+
+def test_a_linear_model_on_clustered_x_is_solved_exactly_in_fit_many():
+    """A cubic through six points clustered within 0.007 (the design's condition 7e9):
+    fit solves it exactly (the SVD of the scaled design); fit_many ran LM on the normal
+    equations, whose trust region crept towards the solution 1e6 away until the runaway
+    test called it failed. Now fit_many starts LM from the same exact solve (and a linear
+    model never counts as running off). Oracle: numpy's lstsq on the scaled design."""
+    x = np.array([-1.9500551896042722, -1.9498911781590502, -1.948390497334623,
+                  -1.9480572162952439, -1.9451348971679343, -1.9430227865186223])
+    y = np.array([5.588052305121093, 5.5832598954421195, 5.571039920299163,
+                  5.568744114853938, 5.523170924612143, 5.506073543120998])
+    V = np.vander(x, 4, increasing=True)
+    s = np.linalg.norm(V, axis=0)
+    ref = np.linalg.lstsq(V / s, y, rcond=None)[0] / s
+    m = gradfit.fit_many("poly:3", x, y[None])
+    r = gradfit.fit("poly:3", x, y)
+    assert m.converged[0] and r.converged and r.steps == 1 and m.steps[0] <= 3
+    for k in range(4):
+        assert m.params[f"c{k}"][0] == pytest.approx(ref[k], rel=1e-6)
+        assert r.params[f"c{k}"] == pytest.approx(ref[k], rel=1e-6)

@@ -211,8 +211,11 @@ class BatchLM:
 
     def __init__(self, jacobian: Callable, theta0: torch.Tensor, *, ydata=None,
                  options: dict | None = None, max_steps: int | None = None,
-                 normal: Callable | None = None):
+                 normal: Callable | None = None, runaway: bool = True):
         o = {**OPTIONS, **(options or {})}
+        # a model linear in its parameters has its minimum at a finite point (or a flat
+        # valley LM does not walk along): a long march there is no runaway
+        self.runaway = runaway
         self.ftol, self.xtol, self.gtol = (float(o[k]) for k in ("ftol", "xtol", "gtol"))
         self.max_tries, self.max_steps = int(o["max_tries"]), max_steps
         self.jacobian = jacobian
@@ -424,7 +427,7 @@ class BatchLM:
         settling; this is a walk to infinity along a valley whose floor only approaches its
         infimum (the same verdict the step limit would give, hundreds of steps sooner)."""
         look = move & (self.steps % RUNAWAY_STEPS == 0)
-        if not bool(look.any()):
+        if not self.runaway or not bool(look.any()):
             return stop
         F = self.F
         norm, S = torch.linalg.vector_norm(self.th, dim=-1), self.M[:, F, F]
@@ -506,19 +509,21 @@ def _lm_parameter_one(a, g, y_gn, gn_norm, full, delta, lam, eye):
 
 def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None = None,
              max_steps: int = 1000, jacobian: Callable | None = None,
-             normal: Callable | None = None, **options) -> BatchLMResult:
+             normal: Callable | None = None, runaway: bool = True,
+             **options) -> BatchLMResult:
     """Minimise ``|fn(theta, idx)|^2`` for each of the ``B`` rows of ``theta0`` ``(B, F)``
     to the end. ``ydata`` ``(B,)``: the norm of each problem's (weighted) data, for the
     rounding level of ``S`` (0 when not given). ``jacobian(theta, idx) -> [J r]^T``
     ``(b, F+1, n)`` (by default autograd on ``fn``); ``normal(theta, idx) -> M``
-    ``(b, F+1, F+1)``, its ``moments``, where they can be had directly; ``options``:
+    ``(b, F+1, F+1)``, its ``moments``, where they can be had directly; ``runaway``: False
+    for a model linear in its parameters (no test for parameters running off); ``options``:
     ``OPTIONS``."""
     if jacobian is None:
         def jacobian(t, i):
             r, jac = residuals_and_jacobians(fn, t, i)
             return torch.cat([jac.transpose(-1, -2), r.unsqueeze(-2)], -2)
     lm = BatchLM(jacobian, theta0, ydata=ydata, options=options, max_steps=max_steps,
-                 normal=normal)
+                 normal=normal, runaway=runaway)
     for _ in range(max(1, max_steps) * 4 + lm.max_tries):
         lm.iterate()
         if not lm.running:

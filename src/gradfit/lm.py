@@ -159,10 +159,12 @@ class LevenbergMarquardt(Stepper):
             def normal(t, idx):
                 return block_moments(self.block, problem.x, problem.y, problem.sigma, t[0])[None]
         with threads_for(problem):
+            base = getattr(problem, "base", problem)        # under bounds: the model's own
             self.engine = BatchLM(problem_jacobian(problem, theta.detach()),
                                   theta.detach().unsqueeze(0),
                                   ydata=data_norm(ys).reshape(1),
-                                  options=self.options, normal=normal)
+                                  options=self.options, normal=normal,
+                                  runaway=not base.model.linear_in_params)
 
     @property
     def njev(self) -> int:

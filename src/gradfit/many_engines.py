@@ -236,15 +236,44 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> No
                 message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j])
 
 
+def _linear_start(prob, tr, u0):
+    """For a model linear in its parameters (no bounds, no fixed values): each row's exact
+    least-squares solution, by the SVD of the column-scaled design ``J D^-1`` (as ``fit``
+    solves it, never through ``J^T J``, whose condition is the square). LM starts there
+    and stops at once; from an ill-conditioned design (a cubic through two clusters of x)
+    its trust region crawled 1000 steps towards a solution 1e6 away."""
+    from .lm import scaled_svd
+    F = u0.shape[1]
+    with torch.no_grad():
+        jr = prob.jacobian(tr)(u0, torch.arange(u0.shape[0], device=u0.device))
+    good = torch.isfinite(jr).flatten(1).all(-1)
+    jr = torch.where(good[:, None, None], jr, 0.0)
+    J, r = jr[:, :F].transpose(-1, -2), jr[:, F]
+    d = torch.linalg.vector_norm(J, dim=-2)
+    d = torch.where(d > 0, d, 1.0)
+    s, vh, c = scaled_svd(J, d, r)
+    w = torch.where(s > 0, c / s.clamp_min(torch.finfo(s.dtype).tiny), 0.0)
+    step = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
+    good &= torch.isfinite(step).all(-1)
+    return torch.where(good.unsqueeze(-1), u0 + step, u0)
+
+
 def _lm(prob, tr, u0, rates, cfg):
     o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
+    solved = None
+    if tr.identity and prob.model.linear_in_params and prob.loss.name in ("mse", "rmse"):
+        start = u0
+        u0 = _linear_start(prob, tr, u0)
+        solved = (u0 != start).any(-1)          # the solve counts as a step, as in fit
     res = batch_lm(None, u0, ydata=prob.ydata, max_steps=cfg["steps"],
-                   jacobian=prob.jacobian(tr), normal=prob.normal(tr), **o)
+                   jacobian=prob.jacobian(tr), normal=prob.normal(tr),
+                   runaway=not prob.model.linear_in_params, **o)
     codes = res.code.cpu().numpy()
     table = {c: (code_reason(c), message(c, o, cfg["steps"])) for c in set(codes.tolist())}
     reason = np.array([table[c][0] for c in codes.tolist()], dtype="U16")
     msg = np.array([table[c][1] for c in codes.tolist()], dtype=object)
-    return res.theta, res.steps, reason, msg, res.d, res.M
+    steps = res.steps if solved is None else res.steps + solved.long()
+    return res.theta, steps, reason, msg, res.d, res.M
 
 
 ENGINES = {"lm": _lm, "irls": _irls, "gradient": _gradient}   # OptimizerSpec.batched -> engine

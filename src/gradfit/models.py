@@ -64,6 +64,12 @@ class Model:
         ``(P, n)`` and ``offset`` ``(n,)`` or None; else None."""
         return None
 
+    @property
+    def linear_in_params(self) -> bool:
+        """Whether ``design`` gives the model (its least-squares minimum is then finite,
+        or a flat valley: parameters never run off)."""
+        return False
+
     def columns(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The inputs as a list of ``(n,)`` tensors, one per input name."""
         if x.ndim == 1:
@@ -123,6 +129,10 @@ class ExpressionModel(Model):
             return lambda p: p @ phi + offset
         bound = self.expression.bind(env)
         return lambda p: _broadcast(bound(_split(p)), p, x.shape[0])
+
+    @property
+    def linear_in_params(self) -> bool:
+        return self.linear is not None
 
     def design(self, x: torch.Tensor):
         if self.linear is None or not x.is_floating_point():
@@ -209,6 +219,8 @@ class PolynomialModel(Model):
         self.degree, self.input_names = degree, tuple(inputs)
         self.param_names = tuple(f"c{k}" for k in range(degree + 1))
         self.spec = f"poly:{degree}"
+
+    linear_in_params = True
 
     def design(self, x):
         (x,) = self.columns(x)
