@@ -33,8 +33,8 @@ from .errors import FitError, InputError
 def certify_on_bounds(prob, tr, theta, reason, message, options, max_steps=None) -> None:
     """Turn the stalled LM ends of ``theta`` ``(k, P)`` that are certified optima on their
     bounds into converged ones (``reason``, ``message``: numpy arrays, changed in place).
-    A stall is an end without a step (``ROUGH``, ``TRIES``, ``STALLED``) or at the step limit, which LM
-    creeping towards a bound in the internal variables may reach first."""
+    A stall is an end without a step (``ROUGH``, ``TRIES``, ``STALLED``) or at the step
+    limit, which LM creeping towards a bound in the internal variables may reach first."""
     from .many_engines import ManyTransformFixedAt
     stalled = np.isin(message.astype(str), [lm_message(ROUGH, options),
                                            lm_message(TRIES, options),
@@ -110,7 +110,8 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
         return theta
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     ends = np.isin(reason, ("gtol", "ftol", "xtol")) | np.isin(
-        message.astype(str), [lm_message(c, o, cfg["steps"]) for c in (ROUGH, TRIES, STALLED, MAX_STEPS)])
+        message.astype(str), [lm_message(c, o, cfg["steps"])
+                              for c in (ROUGH, TRIES, STALLED, MAX_STEPS)])
     at, F = tr.free_at, len(tr.free)
     v = theta[:, at]
     on_lo, on_hi = _near(v, tr.lo, tr.hi)

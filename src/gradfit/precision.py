@@ -10,14 +10,16 @@ not.
 
 The check, at each such end: ``[J r]`` as float32 evaluated it, promoted to float64; the
 Gauss-Newton step's predicted gain ``|U^T r|^2`` over the singular values of ``J D^-1``
-(``D`` its column norms) above the rounding of ``J``'s float32 entries (``eps32 max(n, F)
-s_max``: below it a direction is that rounding's, and a step along it a guess); refused beyond ``SHORT`` times float32's
-rounding level of ``S`` (``batch_lm``'s ``noise = 2 |r| e + e^2``, ``e = eps (|r| + 2|y|)``),
-the bar LM's own ending at the rounding level passes. Only fits whose float32 normal
-equations are ill-conditioned (``tr(A) tr(A^-1) >= eps^-1/2``, as ``many_engines.covariance``
-tests) are checked: the others cannot have lost their way, and cost nothing more. Rounding in ``r`` itself projects to
-at most ``|y|^2 eps^2``, under a quarter of that level: a true minimum passes. Fits with a
-parameter on a bound are not checked (``fit`` and ``fit_many`` alike).
+(``D`` its column norms) above the rounding of ``J``'s float32 entries
+(``eps32 max(n, F) s_max``: below it a direction is that rounding's, and a step along it a
+guess); refused beyond ``SHORT`` times float32's rounding level of ``S`` (``batch_lm``'s
+``noise = 2 |r| e + e^2``, ``e = eps (|r| + 2|y|)``), the bar LM's own ending at the
+rounding level passes. Only fits whose float32 normal equations are ill-conditioned
+(``tr(A) tr(A^-1) >= eps^-1/2``, as ``many_engines.covariance`` tests, read from LM's own
+moments) are checked: the others cannot have lost their way, and cost nothing more.
+Rounding in ``r`` itself projects to at most ``|y|^2 eps^2``, under a quarter of that
+level: a true minimum passes. Fits with a parameter on a bound are not checked (``fit`` and
+``fit_many`` alike).
 """
 from __future__ import annotations
 
