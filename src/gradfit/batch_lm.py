@@ -96,7 +96,7 @@ RUNAWAY_STEPS = 50      # accepted steps between two looks at |theta| and S
 RUNAWAY_GROWTH = 1.5    # ... |theta| grew by this factor while
 RUNAWAY_GAIN = 1e-3     # ... S fell by less than this, relatively
 STALLED = 13            # ftol/xtol by a step a shrunk trust region made tiny, where the
-                        # loss still falls along the Gauss-Newton direction
+                        # loss still falls along the Gauss-Newton direction or an axis
 PROBES = 53             # that line search: steps 1, 1/2, ..., 2^-52 of the Gauss-Newton step
 AXIS_PROBES = 13        # ... and steps 4^-1, ..., 4^-13 of each parameter's scale, both ways
 
@@ -357,8 +357,8 @@ class BatchLM:
         # MINPACK's tests judge the step taken, which a trust region shrunk by a model too
         # curved for Gauss-Newton (a logistic steeper than the spacing of x) makes tiny while
         # the full Gauss-Newton step still predicts a large gain. Unless the Gauss-Newton
-        # step passes the test too, a line search along it decides: the loss falls there
-        # (STALLED: no minimum here), or not (a minimum on a kink, as a ReLU's on a point)
+        # step passes the test too, a look along it and along each axis decides: the loss
+        # falls there (STALLED: no minimum here), or not (a minimum on a kink)
         suspect = (c_ftol & ~(fine | (gn_pred <= self.ftol * S))) | \
             (c_xtol & ~(fine | (gn_norm <= self.xtol * xnorm)))
         stalled = self._descends(suspect, th, y_gn / d, S, noise, d)
