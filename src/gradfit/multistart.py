@@ -7,7 +7,8 @@ but no failure either). Any model takes ``starts=K``: start 0 is ``p0`` (or the 
 start ``k`` is the model's own random start for seed ``seed + k`` (flexible models) or, for
 curves, ``fit_many``'s: uniform between two finite bounds, else a seeded perturbation
 ``v + max(|v|, 1) * N(0, 1)`` of start 0 (``many_starts.spread_starts``). A start that
-fails or diverges never wins; if all do, the first one's result says why.
+fails or diverges never wins (a flexible model's failed start with a finite loss may: its
+best is no claim); if all do, the first one's result says why.
 
     >>> import gradfit
     >>> d = gradfit.DATASETS["step"]()
@@ -18,9 +19,8 @@ fails or diverges never wins; if all do, the first one's result says why.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
-
 import math
+from typing import Iterator
 
 import numpy as np
 
