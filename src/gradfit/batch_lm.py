@@ -197,6 +197,9 @@ def _underflow(M: torch.Tensor, ydata: torch.Tensor) -> torch.Tensor:
     ``J^T r != 0``); a "perfect fit" there is an underflow, not a fit."""
     F = M.shape[-1] - 1
     S = M[:, F, F]
+    low = S < torch.finfo(S.dtype).tiny
+    if not bool(low.any()):         # the usual case: one look at S
+        return low
     return too_small(S, (S > 0) | (M[:, :F, F] != 0).any(-1), ydata)
 
 
@@ -258,13 +261,14 @@ class BatchLM:
         done = self.code != RUNNING
         if not bool(done.any()):
             return
-        at, o = self.idx[done], self.out
-        o.theta[at], o.rss[at], o.steps[at] = self.th[done], self.M[done, self.F, self.F], \
-            self.steps[done]
-        o.code[at], o.d[at], o.M[at] = self.code[done], self.d[done], self.M[done]
-        keep = ~done
+        # row numbers once: a boolean mask would be turned into them again by every index
+        rows, keep = done.nonzero().flatten(), (~done).nonzero().flatten()
+        at, o, F = self.idx[rows], self.out, self.F
+        M = self.M.index_select(0, rows)
+        o.theta[at], o.rss[at], o.steps[at] = self.th[rows], M[:, F, F], self.steps[rows]
+        o.code[at], o.d[at], o.M[at] = self.code[rows], self.d[rows], M
         for name in self._state:
-            setattr(self, name, getattr(self, name)[keep])
+            setattr(self, name, getattr(self, name).index_select(0, keep))
 
     def iterate(self) -> None:
         """One trial step for every running problem (see the module's docstring)."""
