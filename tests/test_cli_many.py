@@ -69,3 +69,20 @@ def test_bad_column_is_one_line_and_exit_2(tmp_path, capsys):
     code, _, err = run(capsys, "fit", str(tmp_path / "plate.csv"), "--group", "well",
                        "--model", MODEL, "--optimizer", "lbfgs")
     assert code == 2 and "no batched engine" in err
+
+
+def test_a_pandas_frame_saved_with_its_index_fits_as_without(tmp_path, capsys):
+    """pandas' to_csv writes the index as a first column without a name: x and y default
+    to the named columns after the group, as for the same table without the index."""
+    pd = __import__("pytest").importorskip("pandas")
+    write_table(tmp_path / "plate.csv")
+    pd.read_csv(tmp_path / "plate.csv").to_csv(tmp_path / "indexed.csv")
+    fits = {}
+    for name in ("plate", "indexed"):
+        out = tmp_path / f"{name}-fits.csv"
+        code, _, err = run(capsys, "fit", str(tmp_path / f"{name}.csv"), "--group", "well",
+                           "--model", MODEL, "--out", str(out))
+        assert code == 0, err
+        fits[name] = pd.read_csv(out)
+    pd.testing.assert_frame_equal(fits["indexed"], fits["plate"])
+    assert list(fits["plate"]["group"]) == ["w0", "w1", "w2"]

@@ -314,6 +314,24 @@ def test_numpy_savetxt_header_and_comment_lines(tmp_path):
     assert d.x_names == ("t",) and d.y.tolist() == [2.0, 3.0]
 
 
+def test_pandas_index_and_trailing_delimiters_are_unnamed_columns_never_chosen(tmp_path):
+    """pandas' to_csv writes its index as an unnamed first column, spreadsheets a trailing
+    delimiter on every line: x and y default to the named columns, as pandas reads them."""
+    pd = pytest.importorskip("pandas")
+    t = np.linspace(0, 2, 5)
+    p = tmp_path / "frame.csv"
+    pd.DataFrame({"t": t, "v": 3 * t + 1}).to_csv(p)
+    d = load_csv(p)
+    assert (d.x_names, d.y_name, d.columns) == (("t",), "v", ("t", "v"))
+    np.testing.assert_array_equal(d.x, pd.read_csv(p)["t"].to_numpy())
+    np.testing.assert_array_equal(d.y, 3 * t + 1)
+    d = load_csv(write(tmp_path, "t,v,\n1,2,\n2,3,\n", "trail.csv"))
+    assert (d.x_names, d.y_name, d.y.tolist()) == (("t",), "v", [2.0, 3.0])
+    assert "only one named column ('v')" in error_of(write(tmp_path, ",v\n1,2\n", "one.csv"))
+    m = error_of(write(tmp_path, "t,v,\n1,2,\n", "t.csv"), y="")
+    assert "empty column name in y" in m
+
+
 def test_missing_column_lists_the_columns(tmp_path):
     p = write(tmp_path, "x,y,w\n1,2,3\n")
     for kwargs in (dict(x="z"), dict(y="z"), dict(sigma="z"), dict(x=["x", "z"])):

@@ -146,3 +146,13 @@ def test_held_out_points_are_not_fitted(client):
 def test_bad_own_data_gets_422(client, data, words):
     r = client.post("/api/eval", json={"data": data, "model": "a*x+b", "params": {"a": 1, "b": 1}})
     assert r.status_code == 422 and words in r.json()["detail"]
+
+
+def test_the_column_menus_list_the_columns_as_read(client):
+    """An unnamed index column (pandas' to_csv) is not offered; a file without a header
+    row offers c1, c2, ... (the names its columns get), not the numbers of its first row."""
+    body = upload(client, ",t,v\n0,0,1\n1,1,3\n2,2,5\n").json()
+    assert body["columns"] == ["t", "v"] and body["inputs"] == ["t"]
+    assert body["y"] == [1.0, 3.0, 5.0]
+    body = upload(client, "0,1\n1,3\n2,5\n").json()
+    assert body["columns"] == ["c1", "c2"] and body["y"] == [1.0, 3.0, 5.0]

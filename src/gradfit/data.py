@@ -73,6 +73,7 @@ class Dataset:
     y_name: str = "y"
     name: str = ""
     dropped: int = 0
+    columns: tuple[str, ...] = ()   # a CSV's named columns, in order (what x/y may name)
 
     def __post_init__(self):
         x, y = _frozen(self.x), _frozen(self.y)
@@ -278,17 +279,19 @@ def _column_names(spec, what: str, where: str) -> list[str] | None:
 def _choose_columns(header, x, y, sigma, where):
     xs = _column_names(x, "x", where)
     y, sigma = [(_column_names(c, w, where) or [None])[0] for c, w in ((y, "y"), (sigma, "sigma"))]
+    named = [c for c in header if c]         # unnamed columns (an index) are never chosen
     for name in (xs or []) + [c for c in (y, sigma) if c is not None]:
-        if name not in header:
+        if name not in named:
             raise DataError(f"no column named {name!r}", expected="one of the columns "
-                            + ", ".join(map(repr, header)), where=where)
-    if len(header) < 2:
-        raise DataError(f"only one column ({header[0]!r})",
+                            + ", ".join(map(repr, named)), where=where)
+    if len(named) < 2:
+        what = "column" if len(header) == 1 else "named column"
+        raise DataError(f"only one {what} ({named[0]!r})" if named else "no named column",
                         expected="at least two columns, one for x and one for y", where=where)
     if xs is None:
-        xs = [c for c in header if c not in (y, sigma)][:1]
+        xs = [c for c in named if c not in (y, sigma)][:1]
     if y is None:
-        free = [c for c in header if c not in xs and c != sigma]
+        free = [c for c in named if c not in xs and c != sigma]
         if not free:
             raise DataError("no column left for y", expected="a y column that is not an x "
                             "or sigma column (name it with y=...)", where=where)
@@ -318,7 +321,8 @@ def load_csv(path: str | Path, *, x: str | Sequence[str] | None = None, y: str |
     a UTF-8 BOM is allowed; blank lines are skipped, and so are comment lines (``#``)
     above the header. A first row of numbers only is data, not a header: the columns are
     then named by the comment line just above (``numpy.savetxt``'s ``# x,y``) or ``c1``,
-    ``c2``, ... Cells are numbers as a spreadsheet
+    ``c2``, ... A first column without a name (pandas' index) and last columns without
+    one (a trailing delimiter) are never chosen. Cells are numbers as a spreadsheet
     writes them (``parse_number``). Empty cells are missing values:
     like NaN and inf in a used column they are an error, or with ``drop_nan=True`` their
     rows are dropped and counted in ``dropped``. Rows are numbered as lines in an editor
@@ -399,7 +403,8 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     d = len(xs)
     return Dataset(x=a[0] if d == 1 else np.stack(a[:d], axis=1), y=a[d],
                    sigma=a[d + 1] if sigma is not None else None, x_names=tuple(xs),
-                   y_name=y, name=where, dropped=dropped)
+                   y_name=y, name=where, dropped=dropped,
+                   columns=tuple(c for c in header if c))
 
 
 def _header(reader, where: str, max_columns: int | None, comment: str | None = None,
@@ -428,6 +433,11 @@ def _header(reader, where: str, max_columns: int | None, comment: str | None = N
     header = [c.strip() for c in cells]
     first_at: dict[str, int] = {}
     for i, name in enumerate(header):
+        # pandas' to_csv writes its index as a first column without a name, and a trailing
+        # delimiter on every line (spreadsheets) makes last columns without one: both are
+        # kept unnamed (""), never chosen; an unnamed column between two named is an error
+        if not name and (i == 0 or not any(header[i:])):
+            continue
         if not name:
             raise DataError(f"column {i + 1} has no name", expected="a name for every column",
                             where=f"{where}, row {row}")

@@ -80,7 +80,7 @@ async def read_upload(request: Request, pool: WorkerPool, response):
         first = next((ln for ln in upload.file if ln.strip()), b"").decode("utf-8-sig", "replace")
         delim = max(",;\t", key=first.count)
         try:
-            columns = [c.strip() for c in next(csv_module.reader([first], delimiter=delim), [])]
+            next(csv_module.reader([first], delimiter=delim), [])
         except csv_module.Error as exc:        # e.g. a lone carriage return in the header
             raise InputError(f"cannot read the header row of {name} ({exc})",
                              expected="a header row of column names") from None
@@ -91,7 +91,9 @@ async def read_upload(request: Request, pool: WorkerPool, response):
         d = read_csv(upload.file, name, x=x or None, y=y or None, sigma=s or None,
                      drop_nan=drop_nan, max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS,
                      check=checkpoint)
-        return response({"name": name, "columns": columns, "x_name": d.x_names[0],
+        # the columns as read: unnamed ones (an index) left out, a file without a header
+        # row named c1, c2, ...
+        return response({"name": name, "columns": list(d.columns), "x_name": d.x_names[0],
                          "x_names": list(d.x_names), "y_name": d.y_name,
                          "sigma_name": s or None, "dropped": d.dropped, **points(d)})
 
