@@ -12,13 +12,14 @@ The check, at each such end: ``[J r]`` as float32 evaluated it, promoted to floa
 Gauss-Newton step's predicted gain ``|U^T r|^2`` over the singular values of ``J D^-1``
 (``D`` its column norms) above the rounding of ``J``'s float32 entries
 (``eps32 max(n, F) s_max``: below it a direction is that rounding's, and a step along it a
-guess); refused beyond ``SHORT`` times float32's rounding level of ``S`` (``batch_lm``'s
-``noise = 2 |r| e + e^2``, ``e = eps (|r| + 2|y|)``), the bar LM's own ending at the
-rounding level passes. Only fits whose float32 normal equations are ill-conditioned
+guess); refused beyond ``SHORT`` times what float32's rounding leaves of that gain at a
+true minimum, ``(e + |r| eps kappa)^2``: ``e = eps (|r| + 2|y|)`` bounds the rounding of
+``r`` (``batch_lm``'s), and the rounding of ``J`` turns its column space by ``eps kappa``
+(``kappa`` the condition of the kept singular values). Only fits whose float32 normal equations are ill-conditioned
 (``tr(A) tr(A^-1) >= eps^-1/2``, as ``many_engines.covariance`` tests, read from LM's own
 moments) are checked: the others cannot have lost their way, and cost nothing more.
-Rounding in ``r`` itself projects to at most ``|y|^2 eps^2``, under a quarter of that
-level: a true minimum passes. Fits with a parameter on a bound are not checked (``fit`` and
+(LM's own bar, the rounding level of ``S``, ``2 |r| e``, let a dexp with a tiny sigma
+through at 16 times its minimum's loss.) Fits with a parameter on a bound are not checked (``fit`` and
 ``fit_many`` alike).
 """
 from __future__ import annotations
@@ -82,9 +83,14 @@ def _short(jr: torch.Tensor, ydata: torch.Tensor, eps: float):
     pred = torch.where(kept, c, 0.0).square().sum(-1)
     rn = torch.linalg.vector_norm(r, dim=-1)
     err = eps * (rn + 2.0 * ydata.to(torch.float64))
-    noise = 2.0 * rn * err + err * err
+    # at a true minimum U^T r vanishes but for float32's rounding: of r (norm err at most)
+    # and of J's column space (turned by eps times the kept condition kappa, moving |r| by
+    # |r| eps kappa); LM's bar, the rounding of S (2 |r| err), is far above that where
+    # |y| >> |r| (tiny sigma: a dexp 16 times above its minimum passed it)
+    kappa = s[:, :1] / torch.where(kept, s, torch.inf).amin(-1, keepdim=True)
+    level = (err + rn * eps * kappa.squeeze(-1)).square()
     gain = pred / rn.square().clamp_min(torch.finfo(torch.float64).tiny)
-    return good & (pred > SHORT * noise), gain
+    return good & (pred > SHORT * level), gain
 
 
 def message(gain: float) -> str:
