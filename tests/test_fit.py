@@ -98,8 +98,11 @@ def test_every_optimizer_lowers_the_loss_on_the_lessons_data(lesson, name, loss)
             fit(QUAD, lesson.x, lesson.y, loss=loss, optimizer=name)
         return
     r = fit(QUAD, lesson.x, lesson.y, loss=loss, optimizer=name, steps=200, p0=GUESS, seed=0)
-    assert r.ok and math.isfinite(r.loss)
+    assert math.isfinite(r.loss)
     assert r.loss < 0.8 * r.history[0]
+    if not r.ok:        # L-BFGS stalls on mae's kinks 3.5e-4 above the exact minimum: said so
+        assert (loss, name) == ("mae", "lbfgs") and "mae's kinks stalled" in r.message
+        assert r.loss > fit(QUAD, lesson.x, lesson.y, loss="mae", p0=GUESS).loss * (1 + 1e-6)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

@@ -157,11 +157,13 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
     ``first`` (an exact fit, as ``stationary._loss_scale``)."""
     from .irls_check import huber_certificate
     from .many_kkt import _near
-    from .stationary import EXACT, PLATEAU, UNDERFLOW_TEXT, plateau_text, smooth, underflowed
+    from .stationary import (EXACT, FALL, PLATEAU, UNDERFLOW_TEXT, falls_nearby, kink_text,
+                             plateau_text, smooth, underflowed)
     loss = prob.loss
     rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol")))
-    if loss.name not in ("mse", "rmse", "huber") or not rows.size or not smooth(prob.model):
+    if loss.name not in ("mse", "rmse", "huber", "mae") or not rows.size:
         return
+    mae = loss.name == "mae"
     idx = torch.as_tensor(rows, device=theta.device)
     at, F = tr.free_at, len(tr.free)
     v = theta[idx][:, at]
@@ -170,9 +172,11 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
         end = prob.objective(theta[idx], idx)
         zero = prob.objective(torch.zeros_like(theta[idx]), idx)
     J = jr[:, :F].transpose(-1, -2)
+    held = torch.zeros(len(rows), dtype=torch.bool, device=theta.device)
     if not tr.identity:
         on_lo, on_hi = _near(v, tr.lo[idx], tr.hi[idx])
         J = torch.where((on_lo | on_hi).unsqueeze(-2), 0.0, J)      # held by its bound
+        held = (on_lo | on_hi).any(-1)
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(jr[:, F], J, delta,
                                None if prob.mask is None else prob.mask[idx])
@@ -183,10 +187,26 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
     along = ((J * psi).sum(-2).abs() / torch.linalg.vector_norm(J, dim=-2).clamp_min(1e-300))
     ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
     under = underflowed(end, jr[:, F], ys if prob.mask is None else ys * prob.mask[idx])
-    for i in np.flatnonzero(((cos > PLATEAU) & ~exact | under).cpu().numpy()):
+    bad = (cos > PLATEAU) & ~exact if not mae else ~exact
+    fall = torch.zeros_like(end)
+    kinks = mae or not smooth(prob.model)
+    if kinks:
+        # kinks (of the model, or mae's): a gradient that does not vanish is no verdict; a
+        # lower point near by is (as fit judges; a row with a parameter on a bound is left
+        # as it is)
+        look = (bad & ~held).nonzero().flatten()
+        if look.numel():
+            r = jr[look, F] if prob.mask is None else torch.where(prob.mask[idx[look]],
+                                                                  jr[look, F], 0.0)
+            with torch.no_grad():
+                fall[look] = falls_nearby(lambda th, k: prob.objective(th, idx[look][k]),
+                                          theta[idx[look]], at, r, J[look],
+                                          None if mae else delta, end[look])
+        bad = fall > FALL
+    for i in np.flatnonzero((bad | under).cpu().numpy()):
         reason[rows[i]] = "failed"
-        message[rows[i]] = UNDERFLOW_TEXT if under[i] else \
-            plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
+        message[rows[i]] = UNDERFLOW_TEXT if under[i] else kink_text(float(fall[i]), mae) \
+            if kinks else plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 
 def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> None:
@@ -203,8 +223,8 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> No
     from .verdict import rank_message, scaled_singular
     conv = np.isin(reason, ("gtol", "ftol", "xtol"))
     rows = np.flatnonzero(conv if suspect is None else conv & suspect)
-    if not rows.size:
-        return
+    if not rows.size or not prob.model.identifiable:
+        return      # a flexible model (ReLU sums) has no unique optimum: fit does not ask
     idx = torch.as_tensor(rows, device=theta.device)
     at, F = tr.free_at, len(tr.free)
     v = theta[idx][:, at]
