@@ -205,7 +205,8 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
         bad = fall > FALL
     for i in np.flatnonzero((bad | under).cpu().numpy()):
         reason[rows[i]] = "failed"
-        message[rows[i]] = UNDERFLOW_TEXT if under[i] else kink_text(float(fall[i]), mae) \
+        message[rows[i]] = UNDERFLOW_TEXT if under[i] else \
+            kink_text(float(fall[i]), mae, mae and prob.model.identifiable) \
             if kinks else plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 

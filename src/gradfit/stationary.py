@@ -66,7 +66,8 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
             fall = float(falls_nearby(lambda th, rows: problem.objective(th), final[None], idx,
                                       r[None], jac[None], None,
                                       torch.as_tensor([float(end)], dtype=final.dtype))[0])
-        return kink_text(fall, mae=True) if fall > FALL else None
+        return kink_text(fall, mae=True, exact=problem.model.identifiable) \
+            if fall > FALL else None
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(r[None], jac[None], delta)
     worst = float(cos[0])
@@ -170,11 +171,13 @@ def falls_nearby(objective, theta: torch.Tensor, at: torch.Tensor, r: torch.Tens
     return torch.where(torch.isfinite(fall) & (loss > 0), fall, 0.0)
 
 
-def kink_text(fall: float, mae: bool = False) -> str:
+def kink_text(fall: float, mae: bool = False, exact: bool = False) -> str:
     """The message of a stop on kinks (of the model, or of the mae loss) that a short step
-    still improves."""
-    what, fix = (("mae's kinks", "optimizer='auto' (IRLS, the exact method for mae)")
-                 if mae else ("the model's kinks", "other starting values, starts=K"))
+    still improves; ``exact``: optimizer='auto' would fit it exactly (IRLS, for mae with an
+    identifiable model; a flexible model's auto is L-BFGS)."""
+    what = "mae's kinks" if mae else "the model's kinks"
+    fix = ("optimizer='auto' (IRLS, the exact method for mae)" if exact
+           else "other starting values, starts=K")
     return (f"the loss stopped changing, but not at a minimum: a short step along its "
             f"gradient or along one parameter still lowers it by {fall:.2g} of itself "
             f"({what} stalled the optimizer); try {fix}, or more steps")
