@@ -148,3 +148,21 @@ def test_mae_by_adam_in_fit_many_is_judged_as_in_fit():
         exact = gradfit.fit("a*exp(-k*x)+c", x, Y[i], loss="mae", p0=kw["p0"])
         assert r.converged or r.loss > exact.loss     # every one refused is above the minimum
     assert failed >= 2
+
+
+def test_a_flat_valley_is_not_called_converged_by_a_small_cosine():
+    """L-BFGS stopped by ftol on a dexp's long, nearly flat valley: the largest cosine
+    1e-7 (stationary, by the cosine test), the loss 0.5% above the minimum LM reaches from
+    that very point. The Gauss-Newton gain (0 exactly where J^T r = 0) sees it."""
+    from pathlib import Path
+    import json
+    d = json.loads((Path(__file__).parent / "data" / "dexp_flat_valley.json").read_text())
+    x, y, sigma = (np.asarray(d[k], float) for k in ("x", "y", "sigma"))
+    r = gradfit.fit(d["model"], x, y, sigma=sigma, p0=d["p0"], optimizer="lbfgs")
+    assert not r.converged and r.reason == "failed"
+    assert "a Gauss-Newton step still predicts a fall" in r.message
+    on = gradfit.fit(d["model"], x, y, sigma=sigma, p0=r.params)      # the oracle: LM
+    assert on.converged and on.loss < r.loss * (1 - 1e-3)
+    # a stop at the minimum stays converged: L-BFGS from LM's answer
+    again = gradfit.fit(d["model"], x, y, sigma=sigma, p0=on.params, optimizer="lbfgs")
+    assert again.converged and again.loss == pytest.approx(on.loss, rel=1e-9)

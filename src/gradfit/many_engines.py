@@ -157,8 +157,9 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
     ``first`` (an exact fit, as ``stationary._loss_scale``)."""
     from .irls_check import huber_certificate
     from .many_kkt import _near
-    from .stationary import (EXACT, FALL, PLATEAU, UNDERFLOW_TEXT, falls_nearby, kink_text,
-                             plateau_text, smooth, underflowed)
+    from .stationary import (EXACT, FALL, PLATEAU, UNDERFLOW_TEXT, VALLEY, falls_nearby,
+                             gauss_newton_gain, kink_text, plateau_text, smooth, underflowed,
+                             valley_text)
     loss = prob.loss
     rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol")))
     if loss.name not in ("mse", "rmse", "huber", "mae") or not rows.size:
@@ -203,6 +204,18 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
                                           theta[idx[look]], at, r, J[look],
                                           None if mae else delta, end[look])
         bad = fall > FALL
+    valley = torch.zeros_like(end)
+    if not kinks and loss.name in ("mse", "rmse"):
+        # a small cosine on a long flat valley: the Gauss-Newton gain tells (as fit judges)
+        look = (~bad & ~exact).nonzero().flatten()
+        if look.numel():
+            r = jr[look, F] if prob.mask is None else torch.where(prob.mask[idx[look]],
+                                                                  jr[look, F], 0.0)
+            valley[look] = gauss_newton_gain(r, J[look])
+    flat = valley > VALLEY
+    for i in np.flatnonzero(flat.cpu().numpy()):
+        reason[rows[i]] = "failed"
+        message[rows[i]] = valley_text(float(valley[i]))
     for i in np.flatnonzero((bad | under).cpu().numpy()):
         reason[rows[i]] = "failed"
         message[rows[i]] = UNDERFLOW_TEXT if under[i] else \

@@ -35,7 +35,7 @@ import torch
 
 from .batch_lm import UNDERFLOW, data_norm, message, too_small
 from .irls_check import huber_certificate
-from .lm import free_residuals_and_jacobian
+from .lm import free_residuals_and_jacobian, scaled_svd
 
 PLATEAU = 1e-3        # a largest cosine above this is not a stationary point
 EXACT = 1e-14         # a final loss this small against the start's: an exact fit, a minimum
@@ -72,6 +72,9 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
     _, cos = huber_certificate(r[None], jac[None], delta)
     worst = float(cos[0])
     if worst <= PLATEAU:
+        if loss.name in ("mse", "rmse") and smooth(problem.model):
+            gain = float(gauss_newton_gain(r[None], jac[None])[0])
+            return valley_text(gain) if gain > VALLEY else None
         return None
     with torch.no_grad():
         col = (jac * r.clamp(-delta, delta).unsqueeze(-1)).sum(0).abs() / \
@@ -169,6 +172,33 @@ def falls_nearby(objective, theta: torch.Tensor, at: torch.Tensor, r: torch.Tens
     lowest = torch.where(torch.isfinite(vals), vals, torch.inf).amin(0)
     fall = (loss - lowest) / loss.abs().clamp_min(1e-300)
     return torch.where(torch.isfinite(fall) & (loss > 0), fall, 0.0)
+
+
+VALLEY = 1e-5          # a Gauss-Newton gain, relative, that a stop's small cosine still
+                       # leaves: a long flat valley, not a minimum
+
+
+def gauss_newton_gain(r: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
+    """``(k,)`` the fall of ``S = |r|^2``, relative to it, that a Gauss-Newton step predicts
+    (``|U^T r|^2 / |r|^2`` over the singular values of the column-scaled Jacobian above its
+    rounding): 0 exactly where ``J^T r = 0``, and near a minimum the loss's own excess over
+    it, whatever the conditioning. The cosine test is not: an L-BFGS stop on a dexp's flat
+    valley had a cosine of 1e-7 with the loss 0.5% above the minimum LM reaches from there
+    (Gauss-Newton gain 5e-3)."""
+    with torch.no_grad():
+        good = torch.isfinite(jac).flatten(1).all(-1) & torch.isfinite(r).all(-1)
+        J, res = torch.where(good[:, None, None], jac, 0.0), torch.where(good[:, None], r, 0.0)
+        d = torch.linalg.vector_norm(J, dim=-2)
+        s, _, c = scaled_svd(J, torch.where(d > 0, d, 1.0), res)
+        pred = torch.where(s > 0, c, 0.0).square().sum(-1)
+        rn2 = res.square().sum(-1)
+        return torch.where(good & (rn2 > 0), pred / rn2.clamp_min(1e-300), 0.0)
+
+
+def valley_text(gain: float) -> str:
+    return (f"the loss stopped changing, but not at a minimum: a Gauss-Newton step still "
+            f"predicts a fall of {gain:.2g} of it (a long, nearly flat valley the gradient "
+            "hardly sees); try optimizer='auto' (the exact method), or more steps")
 
 
 def kink_text(fall: float, mae: bool = False, exact: bool = False) -> str:
