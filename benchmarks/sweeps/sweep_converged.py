@@ -5,12 +5,12 @@ fit each problem with ``gradfit.fit`` and the whole batch with ``gradfit.fit_man
 shared or per-problem x, or a ragged long table; float32 with a looser tolerance), and
 compare against scipy (a test-only oracle):
 
-- wrong-converged: converged=True, but polishing gradfit's own point with scipy (least_squares
-  at xtol=ftol=gtol=1e-15, trf with bounds; Nelder-Mead for mae) lowers the loss by more than
-  1e-8 relative, in float64 and in extended precision (so the point is not a local
-  minimum; where a model's terms cancel the float64 loss errs by that much), or a converged
-  claim whose parameters ran off (|p| > 1e6), or a converged claim on a redundant model (a or b neither fixed nor
-  on a bound; float32's claims too).
+- wrong-converged: converged=True, but polishing gradfit's own point with scipy
+  (least_squares at xtol=ftol=gtol=1e-15, trf with bounds; Nelder-Mead for mae) lowers the
+  loss by more than 1e-8 relative, in float64 and in extended precision (so the point is
+  not a local minimum; where a model's terms cancel the float64 loss errs by that much), or
+  a converged claim whose parameters ran off (|p| > 1e6), or a converged claim on a
+  redundant model (a or b neither fixed nor on a bound; float32's claims too).
 - stderr: mse, converged, no active bound: stderr vs curve_fit's pcov formula at the point,
   1e-4 relative.
 - many!=fit: params of fit_many vs fit, 1e-8 relative (of max(|a|, |b|, stderr)); converged

@@ -36,7 +36,8 @@ def main() -> None:
             r = gradfit.fit(d["model"], X, y, inputs=inputs, p0=p0, dtype="float32")
             q = [float(r.params[p]) for p in d["params"]]
             f32 = lambda v: np.asarray(v, np.float32).astype(float)  # noqa: E731
-            on = gradfit.fit(d["model"], f32(X), f32(y), inputs=inputs, p0=dict(zip(d["params"], q)))
+            on = gradfit.fit(d["model"], f32(X), f32(y), inputs=inputs,
+                             p0=dict(zip(d["params"], q)))
             drop = (r.loss - on.loss) / r.loss if np.isfinite(r.loss) and r.loss > 0 else 0.0
             wrong = r.converged and drop > a.drop
             counts["converged" if r.converged else "refused"] += 1

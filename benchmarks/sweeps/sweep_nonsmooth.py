@@ -3,10 +3,11 @@
 For each model, loss and seed: 30 points with x uniform on (0, 1), noise 0.05, fitted by
 ``gradfit.fit`` from a fixed start (relu:3 from its own seeded one), by the exact methods or
 ``--optimizer`` (lbfgs, adam: their ftol/gtol stops). Every fit called converged is probed
-at random: 300 unit directions, steps of 1e-5 and 1e-7 of each parameter's size; a probe that lowers the loss by
-over 1e-9 of it (sqrt(eps), 1.5e-8, for a gradient method: what its look around promises)
-means the claim was no local minimum ("wrong"). The fits not converged are
-counted, not judged (failed, "LM stalled short of a minimum", is an honest answer there).
+at random: 300 unit directions, steps of 1e-5 and 1e-7 of each parameter's size; a probe
+that lowers the loss by over 1e-9 of it (sqrt(eps), 1.5e-8, for a gradient method: what its
+look around promises) means the claim was no local minimum ("wrong"). The fits not converged
+are counted, not judged (failed, "LM stalled short of a minimum", is an honest answer
+there).
 
     PYTHONPATH=src python benchmarks/sweeps/sweep_nonsmooth.py [--seeds 20] [--losses mse,mae,huber]
         [--optimizer lbfgs]

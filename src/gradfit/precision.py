@@ -15,12 +15,12 @@ Gauss-Newton step's predicted gain ``|U^T r|^2`` over the singular values of ``J
 guess); refused beyond ``SHORT`` times what float32's rounding leaves of that gain at a
 true minimum, ``(e + |r| eps kappa)^2``: ``e = eps (|r| + 2|y|)`` bounds the rounding of
 ``r`` (``batch_lm``'s), and the rounding of ``J`` turns its column space by ``eps kappa``
-(``kappa`` the condition of the kept singular values). Only fits whose float32 normal equations are ill-conditioned
-(``tr(A) tr(A^-1) >= eps^-1/2``, as ``many_engines.covariance`` tests, read from LM's own
-moments) are checked: the others cannot have lost their way, and cost nothing more.
-(LM's own bar, the rounding level of ``S``, ``2 |r| e``, let a dexp with a tiny sigma
-through at 16 times its minimum's loss.) Fits with a parameter on a bound are not checked (``fit`` and
-``fit_many`` alike).
+(``kappa`` the condition of the kept singular values). (LM's own bar, the rounding level
+of ``S``, ``2 |r| e``, let a dexp with a tiny sigma through at 16 times its minimum's
+loss.) Only fits whose float32 normal equations are ill-conditioned (``tr(A) tr(A^-1) >=
+eps^-1/2``, as ``many_engines.covariance`` tests, read from LM's own moments) are checked:
+the others cannot have lost their way, and cost nothing more. Fits with a parameter on a
+bound are not checked (``fit`` and ``fit_many`` alike).
 """
 from __future__ import annotations
 

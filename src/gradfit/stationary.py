@@ -11,13 +11,13 @@ delta)`` for huber) and a column of the Jacobian over the free parameters. Measu
 this project's examples, stops at a minimum give at most 5e-6; plateaus 2e-2 to 1, and so
 does rmsprop bouncing across a huber minimum with its loss 14% above it. ``PLATEAU`` lies
 between. The mae loss has no gradient at its minimum: every stop is looked around
-(``falls_nearby``; L-BFGS stopped by ftol 1e-5 to 7e-4 above the exact minimum on six of
-six exponential decays with outliers). Models with kinks
-(not ``smooth``: ReLU sums and networks, abs, min, max) stop on kinks with one-sided
-slopes (the playground's relu:8 by gd at a cosine of 0.04): for them a cosine above
-``PLATEAU`` is a look around (``falls_nearby``), and a fall of the loss there beyond
-``FALL`` of itself is no minimum (L-BFGS stopped by ftol on relu:3 fits of a sine with
-the loss 1e-6 to 4e-4 above a point 1e-5 of a parameter away, 35 of 107 claims).
+(``falls_nearby``; L-BFGS stopped by ftol 1e-5 to 7e-4 above the exact minimum on six of six
+exponential decays with outliers). Models with kinks (not ``smooth``: ReLU sums and
+networks, abs, min, max) stop on kinks with one-sided slopes (the playground's relu:8 by gd
+at a cosine of 0.04): for them a cosine above ``PLATEAU`` is a look around
+(``falls_nearby``), and a fall of the loss there beyond ``FALL`` of itself is no minimum
+(L-BFGS stopped by ftol on relu:3 fits of a sine with the loss 1e-6 to 4e-4 above a point
+1e-5 of a parameter away, 35 of 107 claims).
 
     >>> import numpy as np, gradfit
     >>> x = np.linspace(0, 1000, 50)
@@ -60,14 +60,16 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
         return UNDERFLOW_TEXT
     if final_loss is not None and final_loss <= EXACT * _loss_scale(problem, final, first_loss):
         return None
-    if loss.name == "mae":          # no gradient at its minimum: a look around decides
+    def fall(delta):                # the look around, for this one fit
         with torch.no_grad():
             end = problem.objective(final) if final_loss is None else final_loss
-            fall = float(falls_nearby(lambda th, rows: problem.objective(th), final[None], idx,
-                                      r[None], jac[None], None,
+            return float(falls_nearby(lambda th, rows: problem.objective(th), final[None], idx,
+                                      r[None], jac[None], delta,
                                       torch.as_tensor([float(end)], dtype=final.dtype))[0])
-        return kink_text(fall, mae=True, exact=problem.model.identifiable) \
-            if fall > FALL else None
+    if loss.name == "mae":          # no gradient at its minimum: a look around decides
+        gain = fall(None)
+        return kink_text(gain, mae=True, exact=problem.model.identifiable) \
+            if gain > FALL else None
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(r[None], jac[None], delta)
     worst = float(cos[0])
@@ -80,12 +82,8 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
         col = (jac * r.clamp(-delta, delta).unsqueeze(-1)).sum(0).abs() / \
             torch.linalg.vector_norm(jac, dim=0).clamp_min(1e-300)
     if not smooth(problem.model):
-        with torch.no_grad():
-            end = problem.objective(final) if final_loss is None else final_loss
-            gain = falls_nearby(lambda th, rows: problem.objective(th), final[None], idx,
-                                r[None], jac[None], delta,
-                                torch.as_tensor([float(end)], dtype=final.dtype))
-        return kink_text(float(gain[0])) if float(gain[0]) > FALL else None
+        gain = fall(delta)
+        return kink_text(gain) if gain > FALL else None
     return plateau_text(worst, free[int(col.argmax())])
 
 
@@ -127,12 +125,12 @@ def falls_nearby(objective, theta: torch.Tensor, at: torch.Tensor, r: torch.Tens
     ``theta`` ``(k, P)`` in its free parameters ``at`` (``F``): along the descent direction
     of the residual weights ``psi = clip(r, -delta, delta)`` (``sign(r)`` for mae: ``delta``
     None; ``r`` ``(k, n)``, Jacobian ``jac`` ``(k, n, F)``) in the scaled coordinates
-    ``theta_j / s_j``, ``s_j = max(|theta_j|, |psi| / |J_j|)`` (``|r|`` for mae), at ``2^-i`` of a unit step, along each axis, ``+-4^-i s_j``, and
-    along ``RANDOM`` fixed directions drawn at random. A
-    model with kinks (ReLU sums, abs, min, max) stops on them with one-sided slopes, so its
-    gradient need not vanish at a minimum; there no such point is lower (but for rounding),
-    elsewhere one is. ``objective(thetas (m, P), rows (m,))`` gives the loss of the problems
-    ``rows`` (``0..k-1``) at ``thetas``."""
+    ``theta_j / s_j``, ``s_j = max(|theta_j|, |psi| / |J_j|)`` (``|r|`` for mae), at
+    ``2^-i`` of a unit step, along each axis, ``+-4^-i s_j``, and along ``RANDOM`` fixed
+    directions drawn at random. A model with kinks (ReLU sums, abs, min, max) stops on them
+    with one-sided slopes, so its gradient need not vanish at a minimum; there no such point
+    is lower (but for rounding), elsewhere one is. ``objective(thetas (m, P), rows (m,))``
+    gives the loss of the problems ``rows`` (``0..k-1``) at ``thetas``."""
     k, F = theta.shape[0], at.numel()
     psi = r.sign() if delta is None else r.clamp(-delta, delta)
     g = (jac * psi.unsqueeze(-1)).sum(-2)                           # (k, F), a half gradient
