@@ -166,3 +166,18 @@ def test_a_flat_valley_is_not_called_converged_by_a_small_cosine():
     # a stop at the minimum stays converged: L-BFGS from LM's answer
     again = gradfit.fit(d["model"], x, y, sigma=sigma, p0=on.params, optimizer="lbfgs")
     assert again.converged and again.loss == pytest.approx(on.loss, rel=1e-9)
+
+
+def test_a_flat_valley_by_huber_is_not_called_converged():
+    """The same valley under huber: the Gauss-Newton gain of IRLS's weighted problem (whose
+    gradient is the Huber loss's) sees it; L-BFGS had called it ftol, 1.6e-4 above the loss
+    IRLS reaches from that point."""
+    from pathlib import Path
+    import json
+    d = json.loads((Path(__file__).parent / "data" / "dexp_flat_valley.json").read_text())
+    x, y, sigma = (np.asarray(d[k], float) for k in ("x", "y", "sigma"))
+    kw = dict(sigma=sigma, loss="huber", delta=1.0)
+    r = gradfit.fit(d["model"], x, y, p0=d["p0"], optimizer="lbfgs", **kw)
+    assert not r.converged and "a Gauss-Newton step still predicts a fall" in r.message
+    on = gradfit.fit(d["model"], x, y, p0=r.params, **kw)          # the oracle: IRLS
+    assert on.loss < r.loss * (1 - 1e-4)

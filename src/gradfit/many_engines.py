@@ -205,13 +205,13 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
                                           None if mae else delta, end[look])
         bad = fall > FALL
     valley = torch.zeros_like(end)
-    if not kinks and loss.name in ("mse", "rmse"):
+    if not kinks:
         # a small cosine on a long flat valley: the Gauss-Newton gain tells (as fit judges)
         look = (~bad & ~exact).nonzero().flatten()
         if look.numel():
             r = jr[look, F] if prob.mask is None else torch.where(prob.mask[idx[look]],
                                                                   jr[look, F], 0.0)
-            valley[look] = gauss_newton_gain(r, J[look])
+            valley[look] = gauss_newton_gain(r, J[look], delta)
     flat = valley > VALLEY
     for i in np.flatnonzero(flat.cpu().numpy()):
         reason[rows[i]] = "failed"

@@ -74,8 +74,8 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
     _, cos = huber_certificate(r[None], jac[None], delta)
     worst = float(cos[0])
     if worst <= PLATEAU:
-        if loss.name in ("mse", "rmse") and smooth(problem.model):
-            gain = float(gauss_newton_gain(r[None], jac[None])[0])
+        if smooth(problem.model):
+            gain = float(gauss_newton_gain(r[None], jac[None], delta)[0])
             return valley_text(gain) if gain > VALLEY else None
         return None
     with torch.no_grad():
@@ -176,13 +176,19 @@ VALLEY = 1e-5          # a Gauss-Newton gain, relative, that a stop's small cosi
                        # leaves: a long flat valley, not a minimum
 
 
-def gauss_newton_gain(r: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
+def gauss_newton_gain(r: torch.Tensor, jac: torch.Tensor,
+                      delta: float = math.inf) -> torch.Tensor:
     """``(k,)`` the fall of ``S = |r|^2``, relative to it, that a Gauss-Newton step predicts
     (``|U^T r|^2 / |r|^2`` over the singular values of the column-scaled Jacobian above its
     rounding): 0 exactly where ``J^T r = 0``, and near a minimum the loss's own excess over
     it, whatever the conditioning. The cosine test is not: an L-BFGS stop on a dexp's flat
     valley had a cosine of 1e-7 with the loss 0.5% above the minimum LM reaches from there
-    (Gauss-Newton gain 5e-3)."""
+    (Gauss-Newton gain 5e-3). For huber (``delta`` finite), the same of IRLS's weighted
+    problem, weights ``w = min(1, delta/|r|)`` on ``r`` and ``J``: its gradient is the Huber
+    loss's, ``sum psi(r) J``, so it too is 0 exactly at a stationary point."""
+    if math.isfinite(delta):
+        w = (delta / r.abs().clamp_min(1e-300)).clamp(max=1.0).sqrt()
+        r, jac = r * w, jac * w.unsqueeze(-1)
     with torch.no_grad():
         good = torch.isfinite(jac).flatten(1).all(-1) & torch.isfinite(r).all(-1)
         J, res = torch.where(good[:, None, None], jac, 0.0), torch.where(good[:, None], r, 0.0)
