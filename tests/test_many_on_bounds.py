@@ -114,3 +114,33 @@ def test_irls_at_the_step_limit_near_a_bound_is_finished_as_fit():
                         gtol=1e-15, bounds=([d["lower"], -np.inf, -np.inf, -np.inf], np.inf))
     huber = lambda r: np.mean(np.where(np.abs(r) <= 1, 0.5 * r * r, np.abs(r) - 0.5))
     assert huber(ref.fun) >= m.loss[0] * (1 - 1e-9)
+
+
+def test_a_parameter_running_to_its_bound_is_finished_not_called_a_runaway():
+    """K of V*x/(K+x) runs towards its upper bound 1.05e6 (line-like data): fit_many's LM,
+    in the internal variables, saw |theta| grow 1.5-fold over 50 steps and stopped it as
+    a runaway (failed), where fit's active set holds K on the bound (sweep --hostile
+    --seed 24, case 29). A runaway held up by a bound is now finished as fit finishes it.
+    The oracle: K on its bound, V by weighted least squares (the model is linear in V),
+    and the loss falling as K rises there (the bound holds)."""
+    import json
+    from pathlib import Path
+    d = json.loads((Path(__file__).parent / "data" / "mm_runaway_to_bound.json").read_text())
+    x, y, s = (np.asarray(d[k], float) for k in ("x", "y", "sigma"))
+    bounds = {k: tuple(v) for k, v in d["bounds"].items()}
+    kw = dict(sigma=s, p0=d["p0"], bounds=bounds)
+    r = gradfit.fit(d["model"], x, y, **kw)
+    m = gradfit.fit_many(d["model"], x, y[None], sigma=s[None], p0=d["p0"], bounds=bounds)
+    hi = bounds["K"][1]
+    f = x / (hi + x)
+    V = np.sum(f * y / s ** 2) / np.sum(f * f / s ** 2)
+
+    def profile(K):                                  # the loss with V at its best for K
+        g = x / (K + x)
+        return np.sum(((np.sum(g * y / s ** 2) / np.sum(g * g / s ** 2) * g - y) / s) ** 2)
+    assert profile(hi) < profile(0.9 * hi)           # the loss still falls towards the bound
+    many = {k: v[0] for k, v in m.params.items()}
+    for conv, p in ((r.converged, r.params), (m.converged[0], many)):
+        assert conv
+        assert p["K"] == pytest.approx(hi, rel=1e-12)
+        assert p["V"] == pytest.approx(V, rel=1e-8)

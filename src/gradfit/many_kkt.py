@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .active_set import MU_TOL, NEAR
-from .batch_lm import MAX_STEPS, OPTIONS, ROUGH, STALLED, TRIES, message as lm_message
+from .batch_lm import MAX_STEPS, OPTIONS, ROUGH, RUNAWAY, STALLED, TRIES, message as lm_message
 from .errors import FitError, InputError
 
 
@@ -111,7 +111,7 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     ends = np.isin(reason, ("gtol", "ftol", "xtol")) | np.isin(
         message.astype(str), [lm_message(c, o, cfg["steps"])
-                              for c in (ROUGH, TRIES, STALLED, MAX_STEPS)])
+                              for c in (ROUGH, TRIES, STALLED, MAX_STEPS, RUNAWAY)])
     at, F = tr.free_at, len(tr.free)
     v = theta[:, at]
     on_lo, on_hi = _near(v, tr.lo, tr.hi)
@@ -282,11 +282,14 @@ def finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg) -> torc
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
     stalled = np.isin(message.astype(str), [lm_message(c, o, cfg["steps"])
-                                            for c in (ROUGH, TRIES, STALLED, MAX_STEPS)])
+                                            for c in (ROUGH, TRIES, STALLED, MAX_STEPS,
+                                                      RUNAWAY)])
     rows = np.flatnonzero(bounded & stalled & ~np.isin(reason, ("gtol", "ftol", "xtol")))
-    # at the step limit, as fit does: only where a parameter may be creeping to a bound
-    limit = lm_message(MAX_STEPS, o, cfg["steps"])
-    rows = np.array([b for b in rows.tolist() if message[b] != limit
+    # at the step limit or running off, as fit does: only where a parameter may be
+    # creeping to a bound (K of V*x/(K+x) running to its upper bound 1e6 was a runaway
+    # in fit_many, and in fit an optimum with K on the bound)
+    short = (lm_message(MAX_STEPS, o, cfg["steps"]), lm_message(RUNAWAY, o, cfg["steps"]))
+    rows = np.array([b for b in rows.tolist() if message[b] not in short
                      or _held_up(tr, theta, b)], dtype=np.int64)
     return _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, "lm")
 
