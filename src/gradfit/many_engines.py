@@ -188,6 +188,7 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
     along = ((J * psi).sum(-2).abs() / torch.linalg.vector_norm(J, dim=-2).clamp_min(1e-300))
     ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
     under = underflowed(end, jr[:, F], ys if prob.mask is None else ys * prob.mask[idx])
+    r = jr[:, F] if prob.mask is None else torch.where(prob.mask[idx], jr[:, F], 0.0)
     bad = (cos > PLATEAU) & ~exact if not mae else ~exact
     fall = torch.zeros_like(end)
     kinks = mae or not smooth(prob.model)
@@ -197,11 +198,9 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
         # as it is)
         look = (bad & ~held).nonzero().flatten()
         if look.numel():
-            r = jr[look, F] if prob.mask is None else torch.where(prob.mask[idx[look]],
-                                                                  jr[look, F], 0.0)
             with torch.no_grad():
                 fall[look] = falls_nearby(lambda th, k: prob.objective(th, idx[look][k]),
-                                          theta[idx[look]], at, r, J[look],
+                                          theta[idx[look]], at, r[look], J[look],
                                           None if mae else delta, end[look])
         bad = fall > FALL
     valley = torch.zeros_like(end)
@@ -209,9 +208,7 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
         # a small cosine on a long flat valley: the Gauss-Newton gain tells (as fit judges)
         look = (~bad & ~exact).nonzero().flatten()
         if look.numel():
-            r = jr[look, F] if prob.mask is None else torch.where(prob.mask[idx[look]],
-                                                                  jr[look, F], 0.0)
-            valley[look] = gauss_newton_gain(r, J[look], delta)
+            valley[look] = gauss_newton_gain(r[look], J[look], delta)
     flat = valley > VALLEY
     for i in np.flatnonzero(flat.cpu().numpy()):
         reason[rows[i]] = "failed"
