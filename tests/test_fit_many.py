@@ -90,6 +90,24 @@ def test_a_table_column_names_the_input_as_the_readme_shows():
                                        [single.params[k] for k in "AkC"], rtol=1e-8)
 
 
+def test_a_frame_may_come_second_and_its_column_x_is_x_by_default():
+    # fit_many(model, frame, ...) as pandas users write it (before: Python's own TypeError,
+    # "got multiple values for argument 'x'", or "bad y: could not convert string to float")
+    pd = pytest.importorskip("pandas")
+    t = np.linspace(0, 4, 12)
+    frame = pd.concat([pd.DataFrame({"g": g, "x": t, "v": (1 + g) * np.exp(-0.7 * t) + 0.1 * g})
+                       for g in range(3)])
+    named = gradfit.fit_many("A*exp(-k*x) + C", data=frame, x="x", y="v", group="g")
+    for args, kw in (((frame,), {}), ((), {"data": frame})):
+        res = gradfit.fit_many("A*exp(-k*x) + C", *args, y="v", group="g", **kw)
+        assert res.converged.all()
+        for k in "AkC":
+            np.testing.assert_array_equal(res.params[k], named.params[k])
+    np.testing.assert_allclose(named.params["k"], 0.7, rtol=1e-9)
+    with pytest.raises(InputError, match="x= unless it has a column named x"):
+        gradfit.fit_many("A*exp(-k*x)", frame.rename(columns={"x": "t"}), y="v", group="g")
+
+
 def test_per_problem_failures_are_isolated():
     x, y, p0 = gaussians(6, seed=4)
     y[2, 5] = np.nan

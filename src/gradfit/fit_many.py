@@ -65,7 +65,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     Data: ``y`` ``(B, n)`` with ``x`` ``(n,)`` / ``(n, d)`` shared or ``(B, n[, d])`` per
     problem; or long columns ``x``, ``y`` (one row a point) with a ``group`` label per row
     (ragged series); or ``data=`` a pandas DataFrame in long form with ``x``, ``y``,
-    ``group`` (and ``sigma``) naming its columns. ``sigma``: ``(n,)`` or ``(B, n)``.
+    ``group`` (and ``sigma``) naming its columns (``x`` by default its column named x; the
+    frame may also come second, in ``x``'s place: ``fit_many(model, frame, y=..., group=...)``). ``sigma``: ``(n,)`` or ``(B, n)``.
     ``p0``: name -> a number (shared) or B numbers; ``guess(x, y) -> dict`` per problem
     (numpy arrays of its real points), overridden by ``p0``. ``bounds``: name -> (lo, hi),
     each a number or B numbers; ``fixed``: name -> a number or B numbers.
@@ -80,6 +81,10 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     a Dask cluster (``gradfit.dask_fit.fit_table``; ``scheduler=``, ``workers=``,
     ``compute=False``) and returns a DataFrame, one row a group.
     """
+    if data is None and _is_table(x):          # fit_many(model, frame, y="y", group="g")
+        data, x = x, None
+    if data is not None and x is None and _is_table(data) and "x" in data.columns:
+        x = "x"                                # the column named x, unless told otherwise
     if type(data).__module__.split(".")[0] in ("dask", "dask_expr"):
         # a Dask DataFrame: each group fitted on the cluster (gradfit.dask_fit), the answer a
         # pandas DataFrame, one row a group (compute=False in options: the lazy Dask one)
@@ -179,11 +184,17 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                             time.perf_counter() - t0, absolute_sigma)
 
 
+def _is_table(v) -> bool:
+    """A pandas or Dask DataFrame (not imported here: the core needs neither)."""
+    return type(v).__module__.split(".")[0] in ("pandas", "dask", "dask_expr") and \
+        hasattr(v, "columns")
+
+
 def _data(x, y, sigma, group, data, inputs) -> ManyData:
     if data is not None:
         if x is None or y is None or group is None:
-            raise InputError("a table needs its column names", expected="x=, y= and group= "
-                             "naming columns of data")
+            raise InputError("a table needs its column names", expected="y= and group= "
+                             "naming columns of data, and x= unless it has a column named x")
         return from_frame(data, x=x, y=y, group=group, sigma=sigma)
     if x is None or y is None:
         raise InputError("no data", expected="x and y, or data= a table")
