@@ -181,3 +181,25 @@ def test_a_flat_valley_by_huber_is_not_called_converged():
     assert not r.converged and "a Gauss-Newton step still predicts a fall" in r.message
     on = gradfit.fit(d["model"], x, y, p0=r.params, **kw)          # the oracle: IRLS
     assert on.loss < r.loss * (1 - 1e-4)
+
+
+def test_an_mae_stop_on_one_kink_is_looked_along_it():
+    """L-BFGS by mae stopped on an exponential decay where one residual is zero: the loss
+    rises along the gradient, every axis and the random directions (each crosses the
+    kink) and falls only along the kink line, to a minimum 2.4e-4 lower. The oracle: IRLS
+    (certified) from the same point, and scipy's Nelder-Mead."""
+    from scipy.optimize import minimize
+    rng = np.random.default_rng(5)
+    x = np.linspace(0.1, 3, 30)
+    y = 2 * np.exp(-1.5 * x) + 0.3 + 0.02 * rng.standard_normal(30)
+    r = gradfit.fit("A*exp(-k*x)", x, y, loss="mae", optimizer="lbfgs")
+    assert not r.converged and "a kink" in r.message
+    exact = gradfit.fit("A*exp(-k*x)", x, y, loss="mae", p0=r.params)
+    nm = minimize(lambda p: np.mean(np.abs(p[0] * np.exp(-p[1] * x) - y)),
+                  list(r.params.values()), method="Nelder-Mead",
+                  options=dict(xatol=1e-12, fatol=1e-15))
+    assert exact.converged and exact.loss < r.loss * (1 - 1e-4)
+    assert nm.fun < r.loss * (1 - 1e-4)
+    # from the minimum itself, L-BFGS's claim stands
+    again = gradfit.fit("A*exp(-k*x)", x, y, loss="mae", optimizer="lbfgs", p0=exact.params)
+    assert again.loss <= exact.loss * (1 + 1e-8)

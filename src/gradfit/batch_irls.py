@@ -92,11 +92,13 @@ def _descend(batch: _Batch, u, idx, vertex, ok, certified_only: bool = False, ed
     u, ok = u.clone(), ok.clone()
     for k in (~ok).nonzero().flatten().tolist():
         row = _Row(batch, int(idx[k]), u.device)
-        walked, ok[k] = descend(row.residuals, vertex[k], steps=EXCHANGES,
-                                jacobian=row.jacobian, rows=row.rows)
-        if (ok[k] or not certified_only) and \
-                row.objective(walked) <= row.objective(u[k]) * (1 + 1e-12):
+        walked, certified = descend(row.residuals, vertex[k], steps=EXCHANGES,
+                                    jacobian=row.jacobian, rows=row.rows)
+        moved = (certified or not certified_only) and \
+            row.objective(walked) <= row.objective(u[k]) * (1 + 1e-12)
+        if moved:
             u[k] = walked
+        ok[k] = certified and moved     # a certified vertex above this row's MAE: not it
     todo = ~ok & ~batch.tr.bounded[idx]          # (irls.IRLS._edge: not within bounds)
     todo = todo if edges is None else todo & edges
     if bool(todo.any()):
@@ -352,11 +354,15 @@ def batch_irls(prob, tr, u0, cfg):
                     if retry.numel():
                         u[retry], ok_retry = _edges(batch, u[retry], retry)
                         ic, ok = torch.cat([ic, retry]), torch.cat([ok, ok_retry])
-                    for b in ic[ok].tolist():
-                        reason[b] = "ftol"
-                        message[b] = ("the exact minimum: zero lies in the MAE's "
-                                      "subgradient there (certified)")
-                    active[ic[ok]] = False
+                    # the certificate of the point each row ends at (irls.IRLS.step)
+                    done = ic[ok]
+                    good, gap = _first_order(batch, u[done], done, F)
+                    for b, g, m in zip(done.tolist(), good.tolist(), gap.tolist()):
+                        reason[b] = "ftol" if g else "failed"
+                        message[b] = ("the exact minimum: zero lies in the MAE's subgradient "
+                                      "there (certified)" if g else
+                                      uncertified_text(prob.loss.name, m))
+                    active[done] = False
             again = ~take & sharpen & ~gone
             eps[ip[again]] = torch.maximum(eps[ip[again]] * 0.1, eps_min[ip[again]])
             end = (~take & ~sharpen & ~gone) | (stalled & active[ip])   # (irls.IRLS.step)

@@ -204,8 +204,9 @@ class IRLS(Stepper):
                 if sharpen and gain < 1e-3:
                     self.eps = max(self.eps * 0.1, self.eps_min)
                 if mae and self.eps < 1e-4 * self.eps_start and self._certified_vertex():
-                    self.stop = ("ftol", "the exact minimum: zero lies in the MAE's "
-                                         "subgradient there (certified)")
+                    # the certificate of the point IRLS ends at, whichever way it got there
+                    self.stop = self._certified(("ftol", "the exact minimum: zero lies in the "
+                                                 "MAE's subgradient there (certified)"))
                     return loss, gnorm
                 if look != "stalled" or sharpen:
                     return loss, gnorm
@@ -368,15 +369,19 @@ class IRLS(Stepper):
                 ) -> tuple[torch.Tensor, bool]:
         """``mae_vertex.descend`` from ``start``; moves there if the MAE is not higher (and,
         with ``certified_only``, the vertex reached is certified: mid-run, an uncertified
-        vertex would leave IRLS at a kink it can no longer smooth its way out of)."""
+        vertex would leave IRLS at a kink it can no longer smooth its way out of). Returns
+        the vertex reached and whether IRLS moved there and it is certified."""
         prob = self.problem
         walked, certified = descend(
             prob.residuals, start, steps=EXCHANGES, jacobian=self._jacobian,
             rows=lambda idx: lambda t: problem_residuals_and_jacobian(prob.rows(idx), t))
-        if (certified or not certified_only) and \
-                self._objective(walked) <= self._objective(self.theta) * (1 + 1e-12):
+        moved = (certified or not certified_only) and \
+            self._objective(walked) <= self._objective(self.theta) * (1 + 1e-12)
+        if moved:
             self._move(walked)
-        return walked, certified
+        # certified where IRLS now is: a certified vertex with a higher MAE than here (a
+        # walk from a vertex that was not, into another basin) says nothing of this point
+        return walked, certified and moved
 
     def _certify(self, vertex: torch.Tensor | None) -> bool:
         """Whether ``vertex`` interpolates P points, zero lies in the subgradient there,
