@@ -252,16 +252,17 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     ``active_set`` holds the bound and certifies the end by the mae subgradient's or
     huber's multipliers. Batched IRLS stalls there as LM does (the change of variables has
     a vanishing derivative on the bound) and its first-order test then fails; the rows are
-    few. So are those at the step limit with a parameter near a bound (``fit``'s active
-    set runs there too: ``active_set.held_up_by_a_bound``), which IRLS creeping towards the
-    bound reaches first. The first ``ALONE_MAX`` such rows are finished; the others keep
+    few. So are those at the step limit or failed with a parameter near a bound (``fit``'s
+    active set runs there too: ``active_set.held_up_by_a_bound``), which IRLS creeping
+    towards the bound reaches first (huber's ``a*x^b`` ended uncertified 1e-7 below its
+    bound on ``a``, where ``fit`` certified the optimum on it). The first ``ALONE_MAX`` such rows are finished; the others keep
     their verdict. Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in
     place."""
     from .many_engines import _on_a_bound
     if tr.identity:
         return theta
     near = _on_a_bound(tr, theta)
-    for b in np.flatnonzero((reason == "max_steps") & ~near).tolist():
+    for b in np.flatnonzero(np.isin(reason, ("max_steps", "failed")) & ~near).tolist():
         near[b] = _held_up(tr, theta, b)
     rows = np.flatnonzero(near & np.isfinite(
         theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
