@@ -176,6 +176,29 @@ def test_csv_reads_the_forms_a_spreadsheet_writes(client):
     assert r.json()["x"] == [-1.5, 0.5, 3.0] and r.json()["y"] == [2.0, 1000.0, -0.02]
 
 
+@pytest.mark.parametrize("header, inputs", [("my col,y", ["x"]), ("1x,y", ["x"]),
+                                            ("if,y", ["x"]), ("t" * 41 + ",y", ["x"]),
+                                            ("t,y", ["t"]), ("a b,if,y", ["x1", "x2"]),
+                                            ("t,if,y", ["t", "x2"])])
+def test_uploaded_column_names_come_back_as_input_names_every_endpoint_takes(
+        client, header, inputs):
+    # before: 'my col', '1x', 'if' or a 41-character name came back as the model's input
+    # name with a 200, which /api/eval (and every later call of the page) refused with 422
+    rows = "".join(f"{'1,' if header.count(',') == 2 else ''}{v},{2 * v + 1}\n"
+                   for v in range(1, 6))
+    cols = header.split(",")
+    form = {"x": ",".join(cols[:-1]), "y": cols[-1]} if len(cols) == 3 else {}
+    r = upload(client, "names.csv", header + "\n" + rows, **form)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["inputs"] == inputs
+    model = " + ".join(f"a{i}*{n}" for i, n in enumerate(inputs)) + " + b"
+    params = {**{f"a{i}": 1.0 for i in range(len(inputs))}, "b": 0.0}
+    data = {k: d[k] for k in ("x", "x2", "y", "inputs") if k in d}
+    ev = client.post("/api/eval", json={"data": data, "model": model, "params": params})
+    assert ev.status_code == 200, ev.text
+
+
 # ---------------------------------------------------------------- Host and Origin
 
 def test_foreign_hosts_and_origins_are_refused(pts):

@@ -12,6 +12,7 @@ The other fields are the requests' own shapes, listed in ``REQUEST_FIELDS``.
 """
 from __future__ import annotations
 
+import keyword
 from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -82,6 +83,15 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+MAX_INPUT_NAME = 40      # characters of an input name
+
+
+def usable_input_name(name: str) -> bool:
+    """Whether an expression can name an input so: a Python-style name, not a keyword (an
+    expression cannot write ``if``), at most ``MAX_INPUT_NAME`` characters."""
+    return name.isidentifier() and not keyword.iskeyword(name) and len(name) <= MAX_INPUT_NAME
+
+
 class Points(Strict):
     """The data: ``x`` and ``y`` of the same length; ``x2`` a second input column;
     ``inputs`` the input columns' names (the model's inputs: ``t`` for a column ``t``);
@@ -105,7 +115,7 @@ class Points(Strict):
             raise ValueError(f"expected {1 + (self.x2 is not None)} input names (one per x "
                              f"column), got {len(self.inputs)}")
         for name in self.inputs:
-            if not name.isidentifier() or len(name) > 40:
+            if not usable_input_name(name):
                 raise ValueError(f"bad input name {name[:40]!r}: expected a name such as t or x1")
         if len(set(self.inputs)) != len(self.inputs):
             raise ValueError("the input names repeat: expected two different names")
