@@ -2,6 +2,7 @@
 curve_fit covariance, finite differences."""
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -127,6 +128,30 @@ def test_divergence_stops_with_the_last_finite_point_and_a_smaller_rate(lesson):
     assert all(math.isfinite(v) for v in r.params.values())
     assert r.steps < 500 and np.isfinite(r.history).all()
     assert json.loads(r.to_json())["reason"] == "diverged"
+
+
+def test_a_stop_ends_every_start_of_a_multistart_fit(lesson):
+    # the callback watched only the first start and the time limit was each start's: a
+    # server's deadline stopped start 0 and let four more starts run on (7.8 s of 11 s)
+    seen = []
+
+    def stop_at_5(rec):
+        seen.append(rec.step)
+        return rec.step == 5
+    r = fit("relu:3", lesson.x, lesson.y, optimizer="adam", steps=100_000, starts=4,
+            callback=stop_at_5)
+    assert seen == [0, 1, 2, 3, 4, 5]
+    assert "best of 1 starts of the 4 asked for (the run was stopped)" in r.message
+    assert "stopped by the callback at step 5" in r.message
+    every = []
+    r = fit("relu:3", lesson.x, lesson.y, optimizer="adam", steps=30, starts=3,
+            callback=lambda rec: every.append(rec.step))
+    assert every == every[:len(every) // 3] * 3 and "best of 3 starts (" in r.message
+    t = time.perf_counter()
+    r = fit(QUAD, lesson.x, lesson.y, optimizer="gd", lr=1e-4, steps=10_000_000, starts=4,
+            time_limit=0.3)
+    assert time.perf_counter() - t < 0.3 + 5.0           # one start's limit, not four
+    assert r.reason == "time_limit" and "of the 4 asked for" in r.message
 
 
 def test_stopping_rules(lesson):

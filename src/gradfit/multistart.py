@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Iterator
 
 import numpy as np
@@ -68,7 +69,9 @@ def start_point(problem, config, k: int) -> dict[str, float]:
 
 class MultiStartRun(Run):
     """Like ``FitRun``: iterates over the first start's records (the run one watches), then
-    fits the other starts; ``result`` is the best one, its message saying so."""
+    fits the other starts; ``result`` is the best one, its message saying so. The callback
+    sees every start's records and the time limit is the whole run's: a start stopped by
+    either is the last one run."""
 
     def __init__(self, problem, config, callback, k: int, run_class):
         self.problem, self.config, self.callback, self.k = problem, config, callback, k
@@ -82,16 +85,25 @@ class MultiStartRun(Run):
 
     def _run(self) -> Iterator[StepRecord]:
         first = self.first
+        t0 = time.perf_counter()
         yield from first
         results = [first.result]
+        limit = self.config.time_limit
         for k in range(1, self.k):
+            # a stop asked for (the callback, the time limit: the whole run's) ends the run:
+            # no more starts (a server's deadline had let four more starts run on)
+            if results[-1].reason in ("callback", "time_limit"):
+                break
+            left = None if limit is None else limit - (time.perf_counter() - t0)
+            if left is not None and left <= 0:
+                break
             cfg = dataclasses.replace(self.config, p0=start_point(self.problem, self.config, k),
-                                      seed=self.config.seed + k, starts=1)
-            run = self._run_class(self.problem, cfg)
+                                      seed=self.config.seed + k, starts=1, time_limit=left)
+            run = self._run_class(self.problem, cfg, self.callback)
             for _ in run:
                 pass
             results.append(run.result)
-        self.result = best_of(results, self.problem.model.identifiable)
+        self.result = best_of(results, self.problem.model.identifiable, self.k)
 
 
 TIE = 1e-10          # losses within this (relative) of the lowest are equal: the first wins
@@ -118,9 +130,12 @@ def pick_starts(loss, converged, reason, identifiable: bool = True
     return np.where(near.any(1), near.argmax(1), 0), ~among.any(1)
 
 
-def best_of(results: list[FitResult], identifiable: bool) -> FitResult:
-    """The start ``pick_starts`` keeps (see there)."""
+def best_of(results: list[FitResult], identifiable: bool, planned: int | None = None
+            ) -> FitResult:
+    """The start ``pick_starts`` keeps (see there); ``planned``: the starts asked for, where
+    a stop (callback, time limit) ended the run before all of them ran."""
     k = len(results)
+    of = f" of the {planned} asked for (the run was stopped)" if planned and planned > k else ""
     pick, none = pick_starts(np.array([[r.loss for r in results]], dtype=float),
                              [[r.converged for r in results]],
                              [[r.reason for r in results]], identifiable)
@@ -135,8 +150,8 @@ def best_of(results: list[FitResult], identifiable: bool) -> FitResult:
     else:
         counted = sum(1 for x in results if x.reason != "diverged" and np.isfinite(x.loss))
         kept = "did not diverge"
-    head = (f"best of {k} starts (start {i}, {r.optimizer}: lowest loss of the {counted} that "
-            f"{kept})")
+    head = (f"best of {k} starts{of} (start {i}, {r.optimizer}: lowest loss of the {counted} "
+            f"that {kept})")
     if identifiable:
         r.message = f"{head}; {r.message}"
     else:

@@ -177,7 +177,7 @@ def falls_nearby(objective, theta: torch.Tensor, at: torch.Tensor, r: torch.Tens
 def _along_kinks(r: torch.Tensor, jac: torch.Tensor, scale: torch.Tensor,
                  halves: torch.Tensor) -> list:
     """The mae's ways down along its kinks: where the ``m`` residuals nearest zero (the set
-    Z, ``m = 1 .. F-1``) vanish, the MAE is smooth along the surface ``r_Z = 0`` and falls
+    Z, ``m`` = 1, F/2 and F-1: a kink, a face, an edge of a vertex) vanish, the MAE is smooth along the surface ``r_Z = 0`` and falls
     along ``-P g_N``, ``g_N = J_N^T sign(r_N)`` projected on the null space of ``J_Z`` (in
     the scaled coordinates). A stop on one kink away from a vertex rises along the gradient,
     every axis and nearly every random direction (each crosses the kink), and falls along
@@ -190,7 +190,7 @@ def _along_kinks(r: torch.Tensor, jac: torch.Tensor, scale: torch.Tensor,
     order = a.argsort(-1)
     js = jac * scale.unsqueeze(-2)
     out = []
-    for m in range(1, min(F, n)):
+    for m in sorted({1, F // 2, F - 1} & set(range(1, min(F, n)))):   # an edge, a face...
         z = order[:, :m]
         jz = js.gather(1, z.unsqueeze(-1).expand(-1, -1, F))          # (k, m, F)
         sign = r.sign().scatter(1, z, 0.0)
