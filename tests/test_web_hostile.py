@@ -346,6 +346,36 @@ def test_a_change_of_optimizer_is_priced_and_the_run_goes_on(client):
     assert m["type"] == "error" and "times over" in m["detail"]
 
 
+def test_a_change_to_an_optimizer_the_loss_refuses_is_a_warning_and_the_run_goes_on(client, pts):
+    # before: irls asked for while the loss was mse ended the whole run with an error
+    with client.websocket_connect(WS) as ws:
+        ws.send_json(start(pts, loss="mse", lr=0.001))
+        until(ws, "frame")
+        ws.send_json({"type": "set", "optimizer": "irls"})
+        w = until(ws, "warning")["detail"]
+        assert "optimizer 'irls' is for the mae and huber losses" in w
+        ws.send_json({"type": "set", "loss": "mae"})
+        ws.send_json({"type": "set", "optimizer": "lm"})           # lm with the mae now pending
+        assert "optimizer 'lm' cannot minimise the mae loss" in until(ws, "warning")["detail"]
+        m = until(ws, "frame")
+        ws.send_json({"type": "set", "optimizer": "irls", "loss": "huber"})    # together: fine
+        for _ in range(2000):                # frames until IRLS runs (or ends the run)
+            after = ws.receive_json()
+            if after["type"] == "frame":
+                ws.send_json({"type": "ack", "seq": after["seq"]})
+            if after["type"] in ("frame", "done") and after["optimizer"] == "irls":
+                break
+        if after["type"] == "frame":
+            ws.send_text("cancel")
+        done = after if after["type"] == "done" else until(ws, "done")
+    assert m["optimizer"] == "gd" and after["optimizer"] == "irls"
+    assert done["changes"][0]["loss"] == "mae"
+    with client.websocket_connect(WS) as ws:           # nor through a replayed change
+        ws.send_json(start(pts, loss="mse", changes=[{"step": 5, "optimizer": "irls"}]))
+        m = ws.receive_json()
+    assert m["type"] == "error" and "is for the mae and huber losses" in m["detail"]
+
+
 def test_a_page_that_stops_acknowledging_frees_its_run(pts):
     """A client that reads two frames and acknowledges none: the run ends after the send
     timeout, says why, and its slot is free again."""

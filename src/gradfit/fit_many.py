@@ -31,7 +31,7 @@ import torch
 from .errors import InputError
 from .config import pairs, plain
 from .fit import DTYPE, check_device, p0_in_order
-from .losses import get_loss
+from .losses import check_method, get_loss
 from .many_data import ManyData, column_names, from_arrays, from_frame, from_long
 from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult
@@ -211,12 +211,7 @@ def _method(optimizer: str, loss) -> str:
     if optimizer not in batched:
         raise InputError(f"optimizer {optimizer!r} has no batched engine",
                          expected="one of auto, " + ", ".join(batched))
-    if optimizer == "lm" and not loss.squared:
-        raise InputError(f"optimizer 'lm' cannot minimise the {loss.name} loss",
-                         expected="a squared-error loss: mse or rmse", given=loss.name)
-    if optimizer == "irls" and loss.name not in ("mae", "huber"):
-        raise InputError("optimizer 'irls' is for the mae and huber losses",
-                         expected="loss mae or huber (lm for mse)", given=loss.name)
+    check_method(optimizer, loss)
     return optimizer
 
 

@@ -31,9 +31,8 @@ import torch
 
 from .batch_lm import RUNAWAY, RUNAWAY_STEPS as LOOK_STEPS, runs_away
 from .batch_lm import message as lm_message
-from .errors import InputError
 from .lm import problem_residuals_and_jacobian, residuals_and_jacobian, scaled_svd
-from .losses import LOSSES
+from .losses import LOSSES, check_method
 from .stepper import Stepper
 from .irls_check import certify, uncertified_text
 from .mae_edge import edge_minimum
@@ -143,9 +142,7 @@ class IRLS(Stepper):
     has_lr = False
 
     def __init__(self, problem, theta: torch.Tensor, *, options: dict):
-        if problem.loss.name not in ("mae", "huber"):
-            raise InputError("optimizer 'irls' is for the mae and huber losses",
-                             expected="loss mae or huber (lm for mse)", given=problem.loss.name)
+        check_method("irls", problem.loss)
         self.problem, self.theta = problem, theta
         self.ftol, self.inner = float(options["ftol"]), int(options["inner_steps"])
         self.eps = self.eps_min = None

@@ -36,8 +36,8 @@ import torch
 
 from .batch_lm import OPTIONS, RUNNING, BatchLM, data_norm, message, reason
 from .block_moments import BLOCK, block_moments, block_r, expression_block
-from .errors import InputError
 from .linear_lsq import linear_least_squares
+from .losses import check_method
 from .problem import Problem
 from .stepper import Stepper
 
@@ -140,10 +140,7 @@ class LevenbergMarquardt(Stepper):
     has_lr = False          # the trust region sets the step
 
     def __init__(self, problem: Problem, theta: torch.Tensor, *, options: dict):
-        if not problem.loss.squared:
-            raise InputError(f"optimizer 'lm' cannot minimise the {problem.loss.name} loss",
-                             expected="a squared-error loss: mse or rmse",
-                             given=problem.loss.name)
+        check_method("lm", problem.loss)
         self.problem, self.theta, self.stop = problem, theta, None
         self.options = {k: options[k] for k in OPTIONS if k in options}
         self.linear = None if problem.loss.name not in ("mse", "rmse") else \

@@ -87,6 +87,18 @@ LOSSES: dict[str, Loss] = {
 }
 
 
+def check_method(method: str, loss: Loss) -> None:
+    """Refuse an exact method that cannot minimise ``loss`` (one voice for ``fit``,
+    ``fit_many`` and the playground's changes mid-run): LM needs a squared error (mse,
+    rmse), IRLS is for mae and huber."""
+    if method == "lm" and not loss.squared:
+        raise InputError(f"optimizer 'lm' cannot minimise the {loss.name} loss",
+                         expected="a squared-error loss: mse or rmse", given=loss.name)
+    if method == "irls" and loss.name not in ("mae", "huber"):
+        raise InputError("optimizer 'irls' is for the mae and huber losses",
+                         expected="loss mae or huber (lm for mse)", given=loss.name)
+
+
 def get_loss(name: "str | Loss", delta: float = 1.0) -> Loss:
     """The loss called ``name``, with Huber's ``delta``."""
     if isinstance(name, Loss):

@@ -34,6 +34,7 @@ from .. import iter_fit
 from ..errors import GradfitError, InputError
 from ..fit import prepare
 from ..learning_rates import LR_RULE, classify_run
+from ..losses import check_method, get_loss
 from ..optimizers import OPTIMIZERS
 from . import dataview
 from .compute import build_model, distance
@@ -83,6 +84,11 @@ class PlaySession:
             price_run_step(self.model, len(self.y), optimizer, self.limits)   # replayed too
         self.settings = {"lr": req.lr or OPTIMIZERS[req.optimizer].default_lr,
                          "loss": req.loss, "optimizer": req.optimizer}
+        after = dict(self.settings)
+        for c in [req] + sorted(req.changes, key=lambda c: c.step):   # each replayed step
+            after.update({k: getattr(c, k) for k in ("loss", "optimizer")
+                          if getattr(c, k) is not None})
+            check_method(after["optimizer"], get_loss(after["loss"], req.delta))
         self.cond = threading.Condition()
         self.stop = False
         self.paused = False
@@ -143,9 +149,17 @@ class PlaySession:
 
     def change(self, msg: SetIn) -> None:
         """A change of settings from the page, priced first (an exact method's step costs
-        more than a gradient's): over the limit, it raises ``InputError`` and nothing changes."""
+        more than a gradient's) and checked against the loss it would run with (irls with
+        mse had ended the run): over the limit or refused, it raises ``InputError`` and
+        nothing changes."""
         if msg.optimizer is not None:
             price_run_step(self.model, len(self.y), msg.optimizer, self.limits)
+        with self.cond:                 # the settings once this and the pending ones apply
+            after = dict(self.settings)
+            for c in self.pending + [msg]:
+                after.update({k: getattr(c, k) for k in ("loss", "optimizer")
+                              if getattr(c, k) is not None})
+        check_method(after["optimizer"], get_loss(after["loss"], self.req.delta))
         self.control("set", msg)
 
     # ---------------------------------------------------------------- the loop
