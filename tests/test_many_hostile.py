@@ -44,6 +44,32 @@ def test_an_underflowing_sum_of_squares_says_so_in_fit_and_fit_many():
     assert not one.converged and "underflow" in one.message
 
 
+@pytest.mark.parametrize("y_scale, sigma", [(1e-200, None), (1e-170, None), (1.0, 1e200)])
+def test_a_line_whose_squares_underflow_is_refused_by_fit_and_fit_many(y_scale, sigma):
+    # before: fit solved the line directly and called it converged with standard errors
+    # 0 (or NaN); fit_many called y / sigma ~ 1e-200 "a perfect fit" (S and J^T r were 0)
+    x = np.linspace(0, 1, 20)
+    y = (2 * x + 1 + 0.01 * np.sin(7 * x)) * y_scale
+    s = None if sigma is None else np.full(20, sigma)
+    one = gradfit.fit("a*x+b", x, y, sigma=s)
+    many = gradfit.fit_many("a*x+b", x, y[None], sigma=None if s is None else s[None])
+    for reason, text in ((one.reason, one.message), (many.reason[0], many.message[0])):
+        assert reason == "failed" and "too small to square" in text
+
+
+def test_standard_errors_whose_squares_overflow_are_still_given():
+    # x / sigma of scale 1e-198: the covariance (1e396) overflows, the standard errors
+    # (1e198) do not; they came out inf. Oracle: the same fit in units of 1e200 (curve_fit's)
+    x = np.linspace(0, 1, 20)
+    y = 2 * x + 1 + 0.01 * np.sin(7 * x)
+    big = gradfit.fit("a*x+b", x, y * 1e200, sigma=np.full(20, 1e198))
+    unit = gradfit.fit("a*x+b", x, y, sigma=np.full(20, 1e-2))
+    assert big.converged and unit.converged
+    for k in "ab":
+        assert big.stderr[k] == pytest.approx(1e200 * unit.stderr[k], rel=1e-12)
+        assert big.params[k] == pytest.approx(1e200 * unit.params[k], rel=1e-12)
+
+
 @pytest.mark.parametrize("scale", [1e-100, 1e-150])
 def test_small_data_that_square_fine_still_converge_to_the_scaled_answer(scale):
     y = decays(scale)

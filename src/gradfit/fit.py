@@ -279,7 +279,7 @@ class FitRun(Run):
                     rss = float(prob.residuals(final).square().sum())
                 cov = linear.covariance(rss, cfg.absolute_sigma)
                 if cov is not None:
-                    stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
+                    stderr = dict(zip(free, linear.stderr(rss, cfg.absolute_sigma).tolist()))
             elif prob.loss.squared and reason != "diverged" and free:
                 idx = torch.tensor([names.index(n) for n in free], device=final.device)
                 cov = least_squares_covariance(

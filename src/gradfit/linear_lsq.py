@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .batch_lm import data_norm
+
 CHUNK = 1 << 18        # rows per chunk
 
 
@@ -50,6 +52,19 @@ class LinearSolution:
         if not absolute_sigma:
             pcov = pcov * (rss / (self.n - f))
         return pcov.cpu().numpy()
+
+    def stderr(self, rss: float, absolute_sigma: bool = False):
+        """The square roots of ``covariance``'s diagonal, computed in the scaled factors
+        (``|V_j S^-1| / d_j``), or None where it is: finite where the standard errors are,
+        though their squares may overflow (x / sigma of scale 1e-198: the covariance is
+        1e396, the standard errors 1e198; before, they came out inf)."""
+        f = self.s.shape[0]
+        if self.n <= f or self.rank < f:
+            return None
+        se = data_norm((self.vh / self.s.unsqueeze(-1)).transpose(0, 1)) / self.d
+        if not absolute_sigma:
+            se = se * math.sqrt(rss / (self.n - f))
+        return se.cpu().numpy()
 
     def start_loss_and_gradient(self, problem, theta0: torch.Tensor) -> tuple[float, float]:
         """The loss at the start and the norm of its gradient, ``slope * |A^T (A t - b)|``
@@ -131,7 +146,7 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
     if r.shape[0] < f:                  # fewer rows than parameters: pad R with zeros
         r = torch.cat([r, r.new_zeros(f - r.shape[0], f)])
         c = torch.cat([c, c.new_zeros(f - c.shape[0], c.shape[1])])
-    norms = torch.linalg.vector_norm(r, dim=0)
+    norms = data_norm(r.transpose(0, 1))       # scaled: columns of 1e-198 square to 0
     if not bool(torch.isfinite(norms).all() and torch.isfinite(c).all()):
         return None                     # the design overflows: the iterative path reports it
     d = torch.where(norms > 0, norms, torch.ones_like(norms))

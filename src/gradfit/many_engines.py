@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batch_lm import OPTIONS as LM_OPTIONS, batch_lm, message, reason as code_reason
+from .batch_lm import OPTIONS as LM_OPTIONS, PERFECT, UNDERFLOW, batch_lm, message, too_small
+from .batch_lm import reason as code_reason
 from .optimizers import OPTIMIZERS
 from .spd import moments, solve_spd
 
@@ -299,12 +300,26 @@ def _lm(prob, tr, u0, rates, cfg):
     res = batch_lm(None, u0, ydata=prob.ydata, max_steps=cfg["steps"],
                    jacobian=prob.jacobian(tr), normal=prob.normal(tr),
                    runaway=not prob.model.linear_in_params, **o)
-    codes = res.code.cpu().numpy()
+    code = _perfect_or_underflow(prob, tr, res.theta, res.code)
+    codes = code.cpu().numpy()
     table = {c: (code_reason(c), message(c, o, cfg["steps"])) for c in set(codes.tolist())}
     reason = np.array([table[c][0] for c in codes.tolist()], dtype="U16")
     msg = np.array([table[c][1] for c in codes.tolist()], dtype=object)
     steps = res.steps if solved is None else res.steps + solved.long()
     return res.theta, steps, reason, msg, res.d, res.M
+
+
+def _perfect_or_underflow(prob, tr, theta, code):
+    """LM's PERFECT ends (``S = 0``) whose residuals do not vanish: their squares, and
+    ``J^T r``, underflowed (``batch_lm.too_small``; y / sigma of scale 1e-200), which LM's
+    own test, on ``M`` alone, cannot tell from a perfect fit (``fit`` looks at ``r``)."""
+    rows = (code == PERFECT).nonzero().flatten()
+    if rows.numel() == 0:
+        return code
+    with torch.no_grad():
+        r = prob.residuals(tr.external(theta[rows], rows), rows)
+    under = too_small(r.square().sum(-1), (r != 0).any(-1), prob.ydata[rows])
+    return code.index_put((rows[under],), torch.tensor(UNDERFLOW, device=code.device))
 
 
 ENGINES = {"lm": _lm, "irls": _irls, "gradient": _gradient}   # OptimizerSpec.batched -> engine

@@ -31,6 +31,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .batch_lm import UNDERFLOW, data_norm, too_small
+from .batch_lm import message as lm_message
 from .errors import InputError
 
 BLOWUP = 1e6          # predictions beyond this times the data's scale have blown up
@@ -39,6 +41,17 @@ RANK_RTOL = None      # None: eps * max(n, P), as the solvers' own rank test
 UNDETERMINED = 1e3    # relative standard errors beyond this, of correlated parameters, are
                       # looked at: a determined fit is quadratic within its standard errors
 TOGETHER = 0.99       # |correlation| of parameters that move together
+
+
+def _underflow(problem, final: torch.Tensor) -> bool:
+    """Whether the sum of squares underflowed (``batch_lm.too_small``): data of scale
+    1e-200 square to 0, and so does the loss of a linear fit solved directly, whose
+    standard errors then came out 0 where ``fit_many`` (LM) said "failed"."""
+    with torch.no_grad():
+        r = problem.residuals(final)
+    ys = problem.y if problem.sigma is None else problem.y / problem.sigma
+    return bool(too_small(r.square().sum().reshape(1), (r != 0).any().reshape(1),
+                          data_norm(ys.to(r.dtype)).reshape(1))[0])
 
 
 def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, detail: str,
@@ -55,6 +68,8 @@ def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, deta
     y_scale = y_scale if y_scale > 0 else 1.0       # all-zero data: unit scale
     if not bool(torch.isfinite(pred).all()):
         return "failed", "the predictions are not finite at the end: " + detail
+    if problem.loss.squared and reason in ("gtol", "ftol", "xtol") and _underflow(problem, final):
+        return "failed", lm_message(UNDERFLOW, {})
     if float(pred.abs().max()) > BLOWUP * y_scale:
         return "failed", (f"the predictions blew up (largest {float(pred.abs().max()):.3g}, "
                           f"beyond {BLOWUP:g} times the data's scale {y_scale:.3g})")
