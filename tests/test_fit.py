@@ -427,3 +427,25 @@ def test_data_too_large_for_the_loss_says_so(dtype, scale):
                                    rtol=1e-12)
     over = gradfit.fit("a*exp(b*x)", x * 1000, x + 1, p0={"a": 1, "b": 1}, dtype=dtype)
     assert over.reason == "diverged" and "model overflows" in over.message
+
+
+def test_masked_points_are_missing_and_a_tensor_that_requires_grad_is_data():
+    # a numpy masked array's hidden values had been fitted (a masked 1e6: a = -185712,
+    # converged); a tensor with requires_grad raised torch's own RuntimeError
+    x = np.linspace(0, 1, 20)
+    y = 2 * x + 1 + 0.01 * np.sin(9 * x)
+    bad = y.copy()
+    bad[3] = 1e6
+    masked = np.ma.masked_array(bad, mask=np.arange(20) == 3)
+    with pytest.raises(InputError, match="NaN or inf: expected finite numbers .*masked"):
+        fit("a*x+b", x, masked)
+    many = gradfit.fit_many("a*x+b", x, np.ma.vstack([np.ma.masked_array(y), masked]))
+    assert many.converged[0] and many.reason[1] == "failed" and "NaN at point 3" in many.message[1]
+    ok = ~masked.mask
+    ref = np.polyfit(x[ok], y[ok], 1)
+    r = fit("a*x+b", x[ok], masked.compressed())
+    assert [r.params["a"], r.params["b"]] == pytest.approx(list(ref), rel=1e-12)
+    t = torch.tensor(x, requires_grad=True)
+    r = fit("a*x+b", t, torch.tensor(y, requires_grad=True))
+    assert r.converged and [r.params["a"], r.params["b"]] == pytest.approx(
+        list(np.polyfit(x, y, 1)), rel=1e-12)

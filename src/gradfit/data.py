@@ -36,9 +36,18 @@ _DROP_HINT = "a finite number (or drop such rows with --drop-nan / drop_nan=True
 
 
 def real_array(a, name: str = "data") -> np.ndarray:
-    """``a`` as float64; complex numbers are refused rather than cut to their real part."""
+    """``a`` as float64; complex numbers are refused rather than cut to their real part;
+    the masked entries of a numpy masked array are NaN (missing), never their hidden
+    values (a masked outlier of 1e6 had been fitted)."""
     check_real(a, name)
-    return np.array(a, dtype=np.float64)
+    return np.array(unmasked(a), dtype=np.float64)
+
+
+def unmasked(a):
+    """A numpy masked array with its masked entries as NaN (float64); anything else as is."""
+    if np.ma.isMaskedArray(a):
+        return np.ma.filled(a.astype(np.float64), np.nan)
+    return a
 
 
 def check_real(a, name: str = "data") -> None:

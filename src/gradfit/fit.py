@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .config import FitConfig
+from .data import unmasked
 from .errors import FitError, InputError
 from .losses import get_loss
 from .models import Model, check_param_names, make_model, start_values
@@ -65,9 +66,9 @@ def _tensor(name: str, value, dtype, device) -> torch.Tensor:
         if (value.is_complex() if isinstance(value, torch.Tensor) else np.iscomplexobj(value)):
             raise InputError(f"bad {name}: complex numbers", expected="real numbers")
         if isinstance(value, torch.Tensor):
-            t = value
+            t = value.detach()          # a tensor that requires grad: its values only
         else:       # no copy of a writable float64 array: the fit never writes into the data
-            a = np.asarray(value, dtype=np.float64)
+            a = np.asarray(unmasked(value), dtype=np.float64)
             t = torch.as_tensor(a if a.flags.writeable else a.copy())
     except InputError:
         raise
@@ -94,7 +95,8 @@ def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float
     if yt.shape[0] == 0:
         raise InputError("no data", expected="at least one point")
     if not (torch.isfinite(xt).all() and torch.isfinite(yt).all()):
-        raise InputError("the data hold NaN or inf", expected="finite numbers")
+        raise InputError("the data hold NaN or inf", expected="finite numbers (leave out "
+                         "missing or masked points first: x[ok], y[ok])")
     st = None
     if sigma is not None:
         st = _tensor("sigma", sigma, dtype, device).reshape(-1)
