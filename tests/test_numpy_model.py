@@ -142,6 +142,9 @@ def test_a_landscape_over_a_numpy_model_matches_the_loss_at_each_point():
     (lambda x, a: "text", "returned 'text'"),
     (lambda x, a: 1 / 0, "raised ZeroDivisionError"),
     (lambda x, a: torch.ones(3, 2) * a, "returned a tensor of shape (3, 2)"),
+    # complex values had lost their imaginary part with numpy's warning only, and converged
+    (lambda x, a: a * x + 1j * x, "returned complex numbers: expected 10 real numbers"),
+    (lambda x, a: np.asarray(a * x, dtype=complex), "returned complex numbers"),
 ])
 def test_a_bad_model_function_gets_one_line_naming_it(fn, words):
     x = np.linspace(0, 1, 10)

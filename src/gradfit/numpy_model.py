@@ -146,9 +146,18 @@ def _name(fn) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
+def _refuse_complex(out, n: int, name: str) -> None:
+    """Complex values would lose their imaginary part, silently (numpy only warns)."""
+    if isinstance(out, torch.Tensor) and out.is_complex() or \
+            not isinstance(out, torch.Tensor) and np.iscomplexobj(out):
+        raise InputError(f"the model function {name!r} returned complex numbers",
+                         expected=f"{n} real numbers, one per point")
+
+
 def check_output(out, n: int, name: str) -> np.ndarray:
     """A model function's value as a float64 array ``(n,)``, or an InputError saying what
     the function returned (None, text, the wrong shape)."""
+    _refuse_complex(out, n, name)
     try:
         arr = None if out is None else np.asarray(out, dtype=np.float64)
     except (TypeError, ValueError):
@@ -187,15 +196,18 @@ def probe(fn: Callable, x: torch.Tensor, p: torch.Tensor, x_at: int, name: str,
     that raises, returns numpy, or drops a parameter through ``float()`` or ``math.exp``)
     runs on numpy."""
     one = p.detach().reshape(-1, p.shape[-1])[:1].squeeze(0).clone().requires_grad_(True)
-    traceable, error = False, None
+    traceable, error, out = False, None, None
     try:
         with torch.enable_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")      # torch's note on float() of a tensor
             params = list(one.unbind())
             args = params[:x_at] + [x] + params[x_at:]
             out = fn(*args)
+            _refuse_complex(out, x.shape[0], name)
             traceable = isinstance(out, torch.Tensor) and out.requires_grad and all(
                 g is not None for g in torch.autograd.grad(out.sum(), params, allow_unused=True))
+    except InputError:
+        raise
     except Exception as exc:      # not traceable: numpy's call below says what is wrong
         error = exc
     if traceable:
