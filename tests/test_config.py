@@ -48,3 +48,19 @@ def test_unknown_keys_are_refused():
 def test_every_optimizer_has_a_default_rate():
     for name, spec in OPTIMIZERS.items():
         assert FitConfig(optimizer=name).learning_rate == spec.default_lr > 0
+
+
+def test_zero_dimensional_arrays_are_the_numbers_they_hold():
+    # p0={'a': np.array(1.0)} was refused: "expected a finite number, got 1.0"
+    import numpy as np
+    import torch
+    import gradfit
+    x, y = [1.0, 2.0, 3.0], [2.0, 4.0, 7.0]
+    ref = gradfit.fit("a*x+b", x, y, p0={"a": 1.0, "b": 0.5})
+    r = gradfit.fit("a*x+b", x, y, p0={"a": np.array(1.0), "b": torch.tensor(0.5)})
+    assert r.params == ref.params and r.start == ref.start
+    cfg = FitConfig(model="a*x+b", p0={"a": np.array(2)}, fixed={"b": np.float32(1.5)})
+    assert cfg.p0_dict == {"a": 2} and type(cfg.p0_dict["a"]) is int
+    assert cfg.fixed_dict == {"b": 1.5} and type(cfg.fixed_dict["b"]) is float
+    with pytest.raises(InputError, match="finite number"):
+        FitConfig(model="a*x+b", p0={"a": np.array([1.0, 2.0])})

@@ -162,9 +162,14 @@ class FitConfig:
 
 
 def plain(value):
-    """A numpy scalar as the Python number it holds; anything else as it is."""
+    """A numpy scalar, or a 0-d numpy array or torch tensor of a real number, as the Python
+    number it holds; anything else as it is."""
     if isinstance(value, np.generic) and isinstance(value, (np.bool_, np.integer, np.floating)):
         return value.item()
+    if getattr(value, "ndim", None) == 0 and type(value).__module__.split(".")[0] in (
+            "numpy", "torch"):
+        held = value.item()
+        return held if isinstance(held, (bool, int, float)) else value
     if isinstance(value, tuple) and any(isinstance(v, np.generic) for v in value):
         return tuple(plain(v) for v in value)
     return value
