@@ -449,3 +449,16 @@ def test_masked_points_are_missing_and_a_tensor_that_requires_grad_is_data():
     r = fit("a*x+b", t, torch.tensor(y, requires_grad=True))
     assert r.converged and [r.params["a"], r.params["b"]] == pytest.approx(
         list(np.polyfit(x, y, 1)), rel=1e-12)
+
+
+def test_two_columns_of_x_for_a_model_of_x_say_so():
+    # 'a*x+b' on two columns had fitted a, x and b as parameters and failed saying only
+    # "combinations of a, x, b" were determined
+    x = np.linspace(0, 1, 10)
+    with pytest.raises(InputError, match=r"x has 2 columns \(inputs x1, x2\), but the model "
+                                         r"'a\*x\+b' names x: expected a model of x1, x2"):
+        fit("a*x+b", np.c_[x, x], 2 * x + 1)
+    r = fit("a*x1+b*x2", np.c_[x, x ** 2], 2 * x + 3 * x ** 2)       # as meant: fine
+    assert r.params["a"] == pytest.approx(2) and r.params["b"] == pytest.approx(3)
+    r = fit("a*x+b", np.c_[x, x], 2 * x + 1, inputs=("x", "u"))      # named: fine
+    assert r.params["a"] == pytest.approx(2)

@@ -31,7 +31,7 @@ from .config import FitConfig
 from .data import unmasked
 from .errors import FitError, InputError
 from .losses import get_loss
-from .models import Model, check_param_names, make_model, start_values
+from .models import Model, check_default_inputs, check_param_names, make_model, start_values
 from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
 from .active_set import held_up_by_a_bound, near_bounds, refine
@@ -104,6 +104,7 @@ def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float
             raise InputError("bad sigma", expected=f"{yt.shape[0]} positive finite numbers")
     if inputs is None:
         inputs = ("x",) if xt.ndim == 1 else tuple(f"x{i + 1}" for i in range(xt.shape[1]))
+        check_default_inputs(model, inputs)
     m = make_model(model, inputs, jac)
     return Problem(m, xt, yt, st, get_loss(loss, delta))
 

@@ -38,7 +38,7 @@ from .many_result import ManyResult
 from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
 from .multistart import NO_CLAIM, default_starts, pick_starts
-from .models import make_model, table_inputs
+from .models import check_default_inputs, make_model, table_inputs
 from .optimizers import batched_optimizers, get_optimizer
 from .settings import MAX_STEPS, SETTINGS
 
@@ -122,6 +122,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     if inputs is None:
         nd = 1 if d.x.ndim == (1 if d.shared_x else 2) else d.x.shape[-1]
         inputs = ("x",) if nd == 1 else tuple(f"x{i + 1}" for i in range(nd))
+        check_default_inputs(model, inputs)
     m = make_model(model, inputs)
     names = m.param_names
     if p0 is not None and not isinstance(p0, Mapping) and not callable(p0):  # [1, 2]

@@ -421,6 +421,20 @@ def table_inputs(model, columns: list[str]) -> tuple[str, ...]:
     return tuple(columns)
 
 
+def check_default_inputs(model, inputs: tuple[str, ...]) -> None:
+    """Refuse an expression that names none of the default inputs ``x1 .. xd`` of ``d``
+    columns of x but names ``x``, which would be fitted as a parameter: ``a*x+b`` on two
+    columns had fitted ``a``, ``x`` and ``b`` and failed saying only combinations of them
+    were determined."""
+    if not isinstance(model, str) or len(inputs) < 2 or ":" in model:
+        return
+    names = _mentions(model)
+    if "x" in names and not names & set(inputs):
+        raise InputError(f"x has {len(inputs)} columns (inputs {', '.join(inputs)}), but the "
+                         f"model {model!r} names x",
+                         expected=f"a model of {', '.join(inputs)}, or x of one column")
+
+
 def _mentions(model: str) -> set[str]:
     try:
         return set(make_model(model, ("_no_input_",)).param_names)
