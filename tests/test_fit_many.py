@@ -130,6 +130,11 @@ def test_per_problem_failures_are_isolated():
         start = guess(x, y[i])
         assert_same(res, i, gradfit.fit(GAUSS, x, y[i], p0=start))
     assert res.summary().startswith("3 of 6 converged")
+    # a guess that returns something other than a dict is named, not Python's TypeError
+    odd = gradfit.fit_many(GAUSS, x, y[:2], guess=lambda bx, by: None if by[0] < 0.5 else [1])
+    for text in odd.message:
+        assert text.startswith(("guess returned NoneType: expected a dict of parameter name",
+                                "guess returned list: expected a dict"))
 
 
 def test_starts_keep_the_best():

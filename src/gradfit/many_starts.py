@@ -112,7 +112,16 @@ def start_matrix(model, data, p0, guess, seed: int):
                 continue
             bx, by, _ = data.series(b)
             try:
-                g = dict(guess(bx, by))
+                out = guess(bx, by)
+            except Exception as exc:       # the user's function: any failure is this problem's
+                data.bad[b] = f"guess failed: {type(exc).__name__}: {exc}"
+                continue
+            if not isinstance(out, Mapping):
+                data.bad[b] = (f"guess returned {type(out).__name__}: expected a dict of "
+                               f"parameter name -> starting value (of {', '.join(names)})")
+                continue
+            try:
+                g = dict(out)
                 for name, v in g.items():
                     _known(names, name, "guess")
                     v = float(v)
