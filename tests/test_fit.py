@@ -462,3 +462,20 @@ def test_two_columns_of_x_for_a_model_of_x_say_so():
     assert r.params["a"] == pytest.approx(2) and r.params["b"] == pytest.approx(3)
     r = fit("a*x+b", np.c_[x, x], 2 * x + 1, inputs=("x", "u"))      # named: fine
     assert r.params["a"] == pytest.approx(2)
+
+
+def test_an_exact_linear_fit_is_not_lost_to_its_start():
+    # exact data: the solution's residuals are rounding, their cosine with a column anything
+    # in 0..1, and the start (cosine 0.18) had been kept as "the optimum" (a 1-ulp change
+    # in a column norm decided it)
+    u, v = np.repeat(np.arange(4.0), 4), np.tile(np.arange(4.0), 4)
+    r = fit("a*u + b*v + c", np.c_[u, v], 2 * u - v + 1, inputs=("u", "v"))
+    assert r.converged
+    assert [r.params[k] for k in "abc"] == pytest.approx([2, -1, 1], abs=1e-12)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x = rng.uniform(-3, 3, 12)
+        truth = rng.normal(size=3)
+        y = truth[0] * x ** 2 + truth[1] * x + truth[2]
+        r = fit(QUAD, x, y, p0=dict(zip("abc", rng.normal(size=3))))
+        assert [r.params[k] for k in "abc"] == pytest.approx(list(truth), abs=1e-9)

@@ -26,6 +26,7 @@ import torch
 from .batch_lm import data_norm
 
 CHUNK = 1 << 18        # rows per chunk
+EXACT_ULPS = 64        # residuals within this many roundings of the data: an exact fit
 
 
 @dataclass
@@ -167,13 +168,18 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
 
 def _cosines(rows, n: int, chunk: int, thetas: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """For each column of ``thetas`` ``(F, k)``, the largest ``|a_j . r| / (|a_j| |r|)``
-    (0 at the exact optimum); one pass over the rows for all of them."""
+    (0 at the exact optimum, and where ``r`` is at the rounding level of ``b``: an exact
+    fit's residuals are rounding, pointing anywhere, and had lost to a start far off);
+    one pass over the rows for all of them."""
     g = torch.zeros_like(thetas)
     rss = thetas.new_zeros(thetas.shape[1])
+    bsq = thetas.new_zeros(())
     for start in range(0, n, chunk):
         a, b = rows(slice(start, start + chunk))
         res = a @ thetas - b.unsqueeze(-1)
         g = g + a.transpose(0, 1) @ res
         rss = rss + res.square().sum(0)
+        bsq = bsq + b.square().sum()
     cos = (g.abs() / (d.unsqueeze(-1) * rss.sqrt().clamp_min(1e-300))).amax(0)
-    return torch.where(rss > 0, cos, torch.zeros_like(cos))
+    exact = rss <= (EXACT_ULPS * torch.finfo(rss.dtype).eps) ** 2 * bsq
+    return torch.where((rss > 0) & ~exact, cos, torch.zeros_like(cos))

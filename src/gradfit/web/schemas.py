@@ -74,6 +74,8 @@ def setting(name: str, default=_UNSET, **tighter):
 
 
 class Strict(BaseModel):
+    # strict: true is no number and "61" no resolution (lax mode took them), a JSON number
+    # may still be whole for a float field
     model_config = ConfigDict(extra="forbid")
 
 
