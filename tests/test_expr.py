@@ -266,3 +266,14 @@ def test_expressions_parse_safely_in_many_threads():
     for t in threads:
         t.join()
     assert not errors, errors[:1]
+
+
+@pytest.mark.parametrize("op", ["*x", "/x"])
+def test_a_long_chain_of_products_is_fitted_not_a_recursion_error(op):
+    # 400 factors passed the length and nesting limits and crashed ast.unparse (exit 70);
+    # the model is a*x^-600 ... a*x^600: linear in a, solved by the general path
+    import gradfit
+    x = np.linspace(1.0, 1.001, 20)
+    power = 600 if op == "*x" else -600
+    r = gradfit.fit("a" + op * 600, x, 3.0 * x ** power)
+    assert r.converged and r.params["a"] == pytest.approx(3.0, rel=1e-9)

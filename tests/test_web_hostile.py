@@ -199,6 +199,18 @@ def test_uploaded_column_names_come_back_as_input_names_every_endpoint_takes(
     assert ev.status_code == 200, ev.text
 
 
+@pytest.mark.parametrize("change, where", [
+    ({"data": {"x": [True, False, True], "y": [1, 2, 3]}}, "data.x"),
+    ({"resolution": "61"}, "resolution"),
+    ({"span": "1"}, "span"),
+])
+def test_booleans_and_texts_are_no_numbers(client, pts, change, where):
+    # pydantic's lax mode had read true as 1.0 and "61" as 61 (200)
+    body = {"data": pts, "model": QUAD, "params": START, "names": ["a", "b"], **change}
+    r = client.post("/api/landscape", json=body)
+    assert r.status_code == 422 and where in r.json()["detail"]
+
+
 # ---------------------------------------------------------------- Host and Origin
 
 def test_foreign_hosts_and_origins_are_refused(pts):

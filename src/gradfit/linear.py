@@ -85,9 +85,18 @@ class _One(ast.NodeTransformer):
 
 
 def linear_form(expr: Expression) -> LinearForm | None:
-    """The expression as a design matrix, or None when it is not linear in its parameters."""
+    """The expression as a design matrix, or None when it is not linear in its parameters
+    (or when its text is too long a chain for ``ast.unparse``'s recursion: a product of 400
+    factors, which the expression itself evaluates as one flat chain)."""
     if not expr.params:
         return None
+    try:
+        return _linear_form(expr)
+    except RecursionError:
+        return None
+
+
+def _linear_form(expr: Expression) -> LinearForm | None:
     free = set(expr.params)
     basis: dict[str, list[str]] = {}
     offset: list[str] = []

@@ -76,7 +76,7 @@ def setting(name: str, default=_UNSET, **tighter):
 class Strict(BaseModel):
     # strict: true is no number and "61" no resolution (lax mode took them), a JSON number
     # may still be whole for a float field
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ErrorOut(BaseModel):
