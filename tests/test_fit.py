@@ -479,3 +479,14 @@ def test_an_exact_linear_fit_is_not_lost_to_its_start():
         y = truth[0] * x ** 2 + truth[1] * x + truth[2]
         r = fit(QUAD, x, y, p0=dict(zip("abc", rng.normal(size=3))))
         assert [r.params[k] for k in "abc"] == pytest.approx(list(truth), abs=1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "sgd", "momentum", "adam", "adamw", "rmsprop",
+                                       "lbfgs"])
+def test_every_schedule_runs_with_every_gradient_optimizer(lesson, optimizer):
+    # onecycle with gd or L-BFGS crashed: "optimizer must support momentum or beta1"
+    from gradfit.optimizers import SCHEDULES
+    for schedule in SCHEDULES:
+        r = fit(QUAD, lesson.x, lesson.y, optimizer=optimizer, schedule=schedule, steps=50,
+                lr=1e-3)
+        assert r.steps >= 1 and np.isfinite(r.loss) and r.loss <= r.history[0]

@@ -154,7 +154,12 @@ def _schedule_cosine(opt, lr, steps):
 
 
 def _schedule_onecycle(opt, lr, steps):
-    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, steps + 1))
+    # the momentum cycles with the rate where the optimizer has one (momentum, Adam's beta1);
+    # gd and L-BFGS have none, and OneCycleLR refused them
+    group = opt.param_groups[0]
+    cycle = bool(group.get("momentum")) or "betas" in group
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(2, steps + 1),
+                                               cycle_momentum=cycle)
 
 
 SCHEDULES: dict[str, Callable] = {
