@@ -1,5 +1,6 @@
 """The command line as a user runs it: output, JSON, exit codes, and bad input."""
 import json
+import os
 import subprocess
 import sys
 
@@ -171,6 +172,22 @@ def test_real_process_exit_codes_and_no_traceback(tmp_path):
     ok = subprocess.run(exe + ["fit", "lesson", "--model", "poly:1", "--quiet"],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_output_that_cannot_be_written_is_exit_2_saying_so():
+    # a full disk was "internal error: OSError" (exit 70); a closed stdout lost --json -
+    # with exit 0
+    exe = [sys.executable, "-m", "gradfit.cli", "fit", "lesson", "--model", "poly:1",
+           "--json", "-"]
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(exe, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "cannot write the output: No space left on device" in r.stderr
+    r = subprocess.run(exe, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       pass_fds=(), preexec_fn=lambda: os.close(1))
+    assert r.returncode == 2 and "standard output is closed" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_help_has_examples():

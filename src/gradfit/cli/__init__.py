@@ -14,6 +14,7 @@ gradfit's), 130 interrupted (Ctrl+C), 141 the output's reader went away (``| hea
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Sequence
@@ -31,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit code (``EXIT_CODES``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:             # started with stdout closed ('>&-'): print() would
+        sys.stdout = _Closed()         # drop the answer without a word
     try:
         return args.func(args)
     except InputError as exc:
@@ -49,11 +52,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gradfit: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:            # '| head' stopped reading: not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())   # no second error when Python flushes
+        _quiet_stdout()
         return EXIT_PIPE
+    except OSError as exc:             # output that cannot be written: a full disk, closed
+        where = f" {exc.filename}" if exc.filename else " the output"
+        print(f"gradfit: error: cannot write{where}: {exc.strerror or exc}",
+              file=sys.stderr)
+        _quiet_stdout()
+        return EXIT_INPUT
     except Exception as exc:  # a bug of ours: one clear line, the traceback on request
         return _internal(exc)
+
+
+class _Closed:
+    """Standard output that was closed: writing to it is an error that says so."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed", "standard output")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's last flush raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # no file descriptor (closed): nothing
+        pass
 
 
 def _internal(exc: Exception) -> int:

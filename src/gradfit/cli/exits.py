@@ -9,8 +9,8 @@ EXIT_CODES = {
     EXIT_OK: "done (for fit: the fit converged)",
     EXIT_FAILED: "the fit did not converge: diverged, failed (lost rank, not smooth) or "
                  "stopped at the step or time limit; the report shows where it stopped",
-    EXIT_INPUT: "bad input or usage: data, model, option, or an extra the command needs "
-                "is not installed (one line on stderr)",
+    EXIT_INPUT: "bad input or usage: data, model, option, an extra the command needs "
+                "is not installed, or the output cannot be written (one line on stderr)",
     EXIT_PORT: "serve: cannot listen on the address (the port is in use)",
     EXIT_INTERNAL: "internal error, a bug of gradfit's (GRADFIT_DEBUG=1 shows the traceback)",
     EXIT_INTERRUPTED: "interrupted (Ctrl+C)",
