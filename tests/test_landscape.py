@@ -250,3 +250,14 @@ def test_a_large_grid_on_many_points_keeps_memory_bounded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.split()[-1]) < 900          # MB: chunks, not the whole grid
+
+
+def test_a_span_whose_width_overflows_is_refused():
+    # span 1e308 either side: the grid's steps were inf, the grid all NaN (the CLI's
+    # picture crashed: "Axis limits cannot be NaN or Inf"; the page got a null grid)
+    from gradfit.errors import InputError
+    with pytest.raises(InputError, match="a range whose width is a finite number"):
+        L.axis_range("a", 0.0, 1e308)
+    with pytest.raises(InputError, match="width is a finite number"):
+        L.axis_range("a", 0.0, (-1e308, 1e308))
+    assert L.axis_range("a", 0.0, 1e307) == (-1e307, 1e307)

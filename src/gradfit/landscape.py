@@ -157,6 +157,9 @@ def axis_range(name: str, center: float, span=None, path: np.ndarray | None = No
         lo, hi = center - half, center + half
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise InputError(f"bad span for {name!r}", expected="finite low < high", given=(lo, hi))
+    if not math.isfinite(hi - lo):         # 1e308 either side: the grid's steps overflow
+        raise InputError(f"bad span for {name!r}", expected="a range whose width is a finite "
+                         "number (below 1.8e308)", given=(lo, hi))
     return lo, hi
 
 
