@@ -254,3 +254,13 @@ def test_a_reader_that_goes_away_is_not_an_internal_error():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "internal error" not in err and "Traceback" not in err
+
+
+def test_a_model_that_names_the_fitted_column_is_a_usage_error(capsys, tmp_path):
+    # 'a*y+b' had fitted y as a third parameter and failed (exit 1)
+    path = _csv(tmp_path, "x,y\n1,2\n2,4\n3,7\n4,8\n")
+    code, out, err = run(capsys, "fit", path, "--model", "a*y+b")
+    assert code == 2 and "the model names 'y', the column being fitted" in err
+    assert "expected a model of the input column(s) x" in err
+    code, out, err = run(capsys, "fit", path, "--model", "a*x+b", "--quiet")
+    assert code == 0

@@ -26,5 +26,24 @@ def load(args):
     """The data named by ``args.data``: a built-in dataset, else a CSV and its columns."""
     from ..data import load_data
     if args.data in DATASETS:
-        return load_data(args.data)
-    return load_data(args.data, x=args.x, y=args.y, sigma=args.sigma, drop_nan=args.drop_nan)
+        data = load_data(args.data)
+    else:
+        data = load_data(args.data, x=args.x, y=args.y, sigma=args.sigma, drop_nan=args.drop_nan)
+    _not_the_output(getattr(args, "model", None), data)
+    return data
+
+
+def _not_the_output(model, data) -> None:
+    """Refuse a model that names the column being fitted (or its sigma): ``a*y+b`` on a
+    column y had fitted y as a free parameter and failed, exit 1."""
+    from ..errors import InputError
+    from ..models import _mentions
+    if not isinstance(model, str) or ":" in model:
+        return
+    names = _mentions(model) - set(data.x_names)
+    for role, column in (("the column being fitted", data.y_name),
+                         ("the uncertainties' column", getattr(data, "sigma_name", None))):
+        if column and column in names:
+            raise InputError(f"the model names {column!r}, {role}",
+                             expected="a model of the input column(s) "
+                             f"{', '.join(data.x_names)} and its parameters")
