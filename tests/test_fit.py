@@ -490,3 +490,13 @@ def test_every_schedule_runs_with_every_gradient_optimizer(lesson, optimizer):
         r = fit(QUAD, lesson.x, lesson.y, optimizer=optimizer, schedule=schedule, steps=50,
                 lr=1e-3)
         assert r.steps >= 1 and np.isfinite(r.loss) and r.loss <= r.history[0]
+
+
+def test_loss_and_grad_takes_finite_values_only(lesson):
+    # 'gradfit eval --params a=nan' printed "mse = nan" with exit 0, where fit refuses p0 nan
+    for bad in (math.nan, math.inf, "1", True):
+        with pytest.raises(InputError, match="bad value of 'a': expected a finite number"):
+            loss_and_grad(QUAD, lesson.x, lesson.y, {"a": bad, "b": 1.0, "c": 1.0})
+    value, _ = loss_and_grad(QUAD, lesson.x, lesson.y, {"a": np.float32(1.1), "b": 1.1,
+                                                         "c": np.array(1.1)}, loss="mae")
+    assert value == pytest.approx(2.4219, abs=1e-4)
