@@ -264,3 +264,14 @@ def test_a_model_that_names_the_fitted_column_is_a_usage_error(capsys, tmp_path)
     assert "expected a model of the input column(s) x" in err
     code, out, err = run(capsys, "fit", path, "--model", "a*x+b", "--quiet")
     assert code == 0
+
+
+def test_an_option_of_zero_is_checked_not_dropped(capsys):
+    # --batch-size 0 was dropped (0 == False) and the fit ran full-batch, while -1 was refused
+    for bad in ("0", "-1"):
+        code, out, err = run(capsys, "fit", "lesson", "--model", "a*x+b", "--optimizer", "sgd",
+                             "--batch-size", bad)
+        assert code == 2 and "bad batch size: expected a whole number 1.." in err
+    code, out, err = run(capsys, "fit", "lesson", "--model", "a*x+b", "--optimizer",
+                         "momentum", "--momentum", "0", "--lr", "0.01", "--steps", "5", "-q")
+    assert code in (0, 1) and "error" not in err

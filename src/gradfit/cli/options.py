@@ -61,6 +61,7 @@ def optimizer_options(args) -> dict:
     out = {}
     for name, row in SETTINGS.items():
         value = getattr(args, name, None)
-        if row.scope == "option" and value not in (None, False):
+        # not 'in (None, False)': 0 == False, and --batch-size 0 was dropped unchecked
+        if row.scope == "option" and value is not None and value is not False:
             out[name] = value
     return out
