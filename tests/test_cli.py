@@ -275,3 +275,18 @@ def test_an_option_of_zero_is_checked_not_dropped(capsys):
     code, out, err = run(capsys, "fit", "lesson", "--model", "a*x+b", "--optimizer",
                          "momentum", "--momentum", "0", "--lr", "0.01", "--steps", "5", "-q")
     assert code in (0, 1) and "error" not in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["fit", "lesson", "--model", "a*x+b", "--group", "g"], "built-in dataset, one series"),
+    (["fit", "lesson", "--model", "a*x+b", "--x", "nope"], "its columns are fixed"),
+    (["fit", "lesson", "--model", "a*x+b", "--out", "never.csv"], "--out writes the table of"),
+    (["fit", "lesson", "--model", "a*x+b", "--fix", "a=1", "--bounds", "a=2:3"],
+     "'a' is fixed at 1, outside its bounds 2..3"),
+])
+def test_options_that_would_be_ignored_are_usage_errors(capsys, tmp_path, monkeypatch, argv,
+                                                        words):
+    # each had been ignored without a word (--group on a built-in: 'file not found')
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and words in err and not (tmp_path / "never.csv").exists()

@@ -103,6 +103,13 @@ class FitConfig:
             SETTINGS[f.name].check(getattr(self, f.name))
         for name, value in self.p0 + self.fixed:
             _finite(f"value of {name!r}", value)
+        bounds = self.bounds_dict
+        for name, value in self.fixed:        # a value held where its bounds forbid it
+            lo, hi = bounds.get(name, (-math.inf, math.inf))
+            if not lo <= value <= hi:
+                raise InputError(f"{name!r} is fixed at {value:g}, outside its bounds "
+                                 f"{lo:g}..{hi:g}", expected="a fixed value within its bounds, "
+                                 "or no bounds for a fixed parameter")
         resolve_options(OPTIMIZERS[self.optimizer], self.options_dict)
         check_options(self.options_dict)
 

@@ -145,7 +145,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     free = tuple(n for n in names if n not in fixed_names)
     if not free:
         raise InputError("every parameter is fixed", expected="at least one free parameter")
-    lo, hi = bounds_matrix(free, names, bounds, B, d.bad)
+    lo, hi = bounds_matrix(free, names, bounds, B, d.bad, fixed_vals)
     values, given = start_matrix(m, d, p0, guess, seed)   # (B, P), (B, P); d.bad grows
     values[:, [names.index(n) for n in fixed_names]] = fixed_vals[:, [names.index(n) for n in fixed_names]]
     counts = d.counts

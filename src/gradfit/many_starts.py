@@ -66,13 +66,16 @@ def _fill_columns(out, given, names, values, what: str, not_finite: str, bad: di
             given[:, names.index(name)] = True
 
 
-def bounds_matrix(free, names, bounds, B: int, bad: dict):
+def bounds_matrix(free, names, bounds, B: int, bad: dict, fixed_vals=None):
     """``lo``, ``hi`` ``(B, F)``: +-inf where unbounded. Bounds given once with low >= high
-    are refused; among B pairs, such a pair fails its problem alone (``bad[b]``: why)."""
+    are refused; among B pairs, such a pair fails its problem alone (``bad[b]``: why). So is
+    a fixed value (``fixed_vals`` ``(B, P)``) outside its own bounds (``fit``'s rule)."""
     lo, hi = np.full((B, len(free)), -math.inf), np.full((B, len(free)), math.inf)
     for name, pair in (bounds or {}).items():
         _known(names, name, "bounds")
         if name not in free:
+            if fixed_vals is not None:
+                _fixed_within(name, pair, fixed_vals[:, names.index(name)], B, bad)
             continue
         try:
             a, b = pair
@@ -91,6 +94,27 @@ def bounds_matrix(free, names, bounds, B: int, bad: dict):
                                    f"< high, got ({lo[k, j]:g}, {hi[k, j]:g})")
         lo[wrong, j], hi[wrong, j] = -math.inf, math.inf    # never run: only finite there
     return lo, hi
+
+
+def _fixed_within(name, pair, value, B: int, bad: dict) -> None:
+    try:
+        a, b = pair
+    except (TypeError, ValueError):
+        raise InputError(f"bad bounds for {name!r}", expected="a pair (low, high)",
+                         given=repr(pair)) from None
+    low = _per_problem("bounds", name, -math.inf if a is None else a, B)
+    high = _per_problem("bounds", name, math.inf if b is None else b, B)
+    outside = ~((low <= value) & (value <= high))
+    if not outside.any():
+        return
+    k = int(np.flatnonzero(outside)[0])
+    text = (f"{name!r} is fixed at {value[k]:g}, outside its bounds {low[k]:g}..{high[k]:g}")
+    if np.size(a) == 1 and np.size(b) == 1 and np.unique(value).size == 1:
+        raise InputError(text, expected="a fixed value within its bounds, or no bounds for "
+                         "a fixed parameter")
+    for k in np.flatnonzero(outside):
+        bad.setdefault(int(k), f"{name!r} is fixed at {value[k]:g}, outside its bounds "
+                               f"{low[k]:g}..{high[k]:g} for this problem")
 
 
 def start_matrix(model, data, p0, guess, seed: int):

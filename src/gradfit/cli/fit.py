@@ -5,7 +5,7 @@ import sys
 
 from ..errors import InputError
 from .exits import EXIT_FAILED, EXIT_OK
-from .inputs import add_data_args, load
+from .inputs import DATASETS, add_data_args, load
 from .options import add_settings, optimizer_options
 from .parsing import assignments_or_none, check_outputs, parse_bounds, write_json
 
@@ -69,6 +69,13 @@ def cmd_fit(args) -> int:
                          "fit)", given=args.time_limit)
     if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
         return cmd_fit_dask(args)
+    if args.group and args.data in DATASETS:
+        raise InputError(f"{args.data!r} is a built-in dataset, one series without a group "
+                         "column", expected="--group with a CSV file of many series")
+    if args.out and not args.group:     # it wrote nothing, without a word
+        raise InputError("--out writes the table of a --group fit (one row per series)",
+                         expected="--group COL, or --json FILE for this one fit",
+                         given=args.out)
     if args.group:                # many series: one fit each, one row each
         from .many import cmd_fit_many
         return cmd_fit_many(args, run_kwargs(args))

@@ -26,6 +26,11 @@ def load(args):
     """The data named by ``args.data``: a built-in dataset, else a CSV and its columns."""
     from ..data import load_data
     if args.data in DATASETS:
+        chosen = [f"--{k}" for k in ("x", "y", "sigma") if getattr(args, k, None)]
+        if chosen:                      # ignored before, without a word
+            from ..errors import InputError
+            raise InputError(f"{args.data!r} is a built-in dataset: its columns are fixed",
+                             expected=f"no {', '.join(chosen)}, or a CSV file")
         data = load_data(args.data)
     else:
         data = load_data(args.data, x=args.x, y=args.y, sigma=args.sigma, drop_nan=args.drop_nan)
