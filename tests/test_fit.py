@@ -500,3 +500,14 @@ def test_loss_and_grad_takes_finite_values_only(lesson):
     value, _ = loss_and_grad(QUAD, lesson.x, lesson.y, {"a": np.float32(1.1), "b": 1.1,
                                                          "c": np.array(1.1)}, loss="mae")
     assert value == pytest.approx(2.4219, abs=1e-4)
+
+
+def test_a_model_undefined_at_a_data_point_says_where():
+    # a/x+b with x = 0 in the data had been told to try other starting values or rescale x
+    x = np.array([1.0, 0.0, 2.0, 3.0])
+    for model in ("a/x+b", "a*log(x)+b"):
+        r = fit(model, x, [2.0, 4.0, 7.0, 8.0])
+        assert r.reason == "diverged" and not r.converged
+        assert "not finite at point 2 (x = 0) whatever its parameters" in r.message
+    r = fit("a*sqrt(x)+b", [-1.0, 1.0, 2.0, -3.0], [2.0, 4.0, 7.0, 8.0])
+    assert "not finite at point 1 (x = -1) and 1 other point(s)" in r.message

@@ -213,7 +213,7 @@ class FitRun(Run):
         if losses and self.stepper.has_lr:
             advice = f"try a smaller learning rate, e.g. lr={lr / 10:g}"
         else:           # no step to blame: the data's scale, or the model overflows here
-            advice = _too_large(self.problem, point) or (
+            advice = _too_large(self.problem, point) or _undefined_at(self.problem, point) or (
                 "the model overflows near these parameters: try starting values (p0) "
                 "nearer the answer, or rescale x or y (e.g. x/1000) so that the model stays "
                 "finite")
@@ -403,6 +403,29 @@ def _too_large(prob, point) -> str | None:
     return (f"the data are too large for the loss in {str(prob.y.dtype).split('.')[-1]} "
             f"({what} reaches {top:.3g}, and the loss overflows although the model is finite "
             f"here): expected data of a scale nearer 1; rescale y (and sigma){example}")
+
+
+def _undefined_at(prob, point) -> str | None:
+    """The advice when the model is NaN at a data point at ``point`` and at every other
+    parameter set tried there (half, double, unit values): undefined at that x (a/x at
+    x = 0, log or sqrt of a negative x), which no start and no rescaling mends; else None."""
+    if point is None:
+        return None
+    with torch.no_grad():
+        tries = [point, 0.5 * point, 2.0 * point, torch.ones_like(point)]
+        bad = torch.stack([~torch.isfinite(prob.predict(t)) for t in tries]).all(0)
+    if not bool(bad.any()):
+        return None
+    i = int(bad.nonzero()[0, 0])
+    x = prob.x[i]
+    where = f"x = {float(x):g}" if x.ndim == 0 else \
+        "(" + ", ".join(f"{n} = {float(v):g}" for n, v in zip(prob.model.input_names, x)) + ")"
+    more = int(bad.sum()) - 1
+    return (f"the model is not finite at point {i + 1} ({where})"
+            + (f" and {more} other point(s)" if more else "")
+            + " whatever its parameters: it is undefined there (a division by zero, the log or "
+            "square root of a negative number); expected a model defined at every data point, "
+            "or leave such points out")
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:
