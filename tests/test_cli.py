@@ -290,3 +290,18 @@ def test_options_that_would_be_ignored_are_usage_errors(capsys, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, *argv)
     assert code == 2 and words in err and not (tmp_path / "never.csv").exists()
+
+
+def test_a_landscape_with_no_finite_loss_and_an_overflowing_span_are_usage_errors(capsys,
+                                                                                  tmp_path):
+    # an all-inf picture with exit 0 and numpy's warnings; span 1e308 crashed (exit 70)
+    zero = _csv(tmp_path, "x,y\n0,2\n1,4\n2,7\n3,8\n")
+    out = str(tmp_path / "l.png")
+    code, _, err = run(capsys, "landscape", zero, "--model", "a/x+b", "--params", "a,b",
+                       "--out", out)
+    assert code == 2 and "no finite loss to draw" in err and "x = 0" in err
+    assert len(err.strip().splitlines()) == 1
+    good = _csv(tmp_path, "x,y\n1,2\n2,4\n3,7\n4,8\n", "g.csv")
+    code, _, err = run(capsys, "landscape", good, "--model", "a*x+b", "--params", "a,b",
+                       "--out", out, "--span", "1e308")
+    assert code == 2 and "a range whose width is a finite number" in err

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from ..errors import GradfitError, InputError
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit code (``EXIT_CODES``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # numpy's RuntimeWarnings (overflow, invalid value in a landscape of a model undefined
+    # somewhere) are no message for the user: what went wrong is said in one line
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
     if sys.stdout is None:             # started with stdout closed ('>&-'): print() would
         sys.stdout = _Closed()         # drop the answer without a word
     try:

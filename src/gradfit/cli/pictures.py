@@ -3,6 +3,8 @@
 draw, so the other commands never load it; ``plots/`` imports nothing from here."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import InputError
 from .exits import EXIT_OK
 from .inputs import add_data_args, load
@@ -92,12 +94,16 @@ def parse_span(text: str | None):
     hint = "a half-width such as 2, or a=2,b=0:5 (half-width or low:high per parameter)"
     try:
         if "=" not in text:
-            return core.axis_range("every parameter", 0.0, float(text)) and float(text)
+            half = float(text)
+            core.axis_range("every parameter", 0.0, half)    # its own message if bad
+            return half
         span = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             name, _, value = part.partition("=")
             lo, colon, hi = value.partition(":")
             span[name.strip()] = (float(lo), float(hi)) if colon else float(value)
+    except InputError:
+        raise
     except ValueError:
         raise InputError("bad --span", expected=hint, given=text) from None
     for name, value in span.items():          # refuse a bad span before the fit runs
@@ -172,6 +178,8 @@ def landscape_command(args, data, fit_kwargs: dict) -> None:
     for _ in run:
         pass
     r = run.result
+    if not np.isfinite(r.history).any():    # an all-inf picture, exit 0, before
+        raise InputError("no finite loss to draw: the fit " + r.message)
     fig = landscape(r, data, params=names, around=around, span=span,
                     resolution=args.resolution, delta=args.delta)
     save(fig, out)
