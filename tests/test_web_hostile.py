@@ -203,6 +203,9 @@ def test_uploaded_column_names_come_back_as_input_names_every_endpoint_takes(
     ({"data": {"x": [True, False, True], "y": [1, 2, 3]}}, "data.x"),
     ({"resolution": "61"}, "resolution"),
     ({"span": "1"}, "span"),
+    ({"path": [[0.5, 0.5], [1.0]]}, "path"),                  # not a pair: was dropped
+    ({"path": [[0.5, 0.5, 0.5]]}, "path"),                    # was cut to two
+    ({"path": [[0.0] * 1000]}, "path"),
 ])
 def test_booleans_and_texts_are_no_numbers(client, pts, change, where):
     # pydantic's lax mode had read true as 1.0 and "61" as 61 (200)

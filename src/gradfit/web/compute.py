@@ -139,7 +139,7 @@ def landscape(req: LandscapeIn, limits: ServerLimits | None = None) -> dict:
     if req.names is not None:
         path = None
         if req.path:
-            path = np.array([p[:2] for p in req.path if len(p) >= 2], dtype=float).reshape(-1, 2)
+            path = np.array(req.path, dtype=float).reshape(-1, 2)
         out["grid"] = loss_grid(prob, req.names, center, span=req.span,
                                 resolution=req.resolution, path=path, **chunks).to_dict()
     if req.slice is not None:

@@ -166,7 +166,9 @@ class LandscapeIn(ProblemIn):
     slice: Optional[str] = None
     resolution: int = Field(61, ge=2, le=MAX_RESOLUTION)
     span: Optional[Finite] = Field(None, gt=0)
-    path: Optional[list[list[Finite]]] = Field(None, max_length=MAX_STEPS)
+    # each point a pair (rows of other lengths had been dropped or cut, without a word)
+    path: Optional[list[Annotated[list[Finite], Field(min_length=2, max_length=2)]]] = Field(
+        None, max_length=MAX_STEPS)
 
     @model_validator(mode="after")
     def _something(self):
