@@ -84,8 +84,13 @@ def calls(code: str) -> list[str]:
     {"name": "lesson", "n": 20, "seed": 7},
 ])
 def test_code_holds_only_the_expected_calls(client, data):
+    # a model that is no expression is refused, as by every other endpoint (it had been
+    # quoted into a snippet that could not run)
     r = client.post("/api/code", json={"data": data, "model": "a*x + b')\nimport os\n#",
-                                       "loss": "mae", "optimizer": "gd", "lr": 0.01,
+                                       "loss": "mae", "optimizer": "gd", "lr": 0.01})
+    assert r.status_code == 422 and "is not allowed" in r.json()["detail"]
+    r = client.post("/api/code", json={"data": data, "model": "a*x + b", "loss": "mae",
+                                       "optimizer": "gd", "lr": 0.01,
                                        "p0": {"a')\nimport os\n#": 1.0}})
     assert r.status_code == 200, r.text
     code = r.json()["code"]

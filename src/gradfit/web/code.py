@@ -66,7 +66,11 @@ def _data_args(req: CodeIn) -> str:
 
 
 def snippet(req: CodeIn) -> str:
-    """The page's run and its exact fit (optimizer auto from the same start), as code."""
+    """The page's run and its exact fit (optimizer auto from the same start), as code. The
+    model is checked as every other endpoint checks it: a snippet that cannot run is a 422,
+    not code."""
+    from .compute import build_model, check_model
+    check_model(build_model(req.model, tuple(req.points.inputs) if req.points else ("x",)))
     lr = "None" if req.lr is None else repr(float(req.lr))
     p0 = "None" if not req.p0 else repr({k: float(v) for k, v in req.p0.items()})
     data = _data_args(req)
