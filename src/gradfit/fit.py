@@ -406,13 +406,14 @@ def _too_large(prob, point) -> str | None:
 
 
 def _undefined_at(prob, point) -> str | None:
-    """The advice when the model is NaN at a data point at ``point`` and at every other
-    parameter set tried there (half, double, unit values): undefined at that x (a/x at
+    """The advice when the model is not finite at a data point at ``point`` and at every
+    other parameter set tried there (half, double, ones, zeros): undefined at that x (a/x at
     x = 0, log or sqrt of a negative x), which no start and no rescaling mends; else None."""
     if point is None:
         return None
     with torch.no_grad():
-        tries = [point, 0.5 * point, 2.0 * point, torch.ones_like(point)]
+        tries = [point, 0.5 * point, 2.0 * point, torch.ones_like(point),
+                 torch.zeros_like(point)]     # zeros: an exp(b*x) that overflows is finite
         bad = torch.stack([~torch.isfinite(prob.predict(t)) for t in tries]).all(0)
     if not bool(bad.any()):
         return None
