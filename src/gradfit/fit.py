@@ -415,6 +415,14 @@ def _undefined_at(prob, point) -> str | None:
         tries = [point, 0.5 * point, 2.0 * point, torch.ones_like(point),
                  torch.zeros_like(point)]     # zeros: an exp(b*x) that overflows is finite
         bad = torch.stack([~torch.isfinite(prob.predict(t)) for t in tries]).all(0)
+        if not bool(bad.any()):
+            return None
+        # at half its x a model undefined there (x = 0, a negative x) stays so; one that
+        # overflows (exp(x) at x = 1000) does not: that is the data's scale, rescale x
+        outer = getattr(prob, "transform", None)
+        ext = [outer.external(t) if outer is not None else t for t in tries]
+        half = torch.stack([~torch.isfinite(prob.model(prob.x * 0.5, t)) for t in ext]).all(0)
+        bad = bad & half
     if not bool(bad.any()):
         return None
     i = int(bad.nonzero()[0, 0])
