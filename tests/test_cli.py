@@ -305,3 +305,22 @@ def test_a_landscape_with_no_finite_loss_and_an_overflowing_span_are_usage_error
     code, _, err = run(capsys, "landscape", good, "--model", "a*x+b", "--params", "a,b",
                        "--out", out, "--span", "1e308")
     assert code == 2 and "a range whose width is a finite number" in err
+
+
+def test_data_from_standard_input(tmp_path):
+    # '-' had been "no built-in dataset or file named '-'"
+    exe = [sys.executable, "-m", "gradfit.cli", "fit", "-", "--model", "a*x+b", "--json", "-"]
+    text = "x,y\n0,1\n1,3.1\n2,4.9\n3,7.2\n"
+    r = subprocess.run(exe, input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a, b = np.polyfit([0, 1, 2, 3], [1, 3.1, 4.9, 7.2], 1)
+    got = json.loads(r.stdout)["params"]
+    assert got["a"] == pytest.approx(a, rel=1e-12) and got["b"] == pytest.approx(b, rel=1e-12)
+    bad = subprocess.run(exe, input="x,y\n1,oops\n", capture_output=True, text=True)
+    assert bad.returncode == 2 and "standard input, row 2, column 'y'" in bad.stderr
+    long = "g,x,y\n" + "".join(f"{g},{x},{(g + 1) * x + 1}\n" for g in (1, 2) for x in range(4))
+    out = tmp_path / "fits.csv"
+    r = subprocess.run(exe[:7] + ["--group", "g", "--out", str(out), "-q"], input=long,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text().count("\n") == 3

@@ -22,6 +22,7 @@ import csv
 import itertools
 import math
 import re
+import sys
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,8 +209,21 @@ def synthetic(f: Callable | str, *, n: int = 20, x_range: tuple[float, float] = 
     return Dataset(xt.numpy().astype(np.float64), y, None, ("x",), name=name)
 
 
+STDIN = "-"     # the data's name for standard input (``cat data.csv | gradfit fit -``)
+
+
+def _where(path) -> str:
+    return "standard input" if str(path) == STDIN else str(path)
+
+
 def _open(path: Path):
     where, expected = str(path), "a CSV text file with a header row"
+    if where == STDIN:                  # read once, as a file; closing it ends the input
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise DataError("standard input is closed", expected=expected,
+                            where="standard input")
+        return stream
     if not path.exists():
         raise DataError("file not found", expected=expected, where=where)
     if path.is_dir():
@@ -339,7 +353,7 @@ def load_csv(path: str | Path, *, x: str | Sequence[str] | None = None, y: str |
     """
     path = Path(path)
     with _open(path) as fh:
-        return read_csv(fh, str(path), x=x, y=y, sigma=sigma, drop_nan=drop_nan,
+        return read_csv(fh, _where(path), x=x, y=y, sigma=sigma, drop_nan=drop_nan,
                         max_points=max_points, max_columns=max_columns)
 
 
@@ -579,10 +593,10 @@ def load_data(spec: str, **csv_options) -> Dataset:
             raise DataError(f"options {', '.join(given)} apply only to CSV files",
                             expected=f"no CSV options for the built-in dataset {spec!r}")
         return DATASETS[spec]()
-    if not Path(spec).exists():
+    if spec != STDIN and not Path(spec).exists():
         raise DataError(f"no built-in dataset or file named {spec!r}",
                         expected="a built-in dataset (" + ", ".join(DATASETS)
-                        + ") or the path of a CSV file")
+                        + "), the path of a CSV file, or - for standard input")
     return load_csv(spec, **csv_options)
 
 

@@ -9,8 +9,8 @@ from .options import add_setting
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="a CSV file with a header, or a built-in dataset: "
-                   + ", ".join(DATASETS))
+    p.add_argument("data", help="a CSV file with a header ('-': standard input), or a "
+                   "built-in dataset: " + ", ".join(DATASETS))
     add_setting(p, "model", required=True)
     p.add_argument("--x", help="input column(s) of the CSV, comma-separated (default: the first)")
     p.add_argument("--y", help="output column of the CSV (default: the last)")
