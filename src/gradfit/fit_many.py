@@ -66,7 +66,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     problem; or long columns ``x``, ``y`` (one row a point) with a ``group`` label per row
     (ragged series); or ``data=`` a pandas DataFrame in long form with ``x``, ``y``,
     ``group`` (and ``sigma``) naming its columns (``x`` by default its column named x; the
-    frame may also come second, in ``x``'s place: ``fit_many(model, frame, y=..., group=...)``). ``sigma``: ``(n,)`` or ``(B, n)``.
+    frame may also come second, in ``x``'s place: ``fit_many(model, frame, y=...,
+    group=...)``). ``sigma``: ``(n,)`` or ``(B, n)``.
     ``p0``: name -> a number (shared) or B numbers; ``guess(x, y) -> dict`` per problem
     (numpy arrays of its real points), overridden by ``p0``. ``bounds``: name -> (lo, hi),
     each a number or B numbers; ``fixed``: name -> a number or B numbers.

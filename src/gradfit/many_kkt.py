@@ -255,9 +255,9 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     few. So are those at the step limit or failed with a parameter near a bound (``fit``'s
     active set runs there too: ``active_set.held_up_by_a_bound``), which IRLS creeping
     towards the bound reaches first (huber's ``a*x^b`` ended uncertified 1e-7 below its
-    bound on ``a``, where ``fit`` certified the optimum on it). The first ``ALONE_MAX`` such rows are finished; the others keep
-    their verdict. Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in
-    place."""
+    bound on ``a``, where ``fit`` certified the optimum on it). The first ``ALONE_MAX``
+    such rows are finished; the others keep their verdict. Returns the new ``theta``;
+    ``steps``, ``reason``, ``message`` change in place."""
     from .many_engines import _on_a_bound
     if tr.identity:
         return theta
