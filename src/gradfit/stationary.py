@@ -179,10 +179,11 @@ def _along_kinks(r: torch.Tensor, jac: torch.Tensor, scale: torch.Tensor,
     """The mae's ways down along its kinks: where the ``m`` residuals nearest zero (the set
     Z, ``m`` = 1, F/2 and F-1: a kink, a face, an edge of a vertex) vanish, the MAE is
     smooth along the surface ``r_Z = 0`` and falls along ``-P g_N``, ``g_N = J_N^T
-    sign(r_N)`` projected on the null space of ``J_Z`` (in the scaled coordinates). A stop on one kink away from a vertex rises along the gradient,
-    every axis and nearly every random direction (each crosses the kink), and falls along
-    that one line (L-BFGS by mae on an exponential decay: 2.4e-4 above the minimum, which
-    no other look found). ``halves`` ``(s,)``: the steps along each, as the gradient's."""
+    sign(r_N)`` projected on the null space of ``J_Z`` (in the scaled coordinates). A stop
+    on one kink away from a vertex rises along the gradient, every axis and nearly every
+    random direction (each crosses the kink), and falls along that one line (L-BFGS by mae
+    on an exponential decay: 2.4e-4 above the minimum, which no other look found).
+    ``halves`` ``(s,)``: the steps along each, as the gradient's."""
     k, n, F = jac.shape
     if F < 2:
         return []
