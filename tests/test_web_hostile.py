@@ -439,3 +439,37 @@ def test_an_exact_fit_past_the_deadline_is_cancelled():
 def test_a_header_with_a_lone_carriage_return_is_a_422_not_a_500(client):
     r = client.post("/api/csv", files={"file": ("a.csv", b'x\ry,y\n1,2\n', "text/csv")})
     assert r.status_code == 422 and "header" in r.json()["detail"]
+
+
+def test_a_body_that_stops_arriving_gets_408_soon():
+    # 7 bytes of a promised 1000, then nothing: the connection had been held for ever
+    import asyncio
+    from gradfit.web.guard import Guard
+
+    async def app(scope, receive, send):           # reads its whole body, as FastAPI does
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def run(chunks):
+        sent, queue = [], list(chunks)
+
+        async def receive():
+            if queue:
+                return queue.pop(0)
+            await asyncio.sleep(30)                # the client went quiet
+            return {"type": "http.disconnect"}
+
+        async def send(msg):
+            sent.append(msg)
+        scope = {"type": "http", "path": "/api/eval", "scheme": "http",
+                 "headers": [(b"host", b"127.0.0.1"), (b"content-length", b"1000")]}
+        await asyncio.wait_for(Guard(app, body_idle=0.2)(scope, receive, send), 5)
+        return sent
+    t = time.perf_counter()
+    sent = asyncio.run(run([{"type": "http.request", "body": b"{\"data\"", "more_body": True}]))
+    assert time.perf_counter() - t < 3
+    assert sent[0]["status"] == 408 and b"stopped arriving" in sent[1]["body"]
+    whole = asyncio.run(run([{"type": "http.request", "body": b"{}", "more_body": False}]))
+    assert whole[0]["status"] == 200                # a body that arrives is untouched

@@ -9,13 +9,16 @@
 - **Body size**: a JSON body over ``MAX_JSON_BYTES`` (a CSV upload over ``MAX_CSV_BYTES``
   plus its form) gets 413 before a byte of it is parsed: by its Content-Length when it has
   one, else while it streams in. Bodies being received at once hold at most
-  ``MAX_BODY_BYTES_IN_FLIGHT``; past that the answer is 429.
+  ``MAX_BODY_BYTES_IN_FLIGHT``; past that the answer is 429. A body that stops arriving
+  for ``BODY_IDLE_SECONDS`` gets 408 (a client that sends 7 bytes of a promised 1000 had
+  held its connection for ever).
 
 Refusals are JSON ``{"detail": "<one line>"}``; a refused WebSocket is closed before it is
 accepted (the browser sees a 403).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import urlsplit
 
@@ -26,7 +29,14 @@ UPLOADS = ("/api/csv",)
 FORM_SLACK = 64 * 1024          # the multipart form's other fields and boundaries
 
 
+BODY_IDLE_SECONDS = 15.0        # the longest wait for the next piece of a request's body
+
+
 class TooLarge(Exception):
+    pass
+
+
+class Stalled(Exception):
     pass
 
 
@@ -43,8 +53,8 @@ def _split_host(value: str) -> tuple[str, str]:
 class Guard:
     """ASGI middleware: Host and Origin checks and body caps, before the app sees a request."""
 
-    def __init__(self, app, hosts=(), origins=()):
-        self.app = app
+    def __init__(self, app, hosts=(), origins=(), body_idle: float = BODY_IDLE_SECONDS):
+        self.app, self.body_idle = app, body_idle
         self.hosts = set(LOOPBACK) | {h.strip("[]").lower() for h in hosts if h}
         self.hosts -= {"0.0.0.0", "::"}             # an address to listen on, not a name
         self.origins = {o.rstrip("/").lower() for o in origins if o}
@@ -84,11 +94,18 @@ class Guard:
         return await self._counted(scope, receive, send, cap)
 
     async def _counted(self, scope, receive, send, cap):
-        taken, started = 0, False
+        taken, started, whole = 0, False, False
 
         async def counting_receive():
-            nonlocal taken
-            msg = await receive()
+            nonlocal taken, whole
+            if whole:                   # the body is in: the app waits for a disconnect
+                return await receive()
+            try:                        # a body that stops arriving holds nothing for long
+                msg = await asyncio.wait_for(receive(), self.body_idle)
+            except asyncio.TimeoutError:
+                raise Stalled(f"the request body stopped arriving: expected the next part "
+                              f"within {self.body_idle:g} s") from None
+            whole = msg["type"] != "http.request" or not msg.get("more_body", False)
             if msg["type"] == "http.request":
                 size = len(msg.get("body", b""))
                 taken += size
@@ -112,6 +129,9 @@ class Guard:
             if not started:
                 status = 429 if "busy" in str(exc) else 413
                 await _json(send, status, str(exc))
+        except Stalled as exc:
+            if not started:
+                await _json(send, 408, str(exc))
         finally:
             self.in_flight -= taken
 
