@@ -258,3 +258,18 @@ def test_a_column_named_in_two_roles_is_refused_by_its_roles(cols, text):
         with pytest.raises(InputError, match=re.escape(text + ": expected each column in one "
                                                               "role, once")):
             run()
+
+
+@pytest.mark.parametrize("optimizer", ["lm", "adam"])
+def test_data_whose_squares_overflow_say_so_in_fit_many_as_in_fit(optimizer):
+    # fit_many had said only "the residuals or their derivatives are not finite here"
+    x = np.linspace(0, 1, 10)
+    big = (2 * x + 1) * 1e170
+    res = gradfit.fit_many("a*x+b", x, np.vstack([big, 2 * x + 1]), optimizer=optimizer,
+                           lr=0.1, steps=3000)
+    assert not res.converged[0] and res.converged[1]
+    assert "data are too large for the loss" in res.message[0] and "y/1e170" in res.message[0]
+    one = gradfit.fit("a*x+b", x, big)
+    assert not one.converged and "y/1e170" in one.message
+    mae = gradfit.fit_many("a*x+b", x, big[None], loss="mae")     # no squares: fitted
+    assert mae.converged[0] and mae.params["a"][0] == pytest.approx(2e170, rel=1e-12)

@@ -39,7 +39,7 @@ from .batch_lm import RUNAWAY, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .stationary import plateau_message
-from .verdict import judge, not_determined
+from .verdict import judge, not_determined, too_large_text
 from .problem import Problem
 from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
 
@@ -398,11 +398,7 @@ def _too_large(prob, point) -> str | None:
         top = float(ys.abs().max())
     if not top > 0:
         return None
-    what = "|y|" if prob.sigma is None else "|y / sigma|"
-    example = f", e.g. y/1e{math.floor(math.log10(top))}" if math.isfinite(top) else ""
-    return (f"the data are too large for the loss in {str(prob.y.dtype).split('.')[-1]} "
-            f"({what} reaches {top:.3g}, and the loss overflows although the model is finite "
-            f"here): expected data of a scale nearer 1; rescale y (and sigma){example}")
+    return too_large_text(top, prob.y.dtype, prob.sigma is not None)
 
 
 def _undefined_at(prob, point) -> str | None:

@@ -73,6 +73,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             _plateaus(reason, message, prob, tr, theta, first)
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
+        _too_large(reason, message, prob)
         ok = torch.as_tensor(reason != "diverged", device=u.device)
         cov, rank = covariance(prob, tr, theta, ok, absolute_sigma,
                                *((d, M) if tr.identity else (None, None)))
@@ -84,6 +85,25 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         if method == "lm" and theta.dtype == torch.float32:
             _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
     return theta, steps, reason, message, cov
+
+
+def _too_large(reason, message, prob) -> None:
+    """A failed or diverged squared-loss fit whose data alone overflow the loss (``|y /
+    sigma|`` past about 1e154 in float64) says so, with the rescaling to try, as ``fit``
+    does (it had said only "the residuals or their derivatives are not finite here")."""
+    from .verdict import too_large_text
+    bad = np.flatnonzero(np.isin(reason, ("failed", "diverged")))
+    if not bad.size:
+        return
+    rows = torch.as_tensor(bad, device=prob.y.device)
+    ys = prob.y[rows] if prob.sigma is None else prob.y[rows] / prob.sigma[rows]
+    ys = ys.abs() if prob.mask is None else torch.where(prob.mask[rows], ys.abs(), 0.0)
+    with torch.no_grad():
+        over = ~torch.isfinite(ys.square().sum(-1)) & torch.isfinite(ys).all(-1)
+    top = ys.amax(-1)
+    for i in np.flatnonzero(over.cpu().numpy()).tolist():
+        message[bad[i]] = too_large_text(float(top[i]), prob.y.dtype, prob.sigma is not None,
+                                         model_finite=False)
 
 
 def _float32_short(reason, message, prob, tr, theta, m=None) -> None:

@@ -43,6 +43,18 @@ UNDETERMINED = 1e3    # relative standard errors beyond this, of correlated para
 TOGETHER = 0.99       # |correlation| of parameters that move together
 
 
+def too_large_text(top: float, dtype, weighted: bool, model_finite: bool = True) -> str:
+    """The message of data too large for the loss: ``|y|`` (``|y / sigma|``, ``weighted``)
+    reaches ``top``, and their squares overflow ``dtype`` (past about 1e154 in float64)."""
+    what = "|y / sigma|" if weighted else "|y|"
+    example = f", e.g. y/1e{math.floor(math.log10(top))}" if math.isfinite(top) else ""
+    why = ", and the loss overflows although the model is finite here" if model_finite \
+        else ": their squares overflow"
+    return (f"the data are too large for the loss in {str(dtype).split('.')[-1]} "
+            f"({what} reaches {top:.3g}{why}): expected data of a scale nearer 1; rescale y "
+            f"(and sigma){example}")
+
+
 def _underflow(problem, final: torch.Tensor) -> bool:
     """Whether the sum of squares underflowed (``batch_lm.too_small``): data of scale
     1e-200 square to 0, and so does the loss of a linear fit solved directly, whose
