@@ -324,3 +324,11 @@ def test_data_from_standard_input(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert out.read_text().count("\n") == 3
+
+
+def test_eval_says_when_the_loss_is_not_finite(capsys, tmp_path):
+    # 'mse = inf' had been printed with no word on why
+    zero = _csv(tmp_path, "x,y\n0,2\n1,4\n2,7\n3,8\n")
+    code, out, err = run(capsys, "eval", zero, "--model", "a/x+b", "--params", "a=1,b=1")
+    assert code == 0 and "mse = inf" in out
+    assert "not finite at these parameters" in err and len(err.strip().splitlines()) == 1

@@ -2,6 +2,9 @@
 loss and its gradient at given parameters)."""
 from __future__ import annotations
 
+import math
+import sys
+
 from .exits import EXIT_OK
 from .inputs import add_data_args, load
 from .parsing import parse_assignments, write_json
@@ -51,6 +54,10 @@ def cmd_eval(args) -> int:
     if args.json:
         write_json(args.json, {"loss": value, "loss_name": args.loss, "params": params,
                                "grad": grad})
+    if not math.isfinite(value):        # printed as it is, but never without a word
+        print(f"gradfit: note: the {args.loss} is not finite at these parameters: the model "
+              "overflows there, or is undefined at a data point (a division by zero, the log "
+              "or square root of a negative number)", file=sys.stderr)
     if args.json != "-":
         width = max(len(n) for n in grad)
         print(f"{args.loss} = {value:.6g}")
