@@ -102,7 +102,7 @@ class FitConfig:
         for f in dataclasses.fields(self):
             SETTINGS[f.name].check(getattr(self, f.name))
         for name, value in self.p0 + self.fixed:
-            _finite(f"value of {name!r}", value)
+            check_finite(f"value of {name!r}", value)
         bounds = self.bounds_dict
         for name, value in self.fixed:        # a value held where its bounds forbid it
             lo, hi = bounds.get(name, (-math.inf, math.inf))
@@ -214,6 +214,7 @@ def _bound_pair(name, pair) -> tuple[float, float]:
     return lo, hi
 
 
-def _finite(what: str, value) -> None:
+def check_finite(what: str, value) -> None:
+    """Refuse a value that is not a finite number (a bool is none), saying which."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise InputError(f"bad {what}", expected="a finite number", given=value)

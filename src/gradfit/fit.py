@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from .config import FitConfig, plain
+from .config import FitConfig, check_finite, plain
 from .data import unmasked
 from .errors import FitError, InputError
 from .losses import get_loss
@@ -564,9 +564,7 @@ def loss_and_grad(model, x, y, params: Mapping[str, float], *, sigma=None, loss:
                          expected="values for " + ", ".join(names),
                          given=", ".join(params) or "none")
     for n in names:                     # as fit's p0: a finite number each
-        v = plain(params[n])
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise InputError(f"bad value of {n!r}", expected="a finite number", given=params[n])
+        check_finite(f"value of {n!r}", plain(params[n]))
     theta = torch.tensor([float(params[n]) for n in names], dtype=torch.float64, requires_grad=True)
     value = problem.objective(theta)
     value.backward()
