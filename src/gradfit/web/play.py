@@ -65,6 +65,16 @@ class PlayIn(RunIn):
     pause_at: Optional[int] = Field(None, ge=0)   # pause by itself at this step (a link)
 
 
+def _check_changes(settings: dict, changes, delta: float) -> None:
+    """Refuse changes after which, at any step, the optimizer cannot minimise the loss
+    (``losses.check_method``: irls with mse had ended the run)."""
+    at = dict(settings)
+    check_method(at["optimizer"], get_loss(at["loss"], delta))
+    for c in changes:
+        at.update({k: getattr(c, k) for k in ("loss", "optimizer") if getattr(c, k) is not None})
+        check_method(at["optimizer"], get_loss(at["loss"], delta))
+
+
 def takes_weight_decay(optimizer: str) -> bool:
     return "weight_decay" in OPTIMIZERS[optimizer].options
 
@@ -84,11 +94,7 @@ class PlaySession:
             price_run_step(self.model, len(self.y), optimizer, self.limits)   # replayed too
         self.settings = {"lr": req.lr or OPTIMIZERS[req.optimizer].default_lr,
                          "loss": req.loss, "optimizer": req.optimizer}
-        after = dict(self.settings)
-        for c in [req] + sorted(req.changes, key=lambda c: c.step):   # each replayed step
-            after.update({k: getattr(c, k) for k in ("loss", "optimizer")
-                          if getattr(c, k) is not None})
-            check_method(after["optimizer"], get_loss(after["loss"], req.delta))
+        _check_changes(self.settings, sorted(req.changes, key=lambda c: c.step), req.delta)
         self.cond = threading.Condition()
         self.stop = False
         self.paused = False
@@ -155,11 +161,8 @@ class PlaySession:
         if msg.optimizer is not None:
             price_run_step(self.model, len(self.y), msg.optimizer, self.limits)
         with self.cond:                 # the settings once this and the pending ones apply
-            after = dict(self.settings)
-            for c in self.pending + [msg]:
-                after.update({k: getattr(c, k) for k in ("loss", "optimizer")
-                              if getattr(c, k) is not None})
-        check_method(after["optimizer"], get_loss(after["loss"], self.req.delta))
+            changes = self.pending + [msg]
+        _check_changes(self.settings, changes, self.req.delta)
         self.control("set", msg)
 
     # ---------------------------------------------------------------- the loop
