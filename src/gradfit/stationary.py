@@ -33,9 +33,10 @@ import re
 
 import torch
 
-from .batch_lm import UNDERFLOW, data_norm, message, too_small
+from .batch_lm import UNDERFLOW, message
 from .irls_check import huber_certificate
 from .lm import free_residuals_and_jacobian, scaled_svd
+from .verdict import underflowed  # noqa: F401  (many_engines takes it from here)
 
 PLATEAU = 1e-3        # a largest cosine above this is not a stationary point
 EXACT = 1e-14         # a final loss this small against the start's: an exact fit, a minimum
@@ -88,13 +89,6 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
 
 
 UNDERFLOW_TEXT = message(UNDERFLOW, {})
-
-
-def underflowed(loss: torch.Tensor, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``(k,)`` True where a squared loss ``loss`` ``(k,)`` of residuals ``r`` ``(k, n)`` on
-    data ``y`` ``(k, n)`` has underflowed (``batch_lm.too_small``, LM's ``UNDERFLOW``): no
-    test on the loss (an exact fit, ftol) means anything there."""
-    return too_small(loss.to(r.dtype), (r != 0).any(-1), data_norm(y.to(r.dtype)))
 
 
 KINKS = re.compile(r"\b(abs|relu|min|max)\s*\(")

@@ -56,14 +56,20 @@ def too_large_text(top: float, dtype, weighted: bool, model_finite: bool = True)
 
 
 def _underflow(problem, final: torch.Tensor) -> bool:
-    """Whether the sum of squares underflowed (``batch_lm.too_small``): data of scale
-    1e-200 square to 0, and so does the loss of a linear fit solved directly, whose
-    standard errors then came out 0 where ``fit_many`` (LM) said "failed"."""
+    """``underflowed`` at ``final``: data of scale 1e-200 square to 0, and so does the loss
+    of a linear fit solved directly, whose standard errors then came out 0 where
+    ``fit_many`` (LM) said "failed"."""
     with torch.no_grad():
         r = problem.residuals(final)
     ys = problem.y if problem.sigma is None else problem.y / problem.sigma
-    return bool(too_small(r.square().sum().reshape(1), (r != 0).any().reshape(1),
-                          data_norm(ys.to(r.dtype)).reshape(1))[0])
+    return bool(underflowed(r.square().sum().reshape(1), r[None], ys[None])[0])
+
+
+def underflowed(loss: torch.Tensor, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(k,)`` True where a squared loss ``loss`` ``(k,)`` of residuals ``r`` ``(k, n)`` on
+    data ``y`` ``(k, n)`` has underflowed (``batch_lm.too_small``, LM's ``UNDERFLOW``): no
+    test on the loss (an exact fit, ftol) means anything there."""
+    return too_small(loss.to(r.dtype), (r != 0).any(-1), data_norm(y.to(r.dtype)))
 
 
 def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, detail: str,
