@@ -221,3 +221,27 @@ def test_a_linear_model_is_one_exact_solve_with_sigma_and_fixed(model):
     got = [r.params[n] for n in (names[0], names[2], names[3])]
     np.testing.assert_allclose(got, want, rtol=1e-10)
     assert r.converged and "exact least-squares solution" in r.message and r.steps == 1
+
+
+@pytest.mark.parametrize("name", ["Misra1a", "Thurber", "MGH09", "BoxBOD"])
+def test_the_numpy_and_torch_state_reach_the_same_certified_answer(name, monkeypatch):
+    """One fit keeps LM's small state in numpy (array_ns); torch's tensors run the same
+    formulas. Both reach NIST's certified values from NIST's second start."""
+    import json
+    from pathlib import Path
+    import gradfit.array_ns as ns
+    path = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nist" / f"{name}.json"
+    if not path.is_file():
+        pytest.skip(f"the NIST StRD files are not at {path.parent}")
+    d = json.loads(path.read_text())
+    x, y = np.asarray(d["x"], float), np.asarray(d["y"], float)
+    runs = {}
+    for limit in (ns.NUMPY_MAX_BATCH, 0):            # numpy state, then torch state
+        monkeypatch.setattr(ns, "NUMPY_MAX_BATCH", limit)
+        r = fit(d["model"], x, y, optimizer="lm", p0=dict(zip(d["params"], d["start2"])))
+        assert r.converged, r.message
+        runs[limit] = np.array([r.params[p] for p in d["params"]])
+    want = np.array(d["certified"])
+    for got in runs.values():
+        np.testing.assert_allclose(got, want, rtol=1e-8)
+    np.testing.assert_allclose(runs[0], runs[ns.NUMPY_MAX_BATCH], rtol=1e-9)

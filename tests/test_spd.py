@@ -55,3 +55,29 @@ def test_damping_fits_the_step_to_the_trust_region():
     eye = torch.eye(4, dtype=a.dtype)
     torch.testing.assert_close(((a + lam[:, None, None] * eye) @ y.unsqueeze(-1)).squeeze(-1),
                                -g, rtol=1e-8, atol=1e-10)
+
+
+def test_numpy_cholesky_solves_like_lapack_and_flags_what_is_not_definite():
+    from gradfit.spd import NumpyCholesky
+    a, b = spd_batch(6, 4, seed=5)
+    a[2] = -a[2]                                  # not positive definite
+    a[4, 1, 1] = float("nan")                     # not finite (LAPACK lets NaN through)
+    f, ref = NumpyCholesky(a.numpy()), Lapack(a)
+    assert f.ok.tolist() == [True, True, False, True, False, True]
+    good = f.ok
+    np.testing.assert_allclose(f.solve(b.numpy())[good], ref.solve(b)[good].numpy(), rtol=1e-10)
+    np.testing.assert_allclose(f.half(b.numpy())[good], ref.half(b)[good].numpy(), rtol=1e-10)
+    assert np.isfinite(f.solve(b.numpy())).all()  # garbage the callers mask, never NaN
+
+
+def test_damping_is_the_same_on_numpy_arrays():
+    from gradfit.array_ns import NUMPY
+    a, g = spd_batch(5, 3, seed=7)
+    y_gn = -torch.linalg.solve(a, g)
+    gn_norm = torch.linalg.vector_norm(y_gn, dim=-1)
+    delta, full, lam0 = 0.3 * gn_norm, torch.ones(5, dtype=torch.bool), torch.zeros(5, dtype=a.dtype)
+    lam_t, y_t = _lm_parameter(a, g, y_gn, gn_norm, full, delta, lam0)
+    lam_n, y_n = _lm_parameter(*(v.numpy() for v in (a, g, y_gn, gn_norm, full, delta, lam0)),
+                               NUMPY)
+    np.testing.assert_allclose(lam_n, lam_t.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(y_n, y_t.numpy(), rtol=1e-10)

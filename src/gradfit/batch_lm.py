@@ -71,6 +71,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from .array_ns import TORCH, ops_for
 from .spd import factor, moments, solve_spd  # noqa: F401  (solve_spd: many_engines)
 
 OPTIONS = {
@@ -180,37 +181,39 @@ def data_norm(y: torch.Tensor) -> torch.Tensor:
     return top.squeeze(-1) * torch.linalg.vector_norm(y / top, dim=-1)
 
 
-def too_small(sum_sq: torch.Tensor, nonzero: torch.Tensor, ydata: torch.Tensor) -> torch.Tensor:
+def too_small(sum_sq, nonzero, ydata, xp=TORCH):
     """True where a sum of squares ``sum_sq`` lies below the smallest normal number though
     the residuals do not all vanish (``nonzero``), while the data (norm ``ydata``) are so
     small that residuals of such a size still lie above their rounding level: the squares
     have lost their digits (data of scale 1e-160 square to 1e-320), and every test made on
     them with it. Residuals under the rounding of the data (an exact fit) and all-zero data
     are not judged so: their fit is as perfect as the precision can say."""
-    tiny = torch.finfo(sum_sq.dtype).tiny
-    eps = torch.finfo(sum_sq.dtype).eps
+    tiny, eps = xp.finfo(sum_sq).tiny, xp.finfo(sum_sq).eps
     return (sum_sq < tiny) & nonzero & (ydata > 0) & (eps * ydata < tiny ** 0.5)
 
 
-def _underflow(M: torch.Tensor, ydata: torch.Tensor) -> torch.Tensor:
+def _underflow(M, ydata, xp=TORCH):
     """``too_small`` for LM: ``S``, and residuals that do not vanish (``S > 0`` or
     ``J^T r != 0``); a "perfect fit" there is an underflow, not a fit."""
     F = M.shape[-1] - 1
     S = M[:, F, F]
-    low = S < torch.finfo(S.dtype).tiny
+    low = S < xp.finfo(S).tiny
     if not bool(low.any()):         # the usual case: one look at S
         return low
-    return too_small(S, (S > 0) | (M[:, :F, F] != 0).any(-1), ydata)
+    return too_small(S, (S > 0) | (M[:, :F, F] != 0).any(-1), ydata, xp)
 
 
-def _finite(M: torch.Tensor) -> torch.Tensor:
+def _finite(M, xp=TORCH):
     # every entry of [J r] is squared into the diagonal of M: NaN or inf shows there
-    return torch.isfinite(M.diagonal(dim1=-2, dim2=-1)).all(-1)
+    return xp.isfinite(M.diagonal(0, -2, -1)).all(-1)
 
 
 class BatchLM:
     """The state of B problems; ``iterate()`` makes one trial step for each one running.
-    ``nfev`` counts evaluations of ``[J r]`` (each gives residuals and Jacobian)."""
+    ``nfev`` counts evaluations of ``[J r]`` (each gives residuals and Jacobian). The state
+    lives in ``ops`` (``array_ns``: numpy arrays for a few problems on the CPU, where a call
+    costs a fifth of torch's); ``jacobian`` and ``normal`` take and give torch tensors, and
+    so does ``result()``."""
 
     def __init__(self, jacobian: Callable, theta0: torch.Tensor, *, ydata=None,
                  options: dict | None = None, max_steps: int | None = None,
@@ -224,37 +227,49 @@ class BatchLM:
         self.jacobian = jacobian
         # M = [J r]^T [J r] at (theta, idx): directly where it can be had without forming
         # the block (ManyProblem.normal: over cache-sized blocks of problems)
-        self.normal = normal or (lambda t, i: moments(jacobian(t, i)))
+        self._normal = normal or (lambda t, i: moments(jacobian(t, i)))
+        xp = self.ops = ops_for(theta0)
         B, F = theta0.shape
-        self.F, dtype, dev = F, theta0.dtype, theta0.device
-        self.eps = torch.finfo(dtype).eps
-        self.idx = torch.arange(B, device=dev)
-        self.th = theta0.detach().clone()
+        self.F = F
+        self.th = xp.copy(xp.own(theta0.detach()))
+        self.eps = xp.finfo(self.th).eps
+        self.idx = xp.own(torch.arange(B, device=theta0.device))
         self.M = self.normal(self.th, self.idx)
         self.nfev = 1
-        col = self.M.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
-        self.d = torch.where(col > 0, col, 1.0)
-        xnorm = torch.linalg.vector_norm(self.d * self.th, dim=-1)
-        self.delta = float(o["factor"]) * torch.where(xnorm > 0, xnorm, 1.0)
-        self.lam = torch.zeros(B, dtype=dtype, device=dev)
-        self.first = torch.ones(B, dtype=torch.bool, device=dev)
-        self.tries = torch.zeros(B, dtype=torch.long, device=dev)
-        self.steps = torch.zeros(B, dtype=torch.long, device=dev)
-        self.last_gn = torch.full((B,), math.inf, dtype=dtype, device=dev)
-        self.no_gn = torch.zeros(B, dtype=torch.bool, device=dev)
-        self.yd = ydata.to(dtype) if ydata is not None else torch.zeros(B, dtype=dtype, device=dev)
-        self.code = torch.where(_finite(self.M), RUNNING, NONFINITE)
-        # the last look at |theta| and S (every RUNAWAY_STEPS accepted steps)
-        self.ref_norm = torch.linalg.vector_norm(self.th, dim=-1)
-        self.ref_S = self.M[:, F, F].clone()
-        self.out = BatchLMResult(self.th.clone(), self.M[:, F, F].clone(), self.steps.clone(),
-                                 self.code.clone(), self.d.clone(), self.M.clone())
+        with xp.errstate():
+            col = xp.sqrt(xp.maximum(self.M.diagonal(0, -2, -1)[:, :F], 0.0))
+            self.d = xp.where(col > 0, col, 1.0)
+            xnorm = xp.norm(self.d * self.th)
+            self.delta = float(o["factor"]) * xp.where(xnorm > 0, xnorm, 1.0)
+            self.ref_norm = xp.norm(self.th)
+        self.lam = xp.zeros(B, self.th)
+        self.first = xp.zeros(B, self.th, bool) | True
+        self.tries = xp.zeros(B, self.th, int)
+        self.steps = xp.zeros(B, self.th, int)
+        self.last_gn = xp.zeros(B, self.th) + math.inf
+        self.no_gn = xp.zeros(B, self.th, bool)
+        self.yd = xp.own(ydata.to(theta0.dtype)) if ydata is not None else xp.zeros(B, self.th)
+        self.code = xp.where(_finite(self.M, xp), RUNNING, NONFINITE)
+        # the last look at |theta| (ref_norm, above) and S (every RUNAWAY_STEPS accepted steps)
+        self.ref_S = xp.copy(self.M[:, F, F])
+        self.out = BatchLMResult(xp.copy(self.th), xp.copy(self.M[:, F, F]),
+                                 xp.copy(self.steps), xp.copy(self.code), xp.copy(self.d),
+                                 xp.copy(self.M))
         self._state = ("idx", "th", "M", "d", "delta", "lam", "first", "tries", "steps",
                        "last_gn", "no_gn", "yd", "code", "ref_norm", "ref_S")
 
+    def normal(self, th, idx):
+        """``M`` at the points ``th`` of the problems ``idx`` (arrays of ``ops``)."""
+        xp = self.ops
+        return xp.own(self._normal(xp.torch(th), xp.torch(idx)))
+
+    def point(self, b: int = 0) -> torch.Tensor:
+        """Running problem ``b``'s point ``(F,)`` as a torch tensor."""
+        return self.ops.torch(self.th[b])
+
     @property
     def running(self) -> bool:
-        return self.idx.numel() > 0
+        return self.idx.shape[0] > 0
 
     def compact(self) -> None:
         """Write back the problems that stopped and drop them from the batch."""
@@ -262,102 +277,110 @@ class BatchLM:
         if not bool(done.any()):
             return
         # row numbers once: a boolean mask would be turned into them again by every index
-        rows, keep = done.nonzero().flatten(), (~done).nonzero().flatten()
+        xp = self.ops
+        rows, keep = xp.rows(done), xp.rows(~done)
         at, o, F = self.idx[rows], self.out, self.F
-        M = self.M.index_select(0, rows)
+        M = self.M[rows]
         o.theta[at], o.rss[at], o.steps[at] = self.th[rows], M[:, F, F], self.steps[rows]
         o.code[at], o.d[at], o.M[at] = self.code[rows], self.d[rows], M
         for name in self._state:
-            setattr(self, name, getattr(self, name).index_select(0, keep))
+            setattr(self, name, getattr(self, name)[keep])
 
     def iterate(self) -> None:
         """One trial step for every running problem (see the module's docstring)."""
         self.compact()
         if not self.running:
             return
+        with self.ops.errstate():
+            self._iterate()
+
+    def _iterate(self) -> None:
+        xp = self.ops
         F, eps, M, d, th = self.F, self.eps, self.M, self.d, self.th
         S = M[:, F, F]
-        col = M.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()       # |J_j|
-        d = self.d = torch.maximum(d, col)
-        a = M[:, :F, :F] / (d.unsqueeze(-1) * d.unsqueeze(-2))
+        col = xp.sqrt(xp.maximum(M.diagonal(0, -2, -1)[:, :F], 0.0))       # |J_j|
+        d = self.d = xp.maximum(d, col)
+        a = M[:, :F, :F] / (d[:, :, None] * d[:, None, :])
         g = M[:, :F, F] / d
-        rn = S.sqrt()
-        cos = torch.where(col > 0, (g * d).abs() / (col * rn.unsqueeze(-1)).clamp_min(1e-300),
-                          0.0).amax(-1)
+        rn = xp.sqrt(S)
+        cos = xp.amax(xp.where(col > 0, abs(g * d) / xp.maximum(col * rn[:, None], 1e-300),
+                               0.0))
         err = eps * (rn + 2.0 * self.yd)
         noise = 2.0 * rn * err + err * err
-        xnorm = torch.linalg.vector_norm(d * th, dim=-1)
+        xnorm = xp.norm(d * th)
         # the Gauss-Newton step (a tiny damping where J D^-1 has lost rank)
-        fac = factor(a)
+        fac = xp.factor(a)
         full = fac.ok
         if not bool(full.all()):
-            tiny = (10.0 * F * eps) * torch.eye(F, dtype=a.dtype, device=a.device)
-            fac2 = factor(a + tiny)
-            y_gn = torch.where(full.unsqueeze(-1), fac.solve(-g), fac2.solve(-g))
+            tiny = (10.0 * F * eps) * xp.eye(F, a)
+            fac2 = xp.factor(a + tiny)
+            y_gn = xp.where(full[:, None], fac.solve(-g), fac2.solve(-g))
         else:
             y_gn = fac.solve(-g)
-        y_gn = torch.where(torch.isfinite(y_gn), y_gn, 0.0)
+        y_gn = xp.where(xp.isfinite(y_gn), y_gn, 0.0)
         gn_pred = -(g * y_gn).sum(-1)
-        gn_norm = torch.linalg.vector_norm(y_gn, dim=-1)
+        gn_norm = xp.norm(y_gn)
 
-        stop = torch.where(_underflow(M, self.yd), UNDERFLOW, torch.where(S == 0, PERFECT, torch.where(
-            col.amax(-1) == 0, ZERO, torch.where(cos <= self.gtol, GTOL, RUNNING))))
+        stop = xp.where(_underflow(M, self.yd, xp), UNDERFLOW, xp.where(S == 0, PERFECT, xp.where(
+            xp.amax(col) == 0, ZERO, xp.where(cos <= self.gtol, GTOL, RUNNING))))
         polish = (stop == RUNNING) & (gn_pred <= noise) & ~self.no_gn
-        polished = polish & torch.isfinite(self.last_gn)
-        stop = torch.where(polish & (gn_norm <= self.xtol * xnorm), XTOL, stop)
-        stop = torch.where(polished & (gn_norm > 0.9 * self.last_gn) & (stop == RUNNING),
-                           ROUNDING, stop)
+        polished = polish & xp.isfinite(self.last_gn)
+        stop = xp.where(polish & (gn_norm <= self.xtol * xnorm), XTOL, stop)
+        stop = xp.where(polished & (gn_norm > 0.9 * self.last_gn) & (stop == RUNNING),
+                        ROUNDING, stop)
         polish = polish & (stop == RUNNING)
 
         if not bool((stop == RUNNING).any()):
             self.code = stop
             return
-        lam = torch.where(gn_norm <= 1.1 * self.delta, 0.0, self.lam)
-        need = ((stop == RUNNING) & ~polish & (gn_norm > 1.1 * self.delta)).nonzero().flatten()
-        y = y_gn.clone()
-        if need.numel():
+        lam = xp.where(gn_norm <= 1.1 * self.delta, 0.0, self.lam)
+        need = xp.rows((stop == RUNNING) & ~polish & (gn_norm > 1.1 * self.delta))
+        y = xp.copy(y_gn)
+        if need.shape[0]:
+            every = need.shape[0] == a.shape[0]        # A's factor is at hand
             lam_n, y_n = _lm_parameter(a[need], g[need], y_gn[need], gn_norm[need],
-                                       full[need], self.delta[need], self.lam[need])
-            lam = lam.index_put((need,), lam_n)
-            y = y.index_put((need,), y_n)
-        lam = torch.where(polish, 0.0, lam)
-        ynorm = torch.linalg.vector_norm(y, dim=-1)
-        pred = -(g * y).sum(-1) + lam * ynorm.square()
-        jy2 = (y * (a @ y.unsqueeze(-1)).squeeze(-1)).sum(-1)
+                                       full[need], self.delta[need], self.lam[need], xp,
+                                       fac if every else None)
+            lam[need] = lam_n
+            y[need] = y_n
+        lam = xp.where(polish, 0.0, lam)
+        ynorm = xp.norm(y)
+        pred = -(g * y).sum(-1) + lam * ynorm * ynorm
+        jy2 = (y * (a @ y[:, :, None])[:, :, 0]).sum(-1)
 
         t = th + y / d
         M_t = self.normal(t, self.idx)
         self.nfev += 1
         S_t = M_t[:, F, F]
-        finite_t = _finite(M_t)
+        finite_t = _finite(M_t, xp)
         lm = (stop == RUNNING) & ~polish
         # the trust region after an LM trial, as lmder updates it
-        delta = torch.where(lm & self.first, torch.minimum(self.delta, ynorm), self.delta)
-        ok = torch.isfinite(S_t) & (0.01 * S_t < S)
-        actred = torch.where(ok, 1.0 - S_t / S, -1.0)
+        delta = xp.where(lm & self.first, xp.minimum(self.delta, ynorm), self.delta)
+        ok = xp.isfinite(S_t) & (0.01 * S_t < S)
+        actred = xp.where(ok, 1.0 - S_t / S, -1.0)
         prered = pred / S
-        ratio = torch.where(prered > 0, actred / prered, 0.0)
-        dirder = -(jy2 + lam * ynorm.square()) / S
-        temp = torch.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
-        temp = torch.where(~ok | ~(temp >= 0.1), 0.1, temp)
+        ratio = xp.where(prered > 0, actred / prered, 0.0)
+        dirder = -(jy2 + lam * ynorm * ynorm) / S
+        temp = xp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
+        temp = xp.where(~ok | ~(temp >= 0.1), 0.1, temp)
         low = ratio <= 0.25
         high = ~low & ((lam == 0) | (ratio >= 0.75))
-        new_delta = torch.where(low, temp * torch.minimum(delta, ynorm / 0.1),
-                                torch.where(high, ynorm / 0.5, delta))
-        new_lam = torch.where(low, lam / temp, torch.where(high, 0.5 * lam, lam))
+        new_delta = xp.where(low, temp * xp.minimum(delta, ynorm / 0.1),
+                             xp.where(high, ynorm / 0.5, delta))
+        new_lam = xp.where(low, lam / temp, xp.where(high, 0.5 * lam, lam))
         move_lm = lm & (ratio >= ACCEPT)
         move_gn = polish & finite_t & (S_t <= S + NOISE_ULPS * noise)
         # an accepted point whose Jacobian is not finite: stay, in a smaller region
         bad_move = move_lm & ~finite_t
         move_lm = move_lm & finite_t
-        new_delta = torch.where(bad_move, 0.25 * new_delta, new_delta)
+        new_delta = xp.where(bad_move, 0.25 * new_delta, new_delta)
         move = move_lm | move_gn
 
-        col_t = M_t.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
-        xnorm_t = torch.linalg.vector_norm(torch.maximum(d, col_t) * t, dim=-1)
+        col_t = xp.sqrt(xp.maximum(M_t.diagonal(0, -2, -1)[:, :F], 0.0))
+        xnorm_t = xp.norm(xp.maximum(d, col_t) * t)
         fine = (gn_pred <= 100.0 * noise) | (cos <= math.sqrt(eps))
-        c_ftol = move_lm & (actred.abs() <= self.ftol) & (prered <= self.ftol) & (ratio <= 2.0)
-        c_xtol = move_lm & ~c_ftol & (ynorm <= self.xtol * torch.maximum(xnorm_t, xnorm))
+        c_ftol = move_lm & (abs(actred) <= self.ftol) & (prered <= self.ftol) & (ratio <= 2.0)
+        c_xtol = move_lm & ~c_ftol & (ynorm <= self.xtol * xp.maximum(xnorm_t, xnorm))
         # MINPACK's tests judge the step taken, which a trust region shrunk by a model too
         # curved for Gauss-Newton (a logistic steeper than the spacing of x) makes tiny while
         # the full Gauss-Newton step still predicts a large gain. Unless the Gauss-Newton
@@ -368,63 +391,64 @@ class BatchLM:
         stalled = self._descends(suspect, th, y_gn / d, S, noise, d)
         c_ftol, c_xtol = c_ftol & ~stalled, c_xtol & ~stalled
         stuck = lm & ~move_lm & ((new_delta <= eps * xnorm) |
-                                 ((actred.abs() <= eps) & (prered <= eps)))
+                                 ((abs(actred) <= eps) & (prered <= eps)))
         # a Gauss-Newton polish step that raised S: back to LM once, or done
         gn_back = polish & ~move_gn
-        stop = torch.where(gn_back & polished, ROUNDING, stop)
-        stop = torch.where(c_ftol, FTOL, torch.where(c_xtol, XTOL, stop))
-        stop = torch.where(stuck, torch.where(fine, ROUNDING, ROUGH), stop)
-        stop = torch.where(stalled, STALLED, stop)
-        self.tries = torch.where(move, 0, self.tries + lm.long())
-        stop = torch.where((stop == RUNNING) & (self.tries >= self.max_tries), TRIES, stop)
+        stop = xp.where(gn_back & polished, ROUNDING, stop)
+        stop = xp.where(c_ftol, FTOL, xp.where(c_xtol, XTOL, stop))
+        stop = xp.where(stuck, xp.where(fine, ROUNDING, ROUGH), stop)
+        stop = xp.where(stalled, STALLED, stop)
+        self.tries = xp.where(move, 0, self.tries + lm)
+        stop = xp.where((stop == RUNNING) & (self.tries >= self.max_tries), TRIES, stop)
 
-        self.th = torch.where(move.unsqueeze(-1), t, th)
-        self.M = torch.where(move[:, None, None], M_t, M)
-        self.steps = self.steps + move.long()
+        self.th = xp.where(move[:, None], t, th)
+        self.M = xp.where(move[:, None, None], M_t, M)
+        self.steps = self.steps + move
         stop = self._runaway(move, stop)
         if self.max_steps is not None:
-            stop = torch.where((stop == RUNNING) & (self.steps >= self.max_steps), MAX_STEPS,
-                               stop)
-        stop = torch.where((stop != RUNNING) & _underflow(self.M, self.yd), UNDERFLOW, stop)
-        self.delta = torch.where(lm, new_delta, self.delta)
-        self.lam = torch.where(lm, new_lam, self.lam)
+            stop = xp.where((stop == RUNNING) & (self.steps >= self.max_steps), MAX_STEPS,
+                            stop)
+        stop = xp.where((stop != RUNNING) & _underflow(self.M, self.yd, xp), UNDERFLOW, stop)
+        self.delta = xp.where(lm, new_delta, self.delta)
+        self.lam = xp.where(lm, new_lam, self.lam)
         self.first = self.first & ~lm
-        self.last_gn = torch.where(move_gn, gn_norm, math.inf)
+        self.last_gn = xp.where(move_gn, gn_norm, math.inf)
         self.no_gn = gn_back & ~polished
         self.code = stop
 
-    def _descends(self, rows, th, step, S, noise, d) -> torch.Tensor:
+    def _descends(self, rows, th, step, S, noise, d):
         """Where ``rows``: whether ``S`` falls beyond ``100 noise`` and ``sqrt(eps) S`` at one
         of the points ``th + t step``, ``t = 1, 1/2, ..., 2^-(PROBES-1)`` (the Gauss-Newton
         direction), or ``th +- t s_j e_j`` along each parameter's axis, ``t = 4^-1, ...,
         4^-AXIS_PROBES`` of its scale ``s_j = max(|theta_j|, |r| / |J_j|)`` (at a kink of
         the model a Gauss-Newton step of one side points across it; a parameter not held by
         the kink may still move). Rare: a row's last look before a claim."""
-        out = torch.zeros_like(rows)
-        at = rows.nonzero().flatten()
-        if at.numel() == 0:
+        xp = self.ops
+        out = rows & False
+        at = xp.rows(rows)
+        if at.shape[0] == 0:
             return out
         t0, idx = th[at], self.idx[at]
-        rn = S[at].clamp_min(0).sqrt().unsqueeze(-1)
-        scale = torch.maximum(t0.abs(), torch.where(d[at] > 0, rn / d[at], 0.0))
-        scale = torch.where(scale > 0, scale, 1.0)
+        rn = xp.sqrt(xp.maximum(S[at], 0.0))[:, None]
+        scale = xp.maximum(abs(t0), xp.where(d[at] > 0, rn / d[at], 0.0))
+        scale = xp.where(scale > 0, scale, 1.0)
         moves = [0.5 ** j * step[at] for j in range(PROBES)]
-        eye = torch.eye(self.F, dtype=th.dtype, device=th.device)
+        eye = xp.eye(self.F, th)
         moves += [sign * 0.25 ** k * scale * eye[j] for j in range(self.F) for sign in (1, -1)
                   for k in range(1, AXIS_PROBES + 1)]
-        lowest = S[at].clone()
+        lowest = xp.copy(S[at])
         for move in moves:
             with torch.no_grad():
                 s_c = self.normal(t0 + move, idx)[:, self.F, self.F]
             self.nfev += 1
-            lowest = torch.minimum(lowest, torch.where(torch.isfinite(s_c), s_c, math.inf))
+            lowest = xp.minimum(lowest, xp.where(xp.isfinite(s_c), s_c, math.inf))
         # a gain of sqrt(eps) S at least: a point a hair off a kink-minimum (a ReLU's break
         # 1e-10 from a data point) has a lower loss on the kink, but is at its minimum
-        floor = torch.maximum(100.0 * noise[at], math.sqrt(self.eps) * S[at])
+        floor = xp.maximum(100.0 * noise[at], math.sqrt(self.eps) * S[at])
         out[at] = S[at] - lowest > floor
         return out
 
-    def _runaway(self, move: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
+    def _runaway(self, move, stop):
         """Every RUNAWAY_STEPS accepted steps: stop (RUNAWAY) a problem whose ``|theta|``
         grew RUNAWAY_GROWTH-fold since the last look while ``S`` fell by less than
         RUNAWAY_GAIN of itself. A minimum is approached with ``S`` falling or ``theta``
@@ -433,82 +457,48 @@ class BatchLM:
         look = move & (self.steps % RUNAWAY_STEPS == 0)
         if not self.runaway or not bool(look.any()):
             return stop
-        F = self.F
-        norm, S = torch.linalg.vector_norm(self.th, dim=-1), self.M[:, F, F]
+        F, xp = self.F, self.ops
+        norm, S = xp.norm(self.th), self.M[:, F, F]
         away = look & runs_away(norm, self.ref_norm, S, self.ref_S)
-        self.ref_norm = torch.where(look, norm, self.ref_norm)
-        self.ref_S = torch.where(look, S, self.ref_S)
-        return torch.where(away & (stop == RUNNING), RUNAWAY, stop)
+        self.ref_norm = xp.where(look, norm, self.ref_norm)
+        self.ref_S = xp.where(look, S, self.ref_S)
+        return xp.where(away & (stop == RUNNING), RUNAWAY, stop)
 
     def result(self) -> BatchLMResult:
         self.compact()
-        return self.out
+        return BatchLMResult(*(self.ops.torch(v) for v in self.out))
 
 
-def _lm_parameter(a, g, y_gn, gn_norm, full, delta, lam):
+def _lm_parameter(a, g, y_gn, gn_norm, full, delta, lam, xp=TORCH, fac=None):
     """The damping ``lam`` (and its step ``y``) whose scaled step has length ``delta``
-    within 10 percent (MINPACK's ``lmpar`` on the normal equations; ``gn_norm > delta``).
-    One problem (a fit) runs the same iteration with its control in Python floats."""
-    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-    if a.shape[0] == 1:
-        return _lm_parameter_one(a, g, y_gn, gn_norm, full, delta, lam, eye)
-    dy0 = factor(a).half(y_gn).square().sum(-1)          # y0^T A^-1 y0
-    gnorm = torch.linalg.vector_norm(g, dim=-1)
-    lo = torch.where(full & (dy0 > 0), (gn_norm - delta) / delta * gn_norm.square() / dy0, 0.0)
-    lo = torch.where(torch.isfinite(lo), lo, 0.0)
+    within 10 percent (MINPACK's ``lmpar`` on the normal equations; ``gn_norm > delta``;
+    ``fac``: ``a``'s Cholesky factor, where at hand)."""
+    shifted = xp.shifted(a, g, fac)
+    dy0 = shifted.quad(y_gn)                            # y0^T A^-1 y0
+    gnorm = xp.norm(g)
+    lo = xp.where(full & (dy0 > 0), (gn_norm - delta) / delta * gn_norm * gn_norm / dy0, 0.0)
+    lo = xp.where(xp.isfinite(lo), lo, 0.0)
     hi = gnorm / delta
-    lam = torch.where((lo < lam) & (lam < hi), lam, torch.maximum(lo, 1e-3 * hi))
-    active = torch.ones_like(full)
-    y = torch.zeros_like(g)
+    lam = xp.where((lo < lam) & (lam < hi), lam, xp.maximum(lo, 1e-3 * hi))
+    active = full | True
+    y = xp.zeros(g.shape, g)
     for _ in range(30):
-        fac = factor(a + lam[:, None, None] * eye)
-        y_l = fac.solve(-g)
-        y = torch.where(active.unsqueeze(-1), y_l, y)
-        ynorm = torch.linalg.vector_norm(y_l, dim=-1)
-        dy = fac.half(y_l).square().sum(-1)
+        y_l, ynorm, dy = shifted.at(lam)
+        y = xp.where(active[:, None], y_l, y)
         phi = ynorm - delta
-        active = active & ~((phi.abs() <= 0.1 * delta) | (hi - lo <= 1e-12 * hi))
+        active = active & ~((abs(phi) <= 0.1 * delta) | (hi - lo <= 1e-12 * hi))
         if not bool(active.any()):
             break
-        lo = torch.where(active & (phi > 0), torch.maximum(lo, lam), lo)
-        hi = torch.where(active & (phi <= 0), torch.minimum(hi, lam), hi)
-        step = torch.where(dy > 0, phi / delta * ynorm.square() / dy.clamp_min(1e-300), math.inf)
+        lo = xp.where(active & (phi > 0), xp.maximum(lo, lam), lo)
+        hi = xp.where(active & (phi <= 0), xp.minimum(hi, lam), hi)
+        step = xp.where(dy > 0, phi / delta * ynorm * ynorm / xp.maximum(dy, 1e-300), math.inf)
         new = lam + step
-        new = torch.where((lo < new) & (new < hi), new,
-                          torch.where(lo > 0, (lo * hi).sqrt(), 0.5 * (lo + hi)))
-        lam = torch.where(active, new, lam)
+        new = xp.where((lo < new) & (new < hi), new,
+                       xp.where(lo > 0, xp.sqrt(lo * hi), 0.5 * (lo + hi)))
+        lam = xp.where(active, new, lam)
     else:
-        fac = factor(a + lam[:, None, None] * eye)
-        y = torch.where(active.unsqueeze(-1), fac.solve(-g), y)
-    return lam, torch.where(torch.isfinite(y), y, 0.0)
-
-
-def _lm_parameter_one(a, g, y_gn, gn_norm, full, delta, lam, eye):
-    """``_lm_parameter`` for a batch of one: the same formulas, a few torch calls a step."""
-    dy0, gnorm, gn, dl, lam = torch.stack([
-        factor(a).half(y_gn).square().sum(), torch.linalg.vector_norm(g), gn_norm[0],
-        delta[0], lam[0]]).tolist()
-    lo = (gn - dl) / dl * gn * gn / dy0 if bool(full[0]) and dy0 > 0 else 0.0
-    lo = lo if math.isfinite(lo) else 0.0
-    hi = gnorm / dl
-    lam = lam if lo < lam < hi else max(lo, 1e-3 * hi)
-    for _ in range(30):
-        fac = factor(a + lam * eye)
-        y = fac.solve(-g)
-        ynorm, dy = torch.stack([torch.linalg.vector_norm(y),
-                                 fac.half(y).square().sum()]).tolist()
-        phi = ynorm - dl
-        if abs(phi) <= 0.1 * dl or hi - lo <= 1e-12 * hi:
-            break
-        if phi > 0:
-            lo = max(lo, lam)
-        else:
-            hi = min(hi, lam)
-        new = lam + (phi / dl * ynorm * ynorm / max(dy, 1e-300) if dy > 0 else math.inf)
-        lam = new if lo < new < hi else (math.sqrt(lo * hi) if lo > 0 else 0.5 * (lo + hi))
-    else:
-        y = factor(a + lam * eye).solve(-g)
-    return a.new_tensor([lam]), torch.where(torch.isfinite(y), y, 0.0)
+        y = xp.where(active[:, None], shifted.at(lam)[0], y)
+    return lam, xp.where(xp.isfinite(y), y, 0.0)
 
 
 def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None = None,
@@ -533,5 +523,5 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
         if not lm.running:
             break
     else:                                # the loop's own limit (rejections)
-        lm.code = torch.where(lm.code == RUNNING, MAX_STEPS, lm.code)
+        lm.code = lm.ops.where(lm.code == RUNNING, MAX_STEPS, lm.code)
     return lm.result()

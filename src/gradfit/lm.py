@@ -170,7 +170,7 @@ class LevenbergMarquardt(Stepper):
     def _loss_and_gnorm(self) -> tuple[float, float]:
         """The objective and its gradient norm at the current point, from ``M``."""
         e, F = self.engine, self.engine.F
-        m = e.M[0]
+        m = e.ops.torch(e.M[0])
         S, g2 = torch.stack([m[F, F], m[:F, F].square().sum()]).tolist()
         n = self.problem.n
         if self.problem.loss.name == "mse":
@@ -192,12 +192,12 @@ class LevenbergMarquardt(Stepper):
             before = int(e.steps[0])
             while code == RUNNING:
                 e.iterate()
-                code, after = e.code[0].item(), e.steps[0].item()
+                code, after = int(e.code[0]), int(e.steps[0])
                 if after > before:
                     break
         self.nfev = e.nfev
         with torch.no_grad():
-            self.theta.copy_(e.th[0])
+            self.theta.copy_(e.point())
         if code != RUNNING:
             self.stop = (reason(code), message(code, self.options))
             if self.stop[0] in ("gtol", "ftol", "xtol"):
@@ -210,15 +210,16 @@ class LevenbergMarquardt(Stepper):
         from .verdict import rank_message
         e, F, p = self.engine, self.engine.F, self.problem
         with threads_for(p):
+            d = e.ops.torch(e.d[0])
             if self.block is not None:      # R of J D^-1 over blocks: J D^-1's singular values
-                scaled = block_r(self.block, p.x, p.y, p.sigma, e.th[0], e.d[0])
+                scaled = block_r(self.block, p.x, p.y, p.sigma, e.point(), d)
             else:
-                jac = e.jacobian(e.th, e.idx)[0, :F].transpose(0, 1)
-                scaled = jac / e.d[0] if bool(torch.isfinite(jac).all()) else None
+                jac = e.jacobian(e.point()[None], None)[0, :F].transpose(0, 1)
+                scaled = jac / d if bool(torch.isfinite(jac).all()) else None
             if scaled is None:
                 return
             _, s, vh = torch.linalg.svd(scaled, full_matrices=False)
-        self.svd = s, vh, e.d[0]
+        self.svd = s, vh, d
         eps = torch.finfo(s.dtype).eps
         rank = int((s > eps * max(self.problem.n, F) * s[0]).sum()) if s[0] > 0 else 0
         if rank < F:

@@ -105,6 +105,64 @@ class Unrolled:
         return torch.stack(self._lower(b)[0], 1)
 
 
+class NumpyCholesky:
+    """``Lapack``'s interface on numpy arrays (a few problems: ``array_ns.NumpyOps``). A
+    matrix that is not positive definite (or not finite) gets ``ok`` False and the identity
+    as its factor, so that its solutions are finite garbage the callers mask."""
+
+    def __init__(self, a):
+        import numpy as np
+        try:
+            self.chol = np.linalg.cholesky(a)
+            self.ok = np.ones(a.shape[0], dtype=bool)
+        except np.linalg.LinAlgError:           # one of them is not: each on its own
+            self.chol = np.empty_like(a)
+            self.ok = np.zeros(a.shape[0], dtype=bool)
+            for k in range(a.shape[0]):
+                try:
+                    self.chol[k] = np.linalg.cholesky(a[k])
+                    self.ok[k] = True
+                except np.linalg.LinAlgError:
+                    self.chol[k] = np.eye(a.shape[-1], dtype=a.dtype)
+        bad = ~np.isfinite(self.chol).all((-1, -2))     # NaN passes LAPACK's test
+        if bad.any():
+            self.ok = self.ok & ~bad
+            self.chol[bad] = np.eye(a.shape[-1], dtype=a.dtype)
+
+    def solve(self, b):
+        import numpy as np
+        rhs = b[..., None] if b.ndim == 2 else b
+        z = np.linalg.solve(self.chol, rhs)
+        y = np.linalg.solve(self.chol.swapaxes(-1, -2), z)
+        return y[..., 0] if b.ndim == 2 else y
+
+    def half(self, b):
+        import numpy as np
+        return np.linalg.solve(self.chol, b[..., None])[..., 0]
+
+
+class Shifted:
+    """Solves with ``A + lam I`` for the ``lam`` an LM step's damping tries (``(k, F, F)``
+    matrices ``A``, right-hand sides ``-g`` ``(k, F)``), by a Cholesky factorisation for each
+    ``lam`` (``factor``: ``spd.factor`` on torch tensors, ``NumpyCholesky`` on numpy arrays).
+    ``at(lam)`` gives ``y = -(A + lam I)^-1 g``, ``|y|`` and ``y^T (A + lam I)^-1 y``;
+    ``quad(y)`` gives ``y^T A^-1 y`` (by ``base``, ``A``'s own factor, where given)."""
+
+    def __init__(self, a, g, factor, eye, base=None):
+        self.a, self.g, self.factor, self.eye = a, g, factor, eye
+        self.base = base            # A's own factor, where the caller has it
+
+    def quad(self, y):
+        h = (self.base or self.factor(self.a)).half(y)
+        return (h * h).sum(-1)
+
+    def at(self, lam):
+        fac = self.factor(self.a + lam[:, None, None] * self.eye)
+        y = fac.solve(-self.g)
+        h = fac.half(y)
+        return y, ((y * y).sum(-1)) ** 0.5, (h * h).sum(-1)
+
+
 def solve_spd(a: torch.Tensor, b: torch.Tensor):
     """``a y = b`` for ``a`` ``(k, F, F)`` and ``b`` ``(k, F)`` or ``(k, F, m)``; ``ok``."""
     f = factor(a)
