@@ -245,3 +245,26 @@ def test_the_numpy_and_torch_state_reach_the_same_certified_answer(name, monkeyp
     for got in runs.values():
         np.testing.assert_allclose(got, want, rtol=1e-8)
     np.testing.assert_allclose(runs[0], runs[ns.NUMPY_MAX_BATCH], rtol=1e-9)
+
+
+def test_a_batch_whose_tail_moves_to_numpy_ends_as_torch_alone(monkeypatch):
+    """A large batch starts in torch; once its running tail is small it moves to numpy
+    (array_ns). The answers are torch's to rounding, and come back as torch tensors."""
+    import gradfit.array_ns as ns
+    from gradfit.batch_lm import CODES, batch_lm
+    x = torch.linspace(0, 3, 30, dtype=torch.float64)
+    k = torch.linspace(0.2, 3.0, 40, dtype=torch.float64)
+    y = 2.5 * torch.exp(-k[:, None] * x) + 0.01 * torch.sin(7 * x)
+
+    def fn(th, idx):
+        return th[:, :1] * torch.exp(-th[:, 1:] * x) - y[idx]
+    start = torch.tensor([[1.0, 1.0]], dtype=torch.float64).repeat(40, 1)
+    outs = {}
+    for limit in (0, 8):                 # torch throughout; torch, then numpy for the tail
+        monkeypatch.setattr(ns, "NUMPY_MAX_BATCH", limit)
+        outs[limit] = batch_lm(fn, start)
+    a, b = outs[0], outs[8]
+    assert all(isinstance(v, torch.Tensor) for v in b)
+    assert {CODES[c] for c in b.code.tolist()} <= {"gtol", "ftol", "xtol"}
+    torch.testing.assert_close(b.theta, a.theta, rtol=1e-9, atol=0)
+    assert int(a.steps.max()) > int(a.steps.min())     # problems did stop at different times

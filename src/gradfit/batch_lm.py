@@ -71,7 +71,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .array_ns import TORCH, ops_for
+from .array_ns import NUMPY, TORCH, ops_for
 from .spd import factor, moments, solve_spd  # noqa: F401  (solve_spd: many_engines)
 
 OPTIONS = {
@@ -212,7 +212,8 @@ class BatchLM:
     """The state of B problems; ``iterate()`` makes one trial step for each one running.
     ``nfev`` counts evaluations of ``[J r]`` (each gives residuals and Jacobian). The state
     lives in ``ops`` (``array_ns``: numpy arrays for a few problems on the CPU, where a call
-    costs a fifth of torch's); ``jacobian`` and ``normal`` take and give torch tensors, and
+    costs a fifth of torch's; a large batch moves there when its running tail is that
+    small); ``jacobian`` and ``normal`` take and give torch tensors, and
     so does ``result()``."""
 
     def __init__(self, jacobian: Callable, theta0: torch.Tensor, *, ydata=None,
@@ -285,6 +286,12 @@ class BatchLM:
         o.code[at], o.d[at], o.M[at] = self.code[rows], self.d[rows], M
         for name in self._state:
             setattr(self, name, getattr(self, name)[keep])
+        if self.ops is TORCH and ops_for(self.th) is NUMPY:
+            # the batch's tail (the last few hundred problems): numpy's calls cost less
+            self.ops = NUMPY
+            for name in self._state:
+                setattr(self, name, NUMPY.own(getattr(self, name)))
+            self.out = BatchLMResult(*(NUMPY.own(v) for v in self.out))
 
     def iterate(self) -> None:
         """One trial step for every running problem (see the module's docstring)."""
