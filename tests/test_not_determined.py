@@ -54,3 +54,23 @@ def test_a_determined_fit_with_huge_standard_errors_stays_converged():
                     B0 + B1 * x + B2 * x**2 + B3 * x**3 + B4 * x**4 + B5 * x**5, x, y,
                     optimizer="lm", p0={f"B{i}": 0.5 for i in range(6)})
     assert r.converged, r.message
+
+
+def test_a_runaway_with_standard_errors_of_a_few_hundred_times_the_values_is_failed():
+    """Outliers under a tiny (absolute) sigma: LM walks V and K out along the line limit
+    and stops at 1e8 with standard errors some 230 times the values; the loss still falls
+    along the valley (the oracle), so neither fit nor fit_many may call it converged."""
+    import json
+    from pathlib import Path
+    d = json.loads((Path(__file__).parent / "data" / "mm_outliers_runaway.json").read_text())
+    x, y, s = (np.array(d[k]) for k in ("x", "y", "sigma"))
+
+    def S(V, K):
+        return float(np.sum(((V * x / (K + x) - y) / s) ** 2))
+    r = gradfit.fit(d["model"], x, y, sigma=s, p0=d["p0"], absolute_sigma=True)
+    V, K = r.params["V"], r.params["K"]
+    assert S(100 * V, 100 * K) < S(10 * V, 10 * K) < S(V, K)
+    assert r.reason == "failed" and "do not determine V, K" in r.message
+    m = gradfit.fit_many(d["model"], x, y[None], sigma=s[None], p0=d["p0"],
+                         absolute_sigma=True)
+    assert m.reason[0] == "failed" and "do not determine V, K" in m.message[0]

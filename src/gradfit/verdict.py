@@ -38,7 +38,7 @@ from .errors import InputError
 BLOWUP = 1e6          # predictions beyond this times the data's scale have blown up
 WEIGHT_BLOWUP = 1e8   # a flexible model's parameters beyond this times the data's scale
 RANK_RTOL = None      # None: eps * max(n, P), as the solvers' own rank test
-UNDETERMINED = 1e3    # relative standard errors beyond this, of correlated parameters, are
+UNDETERMINED = 1e2    # relative standard errors beyond this, of correlated parameters, are
                       # looked at: a determined fit is quadratic within its standard errors
 TOGETHER = 0.99       # |correlation| of parameters that move together
 
