@@ -2,7 +2,9 @@
 
 Two lanes: a *light* one for small requests (a slider's ``/api/eval``), so that they never
 wait behind a landscape, and a *heavy* one for the rest. At most ``MAX_WAITING`` jobs wait
-for a lane; past that the answer is 429 ("busy").
+for a lane; past that the answer is 429 ("busy"). A job that would wait past its own
+deadline (the jobs queued ahead of it, shared among the lane's workers, times the lane's
+recent time a job) gets its 429 at once, not after waiting out the deadline in vain.
 
 Threads cannot be killed, so heavy work runs in chunks that call ``checkpoint()``: past the
 job's deadline (``--max-seconds``) or once the job is cancelled it raises ``Cancelled``, the
@@ -62,15 +64,48 @@ def current_deadline() -> Deadline | None:
     return getattr(_local, "deadline", None)
 
 
-def _call(deadline: Deadline, fn: Callable, args: tuple):
-    if deadline.expired():                   # waited too long: do nothing
-        return None
-    deadline.started = True
-    _local.deadline = deadline
-    try:
-        return fn(*args)
-    finally:
-        _local.deadline = None
+class _Lane:
+    """A lane's workers, its jobs queued and running, and its recent time a job (a moving
+    average, so that the estimate follows what the lane is asked to do now)."""
+
+    def __init__(self, workers: int, name: str, initializer=None):
+        self.workers = workers
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=f"gradfit-{name}",
+                                           initializer=initializer)
+        self.queued = self.running = 0
+        self.job_seconds = None         # none done yet: no estimate
+        self.lock = threading.Lock()
+
+    def expected_wait(self) -> float:
+        """Seconds a job sent now would wait for a worker (0 while one is free)."""
+        with self.lock:
+            if self.running + self.queued < self.workers or self.job_seconds is None:
+                return 0.0
+            # the queued jobs in full, the running ones half done on average
+            return (self.queued + 0.5 * self.running) / self.workers * self.job_seconds
+
+    def submit(self) -> None:
+        with self.lock:
+            self.queued += 1
+
+    def call(self, deadline: Deadline, fn: Callable, args: tuple):
+        with self.lock:
+            self.queued -= 1
+            if deadline.expired():           # waited too long: do nothing
+                return None
+            self.running += 1
+        deadline.started = True
+        _local.deadline = deadline
+        t = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            _local.deadline = None
+            with self.lock:
+                self.running -= 1
+                took = time.monotonic() - t
+                self.job_seconds = took if self.job_seconds is None else \
+                    self.job_seconds + 0.3 * (took - self.job_seconds)
 
 
 class WorkerPool:
@@ -79,9 +114,8 @@ class WorkerPool:
 
     def __init__(self, seconds: float, heavy: int = 2, light: int = 2):
         self.seconds = seconds
-        self.heavy = ThreadPoolExecutor(heavy, thread_name_prefix="gradfit-heavy",
-                                        initializer=_lower_priority)
-        self.light = ThreadPoolExecutor(light, thread_name_prefix="gradfit-light")
+        self.heavy = _Lane(heavy, "heavy", _lower_priority)
+        self.light = _Lane(light, "light")
         self.waiting = 0
 
     async def run(self, fn: Callable, *args, light: bool = False, seconds: float | None = None):
@@ -89,8 +123,15 @@ class WorkerPool:
             raise Busy(f"the server is busy: {MAX_WAITING} requests are waiting; try again "
                        "in a moment")
         deadline = Deadline(self.seconds if seconds is None else seconds)
+        lane = self.light if light else self.heavy
+        wait = lane.expected_wait()
+        if wait >= deadline.seconds:
+            raise Busy(f"the server is busy: this request would wait about {wait:.3g} s for a "
+                       f"worker, past its time limit of {deadline.seconds:g} s; try again in "
+                       "a moment")
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.light if light else self.heavy, _call, deadline, fn, args)
+        lane.submit()
+        fut = loop.run_in_executor(lane.executor, lane.call, deadline, fn, args)
         self.waiting += 1
         try:
             return await asyncio.wait_for(asyncio.shield(fut), deadline.seconds)
@@ -110,8 +151,8 @@ class WorkerPool:
             self.waiting -= 1
 
     def shutdown(self) -> None:
-        self.heavy.shutdown(wait=False, cancel_futures=True)
-        self.light.shutdown(wait=False, cancel_futures=True)
+        self.heavy.executor.shutdown(wait=False, cancel_futures=True)
+        self.light.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _lower_priority() -> None:
