@@ -332,3 +332,19 @@ def test_eval_says_when_the_loss_is_not_finite(capsys, tmp_path):
     code, out, err = run(capsys, "eval", zero, "--model", "a/x+b", "--params", "a=1,b=1")
     assert code == 0 and "mse = inf" in out
     assert "not finite at these parameters" in err and len(err.strip().splitlines()) == 1
+
+
+def test_values_that_start_with_a_minus_are_values_not_options(capsys):
+    """'--lrs -1,0.1' was read by argparse as an unknown option; now the value reaches its
+    own check, which says what was wrong (exit 2)."""
+    code, out, err = run(capsys, "lr-sweep", "lesson", "--model", "a*x+b", "--lrs", "-1,0.1")
+    assert code == 2 and "bad learning rates" in err and "-1,0.1" in err
+    code, out, err = run(capsys, "fit", "lesson", "--model", "a*x+b", "--optimizer", "gd",
+                         "--lr", "-1e-3")
+    assert code == 2 and "bad learning rate" in err
+
+
+def test_python_dash_m_gradfit_is_the_command_line():
+    ok = subprocess.run([sys.executable, "-m", "gradfit", "fit", "lesson", "--model", "poly:1",
+                         "--quiet"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout == "" and "Traceback" not in ok.stderr

@@ -11,7 +11,7 @@ CORE = ["gradfit", "gradfit.expr", "gradfit.models", "gradfit.losses", "gradfit.
         "gradfit.numpy_model", "gradfit.report", "gradfit.active_set", "gradfit.verdict",
         "gradfit.multistart", "gradfit.linear_lsq", "gradfit.stepper",
         "gradfit.normal_lm", "gradfit.cluster", "gradfit.many_kkt", "gradfit.stationary",
-        "gradfit.irls_check"]
+        "gradfit.irls_check", "gradfit.array_ns", "gradfit.spd"]
 
 
 def test_core_imports_with_plots_and_web_blocked():

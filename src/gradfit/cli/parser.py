@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from .. import __version__
 from ..errors import clip
@@ -9,9 +10,19 @@ from . import fit, pictures, serve, small
 from .exits import EXIT_EPILOG
 
 
+NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.eE+\-,:]*$")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's parser whose usage errors are one line on stderr (exit 2), as every other
     bad input: the command, the message and where to read more."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a value that starts with a minus and reads as numbers ('--lrs -1,0.1',
+        # '--span -3,3', '--lr -1e-3') is a value, not an unknown option: argparse's own
+        # rule knows single numbers only
+        self._negative_number_matcher = NEGATIVE_NUMBERS
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {clip(message)} (see '{self.prog} --help')\n")
