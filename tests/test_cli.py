@@ -348,3 +348,12 @@ def test_python_dash_m_gradfit_is_the_command_line():
     ok = subprocess.run([sys.executable, "-m", "gradfit", "fit", "lesson", "--model", "poly:1",
                          "--quiet"], capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout == "" and "Traceback" not in ok.stderr
+
+
+def test_a_learning_rate_given_to_an_exact_method_is_noted_not_taken_silently(capsys):
+    code, out, err = run(capsys, "fit", "lesson", "--model", "a*exp(b*x)", "--lr", "0.5",
+                         "--schedule", "cosine", "--quiet")
+    assert code == 0 and "--lr and --schedule not used" in err and "lm" in err
+    code, out, err = run(capsys, "fit", "lesson", "--model", "a*x^2+b*x+c", "--optimizer",
+                         "gd", "--lr", "0.01", "--steps", "2000", "--quiet")
+    assert "not used" not in err

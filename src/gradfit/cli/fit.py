@@ -96,6 +96,7 @@ def cmd_fit(args) -> int:
     show_bar = not args.quiet and args.json != "-" and sys.stdout.isatty()
     _drain(run, args.steps, show_bar)
     result = run.result
+    _note_unused_rate(args, run, result)
     if args.json:
         write_json(args.json, result.to_dict(history=args.json != "-"))
     if args.json != "-" and not args.quiet:
@@ -109,6 +110,17 @@ def cmd_fit(args) -> int:
         print(f"gradfit: not converged: {result.message}{hint}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _note_unused_rate(args, run, result) -> None:
+    """One line on stderr where --lr or --schedule was given to a method without a
+    learning rate (lm or irls, as auto chooses them): taken before without a word."""
+    given = [flag for flag, on in (("--lr", args.lr is not None),
+                                   ("--schedule", args.schedule != "constant")) if on]
+    if given and not run.stepper.has_lr and args.json != "-":
+        print(f"gradfit: note: {' and '.join(given)} not used: the fit ran "
+              f"{result.optimizer}, which sets its own steps (a learning rate is for "
+              "--optimizer gd, momentum, adam, ...)", file=sys.stderr)
 
 
 def _silent(text: str) -> None:
