@@ -69,7 +69,8 @@ def test_max_with_zero_and_constants():
     np.testing.assert_allclose(out.numpy(), np.maximum(XS, 0.0))
     assert parse_expression("2")({"x": torch.zeros(3, dtype=F64)}).shape == ()
     assert parse_expression("2*3 - 1/4")({"x": torch.zeros(3, dtype=F64)}).item() == 5.75
-    assert parse_expression("1/0 + x")({"x": torch.ones(2)}).isinf().all()
+    with pytest.raises(ExpressionError, match="'1/0' is made of numbers alone"):
+        parse_expression("1/0 + x")          # no model at any point: said where it stands
 
 
 def test_dtype_follows_inputs():
@@ -277,3 +278,21 @@ def test_a_long_chain_of_products_is_fitted_not_a_recursion_error(op):
     power = 600 if op == "*x" else -600
     r = gradfit.fit("a" + op * 600, x, 3.0 * x ** power)
     assert r.converged and r.params["a"] == pytest.approx(3.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("text, part, column", [
+    ("9^9^9*a", "9^9^9", 1), ("a*x*exp(1000)", "exp(1000)", 5),
+    ("a*x + 0*log(0)", "0*log(0)", 7), ("a*x + 1e308*10", "1e308*10", 7),
+    ("max(1, 1/0)*a", "max(1, 1/0)", 1)])
+def test_a_part_of_numbers_alone_that_is_not_finite_is_named(text, part, column):
+    """A constant part that overflows or is undefined was reported as a model undefined at
+    every data point; it is named where it stands."""
+    with pytest.raises(ExpressionError) as err:
+        parse_expression(text)
+    assert f"'{part}'" in str(err.value) and err.value.column == column
+
+
+def test_finite_parts_of_numbers_alone_pass():
+    for text in ("a*exp(-x/(2*0.5^2))", "a*x + 2*pi", "sin(pi)*a + x", "a*x^(1/3)",
+                 "-(-1)*a*x", "a*1e-300*1e-300*x"):
+        parse_expression(text)

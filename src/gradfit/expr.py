@@ -114,7 +114,49 @@ class _Compiler:
                                   expected="a formula such as 'a*x + b'")
         tree = self.parse()
         self.check_tree(tree)
-        return self.as_fn(self.build(tree.body))
+        root = self.as_fn(self.build(tree.body))
+        self.check_constants(tree.body)
+        return root
+
+    def check_constants(self, body: ast.AST) -> None:
+        """Refuse a part made of numbers alone (``9^9^9``, ``exp(1000)``, ``0*log(0)``)
+        that is not a finite number in float64: it is no model at any data point, and is
+        named as the part it is, not as a model undefined everywhere."""
+        # numbers alone, bottom-up (no recursion; a chain of 1000 terms is one pass)
+        order, stack = [], [body]
+        while stack:
+            node = stack.pop()
+            order.append(node)
+            stack.extend(ast.iter_child_nodes(node))
+        alone = {}
+        for node in reversed(order):            # children before their parents
+            if isinstance(node, ast.Name):
+                alone[id(node)] = node.id in CONSTANTS
+            elif isinstance(node, ast.Call):
+                alone[id(node)] = all(alone[id(a)] for a in node.args)
+            else:
+                alone[id(node)] = all(alone.get(id(c), True) for c in ast.iter_child_nodes(node))
+        stack = [body]
+        while stack:
+            node = stack.pop()
+            if not alone[id(node)]:
+                stack.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, ast.expr))
+                continue
+            if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
+                continue
+            sub = _Compiler(self.text, ())
+            sub.tb, sub.pos, sub.src = self.tb, self.pos, self.src
+            fn = sub.as_fn(sub.build(node))
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                value = fn({}, tuple(torch.tensor(v, dtype=torch.float64) for v in sub.consts))
+            if not bool(torch.isfinite(torch.as_tensor(value)).all()):
+                part = ast.get_source_segment(self.src, node) or "?"
+                raise self.error(f"the part '{part.replace('**', '^')}' is made of numbers "
+                                 f"alone and is not a finite number ({float(value):g})",
+                                 node.col_offset,
+                                 expected="numbers whose value is finite (below 1.8e308, "
+                                          "no division by zero, no log of 0)")
 
     def scan(self) -> None:
         """Refuse odd characters and deep brackets; translate ``^`` to ``**``, line breaks
