@@ -73,3 +73,91 @@ def test_drop_nan_leaves_out_rows_not_groups(dask_client):
                     drop_nan=True, **KW)
     assert out["converged"].all() and out["n_points"].tolist() == [8, 10, 10, 10]
     assert out["k"].tolist() == pytest.approx([0.5, 1.0, 2.0, 3.0], rel=1e-9)
+
+
+def test_categorical_labels_survive(tmp_path, dask_client):
+    # before: Dask's placeholder category turned every label into NaN (exit 0)
+    table = decays(np.repeat(["w1", "w2", "w3", "w4"], 10))
+    table["g"] = table["g"].astype("category")
+    table.to_parquet(tmp_path / "cat.parquet", index=False)
+    for data in (str(tmp_path / "cat.parquet"), dd.from_pandas(table, npartitions=2)):
+        out = fit_table(MODEL, data, scheduler=dask_client, **KW)
+        assert out["g"].tolist() == ["w1", "w2", "w3", "w4"]
+        assert out["k"].tolist() == pytest.approx([0.5, 1.0, 2.0, 3.0], rel=1e-9)
+
+
+def test_csv_labels_are_text_and_types_are_not_guessed(tmp_path, dask_client):
+    """Labels '1' and '01' are two groups (Dask's guess read both as the number 1, and
+    merged them); times that are whole numbers in the first rows and fractions later (a
+    guess of int64 failed on the later rows: exit 70)."""
+    table = decays(np.repeat(["1", "01", "NA", "b"], 10))
+    table["t"] = np.where(np.arange(40) < 10, np.round(table["t"]), table["t"])
+    table["v"] = 2 * np.exp(-np.repeat([0.5, 1.0, 2.0, 3.0], 10) * table["t"])
+    table.iloc[:20].to_csv(tmp_path / "a.csv", index=False)
+    table.iloc[20:].to_csv(tmp_path / "b.csv", index=False)
+    out = fit_table(MODEL, str(tmp_path / "*.csv"), scheduler=dask_client, **KW)
+    assert sorted(out["g"]) == ["01", "1", "NA", "b"]
+    k = dict(zip(out["g"], out["k"]))
+    assert [k["1"], k["01"], k["NA"], k["b"]] == pytest.approx([0.5, 1.0, 2.0, 3.0], rel=1e-9)
+
+
+def test_a_cell_that_is_not_a_number_is_named_as_the_csv_reader_names_it(tmp_path, dask_client):
+    (tmp_path / "d.csv").write_text("g,t,v\na,0,1\na,1,n/a\na,2,0.5\n")
+    with pytest.raises(InputError, match="column 'v': not a number.*got 'n/a'"):
+        fit_table(MODEL, str(tmp_path / "d.csv"), scheduler=dask_client, **KW)
+
+
+def test_files_and_folders_that_would_lose_groups_are_refused(tmp_path):
+    decays(np.repeat(list("abcd"), 10)).to_parquet(tmp_path / "a.parquet", index=False)
+    decays(np.repeat(list("efgh"), 10)).to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(InputError, match="both Parquet and CSV"):
+        fit_table(MODEL, str(tmp_path), **KW)     # the CSV groups were left out, exit 0
+    decays(np.repeat(list("ijkl"), 10)).drop(columns="v").assign(w=1.0).to_parquet(
+        tmp_path / "c.parquet", index=False)
+    with pytest.raises(InputError, match="c.parquet: no column named 'v' in this file"):
+        fit_table(MODEL, str(tmp_path / "*.parquet"), **KW)    # a KeyError, exit 70
+
+
+def test_names_and_per_group_arrays_are_checked_before_any_cluster(tmp_path):
+    decays(np.repeat(list("abcd"), 10)).to_parquet(tmp_path / "a.parquet", index=False)
+    with pytest.raises(InputError, match="unknown parameter 'kk'"):
+        fit_table(MODEL, str(tmp_path / "a.parquet"), x="t", y="v", group="g", p0={"kk": 1})
+    with pytest.raises(InputError, match="per-group p0 values for 'k'"):
+        fit_table(MODEL, str(tmp_path / "a.parquet"), x="t", y="v", group="g",
+                  p0={"k": np.ones(4)})
+
+
+def test_an_address_that_is_no_dask_scheduler_is_refused_in_bounded_time(monkeypatch):
+    """A port that accepts and never answers held the client for ever."""
+    import socket
+    import time
+    import gradfit.cluster as cluster
+    monkeypatch.setattr(cluster, "HANDSHAKE_SECONDS", 3.0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    try:
+        t = time.monotonic()
+        with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+            with cluster.client_for(f"tcp://127.0.0.1:{server.getsockname()[1]}"):
+                pass
+        assert time.monotonic() - t < 15
+    finally:
+        server.close()
+
+
+def test_json_on_dask_keeps_every_digit(tmp_path, capsys, dask_client):
+    import json
+    table = decays(np.repeat(list("abcd"), 10))
+    table["v"] += 0.003 * np.sin(17 * np.arange(40))          # losses of order 1e-6
+    table.to_parquet(tmp_path / "d.parquet", index=False)
+    want = fit_table(MODEL, str(tmp_path / "d.parquet"), scheduler=dask_client, **KW)
+    target = tmp_path / "fits.json"
+    code = main(["fit", str(tmp_path / "d.parquet"), "--group", "g", "--x", "t", "--y", "v",
+                 "--model", MODEL, "--p0", "A=1,k=1", "-q", "--json", str(target),
+                 "--workers", "1"])
+    assert code == 0 and capsys.readouterr().out == ""
+    rows = json.loads(target.read_text())
+    # pandas' to_json kept 10 decimals: a loss of 3.3e-5 had 6 digits left
+    assert [r["loss"] for r in rows] == want["loss"].tolist()
+    assert [r["k"] for r in rows] == want["k"].tolist()

@@ -30,6 +30,7 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 PRE_SPAWN_ENV = {**WORKER_ENV, "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
                  "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 CONNECT_TIMEOUT = "10s"
+HANDSHAKE_SECONDS = 20.0     # the whole connection, handshake included
 
 
 def _distributed():
@@ -61,12 +62,7 @@ def client_for(scheduler=None, workers: int | None = None) -> Iterator:
         if not isinstance(scheduler, str) or "://" not in scheduler:
             raise InputError("bad scheduler address", expected="an address such as "
                              "tcp://HOST:8786, or a distributed.Client", given=str(scheduler))
-        try:
-            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {scheduler}",
-                             expected="a running scheduler (dask scheduler; dask worker "
-                             "tcp://HOST:8786)", given=str(exc).splitlines()[0]) from None
+        client = _connect(distributed, scheduler)
         with client:
             yield client
         return
@@ -83,6 +79,36 @@ def client_for(scheduler=None, workers: int | None = None) -> Iterator:
         yield client
 
 
+def _connect(distributed, scheduler: str):
+    """A ``Client`` of the scheduler at ``scheduler``, within ``HANDSHAKE_SECONDS`` whatever
+    answers there: ``Client``'s own timeout covers the TCP connection, not the handshake,
+    so a port that accepts and stays silent (or an HTTP server) held it for ever, and one
+    that sends a banner (SSH) was read as a frame of exabytes (MemoryError)."""
+    import threading
+    box: dict = {}
+
+    def connect():
+        try:
+            box["client"] = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except BaseException as exc:    # noqa: BLE001 - handed to the caller below
+            box["error"] = exc
+    thread = threading.Thread(target=connect, name="gradfit-connect", daemon=True)
+    thread.start()
+    thread.join(HANDSHAKE_SECONDS)
+    exc = box.get("error")
+    if "client" in box:
+        return box["client"]
+    why = ("no Dask answer within {:g} s".format(HANDSHAKE_SECONDS) if thread.is_alive()
+           else (str(exc).splitlines() or [type(exc).__name__])[0] if exc else "no client")
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    if isinstance(exc, MemoryError):     # a banner read as the length of a Dask frame
+        why = "the service there answers in another protocol, not Dask's"
+    raise InputError(f"cannot reach the Dask scheduler at {scheduler}",
+                     expected="a running Dask scheduler there (dask scheduler; dask worker "
+                     "tcp://HOST:8786)", given=why[:200])
+
+
 def local_cluster(n: int):
     """A ``LocalCluster`` of ``n`` worker processes, one thread each, started with
     ``PRE_SPAWN_ENV``."""
@@ -92,7 +118,7 @@ def local_cluster(n: int):
         return distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                         dashboard_address=":0",
                                         scheduler_kwargs={"dashboard": False},
-                                        env=dict(WORKER_ENV), silence_logs=40)
+                                        env=dict(WORKER_ENV), silence_logs=50)
 
 
 def progress(futures, show: bool) -> None:

@@ -40,8 +40,13 @@ STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps",
 
 def _files(path: str) -> list[str]:
     if os.path.isdir(path):
-        found = sorted(glob.glob(os.path.join(path, "*.parquet"))) or \
-            sorted(glob.glob(os.path.join(path, "*.csv")))
+        pq = sorted(glob.glob(os.path.join(path, "*.parquet")))
+        csv = sorted(glob.glob(os.path.join(path, "*.csv")))
+        if pq and csv:             # one kind was read and the other left out, silently
+            raise InputError("the folder holds both Parquet and CSV files",
+                             expected="a folder of one kind, or a glob such as "
+                             f"'{os.path.join(path, '*.parquet')}'", given=path)
+        found = pq or csv
     else:
         found = sorted(glob.glob(path))
     if not found:
@@ -51,13 +56,34 @@ def _files(path: str) -> list[str]:
 
 
 def read_columns(data, cols):
-    """``read_table(data)`` narrowed to ``cols``; a missing column is refused by name."""
+    """``read_table(data)`` narrowed to ``cols``; a missing column is refused by name (in
+    every file: the reader takes the first file's columns as the table's)."""
     ddf = read_table(data)
     missing = [c for c in cols if c not in ddf.columns]
     if missing:
         raise InputError(f"no column named {missing[0]!r}",
                          expected="one of " + ", ".join(map(str, list(ddf.columns)[:20])))
+    if isinstance(data, (str, os.PathLike)):
+        for path in _files(os.fspath(data)):
+            have = _file_columns(path)
+            lacking = [c for c in cols if have is not None and c not in have]
+            if lacking:
+                raise InputError(f"no column named {lacking[0]!r} in this file",
+                                 expected="every file with the columns " + ", ".join(cols),
+                                 where=path)
     return ddf[cols]
+
+
+def _file_columns(path: str):
+    """The column names of one Parquet (its schema) or CSV file (its header), or None."""
+    try:
+        if path.lower().endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+            return set(pq.read_schema(path).names)
+        import pandas as pd
+        return set(pd.read_csv(path, nrows=0, dtype=object).columns)
+    except Exception:       # noqa: BLE001 - unreadable here: the reader says why
+        return None
 
 
 def read_table(data):
@@ -78,7 +104,10 @@ def read_table(data):
         if kinds <= {".parquet", ".pq"}:
             ddf = dd.read_parquet(files)
         elif kinds <= {".csv"}:
-            ddf = dd.read_csv(files)
+            # every cell as text: a guess of each column's type from the first rows fails
+            # on a later row, and labels "1" and "01" would be one number (the value
+            # columns become numbers by gradfit's own rule, as_numbers)
+            ddf = dd.read_csv(files, dtype=object, keep_default_na=False)
         else:
             ddf = None
     except (ValueError, KeyError, OSError) as exc:
@@ -91,6 +120,35 @@ def read_table(data):
         return ddf              # columns are picked later (dask pushes the pick into the reader)
     raise InputError("unknown data format", expected="Parquet (.parquet) or CSV (.csv) files",
                      given=", ".join(sorted(kinds)))
+
+
+def as_numbers(ddf, group: str):
+    """The table with its group labels as they are (a categorical column's categories as
+    labels: Dask's placeholder category turned every label into NaN) and its value columns
+    as float64, text cells read as the CSV reader reads them (``data.parse_cell``: empty a
+    missing value, anything but a number refused by name)."""
+    import pandas as pd
+    if isinstance(ddf[group].dtype, pd.CategoricalDtype):
+        ddf = ddf.assign(**{group: ddf[group].astype(object)})
+    values = [c for c in ddf.columns if c != group]
+    text = [c for c in values if ddf[c].dtype.kind not in "fiub"]
+    meta = ddf._meta.astype({c: "f8" for c in values})
+    if not values:
+        return ddf
+    return ddf.map_partitions(_numbers, values, text, meta=meta)
+
+
+def _numbers(frame, values, text):
+    from .data import parse_cell
+    out = frame.copy()
+    for c in values:
+        if c not in text:
+            out[c] = frame[c].astype("f8")
+            continue
+        cells = frame[c].astype(object).where(frame[c].notna(), "")
+        strip = [str(v).strip() for v in cells.tolist()]
+        out[c] = np.array([parse_cell(v, f"column {c!r}") for v in strip], dtype=float)
+    return out
 
 
 def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed=None,
@@ -148,7 +206,8 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
             raise InputError(f"fit_table does not take {bad}=", expected="the table as data "
                              "and its column names as x=, y=, group=, sigma=")
     x_cols, cols = _columns(x, y, group, sigma)
-    ddf = read_columns(data, cols)
+    _check_settings(model, x_cols, kwargs)
+    ddf = as_numbers(read_columns(data, cols), group)
     if drop_nan:
         values = [c for c in cols if c != group]
         ddf = ddf[ddf[values].map_partitions(lambda f: np.isfinite(f.to_numpy(dtype=float))
@@ -168,6 +227,23 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
         raise InputError("no data rows", expected="a table with at least one row",
                          where=None if not isinstance(data, (str, os.PathLike)) else str(data))
     return frame.sort_values(group, kind="stable").reset_index(drop=True)
+
+
+def _check_settings(model, x_cols, kwargs) -> None:
+    """Names and per-group arrays checked here, before a cluster starts (a worker would say
+    it only once it ran, among its own log)."""
+    from .models import check_param_names
+    m = make_model(model, kwargs.get("inputs") or table_inputs(model, x_cols))
+    for what in ("p0", "bounds", "fixed"):
+        given = kwargs.get(what) or {}
+        check_param_names(m, given, what)
+        for name, value in given.items():
+            parts = value if what == "bounds" and isinstance(value, (tuple, list)) else (value,)
+            if not all(v is None or np.ndim(v) == 0 for v in parts):
+                raise InputError(f"per-group {what} values for {name!r} on a table",
+                                 expected="one number for every group (or guess= for "
+                                 "starting values from each group's data)",
+                                 given=f"{np.size(value)} values")
 
 
 def _plan(ddf, group, parts, fit, meta):

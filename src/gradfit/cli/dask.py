@@ -18,7 +18,7 @@ import sys
 
 from ..errors import InputError
 from .exits import EXIT_FAILED, EXIT_OK
-from .parsing import assignments_or_none, parse_bounds, write_json, write_text
+from .parsing import assignments_or_none, parse_bounds, write_json
 
 SHOW_ROWS = 20
 
@@ -45,6 +45,23 @@ def write_table(target: str, table=None, csv=None) -> None:
     except OSError as exc:
         raise InputError("cannot write the table", expected="a writable path",
                          given=f"{target} ({exc.strerror or exc})") from None
+
+
+def _records(table) -> list[dict]:
+    """The table's rows as JSON records: floats in full, NaN and inf as null."""
+    import math
+    import numpy as np
+    out = []
+    for rec in table.to_dict(orient="records"):
+        for k, v in rec.items():
+            if isinstance(v, (float, np.floating)):
+                rec[k] = float(v) if math.isfinite(v) else None
+            elif isinstance(v, np.integer):
+                rec[k] = int(v)
+            elif isinstance(v, np.bool_):
+                rec[k] = bool(v)
+        out.append(rec)
+    return out
 
 
 def wants_dask(args) -> bool:
@@ -81,12 +98,12 @@ def cmd_fit_dask(args) -> int:
         ok = int(table["converged"].sum())
         if args.out:
             write_table(args.out, table)
-        elif args.json != "-":
+        elif not args.json:        # the result is in the JSON: not also on the screen
             print(table.head(SHOW_ROWS).to_string(index=False))
             if len(table) > SHOW_ROWS:
                 print(f"... {len(table)} rows (--out PATH writes them all)")
-        if args.json:
-            write_text(args.json, table.to_json(orient="records"))
+        if args.json:         # every digit (pandas' to_json keeps 10 decimals: 6 of 3.3e-5)
+            write_json(args.json, _records(table))
         print(f"gradfit: {ok} of {len(table)} groups converged", file=sys.stderr)
         return EXIT_OK if ok == len(table) else EXIT_FAILED
     if bounds or fixed:
