@@ -32,6 +32,7 @@ from .errors import InputError
 from .config import pairs, plain
 from .fit import DTYPE, check_device, p0_in_order
 from .losses import check_method, get_loss
+from .many_buckets import fit_by_lengths, scalar_settings
 from .many_data import ManyData, column_names, from_arrays, from_frame, from_long
 from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult
@@ -117,6 +118,20 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
             raise InputError(f"bad {name}", expected="a function, or None",
                              given=type(f).__name__)
     lossf = get_loss(loss, delta)
+    if group is not None and scalar_settings(p0, bounds, fixed, lr):
+        # one long series among many short ones: fitted a length class at a time
+        long = _long_columns(x, y, sigma, group, data)
+        if long is not None:
+            kw = dict(loss=loss, optimizer=optimizer, lr=lr, steps=steps, p0=p0, guess=guess,
+                      bounds=bounds, fixed=fixed, starts=starts, seed=seed, ftol=ftol,
+                      gtol=gtol, schedule=schedule, delta=delta, divergence=divergence,
+                      dtype=dtype, device=device, chunk_size=chunk_size,
+                      absolute_sigma=absolute_sigma, **options,
+                      inputs=inputs if inputs is not None or data is None else
+                      table_inputs(model, column_names(x, y, group, sigma)[0]))
+            res = fit_by_lengths(fit_many, model, *long, progress, kw)
+            if res is not None:
+                return res
     d = _data(x, y, sigma, group, data, inputs)
     if inputs is None and data is not None:
         inputs = table_inputs(model, column_names(x, y, group, sigma)[0])
@@ -184,6 +199,30 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         out.fail(b * K, why)
     return ManyResult.build(m, d, lossf, method, names, free, out, best, K,
                             time.perf_counter() - t0, absolute_sigma)
+
+
+def _long_columns(x, y, sigma, group, data):
+    """``(x (N, d), y, sigma, group)`` of a long table (a frame's columns, or arrays), or
+    None where ``_data`` will refuse them."""
+    from .many_data import _array, frame_columns
+    try:
+        if data is not None:
+            cols = frame_columns(data, x=x, y=y, group=group, sigma=sigma)
+            if cols is None:
+                return None
+            xv, yv, g, sv = cols
+            return xv, yv, sv, g
+        if x is None or y is None:
+            return None
+        xa, ya = _array("x", x), _array("y", y)
+        xa = xa[:, None] if xa.ndim == 1 else xa
+        sa = None if sigma is None else _array("sigma", sigma).reshape(-1)
+        if ya.ndim != 1 or xa.ndim != 2 or len(xa) != len(ya) or \
+                (sa is not None and len(sa) != len(ya)):
+            return None
+        return xa, ya, sa, group
+    except InputError:
+        return None                     # _data says what is wrong
 
 
 def _is_table(v) -> bool:

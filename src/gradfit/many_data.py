@@ -219,6 +219,17 @@ def from_frame(frame, *, x, y, group, sigma=None) -> ManyData:
     return from_long(xv, _numbers(frame, y), group=frame[group].to_numpy(), sigma=sv)
 
 
+def frame_columns(frame, *, x, y, group, sigma=None):
+    """``from_frame``'s long columns ``(x (N, d), y, group, sigma)``, unpadded."""
+    cols, names = column_names(x, y, group, sigma)
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        return None                    # from_frame says which
+    xv = np.stack([_numbers(frame, c) for c in cols], 1)
+    sv = None if sigma is None else _numbers(frame, sigma)
+    return xv, _numbers(frame, y), frame[group].to_numpy(), sv
+
+
 def _numbers(frame, name) -> np.ndarray:
     """Column ``name`` as float64 (missing values NaN); a cell that is not a number is
     refused by its row label and column."""

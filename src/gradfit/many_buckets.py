@@ -1,0 +1,112 @@
+"""Long tables of very unequal series: fitted a length class at a time.
+
+``fit_many`` pads the series of a long table to the longest one, so one series of 50,000
+points among 20,000 of 5 made every series 50,000 long: 20 GB and a hundred times the
+time. When padding would multiply the table's size by more than ``PAD_FACTOR`` (and
+exceed ``PAD_MIN`` cells), the groups are split by length (lengths within a factor of
+two of each other together), each class is fitted on its own, padded to its own longest
+series, and the answers are put back in the table's order: the same numbers as one call,
+at the cost of the points there are. Per-problem settings (arrays of p0, bounds, fixed,
+lr) keep the single call.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .many_data import _missing, group_codes
+from .many_result import ManyResult
+
+PAD_FACTOR = 4          # padded cells over real cells beyond which the lengths are split
+PAD_MIN = 1 << 22       # ... and padded cells beyond this (below: one call is cheap anyway)
+
+
+def length_classes(counts: np.ndarray) -> list[np.ndarray] | None:
+    """The groups (indices) of each length class, or None when one padded call is fine."""
+    padded = len(counts) * int(counts.max())
+    if padded <= max(PAD_MIN, PAD_FACTOR * int(counts.sum())):
+        return None
+    key = np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
+    classes = [np.flatnonzero(key == k) for k in np.unique(key)]
+    return classes if len(classes) > 1 else None
+
+
+def scalar_settings(p0, bounds, fixed, lr) -> bool:
+    """Whether every setting is one value for all problems (a class can take it as is)."""
+    def one(v):
+        return v is None or np.ndim(v) == 0
+    if p0 is not None and not (hasattr(p0, "items") and all(one(v) for v in p0.values())):
+        return False
+    for given in (fixed or {}).values():
+        if not one(given):
+            return False
+    for pair in (bounds or {}).values():
+        if not (isinstance(pair, (tuple, list)) and all(one(v) for v in pair)):
+            return False
+    return one(lr)
+
+
+def fit_by_lengths(fit_many, model, x, y, sigma, group, progress, kwargs):
+    """``fit_many`` a length class at a time (see the module's docstring), or None when
+    the table needs no split. ``x`` ``(N, d)``, ``y``, ``sigma``, ``group``: long columns."""
+    g = np.asarray(group)
+    if g.ndim != 1 or len(g) != len(y):
+        return None                         # fit_many says what is wrong
+    labels, codes, _ = group_codes(g)
+    classes = length_classes(np.bincount(codes, minlength=len(labels)))
+    if classes is None:
+        return None
+    B, parts, done = len(labels), [], 0
+    for groups in classes:
+        rows = np.isin(codes, groups)
+        tick = None if progress is None else \
+            (lambda d, t, base=done: progress(base + d, B))
+        part = fit_many(model, x[rows], y[rows], sigma=None if sigma is None else sigma[rows],
+                        group=g[rows], progress=tick, **kwargs)
+        parts.append((groups, part))
+        done += len(groups)
+    return _merge(parts, labels)
+
+
+def _key(v):
+    return None if _missing(v) else v
+
+
+def _merge(parts, labels) -> ManyResult:
+    """One ``ManyResult`` in the table's order of groups from the classes' results."""
+    B = len(labels)
+    first = parts[0][1]
+    where = np.empty(B, dtype=object)              # group -> (class result, its row)
+    for groups, r in parts:
+        at = {_key(v): i for i, v in enumerate(r.groups.tolist())}
+        for b in groups.tolist():
+            where[b] = (r, at[_key(labels[b])])
+
+    def gather(get, dtype=None):
+        return np.array([get(r)[i] for r, i in where.tolist()], dtype=dtype)
+    stderr = None if first.stderr is None else \
+        {n: gather(lambda r, n=n: r.stderr[n], float) for n in first.stderr}
+    cov = None if first.covariance is None else \
+        np.stack([r.covariance[i] for r, i in where.tolist()])
+    message = np.empty(B, dtype=object)
+    message[:] = [r.message[i] for r, i in where.tolist()]
+    return ManyResult(
+        params={n: gather(lambda r, n=n: r.params[n], float) for n in first.params},
+        loss=gather(lambda r: r.loss, float), converged=gather(lambda r: r.converged, bool),
+        reason=np.array([str(r.reason[i]) for r, i in where.tolist()]), message=message,
+        steps=gather(lambda r: r.steps, np.int64), stderr=stderr, covariance=cov,
+        r2=gather(lambda r: r.r2, float), rmse=gather(lambda r: r.rmse, float),
+        groups=labels, loss_name=first.loss_name, model=first.model,
+        optimizer=first.optimizer, wall_time=sum(r.wall_time for _, r in parts),
+        starts=first.starts, n_points=gather(lambda r: r.n_points, np.int64),
+        model_object=first.model_object, data=_Classes(where))
+
+
+class _Classes:
+    """``ManyData.series`` over the classes' data, in the table's order of groups."""
+
+    def __init__(self, where):
+        self.where = where
+
+    def series(self, b: int):
+        r, i = self.where[b]
+        return r.data.series(i)
