@@ -57,3 +57,32 @@ def test_a_model_that_does_not_use_the_dimension_is_refused():
     with pytest.raises(InputError, match="the model does not use the dimension 'time' as "
                                          "its input: expected an expression of time"):
         fit_along("A*exp(-k*t)", decays(), "time")
+
+
+def test_outputs_do_not_take_the_datas_attributes_and_numpy_sigma_is_taken():
+    import numpy as np
+    import xarray as xr
+    from gradfit.xarray_fit import fit_along
+    t = np.linspace(0, 3, 12)
+    k = np.array([0.5, 1.0, 2.0])
+    da = xr.DataArray(2 * np.exp(-k[:, None] * t), dims=("pix", "time"),
+                      coords={"time": t}, attrs={"units": "V"})
+    ds = fit_along("A*exp(-k*time)", da, "time", p0={"A": 1.0, "k": 1.0})
+    assert all(ds[v].attrs == {} for v in ds.data_vars)      # k is no voltage
+    for sigma in (np.full(da.shape, 0.1), np.full(12, 0.1)):
+        got = fit_along("A*exp(-k*time)", da, "time", p0={"A": 1.0, "k": 1.0}, sigma=sigma)
+        np.testing.assert_allclose(got.k.values, k, rtol=1e-9)
+    with pytest.raises(InputError, match="bad sigma"):
+        fit_along("A*exp(-k*time)", da, "time", sigma=np.ones(5))
+
+
+def test_a_p0_whose_coordinates_do_not_match_is_named():
+    import numpy as np
+    import xarray as xr
+    from gradfit.xarray_fit import fit_along
+    t = np.linspace(0, 3, 12)
+    da = xr.DataArray(np.exp(-np.outer([1.0, 2.0], t)), dims=("pix", "time"),
+                      coords={"time": t, "pix": [10, 20]})
+    p0k = xr.DataArray([1.0, 2.0], dims=("pix",), coords={"pix": [10, 30]})
+    with pytest.raises(InputError, match="coordinates do not match"):
+        fit_along("exp(-k*time)", da, "time", p0={"k": p0k}).compute()

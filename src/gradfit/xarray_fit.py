@@ -89,13 +89,13 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
     args = [da]
     core = [[dim]]
     if sigma is not None:
-        sigma = xr.DataArray(sigma) if not isinstance(sigma, xr.DataArray) else sigma
+        sigma = _sigma_array(sigma, da, dim)
         extra = [d for d in sigma.dims if d not in da.dims]
         if extra:
             raise InputError("bad sigma", expected="a DataArray over (some of) the data's "
                              f"dimensions ({', '.join(map(str, da.dims))})",
                              given=f"dimension {extra[0]!r}")
-        sigma = sigma.broadcast_like(da).transpose(*da.dims)
+        sigma = _broadcast(sigma, da, "sigma").transpose(*da.dims)
         args.append(sigma.chunk(da.chunksizes) if chunked else sigma)
         core.append([dim])
     kwargs, where = _per_position(kwargs, da, dim, chunked)
@@ -115,6 +115,7 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
                                    dask_gufunc_kwargs={"output_sizes": {"_field": K}})
     ds = _dataset(out, names, errs)
     ds["message"] = messages
+    ds["message"].attrs = {}
     if chunked and compute:
         if scheduler is None and workers is None:
             return ds.compute()
@@ -184,7 +185,42 @@ def _on_positions(v, other, what: str):
     if extra:
         raise InputError(f"bad {what}", expected="a DataArray over the other dimensions "
                          f"({', '.join(map(str, other.dims))})", given=f"dimension {extra[0]!r}")
-    return v.astype(np.float64).broadcast_like(other).transpose(*other.dims)
+    return _broadcast(v.astype(np.float64), other, what).transpose(*other.dims)
+
+
+def _broadcast(v, like, what: str):
+    """``v.broadcast_like(like)``; coordinates that do not match are refused by name (was
+    xarray's own AlignmentError)."""
+    for d in v.dims:            # broadcast_like joins labels (outer): apply_ufunc then failed
+        if d in like.dims and d in v.coords and d in like.coords and \
+                not np.array_equal(v[d].values, like[d].values):
+            raise InputError(f"bad {what}: its coordinates do not match the data's",
+                             expected=f"the data's labels along {d!r}",
+                             given=f"{list(v[d].values[:5])}")
+    try:
+        return v.broadcast_like(like)
+    except ValueError as exc:                   # xarray's AlignmentError is a ValueError
+        raise InputError(f"bad {what}: its coordinates do not match the data's",
+                         expected="the data's coordinate labels on every dimension they share",
+                         given=(str(exc).splitlines() or ["?"])[0][:200]) from None
+
+
+def _sigma_array(sigma, da, dim):
+    """``sigma`` as a DataArray: one already, or an array of the data's shape (its
+    dimensions) or of ``dim``'s length (along it), as ``p0`` takes arrays."""
+    import xarray as xr
+    if isinstance(sigma, xr.DataArray):
+        return sigma
+    a = np.asarray(sigma, dtype=np.float64)
+    if a.shape == da.shape:
+        return xr.DataArray(a, dims=da.dims, coords=da.coords)
+    if a.shape == (da.sizes[dim],):
+        return xr.DataArray(a, dims=(dim,), coords={dim: da[dim]} if dim in da.coords else None)
+    if a.ndim == 0:
+        return xr.DataArray(a)
+    raise InputError("bad sigma", expected=f"a DataArray, a number, an array of the data's "
+                     f"shape {da.shape} or of {dim!r}'s length {da.sizes[dim]}",
+                     given=f"shape {a.shape}")
 
 
 def _with_positions(kwargs, keys, values):
@@ -220,4 +256,6 @@ def _dataset(out, names, errs):
     ds["reason"] = xr.apply_ufunc(lambda c: np.array(CODES, dtype=object)[c.astype(int)], codes,
                                   dask="parallelized", output_dtypes=[object])
     ds["steps"] = out.isel(_field=at + 3, drop=True).astype(np.int64)
+    for name in ds.data_vars:       # the data's attributes (units of y) are not a rate's
+        ds[name].attrs = {}
     return ds
