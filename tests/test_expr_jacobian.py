@@ -80,3 +80,32 @@ def test_a_long_chain_needs_no_recursion():
     want = torch.stack([torch.exp(0.5 * x), 2.0 * x * torch.exp(0.5 * x)], -1)
     torch.testing.assert_close(jac[0], want)
     torch.testing.assert_close(f[0], 2.0 * torch.exp(0.5 * x) + 990 * x)
+
+
+def test_a_power_with_a_fitted_exponent_is_differentiable_at_a_zero_base():
+    """Zero-dose controls of a Hill curve, or x = 0 under a*x^b: the model is finite there
+    (0^h = 0) and so is its Jacobian; the forward rules gave 0 * log 0 and 0 * (1/0), NaN,
+    and the fit stopped as 'diverged at step 0'. Oracle: scipy's curve_fit."""
+    import numpy as np
+    from scipy.optimize import curve_fit
+    import gradfit
+    x = np.r_[0.0, 0.0, 0.0, np.logspace(-9, -5, 12)]
+    rng = np.random.default_rng(0)
+
+    def hill(x, bottom, top, EC50, h):
+        return bottom + (top - bottom) / (1 + (x / EC50) ** h)
+    for h_true in (1.2, 0.7):
+        y = hill(x, 5, 100, 1e-7, h_true) + 2 * rng.normal(size=x.size)
+        p0 = dict(bottom=0.0, top=100.0, EC50=1e-7, h=1.0)
+        want, _ = curve_fit(hill, x, y, p0=list(p0.values()), xtol=1e-15, ftol=1e-15,
+                            maxfev=100000)
+        text = "bottom+(top-bottom)/(1+(x/EC50)^h)"
+        r = gradfit.fit(text, x, y, p0=p0)
+        assert r.converged, r.message
+        np.testing.assert_allclose(list(r.params.values()), want, rtol=1e-6)
+        m = gradfit.fit_many(text, x, y[None], p0=p0)
+        assert m.converged[0]
+        np.testing.assert_allclose([m.params[k][0] for k in p0], want, rtol=1e-6)
+    x = np.linspace(0, 10, 20)
+    r = gradfit.fit("a*x^b", x, 2 * x ** 1.5)
+    assert r.converged and r.params["b"] == pytest.approx(1.5, rel=1e-10)

@@ -7,7 +7,7 @@ parameter ``p_j`` it depends on, a tangent ``d value / d p_j`` kept as a sum of 
 ``c * f_1 * f_2 * ...`` of a number ``c`` and value nodes ``f``. The rules:
 
     (u v)' = u' v + u v'      (u / v)' = u' (1/v) + v' w (-1/v)     (u^c)' = u' c u^(c-1)
-    (u^v)' = u' w v (1/u) + v' w log u      f(u)' = u' f'(u)   (exp: w, log: 1/u, sin: cos u,
+    (u^v)' = u' v u^(v-1) + v' xlogy(w, u)  f(u)' = u' f'(u)   (exp: w, log: 1/u, sin: cos u,
     cos: -sin u, tan: 1 + w^2, sqrt: 0.5/w, abs: sign u, tanh: 1 - w^2, sigmoid: w (1 - w),
     relu: [u > 0], atan: 1 / (1 + u^2))
 
@@ -45,7 +45,15 @@ _FN = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos,
        "sigmoid": torch.sigmoid, "relu": torch.relu, "atan": torch.atan, "arctan": torch.atan,
        "sign": torch.sign, "step": lambda u: (u > 0).to(u.dtype)}
 _OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
-        "div": operator.truediv, "neg": operator.neg, "pow": operator.pow, **_FN}
+        "div": operator.truediv, "neg": operator.neg, "pow": operator.pow,
+        "xlogy": torch.xlogy, "powgrad": lambda u, v: _powgrad(u, v), **_FN}
+
+
+def _powgrad(u, v):
+    """``d u^v / d u = v u^(v-1)``, 0 at ``u = 0`` where ``v < 1`` (a cusp, taken as a kink)."""
+    out = v * u ** (v - 1)
+    return torch.where((u == 0) & (v < 1), 0.0, out) if isinstance(out, torch.Tensor) else \
+        (0.0 if u == 0 and v < 1 else out)
 _INTO = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
          **{k: v for k, v in _FN.items() if k != "step"}}      # the same, with ``out=``
 _BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
@@ -206,10 +214,11 @@ def _binary(op: str, a: int, ta: dict, b: int, tb: dict, g: _Graph):
             t = T.scale(t, g, g.op("pow", a, g.op("sub", b, g.number(1.0))))
         else:
             t = T.scale(t, g, a)
-    elif ta:
-        t = T.scale(T.scale(T.scale(ta, g, w), g, b), g, g.op("div", g.number(1.0), a))
-    if tb:
-        t = T.add(t, T.scale(T.scale(tb, g, w), g, g.op("log", a)))
+    elif ta:     # v u^(v-1), 0 at u = 0 for v < 1 (as sign(0) = 0 at abs's kink): w v / u
+        t = T.scale(ta, g, g.op("powgrad", a, b))     # was 0 * inf = NaN at x = 0 of (x/c)^h
+    if tb:       # w log u, as xlogy: 0 where w = 0 (x^h at x = 0: 0, not 0 * -inf = NaN)
+        wlog = g.op("mul", w, g.op("log", a)) if g.const[a] is not None else g.op("xlogy", w, a)
+        t = T.add(t, T.scale(tb, g, wlog))
     return w, t
 
 
