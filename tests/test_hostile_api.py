@@ -202,3 +202,15 @@ def test_an_exact_fit_is_certified_though_its_residuals_are_rounding_noise(loss)
     r = gradfit.fit("A*exp(-k*x)", x, y, loss=loss, p0={"A": 1.0, "k": 1.0})
     assert r.converged, r.message
     assert r.params == pytest.approx({"A": 3.0, "k": 0.7}, rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype, want", [(np.float64, "float64"), (np.dtype("float32"), "float32"),
+                                         (torch.float32, "float32")])
+def test_a_dtype_given_as_numpys_or_torchs_own_is_taken_by_name(dtype, want):
+    x = np.linspace(0, 1, 10)
+    r = gradfit.fit("a*x+b", x, 2 * x + 1, dtype=dtype)
+    m = gradfit.fit_many("a*x+b", x, (2 * x + 1)[None], dtype=dtype)
+    assert r.converged and m.converged[0]
+    assert r.params["a"] == pytest.approx(2.0, rel=1e-6 if want == "float32" else 1e-12)
+    with pytest.raises(InputError, match="unknown dtype 'int64'"):
+        gradfit.fit("a*x+b", x, 2 * x + 1, dtype=np.int64)

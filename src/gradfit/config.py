@@ -23,6 +23,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
+import torch
 
 from .errors import InputError
 from .optimizers import OPTIMIZERS, resolve_options
@@ -180,6 +181,19 @@ def plain(value):
     if isinstance(value, tuple) and any(isinstance(v, np.generic) for v in value):
         return tuple(plain(v) for v in value)
     return value
+
+
+def dtype_name(value):
+    """A dtype given as numpy's or torch's own (``np.float64``, ``np.dtype("float32")``,
+    ``torch.float64``) as its name (``"float64"``); a text, or anything else, as it is."""
+    if isinstance(value, str) or value is None:
+        return value
+    if isinstance(value, torch.dtype):
+        return str(value).replace("torch.", "")
+    try:
+        return np.dtype(value).name
+    except TypeError:
+        return value
 
 
 _MAP_EXPECTED = {"p0": "name -> starting value", "fixed": "name -> value",

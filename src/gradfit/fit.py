@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from .config import FitConfig, check_finite, plain
+from .config import FitConfig, check_finite, dtype_name, plain
 from .data import unmasked
 from .errors import FitError, InputError
 from .losses import get_loss
@@ -452,7 +452,7 @@ def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
             absolute_sigma=False, starts=None) -> FitConfig:
     spec = model if isinstance(model, str) else getattr(model, "spec", None) or \
         getattr(model, "__name__", "function")
-    dt = dtype if isinstance(dtype, str) else {v: k for k, v in DTYPE.items()}.get(dtype, str(dtype))
+    dt = dtype_name(dtype)
     return FitConfig(model=spec, loss=loss, delta=delta, optimizer=optimizer, lr=lr, steps=steps,
                      p0=p0, seed=seed, ftol=ftol, gtol=gtol, time_limit=time_limit,
                      schedule=schedule, options=options, divergence=divergence, dtype=dt,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .config import pairs, plain
+from .config import dtype_name, pairs, plain
 from .fit import DTYPE, check_device, p0_in_order
 from .losses import check_method, get_loss
 from .many_buckets import fit_by_lengths, scalar_settings
@@ -98,6 +98,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                          dtype=dtype, device=device, chunk_size=chunk_size,
                          absolute_sigma=absolute_sigma, **options)
     t0 = time.perf_counter()
+    dtype = dtype_name(dtype)                   # np.float64, torch.float32: by name
     checked = {}
     for name, value in (("loss", loss), ("delta", delta), ("schedule", schedule),
                         ("seed", seed), ("ftol", ftol), ("gtol", gtol), ("steps", steps),
