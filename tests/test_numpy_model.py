@@ -186,3 +186,19 @@ def test_a_jac_that_raises_is_named_with_the_parameters():
     with pytest.raises(InputError, match=r"^the jac function 'broken' raised KeyError: 'boom' "
                                          r"\(at parameters 1, 1, 1\)$"):
         gradfit.fit(decay, x, y, jac=broken, optimizer="lm")
+
+
+def test_the_model_is_not_called_at_all_zero_parameters():
+    """The loss scale of the final checks is that of predicting 0, from the data: calling a
+    user's A/(x*w) at w = 0 warned of a division the user never asked for."""
+    import warnings
+    calls = []
+
+    def f(x, A, w):
+        calls.append(float(w))
+        return A / (x * w)
+    x = np.linspace(1, 5, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gradfit.fit(f, x, 4 / x + 0.01 * np.sin(x), p0=[1, 1])
+    assert 0.0 not in calls

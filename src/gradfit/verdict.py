@@ -100,8 +100,7 @@ def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, deta
             return "failed", (f"the parameters blew up ({worst} = {float(final[names.index(worst)]):.3g}, "
                               f"beyond {limit:.3g}): no meaningful fit")
     # worse beyond rounding: the loss of a zero prediction sets the scale of the loss
-    with torch.no_grad():
-        zero = float(problem.objective(torch.zeros_like(final))) if model.identifiable else 0.0
+    zero = _zero_prediction_loss(problem, final) if model.identifiable else 0.0
     noise = 1e-12 * (abs(zero) if math.isfinite(zero) else 0.0)
     if first_loss is not None and math.isfinite(first_loss) and \
             final_loss > first_loss * (1 + 1e-9) + noise:
@@ -116,6 +115,19 @@ def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, deta
     if lost is not None:
         return "failed", lost
     return reason, detail
+
+
+def _zero_prediction_loss(problem, final: torch.Tensor) -> float:
+    """The loss of predicting 0 at every point, from the data alone (the model at all-zero
+    parameters, as before, is no zero prediction, and a user's ``A/(x*w)`` warned there)."""
+    base = getattr(problem, "base", problem)
+    y, sigma, loss = (getattr(base, k, None) for k in ("y", "sigma", "loss"))
+    if y is None or loss is None:
+        with torch.no_grad():
+            return float(problem.objective(torch.zeros_like(final)))
+    r = -y if sigma is None else -y / sigma
+    with torch.no_grad():
+        return float(loss.reduce(r, loss.delta))
 
 
 def lost_rank(problem, final: torch.Tensor, free: tuple[str, ...], scaled=None) -> str | None:
