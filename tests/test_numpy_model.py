@@ -195,7 +195,7 @@ def test_the_model_is_not_called_at_all_zero_parameters():
     calls = []
 
     def f(x, A, w):
-        calls.append(float(w))
+        calls.extend(np.ravel(np.asarray(w, dtype=float)).tolist())
         return A / (x * w)
     x = np.linspace(1, 5, 20)
     with warnings.catch_warnings():
