@@ -42,14 +42,14 @@ def test_own_csv_with_sigma_fits_a_decay_and_shows_standard_errors(page, server,
 
 def test_pause_acts_within_100_ms_at_the_fastest_speed(page):
     """Click pause while running at the largest steps per frame: the page says paused
-    within 100 ms (the median of three pauses: this machine is shared) and the step
+    within 100 ms (the median of five pauses: this machine is shared) and the step
     counter stands still after it."""
     fastest = page.evaluate("() => [...document.querySelectorAll('#spf option')].map(o => Number(o.value))")[-1]
     page.select_option("#spf", str(fastest))
     page.fill("#maxsteps", "1000000")
     page.dispatch_event("#maxsteps", "change")
     took = []
-    for _ in range(3):
+    for _ in range(5):
         at0 = int(page.text_content("#step"))
         page.click("#btn-play")
         page.wait_for_function(f"() => Number(document.getElementById('step').textContent) > {at0 + 2 * fastest}",
@@ -66,7 +66,7 @@ def test_pause_acts_within_100_ms_at_the_fastest_speed(page):
         }""")
         assert at == later                                        # nothing ran on
         took.append(ms)
-    assert sorted(took)[1] < 100, f"pauses took {[round(t) for t in took]} ms"
+    assert sorted(took)[2] < 100, f"pauses took {[round(t) for t in took]} ms"
 
 
 def test_a_phone_sized_page_has_full_width_plots(browser, server):

@@ -43,9 +43,10 @@ class Ops:
         raise NotImplementedError
 
     def shifted(self, a, g, base=None):
-        """Solves with ``a + lam I`` for many ``lam`` (``spd.Shifted``; ``base``: the
-        factor of ``a`` where it is at hand)."""
-        raise NotImplementedError
+        """Solves with ``a + lam I`` for many ``lam`` (``spd.Shifted``, by this namespace's
+        ``factor``; ``base``: the factor of ``a`` where it is at hand)."""
+        from .spd import Shifted
+        return Shifted(a, g, self.factor, self.eye(a.shape[-1], a), base)
 
     def zeros(self, shape, like, kind=None):
         """Zeros of ``shape`` in ``like``'s floating dtype, or ``kind`` bool or int."""
@@ -108,11 +109,6 @@ class TorchOps(Ops):
         from .spd import factor
         return factor(a)
 
-    @classmethod
-    def shifted(cls, a, g, base=None):
-        from .spd import Shifted
-        return Shifted(a, g, cls.factor, cls.eye(a.shape[-1], a), base)
-
 
 class NumpyOps(Ops):
     where = staticmethod(np.where)
@@ -166,11 +162,6 @@ class NumpyOps(Ops):
     def factor(a):
         from .spd import NumpyCholesky
         return NumpyCholesky(a)
-
-    @classmethod
-    def shifted(cls, a, g, base=None):
-        from .spd import Shifted
-        return Shifted(a, g, cls.factor, cls.eye(a.shape[-1], a), base)
 
 
 _FINFO = {np.dtype(t).char: torch.finfo(getattr(torch, t))
