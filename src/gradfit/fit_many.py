@@ -119,21 +119,21 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
             raise InputError(f"bad {name}", expected="a function, or None",
                              given=type(f).__name__)
     lossf = get_loss(loss, delta)
-    if group is not None and scalar_settings(p0, bounds, fixed, lr):
+    long = _long_columns(x, y, sigma, group, data) if group is not None else None
+    if long is not None and scalar_settings(p0, bounds, fixed, lr):
         # one long series among many short ones: fitted a length class at a time
-        long = _long_columns(x, y, sigma, group, data)
-        if long is not None:
-            kw = dict(loss=loss, optimizer=optimizer, lr=lr, steps=steps, p0=p0, guess=guess,
-                      bounds=bounds, fixed=fixed, starts=starts, seed=seed, ftol=ftol,
-                      gtol=gtol, schedule=schedule, delta=delta, divergence=divergence,
-                      dtype=dtype, device=device, chunk_size=chunk_size,
-                      absolute_sigma=absolute_sigma, **options,
-                      inputs=inputs if inputs is not None or data is None else
-                      table_inputs(model, column_names(x, y, group, sigma)[0]))
-            res = fit_by_lengths(fit_many, model, *long, progress, kw)
-            if res is not None:
-                return res
-    d = _data(x, y, sigma, group, data, inputs)
+        kw = dict(loss=loss, optimizer=optimizer, lr=lr, steps=steps, p0=p0, guess=guess,
+                  bounds=bounds, fixed=fixed, starts=starts, seed=seed, ftol=ftol, gtol=gtol,
+                  schedule=schedule, delta=delta, divergence=divergence, dtype=dtype,
+                  device=device, chunk_size=chunk_size, absolute_sigma=absolute_sigma,
+                  **options, inputs=inputs if inputs is not None or data is None else
+                  table_inputs(model, column_names(x, y, group, sigma)[0]))
+        res = fit_by_lengths(fit_many, model, *long, progress, kw)
+        if res is not None:
+            return res
+    # the long columns once: the table is not read again
+    d = _data(x, y, sigma, group, data, inputs) if long is None else \
+        from_long(long[0], long[1], group=long[3], sigma=long[2])
     if inputs is None and data is not None:
         inputs = table_inputs(model, column_names(x, y, group, sigma)[0])
     if inputs is None:
@@ -204,14 +204,11 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
 
 def _long_columns(x, y, sigma, group, data):
     """``(x (N, d), y, sigma, group)`` of a long table (a frame's columns, or arrays), or
-    None where ``_data`` will refuse them."""
+    None where ``_data`` is to say what is wrong with them."""
     from .many_data import _array, frame_columns
     try:
         if data is not None:
-            cols = frame_columns(data, x=x, y=y, group=group, sigma=sigma)
-            if cols is None:
-                return None
-            xv, yv, g, sv = cols
+            xv, yv, g, sv = frame_columns(data, x=x, y=y, group=group, sigma=sigma)
             return xv, yv, sv, g
         if x is None or y is None:
             return None
@@ -223,7 +220,7 @@ def _long_columns(x, y, sigma, group, data):
             return None
         return xa, ya, sa, group
     except InputError:
-        return None                     # _data says what is wrong
+        return None
 
 
 def _is_table(v) -> bool:

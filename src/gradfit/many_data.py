@@ -206,6 +206,13 @@ def column_names(x, y, group, sigma) -> tuple[list[str], list[str]]:
 
 def from_frame(frame, *, x, y, group, sigma=None) -> ManyData:
     """A pandas DataFrame in long form; ``x`` a column name or a list of them."""
+    xv, yv, g, sv = frame_columns(frame, x=x, y=y, group=group, sigma=sigma)
+    return from_long(xv, yv, group=g, sigma=sv)
+
+
+def frame_columns(frame, *, x, y, group, sigma=None):
+    """A long frame's columns ``(x (N, d), y, group, sigma)`` as arrays, unpadded; a
+    missing or doubled column is refused by name."""
     cols, names = column_names(x, y, group, sigma)
     missing = [c for c in names if c not in frame.columns]
     if missing:
@@ -214,17 +221,6 @@ def from_frame(frame, *, x, y, group, sigma=None) -> ManyData:
     twice = [c for c in names if (frame.columns == c).sum() > 1]
     if twice:
         raise InputError(f"duplicate column name {twice[0]!r}", expected="distinct column names")
-    xv = np.stack([_numbers(frame, c) for c in cols], 1)
-    sv = None if sigma is None else _numbers(frame, sigma)
-    return from_long(xv, _numbers(frame, y), group=frame[group].to_numpy(), sigma=sv)
-
-
-def frame_columns(frame, *, x, y, group, sigma=None):
-    """``from_frame``'s long columns ``(x (N, d), y, group, sigma)``, unpadded."""
-    cols, names = column_names(x, y, group, sigma)
-    missing = [c for c in names if c not in frame.columns]
-    if missing:
-        return None                    # from_frame says which
     xv = np.stack([_numbers(frame, c) for c in cols], 1)
     sv = None if sigma is None else _numbers(frame, sigma)
     return xv, _numbers(frame, y), frame[group].to_numpy(), sv
