@@ -75,37 +75,42 @@ def _merge(parts, labels) -> ManyResult:
     """One ``ManyResult`` in the table's order of groups from the classes' results."""
     B = len(labels)
     first = parts[0][1]
-    where = np.empty(B, dtype=object)              # group -> (class result, its row)
+    places = []                             # (class result, its groups, their rows there)
     for groups, r in parts:
         at = {_key(v): i for i, v in enumerate(r.groups.tolist())}
-        for b in groups.tolist():
-            where[b] = (r, at[_key(labels[b])])
+        places.append((r, groups, np.array([at[_key(labels[b])] for b in groups.tolist()],
+                                           dtype=np.int64)))
 
-    def gather(get, dtype=None):
-        return np.array([get(r)[i] for r, i in where.tolist()], dtype=dtype)
-    stderr = None if first.stderr is None else \
-        {n: gather(lambda r, n=n: r.stderr[n], float) for n in first.stderr}
-    cov = None if first.covariance is None else \
-        np.stack([r.covariance[i] for r, i in where.tolist()])
-    message = np.empty(B, dtype=object)
-    message[:] = [r.message[i] for r, i in where.tolist()]
+    def gather(get, dtype, shape=()):
+        out = np.empty((B,) + shape, dtype=dtype)
+        for r, groups, rows in places:
+            out[groups] = np.asarray(get(r))[rows]
+        return out
+    F = 0 if first.covariance is None else first.covariance.shape[-1]
     return ManyResult(
         params={n: gather(lambda r, n=n: r.params[n], float) for n in first.params},
         loss=gather(lambda r: r.loss, float), converged=gather(lambda r: r.converged, bool),
-        reason=np.array([str(r.reason[i]) for r, i in where.tolist()]), message=message,
-        steps=gather(lambda r: r.steps, np.int64), stderr=stderr, covariance=cov,
+        reason=gather(lambda r: r.reason.astype(object), object).astype(str),
+        message=gather(lambda r: r.message, object), steps=gather(lambda r: r.steps, np.int64),
+        stderr=None if first.stderr is None else
+        {n: gather(lambda r, n=n: r.stderr[n], float) for n in first.stderr},
+        covariance=None if first.covariance is None else
+        gather(lambda r: r.covariance, float, (F, F)),
         r2=gather(lambda r: r.r2, float), rmse=gather(lambda r: r.rmse, float),
         groups=labels, loss_name=first.loss_name, model=first.model,
         optimizer=first.optimizer, wall_time=sum(r.wall_time for _, r in parts),
         starts=first.starts, n_points=gather(lambda r: r.n_points, np.int64),
-        model_object=first.model_object, data=_Classes(where))
+        model_object=first.model_object, data=_Classes(places, B))
 
 
 class _Classes:
     """``ManyData.series`` over the classes' data, in the table's order of groups."""
 
-    def __init__(self, where):
-        self.where = where
+    def __init__(self, places, B: int):
+        self.where = np.empty(B, dtype=object)
+        for r, groups, rows in places:
+            for b, i in zip(groups.tolist(), rows.tolist()):
+                self.where[b] = (r, i)
 
     def series(self, b: int):
         r, i = self.where[b]
