@@ -273,3 +273,16 @@ def test_data_whose_squares_overflow_say_so_in_fit_many_as_in_fit(optimizer):
     assert not one.converged and "y/1e170" in one.message
     mae = gradfit.fit_many("a*x+b", x, big[None], loss="mae")     # no squares: fitted
     assert mae.converged[0] and mae.params["a"][0] == pytest.approx(2e170, rel=1e-12)
+
+
+def test_tuple_labels_of_a_frame_are_labels():
+    """A frame's group column of tuples (a well as (plate, row)): each tuple one group
+    (was refused as 'got ndarray': the tuples had become rows of a 2-D array)."""
+    import pandas as pd
+    df = pd.DataFrame({"g": [("p1", 1)] * 5 + [("p1", 2)] * 5,
+                       "x": np.tile(np.arange(5.0), 2),
+                       "y": np.r_[np.arange(5.0) + 1, 2 * np.arange(5.0) + 1]})
+    r = gradfit.fit_many("a*x+b", data=df, x="x", y="y", group="g")
+    assert r.groups.tolist() == [("p1", 1), ("p1", 2)]
+    assert r.params["a"].tolist() == pytest.approx([1.0, 2.0], rel=1e-12)
+    assert r[("p1", 2)].params["a"] == pytest.approx(2.0, rel=1e-12)

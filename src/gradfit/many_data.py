@@ -156,8 +156,10 @@ def group_codes(g: np.ndarray):
     """The labels in order of first appearance, each row's index among them, and the index
     of the missing label (None, NaN, pandas' NA: one group, which fails) or None. Labels
     of mixed types (1, 'b', 2.5) are taken as they are, unsorted."""
-    if g.dtype == object:
-        g = np.array([None if _missing(v) else v for v in g], dtype=object)
+    if g.dtype == object:         # element by element: tuples stay labels, not rows
+        values = [None if _missing(v) else v for v in g]
+        g = np.empty(len(values), dtype=object)
+        g[:] = values
     try:
         labels, first, codes = np.unique(g, return_index=True, return_inverse=True)
     except TypeError:                    # None among texts, or types that do not compare
