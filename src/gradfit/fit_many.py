@@ -120,6 +120,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                              given=type(f).__name__)
     lossf = get_loss(loss, delta)
     long = _long_columns(x, y, sigma, group, data) if group is not None else None
+    coded = None
     if long is not None and scalar_settings(p0, bounds, fixed, lr):
         # one long series among many short ones: fitted a length class at a time
         kw = dict(loss=loss, optimizer=optimizer, lr=lr, steps=steps, p0=p0, guess=guess,
@@ -128,12 +129,12 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                   device=device, chunk_size=chunk_size, absolute_sigma=absolute_sigma,
                   **options, inputs=inputs if inputs is not None or data is None else
                   table_inputs(model, column_names(x, y, group, sigma)[0]))
-        res = fit_by_lengths(fit_many, model, *long, progress, kw)
+        res, coded = fit_by_lengths(fit_many, model, *long, progress, kw)
         if res is not None:
             return res
     # the long columns once: the table is not read again
     d = _data(x, y, sigma, group, data, inputs) if long is None else \
-        from_long(long[0], long[1], group=long[3], sigma=long[2])
+        from_long(long[0], long[1], group=long[3], sigma=long[2], coded=coded)
     if inputs is None and data is not None:
         inputs = table_inputs(model, column_names(x, y, group, sigma)[0])
     if inputs is None:

@@ -46,15 +46,18 @@ def scalar_settings(p0, bounds, fixed, lr) -> bool:
 
 
 def fit_by_lengths(fit_many, model, x, y, sigma, group, progress, kwargs):
-    """``fit_many`` a length class at a time (see the module's docstring), or None when
-    the table needs no split. ``x`` ``(N, d)``, ``y``, ``sigma``, ``group``: long columns."""
+    """``(fit_many a length class at a time, None)`` (see the module's docstring), or
+    ``(None, group_codes(group))`` when the table needs no split (the caller's one call
+    takes the codes, not sorting the labels again). ``x`` ``(N, d)``, ``y``, ``sigma``,
+    ``group``: long columns."""
     g = np.asarray(group)
     if g.ndim != 1 or len(g) != len(y):
-        return None                         # fit_many says what is wrong
-    labels, codes, _ = group_codes(g)
+        return None, None                   # fit_many says what is wrong
+    coded = group_codes(g)
+    labels, codes, _ = coded
     classes = length_classes(np.bincount(codes, minlength=len(labels)))
     if classes is None:
-        return None
+        return None, coded
     B, parts, done = len(labels), [], 0
     for groups in classes:
         rows = np.isin(codes, groups)
@@ -64,7 +67,7 @@ def fit_by_lengths(fit_many, model, x, y, sigma, group, progress, kwargs):
                         group=g[rows], progress=tick, **kwargs)
         parts.append((groups, part))
         done += len(groups)
-    return _merge(parts, labels)
+    return _merge(parts, labels), None
 
 
 def _key(v):

@@ -109,9 +109,10 @@ def from_arrays(x, y, sigma=None, n_inputs: int = 1) -> ManyData:
     return data
 
 
-def from_long(x, y, *, group, sigma=None) -> ManyData:
+def from_long(x, y, *, group, sigma=None, coded=None) -> ManyData:
     """Long-form columns (one row per point) and a ``group`` label per row -> padded series,
-    in order of first appearance of each group."""
+    in order of first appearance of each group (``coded``: ``group_codes(group)``, where
+    the caller has it)."""
     xa, ya = _array("x", x), _array("y", y)
     g = np.asarray(group)
     if xa.ndim == 1:
@@ -124,7 +125,7 @@ def from_long(x, y, *, group, sigma=None) -> ManyData:
         raise InputError("sigma does not match y", expected=f"{len(ya)} values", given=len(sa))
     if len(ya) == 0:
         raise InputError("no data", expected="at least one row")
-    labels, codes, unlabelled = group_codes(g)
+    labels, codes, unlabelled = group_codes(g) if coded is None else coded
     B = len(labels)
     counts = np.bincount(codes, minlength=B)
     n = int(counts.max())

@@ -21,6 +21,7 @@ whose squared norm is ``b^T A^-1 b``. Two ways to the same numbers:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 UNROLL_MIN_BATCH = 16     # from this many problems on, the written-out factorisation
@@ -111,7 +112,6 @@ class NumpyCholesky:
     as its factor, so that its solutions are finite garbage the callers mask."""
 
     def __init__(self, a):
-        import numpy as np
         try:
             self.chol = np.linalg.cholesky(a)
             self.ok = np.ones(a.shape[0], dtype=bool)
@@ -130,14 +130,12 @@ class NumpyCholesky:
             self.chol[bad] = np.eye(a.shape[-1], dtype=a.dtype)
 
     def solve(self, b):
-        import numpy as np
         rhs = b[..., None] if b.ndim == 2 else b
         z = np.linalg.solve(self.chol, rhs)
         y = np.linalg.solve(self.chol.swapaxes(-1, -2), z)
         return y[..., 0] if b.ndim == 2 else y
 
     def half(self, b):
-        import numpy as np
         return np.linalg.solve(self.chol, b[..., None])[..., 0]
 
 
