@@ -146,7 +146,7 @@ def test_group_out_parquet_is_parquet(capsys, table, tmp_path):
     code, _, _ = run(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g", "-q",
                      "--out", str(out))
     fits = pd.read_parquet(out)
-    assert code == 0 and fits["group"].tolist() == ["a", "b"] and fits["converged"].all()
+    assert code == 0 and fits["g"].tolist() == ["a", "b"] and fits["converged"].all()
 
 
 @pytest.mark.parametrize("header, rows, argv, text", [

@@ -39,7 +39,7 @@ def test_group_fits_every_series_and_writes_one_row_each(tmp_path, capsys):
                           "--x", "t", "--y", "od", "--model", MODEL, "--out", str(out))
     assert code == 0, err
     table = list(csv.DictReader(open(out)))
-    assert [r["group"] for r in table] == ["w0", "w1", "w2"]
+    assert [r["well"] for r in table] == ["w0", "w1", "w2"]   # the column keeps its name
     assert "3 of 3 converged" in text
     for g, r in enumerate(table):
         y = np.array([float(row[2]) for row in rows if row[0] == f"w{g}"])
@@ -85,4 +85,4 @@ def test_a_pandas_frame_saved_with_its_index_fits_as_without(tmp_path, capsys):
         assert code == 0, err
         fits[name] = pd.read_csv(out)
     pd.testing.assert_frame_equal(fits["indexed"], fits["plate"])
-    assert list(fits["plate"]["group"]) == ["w0", "w1", "w2"]
+    assert list(fits["plate"]["well"]) == ["w0", "w1", "w2"]

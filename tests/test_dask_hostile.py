@@ -161,3 +161,21 @@ def test_json_on_dask_keeps_every_digit(tmp_path, capsys, dask_client):
     # pandas' to_json kept 10 decimals: a loss of 3.3e-5 had 6 digits left
     assert [r["loss"] for r in rows] == want["loss"].tolist()
     assert [r["k"] for r in rows] == want["k"].tolist()
+
+
+def test_a_group_column_named_like_a_parameter_becomes_group_as_in_one_process():
+    """A group column ``k`` beside the parameter ``k``: the rows name it ``group`` (as
+    fit_many's table does), and one partition's rows equal fit_many's."""
+    from gradfit.dask_fit import fit_partition, result_meta
+    import gradfit
+    t = np.linspace(0, 4, 20)
+    frame = pd.DataFrame({"k": np.repeat(["a", "b"], 20), "t": np.tile(t, 2),
+                          "v": np.concatenate([2 * np.exp(-0.5 * t), np.exp(-1.5 * t)])})
+    meta = result_meta(MODEL, ["t"], frame["k"].dtype, "k")
+    assert list(meta.columns[:3]) == ["group", "A", "k"]
+    kw = {"p0": {"A": 1, "k": 1}}
+    rows = fit_partition(frame, MODEL, ["t"], "v", "k", None, meta, kw, shuffled=False)
+    one = gradfit.fit_many(MODEL, data=frame, x="t", y="v", group="k", **kw).to_pandas()
+    assert list(rows.columns) == list(one.columns)
+    np.testing.assert_array_equal(rows["k"], one["k"])
+    np.testing.assert_allclose(rows["k"], [0.5, 1.5], rtol=1e-10)

@@ -89,6 +89,21 @@ def test_a_table_column_names_the_input_as_the_readme_shows():
             np.testing.assert_allclose([res.params[k][g] for k in "AkC"],
                                        [single.params[k] for k in "AkC"], rtol=1e-8)
 
+        table = res.to_pandas()          # the group column keeps its name
+        assert table.columns[0] == "well" and table["well"].tolist() == [0, 1, 2]
+
+
+def test_a_group_column_named_like_a_result_column_is_renamed_group():
+    pd = pytest.importorskip("pandas")
+    t = np.linspace(0, 4, 20)
+    frame = pd.DataFrame({"k": np.repeat(["a", "b"], 20), "t": np.tile(t, 2),
+                          "v": np.concatenate([2 * np.exp(-0.5 * t), np.exp(-1.5 * t)])})
+    res = gradfit.fit_many("A*exp(-k*t)", data=frame, x="t", y="v", group="k",
+                           p0={"A": 1, "k": 1})
+    table = res.to_pandas()
+    assert list(table.columns[:3]) == ["group", "A", "k"] and table["group"].tolist() == ["a", "b"]
+    np.testing.assert_allclose(table["k"], [0.5, 1.5], rtol=1e-10)
+
 
 def test_a_frame_may_come_second_and_its_column_x_is_x_by_default():
     # fit_many(model, frame, ...) as pandas users write it (before: Python's own TypeError,

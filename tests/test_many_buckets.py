@@ -56,7 +56,7 @@ def test_classes_give_one_calls_answers_in_its_order(monkeypatch):
     r = split["long"]
     assert len(r.x) == 20000 and r.params["k"] == pytest.approx(0.7, rel=1e-9)
     assert split.to_pandas().equals(one.to_pandas()) or \
-        split.to_pandas()["group"].tolist() == one.to_pandas()["group"].tolist()
+        split.to_pandas()["g"].tolist() == one.to_pandas()["g"].tolist()
 
 
 def test_per_problem_settings_keep_one_call():

@@ -32,6 +32,7 @@ from .cluster import client_for, progress as show_progress
 from .errors import InputError
 from .losses import get_loss
 from .many_data import column_names as _columns
+from .many_result import group_column
 from .models import make_model, table_inputs
 
 STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps", "i8"),
@@ -156,10 +157,11 @@ def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed
     """The empty pandas frame of the result's columns and dtypes."""
     import pandas as pd
     names = make_model(model, inputs or table_inputs(model, x_cols)).param_names
-    cols = [(group, group_dtype)] + [(n, "f8") for n in names]
+    cols = [(n, "f8") for n in names]
     if get_loss(loss, delta).squared:
         cols += [(f"{n}_stderr", "f8") for n in names if n not in (fixed or {})]
     cols += STATUS
+    cols = [(group_column(group, [c for c, _ in cols]), group_dtype)] + cols
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols})
 
 
@@ -183,7 +185,7 @@ def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs, skip=None
         frame = frame.sort_values([group] + list(x_cols) + [y], kind="stable")
     res = fit_many(model, data=frame, x=x_cols if len(x_cols) > 1 else x_cols[0], y=y,
                    group=group, sigma=sigma, inputs=table_inputs(model, x_cols), **kwargs)
-    out = res.to_pandas().rename(columns={"group": group})
+    out = res.to_pandas()
     for c in meta.columns:
         if c not in out.columns:
             out[c] = np.nan
@@ -226,7 +228,7 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
     if not len(frame):                   # every row is in a group's row: no rows at all
         raise InputError("no data rows", expected="a table with at least one row",
                          where=None if not isinstance(data, (str, os.PathLike)) else str(data))
-    return frame.sort_values(group, kind="stable").reset_index(drop=True)
+    return frame.sort_values(meta.columns[0], kind="stable").reset_index(drop=True)
 
 
 def _check_settings(model, x_cols, kwargs) -> None:

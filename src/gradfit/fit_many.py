@@ -131,7 +131,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                   table_inputs(model, column_names(x, y, group, sigma)[0]))
         res, coded = fit_by_lengths(fit_many, model, *long, progress, kw)
         if res is not None:
-            return res
+            return _named(res, group)
     # the long columns once: the table is not read again
     d = _data(x, y, sigma, group, data, inputs) if long is None else \
         from_long(long[0], long[1], group=long[3], sigma=long[2], coded=coded)
@@ -199,8 +199,15 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         out.message[best[b]] = f"{note}; {out.message[best[b]]}"
     for b, why in d.bad.items():
         out.fail(b * K, why)
-    return ManyResult.build(m, d, lossf, method, names, free, out, best, K,
-                            time.perf_counter() - t0, absolute_sigma)
+    return _named(ManyResult.build(m, d, lossf, method, names, free, out, best, K,
+                                   time.perf_counter() - t0, absolute_sigma), group)
+
+
+def _named(res: ManyResult, group) -> ManyResult:
+    """A frame's group column keeps its name in the result's table."""
+    if isinstance(group, str):
+        res.group_name = group
+    return res
 
 
 def _long_columns(x, y, sigma, group, data):

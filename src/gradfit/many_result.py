@@ -3,7 +3,8 @@
 ``params``: name -> ``(B,)`` values; ``loss``, ``converged``, ``reason``, ``message``,
 ``steps``, ``r2``, ``rmse`` ``(B,)``; ``stderr``: name -> ``(B,)`` for squared losses (NaN
 where undefined; fixed names absent), else None; ``covariance`` ``(B, F, F)``; ``groups``:
-the group labels of a long table (else None). ``result[i]`` is problem ``i`` as a
+the group labels of a long table (else None), their column in the table ``group_name`` (a
+frame's group column keeps its name there, unless a result column has it). ``result[i]`` is problem ``i`` as a
 ``FitResult`` (without a per-step history: fit_many does not record one, so ``history`` and
 ``trajectory`` hold the final point only).
 """
@@ -19,6 +20,16 @@ from typing import Any
 import numpy as np
 
 from .result import REASONS, FitResult
+
+
+def group_column(name: str, others) -> str:
+    """The result table's column for the group labels: the group column's own ``name``,
+    unless a result column (a parameter, ``loss``, ...) has it, then ``group`` (or
+    ``group_<name>``)."""
+    for c in (str(name), "group", f"group_{name}"):
+        if c not in others:
+            return c
+    return f"group_{name}_"
 
 
 @dataclass
@@ -42,6 +53,7 @@ class ManyResult:
     n_points: np.ndarray = field(default=None, repr=False)
     model_object: Any = field(default=None, repr=False)
     data: Any = field(default=None, repr=False)
+    group_name: str = "group"
 
     @classmethod
     def build(cls, m, d, lossf, method, names, free, out, rows, K, wall, absolute_sigma):
@@ -75,8 +87,6 @@ class ManyResult:
 
     def _columns(self) -> dict[str, list]:
         cols: dict[str, Any] = {}
-        if self.groups is not None:
-            cols["group"] = list(self.groups)
         for n, v in self.params.items():
             cols[n] = list(v)
         if self.stderr is not None:
@@ -85,6 +95,8 @@ class ManyResult:
         cols.update(loss=list(self.loss), converged=list(self.converged),
                     reason=list(self.reason), steps=list(self.steps), r2=list(self.r2),
                     rmse=list(self.rmse), n_points=list(self.n_points), message=list(self.message))
+        if self.groups is not None:
+            cols = {group_column(self.group_name, cols): list(self.groups), **cols}
         return cols
 
     def to_pandas(self):

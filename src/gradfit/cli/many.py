@@ -102,6 +102,7 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
     finally:
         if bar is not None:
             bar.close()
+    res.group_name = args.group       # the table's own name for its group column
     if args.out:                  # Parquet for .parquet (as on Dask), else CSV
         write_table(args.out, res.to_pandas() if args.out.endswith(".parquet") else None,
                     csv=res.to_csv)
