@@ -128,6 +128,19 @@ def test_group_refuses_an_unwritable_output_before_fitting(capsys, table, tmp_pa
     assert text in err and "expected a path to a file that can be written" in err
 
 
+@pytest.mark.parametrize("extra", [[], ["--workers", "1"]])
+def test_out_names_its_format_the_same_in_one_process_and_on_dask(capsys, table, tmp_path,
+                                                                  extra):
+    # before: fits.txt was written as CSV in one process and refused on Dask, and --out
+    # without --group on Dask (one series out of core) was ignored without a word
+    err = one_line_exit_2(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g",
+                          "--out", str(tmp_path / "fits.txt"), *extra)
+    assert "bad --out" in err and "expected a .csv or .parquet path" in err
+    assert not (tmp_path / "fits.txt").exists()
+    err = one_line_exit_2(capsys, "fit", table(GOOD), "--model", MODEL,
+                          "--out", str(tmp_path / "fits.csv"), *extra)
+    assert "--out writes the table of a --group fit" in err
+
 def test_group_with_drop_nan_drops_rows_not_series(capsys, table):
     # before: --drop-nan was ignored with --group: the series with a gap failed (exit 1)
     rows = GOOD[:4] + ["2,,b", "2.5,nan,b"] + GOOD[4:]

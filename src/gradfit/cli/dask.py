@@ -36,7 +36,7 @@ def write_table(target: str, table=None, csv=None) -> None:
     """The table of fits to ``target``: Parquet for ``.parquet``, else CSV (``csv``: a
     callable writing it without pandas, ``ManyResult.to_csv``); an error is one line."""
     try:
-        if target.endswith(".parquet"):
+        if target.lower().endswith(".parquet"):
             table.to_parquet(target, index=False)
         elif csv is not None:
             csv(target)
@@ -89,8 +89,6 @@ def cmd_fit_dask(args) -> int:
     show = not args.quiet and args.json != "-" and sys.stderr.isatty()
     if args.group:
         from ..dask_fit import fit_table
-        if args.out and not args.out.endswith((".csv", ".parquet")):
-            raise InputError("bad --out", expected="a .csv or .parquet path", given=args.out)
         table = fit_table(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
                           group=args.group, sigma=args.sigma, scheduler=args.scheduler,
                           workers=args.workers, progress=show, bounds=bounds, fixed=fixed,

@@ -35,7 +35,7 @@ def add_parser(sub, fmt) -> None:
     fitp.add_argument("--group", help="column naming the series of a long table: fit every "
                       "series (fit_many), one row per series")
     fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this file "
-                      "(Parquet for .parquet, else CSV)")
+                      "(.csv or .parquet)")
     add_arguments(fitp)
     fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
     fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "
@@ -67,15 +67,18 @@ def cmd_fit(args) -> int:
         raise InputError("--time-limit stops one fit in this process, not many series or a "
                          "fit on Dask", expected="no --time-limit here (--steps bounds each "
                          "fit)", given=args.time_limit)
+    if args.out and not args.group:     # it wrote nothing, without a word
+        raise InputError("--out writes the table of a --group fit (one row per series)",
+                         expected="--group COL, or --json FILE for this one fit",
+                         given=args.out)
+    if args.out and not args.out.lower().endswith((".csv", ".parquet")):
+        raise InputError("bad --out", expected="a .csv or .parquet path (the table's format)",
+                         given=args.out)
     if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
         return cmd_fit_dask(args)
     if args.group and args.data in DATASETS:
         raise InputError(f"{args.data!r} is a built-in dataset, one series without a group "
                          "column", expected="--group with a CSV file of many series")
-    if args.out and not args.group:     # it wrote nothing, without a word
-        raise InputError("--out writes the table of a --group fit (one row per series)",
-                         expected="--group COL, or --json FILE for this one fit",
-                         given=args.out)
     if args.group:                # many series: one fit each, one row each
         from .many import cmd_fit_many
         return cmd_fit_many(args, run_kwargs(args))

@@ -104,7 +104,7 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
             bar.close()
     res.group_name = args.group       # the table's own name for its group column
     if args.out:                  # Parquet for .parquet (as on Dask), else CSV
-        write_table(args.out, res.to_pandas() if args.out.endswith(".parquet") else None,
+        write_table(args.out, res.to_pandas() if args.out.lower().endswith(".parquet") else None,
                     csv=res.to_csv)
     if args.json:
         write_json(args.json, _records(res))
