@@ -86,6 +86,35 @@ def test_central_differences_match_the_exact_jacobian_through_both_lm_paths():
         assert torch.allclose(jac, exact, rtol=1e-9, atol=1e-10)
 
 
+def test_steps_follow_a_small_parameters_own_size():
+    """A rate constant of 1e-6 over times to 3e6 (exp(-k*t)): a step of eps^(1/3) max(1, |k|)
+    = 6e-6 is six times k, and the fit had failed; the step scales with the start's size.
+    Oracle: the same model as an expression (exact derivatives) and curve_fit."""
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 3e6, 40)
+
+    def slow(x, A, k):
+        return A * np.exp(-k * np.asarray(x, float))
+    y = slow(x, 2.0, 1e-6) + 0.01 * rng.standard_normal(40)
+    r = gradfit.fit(slow, x, y, p0={"A": 1, "k": 2e-6})
+    exact = gradfit.fit("A*exp(-k*x)", x, y, p0={"A": 1, "k": 2e-6})
+    popt, pcov = curve_fit(slow, x, y, p0=[1, 2e-6])
+    assert r.converged and r.jacobian == "finite differences" and exact.converged
+    assert digits([r.params["A"], r.params["k"]], [exact.params["A"], exact.params["k"]]) >= 9
+    assert digits([r.params["A"], r.params["k"]], popt) >= 6
+    assert digits([r.stderr["A"], r.stderr["k"]], [exact.stderr["A"], exact.stderr["k"]]) >= 6
+    model = make_model(slow)
+    xt, theta = torch.tensor(x), torch.tensor([2.0, 1e-6], dtype=torch.float64)
+    model(xt, theta)                                  # the first call: the typical sizes
+    jac = model._run.jacobian(xt, theta).numpy()
+    want = np.stack([np.exp(-1e-6 * x), -2.0 * x * np.exp(-1e-6 * x)], axis=1)
+    np.testing.assert_allclose(jac, want, rtol=1e-8, atol=1e-12)
+    # fit_many: starts of that size in a batch, each row equal to fit
+    many = gradfit.fit_many(slow, x, np.stack([y, y * 1.1]), p0={"A": 1, "k": 2e-6})
+    assert many.converged.all()
+    assert digits(many.params["k"][0], r.params["k"]) >= 8
+
+
 def test_a_torch_function_keeps_exact_autograd():
     x, y = data()
     r = gradfit.fit(lambda x, A, k, c: A * torch.exp(-k * x) + c, x, y, optimizer="lm")

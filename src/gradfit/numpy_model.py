@@ -8,13 +8,15 @@ multiplies the incoming gradient by the Jacobian ``J = df/dp`` ``(n, P)`` with t
 every optimizer, landscapes, and Levenberg-Marquardt's Jacobian tricks (a double backward
 in ``lm.jacobian_from_graph``, a batch of copies in ``lm.jacobian_by_rows``) all work.
 
-``J`` is the user's ``jac(x, *params) -> (n, P)`` when given, else central differences with
-scipy's step rule (``scipy.optimize.approx_derivative``, ``"3-point"``)::
+``J`` is the user's ``jac(x, *params) -> (n, P)`` when given, else central differences::
 
-    h_j = eps^(1/3) * max(1, |p_j|),   J[:, j] = (f(p + h_j e_j) - f(p - h_j e_j)) / (2 h_j)
+    h_j = eps^(1/3) * max(s_j, |p_j|),   J[:, j] = (f(p + h_j e_j) - f(p - h_j e_j)) / (2 h_j)
 
 with ``eps`` the float64 machine epsilon (``h_j`` is then rounded so that ``p_j + h_j`` is
-exact). The error is ``O(h^2)``, about ``1e-10`` relative for smooth models, against
+exact) and ``s_j`` the parameter's typical size: its magnitude at the start (the first call;
+the median over a batch of starts), 1 where that is 0. scipy's ``approx_derivative`` takes
+``s_j = 1``, a step 6e-6 wide: six times a rate constant of 1e-6 (``exp(-k*t)`` over ``t``
+to 3e6), whose derivative it then misses entirely. The error is ``O(h^2)``, about ``1e-10`` relative for smooth models, against
 ``O(h)`` (``1e-8``) for MINPACK's forward difference ``h = sqrt(eps) |p|``; it costs ``2P``
 calls of the function per Jacobian. Second derivatives are taken as zero (the Jacobian is
 a constant of the backward pass), which is all least squares and gradient methods need.
@@ -73,6 +75,7 @@ class NumpyRunner:
         self.fn, self.x_at, self.name, self.jac, self.torch_fn = fn, x_at, name, jac, torch_fn
         self.kind = USER if jac is not None else FINITE
         self._x, self._xnp = None, None
+        self.typical: np.ndarray | float = 1.0   # s_j of the steps (``typical_size``)
 
     def _xnumpy(self, x: torch.Tensor) -> np.ndarray:
         if self._x is not x:                      # once per data set
@@ -118,8 +121,8 @@ class NumpyRunner:
         return out.to(dtype=p.dtype, device=p.device).reshape(p.shape[:-1] + (n, p.shape[-1]))
 
     def _central(self, xnp: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """Central differences ``(n, P)`` with ``h_j = eps^(1/3) max(1, |p_j|)``."""
-        steps = STEP * np.maximum(1.0, np.abs(p))
+        """Central differences ``(n, P)`` with ``h_j = eps^(1/3) max(s_j, |p_j|)``."""
+        steps = STEP * np.maximum(self.typical, np.abs(p))
         steps = (p + steps) - p                    # exactly representable
         fp = np.stack([self.value(xnp, q) for q in p + np.diag(steps)])
         fm = np.stack([self.value(xnp, q) for q in p - np.diag(steps)])
@@ -218,6 +221,7 @@ def probe(fn: Callable, x: torch.Tensor, p: torch.Tensor, x_at: int, name: str,
         if jac is None:
             return None       # the model calls fn with torch directly
     runner = NumpyRunner(fn, x_at, name, jac, torch_fn=_torch_fn(fn, x_at) if traceable else None)
+    runner.typical = typical_size(p)
     if traceable:
         return runner
     try:
@@ -229,6 +233,17 @@ def probe(fn: Callable, x: torch.Tensor, p: torch.Tensor, x_at: int, name: str,
                              "that returns one number per point") from None
         raise
     return runner
+
+
+def typical_size(p: torch.Tensor) -> np.ndarray:
+    """Each parameter's typical magnitude ``(P,)`` at the starts ``p`` ``(..., P)``: the
+    median of its nonzero ``|p|`` (1 where all are 0 or none is finite)."""
+    a = np.abs(p.detach().reshape(-1, p.shape[-1]).cpu().to(torch.float64).numpy())
+    a = np.where(np.isfinite(a) & (a > 0), a, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # an all-NaN column: 1 below
+        med = np.nanmedian(a, axis=0) if a.shape[0] else np.full(a.shape[-1], np.nan)
+    return np.where(np.isfinite(med), med, 1.0)
 
 
 def _torch_fn(fn, x_at):
