@@ -45,6 +45,34 @@ def test_an_optimum_on_a_bound_is_converged_as_in_fit_and_scipy(case):
     for j, k in enumerate(names):
         assert m.params[k][0] == pytest.approx(r.params[k], rel=1e-9, abs=1e-12)
         assert m.params[k][0] == pytest.approx(ref[j], rel=1e-7, abs=1e-12)
+    # its uncertainty as fit's: the parameter on the bound held there (before: fit_many
+    # gave every free parameter scipy's pcov of the unconstrained Jacobian, 3-56% off)
+    row = m[0]
+    assert row.at_bound == r.at_bound == (name,) and set(row.stderr) == set(r.stderr)
+    assert name not in row.stderr and np.isnan(m.stderr[name]).all()
+    np.testing.assert_allclose(row.covariance, r.covariance, rtol=1e-6)
+    # oracle: curve_fit of the model with that parameter fixed on its bound
+    from scipy.optimize import curve_fit
+    at = names.index(name)
+    value = lo[at] if side == "lower" else hi[at]
+    g = lambda x, *q: f(x, *q[:at], value, *q[at:])  # noqa: E731
+    _, pcov = curve_fit(g, X, y, p0=[r.params[k] for k in names if k != name])
+    np.testing.assert_allclose([row.stderr[k] for k in names if k != name],
+                               np.sqrt(np.diag(pcov)), rtol=1e-5)
+    assert row.statistics() == pytest.approx(r.statistics(), rel=1e-9)
+    assert row.statistics()["nvarys"] == len(names) - 1
+    assert row.bounds == r.bounds and row.start == r.start
+
+
+def test_a_fixed_parameter_is_not_varied_in_a_rows_statistics_and_report():
+    # before: fit_many's row counted C (fixed) as varied: AIC off by 2, no "(fixed)"
+    y = 2 * np.exp(-0.7 * X) + 0.5 + NOISE
+    kw = dict(p0={"a": 1.0, "k": 1.0}, fixed={"c": 0.5})
+    r = gradfit.fit("a*exp(-k*x)+c", X, y, **kw)
+    row = gradfit.fit_many("a*exp(-k*x)+c", X, np.stack([y, y]), **kw)[1]
+    assert row.fixed == r.fixed == {"c": 0.5}
+    assert row.statistics() == pytest.approx(r.statistics(), rel=1e-9)
+    assert row.statistics()["nvarys"] == 2 and "(fixed)" in row.report()
 
 
 def test_a_stall_on_a_bound_that_holds_nothing_stays_failed():

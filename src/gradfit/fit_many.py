@@ -35,7 +35,7 @@ from .losses import check_method, get_loss
 from .many_buckets import fit_by_lengths, scalar_settings
 from .many_data import ManyData, column_names, from_arrays, from_frame, from_long
 from .many_problem import ManyProblem, ManyTransform
-from .many_result import ManyResult
+from .many_result import ManyResult, RowSettings
 from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
 from .multistart import NO_CLAIM, default_starts, pick_starts
@@ -199,8 +199,10 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         out.message[best[b]] = f"{note}; {out.message[best[b]]}"
     for b, why in d.bad.items():
         out.fail(b * K, why)
+    settings = RowSettings(names, free, tuple(fixed_names), lo, hi, fixed_vals,
+                           values_k[best], out.held[best])
     return _named(ManyResult.build(m, d, lossf, method, names, free, out, best, K,
-                                   time.perf_counter() - t0, absolute_sigma), group)
+                                   time.perf_counter() - t0, absolute_sigma, settings), group)
 
 
 def _named(res: ManyResult, group) -> ManyResult:
@@ -300,6 +302,7 @@ class _Outputs:
         self.reason = np.full(rows, "failed", dtype="<U10")
         self.message = np.full(rows, "", dtype=object)
         self.cov = np.full((rows, F, F), np.nan)
+        self.held = np.zeros((rows, F), dtype=bool)     # free parameters held on a bound
         self.has_cov = np.zeros(rows, dtype=bool)
         self.r2 = np.full(rows, np.nan)
         self.rmse = np.full(rows, np.nan)
@@ -360,8 +363,9 @@ def _run_chunk(m, d: ManyData, lossf, problems, rows, values_k, lo, hi, fixed_va
     start = t(values_k[rows])
     u0 = tr.internal(start)
     from .many_engines import run_engine
-    theta, steps, reason, message, cov = run_engine(prob, tr, u0, t(rates[problems]), cfg,
-                                                    absolute_sigma)
+    theta, steps, reason, message, cov, held = run_engine(prob, tr, u0, t(rates[problems]),
+                                                          cfg, absolute_sigma)
+    out.held[rows] = held.cpu().numpy()
     with torch.no_grad():
         idx = torch.arange(len(rows), device=device)
         loss = prob.objective(theta, idx)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .many_data import _missing, group_codes
-from .many_result import ManyResult
+from .many_result import ManyResult, RowSettings
 
 PAD_FACTOR = 4          # padded cells over real cells beyond which the lengths are split
 PAD_MIN = 1 << 22       # ... and padded cells beyond this (below: one call is cheap anyway)
@@ -103,7 +103,11 @@ def _merge(parts, labels) -> ManyResult:
         groups=labels, loss_name=first.loss_name, model=first.model,
         optimizer=first.optimizer, wall_time=sum(r.wall_time for _, r in parts),
         starts=first.starts, n_points=gather(lambda r: r.n_points, np.int64),
-        model_object=first.model_object, data=_Classes(places, B))
+        model_object=first.model_object, data=_Classes(places, B),
+        settings=None if first.settings is None else RowSettings(
+            *(getattr(first.settings, k) for k in ("names", "free", "fixed_names")),
+            **{k: gather(lambda r, k=k: getattr(r.settings, k), getattr(first.settings, k).dtype,
+                         getattr(first.settings, k).shape[1:]) for k in RowSettings.ARRAYS}))
 
 
 class _Classes:

@@ -71,20 +71,39 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         _lost_rank(reason, message, prob, tr, theta)
         if gradient:
             _plateaus(reason, message, prob, tr, theta, first)
+    held = held_by_bounds(tr, theta, np.asarray(reason), gradient)
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         _too_large(reason, message, prob)
         ok = torch.as_tensor(reason != "diverged", device=u.device)
         cov, rank = covariance(prob, tr, theta, ok, absolute_sigma,
-                               *((d, M) if tr.identity else (None, None)))
+                               *((d, M) if tr.identity else (None, None)), held=held)
         if method == "lm":       # the rank over every free parameter fell: which ones?
             rank = rank.cpu().numpy()
-            _lost_rank(reason, message, prob, tr, theta, rank < len(tr.free),
+            _lost_rank(reason, message, prob, tr, theta,
+                       rank < len(tr.free) - held.sum(-1).cpu().numpy(),
                        rank if tr.identity else None)
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
         if method == "lm" and theta.dtype == torch.float32:
             _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
-    return theta, steps, reason, message, cov
+    return theta, steps, reason, message, cov, held
+
+
+def held_by_bounds(tr, theta, reason, gradient: bool) -> torch.Tensor:
+    """``(k, F)``: the free parameters each fit ends holding on a bound, as ``fit`` names
+    them (``at_bound``): within ``active_set.NEAR`` of it where an exact method converged
+    (its active set put them there), else within 1e-9; their standard errors are those of
+    the fit with them held there."""
+    k, F = theta.shape[0], len(tr.free)
+    if tr.identity:
+        return torch.zeros(k, F, dtype=torch.bool, device=theta.device)
+    from .many_kkt import _near
+    v = theta[:, tr.free_at]
+    exact = torch.as_tensor(np.isin(reason, ("gtol", "ftol", "xtol")) & (not gradient),
+                            device=theta.device)
+    near = torch.stack(_near(v, tr.lo, tr.hi)).any(0)
+    tight = torch.stack(_near(v, tr.lo, tr.hi, 1e-9)).any(0)
+    return torch.where(exact[:, None], near, tight)
 
 
 def _too_large(reason, message, prob) -> None:
@@ -345,13 +364,16 @@ def _perfect_or_underflow(prob, tr, theta, code):
 ENGINES = {"lm": _lm, "irls": _irls, "gradient": _gradient}   # OptimizerSpec.batched -> engine
 
 
-def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None):
+def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None, held=None):
     """``(k, F, F)`` pcov of the free parameters at ``theta`` ``(k, P)`` (NaN where
     undefined or not ``ok``), and the rank of the column-scaled Jacobian ``J D^-1`` (``D``
     Moré's scaling ``d`` when given, else the column norms), from one batched SVD:
     ``pcov = D^-1 V diag(1/s^2) V^T D^-1``, the same matrix as from ``J``'s own SVD.
     ``m``: ``M = [J r]^T [J r]`` at ``theta`` where the engine has it (LM without bounds
-    or fixed values); then ``J`` itself is formed only for the fits that need the SVD."""
+    or fixed values); then ``J`` itself is formed only for the fits that need the SVD.
+    ``held`` ``(k, F)``: parameters held on a bound, as ``fit`` holds them: the others'
+    pcov is that of the fit without them (``(J_S^T J_S)^-1``, ``n - |S|`` degrees of
+    freedom), theirs 0 (rows and columns), and the rank is over the others."""
     k = theta.shape[0]
     idx = torch.arange(k, device=theta.device)
     at = tr.free_at
@@ -365,7 +387,10 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None):
         m = moments(jr)
     # every entry of [J r] is squared into the diagonal of M: NaN or inf shows there
     # (rank is judged from n = F points on; the scale S / (n - F) needs n > F)
-    good = ok & torch.isfinite(m.diagonal(dim1=-2, dim2=-1)).all(-1) & (n >= F)
+    if held is None:
+        held = torch.zeros(k, F, dtype=torch.bool, device=theta.device)
+    F_eff = F - held.sum(-1)
+    good = ok & torch.isfinite(m.diagonal(dim1=-2, dim2=-1)).all(-1) & (n >= F_eff)
     m = torch.where(good[:, None, None], m, 0.0)
     if d is None:
         d = m.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
@@ -373,6 +398,8 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None):
     dd = d.unsqueeze(-1) * d.unsqueeze(-2)
     a = m[:, :F, :F] / dd
     eye = torch.eye(F, dtype=a.dtype, device=a.device).expand_as(a)
+    cross = held.unsqueeze(-1) | held.unsqueeze(-2)
+    a = torch.where(cross, eye, a)          # a held parameter's row and column: the identity
     inv, ok_inv = solve_spd(a, eye)
     # tr(A) tr(A^-1) >= cond(A): below 1/sqrt(eps) (7e7 in float64, 3e3 in float32) the
     # scaled Jacobian is far from a lost rank and the inverse is accurate; the others go
@@ -381,11 +408,12 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None):
     # would call it of full rank)
     bound = a.diagonal(dim1=-2, dim2=-1).sum(-1) * inv.diagonal(dim1=-2, dim2=-1).sum(-1)
     easy = ok_inv & (bound < torch.finfo(a.dtype).eps ** -0.5)
-    rank = torch.full_like(n, F, dtype=torch.long)
+    rank = F_eff.to(torch.long)
     hard = (good & ~easy).nonzero().flatten()
     if hard.numel():
         jh = jr[hard] if jr is not None else jacobian(theta[hard][:, at], hard)
         js = jh[:, :F].transpose(-1, -2) / d[hard].unsqueeze(-2)
+        js = torch.where(held[hard].unsqueeze(-2), 0.0, js)
         _, s, vh = torch.linalg.svd(js, full_matrices=False)
         eps = torch.finfo(js.dtype).eps
         kept = s > eps * torch.clamp(n[hard], min=F).unsqueeze(-1) * s[:, :1]
@@ -393,10 +421,10 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None):
         w = torch.where(kept, 1.0 / s.clamp_min(torch.finfo(s.dtype).tiny).square(), 0.0)
         inv[hard] = (vh.transpose(-1, -2) * w.unsqueeze(-2)) @ vh
     rank = torch.where(good, rank, 0)
-    pcov = inv / dd
+    pcov = torch.where(cross, 0.0, inv / dd)
     if not absolute_sigma:
-        pcov = pcov * (m[:, F, F] / (n - F).clamp_min(1))[:, None, None]
-    keep = good & (rank == F) & ((n > F) | absolute_sigma)
+        pcov = pcov * (m[:, F, F] / (n - F_eff).clamp_min(1))[:, None, None]
+    keep = good & (rank == F_eff) & ((n > F_eff) | absolute_sigma)
     return torch.where(keep[:, None, None], pcov, torch.nan), rank
 
 

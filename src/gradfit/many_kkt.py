@@ -230,16 +230,16 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
     return theta
 
 
-def _near(v, lo, hi):
-    """``(k, F)`` masks: within ``NEAR`` (relative, ``active_set``'s) of the lower bound,
-    and of the upper one (not also the lower)."""
+def _near(v, lo, hi, tol: float = NEAR):
+    """``(k, F)`` masks: within ``tol`` (relative; ``active_set``'s ``NEAR``) of the lower
+    bound, and of the upper one (not also the lower)."""
     fin_lo, fin_hi = torch.isfinite(lo), torch.isfinite(hi)
     width = torch.where(fin_lo & fin_hi, hi - lo, 0.0)
     scale = torch.stack([v.abs(), torch.where(fin_lo, lo.abs(), 0.0),
                          torch.where(fin_hi, hi.abs(), 0.0), width], -1).amax(-1)
     scale = scale.clamp_min(1e-300)
-    on_lo = fin_lo & (v - lo <= NEAR * scale)
-    return on_lo, fin_hi & ~on_lo & (hi - v <= NEAR * scale)
+    on_lo = fin_lo & (v - lo <= tol * scale)
+    return on_lo, fin_hi & ~on_lo & (hi - v <= tol * scale)
 
 
 #: fits finished one by one per call of ``finish_robust_on_bounds`` or ``finish_lm_alone``

@@ -33,6 +33,35 @@ def group_column(name: str, others) -> str:
 
 
 @dataclass
+class RowSettings:
+    """What each problem was fitted with, for its row as a ``FitResult``: ``lo``, ``hi``
+    ``(B, F)`` its bounds on the free parameters ``free`` (+-inf: none), ``fixed`` ``(B, P)``
+    its values of ``fixed_names``, ``start`` ``(B, P)`` its start (of the start kept), and
+    ``held`` ``(B, F)`` the free parameters it ended holding on a bound."""
+    names: tuple
+    free: tuple
+    fixed_names: tuple
+    lo: np.ndarray
+    hi: np.ndarray
+    fixed: np.ndarray
+    start: np.ndarray
+    held: np.ndarray
+
+    ARRAYS = ("lo", "hi", "fixed", "start", "held")
+
+    def row(self, i: int) -> dict:
+        """``at_bound``, ``bounds``, ``fixed`` and ``start`` of problem ``i``, as ``fit``
+        reports them."""
+        lo, hi = self.lo[i], self.hi[i]
+        return {
+            "at_bound": tuple(n for j, n in enumerate(self.free) if self.held[i, j]),
+            "bounds": {n: (float(lo[j]), float(hi[j])) for j, n in enumerate(self.free)
+                       if np.isfinite(lo[j]) or np.isfinite(hi[j])},
+            "fixed": {n: float(self.fixed[i, self.names.index(n)]) for n in self.fixed_names},
+            "start": {n: float(v) for n, v in zip(self.names, self.start[i])}}
+
+
+@dataclass
 class ManyResult:
     params: dict[str, np.ndarray]
     loss: np.ndarray
@@ -54,15 +83,20 @@ class ManyResult:
     model_object: Any = field(default=None, repr=False)
     data: Any = field(default=None, repr=False)
     group_name: str = "group"
+    settings: RowSettings | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, m, d, lossf, method, names, free, out, rows, K, wall, absolute_sigma):
+    def build(cls, m, d, lossf, method, names, free, out, rows, K, wall, absolute_sigma,
+              settings: RowSettings | None = None):
         theta = out.theta[rows]
         params = {n: theta[:, j].copy() for j, n in enumerate(names)}
         reason = out.reason[rows].copy()
         stderr = cov = None
         if lossf.squared:
-            cov = out.cov[rows]
+            cov = out.cov[rows].copy()
+            if settings is not None:      # a parameter held on a bound: no error of its own
+                held = settings.held
+                cov[held[:, :, None] | held[:, None, :]] = np.nan
             diag = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
             stderr = {n: diag[:, j].copy() for j, n in enumerate(free)}
         return cls(params=params, loss=out.loss[rows].copy(),
@@ -71,7 +105,7 @@ class ManyResult:
                    stderr=stderr, covariance=cov, r2=out.r2[rows].copy(),
                    rmse=out.rmse[rows].copy(), groups=d.groups, loss_name=lossf.name,
                    model=m.spec, optimizer=method, wall_time=wall, starts=K,
-                   n_points=d.counts, model_object=m, data=d)
+                   n_points=d.counts, model_object=m, data=d, settings=settings)
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -124,10 +158,16 @@ class ManyResult:
         i = self._position(i)
         x, y, s = self.data.series(i)
         params = {n: float(v[i]) for n, v in self.params.items()}
+        row = self.settings.row(i) if self.settings is not None else {}
+        held = row.get("at_bound", ())
         stderr = cov = None
-        if self.stderr is not None and np.isfinite(self.covariance[i]).all():
-            stderr = {n: float(v[i]) for n, v in self.stderr.items()}
-            cov = self.covariance[i].copy()
+        if self.stderr is not None:       # over the free parameters not held by a bound
+            keep = [j for j, n in enumerate(self.stderr) if n not in held]
+            c = self.covariance[i][np.ix_(keep, keep)]
+            if keep and np.isfinite(c).all():
+                names = list(self.stderr)
+                stderr = {names[j]: float(self.stderr[names[j]][i]) for j in keep}
+                cov = c.copy()
         final = np.array(list(params.values()))
         return FitResult(
             params=params, loss=float(self.loss[i]), loss_name=self.loss_name, model=self.model,
@@ -136,8 +176,10 @@ class ManyResult:
             message=self.message[i], history=np.array([self.loss[i]]), trajectory=final[None],
             grad_norms=np.array([]), wall_time=self.wall_time / max(len(self), 1),
             n_points=int(self.n_points[i]), stderr=stderr, covariance=cov,
-            r2=float(self.r2[i]), rmse=float(self.rmse[i]), start={},
-            model_object=self.model_object, x=x, y=y, sigma=s)
+            r2=float(self.r2[i]), rmse=float(self.rmse[i]), start=row.get("start", {}),
+            model_object=self.model_object, x=x, y=y, sigma=s,
+            at_bound=held, bounds=row.get("bounds", {}), fixed=row.get("fixed", {}),
+            jacobian=getattr(self.model_object, "jacobian_kind", "autograd"))
 
     def _position(self, i) -> int:
         if isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)):

@@ -50,7 +50,8 @@ def loss_label(result) -> str:
 
 def statistics(result) -> dict | None:
     """``chisqr``, ``redchi``, ``nfree``, ``nvarys``, ``ndata``, ``aic``, ``bic`` from the
-    result's residuals (None when the result holds no model and data)."""
+    result's residuals (None when the result holds no model and data). A parameter fixed or
+    held on a bound is not varied: the standard errors count it so too."""
     if result.model_object is None or result.x is None or result.y is None:
         return None
     pred = result.predict(result.x)
@@ -58,7 +59,7 @@ def statistics(result) -> dict | None:
     if result.sigma is not None:
         r = r / np.asarray(result.sigma, dtype=float)
     n = int(r.shape[0])
-    nvarys = len(result.params) - len(result.fixed)
+    nvarys = len(result.params) - len(set(result.fixed) | set(result.at_bound))
     chisqr = float(np.sum(r * r))
     nfree = n - nvarys
     floor = max(chisqr, 1e-250 * n)
