@@ -511,3 +511,16 @@ def test_a_model_undefined_at_a_data_point_says_where():
         assert "not finite at point 2 (x = 0) whatever its parameters" in r.message
     r = fit("a*sqrt(x)+b", [-1.0, 1.0, 2.0, -3.0], [2.0, 4.0, 7.0, 8.0])
     assert "not finite at point 1 (x = -1) and 1 other point(s)" in r.message
+
+
+def test_messages_name_the_cause_a_domain_error_and_one_undetermined_parameter():
+    # before: sqrt(x - c) with c above some x was "the model overflows ... rescale x or y";
+    # flat data said "the data determine only combinations of k" of one parameter
+    x = np.linspace(0, 10, 20)
+    r = fit("a*sqrt(x-c)", x, np.sqrt(x + 0.5), p0={"a": 1, "c": 2})
+    assert r.reason == "diverged" and "overflow" not in r.message
+    assert "undefined (NaN) at point 1 (x = 0) and 3 other point(s)" in r.message
+    assert (x[:4] < 2).all() and (x[4:] > 2).all()        # the four points below c
+    r = fit("A*exp(-k*x)+C", x, np.full(20, 2.0), p0={"A": 1, "k": 1, "C": 0})
+    assert r.reason == "failed" and "the data do not determine k" in r.message
+    assert abs(r.params["A"]) < 1e-8 and r.params["A"] + r.params["C"] == pytest.approx(2)

@@ -439,3 +439,34 @@ def test_p0_in_parameter_order_and_numpy_scalars_are_taken_as_fit_takes_them():
                            absolute_sigma=np.bool_(False), delta=np.float64(1.0))
     for k in NAMES:
         np.testing.assert_array_equal(got.params[k], want.params[k])
+
+
+def test_a_linear_model_is_solved_against_the_data_as_fit_solves_it():
+    """A quartic in raw x over [1000, 1010] (design condition 1e11): fit_many had solved for
+    a step from the start, whose residuals lose digits to cancellation, then stopped LM
+    'ROUGH' at 1.000015 times the minimum, failed. Oracle: least squares in the centred
+    basis u = (x - 1005) / 5, mapped back to the values of the fit's own curve."""
+    rng = np.random.default_rng(20)
+    x = np.linspace(1000, 1010, 40)
+    u = (x - 1005) / 5
+    y = np.stack([2 + 0.5 * u - 0.3 * u ** 2 + 0.2 * u ** 3 + 0.1 * u ** 4
+                  + rng.normal(0, 0.05, 40) for _ in range(3)])
+    many = gradfit.fit_many("poly:4", x, y)
+    assert many.converged.all() and (many.steps == 1).all(), many.message[0]
+    V = np.vander(u, 5, increasing=True)
+    for b in range(3):
+        one = gradfit.fit("poly:4", x, y[b])
+        c, *_ = np.linalg.lstsq(V, y[b], rcond=None)
+        best = np.mean((V @ c - y[b]) ** 2)
+        # (the raw basis rounds each value of the curve by about 1e-4 of 1e12)
+        assert many.loss[b] == pytest.approx(best, rel=1e-6)
+        np.testing.assert_allclose(many[b].predict(x), V @ c, atol=1e-5)   # (before: 2e-4)
+        # the raw coefficients are determined to condition x eps (1e-5) only: both solves
+        # agree far within their standard errors, and on those
+        for k in one.params:
+            assert abs(many.params[k][b] - one.params[k]) <= 1e-4 * one.stderr[k]
+        assert many[b].stderr == pytest.approx(one.stderr, rel=1e-4)
+    # a quintic there is beyond float64: lost rank, saying it is rounding, not the model
+    quintic = gradfit.fit_many("poly:5", x, y[:1])
+    assert quintic.reason[0] == "failed" and "not separable in float64" in quintic.message[0]
+    assert "centring" in gradfit.fit("poly:5", x, y[0]).message

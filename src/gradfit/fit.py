@@ -213,7 +213,8 @@ class FitRun(Run):
         if losses and self.stepper.has_lr:
             advice = f"try a smaller learning rate, e.g. lr={lr / 10:g}"
         else:           # no step to blame: the data's scale, or the model overflows here
-            advice = _too_large(self.problem, point) or _undefined_at(self.problem, point) or (
+            advice = _too_large(self.problem, point) or _undefined_at(self.problem, point) \
+                or _out_of_domain(self.problem, point) or (
                 "the model overflows near these parameters: try starting values (p0) "
                 "nearer the answer, or rescale x or y (e.g. x/1000) so that the model stays "
                 "finite")
@@ -399,6 +400,29 @@ def _too_large(prob, point) -> str | None:
     if not top > 0:
         return None
     return too_large_text(top, prob.y.dtype, prob.sigma is not None)
+
+
+def _out_of_domain(prob, point) -> str | None:
+    """The advice when the model is NaN, not infinite, at some data points at ``point``: a
+    function outside its domain for these parameters (``sqrt(x - c)`` with ``c`` above
+    some x), not an overflow; else None."""
+    if point is None:
+        return None
+    with torch.no_grad():
+        f = prob.predict(point)
+    nan = torch.isnan(f)
+    if not bool(nan.any()) or bool(torch.isinf(f).any()):
+        return None
+    i = int(nan.nonzero()[0, 0])
+    x = prob.x[i]
+    where = f"x = {float(x):g}" if x.ndim == 0 else \
+        "(" + ", ".join(f"{n} = {float(v):g}" for n, v in zip(prob.model.input_names, x)) + ")"
+    more = int(nan.sum()) - 1
+    return (f"at these parameters the model is undefined (NaN) at point {i + 1} ({where})"
+            + (f" and {more} other point(s)" if more else "")
+            + ": a function outside its domain there (the square root or log of a negative "
+            "number, 0/0); expected starting values (p0) where the model is defined at every "
+            "data point, and bounds that keep it so")
 
 
 def _undefined_at(prob, point) -> str | None:

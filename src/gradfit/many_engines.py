@@ -307,16 +307,24 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> No
                 message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j])
 
 
-def _linear_start(prob, tr, u0):
+LINEAR_TEXT = ("the exact least-squares solution of a model linear in its parameters (one "
+               "solve of the column-scaled design matrix)")       # fit's words (lm.py)
+
+
+def _linear_solution(prob, tr, k: int, dtype, device):
     """For a model linear in its parameters (no bounds, no fixed values): each row's exact
-    least-squares solution, by the SVD of the column-scaled design ``J D^-1`` (as ``fit``
-    solves it, never through ``J^T J``, whose condition is the square). LM starts there
-    and stops at once; from an ill-conditioned design (a cubic through two clusters of x)
-    its trust region crawled 1000 steps towards a solution 1e6 away."""
+    least-squares solution ``(k, F)``, and where it was found (finite design and data), as
+    ``fit`` solves it (``linear_lsq``): by the SVD of the column-scaled design ``J D^-1``,
+    never through ``J^T J``, whose condition is the square, and against the residuals at
+    zero parameters (the model's offset less the data), not at a guess, whose cancellation
+    on an ill-conditioned design (a quartic over x in [1000, 1010]) cost digits that no
+    iteration recovers. It is the answer, as in ``fit``: LM from there crept (a cubic
+    through two clusters of x, 1000 steps) or stopped ROUGH a hair above the minimum."""
     from .lm import scaled_svd
-    F = u0.shape[1]
+    F = len(tr.free)
+    u0 = torch.zeros(k, F, dtype=dtype, device=device)
     with torch.no_grad():
-        jr = prob.jacobian(tr)(u0, torch.arange(u0.shape[0], device=u0.device))
+        jr = prob.jacobian(tr)(u0, torch.arange(k, device=device))
     good = torch.isfinite(jr).flatten(1).all(-1)
     jr = torch.where(good[:, None, None], jr, 0.0)
     J, r = jr[:, :F].transpose(-1, -2), jr[:, F]
@@ -324,18 +332,25 @@ def _linear_start(prob, tr, u0):
     d = torch.where(d > 0, d, 1.0)
     s, vh, c = scaled_svd(J, d, r)
     w = torch.where(s > 0, c / s.clamp_min(torch.finfo(s.dtype).tiny), 0.0)
-    step = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
-    good &= torch.isfinite(step).all(-1)
-    return torch.where(good.unsqueeze(-1), u0 + step, u0)
+    theta = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
+    good &= torch.isfinite(theta).all(-1)
+    return theta, good
 
 
 def _lm(prob, tr, u0, rates, cfg):
     o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
-    solved = None
-    if tr.identity and prob.model.linear_in_params and prob.loss.name in ("mse", "rmse"):
-        start = u0
-        u0 = _linear_start(prob, tr, u0)
-        solved = (u0 != start).any(-1)          # the solve counts as a step, as in fit
+    linear = tr.identity and prob.model.linear_in_params and prob.loss.name in ("mse", "rmse")
+    if linear:
+        solved, good = _linear_solution(prob, tr, u0.shape[0], u0.dtype, u0.device)
+        u0 = torch.where(good.unsqueeze(-1), solved, u0)
+        if bool(good.all()):           # one solve each: the answers, as fit's
+            k, F = u0.shape
+            with torch.no_grad():
+                M = prob.normal(tr)(u0, torch.arange(k, device=u0.device))
+            d = M.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
+            reason, msg = _solved(prob, tr, u0, M, o, cfg["steps"])
+            return (u0, torch.ones(k, dtype=torch.long, device=u0.device), reason, msg,
+                    torch.where(d > 0, d, 1.0), M)
     res = batch_lm(None, u0, ydata=prob.ydata, max_steps=cfg["steps"],
                    jacobian=prob.jacobian(tr), normal=prob.normal(tr),
                    runaway=not prob.model.linear_in_params, **o)
@@ -344,8 +359,34 @@ def _lm(prob, tr, u0, rates, cfg):
     table = {c: (code_reason(c), message(c, o, cfg["steps"])) for c in set(codes.tolist())}
     reason = np.array([table[c][0] for c in codes.tolist()], dtype="U16")
     msg = np.array([table[c][1] for c in codes.tolist()], dtype=object)
-    steps = res.steps if solved is None else res.steps + solved.long()
+    steps = res.steps
+    if linear:                  # the rows solved: their solve is their answer
+        theta = torch.where(good.unsqueeze(-1), u0, res.theta)
+        at = good.cpu().numpy()
+        steps = torch.where(good, 1, steps)
+        with torch.no_grad():
+            M = torch.where(good[:, None, None], prob.normal(tr)(
+                theta, torch.arange(theta.shape[0], device=theta.device)), res.M)
+        reason[at], msg[at] = (v[at] for v in _solved(prob, tr, theta, M, o, cfg["steps"]))
+        return theta, steps, reason, msg, res.d, M
     return res.theta, steps, reason, msg, res.d, res.M
+
+
+def _solved(prob, tr, theta, M, o, steps):
+    """Reasons and messages of linear solutions ``theta`` with moments ``M``
+    ``(k, F+1, F+1)``: the solution (``xtol``, as ``fit`` says it), unless the residuals or
+    their squares are not finite (NONFINITE) or underflow (UNDERFLOW; where ``S = 0``, by
+    the residuals themselves), as LM's own tests would end it."""
+    from .batch_lm import NONFINITE, XTOL, _finite, _underflow
+    F = M.shape[-1] - 1
+    codes = torch.where(~_finite(M), NONFINITE, torch.where(
+        _underflow(M, prob.ydata), UNDERFLOW, torch.where(M[:, F, F] == 0, PERFECT, XTOL)))
+    codes = _perfect_or_underflow(prob, tr, theta, codes)
+    codes = torch.where(codes == PERFECT, XTOL, codes).cpu().numpy()
+    reason = np.array([code_reason(c) for c in codes.tolist()], dtype="U16")
+    msg = np.array([LINEAR_TEXT if c == XTOL else message(c, o, steps)
+                    for c in codes.tolist()], dtype=object)
+    return reason, msg
 
 
 def _perfect_or_underflow(prob, tr, theta, code):

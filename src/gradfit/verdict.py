@@ -151,6 +151,10 @@ def lost_rank(problem, final: torch.Tensor, free: tuple[str, ...], scaled=None) 
     return None
 
 
+NEARLY = 8.0     # a dropped singular value above this many eps (of the largest): a
+                 # near-dependence within rounding, not a dependence (a*b*x: about 1 eps)
+
+
 def rank_message(rank: int, free, s: torch.Tensor, vh: torch.Tensor) -> str:
     """The message of a lost rank, naming the parameters with a component outside the row
     space of the scaled Jacobian (``s``, ``vh`` its SVD; the same for one fit and many)."""
@@ -158,8 +162,21 @@ def rank_message(rank: int, free, s: torch.Tensor, vh: torch.Tensor) -> str:
     outside = (1 - vh[kept].square().sum(0)).clamp_min(0).sqrt()
     involved = [free[i] for i in (outside > 1e-3).nonzero().flatten().tolist()] or list(free)
     shown = ", ".join(involved[:10]) + (", ..." if len(involved) > 10 else "")
-    return (f"the Jacobian lost rank ({rank} of {len(free)}): the data determine only "
-            f"combinations of {shown}, not each one; these values are one choice among many")
+    text = (f"the Jacobian lost rank ({rank} of {len(free)}): " + (
+        f"the data do not determine {shown} (the loss does not change with it here); its "
+        "value is one choice among many" if len(involved) == 1 else
+        f"the data determine only combinations of {shown}, not each one; these values are "
+        "one choice among many"))
+    eps = torch.finfo(s.dtype).eps
+    top = float(s[0]) if s.numel() else 0.0
+    if rank < s.shape[-1] and top > 0 and float(s[rank]) > NEARLY * eps * top:
+        # not a dependence of the columns themselves (a*b*x leaves eps of them) but one
+        # within the rounding of this precision: a polynomial in raw x over [1000, 1010]
+        text += (f" (their columns are independent but not separable in "
+                 f"{str(s.dtype).replace('torch.', '')}: condition {top / float(s[rank]):.2g}; "
+                 "centring and scaling the inputs, as x - mean(x), or the parameters may "
+                 "make them determinable)")
+    return text
 
 
 def scaled_singular(jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
