@@ -86,3 +86,19 @@ def test_a_well_conditioned_float32_fit_stays_converged():
     assert r32.converged and m32.converged[0] and r64.converged
     for k in p0:
         assert r32.params[k] == pytest.approx(r64.params[k], rel=1e-4, abs=1e-5)
+
+
+def test_a_float32_fit_that_finds_no_step_says_float64_may_tell():
+    # an exponential over x in [1000, 1100]: float32 ends "no step lowered the loss ...
+    # the model may not be smooth here"; float64 converges (the oracle: its loss is lower)
+    tt = np.linspace(1000, 1100, 40)
+    y = 5 * np.exp(-0.05 * (tt - 1000)) + 1 + np.random.default_rng(1).normal(0, 0.05, 40)
+    p0 = {"A": 5 * np.exp(0.04 * 1000), "k": 0.04, "C": 0}
+    r64 = gradfit.fit("A*exp(-k*x)+C", tt, y, p0=p0)
+    r32 = gradfit.fit("A*exp(-k*x)+C", tt, y, p0=p0, dtype="float32")
+    m32 = gradfit.fit_many("A*exp(-k*x)+C", tt, y[None], p0=p0, dtype="float32")
+    assert r64.converged and r64.loss < r32.loss
+    for reason, text in ((r32.reason, r32.message), (m32.reason[0], m32.message[0])):
+        assert reason == "failed" and text.endswith("expected a fit in float64 "
+                                                    "(dtype='float64') to tell")
+    assert "float32" not in r64.message

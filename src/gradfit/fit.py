@@ -274,6 +274,9 @@ class FitRun(Run):
                                    losses[0] if losses else None, final_loss, scaled)
             if self.exact_method == "lm" and linear is None and not at_bound:
                 reason, detail = _float32_short(prob, final, free, reason, detail)
+            if prob.y.dtype == torch.float32 and reason == "failed":
+                from .precision import float32_hint
+                detail = float32_hint(detail)
             if reason in ("ftol", "gtol") and not self.exact_method and linear is None:
                 why = plateau_message(prob, final, free, losses[0] if losses else None,
                                       final_loss)

@@ -86,6 +86,10 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
         if method == "lm" and theta.dtype == torch.float32:
             _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
+    if theta.dtype == torch.float32:
+        from .precision import float32_hint
+        for i in np.flatnonzero(np.asarray(reason) == "failed").tolist():
+            message[i] = float32_hint(message[i])
     return theta, steps, reason, message, cov, held
 
 

@@ -95,3 +95,19 @@ def _short(jr: torch.Tensor, ydata: torch.Tensor, eps: float):
 
 def message(gain: float) -> str:
     return MESSAGE.format(gain=gain)
+
+
+HINT = ("; in float32 (7 digits) rounding may be what stops it: expected a fit in float64 "
+        "(dtype='float64') to tell")
+
+
+def float32_hint(text: str) -> str:
+    """An LM end that found no step (``batch_lm``'s ``ROUGH``, ``TRIES``, ``STALLED``) of a
+    float32 fit: its message says rounding may be the cause (an exponential over x in
+    [1000, 1100] ends so in float32 and converges in float64)."""
+    if HINT in text or not any(e in text for e in NO_STEP):
+        return text
+    return text + HINT
+
+
+NO_STEP = ("no step lowered the loss", "LM stalled short of a minimum")   # those messages
