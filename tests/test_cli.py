@@ -160,6 +160,13 @@ def test_drop_nan_says_how_many(capsys, tmp_path):
     code, out, err = run(capsys, "fit", path, "--model", "a*x+b", "--drop-nan", "--optimizer",
                          "lbfgs", "--steps", "50")
     assert code == 0 and "dropped 2 row" in err
+    # with --json - stderr stays quiet: the count is in the JSON (it had been nowhere)
+    code, out, err = run(capsys, "fit", path, "--model", "a*x+b", "--drop-nan", "--json", "-")
+    got = json.loads(out)
+    assert code == 0 and err == "" and got["dropped_rows"] == 2 and got["n_points"] == 3
+    clean = _csv(tmp_path, "x,y\n1,2\n3,4\n5,6\n", name="clean.csv")
+    code, out, _ = run(capsys, "fit", clean, "--model", "a*x+b", "--json", "-")
+    assert code == 0 and "dropped_rows" not in json.loads(out)
 
 
 def test_real_process_exit_codes_and_no_traceback(tmp_path):
@@ -342,6 +349,10 @@ def test_values_that_start_with_a_minus_are_values_not_options(capsys):
     code, out, err = run(capsys, "fit", "lesson", "--model", "a*x+b", "--optimizer", "gd",
                          "--lr", "-1e-3")
     assert code == 2 and "bad learning rate" in err
+    # an expression that starts with a minus is the model (it was "expected one argument")
+    code, out, err = run(capsys, "fit", "lesson", "--model", "-a*x^2+b", "--json", "-")
+    plain = json.loads(run(capsys, "fit", "lesson", "--model", "a*x^2+b", "--json", "-")[1])
+    assert code == 0 and json.loads(out)["params"]["a"] == pytest.approx(-plain["params"]["a"])
 
 
 def test_python_dash_m_gradfit_is_the_command_line():

@@ -193,3 +193,32 @@ def test_group_with_a_time_limit_is_refused_not_ignored(capsys, table):
     err = one_line_exit_2(capsys, "fit", table(GOOD), "--model", MODEL, "--group", "g",
                           "--time-limit", "5")
     assert "--time-limit" in err and "--steps" in err
+
+
+def test_a_file_named_like_a_built_in_dataset_gets_a_note(capsys, tmp_path, monkeypatch):
+    # before: 'gradfit fit lesson' beside a file named lesson fitted the built-in data
+    # without a word; ./lesson reads the file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lesson").write_text("x,y\n1,3\n2,5\n3,7\n4,9\n")
+    code, out, err = run(capsys, "fit", "lesson", "--model", MODEL, "-q")
+    assert code == 0 and "'lesson' is the built-in dataset; write ./lesson" in err
+    code, out, err = run(capsys, "fit", "./lesson", "--model", MODEL, "-q", "--json", "-")
+    import json
+    got = json.loads(out)
+    assert code == 0 and got["n_points"] == 4 and err == ""
+    assert got["params"]["a"] == __import__("pytest").approx(2.0)
+
+
+def test_an_endless_line_is_refused_without_reading_it_whole(capsys, tmp_path, monkeypatch):
+    # before: /dev/zero was read into memory until the process was killed
+    import gradfit.data as data
+    monkeypatch.setattr(data, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "zeros.csv"
+    path.write_bytes(b"\x00" * 5000)
+    assert "not a text file (it contains NUL bytes)" in one_line_exit_2(
+        capsys, "fit", str(path), "--model", MODEL)
+    path.write_bytes(b"x,y\n" + b"1" * 5000 + b",2\n")
+    assert "row 2 is longer than" in one_line_exit_2(capsys, "fit", str(path), "--model", MODEL)
+    path.write_bytes(b"x,y\n1,2\n2,4\n3,6.5\n" + b"4,8." + b"0" * 900 + b"\n")
+    code, _, err = run(capsys, "fit", str(path), "--model", MODEL, "-q")
+    assert code == 0, err                                   # a long line within the limit

@@ -179,3 +179,41 @@ def test_a_group_column_named_like_a_parameter_becomes_group_as_in_one_process()
     assert list(rows.columns) == list(one.columns)
     np.testing.assert_array_equal(rows["k"], one["k"])
     np.testing.assert_allclose(rows["k"], [0.5, 1.5], rtol=1e-10)
+
+
+def _folder(tmp_path, bad: bytes):
+    """A folder of two CSV files of a line: a.csv good, b.csv with ``bad`` as its rows."""
+    d = tmp_path / "series"
+    d.mkdir()
+    (d / "a.csv").write_text("x,y\n1,2.1\n2,3.9\n3,6.2\n4,8.1\n")
+    (d / "b.csv").write_bytes(b"x,y\n" + bad)
+    return str(d)
+
+
+@pytest.mark.parametrize("bad, text", [
+    (b"5,9.8\n6,abc\n", "b.csv, column 'y': not a number: expected a number"),
+    (b"5,9.8\n6,\n", "b.csv, column 'y': NaN, inf or an empty cell"),
+    (b"5,9.8\n6,nan\n", "b.csv, column 'y': NaN, inf or an empty cell"),
+    (b"\xff\xfe\x00\x81\x92\x00\xc3\x28\n" * 3, "a file is not UTF-8 text"),
+])
+def test_one_series_in_a_folder_names_the_file_of_a_bad_cell(tmp_path, capsys, bad, text,
+                                                             dask_client):
+    # before: 'internal error: ValueError: could not convert string to float' (exit 70), or
+    # 'UnicodeDecodeError: ' with no words, or 'the data hold NaN or inf' with no place
+    from gradfit.out_of_core import fit_out_of_core
+    with pytest.raises(InputError, match=text):
+        fit_out_of_core("a*x+b", _folder(tmp_path, bad), x="x", y="y", scheduler=dask_client)
+
+
+def test_drop_nan_leaves_out_a_folders_rows_as_one_files(tmp_path, capsys):
+    # before: --drop-nan was ignored on a folder (exit 2 'the data hold NaN or inf')
+    folder = _folder(tmp_path, b"5,9.8\n6,\n7,nan\n8,16.1\n")
+    code = main(["fit", folder, "--model", "a*x+b", "--drop-nan", "--workers", "1",
+                 "--json", "-"])
+    out = capsys.readouterr().out
+    import json
+    got = json.loads(out)
+    x = np.array([1, 2, 3, 4, 5, 8.0])
+    ref = np.polyfit(x, [2.1, 3.9, 6.2, 8.1, 9.8, 16.1], 1)
+    assert code == 0 and got["n_points"] == 6
+    assert [got["params"]["a"], got["params"]["b"]] == pytest.approx(list(ref), rel=1e-10)

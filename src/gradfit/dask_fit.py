@@ -24,11 +24,12 @@ results: Dask reruns its tasks elsewhere and every row comes out identical.
 """
 from __future__ import annotations
 
-import glob
 import os
+
 import numpy as np
 
 from .cluster import client_for, progress as show_progress
+from .dask_tables import as_numbers, read_columns, read_errors
 from .errors import InputError
 from .losses import get_loss
 from .many_data import column_names as _columns
@@ -37,119 +38,6 @@ from .models import make_model, table_inputs
 
 STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps", "i8"),
           ("r2", "f8"), ("rmse", "f8"), ("n_points", "i8"), ("message", "object")]
-
-
-def _files(path: str) -> list[str]:
-    if os.path.isdir(path):
-        pq = sorted(glob.glob(os.path.join(path, "*.parquet")))
-        csv = sorted(glob.glob(os.path.join(path, "*.csv")))
-        if pq and csv:             # one kind was read and the other left out, silently
-            raise InputError("the folder holds both Parquet and CSV files",
-                             expected="a folder of one kind, or a glob such as "
-                             f"'{os.path.join(path, '*.parquet')}'", given=path)
-        found = pq or csv
-    else:
-        found = sorted(glob.glob(path))
-    if not found:
-        raise InputError("no data file matches", expected="a Parquet or CSV file, a folder "
-                         "of them or a glob such as 'data/*.parquet'", given=path)
-    return found
-
-
-def read_columns(data, cols):
-    """``read_table(data)`` narrowed to ``cols``; a missing column is refused by name (in
-    every file: the reader takes the first file's columns as the table's)."""
-    ddf = read_table(data)
-    missing = [c for c in cols if c not in ddf.columns]
-    if missing:
-        raise InputError(f"no column named {missing[0]!r}",
-                         expected="one of " + ", ".join(map(str, list(ddf.columns)[:20])))
-    if isinstance(data, (str, os.PathLike)):
-        for path in _files(os.fspath(data)):
-            have = _file_columns(path)
-            lacking = [c for c in cols if have is not None and c not in have]
-            if lacking:
-                raise InputError(f"no column named {lacking[0]!r} in this file",
-                                 expected="every file with the columns " + ", ".join(cols),
-                                 where=path)
-    return ddf[cols]
-
-
-def _file_columns(path: str):
-    """The column names of one Parquet (its schema) or CSV file (its header), or None."""
-    try:
-        if path.lower().endswith((".parquet", ".pq")):
-            import pyarrow.parquet as pq
-            return set(pq.read_schema(path).names)
-        import pandas as pd
-        return set(pd.read_csv(path, nrows=0, dtype=object).columns)
-    except Exception:       # noqa: BLE001 - unreadable here: the reader says why
-        return None
-
-
-def read_table(data):
-    """A Dask DataFrame from a Dask or pandas DataFrame, or a path, folder or glob of
-    Parquet (``.parquet``, ``.pq``) or CSV files."""
-    import dask.dataframe as dd
-    import pandas as pd
-    if isinstance(data, dd.DataFrame):
-        return data
-    if isinstance(data, pd.DataFrame):
-        return dd.from_pandas(data, npartitions=max(1, min(64, len(data) // 100_000 + 1)))
-    if not isinstance(data, (str, os.PathLike)):
-        raise InputError("bad data", expected="a Dask or pandas DataFrame, or a path or glob "
-                         "of Parquet or CSV files", given=type(data).__name__)
-    files = _files(os.fspath(data))
-    kinds = {os.path.splitext(f)[1].lower() for f in files}
-    try:
-        if kinds <= {".parquet", ".pq"}:
-            ddf = dd.read_parquet(files)
-        elif kinds <= {".csv"}:
-            # every cell as text: a guess of each column's type from the first rows fails
-            # on a later row, and labels "1" and "01" would be one number (the value
-            # columns become numbers by gradfit's own rule, as_numbers)
-            ddf = dd.read_csv(files, dtype=object, keep_default_na=False)
-        else:
-            ddf = None
-    except (ValueError, KeyError, OSError) as exc:
-        while exc.__cause__ is not None:     # the reader's own words, not dask's wrapping
-            exc = exc.__cause__
-        raise InputError("cannot read the data", expected="Parquet or CSV files holding the "
-                         "named columns", given=(str(exc) or type(exc).__name__).splitlines()[0],
-                         where=files[0]) from None
-    if ddf is not None:
-        return ddf              # columns are picked later (dask pushes the pick into the reader)
-    raise InputError("unknown data format", expected="Parquet (.parquet) or CSV (.csv) files",
-                     given=", ".join(sorted(kinds)))
-
-
-def as_numbers(ddf, group: str):
-    """The table with its group labels as they are (a categorical column's categories as
-    labels: Dask's placeholder category turned every label into NaN) and its value columns
-    as float64, text cells read as the CSV reader reads them (``data.parse_cell``: empty a
-    missing value, anything but a number refused by name)."""
-    import pandas as pd
-    if isinstance(ddf[group].dtype, pd.CategoricalDtype):
-        ddf = ddf.assign(**{group: ddf[group].astype(object)})
-    values = [c for c in ddf.columns if c != group]
-    text = [c for c in values if ddf[c].dtype.kind not in "fiub"]
-    meta = ddf._meta.astype({c: "f8" for c in values})
-    if not values:
-        return ddf
-    return ddf.map_partitions(_numbers, values, text, meta=meta)
-
-
-def _numbers(frame, values, text):
-    from .data import parse_cell
-    out = frame.copy()
-    for c in values:
-        if c not in text:
-            out[c] = frame[c].astype("f8")
-            continue
-        cells = frame[c].astype(object).where(frame[c].notna(), "")
-        strip = [str(v).strip() for v in cells.tolist()]
-        out[c] = np.array([parse_cell(v, f"column {c!r}") for v in strip], dtype=float)
-    return out
 
 
 def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed=None,
@@ -209,11 +97,7 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
                              "and its column names as x=, y=, group=, sigma=")
     x_cols, cols = _columns(x, y, group, sigma)
     _check_settings(model, x_cols, kwargs)
-    ddf = as_numbers(read_columns(data, cols), group)
-    if drop_nan:
-        values = [c for c in cols if c != group]
-        ddf = ddf[ddf[values].map_partitions(lambda f: np.isfinite(f.to_numpy(dtype=float))
-                                             .all(1), meta=(None, bool))]
+    ddf = as_numbers(read_columns(data, cols), group, drop_nan=drop_nan)
     meta = result_meta(model, x_cols, ddf[group].dtype, group, kwargs.get("loss", "mse"),
                        kwargs.get("fixed"), kwargs.get("delta", 1.0))
     parts = npartitions or ddf.npartitions
@@ -221,7 +105,7 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
     out = _plan(ddf, group, parts, fit, meta)
     if not compute:
         return out
-    with client_for(scheduler, workers) as client:
+    with client_for(scheduler, workers) as client, read_errors():
         future = client.compute(out)
         show_progress(future, progress)
         frame = future.result()

@@ -263,9 +263,25 @@ def parse_number(cell: str) -> float:
     return float(cell)
 
 
+MAX_LINE_BYTES = 1 << 24   # a longer line is no CSV row (/dev/zero: one endless line)
+
+
 def _lines(stream, where: str):
-    """Text lines of a binary stream, one at a time (UTF-8, a BOM allowed at the start)."""
-    for row, raw in enumerate(stream, 1):
+    """Text lines of a binary stream, one at a time (UTF-8, a BOM allowed at the start); a
+    line is read at most ``MAX_LINE_BYTES`` at a time, so that a stream without line ends
+    (/dev/zero, a binary file) is refused at once rather than read whole into memory."""
+    row = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        row += 1
+        if len(raw) > MAX_LINE_BYTES:
+            if b"\x00" in raw:
+                raise DataError("not a text file (it contains NUL bytes)",
+                                expected="a CSV text file with a header row", where=where)
+            raise DataError(f"row {row} is longer than {MAX_LINE_BYTES >> 20} MiB",
+                            expected="a CSV text file, one row per line", where=where)
         try:
             line = raw.decode("utf-8-sig" if row == 1 else "utf-8")
         except UnicodeDecodeError:

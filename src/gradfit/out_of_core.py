@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from .cluster import client_for
-from .dask_fit import _columns, read_columns
+from .dask_tables import as_numbers, read_columns, read_errors
+from .many_data import column_names as _columns
 from .errors import InputError
 from .fit import DEFAULT_FTOL, DEFAULT_GTOL
 from .losses import get_loss
@@ -74,9 +75,8 @@ def _arrays(frame, x_cols, y, sigma):
 
 
 def _check_finite(x, y, s):
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise InputError("the data hold NaN or inf", expected="finite numbers")
-    if s is not None and not (np.isfinite(s).all() and (s > 0).all()):
+    # (as_numbers has refused NaN and inf, or left their rows out, naming the file)
+    if s is not None and not (s > 0).all():
         raise InputError("bad sigma", expected="positive finite numbers")
 
 
@@ -161,13 +161,15 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
                     ftol=None, gtol=None, schedule: str = "constant", delta: float = 1.0,
                     divergence: float = 1e4, seed: int = 0, absolute_sigma: bool = False,
                     bounds=None, fixed=None, scheduler=None, workers: int | None = None,
-                    persist: bool | None = None, **options) -> OutOfCoreResult:
+                    persist: bool | None = None, drop_nan: bool = False,
+                    **options) -> OutOfCoreResult:
     """Fit ``model`` to one series held in Dask partitions (see the module's docstring).
 
     ``data``: a Dask or pandas DataFrame, or a path, folder or glob of Parquet or CSV
     files, with columns ``x`` (a name or a list), ``y`` and ``sigma``. The other arguments
     are ``gradfit.fit``'s, ``bounds`` and ``fixed`` included (``ooc_bounds``);
-    ``scheduler``/``workers`` as ``gradfit.cluster.client_for``."""
+    ``scheduler``/``workers`` as ``gradfit.cluster.client_for``; ``drop_nan``: rows holding
+    NaN or inf (or an empty cell) are left out (else refused, naming the file)."""
     t0 = time.perf_counter()
     lossf = get_loss(loss, delta)
     if optimizer == "auto":
@@ -192,11 +194,11 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     start, notes = transform.move_inside({**start_values(m, p0, None, seed), **transform.fixed})
     transform.internal(start)                 # a start outside its bounds is refused here
     theta0 = np.array([start[n] for n in names])
-    ddf = read_columns(data, cols)
+    ddf = as_numbers(read_columns(data, cols), finite=True, drop_nan=drop_nan)
     if persist is None:           # data already in this process's memory: keep it in the workers'
         import pandas as pd
         persist = isinstance(data, pd.DataFrame)
-    with client_for(scheduler, workers) as client:
+    with client_for(scheduler, workers) as client, read_errors():
         passes = _Passes(client, ddf, persist)
         if optimizer == "lm":
             out = _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options,

@@ -109,7 +109,8 @@ def cmd_fit_dask(args) -> int:
                          expected="a fit without them, or --group for many series")
     from ..out_of_core import fit_out_of_core
     r = fit_out_of_core(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
-                        sigma=args.sigma, scheduler=args.scheduler, workers=args.workers, **kw)
+                        sigma=args.sigma, scheduler=args.scheduler, workers=args.workers,
+                        drop_nan=args.drop_nan, **kw)
     payload = {k: v for k, v in vars(r).items() if k != "covariance"}
     if args.json:
         write_json(args.json, payload)

@@ -101,7 +101,10 @@ def cmd_fit(args) -> int:
     result = run.result
     _note_unused_rate(args, run, result)
     if args.json:
-        write_json(args.json, result.to_dict(history=args.json != "-"))
+        payload = result.to_dict(history=args.json != "-")
+        if data.dropped:            # --drop-nan's rows: said on stderr too, unless --json -
+            payload["dropped_rows"] = data.dropped
+        write_json(args.json, payload)
     if args.json != "-" and not args.quiet:
         print(result.report())
     if args.plot or args.animate:

@@ -26,6 +26,11 @@ def load(args):
     """The data named by ``args.data``: a built-in dataset, else a CSV and its columns."""
     from ..data import load_data
     if args.data in DATASETS:
+        import os
+        import sys
+        if os.path.exists(args.data) and getattr(args, "json", None) != "-":
+            print(f"gradfit: note: {args.data!r} is the built-in dataset; write "
+                  f"./{args.data} for the file of that name here", file=sys.stderr)
         chosen = [f"--{k}" for k in ("x", "y", "sigma") if getattr(args, k, None)]
         if chosen:                      # ignored before, without a word
             from ..errors import InputError

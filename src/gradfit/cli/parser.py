@@ -10,7 +10,9 @@ from . import fit, pictures, serve, small
 from .exits import EXIT_EPILOG
 
 
-NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.eE+\-,:]*$")
+# values that start with a minus: numbers ('-1e-3', '-1,0.1', '-3:3') and expressions
+# ('-a*x+b', '-x^2', '-exp(-k*t)': an operator or bracket, which no option name holds)
+NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.eE+\-,:]*$|^-[^-\s][^\s]*[*/+^()]")
 
 
 class Parser(argparse.ArgumentParser):
@@ -20,8 +22,8 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # a value that starts with a minus and reads as numbers ('--lrs -1,0.1',
-        # '--span -3,3', '--lr -1e-3') is a value, not an unknown option: argparse's own
-        # rule knows single numbers only
+        # '--span -3,3', '--lr -1e-3') or an expression ('--model -a*x+b') is a value, not
+        # an unknown option: argparse's own rule knows single numbers only
         self._negative_number_matcher = NEGATIVE_NUMBERS
 
     def error(self, message: str):
