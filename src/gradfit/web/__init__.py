@@ -44,7 +44,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     app = create_app(limits=limits, hosts=(host,), origins=origins)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    from .header_deadline import HeaderDeadline
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           http=HeaderDeadline))
     server.run(sockets=[sock])
 
 

@@ -37,8 +37,9 @@ def server() -> tuple:
             from .app import create_app
             app = create_app()
             port = _free_port()
+            from .header_deadline import HeaderDeadline
             srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                                log_level="warning"))
+                                                log_level="warning", http=HeaderDeadline))
             thread = threading.Thread(target=srv.run, name="gradfit-playground", daemon=True)
             thread.start()
             deadline = time.time() + 20
