@@ -222,3 +222,36 @@ def test_an_endless_line_is_refused_without_reading_it_whole(capsys, tmp_path, m
     path.write_bytes(b"x,y\n1,2\n2,4\n3,6.5\n" + b"4,8." + b"0" * 900 + b"\n")
     code, _, err = run(capsys, "fit", str(path), "--model", MODEL, "-q")
     assert code == 0, err                                   # a long line within the limit
+
+
+def test_chosen_inputs_the_model_ignores_are_said(capsys, tmp_path):
+    # before: --x t,u with 'a*x+c' fitted x as a parameter and failed 'lost rank' (exit 1);
+    # with 'a*t+c' the column u was never used, without a word
+    path = tmp_path / "tu.csv"
+    path.write_text("t,u,y\n1,1,2.1\n2,4,3.9\n3,9,6.2\n4,16,7.9\n")
+    err = one_line_exit_2(capsys, "fit", str(path), "--x", "t,u", "--model", "a*x+c")
+    assert "the input columns are t, u, but the model 'a*x+c' names x" in err
+    code, out, err = run(capsys, "fit", str(path), "--x", "t,u", "--model", "a*t+c", "-q")
+    assert code == 0 and "the model does not use the input column(s) u" in err
+    code, out, err = run(capsys, "fit", str(path), "--x", "t,u", "--model", "a*t+b*u+c", "-q")
+    assert code == 0 and err == ""
+
+
+@pytest.mark.parametrize("content, text", [
+    (b"x,y\r1,2\r2,4\r3,6\r", "lines must end in LF or CRLF, not CR alone"),
+    (b"x,y\n1,2\n2," + b"4" * 140_000 + b"\n", "a cell longer than 131,072 characters"),
+])
+def test_the_csv_readers_complaints_are_in_the_users_terms(capsys, tmp_path, content, text):
+    # before: "do you need to open the file in universal-newline mode?", "field larger
+    # than field limit (131072)": the csv module's own options
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    err = one_line_exit_2(capsys, "fit", str(path), "--model", MODEL)
+    assert text in err and "universal-newline" not in err
+
+
+def test_a_sweep_of_too_many_rates_is_refused_at_once(capsys):
+    # before: 500 rates ran for minutes without a word (0.35 s a rate)
+    rates = ",".join(f"{0.001 * (i + 1):g}" for i in range(101))
+    err = one_line_exit_2(capsys, "lr-sweep", "lesson", "--model", MODEL, "--lrs", rates)
+    assert "too many learning rates: expected at most 100 rates, got 101" in err

@@ -293,6 +293,17 @@ def _lines(stream, where: str):
         yield line
 
 
+def _csv_words(error: Exception) -> str:
+    """The csv module's complaint in the user's terms (it speaks of its own options)."""
+    text = str(error)
+    if "new-line character seen in unquoted field" in text:
+        return ("a carriage return (CR) inside a line: lines must end in LF or CRLF, not CR "
+                "alone (old Mac text), and the file must be text")
+    if "field larger than field limit" in text:
+        return f"a cell longer than {csv.field_size_limit():,} characters"
+    return text
+
+
 def _column_names(spec, what: str, where: str) -> list[str] | None:
     """Column names from ``"a"``, ``"a,b"`` (x only) or a list of names (x only)."""
     if spec is None:
@@ -429,7 +440,7 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     except csv.Error as e:
         if batch:
             flush()                 # a bad row before this one is the first error
-        raise DataError(f"cannot parse the CSV ({e})", expected="well-formed CSV",
+        raise DataError(f"cannot parse the CSV ({_csv_words(e)})", expected="well-formed CSV",
                         where=f"{where}, row {reader.line_num}") from None
     if not seen:
         raise DataError("no data rows under the header",

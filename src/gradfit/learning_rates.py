@@ -110,15 +110,21 @@ def _finite(v: float):
     return v if math.isfinite(v) else None
 
 
+MAX_RATES = 100     # a sweep's curves: more are unreadable in one picture, and cost minutes
+
+
 def check_lrs(lrs) -> list[float]:
-    """Learning rates: at least one, each a positive finite number."""
+    """Learning rates: one to ``MAX_RATES``, each a positive finite number."""
     try:
         out = [float(v) for v in lrs]
     except (TypeError, ValueError):
         raise InputError("bad learning rates", expected="positive numbers", given=lrs) from None
     if not out or any(not (math.isfinite(v) and v > 0) for v in out):
         raise InputError("bad learning rates", expected="one or more positive finite numbers",
-                         given=",".join(f"{v:g}" for v in out) or "none")
+                         given=",".join(f"{v:g}" for v in out) or "no rates")
+    if len(out) > MAX_RATES:
+        raise InputError("too many learning rates", expected=f"at most {MAX_RATES} rates",
+                         given=len(out))
     return out
 
 

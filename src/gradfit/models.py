@@ -418,7 +418,20 @@ def table_inputs(model, columns: list[str]) -> tuple[str, ...]:
         names = make_model(model, ("x",)).param_names
         if columns[0] not in names and "x" not in names and "x" in _mentions(model):
             return ("x",)
+    if len(columns) > 1 and isinstance(model, str) and ":" not in model and "x" not in columns:
+        named = _mentions(model)
+        if "x" in named and not named & set(columns):   # x would be fitted as a parameter
+            raise InputError(f"the input columns are {', '.join(columns)}, but the model "
+                             f"{model!r} names x", expected=f"a model of {', '.join(columns)}")
     return tuple(columns)
+
+
+def unused_inputs(model, inputs) -> list[str]:
+    """The input names an expression does not mention (a column chosen and never used)."""
+    if not isinstance(model, str) or ":" in model:
+        return []
+    named = _mentions(model)
+    return [c for c in inputs if c not in named]
 
 
 def check_default_inputs(model, inputs: tuple[str, ...]) -> None:

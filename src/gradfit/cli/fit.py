@@ -89,8 +89,10 @@ def cmd_fit(args) -> int:
     if args.plot or args.animate:
         from .pictures import check_fit_outputs
         check_fit_outputs(args)
+    inputs = table_inputs(args.model, list(data.x_names))
+    note_unused_inputs(args, inputs)
     run = iter_fit(args.model, data.x, data.y, sigma=data.sigma, time_limit=args.time_limit,
-                   inputs=table_inputs(args.model, list(data.x_names)), **run_kwargs(args))
+                   inputs=inputs, **run_kwargs(args))
     if run.problem.model.identifiable:
         check_enough_points(data, run.problem.model.n_params)
     if data.dropped and args.json != "-":
@@ -116,6 +118,15 @@ def cmd_fit(args) -> int:
         print(f"gradfit: not converged: {result.message}{hint}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def note_unused_inputs(args, inputs) -> None:
+    """One line on stderr where an input column chosen by --x is not in the model."""
+    from ..models import unused_inputs
+    unused = unused_inputs(args.model, inputs)
+    if unused and args.json != "-":
+        print(f"gradfit: note: the model does not use the input column(s) "
+              f"{', '.join(unused)}", file=sys.stderr)
 
 
 def _note_unused_rate(args, run, result) -> None:

@@ -94,10 +94,12 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
         if (~keep).any() and args.json != "-":
             print(f"gradfit: dropped {int((~keep).sum())} row(s) holding NaN, inf or empty "
                   "cells", file=sys.stderr)
+    from .fit import note_unused_inputs
+    inputs = table_inputs(args.model, list(xnames))
+    note_unused_inputs(args, inputs)
     bar = _bar(args)
     try:
-        res = fit_many(args.model, x, y, group=labels, sigma=sigma,
-                       inputs=table_inputs(args.model, list(xnames)),
+        res = fit_many(args.model, x, y, group=labels, sigma=sigma, inputs=inputs,
                        progress=bar, **run_kwargs)
     finally:
         if bar is not None:
