@@ -71,6 +71,11 @@ def test_max_with_zero_and_constants():
     assert parse_expression("2*3 - 1/4")({"x": torch.zeros(3, dtype=F64)}).item() == 5.75
     with pytest.raises(ExpressionError, match="'1/0' is made of numbers alone"):
         parse_expression("1/0 + x")          # no model at any point: said where it stands
+    # a parameter over zero is no model either (it had run, and failed 'not finite')
+    for text in ("a*x + b/0", "a*x + b/(2-2)", "(a+x)/(0*2)"):
+        with pytest.raises(ExpressionError, match="divides by zero"):
+            parse_expression(text)
+    assert parse_expression("a/(2-1) + x/0.5").params == ("a",)
 
 
 def test_dtype_follows_inputs():

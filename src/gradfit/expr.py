@@ -141,15 +141,17 @@ class _Compiler:
             node = stack.pop()
             if not alone[id(node)]:
                 stack.extend(c for c in ast.iter_child_nodes(node) if isinstance(c, ast.expr))
+                if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Div, ast.Mod)) \
+                        and alone[id(node.right)] and self._value(node.right) == 0:
+                    # b/0: no model for any b (0/0 at b = 0), as 1/0 is no number
+                    part = ast.get_source_segment(self.src, node) or "?"
+                    raise self.error(f"the part '{part.replace('**', '^')}' divides by zero",
+                                     node.right.col_offset,
+                                     expected="a divisor that is not zero")
                 continue
             if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
                 continue
-            sub = _Compiler(self.text, ())
-            sub.tb, sub.pos, sub.src = self.tb, self.pos, self.src
-            fn = sub.as_fn(sub.build(node))
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                value = fn({}, tuple(torch.tensor(v, dtype=torch.float64) for v in sub.consts))
+            value = self._value(node)
             if not bool(torch.isfinite(torch.as_tensor(value)).all()):
                 part = ast.get_source_segment(self.src, node) or "?"
                 raise self.error(f"the part '{part.replace('**', '^')}' is made of numbers "
@@ -157,6 +159,16 @@ class _Compiler:
                                  node.col_offset,
                                  expected="numbers whose value is finite (below 1.8e308, "
                                           "no division by zero, no log of 0)")
+
+    def _value(self, node: ast.AST) -> float:
+        """The float64 value of a part made of numbers alone."""
+        sub = _Compiler(self.text, ())
+        sub.tb, sub.pos, sub.src = self.tb, self.pos, self.src
+        fn = sub.as_fn(sub.build(node))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = fn({}, tuple(torch.tensor(v, dtype=torch.float64) for v in sub.consts))
+        return float(torch.as_tensor(value))
 
     def scan(self) -> None:
         """Refuse odd characters and deep brackets; translate ``^`` to ``**``, line breaks

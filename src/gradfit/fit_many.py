@@ -40,7 +40,7 @@ from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
 from .multistart import NO_CLAIM, default_starts, pick_starts
 from .models import check_default_inputs, make_model, table_inputs
-from .optimizers import batched_optimizers, get_optimizer
+from .optimizers import batched_optimizers, get_optimizer, resolve_options
 from .settings import MAX_STEPS, SETTINGS
 
 CONVERGED = ("ftol", "gtol", "xtol")
@@ -151,11 +151,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     starts = default_starts(starts, optimizer, m)
     method = _method(optimizer, lossf)
     spec = get_optimizer(method)
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise InputError(f"optimizer {method!r} does not take {', '.join(unknown)}",
-                         expected=", ".join(spec.options) or "no options")
-    opts = {**spec.options, **options}
+    opts = resolve_options(spec, options)
     if method == "lm" and "xtol" not in options:
         opts["xtol"] = LM_XTOL
     B = d.B

@@ -289,7 +289,8 @@ def resolve_options(spec: OptimizerSpec, options: dict) -> dict:
     """The spec's defaults updated by ``options``; an option it does not take is refused."""
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        takes = ", ".join(spec.options) or "no options"
+        takes = ("one of its options: " + ", ".join(spec.options)) if spec.options else \
+            "no options (it takes none)"
         raise InputError(f"optimizer {spec.name!r} does not take {', '.join(unknown)}",
                          expected=takes)
     return {**spec.options, **options}

@@ -54,7 +54,10 @@ def parse_size(text: str) -> int:
         value = float(t[:-1] if scale > 1 else t) * scale
     except ValueError:
         value = -1
-    if not 0 < value < 1 << 50:
+    if value >= 1 << 50:
+        raise InputError("bad --max-memory: more than this machine can have",
+                         expected="a size below 1024T, such as 1G or 1500M", given=text)
+    if not value > 0:
         raise InputError("bad --max-memory", expected="a size such as 1G or 1500M", given=text)
     return int(value)
 

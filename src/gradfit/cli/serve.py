@@ -44,8 +44,12 @@ def cmd_serve(args) -> int:
               max_memory=parse_size(args.max_memory), max_seconds=args.max_seconds,
               origins=tuple(args.allow_origin))
     except OSError as exc:     # raised by the bind, before any "open http://..." line
+        import errno
+        advice = (f"try another port, e.g. --port {8080 if args.port != 8080 else 8081}"
+                  if exc.errno in (errno.EADDRINUSE, errno.EACCES) else
+                  "expected --host to be an address of this machine, such as 127.0.0.1")
         print(f"gradfit: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
-              f"; try another port, e.g. --port {8080 if args.port != 8080 else 8081}",
+              f"; {advice}",
               file=sys.stderr)
         return EXIT_PORT
     return EXIT_OK

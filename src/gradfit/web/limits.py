@@ -81,8 +81,10 @@ class ServerLimits:
         least = RESERVED + self.light_workers * LIGHT_MEMORY + self.max_runs * RUN_MEMORY \
             + self.heavy_workers * 32 * MB
         if self.max_memory < least:
-            raise InputError("the memory cap is too small", expected=f"at least {least // MB} MB",
-                             given=f"{self.max_memory // MB} MB")
+            shown = f"{self.max_memory / MB:.3g} MB" if self.max_memory >= MB else \
+                f"{self.max_memory:,} bytes"
+            raise InputError(f"the memory cap is too small ({shown})",
+                             expected=f"at least {least // MB} MB")
         if not (math.isfinite(self.max_seconds) and 0 < self.max_seconds <= 3600):
             raise InputError("bad time limit", expected="seconds in (0, 3600]",
                              given=self.max_seconds)
