@@ -315,6 +315,9 @@ def test_every_frame_kind_gets_an_answer_and_the_run_stays_controllable(client, 
         assert "not JSON" in until(ws, "warning")["detail"]
         ws.send_json({"type": "dance"})
         assert "unknown message" in until(ws, "warning")["detail"]
+        for seq in ("a", -5, True, None):          # (had been ignored without a word)
+            ws.send_json({"type": "ack", "seq": seq})
+            assert "bad ack" in until(ws, "warning")["detail"]
         ws.send_json({"type": "set", "lr": 0.002})
         m = until(ws, "frame")
         for _ in range(500):

@@ -230,7 +230,12 @@ async def _receive(ws: WebSocket, session, outbox: Outbox) -> None:
                          '{"type": "ack", "seq": 3} or "pause"')
                 continue
             kind = data.get("type") if isinstance(data, dict) else None
-            if kind in WORDS or kind == "ack":
+            seq = data.get("seq") if kind == "ack" else None
+            if kind == "ack" and not (isinstance(seq, int) and not isinstance(seq, bool)
+                                      and seq >= 0):
+                complain("bad ack: expected a frame number (a whole number >= 0) as its seq, "
+                         f"got {repr(seq)[:40]}")
+            elif kind in WORDS or kind == "ack":
                 session.control(kind, data)
             elif kind == "set":
                 try:
