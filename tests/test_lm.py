@@ -114,7 +114,7 @@ def test_parameter_the_model_ignores_is_named():
     x = np.linspace(0.0, 1.0, 20)
     r = fit(lambda x, a, b: a * x + 0 * b, x, 3 * x + 0.1 * np.cos(9 * x), optimizer="lm",
             steps=50, )
-    assert r.reason == "failed" and "of b" in r.message
+    assert r.reason == "failed" and "the data do not determine b" in r.message
 
 
 def test_perfect_fit_and_tolerances():
