@@ -39,7 +39,8 @@ from .batch_lm import RUNAWAY, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .stationary import plateau_message
-from .verdict import judge, not_determined, too_large_text
+from .fit_advice import no_finite_loss_advice
+from .verdict import judge, not_determined
 from .problem import Problem
 from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
 
@@ -213,11 +214,7 @@ class FitRun(Run):
         if losses and self.stepper.has_lr:
             advice = f"try a smaller learning rate, e.g. lr={lr / 10:g}"
         else:           # no step to blame: the data's scale, or the model overflows here
-            advice = _too_large(self.problem, point) or _undefined_at(self.problem, point) \
-                or _out_of_domain(self.problem, point) or (
-                "the model overflows near these parameters: try starting values (p0) "
-                "nearer the answer, or rescale x or y (e.g. x/1000) so that the model stays "
-                "finite")
+            advice = no_finite_loss_advice(self.problem, point)
         return f"diverged at step {step}: {what} ({last}); {advice}"
 
     def _finish(self, theta, points, losses, gnorms, reason, detail, start, lr, t0):
@@ -384,80 +381,6 @@ def _refined_reason(refined, reason: str, detail: str) -> tuple[str, str]:
         named = ", ".join(f"{n} at its {s} bound" for n, s in refined.at_bound.items())
         detail = f"{detail}; the optimum within the bounds has {named} (KKT conditions hold)"
     return reason, detail
-
-
-def _too_large(prob, point) -> str | None:
-    """The advice when the model is finite at ``point`` but the loss is not, and the data
-    (``y / sigma``) alone, against a zero model, overflow the loss too: they are too large
-    for it in this precision (squares overflow past about 1e154 in float64); else None."""
-    if point is None:
-        return None
-    with torch.no_grad():
-        finite = bool(torch.isfinite(prob.predict(point)).all())
-        if not finite or math.isfinite(float(prob.objective(point))):
-            return None
-        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
-        if math.isfinite(float(prob.loss.reduce(ys, prob.loss.delta))):
-            return None            # the data alone (against 0) are fine: the model is large
-        top = float(ys.abs().max())
-    if not top > 0:
-        return None
-    return too_large_text(top, prob.y.dtype, prob.sigma is not None)
-
-
-def _out_of_domain(prob, point) -> str | None:
-    """The advice when the model is NaN, not infinite, at some data points at ``point``: a
-    function outside its domain for these parameters (``sqrt(x - c)`` with ``c`` above
-    some x), not an overflow; else None."""
-    if point is None:
-        return None
-    with torch.no_grad():
-        f = prob.predict(point)
-    nan = torch.isnan(f)
-    if not bool(nan.any()) or bool(torch.isinf(f).any()):
-        return None
-    i = int(nan.nonzero()[0, 0])
-    x = prob.x[i]
-    where = f"x = {float(x):g}" if x.ndim == 0 else \
-        "(" + ", ".join(f"{n} = {float(v):g}" for n, v in zip(prob.model.input_names, x)) + ")"
-    more = int(nan.sum()) - 1
-    return (f"at these parameters the model is undefined (NaN) at point {i + 1} ({where})"
-            + (f" and {more} other point(s)" if more else "")
-            + ": a function outside its domain there (the square root or log of a negative "
-            "number, 0/0); expected starting values (p0) where the model is defined at every "
-            "data point, and bounds that keep it so")
-
-
-def _undefined_at(prob, point) -> str | None:
-    """The advice when the model is not finite at a data point at ``point`` and at every
-    other parameter set tried there (half, double, ones, zeros): undefined at that x (a/x at
-    x = 0, log or sqrt of a negative x), which no start and no rescaling mends; else None."""
-    if point is None:
-        return None
-    with torch.no_grad():
-        tries = [point, 0.5 * point, 2.0 * point, torch.ones_like(point),
-                 torch.zeros_like(point)]     # zeros: an exp(b*x) that overflows is finite
-        bad = torch.stack([~torch.isfinite(prob.predict(t)) for t in tries]).all(0)
-        if not bool(bad.any()):
-            return None
-        # at half its x a model undefined there (x = 0, a negative x) stays so; one that
-        # overflows (exp(x) at x = 1000) does not: that is the data's scale, rescale x
-        outer = getattr(prob, "transform", None)
-        ext = [outer.external(t) if outer is not None else t for t in tries]
-        half = torch.stack([~torch.isfinite(prob.model(prob.x * 0.5, t)) for t in ext]).all(0)
-        bad = bad & half
-    if not bool(bad.any()):
-        return None
-    i = int(bad.nonzero()[0, 0])
-    x = prob.x[i]
-    where = f"x = {float(x):g}" if x.ndim == 0 else \
-        "(" + ", ".join(f"{n} = {float(v):g}" for n, v in zip(prob.model.input_names, x)) + ")"
-    more = int(bad.sum()) - 1
-    return (f"the model is not finite at point {i + 1} ({where})"
-            + (f" and {more} other point(s)" if more else "")
-            + " whatever its parameters: it is undefined there (a division by zero, the log or "
-            "square root of a negative number); expected a model defined at every data point, "
-            "or leave such points out")
 
 
 def _same(t: torch.Tensor) -> torch.Tensor:

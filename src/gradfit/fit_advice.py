@@ -1,0 +1,88 @@
+"""What to say when a fit has no finite loss at its start (no step to blame): the data too
+large for the loss in this precision, a model undefined at a data point whatever its
+parameters, a model outside its domain at these parameters (NaN), or else an overflow."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .verdict import too_large_text
+
+
+def no_finite_loss_advice(prob, point) -> str:
+    """The advice for a loss that is not finite at ``point`` (the start), by its cause."""
+    return too_large(prob, point) or undefined_at(prob, point) or out_of_domain(prob, point) \
+        or ("the model overflows near these parameters: try starting values (p0) nearer the "
+            "answer, or rescale x or y (e.g. x/1000) so that the model stays finite")
+
+
+def _points(prob, mask: torch.Tensor) -> str:
+    """``point 3 (x = 0.5) and 2 other point(s)``: the first point of ``mask`` and a count."""
+    i = int(mask.nonzero()[0, 0])
+    x = prob.x[i]
+    where = f"x = {float(x):g}" if x.ndim == 0 else \
+        "(" + ", ".join(f"{n} = {float(v):g}" for n, v in zip(prob.model.input_names, x)) + ")"
+    more = int(mask.sum()) - 1
+    return f"point {i + 1} ({where})" + (f" and {more} other point(s)" if more else "")
+
+
+def too_large(prob, point) -> str | None:
+    """The advice when the model is finite at ``point`` but the loss is not, and the data
+    (``y / sigma``) alone, against a zero model, overflow the loss too: they are too large
+    for it in this precision (squares overflow past about 1e154 in float64); else None."""
+    if point is None:
+        return None
+    with torch.no_grad():
+        finite = bool(torch.isfinite(prob.predict(point)).all())
+        if not finite or math.isfinite(float(prob.objective(point))):
+            return None
+        ys = prob.y if prob.sigma is None else prob.y / prob.sigma
+        if math.isfinite(float(prob.loss.reduce(ys, prob.loss.delta))):
+            return None            # the data alone (against 0) are fine: the model is large
+        top = float(ys.abs().max())
+    if not top > 0:
+        return None
+    return too_large_text(top, prob.y.dtype, prob.sigma is not None)
+
+
+def out_of_domain(prob, point) -> str | None:
+    """The advice when the model is NaN, not infinite, at some data points at ``point``: a
+    function outside its domain for these parameters (``sqrt(x - c)`` with ``c`` above
+    some x), not an overflow; else None."""
+    if point is None:
+        return None
+    with torch.no_grad():
+        f = prob.predict(point)
+    nan = torch.isnan(f)
+    if not bool(nan.any()) or bool(torch.isinf(f).any()):
+        return None
+    return (f"at these parameters the model is undefined (NaN) at {_points(prob, nan)}"
+            ": a function outside its domain there (the square root or log of a negative "
+            "number, 0/0); expected starting values (p0) where the model is defined at every "
+            "data point, and bounds that keep it so")
+
+
+def undefined_at(prob, point) -> str | None:
+    """The advice when the model is not finite at a data point at ``point`` and at every
+    other parameter set tried there (half, double, ones, zeros): undefined at that x (a/x at
+    x = 0, log or sqrt of a negative x), which no start and no rescaling mends; else None."""
+    if point is None:
+        return None
+    with torch.no_grad():
+        tries = [point, 0.5 * point, 2.0 * point, torch.ones_like(point),
+                 torch.zeros_like(point)]     # zeros: an exp(b*x) that overflows is finite
+        bad = torch.stack([~torch.isfinite(prob.predict(t)) for t in tries]).all(0)
+        if not bool(bad.any()):
+            return None
+        # at half its x a model undefined there (x = 0, a negative x) stays so; one that
+        # overflows (exp(x) at x = 1000) does not: that is the data's scale, rescale x
+        outer = getattr(prob, "transform", None)
+        ext = [outer.external(t) if outer is not None else t for t in tries]
+        half = torch.stack([~torch.isfinite(prob.model(prob.x * 0.5, t)) for t in ext]).all(0)
+        bad = bad & half
+    if not bool(bad.any()):
+        return None
+    return (f"the model is not finite at {_points(prob, bad)} whatever its parameters: it is undefined there (a division by zero, the log or "
+            "square root of a negative number); expected a model defined at every data point, "
+            "or leave such points out")
