@@ -57,3 +57,25 @@ def pts():
     from gradfit.data import lesson_data
     d = lesson_data()
     return {"x": d.x.tolist(), "y": d.y.tolist()}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 at this moment."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, proc, what: str = "the server", seconds: float = 60.0) -> None:
+    """Return once ``url`` answers; fail if ``proc`` (a Popen) ends or ``seconds`` pass."""
+    import time
+    import urllib.request
+    deadline = time.time() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            assert time.time() < deadline and proc.poll() is None, f"{what} did not start"
+            time.sleep(0.2)

@@ -3,16 +3,14 @@ lesson's numbers, ``gradfit.playground`` serves the user's data to the page, and
 JupyterLab (Debian's Chromium via Playwright) the notebook shows the live playground."""
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, wait_until_up
 
 import gradfit
 
@@ -57,12 +55,6 @@ def test_lesson3_runs_top_to_bottom():
     assert "gradfit-playground" in text and "data=shared:" in text   # the playground, inline
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def jupyter(tmp_path_factory):
     if not os.path.exists("/usr/bin/chromium"):
@@ -74,7 +66,7 @@ def jupyter(tmp_path_factory):
     nb["cells"] = [c for c in nb["cells"] if c["cell_type"] == "code"][:1] + \
         [c for c in nb["cells"] if "playground(" in "".join(c["source"])]
     (work / "play.ipynb").write_text(json.dumps(nb))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(work / "cfg"), "JUPYTER_DATA_DIR": str(work / "data")}
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
                              "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.ip=127.0.0.1",
@@ -82,14 +74,7 @@ def jupyter(tmp_path_factory):
                              "--LabApp.news_url="],
                             cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/status", timeout=2)
-            break
-        except OSError:
-            assert time.time() < deadline and proc.poll() is None, "jupyterlab did not start"
-            time.sleep(0.3)
+    wait_until_up(url + "/api/status", proc, "jupyterlab")
     yield url
     proc.terminate()
     proc.wait(20)

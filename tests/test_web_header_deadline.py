@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import pytest
+from conftest import free_port, wait_until_up
 
 pytest.importorskip("uvicorn")
 
@@ -25,19 +26,10 @@ uvicorn.run(create_app(), host="127.0.0.1", port={port}, log_level="warning",
 
 @pytest.fixture(scope="module")
 def url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", SERVER.format(port=port)])
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(base + "/api/meta", timeout=2).read()
-            break
-        except OSError:
-            assert time.time() < deadline and proc.poll() is None, "the server did not start"
-            time.sleep(0.2)
+    wait_until_up(base + "/api/meta", proc)
     yield base
     proc.terminate()
     proc.wait(10)

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from conftest import free_port, wait_until_up
 
 pytest.importorskip("uvicorn")
 if not os.path.exists("/proc/self/status"):
@@ -33,12 +34,6 @@ uvicorn.run(create_app(limits=limits), host="127.0.0.1", port={port}, log_level=
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def peak_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -52,14 +47,7 @@ def start_server(seconds: float):
     proc = subprocess.Popen([sys.executable, "-c", SERVER.format(cap=CAP, port=port,
                                                                  seconds=seconds)])
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/api/meta", timeout=2).read()
-            break
-        except (urllib.error.URLError, ConnectionError):
-            assert time.time() < deadline and proc.poll() is None, "the server did not start"
-            time.sleep(0.2)
+    wait_until_up(url + "/api/meta", proc)
     return url, proc
 
 
