@@ -479,6 +479,15 @@ def test_an_exact_linear_fit_is_not_lost_to_its_start():
         y = truth[0] * x ** 2 + truth[1] * x + truth[2]
         r = fit(QUAD, x, y, p0=dict(zip("abc", rng.normal(size=3))))
         assert [r.params[k] for k in "abc"] == pytest.approx(list(truth), abs=1e-9)
+    # an exact line over x of 1.7e15 (times in microseconds): the terms a*x and b are 1e4
+    # where y is 10, and a solve from the start (1, 1), 1e15 off, had won with mse 0.08
+    x = 1.7e15 + np.arange(30) * 8.64e10
+    y = 0.5 * np.arange(30) + 3.0
+    r = fit("a*x+b", x, y)
+    ref = np.polyfit(x - x[0], y, 1)                  # oracle: the line in shifted x
+    assert r.converged and r.loss < 1e-20
+    assert r.params["a"] == pytest.approx(ref[0], rel=1e-9)
+    assert r.params["a"] * x[0] + r.params["b"] == pytest.approx(ref[1], abs=1e-6)
 
 
 @pytest.mark.parametrize("optimizer", ["gd", "sgd", "momentum", "adam", "adamw", "rmsprop",
