@@ -164,9 +164,9 @@ def test_bad_tables_are_one_line_naming_the_cell_or_column(change, text):
 
 
 @pytest.mark.parametrize("where,text", [
-    ("y", "y holds NaN at point 3 of 20: expected finite numbers"),
-    ("x", "x holds inf at point 3 of 20: expected finite numbers"),
-    ("sigma", "sigma holds 0 at point 3 of 20: expected positive finite numbers"),
+    ("y", "y holds NaN at index 3 (of 20 points, from 0): expected finite numbers"),
+    ("x", "x holds inf at index 3 (of 20 points, from 0): expected finite numbers"),
+    ("sigma", "sigma holds 0 at index 3 (of 20 points, from 0): expected positive finite numbers"),
 ])
 def test_a_bad_value_fails_its_problem_saying_which_value_where(where, text):
     # before: 'the data hold NaN or inf' (which array, where, what was expected: unsaid)

@@ -33,11 +33,11 @@ from .dask_tables import as_numbers, read_columns, read_errors
 from .errors import InputError
 from .losses import get_loss
 from .many_data import column_names as _columns
-from .many_result import group_column
+from .many_result import group_column, output_names
 from .models import make_model, table_inputs
 
-STATUS = [("loss", "f8"), ("converged", "bool"), ("reason", "object"), ("steps", "i8"),
-          ("r2", "f8"), ("rmse", "f8"), ("n_points", "i8"), ("message", "object")]
+STATUS = {"loss": "f8", "converged": "bool", "reason": "object", "steps": "i8", "r2": "f8",
+          "rmse": "f8", "n_points": "i8", "message": "object"}      # ManyResult's, typed
 
 
 def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed=None,
@@ -45,10 +45,10 @@ def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed
     """The empty pandas frame of the result's columns and dtypes."""
     import pandas as pd
     names = make_model(model, inputs or table_inputs(model, x_cols)).param_names
-    cols = [(n, "f8") for n in names]
-    if get_loss(loss, delta).squared:
-        cols += [(f"{n}_stderr", "f8") for n in names if n not in (fixed or {})]
-    cols += STATUS
+    errs = [n for n in names if n not in (fixed or {})] if get_loss(loss, delta).squared else []
+    pn, en, sn = output_names(names, errs)          # ManyResult.to_pandas's columns
+    cols = [(pn[n], "f8") for n in names] + [(en[n], "f8") for n in errs] + \
+        [(sn[n], t) for n, t in STATUS.items()]
     cols = [(group_column(group, [c for c, _ in cols]), group_dtype)] + cols
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols})
 

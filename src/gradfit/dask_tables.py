@@ -22,6 +22,7 @@ import os
 
 import numpy as np
 
+from .data import check_not_times
 from .errors import DataError, InputError
 
 FILE = "__gradfit_file__"      # the CSV file each row came from (dropped by as_numbers)
@@ -124,6 +125,8 @@ def as_numbers(ddf, group: str | None = None, *, finite: bool = False,
     if group is not None and isinstance(ddf[group].dtype, pd.CategoricalDtype):
         ddf = ddf.assign(**{group: ddf[group].astype(object)})
     values = [c for c in ddf.columns if c not in (group, FILE)]
+    for c in values:
+        check_not_times(ddf._meta[c], f"column {c!r}")
     text = [c for c in values if ddf[c].dtype.kind not in "fiub"]
     meta = ddf._meta.drop(columns=[FILE], errors="ignore").astype({c: "f8" for c in values})
     return ddf.map_partitions(_numbers, values, text, finite, drop_nan, meta=meta)

@@ -40,19 +40,50 @@ def real_array(a, name: str = "data") -> np.ndarray:
     """``a`` as float64; complex numbers are refused rather than cut to their real part;
     the masked entries of a numpy masked array are NaN (missing), never their hidden
     values (a masked outlier of 1e6 had been fitted)."""
+    a = unmasked(a) if isinstance(a, torch.Tensor) else a
     check_real(a, name)
     return np.array(unmasked(a), dtype=np.float64)
 
 
 def unmasked(a):
-    """A numpy masked array with its masked entries as NaN (float64); anything else as is."""
+    """A numpy masked array with its masked entries as NaN (float64), a pandas object with
+    its missing values (``pd.NA`` of a nullable column) as NaN; anything else as is."""
     if np.ma.isMaskedArray(a):
         return np.ma.filled(a.astype(np.float64), np.nan)
+    if isinstance(a, torch.Tensor):         # its values only (one that requires grad too)
+        if a.device.type == "meta":
+            raise DataError("a tensor on the 'meta' device holds no values",
+                            expected="data on the cpu or a gpu")
+        return a.detach().cpu().numpy()
+    if type(a).__module__.startswith("pandas") and hasattr(a, "to_numpy"):
+        try:
+            return a.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):     # text cells: the caller's conversion says so
+            return a
     return a
 
 
+TIMES = ("datetime64", "timedelta64", "period")
+TIME_ADVICE = ("numbers: a time as the seconds (or days) since a start, e.g. "
+               "(t - t[0]) / np.timedelta64(1, 's')")
+
+
+def check_not_times(a, name: str = "data") -> None:
+    """Refuse dates and durations: as numbers they are counts of an unstated unit (ns, us
+    or days, by the array's dtype) and NaT is -9.2e18, which had been fitted as a point."""
+    import datetime
+    dtype = getattr(a, "dtype", None)
+    if getattr(dtype, "kind", None) in ("M", "m") or str(dtype).startswith(TIMES):
+        raise DataError(f"bad {name}: times ({dtype})", expected=TIME_ADVICE)
+    if isinstance(a, (list, tuple)) and a and isinstance(
+            a[0], (datetime.date, datetime.timedelta, np.datetime64, np.timedelta64)):
+        raise DataError(f"bad {name}: times ({type(a[0]).__name__})", expected=TIME_ADVICE)
+
+
 def check_real(a, name: str = "data") -> None:
-    """Refuse complex numbers in ``a`` (read off its dtype: a lazy array is not loaded)."""
+    """Refuse complex numbers and times in ``a`` (read off its dtype: a lazy array is not
+    loaded)."""
+    check_not_times(a, name)
     if np.iscomplexobj(a):
         raise DataError(f"bad {name}: complex numbers", expected="real numbers",
                         given=f"{getattr(a, 'dtype', None) or np.asarray(a).dtype}")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import FitConfig, check_finite, dtype_name, plain
-from .data import unmasked
+from .data import check_not_times, unmasked
 from .errors import FitError, InputError
 from .losses import get_loss
 from .models import Model, check_default_inputs, check_param_names, make_model, start_values
@@ -67,10 +67,14 @@ def _tensor(name: str, value, dtype, device) -> torch.Tensor:
         if (value.is_complex() if isinstance(value, torch.Tensor) else np.iscomplexobj(value)):
             raise InputError(f"bad {name}: complex numbers", expected="real numbers")
         if isinstance(value, torch.Tensor):
+            unmasked(value)             # (a meta tensor is refused)
             t = value.detach()          # a tensor that requires grad: its values only
         else:       # no copy of a writable float64 array: the fit never writes into the data
+            check_not_times(value, name)
             a = np.asarray(unmasked(value), dtype=np.float64)
-            t = torch.as_tensor(a if a.flags.writeable else a.copy())
+            # (a reversed view: torch takes no negative strides)
+            t = torch.as_tensor(a if a.flags.writeable and all(st >= 0 for st in a.strides)
+                                else np.array(a, order="C"))
     except InputError:
         raise
     except (TypeError, ValueError) as exc:
@@ -411,7 +415,11 @@ def _config(model, loss, optimizer, lr, steps, p0, seed, ftol, gtol, time_limit,
 
 
 def p0_in_order(p0, names: tuple[str, ...]) -> dict:
-    """``p0`` as curve_fit takes it, a sequence in the model's parameter order, by name."""
+    """``p0`` as curve_fit takes it, a sequence in the model's parameter order, by name; a
+    pandas Series by its labels (it had been read by position: A got k's start)."""
+    if type(p0).__module__.startswith("pandas") and hasattr(p0, "to_dict") \
+            and getattr(p0, "ndim", 0) == 1:
+        return {str(k): v for k, v in p0.to_dict().items()}
     values = np.asarray(p0, dtype=object).reshape(-1).tolist() \
         if not isinstance(p0, (str, bytes)) else None
     if values is None or len(values) != len(names):
@@ -506,6 +514,8 @@ def loss_and_grad(model, x, y, params: Mapping[str, float], *, sigma=None, loss:
     """
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, inputs=inputs)
     names = problem.model.param_names
+    if not isinstance(params, Mapping):     # values in the parameters' order, as p0 may be
+        params = p0_in_order(params, names)
     check_param_names(problem.model, params, "params", only_constants=True)
     missing = [n for n in names if n not in params]
     extra = [n for n in params if n not in names]

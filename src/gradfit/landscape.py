@@ -111,7 +111,13 @@ def full_center(problem: Problem, center: Mapping[str, float]) -> dict[str, floa
                          expected="a value for each of " + ", ".join(known[:20]),
                          given=("missing " + ", ".join(missing[:10]) if missing else "")
                          + ("; unknown " + ", ".join(extra[:10]) if extra else ""))
-    out = {n: float(center[n]) for n in known}
+    out = {}
+    for n in known:
+        try:
+            out[n] = float(center[n])
+        except (TypeError, ValueError):
+            raise InputError(f"bad value of {n!r}", expected="a number",
+                             given=center[n]) from None
     bad = [n for n, v in out.items() if not math.isfinite(v)]
     if bad:
         raise InputError(f"the value of {bad[0]!r} is not finite", expected="finite numbers")
@@ -146,12 +152,17 @@ def axis_range(name: str, center: float, span=None, path: np.ndarray | None = No
                 pad = margin * (hi - lo)
                 lo, hi = (lo - pad, hi + pad) if (lo < center - half or hi > center + half) else (lo, hi)
         return float(lo), float(hi)
-    if isinstance(span, (tuple, list)):
-        if len(span) != 2:
-            raise InputError(f"bad span for {name!r}", expected="(low, high)", given=span)
-        lo, hi = float(span[0]), float(span[1])
-    else:
-        half = float(span)
+    try:
+        if isinstance(span, (tuple, list)):
+            if len(span) != 2:
+                raise InputError(f"bad span for {name!r}", expected="(low, high)", given=span)
+            lo, hi = float(span[0]), float(span[1])
+        else:
+            half = float(span)
+    except (TypeError, ValueError):
+        raise InputError(f"bad span for {name!r}", expected="a positive half-width or "
+                         "(low, high)", given=span) from None
+    if not isinstance(span, (tuple, list)):
         if not half > 0:
             raise InputError(f"bad span for {name!r}", expected="a positive half-width", given=span)
         lo, hi = center - half, center + half
@@ -164,7 +175,10 @@ def axis_range(name: str, center: float, span=None, path: np.ndarray | None = No
 
 
 def check_resolution(resolution, k: int) -> tuple[int, ...]:
-    res = (resolution,) * k if isinstance(resolution, int) else tuple(resolution)
+    try:
+        res = (resolution,) * k if np.ndim(resolution) == 0 else tuple(resolution)
+    except TypeError:
+        res = ()
     if len(res) != k or any(not isinstance(r, (int, np.integer)) or not 2 <= r <= MAX_RESOLUTION
                             for r in res):
         raise InputError("bad resolution", expected=f"{k} whole number(s) 2..{MAX_RESOLUTION}",
@@ -197,14 +211,26 @@ def _theta(problem: Problem, center: Mapping[str, float]) -> torch.Tensor:
                         dtype=problem.y.dtype, device=problem.y.device)
 
 
+def _points(points, k: int, what: str) -> np.ndarray:
+    """``points`` as ``(m, k)`` float64: one row a point, one column a chosen parameter."""
+    try:
+        a = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"bad {what}", expected="numbers", given=points) from None
+    if a.ndim > 2 or a.size % k or (a.ndim == 2 and a.shape[1] != k):
+        raise InputError(f"bad {what}", expected=f"points of {k} value(s) each, one per chosen "
+                         "parameter", given=f"shape {a.shape}")
+    return a.reshape(-1, k)
+
+
 def loss_along(problem: Problem, names: Sequence[str], points, center: Mapping[str, float],
                **chunks) -> np.ndarray:
     """The loss at ``points`` ``(k, len(names))`` for the chosen ``names``, the other
     parameters at ``center``: where a path drawn on a landscape sits on its surface."""
     names = check_names(problem, names)
     center = full_center(problem, center)
-    pts = torch.as_tensor(np.asarray(points, dtype=np.float64).reshape(-1, len(names)),
-                          dtype=problem.y.dtype, device=problem.y.device)
+    pts = torch.as_tensor(_points(points, len(names), "points"), dtype=problem.y.dtype,
+                          device=problem.y.device)
     theta = _theta(problem, center).expand(pts.shape[0], -1).clone()
     for k, name in enumerate(names):
         theta[:, problem.model.param_names.index(name)] = pts[:, k]
@@ -220,7 +246,7 @@ def loss_grid(problem: Problem, names: Sequence[str], center: Mapping[str, float
     names = check_names(problem, names, 2)
     center = full_center(problem, center)
     g1, g2 = check_resolution(resolution, 2)
-    path = None if path is None else np.asarray(path, dtype=float).reshape(-1, 2)
+    path = None if path is None else _points(path, 2, "path")
     axes = [np.linspace(*axis_range(n, center[n], span, None if path is None else path[:, k]), g)
             for k, (n, g) in enumerate(zip(names, (g1, g2)))]
     i, j = (problem.model.param_names.index(n) for n in names)
@@ -242,6 +268,8 @@ def loss_slice(problem: Problem, name: str, center: Mapping[str, float], span=No
         >>> s.values.tolist(), [round(float(v), 4) for v in s.loss]
         ([1.1, 1.6, 2.1], [2.4219, 1.7631, 1.2776])
     """
+    if not isinstance(name, str):
+        raise InputError("bad parameter name", expected="one name, as 'a'", given=name)
     (name,) = check_names(problem, (name,), 1)
     center = full_center(problem, center)
     (g,) = check_resolution(resolution, 1)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import real_array
+from .data import check_not_times, real_array
 from .errors import DataError, InputError
 
 
@@ -226,13 +226,23 @@ def frame_columns(frame, *, x, y, group, sigma=None):
         raise InputError(f"duplicate column name {twice[0]!r}", expected="distinct column names")
     xv = np.stack([_numbers(frame, c) for c in cols], 1)
     sv = None if sigma is None else _numbers(frame, sigma)
-    return xv, _numbers(frame, y), frame[group].to_numpy(), sv
+    return xv, _numbers(frame, y), _labels(frame[group]), sv
+
+
+def _labels(column) -> np.ndarray:
+    """A group column's labels as they are: a nullable column (Int64) holding NA as
+    objects, never as float64, whose rounding above 2^53 had merged two wells' ids."""
+    from pandas.api.types import is_extension_array_dtype
+    if is_extension_array_dtype(column.dtype) and column.isna().any():
+        return column.to_numpy(dtype=object)
+    return column.to_numpy()
 
 
 def _numbers(frame, name) -> np.ndarray:
     """Column ``name`` as float64 (missing values NaN); a cell that is not a number is
     refused by its row label and column."""
     column = frame[name]
+    check_not_times(column, f"column {name!r}")
     try:
         return column.to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
@@ -248,7 +258,7 @@ def _numbers(frame, name) -> np.ndarray:
 
 def _check(data: ManyData) -> None:
     """Mark series with non-finite values or a bad sigma (the others go on), saying which
-    value, where: ``y holds NaN at point 3 of 20: expected finite numbers``."""
+    value, where: ``y holds NaN at index 3 (of 20 points, from 0): expected finite numbers``."""
     m = np.ones(data.y.shape, dtype=bool) if data.mask is None else data.mask
     x_ok, x = np.isfinite(data.x), data.x
     if data.x.ndim == (2 if data.shared_x else 3):       # (.., n, d): a point's d inputs
@@ -268,8 +278,8 @@ def _check(data: ManyData) -> None:
             at = int(np.argmax(wrong[b]))
             i, n = int(m[b, :at].sum()), int(m[b].sum())   # among the series' own points
             v = values[b, at]
-            data.bad[int(b)] = (f"{name} holds {'NaN' if v != v else f'{v:g}'} at point {i} "
-                                f"of {n}: expected {expected}")
+            data.bad[int(b)] = (f"{name} holds {'NaN' if v != v else f'{v:g}'} at index {i} "
+                                f"(of {n} points, from 0): expected {expected}")
     # so that a bad series cannot poison the tensors of the others (on copies: the
     # caller's arrays stay as they were)
     if data.bad:

@@ -22,6 +22,30 @@ import numpy as np
 from .result import REASONS, FitResult
 
 
+STATUS = ("loss", "converged", "reason", "steps", "r2", "rmse", "n_points", "message")
+
+
+def output_names(params, stderr_of, status=STATUS, taken=()):
+    """The columns of a result table: ``(params, stderr, status)`` dicts from the names
+    they stand for to their columns. A parameter keeps its own name (``param_<name>``
+    where ``taken``, a Dataset's dimensions, has it); a standard error is
+    ``<name>_stderr`` and a status column its own name, with ``fit_`` before it where a
+    parameter has that name (a parameter ``loss`` had lost its values to the loss's)."""
+    used = set(taken)
+    out = []
+    for names, first in ((params, lambda n: n if n not in used else f"param_{n}"),
+                         (stderr_of, lambda n: f"{n}_stderr"), (status, lambda n: n)):
+        cols = {}
+        for n in names:
+            c = first(n)
+            while c in used:
+                c = f"fit_{c}"
+            used.add(c)
+            cols[n] = c
+        out.append(cols)
+    return tuple(out)
+
+
 def group_column(name: str, others) -> str:
     """The result table's column for the group labels: the group column's own ``name``,
     unless a result column (a parameter, ``loss``, ...) has it, then ``group`` (or
@@ -120,15 +144,14 @@ class ManyResult:
         return f"ManyResult({self.model!r}, {self.summary()})"
 
     def _columns(self) -> dict[str, list]:
+        pnames, enames, snames = output_names(self.params, self.stderr or {})
         cols: dict[str, Any] = {}
         for n, v in self.params.items():
-            cols[n] = list(v)
-        if self.stderr is not None:
-            for n, v in self.stderr.items():
-                cols[f"{n}_stderr"] = list(v)
-        cols.update(loss=list(self.loss), converged=list(self.converged),
-                    reason=list(self.reason), steps=list(self.steps), r2=list(self.r2),
-                    rmse=list(self.rmse), n_points=list(self.n_points), message=list(self.message))
+            cols[pnames[n]] = list(v)
+        for n, v in (self.stderr or {}).items():
+            cols[enames[n]] = list(v)
+        for n in STATUS:
+            cols[snames[n]] = list(getattr(self, n))
         if self.groups is not None:
             cols = {group_column(self.group_name, cols): list(self.groups), **cols}
         return cols
@@ -136,7 +159,16 @@ class ManyResult:
     def to_pandas(self):
         """A DataFrame, one row per problem (needs pandas)."""
         import pandas as pd
-        return pd.DataFrame(self._columns())
+        cols = self._columns()
+        if self.groups is not None:
+            name = next(iter(cols))
+            labels = [v for v in cols[name] if v is not None]
+            if len(labels) < len(cols[name]) and all(
+                    isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+                # whole-number labels and a missing one: Int64, not float64 (whose rounding
+                # above 2^53 had given two wells one id)
+                cols[name] = pd.array(cols[name], dtype="Int64")
+        return pd.DataFrame(cols)
 
     def to_csv(self, path=None) -> str | None:
         """The table as CSV: written to ``path``, or returned as text when ``path`` is None."""
@@ -153,8 +185,8 @@ class ManyResult:
         return None
 
     def __getitem__(self, i) -> FitResult:
-        """Problem ``i`` (a whole number, or a group label of a long table) as a
-        ``FitResult``."""
+        """Problem ``i`` (a group label of a long table, else a whole number: its position)
+        as a ``FitResult``."""
         i = self._position(i)
         x, y, s = self.data.series(i)
         params = {n: float(v[i]) for n, v in self.params.items()}
@@ -182,6 +214,16 @@ class ManyResult:
             jacobian=getattr(self.model_object, "jacobian_kind", "autograd"))
 
     def _position(self, i) -> int:
+        """A group label first (wells numbered 2, 3, 1: ``result[1]`` is well 1, as a
+        pandas Series of those labels reads it), else a position."""
+        if self.groups is not None and not isinstance(i, (bool, np.bool_)):
+            try:
+                found = [j for j, g in enumerate(self.groups.tolist())
+                         if g == i or (g != g and i != i)]
+            except (TypeError, ValueError):      # an array compared with a label
+                found = []
+            if found:
+                return found[0]
         if isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)):
             if not -len(self) <= i < len(self):
                 raise IndexError(f"no problem {i}: expected a whole number from {-len(self)} "

@@ -4,7 +4,8 @@
 coordinate of ``dim``) at every position of the other dimensions, all at once by
 ``gradfit.fit_many``, and returns a Dataset over those dimensions with one variable per
 parameter, ``{name}_stderr`` (squared losses), ``loss``, ``converged``, ``reason``,
-``steps`` and ``message`` (why a position failed: ``y holds NaN at point 3 of 25: ...``).
+``steps`` and ``message`` (why a position failed: ``y holds NaN at index 3 (of 25 points,
+from 0): ...``).
 It answers the question of ``xarray.DataArray.curvefit`` (which loops scipy's
 ``curve_fit`` over positions) with one batched fit per chunk. A Dask-backed array is fitted
 chunk by chunk in parallel (each chunk whole along ``dim``): lazily with ``compute=False``,
@@ -26,6 +27,7 @@ import numpy as np
 from .data import check_real
 from .errors import InputError
 from .losses import get_loss
+from .many_result import output_names
 from .models import ExpressionModel, _mentions, make_model
 from .result import REASONS
 
@@ -113,9 +115,7 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
                                    output_core_dims=[["_field"], []], dask="parallelized",
                                    output_dtypes=[np.float64, object],
                                    dask_gufunc_kwargs={"output_sizes": {"_field": K}})
-    ds = _dataset(out, names, errs)
-    ds["message"] = messages
-    ds["message"].attrs = {}
+    ds = _dataset(out, messages, names, errs)
     if chunked and compute:
         if scheduler is None and workers is None:
             return ds.compute()
@@ -241,21 +241,26 @@ def _with_positions(kwargs, keys, values):
     return out
 
 
-def _dataset(out, names, errs):
-    """The packed ``(..., K)`` array -> a Dataset of named variables."""
+def _dataset(out, messages, names, errs):
+    """The packed ``(..., K)`` array and the messages -> a Dataset of named variables
+    (``many_result.output_names``: a parameter named like a dimension, or a status
+    variable like a parameter, is renamed rather than lost)."""
     import xarray as xr
     ds = xr.Dataset()
+    pn, en, sn = output_names(names, errs, ("loss", "converged", "reason", "steps", "message"),
+                              taken=[str(d) for d in (*out.dims, *out.coords)])
     for i, n in enumerate(names):
-        ds[n] = out.isel(_field=i, drop=True)
+        ds[pn[n]] = out.isel(_field=i, drop=True)
     for j, n in enumerate(errs):
-        ds[f"{n}_stderr"] = out.isel(_field=len(names) + j, drop=True)
+        ds[en[n]] = out.isel(_field=len(names) + j, drop=True)
     at = len(names) + len(errs)
-    ds["loss"] = out.isel(_field=at, drop=True)
-    ds["converged"] = out.isel(_field=at + 1, drop=True).astype(bool)
+    ds[sn["loss"]] = out.isel(_field=at, drop=True)
+    ds[sn["converged"]] = out.isel(_field=at + 1, drop=True).astype(bool)
     codes = out.isel(_field=at + 2, drop=True)
-    ds["reason"] = xr.apply_ufunc(lambda c: np.array(CODES, dtype=object)[c.astype(int)], codes,
-                                  dask="parallelized", output_dtypes=[object])
-    ds["steps"] = out.isel(_field=at + 3, drop=True).astype(np.int64)
+    ds[sn["reason"]] = xr.apply_ufunc(lambda c: np.array(CODES, dtype=object)[c.astype(int)],
+                                      codes, dask="parallelized", output_dtypes=[object])
+    ds[sn["steps"]] = out.isel(_field=at + 3, drop=True).astype(np.int64)
+    ds[sn["message"]] = messages
     for name in ds.data_vars:       # the data's attributes (units of y) are not a rate's
         ds[name].attrs = {}
     return ds
