@@ -120,3 +120,17 @@ def test_landscape_arguments_are_checked_in_one_voice(call, text):
     grid = landscape.loss_grid(p, ("a", "b"), {"a": 1.1, "b": 1.1, "c": 1.1},
                                resolution=np.int64(3))
     assert grid.loss.shape == (3, 3)
+
+
+def test_sigma_one_number_or_one_per_point_and_the_bad_one_named():
+    # before: a scalar sigma was refused by fit and fit_many (fit_along took it), an
+    # (n/2, 2) array was flattened silently, and a bad value was not named
+    y = 2 * X + 1 + 0.01 * np.sin(7 * X)
+    one = gradfit.fit("a*x+b", X, y, sigma=0.1, absolute_sigma=True)
+    each = gradfit.fit("a*x+b", X, y, sigma=np.full(20, 0.1), absolute_sigma=True)
+    many = gradfit.fit_many("a*x+b", X, y[None], sigma=0.1, absolute_sigma=True)
+    assert one.stderr == each.stderr and many.stderr["a"][0] == pytest.approx(one.stderr["a"])
+    with pytest.raises(InputError, match=r"got 'shape \(10, 2\)'"):
+        gradfit.fit("a*x+b", X, y, sigma=np.ones((10, 2)))
+    with pytest.raises(InputError, match="got '0 at index 7'"):
+        gradfit.fit("a*x+b", X, y, sigma=np.where(np.arange(20) == 7, 0.0, 1.0))

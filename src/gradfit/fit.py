@@ -104,9 +104,19 @@ def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float
                          "missing or masked points first: x[ok], y[ok])")
     st = None
     if sigma is not None:
-        st = _tensor("sigma", sigma, dtype, device).reshape(-1)
-        if st.shape != yt.shape or not (torch.isfinite(st).all() and (st > 0).all()):
-            raise InputError("bad sigma", expected=f"{yt.shape[0]} positive finite numbers")
+        st = _tensor("sigma", sigma, dtype, device)
+        if st.ndim == 0:                # one sigma for every point
+            st = st.expand(yt.shape[0]).clone()
+        elif st.ndim == 2 and st.shape[1] == 1:     # a column, as y may be
+            st = st[:, 0]
+        if tuple(st.shape) != tuple(yt.shape):
+            raise InputError("bad sigma", expected=f"one number, or {yt.shape[0]} (one per "
+                             "point)", given=f"shape {tuple(st.shape)}")
+        bad = ~(torch.isfinite(st) & (st > 0))
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise InputError("bad sigma", expected="positive finite numbers",
+                             given=f"{float(st[i]):g} at index {i}")
     if inputs is None:
         inputs = ("x",) if xt.ndim == 1 else tuple(f"x{i + 1}" for i in range(xt.shape[1]))
         check_default_inputs(model, inputs)

@@ -99,10 +99,11 @@ def from_arrays(x, y, sigma=None, n_inputs: int = 1) -> ManyData:
     sa = None
     if sigma is not None:
         sa = _array("sigma", sigma)
-        if sa.ndim == 1 and sa.shape[0] == n:
+        if sa.ndim == 0 or (sa.ndim == 1 and sa.shape[0] == n):   # one for all, or per point
             sa = np.broadcast_to(sa, (B, n)).copy()
         if sa.shape != (B, n):
-            raise InputError("sigma does not match y", expected=f"shape ({n},) or {(B, n)}",
+            raise InputError("sigma does not match y", expected=f"one number, shape ({n},) or "
+                             f"{(B, n)}",
                              given=f"shape {sa.shape}")
     data = ManyData(xa, ya, sa, None, shared)
     _check(data)
