@@ -357,7 +357,10 @@ def _column_names(spec, what: str, where: str) -> list[str] | None:
     return names
 
 
-def _choose_columns(header, x, y, sigma, where):
+def _choose_columns(header, x, y, sigma, where, sample=None):
+    """The x, y and sigma columns: those named, else by default the first column and the
+    last, among the columns whose cell in the first data row ``sample`` is a number (a
+    first column of names or dates had been x, refused on row 2)."""
     xs = _column_names(x, "x", where)
     y, sigma = [(_column_names(c, w, where) or [None])[0] for c, w in ((y, "y"), (sigma, "sigma"))]
     named = [c for c in header if c]         # unnamed columns (an index) are never chosen
@@ -369,6 +372,20 @@ def _choose_columns(header, x, y, sigma, where):
         what = "column" if len(header) == 1 else "named column"
         raise DataError(f"only one {what} ({named[0]!r})" if named else "no named column",
                         expected="at least two columns, one for x and one for y", where=where)
+    def number(c) -> bool:
+        i = header.index(c)
+        if sample is None or i >= len(sample):
+            return True
+        try:
+            parse_number(sample[i].strip())
+            return True
+        except ValueError:
+            return False
+    if sample is not None and (xs is None or y is None):
+        given = (xs or []) + [c for c in (y, sigma) if c is not None]
+        numeric = [c for c in named if c in given or number(c)]
+        if len([c for c in numeric if c not in given]) >= (xs is None) + (y is None):
+            named = numeric
     if xs is None:
         xs = [c for c in named if c not in (y, sigma)][:1]
     if y is None:
@@ -441,12 +458,19 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     batch: list = []                # rows read but not yet converted (see _add_rows)
     try:
         header, first_data = _header(reader, where, max_columns, comment, delimiter)
-        xs, y, sigma = _choose_columns(header, x, y, sigma, where)
+        sample = first_data
+        if sample is None:                    # the first data row, to choose columns by
+            for cells in reader:
+                if cells and not (len(cells) == 1 and not cells[0].strip()):
+                    sample = (reader.line_num, cells)
+                    break
+        xs, y, sigma = _choose_columns(header, x, y, sigma, where,
+                                       None if sample is None else sample[1])
         used = xs + [y] + ([sigma] if sigma is not None else [])
         index = [header.index(c) for c in used]
         columns, dropped, seen = [array("d") for _ in used], 0, 0
-        if first_data is not None:           # a file without a header: row 1 is data
-            batch.append(first_data)
+        if sample is not None:               # the first data row (row 1 without a header)
+            batch.append(sample)
             seen = 1
 
         def flush():

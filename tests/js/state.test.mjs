@@ -63,3 +63,15 @@ test("labels and numbers", () => {
   assert.equal(labelText("good", 200, 200), "good");
   assert.equal(fmt(2.421852345), "2.42185"); assert.equal(fmt(null), "–"); assert.equal(fmt(1e-7), "1.000e-7");
 });
+
+test("a hand-edited field that breaks its form keeps its default, the others are read", () => {
+  // before: seed=-1 left a blank page, csv={"x":null} a page error, n alone a bad request
+  const s = decode('#seed=-1&dseed=1.5&steps=0&lr=-2&test=2&n=200&csv={"x":null,"y":null}&spf=3', meta);
+  assert.equal(s.seed, 0); assert.equal(s.dseed, 42); assert.equal(s.steps, 1000);
+  assert.equal(s.lr, null); assert.equal(s.test, 0); assert.equal(s.csv, null);
+  assert.equal(s.n, 200); assert.equal(s.spf, 3);
+  assert.deepEqual(decode('#p0={"a":"x"}&changes=[{"lr":1}]&constructor=1', meta).p0, {});
+  const ok = decode('#data=csv&csv={"x":[1,2],"y":[3,4],"inputs":["t"]}', meta);
+  assert.deepEqual(ok.csv, { x: [1, 2], y: [3, 4], inputs: ["t"] });
+  assert.equal(decode('#csv={"x":"notarray","y":[1]}', meta).csv, null);
+});

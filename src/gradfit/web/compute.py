@@ -70,7 +70,8 @@ def problem(req: ProblemIn, test: bool = False) -> Problem:
 
 
 def _model(req) -> Model:
-    return build_model(req.model, tuple(req.data.inputs) if req.data else ("x",))
+    return build_model(req.model, dataview.model_inputs(req.model, req.data.inputs)
+                       if req.data else ("x",))
 
 
 def distance(params: dict[str, float], optimum: dict[str, float] | None) -> float | None:
@@ -85,7 +86,7 @@ def distance(params: dict[str, float], optimum: dict[str, float] | None) -> floa
 
 
 def model_info(req: ModelIn, limits: ServerLimits | None = None) -> dict:
-    inputs = tuple(req.data.inputs) if req.data else ("x",)
+    inputs = dataview.model_inputs(req.model, req.data.inputs) if req.data else ("x",)
     model = _model(req)
     x = torch.tensor(dataview.page_data(req.data).x) if req.data else None
     start = model.initial(x, req.seed)

@@ -34,19 +34,29 @@ const problem = () => ({ data: dataBody(), model: S.model, loss: cur().loss, tes
 
 async function loadData() {
   $("data-error").textContent = "";
-  try {
-    if (S.data === "csv" && S.csv) base = { ...S.csv };
-    else if (S.data.startsWith("shared:")) base = await get(`/api/shared/${encodeURIComponent(S.data.slice(7))}`);
-    else {
-      if (!(S.data in meta.datasets)) S.data = "lesson";
-      const d = meta.datasets[S.data];
-      if (S.n < 0) { S.n = d.n; S.mult = d.mult; S.add = d.add; }
-      base = await api("/api/data", { name: S.data, n: S.n, mult: S.mult, add: S.add, seed: S.dseed });
-    }
-  } catch (e) { $("data-error").textContent = e.message; base = { x: [0], y: [0], inputs: ["x"] }; }
+  try { base = await fetchData(); } catch (e) {
+    // a link whose data are gone (points left out of it, a shared key no longer held):
+    // said, and the lesson's data instead (a dummy point had been plotted as "your data")
+    $("data-error").textContent = e.message;
+    Object.assign(S, { data: "lesson", n: -1, mult: -1, add: -1, csv: null, added: [], drop: [], move: {} });
+    try { base = await fetchData(); } catch (e2) { base = { x: [0], y: [0], inputs: ["x"] }; }
+  }
   base.inputs = base.inputs || ["x"];
   pts = editable() ? rebuild(base, S) : { x: base.x, y: base.y, origin: [] };
   showDataControls();
+}
+
+async function fetchData() {
+  if (S.data === "csv") {
+    if (S.csv && S.csv.x.length) return { ...S.csv };
+    throw new Error(`this link does not hold its data (a file of more than ${MAX_LINK_POINTS} points): ` +
+                    "open the file again with “CSV file…”");
+  }
+  if (S.data.startsWith("shared:")) return await get(`/api/shared/${encodeURIComponent(S.data.slice(7))}`);
+  if (!(S.data in meta.datasets)) S.data = "lesson";
+  const d = meta.datasets[S.data];
+  for (const k of ["n", "mult", "add"]) if (S[k] < 0) S[k] = d[k];      // each left unset: the dataset's
+  return await api("/api/data", { name: S.data, n: S.n, mult: S.mult, add: S.add, seed: S.dseed });
 }
 
 function showDataControls() {
@@ -66,7 +76,11 @@ async function setModel(keep) {
   catch (e) { $("model-error").textContent = e.message; return false; }
   model = { names: info.param_names, kind: info.kind, flexible: info.flexible,
             constants: info.constants || {} };
-  const fits = (p) => p && model.names.every((n) => n in p) && Object.keys(p).length === model.names.length;
+  // another model while a run is live or paused: that run was of the old one (with the same
+  // parameter names it had gone on fitting it under the new model's name)
+  if (modelText !== null && modelText !== S.model && (S.step > 0 || player.live)) resetRun();
+  modelText = S.model;
+  const fits = (p) => p && model.names.every((n) => Object.hasOwn(p, n)) && Object.keys(p).length === model.names.length;
   if (!keep || !fits(S.p0)) { S.p0 = { ...info.initial, ...pick(S.p0, model.names) }; resetRun(); }
   if (!S.p || !fits(S.p)) S.p = { ...S.p0 };
   $("btn-add-relu").hidden = info.kind !== "relu";
@@ -78,7 +92,8 @@ async function setModel(keep) {
   buildSliders();
   return true;
 }
-function pick(p, names) { const o = {}; for (const n of names) if (p && n in p) o[n] = p[n]; return o; }
+let modelText = null;                    // the model the sliders and the run are of
+function pick(p, names) { const o = {}; for (const n of names) if (p && Object.hasOwn(p, n)) o[n] = p[n]; return o; }
 function buildSliders() {
   makeSliders($("sliders"), model.names, S.p, MAX_SLIDERS, (name, value) => {
     if (S.step > 0 || player.live) newStart();
@@ -175,7 +190,8 @@ async function refreshExact() {
     if (ticket !== exactAsked) return;
     exact = r;
     $("exact-info").textContent = `${exact.label}: loss ${fmt(exact.loss)}` + (model.names.length <= 6 ? " at " +
-      Object.entries(exact.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ") : "");
+      Object.entries(exact.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ") : "") +
+      (["failed", "diverged", "max_steps"].includes(exact.reason) ? ` (${exact.message})` : "");
   } catch (e) { if (ticket === exactAsked) $("exact-info").textContent = e.message; }
   if (ticket === exactAsked) $("uncertainty").innerHTML = uncertaintyHTML(exact);
 }
@@ -255,9 +271,9 @@ function fixOptions() {                  // weight decay: only for the optimizer
 
 // ------------------------------------------------------------------ URL, controls
 let hashTimer = null;
-function writeHash() {
-  clearTimeout(hashTimer);
-  hashTimer = setTimeout(() => history.replaceState(null, "", "#" + encode(S, meta)), 120);
+function writeHash() {          // at most every 120 ms, the latest state (frames come faster:
+  if (hashTimer) return;        // a timer restarted on each had never fired during a run)
+  hashTimer = setTimeout(() => { hashTimer = null; history.replaceState(null, "", "#" + encode(S, meta)); }, 120);
 }
 function showControls() {
   const c = cur();

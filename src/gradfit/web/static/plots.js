@@ -10,6 +10,23 @@ const LEGEND = { orientation: "h", x: 0, y: -0.24, yanchor: "top", font: { size:
 const BELOW = { ...MARGIN, b: 84 };
 const ORANGE = "#e4572e", BLUE = "#2e86ab", GREY = "#999";
 
+// A column's name as plain text in a title (Plotly reads <b>, <a href> in titles: a shared
+// link's column name had become a working link)
+export const plain = (t) => String(t).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const MANY = 3000;       // from this many points, markers are drawn by WebGL (100,000 SVG
+                         // markers had held the page for 7 s a slider step)
+const finiteRange = (a) => { let lo = Infinity, hi = -Infinity;
+  for (const v of a || []) if (isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } return [lo, hi]; };
+
+// The y range: the data's, where the model's curve spans over ten times as much (a start
+// of 1e18 on data of 1e-9 had flattened every point onto one line); else Plotly's own.
+function yRange(y, curve) {
+  const [lo, hi] = finiteRange(y), [clo, chi] = finiteRange(curve);
+  if (!(hi >= lo) || !(chi >= clo)) return undefined;
+  const span = hi - lo || Math.abs(hi) || 1;
+  return chi - clo > 10 * span ? [lo - 0.25 * span, hi + 0.25 * span] : undefined;
+}
+
 // data: {x, y, x2?, sigma?, inputs, test}; view: {curve, loss, lossName, exact, parts}
 export function drawData(d, view) {
   const gd = document.getElementById("plot-data");
@@ -17,8 +34,9 @@ export function drawData(d, view) {
   if (d.x2) return drawSurface(gd, d, view, title);
   const test = d.test || [];
   const pick = (arr, want) => arr ? arr.filter((_, i) => !!test[i] === want) : undefined;
+  const type = d.x.length >= MANY ? "scattergl" : "scatter";
   const traces = [{
-    x: pick(d.x, false), y: pick(d.y, false), mode: "markers", name: "data",
+    type, x: pick(d.x, false), y: pick(d.y, false), mode: "markers", name: "data",
     marker: { color: BLUE, size: 7 },
     error_y: d.sigma ? { type: "data", array: pick(d.sigma, false), visible: true, color: "#7fb3cc", thickness: 1 } : undefined,
   }];
@@ -29,7 +47,7 @@ export function drawData(d, view) {
                   fillcolor: "rgba(46,134,171,0.18)", name: "95% band (exact fit)", hoverinfo: "skip" });
   }
   if (test.some(Boolean)) traces.push({
-    x: pick(d.x, true), y: pick(d.y, true), mode: "markers", name: "test points",
+    type, x: pick(d.x, true), y: pick(d.y, true), mode: "markers", name: "test points",
     marker: { color: "#fff", size: 8, line: { color: ORANGE, width: 2 } },
     error_y: d.sigma ? { type: "data", array: pick(d.sigma, true), visible: true, color: ORANGE, thickness: 1 } : undefined,
   });
@@ -39,9 +57,11 @@ export function drawData(d, view) {
       line: { color: GREY, width: 1, dash: "dot" }, hoverinfo: "skip" }));
     traces.push({ x: view.curve.x, y: view.curve.y, mode: "lines", name: "model", line: { color: ORANGE, width: 2.5 } });
   }
+  const range = yRange(d.y, view.curve && view.curve.y);
   Plotly.react(gd, traces, {
     title: { text: title }, margin: BELOW, legend: LEGEND, showlegend: true, uirevision: "data",
-    xaxis: { title: { text: d.inputs[0] } }, yaxis: { title: { text: d.yName || "y" } },
+    xaxis: { title: { text: plain(d.inputs[0]) } },
+    yaxis: { title: { text: plain(d.yName || "y") }, ...(range ? { range, autorange: false } : { autorange: true }) },
   }, CONFIG);
 }
 
@@ -60,7 +80,7 @@ function drawSurface(gd, d, view, title) {
   ];
   Plotly.react(gd, traces, {
     title: { text: title }, margin: BELOW, legend: LEGEND, uirevision: "data",
-    xaxis: { title: { text: d.inputs[0] } }, yaxis: { title: { text: d.inputs[1] } },
+    xaxis: { title: { text: plain(d.inputs[0]) } }, yaxis: { title: { text: plain(d.inputs[1]) } },
   }, CONFIG);
 }
 

@@ -3,7 +3,9 @@
 import { fmt } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
-const cssId = (n) => n.replace(/[^A-Za-z0-9_-]/g, "_");
+// a name as an id: each character outside [A-Za-z0-9_] by its code point (α and β had both
+// been "_", one slider for two parameters); "-" cannot be in a parameter's name
+const cssId = (n) => n.replace(/[^A-Za-z0-9_]/gu, (c) => `-u${c.codePointAt(0).toString(16)}-`);
 
 function range(input, v) {
   const half = Math.max(5, 2 * Math.abs(v || 0));

@@ -26,15 +26,40 @@ export function decode(hash, meta) {
   const q = new URLSearchParams(text);
   const s = { ...structuredClone(meta.config_defaults), ...structuredClone(PAGE) };
   for (const [k, v] of q) {
-    if (!(k in s)) continue;
+    if (!Object.hasOwn(s, k)) continue;
+    let value;
     try {
-      if (JSON_PAGE.includes(k) || JSON_CONFIG.includes(k)) s[k] = JSON.parse(v);
-      else if (k === "lr") s[k] = v === "" ? null : Number(v);
-      else if (typeof PAGE[k] === "number" || ["delta", "steps", "seed"].includes(k)) s[k] = Number(v);
-      else s[k] = v;
-    } catch (e) { /* keeps its default */ }
+      if (JSON_PAGE.includes(k) || JSON_CONFIG.includes(k)) value = JSON.parse(v);
+      else if (k === "lr") value = v === "" ? null : Number(v);
+      else if (typeof PAGE[k] === "number" || ["delta", "steps", "seed"].includes(k)) value = Number(v);
+      else value = v;
+    } catch (e) { continue; }           // keeps its default
+    if (valid(k, value)) s[k] = value;
   }
   return s;
+}
+
+// Each field's form: a hand-edited link (seed=-1, n=1e9, csv={"x":null}) keeps the default
+// of a field it breaks rather than leave a blank page.
+const WHOLE = { seed: 0, dseed: 0, step: 0, split: 0, spf: 1, steps: 1 };   // smallest value
+const UNSET_OR = { n: 1, mult: 0, add: 0 };          // -1 (the dataset's own) or at least this
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const numbers = (a) => Array.isArray(a) && a.every((v) => typeof v === "number" && isFinite(v));
+export function valid(k, v) {
+  if (k in WHOLE) return Number.isInteger(v) && v >= WHOLE[k] && v <= 1e12;
+  if (k in UNSET_OR) return v === -1 || (isFinite(v) && v >= UNSET_OR[k] && (k !== "n" || Number.isInteger(v)));
+  if (k === "lr") return v === null || (isFinite(v) && v > 0);
+  if (k === "delta") return isFinite(v) && v > 0;
+  if (k === "test") return isFinite(v) && v >= 0 && v < 1;
+  if (k === "p0") return isObject(v) && Object.values(v).every((x) => typeof x === "number" && isFinite(x));
+  if (k === "options" || k === "move") return isObject(v);
+  if (k === "changes") return Array.isArray(v) && v.every((c) => isObject(c) && Number.isInteger(c.step));
+  if (k === "added" || k === "drop") return Array.isArray(v);
+  if (k === "csv") return v === null || (isObject(v) && numbers(v.x) && numbers(v.y) && v.x.length === v.y.length
+    && (v.inputs === undefined || (Array.isArray(v.inputs) && v.inputs.every((n) => typeof n === "string")))
+    && (v.x2 === undefined || (numbers(v.x2) && v.x2.length === v.x.length))
+    && (v.sigma === undefined || (numbers(v.sigma) && v.sigma.length === v.x.length)));
+  return typeof v === "string";
 }
 
 function same(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
