@@ -79,3 +79,17 @@ def test_a_csv_with_a_first_column_of_names_and_thousands_of_points(page, tmp_pa
     page.wait_for_function("() => /^exact optimum.* a=2, b=1$/.test(document.getElementById("
                            "'exact-info').textContent)", timeout=20_000)
     assert "a=2" in page.text_content("#exact-info") and "b=1" in page.text_content("#exact-info")
+
+
+def test_a_csv_with_missing_values_offers_to_leave_those_rows_out(page, tmp_path):
+    # before: the message pointed to --drop-nan / drop_nan=True, which the page does not have
+    path = tmp_path / "gaps.csv"
+    path.write_text("x,y\n0,1\n1,3\n2,\n3,7\n4,nan\n5,11\n")
+    page.set_input_files("#csv", str(path))
+    page.wait_for_function("() => !document.getElementById('btn-dropnan').hidden", timeout=20_000)
+    assert "--drop-nan" not in page.text_content("#data-error")
+    page.click("#btn-dropnan")
+    page.wait_for_function("() => document.getElementById('plot-data').data?.[0]?.x?.length === 4",
+                           timeout=20_000)
+    assert "left out 2 row(s)" in page.text_content("#data-error")
+    assert page.is_hidden("#btn-dropnan")

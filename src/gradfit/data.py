@@ -33,7 +33,8 @@ import torch
 
 from gradfit.errors import DataError
 
-_DROP_HINT = "a finite number (or drop such rows with --drop-nan / drop_nan=True)"
+DROP_HINT = "(or drop such rows with --drop-nan / drop_nan=True)"
+_DROP_HINT = f"a finite number {DROP_HINT}"
 
 
 def real_array(a, name: str = "data") -> np.ndarray:
@@ -324,7 +325,7 @@ def _lines(stream, where: str):
         yield line
 
 
-def _csv_words(error: Exception) -> str:
+def csv_words(error: Exception) -> str:
     """The csv module's complaint in the user's terms (it speaks of its own options)."""
     text = str(error)
     if "new-line character seen in unquoted field" in text:
@@ -495,7 +496,7 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     except csv.Error as e:
         if batch:
             flush()                 # a bad row before this one is the first error
-        raise DataError(f"cannot parse the CSV ({_csv_words(e)})", expected="well-formed CSV",
+        raise DataError(f"cannot parse the CSV ({csv_words(e)})", expected="well-formed CSV",
                         where=f"{where}, row {reader.line_num}") from None
     if not seen:
         raise DataError("no data rows under the header",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from ..data import read_csv
+from ..data import DROP_HINT, csv_words, read_csv
 from ..errors import InputError
 from .datasets import guess_sigma, points
 from .limits import MAX_CSV_COLUMNS
@@ -82,15 +82,21 @@ async def read_upload(request: Request, pool: WorkerPool, response):
         try:
             next(csv_module.reader([first], delimiter=delim), [])
         except csv_module.Error as exc:        # e.g. a lone carriage return in the header
-            raise InputError(f"cannot read the header row of {name} ({exc})",
+            raise InputError(f"cannot read the header row of {name} ({csv_words(exc)})",
                              expected="a header row of column names") from None
         s = sigma
         if s is None and not y:                # not chosen: a column named like one
             s = guess_sigma(first, x)
         upload.file.seek(0)
-        d = read_csv(upload.file, name, x=x or None, y=y or None, sigma=s or None,
-                     drop_nan=drop_nan, max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS,
-                     check=checkpoint)
+        try:
+            d = read_csv(upload.file, name, x=x or None, y=y or None, sigma=s or None,
+                         drop_nan=drop_nan, max_points=MAX_POINTS, max_columns=MAX_CSV_COLUMNS,
+                         check=checkpoint)
+        except InputError as exc:       # the page's words for the command line's option
+            text = str(exc).replace(DROP_HINT, PAGE_DROP_HINT)
+            if text == str(exc):
+                raise
+            raise InputError(text) from None
         # the columns as read: unnamed ones (an index) left out, a file without a header
         # row named c1, c2, ...
         return response({"name": name, "columns": list(d.columns), "x_name": d.x_names[0],
@@ -102,5 +108,7 @@ async def read_upload(request: Request, pool: WorkerPool, response):
     finally:
         await form.close()
 
+
+PAGE_DROP_HINT = "(or leave such rows out)"      # the page offers it beside the message
 
 __all__ = ["read_upload", "clean_name", "CsvForm"]

@@ -18,7 +18,7 @@ let pts = { x: [], y: [], origin: [] };            // after the user's edits
 let model = { names: [], kind: "expression", flexible: false };
 let exact = null, lastEval = null, lastResult = null, lastLabel = { label: null, judged: 0 };
 let hist, trail = [];
-let csvFile = null;
+let csvFile = null, dropNaN = false;             // the file, and whether its rows with gaps go
 let sent = null, sentAt = 0;                       // a change sent to the live run, not yet applied
 const cur = () => ({ ...settingsAt(S, S.step), ...(sent || {}) });   // the settings in force now
 const editable = () => !base.x2 && !base.sigma;
@@ -292,12 +292,17 @@ async function refreshAll(keep) {
 }
 
 async function onCSV(fields) {
-  $("data-error").textContent = "";
+  $("data-error").textContent = ""; $("btn-dropnan").hidden = true;
   let out;
-  try { out = await upload(csvFile, fields); } catch (e) { $("data-error").textContent = e.message; return; }
+  try { out = await upload(csvFile, dropNaN ? { ...fields, drop_nan: true } : fields); } catch (e) {
+    $("data-error").textContent = e.message;
+    $("btn-dropnan").hidden = !e.message.includes("or leave such rows out");   // offered here
+    return;
+  }
   csvMenus(out);
   const keepInline = out.x.length <= MAX_LINK_POINTS;
   if (!keepInline) $("data-error").textContent = `more than ${MAX_LINK_POINTS} points: a copied link will not hold them`;
+  if (out.dropped) $("data-error").textContent += `${keepInline ? "" : "; "}left out ${out.dropped} row(s) with missing values`;
   S.data = "csv"; S.added = []; S.drop = []; S.move = {};
   S.csv = { name: out.name, yName: out.y_name, sigmaName: out.sigma_name || null, x: out.x, y: out.y, inputs: out.inputs,
             ...(out.x2 ? { x2: out.x2 } : {}), ...(out.sigma ? { sigma: out.sigma } : {}) };
@@ -323,7 +328,8 @@ function wire() {
   }
   $("dseed").addEventListener("change", () => { S.dseed = Number($("dseed").value); onData(); });
   $("btn-clear-edits").addEventListener("click", () => { S.added = []; S.drop = []; S.move = {}; onData(); });
-  $("csv").addEventListener("change", () => { csvFile = $("csv").files[0]; if (csvFile) onCSV({}); });
+  $("csv").addEventListener("change", () => { csvFile = $("csv").files[0]; dropNaN = false; if (csvFile) onCSV({}); });
+  $("btn-dropnan").addEventListener("click", () => { dropNaN = true; if (csvFile) onCSV(csvFields()); });
   for (const id of ["csv-x", "csv-x2", "csv-y", "csv-sigma"]) $(id).addEventListener("change", () => csvFile && onCSV(csvFields()));
   $("test").addEventListener("change", () => { S.test = Number($("test").value); resetRun(); refreshAll(true); });
   let modelTimer = null;
