@@ -83,6 +83,6 @@ def undefined_at(prob, point) -> str | None:
         bad = bad & half
     if not bool(bad.any()):
         return None
-    return (f"the model is not finite at {_points(prob, bad)} whatever its parameters: it is undefined there (a division by zero, the log or "
-            "square root of a negative number); expected a model defined at every data point, "
-            "or leave such points out")
+    return (f"the model is not finite at {_points(prob, bad)} whatever its parameters: it is "
+            "undefined there (a division by zero, the log or square root of a negative "
+            "number); expected a model defined at every data point, or leave such points out")

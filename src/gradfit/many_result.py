@@ -4,9 +4,10 @@
 ``steps``, ``r2``, ``rmse`` ``(B,)``; ``stderr``: name -> ``(B,)`` for squared losses (NaN
 where undefined; fixed names absent), else None; ``covariance`` ``(B, F, F)``; ``groups``:
 the group labels of a long table (else None), their column in the table ``group_name`` (a
-frame's group column keeps its name there, unless a result column has it). ``result[i]`` is problem ``i`` as a
-``FitResult`` (without a per-step history: fit_many does not record one, so ``history`` and
-``trajectory`` hold the final point only).
+frame's group column keeps its name there, unless a result column has it); ``settings``
+what each problem was fitted with (``RowSettings``). ``result[i]`` is problem ``i`` (a
+label first, else a position) as a ``FitResult`` (without a per-step history: fit_many
+does not record one, so ``history`` and ``trajectory`` hold the final point only).
 """
 from __future__ import annotations
 
