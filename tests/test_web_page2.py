@@ -38,6 +38,9 @@ def test_own_csv_with_sigma_fits_a_decay_and_shows_standard_errors(page, server,
     data = page.evaluate("() => document.getElementById('plot-data').data[0]")
     assert len(data["error_y"]["array"]) == 24                     # error bars
     assert "χ²" in page.text_content("#chi2")
+    # the title names the loss as the report does: with sigma, mse is chi2/N (it said MSE)
+    page.wait_for_function("() => document.querySelector('#plot-data .gtitle').textContent"
+                           ".startsWith('χ²/N = ')")
 
 
 def test_pause_acts_within_100_ms_at_the_fastest_speed(page):

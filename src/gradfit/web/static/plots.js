@@ -27,10 +27,16 @@ function yRange(y, curve) {
   return chi - clo > 10 * span ? [lo - 0.25 * span, hi + 0.25 * span] : undefined;
 }
 
+// The loss by what it is, as the report names it: with σ, mse is χ²/N (it had said MSE)
+function lossLabel(name, sigma) {
+  if (!sigma) return name.toUpperCase();
+  return { mse: "χ²/N", rmse: "√(χ²/N)" }[name] || `${name.toUpperCase()} (weighted by 1/σ)`;
+}
+
 // data: {x, y, x2?, sigma?, inputs, test}; view: {curve, loss, lossName, exact, parts}
 export function drawData(d, view) {
   const gd = document.getElementById("plot-data");
-  const title = view.loss === undefined ? "" : `${view.lossName.toUpperCase()} = ${fmt(view.loss)}`;
+  const title = view.loss === undefined ? "" : `${lossLabel(view.lossName, d.sigma)} = ${fmt(view.loss)}`;
   if (d.x2) return drawSurface(gd, d, view, title);
   const test = d.test || [];
   const pick = (arr, want) => arr ? arr.filter((_, i) => !!test[i] === want) : undefined;
