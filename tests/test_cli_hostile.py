@@ -255,3 +255,12 @@ def test_a_sweep_of_too_many_rates_is_refused_at_once(capsys):
     rates = ",".join(f"{0.001 * (i + 1):g}" for i in range(101))
     err = one_line_exit_2(capsys, "lr-sweep", "lesson", "--model", MODEL, "--lrs", rates)
     assert "too many learning rates: expected at most 100 rates, got 101" in err
+
+
+def test_delta_for_a_loss_other_than_huber_is_noted(capsys):
+    # before: taken without a word (it changes nothing outside huber)
+    code, _, err = run(capsys, "fit", "lesson", "--model", MODEL, "--delta", "2", "-q")
+    assert code == 0 and "--delta not used: it is huber's, and the loss is mse" in err
+    code, _, err = run(capsys, "fit", "lesson", "--model", MODEL, "--delta", "2", "--loss",
+                       "huber", "-q")
+    assert code == 0 and err == ""

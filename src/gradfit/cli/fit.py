@@ -121,12 +121,19 @@ def cmd_fit(args) -> int:
 
 
 def note_unused_inputs(args, inputs) -> None:
-    """One line on stderr where an input column chosen by --x is not in the model."""
+    """One line on stderr where an input column chosen by --x is not in the model, or
+    --delta is given to a loss other than huber (both had been taken without a word)."""
     from ..models import unused_inputs
+    from ..settings import SETTINGS
     unused = unused_inputs(args.model, inputs)
-    if unused and args.json != "-":
+    if args.json == "-":
+        return
+    if unused:
         print(f"gradfit: note: the model does not use the input column(s) "
               f"{', '.join(unused)}", file=sys.stderr)
+    if args.delta != SETTINGS["delta"].default and args.loss != "huber":
+        print(f"gradfit: note: --delta not used: it is huber's, and the loss is {args.loss}",
+              file=sys.stderr)
 
 
 def _note_unused_rate(args, run, result) -> None:
