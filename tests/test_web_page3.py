@@ -93,3 +93,20 @@ def test_a_csv_with_missing_values_offers_to_leave_those_rows_out(page, tmp_path
                            timeout=20_000)
     assert "left out 2 row(s)" in page.text_content("#data-error")
     assert page.is_hidden("#btn-dropnan")
+
+
+def test_reset_fits_the_slider_ranges_to_the_start_again(browser, server):
+    # before: a diverged run's ranges (a up to +-1e3) stayed after reset, the start a speck
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    try:
+        open_page(pg, f"{server}/#loss=mse&optimizer=gd&lr=1&steps=60")
+        pg.click("#btn-play")
+        pg.wait_for_function("() => Number(document.getElementById('slider-a').max) > 50",
+                             timeout=20_000)
+        pg.click("#btn-reset")
+        pg.wait_for_function("() => Number(document.getElementById('slider-a').max) === 5"
+                             " && document.getElementById('step').textContent === '0'")
+        assert abs(float(pg.input_value("#slider-a")) - 1.0) < 0.01     # the start, a = 1
+    finally:
+        ctx.close()

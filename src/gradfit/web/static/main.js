@@ -253,7 +253,7 @@ function resetRun() {
   S.step = 0; S.changes = []; S.p = { ...S.p0 }; lastResult = null;
   clearHistory(); lossPlot();
   $("step").textContent = "0"; $("run-status").textContent = ""; $("run-error").textContent = "";
-  showSliders(); writeHash();
+  buildSliders(); writeHash();          // ranges fitted to the start again (a run's had grown them)
 }
 function changeSetting(change) {
   if (S.step === 0 && !player.live) Object.assign(S, change);
