@@ -52,7 +52,8 @@ def read_columns(data, cols):
     missing = [c for c in cols if c not in ddf.columns]
     if missing:
         raise InputError(f"no column named {missing[0]!r}",
-                         expected="one of " + ", ".join(map(str, list(ddf.columns)[:20])))
+                         expected="one of " + ", ".join(
+                             map(str, [c for c in ddf.columns if c != FILE][:20])))
     if isinstance(data, (str, os.PathLike)):
         for path in _files(os.fspath(data)):
             have = _file_columns(path)

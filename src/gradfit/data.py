@@ -52,9 +52,7 @@ def unmasked(a):
     if np.ma.isMaskedArray(a):
         return np.ma.filled(a.astype(np.float64), np.nan)
     if isinstance(a, torch.Tensor):         # its values only (one that requires grad too)
-        if a.device.type == "meta":
-            raise DataError("a tensor on the 'meta' device holds no values",
-                            expected="data on the cpu or a gpu")
+        check_has_values(a)
         return a.detach().cpu().numpy()
     if type(a).__module__.startswith("pandas") and hasattr(a, "to_numpy"):
         try:
@@ -62,6 +60,13 @@ def unmasked(a):
         except (TypeError, ValueError):     # text cells: the caller's conversion says so
             return a
     return a
+
+
+def check_has_values(t: torch.Tensor) -> None:
+    """Refuse a tensor on the 'meta' device: it has a shape and no values."""
+    if t.device.type == "meta":
+        raise DataError("a tensor on the 'meta' device holds no values",
+                        expected="data on the cpu or a gpu")
 
 
 TIMES = ("datetime64", "timedelta64", "period")

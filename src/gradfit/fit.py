@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import FitConfig, check_finite, dtype_name, plain
-from .data import check_not_times, unmasked
+from .data import check_has_values, check_not_times, unmasked
 from .errors import FitError, InputError
 from .losses import get_loss
 from .models import Model, check_default_inputs, check_param_names, make_model, start_values
@@ -67,7 +67,7 @@ def _tensor(name: str, value, dtype, device) -> torch.Tensor:
         if (value.is_complex() if isinstance(value, torch.Tensor) else np.iscomplexobj(value)):
             raise InputError(f"bad {name}: complex numbers", expected="real numbers")
         if isinstance(value, torch.Tensor):
-            unmasked(value)             # (a meta tensor is refused)
+            check_has_values(value)     # (no copy to the cpu of data on a gpu to check it)
             t = value.detach()          # a tensor that requires grad: its values only
         else:       # no copy of a writable float64 array: the fit never writes into the data
             check_not_times(value, name)
