@@ -264,3 +264,29 @@ def test_delta_for_a_loss_other_than_huber_is_noted(capsys):
     code, _, err = run(capsys, "fit", "lesson", "--model", MODEL, "--delta", "2", "--loss",
                        "huber", "-q")
     assert code == 0 and err == ""
+
+
+def test_frames_without_animate_and_a_batch_of_all_the_data_are_noted(capsys):
+    # before: both taken without a word, though neither changes anything
+    code, _, err = run(capsys, "fit", "lesson", "--model", MODEL, "--frames", "5", "-q")
+    assert code == 0 and "--frames not used" in err and "--animate" in err
+    code, _, err = run(capsys, "fit", "lesson", "--model", MODEL, "--optimizer", "sgd",
+                       "--batch-size", "1000", "--steps", "3000", "--lr", "0.01", "-q")
+    assert "--batch-size 1000 is not a mini-batch: the data have 20 points" in err
+    code, _, err = run(capsys, "fit", "lesson", "--model", MODEL, "--optimizer", "sgd",
+                       "--batch-size", "5", "--steps", "10", "--lr", "0.01", "-q")
+    assert "--batch-size" not in err
+
+
+@pytest.mark.parametrize("origin", ["not a url", "http://localhost:3000/app", "ftp://host",
+                                    "http://host:99999", "http://user@host:3000", ""])
+def test_an_allow_origin_that_could_never_match_is_refused(capsys, origin):
+    # before: the server started and the origin matched nothing, without a word
+    err = one_line_exit_2(capsys, "serve", "--port", "1", "--allow-origin", origin)
+    assert "bad --allow-origin: expected an origin such as http://localhost:3000" in err
+
+
+@pytest.mark.parametrize("seconds", ["nan", "-1", "0", "4000"])
+def test_a_bad_max_seconds_is_named_as_the_option(capsys, seconds):
+    err = one_line_exit_2(capsys, "serve", "--port", "1", "--max-seconds", seconds)
+    assert "bad --max-seconds: expected seconds in (0, 3600]" in err

@@ -90,7 +90,7 @@ def cmd_fit(args) -> int:
         from .pictures import check_fit_outputs
         check_fit_outputs(args)
     inputs = table_inputs(args.model, list(data.x_names))
-    note_unused_inputs(args, inputs)
+    note_unused_inputs(args, inputs, len(data.y))
     run = iter_fit(args.model, data.x, data.y, sigma=data.sigma, time_limit=args.time_limit,
                    inputs=inputs, **run_kwargs(args))
     if run.problem.model.identifiable:
@@ -120,20 +120,29 @@ def cmd_fit(args) -> int:
     return EXIT_OK
 
 
-def note_unused_inputs(args, inputs) -> None:
-    """One line on stderr where an input column chosen by --x is not in the model, or
-    --delta is given to a loss other than huber (both had been taken without a word)."""
+def note_unused_inputs(args, inputs, n: int | None = None) -> None:
+    """One line on stderr for each thing given that changes nothing (each had been taken
+    without a word): an input column chosen by --x that the model does not use, --delta
+    with a loss other than huber, --frames without --animate, a --batch-size of all ``n``
+    points or more (every step then uses the whole data)."""
     from ..models import unused_inputs
     from ..settings import SETTINGS
     unused = unused_inputs(args.model, inputs)
     if args.json == "-":
         return
+    notes = []
     if unused:
-        print(f"gradfit: note: the model does not use the input column(s) "
-              f"{', '.join(unused)}", file=sys.stderr)
+        notes.append(f"the model does not use the input column(s) {', '.join(unused)}")
     if args.delta != SETTINGS["delta"].default and args.loss != "huber":
-        print(f"gradfit: note: --delta not used: it is huber's, and the loss is {args.loss}",
-              file=sys.stderr)
+        notes.append(f"--delta not used: it is huber's, and the loss is {args.loss}")
+    if getattr(args, "frames", 100) != 100 and not getattr(args, "animate", None):
+        notes.append("--frames not used: it is the most frames of --animate, not given")
+    batch = getattr(args, "batch_size", None)
+    if batch is not None and n is not None and batch >= n:
+        notes.append(f"--batch-size {batch} is not a mini-batch: the data have {n} points, "
+                     "so every step uses them all (as gd does)")
+    for note in notes:
+        print(f"gradfit: note: {note}", file=sys.stderr)
 
 
 def _note_unused_rate(args, run, result) -> None:

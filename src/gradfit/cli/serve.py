@@ -35,10 +35,33 @@ def add_parser(sub, fmt) -> None:
     servep.set_defaults(func=cmd_serve)
 
 
+def check_origin(origin: str) -> None:
+    """An --allow-origin is what a browser sends as Origin: scheme://host[:port], no path
+    (or ``*``, any page). Anything else would never match, and allow nothing, unsaid."""
+    from urllib.parse import urlsplit
+    if origin == "*":
+        return
+    expected = "an origin such as http://localhost:3000 (scheme, host, port; no path), or *"
+    try:
+        parts = urlsplit(origin)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        raise InputError("bad --allow-origin", expected=expected, given=origin) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or \
+            parts.path not in ("", "/") or parts.query or parts.fragment or \
+            parts.username or parts.password:
+        raise InputError("bad --allow-origin", expected=expected, given=origin)
+
+
 def cmd_serve(args) -> int:
     from ..web import serve          # here, so that the core never loads the web stack
     if not 0 < args.port < 65536:
         raise InputError("bad --port", expected="a port number 1..65535", given=args.port)
+    if not 0 < args.max_seconds <= 3600:       # NaN too: before the web stack loads
+        raise InputError("bad --max-seconds", expected="seconds in (0, 3600]",
+                         given=args.max_seconds)
+    for origin in args.allow_origin:
+        check_origin(origin)
     try:
         serve(host=args.host, port=args.port, open_browser=args.open, data=args.data,
               max_memory=parse_size(args.max_memory), max_seconds=args.max_seconds,
