@@ -533,3 +533,19 @@ def test_messages_name_the_cause_a_domain_error_and_one_undetermined_parameter()
     r = fit("A*exp(-k*x)+C", x, np.full(20, 2.0), p0={"A": 1, "k": 1, "C": 0})
     assert r.reason == "failed" and "the data do not determine k" in r.message
     assert abs(r.params["A"]) < 1e-8 and r.params["A"] + r.params["C"] == pytest.approx(2)
+
+
+@pytest.mark.parametrize("model, f", [("a*x^2 + b*x + c", lambda x, a, b, c: a * x * x + b * x + c),
+                                      ("a*exp(-b*x)", lambda x, a, b: a * np.exp(-b * x))])
+def test_a_tiny_sigma_fits_as_curve_fit_does(model, f):
+    # before: the gradient's norm was squared past the largest float (1e300^2): "diverged at
+    # step 0 ... the model overflows near these parameters" for a sigma of 1e-150
+    from scipy.optimize import curve_fit
+    x = np.linspace(0, 4, 30)
+    y = 3 * np.exp(-0.7 * x) + 0.01 * np.random.default_rng(0).standard_normal(30)
+    sigma = np.full(30, 1e-150)
+    r = gradfit.fit(model, x, y, sigma=sigma)
+    p, cov = curve_fit(f, x, y, p0=[1.0] * len(r.params), sigma=sigma)
+    assert r.converged, r.message
+    np.testing.assert_allclose(list(r.params.values()), p, rtol=1e-7)
+    np.testing.assert_allclose(list(r.stderr.values()), np.sqrt(np.diag(cov)), rtol=1e-5)

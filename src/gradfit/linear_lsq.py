@@ -73,7 +73,7 @@ class LinearSolution:
         with torch.no_grad():
             loss = float(problem.objective(theta0))
             rss = float(problem.residuals(theta0).square().sum())
-        g = float(torch.linalg.vector_norm(self.r.transpose(0, 1) @ (self.r @ theta0 - self.c)))
+        g = float(data_norm(self.r.transpose(0, 1) @ (self.r @ theta0 - self.c)))   # no overflow
         name = problem.loss.name
         slope = 2.0 / self.n if name == "mse" else (1.0 / math.sqrt(self.n * rss) if rss > 0 else 0.0)
         return loss, slope * g

@@ -171,12 +171,13 @@ class LevenbergMarquardt(Stepper):
         """The objective and its gradient norm at the current point, from ``M``."""
         e, F = self.engine, self.engine.F
         m = e.ops.torch(e.M[0])
-        S, g2 = torch.stack([m[F, F], m[:F, F].square().sum()]).tolist()
+        row = m[F].tolist()                 # (J^T r, S)
+        S, g = row[F], math.hypot(*row[:F])     # not squared past the largest number
         n = self.problem.n
         if self.problem.loss.name == "mse":
-            return S / n, 2.0 / n * math.sqrt(g2)
+            return S / n, 2.0 / n * g
         rmse = math.sqrt(S / n)
-        return rmse, (math.sqrt(g2 / (n * S)) if S > 0 else 0.0)
+        return rmse, (g / math.sqrt(n * S) if S > 0 else 0.0)
 
     def step(self) -> tuple[float, float]:
         if self.linear is not None:

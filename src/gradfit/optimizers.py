@@ -28,7 +28,7 @@ import torch
 
 from .errors import InputError
 from .problem import Problem
-from .stepper import Stepper
+from .stepper import Stepper, grad_norm
 
 
 class GD(torch.optim.Optimizer):
@@ -56,12 +56,6 @@ class GD(torch.optim.Optimizer):
                 if p.grad is not None:
                     p.data = p.detach() - p.grad * lr
 
-
-def grad_norm(g: torch.Tensor) -> float:
-    """The Euclidean norm as a float; for a few parameters one read-out beats a kernel."""
-    if g.numel() <= 64 and g.device.type == "cpu":
-        return math.hypot(*g.tolist())
-    return torch.linalg.vector_norm(g).item()
 
 
 class GradientStepper(Stepper):
@@ -103,7 +97,7 @@ class GradientStepper(Stepper):
                 loss = self.problem.objective(theta)
                 loss.backward()
                 if not first:
-                    first.append((loss.item(), torch.linalg.vector_norm(theta.grad).item()))
+                    first.append((loss.item(), grad_norm(theta.grad)))
                 return loss
 
             self.opt.step(closure)

@@ -21,6 +21,21 @@ and then moves ``theta`` (so record ``i`` describes the point step ``i`` started
 """
 from __future__ import annotations
 
+import math
+
+import torch
+
+
+def grad_norm(g: torch.Tensor) -> float:
+    """The Euclidean norm as a float, without squaring past the largest number (a gradient
+    of 1e200 has a norm; ``vector_norm`` says inf); for a few parameters one read-out beats
+    a kernel."""
+    if g.numel() <= 64 and g.device.type == "cpu":
+        return math.hypot(*g.tolist())
+    top = g.abs().max() if g.numel() else g.new_zeros(())
+    top = torch.where(top > 0, top, 1.0)
+    return float(top * torch.linalg.vector_norm(g / top))
+
 
 class Stepper:
     stop: tuple[str, str] | None = None
