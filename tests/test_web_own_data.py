@@ -156,3 +156,29 @@ def test_the_column_menus_list_the_columns_as_read(client):
     assert body["y"] == [1.0, 3.0, 5.0]
     body = upload(client, "0,1\n1,3\n2,5\n").json()
     assert body["columns"] == ["c1", "c2"] and body["y"] == [1.0, 3.0, 5.0]
+
+
+def timestamps_csv(n=48):
+    t = 1.7e9 + 3600.0 * np.arange(n)                     # hourly, seconds since 1970
+    v = 20 + 3e-6 * (t - t[0]) + 0.1 * np.sin(np.arange(n))
+    return "t,v\n" + "\n".join(f"{a:.10g},{b:.6g}" for a, b in zip(t, v)) + "\n", t, v
+
+
+def test_data_far_from_size_one_give_each_parameter_its_scale(client):
+    # before: a*x + b over timestamps started at a = 1 (a curve at 1.7e9 over data of 20)
+    # with sliders of +-5 in steps of 0.01: a slope of 3e-6 sat at the slider's 0
+    text, t, v = timestamps_csv()
+    body = upload(client, text).json()
+    data = {k: body[k] for k in ("x", "y", "inputs")}
+    info = client.post("/api/model", json={"model": "a*x + b", "data": data}).json()
+    scale_a = np.sqrt(np.mean(v ** 2)) / np.sqrt(np.mean(t ** 2))     # rms(y) / rms(dy/da)
+    assert info["scales"]["a"] == pytest.approx(scale_a, rel=1e-9)
+    assert info["initial"]["a"] == pytest.approx(scale_a, rel=1e-9)
+    curve = info["initial"]["a"] * t + info["initial"]["b"]
+    assert np.sqrt(np.mean((curve - v) ** 2)) < np.sqrt(np.mean(v ** 2))   # the data's size
+    # data of the lesson's size keep the lesson's starts and sliders
+    lesson = client.post("/api/data", json={"name": "lesson"}).json()
+    info = client.post("/api/model", json={"model": "a*x^2 + b*x + c", "data": {
+        "x": lesson["x"], "y": lesson["y"]}}).json()
+    assert info["initial"] == {"a": 1.0, "b": 1.0, "c": 1.0}
+    assert set(info["scales"].values()) == {None}

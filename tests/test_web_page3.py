@@ -110,3 +110,26 @@ def test_reset_fits_the_slider_ranges_to_the_start_again(browser, server):
         assert abs(float(pg.input_value("#slider-a")) - 1.0) < 0.01     # the start, a = 1
     finally:
         ctx.close()
+
+
+def test_sliders_of_data_far_from_size_one_follow_their_scale(page, tmp_path):
+    # before: +-5 in steps of 0.01 whatever the data: over timestamps a slope of 1e-8
+    # sat at the slider's 0, and the curve started at 1.7e9 over data of 20
+    t = [1.7e9 + 3600.0 * i for i in range(48)]
+    rows = "\n".join(f"{a:.10g},{20 + 3e-6 * (a - t[0]):.6g}" for a in t)
+    path = tmp_path / "hourly.csv"
+    path.write_text("t,v\n" + rows + "\n")
+    page.fill("#model", "a*x + b")
+    page.wait_for_function("() => document.querySelectorAll('#sliders input').length === 2")
+    page.set_input_files("#csv", str(path))          # a new data set: the server's start
+    page.wait_for_function("() => document.getElementById('plot-data').data?.[0]?.x?.length === 48"
+                           " && Number(document.getElementById('slider-a').max) < 1e-6",
+                           timeout=20_000)
+    a = page.evaluate("() => { const i = document.getElementById('slider-a');"
+                      " return {value: Number(i.value), max: Number(i.max), step: Number(i.step),"
+                      " shown: document.getElementById('out-a').textContent}; }")
+    assert 5e-9 < a["value"] < 5e-8 and a["step"] < a["value"] / 100
+    assert a["shown"].startswith(f"{a['value']:.5e}"[:3])          # 6 digits, not 4
+    b = page.evaluate("() => { const i = document.getElementById('slider-b');"
+                      " return {value: Number(i.value), max: Number(i.max), step: Number(i.step)}; }")
+    assert 40 < b["max"] < 60 and abs(b["value"] - 1) <= b["step"]   # b's size: y's, ~20

@@ -61,7 +61,8 @@ test("log colours when the loss spans more than two decades", () => {
 test("labels and numbers", () => {
   assert.equal(labelText(null, 50, 200), "judging… 50/200 steps");
   assert.equal(labelText("good", 200, 200), "good");
-  assert.equal(fmt(2.421852345), "2.42185"); assert.equal(fmt(null), "–"); assert.equal(fmt(1e-7), "1.000e-7");
+  assert.equal(fmt(2.421852345), "2.42185"); assert.equal(fmt(null), "–"); assert.equal(fmt(1e-7), "1e-7");
+  assert.equal(fmt(1.17785096035195e-8), "1.17785e-8");  // 6 digits as above 1e-4 (had 4)
 });
 
 test("a hand-edited field that breaks its form keeps its default, the others are read", () => {

@@ -23,6 +23,7 @@ from .limits import (Cost, ServerLimits, landscape_rows, price_eval, price_exact
 from .pool import checkpoint, current_deadline
 from . import dataview
 from .exact import exact as exact_fit
+from .scales import MAX_SLIDERS, scaled_start, slider_scales
 from .views import curve
 from .schemas import MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
 
@@ -88,13 +89,18 @@ def distance(params: dict[str, float], optimum: dict[str, float] | None) -> floa
 def model_info(req: ModelIn, limits: ServerLimits | None = None) -> dict:
     inputs = dataview.model_inputs(req.model, req.data.inputs) if req.data else ("x",)
     model = _model(req)
-    x = torch.tensor(dataview.page_data(req.data).x) if req.data else None
+    data = dataview.page_data(req.data) if req.data else None
+    x = torch.tensor(data.x) if data is not None else None
     start = model.initial(x, req.seed)
+    scales = {n: None for n in model.param_names}
+    if data is not None and model.n_params <= MAX_SLIDERS:
+        scales = slider_scales(model, x, data.y, start)
+        start = scaled_start(start, scales)
     kind = next((k for k in ("poly", "relu", "mlp") if req.model.strip().startswith(k + ":")),
                 "expression")
     return {"model": model.spec, "kind": kind, "param_names": list(model.param_names),
             "initial": start, "n_params": model.n_params, "constants": dict(model.constants),
-            "inputs": list(inputs), "flexible": not model.identifiable}
+            "inputs": list(inputs), "flexible": not model.identifiable, "scales": scales}
 
 
 def eval_cost(req: EvalIn, limits: ServerLimits) -> Cost:

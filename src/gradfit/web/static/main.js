@@ -75,7 +75,7 @@ async function setModel(keep) {
   try { info = await api("/api/model", { model: S.model, data: dataBody(), seed: S.seed }); }
   catch (e) { $("model-error").textContent = e.message; return false; }
   model = { names: info.param_names, kind: info.kind, flexible: info.flexible,
-            constants: info.constants || {} };
+            constants: info.constants || {}, scales: info.scales || {} };
   // another model while a run is live or paused: that run was of the old one (with the same
   // parameter names it had gone on fitting it under the new model's name)
   if (modelText !== null && modelText !== S.model && (S.step > 0 || player.live)) resetRun();
@@ -99,7 +99,7 @@ function buildSliders() {
     if (S.step > 0 || player.live) newStart();
     S.p[name] = value; S.p0 = { ...S.p };
     evaluate(); dragged(); writeHash();
-  }, model.constants, released);
+  }, model.constants, released, model.scales);
 }
 const showSliders = () => setSliders(model.names, S.p);
 
@@ -308,6 +308,7 @@ async function onCSV(fields) {
             ...(out.x2 ? { x2: out.x2 } : {}), ...(out.sigma ? { sigma: out.sigma } : {}) };
   if (!keepInline) S.csv = { ...S.csv, x: [], y: [] };
   base = { ...S.csv, x: out.x, y: out.y }; pts = { x: out.x, y: out.y, origin: [] };
+  S.p0 = {};          // the last data's values mean nothing here: the server's start, to scale
   resetRun(); showDataControls(); showControls(); await refreshAll(true);
 }
 

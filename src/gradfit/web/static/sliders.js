@@ -7,14 +7,20 @@ const $ = (id) => document.getElementById(id);
 // been "_", one slider for two parameters); "-" cannot be in a parameter's name
 const cssId = (n) => n.replace(/[^A-Za-z0-9_]/gu, (c) => `-u${c.codePointAt(0).toString(16)}-`);
 
+// +-5 (the lesson's), or, where the server gave the parameter a scale (data far from size
+// 1: timestamps, nanovolts), 2.5 scales: a slope of 1e-9 is not stuck at the slider's 0
 function range(input, v) {
-  const half = Math.max(5, 2 * Math.abs(v || 0));
+  const scale = Number(input.dataset.scale);
+  const floor = scale > 0 && Number.isFinite(scale) ? 2.5 * scale : 5;
+  const half = Math.max(floor, 2 * Math.abs(v || 0));
   input.min = String(-half); input.max = String(half); input.step = String(half / 1000);
 }
 
 // box: the container; onInput(name, value) when one moves, onRelease(name) when a drag
-// ends (the range's change event); constants: name -> value (e, pi)
-export function makeSliders(box, names, values, max, onInput, constants = {}, onRelease = () => {}) {
+// ends (the range's change event); constants: name -> value (e, pi); scales: name -> the
+// parameter's size on the data, or null (the server's /api/model)
+export function makeSliders(box, names, values, max, onInput, constants = {}, onRelease = () => {},
+                            scales = {}) {
   box.innerHTML = "";
   const consts = Object.entries(constants);
   if (consts.length) {          // e and pi are constants, never sliders: say so
@@ -38,6 +44,7 @@ export function makeSliders(box, names, values, max, onInput, constants = {}, on
       <output id="out-${cssId(name)}"></output></label>`;
     box.appendChild(row);
     const input = row.querySelector("input");
+    if (scales[name] > 0) input.dataset.scale = String(scales[name]);
     range(input, values[name]);
     input.addEventListener("input", () => {
       $(`out-${cssId(name)}`).textContent = fmt(Number(input.value));

@@ -122,6 +122,6 @@ export function fmt(v) {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
   if (!isFinite(v)) return String(v);
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-4 || a >= 1e6)) return v.toExponential(3);
+  if (a !== 0 && (a < 1e-4 || a >= 1e6)) return String(Number(v.toPrecision(6)).toExponential());
   return String(Number(v.toPrecision(6)));
 }
