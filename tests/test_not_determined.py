@@ -74,3 +74,27 @@ def test_a_runaway_with_standard_errors_of_a_few_hundred_times_the_values_is_fai
     m = gradfit.fit_many(d["model"], x, y[None], sigma=s[None], p0=d["p0"],
                          absolute_sigma=True)
     assert m.reason[0] == "failed" and "do not determine V, K" in m.message[0]
+
+
+@pytest.mark.parametrize("seed, determined", [(0, False), (4, False), (3, True)])
+def test_a_logistic_steeper_than_the_spacing_of_x_is_not_called_converged(seed, determined):
+    # before: converged (ftol/xtol) with r = 61 +/- 2.8e11 and x0 = 5.02 +/- 9.4e7: one
+    # point on the step sees the rate, the loss is flat to rounding as r -> inf along the
+    # valley (profile: mse 1.5588921023680e-3 at r = 61.39, ...669e-3 at r = 80 and 300),
+    # but one standard error away the model is a hard step, whose loss rose for that reason
+    x = np.linspace(0, 10, 21)
+    y = 2 / (1 + np.exp(-40 * (x - 5.03))) + 0.1 + \
+        np.random.default_rng(seed).normal(0, 0.05, x.size)
+    model, p0 = "K/(1+exp(-r*(x-x0)))+B", {"K": 1, "r": 1, "x0": 5, "B": 0}
+    one = gradfit.fit(model, x, y, p0=p0)
+    many = gradfit.fit_many(model, x, y[None], p0=p0)
+    assert one.converged is determined and bool(many.converged[0]) is determined
+    if not determined:
+        assert "the data do not determine r, x0" in one.message
+        assert "the data do not determine r, x0" in many.message[0]
+    else:                                  # r = 10.7 +/- 4.8: a minimum, as curve_fit's
+        from scipy.optimize import curve_fit
+        p, cov = curve_fit(lambda t, K, r, x0, B: K / (1 + np.exp(-r * (t - x0))) + B, x, y,
+                           p0=list(one.params.values()))
+        np.testing.assert_allclose(list(one.params.values()), p, rtol=1e-6)
+        np.testing.assert_allclose(one.stderr["r"], np.sqrt(cov[1, 1]), rtol=1e-4)

@@ -212,6 +212,32 @@ def _probe(sse: Callable, at: np.ndarray) -> float:
         return math.nan
 
 
+STEEP = 100.0       # a rise beyond this times the covariance's own: not its bowl there
+SHRINK = 4.0        # ... so look again this many times nearer
+LOOKS = 7           # at most this many times (down to 4^-6 standard errors)
+
+
+def _bowl(sse: Callable, theta: np.ndarray, delta: np.ndarray, S: float, scale: float) -> bool:
+    """Whether ``S`` rises along ``+-t delta`` as the covariance's quadratic says, by
+    ``t^2 scale``, within a factor 10 below and ``STEEP`` above, at ``t = 1`` or nearer.
+
+    A rise far beyond the quadratic's means the step left the region it describes: a
+    Jacobian whose columns nearly vanish (a logistic steeper than the spacing of x: its
+    rate seen by one point) gives standard errors of 1e11, and one of them away the model
+    is a hard step whose loss rises for that reason alone, though along the valley the loss
+    is flat to rounding. Nearer steps tell: a true minimum's loss is quadratic near it."""
+    t = 1.0
+    for _ in range(LOOKS):
+        rise = [_probe(sse, theta + sign * t * delta) - S for sign in (1.0, -1.0)]
+        want = t * t * scale
+        if not all(math.isfinite(r) and r >= 0.1 * want for r in rise):
+            return False              # flat, falling or undefined: no bowl
+        if all(r <= STEEP * want for r in rise):
+            return True
+        t /= SHRINK
+    return False
+
+
 def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: float,
                    scale: float) -> str | None:
     """A message when the loss is not the quadratic bowl its covariance describes along the
@@ -222,7 +248,7 @@ def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: 
     they follow it (the valley's direction); there the Gauss-Newton model of the sum of
     squares ``S`` rises by exactly ``scale`` (``S / dof``, or 1 with absolute sigma). A fit
     whose ``S`` rises by less than a tenth of that on either side is not at a determined
-    minimum. ``sse(theta)`` is ``S`` at a point (numpy ``(F,)`` in, float out)."""
+    minimum; one whose ``S`` rises far more is looked at nearer (``_bowl``). ``sse(theta)`` is ``S`` at a point (numpy ``(F,)`` in, float out)."""
     if not bool(undetermined_suspects(theta[None], cov[None])[0]):
         return None
     sd = np.sqrt(np.clip(np.diag(cov), 0, None))
@@ -231,8 +257,7 @@ def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: 
         corr = cov / np.outer(sd, sd)
     j = int(np.argmax(rel))
     delta = cov[:, j] / sd[j]
-    rise = [_probe(sse, theta + sign * delta) - S for sign in (1.0, -1.0)]
-    if all(math.isfinite(r) and r >= 0.1 * scale for r in rise):
+    if _bowl(sse, theta, delta, S, scale):
         return None
     group = [names[i] for i in range(len(names))
              if rel[i] > UNDETERMINED and (i == j or abs(corr[i, j]) > TOGETHER)]
