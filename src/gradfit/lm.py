@@ -282,7 +282,12 @@ def problem_jacobian(problem, theta: torch.Tensor):
             return jr if sigma is None else jr / sigma
         return by_tree
     fn = problem.residuals
-    rows = problem.n <= ROWS_MAX and _rows_agree(fn, theta, problem.n)
+    # a model run on numpy (finite differences, a user's jac) gives its whole Jacobian in
+    # one backward: by rows it would give one per row (n Jacobians of 2P + 1 calls each)
+    with torch.no_grad():
+        fn(theta.detach())       # a model function's first call decides how it runs
+    kind = getattr(getattr(problem, "model", None), "jacobian_kind", "autograd")
+    rows = kind == "autograd" and problem.n <= ROWS_MAX and _rows_agree(fn, theta, problem.n)
 
     def by_autograd(t, idx):
         th = t[0]

@@ -17,8 +17,12 @@ exact) and ``s_j`` the parameter's typical size: its magnitude at the start (the
 the median over a batch of starts), 1 where that is 0. scipy's ``approx_derivative`` takes
 ``s_j = 1``, a step 6e-6 wide: six times a rate constant of 1e-6 (``exp(-k*t)`` over ``t``
 to 3e6), whose derivative it then misses entirely. The error is ``O(h^2)``, about ``1e-10`` relative for smooth models, against
-``O(h)`` (``1e-8``) for MINPACK's forward difference ``h = sqrt(eps) |p|``; it costs ``2P``
-calls of the function per Jacobian. Second derivatives are taken as zero (the Jacobian is
+``O(h)`` (``1e-8``) for MINPACK's forward difference ``h = sqrt(eps) |p|``; it costs ``2P + 1``
+calls of the function per Jacobian. Where the model bends within a step (a peak of width
+0.03 at x = 2000: ``h`` of its position is 0.012, and the standard errors came out 3% high,
+most fits "not smooth"), the bend ``|f(p+h) - 2f(p) + f(p-h)| / |f(p+h) - f(p-h)|`` (about
+``h / w``) says so, and the step is cut until it is below ``BEND`` (down to
+``sqrt(eps) max(s_j, |p_j|)``); the cut is kept for the next Jacobian. Second derivatives are taken as zero (the Jacobian is
 a constant of the backward pass), which is all least squares and gradient methods need.
 
     >>> import numpy as np, torch
@@ -37,6 +41,7 @@ a constant of the backward pass), which is all least squares and gradient method
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable
 
@@ -47,6 +52,9 @@ from .errors import InputError
 
 EPS = float(np.finfo(np.float64).eps)
 STEP = EPS ** (1 / 3)
+BEND = 1e-4          # a step is cut where the model bends more within it (error ~ BEND^2/6)
+BEND_TRIES = 3       # ... at most this many times a Jacobian
+FLOOR = EPS ** 0.5   # ... down to sqrt(eps) max(s_j, |p_j|) (MINPACK's forward step)
 
 AUTOGRAD, FINITE, USER = "autograd", "finite differences", "user's jac"
 
@@ -76,6 +84,7 @@ class NumpyRunner:
         self.kind = USER if jac is not None else FINITE
         self._x, self._xnp = None, None
         self.typical: np.ndarray | float = 1.0   # s_j of the steps (``typical_size``)
+        self.shrink: np.ndarray | float = 1.0    # each step's divisor, as last chosen
 
     def _xnumpy(self, x: torch.Tensor) -> np.ndarray:
         if self._x is not x:                      # once per data set
@@ -121,12 +130,44 @@ class NumpyRunner:
         return out.to(dtype=p.dtype, device=p.device).reshape(p.shape[:-1] + (n, p.shape[-1]))
 
     def _central(self, xnp: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """Central differences ``(n, P)`` with ``h_j = eps^(1/3) max(s_j, |p_j|)``."""
-        steps = STEP * np.maximum(self.typical, np.abs(p))
-        steps = (p + steps) - p                    # exactly representable
-        fp = np.stack([self.value(xnp, q) for q in p + np.diag(steps)])
-        fm = np.stack([self.value(xnp, q) for q in p - np.diag(steps)])
-        return ((fp - fm) / (2 * steps[:, None])).T
+        """Central differences ``(n, P)``, each parameter's step ``eps^(1/3) max(s_j, |p_j|)``
+        made smaller where the model bends within it (``_column``)."""
+        base = STEP * np.maximum(self.typical, np.abs(p))
+        if np.ndim(self.shrink) == 0 or len(self.shrink) != len(p):
+            self.shrink = np.ones(len(p))
+        f0 = self.value(xnp, p)
+        cols = []
+        for j in range(len(p)):
+            h = base[j] / self.shrink[j]
+            d, bend = self._column(xnp, p, j, h, f0)
+            for _ in range(BEND_TRIES):
+                floor = FLOOR * base[j] / STEP
+                if not bend > BEND or h <= floor:
+                    break
+                smaller = max(h * max(BEND / bend, 1e-4) / 2, floor)
+                d2, bend2 = self._column(xnp, p, j, smaller, f0)
+                if not bend2 < bend:        # noise of the function's own, not a bend
+                    break
+                h, d, bend = smaller, d2, bend2
+            self.shrink[j] = base[j] / h    # the next Jacobian starts from this step
+            cols.append(d)
+        return np.stack(cols, axis=1)
+
+    def _column(self, xnp, p, j, h, f0):
+        """``df/dp_j`` by central differences of step ``h``, and the bend ``|f(p+h) - 2 f(p)
+        + f(p-h)| / |f(p+h) - f(p-h)|`` over the points: about ``h / w`` for a model that
+        changes on a scale ``w`` of ``p_j`` (a peak's width, where ``p_j`` is its position
+        at 2000), whose central difference is then off by about ``(h / w)^2 / 6``."""
+        h = (p[j] + h) - p[j]                       # exactly representable
+        up, down = p.copy(), p.copy()
+        up[j] += h
+        down[j] -= h
+        fp, fm = self.value(xnp, up), self.value(xnp, down)
+        diff = fp - fm
+        first = float(np.linalg.norm(diff))
+        second = float(np.linalg.norm(fp - 2 * f0 + fm))
+        bend = second / first if first > 0 else (0.0 if second == 0 else math.inf)
+        return diff / (2 * h), bend
 
     def _user_jac(self, xnp: np.ndarray, p: np.ndarray) -> np.ndarray:
         out = self._call(self.jac, xnp, p, "jac function")
