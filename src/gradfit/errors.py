@@ -42,6 +42,12 @@ def _shorten(match: re.Match) -> str:
 class GradfitError(Exception):
     """Base class of every error gradfit raises on purpose."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show instead of a traceback: the message alone. These
+        errors are the user's input refused on purpose; gradfit's own frames (80 lines of
+        them for a syntax error in a model) would bury the one line that says what to do."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class InputError(GradfitError, ValueError):
     """Bad input from a user: a file, a column, an expression, an option.
