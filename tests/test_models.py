@@ -188,3 +188,22 @@ def test_a_huge_network_is_refused_before_it_is_built():
     with pytest.raises(InputError, match="too large"):
         make_model("mlp:10000,10000")
     assert time.perf_counter() - t < 1.0
+
+
+@pytest.mark.parametrize("model", ["a*x^2 + b*x + c", "A*exp(-k*x) + C"])
+def test_a_result_of_an_expression_model_pickles(model):
+    # before: "Can't pickle local object 'ExpressionModel._bind.<locals>.<lambda>'" for
+    # fit and fit_many results, which joblib, multiprocessing and caches pickle
+    import pickle
+
+    import numpy as np
+
+    import gradfit
+    d = gradfit.lesson_data()
+    r = gradfit.fit(model, d.x, d.y)
+    back = pickle.loads(pickle.dumps(r))
+    assert back.params == r.params
+    np.testing.assert_array_equal(back.predict(d.x), r.predict(d.x))
+    many = gradfit.fit_many(model, d.x, np.stack([d.y, 2 * d.y]))
+    again = pickle.loads(pickle.dumps(many))
+    np.testing.assert_array_equal(again.to_pandas().to_numpy(), many.to_pandas().to_numpy())

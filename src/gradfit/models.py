@@ -118,6 +118,11 @@ class ExpressionModel(Model):
         self.constants = {name: CONSTANTS[name] for name in self.expression.constants}
         self._bound_to, self._bound = None, None
 
+    def __reduce__(self):
+        # rebuilt from its text (the parsed tree and the bound data hold closures): a result
+        # goes through pickle, joblib and multiprocessing as a poly:K's does
+        return (type(self), (self.spec, self.input_names))
+
     def _bind(self, x: torch.Tensor):
         """Once per data set: the design matrix, or the expression with its parts of the
         inputs alone evaluated."""
