@@ -470,3 +470,35 @@ def test_a_linear_model_is_solved_against_the_data_as_fit_solves_it():
     quintic = gradfit.fit_many("poly:5", x, y[:1])
     assert quintic.reason[0] == "failed" and "not separable in float64" in quintic.message[0]
     assert "centring" in gradfit.fit("poly:5", x, y[0]).message
+
+
+def test_a_notebook_shows_the_table_and_a_row_knows_its_learning_rate():
+    # before: a cell showed only ManyResult('...', summary); result[i].method said lr=nan;
+    # a FitResult's repr was the dataclass's, kilobytes of history in a list of results
+    import html.parser
+    d = gradfit.lesson_data()
+    ys = np.stack([d.y, 2 * d.y, 3 * d.y])
+    m = gradfit.fit_many("a*x^2 + b*x + c", d.x, ys,
+                         optimizer="adam", lr=[0.1, 0.2, 0.3], steps=50)
+    assert m[1].method == "adam, lr=0.2"
+    page = m._repr_html_(rows=2)
+
+    class Cells(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.cells, self.rows = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            self.rows += tag == "tr"
+
+        def handle_data(self, data):
+            self.cells.append(data)
+    p = Cells()
+    p.feed(page)
+    assert m.summary() in "".join(p.cells) and p.rows == 3        # header and 2 rows
+    assert f"{m.params['a'][0]:.6g}" in p.cells and "1 more row(s)" in page
+    one = gradfit.fit("a*x^2 + b*x + c", d.x, d.y)
+    assert repr(one) == (f"FitResult('a*x^2 + b*x + c', mse={one.loss:.6g}, converged (xtol), "
+                         f"a={one.params['a']:.6g}, b={one.params['b']:.6g}, "
+                         f"c={one.params['c']:.6g})")
+    assert gradfit.fit_many("a*x^2 + b*x + c", d.x, ys)[0].method == "lm"

@@ -197,8 +197,10 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         out.fail(b * K, why)
     settings = RowSettings(names, free, tuple(fixed_names), lo, hi, fixed_vals,
                            values_k[best], out.held[best])
-    return _named(ManyResult.build(m, d, lossf, method, names, free, out, best, K,
-                                   time.perf_counter() - t0, absolute_sigma, settings), group)
+    res = ManyResult.build(m, d, lossf, method, names, free, out, best, K,
+                           time.perf_counter() - t0, absolute_sigma, settings)
+    res.lr = rates if spec.default_lr is not None and method not in ("lm", "irls") else None
+    return _named(res, group)
 
 
 def _named(res: ManyResult, group) -> ManyResult:

@@ -12,6 +12,7 @@ does not record one, so ``history`` and ``trajectory`` hold the final point only
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 from collections import Counter
@@ -109,6 +110,8 @@ class ManyResult:
     data: Any = field(default=None, repr=False)
     group_name: str = "group"
     settings: RowSettings | None = field(default=None, repr=False)
+    #: each problem's learning rate (gradient methods; None for lm and irls)
+    lr: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, m, d, lossf, method, names, free, out, rows, K, wall, absolute_sigma,
@@ -143,6 +146,24 @@ class ManyResult:
 
     def __repr__(self) -> str:
         return f"ManyResult({self.model!r}, {self.summary()})"
+
+    def _repr_html_(self, rows: int = 10) -> str:
+        """The summary and the table's first ``rows`` rows, for notebooks (Jupyter calls
+        this; a cell had shown only the one-line repr)."""
+        cols = self._columns()
+        names = list(cols)
+        shown = min(rows, len(self))
+        cell = (lambda v: f"{v:.6g}" if isinstance(v, (float, np.floating)) else str(v))
+        head = "".join(f"<th>{html.escape(str(n))}</th>" for n in names)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(cell(cols[n][i]))}</td>" for n in names)
+            + "</tr>" for i in range(shown))
+        more = (f"<p>... {len(self) - shown} more row(s) (<code>to_pandas()</code> holds them "
+                "all)</p>" if len(self) > shown else "")
+        return (f"<div><p><b>{html.escape(self.model)}</b>, {html.escape(self.loss_name)}, "
+                f"{html.escape(self.optimizer)}: {html.escape(self.summary())}</p>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                f"{more}</div>")
 
     def _columns(self) -> dict[str, list]:
         pnames, enames, snames = output_names(self.params, self.stderr or {})
@@ -204,7 +225,8 @@ class ManyResult:
         final = np.array(list(params.values()))
         return FitResult(
             params=params, loss=float(self.loss[i]), loss_name=self.loss_name, model=self.model,
-            optimizer=self.optimizer, lr=math.nan, steps=int(self.steps[i]),
+            optimizer=self.optimizer, lr=float(self.lr[i]) if self.lr is not None else math.nan,
+            steps=int(self.steps[i]),
             converged=bool(self.converged[i]), reason=str(self.reason[i]),
             message=self.message[i], history=np.array([self.loss[i]]), trajectory=final[None],
             grad_norms=np.array([]), wall_time=self.wall_time / max(len(self), 1),

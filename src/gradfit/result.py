@@ -234,6 +234,15 @@ class FitResult:
     def __str__(self) -> str:
         return self.report()
 
+    def __repr__(self) -> str:
+        # short: the dataclass's own held every history and trajectory array (kilobytes
+        # in a list of results or a dict)
+        params = ", ".join(f"{n}={v:.6g}" for n, v in list(self.params.items())[:8])
+        more = ", ..." if len(self.params) > 8 else ""
+        state = f"converged ({self.reason})" if self.converged else self.reason
+        return (f"FitResult({self.model!r}, {self.loss_name}={self.loss:.6g}, {state}, "
+                f"{params}{more})")
+
     def _repr_html_(self) -> str:
         """The report as HTML tables, for notebooks (Jupyter calls this)."""
         from .report import html_report
