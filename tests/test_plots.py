@@ -372,3 +372,16 @@ def test_a_result_keeps_its_data_so_a_picture_needs_nothing_else(lesson):
     fig = gradfit.plots.fit(r)
     xs = [np.asarray(line.get_xdata(), dtype=float) for ax in fig.axes for line in ax.get_lines()]
     assert fig.axes and any(len(v) for v in xs)
+
+
+def test_a_figure_that_is_a_cells_value_is_drawn_without_pyplot():
+    # before: Jupyter showed '<Figure size 1150x620 with 3 Axes>' until something had
+    # imported matplotlib.pyplot (whose inline backend registers the drawing)
+    formatters = pytest.importorskip("IPython.core.formatters")
+    d = gradfit.lesson_data()
+    r = gradfit.fit("a*x^2 + b*x + c", d.x, d.y)
+    data, _ = formatters.DisplayFormatter().format(gradfit.plots.fit(r, d.x, d.y))
+    png = data["image/png"]
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1150, 620)          # the figure's size at 100 dpi

@@ -27,9 +27,21 @@ def new_figure(ax=None, size=(7.0, 4.5)):
     return fig, fig.add_subplot()
 
 
+class ShownFigure(Figure):
+    """A figure that a notebook shows when it is a cell's value: without pyplot, Jupyter
+    draws a plain ``Figure`` only once something has imported ``matplotlib.pyplot`` (its
+    inline backend registers the drawing); before that the cell said ``<Figure size ...>``."""
+
+    def _repr_png_(self) -> bytes:
+        import io
+        buf = io.BytesIO()
+        self.savefig(buf, format="png")
+        return buf.getvalue()
+
+
 def figure(size=(7.0, 4.5)) -> Figure:
-    """A new figure on an Agg canvas (no pyplot, no display)."""
-    fig = Figure(figsize=size, layout="constrained")
+    """A new figure on an Agg canvas (no pyplot; a notebook shows it: ``ShownFigure``)."""
+    fig = ShownFigure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
