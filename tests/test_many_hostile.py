@@ -286,3 +286,34 @@ def test_tuple_labels_of_a_frame_are_labels():
     assert r.groups.tolist() == [("p1", 1), ("p1", 2)]
     assert r.params["a"].tolist() == pytest.approx([1.0, 2.0], rel=1e-12)
     assert r[("p1", 2)].params["a"] == pytest.approx(2.0, rel=1e-12)
+
+
+def test_ctrl_c_stops_fit_many_on_several_threads_at_once(tmp_path):
+    # before: the worker threads ran every chunk to its end (leaving the pool waits for
+    # them): a notebook's interrupt of a minute of adam took a minute
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "long.py"
+    script.write_text(
+        "import sys, time, numpy as np, torch, gradfit\n"
+        "torch.set_num_threads(2)\n"
+        "x = np.linspace(0, 1, 50); y = np.random.default_rng(0).random((2000, 50))\n"
+        "print('start', flush=True)\n"
+        "t0 = time.perf_counter()\n"
+        "try:\n"
+        "    gradfit.fit_many('A*exp(-k*x)+C', x, y, optimizer='adam', steps=10**6, ftol=0,"
+        " gtol=0)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "start"
+        time.sleep(2.0)                            # well inside the fit
+        import signal
+        proc.send_signal(signal.SIGINT)
+        t0 = time.perf_counter()
+        out, _ = proc.communicate(timeout=60)
+        assert "interrupted" in out and time.perf_counter() - t0 < 10
+    finally:
+        proc.kill()

@@ -32,6 +32,7 @@ import warnings
 import torch
 
 from .fit import DEFAULT_FTOL, DEFAULT_GTOL
+from .many_parallel import check_stop
 from .optimizers import SCHEDULES, get_optimizer
 
 
@@ -82,6 +83,7 @@ def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
                      gnorm=torch.full((steps, B), math.nan, dtype=dtype, device=dev),
                      point=torch.full((steps, B, P), math.nan, dtype=dtype, device=dev))
     for k in range(steps):
+        check_stop()
         if idx.numel() == 0:
             break
         t = u.requires_grad_(True)

@@ -27,6 +27,7 @@ from .irls_check import certify, uncertified_text
 from .lm import scaled_svd
 from .mae_edge import edge_minimum
 from .mae_vertex import descend
+from .many_parallel import check_stop
 
 
 class _Batch:
@@ -134,6 +135,7 @@ def gauss_newton(batch: _Batch, u0, idx, root_w, steps: int, halvings: int = 33,
         running &= ss > floor
     F = u.shape[-1]
     for _ in range(steps):
+        check_stop()
         at = running.nonzero().flatten()
         if at.numel() == 0:
             break
@@ -299,6 +301,7 @@ def batch_irls(prob, tr, u0, cfg):
     ref_norm = torch.full((B,), math.nan, dtype=dtype, device=dev)
     ref_loss = ref_norm.clone()
     for _ in range(max_steps):
+        check_stop()
         idx = active.nonzero().flatten()
         if idx.numel() == 0:
             break

@@ -72,6 +72,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from .array_ns import NUMPY, TORCH, ops_for
+from .many_parallel import check_stop
 from .spd import factor, moments, solve_spd  # noqa: F401  (solve_spd: many_engines)
 
 OPTIONS = {
@@ -526,6 +527,7 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
     lm = BatchLM(jacobian, theta0, ydata=ydata, options=options, max_steps=max_steps,
                  normal=normal, runaway=runaway)
     for _ in range(max(1, max_steps) * 4 + lm.max_tries):
+        check_stop()
         lm.iterate()
         if not lm.running:
             break

@@ -11,6 +11,7 @@ busy cores: 12x slower than one thread). On a GPU the chunks run one after the o
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
@@ -19,6 +20,21 @@ import torch
 
 PARALLEL_MIN = 64        # problems per core below which the chunks run one after another
 SMALL_WORK = 2 ** 18     # values of data below which those run on one torch thread
+
+_local = threading.local()       # a worker thread's stop signal (``check_stop``)
+
+
+class Stopped(Exception):
+    """A chunk's work ended early: the caller was interrupted (Ctrl+C, a notebook's stop)."""
+
+
+def check_stop() -> None:
+    """Raise ``Stopped`` in a worker of ``each_chunk`` whose caller was interrupted; the
+    batched engines call it once an iteration (a thread cannot be interrupted from outside,
+    and leaving the pool waits for its running chunks: a minute of adam before)."""
+    stop = getattr(_local, "stop", None)
+    if stop is not None and stop.is_set():
+        raise Stopped
 
 
 def each_chunk(run: Callable[[np.ndarray], None], work: np.ndarray, size: int,
@@ -46,9 +62,21 @@ def each_chunk(run: Callable[[np.ndarray], None], work: np.ndarray, size: int,
     size = max(1, min(size // threads, -(-len(work) // threads)))
     chunks = [work[at:at + size] for at in range(0, len(work), size)]
 
+    stop = threading.Event()
+
     def one(chunk):
         torch.set_num_threads(1)            # this thread's setting only
-        run(chunk)
+        _local.stop = stop
+        try:
+            run(chunk)
+        finally:
+            _local.stop = None
         return chunk
-    with ThreadPoolExecutor(threads, thread_name_prefix="gradfit-many") as pool:
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="gradfit-many")
+    try:
         yield from pool.map(one, chunks)
+    except BaseException:       # KeyboardInterrupt, or the caller stopped iterating
+        stop.set()              # the running chunks end at their next iteration
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
