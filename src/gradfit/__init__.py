@@ -31,6 +31,16 @@ def playground(*args, **kwargs):
     return show(*args, **kwargs)
 
 
+def _stop_playground() -> bool:
+    """Stop the notebook's playground server (its frames go blank; the next
+    ``gradfit.playground`` starts a new one). True if one was running."""
+    from .web.notebook import stop
+    return stop()
+
+
+playground.stop = _stop_playground
+
+
 __all__ = [
     "fit", "iter_fit", "playground", "loss_and_grad", "fit_many", "ManyResult", "FitConfig", "FitResult", "StepRecord",
     "Model", "make_model", "MODELS", "LOSSES", "OPTIMIZERS", "SCHEDULES",

@@ -384,7 +384,10 @@ function wire() {
   $("btn-code").addEventListener("click", showCode);
   $("btn-link").addEventListener("click", () => {
     history.replaceState(null, "", "#" + encode(S, meta));
-    if (navigator.clipboard) navigator.clipboard.writeText(location.href).catch(() => {});
+    // refused inside a notebook's iframe without allow="clipboard-write", or outside a secure
+    // context: said, with the link to copy by hand (it had failed without a word)
+    const refused = () => { $("run-status").textContent = `the browser refused to copy the link here: ${location.href}`; };
+    if (navigator.clipboard) navigator.clipboard.writeText(location.href).catch(refused); else refused();
   });
   window.addEventListener("hashchange", () => location.reload());   // a link opened here (ours use replaceState)
   wireEditing($("plot-data"), {
