@@ -549,3 +549,20 @@ def test_a_tiny_sigma_fits_as_curve_fit_does(model, f):
     assert r.converged, r.message
     np.testing.assert_allclose(list(r.params.values()), p, rtol=1e-7)
     np.testing.assert_allclose(list(r.stderr.values()), np.sqrt(np.diag(cov)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("K", [5, 7])
+def test_a_polynomial_in_raw_x_far_from_zero_keeps_its_best_fit_and_says_to_centre(K):
+    # before: fit's solve dropped the singular values below the rank test (condition 3e14
+    # and beyond), and a start-based candidate with terms of 1e15 was excused its sum of
+    # squares by its own rounding: mse 0.50 (K = 5) and 1.1e11 (K = 7), where fit_many got
+    # 6.8e-5; K = 7's message had no word of centring. Oracle: the centred least squares
+    rng = np.random.default_rng(6)
+    x = np.linspace(1000, 1010, 30)
+    y = np.cos((x - 1005) / 3) + rng.normal(0, 0.01, 30)
+    ref = np.mean((np.polynomial.Polynomial.fit(x, y, K)(x) - y) ** 2)
+    r = gradfit.fit(f"poly:{K}", x, y)
+    many = gradfit.fit_many(f"poly:{K}", x, y[None])
+    assert not r.converged and r.reason == "failed" and many.reason[0] == "failed"
+    assert r.loss < 2 * ref and many.loss[0] < 2 * ref      # as far as float64 can hold it
+    assert "centring" in r.message and "centring" in many.message[0]

@@ -153,20 +153,32 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
     d = torch.where(norms > 0, norms, torch.ones_like(norms))
     u, s, vh = torch.linalg.svd(r / d, full_matrices=False)
     tol = torch.finfo(s.dtype).eps * max(n, f) * s[:1]
-    w = torch.where((s > tol).unsqueeze(-1), (u.transpose(0, 1) @ c) / s.clamp_min(1e-300).unsqueeze(-1),
-                    torch.zeros_like(c))
+    uc = (u.transpose(0, 1) @ c) / s.clamp_min(1e-300).unsqueeze(-1)
+    w = torch.where((s > tol).unsqueeze(-1), uc, torch.zeros_like(c))
     steps = (vh.transpose(0, 1) @ w) / d.unsqueeze(-1)          # (F, 1 or 2)
     # the start itself too: a start that already is the optimum stays (as LM's gtol test)
     candidates = [steps[:, 0]] + ([theta + steps[:, 1], theta] if use_start else [])
     candidates = [t for t in candidates if bool(torch.isfinite(t).all())]
+    # and the solve through every singular value, below the rank test's too: a quintic in
+    # raw x over [1000, 1010] (condition 3e14) keeps its curvature there, which the
+    # truncated solve drops (mse 0.50 where it is 6.8e-5). It wins only by a lower sum of
+    # squares (``_cosines``): of columns that truly depend, it is a needless large solution
+    full = (vh.transpose(0, 1) @ torch.where((s > 0).unsqueeze(-1), uc, 0.0)[:, :1]) / d.unsqueeze(-1)
+    full = full[:, 0] if bool((s <= tol).any()) and bool(torch.isfinite(full).all()) else None
     if not candidates:
         return None
-    best = candidates[0] if len(candidates) == 1 else candidates[
-        int(_cosines(rows, n, chunk, torch.stack(candidates, -1), d).argmin())]
+    thetas = torch.stack(candidates + ([full] if full is not None else []), -1)
+    score, rss, rounding = _cosines(rows, n, chunk, thetas, d, extra=full is not None)
+    best = candidates[int(score[:len(candidates)].argmin())]
+    if full is not None:
+        kept = int(score[:len(candidates)].argmin())
+        if rss[-1] < rss[kept] - 2 * rounding[kept] - 1e-9 * rss[kept]:
+            best = full
     return LinearSolution(best, s, vh, d, r, c[:, 0], n)
 
 
-def _cosines(rows, n: int, chunk: int, thetas: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+def _cosines(rows, n: int, chunk: int, thetas: torch.Tensor, d: torch.Tensor,
+             extra: bool = False):
     """For each column of ``thetas`` ``(F, k)``, a score to minimise: the largest
     ``|a_j . r| / (|a_j| |r|)`` (0 at the exact optimum), 0 where ``r`` is at the rounding
     level of the terms ``|a_i| |theta| + |b_i|`` (an exact fit's residuals are rounding,
@@ -174,7 +186,8 @@ def _cosines(rows, n: int, chunk: int, thetas: torch.Tensor, d: torch.Tensor) ->
     10^4 where b is 10), and infinite where the sum of squares lies beyond the rounding
     of the lowest one (a least-squares solution has the least: a solve from a start 1e15
     off, cosine 0.646 at mse 0.08, had won over the exact line, cosine 0.659 at 1e-24);
-    one pass over the rows for all of them."""
+    one pass over the rows for all of them. Returns the scores, the sums of squares and
+    their rounding levels; ``extra``: the last column is judged apart (not in "lowest")."""
     g = torch.zeros_like(thetas)
     rss = thetas.new_zeros(thetas.shape[1])
     tsq = thetas.new_zeros(thetas.shape[1])
@@ -187,6 +200,9 @@ def _cosines(rows, n: int, chunk: int, thetas: torch.Tensor, d: torch.Tensor) ->
     cos = (g.abs() / (d.unsqueeze(-1) * rss.sqrt().clamp_min(1e-300))).amax(0)
     rounding = (EXACT_ULPS * torch.finfo(rss.dtype).eps) ** 2 * tsq
     score = torch.where((rss > 0) & (rss > rounding), cos, torch.zeros_like(cos))
-    lowest = int(rss.argmin())
-    worse = rss > rss[lowest] + 2 * rounding + 1e-9 * rss[lowest]
-    return torch.where(worse, torch.full_like(score, math.inf), score)
+    among = rss[:-1] if extra else rss
+    lowest = int(among.argmin())
+    # beyond the lowest one's rounding: a candidate's own, from its terms, would excuse a
+    # start-based solve whose terms are 1e15 (x^5 at x = 1000) its sum of squares of 14.8
+    worse = rss > rss[lowest] + 2 * rounding[lowest] + 1e-9 * rss[lowest]
+    return torch.where(worse, torch.full_like(score, math.inf), score), rss, rounding

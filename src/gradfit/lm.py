@@ -208,7 +208,7 @@ class LevenbergMarquardt(Stepper):
     def _check_rank(self) -> None:
         """A converged fit whose scaled Jacobian ``J D^-1`` has lost rank is a failure:
         singular values below ``eps max(n, F) s_max`` count as zero (as ``fit_many``)."""
-        from .verdict import rank_message
+        from .verdict import far_inputs, rank_message
         e, F, p = self.engine, self.engine.F, self.problem
         with threads_for(p):
             d = e.ops.torch(e.d[0])
@@ -226,7 +226,7 @@ class LevenbergMarquardt(Stepper):
         if rank < F:
             names = (self.problem.model.param_names if isinstance(self.problem, Problem)
                      else self.problem.transform.free)
-            self.stop = ("failed", rank_message(rank, names, s, vh))
+            self.stop = ("failed", rank_message(rank, names, s, vh, far_inputs(p)))
 
     svd = None              # (s, V^T, d) of J D^-1 at a converged end (Moré's D)
 

@@ -275,7 +275,7 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> No
     a Gaussian moved 4500 widths off the data has columns of 1e-123 that the current
     column norms would scale back up to full rank."""
     from .many_kkt import _near
-    from .verdict import rank_message, scaled_singular
+    from .verdict import far_inputs, rank_message, scaled_singular
     conv = np.isin(reason, ("gtol", "ftol", "xtol"))
     rows = np.flatnonzero(conv if suspect is None else conv & suspect)
     if not rows.size or not prob.model.identifiable:
@@ -308,7 +308,11 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> No
                 rank = min(rank, int(ranks[rows[i]]))
             if s[j, 0] == 0 or rank < keep.size:
                 reason[rows[i]] = "failed"
-                message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j])
+                x = prob.x if prob.shared_x else prob.x[rows[i]]
+                if prob.mask is not None:
+                    x = x[prob.mask[rows[i]]]
+                message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j],
+                                                far_inputs(prob, x))
 
 
 LINEAR_TEXT = ("the exact least-squares solution of a model linear in its parameters (one "

@@ -147,17 +147,42 @@ def lost_rank(problem, final: torch.Tensor, free: tuple[str, ...], scaled=None) 
     kept = s > s.new_tensor(torch.finfo(s.dtype).eps * max(problem.n, len(free))) * s[0]
     rank = int(kept.sum())
     if s[0] == 0 or rank < len(free):
-        return rank_message(rank, free, s, vh)
+        return rank_message(rank, free, s, vh, far_inputs(problem))
     return None
+
+
+FAR = 30.0     # an input whose mean is beyond this many of its spreads from 0
+
+
+def far_inputs(problem, x=None) -> str:
+    """``'x lies (mean 1005, spread 2.9)'`` for an input column of ``problem`` (its own x,
+    or ``x``: one series of many) far from 0 for its spread, where a rank lost to rounding
+    (a polynomial in raw x over [1000, 1010], condition 1e20) cannot tell itself from a
+    true dependence by the singular values: the data say it; else ''."""
+    base = getattr(problem, "base", problem)
+    x = getattr(base, "x", None) if x is None else x
+    names = getattr(getattr(base, "model", None), "input_names", ())
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.shape[0] < 2:
+        return ""
+    cols = [x] if x.ndim == 1 else list(x.unbind(-1))
+    for name, col in zip(names, cols):
+        col = col[torch.isfinite(col)]
+        if col.numel() < 2:
+            continue
+        mean, spread = float(col.mean()), float(col.std())
+        if spread > 0 and abs(mean) > FAR * spread:
+            return f"{name} lies (mean {mean:.4g}, spread {spread:.2g})"
+    return ""
 
 
 NEARLY = 8.0     # a dropped singular value above this many eps (of the largest): a
                  # near-dependence within rounding, not a dependence (a*b*x: about 1 eps)
 
 
-def rank_message(rank: int, free, s: torch.Tensor, vh: torch.Tensor) -> str:
+def rank_message(rank: int, free, s: torch.Tensor, vh: torch.Tensor, far: str = "") -> str:
     """The message of a lost rank, naming the parameters with a component outside the row
-    space of the scaled Jacobian (``s``, ``vh`` its SVD; the same for one fit and many)."""
+    space of the scaled Jacobian (``s``, ``vh`` its SVD; the same for one fit and many);
+    ``far``: ``far_inputs``'s words, a hint to centre that input."""
     kept = torch.arange(s.shape[-1], device=s.device) < rank
     outside = (1 - vh[kept].square().sum(0)).clamp_min(0).sqrt()
     involved = [free[i] for i in (outside > 1e-3).nonzero().flatten().tolist()] or list(free)
@@ -176,6 +201,10 @@ def rank_message(rank: int, free, s: torch.Tensor, vh: torch.Tensor) -> str:
                  f"{str(s.dtype).replace('torch.', '')}: condition {top / float(s[rank]):.2g}; "
                  "centring and scaling the inputs, as x - mean(x), or the parameters may "
                  "make them determinable)")
+    elif far:
+        text += (f" ({far} far from 0 for its spread: functions of it, as its powers, are "
+                 "nearly dependent in this precision; centring it, as x - mean(x), may make "
+                 "them determinable)")
     return text
 
 
