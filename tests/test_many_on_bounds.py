@@ -203,3 +203,25 @@ def test_huber_ending_short_of_its_bound_is_finished_as_fit_finishes_it():
         assert conv
         assert a == pytest.approx(hi, rel=1e-12)
         assert loss == pytest.approx(best(hi), rel=1e-9)
+
+
+@pytest.mark.parametrize("gap, held", [(1e-7, False), (1e-5, False), (-1e-3, True)])
+def test_a_bound_just_below_a_free_optimum_does_not_hold_it(gap, held):
+    # before: fit_many held C on a bound 1e-7 standard errors below C's free optimum (within
+    # active_set.NEAR of it, though the loss is flat there, not rising outwards): k's
+    # standard error 22% low, where fit released it. Oracle: fit, and the unbounded fit
+    rng = np.random.default_rng(17)
+    t = np.linspace(0, 10, 40)
+    y = 5 * np.exp(-0.7 * t) + 0.3 + rng.normal(0, 0.05, 40)
+    model, p0 = "A*exp(-k*x)+C", {"A": 1, "k": 1, "C": 0.5}
+    free = gradfit.fit(model, t, y, p0=p0)
+    bounds = {"C": (free.params["C"] - gap * free.stderr["C"], 1)}
+    one = gradfit.fit(model, t, y, p0=p0, bounds=bounds)
+    row = gradfit.fit_many(model, t, y[None], p0=p0, bounds=bounds)[0]
+    assert one.at_bound == row.at_bound == (("C",) if held else ())
+    assert set(row.stderr) == set(one.stderr)
+    for n in one.stderr:
+        assert row.stderr[n] == pytest.approx(one.stderr[n], rel=1e-6)
+    if not held:
+        for n in free.stderr:
+            assert row.stderr[n] == pytest.approx(free.stderr[n], rel=1e-6)
