@@ -566,3 +566,31 @@ def test_a_polynomial_in_raw_x_far_from_zero_keeps_its_best_fit_and_says_to_cent
     assert not r.converged and r.reason == "failed" and many.reason[0] == "failed"
     assert r.loss < 2 * ref and many.loss[0] < 2 * ref      # as far as float64 can hold it
     assert "centring" in r.message and "centring" in many.message[0]
+
+
+def test_a_start_far_off_in_scale_is_named_as_the_cause():
+    # before: "no step lowered the loss ... the model may not be smooth here" for a power
+    # law started 20 decades below its data (curve_fit fails from there too)
+    rng = np.random.default_rng(5)
+    E = np.logspace(0, 3, 20)
+    y = 2e20 * E ** 0.8 * (1 + rng.normal(0, 0.05, 20))
+    r = gradfit.fit("a*x^b", E, y, p0={"a": 1, "b": 1})
+    m = gradfit.fit_many("a*x^b", E, y[None], p0={"a": 1, "b": 1})
+    for message in (r.message, m.message[0]):
+        assert "no step was taken from the start: there the model's values are about 2e-20 " \
+               "times the data's" in message
+    good = gradfit.fit("a*x^b", E, y, p0={"a": 1e20, "b": 1})        # as the advice says
+    assert good.converged and good.params["b"] == pytest.approx(0.8, abs=0.02)
+
+
+@pytest.mark.parametrize("seed", [9, 10])
+def test_a_relu_sum_by_lm_gets_one_verdict_from_fit_and_fit_many(seed):
+    # before: fit said "failed: the Jacobian lost rank" (a dead unit) where fit_many, and
+    # the README, do not ask a flexible model's rank
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-3, 3, 40)
+    y = np.where(x > 0.5, 1.5 * (x - 0.5), 0) + 0.3 + rng.normal(0, 0.05, 40)
+    r = gradfit.fit("relu:2", x, y, optimizer="lm", starts=1)
+    m = gradfit.fit_many("relu:2", x, y[None], optimizer="lm", starts=1)
+    assert r.reason == m.reason[0] and r.converged == bool(m.converged[0])
+    assert r.loss == pytest.approx(m.loss[0], rel=1e-9)

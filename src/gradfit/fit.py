@@ -35,14 +35,16 @@ from .models import Model, check_default_inputs, check_param_names, make_model, 
 from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
 from .active_set import held_up_by_a_bound, near_bounds, refine
-from .batch_lm import RUNAWAY, message as lm_message
+from .batch_lm import ROUGH, RUNAWAY, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .stationary import plateau_message
-from .fit_advice import no_finite_loss_advice
+from .fit_advice import far_start_text, no_finite_loss_advice, sizes
 from .verdict import judge, not_determined
 from .problem import Problem
 from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
+
+ROUGH_TEXT = lm_message(ROUGH, {})        # an LM end without a step (its prefix)
 
 DTYPE = {"float64": torch.float64, "float32": torch.float32}
 DEFAULT_FTOL, DEFAULT_GTOL = 1e-12, 1e-10   # for gradient methods; lm and irls stop themselves
@@ -285,6 +287,9 @@ class FitRun(Run):
                                    losses[0] if losses else None, final_loss, scaled)
             if self.exact_method == "lm" and linear is None and not at_bound:
                 reason, detail = _float32_short(prob, final, free, reason, detail)
+            if reason == "failed" and len(losses) <= 1 and detail.startswith(ROUGH_TEXT):
+                with torch.no_grad():       # no step from the start: is it far off in scale?
+                    detail += far_start_text(*sizes(prob.predict(final), prob.y))
             if prob.y.dtype == torch.float32 and reason == "failed":
                 from .precision import float32_hint
                 detail = float32_hint(detail)

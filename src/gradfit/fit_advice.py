@@ -86,3 +86,30 @@ def undefined_at(prob, point) -> str | None:
     return (f"the model is not finite at {_points(prob, bad)} whatever its parameters: it is "
             "undefined there (a division by zero, the log or square root of a negative "
             "number); expected a model defined at every data point, or leave such points out")
+
+
+FAR_SCALE = 1e3      # a model this many times above or below the data's size is far off
+
+
+def far_start_text(model_size: float, data_size: float) -> str:
+    """What to add to an LM end that took no step from its start (``batch_lm``'s ROUGH):
+    where the model's values there are ``FAR_SCALE`` or more off the data's size (rms of
+    each), the start is far from the answer in scale (a*x^b at a = 1 on data of 2e20:
+    "the model may not be smooth here" had sent the user looking at a smooth model)."""
+    text = "; no step was taken from the start"
+    if data_size > 0 and math.isfinite(data_size) and math.isfinite(model_size):
+        ratio = model_size / data_size
+        if ratio > FAR_SCALE or ratio < 1 / FAR_SCALE:
+            return (text + f": there the model's values are about {ratio:.0e} times the "
+                    "data's, so the start is far from the answer; expected starting values "
+                    "(p0) that bring the model near the data's scale")
+    return text + ": try other starting values (p0)"
+
+
+def sizes(f: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """The rms sizes ``(model, data)`` of the model's values ``f`` and the data ``y``
+    (weighted alike, or not at all), without squaring to overflow."""
+    from .batch_lm import data_norm
+    n = max(y.shape[-1], 1)
+    return float(data_norm(f)) / math.sqrt(n), float(data_norm(y)) / math.sqrt(n)
+

@@ -201,7 +201,12 @@ class LevenbergMarquardt(Stepper):
             self.theta.copy_(e.point())
         if code != RUNNING:
             self.stop = (reason(code), message(code, self.options))
-            if self.stop[0] in ("gtol", "ftol", "xtol"):
+            # a flexible model (ReLU sums, networks) has no unique parameters: its rank is
+            # no verdict (a dead unit's are flat), in fit as in fit_many, unless it has
+            # more parameters than points (fit_many refuses those: too few points)
+            if self.stop[0] in ("gtol", "ftol", "xtol") and (
+                    getattr(getattr(self.problem, "model", None), "identifiable", True)
+                    or self.problem.n < self.engine.F):
                 self._check_rank()
         return loss, gnorm
 

@@ -86,11 +86,34 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
         if method == "lm" and theta.dtype == torch.float32:
             _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
+    if method == "lm":
+        _far_starts(reason, message, prob, theta, steps)
     if theta.dtype == torch.float32:
         from .precision import float32_hint
         for i in np.flatnonzero(np.asarray(reason) == "failed").tolist():
             message[i] = float32_hint(message[i])
     return theta, steps, reason, message, cov, held
+
+
+def _far_starts(reason, message, prob, theta, steps) -> None:
+    """An LM end that took no step from its start says whether the start is far off in
+    scale (``fit_advice.far_start_text``), as fit says it; ``message`` changes in place."""
+    from .batch_lm import ROUGH, message as lm_message
+    from .fit_advice import far_start_text, sizes
+    rough = lm_message(ROUGH, {})
+    rows = [i for i in np.flatnonzero((np.asarray(reason) == "failed")
+                                      & (steps.cpu().numpy() == 0)).tolist()
+            if str(message[i]).startswith(rough)]
+    if not rows:
+        return
+    idx = torch.as_tensor(rows, device=theta.device)
+    with torch.no_grad():
+        f = prob.predict(theta[idx], idx)
+    y = prob.y[idx]
+    if prob.mask is not None:
+        f, y = torch.where(prob.mask[idx], f, 0.0), torch.where(prob.mask[idx], y, 0.0)
+    for j, i in enumerate(rows):
+        message[i] = str(message[i]) + far_start_text(*sizes(f[j], y[j]))
 
 
 def held_by_bounds(prob, tr, theta, reason, gradient: bool) -> torch.Tensor:
