@@ -134,3 +134,25 @@ def test_sigma_one_number_or_one_per_point_and_the_bad_one_named():
         gradfit.fit("a*x+b", X, y, sigma=np.ones((10, 2)))
     with pytest.raises(InputError, match="got '0 at index 7'"):
         gradfit.fit("a*x+b", X, y, sigma=np.where(np.arange(20) == 7, 0.0, 1.0))
+
+
+def test_a_pandas_series_name_is_the_input_the_model_names():
+    # before: fit("a*t + c", df["t"], df["v"]) fitted t as a third parameter and failed
+    # ("lost rank ... combinations of a, t, c"); a typo (z for x) did the same
+    pd = pytest.importorskip("pandas")
+    t = np.linspace(0, 5, 30)
+    df = pd.DataFrame({"t": t, "u": t ** 2, "v": 2 * t + 1 + 0.01 * np.sin(7 * t)})
+    want = np.polyfit(t, df["v"], 1)
+    for x in (df["t"], df[["t"]]):
+        r = gradfit.fit("a*t + c", x, df["v"])
+        assert r.converged and list(r.params) == ["a", "c"]
+        np.testing.assert_allclose([r.params["a"], r.params["c"]], want, rtol=1e-10)
+    assert gradfit.fit("a*x + c", df["t"], df["v"]).params["a"] == pytest.approx(want[0])
+    two = gradfit.fit("a*t + b*u + c", df[["t", "u"]], df["v"])
+    assert list(two.params) == ["a", "b", "c"] and two.converged
+    assert gradfit.fit("c", t, df["v"]).params["c"] == pytest.approx(df["v"].mean())
+    for fn in (lambda m: gradfit.fit(m, t, df["v"].to_numpy()),
+               lambda m: gradfit.fit_many(m, t, np.stack([df["v"].to_numpy()] * 2))):
+        with pytest.raises(InputError, match=r"the model 'A\*exp\(-k\*z\)\+C' does not use "
+                                             r"its input x: every other name in it \(A, k, z, C\)"):
+            fn("A*exp(-k*z)+C")

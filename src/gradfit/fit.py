@@ -120,10 +120,42 @@ def prepare(model, x, y, sigma=None, *, loss="mse", delta=1.0, dtype=torch.float
             raise InputError("bad sigma", expected="positive finite numbers",
                              given=f"{float(st[i]):g} at index {i}")
     if inputs is None:
+        inputs = _named_inputs(model, x, xt)
+    if inputs is None:
         inputs = ("x",) if xt.ndim == 1 else tuple(f"x{i + 1}" for i in range(xt.shape[1]))
         check_default_inputs(model, inputs)
     m = make_model(model, inputs, jac)
+    _check_uses_an_input(model, m, inputs)
     return Problem(m, xt, yt, st, get_loss(loss, delta))
+
+
+def _named_inputs(model, x, xt) -> tuple[str, ...] | None:
+    """A pandas Series' name or a DataFrame's columns as the inputs, where the expression
+    names them (``fit("a*t + c", df["t"], df["v"])``: t had been fitted as a parameter);
+    else None (the default names)."""
+    if not isinstance(model, str) or ":" in model:
+        return None
+    names = list(x.columns) if hasattr(x, "columns") else [getattr(x, "name", None)]
+    if len(names) != (1 if xt.ndim == 1 else xt.shape[1]) or \
+            not all(isinstance(n, str) and n.isidentifier() for n in names):
+        return None
+    from .models import _mentions, table_inputs
+    return table_inputs(model, names) if _mentions(model) & set(names) else None
+
+
+def _check_uses_an_input(model, m: Model, inputs) -> None:
+    """An expression that names none of its inputs has every free name a parameter: with
+    two or more they are constants the data cannot tell apart (``a*t + c`` on x, ``z`` for
+    ``x``), refused here with the input's name rather than "lost rank" after the fit."""
+    from .models import unused_inputs
+    if not isinstance(model, str) or ":" in model or len(m.param_names) < 2:
+        return
+    if list(unused_inputs(model, inputs)) == list(inputs):
+        shown = ", ".join(inputs)
+        raise InputError(f"the model {model!r} does not use its input {shown}: every other "
+                         f"name in it ({', '.join(m.param_names)}) would be a constant "
+                         "parameter", expected=f"a model of {shown}, or inputs=[...] naming "
+                         "the input the model uses (e.g. inputs=['t'])")
 
 
 class FitRun(Run):

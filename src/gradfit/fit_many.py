@@ -142,6 +142,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         inputs = ("x",) if nd == 1 else tuple(f"x{i + 1}" for i in range(nd))
         check_default_inputs(model, inputs)
     m = make_model(model, inputs)
+    from .fit import _check_uses_an_input
+    _check_uses_an_input(model, m, inputs)
     names = m.param_names
     if p0 is not None and not isinstance(p0, Mapping) and not callable(p0):  # [1, 2]
         p0 = p0_in_order(p0, names)
