@@ -33,7 +33,7 @@ from .batch_lm import RUNAWAY, RUNAWAY_STEPS as LOOK_STEPS, runs_away
 from .batch_lm import message as lm_message
 from .lm import problem_residuals_and_jacobian, residuals_and_jacobian, scaled_svd
 from .losses import LOSSES, check_method
-from .stepper import Stepper, grad_norm
+from .stepper import Stepper
 from .irls_check import certify, uncertified_text
 from .mae_edge import edge_minimum
 from .mae_vertex import descend
@@ -156,7 +156,9 @@ class IRLS(Stepper):
         with torch.enable_grad():
             loss = self.problem.objective(t)
             (g,) = torch.autograd.grad(loss, t)
-        return loss.item(), grad_norm(g)
+        # squared as it is (not grad_norm): a gradient past 1e154 at the start (exp(700) of
+        # a*exp(b*x) over x to 1000) is a model overflowing there, and its advice says so
+        return loss.item(), torch.linalg.vector_norm(g).item()
 
     def _jacobian(self, theta: torch.Tensor):
         return problem_residuals_and_jacobian(self.problem, theta)
