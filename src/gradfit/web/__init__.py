@@ -20,8 +20,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
 
     ``data``: the built-in dataset the page opens with (``gradfit.web.datasets.DATASETS``).
     ``max_memory`` (bytes, default 1 GiB) and ``max_seconds`` (default 10) bound every
-    request (``limits.ServerLimits``); ``host`` is accepted as a Host besides loopback, and
-    ``origins`` as page origins besides the server's own (``guard.Guard``).
+    request (``limits.ServerLimits``); ``host`` is accepted as a Host besides loopback
+    (``0.0.0.0`` or ``::``: IP literals and this machine's names, so that other machines
+    can reach it), and ``origins`` as page origins besides the server's own, with CORS
+    headers (``guard.Guard``). At most ``MAX_CONNECTIONS`` connections are served at once
+    (past that a request gets 503); a WebSocket message is at most ``MAX_JSON_BYTES``.
     """
     import threading
     import webbrowser
@@ -29,7 +32,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
     import uvicorn
 
     from .datasets import DATASETS
-    from .limits import ServerLimits, prepare_process
+    from .limits import MAX_CONNECTIONS, MAX_JSON_BYTES, ServerLimits, prepare_process
     from ..errors import InputError
 
     if data not in DATASETS:
@@ -38,15 +41,18 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
                                                ("max_seconds", max_seconds)) if v is not None})
     prepare_process()
     sock = listen(host, port)          # an OSError here, before the address is announced
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    every = host in ("0.0.0.0", "::")
+    shown = "127.0.0.1" if every else f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + ("" if data == DATA_DEFAULT else f"#data={data}")
-    print(f"gradfit playground: open {url}  (Ctrl+C stops it)", flush=True)
+    print(f"gradfit playground: open {url}  (Ctrl+C stops it)"
+          + ("; other machines: this machine's address or name" if every else ""), flush=True)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     app = create_app(limits=limits, hosts=(host,), origins=origins)
     from .header_deadline import HeaderDeadline
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           http=HeaderDeadline))
+                                           http=HeaderDeadline, ws_max_size=MAX_JSON_BYTES,
+                                           limit_concurrency=MAX_CONNECTIONS))
     server.run(sockets=[sock])
 
 

@@ -1,4 +1,6 @@
-"""The playground's server: ``create_app()`` builds the FastAPI app (OpenAPI at ``/docs``).
+"""The playground's server: ``create_app()`` builds the FastAPI app (its OpenAPI schema at
+``/openapi.json``; no ``/docs`` or ``/redoc`` page: FastAPI's load Swagger UI and ReDoc from
+a CDN, and the playground works with no internet).
 
 Routes: ``/`` the page, ``/static/...`` its files, ``/plotly.min.js`` from the installed
 plotly package (nothing is fetched from the internet), ``/api/meta`` the registries and
@@ -7,11 +9,16 @@ model's parameters and start, ``/api/eval`` loss, gradient and curve, ``/api/lan
 ``/api/exact``, ``/api/code`` a Python snippet, and the WebSocket ``/api/play``, the one
 run protocol (``runs.py``: the transport and its bounds; ``play.py``: the run).
 
-Every API request is read (its body capped by ``guard.Guard``), parsed, priced
-(``limits``) and computed in a worker thread of ``pool.WorkerPool``, never on the event
-loop; its answer is rendered there too. Errors are ``{"detail": "<one line>"}``: 422 bad
-input, past a limit, or cancelled at the deadline; 413 a body too large; 403 a foreign Host
-or Origin; 429 busy. JSON answers never hold NaN or Infinity (``finite_json``).
+Every API request is read (its body capped in size and time by ``guard.Guard``), parsed,
+priced (``limits``: its work, its memory and what its answer holds) and computed in a worker
+thread of ``pool.WorkerPool``, never on the event loop; its answer is rendered there too.
+Errors are ``{"detail": "<one line>"}``: 422 bad input, past a limit, or cancelled at the
+deadline; 413 a body too large; 415 a JSON endpoint's body sent as another type (a form or
+text: what a cross-site page may send without asking); 408 a body too slow; 400 a request
+without a Host or with two of a header the guard reads; 403 a foreign Host or Origin; 429
+busy. JSON answers never hold NaN or Infinity (``finite_json``). ``--allow-origin`` origins
+get CORS headers (Starlette's ``CORSMiddleware``, inside the guard), so that their pages can
+use the JSON API.
 """
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import GradfitError, InputError
@@ -39,13 +48,14 @@ from . import compute
 from .code import snippet
 from .csv_upload import read_upload
 from .datasets import DATASETS, make_dataset, points
-from .guard import Guard
+from .guard import Guard, normal_origin
 from .limits import ServerLimits
 from .pool import Busy, Cancelled, WorkerPool
 from .pagemeta import page_meta
 from .runs import RunLimiter, serve_run, validation_text
 from .shared import add_shared_routes
-from .schemas import (LIMITS, CodeIn, DataIn, ErrorOut, EvalIn, ExactIn, LandscapeIn, ModelIn)
+from .schemas import (LIMITS, CodeIn, DataIn, ErrorOut, EvalIn, ExactIn, LandscapeIn, ModelIn,
+                      precheck)
 
 STATIC = Path(__file__).parent / "static"
 PAGE_OPTIMIZERS = ("gd", "sgd", "momentum", "adam", "lbfgs", "lm", "auto")
@@ -53,8 +63,23 @@ MODEL_EXAMPLES = ("a*x^2 + b*x + c", "poly:3", "relu:2", "mlp:8")
 LIGHT_BODY = 256 * 1024          # bodies up to this size start in the light lane
 BODIES = (DataIn, ModelIn, EvalIn, LandscapeIn, ExactIn, CodeIn)
 ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
-    (403, "a foreign Host or Origin"), (413, "the body is too large"),
+    (400, "no Host, or two of a header the server checks"), (403, "a foreign Host or Origin"),
+    (408, "the body arrived too slowly"), (413, "the body is too large"),
+    (415, "the body is not sent as application/json"),
     (422, "bad input, past a limit, or cancelled at the time limit"), (429, "busy"))}
+GONE = "the client closed the connection before its body arrived"
+
+
+def json_type(content_type: str | None) -> bool:
+    """Whether a Content-Type says JSON: ``application/json`` (any parameters, such as
+    ``charset``) or a ``+json`` type.
+
+    >>> [json_type(t) for t in ("application/json; charset=utf-8", "text/plain", None)]
+    [True, False, False]
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
 
 
 class StrictJSONResponse(JSONResponse):
@@ -101,12 +126,17 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
     ``origins``: what ``--host`` and ``--allow-origin`` add to loopback and same-origin."""
     limits = limits or ServerLimits(**({"max_runs": max_runs} if max_runs else {}))
     app = FastAPI(title="gradfit playground", version=__version__, responses=ERRORS,
-                  default_response_class=StrictJSONResponse,
+                  default_response_class=StrictJSONResponse, docs_url=None, redoc_url=None,
                   description="Fit by hand, then watch gradient descent fit, in the browser.")
     app.state.limits = limits
     app.state.runs = RunLimiter(max_runs or limits.max_runs)
     app.state.pool = pool = WorkerPool(limits.max_seconds, limits.heavy_workers,
                                        limits.light_workers)
+    allowed = sorted({normal_origin(o) for o in origins if o})
+    if allowed:                 # added first: it runs inside the guard (Host, Origin first)
+        app.add_middleware(CORSMiddleware, allow_origins=["*"] if "*" in allowed else allowed,
+                           allow_methods=["GET", "POST"], allow_headers=["content-type"],
+                           max_age=600)
     app.add_middleware(Guard, hosts=hosts, origins=origins)
     js = plotly_js()
 
@@ -143,11 +173,22 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
     async def job(request: Request, schema: type[BaseModel], price: Callable | None,
                   work: Callable):
         """Parse the body, price it and compute, in a worker; the answer rendered there."""
-        body = await request.body()
+        if not json_type(request.headers.get("content-type")):
+            given = request.headers.get("content-type")
+            answer = _error(415, "the body must be sent as JSON: expected the Content-Type "
+                            "application/json" + (f", got {given[:60]!r}" if given else
+                                                  ", got none"))
+            answer.headers["Connection"] = "close"      # its body is not read
+            return answer
+        try:
+            body = await request.body()
+        except ClientDisconnect:        # the client went away: no error of the server's
+            return _error(400, GONE)
         arrived = time.perf_counter()
 
         def run(light: bool):
             start = time.perf_counter()
+            precheck(body)                  # no parse of what no request may hold
             req = schema.model_validate_json(body)
             if price is not None:
                 cost = price(req, limits)

@@ -15,6 +15,7 @@ from fastapi import Request
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ..data import DROP_HINT, csv_words, read_csv
 from ..errors import InputError
@@ -60,6 +61,9 @@ async def read_upload(request: Request, pool: WorkerPool, response):
     """Read the form (file, x, y, drop_nan), parse the file in a worker, answer."""
     try:
         form = await request.form(max_files=1, max_fields=8)
+    except ClientDisconnect:            # the client went away mid-upload: not our error
+        return response({"detail": "the client closed the connection before its upload "
+                         "arrived"}, status_code=400)
     except (ValueError, KeyError, AssertionError, HTTPException) as exc:   # a broken form
         raise InputError("cannot read the upload", expected="a multipart form with a CSV file "
                          "in 'file'", given=str(getattr(exc, "detail", exc))[:80] or None) from None

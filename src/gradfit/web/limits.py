@@ -18,6 +18,19 @@ The prices, in float64 numbers (8 bytes each)::
     exact       memory r P (j + 6) + 4 P^2 + n w_grad,  work 10 * 10 (n + r) P (w_grad + P)
     run (step)  as eval for gradient methods, as one exact iteration for lm / auto / irls
 
+An answer is priced by what it holds, too: rendering a number to JSON takes about 1.5 us
+and holds the interpreter's lock (the event loop waits), so an eval's curve (``x``, ``y``
+and each ReLU unit's part: ``curve_points x (units + 2)`` numbers, or a 41 x 41 surface)
+may hold at most ``MAX_ANSWER_NUMBERS``, and a run's frame (its curve, its parameters,
+the losses since the last frame, the changes of settings) at most ``MAX_FRAME_NUMBERS``
+(a run sends up to 50 a second, each also compressed on the event loop)::
+
+    >>> from gradfit.models import make_model
+    >>> price_eval(make_model("relu:999"), 20, 2000, ServerLimits())
+    Traceback (most recent call last):
+    ...
+    gradfit.errors.InputError: too large an answer for one request: its curve holds about 2e+06 numbers (curve_points x (ReLU units + 2)) where the limit is 250,000 (8 times over): expected fewer curve_points or fewer units
+
 with ``f`` the operations per point and parameter set, ``j`` the Jacobian's width
 (autograd builds it by a backward pass batched over the ``P`` parameters), ``r`` the rows
 of the Jacobian's evaluation (``n``, or ``n^2`` up to 150 points, where it is taken row by
@@ -57,9 +70,13 @@ MAX_JSON_BYTES = 16 * MB          # a JSON body
 MAX_CSV_BYTES = 20 * MB           # an uploaded file
 MAX_CSV_COLUMNS = 1_000           # columns of an uploaded file
 MAX_BODY_BYTES_IN_FLIGHT = 64 * MB   # bodies being received at once, server-wide
+MAX_CONNECTIONS = 2_000           # connections served at once (uvicorn: past it, 503)
 SWITCH_SECONDS = 0.0005           # sys.setswitchinterval in a server process
 EXACT_ITERATIONS = 10             # iterations an exact fit is priced for (the deadline holds the rest)
 AUTOGRAD = 10                     # a Jacobian's batched double backward, per number it touches
+MAX_ANSWER_NUMBERS = 250_000      # numbers in one answer's curve (~0.3 s to render, ~3 MB)
+MAX_FRAME_NUMBERS = 50_000        # numbers in one message of a run (~60 ms to render, ~600 KB)
+NUMBER_BYTES = 64                 # a number in an answer: a Python float, its list slot, its text
 
 
 @dataclass(frozen=True)
@@ -100,7 +117,8 @@ class ServerLimits:
         return {"MAX_MEMORY": self.max_memory, "MAX_SECONDS": self.max_seconds,
                 "JOB_MEMORY": self.job_memory, "MAX_WORK": MAX_WORK,
                 "MAX_JSON_BYTES": MAX_JSON_BYTES, "MAX_CSV_BYTES": MAX_CSV_BYTES,
-                "MAX_CSV_COLUMNS": MAX_CSV_COLUMNS}
+                "MAX_CSV_COLUMNS": MAX_CSV_COLUMNS, "MAX_ANSWER_NUMBERS": MAX_ANSWER_NUMBERS,
+                "MAX_FRAME_NUMBERS": MAX_FRAME_NUMBERS}
 
 
 @dataclass(frozen=True)
@@ -149,12 +167,50 @@ def check(cost: Cost, memory_cap: float, what: str = "one request") -> Cost:
     return cost
 
 
+def curve_numbers(model: Model, curve_points: int) -> tuple[int, str]:
+    """Numbers in a drawn curve (``views.curve``) and what makes them: ``x``, ``y`` and
+    each ReLU unit's part over one input; a surface over two."""
+    from .views import SURFACE_POINTS
+    if len(model.input_names) > 1:
+        return SURFACE_POINTS * (SURFACE_POINTS + 2), "a surface"
+    if isinstance(model, ReLUSumModel):
+        return curve_points * (model.units + 2), "curve_points x (ReLU units + 2)"
+    return curve_points * 2, "curve_points x 2"
+
+
 def price_eval(model: Model, n: int, curve_points: int, limits: ServerLimits) -> Cost:
-    """The loss and gradient at one parameter set, and the curve."""
+    """The loss and gradient at one parameter set, and the curve (what it holds, too)."""
     live, kept, _, ops = widths(model)
-    c = Cost(work=3.0 * (n + curve_points) * ops,
-             memory=8.0 * (n * (kept + 4) + curve_points * (live + 4)) + 64 * n)
+    numbers, why = curve_numbers(model, curve_points)
+    if numbers > MAX_ANSWER_NUMBERS:
+        raise InputError(f"too large an answer for one request: its curve holds about "
+                         f"{numbers:.2g} numbers ({why}) where the limit is "
+                         f"{MAX_ANSWER_NUMBERS:,} ({numbers / MAX_ANSWER_NUMBERS:.2g} times "
+                         "over)", expected="fewer curve_points or fewer units")
+    c = Cost(work=3.0 * (n + curve_points) * ops + 10.0 * numbers,
+             memory=8.0 * (n * (kept + 4) + curve_points * (live + 4)) + 64 * n
+             + NUMBER_BYTES * numbers)
     return check(c, limits.job_memory)
+
+
+def frame_numbers(model: Model, curve_points: int, steps_per_frame: int,
+                  changes: int) -> tuple[int, str]:
+    """Numbers in one message of a run: its curve, its parameters (and their distance to
+    the optimum), the losses since the last frame, the changes of settings so far."""
+    numbers, why = curve_numbers(model, curve_points)
+    return numbers + 2 * model.n_params + steps_per_frame + 4 * changes, why
+
+
+def price_frame(model: Model, curve_points: int, steps_per_frame: int, changes: int) -> int:
+    """A run's frame, before the run starts: a 422 past ``MAX_FRAME_NUMBERS``."""
+    numbers, why = frame_numbers(model, curve_points, steps_per_frame, changes)
+    if numbers > MAX_FRAME_NUMBERS:
+        raise InputError(f"too large a frame for a run: each holds about {numbers:.2g} "
+                         f"numbers (its curve: {why}; the parameters; steps_per_frame losses) "
+                         f"where the limit is {MAX_FRAME_NUMBERS:,} "
+                         f"({numbers / MAX_FRAME_NUMBERS:.2g} times over)",
+                         expected="fewer curve_points, fewer units or fewer steps_per_frame")
+    return numbers
 
 
 def landscape_rows(model: Model, n: int, limits: ServerLimits) -> int:
@@ -226,5 +282,7 @@ def return_freed_memory() -> None:
         pass
 
 
-__all__ = ["ServerLimits", "prepare_process", "return_freed_memory", "Cost", "widths", "check", "price_eval", "price_landscape",
-           "price_exact", "price_run_step", "landscape_rows", "MB"]
+__all__ = ["ServerLimits", "prepare_process", "return_freed_memory", "Cost", "widths", "check",
+           "price_eval", "price_landscape", "price_exact", "price_run_step", "price_frame",
+           "curve_numbers", "frame_numbers", "landscape_rows", "MB", "MAX_ANSWER_NUMBERS",
+           "MAX_FRAME_NUMBERS"]

@@ -21,6 +21,7 @@ not change after them: ``LABEL_RULE``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -38,8 +39,8 @@ from ..losses import check_method, get_loss
 from ..optimizers import OPTIMIZERS
 from . import dataview
 from .compute import build_model, distance
-from .limits import ServerLimits, price_run_step
-from .schemas import FRAME_SECONDS, RUN_TIME_LIMIT, Finite, RunIn, SetIn
+from .limits import MAX_FRAME_NUMBERS, ServerLimits, price_frame, price_run_step
+from .schemas import FRAME_SECONDS, MAX_CHANGES, RUN_TIME_LIMIT, Finite, RunIn, SetIn
 from .views import curve
 
 WINDOW = 1                 # frames the run may be ahead of the last one the page drew
@@ -59,7 +60,7 @@ class PlayIn(RunIn):
     ``changes`` to replay."""
 
     weight_decay: Finite = Field(0.0, ge=0, le=100)
-    changes: list[ChangeAt] = Field(default_factory=list, max_length=1000)
+    changes: list[ChangeAt] = Field(default_factory=list, max_length=MAX_CHANGES)
     frames: bool = True        # False: only the done message
     quiet_until: int = Field(0, ge=0)          # no frames, no pacing before this step
     pause_at: Optional[int] = Field(None, ge=0)   # pause by itself at this step (a link)
@@ -92,6 +93,8 @@ class PlaySession:
         self.model = build_model(req.model, self.data.inputs)
         for optimizer in {req.optimizer} | {c.optimizer for c in req.changes if c.optimizer}:
             price_run_step(self.model, len(self.y), optimizer, self.limits)   # replayed too
+        # and what a frame holds: its rendering and sending take the event loop's time
+        price_frame(self.model, req.curve_points, req.steps_per_frame, MAX_CHANGES)
         self.settings = {"lr": req.lr or OPTIMIZERS[req.optimizer].default_lr,
                          "loss": req.loss, "optimizer": req.optimizer}
         _check_changes(self.settings, sorted(req.changes, key=lambda c: c.step), req.delta)
@@ -157,7 +160,12 @@ class PlaySession:
         """A change of settings from the page, priced first (an exact method's step costs
         more than a gradient's) and checked against the loss it would run with (irls with
         mse had ended the run): over the limit or refused, it raises ``InputError`` and
-        nothing changes."""
+        nothing changes; so does a change past ``MAX_CHANGES`` in all (each frame lists
+        those applied, and its size is priced for that many)."""
+        with self.cond:
+            if len(self.applied) + len(self.pending) + len(self.schedule) >= MAX_CHANGES:
+                raise InputError(f"too many changes of settings in one run (at most "
+                                 f"{MAX_CHANGES})", expected="a new run (reset) for more")
         if msg.optimizer is not None:
             price_run_step(self.model, len(self.y), msg.optimizer, self.limits)
         with self.cond:                 # the settings once this and the pending ones apply
@@ -320,9 +328,19 @@ class PlaySession:
                        "time_limit": f"reached the time limit ({RUN_TIME_LIMIT:g} s)",
                        "idle": f"the page acknowledged no frame for "
                                f"{self.limits.send_timeout:g} s"}[reason]
+        note = None
+        if result.covariance is not None and result.covariance.size > MAX_FRAME_NUMBERS:
+            # P x P numbers would make the last message larger than any frame
+            note = (f"the covariance ({result.covariance.shape[0]} x "
+                    f"{result.covariance.shape[1]}) is left out: a message holds at most "
+                    f"{MAX_FRAME_NUMBERS:,} numbers; stderr and ci are given")
+            result = dataclasses.replace(result, covariance=None)
+        out = result.to_dict(history=False)
+        if note:
+            out["covariance_note"] = note
         self.emit({"type": "done", **self._state(done, result.params, result.loss, h),
                    "steps_done": done, "reason": reason, "message": message,
-                   "converged": result.converged, "result": result.to_dict(history=False)})
+                   "converged": result.converged, "result": out})
 
 
 def _num(v):

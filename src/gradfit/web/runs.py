@@ -27,7 +27,14 @@ Bounds, whatever the client does (DESIGN principle 17):
 - a page that acknowledges no frame for ``send_timeout`` seconds, or a message that cannot
   be sent within it (a client that does not read), ends the run;
 - a run ends ``RUN_TIME_LIMIT`` seconds after it started, playing or paused; the whole
-  stream is cut at ``RUN_TIME_LIMIT + send_timeout``.
+  stream is cut at ``RUN_TIME_LIMIT + send_timeout``;
+- a frame holds at most ``limits.MAX_FRAME_NUMBERS`` numbers (priced at the start: the
+  curve, the parameters, ``steps_per_frame`` losses), so that building, compressing and
+  sending one is short and "cancel" stays prompt;
+- the start message is at most ``MAX_JSON_BYTES`` (as a JSON body) and is parsed and
+  validated off the event loop; every later message (ack, pause, set ...) is at most
+  ``MAX_CONTROL_BYTES``: a larger one gets an ``error`` and the socket is closed with code
+  1009 (message too big), before it is parsed.
 
 Messages are encoded to JSON by the thread that puts them (the run's worker), off the event
 loop; at most ``MAX_NOTES`` warnings wait to go out.
@@ -43,12 +50,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import GradfitError
 from ..finite_json import dumps
-from .limits import ServerLimits
+from .limits import MAX_JSON_BYTES, ServerLimits
 from .play import PlayIn, PlaySession
-from .schemas import MAX_RUNS, RUN_TIME_LIMIT, SetIn
+from .schemas import MAX_RUNS, RUN_TIME_LIMIT, SetIn, precheck
 
 SEND_TIMEOUT = 10.0           # seconds for the start message, and the default send timeout
 MAX_NOTES = 16                # answers to bad messages waiting to go out
+MAX_CONTROL_BYTES = 64 * 1024   # a message after the start: an ack, a word, a "set"
+TOO_BIG = 1009                # the WebSocket close code "message too big"
 WORDS = ("cancel", "pause", "play", "step")
 
 
@@ -89,6 +98,7 @@ class Outbox:
         self.queue: list[tuple[str, int | None]] = []     # (text, frame seq or None)
         self.notes = 0
         self.last: str | None = None
+        self.close_code = 1000                          # how the stream ends
 
     def put(self, msg: dict) -> None:                # from any thread
         kind, text = msg.get("type"), dumps(msg)
@@ -122,23 +132,48 @@ async def _send(ws: WebSocket, msg: dict | str, timeout: float = SEND_TIMEOUT) -
     await asyncio.wait_for(ws.send_text(msg if isinstance(msg, str) else dumps(msg)), timeout)
 
 
-async def _first_message(ws: WebSocket) -> dict | str:
-    """The start message as a dict, or a one-line complaint."""
+class _Refused(Exception):
+    """A start message that cannot be used: a one-line ``detail`` and the close code."""
+
+    def __init__(self, detail: str, code: int):
+        super().__init__(detail)
+        self.detail, self.code = detail, code
+
+
+async def _first_message(ws: WebSocket) -> str:
+    """The start message's text, or ``_Refused``."""
     try:
         msg = await asyncio.wait_for(ws.receive(), SEND_TIMEOUT)
     except TimeoutError:
-        return f"no start message within {SEND_TIMEOUT:g} s"
+        raise _Refused(f"no start message within {SEND_TIMEOUT:g} s", 1003) from None
     if msg["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(msg.get("code", 1000))
     if msg.get("text") is None:
-        return "binary frames are not understood: expected a JSON text {\"type\": \"start\", ...}"
+        raise _Refused("binary frames are not understood: expected a JSON text "
+                       "{\"type\": \"start\", ...}", 1003)
+    if len(msg["text"]) > MAX_JSON_BYTES:
+        raise _Refused(f"the start message is too large: expected at most "
+                       f"{MAX_JSON_BYTES:,} bytes", TOO_BIG)
+    return msg["text"]
+
+
+def _start_request(text: str) -> PlayIn:
+    """The start message parsed and validated (in a worker thread: it may be megabytes)."""
     try:
-        first = json.loads(msg["text"])
+        precheck(text)
+    except GradfitError as exc:
+        raise _Refused(str(exc), TOO_BIG) from None
+    try:
+        first = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
-        return "the message is not JSON: expected {\"type\": \"start\", ...}"
+        raise _Refused("the message is not JSON: expected {\"type\": \"start\", ...}",
+                       1003) from None
     if not isinstance(first, dict) or first.get("type", "start") != "start":
-        return "expected a JSON object {\"type\": \"start\", ...} first"
-    return first
+        raise _Refused("expected a JSON object {\"type\": \"start\", ...} first", 1003)
+    try:
+        return PlayIn.model_validate({k: v for k, v in first.items() if k != "type"})
+    except ValidationError as exc:
+        raise _Refused(validation_text(exc), 1008) from None
 
 
 async def serve_run(ws: WebSocket, limiter: RunLimiter, limits: ServerLimits | None = None
@@ -147,16 +182,11 @@ async def serve_run(ws: WebSocket, limiter: RunLimiter, limits: ServerLimits | N
     limits = limits or ServerLimits()
     await ws.accept()
     try:
-        first = await _first_message(ws)
+        req = await asyncio.to_thread(_start_request, await _first_message(ws))
     except WebSocketDisconnect:
         return
-    if isinstance(first, str):
-        await _close(ws, {"type": "error", "detail": first}, 1003)
-        return
-    try:
-        req = PlayIn.model_validate({k: v for k, v in first.items() if k != "type"})
-    except ValidationError as exc:
-        await _close(ws, {"type": "error", "detail": validation_text(exc)}, 1008)
+    except _Refused as exc:
+        await _close(ws, {"type": "error", "detail": exc.detail}, exc.code)
         return
     if not limiter.acquire():
         await _close(ws, {"type": "busy", "detail": f"the server is busy: {limiter.limit} runs "
@@ -177,7 +207,8 @@ async def serve_run(ws: WebSocket, limiter: RunLimiter, limits: ServerLimits | N
 async def _close(ws: WebSocket, msg: dict, code: int) -> None:
     try:
         await _send(ws, msg)
-        await asyncio.wait_for(ws.close(code), SEND_TIMEOUT)
+        reason = msg["detail"].encode()[:120].decode("utf-8", "ignore")   # 123 bytes at most
+        await asyncio.wait_for(ws.close(code, reason), SEND_TIMEOUT)
     except (WebSocketDisconnect, RuntimeError, TimeoutError, OSError):
         pass
 
@@ -196,7 +227,7 @@ async def _stream(ws: WebSocket, session, outbox: Outbox, limits: ServerLimits) 
                     await _send(ws, text, limits.send_timeout)
                     if seq is not None:        # only a frame sent can be acknowledged
                         session.control("sent", {"seq": seq})
-        await asyncio.wait_for(ws.close(), limits.send_timeout)
+        await asyncio.wait_for(ws.close(outbox.close_code), limits.send_timeout)
     except (WebSocketDisconnect, RuntimeError, TimeoutError, OSError):
         pass
     finally:
@@ -216,6 +247,13 @@ async def _receive(ws: WebSocket, session, outbox: Outbox) -> None:
             if msg["type"] == "websocket.disconnect":
                 break
             text = msg.get("text")
+            size = len(text if text is not None else msg.get("bytes") or b"")
+            if size > MAX_CONTROL_BYTES:         # not parsed: the run ends, the socket closes
+                outbox.close_code = TOO_BIG
+                outbox.put({"type": "error", "detail": f"a message of {size:,} bytes is too "
+                            f"large: expected at most {MAX_CONTROL_BYTES:,} bytes after the "
+                            "start (an ack, pause, play, step, cancel or set); the run ends"})
+                break
             if text is None:
                 complain("binary frames are not understood: expected JSON text such as "
                          '{"type": "ack", "seq": 3} or "pause"')
@@ -250,4 +288,5 @@ async def _receive(ws: WebSocket, session, outbox: Outbox) -> None:
     session.control("cancel")
 
 
-__all__ = ["RunLimiter", "serve_run", "validation_text", "Outbox", "SEND_TIMEOUT"]
+__all__ = ["RunLimiter", "serve_run", "validation_text", "Outbox", "SEND_TIMEOUT",
+           "MAX_CONTROL_BYTES"]

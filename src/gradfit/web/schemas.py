@@ -30,11 +30,47 @@ MAX_RUNS = 4                  # runs streaming at once, server-wide
 RUN_TIME_LIMIT = 300.0        # seconds one run may take, whatever its client does
 FRAME_SECONDS = 1 / 50        # a run sends at most this many messages a second
 MAX_NOISE = 100.0             # noise scales of the built-in datasets
+MAX_PATH_POINTS = 10_000      # points of a path kept in view on a landscape (the page: <= 3,003)
+MAX_CHANGES = 1_000           # changes of settings in one run (replayed, and sent while it plays)
+MAX_STEP_OFFSET = 1_000_000_000   # the first step's number: step numbers stay exact in JavaScript
+MAX_NAME_LEN = MAX_EXPR_LEN   # characters of a parameter's or a dataset's name
+# what one request's JSON can hold at most (with room for the text of its strings): a body
+# past these is refused before it is parsed (``precheck``)
+MAX_JSON_KEYS = 3 * MAX_PARAMS + 5 * MAX_CHANGES + 2_000
+MAX_JSON_VALUES = 4 * MAX_POINTS + 2 * MAX_PATH_POINTS + 3 * MAX_PARAMS + 5 * MAX_CHANGES \
+    + 10_000
 
 LIMITS = {name: value for name, value in globals().items()
           if name.startswith("MAX_") or name in ("RUN_TIME_LIMIT", "FRAME_SECONDS")}
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def precheck(body: bytes | str) -> None:
+    """Refuse, before it is parsed, a JSON body that holds more keys or values than any
+    request may (a parse holds the interpreter's lock for about a second per 10 MB: a map
+    of 450,000 names had held every other request that long, for a 422 in the end).
+    Colons bound the keys and commas the values from above (strings may hold some, and
+    the schemas bound strings), so a body this refuses would be refused after parsing.
+
+    >>> precheck(b'{"params": {"a": 1, "b": 2}}')
+    >>> precheck(b"{" + b'"k": 1,' * 20_000 + b"}")
+    Traceback (most recent call last):
+    ...
+    gradfit.errors.InputError: too many keys in the body to parse (20,000): expected at most 2,000 names in params, optimum or p0, and at most 13,000 keys in all
+    """
+    from ..errors import InputError
+    colon, comma = (b":", b",") if isinstance(body, bytes) else (":", ",")
+    keys = body.count(colon)
+    if keys > MAX_JSON_KEYS:
+        raise InputError(f"too many keys in the body to parse ({keys:,})",
+                         expected=f"at most {MAX_PARAMS:,} names in params, optimum or p0, "
+                         f"and at most {MAX_JSON_KEYS:,} keys in all")
+    values = body.count(comma)
+    if values > MAX_JSON_VALUES:
+        raise InputError(f"too many values in the body to parse (about {values:,})",
+                         expected=f"at most {MAX_POINTS:,} points, {MAX_PATH_POINTS:,} path "
+                         f"points, {MAX_PARAMS:,} parameters; {MAX_JSON_VALUES:,} values in all")
 _UNSET = object()
 #: request fields that are not run settings (the data, views, paging of a stream)
 REQUEST_FIELDS = frozenset({
@@ -102,7 +138,8 @@ class Points(Strict):
     x: list[Finite] = Field(min_length=1, max_length=MAX_POINTS)
     y: list[Finite] = Field(min_length=1, max_length=MAX_POINTS)
     x2: Optional[list[Finite]] = Field(None, max_length=MAX_POINTS)
-    inputs: list[str] = Field(["x"], min_length=1, max_length=2)
+    inputs: list[Annotated[str, Field(max_length=MAX_NAME_LEN)]] = Field(
+        ["x"], min_length=1, max_length=2)
     sigma: Optional[list[Finite]] = Field(None, max_length=MAX_POINTS)
 
     @model_validator(mode="after")
@@ -137,7 +174,10 @@ class ProblemIn(Strict):
     split_seed: int = setting("seed")
 
 
-Params = dict[str, Finite]
+ParamName = Annotated[str, Field(max_length=MAX_NAME_LEN)]
+#: values by parameter name: at most ``MAX_PARAMS`` of them (a model has no more), checked
+#: as the map is read, so that an oversized one is refused before its values are validated
+Params = Annotated[dict[ParamName, Finite], Field(max_length=MAX_PARAMS)]
 
 
 class ModelIn(Strict):
@@ -162,13 +202,13 @@ class LandscapeIn(ProblemIn):
     ``(k, 2)`` to keep in view."""
 
     params: Params
-    names: Optional[list[str]] = Field(None, min_length=2, max_length=2)
-    slice: Optional[str] = None
+    names: Optional[list[ParamName]] = Field(None, min_length=2, max_length=2)
+    slice: Optional[ParamName] = None
     resolution: int = Field(61, ge=2, le=MAX_RESOLUTION)
     span: Optional[Finite] = Field(None, gt=0)
     # each point a pair (rows of other lengths had been dropped or cut, without a word)
     path: Optional[list[Annotated[list[Finite], Field(min_length=2, max_length=2)]]] = Field(
-        None, max_length=MAX_STEPS)
+        None, max_length=MAX_PATH_POINTS)
 
     @model_validator(mode="after")
     def _something(self):
@@ -188,7 +228,7 @@ class ExactIn(ProblemIn):
 class DataIn(Strict):
     """A built-in dataset (see ``datasets.DATASETS``) with its noise, size and seed."""
 
-    name: str = "lesson"
+    name: str = Field("lesson", max_length=MAX_NAME_LEN)
     n: int = Field(20, ge=1, le=MAX_POINTS)
     mult: Finite = Field(0.15, ge=0, le=MAX_NOISE)
     add: Finite = Field(1.5, ge=0, le=MAX_NOISE)
@@ -204,7 +244,7 @@ class RunIn(ProblemIn):
     p0: Optional[Params] = setting("p0", None)
     seed: int = setting("seed")
     steps_per_frame: int = Field(10, ge=1, le=MAX_STEPS_PER_FRAME)
-    step_offset: int = Field(0, ge=0)
+    step_offset: int = Field(0, ge=0, le=MAX_STEP_OFFSET)
     optimum: Optional[Params] = None
     optimum_loss: Optional[Finite] = None
     curve_points: int = Field(200, ge=2, le=MAX_CURVE_POINTS)
@@ -214,7 +254,7 @@ class RunIn(ProblemIn):
 class SetIn(Strict):
     """A change of settings while a run plays: it goes on from where it is."""
 
-    type: str = "set"
+    type: str = Field("set", max_length=40)
     lr: Optional[Finite] = setting("lr")
     loss: Optional[Choice("loss")] = None
     optimizer: Optional[Choice("optimizer")] = None
