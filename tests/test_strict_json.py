@@ -50,7 +50,7 @@ def test_sizes(text, size):
 
 @pytest.mark.parametrize("argv,words", [(["--max-memory", "lots"], "--max-memory"),
                                         (["--max-memory", "100M"], "memory cap is too small"),
-                                        (["--max-seconds", "0"], "time limit")])
+                                        (["--max-seconds", "0"], "bad --max-seconds")])
 def test_serve_refuses_limits_that_cannot_work(capsys, argv, words):
     assert main(["serve", "--port", "1", *argv]) == 2
     assert words in capsys.readouterr().err
