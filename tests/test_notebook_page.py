@@ -3,22 +3,16 @@ browser download), framed by a host page on another origin as Jupyter frames it:
 works in the frame (``allow="clipboard-write"``) and says so when the browser refuses; a page
 whose cell's data were let go says that, and to re-run the cell."""
 import http.server
-import os
 import threading
 
 import numpy as np
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+from test_web_e2e import browser  # noqa: F401  (the fixture; skips without Chromium)
 
 import gradfit  # noqa: E402
 from gradfit.web.shared import MAX_SHARED  # noqa: E402
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REFUSED = "the browser refused to copy the link here: "
 
 
@@ -46,14 +40,6 @@ def host():
         return f"http://localhost:{srv.server_address[1]}{path}"
     yield add
     srv.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def framed(browser, host_url, permissions=()):
