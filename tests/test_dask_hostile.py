@@ -32,7 +32,7 @@ def test_rows_without_a_label_split_over_partitions_are_one_failed_group(dask_cl
 
 
 @pytest.mark.parametrize("name, content, text", [
-    ("empty.csv", "", "No columns to parse from file"),
+    ("empty.csv", "", "empty.csv: empty file"),
     ("bad.parquet", "not parquet", "Parquet magic bytes not found"),
 ])
 def test_an_unreadable_file_is_named_in_the_readers_own_words(tmp_path, name, content, text):
@@ -191,10 +191,11 @@ def _folder(tmp_path, bad: bytes):
 
 
 @pytest.mark.parametrize("bad, text", [
-    (b"5,9.8\n6,abc\n", "b.csv, column 'y': not a number: expected a number"),
-    (b"5,9.8\n6,\n", "b.csv, column 'y': NaN, inf or an empty cell"),
-    (b"5,9.8\n6,nan\n", "b.csv, column 'y': NaN, inf or an empty cell"),
-    (b"\xff\xfe\x00\x81\x92\x00\xc3\x28\n" * 3, "a file is not UTF-8 text"),
+    # the one-file reader's words for that file, its row (as lines in an editor) included
+    (b"5,9.8\n6,abc\n", "b.csv, row 3, column 'y': not a number: expected a number"),
+    (b"5,9.8\n6,\n", "b.csv, row 3, column 'y': missing value"),
+    (b"5,9.8\n6,nan\n", "b.csv, row 3, column 'y': not a finite number"),
+    (b"\xff\xfe\x00\x81\x92\x00\xc3\x28\n" * 3, r"b.csv: not UTF-8 text \(bad byte at row 2\)"),
 ])
 def test_one_series_in_a_folder_names_the_file_of_a_bad_cell(tmp_path, capsys, bad, text,
                                                              dask_client):

@@ -195,3 +195,61 @@ def test_an_unreachable_scheduler_is_one_line(monkeypatch, capsys, tmp_path):
                  "a*t", "--workers", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "no data file matches" in err and err.count("\n") == 1
+
+
+def test_cli_out_of_core_takes_bounds_and_fix_as_fit_does(tmp_path, capsys, dask_client):
+    """Before: '--bounds and --fix are not supported out of core' (exit 2), though the
+    Python API took them."""
+    import json
+    from gradfit.cli import main
+    x, y, _ = gaussian_data(6000, seed=8)
+    for i in range(2):
+        pd.DataFrame({"t": x[i::2], "v": y[i::2]}).to_parquet(tmp_path / f"p{i}.parquet")
+    model = "A*exp(-(t-mu)^2/(2*s^2)) + C"
+    code = main(["fit", str(tmp_path), "--x", "t", "--y", "v", "--model", model,
+                 "--p0", "A=1.5,mu=0.3,s=1.2", "--bounds", "s=0.1:0.7", "--fix", "C=0.25",
+                 "--scheduler", dask_client.scheduler.address, "--json", "-"])
+    assert code == 0, capsys.readouterr().err
+    got = json.loads(capsys.readouterr().out)
+    xs, ys = np.concatenate([x[0::2], x[1::2]]), np.concatenate([y[0::2], y[1::2]])
+    s = gradfit.fit(model, xs, ys, p0={"A": 1.5, "mu": 0.3, "s": 1.2}, inputs=("t",),
+                    bounds={"s": (0.1, 0.7)}, fixed={"C": 0.25}, optimizer="lm")
+    assert got["params"]["s"] == 0.7 and got["params"]["C"] == 0.25
+    for k, v in s.params.items():
+        assert got["params"][k] == pytest.approx(v, rel=1e-10), k
+    assert set(got["stderr"]) == set(s.stderr) == {"A", "mu"}
+    for k, v in s.stderr.items():
+        assert got["stderr"][k] == pytest.approx(v, rel=1e-7), k
+
+
+@pytest.mark.parametrize("column, value, text", [
+    ("v", np.nan, r"b\.parquet, row 3, column 'v': NaN, inf or an empty cell"),
+    ("err", 0.0, r"b\.parquet, row 3, column 'err': uncertainty must be positive: "
+                 r"expected a number > 0, got '0\.0'"),
+])
+def test_a_bad_value_out_of_core_names_its_parquet_file_row_and_column(
+        tmp_path, dask_client, column, value, text):
+    """Before: "column 'v': NaN, inf or an empty cell" (no file), and for a sigma of 0
+    'bad sigma: expected positive finite numbers' (no file, row, column or value)."""
+    x, y, sigma = gaussian_data(40, seed=9)
+    frame = pd.DataFrame({"x": x, "y": y, "err": sigma}).rename(columns={"y": "v"})
+    frame.iloc[:20].to_parquet(tmp_path / "a.parquet")
+    b = frame.iloc[20:].reset_index(drop=True)
+    b.loc[2, column] = value
+    b.to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(InputError, match=text):
+        fit_out_of_core(GAUSS, str(tmp_path), x="x", y="v", sigma="err", p0=P0,
+                        scheduler=dask_client)
+
+
+def test_a_sigma_of_0_in_a_csv_file_is_named_as_the_one_file_reader_names_it(
+        tmp_path, dask_client, capsys):
+    from gradfit.cli import main
+    (tmp_path / "a.csv").write_text("x,y,err\n1,2.1,0.1\n2,3.9,0.1\n3,6.2,0.1\n")
+    (tmp_path / "b.csv").write_text("# a note\nx,y,err\n4,8.1,0.1\n5,9.8,0\n")
+    code = main(["fit", str(tmp_path), "--model", "a*x+b", "--sigma", "err",
+                 "--scheduler", dask_client.scheduler.address])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "b.csv, row 4, column 'err': uncertainty must be positive: expected a number " \
+           "> 0, got '0'" in err

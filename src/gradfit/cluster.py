@@ -2,8 +2,12 @@
 
 ``client_for(scheduler=None, workers=None)`` yields a ``dask.distributed.Client``:
 
-- ``scheduler`` a ``Client``: that client; an address (``tcp://HOST:8786``): a client
-  connected to that existing cluster (closed afterwards, the cluster left running);
+- ``scheduler`` a ``Client``: that client; an address (``tcp://HOST:8786``, or
+  ``HOST:8786`` as ``distributed.Client`` takes it): a client connected to that existing
+  cluster (closed afterwards, the cluster left running), once at least one worker has
+  joined it: a scheduler whose workers have not connected yet is waited for up to
+  ``WORKER_WAIT_SECONDS`` (saying so on stderr after ``WORKER_NOTE_SECONDS``), then
+  refused (its tasks would wait for ever);
 - else a client already active in this process (``distributed.get_client``) when
   ``workers`` is not given;
 - else a ``LocalCluster`` of ``workers`` processes (default: the CPU count, at most 4),
@@ -31,6 +35,8 @@ PRE_SPAWN_ENV = {**WORKER_ENV, "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
                  "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 CONNECT_TIMEOUT = "10s"
 HANDSHAKE_SECONDS = 20.0     # the whole connection, handshake included
+WORKER_WAIT_SECONDS = 60.0   # for a scheduler's first worker (workers start after it)
+WORKER_NOTE_SECONDS = 3.0    # ... before saying on stderr what is awaited
 
 
 def _distributed():
@@ -59,11 +65,10 @@ def client_for(scheduler=None, workers: int | None = None) -> Iterator:
         yield scheduler
         return
     if scheduler is not None:
-        if not isinstance(scheduler, str) or "://" not in scheduler:
-            raise InputError("bad scheduler address", expected="an address such as "
-                             "tcp://HOST:8786, or a distributed.Client", given=str(scheduler))
+        scheduler = address(scheduler)
         client = _connect(distributed, scheduler)
         with client:
+            _wait_for_workers(client, scheduler)
             yield client
         return
     if workers is None:
@@ -77,6 +82,41 @@ def client_for(scheduler=None, workers: int | None = None) -> Iterator:
     n = workers or max(1, min(4, os.cpu_count() or 1))
     with local_cluster(n) as cluster, distributed.Client(cluster) as client:
         yield client
+
+
+def address(scheduler) -> str:
+    """A scheduler's address: ``tcp://HOST:PORT`` (any scheme ``distributed`` knows), or
+    ``HOST:PORT`` for tcp, as ``distributed.Client`` reads it."""
+    text = scheduler.strip() if isinstance(scheduler, str) else ""
+    if "://" in text:
+        return text
+    host, colon, port = text.rpartition(":")
+    if colon and host and port.isdigit():
+        return "tcp://" + text
+    raise InputError("bad scheduler address", expected="an address such as tcp://HOST:8786 "
+                     "(or HOST:8786), or a distributed.Client", given=str(scheduler))
+
+
+def _wait_for_workers(client, scheduler: str) -> None:
+    """Return once the scheduler has a worker; say on stderr what is awaited after
+    ``WORKER_NOTE_SECONDS``; refuse after ``WORKER_WAIT_SECONDS`` (tasks sent to a
+    scheduler without workers wait for ever, silently)."""
+    import sys
+    import time
+    start = time.monotonic()
+    noted = False
+    while not client.scheduler_info(n_workers=1).get("workers"):
+        waited = time.monotonic() - start
+        if waited >= WORKER_WAIT_SECONDS:
+            raise InputError(f"the Dask scheduler at {scheduler} has no workers",
+                             expected="a cluster with at least one worker (dask worker "
+                             f"{scheduler}), or --workers N / workers=N for a local one",
+                             given=f"none joined within {WORKER_WAIT_SECONDS:g} s")
+        if not noted and waited >= WORKER_NOTE_SECONDS:
+            print(f"gradfit: waiting for a worker to join the Dask scheduler at {scheduler} "
+                  f"(none yet; up to {WORKER_WAIT_SECONDS:g} s)", file=sys.stderr, flush=True)
+            noted = True
+        time.sleep(0.2)
 
 
 def _connect(distributed, scheduler: str):

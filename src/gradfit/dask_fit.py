@@ -11,14 +11,18 @@ same way. A table written a series, or a file of series, at a time moves (almost
 one whose rows are interleaved moves them all, as a full shuffle. The result has one row
 per group: its label, the parameters, their standard errors (squared losses), ``loss``,
 ``converged``, ``reason``, ``steps``, ``r2``, ``rmse``, ``n_points`` and ``message``, as
-``ManyResult.to_pandas``; a group that cannot be fitted says why in its row and the others
-complete.
+``ManyResult.to_pandas`` (its columns and dtypes), the groups in order of first appearance
+(the files in sorted order, each file's rows in its order), as ``fit_many`` orders them in
+one process; a group that cannot be fitted says why in its row and the others complete.
+Each group's numbers are ``fit_many``'s for it up to rounding: a problem's last digits
+depend on the batch it runs in (how many problems, padded to which length), which LM's
+stopping tests amplify by the problem's conditioning (README: "the same answers").
 
 A task's result depends on its partition only, so a worker lost mid-fit costs time, not
 results: Dask reruns its tasks elsewhere and every row comes out identical.
 
     fit_table("A*exp(-k*t)", "data/*.parquet", x="t", y="signal", group="id",
-              p0={"A": 1, "k": 0.5})             # a local cluster, rows sorted by group
+              p0={"A": 1, "k": 0.5})             # a local cluster, rows in table order
     fit_table(..., scheduler="tcp://HOST:8786")  # an existing cluster
     fit_table(..., compute=False)                # a lazy Dask DataFrame
 """
@@ -29,7 +33,7 @@ import os
 import numpy as np
 
 from .cluster import client_for, progress as show_progress
-from .dask_tables import as_numbers, read_columns, read_errors
+from .dask_tables import as_numbers, check_labels, read_columns, read_errors
 from .errors import InputError
 from .losses import get_loss
 from .many_data import column_names as _columns
@@ -97,22 +101,55 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
                              "and its column names as x=, y=, group=, sigma=")
     x_cols, cols = _columns(x, y, group, sigma)
     _check_settings(model, x_cols, kwargs)
-    ddf = as_numbers(read_columns(data, cols), group, drop_nan=drop_nan)
+    table, files = read_columns(data, cols, group)
+    ddf = as_numbers(table, group, drop_nan=drop_nan)
     meta = result_meta(model, x_cols, ddf[group].dtype, group, kwargs.get("loss", "mse"),
                        kwargs.get("fixed"), kwargs.get("delta", 1.0))
     parts = npartitions or ddf.npartitions
     fit = (fit_partition, model, x_cols, y, group, sigma, meta, kwargs)
-    out = _plan(ddf, group, parts, fit, meta)
+    out, order = _plan(ddf, group, parts, fit, meta)
     if not compute:
         return out
-    with client_for(scheduler, workers) as client, read_errors():
-        future = client.compute(out)
-        show_progress(future, progress)
-        frame = future.result()
+    with client_for(scheduler, workers) as client, read_errors(files):
+        futures = client.compute([out, order])
+        show_progress(futures, progress)
+        frame, order = (f.result() for f in futures)
+        order = order["label"].to_numpy(dtype=object)
     if not len(frame):                   # every row is in a group's row: no rows at all
         raise InputError("no data rows", expected="a table with at least one row",
                          where=None if not isinstance(data, (str, os.PathLike)) else str(data))
-    return frame.sort_values(meta.columns[0], kind="stable").reset_index(drop=True)
+    return as_in_memory(frame, meta.columns[0], order)
+
+
+def as_in_memory(frame, label: str, order):
+    """The computed rows as ``fit_many(...).to_pandas()`` gives them: the groups in their
+    order of first appearance ``order``, columns of objects typed as pandas types them
+    (text as str, whole numbers as int64, Int64 with a missing label), not as Dask's
+    string[pyarrow] or objects."""
+    import pandas as pd
+    from .many_data import _missing
+
+    def key(v):
+        return None if _missing(v) else v
+    place: dict = {}
+    for i, v in enumerate(np.asarray(order, dtype=object).tolist()):
+        place.setdefault(key(v), i)
+    at = np.fromiter((place.get(key(v), len(place)) for v in
+                      frame[label].to_numpy(dtype=object).tolist()), dtype=np.int64,
+                     count=len(frame))
+    frame = frame.iloc[np.argsort(at, kind="stable")].reset_index(drop=True)
+    for c in frame.columns:
+        if frame[c].dtype == object or isinstance(frame[c].dtype, pd.StringDtype):
+            values = frame[c].to_numpy(dtype=object)
+            given = [v for v in values if not _missing(v)]
+            if c == label and len(given) < len(values) and given and all(
+                    isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                    for v in given):
+                frame[c] = pd.array([None if _missing(v) else v for v in values], dtype="Int64")
+            else:
+                frame[c] = pd.Series([None if _missing(v) else v for v in values],
+                                     dtype=object).infer_objects()
+    return frame
 
 
 def _check_settings(model, x_cols, kwargs) -> None:
@@ -138,27 +175,46 @@ def _plan(ddf, group, parts, fit, meta):
     the rows of the split ones shuffled together and fitted after."""
     import dask
     import dask.dataframe as dd
+    import pandas as pd
     ddf = ddf.optimize()            # its partitions fixed once: both passes read the same
     seen = [dask.delayed(_labels)(part, group) for part in ddf.to_delayed()]
-    split = dask.delayed(split_labels)(seen)
+    split = dask.delayed(split_labels)(seen, group)
     own = ddf.map_partitions(*fit, split, False, meta=meta)
     moved = ddf.map_partitions(_rows_of, group, split, meta=ddf._meta)
     rest = moved.shuffle(on=group, npartitions=parts).map_partitions(*fit, meta=meta)
-    return dd.concat([own, rest])
+    # the order of first appearance as a frame of one partition: one computation with the
+    # fits (the labels read once), of expressions only (a Delayed beside them had Dask
+    # materialise the graph, with a warning); labels as they are, not made text by Dask
+    with dask.config.set({"dataframe.convert-string": False}):
+        order = dd.from_delayed([dask.delayed(first_seen)(seen, True)],
+                                meta=pd.DataFrame({"label": pd.Series(dtype=object)}),
+                                verify_meta=False)
+    return dd.concat([own, rest]), order
 
 
 def _labels(frame, group):
     return frame[group].drop_duplicates().to_numpy()
 
 
-def split_labels(seen) -> np.ndarray:
-    """The labels found in more than one of the partitions' label arrays ``seen``."""
+def split_labels(seen, group: str | None = None) -> np.ndarray:
+    """The labels found in more than one of the partitions' label arrays ``seen``
+    (``group``: their column, whose labels are checked: ``check_labels``)."""
     import pandas as pd
     if not seen:
         return np.array([])
+    if group is not None and any(np.asarray(s).dtype == object for s in seen):
+        check_labels(pd.unique(np.concatenate(seen)), group)
     # dropna=False: rows without a label (None, NaN) are one group, which fails in its row
     counts = pd.Series(np.concatenate(seen)).value_counts(dropna=False)
     return counts.index[counts.to_numpy() > 1].to_numpy()
+
+
+def first_seen(seen, frame: bool = False):
+    """The labels of the partitions' label arrays ``seen`` (in partition order), each once,
+    in order of first appearance (``frame``: as the column ``label`` of a frame)."""
+    import pandas as pd
+    out = pd.unique(np.concatenate(seen)) if seen else np.array([])
+    return pd.DataFrame({"label": np.asarray(out, dtype=object)}) if frame else out
 
 
 def _rows_of(frame, group, labels):

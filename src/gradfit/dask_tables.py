@@ -1,15 +1,19 @@
 """Tables for Dask: a Dask or pandas DataFrame, or Parquet or CSV files (a path, a folder or
-a glob), read lazily and checked as the single-process reader checks one CSV file.
+a glob, ``dask_files``), read lazily and checked as the single-process reader checks one
+CSV file.
 
-- ``read_columns``: the table narrowed to the named columns; a column missing from any
-  file is refused by name, before a cluster starts. CSV files are read as text (a guess of
-  a column's type from its first rows fails on a later row, and labels "1" and "01" would
+- ``read_columns``: the table narrowed to the named columns, and its files; a column
+  missing from any file, or of another type in one file, is refused by name before a
+  cluster starts. CSV files are read as text by the one-file reader's rules (a guess of a
+  column's type from its first rows fails on a later row, and labels "1" and "01" would
   be one number), each row tagged with its file (``FILE``) so that a bad cell is named by
-  its file and column.
+  its file and column. A pandas frame keeps its rows' order. Group labels of several
+  types in one column (1 and "1": two groups in one process) are refused: Dask turns such
+  a column into text, where they became one group.
 - ``as_numbers``: the value columns as float64 by the CSV reader's own rule
   (``data.parse_cell``: an empty cell is a missing value, anything else not a number is
   refused by file and column); NaN and inf refused by file and column (``finite``), or
-  their rows left out (``drop_nan``).
+  their rows left out (``drop_nan``); a sigma <= 0 refused (``positive``).
 - ``read_errors``: a file that is not text (a binary file among the CSV files), or not
   CSV, refused in one line when the cluster reads it (the reader's own error had reached
   the user as "internal error: UnicodeDecodeError").
@@ -17,111 +21,127 @@ a glob), read lazily and checked as the single-process reader checks one CSV fil
 from __future__ import annotations
 
 import contextlib
-import glob
+import numbers
 import os
 
 import numpy as np
 
+from .dask_files import FILE, data_files, read_csv, read_parquet
 from .data import check_not_times
 from .errors import DataError, InputError
 
-FILE = "__gradfit_file__"      # the CSV file each row came from (dropped by as_numbers)
 
-
-def _files(path: str) -> list[str]:
-    if os.path.isdir(path):
-        pq = sorted(glob.glob(os.path.join(path, "*.parquet")))
-        csv = sorted(glob.glob(os.path.join(path, "*.csv")))
-        if pq and csv:             # one kind was read and the other left out, silently
-            raise InputError("the folder holds both Parquet and CSV files",
-                             expected="a folder of one kind, or a glob such as "
-                             f"'{os.path.join(path, '*.parquet')}'", given=path)
-        found = pq or csv
+def read_columns(data, cols, group: str | None = None):
+    """``(table, files)``: ``data`` as a Dask DataFrame of ``cols`` (and ``FILE`` for CSV
+    files), and its ``dask_files.Files`` (None for a frame); a missing column is refused
+    by name (in every file); ``group``: its labels checked (``check_labels``)."""
+    import dask.dataframe as dd
+    import pandas as pd
+    files = None
+    if isinstance(data, pd.DataFrame):
+        _check_columns(data.columns, cols)
+        data = data[cols]
+        if group is not None and data[group].dtype == object:
+            # ints held as objects stay ints (Dask would turn them into text)
+            data = data.assign(**{group: _as_labels(data[group], group)})
+        ddf = dd.from_pandas(data, sort=False,     # its rows' order: first appearance
+                             npartitions=max(1, min(64, len(data) // 100_000 + 1)))
+    elif isinstance(data, dd.DataFrame):
+        _check_columns(data.columns, cols)
+        if group is not None:
+            for frame in _pandas_sources(data):
+                if group in frame.columns and frame[group].dtype == object:
+                    _as_labels(frame[group], group)
+        ddf = data[cols]
+    elif isinstance(data, (str, os.PathLike)):
+        files = data_files(os.fspath(data))
+        try:
+            ddf = read_parquet(files, cols) if files.kind == "parquet" else read_csv(files, cols)
+        except (ValueError, KeyError, OSError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            while exc.__cause__ is not None:     # the reader's own words, not dask's wrapping
+                exc = exc.__cause__
+            raise InputError("cannot read the data", expected="Parquet or CSV files holding "
+                             "the named columns", given=(str(exc) or type(exc).__name__)
+                             .splitlines()[0], where=files.paths[0]) from None
     else:
-        found = sorted(glob.glob(path))
-    if not found:
-        raise InputError("no data file matches", expected="a Parquet or CSV file, a folder "
-                         "of them or a glob such as 'data/*.parquet'", given=path)
-    return found
+        raise InputError("bad data", expected="a Dask or pandas DataFrame, or a path or glob "
+                         "of Parquet or CSV files", given=type(data).__name__)
+    return ddf, files
 
 
-def read_columns(data, cols):
-    """``read_table(data)`` narrowed to ``cols``; a missing column is refused by name (in
-    every file: the reader takes the first file's columns as the table's)."""
-    ddf = read_table(data)
-    missing = [c for c in cols if c not in ddf.columns]
+def _check_columns(have, cols) -> None:
+    missing = [c for c in cols if c not in have]
     if missing:
         raise InputError(f"no column named {missing[0]!r}",
                          expected="one of " + ", ".join(
-                             map(str, [c for c in ddf.columns if c != FILE][:20])))
-    if isinstance(data, (str, os.PathLike)):
-        for path in _files(os.fspath(data)):
-            have = _file_columns(path)
-            lacking = [c for c in cols if have is not None and c not in have]
-            if lacking:
-                raise InputError(f"no column named {lacking[0]!r} in this file",
-                                 expected="every file with the columns " + ", ".join(cols),
-                                 where=path)
-    return ddf[cols + [FILE]] if FILE in ddf.columns else ddf[cols]
+                             map(str, [c for c in have if c != FILE][:20])))
 
 
-def _file_columns(path: str):
-    """The column names of one Parquet (its schema) or CSV file (its header), or None."""
+def _pandas_sources(ddf) -> list:
+    """The pandas frames a Dask DataFrame was made of by ``dd.from_pandas`` (as far as
+    Dask's expression says; none when it cannot be told)."""
     try:
-        if path.lower().endswith((".parquet", ".pq")):
-            import pyarrow.parquet as pq
-            return set(pq.read_schema(path).names)
-        import pandas as pd
-        return set(pd.read_csv(path, nrows=0, dtype=object).columns)
-    except Exception:       # noqa: BLE001 - unreadable here: the reader says why
-        return None
+        from dask.dataframe.dask_expr.io.io import FromPandas
+        return [op.frame._data for op in ddf.expr.find_operations(FromPandas)]
+    except Exception:        # noqa: BLE001 - another Dask: the labels are checked as read
+        return []
 
 
-def read_table(data):
-    """A Dask DataFrame from a Dask or pandas DataFrame, or a path, folder or glob of
-    Parquet (``.parquet``, ``.pq``) or CSV files."""
-    import dask.dataframe as dd
+def label_kinds(values) -> set:
+    """The kinds of the labels ``values``: text, number, or another type's name."""
+    from .many_data import _missing
+    kinds = set()
+    for v in values:
+        if not _missing(v):
+            kinds.add("text" if isinstance(v, (str, bytes)) else
+                      "number" if isinstance(v, numbers.Number) else type(v).__name__)
+    return kinds
+
+
+def check_labels(values, group: str) -> None:
+    """Labels Dask keeps apart as one process does: text only, or no text. Dask turns a
+    column of objects into text, so 1 and "1" became one group (fitted as one, called
+    converged), where ``fit_many`` in one process fits two."""
+    kinds = label_kinds(values)
+    if len(kinds) > 1 and "text" in kinds or kinds - {"text", "number"}:
+        raise InputError(f"group labels of several types in column {group!r} "
+                         f"({', '.join(sorted(kinds))})" if len(kinds) > 1 else
+                         f"group labels that are neither text nor numbers in column "
+                         f"{group!r} ({', '.join(sorted(kinds))})",
+                         expected="labels of one type on Dask, which would turn them all "
+                         f"into text (1 and '1' one group): convert them first, as "
+                         f"frame[{group!r}] = frame[{group!r}].astype(str) (1 and '1' then "
+                         "one group) or by a map to distinct labels")
+
+
+def _as_labels(column, group: str):
+    """An object column of labels checked (``check_labels``); numbers as numbers (whole
+    ones with a missing label as Int64, never float64, whose rounding above 2^53 would
+    merge two ids), as ``fit_many`` in one process keeps them."""
     import pandas as pd
-    if isinstance(data, dd.DataFrame):
-        return data
-    if isinstance(data, pd.DataFrame):
-        return dd.from_pandas(data, npartitions=max(1, min(64, len(data) // 100_000 + 1)))
-    if not isinstance(data, (str, os.PathLike)):
-        raise InputError("bad data", expected="a Dask or pandas DataFrame, or a path or glob "
-                         "of Parquet or CSV files", given=type(data).__name__)
-    files = _files(os.fspath(data))
-    kinds = {os.path.splitext(f)[1].lower() for f in files}
-    try:
-        if kinds <= {".parquet", ".pq"}:
-            ddf = dd.read_parquet(files)
-        elif kinds <= {".csv"}:
-            # every cell as text: a guess of each column's type from the first rows fails
-            # on a later row, and labels "1" and "01" would be one number (the value
-            # columns become numbers by gradfit's own rule, as_numbers)
-            ddf = dd.read_csv(files, dtype=object, keep_default_na=False,
-                              include_path_column=FILE)
-        else:
-            ddf = None
-    except (ValueError, KeyError, OSError) as exc:
-        while exc.__cause__ is not None:     # the reader's own words, not dask's wrapping
-            exc = exc.__cause__
-        raise InputError("cannot read the data", expected="Parquet or CSV files holding the "
-                         "named columns", given=(str(exc) or type(exc).__name__).splitlines()[0],
-                         where=files[0]) from None
-    if ddf is not None:
-        return ddf              # columns are picked later (dask pushes the pick into the reader)
-    raise InputError("unknown data format", expected="Parquet (.parquet) or CSV (.csv) files",
-                     given=", ".join(sorted(kinds)))
+    from .many_data import _missing
+    values = pd.unique(column)
+    check_labels(values, group)
+    if label_kinds(values) != {"number"}:
+        return column
+    given = [v for v in values if not _missing(v)]
+    if len(given) < len(values) and all(isinstance(v, (int, np.integer)) and
+                                        not isinstance(v, (bool, np.bool_)) for v in given):
+        return column.astype("Int64")
+    return column.infer_objects()
 
 
 def as_numbers(ddf, group: str | None = None, *, finite: bool = False,
-               drop_nan: bool = False):
+               drop_nan: bool = False, positive: str | None = None):
     """The table with its group labels as they are (a categorical column's categories as
     labels: Dask's placeholder category turned every label into NaN) and its value columns
     as float64, text cells read as the CSV reader reads them (``data.parse_cell``: empty a
     missing value, anything but a number refused by file and column); rows holding NaN or
     inf left out (``drop_nan``) or refused (``finite``: one series, where a point cannot
-    fail alone); the file tag dropped."""
+    fail alone); a value <= 0 in column ``positive`` (sigma) refused; the file tag
+    dropped. A refusal names the CSV file of the value (``BadValue.file``)."""
     import pandas as pd
     if group is not None and isinstance(ddf[group].dtype, pd.CategoricalDtype):
         ddf = ddf.assign(**{group: ddf[group].astype(object)})
@@ -130,16 +150,30 @@ def as_numbers(ddf, group: str | None = None, *, finite: bool = False,
         check_not_times(ddf._meta[c], f"column {c!r}")
     text = [c for c in values if ddf[c].dtype.kind not in "fiub"]
     meta = ddf._meta.drop(columns=[FILE], errors="ignore").astype({c: "f8" for c in values})
-    return ddf.map_partitions(_numbers, values, text, finite, drop_nan, meta=meta)
+    return ddf.map_partitions(_numbers, values, text, finite, drop_nan, positive, meta=meta)
 
 
-def _numbers(frame, values, text, finite, drop_nan):
+class BadValue(DataError):
+    """A bad value met in a partition: ``column``, ``row`` (its position in the
+    partition), ``file`` (its CSV file, where known: a Parquet partition does not say, and
+    ``dask_files.bad_value`` finds the file and row)."""
+
+    file: str | None = None
+    column: str | None = None
+    row: int | None = None
+
+
+def _numbers(frame, values, text, finite, drop_nan, positive=None):
     from .data import parse_cell
     out = frame.drop(columns=[FILE], errors="ignore")
+    at = np.arange(len(frame))              # each row's position in the partition
 
-    def where(c, i):
-        f = os.path.basename(str(frame[FILE].iloc[i])) if FILE in frame.columns else None
-        return f"{f}, column {c!r}" if f else f"column {c!r}"
+    def bad(problem, expected, given, c, i):
+        f = str(frame[FILE].iloc[i]) if FILE in frame.columns else None
+        exc = BadValue(problem, expected=expected, given=given,
+                       where=f"{f}, column {c!r}" if f else f"column {c!r}")
+        exc.file, exc.column, exc.row = f, c, int(at[i])
+        return exc
     for c in values:
         if c not in text:
             out[c] = frame[c].astype("f8")
@@ -150,31 +184,43 @@ def _numbers(frame, values, text, finite, drop_nan):
             try:
                 nums[i] = parse_cell(str(v).strip(), "")
             except DataError as exc:
-                raise DataError(exc.problem, expected=exc.expected, given=exc.given,
-                                where=where(c, i)) from None
+                raise bad(exc.problem, exc.expected, exc.given, c, i) from None
         out[c] = nums
-    if not values or not (finite or drop_nan):
-        return out
-    good = np.isfinite(out[values].to_numpy(dtype=float))
-    if drop_nan:
-        return out[good.all(1)]
-    if not good.all():
-        i, j = (int(v[0]) for v in np.nonzero(~good))
-        raise DataError("NaN, inf or an empty cell", expected="finite numbers (drop_nan=True, "
-                        "or --drop-nan, leaves such rows out)",
-                        given=str(frame[values[j]].iloc[i]), where=where(values[j], i))
+    if values and (finite or drop_nan):
+        good = np.isfinite(out[values].to_numpy(dtype=float))
+        if drop_nan:
+            keep = good.all(1)
+            out, frame, at = out[keep], frame[keep], at[keep]
+        elif not good.all():
+            i, j = (int(v[0]) for v in np.nonzero(~good))
+            raise bad("NaN, inf or an empty cell", "finite numbers (drop_nan=True, or "
+                      "--drop-nan, leaves such rows out)", str(frame[values[j]].iloc[i]),
+                      values[j], i)
+    if positive is not None:
+        low = np.flatnonzero(~(out[positive].to_numpy() > 0) &
+                             np.isfinite(out[positive].to_numpy()))
+        if len(low):
+            raise bad("uncertainty must be positive", "a number > 0",
+                      str(frame[positive].iloc[low[0]]), positive, int(low[0]))
     return out
 
 
 @contextlib.contextmanager
-def read_errors():
-    """A file the cluster cannot read as CSV text, refused in one line."""
+def read_errors(files=None):
+    """A file the cluster cannot read as CSV text, refused in one line: named by its file
+    and row where ``files`` (``dask_files.Files``) are CSV files (pandas' words do not say
+    which file)."""
     import pandas as pd
     try:
         yield
-    except UnicodeDecodeError:
-        raise InputError("cannot read the data: a file is not UTF-8 text",
-                         expected="CSV files of text (a binary file among them?)") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        if files is not None and files.kind == "csv":
+            from .dask_files import csv_problem
+            found = csv_problem(files)
+            if found is not None:
+                raise found from None
+        if isinstance(exc, UnicodeDecodeError):
+            raise InputError("cannot read the data: a file is not UTF-8 text",
+                             expected="CSV files of text (a binary file among them?)") from None
         raise InputError("cannot read the data", expected="CSV files with a header and one "
                          "row per line", given=str(exc).splitlines()[0][:200]) from None

@@ -19,6 +19,7 @@ O(partition + P^2).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from .cluster import client_for
-from .dask_tables import as_numbers, read_columns, read_errors
+from .dask_tables import BadValue, as_numbers, read_columns, read_errors
 from .many_data import column_names as _columns
 from .errors import InputError
 from .fit import DEFAULT_FTOL, DEFAULT_GTOL
@@ -74,22 +75,14 @@ def _arrays(frame, x_cols, y, sigma):
     return x, frame[y].to_numpy(dtype=np.float64), s
 
 
-def _check_finite(x, y, s):
-    # (as_numbers has refused NaN and inf, or left their rows out, naming the file)
-    if s is not None and not (s > 0).all():
-        raise InputError("bad sigma", expected="positive finite numbers")
-
-
 def _moments_task(frame, spec, inputs, x_cols, y, sigma, theta) -> Moments:
-    x, yv, s = _arrays(frame, x_cols, y, sigma)
-    _check_finite(x, yv, s)
+    x, yv, s = _arrays(frame, x_cols, y, sigma)    # (as_numbers checked them)
     return partition_moments(_model(spec, inputs), x, yv, s, theta)
 
 
 def _loss_task(frame, spec, inputs, x_cols, y, sigma, theta, loss_name, delta):
     """The partition's sum of per-point losses and its gradient (mse's for rmse)."""
-    x, yv, s = _arrays(frame, x_cols, y, sigma)
-    _check_finite(x, yv, s)
+    x, yv, s = _arrays(frame, x_cols, y, sigma)    # (as_numbers checked them)
     n = len(yv)
     t = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
     if n == 0:
@@ -169,7 +162,9 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     files, with columns ``x`` (a name or a list), ``y`` and ``sigma``. The other arguments
     are ``gradfit.fit``'s, ``bounds`` and ``fixed`` included (``ooc_bounds``);
     ``scheduler``/``workers`` as ``gradfit.cluster.client_for``; ``drop_nan``: rows holding
-    NaN or inf (or an empty cell) are left out (else refused, naming the file)."""
+    NaN or inf (or an empty cell) are left out (else refused, naming the file, its row and
+    column, as a sigma <= 0 is: a CSV file's rows counted as lines in an editor, the
+    header row 1, a Parquet file's from 1)."""
     t0 = time.perf_counter()
     lossf = get_loss(loss, delta)
     if optimizer == "auto":
@@ -194,11 +189,13 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     start, notes = transform.move_inside({**start_values(m, p0, None, seed), **transform.fixed})
     transform.internal(start)                 # a start outside its bounds is refused here
     theta0 = np.array([start[n] for n in names])
-    ddf = as_numbers(read_columns(data, cols), finite=True, drop_nan=drop_nan)
+    table, files = read_columns(data, cols)
+    ddf = as_numbers(table, finite=True, drop_nan=drop_nan, positive=sigma)
     if persist is None:           # data already in this process's memory: keep it in the workers'
         import pandas as pd
         persist = isinstance(data, pd.DataFrame)
-    with client_for(scheduler, workers) as client, read_errors():
+    with client_for(scheduler, workers) as client, read_errors(files), \
+            _named(files, x_cols, y, sigma, drop_nan):
         passes = _Passes(client, ddf, persist)
         if optimizer == "lm":
             out = _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options,
@@ -218,6 +215,20 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
     return OutOfCoreResult(dict(zip(names, theta.tolist())), float(loss_value), lossf.name,
                            optimizer, REASONS[reason][0], reason, message, nsteps,
                            passes.count, n, time.perf_counter() - t0, stderr, cov)
+
+
+@contextlib.contextmanager
+def _named(files, x_cols, y, sigma, drop_nan):
+    """A bad value met by a pass, named by its file, row and column (a partition knows its
+    CSV file at most: the files are read again, up to the value, to say where it is)."""
+    try:
+        yield
+    except BadValue as exc:
+        if files is None:
+            raise
+        from .dask_files import bad_value
+        found = bad_value(files, x_cols, y, sigma, drop_nan, exc.file)
+        raise (found or exc) from None
 
 
 def _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options, absolute_sigma,

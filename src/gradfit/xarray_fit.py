@@ -5,7 +5,10 @@ coordinate of ``dim``) at every position of the other dimensions, all at once by
 ``gradfit.fit_many``, and returns a Dataset over those dimensions with one variable per
 parameter, ``{name}_stderr`` (squared losses), ``loss``, ``converged``, ``reason``,
 ``steps`` and ``message`` (why a position failed: ``y holds NaN at index 3 (of 25 points,
-from 0): ...``).
+from 0): ...``). ``skipna=True`` (``curvefit``'s name) leaves a position's NaN (and inf)
+points out of its fit, and the points where the coordinate is NaN out of every fit;
+gradfit's default, False, leaves no data out unasked: such a position fails, saying where
+its NaN is, and a NaN in the coordinate is refused by name (curvefit's default is True).
 It answers the question of ``xarray.DataArray.curvefit`` (which loops scipy's
 ``curve_fit`` over positions) with one batched fit per chunk. A Dask-backed array is fitted
 chunk by chunk in parallel (each chunk whole along ``dim``): lazily with ``compute=False``,
@@ -40,26 +43,83 @@ def _fields(model, dim: str, loss: str, delta: float, fixed) -> tuple[list[str],
     return names, errs
 
 
-def _fit_block(y, *, model, x, sigma, names, errs, kwargs):
+def _fit_block(y, *, model, x, sigma, names, errs, kwargs, skipna=False):
     """``fit_many`` over a block ``(..., n)`` -> ``(..., K)`` floats (the parameters, their
-    standard errors, loss, converged, reason code, steps) and ``(...)`` messages."""
-    from .fit_many import fit_many
+    standard errors, loss, converged, reason code, steps) and ``(...)`` messages
+    (``skipna``: the positions holding NaN or inf fitted to their finite points alone, as
+    the groups of a long table; the others as one batch, as without it)."""
     shape = y.shape[:-1]
     flat = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1])
     K = len(names) + len(errs) + 4
     if flat.shape[0] == 0:
         return np.zeros(shape + (K,)), np.empty(shape, dtype=object)
     s = None if sigma is None else np.asarray(sigma, dtype=np.float64).reshape(flat.shape)
-    r = fit_many(model, x, flat, sigma=s, **kwargs)
+    finite = np.isfinite(flat) & (True if s is None else np.isfinite(s))
+    gaps = ~finite.all(1) if skipna else np.zeros(len(flat), dtype=bool)
+    values = np.full((len(flat), K), np.nan)
+    messages = np.empty(len(flat), dtype=object)
+    whole = np.flatnonzero(~gaps)
+    if len(whole):
+        values[whole], messages[whole] = _fit_rows(
+            model, x, flat[whole], None if s is None else s[whole], names, errs,
+            _rows_of(kwargs, whole, len(flat)))
+    holes = np.flatnonzero(gaps)
+    if len(holes):
+        values[holes], messages[holes] = _fit_with_gaps(
+            model, x, flat[holes], None if s is None else s[holes], finite[holes], names,
+            errs, _rows_of(kwargs, holes, len(flat)))
+    return values.reshape(shape + (K,)), messages.reshape(shape)
+
+
+def _pack(r, names, errs):
     cols = [r.params[n] for n in names] + [r.stderr[n] for n in errs]
     cols += [r.loss, r.converged.astype(float), np.array([CODES.index(c) for c in r.reason],
                                                         dtype=float), r.steps.astype(float)]
-    return (np.stack(cols, axis=-1).reshape(shape + (K,)),
-            np.asarray(r.message, dtype=object).reshape(shape))
+    return np.stack(cols, axis=-1), np.asarray(r.message, dtype=object)
 
 
-def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, scheduler=None,
-              workers: int | None = None, **kwargs):
+def _fit_rows(model, x, flat, s, names, errs, kwargs):
+    from .fit_many import fit_many
+    return _pack(fit_many(model, x, flat, sigma=s, **kwargs), names, errs)
+
+
+def _fit_with_gaps(model, x, flat, s, finite, names, errs, kwargs):
+    """Rows ``flat`` ``(B, n)`` fitted to their ``finite`` points only: a long table of
+    their points, one group a row (a row of no point fails, saying so)."""
+    from .fit_many import fit_many
+    K = len(names) + len(errs) + 4
+    values = np.full((len(flat), K), np.nan)
+    values[:, len(names) + len(errs) + 1:] = [0.0, CODES.index("failed"), 0.0]
+    messages = np.full(len(flat), "no finite points left after skipping NaN (skipna=True): "
+                       "expected at least one", dtype=object)
+    some = np.flatnonzero(finite.any(1))
+    if len(some):
+        rows, cols = np.nonzero(finite[some])
+        xs = np.broadcast_to(x, flat.shape + x.shape[1:])
+        values[some], messages[some] = _pack(fit_many(
+            model, xs[some][rows, cols], flat[some][rows, cols],
+            sigma=None if s is None else s[some][rows, cols], group=rows,
+            **_rows_of(kwargs, some, len(flat))), names, errs)
+    return values, messages
+
+
+def _rows_of(kwargs, rows, B):
+    """``kwargs`` for the problems ``rows`` of ``B``: per-problem arrays (p0, fixed, a side
+    of bounds: ``B`` values) cut to those rows."""
+    def cut(v):
+        return np.asarray(v)[rows] if np.ndim(v) == 1 and len(v) == B else v
+    out = dict(kwargs)
+    for key in PER_POSITION:
+        given = kwargs.get(key)
+        if isinstance(given, dict):
+            out[key] = {n: tuple(cut(v) for v in pair) if key == "bounds" and
+                        isinstance(pair, (tuple, list)) else cut(pair)
+                        for n, pair in given.items()}
+    return out
+
+
+def fit_along(model, da, dim: str, *, sigma=None, skipna: bool = False, compute: bool = True,
+              scheduler=None, workers: int | None = None, **kwargs):
     """Fit ``model`` along ``dim`` at every other position (see the module's docstring).
 
     ``model``'s input is named ``dim`` (``"A*exp(-k*time)"`` along ``time``); ``sigma``: a
@@ -67,17 +127,40 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
     p0, bounds, fixed, starts, steps, ...). A value of ``p0`` or ``fixed``, or a side of
     ``bounds``, may differ by position: a DataArray over (some of) the other dimensions,
     broadcast over the rest, or an array of their shape (as ``curvefit``'s ``p0``); each
-    chunk gets its own positions' values."""
+    chunk gets its own positions' values. ``skipna``: NaN (and inf) points of a position
+    left out of its fit, and coordinate values that are NaN out of all (as ``curvefit``'s
+    ``skipna=True``); False (gradfit's default: no data left out unasked): a position
+    holding NaN fails, saying where, and a NaN in the coordinate is refused."""
     import xarray as xr
     if not isinstance(da, xr.DataArray):
         raise InputError("bad data", expected="an xarray DataArray", given=type(da).__name__)
     if dim not in da.dims:
         raise InputError(f"no dimension named {dim!r}", expected="one of " + ", ".join(map(str, da.dims)))
+    if da.sizes[dim] == 0:
+        raise InputError(f"no points along {dim!r}", expected=f"at least one point along "
+                         f"{dim!r}", given=f"a dimension of length 0 (sizes {dict(da.sizes)})")
     for bad in ("data", "group", "inputs", "x", "y"):
         if bad in kwargs:
             raise InputError(f"fit_along does not take {bad}=", expected="the data as a DataArray")
+    if "drop_nan" in kwargs:
+        raise InputError("fit_along does not take drop_nan=", expected="skipna=True "
+                         "(xarray's name) to leave NaN points out of each position's fit")
     check_real(da)
     x = _coordinate(da, dim)
+    if not np.isfinite(x).all():          # one refusal, not the same failure at every position
+        bad = int(np.flatnonzero(~np.isfinite(x))[0])
+        if not skipna:
+            raise InputError(f"the coordinate of {dim!r} holds {x[bad]} at index {bad}",
+                             expected="finite numbers (skipna=True leaves such points out "
+                             "of every fit)")
+        keep = np.flatnonzero(np.isfinite(x))
+        if sigma is not None:
+            sigma = _sigma_array(sigma, da, dim)
+            sigma = sigma.isel({dim: keep}) if dim in sigma.dims else sigma
+        if not len(keep):
+            raise InputError(f"no points along {dim!r}", expected="a finite coordinate value "
+                             "at one point at least", given=f"NaN or inf at all {len(x)}")
+        da, x = da.isel({dim: keep}), x[keep]
     names, errs = _fields(model, dim, kwargs.get("loss", "mse"), kwargs.get("delta", 1.0),
                           kwargs.get("fixed"))
     if isinstance(make_model(model, (dim,)), ExpressionModel) and dim not in _mentions(model):
@@ -109,7 +192,8 @@ def fit_along(model, da, dim: str, *, sigma=None, compute: bool = True, schedule
         s = rest[0] if sigma is not None else None
         given = rest[1:] if sigma is not None else rest
         kw = _with_positions(kwargs, [k for k, _ in where], given)
-        return _fit_block(y, model=model, x=x, sigma=s, names=names, errs=errs, kwargs=kw)
+        return _fit_block(y, model=model, x=x, sigma=s, names=names, errs=errs, kwargs=kw,
+                          skipna=skipna)
 
     out, messages = xr.apply_ufunc(block, *args, input_core_dims=core,
                                    output_core_dims=[["_field"], []], dask="parallelized",
@@ -244,23 +328,26 @@ def _with_positions(kwargs, keys, values):
 def _dataset(out, messages, names, errs):
     """The packed ``(..., K)`` array and the messages -> a Dataset of named variables
     (``many_result.output_names``: a parameter named like a dimension, or a status
-    variable like a parameter, is renamed rather than lost)."""
+    variable like a parameter, is renamed rather than lost). Built in one call from
+    variables and the coordinates once: assigning DataArrays one by one dropped a stacked
+    (MultiIndex) dimension's levels from each again, with a FutureWarning."""
     import xarray as xr
-    ds = xr.Dataset()
     pn, en, sn = output_names(names, errs, ("loss", "converged", "reason", "steps", "message"),
                               taken=[str(d) for d in (*out.dims, *out.coords)])
-    for i, n in enumerate(names):
-        ds[pn[n]] = out.isel(_field=i, drop=True)
-    for j, n in enumerate(errs):
-        ds[en[n]] = out.isel(_field=len(names) + j, drop=True)
+
+    def field(i):
+        return out.isel(_field=i, drop=True).variable
+    variables = {pn[n]: field(i) for i, n in enumerate(names)}
+    variables.update({en[n]: field(len(names) + j) for j, n in enumerate(errs)})
     at = len(names) + len(errs)
-    ds[sn["loss"]] = out.isel(_field=at, drop=True)
-    ds[sn["converged"]] = out.isel(_field=at + 1, drop=True).astype(bool)
+    variables[sn["loss"]] = field(at)
+    variables[sn["converged"]] = field(at + 1).astype(bool)
     codes = out.isel(_field=at + 2, drop=True)
-    ds[sn["reason"]] = xr.apply_ufunc(lambda c: np.array(CODES, dtype=object)[c.astype(int)],
-                                      codes, dask="parallelized", output_dtypes=[object])
-    ds[sn["steps"]] = out.isel(_field=at + 3, drop=True).astype(np.int64)
-    ds[sn["message"]] = messages
-    for name in ds.data_vars:       # the data's attributes (units of y) are not a rate's
-        ds[name].attrs = {}
-    return ds
+    variables[sn["reason"]] = xr.apply_ufunc(
+        lambda c: np.array(CODES, dtype=object)[c.astype(int)], codes, dask="parallelized",
+        output_dtypes=[object]).variable
+    variables[sn["steps"]] = field(at + 3).astype(np.int64)
+    variables[sn["message"]] = messages.variable
+    for v in variables.values():    # the data's attributes (units of y) are not a rate's
+        v.attrs = {}
+    return xr.Dataset(variables, coords=out.isel(_field=0, drop=True).coords)

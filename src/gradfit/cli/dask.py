@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, help="worker processes of the local Dask cluster "
                    "gradfit starts (default: CPUs, at most 4)")
     g.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="run on this existing Dask cluster instead")
+                   help="run on this existing Dask cluster instead (HOST:PORT means tcp://; "
+                   "gradfit waits up to a minute for its first worker)")
 
 
 def write_table(target: str, table=None, csv=None) -> None:
@@ -64,10 +65,20 @@ def _records(table) -> list[dict]:
     return out
 
 
+def _summary(table) -> str:
+    """``ManyResult.summary``'s line for the table of fits: '98 of 100 converged (xtol: 90,
+    gtol: 8, failed: 2)'."""
+    from collections import Counter
+    counts = Counter(table["reason"].tolist())
+    parts = ", ".join(f"{k}: {v}" for k, v in counts.most_common())
+    return f"{int(table['converged'].sum())} of {len(table)} converged ({parts})"
+
+
 def wants_dask(args) -> bool:
     import os
+    from ..dask_files import PARQUET
     data = str(args.data)
-    return bool(args.workers is not None or args.scheduler or data.endswith((".parquet", ".pq"))
+    return bool(args.workers is not None or args.scheduler or data.lower().endswith(PARQUET)
                 or os.path.isdir(data) or any(c in data for c in "*?["))
 
 
@@ -94,6 +105,7 @@ def cmd_fit_dask(args) -> int:
                           workers=args.workers, progress=show, bounds=bounds, fixed=fixed,
                           dtype=args.dtype, drop_nan=args.drop_nan, **kw)
         ok = int(table["converged"].sum())
+        summary = _summary(table)
         if args.out:
             write_table(args.out, table)
         elif not args.json:        # the result is in the JSON: not also on the screen
@@ -102,15 +114,16 @@ def cmd_fit_dask(args) -> int:
                 print(f"... {len(table)} rows (--out PATH writes them all)")
         if args.json:         # every digit (pandas' to_json keeps 10 decimals: 6 of 3.3e-5)
             write_json(args.json, _records(table))
-        print(f"gradfit: {ok} of {len(table)} groups converged", file=sys.stderr)
+        if not args.quiet and args.json != "-" and args.out:     # as in one process
+            print(f"{summary}; {len(table)} rows written to {args.out}")
+        if ok < len(table):
+            print(f"gradfit: {len(table) - ok} of {len(table)} fits did not converge "
+                  f"({summary})", file=sys.stderr)
         return EXIT_OK if ok == len(table) else EXIT_FAILED
-    if bounds or fixed:
-        raise InputError("--bounds and --fix are not supported out of core",
-                         expected="a fit without them, or --group for many series")
     from ..out_of_core import fit_out_of_core
     r = fit_out_of_core(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
                         sigma=args.sigma, scheduler=args.scheduler, workers=args.workers,
-                        drop_nan=args.drop_nan, **kw)
+                        drop_nan=args.drop_nan, bounds=bounds, fixed=fixed, **kw)
     payload = {k: v for k, v in vars(r).items() if k != "covariance"}
     if args.json:
         write_json(args.json, payload)

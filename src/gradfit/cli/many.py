@@ -32,14 +32,23 @@ def read_long_csv(path: str, x, y, sigma, group):
     with _open(Path(path)) as fh:        # data.py's reading: UTF-8 (a BOM allowed), no NUL
         text = "".join(_lines(fh, path))
     numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-    numbers = [i for i, _ in numbered]             # the file's line of each row, for messages
-    lines = [ln for _, ln in numbered]
-    if len(lines) < 2:
+    comment = None               # comment lines above the header skipped, as data.py does
+    while numbered and numbered[0][1].lstrip().startswith("#"):
+        comment = numbered.pop(0)[1].lstrip()[1:]     # the last: a header's names perhaps
+    if not numbered:
         raise DataError("no data rows", expected="a header and at least one row", where=path)
-    delim = max(",;\t", key=lines[0].count)
-    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delim))
-    # the header as data.py reads one: stripped names, each once, none empty
-    header = _header(csv.reader(text.splitlines(), delimiter=delim), path, None)[0]
+    delim = max(",;\t", key=numbered[0][1].count)
+    # the header as data.py reads one: stripped names, each once, none empty; a first row
+    # of numbers is data (columns c1, c2, ... or named by numpy.savetxt's '# x,y' line)
+    header, first_data = _header(csv.reader([numbered[0][1]], delimiter=delim,
+                                            skipinitialspace=True), path, None, comment, delim)
+    if first_data is None:
+        numbered = numbered[1:]
+    if not numbered:
+        raise DataError("no data rows", expected="a header and at least one row", where=path)
+    numbers = [0] + [i for i, _ in numbered]       # the file's line of each row, for messages
+    rows = [[]] + list(csv.reader(io.StringIO("\n".join(ln for _, ln in numbered)),
+                                  delimiter=delim))
     if group not in header:
         raise DataError(f"no column named {group!r}", expected="one of the columns "
                         + ", ".join(map(repr, header)), where=path)
