@@ -127,7 +127,7 @@ def held_by_bounds(prob, tr, theta, reason, gradient: bool) -> torch.Tensor:
     if tr.identity:
         return torch.zeros(k, F, dtype=torch.bool, device=theta.device)
     from .active_set import FEAS_TOL, MU_TOL
-    from .many_kkt import _near
+    from .many_kkt import _near, column_cosines
     v = theta[:, tr.free_at]
     exact = torch.as_tensor(np.isin(reason, ("gtol", "ftol", "xtol")) & (not gradient),
                             device=theta.device)
@@ -138,10 +138,7 @@ def held_by_bounds(prob, tr, theta, reason, gradient: bool) -> torch.Tensor:
         with torch.no_grad():
             jr = prob.jacobian(ManyTransformFixedAt(tr, theta))(v[look], look)
         J, r = jr[:, :F], jr[:, F]
-        g = (J * r.unsqueeze(-2)).sum(-1)                   # J^T r: half the gradient of S
-        s = torch.linalg.vector_norm(J, dim=-1) * torch.linalg.vector_norm(r, dim=-1,
-                                                                           keepdim=True)
-        cos = torch.where(s > 0, g / s.clamp_min(1e-300), 0.0)
+        _, cos = column_cosines(J, r)
         # held: the loss rises outwards beyond MU_TOL, or it is flat and the parameter is
         # on the bound itself (FEAS_TOL); flat a little inside it is a free optimum there
         on_lo_exact, on_hi_exact = _near(v[look], tr.lo[look], tr.hi[look], FEAS_TOL)

@@ -49,10 +49,7 @@ def certify_on_bounds(prob, tr, theta, reason, message, options, max_steps=None)
     with torch.no_grad():
         jr = prob.jacobian(ManyTransformFixedAt(tr, theta))(v, idx)     # [J r]^T (k, F+1, n)
     J, r = jr[:, :F], jr[:, F]
-    g = (J * r.unsqueeze(-2)).sum(-1)                                   # J^T r (k, F)
-    rn = torch.linalg.vector_norm(r, dim=-1, keepdim=True)
-    s = torch.linalg.vector_norm(J, dim=-1) * rn
-    cos = torch.where(s > 0, g / s.clamp_min(1e-300), 0.0)
+    g, cos = column_cosines(J, r)
     on_lo, on_hi = _near(v, tr.lo[idx], tr.hi[idx])
     held = ((on_lo & (cos >= -MU_TOL)) | (on_hi & (-cos >= -MU_TOL)) | ~(on_lo | on_hi)).all(-1)
     inner = ~(on_lo | on_hi)
@@ -155,10 +152,7 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
             jr = sub.jacobian(ManyTransformFixedAt(tr, end))(end[:, at], idx)
             before = prob.residuals(theta[sel], sel).square().sum(-1)
         J, r = jr[:, :F], jr[:, F]
-        g = (J * r.unsqueeze(-2)).sum(-1)
-        s = torch.linalg.vector_norm(J, dim=-1) * torch.linalg.vector_norm(r, dim=-1,
-                                                                             keepdim=True)
-        cos = torch.where(s > 0, g / s.clamp_min(1e-300), 0.0)
+        _, cos = column_cosines(J, r)
         mu = torch.where(lows, cos, -cos)
         ok = (torch.where(hold, mu >= -MU_TOL, True).all(-1)
               & (r.square().sum(-1) <= before * (1 + 1e-12))).cpu().numpy() & good
@@ -228,6 +222,15 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
             message[b] = msg[i] + ("; the optimum within the bounds has " + tail[1]
                                    if len(tail) == 2 else "")
     return theta
+
+
+def column_cosines(J: torch.Tensor, r: torch.Tensor):
+    """``g = J^T r`` ``(k, F)`` (half the gradient of the sum of squares) and each column's
+    cosine with the residuals, ``g_j / (|J_j| |r|)`` (0 for a zero column), of ``J``
+    ``(k, F, n)`` (rows of ``J^T``) and ``r`` ``(k, n)``: the sign of a bound's multiplier."""
+    g = (J * r.unsqueeze(-2)).sum(-1)
+    s = torch.linalg.vector_norm(J, dim=-1) * torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+    return g, torch.where(s > 0, g / s.clamp_min(1e-300), 0.0)
 
 
 def _near(v, lo, hi, tol: float = NEAR):

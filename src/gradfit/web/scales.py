@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from ..batch_lm import data_norm
+
 #: the page shows sliders for this many parameters at most (main.js's MAX_SLIDERS)
 MAX_SLIDERS = 16
 #: scales within this range are the lesson's: its sliders and starts stay as they are
@@ -23,10 +25,8 @@ USUAL = (1e-2, 1e2)
 
 
 def _rms(v: torch.Tensor) -> float:
-    top = float(v.abs().max()) if v.numel() else 0.0
-    if not (top > 0 and math.isfinite(top)):
-        return top
-    return top * float(torch.linalg.vector_norm(v / top)) / math.sqrt(v.numel())
+    """The root mean square of ``v``, without squaring to 0 or inf (``data_norm``)."""
+    return float(data_norm(v.reshape(-1))) / math.sqrt(v.numel()) if v.numel() else 0.0
 
 
 def slider_scales(model, x: torch.Tensor, y, start: dict[str, float]) -> dict[str, float | None]:
