@@ -1,4 +1,4 @@
-"""Fit a model along one dimension of an xarray DataArray: every other position is a problem.
+"""Fit a model along dimensions of an xarray DataArray: every other position is a problem.
 
 ``fit_along(model, da, dim)`` fits ``model`` to ``da`` along ``dim`` (``x`` = the
 coordinate of ``dim``) at every position of the other dimensions, all at once by
@@ -9,7 +9,10 @@ from 0): ...``). ``skipna=True`` (``curvefit``'s name) leaves a position's NaN (
 points out of its fit, and the points where the coordinate is NaN out of every fit;
 gradfit's default, False, leaves no data out unasked: such a position fails, saying where
 its NaN is, and a NaN in the coordinate is refused by name (curvefit's default is True).
-It answers the question of ``xarray.DataArray.curvefit`` (which loops scipy's
+Several dimensions at once (``dim=("y", "x")``, curvefit's ``coords``) make a model of
+several inputs, named as those dimensions, over their grid of coordinates: a 2-D Gaussian
+fitted to every frame of an image stack. It answers the question of
+``xarray.DataArray.curvefit`` (which loops scipy's
 ``curve_fit`` over positions) with one batched fit per chunk. A Dask-backed array is fitted
 chunk by chunk in parallel (each chunk whole along ``dim``): lazily with ``compute=False``,
 else on ``scheduler``/``workers`` (``gradfit.cluster.client_for``) or the client already
@@ -25,6 +28,8 @@ running, or Dask's own scheduler when neither.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .data import check_real
@@ -37,8 +42,8 @@ from .result import REASONS
 CODES = list(REASONS)            # reason <-> a number, to travel in a float array
 
 
-def _fields(model, dim: str, loss: str, delta: float, fixed) -> tuple[list[str], list[str]]:
-    names = make_model(model, (dim,)).param_names
+def _fields(model, dims: tuple, loss: str, delta: float, fixed) -> tuple[list[str], list[str]]:
+    names = make_model(model, dims).param_names
     errs = [n for n in names if n not in (fixed or {})] if get_loss(loss, delta).squared else []
     return names, errs
 
@@ -118,12 +123,15 @@ def _rows_of(kwargs, rows, B):
     return out
 
 
-def fit_along(model, da, dim: str, *, sigma=None, skipna: bool = False, compute: bool = True,
+def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool = True,
               scheduler=None, workers: int | None = None, **kwargs):
     """Fit ``model`` along ``dim`` at every other position (see the module's docstring).
 
-    ``model``'s input is named ``dim`` (``"A*exp(-k*time)"`` along ``time``); ``sigma``: a
-    DataArray like ``da``, or None; ``kwargs`` are ``gradfit.fit_many``'s (loss, optimizer,
+    ``dim``: a dimension's name, or several (a list or tuple: the model's inputs, over the
+    grid of their coordinates). ``model``'s inputs are named as the dimensions
+    (``"A*exp(-k*time)"`` along ``time``); ``sigma``: a DataArray like ``da``, an array of
+    ``da``'s shape or of the fitted dimensions' shape, a number, or None; ``kwargs`` are
+    ``gradfit.fit_many``'s (loss, optimizer,
     p0, bounds, fixed, starts, steps, ...). A value of ``p0`` or ``fixed``, or a side of
     ``bounds``, may differ by position: a DataArray over (some of) the other dimensions,
     broadcast over the rest, or an array of their shape (as ``curvefit``'s ``p0``); each
@@ -134,11 +142,7 @@ def fit_along(model, da, dim: str, *, sigma=None, skipna: bool = False, compute:
     import xarray as xr
     if not isinstance(da, xr.DataArray):
         raise InputError("bad data", expected="an xarray DataArray", given=type(da).__name__)
-    if dim not in da.dims:
-        raise InputError(f"no dimension named {dim!r}", expected="one of " + ", ".join(map(str, da.dims)))
-    if da.sizes[dim] == 0:
-        raise InputError(f"no points along {dim!r}", expected=f"at least one point along "
-                         f"{dim!r}", given=f"a dimension of length 0 (sizes {dict(da.sizes)})")
+    dims = _dims(dim, da)
     for bad in ("data", "group", "inputs", "x", "y"):
         if bad in kwargs:
             raise InputError(f"fit_along does not take {bad}=", expected="the data as a DataArray")
@@ -146,35 +150,46 @@ def fit_along(model, da, dim: str, *, sigma=None, skipna: bool = False, compute:
         raise InputError("fit_along does not take drop_nan=", expected="skipna=True "
                          "(xarray's name) to leave NaN points out of each position's fit")
     check_real(da)
-    x = _coordinate(da, dim)
-    if not np.isfinite(x).all():          # one refusal, not the same failure at every position
-        bad = int(np.flatnonzero(~np.isfinite(x))[0])
-        if not skipna:
-            raise InputError(f"the coordinate of {dim!r} holds {x[bad]} at index {bad}",
-                             expected="finite numbers (skipna=True leaves such points out "
-                             "of every fit)")
-        keep = np.flatnonzero(np.isfinite(x))
-        if sigma is not None:
-            sigma = _sigma_array(sigma, da, dim)
-            sigma = sigma.isel({dim: keep}) if dim in sigma.dims else sigma
-        if not len(keep):
-            raise InputError(f"no points along {dim!r}", expected="a finite coordinate value "
-                             "at one point at least", given=f"NaN or inf at all {len(x)}")
-        da, x = da.isel({dim: keep}), x[keep]
-    names, errs = _fields(model, dim, kwargs.get("loss", "mse"), kwargs.get("delta", 1.0),
+    coords = []
+    for d in dims:
+        x = _coordinate(da, d)
+        if not np.isfinite(x).all():      # one refusal, not the same failure at every position
+            bad = int(np.flatnonzero(~np.isfinite(x))[0])
+            if not skipna:
+                raise InputError(f"the coordinate of {d!r} holds {x[bad]} at index {bad}",
+                                 expected="finite numbers (skipna=True leaves such points "
+                                 "out of every fit)")
+            keep = np.flatnonzero(np.isfinite(x))
+            if sigma is not None:
+                sigma = _sigma_array(sigma, da, dims)
+                sigma = sigma.isel({d: keep}) if d in sigma.dims else sigma
+            if not len(keep):
+                raise InputError(f"no points along {d!r}", expected="a finite coordinate "
+                                 "value at one point at least", given=f"NaN or inf at all {len(x)}")
+            da, x = da.isel({d: keep}), x[keep]
+        coords.append(x)
+    x = coords[0] if len(dims) == 1 else np.stack(
+        [g.reshape(-1) for g in np.meshgrid(*coords, indexing="ij")], axis=-1)
+    names, errs = _fields(model, dims, kwargs.get("loss", "mse"), kwargs.get("delta", 1.0),
                           kwargs.get("fixed"))
-    if isinstance(make_model(model, (dim,)), ExpressionModel) and dim not in _mentions(model):
-        raise InputError(f"the model does not use the dimension {dim!r} as its input",
-                         expected=f"an expression of {dim} (the coordinate along which it is "
-                         f"fitted), e.g. 'A*exp(-k*{dim})'", given=model)
-    kwargs = {**kwargs, "inputs": (dim,)}
+    if isinstance(make_model(model, dims), ExpressionModel) and \
+            not set(map(str, dims)) & set(_mentions(model)):
+        example = "A*exp(-k*{0})".format(dims[0]) if len(dims) == 1 else \
+            "A*exp(-(({0}-{0}0)^2+({1}-{1}0)^2)/(2*s^2))".format(*dims[:2])
+        which = "the dimension " + repr(dims[0]) if len(dims) == 1 else \
+            "any of the dimensions " + ", ".join(map(repr, dims))
+        raise InputError(f"the model does not use {which} as its input",
+                         expected=f"an expression of {' and '.join(map(str, dims))} (the "
+                         f"coordinates along which it is fitted), e.g. '{example}'",
+                         given=model)
+    kwargs = {**kwargs, "inputs": dims}
     chunked = da.chunks is not None
     if chunked:
-        da = da.chunk({dim: -1})
+        da = da.chunk({d: -1 for d in dims})
     args = [da]
-    core = [[dim]]
+    core = [list(dims)]
     if sigma is not None:
-        sigma = _sigma_array(sigma, da, dim)
+        sigma = _sigma_array(sigma, da, dims)
         extra = [d for d in sigma.dims if d not in da.dims]
         if extra:
             raise InputError("bad sigma", expected="a DataArray over (some of) the data's "
@@ -182,18 +197,25 @@ def fit_along(model, da, dim: str, *, sigma=None, skipna: bool = False, compute:
                              given=f"dimension {extra[0]!r}")
         sigma = _broadcast(sigma, da, "sigma").transpose(*da.dims)
         args.append(sigma.chunk(da.chunksizes) if chunked else sigma)
-        core.append([dim])
-    kwargs, where = _per_position(kwargs, da, dim, chunked)
+        core.append(list(dims))
+    kwargs, where = _per_position(kwargs, da, dims, chunked)
     args += [a for _, a in where]
     core += [[] for _ in where]
     K = len(names) + len(errs) + 4
+    k = len(dims)
 
     def block(y, *rest):
         s = rest[0] if sigma is not None else None
         given = rest[1:] if sigma is not None else rest
-        kw = _with_positions(kwargs, [k for k, _ in where], given)
-        return _fit_block(y, model=model, x=x, sigma=s, names=names, errs=errs, kwargs=kw,
-                          skipna=skipna)
+        kw = _with_positions(kwargs, [key for key, _ in where], given)
+        flat = y.reshape(y.shape[:y.ndim - k] + (-1,))      # the grid's points in a row
+        s = None if s is None else s.reshape(s.shape[:s.ndim - k] + (-1,))
+        values, messages = _fit_block(flat, model=model, x=x, sigma=s, names=names,
+                                      errs=errs, kwargs=kw, skipna=skipna)
+        if k > 1:
+            messages = np.vectorize(lambda m: _on_grid(m, dims, y.shape[y.ndim - k:]),
+                                    otypes=[object])(messages)
+        return values, messages
 
     out, messages = xr.apply_ufunc(block, *args, input_core_dims=core,
                                    output_core_dims=[["_field"], []], dask="parallelized",
@@ -209,6 +231,48 @@ def fit_along(model, da, dim: str, *, sigma=None, skipna: bool = False, compute:
     return ds
 
 
+_AT_INDEX = re.compile(r"^(\w+) holds (.+?) at index (\d+) \(of \d+ points, from 0\)")
+
+
+def _on_grid(message, dims, shape):
+    """A message of ``fit_many`` about a point of a position's grid (its index among the
+    flattened points) that says where on the grid: ``y holds NaN at index 49 (of 180
+    points, from 0)`` -> ``the data hold NaN at y index 4, x index 1 (of 12 x 15)``."""
+    if not isinstance(message, str):
+        return message
+    m = _AT_INDEX.match(message)
+    if not m:
+        return message
+    at = np.unravel_index(int(m.group(3)), shape)
+    what = "the data hold" if m.group(1) == "y" else f"{m.group(1)} holds"
+    where = ", ".join(f"{d} index {int(i)}" for d, i in zip(dims, at))
+    size = " x ".join(map(str, shape))
+    return f"{what} {m.group(2)} at {where} (of {size}){message[m.end():]}"
+
+
+def _dims(dim, da) -> tuple:
+    """``dim`` as a tuple of the data's dimensions: one name, or a list or tuple of them,
+    each once, each of at least one point."""
+    dims = tuple(dim) if isinstance(dim, (list, tuple)) else (dim,)
+    if not dims:
+        raise InputError("no dimension to fit along", expected="a dimension's name, or a list "
+                         "of them: one of " + ", ".join(map(str, da.dims)))
+    for d in dims:
+        if not isinstance(d, str):
+            raise InputError(f"bad dimension {d!r}", expected="a dimension's name (text): one "
+                             "of " + ", ".join(map(str, da.dims)), given=type(d).__name__)
+        if d not in da.dims:
+            raise InputError(f"no dimension named {d!r}",
+                             expected="one of " + ", ".join(map(str, da.dims)))
+        if da.sizes[d] == 0:
+            raise InputError(f"no points along {d!r}", expected=f"at least one point along "
+                             f"{d!r}", given=f"a dimension of length 0 (sizes {dict(da.sizes)})")
+    if len(set(dims)) < len(dims):
+        raise InputError("a dimension named twice", expected="each dimension once",
+                         given=", ".join(dims))
+    return dims
+
+
 def _coordinate(da, dim) -> np.ndarray:
     """The coordinate of ``dim`` (its positions 0, 1, ... when it has none) as numbers."""
     values = np.asarray(da[dim].values)
@@ -222,12 +286,12 @@ def _coordinate(da, dim) -> np.ndarray:
 PER_POSITION = ("p0", "fixed", "bounds")
 
 
-def _per_position(kwargs, da, dim, chunked):
+def _per_position(kwargs, da, dims, chunked):
     """``kwargs`` without the p0, fixed and bounds values that differ by position (a
     DataArray over ``da``'s other dimensions, or an array of their shape), and those as
     ``[((key, name, side), DataArray)]`` aligned with ``da`` (chunked like it), so that each
     block gets its own positions' values."""
-    other = da.isel({dim: 0}, drop=True)
+    other = da.isel({d: 0 for d in dims}, drop=True)
     where, out = [], dict(kwargs)
     for key in PER_POSITION:
         given = kwargs.get(key)
@@ -289,22 +353,24 @@ def _broadcast(v, like, what: str):
                          given=(str(exc).splitlines() or ["?"])[0][:200]) from None
 
 
-def _sigma_array(sigma, da, dim):
+def _sigma_array(sigma, da, dims):
     """``sigma`` as a DataArray: one already, or an array of the data's shape (its
-    dimensions) or of ``dim``'s length (along it), as ``p0`` takes arrays."""
+    dimensions) or of the fitted dimensions' shape (along them), as ``p0`` takes arrays."""
     import xarray as xr
     if isinstance(sigma, xr.DataArray):
         return sigma
     a = np.asarray(sigma, dtype=np.float64)
     if a.shape == da.shape:
         return xr.DataArray(a, dims=da.dims, coords=da.coords)
-    if a.shape == (da.sizes[dim],):
-        return xr.DataArray(a, dims=(dim,), coords={dim: da[dim]} if dim in da.coords else None)
+    along = tuple(da.sizes[d] for d in dims)
+    if a.shape == along:
+        return xr.DataArray(a, dims=dims, coords={d: da[d] for d in dims if d in da.coords})
     if a.ndim == 0:
         return xr.DataArray(a)
+    what = f"{dims[0]!r}'s length {along[0]}" if len(dims) == 1 else \
+        f"the shape of {', '.join(map(repr, dims))}, {along}"
     raise InputError("bad sigma", expected=f"a DataArray, a number, an array of the data's "
-                     f"shape {da.shape} or of {dim!r}'s length {da.sizes[dim]}",
-                     given=f"shape {a.shape}")
+                     f"shape {da.shape} or of {what}", given=f"shape {a.shape}")
 
 
 def _with_positions(kwargs, keys, values):
