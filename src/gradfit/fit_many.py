@@ -32,7 +32,7 @@ from .errors import InputError
 from .config import dtype_name, pairs, plain
 from .fit import DTYPE, check_device, p0_in_order
 from .losses import check_method, get_loss
-from .many_buckets import fit_by_lengths, scalar_settings
+from .many_buckets import fit_by_lengths
 from .many_data import ManyData, column_names, from_arrays, from_frame, from_long
 from .many_problem import ManyProblem, ManyTransform
 from .many_result import ManyResult, RowSettings
@@ -78,7 +78,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     K > 1 starts is reported as what it is (reason ``starts``, not converged), as ``fit``.
     (``auto`` runs LM on a flexible model here, where ``fit`` runs L-BFGS: there is no
     batched L-BFGS, so their starts may end in different local minima.) ``lr``: a number or B
-    numbers (gradient methods). ``progress(done, total)`` is called after each chunk.
+    numbers (gradient methods). ``progress(done, total)`` is called after each chunk (with
+    ``progress`` and no ``chunk_size``, chunks of about a tenth of the problems).
     The other arguments are ``gradfit.fit``'s. ``data=`` a Dask DataFrame fits its groups on
     a Dask cluster (``gradfit.dask_fit.fit_table``; ``scheduler=``, ``workers=``,
     ``compute=False``) and returns a DataFrame, one row a group.
@@ -107,8 +108,9 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                         ("device", str(device) if isinstance(device, torch.device) else device)):
         checked[name] = SETTINGS[name].check(plain(value))   # fit's own rows: one voice
     seed, absolute_sigma = checked["seed"], checked["absolute_sigma"]
-    for name, value in (("bounds", bounds), ("fixed", fixed)):
-        pairs(name, value)                     # a mapping (its values: a number or B)
+    bounds, fixed = (None if v is None else v if isinstance(v, Mapping) else
+                     dict(pairs(name, v))        # a mapping (its values: a number or B)
+                     for name, v in (("bounds", bounds), ("fixed", fixed)))
     check_device(device)
     tdtype = DTYPE[dtype]
     if steps < 1:                              # the row allows 0 (fit's start only)
@@ -121,8 +123,9 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     lossf = get_loss(loss, delta)
     long = _long_columns(x, y, sigma, group, data) if group is not None else None
     coded = None
-    if long is not None and scalar_settings(p0, bounds, fixed, lr):
-        # one long series among many short ones: fitted a length class at a time
+    if long is not None:
+        # one long series among many short ones: fitted a length class at a time (each
+        # with its problems' share of per-problem settings)
         kw = dict(loss=loss, optimizer=optimizer, lr=lr, steps=steps, p0=p0, guess=guess,
                   bounds=bounds, fixed=fixed, starts=starts, seed=seed, ftol=ftol, gtol=gtol,
                   schedule=schedule, delta=delta, divergence=divergence, dtype=dtype,
@@ -182,6 +185,8 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     size = _chunk_size(d.y.shape[1], len(names), tdtype, device) if chunk_size is None else chunk_size
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
         raise InputError("bad chunk_size", expected="a whole number >= 1", given=chunk_size)
+    if progress is not None and chunk_size is None:
+        size = _progress_size(size, len(work), device)
     cfg = dict(method=method, options=opts, steps=int(steps), ftol=ftol, gtol=gtol,
                schedule=schedule, divergence=divergence, seed=seed)
     def run(chunk):
@@ -267,11 +272,15 @@ def _method(optimizer: str, loss) -> str:
 def _rates(lr, default: float, B: int) -> np.ndarray:
     if lr is None:
         return np.full(B, default)
-    expected = f"a positive finite number or {B} of them"
+    expected = f"a positive finite number or {B} of them (shape ({B},), one per problem)"
     try:
-        a = np.array(lr, dtype=np.float64).reshape(-1)
+        a = np.array(lr, dtype=np.float64)
     except (TypeError, ValueError):
         raise InputError("bad learning rate", expected=expected, given=lr) from None
+    if a.ndim > 1:
+        raise InputError("bad learning rate", expected=expected,
+                         given=f"an array of shape {a.shape}")
+    a = a.reshape(-1)
     if a.size == 1:
         a = np.full(B, a[0])
     if a.shape != (B,):
@@ -281,6 +290,20 @@ def _rates(lr, default: float, B: int) -> np.ndarray:
         raise InputError("bad learning rate", expected=expected,
                          given=f"{a[bad[0]]:g}" + (f" (problem {bad[0]})" if np.ndim(lr) else ""))
     return a
+
+
+#: with ``progress``: chunks of about 1/PROGRESS_TICKS of the work, of PROGRESS_MIN rows
+#: at least (below it, one call is short anyway: more chunks would cost more than tell)
+PROGRESS_TICKS, PROGRESS_MIN = 10, 4096
+
+
+def _progress_size(size: int, rows: int, device) -> int:
+    """A chunk size that calls ``progress`` about ``PROGRESS_TICKS`` times: 50,000 problems
+    had run as one chunk a core, every chunk ending at once, and the command line's bar
+    never moved before the end. ``each_chunk`` splits ``size`` among the CPU's threads."""
+    threads = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+    tick = -(-rows // PROGRESS_TICKS)
+    return min(size, max(tick * threads, PROGRESS_MIN))
 
 
 def _chunk_size(n: int, P: int, dtype, device) -> int:

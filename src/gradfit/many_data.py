@@ -93,7 +93,7 @@ def from_arrays(x, y, sigma=None, n_inputs: int = 1) -> ManyData:
     if xa.ndim == 2 and xa.shape == (n, 1):
         xa, shared = xa[:, 0], True
     if not (per or shared):
-        raise InputError("x and y do not match", expected=f"x shaped (n,) or (n, d) shared by "
+        raise InputError("x and y do not match", expected="x shaped (n,) or (n, d) shared by "
                          "every problem, or (B, n) or (B, n, d) per problem, for y (B, n)",
                          given=f"x {xa.shape}, y {ya.shape}")
     sa = None
@@ -156,10 +156,14 @@ def from_long(x, y, *, group, sigma=None, coded=None) -> ManyData:
 
 def group_codes(g: np.ndarray):
     """The labels in order of first appearance, each row's index among them, and the index
-    of the missing label (None, NaN, pandas' NA: one group, which fails) or None. Labels
-    of mixed types (1, 'b', 2.5) are taken as they are, unsorted."""
+    of the missing label (None, NaN, pandas' NA, the empty text '': one group, which
+    fails) or None. Labels of mixed types (1, 'b', 2.5) are taken as they are, unsorted.
+    '' is missing as an empty cell of a CSV file is (``cli.many``): one rule, and a
+    missing label is then the only empty cell of a result's label column."""
+    if g.dtype.kind in "US" and (g == g.dtype.type()).any():
+        g = g.astype(object)
     if g.dtype == object:         # element by element: tuples stay labels, not rows
-        values = [None if _missing(v) else v for v in g]
+        values = [None if _missing(v) or _empty(v) else v for v in g]
         g = np.empty(len(values), dtype=object)
         g[:] = values
     try:
@@ -181,6 +185,11 @@ def group_codes(g: np.ndarray):
         labels, codes = labels[order], rank[codes.reshape(-1)]
     gone = [i for i, v in enumerate(labels.tolist()) if _missing(v)]
     return labels, codes, (gone[0] if gone else None)
+
+
+def _empty(v) -> bool:
+    """The empty text (or bytes): no label, as an empty CSV cell."""
+    return isinstance(v, (str, bytes)) and len(v) == 0
 
 
 def _missing(v) -> bool:

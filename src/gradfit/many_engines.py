@@ -66,9 +66,10 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         if finished is not theta:
             theta = finished
             u = tr.internal(theta)
+    lost = np.zeros(0, dtype=np.int64)     # the rows that lost rank: no covariance
     if method != "lm":                 # LM's rank comes with its covariance below
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
-        _lost_rank(reason, message, prob, tr, theta)
+        lost = _lost_rank(reason, message, prob, tr, theta)
         if gradient:
             _plateaus(reason, message, prob, tr, theta, first)
     held = held_by_bounds(prob, tr, theta, np.asarray(reason), gradient)
@@ -80,9 +81,18 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
                                *((d, M) if tr.identity else (None, None)), held=held)
         if method == "lm":       # the rank over every free parameter fell: which ones?
             rank = rank.cpu().numpy()
-            _lost_rank(reason, message, prob, tr, theta,
-                       rank < len(tr.free) - held.sum(-1).cpu().numpy(),
-                       rank if tr.identity else None)
+            lost = _lost_rank(reason, message, prob, tr, theta,
+                              rank < len(tr.free) - held.sum(-1).cpu().numpy(),
+                              rank if tr.identity else None)
+        if lost.size:
+            # as fit, which gives no standard errors where the rank is lost: the SVD's rank
+            # test on the column norms had called a*b*exp(-k*x) full rank (errors of 0.17%
+            # on a and b, their correlation +1) where LM's own scaling and the rank test
+            # here see the lost rank; every parameter's, not only the undetermined ones'
+            # (fit gives none: the pseudo-inverse's errors of the others hold only for the
+            # one choice among many the values are)
+            cov = cov.clone()
+            cov[torch.as_tensor(lost, device=cov.device)] = torch.nan
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
         if method == "lm" and theta.dtype == torch.float32:
             _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
@@ -304,7 +314,7 @@ def _plateaus(reason, message, prob, tr, theta, first) -> None:
             if kinks else plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
 
 
-def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> None:
+def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> np.ndarray:
     """``verdict.lost_rank`` for the converged ends (of the rows ``suspect``, when given), as
     ``fit`` judges every end: the column-scaled Jacobian of the model over the free
     parameters not on a bound (those held by a bound are determined by it) must keep its
@@ -313,13 +323,15 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> No
     ``ranks``: LM's rank of ``J D^-1`` with Moré's scaling ``D`` (the largest column norms
     met), which decides where nothing is bounded or fixed, as fit's LM decides by its own:
     a Gaussian moved 4500 widths off the data has columns of 1e-123 that the current
-    column norms would scale back up to full rank."""
+    column norms would scale back up to full rank. Returns the rows that lost rank."""
     from .many_kkt import _near
     from .verdict import far_inputs, rank_message, scaled_singular
     conv = np.isin(reason, ("gtol", "ftol", "xtol"))
     rows = np.flatnonzero(conv if suspect is None else conv & suspect)
+    lost: list[int] = []
     if not rows.size or not prob.model.identifiable:
-        return      # a flexible model (ReLU sums) has no unique optimum: fit does not ask
+        # a flexible model (ReLU sums) has no unique optimum: fit does not ask
+        return np.asarray(lost, dtype=np.int64)
     idx = torch.as_tensor(rows, device=theta.device)
     at, F = tr.free_at, len(tr.free)
     v = theta[idx][:, at]
@@ -353,6 +365,8 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> No
                     x = x[prob.mask[rows[i]]]
                 message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j],
                                                 far_inputs(prob, x))
+                lost.append(int(rows[i]))
+    return np.asarray(lost, dtype=np.int64)
 
 
 LINEAR_TEXT = ("the exact least-squares solution of a model linear in its parameters (one "

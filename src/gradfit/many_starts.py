@@ -21,16 +21,36 @@ from .errors import InputError
 from .models import start_values
 
 
-def _per_problem(what: str, name: str, value, B: int) -> np.ndarray:
+class PerProblem(np.ndarray):
+    """B values of a setting, one per problem, even where B is 1: a length class of a long
+    table (``many_buckets``) takes its problems' values so, and one bad value among them
+    fails its problem alone, as among the table's B, not the whole call as one shared
+    value would."""
+
+
+def once(value) -> bool:
+    """Whether a setting's ``value`` is one number shared by every problem."""
+    return np.size(value) == 1 and not isinstance(value, PerProblem)
+
+
+def per_problem(what: str, name: str, value, B: int) -> np.ndarray:
+    """``value`` (one number, or B numbers in a 1-D array) as ``(B,)`` float64; anything
+    else is refused, naming ``what`` and ``name`` (an (8, 12) plate of 96 values is not
+    read in some order: which well is which is the caller's to say)."""
+    expected = f"a number or {B} numbers (shape ({B},), one per problem)"
     try:
-        a = np.array(value, dtype=np.float64).reshape(-1)
+        a = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(f"bad {what} for {name!r}", expected=f"a number or {B} numbers",
+        raise InputError(f"bad {what} for {name!r}", expected=expected,
                          given=repr(value)) from None
+    if a.ndim > 1:
+        raise InputError(f"bad {what} for {name!r}", expected=expected,
+                         given=f"an array of shape {a.shape}")
+    a = a.reshape(-1)
     if a.size == 1:
         return np.full(B, a[0])
     if a.size != B:
-        raise InputError(f"bad {what} for {name!r}", expected=f"a number or {B} numbers",
+        raise InputError(f"bad {what} for {name!r}", expected=expected,
                          given=f"{a.size} numbers")
     return a
 
@@ -54,9 +74,9 @@ def _fill_columns(out, given, names, values, what: str, not_finite: str, bad: di
     refused; among B numbers, one that is not fails its problem alone (``bad[b]``: why)."""
     for name, value in (values or {}).items():
         _known(names, name, what)
-        v = _per_problem(what if what != "fixed" else "fixed value", name, value, out.shape[0])
+        v = per_problem(what if what != "fixed" else "fixed value", name, value, out.shape[0])
         wrong = ~np.isfinite(v)
-        if wrong.any() and np.size(value) == 1:
+        if wrong.any() and once(value):
             raise InputError(not_finite.format(name), expected="finite numbers")
         for b in np.flatnonzero(wrong):
             bad.setdefault(int(b), f"{not_finite.format(name)} for this problem ({v[b]:g}): "
@@ -83,10 +103,10 @@ def bounds_matrix(free, names, bounds, B: int, bad: dict, fixed_vals=None):
             raise InputError(f"bad bounds for {name!r}", expected="a pair (low, high)",
                              given=repr(pair)) from None
         j = free.index(name)
-        lo[:, j] = _per_problem("bounds", name, -math.inf if a is None else a, B)
-        hi[:, j] = _per_problem("bounds", name, math.inf if b is None else b, B)
+        lo[:, j] = per_problem("bounds", name, -math.inf if a is None else a, B)
+        hi[:, j] = per_problem("bounds", name, math.inf if b is None else b, B)
         wrong = ~(lo[:, j] < hi[:, j])          # NaN too
-        if wrong.any() and np.size(a) == 1 and np.size(b) == 1:
+        if wrong.any() and once(a) and once(b):
             raise InputError(f"bad bounds for {name!r}", expected="low < high",
                              given=f"({lo[0, j]:g}, {hi[0, j]:g})")
         for k in np.flatnonzero(wrong):
@@ -102,14 +122,14 @@ def _fixed_within(name, pair, value, B: int, bad: dict) -> None:
     except (TypeError, ValueError):
         raise InputError(f"bad bounds for {name!r}", expected="a pair (low, high)",
                          given=repr(pair)) from None
-    low = _per_problem("bounds", name, -math.inf if a is None else a, B)
-    high = _per_problem("bounds", name, math.inf if b is None else b, B)
+    low = per_problem("bounds", name, -math.inf if a is None else a, B)
+    high = per_problem("bounds", name, math.inf if b is None else b, B)
     outside = ~((low <= value) & (value <= high))
     if not outside.any():
         return
     k = int(np.flatnonzero(outside)[0])
     text = (f"{name!r} is fixed at {value[k]:g}, outside its bounds {low[k]:g}..{high[k]:g}")
-    if np.size(a) == 1 and np.size(b) == 1 and np.unique(value).size == 1:
+    if once(a) and once(b) and np.unique(value).size == 1:
         raise InputError(text, expected="a fixed value within its bounds, or no bounds for "
                          "a fixed parameter")
     for k in np.flatnonzero(outside):
@@ -148,15 +168,34 @@ def start_matrix(model, data, p0, guess, seed: int):
                 g = dict(out)
                 for name, v in g.items():
                     _known(names, name, "guess")
-                    v = float(v)
+                    v = _one_number(name, v)
                     if not math.isfinite(v):
                         raise ValueError(f"{name} = {v}")
                     values[b, names.index(name)] = v
                     given[b, names.index(name)] = True
+            except _NotOneNumber as exc:
+                data.bad[b] = str(exc)
             except Exception as exc:       # the user's function: any failure is this problem's
                 data.bad[b] = f"guess failed: {type(exc).__name__}: {exc}"
     _fill_columns(values, given, names, p0, "p0", "p0 value of {!r} is not finite", data.bad)
     return values, given
+
+
+class _NotOneNumber(ValueError):
+    """A guess gave several values (an array, a list) for one parameter."""
+
+
+def _one_number(name: str, v) -> float:
+    """A guess's value ``v`` of parameter ``name`` as one float; several values are refused
+    by name (``float`` had said only "only 0-dimensional arrays can be converted")."""
+    if not isinstance(v, (str, bytes)) and np.ndim(v) > 0:
+        n = int(np.size(v))
+        if n != 1:
+            kind = "an array" if isinstance(v, np.ndarray) else f"a {type(v).__name__}"
+            raise _NotOneNumber(f"guess gave {name} = {kind} of {n} values: expected one "
+                                "number")
+        v = np.asarray(v).reshape(-1)[0]
+    return float(v)
 
 
 def spread_starts(values, given, lo, hi, names, free, K: int, seed: int) -> np.ndarray:

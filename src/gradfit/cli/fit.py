@@ -33,9 +33,12 @@ def add_parser(sub, fmt) -> None:
     add_data_args(fitp)
     add_settings(fitp, FIT_SETTINGS)
     fitp.add_argument("--group", help="column naming the series of a long table: fit every "
-                      "series (fit_many), one row per series")
+                      "series (fit_many), one row per series; a progress bar over the "
+                      "series shows on stderr when it is a terminal (not with --quiet or "
+                      "--json -)")
     fitp.add_argument("--out", "-O", help="with --group: write the table of fits to this file "
-                      "(.csv or .parquet)")
+                      "(.csv or .parquet); without it the table goes to standard output as "
+                      "CSV")
     add_arguments(fitp)
     fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
     fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "
@@ -72,7 +75,9 @@ def cmd_fit(args) -> int:
                          expected="--group COL, or --json FILE for this one fit",
                          given=args.out)
     if args.out and not args.out.lower().endswith((".csv", ".parquet")):
-        raise InputError("bad --out", expected="a .csv or .parquet path (the table's format)",
+        # '-' too: --out names a file; without it the table goes to stdout as CSV
+        raise InputError("bad --out", expected="a .csv or .parquet path (the table's format); "
+                         "leave out --out to write the table as CSV to standard output",
                          given=args.out)
     if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
         return cmd_fit_dask(args)

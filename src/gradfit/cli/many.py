@@ -148,19 +148,24 @@ def _records(res) -> list[dict]:
     return out
 
 
+#: seconds before the bar shows: a short run leaves the terminal as it was
+BAR_DELAY = 0.5
+
+
 def _bar(args):
-    """A progress bar over problems, on a terminal only (and only if tqdm is installed)."""
+    """A progress bar over problems on stderr, when it is a terminal (never on stdout, which
+    may hold the table; not with --quiet or --json -), and only if tqdm is installed (the
+    [cli] extra)."""
     if args.quiet or args.json == "-" or not sys.stderr.isatty():
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    bar = tqdm(total=0, file=sys.stderr, unit="fit", leave=False)
+    bar = tqdm(total=None, file=sys.stderr, unit="fit", leave=False, delay=BAR_DELAY)
 
     def update(done, total):
         bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)          # tqdm's own pacing (its delay, its refresh rate)
     update.close = bar.close
     return update
