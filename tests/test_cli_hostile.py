@@ -181,11 +181,27 @@ def test_group_chooses_columns_as_one_fit_does(capsys, table, header, rows, argv
 
 
 def test_group_cell_with_a_decimal_comma_gets_one_fits_hint(capsys, tmp_path):
-    # before: --group had its own copy of the cell parser, without the hint
-    path = tmp_path / "t.csv"
-    path.write_text("x;y;g\n1;2,5;a\n2;3;a\n")
+    # before: --group had its own copy of the cell parser, without the hint; a tab file
+    # is not read with decimal commas (1,234 may be a thousand), a ';' file is
+    path = tmp_path / "t.tsv"
+    path.write_text("x\ty\tg\n1\t2,5\ta\n2\t3\ta\n")
     err = one_line_exit_2(capsys, "fit", str(path), "--model", MODEL, "--group", "g")
     assert "row 2, column 'y': not a number: expected a number with '.' as the decimal" in err
+
+
+def test_group_reads_a_semicolon_file_with_decimal_commas_as_one_fit_does(capsys, tmp_path):
+    rows = [(g, t, round(2.0 * (1 + i) * 2.718281828 ** (-0.5 * t) + 0.01 * (t % 3), 6))
+            for i, g in enumerate("ab") for t in range(8)]
+    euro, plain = tmp_path / "euro.csv", tmp_path / "plain.csv"
+    euro.write_text("g;t;v\n" + "".join(f"{g};{t};{str(v).replace('.', ',')}\n"
+                                        for g, t, v in rows))
+    plain.write_text("g,t,v\n" + "".join(f"{g},{t},{v}\n" for g, t, v in rows))
+    out = []
+    for path in (euro, plain):
+        assert main(["fit", str(path), "--model", "A*exp(-k*t)", "--group", "g",
+                     "--p0", "A=1,k=1"]) == 0
+        out.append(capsys.readouterr().out)
+    assert out[0] == out[1] and out[0].count("\n") == 3
 
 
 def test_group_with_a_time_limit_is_refused_not_ignored(capsys, table):

@@ -300,6 +300,68 @@ def parse_number(cell: str) -> float:
     return float(cell)
 
 
+# a number with a decimal comma, as a spreadsheet writes it where ',' is the decimal mark
+# (a European Excel's export: "0,5;1,25"); read only from files whose cells ';' separates
+# (see DecimalMark)
+COMMA_NUMBER = re.compile(r"[+-]?(?:[0-9]+,?[0-9]*|,[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+class DecimalMark:
+    """The decimal mark of a file's numbers. Where ';' separates the cells (a spreadsheet's
+    export where ',' is the decimal mark), the first number written with a mark decides it: a
+    comma (``0,5``) makes it ',' and from then on every number must be written so (a
+    '.' is refused, saying so); a point makes it '.'. Elsewhere it is '.', never guessed:
+    in a ',' file a comma separates cells, and in a tab-separated file ``1,234`` may be a
+    thousand written with a separator (refused, as not a number).
+
+    >>> d = DecimalMark(";")
+    >>> d.number("3"), d.mark, d.number("0,5"), d.mark, d.number("-1,5e3")
+    (3.0, None, 0.5, ',', -1500.0)
+    >>> d.number("1.5")
+    Traceback (most recent call last):
+    ...
+    ValueError: 1.5
+    >>> DecimalMark(",").number("2.5"), DecimalMark(";").could_be("0,5")
+    (2.5, True)
+    >>> DecimalMark(",").could_be("0,5"), DecimalMark("\t").could_be("1,234")
+    (False, False)
+    """
+
+    def __init__(self, delimiter: str = ","):
+        self.mark = None if delimiter == ";" else "."
+
+    def could_be(self, cell: str) -> bool:
+        """Whether ``cell`` is a number in this file, the mark not yet fixed by it."""
+        if self.mark != "." and "," in cell and COMMA_NUMBER.fullmatch(cell):
+            return True
+        return bool(NUMBER.fullmatch(cell)) and not (self.mark == "," and "." in cell)
+
+    def number(self, cell: str) -> float:
+        """``cell`` as a float (ValueError when it is none); a first mark fixes this file's."""
+        if self.mark != "." and "," in cell and COMMA_NUMBER.fullmatch(cell):
+            self.mark = ","
+            return float(cell.replace(",", "."))
+        if "." in cell and self.mark == ",":
+            raise ValueError(cell)
+        v = parse_number(cell)
+        if "." in cell and self.mark is None:
+            self.mark = "."
+        return v
+
+    def cells(self, text: str) -> str | None:
+        """A batch of cells joined by newlines as ``finite_numbers`` reads them at once, or
+        None where they must be read one by one (a mark not yet fixed, a mark refused)."""
+        if self.mark == ".":
+            return text
+        if self.mark == ",":
+            return None if "." in text else text.replace(",", ".")
+        if "," in text:
+            return None
+        if "." in text:
+            self.mark = "."
+        return text
+
+
 MAX_LINE_BYTES = 1 << 24   # a longer line is no CSV row (/dev/zero: one endless line)
 
 
@@ -363,10 +425,11 @@ def _column_names(spec, what: str, where: str) -> list[str] | None:
     return names
 
 
-def _choose_columns(header, x, y, sigma, where, sample=None):
+def _choose_columns(header, x, y, sigma, where, sample=None, decimal: DecimalMark | None = None):
     """The x, y and sigma columns: those named, else by default the first column and the
     last, among the columns whose cell in the first data row ``sample`` is a number (a
-    first column of names or dates had been x, refused on row 2)."""
+    first column of names or dates had been x, refused on row 2); ``decimal``: the file's
+    decimal mark, where a comma may be one."""
     xs = _column_names(x, "x", where)
     y, sigma = [(_column_names(c, w, where) or [None])[0] for c, w in ((y, "y"), (sigma, "sigma"))]
     named = [c for c in header if c]         # unnamed columns (an index) are never chosen
@@ -382,6 +445,8 @@ def _choose_columns(header, x, y, sigma, where, sample=None):
         i = header.index(c)
         if sample is None or i >= len(sample):
             return True
+        if decimal is not None:
+            return decimal.could_be(sample[i].strip())
         try:
             parse_number(sample[i].strip())
             return True
@@ -462,8 +527,9 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     reader = csv.reader(itertools.chain(blank, [first], lines), delimiter=delimiter,
                         skipinitialspace=True)
     batch: list = []                # rows read but not yet converted (see _add_rows)
+    decimal = DecimalMark(delimiter)
     try:
-        header, first_data = _header(reader, where, max_columns, comment, delimiter)
+        header, first_data = _header(reader, where, max_columns, comment, delimiter, decimal)
         sample = first_data
         if sample is None:                    # the first data row, to choose columns by
             for cells in reader:
@@ -471,17 +537,20 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
                     sample = (reader.line_num, cells)
                     break
         xs, y, sigma = _choose_columns(header, x, y, sigma, where,
-                                       None if sample is None else sample[1])
+                                       None if sample is None else sample[1], decimal)
         used = xs + [y] + ([sigma] if sigma is not None else [])
         index = [header.index(c) for c in used]
         columns, dropped, seen = [array("d") for _ in used], 0, 0
         if sample is not None:               # the first data row (row 1 without a header)
             batch.append(sample)
             seen = 1
+        # a first data row of text under a header: a second header (units) perhaps
+        first_row = sample[0] if sample is not None and first_data is None else None
 
         def flush():
             nonlocal dropped
-            dropped += _add_rows(batch, columns, header, used, index, sigma, where, drop_nan)
+            dropped += _add_rows(batch, columns, header, used, index, sigma, where, drop_nan,
+                                 decimal, first_row)
             batch.clear()
         for cells in reader:
             if not cells or (len(cells) == 1 and not cells[0].strip()):
@@ -519,11 +588,12 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
 
 
 def _header(reader, where: str, max_columns: int | None, comment: str | None = None,
-            delimiter: str = ",") -> tuple[list[str], tuple[int, list[str]] | None]:
+            delimiter: str = ",", decimal: DecimalMark | None = None
+            ) -> tuple[list[str], tuple[int, list[str]] | None]:
     """The column names, and the first row as ``(row, cells)`` when it is data: a first
-    row of numbers only is not a header. Its columns are then named by the last comment
-    line above it when that has one name a column (``numpy.savetxt``'s ``# x,y``), else
-    ``c1``, ``c2``, ... by position."""
+    row of numbers only (``decimal``: in the file's decimal mark) is not a header. Its
+    columns are then named by the last comment line above it when that has one name a
+    column (``numpy.savetxt``'s ``# x,y``), else ``c1``, ``c2``, ... by position."""
     cells = next(reader)
     while not cells or (len(cells) == 1 and not cells[0].strip()):
         cells = next(reader)
@@ -532,7 +602,9 @@ def _header(reader, where: str, max_columns: int | None, comment: str | None = N
         raise DataError(f"too many columns ({len(cells):,})",
                         expected=f"at most {max_columns:,}", where=f"{where}, row {row}")
     first_data = None
-    if len(cells) > 1 and finite_numbers([c.strip() for c in cells]) is not None:
+    numbers = finite_numbers([c.strip() for c in cells]) is not None or decimal is not None \
+        and all(decimal.could_be(c.strip()) for c in cells)
+    if len(cells) > 1 and numbers:
         first_data = (row, cells)
         names = next(csv.reader([comment], delimiter=delimiter, skipinitialspace=True), []) \
             if comment is not None else []
@@ -579,17 +651,22 @@ def finite_numbers(cells: list[str]) -> np.ndarray | None:
     return v if v is not None and bool(np.isfinite(v).all()) else None
 
 
-def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan) -> int:
+def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan,
+              decimal: DecimalMark | None = None, first_row: int | None = None) -> int:
     """Append the used cells of ``batch`` (``(row, cells)`` pairs) to ``columns``; returns
     how many rows were dropped. A batch whose used cells are all finite numbers (one
     regular-expression match and one conversion a column) goes in at once; any other goes
-    row by row through ``_row_numbers``, which says what is wrong and where."""
+    row by row through ``_row_numbers``, which says what is wrong and where. ``decimal``:
+    the file's decimal mark; ``first_row``: the row under the header, where a row of text
+    is said to be a second header."""
     if not batch:
         return 0
+    decimal = decimal or DecimalMark()
     fast = all(len(cells) == len(header) for _, cells in batch)
     values = []
     for i in index if fast else ():
-        v = finite_numbers([c[i] for _, c in batch])
+        text = decimal.cells("\n".join(c[i] for _, c in batch))
+        v = None if text is None else finite_numbers(text.split("\n"))
         if v is None:
             fast = False
             break
@@ -599,8 +676,11 @@ def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan) -> in
             col.frombytes(v.tobytes())
         return 0
     dropped = 0
-    for row, cells in batch:
-        nums = _row_numbers(cells, header, used, index, sigma, f"{where}, row {row}", drop_nan)
+    for k, (row, cells) in enumerate(batch):
+        if row == first_row:
+            _check_not_a_second_header(batch[k:k + 2], header, index, decimal, where)
+        nums = _row_numbers(cells, header, used, index, sigma, f"{where}, row {row}", drop_nan,
+                            decimal)
         if nums is None:
             dropped += 1
             continue
@@ -609,18 +689,57 @@ def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan) -> in
     return dropped
 
 
-def parse_cell(cell: str, where: str) -> float:
-    """A stripped CSV cell as a number (``parse_number``; empty: NaN, a missing value); a
-    cell that is not a number is refused, ``where`` naming its row and column."""
+# a date or a time of day as a spreadsheet or a logger writes it: 2024-01-01, 2024-01-01T00:00:00Z,
+# 01/02/2024 13:00, 12:30:05
+DATE_OR_TIME = re.compile(r"(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4})"
+                          r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+                          r"|\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?", re.ASCII)
+TIME_CSV_ADVICE = ("numbers: a time as the seconds (or days) since a start; convert the column "
+                   "first, e.g. with pandas: t = pd.to_datetime(df[{name!r}]); "
+                   "df[{name!r}] = (t - t.iloc[0]) / pd.Timedelta(1, 's')")
+
+
+def parse_cell(cell: str, where: str, decimal: DecimalMark | None = None,
+               column: str | None = None) -> float:
+    """A stripped CSV cell as a number (``parse_number``, or ``decimal.number`` in a file
+    whose decimal mark may be a comma; empty: NaN, a missing value); a cell that is not a
+    number is refused, ``where`` naming its row and column (``column``: its name)."""
     try:
-        return parse_number(cell) if cell else math.nan
+        if not cell:
+            return math.nan
+        return parse_number(cell) if decimal is None else decimal.number(cell)
     except ValueError:
+        if DATE_OR_TIME.fullmatch(cell):
+            raise DataError("not a number: a date or time", given=cell, where=where,
+                            expected=TIME_CSV_ADVICE.format(name=column or "time")) from None
+        if decimal is not None and decimal.mark == ",":
+            raise DataError("a decimal point in a file whose numbers have decimal commas",
+                            expected="one decimal mark throughout: numbers as 0,5 (or all as "
+                            "0.5)", given=cell, where=where) from None
         hint = " with '.' as the decimal point" if "," in cell else ""
         raise DataError("not a number", expected=f"a number{hint}, as 1, -2.5 or 1e-3 "
                         "(an empty cell is a missing value)", given=cell, where=where) from None
 
 
-def _row_numbers(cells, header, used, index, sigma, here, drop_nan) -> list[float] | None:
+def _check_not_a_second_header(rows, header, index, decimal, where) -> None:
+    """Refuse the row under the header when it is text in every used column and the row
+    after it is not (a units row: "s;mV"), saying so; its first bad cell had been the
+    whole message."""
+    def word(cell):             # not a number in any spelling, nor a date
+        return cell and not (decimal.could_be(cell) or COMMA_NUMBER.fullmatch(cell)
+                             or DATE_OR_TIME.fullmatch(cell))
+
+    def text(cells):
+        return len(cells) == len(header) and all(word(cells[i].strip()) for i in index)
+    (row, cells), after = rows[0], rows[1:]
+    if text(cells) and after and not text(after[0][1]):
+        raise DataError(f"row {row} looks like a second header (units?): remove it",
+                        expected="numbers from the row under the header on",
+                        given=", ".join(cells[i].strip() for i in index), where=where)
+
+
+def _row_numbers(cells, header, used, index, sigma, here, drop_nan,
+                 decimal: DecimalMark | None = None) -> list[float] | None:
     """The used cells of one row as floats; None when the row is dropped (``drop_nan``)."""
     if len(cells) != len(header):
         k = len(cells)
@@ -630,7 +749,7 @@ def _row_numbers(cells, header, used, index, sigma, here, drop_nan) -> list[floa
     nums, bad = [], None
     for name, i in zip(used, index):
         cell = cells[i].strip()
-        v = parse_cell(cell, f"{here}, column {name!r}")
+        v = parse_cell(cell, f"{here}, column {name!r}", decimal, name)
         if bad is None and not math.isfinite(v):
             bad = (name, cell)
         nums.append(v)

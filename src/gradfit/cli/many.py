@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import (_choose_columns, _column_names, _header, _lines, _open, finite_numbers,
-                    parse_cell)
+from ..data import (DecimalMark, _choose_columns, _column_names, _header, _lines, _open,
+                    finite_numbers, parse_cell)
 from ..errors import DataError, InputError
 from .dask import write_table
 from .parsing import write_json
@@ -40,8 +40,10 @@ def read_long_csv(path: str, x, y, sigma, group):
     delim = max(",;\t", key=numbered[0][1].count)
     # the header as data.py reads one: stripped names, each once, none empty; a first row
     # of numbers is data (columns c1, c2, ... or named by numpy.savetxt's '# x,y' line)
+    decimal = DecimalMark(delim)        # ';' files may write 0,5 (as the one-file reader)
     header, first_data = _header(csv.reader([numbered[0][1]], delimiter=delim,
-                                            skipinitialspace=True), path, None, comment, delim)
+                                            skipinitialspace=True), path, None, comment, delim,
+                                 decimal)
     if first_data is None:
         numbered = numbered[1:]
     if not numbered:
@@ -61,12 +63,16 @@ def read_long_csv(path: str, x, y, sigma, group):
         raise DataError(f"only {len(header)} column(s) ({', '.join(map(repr, header))})",
                         expected="a group column, an x column and a y column", where=path)
     # the other columns chosen as for one fit (defaults, x and y apart, one left for each)
-    xs, y, sigma = _choose_columns([h for h in header if h != group], x, y, sigma, path)
+    sample = rows[1] if len(rows) > 1 else None
+    others = [h for h in header if h != group]
+    xs, y, sigma = _choose_columns(others, x, y, sigma, path, None if sample is None else
+                                   [c for h, c in zip(header, sample) if h != group], decimal)
 
     def column(name):
         j = header.index(name)
         if all(j < len(row) for row in rows[1:]):
-            fast = finite_numbers([row[j] for row in rows[1:]])
+            text = decimal.cells("\n".join(row[j] for row in rows[1:]))
+            fast = None if text is None else finite_numbers(text.split("\n"))
             if fast is not None:
                 return fast
         out = np.empty(len(rows) - 1)
@@ -76,7 +82,7 @@ def read_long_csv(path: str, x, y, sigma, group):
                 raise DataError(f"this row has {len(row)} cells but the header has "
                                 f"{len(header)} columns", expected="one cell per column",
                                 where=here)
-            out[i] = parse_cell(row[j].strip(), f"{here}, column {name!r}")
+            out[i] = parse_cell(row[j].strip(), f"{here}, column {name!r}", decimal, name)
         return out
     gj = header.index(group)
     labels = np.array([row[gj].strip() if gj < len(row) else "" for row in rows[1:]])

@@ -7,6 +7,7 @@ pasted into the code as it came.
 from __future__ import annotations
 
 from .datasets import DATASETS
+from .dataview import model_inputs
 from .schemas import CodeIn, ExactIn
 
 MAX_LITERAL_POINTS = 2_000
@@ -54,14 +55,20 @@ def _data_lines(req: CodeIn) -> list[str]:
     return lines
 
 
+def _inputs(req: CodeIn) -> tuple[str, ...]:
+    """The input names the page's fits used (``dataview.model_inputs``): a model of x on one
+    column t reads x as t, and its code has no ``inputs=('t',)`` (which had made it fail)."""
+    return model_inputs(req.model, req.points.inputs) if req.points else ("x",)
+
+
 def _data_args(req: CodeIn) -> str:
     """The fit's keywords for σ and the input names, where the data has them."""
     pts, d = req.points, req.data
     literal = pts is not None and len(pts.x) <= MAX_LITERAL_POINTS
     sigma = pts.sigma is not None if literal else bool(d.sigma)
     out = ", sigma=sigma" if sigma else ""
-    if pts is not None and tuple(pts.inputs) != ("x",):
-        out += f", inputs={tuple(pts.inputs)!r}"
+    if _inputs(req) != ("x",):
+        out += f", inputs={_inputs(req)!r}"
     return out
 
 
@@ -70,20 +77,21 @@ def snippet(req: CodeIn) -> str:
     model is checked as every other endpoint checks it: a snippet that cannot run is a 422,
     not code."""
     from .compute import build_model, check_model
-    check_model(build_model(req.model, tuple(req.points.inputs) if req.points else ("x",)))
+    check_model(build_model(req.model, _inputs(req)))
     lr = "None" if req.lr is None else repr(float(req.lr))
     p0 = "None" if not req.p0 else repr({k: float(v) for k, v in req.p0.items()})
     data = _data_args(req)
+    loss = f"{req.loss!r}" + (f", delta={float(req.delta)!r}" if req.loss == "huber" else "")
     lines = ["import gradfit", ""] + _data_lines(req) + [
         "",
         f"p0 = {p0}",
-        f"result = gradfit.fit({req.model!r}, x, y{data}, loss={req.loss!r},",
+        f"result = gradfit.fit({req.model!r}, x, y{data}, loss={loss},",
         f"                     optimizer={req.optimizer!r}, lr={lr}, steps={int(req.steps)},",
         f"                     seed={int(req.seed)}, p0=p0)",
         "print(result.report())",
         "",
         "# the exact optimum (the page's: optimizer auto from the same start), for comparison",
-        f"best = gradfit.fit({req.model!r}, x, y{data}, loss={req.loss!r}, optimizer='auto',",
+        f"best = gradfit.fit({req.model!r}, x, y{data}, loss={loss}, optimizer='auto',",
         f"                   steps={EXACT_STEPS}, seed={int(req.seed)}, p0=p0)",
         "print(best.report())",
     ]

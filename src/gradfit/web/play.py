@@ -3,7 +3,12 @@ through pauses, steps and changes of settings, with flow control.
 
 Frame ``seq`` shows the state after ``step`` steps (the params, the training loss there,
 the test loss on held-out points); ``"paused"`` frames say that a pause took effect; the
-``done`` message carries the result.
+``done`` message carries the result, the losses no frame has sent yet (a run that diverged
+or stopped between two frames) and a ``verdict``: how the run ended, in words, where the
+learning-rate label does not say it ("diverged at step 3", "stopped at step 156: ftol, ...").
+A replay (``quiet_until``) sends no frames before its step, but its first frame carries
+``trail``: the parameters and test losses where the frames would have been (thinned to at
+most ``TRAIL_NUMBERS`` numbers), so that a link draws the path and the test curve too.
 
 Flow control: the worker never computes past frame ``seq`` until frame ``seq - WINDOW``
 is acknowledged, so the page is at most ``WINDOW + 1`` frames behind the run and a pause
@@ -37,6 +42,7 @@ from ..fit import prepare
 from ..learning_rates import LR_RULE, classify_run
 from ..losses import check_method, get_loss
 from ..optimizers import OPTIMIZERS
+from ..result import REASONS
 from . import dataview
 from .compute import build_model, distance
 from .limits import MAX_FRAME_NUMBERS, ServerLimits, price_frame, price_run_step
@@ -45,6 +51,7 @@ from .views import curve
 
 WINDOW = 1                 # frames the run may be ahead of the last one the page drew
 LABEL_WINDOW = 200         # steps the learning-rate label judges
+TRAIL_NUMBERS = 20_000     # numbers in a replay's trail (the frames it did not send)
 LABEL_RULE = (f"judged on the first {LABEL_WINDOW} steps after the settings last changed, "
               "then fixed: " + LR_RULE)
 
@@ -108,6 +115,8 @@ class PlaySession:
         self.pending: list[SetIn] = []
         self.schedule = sorted(req.changes, key=lambda c: c.step)
         self.applied: list[dict] = []
+        self.trail: list[dict] = []      # a replay's points before quiet_until (see _keep)
+        self.trail_every = 1
         self._test = self._test_problem()
         self._start(req.p0, req.steps)            # bad input raises here, before streaming
 
@@ -188,15 +197,19 @@ class PlaySession:
         history = np.empty(req.steps + 1)
         seg = 0                       # where the current settings began
         batch: list = []
+        last = -1                     # the step of the last record
         tick = time.perf_counter()
         while True:
             for rec in self.run:                 # a stop or a restart ends it at its callback
                 done = self.offset + rec.step    # this record: the state after `done` steps
+                last = done
                 history[done] = rec.loss
                 batch.append(rec.loss)
                 if done == req.pause_at:
                     self.control("pause")
                 quiet = done < req.quiet_until
+                if quiet and req.frames:
+                    self._keep(done, rec.params)
                 if req.frames and not quiet and (len(batch) >= req.steps_per_frame or self._holding()):
                     if req.paced and not self._holding():
                         wait = tick + FRAME_SECONDS - time.perf_counter()
@@ -218,7 +231,7 @@ class PlaySession:
                 continue
             break
         done = self.offset + result.steps
-        self._done(result, done, np.append(history[seg:done], result.loss))
+        self._done(result, done, np.append(history[seg:done], result.loss), batch, last)
 
     offset = 0                         # steps taken before the current iter_fit
     paused_step = -1                   # the step of the last frame sent while paused
@@ -293,6 +306,23 @@ class PlaySession:
         with torch.no_grad():
             return _num(self._test.objective(theta).item())
 
+    def _keep(self, step: int, params: dict) -> None:
+        """A replay's point where a frame would have been sent (every ``steps_per_frame``
+        steps from the start), kept for the first frame; every other one is dropped, and
+        from then on half as many kept, when they pass ``TRAIL_NUMBERS``."""
+        every = self.req.steps_per_frame * self.trail_every
+        if (step + 1) % every:
+            return
+        self.trail.append({"step": self.req.step_offset + step, "params": params,
+                           "test_loss": self._test_loss(params)})
+        if len(self.trail) * (len(params) + 2) > TRAIL_NUMBERS:
+            self.trail = self.trail[1::2]
+            self.trail_every *= 2
+
+    def _take_trail(self) -> dict:
+        trail, self.trail = self.trail, []
+        return {"trail": trail} if trail else {}
+
     def _label(self, h: np.ndarray) -> str | None:
         if h.size < LABEL_WINDOW + 1:
             return None
@@ -316,11 +346,24 @@ class PlaySession:
         if paused:
             self.paused_step = step
         self.emit({"type": "frame", "seq": seq, "paused": paused,
-                   **self._state(step, rec.params, rec.loss, h),
+                   **self._state(step, rec.params, rec.loss, h), **self._take_trail(),
                    "grad_norm": _num(rec.grad_norm), "losses": [_num(v) for v in batch],
                    "first_step": self.req.step_offset + step - len(batch) + 1})
 
-    def _done(self, result, done, h) -> None:
+    def _verdict(self, reason: str, done: int, h: np.ndarray) -> str | None:
+        """How the run ended, where the learning-rate label does not say it: a divergence
+        always; a stop before the label's window was judged ("judging… 3/200 steps" had
+        stayed on the plot for good)."""
+        if reason == "diverged":
+            return f"diverged at step {self.req.step_offset + done}"
+        if reason == "cancelled" or self._label(h) is not None:
+            return None
+        why = {"idle": "no frame acknowledged"}.get(reason) or \
+            REASONS.get(reason, (False, reason))[1].split(" (")[0]
+        why = f"{reason}, {why}" if reason in ("ftol", "gtol", "xtol") else why
+        return f"stopped at step {self.req.step_offset + done}: {why}"
+
+    def _done(self, result, done, h, batch=(), last=-1) -> None:
         reason, message = result.reason, result.message
         if reason == "callback":
             reason = self.stop_reason
@@ -338,7 +381,17 @@ class PlaySession:
         out = result.to_dict(history=False)
         if note:
             out["covariance_note"] = note
+        # the losses no frame carried, and the loss at the end (a diverged run's end is its
+        # last finite point again: not drawn twice)
+        losses = [_num(v) for v in batch] if self.req.frames else []
+        first = last - len(losses) + 1
+        if self.req.frames and done == last + 1 and reason != "diverged":
+            losses.append(_num(result.loss))
+            first = done - len(losses) + 1
         self.emit({"type": "done", **self._state(done, result.params, result.loss, h),
+                   **self._take_trail(), "losses": losses,
+                   "first_step": self.req.step_offset + first,
+                   "verdict": self._verdict(reason, done, h),
                    "steps_done": done, "reason": reason, "message": message,
                    "converged": result.converged, "result": out})
 

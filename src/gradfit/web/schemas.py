@@ -294,6 +294,7 @@ class CodeIn(Strict):
     data: CodeData = Field(default_factory=CodeData)
     model: str = setting("model", min_length=1, max_length=MAX_EXPR_LEN)
     loss: Choice("loss") = "mae"
+    delta: Finite = setting("delta")      # huber's
     optimizer: Choice("optimizer") = "gd"
     lr: Optional[Finite] = setting("lr")
     steps: int = setting("steps", 1000, ge=1, le=MAX_STEPS)

@@ -1,15 +1,15 @@
 // gradfit playground: wiring. The page holds no math: every number comes from the server.
 // The state is one value (state.js) and lives in the URL; a link replays the run to its step.
-import { api, get, upload } from "./api.js";
+import { UNREACHABLE, api, get, upload } from "./api.js";
 import { rebuild, wireEditing } from "./edit.js";
 import { Player } from "./player.js";
-import { dragMark, drawData, drawLandscape, drawLoss, drawSlice, dropDragMark, viewPNG } from "./plots.js";
+import { blankPlot, dragMark, drawData, drawLandscape, drawLoss, drawSlice, dropDragMark, viewPNG } from "./plots.js";
 import { codeBody, csvFields, csvMenus, download, fill, uncertaintyHTML } from "./panels.js";
 import { makeSliders, setSliders } from "./sliders.js";
 import { addChange, decode, encode, fmt, labelText, settingsAt } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
-const MAX_SLIDERS = 16, MAX_TRAIL = 3000, MAX_LINK_POINTS = 2000;
+const MAX_SLIDERS = 16, MAX_TRAIL = 3000, MAX_LINK_POINTS = 2000, MAX_LINK_COLUMNS = 1000;
 const TEST_FRACTIONS = [0, 0.1, 0.2, 0.3, 0.5];
 
 let meta, S;
@@ -18,7 +18,10 @@ let pts = { x: [], y: [], origin: [] };            // after the user's edits
 let model = { names: [], kind: "expression", flexible: false };
 let exact = null, lastEval = null, lastResult = null, lastLabel = { label: null, judged: 0 };
 let hist, trail = [];
-let csvFile = null, dropNaN = false;             // the file, and whether its rows with gaps go
+// a CSV: the file asked for, the columns asked of it ({}: the server's choice), whether its
+// rows with gaps go; and the upload on the plot ({file, dropNaN, out}), which the column
+// menus show (a refused file or choice had left the menus, and the next click, on it)
+let csvFile = null, csvAsk = {}, dropNaN = false, loaded = null;
 let sent = null, sentAt = 0;                       // a change sent to the live run, not yet applied
 const cur = () => ({ ...settingsAt(S, S.step), ...(sent || {}) });   // the settings in force now
 const editable = () => !base.x2 && !base.sigma;
@@ -30,7 +33,7 @@ function dataBody() {
   if (base.sigma) d.sigma = base.sigma;
   return d;
 }
-const problem = () => ({ data: dataBody(), model: S.model, loss: cur().loss, test_fraction: S.test, split_seed: S.split });
+const problem = () => ({ data: dataBody(), model: S.model, loss: cur().loss, delta: S.delta, test_fraction: S.test, split_seed: S.split });
 
 async function loadData() {
   $("data-error").textContent = "";
@@ -150,6 +153,8 @@ function released() {
 }
 
 let landBusy = false, landAgain = false, landTimer = null;
+let landOf = null;        // what the landscape and slice on screen were drawn for
+const landKey = () => JSON.stringify([S.model, cur().loss, S.delta, S.test, S.split, S.pa, S.pb, S.ps, model.names]);
 function landscapeSoon(delay = 150) {
   if (landTimer) return;
   landTimer = setTimeout(() => { landTimer = null; landscape(); }, delay);
@@ -158,14 +163,22 @@ async function landscape() {
   if (landBusy) { landAgain = true; return; }
   if (!model.names.length) return;
   landBusy = true;
+  const key = landKey(), of = pts;
+  // another problem's plots stay greyed until this one's are drawn (a landscape of 50,000
+  // points takes seconds, and had shown the last model's all along)
+  const stale = !landOf || landOf.key !== key || landOf.pts !== of;
+  for (const id of ["plot-landscape", "plot-slice"]) $(id).classList.toggle("stale", stale);
   try {
     const two = model.names.length >= 2, [a, b] = [S.pa, S.pb];
-    const path = trail.map((p) => [p[a], p[b]]);
+    // the path from the run's start (it had begun at the first frame, away from the start)
+    const from = trail.length && (trail[0][a] !== S.p0[a] || trail[0][b] !== S.p0[b]) ? [S.p0] : [];
+    const path = [...from, ...trail].map((p) => [p[a], p[b]]);
     const keep = [...path, [S.p[a], S.p[b]], [S.p0[a], S.p0[b]]];
     if (exact) keep.push([exact.params[a], exact.params[b]]);
     const asked = moves;         // a slider moved since: this answer is stale, and redrawn at rest
     const r = await api("/api/landscape", { ...problem(), params: S.p, names: two ? [a, b] : null,
                                             slice: S.ps, resolution: 61, path: two ? keep : null });
+    if (!asksNow(key, of)) { landAgain = true; return; }     // of another problem: never drawn
     if (asked === moves) {
       drawLandscape(r.grid, { path, start: [S.p0[a], S.p0[b]], now: [S.p[a], S.p[b]],
                               best: exact && [exact.params[a], exact.params[b]],
@@ -174,10 +187,26 @@ async function landscape() {
       await new Promise((ok) => setTimeout(ok, 0));    // a slider's answer may be drawn between
     }
     if (asked === moves) { drawSlice(r.slice, S.p[S.ps]); dropDragMark("plot-slice"); }
-  } catch (e) { /* shown by evaluate */ }
-  landBusy = false;
-  if (landAgain) { landAgain = false; landscapeSoon(); }
+    landOf = { key, pts: of };
+    $("landscape-error").textContent = "";
+    for (const id of ["plot-landscape", "plot-slice"]) $(id).classList.remove("stale");
+  } catch (e) {
+    // refused (too much work, the time limit): no plot of another problem stays up, and the
+    // server's words say why (a question that a newer one replaces is not shown)
+    if (!asksNow(key, of)) landAgain = true;
+    else if (!landAgain) {
+      $("landscape-error").textContent = `landscape and slice: ${e.message}`;
+      blankPlot("plot-landscape", "no landscape: see the message above");
+      blankPlot("plot-slice", "no slice: see the message above");
+      for (const id of ["plot-landscape", "plot-slice"]) $(id).classList.remove("stale");
+      landOf = null;
+    }
+  } finally {
+    landBusy = false;
+    if (landAgain) { landAgain = false; landscapeSoon(); }
+  }
 }
+const asksNow = (key, of) => landKey() === key && pts === of;   // the question is still this one
 
 let exactAsked = 0;
 async function refreshExact() {
@@ -201,6 +230,10 @@ async function refreshExact() {
 const player = new Player({
   frame: (m) => onRun(m), done: (m) => onRun(m),
   error: (t) => { $("run-error").textContent = t; },
+  lost: (opened) => {                    // the socket closed with no done message
+    $("run-error").textContent = opened ? `lost the connection to the gradfit server at step ${S.step}` : UNREACHABLE;
+    $("run-status").textContent = "";
+  },
   state: (st) => { $("btn-play").textContent = st === "playing" ? "❚❚ pause" : "▶ play"; },
 });
 function clearHistory() { hist = { steps: [], losses: [], testSteps: [], testLosses: [] }; trail = []; lastLabel = { label: null, judged: 0 }; }
@@ -212,11 +245,17 @@ function runBody(extra) {
 }
 function onRun(m) {
   if (m.first_step === 0 || m.type === "done" && m.step === 0) clearHistory();
+  for (const t of m.trail || []) {         // a replay: where the frames it did not send were
+    trail.push({ ...t.params });
+    if (t.test_loss !== null && t.test_loss !== undefined) {
+      hist.testSteps.push(t.step); hist.testLosses.push(t.test_loss);
+    }
+  }
   (m.losses || []).forEach((v, i) => { hist.steps.push(m.first_step + i); hist.losses.push(v); });
   if (m.test_loss !== null && m.test_loss !== undefined) { hist.testSteps.push(m.step); hist.testLosses.push(m.test_loss); }
   S.step = m.step; S.p = { ...m.params }; S.changes = m.changes || S.changes;
   if (sent && m.step > sentAt) sent = null;         // the run has it now (in m.changes)
-  lastLabel = { label: m.label, judged: m.judged };
+  lastLabel = { label: m.verdict || m.label, judged: m.judged };   // how it ended, where it did
   trail.push({ ...m.params });
   if (trail.length > MAX_TRAIL) trail = trail.filter((_, i) => i % 2 === 0);
   $("step").textContent = String(S.step);
@@ -282,6 +321,8 @@ function showControls() {
   $("n-out").textContent = S.n; $("mult-out").textContent = S.mult; $("add-out").textContent = S.add;
   $("dseed").value = S.dseed; if (document.activeElement !== $("model")) $("model").value = S.model;
   $("loss").value = c.loss; $("optimizer").value = c.optimizer;
+  $("delta-row").hidden = c.loss !== "huber" && S.loss !== "huber";
+  if (document.activeElement !== $("delta")) $("delta").value = S.delta;
   $("lr").value = Math.log10(c.lr || 0.01); $("lr-out").textContent = fmt(c.lr);
   $("spf").value = S.spf; $("maxsteps").value = S.steps; $("test").value = S.test;
   $("wd").value = (S.options || {}).weight_decay || $("wd").value;
@@ -291,21 +332,25 @@ async function refreshAll(keep) {
   evaluate(); await refreshExact(); evaluate(); landscape(); lossPlot(); writeHash();
 }
 
-async function onCSV(fields) {
+async function onCSV() {
   $("data-error").textContent = ""; $("btn-dropnan").hidden = true;
   let out;
-  try { out = await upload(csvFile, dropNaN ? { ...fields, drop_nan: true } : fields); } catch (e) {
-    $("data-error").textContent = e.message;
+  try { out = await upload(csvFile, dropNaN ? { ...csvAsk, drop_nan: true } : csvAsk); } catch (e) {
+    const shown = $("dataset-desc").textContent;
+    $("data-error").textContent = e.message + (shown ? `\nthe plot still shows ${shown}` : "");
     $("btn-dropnan").hidden = !e.message.includes("or leave such rows out");   // offered here
+    if (loaded) csvMenus(loaded.out);          // the menus: the columns on the plot
     return;
   }
+  loaded = { file: csvFile, dropNaN, out };
   csvMenus(out);
   const keepInline = out.x.length <= MAX_LINK_POINTS;
   if (!keepInline) $("data-error").textContent = `more than ${MAX_LINK_POINTS} points: a copied link will not hold them`;
   if (out.dropped) $("data-error").textContent += `${keepInline ? "" : "; "}left out ${out.dropped} row(s) with missing values`;
   S.data = "csv"; S.added = []; S.drop = []; S.move = {};
   S.csv = { name: out.name, yName: out.y_name, sigmaName: out.sigma_name || null, x: out.x, y: out.y, inputs: out.inputs,
-            ...(out.x2 ? { x2: out.x2 } : {}), ...(out.sigma ? { sigma: out.sigma } : {}) };
+            ...(out.x2 ? { x2: out.x2 } : {}), ...(out.sigma ? { sigma: out.sigma } : {}),
+            ...(out.columns.join(",").length <= MAX_LINK_COLUMNS ? { columns: out.columns } : {}) };
   if (!keepInline) S.csv = { ...S.csv, x: [], y: [] };
   base = { ...S.csv, x: out.x, y: out.y }; pts = { x: out.x, y: out.y, origin: [] };
   S.p0 = {};          // the last data's values mean nothing here: the server's start, to scale
@@ -329,9 +374,16 @@ function wire() {
   }
   $("dseed").addEventListener("change", () => { S.dseed = Number($("dseed").value); onData(); });
   $("btn-clear-edits").addEventListener("click", () => { S.added = []; S.drop = []; S.move = {}; onData(); });
-  $("csv").addEventListener("change", () => { csvFile = $("csv").files[0]; dropNaN = false; if (csvFile) onCSV({}); });
-  $("btn-dropnan").addEventListener("click", () => { dropNaN = true; if (csvFile) onCSV(csvFields()); });
-  for (const id of ["csv-x", "csv-x2", "csv-y", "csv-sigma"]) $(id).addEventListener("change", () => csvFile && onCSV(csvFields()));
+  // a new file: nothing asked of it yet; the button: the same question, its gaps left out;
+  // a menu: the file on the plot, with its columns as the menus now say
+  $("csv").addEventListener("change", () => {
+    csvFile = $("csv").files[0]; csvAsk = {}; dropNaN = false; if (csvFile) onCSV();
+  });
+  $("btn-dropnan").addEventListener("click", () => { dropNaN = true; if (csvFile) onCSV(); });
+  for (const id of ["csv-x", "csv-x2", "csv-y", "csv-sigma"]) $(id).addEventListener("change", () => {
+    if (!loaded) return;                  // a link's data: the file is not here to read again
+    csvFile = loaded.file; dropNaN = loaded.dropNaN; csvAsk = csvFields(); onCSV();
+  });
   $("test").addEventListener("change", () => { S.test = Number($("test").value); resetRun(); refreshAll(true); });
   let modelTimer = null;
   $("model").addEventListener("input", () => {
@@ -362,6 +414,12 @@ function wire() {
   $("lr").addEventListener("input", () => { $("lr-out").textContent = fmt(Number(Math.pow(10, Number($("lr").value)).toPrecision(3))); });
   $("lr").addEventListener("change", () => changeSetting({ lr: Number(Math.pow(10, Number($("lr").value)).toPrecision(3)) }));
   $("wd").addEventListener("change", () => { fixOptions(); resetRun(); });
+  $("delta").addEventListener("change", async () => {     // huber's δ: another loss, a new run
+    const v = Number($("delta").value);
+    if (!(v > 0 && Number.isFinite(v))) { $("delta").value = S.delta; return; }
+    S.delta = v; resetRun();
+    await refreshExact(); evaluate(); landscape();
+  });
   $("spf").addEventListener("change", () => { S.spf = Number($("spf").value); writeHash(); });
   $("maxsteps").addEventListener("change", () => { S.steps = Math.max(1, Number($("maxsteps").value)); writeHash(); });
   $("btn-play").addEventListener("click", () => {
@@ -406,6 +464,13 @@ async function showCode() {       // "Show code": the page's run and its exact f
   } catch (e) { $("run-error").textContent = e.message; }
 }
 
+// The column menus of a link's CSV: its columns where the link holds them, else the chosen ones.
+function linkColumns(c) {
+  const inputs = c.inputs || ["x"];
+  const chosen = [...inputs, c.yName || "y", c.sigmaName].filter(Boolean);
+  return { columns: c.columns || chosen, x_names: inputs, y_name: c.yName || "y", sigma_name: c.sigmaName || null };
+}
+
 async function main() {
   meta = await get("/api/meta");
   const names = Object.keys(meta.datasets);
@@ -419,6 +484,7 @@ async function main() {
   S = decode(location.hash, meta);
   clearHistory();
   await loadData();
+  if (S.data === "csv" && S.csv) csvMenus(linkColumns(S.csv));    // a link's columns, as chosen
   showControls(); fixOptions();
   wire();
   const target = S.step;

@@ -58,7 +58,7 @@ export function codeBody(s, datasets, base, data, test) {
                                    y: base.yName || null, sigma: base.sigmaName || null } : {};
   return {
     data: builtin ? { name: s.data, n: s.n, mult: s.mult, add: s.add, seed: s.dseed } : csv,
-    model: s.model, loss: s.loss, optimizer: s.optimizer, lr: s.lr, steps: s.steps, p0: s.p0, seed: s.seed,
+    model: s.model, loss: s.loss, delta: s.delta, optimizer: s.optimizer, lr: s.lr, steps: s.steps, p0: s.p0, seed: s.seed,
     points: edited ? points : null,
   };
 }

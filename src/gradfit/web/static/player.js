@@ -4,7 +4,7 @@
 // old run reaches the screen.
 export class Player {
   constructor(on) {
-    this.on = on;           // {frame(m), done(m), error(text), state(name)}
+    this.on = on;           // {frame(m), done(m), error(text), lost(opened), state(name)}
     this.ws = null;
     this.state = "idle";    // idle | playing | pausing | paused
   }
@@ -16,7 +16,8 @@ export class Player {
     const sock = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/play`);
     this.ws = sock;
     this._set(body.pause_at !== undefined && body.pause_at !== null ? "pausing" : "playing");
-    sock.onopen = () => sock.send(JSON.stringify({ type: "start", ...body }));
+    let opened = false;
+    sock.onopen = () => { opened = true; sock.send(JSON.stringify({ type: "start", ...body })); };
     sock.onmessage = (ev) => {
       if (this.ws !== sock) return;                // an old run: never drawn
       const m = JSON.parse(ev.data);
@@ -42,7 +43,14 @@ export class Player {
         this._set("idle");
       } else if (m.type === "warning") this.on.error(m.detail);
     };
-    sock.onclose = () => { if (this.ws === sock) { this.ws = null; this._set("idle"); } };
+    // closed with no done, error or cancel: the server went away (or was never there); said,
+    // rather than "running" for good
+    sock.onclose = () => {
+      if (this.ws !== sock) return;
+      this.ws = null;
+      this.on.lost(opened);
+      this._set("idle");
+    };
   }
   _send(msg) { if (this.ws && this.ws.readyState === 1) this.ws.send(typeof msg === "string" ? msg : JSON.stringify(msg)); }
   pause() { if (this.state === "playing") { this._set("pausing"); this._send("pause"); } }

@@ -2,11 +2,18 @@
 // a colour scale: every number comes from the server.
 import { fmt, spansDecades } from "./state.js";
 
-const CONFIG = { displaylogo: false, responsive: true,
-                 modeBarButtonsToRemove: ["lasso2d", "select2d", "toImage"] };
-const MARGIN = { l: 50, r: 12, t: 36, b: 40 };
-// legends sit under the plot, outside the data
-const LEGEND = { orientation: "h", x: 0, y: -0.24, yanchor: "top", font: { size: 11 } };
+// The user's data never leave the machine: no "Share chart..." button (Plotly's own sends
+// the chart, data and all, to Plotly's cloud), and no server to send it to.
+const CONFIG = { displaylogo: false, responsive: true, showSendToCloud: false, plotlyServerURL: "",
+                 modeBarButtonsToRemove: ["lasso2d", "select2d", "toImage", "sendChartToCloud"] };
+// The title sits under the row of Plotly's buttons (the modebar), which had covered it (the
+// loss value itself) on hover, and always on a touch screen.
+const MARGIN = { l: 50, r: 12, t: 58, b: 40 };
+const title = (text, more = {}) => ({ text, yref: "container", y: 1, yanchor: "top", pad: { t: 30 }, ...more });
+// legends sit at the foot of the figure, under the axis' title (at a fraction of the plot's
+// height below it they had sat on the title on a phone)
+const LEGEND = { orientation: "h", x: 0, xref: "container", y: 0, yref: "container", yanchor: "bottom",
+                 font: { size: 11 } };
 const BELOW = { ...MARGIN, b: 84 };
 const ORANGE = "#e4572e", BLUE = "#2e86ab", GREY = "#999";
 
@@ -36,8 +43,8 @@ function lossLabel(name, sigma) {
 // data: {x, y, x2?, sigma?, inputs, test}; view: {curve, loss, lossName, exact, parts}
 export function drawData(d, view) {
   const gd = document.getElementById("plot-data");
-  const title = view.loss === undefined ? "" : `${lossLabel(view.lossName, d.sigma)} = ${fmt(view.loss)}`;
-  if (d.x2) return drawSurface(gd, d, view, title);
+  const heading = view.loss === undefined ? "" : `${lossLabel(view.lossName, d.sigma)} = ${fmt(view.loss)}`;
+  if (d.x2) return drawSurface(gd, d, view, heading);
   const test = d.test || [];
   const pick = (arr, want) => arr ? arr.filter((_, i) => !!test[i] === want) : undefined;
   const type = d.x.length >= MANY ? "scattergl" : "scatter";
@@ -65,13 +72,13 @@ export function drawData(d, view) {
   }
   const range = yRange(d.y, view.curve && view.curve.y);
   Plotly.react(gd, traces, {
-    title: { text: title }, margin: BELOW, legend: LEGEND, showlegend: true, uirevision: "data",
+    title: title(heading), margin: BELOW, legend: LEGEND, showlegend: true, uirevision: "data",
     xaxis: { title: { text: plain(d.inputs[0]) } },
     yaxis: { title: { text: plain(d.yName || "y") }, ...(range ? { range, autorange: false } : { autorange: true }) },
   }, CONFIG);
 }
 
-function drawSurface(gd, d, view, title) {
+function drawSurface(gd, d, view, heading) {
   const c = view.curve || {};
   const all = [...d.y, ...((c.z || []).flat().filter((v) => v !== null))];
   const cmin = Math.min(...all), cmax = Math.max(...all);
@@ -85,7 +92,7 @@ function drawSurface(gd, d, view, title) {
                 line: { color: d.x.map((_, i) => test[i] ? ORANGE : "#222"), width: 1.5 } } },
   ];
   Plotly.react(gd, traces, {
-    title: { text: title }, margin: BELOW, legend: LEGEND, uirevision: "data",
+    title: title(heading), margin: BELOW, legend: LEGEND, uirevision: "data",
     xaxis: { title: { text: plain(d.inputs[0]) } }, yaxis: { title: { text: plain(d.inputs[1]) } },
   }, CONFIG);
 }
@@ -96,7 +103,7 @@ export function drawLoss(hist, lossName, head) {
   if (hist.testSteps.length) traces.push({ x: hist.testSteps, y: hist.testLosses, mode: "lines",
     name: "test loss", line: { color: BLUE, dash: "dash" } });
   Plotly.react("plot-loss", traces, {
-    title: { text: head, font: { size: 13 } }, margin: BELOW, legend: LEGEND, showlegend: true,
+    title: title(head, { font: { size: 13 } }), margin: BELOW, legend: LEGEND, showlegend: true,
     xaxis: { title: { text: "step" } }, yaxis: { type: "log", title: { text: lossName } },
     datarevision: hist.losses.length + hist.testLosses.length }, CONFIG);
 }
@@ -104,7 +111,7 @@ export function drawLoss(hist, lossName, head) {
 // g: the server's grid; marks: {path, start, now, best, bestName}
 export function drawLandscape(g, marks) {
   const gd = document.getElementById("plot-landscape");
-  if (!g) { Plotly.react(gd, [], { title: { text: "one parameter: see the slice" }, margin: MARGIN }, CONFIG); return; }
+  if (!g) { Plotly.react(gd, [], { title: title("one parameter: see the slice"), margin: MARGIN }, CONFIG); return; }
   const log = spansDecades(g.loss);
   const z = log ? g.loss.map((r) => r.map((v) => (v > 0 ? Math.log10(v) : null))) : g.loss;
   const flat = z.flat().filter((v) => v !== null && isFinite(v));
@@ -128,17 +135,24 @@ export function drawLandscape(g, marks) {
   if (marks.best) traces.push({ x: [marks.best[0]], y: [marks.best[1]], mode: "markers", name: marks.bestName,
     marker: { color: "#fff", size: 18, symbol: "star", line: { color: "#000", width: 2 } } });
   Plotly.react(gd, traces, {
-    title: { text: `${g.loss_name} over ${g.names[0]}, ${g.names[1]}${log ? " (log colours)" : ""}`, font: { size: 13 } },
+    title: title(`${g.loss_name} over ${g.names[0]}, ${g.names[1]}${log ? " (log colours)" : ""}`,
+                 { font: { size: 13 } }),
     margin: BELOW, legend: LEGEND, showlegend: true, uirevision: g.names.join(","),
     xaxis: { title: { text: g.names[0] } }, yaxis: { title: { text: g.names[1] } } }, CONFIG);
   gd.dataset.log = log ? "1" : "0";
+}
+
+// A plot with nothing to show, and why (text: a short line; the reason is said beside it).
+export function blankPlot(id, text) {
+  Plotly.react(id, [], { title: title(text, { font: { size: 13, color: GREY } }), margin: MARGIN,
+                         xaxis: { visible: false }, yaxis: { visible: false } }, CONFIG);
 }
 
 export function drawSlice(s, now) {
   if (!s) return;
   Plotly.react("plot-slice", [
     { x: s.values, y: s.loss, mode: "lines", name: s.loss_name, line: { color: BLUE } },
-  ], { title: { text: `${s.loss_name} along ${s.name}`, font: { size: 13 } }, margin: MARGIN, showlegend: false,
+  ], { title: title(`${s.loss_name} along ${s.name}`, { font: { size: 13 } }), margin: MARGIN, showlegend: false,
        xaxis: { title: { text: s.name } }, yaxis: { title: { text: s.loss_name } },
        shapes: [{ type: "line", x0: now, x1: now, yref: "paper", y0: 0, y1: 1,
                   line: { color: ORANGE, dash: "dot" } }] }, CONFIG);

@@ -46,6 +46,7 @@ export function makeSliders(box, names, values, max, onInput, constants = {}, on
     const input = row.querySelector("input");
     if (scales[name] > 0) input.dataset.scale = String(scales[name]);
     range(input, values[name]);
+    typeable(row.querySelector("output"), input, name, (v) => { onInput(name, v); onRelease(name); });
     input.addEventListener("input", () => {
       $(`out-${cssId(name)}`).textContent = fmt(Number(input.value));
       onInput(name, Number(input.value));
@@ -53,6 +54,48 @@ export function makeSliders(box, names, values, max, onInput, constants = {}, on
     input.addEventListener("change", () => onRelease(name));
   }
   setSliders(names, values);
+}
+
+// The slider's number, typed: a click (or Enter) makes it a text box; Enter applies the
+// value (the range widens to it), Escape or leaving the box keeps the old one. A slider
+// steps by 1/1000 of its range, so a value given to more digits (2.51372) could not be set.
+function typeable(out, input, name, apply) {
+  out.tabIndex = 0;
+  out.title = "click to type a value";
+  out.setAttribute("role", "button");
+  out.setAttribute("aria-label", `type a value for ${name}`);
+  const open = (ev) => {
+    ev.preventDefault();               // a click inside the label would move focus to the slider
+    if (out.querySelector("input")) return;
+    const box = document.createElement("input");
+    box.type = "text"; box.inputMode = "decimal"; box.className = "typed";
+    box.value = out.textContent; box.setAttribute("aria-label", `value of ${name}`);
+    out.textContent = "";
+    out.appendChild(box);
+    box.focus(); box.select();
+    let closed = false;
+    const close = (use) => {
+      if (closed) return;
+      closed = true;
+      const text = box.value.trim(), v = Number(text);
+      box.remove();
+      if (use && text !== "" && Number.isFinite(v)) {
+        if (v < Number(input.min) || v > Number(input.max)) range(input, v);
+        input.value = String(v);
+        out.textContent = fmt(v);
+        apply(v);
+      } else out.textContent = fmt(Number(input.value));
+      out.focus();
+    };
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); close(true); }
+      else if (e.key === "Escape") close(false);
+      e.stopPropagation();
+    });
+    box.addEventListener("blur", () => close(false));
+  };
+  out.addEventListener("click", open);
+  out.addEventListener("keydown", (e) => { if (e.target === out && (e.key === "Enter" || e.key === " ")) open(e); });
 }
 
 export function setSliders(names, values) {
