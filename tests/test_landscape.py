@@ -122,11 +122,13 @@ def test_to_dict_is_json_with_nan_as_null(data):
     ([4, 2.6, 2.51], 3, False, "too slow"),          # fell just under half the best
     ([4, 4], 0.0, False, "too slow"),                # did not fall at all
     ([4, 2, 3, 1, 2, 0.5], 3.5, False, "bouncing"),  # rose in 2 of 5 steps
-    ([4, 5], 3, False, "diverged"),                  # ended above its start
+    ([4, 5], 3, False, "diverged"),                  # ended above its start, still growing
     ([4, 1, float("nan")], 3, False, "diverged"),
     ([4, 1, float("inf")], 3, False, "diverged"),
     ([4, 3, 2, 1], 3, True, "diverged"),             # the fit stopped as diverged
     ([4, 6, 8, 3], 1, False, "bouncing"),            # diverged is checked first, bouncing next
+    ([4, 9, 5, 9, 5, 9, 5], 1, False, "bouncing"),   # above its start, but bounded
+    ([4, 9, 5, 9, 5, 9, 5, 9, 5, 5, 5, 5.5], 1, False, "bouncing"),  # above it: an overshoot
 ])
 def test_classify_run_follows_the_rule(history, best, diverged, label):
     want = label
@@ -134,9 +136,11 @@ def test_classify_run_follows_the_rule(history, best, diverged, label):
     # the rule, written out once more, independently of the implementation
     rng = (h.max() - h.min()) if np.isfinite(h).all() else 0
     rises = int(np.sum(np.diff(h) > 0.01 * rng)) if np.isfinite(h).all() else 0
-    if diverged or not np.isfinite(h).all() or h[-1] > h[0]:
+    half = len(h) // 2
+    growing = h[-1] > h[0] and h[half:].max() > 1.1 * h[:len(h) - half].max()
+    if diverged or not np.isfinite(h).all() or growing:
         rule = "diverged"
-    elif rises > (len(h) - 1) / 4:
+    elif h[-1] > h[0] or rises > (len(h) - 1) / 4:
         rule = "bouncing"
     elif h[0] - h[-1] <= 0 or h[0] - h[-1] < best / 2:
         rule = "too slow"

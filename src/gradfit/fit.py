@@ -15,7 +15,9 @@ reach into the loop::
 Stopping: the step limit, ``ftol`` (relative change of the loss), ``gtol`` (gradient
 norm), ``time_limit`` (seconds), or a ``callback(record)`` returning True. Divergence (a
 non-finite loss or parameter, or a loss above ``divergence`` times its start) stops the
-fit with reason ``"diverged"``; the result then holds the last finite point, never a NaN.
+fit with reason ``"diverged"``; its ``params`` and ``loss`` then hold the last finite point,
+never a NaN, while ``history`` and ``trajectory`` end with the point where the divergence
+showed (step ``steps``: its loss may be inf or NaN), so that a picture shows the blow-up.
 """
 from __future__ import annotations
 
@@ -200,6 +202,7 @@ class FitRun(Run):
         reason, detail = "max_steps", f"reached the step limit ({cfg.steps} steps)"
         t0 = time.perf_counter()
         first = prev = None
+        escape = None
         step = 0
         small = threads_for(prob)          # a small fit steps on one torch thread
         while step < cfg.steps:
@@ -217,6 +220,7 @@ class FitRun(Run):
             if bad:
                 reason, detail = "diverged", self._diverged_text(step, bad, losses, self.lr,
                                                                  point)
+                escape = (point, float(loss))      # where the divergence showed
                 break
             points.append(point)
             losses.append(loss)
@@ -244,7 +248,7 @@ class FitRun(Run):
             points.append(point)
         with threads_for(prob):
             self.result = self._finish(theta, points, losses, gnorms, reason, detail,
-                                       start, self.lr, t0)
+                                       start, self.lr, t0, escape)
 
     def set_lr(self, value: float) -> None:
         """Change the learning rate from the next step on, keeping the optimizer's state
@@ -265,7 +269,8 @@ class FitRun(Run):
             advice = no_finite_loss_advice(self.problem, point)
         return f"diverged at step {step}: {what} ({last}); {advice}"
 
-    def _finish(self, theta, points, losses, gnorms, reason, detail, start, lr, t0):
+    def _finish(self, theta, points, losses, gnorms, reason, detail, start, lr, t0,
+                escape=None):
         cfg, prob = self.config, self.problem
         step = len(losses)
         # after a divergence, the last point whose loss was finite
@@ -279,6 +284,7 @@ class FitRun(Run):
             reason = "diverged"
             detail = self._diverged_text(step, "the loss or a parameter became non-finite after "
                                          "the last step", losses, lr)
+            escape = (final, final_loss)
             final = points[-1] if points else final
             with torch.no_grad():
                 final_loss = prob.objective(final).item()
@@ -289,6 +295,7 @@ class FitRun(Run):
             values = dict(zip(names, final.tolist()))
             if self.exact_method and not self.lean and not _stopped_short(reason, detail,
                                                                           values, bounds):
+                self._finish_left = max(self.config.steps, FINISH_STEPS)
                 refined = refine(prob, names, bounds, self.transform.fixed, values, self._solve)
                 extra_steps = refined.steps
                 at_bound = refined.at_bound
@@ -301,8 +308,12 @@ class FitRun(Run):
             final = torch.tensor([values[n] for n in names], dtype=final.dtype, device=final.device)
             with torch.no_grad():
                 final_loss = prob.objective(final).item()
-        history = np.array(losses + [final_loss])
-        trajectory = torch.stack(points[:len(losses)] + [final]).cpu().numpy()
+        # a diverged run's history and path end where the divergence showed (its loss
+        # inf, NaN or beyond ``divergence`` times the start), not on a repeat of the last
+        # finite point: a picture then shows the blow-up; params and loss stay finite
+        end, end_loss = (final, final_loss) if escape is None else escape
+        history = np.array(losses + [end_loss])
+        trajectory = torch.stack(points[:len(losses)] + [end]).cpu().numpy()
         params = dict(zip(names, final.tolist()))
         stderr = cov = None
         held = set(self.transform.fixed) | set(at_bound)
@@ -380,17 +391,22 @@ class FitRun(Run):
         return ("failed", why) if why else (reason, detail)
 
     def _solve(self, p0: dict, fixed: dict, bounds: dict) -> FitResult:
-        """The exact method to its end from ``p0`` with these fixed values and bounds."""
+        """The exact method to its end from ``p0`` with these fixed values and bounds, in
+        the steps left of the finish's budget (``FINISH_STEPS``: all the active set's inner
+        fits together; each had that many, and a flat well of a bounded 4PL took 10,000
+        steps, seconds, to be certified or not)."""
         cfg = dataclasses.replace(self.config, p0=p0, fixed=fixed, bounds=bounds,
                                   optimizer=self.exact_method, options=(), starts=1,
-                                  steps=max(self.config.steps, 1000))
+                                  steps=max(self._finish_left, 0))
         run = FitRun(self.problem, cfg, lean=True)
         for _ in run:
             pass
+        self._finish_left -= run.result.steps
         return run.result
 
 
 EXACT = ("lm", "irls")
+FINISH_STEPS = 1000     # steps of the active set's inner fits in all (at least the limit's)
 
 
 def _float32_short(prob, final, free, reason: str, detail: str) -> tuple[str, str]:
@@ -423,6 +439,9 @@ def _refined_reason(refined, reason: str, detail: str) -> tuple[str, str]:
     """The stop reason after the active-set method: the inner fit's, naming the bounds."""
     if not refined.certified:
         why = refined.detail or (refined.inner.message if refined.inner is not None else "")
+        if refined.inner is not None and refined.inner.reason == "max_steps":
+            return "max_steps", (f"the finish on the bounds (active set) used its "
+                                 f"{refined.steps} steps without settling: {why}")
         return "failed", f"no certified optimum within the bounds: {why}"
     if refined.inner is not None:
         reason, detail = refined.inner.reason, refined.inner.message

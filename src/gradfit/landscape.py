@@ -23,6 +23,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .batch_lm import data_norm
 from .errors import InputError
 from .fit import prepare
 from .models import check_param_names
@@ -124,13 +125,70 @@ def full_center(problem: Problem, center: Mapping[str, float]) -> dict[str, floa
     return out
 
 
+def rms(v: torch.Tensor) -> float:
+    """The root mean square of ``v``, without squaring to 0 or inf (``data_norm``)."""
+    return float(data_norm(v.reshape(-1))) / math.sqrt(v.numel()) if v.numel() else 0.0
+
+
+def natural_scales(model, x: torch.Tensor, y, values: Mapping[str, float],
+                   names: Sequence[str] | None = None) -> dict[str, float | None]:
+    """How far each parameter must move to move the curve by the data's size, at
+    ``values`` (one forward-mode pass each, no ``(n, P)`` Jacobian held)::
+
+        scale_j = rms(y) / rms_i(df(x_i)/dp_j)
+
+    ``rms(y)`` counts the data's level (an offset of 20 over timestamps is 20, however
+    little y varies). None where the derivative vanishes or is not finite, or the model
+    cannot run forward mode. ``names``: only these parameters (default: all).
+    """
+    all_names = list(model.param_names)
+    y = torch.as_tensor(y, dtype=torch.float64)
+    spread = rms(y)
+    p = torch.tensor([float(values[n]) for n in all_names], dtype=torch.float64, device=x.device)
+    out: dict[str, float | None] = {}
+    for name in (all_names if names is None else names):
+        e = torch.zeros_like(p)
+        e[all_names.index(name)] = 1.0
+        try:
+            with torch.no_grad():
+                _, d = torch.func.jvp(lambda q: model(x, q), (p,), (e,))
+        except Exception:         # a model forward mode cannot run: no scale, no harm
+            out[name] = None
+            continue
+        size = rms(d)
+        scale = spread / size if size > 0 and math.isfinite(size) else math.nan
+        out[name] = scale if math.isfinite(scale) and scale > 0 else None
+    return out
+
+
+#: natural scales within this range are the lesson's: its views (and the page's sliders,
+#: ``web.scales``) stay as they are
+USUAL_SCALES = (1e-2, 1e2)
+
+
+def default_half_width(center: float, scale: float | None = None) -> float:
+    """The default half-width of a view: ``max(|center| / 2, s)`` with ``s`` the
+    parameter's natural scale (``natural_scales``) where it lies outside ``USUAL_SCALES``,
+    else 1, as the page's sliders take it: data of the lesson's size keep
+    ``max(1, |center| / 2)``; a slope of 3e-9 on data of 1e-9 gets a view of its own size
+    instead of +-1.
+
+        >>> default_half_width(3.0), default_half_width(3e-9, 3e-9), default_half_width(0.0, 5.0)
+        (1.5, 3e-09, 1.0)
+    """
+    lo, hi = USUAL_SCALES
+    usual = scale is None or not (math.isfinite(scale) and scale > 0) or lo <= scale <= hi
+    return max(abs(center) / 2, 1.0 if usual else scale)
+
+
 def axis_range(name: str, center: float, span=None, path: np.ndarray | None = None,
-               margin: float = 0.1) -> tuple[float, float]:
+               margin: float = 0.1, scale: float | None = None) -> tuple[float, float]:
     """The range shown for one parameter.
 
     ``span``: a half-width around ``center``, a ``(low, high)`` pair, or a mapping of names
-    to either. None: ``max(1, |center| / 2)`` either side, widened to hold the finite
-    points of ``path`` with a ``margin`` (a fraction of the width) to spare.
+    to either. None: ``default_half_width(center, scale)`` either side (``scale``: the
+    parameter's natural scale, see ``natural_scales``), widened to hold the finite points
+    of ``path`` with a ``margin`` (a fraction of the width) to spare.
 
         >>> axis_range("a", 3.0, 2.0)
         (1.0, 5.0)
@@ -142,7 +200,7 @@ def axis_range(name: str, center: float, span=None, path: np.ndarray | None = No
     if isinstance(span, Mapping):
         span = span.get(name)
     if span is None:
-        half = max(1.0, abs(center) / 2)
+        half = default_half_width(center, scale)
         lo, hi = center - half, center + half
         if path is not None:
             pts = np.asarray(path, dtype=float)
@@ -166,6 +224,13 @@ def axis_range(name: str, center: float, span=None, path: np.ndarray | None = No
         if not half > 0:
             raise InputError(f"bad span for {name!r}", expected="a positive half-width", given=span)
         lo, hi = center - half, center + half
+    if math.isfinite(lo) and math.isfinite(hi) and not isinstance(span, (tuple, list)) \
+            and hi - lo < 64 * np.spacing(max(abs(lo), abs(hi))):
+        raise InputError(f"the span for {name!r} is too small for the precision of its value "
+                         f"{center:.17g} (float64 numbers there are "
+                         f"{np.spacing(abs(center)):.3g} apart)",
+                         expected=f"a half-width of at least "
+                         f"{32 * np.spacing(abs(center)):.3g}", given=span)
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise InputError(f"bad span for {name!r}", expected="finite low < high", given=(lo, hi))
     if not math.isfinite(hi - lo):         # 1e308 either side: the grid's steps overflow
@@ -247,7 +312,9 @@ def loss_grid(problem: Problem, names: Sequence[str], center: Mapping[str, float
     center = full_center(problem, center)
     g1, g2 = check_resolution(resolution, 2)
     path = None if path is None else _points(path, 2, "path")
-    axes = [np.linspace(*axis_range(n, center[n], span, None if path is None else path[:, k]), g)
+    scales = _default_scales(problem, names, center, span)
+    axes = [np.linspace(*axis_range(n, center[n], span, None if path is None else path[:, k],
+                                    scale=scales.get(n)), g)
             for k, (n, g) in enumerate(zip(names, (g1, g2)))]
     i, j = (problem.model.param_names.index(n) for n in names)
     theta = _theta(problem, center).expand(g2, g1, -1).clone()
@@ -255,6 +322,14 @@ def loss_grid(problem: Problem, names: Sequence[str], center: Mapping[str, float
     theta[..., j] = torch.as_tensor(axes[1], dtype=theta.dtype)[:, None]
     loss = evaluate(problem, theta.reshape(g1 * g2, -1), **chunks).reshape(g2, g1)
     return LossGrid(names, axes[0], axes[1], loss, center, problem.loss.name)
+
+
+def _default_scales(problem: Problem, names, center, span) -> dict[str, float | None]:
+    """The natural scales of the ``names`` whose view is the default (no ``span``)."""
+    free = [n for n in names if (span.get(n) if isinstance(span, Mapping) else span) is None]
+    if not free:
+        return {}
+    return natural_scales(problem.model, problem.x.double(), problem.y, center, free)
 
 
 def loss_slice(problem: Problem, name: str, center: Mapping[str, float], span=None,
@@ -273,10 +348,12 @@ def loss_slice(problem: Problem, name: str, center: Mapping[str, float], span=No
     (name,) = check_names(problem, (name,), 1)
     center = full_center(problem, center)
     (g,) = check_resolution(resolution, 1)
-    values = np.linspace(*axis_range(name, center[name], span, path), g)
+    scale = _default_scales(problem, (name,), center, span).get(name)
+    values = np.linspace(*axis_range(name, center[name], span, path, scale=scale), g)
     loss = loss_along(problem, (name,), values[:, None], center, **chunks)
     return LossSlice(name, values, loss, center, problem.loss.name)
 
 
 __all__ = ["LossGrid", "LossSlice", "as_problem", "check_names", "full_center", "axis_range",
+           "natural_scales", "default_half_width", "rms", "USUAL_SCALES",
            "loss_grid", "loss_slice", "loss_along", "evaluate", "check_resolution"]

@@ -23,25 +23,32 @@ from .optimizers import OPTIMIZERS, get_optimizer, make_stepper
 
 LR_LABELS = ("diverged", "bouncing", "too slow", "good")
 
-LR_RULE = ("diverged: the loss ended above its start, became non-finite, or ran away; "
-           "bouncing: else, the loss rose in more than a quarter of the steps (a rise "
-           "counts when it is over 1% of the run's range of losses: the jitter of a "
-           "converged run is no bounce); "
+LR_RULE = ("diverged: the loss became non-finite or ran away (it ended above its start "
+           "and its highest value in the run's second half is over 10% above the highest "
+           "in its first half: still growing); "
+           "bouncing: else, the loss ended above its start (a bounded overshoot) or rose in "
+           "more than a quarter of the steps (a rise counts when it is over 1% of the run's "
+           "range of losses: the jitter of a converged run is no bounce); "
            "too slow: else, the loss fell by less than half the best run's fall; "
-           "good: the rest.")
+           "good: the rest. The rule reads the loss only: steps that zig-zag across a "
+           "valley while the loss falls at every step are good.")
 
 RISE_TOL = 1e-9     # a rise smaller than this, relatively, is rounding, not a bounce
 RISE_OF_RANGE = 0.01   # ... and one under this share of the run's range is jitter
+RUNAWAY_GROWTH = 0.10  # the second half's peak over the first half's: still growing
 
 
 def classify_run(history: Sequence[float], best_drop: float, diverged: bool = False) -> str:
     """Label one run of a learning-rate sweep by ``LR_RULE``, checked in this order:
 
     - ``diverged``: ``diverged`` is set (the fit stopped because its loss ran away), a
-      loss is non-finite, or the last loss is above the first;
-    - ``bouncing``: the loss rose in more than a quarter of the steps, a rise counting when
-      it is over ``RISE_OF_RANGE`` of the run's range of losses (and over ``RISE_TOL``
-      relatively): the jitter of a run that has converged is no bounce;
+      loss is non-finite, or the loss runs away (``ran_away``: it ended above its start
+      and is still growing); a bounded oscillation (gd on mae at a large rate bounces
+      between two losses for ever) is no divergence;
+    - ``bouncing``: the loss ended above its start (a bounded overshoot), or rose in more
+      than a quarter of the steps, a rise counting when it is over ``RISE_OF_RANGE`` of
+      the run's range of losses (and over ``RISE_TOL`` relatively): the jitter of a run
+      that has converged is no bounce;
     - ``too slow``: the fall ``history[0] - history[-1]`` is under ``best_drop / 2`` (or
       not positive), where ``best_drop`` is the largest fall of the sweep's runs that did
       not diverge;
@@ -59,20 +66,38 @@ def classify_run(history: Sequence[float], best_drop: float, diverged: bool = Fa
         'good'
         >>> classify_run([4, 5], best_drop=3), classify_run([4, float("nan")], best_drop=3)
         ('diverged', 'diverged')
+        >>> classify_run([4] + [10, 6] * 20, best_drop=3)       # a bounded 2-cycle
+        'bouncing'
     """
     h = np.asarray(history, dtype=float)
-    if diverged or h.size == 0 or not np.isfinite(h).all() or h[-1] > h[0]:
+    if diverged or h.size == 0 or not np.isfinite(h).all() or ran_away(h):
         return "diverged"
     steps = h.size - 1
     floor = np.maximum(RISE_TOL * np.maximum(np.abs(h[:-1]), 1e-300),
                        RISE_OF_RANGE * (h.max() - h.min()))
     rises = int(np.sum(h[1:] - h[:-1] > floor))
-    if steps and rises > steps / 4:
+    if h[-1] > h[0] or (steps and rises > steps / 4):
         return "bouncing"
     drop = h[0] - h[-1]
     if drop <= 0 or drop < best_drop / 2:
         return "too slow"
     return "good"
+
+
+def ran_away(history: Sequence[float]) -> bool:
+    """Whether a loss runs away: it ended above its start, and the highest loss of the
+    run's second half is over ``1 + RUNAWAY_GROWTH`` times the highest of its first half
+    (the halves share the middle point of an odd run). A bounded oscillation has the same
+    peak in both halves.
+
+        >>> ran_away([1, 3, 2, 6, 4, 12, 8]), ran_away([1, 5, 2, 5, 2, 5, 2])
+        (True, False)
+    """
+    h = np.asarray(history, dtype=float)
+    if h.size < 2 or not h[-1] > h[0]:
+        return False
+    first, second = h[:(h.size + 1) // 2], h[h.size // 2:]
+    return bool(second.max() > (1 + RUNAWAY_GROWTH) * first.max())
 
 
 @dataclass
@@ -140,11 +165,22 @@ def label_runs(results: Sequence, lrs: Sequence[float]) -> Sweep:
     return Sweep(runs, best)
 
 
+def check_sweep_optimizer(name: str) -> None:
+    """A sweep compares learning rates: refuse a method that ignores the rate (lm, irls and
+    auto set their own steps, lbfgs's line search does), as ``lr_find`` does."""
+    get_optimizer(name)
+    if name not in finder_optimizers():
+        raise InputError(f"a learning-rate sweep cannot use optimizer {name!r}: it sets its "
+                         "own steps, so every rate would give the same run",
+                         expected="a gradient optimizer: " + ", ".join(finder_optimizers()))
+
+
 def lr_sweep(model, x, y, lrs: Sequence[float], *, optimizer: str = "gd", steps: int = 100,
              **fit_kwargs) -> Sweep:
     """The same fit at each learning rate (``fit_kwargs`` as for ``fit``), labelled by
     ``classify_run``. The rates run as one batched run (``lr_batch.sweep_fits``) where it
-    can; bounds, fixed values, sgd and lbfgs run ``fit`` once per rate.
+    can; bounds, fixed values and sgd run ``fit`` once per rate. An optimizer that ignores
+    the rate (lm, irls, auto, lbfgs) is refused (``check_sweep_optimizer``).
 
         >>> from gradfit.data import lesson_data
         >>> d = lesson_data()
@@ -153,6 +189,7 @@ def lr_sweep(model, x, y, lrs: Sequence[float], *, optimizer: str = "gd", steps:
         ['too slow', 'good', 'diverged']
     """
     lrs = check_lrs(lrs)
+    check_sweep_optimizer(optimizer)
     results = sweep_fits(model, x, y, lrs, optimizer=optimizer, steps=steps, **fit_kwargs)
     if results is None:
         results = [fit(model, x, y, optimizer=optimizer, lr=lr, steps=steps, **fit_kwargs)
@@ -295,6 +332,7 @@ def lr_find(model, x, y, *, sigma=None, loss: str = "mse", delta: float = 1.0,
                   {"window": (lo, hi), "optimizer": optimizer, "loss": problem.loss.name})
 
 
-__all__ = ["LR_RULE", "LR_LABELS", "classify_run", "Sweep", "SweepRun", "lr_sweep", "label_runs",
+__all__ = ["LR_RULE", "LR_LABELS", "classify_run", "ran_away", "check_sweep_optimizer",
+           "Sweep", "SweepRun", "lr_sweep", "label_runs",
            "check_lrs", "LRFind", "lr_find", "finder_optimizers", "check_finder_optimizer",
            "valley", "steepest"]

@@ -7,7 +7,8 @@ backward pass of ``sum_b L_b`` (the runs are independent, so it gives every ``g_
 updates row ``b`` with its own rate ``lr_b``. Each run keeps ``fit``'s stopping rules and
 leaves the batch when it stops; each comes back as the ``FitResult`` that
 ``fit(model, x, y, lr=lr_b, ...)`` gives, loss curve, trajectory and gradient norms
-included, equal to it to rounding.
+included, equal to it to rounding (a run that diverged is ``fit``'s own: run again alone,
+for the point where its divergence showed, which ends its history).
 
     >>> from gradfit.data import lesson_data
     >>> d = lesson_data()
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from .batch_gd import batch_gd
-from .fit import DTYPE, _config, prepare
+from .fit import DTYPE, _config, fit, prepare
 from .many_problem import ManyProblem, ManyTransform
 from .models import start_values
 from .optimizers import batched_optimizers, get_optimizer, resolve_options
@@ -74,8 +75,13 @@ def sweep_fits(model, x, y, lrs: Sequence[float], *, optimizer: str = "gd", step
     u, done, reasons, messages = batch_gd(many, tr, u0, torch.tensor(lrs, dtype=dt, device=dev),
                                           engine, trace)
     wall = (time.perf_counter() - t0) / B
+    # a diverged run is run again alone: the batch keeps no record of the point where
+    # the divergence showed, which ends fit's history and trajectory (it stopped early, so
+    # the rerun is short)
     return [_result(prob, cfg, names, start, float(lrs[b]), u[b], int(done[b]), reasons[b],
                     messages[b], {k: v[:, b] for k, v in trace.items()}, wall)
+            if reasons[b] != "diverged" else
+            fit(model, x, y, optimizer=optimizer, lr=float(lrs[b]), steps=steps, **fit_kwargs)
             for b in range(B)]
 
 

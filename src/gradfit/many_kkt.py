@@ -139,8 +139,7 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
         if inner:
             tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], lo[:, inner],
                                 hi[:, inner], start)
-            u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None,
-                                        _left(cfg, steps, group))
+            u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None, cfg)
             with torch.no_grad():
                 end = tr2.external(u, idx)
             i_lo, i_hi = _near(end[:, tr2.free_at], tr2.lo, tr2.hi)
@@ -156,8 +155,7 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
         _, cos = column_cosines(J, r)
         mu = torch.where(lows, cos, -cos)
         ok = (torch.where(hold, mu >= -MU_TOL, True).all(-1)
-              & (r.square().sum(-1) <= before * (1 + 1e-12))).cpu().numpy() & good \
-            & _within_limit(steps, group, st, cfg)
+              & (r.square().sum(-1) <= before * (1 + 1e-12))).cpu().numpy() & good
         for i in np.flatnonzero(ok):
             b = group[i]
             theta[b] = end[i]
@@ -205,8 +203,7 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
         free = torch.full((len(group), len(inner)), math.inf, dtype=theta.dtype,
                           device=theta.device)
         tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], -free, free, start)
-        u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None,
-                                    _left(cfg, steps, group))
+        u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None, cfg)
         idx = torch.arange(len(group), device=theta.device)
         with torch.no_grad():
             end = tr2.external(u, idx)
@@ -215,7 +212,7 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
         lo, hi = tr.lo[sel], tr.hi[sel]
         inside = ((end[:, at] >= lo) & (end[:, at] <= hi)).all(-1)
         ok = (inside & (after <= before * (1 + 1e-12))).cpu().numpy() & np.isin(
-            why, ("gtol", "ftol", "xtol")) & _within_limit(steps, group, st, cfg)
+            why, ("gtol", "ftol", "xtol"))
         for i in np.flatnonzero(ok):
             b = group[i]
             theta[b] = end[i]
@@ -225,20 +222,6 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
             message[b] = msg[i] + ("; the optimum within the bounds has " + tail[1]
                                    if len(tail) == 2 else "")
     return theta
-
-
-def _left(cfg, steps, group) -> dict:
-    """``cfg`` with the most steps any of the rows ``group`` has left of the limit (at
-    least 1: a row with none left keeps its end, ``_within_limit``)."""
-    left = cfg["steps"] - int(steps[torch.as_tensor(group, device=steps.device)].min())
-    return {**cfg, "steps": max(left, 1)}
-
-
-def _within_limit(steps, group, st, cfg) -> np.ndarray:
-    """``(len(group),)`` whether each row's steps so far and ``st`` more stay within the
-    step limit: a finish beyond it is not taken (the reported steps never pass it)."""
-    total = steps[torch.as_tensor(group, device=steps.device)] + st.to(steps.dtype)
-    return (total <= cfg["steps"]).cpu().numpy()
 
 
 def column_cosines(J: torch.Tensor, r: torch.Tensor):
@@ -298,9 +281,8 @@ def finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg) -> torc
     shrinking by a constant factor, and may reach the step limit with the parameter still
     ``1e-6`` (relative) off it, the others far from their optimum: ``NEAR`` does not see the
     bound, and without ``active_set``'s step 3 (the unbounded fit leaving the box) nothing
-    finished it. The finish takes the steps the batch left of ``cfg["steps"]``, its active
-    set's included (``_finish_alone``). Returns the new ``theta``; ``steps``, ``reason``,
-    ``message`` change in place."""
+    finished it. Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in
+    place."""
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
     stalled = np.isin(message.astype(str), [lm_message(c, o, cfg["steps"])
@@ -329,9 +311,7 @@ def _held_up(tr, theta, b: int) -> bool:
 def _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, method):
     """``fit`` by ``method`` on each problem of ``rows`` (the first ``ALONE_MAX``) alone,
     from its parameters in ``start``; its end is kept where it converged no higher than
-    ``theta``'s loss. LM's finish has the steps the batch left of the limit (``_within``):
-    a problem with none left, or that uses them all without converging, is ``max_steps``
-    (never more steps than asked, never called converged)."""
+    ``theta``'s loss."""
     from .fit import fit
     rows = rows[:ALONE_MAX]
     if not rows.size:
@@ -339,83 +319,36 @@ def _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, met
     theta = theta.clone()
     names, at = list(prob.model.param_names), tr.free_at.tolist()
     free = [names[j] for j in at]
-    limit = int(cfg["steps"])
     for b in rows.tolist():
-        budget = limit - int(steps[b]) if method == "lm" else None
-        if budget is not None and budget < 1:
-            # the step limit holds; a stall or a runaway there is no verdict on the problem
-            # (a runaway held up by a bound is an optimum on it, once finished)
-            if reason[b] != "max_steps":
-                reason[b] = "max_steps"
-                message[b] = (f"reached the step limit ({limit} steps) before this problem "
-                              f"was finished alone with its bounds (fit's active set), "
-                              f"where LM had stopped: {message[b]}")
-            continue
         sel = torch.tensor([b], device=theta.device)
         keep = slice(None) if prob.mask is None else prob.mask[b]
         x = prob.x if prob.shared_x else prob.x[b]
         with torch.no_grad():
             before = float(prob.objective(theta[sel], sel)[0])
         try:
-            one = _alone(fit, prob, tr, start, b, x[keep], keep, names, free, at, cfg, method,
-                         budget)
+            one = _alone(fit, prob, tr, start, b, x[keep], keep, names, free, at, cfg, method)
         except (InputError, FitError, RuntimeError, ValueError):    # keep the batch's verdict
             continue
-        if one.converged and one.loss <= before * (1 + 1e-12) + 1e-300 and \
-                (budget is None or one.steps <= budget):
+        if one.converged and one.loss <= before * (1 + 1e-12) + 1e-300:
             theta[b] = torch.tensor([one.params[n] for n in names], dtype=theta.dtype,
                                     device=theta.device)
-            steps[b] += one.steps
+            # LM ran from the problem's start: its steps are fit's (the finish on the
+            # bounds included, within fit's own budget); IRLS went on from the batch's end
+            steps[b] = one.steps if method == "lm" else steps[b] + one.steps
             reason[b], message[b] = one.reason, one.message
-        elif budget is not None and one.steps >= budget:
-            steps[b] = limit
-            reason[b] = "max_steps"
-            message[b] = (f"reached the step limit ({limit} steps): {limit - budget} in the "
-                          f"batch, the rest finishing this problem alone with its bounds "
-                          f"(fit's active set), which stopped: {one.message}")
     return theta
 
 
-def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg, method, budget=None):
+def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg, method):
     """``fit`` by ``method`` on problem ``b`` alone from its point ``theta[b]``, with its
     bounds and fixed values: LM from its start, IRLS from the batch's end with no step
     of its own (``fit``'s active set goes on from there, as it goes on from fit's own IRLS
-    end). ``budget``: LM's steps in all, its active set's inner fits included."""
-    kw = dict(sigma=None if prob.sigma is None else prob.sigma[b][keep],
-              loss=prob.loss.name, delta=prob.loss.delta, optimizer=method,
-              steps=cfg["steps"] if method == "lm" else 0, device=str(prob.y.device),
-              dtype="float32" if prob.y.dtype == torch.float32 else "float64",
-              p0={n: float(theta[b, j]) for n, j in zip(free, at)},
-              bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i])) for i, n in enumerate(free)},
-              fixed={n: float(theta[b, j]) for j, n in enumerate(names) if n not in free})
-    if budget is None:
-        return fit(prob.model, x, prob.y[b][keep], **kw)
-    return _within(prob.model, x, prob.y[b][keep], budget, kw)
-
-
-def _within(model, x, y, budget: int, kw):
-    """``fit(model, x, y, **kw)`` by LM in at most ``budget`` steps in all. ``fit``'s
-    active set (``active_set.refine``) runs up to 4 inner fits per bound and 6 more, each
-    of up to ``max(steps, 1000)`` steps: one flat well of a bounded 4PL plate took 2,760
-    steps (5 s) where 1,000 were asked, and 6 such wells cost 400 times the other 90
-    (``FitRun._solve``, the inner fit, is this one's here: the same fit, with the steps
-    that are left)."""
-    import dataclasses
-    from .fit import FitRun, iter_fit
-    run = iter_fit(model, x, y, **dict(kw, steps=budget))
-    spent = [0]                                      # the steps taken so far
-
-    def solve(p0: dict, fixed: dict, bounds: dict):
-        cfg = dataclasses.replace(run.config, p0=p0, fixed=fixed, bounds=bounds,
-                                  optimizer=run.exact_method, options=(), starts=1,
-                                  steps=max(budget - spent[0], 0))
-        inner = FitRun(run.problem, cfg, lean=True)
-        for _ in inner:
-            pass
-        spent[0] += inner.result.steps
-        return inner.result
-    if isinstance(run, FitRun):
-        run._solve = solve
-    for _ in run:
-        spent[0] += 1
-    return run.result
+    end)."""
+    return fit(prob.model, x, prob.y[b][keep],
+               sigma=None if prob.sigma is None else prob.sigma[b][keep],
+               loss=prob.loss.name, delta=prob.loss.delta, optimizer=method,
+               steps=cfg["steps"] if method == "lm" else 0, device=str(prob.y.device),
+               dtype="float32" if prob.y.dtype == torch.float32 else "float64",
+               p0={n: float(theta[b, j]) for n, j in zip(free, at)},
+               bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i])) for i, n in enumerate(free)},
+               fixed={n: float(theta[b, j]) for j, n in enumerate(names) if n not in free})

@@ -42,7 +42,7 @@ def add_parser(sub, fmt) -> None:
     add_arguments(fitp)
     fitp.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no report")
     fitp.add_argument("--plot", metavar="PATH", help="draw the fit: data, start, fit, "
-                      "residuals and the loss over steps (.png, .pdf, .svg)")
+                      "residuals and the loss over steps (.png, .pdf, .svg, .jpg, .webp)")
     fitp.add_argument("--animate", metavar="PATH", help="the fit moving step by step "
                       "(.gif; .mp4 when ffmpeg is installed)")
     fitp.add_argument("--frames", type=int, default=100,

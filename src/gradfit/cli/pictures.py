@@ -23,6 +23,11 @@ LR_SWEEP_EXAMPLES = """examples:
 """
 #: the run behind a picture: gradient descent by default (the lesson's), from the table
 PATH_SETTINGS = ("optimizer", "lr", "steps", "p0", "seed")
+#: a landscape's cost: data points x grid points (about a minute of a quadratic's loss on
+#: one CPU core at the far end); beyond it the command refuses and says how to ask for less
+LANDSCAPE_WORK = 2e9
+#: ... and from this much on it says what it is doing (seconds)
+LANDSCAPE_NOTE = 2e8
 
 
 def add_parsers(sub, fmt) -> None:
@@ -123,15 +128,20 @@ def parse_lrs(text: str) -> list[float]:
 
 
 def check_fit_outputs(args) -> None:
-    """Refuse bad --plot and --animate paths before the fit runs."""
-    from ..plots.animation import check_animation_path
+    """Refuse bad --plot and --animate paths, a number of --frames beyond 2..MAX_FRAMES,
+    and an animation of a model of three or more inputs (--x), before the fit runs."""
+    from ..plots.animation import check_animation_path, check_frames
     from ..plots.common import check_image_path
     if args.plot:
         check_image_path(args.plot)
     if args.animate:
         check_animation_path(args.animate)
-        if args.frames < 2:
-            raise InputError("bad --frames", expected="at least 2", given=args.frames)
+        check_frames(args.frames, "--frames")
+        inputs = [c for c in (getattr(args, "x", None) or "").split(",") if c.strip()]
+        if len(inputs) > 2:
+            raise InputError("cannot animate this fit", expected="a model of one or two "
+                             "inputs (--plot draws more: fitted against observed y)",
+                             given=f"{len(inputs)} inputs (--x {args.x})")
 
 
 def write_fit_pictures(args, result, data, say) -> None:
@@ -145,19 +155,43 @@ def write_fit_pictures(args, result, data, say) -> None:
         say(f"animation: {args.animate} ({len(frames)} frames)")
 
 
+def check_landscape_work(n: int, k: int, resolution: int | None, quiet: bool) -> None:
+    """Price a landscape before it runs: ``n`` data points times its grid points (``k``
+    parameters at ``resolution`` each); refuse beyond ``LANDSCAPE_WORK`` with the
+    resolution that fits, and say the work on stderr from ``LANDSCAPE_NOTE`` on."""
+    import sys
+    res = resolution or (81 if k == 2 else 301)
+    points = res ** k
+    work = float(n) * points
+    if work > LANDSCAPE_WORK:
+        most = int((LANDSCAPE_WORK / n) ** (1 / k))
+        ask = (f"--resolution {most} or less, or " if most >= 2 else "") + \
+            "fewer data points (a sample of them: the landscape's shape needs few)"
+        raise InputError(f"the landscape is too much work: {points:,} grid points x {n:,} "
+                         f"data points = {work:.3g} evaluations of the model, beyond the "
+                         f"{LANDSCAPE_WORK:.0e} this command takes", expected=ask,
+                         given=f"--resolution {res}")
+    if work >= LANDSCAPE_NOTE and not quiet:
+        print(f"gradfit: note: the landscape evaluates the loss at {points:,} grid points "
+              f"over {n:,} data points ({work:.2g} evaluations of the model)", file=sys.stderr)
+
+
 def landscape_command(args, data, fit_kwargs: dict) -> None:
     """Fit (the optimizer's path), then draw the loss over --params around it."""
+    import sys
     from .. import landscape as core
     from ..models import make_model, start_values
     from ..fit import iter_fit
-    from ..plots.common import check_image_path, save
-    from ..plots.surface import landscape
+    from ..plots.common import check_image_path, plural, save
+    from ..plots.landscape_view import landscape_view
+    from ..plots.surface import draw_view
     names = parse_names(args.params)
     around = _assignments(args.around, "--around")
     span = parse_span(args.span)
     out = check_image_path(args.out)
     if args.resolution is not None:
         core.check_resolution(args.resolution, 1)
+    check_landscape_work(len(data.y), len(names), args.resolution, args.json == "-")
     model = make_model(args.model, data.x_names)
     problem = core.as_problem(model, data.x, data.y, data.sigma, loss=args.loss,
                               delta=args.delta, inputs=data.x_names,
@@ -180,31 +214,22 @@ def landscape_command(args, data, fit_kwargs: dict) -> None:
     r = run.result
     if not np.isfinite(r.history).any():    # an all-inf picture, exit 0, before
         raise InputError("no finite loss to draw: the fit " + r.message)
-    fig = landscape(r, data, params=names, around=around, span=span,
-                    resolution=args.resolution, delta=args.delta)
-    save(fig, out)
-    if args.json:
-        payload = _landscape_json(problem, r, names, around, span, args.resolution)
+    if args.lr is not None and "lr=" not in r.method and args.json != "-":
+        print(f"gradfit: note: --lr not used: the path ran {r.optimizer}, which sets its own "
+              "steps (a learning rate is for --optimizer gd, momentum, adam, ...)",
+              file=sys.stderr)
+    view = landscape_view(r, data, params=names, around=around, span=span,
+                          resolution=args.resolution, delta=args.delta)
+    save(draw_view(view), out)
+    if args.json:                       # the grid the picture drew, not a second one
+        payload = view.to_dict()
+        payload["history"] = r.history.tolist()                     # the fit's own
         write_json(args.json, payload)
     if args.json != "-":
-        print(f"wrote {out}: {r.loss_name} over {', '.join(names)}; path: {r.method}, "
-              f"{r.steps} steps, loss {r.history[0]:.4g} -> {r.loss:.4g} ({r.reason})")
-
-
-def _landscape_json(problem, r, names, around, span, resolution) -> dict:
-    from .. import landscape as core
-    center = core.full_center(problem, {**r.params, **around})
-    idx = [problem.model.param_names.index(n) for n in names]
-    path = r.trajectory[:, idx]
-    if len(names) == 2:
-        body = core.loss_grid(problem, names, center, span, resolution or 81, path=path).to_dict()
-    else:
-        body = core.loss_slice(problem, names[0], center, span, resolution or 301,
-                               path=path[:, 0]).to_dict()
-    body["path"] = path.tolist()
-    body["path_loss"] = core.loss_along(problem, names, path, center).tolist()   # on the surface
-    body["history"] = r.history.tolist()                                          # the fit's own
-    return body
+        end = f"{r.loss:.4g}" if r.reason != "diverged" else \
+            f"diverged at step {len(r.history) - 1} (last finite {r.loss:.4g})"
+        print(f"wrote {out}: {view.loss_label} over {', '.join(names)}; path: {r.method}, "
+              f"{plural(r.steps, 'step')}, loss {r.history[0]:.4g} -> {end} ({r.reason})")
 
 
 def lr_sweep_command(args, data, fit_kwargs: dict) -> None:
@@ -216,8 +241,12 @@ def lr_sweep_command(args, data, fit_kwargs: dict) -> None:
     out = check_image_path(args.out)
     if args.find:
         rates.check_finder_optimizer(fit_kwargs["optimizer"])
+    rates.check_sweep_optimizer(fit_kwargs["optimizer"])      # lm, auto...: every run the same
     common = dict(sigma=data.sigma, loss=args.loss, delta=args.delta, inputs=data.x_names)
     sweep = rates.lr_sweep(args.model, data.x, data.y, lrs, **common, **fit_kwargs)
+    if not any(np.isfinite(run.result.history).any() for run in sweep.runs):
+        # empty panels and exit 0 before; landscape says so too
+        raise InputError("no finite loss to draw: the fit " + sweep.runs[0].result.message)
     found = None
     if args.find:
         found = rates.lr_find(args.model, data.x, data.y, optimizer=fit_kwargs["optimizer"],

@@ -3,10 +3,10 @@ the loss over steps. Two inputs: a heat map of the fitted surface with the data 
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
-from .common import (DATA_COLOR, FIT_COLOR, START_COLOR, as_data, data_points, dense, figure,
-                     log_axis, model_values, new_figure, relu_parts)
+from .common import (DATA_COLOR, FIT_COLOR, REL_VIEW, START_COLOR, as_data, data_points,
+                     data_window, dense, diverged_at, draw_loss, drawn_label, figure,
+                     model_values, new_figure, plural, relu_parts, thinned)
 
 MAX_PARTS = 30          # ReLU units drawn one by one up to this many
 
@@ -17,8 +17,9 @@ def fit(result, x=None, y=None, sigma=None, *, ax=None, band: bool = True,
 
     Without ``ax``: three panels (the fit, the residuals below it, the loss over steps).
     With ``ax``: the fit alone, on that axes. ``x`` may be a ``Dataset`` (then no ``y``).
-    ``band``: the 95% confidence band when the fit has a covariance; ``parts``: each
-    ReLU's contribution as a thin line for ``relu:K`` models.
+    ``band``: the 95% confidence band when the fit converged and has a covariance (at a
+    point that is no optimum it means little); ``parts``: each ReLU's contribution as a
+    thin line for ``relu:K`` models. Beyond ``MAX_DRAWN`` points, that many are drawn.
     """
     x, y, sigma = as_data(result, x, y, sigma)
     if ax is not None:
@@ -35,15 +36,18 @@ def fit(result, x=None, y=None, sigma=None, *, ax=None, band: bool = True,
         main.set_xlabel("")
     residuals(result, x, y, sigma, ax=low)
     loss_curve(result, ax=fig.add_subplot(grid[:, 1]))
-    fig.suptitle(f"{result.method}, {result.steps} steps: "
+    fig.suptitle(f"{result.method}, {plural(result.steps, 'step')}: "
                  f"{_stopped(result)}", fontsize=10)
     return fig
 
 
 def _stopped(result) -> str:
+    k = diverged_at(result)
+    if k is not None:
+        return (f"DIVERGED at step {k} (the curve: the last finite point, step {k - 1})"
+                if k else "DIVERGED at the start (no finite loss)")
     text = {"ftol": "converged (loss stopped changing)", "gtol": "converged (gradient vanished)",
-            "xtol": "converged (parameters stopped changing)", "max_steps": "reached the step limit",
-            "diverged": "DIVERGED (last finite point shown)"}
+            "xtol": "converged (parameters stopped changing)", "max_steps": "reached the step limit"}
     return text.get(result.reason, result.reason)
 
 
@@ -68,17 +72,20 @@ def _curve(ax, result, x, y, sigma, band, parts):
         (s,) = ax.plot(xs, model_values(model, result.start, xs), "--", color=START_COLOR,
                        lw=1.3, label="start")
         s.set_gid("start")
-    if band and result.covariance is not None:
+    if band and result.covariance is not None and result.converged:
         try:
             lo, hi = result.confidence_band(xs, 0.95)
             ax.fill_between(xs, lo, hi, color=FIT_COLOR, alpha=0.15, lw=0, label="95% band")
         except Exception:        # a band is a courtesy; the fit is drawn without one
             pass
     units = relu_parts(model, result.params, xs) if parts else None
+    label = "fit"
     if units is not None and 1 < len(units) <= MAX_PARTS:
         draw_parts(ax, xs, units)
+        c = result.params.get("c", 0.0)
+        label = f"fit (the {len(units)} ReLUs added" + (f" + c, c={c:.3g})" if c else ")")
     (f,) = ax.plot(xs, model_values(model, result.params, xs), color=FIT_COLOR, lw=2.2,
-                   label="fit", zorder=4)
+                   label=label, zorder=4)
     f.set_gid("fit")
     _keep_data_in_view(ax, y, sigma)
     ax.set_xlabel(model.input_names[0])
@@ -91,16 +98,16 @@ def _keep_data_in_view(ax, y, sigma):
     them; a far-off start or a diverged fit is clipped (and said so) rather than
     squashing the data into a line."""
     spread = np.asarray(y) if sigma is None else np.concatenate([y - sigma, y + sigma])
-    lo, hi = spread.min(), spread.max()
-    width = (hi - lo) or 1.0
+    lo, hi = data_window(spread.min(), spread.max())     # constant data: no zoom on rounding
+    width = hi - lo
     fit = next(ln for ln in ax.get_lines() if ln.get_gid() == "fit")
     f = np.asarray(fit.get_ydata(), float)
     f = f[np.isfinite(f)]
     if f.size and f.min() > lo - 2 * width and f.max() < hi + 2 * width:
         lo, hi = min(lo, f.min()), max(hi, f.max())
     elif f.size:
-        fit.set_label("fit (beyond the view: see the residuals)")
-    pad = 0.15 * ((hi - lo) or 1.0)
+        fit.set_label(fit.get_label() + " (beyond the view: see the residuals)")
+    pad = 0.15 * (hi - lo)
     ax.set_ylim(lo - pad, hi + pad)
 
 
@@ -143,8 +150,13 @@ def surface(result, x, y, *, ax=None, resolution: int = 120):
     mesh = ax.pcolormesh(X1, X2, Z, shading="auto", cmap="viridis", vmin=lo, vmax=hi)
     mesh.set_gid("surface")
     ax.contour(X1, X2, Z, levels=10, colors="white", linewidths=0.6, alpha=0.7)
-    pts = ax.scatter(x[:, 0], x[:, 1], c=y, cmap="viridis", vmin=lo, vmax=hi, edgecolors="k",
-                     s=28, label="data", zorder=3)
+    keep = thinned(len(y))
+    shown = slice(None) if keep is None else keep
+    pts = ax.scatter(x[shown, 0], x[shown, 1], c=y[shown], cmap="viridis", vmin=lo, vmax=hi,
+                     edgecolors="k", s=28, zorder=3,
+                     label=drawn_label("data", len(y) if keep is None else len(keep), len(y)))
+    if keep is not None:
+        ax.legend(fontsize=8, loc="upper right")
     pts.set_gid("data")
     fig.colorbar(mesh, ax=ax, label="fitted y (dots: data)")
     ax.set_xlabel(model.input_names[0])
@@ -154,8 +166,12 @@ def surface(result, x, y, *, ax=None, resolution: int = 120):
 
 def _observed(ax, result, x, y, sigma):
     pred = model_values(result.model_object, result.params, x)
-    ax.errorbar(y, pred, xerr=sigma, fmt="o", color=DATA_COLOR, ms=4, label="data")
     lo, hi = min(y.min(), pred.min()), max(y.max(), pred.max())
+    n, keep = len(y), thinned(len(y))
+    if keep is not None:
+        y, pred, sigma = y[keep], pred[keep], None if sigma is None else sigma[keep]
+    ax.errorbar(y, pred, xerr=sigma, fmt="o", color=DATA_COLOR, ms=4,
+                label=drawn_label("data", len(y), n))
     ax.plot([lo, hi], [lo, hi], color=FIT_COLOR, lw=1.2, label="perfect fit")
     ax.set_xlabel("observed y")
     ax.set_ylabel("fitted y")
@@ -170,24 +186,28 @@ def residuals(result, x=None, y=None, sigma=None, *, ax=None):
     pred = model_values(result.model_object, result.params, x)
     at = x if x.ndim == 1 else pred
     ax.axhline(0, color=FIT_COLOR, lw=1)
-    line = data_points(ax, at, y - pred, sigma, label="residual")
+    r = y - pred
+    line = data_points(ax, at, r, sigma, label="residual")
     line.set_gid("residuals")
+    least = REL_VIEW * float(np.max(np.abs(y))) if len(y) else 0.0
+    top = float(np.nanmax(np.abs(r if sigma is None else np.abs(r) + sigma))) if len(r) else 0.0
+    if least > 0 and top < least:      # an exact fit: residuals of rounding, drawn as zero
+        ax.set_ylim(-least, least)
     ax.set_xlabel(result.model_object.input_names[0] if x.ndim == 1 else "fitted y")
     ax.set_ylabel("data − fit")
     return fig
 
 
 def loss_curve(result, *, ax=None):
-    """The loss at the start of each step and at the end (log scale when positive)."""
+    """The loss at the start of each step and at the end (log scale when positive); a
+    diverged run ends on the loss that showed the divergence (an X, see ``draw_loss``)."""
     fig, ax = new_figure(ax, (6, 4))
     h = np.asarray(result.history, dtype=float)
-    (ln,) = ax.plot(np.arange(len(h)), h, color="tab:purple", lw=1.6,
-                    marker="o" if len(h) <= 40 else None, ms=3)
-    ln.set_gid("loss")
-    log = log_axis(ax, h)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    log = draw_loss(ax, result, "tab:purple")
     ax.set_xlabel("step")
     ax.set_ylabel(result.loss_label + (" (log scale)" if log else ""))
-    ax.set_title(f"loss over steps: {h[0]:.4g} → {h[-1]:.4g}", fontsize=11)
+    k = diverged_at(result)
+    end = f"{h[-1]:.4g}" if k is None else f"{h[-1]:.4g}\nDIVERGED at step {k}"
+    ax.set_title(f"loss over steps: {h[0]:.4g} → {end}", fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     return fig

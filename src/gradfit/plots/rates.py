@@ -5,11 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
 from ..learning_rates import LR_RULE, LRFind, Sweep
-from .common import (LABEL_COLORS, as_data, data_points, dense, figure, log_axis,
-                     log_scale_ok, model_values, new_figure)
+from .common import (LABEL_COLORS, as_data, data_points, data_window, dense, draw_loss,
+                     figure, log_scale_ok, model_values, new_figure, plural)
 
 
 def caption(width: int = 150) -> str:
@@ -47,8 +46,8 @@ def lr_sweep(sweep: Sweep, x=None, y=None, *, finder: LRFind | None = None, ax=N
     if finder is not None:
         lr_find(finder, ax=fig.add_subplot(grid[:, -1]))
     r0 = runs[0].result
-    fig.suptitle(f"learning-rate sweep: {r0.model}, {r0.loss_name}, {r0.optimizer}, "
-                 f"{max(r.result.steps for r in runs)} steps at most", fontsize=12)
+    fig.suptitle(f"learning-rate sweep: {r0.model}, {r0.loss_label}, {r0.optimizer}, "
+                 f"{plural(max(r.result.steps for r in runs), 'step')} at most", fontsize=12)
     fig.supxlabel(caption(40 * cols), fontsize=8.5)
     return fig
 
@@ -57,28 +56,30 @@ def _curve(ax, run, x, y, sigma):
     r = run.result
     xs = dense(x)
     data_points(ax, x, y, sigma, ms=3.5)
-    (ln,) = ax.plot(xs, model_values(r.model_object, r.params, xs),
-                    color=LABEL_COLORS[run.label], lw=2, label="after the run")
+    f = model_values(r.model_object, r.params, xs)
+    (ln,) = ax.plot(xs, f, color=LABEL_COLORS[run.label], lw=2, label="after the run")
     ln.set_gid("fit")
-    spread = (y.max() - y.min()) or 1.0
-    ax.set_ylim(y.min() - 0.3 * spread, y.max() + 0.3 * spread)
+    lo, hi = data_window(y.min(), y.max())
+    spread = hi - lo
+    lo, hi = lo - 0.3 * spread, hi + 0.3 * spread
+    ax.set_ylim(lo, hi)
+    if not (np.isfinite(f).any() and np.nanmin(f) < hi and np.nanmax(f) > lo):
+        where = "last finite " if r.reason == "diverged" else ""
+        note = ax.text(0.5, 0.96, f"the curve at the {where}end\nis beyond the view",
+                       transform=ax.transAxes, ha="center", va="top", fontsize=8,
+                       color=LABEL_COLORS[run.label])
+        note.set_gid("off-view")
     ax.set_xlabel(r.model_object.input_names[0], fontsize=9)
     ax.tick_params(labelsize=8)
 
 
 def _losses(ax, run, color):
-    h = np.asarray(run.result.history, dtype=float)
-    (ln,) = ax.plot(np.arange(len(h)), h, color=color, lw=1.6,
-                    marker="o" if len(h) <= 30 else None, ms=3)
-    ln.set_gid("loss")
-    log_axis(ax, h)
-    if run.result.reason == "diverged":
-        ax.plot(len(h) - 1, h[-1], "x", color=color, ms=10, mew=2.5)
-        ax.annotate("stopped: diverged", (len(h) - 1, h[-1]), textcoords="offset points",
-                    xytext=(-4, -14), ha="right", fontsize=8, color=color)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    draw_loss(ax, run.result, color, markers_up_to=30)
+    if not np.isfinite(run.result.history).any():
+        ax.text(0.5, 0.5, "no finite loss", transform=ax.transAxes, ha="center",
+                color=color, fontsize=9)
     ax.set_xlabel("step", fontsize=9)
-    ax.set_ylabel(f"{run.result.loss_name}", fontsize=9)
+    ax.set_ylabel(f"{run.result.loss_label}", fontsize=9)
     ax.tick_params(labelsize=8)
     ax.grid(True, which="both", alpha=0.3)
 
@@ -92,7 +93,7 @@ def _one_axes(sweep: Sweep, ax):
     if all(log_scale_ok(r.result.history) for r in sweep.runs):
         ax.set_yscale("log")
     ax.set_xlabel("step\n\n" + caption(90), fontsize=8)
-    ax.set_ylabel(sweep.runs[0].result.loss_name)
+    ax.set_ylabel(sweep.runs[0].result.loss_label)
     ax.set_title("learning-rate sweep")
     ax.legend(fontsize=8)
     return ax.figure

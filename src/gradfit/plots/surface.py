@@ -2,13 +2,16 @@
 the loss against one parameter with each step drawn as an arrow."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import LogLocator, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
 from .. import landscape as core
 from ..fit import prepare
 from .common import PATH_COLOR, as_data, figure, new_figure, short
+from .landscape_view import LandscapeView, landscape_view
 
 MAX_MARKERS = 300
 
@@ -21,38 +24,36 @@ def landscape(result, x=None, y=None, sigma=None, *, params, around=None, span=N
 
     ``params``: one or two names. The others are held at the fit's values, overridden by
     ``around`` (name -> value, which also moves the centre of the view). ``span``,
-    ``resolution``: see ``gradfit.landscape.axis_range`` and ``loss_grid``. ``loss``: the
-    fit's own unless given (``delta`` for huber). ``x`` may be a ``Dataset``.
+    ``resolution``: see ``gradfit.landscape.axis_range`` and ``loss_grid``; the default
+    view follows each parameter's natural scale and holds the path and the slice's exact
+    minimum where it can (``landscape_view``). ``loss``: the fit's own unless given
+    (``delta`` for huber). ``x`` may be a ``Dataset``.
     The path is the fit's trajectory projected on the chosen parameters; where other
-    parameters moved during the fit, it was not on this slice all along (fix them in the
-    fit, ``fixed=``, for an exact picture).
+    parameters moved during the fit, or ``around`` holds one elsewhere than the fit had it,
+    it was not on this slice (the legend says "projected"; fix them in the fit,
+    ``fixed=``, for an exact picture). Bounds of the fit on a drawn parameter shade the
+    side outside them; a diverged path ends in an X where the divergence showed.
     """
-    x, y, sigma = as_data(result, x, y, sigma)
-    model = result.model_object
-    problem = prepare(model, x, y, sigma, loss=loss or result.loss_name, delta=delta,
-                      inputs=model.input_names)
-    names = core.check_names(problem, [params] if isinstance(params, str) else params)
-    center = core.full_center(problem, {**result.params, **dict(around or {})})
-    idx = [model.param_names.index(n) for n in names]
-    traj = np.asarray(result.trajectory)[:, idx] if path else None
-    label = f"{result.method}: {result.steps} steps"
-    traj_all = np.asarray(result.trajectory)
-    moved = [n for k, n in enumerate(model.param_names)
-             if n not in names and np.ptp(traj_all[:, k]) > 0]
-    if moved and path:
-        label += f" (projected: {_few(moved)} moved too)"
-    if len(names) == 2:
-        grid = core.loss_grid(problem, names, center, span, resolution or 81, path=traj)
-        return draw_grid(grid, traj, ax=ax, path_label=label, title=title)
-    slc = core.loss_slice(problem, names[0], center, span, resolution or 301,
-                          path=None if traj is None else traj[:, 0])
-    on = None if traj is None else core.loss_along(problem, names, traj, center)
-    return draw_slice(slc, None if traj is None else traj[:, 0], on, ax=ax,
-                      max_arrows=max_arrows, path_label=label, title=title)
+    view = landscape_view(result, x, y, sigma, params=params, around=around, span=span,
+                          resolution=resolution, loss=loss, delta=delta, path=path)
+    return draw_view(view, ax=ax, max_arrows=max_arrows, title=title)
 
 
-def _few(names, limit=3) -> str:
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+def draw_view(view: LandscapeView, *, ax=None, max_arrows: int = 25, title: str | None = None):
+    """Draw a ``LandscapeView`` (``landscape``'s picture); returns the Figure."""
+    k, p = view.diverged_at, view.path
+    finite = escape = None
+    if p is not None:
+        finite = p[:max(k, 1)] if k is not None else p
+        escape = p[k] if k else None
+    if isinstance(view.surface, core.LossGrid):
+        return draw_grid(view.surface, finite, ax=ax, path_label=view.label, title=title,
+                         bounds=view.bounds, escape=escape, loss_label=view.loss_label)
+    on = None if view.path_loss is None else view.path_loss[:len(finite)]
+    return draw_slice(view.surface, None if finite is None else finite[:, 0], on, ax=ax,
+                      max_arrows=max_arrows, path_label=view.label, title=title,
+                      bounds=view.bounds, loss_label=view.loss_label,
+                      escape=None if escape is None else (escape[0], view.path_loss[k]))
 
 
 def _others(center, names) -> str:
@@ -60,82 +61,191 @@ def _others(center, names) -> str:
     return f"\nothers held at {short(others)}" if others else ""
 
 
+def log_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
+    """Labelled ticks of a log colour bar over ``lo..hi`` (both > 0): 1, 2, 5 per decade
+    over up to three decades, else every decade, or every n-th one so that at most
+    ``most`` remain (matplotlib's ``LogLocator(subs=(1, 2, 5))`` labelled none beyond ten
+    decades).
+
+        >>> log_ticks(1.0, 100.0)
+        [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+        >>> log_ticks(1e-10, 1e10)
+        [1e-09, 1e-06, 0.001, 1.0, 1000.0, 1000000.0, 1000000000.0]
+    """
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    if b - a <= 3:
+        marks = [m * 10.0 ** e for e in range(a, b + 1) for m in (1, 2, 5)]
+    else:
+        stride = max(1, math.ceil((b - a) / most))
+        marks = [10.0 ** e for e in range(a, b + 1) if e % stride == 0]
+    return [float(f"{v:.12g}") for v in marks if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+
+
 def draw_grid(grid: core.LossGrid, path=None, *, ax=None, title: str | None = None,
-              path_label: str = "path", levels: int = 30):
+              path_label: str = "path", levels: int = 30, bounds=None, escape=None,
+              loss_label: str | None = None):
     """Filled contours of a ``LossGrid`` (log-spaced when the loss spans a wide range),
-    its lowest grid point, and ``path`` ``(k, 2)`` from start to end; returns the Figure."""
+    its lowest grid point (said to be on the edge when it is: the minimum lies beyond),
+    and ``path`` ``(k, 2)`` from start to end; ``escape``: where a diverged path went
+    next (an X, see ``draw_path``); ``bounds``: name -> (low, high), the side outside
+    shaded; returns the Figure."""
     fig, ax = new_figure(ax, (7, 5.6))
     loss = np.ma.masked_invalid(grid.loss)
+    name = loss_label or grid.loss_name
     lo, hi = float(loss.min()), float(loss.max())
     hi = hi if hi > lo else lo + 1.0
     if lo > 0 and hi / lo > 30:
         lv, norm = np.geomspace(lo, hi, levels), LogNorm(lo, hi)
-        ticks = LogLocator(subs=(1.0, 2.0, 5.0))
+        ticks = log_ticks(lo, hi)
     else:
         lv, norm, ticks = MaxNLocator(levels).tick_values(lo, hi), None, MaxNLocator(8)
     filled = ax.contourf(grid.x, grid.y, loss, levels=lv, norm=norm, cmap="viridis",
                          extend="neither")
     ax.contour(grid.x, grid.y, loss, levels=lv[::3], colors="white", linewidths=0.5,
                alpha=0.55, norm=norm)
-    fig.colorbar(filled, ax=ax, label=grid.loss_name + (" (log scale)" if norm else ""),
-                 ticks=ticks, format="%.3g")
+    bar = fig.colorbar(filled, ax=ax, label=name + (" (log scale)" if norm else ""),
+                       ticks=ticks, format="%.3g")
+    bar.ax.set_gid("colorbar")
     j, i = np.unravel_index(int(np.argmin(loss.filled(np.inf))), loss.shape)
-    (low,) = ax.plot(grid.x[i], grid.y[j], "X", color="white", mec="k", ms=11,
-                     label="lowest on the grid")
+    edge = i in (0, len(grid.x) - 1) or j in (0, len(grid.y) - 1)
+    outside = _outside(bounds, grid.names, (grid.x[i], grid.y[j]))
+    (low,) = ax.plot(grid.x[i], grid.y[j], "X", color="white", mec="k", ms=11, zorder=6,
+                     label="lowest on the grid"
+                     + (": on its edge, the minimum lies beyond" if edge else "")
+                     + (" (outside the bounds)" if outside else ""))
     low.set_gid("grid-min")
+    _shade_bounds(ax, bounds, grid.names, (grid.x[0], grid.x[-1]), (grid.y[0], grid.y[-1]))
     if path is not None:
-        draw_path(ax, np.asarray(path, dtype=float).reshape(-1, 2), path_label)
+        draw_path(ax, np.asarray(path, dtype=float).reshape(-1, 2), path_label, escape)
     ax.set_xlim(grid.x[0], grid.x[-1])
     ax.set_ylim(grid.y[0], grid.y[-1])
+    _unclip_inside(ax)
     ax.set_xlabel(grid.names[0])
     ax.set_ylabel(grid.names[1])
-    ax.set_title(title or f"{grid.loss_name} over ({grid.names[0]}, {grid.names[1]})"
+    ax.set_title(title or f"{name} over ({grid.names[0]}, {grid.names[1]})"
                  + _others(grid.center, grid.names), fontsize=11)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2,
               frameon=False)          # below the map, off the surface
     return fig
 
 
-def draw_path(ax, path: np.ndarray, label: str = "path"):
-    """A path of parameter points ``(k, 2)``: a line, its start and its end."""
+def _unclip_inside(ax, gids=("start", "end", "grid-min")) -> None:
+    """A marker on the frame is drawn whole, not cut in half; one off the view stays
+    clipped (a path's start far off in scale)."""
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    for artist in ax.get_lines():
+        if artist.get_gid() in gids:
+            px, py = artist.get_xydata()[0]
+            artist.set_clip_on(not (x0 <= px <= x1 and y0 <= py <= y1))
+
+
+def _outside(bounds, names, point) -> bool:
+    for n, v in zip(names, point):
+        low, high = (bounds or {}).get(n, (None, None))
+        if (low is not None and v < low) or (high is not None and v > high):
+            return True
+    return False
+
+
+def _shade_bounds(ax, bounds, names, xr, yr=None) -> None:
+    """Shade the side of each drawn parameter's bound outside it (gid ``bound-NAME``),
+    with a line on the bound; one legend entry."""
+    label = "outside the fit's bounds"
+    for axis, (n, r) in enumerate(zip(names, (xr, yr))):
+        low, high = (bounds or {}).get(n, (None, None))
+        for edge, side in ((low, (r[0], low)), (high, (high, r[1]))):
+            if edge is None or not math.isfinite(edge) or not side[0] < side[1]:
+                continue
+            span = ax.axvspan if axis == 0 else ax.axhspan
+            patch = span(*side, facecolor=(1, 1, 1, 0.3), edgecolor="0.2", hatch="//",
+                         lw=0, zorder=2, label=label)
+            patch.set_gid(f"bound-{n}")
+            line = ax.axvline if axis == 0 else ax.axhline
+            line(edge, color="0.15", lw=1.2, ls="-", zorder=2)
+            label = None
+
+
+def draw_path(ax, path: np.ndarray, label: str = "path", escape=None):
+    """A path of parameter points ``(k, 2)``: a line, its start and its end; ``escape``:
+    where a diverged path went next (a dashed leg to an X, clipped by the view)."""
     marker = "o" if len(path) <= MAX_MARKERS else None
     (ln,) = ax.plot(path[:, 0], path[:, 1], color=PATH_COLOR, lw=1.4, marker=marker, ms=2.8,
                     label=label)
     ln.set_gid("path")
     (s,) = ax.plot(*path[0], "o", color="tab:green", mec="k", ms=10, label="start", zorder=5)
     s.set_gid("start")
-    (e,) = ax.plot(*path[-1], "*", color="gold", mec="k", ms=16, label="end", zorder=5)
+    (e,) = ax.plot(*path[-1], "*", color="gold", mec="k", ms=16, zorder=5,
+                   label="end" if escape is None else "last finite point")
     e.set_gid("end")
+    if escape is not None and np.isfinite(escape).all():
+        (x,) = ax.plot([path[-1][0], escape[0]], [path[-1][1], escape[1]], "--", color=PATH_COLOR,
+                       lw=1.4, zorder=5)
+        x.set_gid("escape-leg")
+        (m,) = ax.plot(*escape, "X", color=PATH_COLOR, mec="k", ms=11, zorder=5,
+                       label="where it diverged")
+        m.set_gid("escape")
 
 
 def draw_slice(slc: core.LossSlice, path=None, path_loss=None, *, ax=None,
                title: str | None = None, max_arrows: int = 25, path_label: str = "steps",
-               color: str = PATH_COLOR):
+               color: str = PATH_COLOR, bounds=None, escape=None, loss_label: str | None = None):
     """A ``LossSlice`` as a curve, and the steps of ``path`` (values of the parameter,
     with their losses ``path_loss``) as arrows; the first ``max_arrows`` steps are
-    drawn; returns the Figure."""
+    drawn; ``escape``: ``(value, loss)`` where a diverged path went next (a dashed arrow
+    to an X); ``bounds``: the side outside the parameter's bound shaded; a lowest point
+    at an end of the view is said so. Returns the Figure."""
     fig, ax = new_figure(ax, (7, 4.6))
-    (curve,) = ax.plot(slc.values, slc.loss, color="0.25", lw=2, label=slc.loss_name)
+    name = loss_label or slc.loss_name
+    (curve,) = ax.plot(slc.values, slc.loss, color="0.25", lw=2, label=name)
     curve.set_gid("slice")
+    finite = np.isfinite(slc.loss)
+    if finite.any():
+        i = int(np.nanargmin(np.where(finite, slc.loss, np.nan)))
+        if i in (0, len(slc.values) - 1):
+            note = ax.text(0.02 if i == 0 else 0.98, 0.02, "lowest at the edge of the view:\n"
+                           "the minimum lies beyond", transform=ax.transAxes, fontsize=8,
+                           ha="left" if i == 0 else "right", va="bottom", color="0.2")
+            note.set_gid("edge-note")
+    _shade_bounds(ax, bounds, (slc.name,), (slc.values[0], slc.values[-1]))
     if path is not None:
         p, q = np.asarray(path, dtype=float), np.asarray(path_loss, dtype=float)
         shown = min(len(p) - 1, max_arrows)
         (pts,) = ax.plot(p[:shown + 1], q[:shown + 1], "o", color=color, ms=5, zorder=4,
                          label=path_label if shown == len(p) - 1
-                         else f"{path_label} (first {shown} drawn)")
+                         else f"{path_label} (first {shown} drawn)", scalex=False, scaley=False)
         pts.set_gid("path")
+        # the y view holds the path where it is in the x view (not a start far off in scale)
+        seen = (p >= slc.values[0]) & (p <= slc.values[-1]) & np.isfinite(q)
+        ys = np.concatenate([slc.loss[finite], q[seen]])
+        if ys.size:
+            lo, hi = float(ys.min()), float(ys.max())
+            margin = 0.05 * (hi - lo) or 0.05 * abs(hi) or 1.0
+            ax.set_ylim(lo - margin, hi + margin)
         for k in range(shown):
+            if not (seen[k] and seen[k + 1]):   # a step from or to off the view: no arrow
+                continue
             ax.annotate("", xy=(p[k + 1], q[k + 1]), xytext=(p[k], q[k]),
                         arrowprops=dict(arrowstyle="->", color=color, lw=1.3,
                                         shrinkA=3, shrinkB=3))
-        (s,) = ax.plot(p[0], q[0], "o", color="tab:green", mec="k", ms=10, label="start", zorder=5)
+        (s,) = ax.plot(p[0], q[0], "o", color="tab:green", mec="k", ms=10, label="start",
+                       zorder=5, scalex=False, scaley=False)
         s.set_gid("start")
-        (e,) = ax.plot(p[-1], q[-1], "*", color="gold", mec="k", ms=15, label="end", zorder=5)
+        (e,) = ax.plot(p[-1], q[-1], "*", color="gold", mec="k", ms=15, zorder=5,
+                       label="end" if escape is None else "last finite point",
+                       scalex=False, scaley=False)
         e.set_gid("end")
+        if escape is not None and np.isfinite(escape).all():
+            (leg,) = ax.plot([p[-1], escape[0]], [q[-1], escape[1]], "--", color=color,
+                             lw=1.3, zorder=4, scalex=False, scaley=False)
+            leg.set_gid("escape-leg")                 # clipped by the view where it leaves it
+            (m,) = ax.plot(*escape, "X", color=color, mec="k", ms=11, zorder=5,
+                           label="where it diverged", scalex=False, scaley=False)
+            m.set_gid("escape")
     ax.set_xlim(slc.values[0], slc.values[-1])
+    _unclip_inside(ax)
     ax.set_xlabel(slc.name)
-    ax.set_ylabel(slc.loss_name)
-    ax.set_title(title or f"{slc.loss_name} against {slc.name}" + _others(slc.center, (slc.name,)),
+    ax.set_ylabel(name)
+    ax.set_title(title or f"{name} against {slc.name}" + _others(slc.center, (slc.name,)),
                  fontsize=11)
     ax.legend(fontsize=8, loc="best")
     ax.grid(True, alpha=0.3)

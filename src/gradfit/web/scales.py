@@ -16,17 +16,12 @@ import math
 
 import torch
 
-from ..batch_lm import data_norm
+from ..landscape import USUAL_SCALES, natural_scales, rms as _rms
 
 #: the page shows sliders for this many parameters at most (main.js's MAX_SLIDERS)
 MAX_SLIDERS = 16
 #: scales within this range are the lesson's: its sliders and starts stay as they are
-USUAL = (1e-2, 1e2)
-
-
-def _rms(v: torch.Tensor) -> float:
-    """The root mean square of ``v``, without squaring to 0 or inf (``data_norm``)."""
-    return float(data_norm(v.reshape(-1))) / math.sqrt(v.numel()) if v.numel() else 0.0
+USUAL = USUAL_SCALES
 
 
 def slider_scales(model, x: torch.Tensor, y, start: dict[str, float]) -> dict[str, float | None]:
@@ -41,21 +36,7 @@ def slider_scales(model, x: torch.Tensor, y, start: dict[str, float]) -> dict[st
     if not (spread > 0 and math.isfinite(spread)) or \
             all(lo <= v <= hi for v in [spread] + [_rms(c) or 1.0 for c in columns]):
         return {n: None for n in names}       # data of the lesson's size: its sliders
-    p = torch.tensor([start[n] for n in names], dtype=torch.float64)
-    out: dict[str, float | None] = {}
-    for j, name in enumerate(names):
-        e = torch.zeros_like(p)
-        e[j] = 1.0
-        try:
-            with torch.no_grad():
-                _, d = torch.func.jvp(lambda q: model(x, q), (p,), (e,))
-        except Exception:         # a model forward mode cannot run: no scale, no harm
-            out[name] = None
-            continue
-        rms = _rms(d)
-        scale = spread / rms if rms > 0 and math.isfinite(rms) else math.nan
-        out[name] = scale if math.isfinite(scale) and scale > 0 else None
-    return out
+    return natural_scales(model, x, y, start)     # the core's (landscape views use it too)
 
 
 def scaled_start(start: dict[str, float], scales: dict[str, float | None]) -> dict[str, float]:
