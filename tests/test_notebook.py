@@ -51,7 +51,7 @@ def test_lesson3_runs_top_to_bottom():
     text = "\n".join(o.get("text", "") + json.dumps(o.get("data", {}))
                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "MAE at the guess: 2.42185" in text                   # the lesson's printed number
-    assert "'good'" in text and "'diverged'" in text              # the learning rates, labelled
+    assert "'good'" in text and "'bouncing'" in text and "'diverged'" in text   # the rates
     assert "gradfit-playground" in text and "data=shared:" in text   # the playground, inline
 
 
