@@ -8,10 +8,13 @@ the weighted problem is solved by Gauss-Newton steps with step halving (the scal
 ``lm.scaled_svd``, batched), and the step is kept when it lowers the loss by more than
 ``ftol``. For mae a *vertex step* interpolates the P points nearest the curve, and is
 kept when zero lies in the subgradient there (``J_Z^T l = -J_N^T sign(r_N)``, all
-``|l_i| <= 1``): the exact minimum; where it is not, the MAE's edges are walked from it
-(``mae_vertex``, one problem at a time), and where no vertex is certified a minimum between
-vertices is solved for (``mae_edge``, one problem at a time); mae steps that gain little are
-stretched along their line (``irls.IRLS._stretch``). Problems that stop leave the batch.
+``|l_i| <= 1``): the minimum (a local one for a model not linear in its parameters);
+where it is not, the MAE's edges are walked from it (``mae_vertex``, one problem at a
+time), and where no vertex is certified a minimum between vertices is solved for
+(``mae_edge``, one problem at a time); mae steps that gain little are stretched along
+their line (``irls.IRLS._stretch``). Before the first-order test (``irls_check``) a row is
+moved onto the kinks it is next to (``irls.onto_kinks``). Problems that stop leave the
+batch.
 """
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ import math
 import torch
 
 from .irls import (EXCHANGES, GAIN_FLOOR, LOOK_STEPS, OPTIONS, SHORT_STEP, STALL, STALLED,
-                   STRETCH_BELOW, STRETCHES, VERTEX_HALVINGS, edge_retry, vertex_floor)
+                   STRETCH_BELOW, STRETCHES, VERTEX_HALVINGS, edge_retry, huber_slack,
+                   onto_kinks, vertex_floor)
 from .batch_lm import RUNAWAY, runs_away
 from .batch_lm import message as lm_message
-from .irls_check import certify, uncertified_text
+from .irls_check import KINK_ULPS, certify, minimum_text, rounding_level, uncertified_text
 from .lm import scaled_svd
 from .mae_edge import edge_minimum
 from .mae_vertex import descend
@@ -79,9 +83,9 @@ class _Row:
         b = self.batch
         return b.prob.residuals(b.tr.external(u[None], self.i), self.i)[0][self.valid]
 
-    def scale(self) -> float:
-        """``_data_scale`` of this problem."""
-        return float(_data_scale(self.batch, self.i)[0])
+    def ys(self) -> torch.Tensor:
+        """``y / sigma`` of this problem's real points (``_ys``)."""
+        return _ys(self.batch, self.i)[0][self.valid]
 
 
 def _descend(batch: _Batch, u, idx, vertex, ok, certified_only: bool = False, edges=None):
@@ -94,7 +98,7 @@ def _descend(batch: _Batch, u, idx, vertex, ok, certified_only: bool = False, ed
     for k in (~ok).nonzero().flatten().tolist():
         row = _Row(batch, int(idx[k]), u.device)
         walked, certified = descend(row.residuals, vertex[k], steps=EXCHANGES,
-                                    jacobian=row.jacobian, rows=row.rows)
+                                    jacobian=row.jacobian, rows=row.rows, ys=row.ys())
         moved = (certified or not certified_only) and \
             row.objective(walked) <= row.objective(u[k]) * (1 + 1e-12)
         if moved:
@@ -115,7 +119,7 @@ def _edges(batch: _Batch, u, idx):
     ok = torch.zeros(u.shape[0], dtype=torch.bool, device=u.device)
     for k in range(u.shape[0]):
         row = _Row(batch, int(idx[k]), u.device)
-        found, ok[k] = edge_minimum(row.smooth, u[k], jacobian=row.jacobian, scale=row.scale())
+        found, ok[k] = edge_minimum(row.smooth, u[k], jacobian=row.jacobian, ys=row.ys())
         if ok[k]:
             u[k] = found
     return u, ok
@@ -219,19 +223,36 @@ def _stretch(batch: _Batch, base, cand, value, idx, rows):
     return cand, value
 
 
+def _onto_kinks(batch, u, idx, F):
+    """``irls.onto_kinks`` for every row (mae): ``u`` moved onto the kinks it is next to."""
+    if idx.numel() == 0:
+        return u
+
+    def jacobian(v):
+        block = batch.jac(v, idx)
+        return block[:, F], block[:, :F].transpose(-1, -2)
+    return onto_kinks(jacobian, lambda v: batch.objective(v, idx), u, _ys(batch, idx),
+                      batch.valid(idx))
+
+
 def _first_order(batch, u, idx, F):
     """``irls_check.certify`` for every row: whether the stop point is certified optimal."""
     block, valid = batch.jac(u, idx), batch.valid(idx)
-    return certify(batch.prob.loss, block[:, F], block[:, :F].transpose(-1, -2), valid,
-                   _data_scale(batch, idx))
+    r, jac = block[:, F], block[:, :F].transpose(-1, -2)
+    return certify(batch.prob.loss, r, jac, valid, _level(batch, u, idx, r, jac))
 
 
-def _data_scale(batch, idx) -> torch.Tensor:
-    """The largest ``|y / sigma|`` of each problem ``idx`` over its real points ``(k,)``:
-    the scale of the data's rounding level."""
+def _ys(batch, idx) -> torch.Tensor:
+    """``y / sigma`` of each problem ``idx`` ``(k, n)`` (0 off its real points): the data's
+    part of the residuals' rounding level."""
     prob = batch.prob
     ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
-    return torch.where(batch.valid(idx), ys.abs(), 0.0).amax(-1)
+    return torch.where(batch.valid(idx), ys, 0.0)
+
+
+def _level(batch, u, idx, r, jac) -> torch.Tensor:
+    """``irls_check.rounding_level`` of the residuals ``r`` ``(k, n)`` at ``u``."""
+    return rounding_level(r, jac, u, _ys(batch, idx), batch.valid(idx))
 
 
 def _nearest(batch, r, idx, F):
@@ -243,10 +264,13 @@ def _nearest(batch, r, idx, F):
 
 def _vertex(batch, u, idx, inner):
     """``irls.IRLS._vertex``: interpolate the F points nearest the curve."""
-    r = batch.residuals(u, idx)
-    floor = vertex_floor(u.shape[-1], _data_scale(batch, idx))
-    return gauss_newton(batch, u, idx, _nearest(batch, r, idx, u.shape[-1]), inner,
-                        halvings=VERTEX_HALVINGS, floor=floor)
+    F = u.shape[-1]
+    block = batch.jac(u, idx)
+    r, jac = block[:, F], block[:, :F].transpose(-1, -2)
+    near = _nearest(batch, r, idx, F)
+    rows = torch.argsort(-near, dim=-1, stable=True)[:, :F]
+    floor = vertex_floor(_level(batch, u, idx, r, jac).gather(-1, rows))
+    return gauss_newton(batch, u, idx, near, inner, halvings=VERTEX_HALVINGS, floor=floor)
 
 
 def _nearest_rows(batch, u, idx, F):
@@ -268,7 +292,10 @@ def _certified(batch, u, idx, inner):
     active = order[:, :F]
     rest = valid.clone().scatter(-1, active, False)
     biggest = torch.where(valid, rv.abs(), 0.0).amax(-1)
-    ok = a.gather(-1, active).amax(-1) <= 1e-9 * biggest.clamp_min(1e-300)
+    # on the curve: to 1e-9 of the largest residual, or to their own rounding level
+    near = torch.maximum(KINK_ULPS * _level(batch, vertex, idx, rv, jac),
+                         1e-9 * biggest.clamp_min(1e-300).unsqueeze(-1))
+    ok = (a.gather(-1, active) <= near.gather(-1, active)).all(-1)
     rhs = -(jac.transpose(-1, -2) @ (torch.sign(rv) * rest).unsqueeze(-1)).squeeze(-1)
     ja = jac.gather(-2, active.unsqueeze(-1).expand(-1, -1, F))
     lam, info = torch.linalg.solve_ex(ja.transpose(-1, -2), rhs)
@@ -284,6 +311,7 @@ def batch_irls(prob, tr, u0, cfg):
     batch = _Batch(prob, tr)
     mae = prob.loss.name == "mae"
     B, F = u0.shape
+    linear = bool(getattr(prob.model, "linear_in_params", False))
     u = u0.detach().clone()
     dev, dtype = u.device, u.dtype
     eps = torch.full((B,), math.nan, dtype=dtype, device=dev)
@@ -359,11 +387,12 @@ def batch_irls(prob, tr, u0, cfg):
                         ic, ok = torch.cat([ic, retry]), torch.cat([ok, ok_retry])
                     # the certificate of the point each row ends at (irls.IRLS.step)
                     done = ic[ok]
+                    u[done] = _onto_kinks(batch, u[done], done, F)
                     good, gap = _first_order(batch, u[done], done, F)
                     for b, g, m in zip(done.tolist(), good.tolist(), gap.tolist()):
                         reason[b] = "ftol" if g else "failed"
-                        message[b] = ("the exact minimum: zero lies in the MAE's subgradient "
-                                      "there (certified)" if g else
+                        message[b] = (minimum_text("mae", linear, "zero lies in the MAE's "
+                                                   "subgradient there (certified)") if g else
                                       uncertified_text(prob.loss.name, m))
                     active[done] = False
             again = ~take & sharpen & ~gone
@@ -380,6 +409,7 @@ def batch_irls(prob, tr, u0, cfg):
                     u[ie[gain_v]] = vertex[gain_v]
                     none = torch.zeros(len(ie), dtype=torch.bool, device=dev)
                     u[ie], _ = _descend(batch, u[ie], ie, u[ie], none)    # on, if lower
+                    u[ie] = _onto_kinks(batch, u[ie], ie, F)
                 else:
                     u[ie] = huber_newton(batch, u[ie], ie, prob.loss.delta, F)
                 ok, gap = _first_order(batch, u[ie], ie, F)
@@ -389,9 +419,12 @@ def batch_irls(prob, tr, u0, cfg):
                                           stalled[end].tolist()):
                     reason[b] = ("ftol" if mae else "xtol") if good else "failed"
                     message[b] = (uncertified_text(prob.loss.name, g) if not good else
-                                  stopped[st] + ": the exact minimum" if mae else
-                                  "the exact minimum: Newton steps on the Huber loss reached "
-                                  "the rounding level of the parameters")
+                                  stopped[st] + ": " + minimum_text(
+                                      "mae", linear, "zero lies in the MAE's subgradient "
+                                      "there (certified)") if mae else
+                                  minimum_text("huber", linear, "Newton steps on the Huber "
+                                               "loss reached the rounding level of the "
+                                               "parameters"))
                 active[ie] = False
             pending[p] = again
     return u, steps, reason, message
@@ -400,12 +433,19 @@ def batch_irls(prob, tr, u0, cfg):
 def huber_newton(batch, u0, idx, delta: float, F: int, iterations: int = 60):
     """``irls.IRLS._huber_newton`` for every row: Newton steps on the Huber loss with the
     partition held, ``(J_Q^T J_Q) d = -(J_Q^T r_Q + delta J_L^T s_L)``, kept while they lower
-    the loss (halved otherwise), until they stop shrinking at the rounding level."""
+    the loss or raise it by no more than its rounding level (halved otherwise), until they
+    stop shrinking at the rounding level."""
     u = u0.clone()
     best = batch.objective(u, idx)
     last = torch.full_like(best, math.nan)
     running = torch.ones_like(best, dtype=torch.bool)
     eps = torch.finfo(u.dtype).eps
+    # a step may raise the loss by its rounding level (irls.IRLS._huber_newton), taken at
+    # the start: the residuals' rounding changes little over the steps
+    if idx.numel():
+        block = batch.jac(u, idx)
+        r0, jac0 = block[:, F], block[:, :F].transpose(-1, -2)
+        slack_all = huber_slack(r0, _level(batch, u, idx, r0, jac0), delta, batch.valid(idx))
     for _ in range(iterations):
         at = running.nonzero().flatten()
         if at.numel() == 0:
@@ -416,6 +456,7 @@ def huber_newton(batch, u0, idx, delta: float, F: int, iterations: int = 60):
         jac = batch.jac(ua, ia)[:, :F].transpose(-1, -2)              # (k, n, F)
         quad = (r.abs() <= delta) & valid
         lin = ~quad & valid
+        slack = slack_all[at]
         weight = torch.where(quad, r, 0.0) + delta * torch.where(lin, torch.sign(r), 0.0)
         g = (jac * weight.unsqueeze(-1)).sum(-2)
         jq = jac * quad.unsqueeze(-1)
@@ -441,7 +482,7 @@ def huber_newton(batch, u0, idx, delta: float, F: int, iterations: int = 60):
                 break
             trial = ua + t.unsqueeze(-1) * step
             v = batch.objective(trial, ia)
-            ok = trying & (v <= best[at] * (1 + 16 * eps))
+            ok = trying & (v <= best[at] * (1 + 16 * eps) + slack)
             ua = torch.where(ok.unsqueeze(-1), trial, ua)
             value = torch.where(ok, v, value)
             moved |= ok

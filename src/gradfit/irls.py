@@ -1,4 +1,5 @@
-"""The exact minimum of the MAE and Huber losses: iteratively reweighted least squares.
+"""The minimum of the MAE and Huber losses: iteratively reweighted least squares (exact for
+models linear in their parameters, where both losses are convex; a local one otherwise).
 
 Gradient descent on the MAE only circles its minimum (its gradient does not shrink there).
 IRLS reaches it. Each step majorises the loss at the current residuals ``r_k`` by a weighted
@@ -34,7 +35,8 @@ from .batch_lm import message as lm_message
 from .lm import problem_residuals_and_jacobian, residuals_and_jacobian, scaled_svd
 from .losses import LOSSES, check_method
 from .stepper import Stepper
-from .irls_check import certify, uncertified_text
+from .irls_check import (HUBER_ULPS, KINK_ULPS, ZERO, certify, minimum_text, rounding_level,
+                         uncertified_text)
 from .mae_edge import edge_minimum
 from .mae_vertex import descend
 
@@ -42,7 +44,7 @@ EXCHANGES = 200         # edges of the MAE's polytope walked from a vertex, at m
 STRETCH_BELOW = 1e-3    # an mae step that gains less than this goes on along its line
 STRETCHES = 12          # ... up to 2^STRETCHES times as far
 VERTEX_HALVINGS = 4      # a vertex's Newton step halved more often: no vertex near
-VERTEX_ULPS = 4          # interpolated residuals this many roundings of the data: exact
+VERTEX_ULPS = 4          # interpolated residuals this many of their roundings: exact
 SHORT_STEP = 2.0 ** -8   # a Gauss-Newton step halved below this ends the solve
 STALL = 1e-6             # the loss fell by less than this over LOOK_STEPS steps: stalled
 STALLED = (f"the loss fell by less than {STALL:g} of itself over {LOOK_STEPS} steps "
@@ -204,8 +206,9 @@ class IRLS(Stepper):
                     self.eps = max(self.eps * 0.1, self.eps_min)
                 if mae and self.eps < 1e-4 * self.eps_start and self._certified_vertex():
                     # the certificate of the point IRLS ends at, whichever way it got there
-                    self.stop = self._certified(("ftol", "the exact minimum: zero lies in the "
-                                                 "MAE's subgradient there (certified)"))
+                    self.stop = self._certified(("ftol", minimum_text(
+                        "mae", self._linear, "zero lies in the MAE's subgradient there "
+                        "(certified)")))
                     return loss, gnorm
                 if look != "stalled" or sharpen:
                     return loss, gnorm
@@ -222,7 +225,8 @@ class IRLS(Stepper):
             _, certified = self.descend(self.theta.detach())  # on along the edges, if lower
             if not certified:
                 self._edge()                      # or a minimum between vertices
-            self.stop = ("ftol", why + ": the exact minimum")
+            self.stop = ("ftol", why + ": " + minimum_text(
+                "mae", self._linear, "zero lies in the MAE's subgradient there (certified)"))
         else:
             self.stop = self._huber_newton()
         self.stop = self._certified(self.stop)
@@ -266,12 +270,29 @@ class IRLS(Stepper):
             best, out = v, trial
         return out, best
 
+    @property
+    def _linear(self) -> bool:
+        """Whether the model is linear in its parameters: the loss is convex, a certified
+        point is its minimum (else a local one)."""
+        return bool(getattr(self.problem.model, "linear_in_params", False))
+
+    def _level(self, theta: torch.Tensor, r: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
+        """``irls_check.rounding_level`` of the residuals ``r`` ``(n,)`` at ``theta``."""
+        return rounding_level(r[None], jac[None], theta[None], _ys(self.problem)[None])[0]
+
     def _certified(self, stop: tuple[str, str]) -> tuple[str, str]:
         """``stop`` if a first-order test (``irls_check``) certifies the point, else
         "failed" saying how far from optimal it is."""
         prob = self.problem
-        r, jac = self._jacobian(self.theta.detach())
-        ok, gap = certify(prob.loss, r[None], jac[None], scale=_data_scale(prob).reshape(1))
+        if prob.loss.name == "mae":
+            ys = _ys(prob)[None]
+            self._move(onto_kinks(lambda u: tuple(v[None] for v in self._jacobian(u[0])),
+                                  lambda u: u.new_tensor([self._objective(u[0])]),
+                                  self.theta.detach()[None], ys)[0])
+        theta = self.theta.detach()
+        r, jac = self._jacobian(theta)
+        ok, gap = certify(prob.loss, r[None], jac[None],
+                          level=self._level(theta, r, jac)[None])
         if bool(ok[0]):
             return stop
         return "failed", uncertified_text(self.problem.loss.name, float(gap[0]))
@@ -283,9 +304,14 @@ class IRLS(Stepper):
         ``s``) held, the loss is ``sum_Q r^2/2 + delta sum_L s r`` (+ const) whose
         Gauss-Newton step solves ``(J_Q^T J_Q) d = -(J_Q^T r_Q + delta J_L^T s_L)``: exact
         for a linear model once the partition is right. Steps are kept while they lower
-        the loss (halved otherwise) and stop once they stop shrinking."""
+        the loss, or raise it by no more than its rounding level (``huber_slack``: far from
+        zero, the loss cannot tell the last steps apart), halved otherwise, and stop once
+        they stop shrinking."""
         delta, last = self.problem.loss.delta, None
         best = self._objective(self.theta)
+        r, jac = self._jacobian(self.theta.detach())
+        slack = float(huber_slack(r[None], self._level(self.theta.detach(), r, jac)[None],
+                                  delta)[0])
         for _ in range(iterations):
             r, jac = self._jacobian(self.theta.detach())
             quad = r.abs() <= delta
@@ -308,15 +334,15 @@ class IRLS(Stepper):
             while t > 1e-6:      # the loss may not tell steps at its rounding level apart
                 trial = self.theta.detach() + t * step
                 value = self._objective(trial)
-                if value <= best * (1 + 16 * torch.finfo(step.dtype).eps):
+                if value <= best * (1 + 16 * torch.finfo(step.dtype).eps) + slack:
                     break
                 t *= 0.5
             else:
                 break
             self._move(trial)
             best, last = min(best, value), size
-        return ("xtol", "the exact minimum: Newton steps on the Huber loss reached the "
-                        "rounding level of the parameters")
+        return ("xtol", minimum_text("huber", self._linear, "Newton steps on the Huber loss "
+                                     "reached the rounding level of the parameters"))
 
     def _certified_vertex(self) -> bool:
         """Move to the vertex through the P points nearest the curve if it is optimal; else
@@ -359,7 +385,7 @@ class IRLS(Stepper):
         if _bounded(prob):
             return False
         found, certified = edge_minimum(prob.residuals, self.theta.detach(),
-                                        jacobian=self._jacobian, scale=float(_data_scale(prob)))
+                                        jacobian=self._jacobian, ys=_ys(prob))
         if certified:
             self._move(found)
         return certified
@@ -373,7 +399,8 @@ class IRLS(Stepper):
         prob = self.problem
         walked, certified = descend(
             prob.residuals, start, steps=EXCHANGES, jacobian=self._jacobian,
-            rows=lambda idx: lambda t: problem_residuals_and_jacobian(prob.rows(idx), t))
+            rows=lambda idx: lambda t: problem_residuals_and_jacobian(prob.rows(idx), t),
+            ys=_ys(prob))
         moved = (certified or not certified_only) and \
             self._objective(walked) <= self._objective(self.theta) * (1 + 1e-12)
         if moved:
@@ -391,7 +418,10 @@ class IRLS(Stepper):
         p = vertex.shape[0]
         order = torch.argsort(rv.abs())
         active, rest = order[:p], order[p:]
-        if float(rv.abs()[active].max()) > 1e-9 * max(float(rv.abs().max()), 1e-300):
+        # on the curve: to 1e-9 of the largest residual, or to their own rounding level
+        near = torch.maximum(KINK_ULPS * self._level(vertex, rv, jac),
+                             1e-9 * rv.abs().max().clamp_min(1e-300))
+        if bool((rv.abs()[active] > near[active]).any()):
             return False
         rhs = -(jac[rest].transpose(0, 1) @ torch.sign(rv[rest]))
         try:
@@ -421,11 +451,13 @@ class IRLS(Stepper):
             return None
         rows = torch.argsort(r.abs())[:p]
         sub = _Weighted(self.problem, torch.ones(p, dtype=r.dtype, device=r.device), rows)
+        theta = self.theta.detach()
+        rr, jac = sub.jacobian(theta)
+        level = rounding_level(rr[None], jac[None], theta[None], _ys(self.problem)[rows][None])
         # P equations in P unknowns: Newton's method, which either converges fast or finds
         # no vertex near here; a step that needs many halvings means the latter
         return _gauss_newton(sub.residuals, self.theta, self.inner, halvings=VERTEX_HALVINGS,
-                             jacobian=sub.jacobian,
-                             floor=vertex_floor(p, _data_scale(self.problem)))
+                             jacobian=sub.jacobian, floor=float(vertex_floor(level)[0]))
 
     def _move(self, new: torch.Tensor) -> None:
         with torch.no_grad():
@@ -440,17 +472,72 @@ def edge_retry(waited):
         ((waited // EDGE_RETRY) & (waited // EDGE_RETRY - 1) == 0)
 
 
-def vertex_floor(p: int, scale):
-    """The sum of squares of P residuals at the rounding level of data of ``scale`` (the
-    largest ``|y / sigma|``): an interpolation that reaches it is exact."""
-    eps = torch.finfo(scale.dtype).eps if torch.is_tensor(scale) else 2.0 ** -52
-    return p * (VERTEX_ULPS * eps * scale) ** 2
+def vertex_floor(level: torch.Tensor) -> torch.Tensor:
+    """The sum of squares ``(k,)`` at which an interpolation of P points is exact (their
+    rounding levels ``level`` ``(k, P)``, ``irls_check.rounding_level``): ``P (VERTEX_ULPS
+    min level)^2``, below which no residual is more than ``VERTEX_ULPS sqrt(P)`` (at most
+    ``KINK_ULPS``, for P up to 16) of its own level from zero."""
+    p = level.shape[-1]
+    return p * (VERTEX_ULPS * level.amin(-1)) ** 2
 
 
-def _data_scale(problem) -> torch.Tensor:
-    """The largest ``|y / sigma|``: the scale of the data's rounding level."""
-    ys = problem.y if problem.sigma is None else problem.y / problem.sigma
-    return ys.abs().max()
+def onto_kinks(jacobian, objective, u: torch.Tensor, ys: torch.Tensor,
+               valid: torch.Tensor | None = None, steps: int = 3) -> torch.Tensor:
+    """``u`` ``(k, F)`` moved onto the MAE's kinks it is next to: the residuals below
+    ``ZERO`` times the largest, some of them above their rounding level, set to zero by
+    least-change Newton steps ``-pinv(J_Z) r_Z``; kept where they bring those residuals
+    closer to zero and the MAE is not higher.
+
+    IRLS's smoothing leaves the residuals of a vertex at ``1e-10`` of the typical one, and
+    a vertex's interpolation through the P nearest points may miss some (a degenerate
+    vertex: more than P points on the curve, some of them repeated; a Jacobian of lost
+    rank); the certificate sees a kink only at a residual's own rounding level
+    (``irls_check``), and certifies the point moved to. ``jacobian(u) -> (r (k, n), J (k,
+    n, F))``, ``objective(u) -> (k,)``, ``ys``: ``y / sigma`` ``(k, n)``, ``valid``: the
+    real points."""
+    F = u.shape[-1]
+    best = objective(u)
+    for _ in range(steps):
+        r, jac = jacobian(u)
+        a = r.abs() if valid is None else torch.where(valid, r.abs(), torch.inf)
+        top = torch.where(torch.isfinite(a), a, 0.0).amax(-1, keepdim=True)
+        exact = KINK_ULPS * rounding_level(r, jac, u, ys, valid)
+        near = a <= torch.maximum(ZERO * top, exact)
+        need = (near & (a > exact)).any(-1)
+        if not bool(need.any()):
+            break
+        m = int(near.sum(-1).max())
+        rows = torch.argsort(a, dim=-1)[:, :m]
+        on = near.gather(-1, rows)
+        jz = jac.gather(-2, rows.unsqueeze(-1).expand(-1, -1, F)) * on.unsqueeze(-1)
+        rz = r.gather(-1, rows) * on
+        trial = u - (torch.linalg.pinv(jz) @ rz.unsqueeze(-1)).squeeze(-1)
+        value = objective(trial)
+        r_t = jacobian(trial)[0].gather(-1, rows)
+        closer = torch.where(on, r_t.abs(), 0.0).amax(-1) < torch.where(on, rz.abs(), 0.0).amax(-1)
+        take = need & torch.isfinite(trial).all(-1) & closer & (value <= best * (1 + 1e-12))
+        if not bool(take.any()):
+            break
+        u = torch.where(take.unsqueeze(-1), trial, u)
+        best = torch.where(take, value, best)
+    return u
+
+
+def huber_slack(r: torch.Tensor, level: torch.Tensor, delta: float,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
+    """The Huber loss's rounding level ``(k,)`` at residuals ``r`` ``(k, n)`` of rounding
+    levels ``level`` (``irls_check.rounding_level``; ``valid``: the real points):
+    ``HUBER_ULPS mean_i |psi(r_i)| level_i``, what the residuals' roundings change of
+    ``mean_i h(r_i)``."""
+    each = r.clamp(-delta, delta).abs() * level
+    if valid is None:
+        return HUBER_ULPS * each.mean(-1)
+    return HUBER_ULPS * torch.where(valid, each, 0.0).sum(-1) / valid.sum(-1).clamp_min(1)
+
+
+def _ys(problem) -> torch.Tensor:
+    """``y / sigma`` ``(n,)``: the data's part of the residuals' rounding level."""
+    return problem.y if problem.sigma is None else problem.y / problem.sigma
 
 
 def _bounded(problem) -> bool:

@@ -40,7 +40,8 @@ import math
 import torch
 from torch.autograd.functional import hessian as _hessian
 
-from .irls_check import mae_certificate
+from .irls_check import KINK_ULPS, certify, rounding_level
+from .losses import LOSSES
 from .lm import residuals_and_jacobian
 
 ON_CURVE = 1e-6      # residuals below this times the largest count as on the curve
@@ -48,14 +49,14 @@ STEPS = 60            # Newton steps and changes of Z, in all, from one start
 HALVINGS = 10         # of a step that leads where the residuals are not finite
 
 
-def edge_minimum(residuals, theta: torch.Tensor, *, jacobian=None, scale: float | None = None
+def edge_minimum(residuals, theta: torch.Tensor, *, jacobian=None, ys: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, bool]:
     """From ``theta`` near the minimum: ``(theta, certified)``, a certified minimum of
     ``sum |residuals|`` on an edge (or a vertex) of the MAE, or ``theta`` and False.
 
     ``residuals(theta) -> (n,)`` must be twice differentiable by autograd; ``jacobian(theta)
-    -> (r, J)`` (by default autograd); ``scale``: the largest ``|y / sigma|``, for the
-    certificate's rounding level."""
+    -> (r, J)`` (by default autograd); ``ys``: ``y / sigma`` ``(n,)``, for the certificate's
+    rounding levels (``irls_check.rounding_level``)."""
     jacobian = jacobian or (lambda t: residuals_and_jacobian(residuals, t))
     theta = theta.detach()
     p = theta.shape[-1]
@@ -75,11 +76,15 @@ def edge_minimum(residuals, theta: torch.Tensor, *, jacobian=None, scale: float 
         found = _active_set(residuals, jacobian, theta, order[:m], torch.sign(r), p, tried)
         if found is None:
             continue
+        found, on = found
+        if ys is not None:
+            found = _onto(jacobian, found, on, ys)
         rf, jac = jacobian(found)
         if not _mae(rf) <= start * (1 + 1e-12):
             continue
-        ok, _ = mae_certificate(rf[None], jac[None], scale=None if scale is None else
-                                rf.new_tensor([scale]))
+        level = None if ys is None else rounding_level(rf[None], jac[None], found[None],
+                                                       ys[None])
+        ok, _ = certify(LOSSES["mae"], rf[None], jac[None], level=level)
         if bool(ok[0]):
             return found, True
     return theta, False
@@ -91,8 +96,8 @@ def _active_set(residuals, jacobian, theta, on: list, signs, p: int, tried: set)
     joins Z where it reaches zero; at a stationary point a point of Z whose multiplier has
     ``|l_k| > 1`` leaves it, its residual taking the sign of ``l_k`` (the MAE falls at the
     rate ``|l_k| - 1`` that way). A step is halved only where the residuals are not finite.
-    Returns the point where no multiplier exceeds 1, or None (no convergence, a singular
-    system, a Z seen before at a stationary point)."""
+    Returns the point where no multiplier exceeds 1 and its Z, or None (no convergence, a
+    singular system, a Z seen before at a stationary point)."""
     eps = torch.finfo(theta.dtype).eps
     tight = max(1e-9, 100 * eps)
     on, signs = list(on), signs.clone()
@@ -158,7 +163,7 @@ def _active_set(residuals, jacobian, theta, on: list, signs, p: int, tried: set)
         # at the rounding level of the parameters, or no longer shrinking close to it
         if size <= 16 * eps * norm or (size > 0.9 * last and size <= 1e-8 * norm):
             if m == 0 or float(lam.abs().max()) <= 1 + tight:
-                return theta if _curves_up(h, jz) else None
+                return (theta, on) if _curves_up(h, jz) else None
             key = frozenset(on)
             if key in tried:
                 return None
@@ -168,6 +173,30 @@ def _active_set(residuals, jacobian, theta, on: list, signs, p: int, tried: set)
             continue
         last = size
     return None
+
+
+def _onto(jacobian, theta: torch.Tensor, on: list, ys: torch.Tensor, steps: int = 3
+          ) -> torch.Tensor:
+    """``theta`` moved onto ``r_Z = 0`` (Z = ``on``) by least-change Newton steps
+    ``-pinv(J_Z) r_Z``, while some ``r_Z`` is above its rounding level (``KINK_ULPS`` of
+    ``irls_check.rounding_level``; ``ys = y / sigma``) and they shrink it: the active set
+    stops where its steps stop shrinking (1e-8 of the parameters, with a singular
+    Hessian), which can leave ``r_Z`` far above its rounding level, where the certificate
+    sees no kink."""
+    if not on:
+        return theta
+    r, jac = jacobian(theta)
+    for _ in range(steps):
+        level = rounding_level(r[None], jac[None], theta[None], ys[None])[0]
+        if not bool((r[on].abs() > KINK_ULPS * level[on]).any()):
+            break
+        now = float(r[on].abs().max())
+        trial = theta - torch.linalg.pinv(jac[on]) @ r[on]
+        r_t, jac_t = jacobian(trial)
+        if not (bool(torch.isfinite(r_t).all()) and float(r_t[on].abs().max()) < now):
+            break
+        theta, r, jac = trial, r_t, jac_t
+    return theta
 
 
 def _curves_up(h: torch.Tensor, jz: torch.Tensor) -> bool:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import torch
 
+from .irls_check import KINK_ULPS, rounding_level
 from .lm import residuals_and_jacobian
 
 TIGHT = 1e-9           # |l_k| above 1 + TIGHT: not optimal; on-curve residuals below TIGHT
@@ -43,18 +44,32 @@ def _tight(t: torch.Tensor) -> float:
     return max(TIGHT, 100 * torch.finfo(t.dtype).eps)
 
 
-def descend(residuals, theta: torch.Tensor, *, steps: int, rows=None, jacobian=None):
+def _on_curve(r: torch.Tensor, jac: torch.Tensor, theta: torch.Tensor, ys, largest: float
+              ) -> torch.Tensor:
+    """Whether each residual ``r`` (with its Jacobian rows ``jac``) is zero: within
+    ``_tight`` of the ``largest`` residual, or of its own rounding level (data far from zero,
+    ``ys`` = ``y / sigma`` of those rows; ``irls_check.rounding_level``)."""
+    near = _tight(r) * max(largest, 1e-300)
+    if ys is None or bool((r.abs() <= near).all()):
+        return r.abs() <= near
+    level = rounding_level(r[None], jac[None], theta[None], ys[None])[0]
+    return r.abs() <= torch.clamp(KINK_ULPS * level, min=near)
+
+
+def descend(residuals, theta: torch.Tensor, *, steps: int, rows=None, jacobian=None, ys=None):
     """From ``theta`` near a vertex: ``(theta, certified)``, the vertex reached by at most
     ``steps`` exchanges, each lowering the MAE, and whether it is certified optimal.
 
     ``residuals(theta) -> (n,)``; ``jacobian(theta) -> (r, J)`` (by default autograd on
     ``residuals``); ``rows(idx)``: that function on the points ``idx`` alone (by default
-    autograd on ``residuals`` indexed; a model evaluated on P points is cheaper)."""
+    autograd on ``residuals`` indexed; a model evaluated on P points is cheaper); ``ys``
+    ``(n,)``: ``y / sigma``, for the residuals' rounding levels (else on the curve means
+    ``TIGHT`` of the largest residual)."""
     jacobian = jacobian or (lambda t: residuals_and_jacobian(residuals, t))
     rows = rows or (lambda idx: lambda t: residuals_and_jacobian(lambda u: residuals(u)[idx], t))
 
     def interpolate(idx, t):
-        return _newton(residuals, rows(idx), idx, t)
+        return _newton(residuals, rows(idx), idx, t, ys=None if ys is None else ys[idx])
     p = theta.shape[-1]
     r = _residuals(residuals, theta)
     if r is None or r.shape[0] <= p:
@@ -67,7 +82,7 @@ def descend(residuals, theta: torch.Tensor, *, steps: int, rows=None, jacobian=N
         r, jac = jacobian(theta)
         if not (bool(torch.isfinite(jac).all()) and bool(torch.isfinite(r).all())):
             return theta, False
-        edge = _edge(r, jac, p)
+        edge = _edge(r, jac, p, theta, ys)
         if edge is None:
             return theta, False
         if edge is True:
@@ -81,13 +96,13 @@ def descend(residuals, theta: torch.Tensor, *, steps: int, rows=None, jacobian=N
     return theta, False
 
 
-def _edge(r: torch.Tensor, jac: torch.Tensor, p: int):
+def _edge(r: torch.Tensor, jac: torch.Tensor, p: int, theta: torch.Tensor, ys=None):
     """At a vertex: True if certified, else ``(rows, step)``: the next vertex's points
     and the linear step to it; None where this is no (regular) vertex."""
     order = torch.argsort(r.abs())
     on, off = order[:p], order[p:]
-    scale = float(r.abs().max())
-    if float(r[on].abs().max()) > _tight(r) * max(scale, 1e-300):
+    if not bool(_on_curve(r[on], jac[on], theta, None if ys is None else ys[on],
+                          float(r.abs().max())).all()):
         return None
     jz = jac[on]
     rhs = -(jac[off].transpose(0, 1) @ torch.sign(r[off]))
@@ -114,10 +129,11 @@ def _edge(r: torch.Tensor, jac: torch.Tensor, p: int):
     return rows, t[at[j]] * d
 
 
-def _newton(residuals, on_rows, rows: torch.Tensor, theta: torch.Tensor, steps: int = 30):
+def _newton(residuals, on_rows, rows: torch.Tensor, theta: torch.Tensor, steps: int = 30,
+            ys=None):
     """``theta`` with ``r_rows = 0`` (``on_rows(theta)``: those residuals and their
     Jacobian) by Newton's method from ``theta`` (P equations in P unknowns), or None where
-    it does not converge."""
+    it does not converge (``ys``: ``y / sigma`` of the rows, as ``descend``'s)."""
     eps = torch.finfo(theta.dtype).eps
     for _ in range(steps):
         r, jac = on_rows(theta)
@@ -128,8 +144,10 @@ def _newton(residuals, on_rows, rows: torch.Tensor, theta: torch.Tensor, steps: 
         if float(step.norm()) <= 16 * eps * max(float(theta.norm()), 1e-300):
             return theta
     r = _residuals(residuals, theta)
-    ok = r is not None and \
-        float(r[rows].abs().max()) <= _tight(r) * max(float(r.abs().max()), 1e-300)
+    if r is None:
+        return None
+    r_on, jac = on_rows(theta)
+    ok = bool(_on_curve(r_on, jac, theta, ys, float(r.abs().max())).all())
     return theta if ok else None
 
 

@@ -10,7 +10,9 @@ bound do, as in lmfit)::
     Akaike info criterion  AIC = N log(chi2 / N) + 2 P
     Bayesian info crit.    BIC = N log(chi2 / N) + log(N) P
 
-(``chi2`` is floored at ``1e-250 N`` before the logarithm, as lmfit does). Each parameter's
+(``chi2`` is floored at ``1e-250 N`` before the logarithm, as lmfit does). These are the
+statistics of a least-squares fit (a Gaussian likelihood): for the mae and huber losses,
+whose fits are not least-squares fits, only the counts are given. Each parameter's
 confidence interval at level ``L`` is ``value +- t_{(1+L)/2, nu} * stderr`` with Student's
 ``t`` quantile (``stats.student_t_quantile``): the linear, curve_fit-style interval.
 
@@ -48,10 +50,15 @@ def loss_label(result) -> str:
     return f"{result.loss_name} (weighted by 1/sigma)"
 
 
+SQUARED = ("mse", "rmse")   # the losses whose fit the chi-square statistics describe
+
+
 def statistics(result) -> dict | None:
     """``chisqr``, ``redchi``, ``nfree``, ``nvarys``, ``ndata``, ``aic``, ``bic`` from the
     result's residuals (None when the result holds no model and data). A parameter fixed or
-    held on a bound is not varied: the standard errors count it so too."""
+    held on a bound is not varied: the standard errors count it so too. For a loss that is
+    not a squared error (mae, huber) only ``ndata``, ``nvarys`` and ``nfree``: chi-square,
+    AIC and BIC of its residuals would describe a least-squares fit it is not."""
     if result.model_object is None or result.x is None or result.y is None:
         return None
     pred = result.predict(result.x)
@@ -62,6 +69,8 @@ def statistics(result) -> dict | None:
     nvarys = len(result.params) - len(set(result.fixed) | set(result.at_bound))
     chisqr = float(np.sum(r * r))
     nfree = n - nvarys
+    if result.loss_name not in SQUARED:
+        return {"ndata": n, "nvarys": nvarys, "nfree": nfree}
     floor = max(chisqr, 1e-250 * n)
     neg2loglik = n * math.log(floor / n) if math.isfinite(floor) else math.inf
     return {"ndata": n, "nvarys": nvarys, "nfree": nfree, "chisqr": chisqr,
@@ -124,8 +133,12 @@ def _stat_lines(result) -> list[str]:
     if s is None:
         return []
     weighted = " (weighted by 1/sigma^2)" if result.sigma is not None else ""
-    return [f"statistics {s['ndata']} points, {s['nvarys']} varied parameters, "
-            f"{s['nfree']} degrees of freedom",
+    counts = (f"statistics {s['ndata']} points, {s['nvarys']} varied parameters, "
+              f"{s['nfree']} degrees of freedom")
+    if "chisqr" not in s:
+        return [counts, "           (no chi-square, AIC or BIC: the fit minimised the "
+                        f"{result.loss_name}, not a sum of squares)"]
+    return [counts,
             f"           chi-square = {s['chisqr']:.8g}{weighted}   "
             f"reduced chi-square = {s['redchi']:.8g}",
             f"           AIC = {s['aic']:.6g}   BIC = {s['bic']:.6g}"]
@@ -189,8 +202,9 @@ def html_report(result, level: float = 0.95) -> str:
     s = statistics(result)
     if s is not None:
         head += [("statistics", f"{s['nfree']} degrees of freedom ({s['ndata']} points, "
-                                f"{s['nvarys']} varied)"),
-                 ("chi-square", f"{s['chisqr']:.8g}" + (" (weighted by 1/σ²)" if result.sigma
+                                f"{s['nvarys']} varied)")]
+    if s is not None and "chisqr" in s:
+        head += [("chi-square", f"{s['chisqr']:.8g}" + (" (weighted by 1/σ²)" if result.sigma
                                                         is not None else "")),
                  ("reduced chi-square", f"{s['redchi']:.8g}"),
                  ("AIC, BIC", f"{s['aic']:.6g}, {s['bic']:.6g}")]

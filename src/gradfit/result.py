@@ -73,7 +73,9 @@ class FitResult:
 
     ``params``: name -> value at the end. ``loss``: the loss there (on all the data).
     ``history[i]``, ``trajectory[i]``: loss and parameters at the start of step ``i``, and
-    at the end for ``i == steps``. ``grad_norms[i]``: the gradient norm of step ``i``.
+    at the end for ``i == steps`` (for a diverged run: the point where the divergence
+    showed, its loss inf, NaN or huge; ``params`` and ``loss`` are the last finite point
+    before it). ``grad_norms[i]``: the gradient norm of step ``i``.
     ``converged``/``reason``/``message``: why it stopped. ``stderr``/``covariance``: for
     squared-error losses (else None), as curve_fit's ``sqrt(diag(pcov))`` and ``pcov``.
     ``r2``, ``rmse``: on the unweighted data. ``wall_time`` in seconds.
@@ -210,7 +212,7 @@ class FitResult:
 
     def statistics(self) -> dict | None:
         """chi-square, reduced chi-square, degrees of freedom, AIC and BIC, as lmfit's
-        (formulas in ``gradfit.report``)."""
+        (formulas in ``gradfit.report``); for mae and huber the counts alone."""
         from .report import statistics
         return statistics(self)
 
