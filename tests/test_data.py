@@ -10,8 +10,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from gradfit.datasets import DATASETS
-from gradfit.data import (Dataset, as_tensors, check_enough_points, lesson_data,
-                          load_csv, load_data, synthetic)
+from gradfit.csv_read import load_csv
+from gradfit.data import (Dataset, as_tensors, check_enough_points, lesson_data, load_data,
+                          synthetic)
 from gradfit.errors import DataError
 
 # the lesson's own noise code multiplies a tensor by an array, which numpy 2 warns about
@@ -494,7 +495,7 @@ def test_complex_data_is_refused_not_cut_to_its_real_part():
 def test_a_csv_of_many_batches_reads_every_cell_as_float_reads_it():
     # the fast path converts a batch of rows at once; the oracle is Python's float per cell
     import io
-    from gradfit.data import BATCH_ROWS, read_csv
+    from gradfit.csv_read import BATCH_ROWS, read_csv
     rng = np.random.default_rng(0)
     n = 2 * BATCH_ROWS + 123
     x = [repr(float(v)) for v in rng.uniform(-1e6, 1e6, n)]
@@ -509,7 +510,7 @@ def test_a_csv_of_many_batches_reads_every_cell_as_float_reads_it():
                                           ("", "missing value")])
 def test_the_first_bad_cell_of_a_later_batch_is_named_by_its_row(bad, message):
     import io
-    from gradfit.data import BATCH_ROWS, read_csv
+    from gradfit.csv_read import BATCH_ROWS, read_csv
     rows = [f"{i},{2 * i}" for i in range(2 * BATCH_ROWS)]
     rows[BATCH_ROWS + 7] = f"{BATCH_ROWS + 7},{bad}"
     rows[BATCH_ROWS + 9] = "oops,1"
@@ -524,7 +525,7 @@ def test_the_first_bad_cell_of_a_later_batch_is_named_by_its_row(bad, message):
                 min_size=1, max_size=5))
 def test_numbers_read_at_once_are_exactly_those_parse_number_reads(cells):
     import math
-    from gradfit.data import finite_numbers, parse_number
+    from gradfit.csv_read import finite_numbers, parse_number
 
     def one(c):
         try:

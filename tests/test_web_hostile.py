@@ -159,7 +159,7 @@ def test_a_wide_header_is_refused_fast(client):
 
 
 def test_duplicate_check_is_linear():
-    from gradfit.data import read_csv
+    from gradfit.csv_read import read_csv
     import io
     header = ",".join(f"c{i}" for i in range(60_000)) + ",c5\n"
     t = time.perf_counter()

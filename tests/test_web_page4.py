@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 import gradfit
-from gradfit.data import load_csv, read_csv
+from gradfit.csv_read import load_csv, read_csv
 from gradfit.errors import DataError
 
 QUAD = "a*x^2 + b*x + c"

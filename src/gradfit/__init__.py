@@ -7,7 +7,8 @@
     ['a', 'b', 'c']
 """
 from .config import FitConfig
-from .data import Dataset, lesson_data, load_csv, load_data, synthetic
+from .csv_read import load_csv
+from .data import Dataset, lesson_data, load_data, synthetic
 from .datasets import DATASETS
 from .errors import DataError, ExpressionError, FitError, GradfitError, InputError
 from .fit import fit, iter_fit, loss_and_grad

@@ -13,7 +13,7 @@
   integer id in one file, text in another), is refused by file and column; numbers of
   several kinds (int64 here, float64 there) are read as one (as pandas' concat would).
 - ``read_csv(files, cols)``: each file read by the one-file reader's rules
-  (``data.read_csv``): comment (``#``) and blank lines above the header skipped, the
+  (``csv_read.read_csv``): comment (``#``) and blank lines above the header skipped, the
   delimiter (``,``, ``;`` or tab) read off the header, a first row of numbers read as data
   (columns ``c1``, ``c2``, ... or named by a ``# x,y`` comment line); every cell as text,
   each row tagged with its file (``FILE``).
@@ -167,7 +167,7 @@ def read_parquet(files: Files, cols: list):
 
 @dataclass(frozen=True)
 class CsvFormat:
-    """What ``data.read_csv`` reads off a CSV file's first lines: ``skip`` lines above the
+    """What ``csv_read.read_csv`` reads off a CSV file's first lines: ``skip`` lines above the
     first row of cells (header or data), the ``delimiter``, the column ``names`` and
     whether the first row is a ``header``."""
 
@@ -180,7 +180,7 @@ class CsvFormat:
 def csv_format(path: str) -> CsvFormat | None:
     """``path``'s format, by the one-file reader's rules; None for a file without a row."""
     from pathlib import Path
-    from .data import _header, _lines, _open
+    from .csv_read import _header, _lines, _open
     skip, comment = 0, None
     with _open(Path(path)) as fh:
         for line in _lines(fh, path):
@@ -241,7 +241,7 @@ def csv_problem(files: Files):
     cluster's reader met, said where (pandas' ParserError and UnicodeDecodeError do not
     name the file)."""
     from pathlib import Path
-    from .data import _lines, _open, csv_words
+    from .csv_read import _lines, _open, csv_words
     for path in files.paths:
         f = csv_format(path)
         if f is None:
@@ -285,7 +285,7 @@ def bad_value(files: Files, x_cols, y, sigma, drop_nan: bool, file: str | None =
 
 
 def _bad_csv(path, x_cols, y, sigma, drop_nan):
-    from .data import load_csv
+    from .csv_read import load_csv
     try:
         load_csv(path, x=list(x_cols), y=y, sigma=sigma, drop_nan=drop_nan)
     except DataError as exc:

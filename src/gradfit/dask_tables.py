@@ -11,7 +11,7 @@ CSV file.
   types in one column (1 and "1": two groups in one process) are refused: Dask turns such
   a column into text, where they became one group.
 - ``as_numbers``: the value columns as float64 by the CSV reader's own rule
-  (``data.parse_cell``: an empty cell is a missing value, anything else not a number is
+  (``csv_read.parse_cell``: an empty cell is a missing value, anything else not a number is
   refused by file and column); NaN and inf refused by file and column (``finite``), or
   their rows left out (``drop_nan``); a sigma <= 0 refused (``positive``).
 - ``read_errors``: a file that is not text (a binary file among the CSV files), or not
@@ -137,7 +137,7 @@ def as_numbers(ddf, group: str | None = None, *, finite: bool = False,
                drop_nan: bool = False, positive: str | None = None):
     """The table with its group labels as they are (a categorical column's categories as
     labels: Dask's placeholder category turned every label into NaN) and its value columns
-    as float64, text cells read as the CSV reader reads them (``data.parse_cell``: empty a
+    as float64, text cells read as the CSV reader reads them (``csv_read.parse_cell``: empty a
     missing value, anything but a number refused by file and column); rows holding NaN or
     inf left out (``drop_nan``) or refused (``finite``: one series, where a point cannot
     fail alone); a value <= 0 in column ``positive`` (sigma) refused; the file tag
@@ -164,7 +164,7 @@ class BadValue(DataError):
 
 
 def _numbers(frame, values, text, finite, drop_nan, positive=None):
-    from .data import parse_cell
+    from .csv_read import parse_cell
     out = frame.drop(columns=[FILE], errors="ignore")
     at = np.arange(len(frame))              # each row's position in the partition
 

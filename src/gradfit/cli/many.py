@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import (DecimalMark, _choose_columns, _column_names, _header, _lines, _open,
-                    finite_numbers, parse_cell)
+from ..csv_read import (DecimalMark, _choose_columns, _column_names, _header, _lines, _open,
+                        finite_numbers, parse_cell)
 from ..errors import DataError, InputError
 from .dask import write_table
 from .parsing import write_json
@@ -29,7 +29,7 @@ def read_long_csv(path: str, x, y, sigma, group):
     """The columns of a long CSV: x ``(N,)`` or ``(N, d)``, y, sigma, group labels, and
     the x names. Empty and nan cells are missing values, NaN (their series then fails); a
     cell that is not a number is bad input, named by row and column."""
-    with _open(Path(path)) as fh:        # data.py's reading: UTF-8 (a BOM allowed), no NUL
+    with _open(Path(path)) as fh:        # csv_read's reading: UTF-8 (a BOM allowed), no NUL
         text = "".join(_lines(fh, path))
     numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     comment = None               # comment lines above the header skipped, as data.py does
@@ -38,7 +38,7 @@ def read_long_csv(path: str, x, y, sigma, group):
     if not numbered:
         raise DataError("no data rows", expected="a header and at least one row", where=path)
     delim = max(",;\t", key=numbered[0][1].count)
-    # the header as data.py reads one: stripped names, each once, none empty; a first row
+    # the header as csv_read reads one: stripped names, each once, none empty; a first row
     # of numbers is data (columns c1, c2, ... or named by numpy.savetxt's '# x,y' line)
     decimal = DecimalMark(delim)        # ';' files may write 0,5 (as the one-file reader)
     header, first_data = _header(csv.reader([numbered[0][1]], delimiter=delim,

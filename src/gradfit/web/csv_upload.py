@@ -2,7 +2,7 @@
 
 The body is capped by ``guard.Guard`` (``MAX_CSV_BYTES``) as it arrives; Starlette spools
 the file part to disk past 1 MB. The parse runs in a heavy worker, one pass over the lines
-(``data.read_csv``): the header at most ``MAX_CSV_COLUMNS`` columns, at most ``MAX_POINTS``
+(``csv_read.read_csv``): the header at most ``MAX_CSV_COLUMNS`` columns, at most ``MAX_POINTS``
 rows (stopped at the first row past it), names checked through a dict. Messages name the
 file as the client named it (cleaned, never a server path), its row and column.
 """
@@ -17,7 +17,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from ..data import DROP_HINT, csv_words, read_csv
+from ..csv_read import csv_words, read_csv
+from ..data import DROP_HINT
 from ..errors import InputError
 from .datasets import guess_sigma, points
 from .limits import MAX_CSV_COLUMNS
