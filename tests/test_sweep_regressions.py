@@ -96,7 +96,7 @@ def test_lm_at_the_step_limit_short_of_an_active_bound_is_finished_as_fit():
     variables creeps towards the bound and reached the step limit with A still 1e-6 off it
     (``NEAR`` did not see it) and the others far from their optimum; fit_many said
     max_steps where fit's active set goes on from LM's end and certifies A on its bound.
-    Such rows are now fitted by fit alone (``many_kkt.finish_lm_alone``)."""
+    Such rows are now finished as fit finishes them (``many_kkt.finish_lm_on_bounds``)."""
     import scipy.optimize as so
     rng = np.random.default_rng(4)
     x = np.sort(rng.uniform(0, 10, 30))

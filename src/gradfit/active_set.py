@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generator
 
 import torch
 
@@ -85,6 +85,29 @@ def refine(problem, names: tuple[str, ...], bounds: dict[str, tuple[float, float
            solve: Callable[[dict, dict, dict], object]) -> Refined:
     """The active-set method above. ``solve(p0, fixed, bounds)`` runs the exact method to its
     end and returns a ``FitResult``; ``start`` lies inside the bounds."""
+    def at(values, active):
+        return multipliers(problem, names, values, active, fixed)
+    return drive(refinement(names, bounds, fixed, start, at), solve)
+
+
+def drive(steps: Generator, solve: Callable[[dict, dict, dict], object]) -> Refined:
+    """Run ``refinement`` to its end, each inner fit by ``solve``."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(solve(*request))
+    except StopIteration as end:
+        return end.value
+
+
+def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
+               fixed: dict[str, float], start: dict[str, float],
+               multipliers_at: Callable[[dict, dict], dict]) -> Generator:
+    """``refine`` as a generator: it yields each inner fit it needs as ``(p0, fixed,
+    bounds)`` and is sent that fit's result (``steps``, ``ok``, ``converged``, ``params``,
+    ``reason``, ``message``); it returns the ``Refined``. ``fit_many`` runs the inner fits
+    of many problems as one batch (``many_refine``); ``multipliers_at(values, active)``
+    gives the multipliers of the active bounds at ``values``."""
     x = _clamp(dict(start), bounds)
     active = near_bounds(x, bounds)
     released: dict[str, int] = {}
@@ -96,10 +119,11 @@ def refine(problem, names: tuple[str, ...], bounds: dict[str, tuple[float, float
             inner = None
             y = dict(x)
         else:
-            inner = solve(x, held, {})
+            inner = yield dict(x), held, {}
             steps += inner.steps
             if not inner.ok:                    # the unbounded fit broke down: keep the box
-                inner = solve(x, held, {n: b for n, b in bounds.items() if n not in active})
+                inner = yield dict(x), held, {n: b for n, b in bounds.items()
+                                              if n not in active}
                 steps += inner.steps
             y = dict(inner.params)
             if not all(map(math.isfinite, y.values())):
@@ -116,7 +140,7 @@ def refine(problem, names: tuple[str, ...], bounds: dict[str, tuple[float, float
         for name, side in near_bounds(x, bounds, FEAS_TOL).items():
             if name not in active and released.get(name, 0) == 0:
                 active[name] = side             # landed on a bound: hold it there
-        mu = multipliers(problem, names, x, active, fixed)
+        mu = multipliers_at(x, active)
         wrong = {n: m for n, m in mu.items() if m < -MU_TOL}
         if not wrong:
             ok = inner is None or inner.converged

@@ -218,7 +218,8 @@ class BatchLM:
     so does ``result()``."""
 
     def __init__(self, jacobian: Callable, theta0: torch.Tensor, *, ydata=None,
-                 options: dict | None = None, max_steps: int | None = None,
+                 options: dict | None = None,
+                 max_steps: int | torch.Tensor | None = None,
                  normal: Callable | None = None, runaway: bool = True):
         o = {**OPTIONS, **(options or {})}
         # a model linear in its parameters has its minimum at a finite point (or a flat
@@ -259,6 +260,9 @@ class BatchLM:
                                  xp.copy(self.M))
         self._state = ("idx", "th", "M", "d", "delta", "lam", "first", "tries", "steps",
                        "last_gn", "no_gn", "yd", "code", "ref_norm", "ref_S")
+        if isinstance(max_steps, torch.Tensor):     # a limit of each problem's own
+            self.max_steps = xp.own(max_steps.to(device=theta0.device))
+            self._state += ("max_steps",)
 
     def normal(self, th, idx):
         """``M`` at the points ``th`` of the problems ``idx`` (arrays of ``ops``)."""
@@ -510,7 +514,7 @@ def _lm_parameter(a, g, y_gn, gn_norm, full, delta, lam, xp=TORCH, fac=None):
 
 
 def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None = None,
-             max_steps: int = 1000, jacobian: Callable | None = None,
+             max_steps: int | torch.Tensor = 1000, jacobian: Callable | None = None,
              normal: Callable | None = None, runaway: bool = True,
              **options) -> BatchLMResult:
     """Minimise ``|fn(theta, idx)|^2`` for each of the ``B`` rows of ``theta0`` ``(B, F)``
@@ -519,14 +523,15 @@ def batch_lm(fn: Callable, theta0: torch.Tensor, *, ydata: torch.Tensor | None =
     ``(b, F+1, n)`` (by default autograd on ``fn``); ``normal(theta, idx) -> M``
     ``(b, F+1, F+1)``, its ``moments``, where they can be had directly; ``runaway``: False
     for a model linear in its parameters (no test for parameters running off); ``options``:
-    ``OPTIONS``."""
+    ``OPTIONS``; ``max_steps``: one limit, or each problem's ``(B,)``."""
     if jacobian is None:
         def jacobian(t, i):
             r, jac = residuals_and_jacobians(fn, t, i)
             return torch.cat([jac.transpose(-1, -2), r.unsqueeze(-2)], -2)
     lm = BatchLM(jacobian, theta0, ydata=ydata, options=options, max_steps=max_steps,
                  normal=normal, runaway=runaway)
-    for _ in range(max(1, max_steps) * 4 + lm.max_tries):
+    top = int(max_steps.max()) if isinstance(max_steps, torch.Tensor) else max_steps
+    for _ in range(max(1, top) * 4 + lm.max_tries):
         check_stop()
         lm.iterate()
         if not lm.running:

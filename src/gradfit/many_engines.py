@@ -45,7 +45,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         theta = tr.external(u, idx)
     cov = None
     if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
-        from .many_kkt import (certify_on_bounds, finish_lm_alone, polish_on_bounds,
+        from .many_kkt import (certify_on_bounds, finish_lm_on_bounds, polish_on_bounds,
                                refit_inside)
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
@@ -54,7 +54,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             theta = polished
             u = tr.internal(theta)
         certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
-        finished = finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg)
+        finished = finish_lm_on_bounds(prob, tr, theta, steps, reason, message, cfg)
         finished = refit_inside(prob, tr, finished, steps, reason, message, cfg)
         if finished is not theta:
             theta = finished
@@ -93,7 +93,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             # one choice among many the values are)
             cov = cov.clone()
             cov[torch.as_tensor(lost, device=cov.device)] = torch.nan
-        _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma)
+        _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held)
         if method == "lm" and theta.dtype == torch.float32:
             _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
     if method == "lm":
@@ -218,27 +218,36 @@ def _on_a_bound(tr, theta) -> np.ndarray:
     return near.any(-1).cpu().numpy()
 
 
-def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma) -> None:
+def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held) -> None:
     """``verdict.not_determined`` on the converged fits among its suspects (rare: each
-    costs two evaluations of its residuals)."""
+    costs two evaluations of its residuals), over the free parameters each fit does not
+    hold on a bound (``held`` ``(k, F)``), as ``fit`` judges its free ones: a 4PL well
+    with ``hill`` on its bound and ``top`` +/- 2e9, ``ec50`` +/- 2e8 running off together
+    was called an optimum, the rows on a bound having been left out."""
     from .verdict import not_determined, undetermined_suspects
     at = tr.free_at
     free_theta = theta[:, at].detach().cpu().double().numpy()
     c = cov.detach().cpu().double().numpy()
-    n, F = prob.count.cpu().numpy(), len(tr.free)
-    look = undetermined_suspects(free_theta, c) & np.isin(reason, ("gtol", "ftol", "xtol")) \
-        & (n > F) & ~_on_a_bound(tr, theta)
+    hold = held.cpu().numpy()
+    n = prob.count.cpu().numpy()
+    F = (~hold).sum(-1)
+    look = undetermined_suspects(free_theta, np.where(hold[:, :, None] | hold[:, None, :],
+                                                      np.nan, c)) \
+        & np.isin(reason, ("gtol", "ftol", "xtol")) & (n > F)
     for i in np.flatnonzero(look):
         idx = torch.tensor([i], device=theta.device)
+        keep = np.flatnonzero(~hold[i])
+        cols = at[torch.as_tensor(keep, device=at.device)]
 
-        def sse(f, i=i, idx=idx) -> float:
+        def sse(f, i=i, idx=idx, cols=cols) -> float:
             full = theta[i].clone()
-            full[at] = torch.as_tensor(f, dtype=theta.dtype, device=theta.device)
+            full[cols] = torch.as_tensor(f, dtype=theta.dtype, device=theta.device)
             with torch.no_grad():
                 return float(prob.residuals(full[None], idx).square().sum())
-        S = sse(free_theta[i])
-        scale = 1.0 if absolute_sigma else S / (n[i] - F)
-        why = not_determined(tr.free, free_theta[i], c[i], sse, S, scale)
+        S = sse(free_theta[i, keep])
+        scale = 1.0 if absolute_sigma else S / (n[i] - F[i])
+        why = not_determined([tr.free[j] for j in keep], free_theta[i, keep],
+                             c[i][np.ix_(keep, keep)], sse, S, scale)
         if why:
             reason[i], message[i] = "failed", why
 

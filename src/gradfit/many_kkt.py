@@ -245,7 +245,7 @@ def _near(v, lo, hi, tol: float = NEAR):
     return on_lo, fin_hi & ~on_lo & (hi - v <= tol * scale)
 
 
-#: fits finished one by one per call of ``finish_robust_on_bounds`` or ``finish_lm_alone``
+#: fits finished one by one per call of ``finish_robust_on_bounds``
 ALONE_MAX = 256
 
 
@@ -269,20 +269,20 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
         near[b] = _held_up(tr, theta, b)
     rows = np.flatnonzero(near & np.isfinite(
         theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
-    return _finish_alone(prob, tr, theta, theta, rows, steps, reason, message, cfg, "irls")
+    return _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg)
 
 
-def finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg) -> torch.Tensor:
+def finish_lm_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
     """Finish the LM ends with bounds that stalled or reached the step limit, and that
     neither ``polish_on_bounds`` nor ``certify_on_bounds`` made an optimum, as ``fit``
-    finishes them: by ``fit`` on that problem alone from its start ``start`` ``(k, P)``,
-    whose active set (``active_set.refine``) goes on from wherever its LM ended. LM in the
-    internal variables creeps towards a bound that holds at the optimum, its steps
-    shrinking by a constant factor, and may reach the step limit with the parameter still
-    ``1e-6`` (relative) off it, the others far from their optimum: ``NEAR`` does not see the
-    bound, and without ``active_set``'s step 3 (the unbounded fit leaving the box) nothing
-    finished it. Returns the new ``theta``; ``steps``, ``reason``, ``message`` change in
-    place."""
+    finishes them: by its active-set method (``active_set.refinement``) from the point LM
+    reached, within fit's budget, the inner fits of all these rows batched
+    (``many_refine``). LM in the internal variables creeps towards a bound that holds at
+    the optimum, its steps shrinking by a constant factor, and may reach the step limit
+    with the parameter still ``1e-6`` (relative) off it, the others far from their optimum:
+    ``NEAR`` does not see the bound, and without ``active_set``'s step 3 (the unbounded fit
+    leaving the box) nothing finished it. Returns the new ``theta``; ``steps``, ``reason``,
+    ``message`` change in place."""
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
     stalled = np.isin(message.astype(str), [lm_message(c, o, cfg["steps"])
@@ -295,7 +295,8 @@ def finish_lm_alone(prob, tr, theta, start, steps, reason, message, cfg) -> torc
     short = (lm_message(MAX_STEPS, o, cfg["steps"]), lm_message(RUNAWAY, o, cfg["steps"]))
     rows = np.array([b for b in rows.tolist() if message[b] not in short
                      or _held_up(tr, theta, b)], dtype=np.int64)
-    return _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, "lm")
+    from .many_refine import refine_rows
+    return refine_rows(prob, tr, theta, rows, steps, reason, message, cfg)
 
 
 def _held_up(tr, theta, b: int) -> bool:
@@ -308,9 +309,10 @@ def _held_up(tr, theta, b: int) -> bool:
                                if math.isfinite(lo[i]) or math.isfinite(hi[i])})
 
 
-def _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, method):
-    """``fit`` by ``method`` on each problem of ``rows`` (the first ``ALONE_MAX``) alone,
-    from its parameters in ``start``; its end is kept where it converged no higher than
+def _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg):
+    """``fit`` by IRLS on each problem of ``rows`` (the first ``ALONE_MAX``) alone, from
+    the batch's end with no step of its own (``fit``'s active set goes on from there, as it
+    goes on from fit's own IRLS end); its end is kept where it converged no higher than
     ``theta``'s loss."""
     from .fit import fit
     rows = rows[:ALONE_MAX]
@@ -326,29 +328,21 @@ def _finish_alone(prob, tr, theta, start, rows, steps, reason, message, cfg, met
         with torch.no_grad():
             before = float(prob.objective(theta[sel], sel)[0])
         try:
-            one = _alone(fit, prob, tr, start, b, x[keep], keep, names, free, at, cfg, method)
+            one = fit(prob.model, x[keep], prob.y[b][keep],
+                      sigma=None if prob.sigma is None else prob.sigma[b][keep],
+                      loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls", steps=0,
+                      device=str(prob.y.device),
+                      dtype="float32" if prob.y.dtype == torch.float32 else "float64",
+                      p0={n: float(theta[b, j]) for n, j in zip(free, at)},
+                      bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i]))
+                              for i, n in enumerate(free)},
+                      fixed={n: float(theta[b, j]) for j, n in enumerate(names)
+                             if n not in free})
         except (InputError, FitError, RuntimeError, ValueError):    # keep the batch's verdict
             continue
         if one.converged and one.loss <= before * (1 + 1e-12) + 1e-300:
             theta[b] = torch.tensor([one.params[n] for n in names], dtype=theta.dtype,
                                     device=theta.device)
-            # LM ran from the problem's start: its steps are fit's (the finish on the
-            # bounds included, within fit's own budget); IRLS went on from the batch's end
-            steps[b] = one.steps if method == "lm" else steps[b] + one.steps
+            steps[b] = steps[b] + one.steps
             reason[b], message[b] = one.reason, one.message
     return theta
-
-
-def _alone(fit, prob, tr, theta, b, x, keep, names, free, at, cfg, method):
-    """``fit`` by ``method`` on problem ``b`` alone from its point ``theta[b]``, with its
-    bounds and fixed values: LM from its start, IRLS from the batch's end with no step
-    of its own (``fit``'s active set goes on from there, as it goes on from fit's own IRLS
-    end)."""
-    return fit(prob.model, x, prob.y[b][keep],
-               sigma=None if prob.sigma is None else prob.sigma[b][keep],
-               loss=prob.loss.name, delta=prob.loss.delta, optimizer=method,
-               steps=cfg["steps"] if method == "lm" else 0, device=str(prob.y.device),
-               dtype="float32" if prob.y.dtype == torch.float32 else "float64",
-               p0={n: float(theta[b, j]) for n, j in zip(free, at)},
-               bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i])) for i, n in enumerate(free)},
-               fixed={n: float(theta[b, j]) for j, n in enumerate(names) if n not in free})

@@ -1,0 +1,168 @@
+"""``fit``'s finish on the bounds (``active_set``) for many least-squares problems at once.
+
+LM in the internal variables of the bounds may stall near a bound or creep towards it to the
+step limit (a flat well of a 4PL plate: the data cannot place ``ec50`` or ``hill``, and one
+runs to its bound). ``fit`` finishes such an end by the active-set method from the point LM
+reached; ``fit_many`` finishes the same rows the same way, from the same point, with the
+same budget (``fit.FINISH_STEPS`` steps for all the inner fits of a problem). Each problem's
+method runs as ``active_set.refinement``, a generator that asks for its inner fits; the
+inner fits asked for at the same time, with the same parameters held and the same bounds,
+run as one batched LM (``batch_lm``), each row within its own budget. So sixteen flat wells
+cost about what one does, where they were finished one ``fit`` after another (LM from the
+start again, then the active set), each LM step paying its own Python overhead.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .active_set import multipliers, refinement
+from .batch_lm import MAX_STEPS, OPTIONS, message as lm_message
+from .errors import FitError, InputError
+from .problem import Problem
+
+
+#: rows finished per call (each costs a few single-problem evaluations of its own: the
+#: multipliers; beyond these the batch's verdict stands, as it did for rows beyond
+#: ``many_kkt.ALONE_MAX`` when each row was a ``fit`` of its own)
+REFINE_MAX = 4096
+
+
+@dataclass
+class Inner:
+    """One inner fit's end, as ``active_set.refinement`` reads a ``FitResult``."""
+
+    params: dict[str, float]
+    steps: int
+    reason: str
+    message: str
+
+    @property
+    def converged(self) -> bool:
+        return self.reason in ("gtol", "ftol", "xtol")
+
+    @property
+    def ok(self) -> bool:
+        return self.reason not in ("diverged", "failed")
+
+
+@dataclass
+class _Row:
+    gen: object
+    left: int
+    request: tuple | None = None
+    refined: object = None
+
+
+def refine_rows(prob, tr, theta, rows, steps, reason, message, cfg) -> torch.Tensor:
+    """Finish the LM ends ``theta[rows]`` by ``fit``'s active-set method, batched. A row
+    whose finish is certified and does not raise its loss takes the finish's parameters,
+    steps (LM's and the finish's, as ``fit`` counts them), reason and message; the others
+    keep the batch's verdict. Returns the new ``theta``; ``steps``, ``reason``, ``message``
+    change in place."""
+    from .fit import FINISH_STEPS, _refined_reason
+    rows = rows[:REFINE_MAX]
+    if not len(rows):
+        return theta
+    names = tuple(prob.model.param_names)
+    free = [names[j] for j in tr.free_at.tolist()]
+    budget = max(int(cfg["steps"]), FINISH_STEPS)
+    jobs: dict[int, _Row] = {}
+    for b in map(int, rows):
+        values = dict(zip(names, theta[b].tolist()))
+        lo, hi = tr.lo[b].tolist(), tr.hi[b].tolist()
+        bounds = {n: (lo[i], hi[i]) for i, n in enumerate(free)
+                  if math.isfinite(lo[i]) or math.isfinite(hi[i])}
+        fixed = {n: values[n] for n in names if n not in free}
+        one = _alone(prob, b)
+
+        def at(x, active, one=one, fixed=fixed):
+            return multipliers(one, names, x, active, fixed)
+        jobs[b] = _Row(refinement(names, bounds, fixed, values, at), budget)
+    for b, job in jobs.items():
+        _advance(job, None)
+    while any(job.request is not None for job in jobs.values()):
+        groups: dict[tuple, list[int]] = {}
+        for b, job in jobs.items():
+            if job.request is not None:
+                p0, held, inner_bounds = job.request
+                groups.setdefault((tuple(sorted(held)), tuple(sorted(inner_bounds))),
+                                  []).append(b)
+        for (held, bounded), group in groups.items():
+            for b, inner in _solve(prob, names, held, bounded, group, jobs, cfg).items():
+                jobs[b].left -= inner.steps
+                _advance(jobs[b], inner)
+    theta = theta.clone()
+    for b, job in jobs.items():
+        refined = job.refined
+        if refined is None or not refined.certified:
+            continue
+        if refined.inner is not None and not refined.inner.converged:
+            continue
+        end = torch.tensor([refined.params[n] for n in names], dtype=theta.dtype,
+                           device=theta.device)
+        sel = torch.tensor([b], device=theta.device)
+        with torch.no_grad():
+            before = float(prob.objective(theta[sel], sel)[0])
+            after = float(prob.objective(end[None], sel)[0])
+        if not after <= before * (1 + 1e-12) + 1e-300:
+            continue
+        theta[b] = end
+        steps[b] += refined.steps
+        reason[b], message[b] = _refined_reason(refined, str(reason[b]), str(message[b]))
+    return theta
+
+
+def _advance(job: _Row, inner) -> None:
+    """Send ``inner`` to the row's generator: its next request, or its end."""
+    try:
+        job.request = next(job.gen) if inner is None else job.gen.send(inner)
+    except StopIteration as end:
+        job.request, job.refined = None, end.value
+
+
+def _alone(prob, b: int) -> Problem:
+    """Problem ``b`` of ``prob`` as one ``Problem`` (its own points, no padding)."""
+    keep = slice(None) if prob.mask is None else prob.mask[b]
+    x = prob.x if prob.shared_x else prob.x[b]
+    return Problem(prob.model, x[keep], prob.y[b][keep],
+                   None if prob.sigma is None else prob.sigma[b][keep], prob.loss)
+
+
+def _solve(prob, names, held, bounded, group, jobs, cfg) -> dict[int, Inner]:
+    """The inner fits of the rows ``group`` (the same names held, the same names bounded)
+    as one batched LM, each within the steps its row has left."""
+    from .many_engines import _lm
+    from .many_problem import ManyProblem, ManyTransform
+    dev, dtype = prob.y.device, prob.y.dtype
+    inner_free = [n for n in names if n not in held]
+    start = torch.tensor([[jobs[b].request[0][n] for n in names] for b in group],
+                         dtype=dtype, device=dev)
+    lo = torch.full((len(group), len(inner_free)), -math.inf, dtype=dtype, device=dev)
+    hi = -lo
+    for i, b in enumerate(group):
+        for j, n in enumerate(inner_free):
+            if n in bounded:
+                lo[i, j], hi[i, j] = jobs[b].request[2][n]
+    left = torch.tensor([max(jobs[b].left, 0) for b in group], device=dev)
+    sel = torch.as_tensor(group, device=dev)
+    sub = ManyProblem(prob.model, prob.x if prob.shared_x else prob.x[sel], prob.y[sel],
+                      None if prob.sigma is None else prob.sigma[sel],
+                      None if prob.mask is None else prob.mask[sel], prob.loss, prob.shared_x)
+    tr = ManyTransform(names, inner_free, lo, hi, start)
+    o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
+    try:
+        u, st, why, msg, _, _ = _lm(sub, tr, tr.internal(start), None, dict(cfg, steps=left))
+        with torch.no_grad():
+            end = tr.external(u, torch.arange(len(group), device=dev))
+    except (InputError, FitError, RuntimeError, ValueError) as e:    # the batch's verdict
+        return {b: Inner(dict(jobs[b].request[0]), 0, "failed", str(e)) for b in group}
+    out = {}
+    for i, b in enumerate(group):
+        text = str(msg[i])
+        if why[i] == "max_steps":
+            text = lm_message(MAX_STEPS, o, int(left[i]))
+        out[b] = Inner(dict(zip(names, end[i].tolist())), int(st[i]), str(why[i]), text)
+    return out
