@@ -34,6 +34,9 @@ import torch
 NEAR = 1e-7          # a value this close to a bound (relative to the scale) starts on it
 MU_TOL = 1e-9        # a multiplier above -MU_TOL holds its parameter
 FEAS_TOL = 1e-12     # an inner solution this far (relative) past a bound is on it
+STUCK_MU = 1.5e-8    # a free parameter on a bound with its multiplier below -STUCK_MU (about
+                     # sqrt(eps): beyond the rounding of an interior optimum's gradient) is
+                     # not at an optimum: the loss falls inwards
 HEADING = 1e-2       # an exact fit that stopped short (the step limit, a runaway) with no
                      # parameter this close (relative) to a bound was not held up by one:
                      # the active-set method is not run (its unbounded fit would go on
@@ -100,6 +103,17 @@ def drive(steps: Generator, solve: Callable[[dict, dict, dict], object]) -> Refi
         return end.value
 
 
+def inner_share(left: int, bounded: bool) -> int:
+    """The steps an inner fit of the finish may take of the ``left`` its budget holds: all
+    of them within the box, half (at least 100) without bounds. An unbounded fit that runs
+    out of the box may crawl (a double exponential running off to another minimum took all
+    1000, and the fit with the crossed bound held then had none: ``max_steps`` 12% above
+    the optimum); stopped at half, it is followed where it goes (a crossing, or on from its
+    end)."""
+    left = max(int(left), 0)
+    return left if bounded else min(left, max(left // 2, 100))
+
+
 def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
                fixed: dict[str, float], start: dict[str, float],
                multipliers_at: Callable[[dict, dict], dict]) -> Generator:
@@ -112,9 +126,12 @@ def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
     active = near_bounds(x, bounds)
     released: dict[str, int] = {}
     steps, inner, detail = 0, None, ""
-    for _ in range(4 * len(bounds) + 6):
+    rounds = 0
+    while rounds < 4 * len(bounds) + 6:
+        rounds += 1
         held = {**fixed, **{n: _side_value(bounds[n], s) for n, s in active.items()}}
         x.update({n: held[n] for n in active})
+        boxed = False
         if len(held) == len(names):            # every parameter fixed: nothing to solve
             inner = None
             y = dict(x)
@@ -122,6 +139,7 @@ def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
             inner = yield dict(x), held, {}
             steps += inner.steps
             if not inner.ok:                    # the unbounded fit broke down: keep the box
+                boxed = True
                 inner = yield dict(x), held, {n: b for n, b in bounds.items()
                                               if n not in active}
                 steps += inner.steps
@@ -137,12 +155,26 @@ def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
             active[name] = side
             continue
         x = _clamp(y, bounds)
+        if not boxed and inner is not None and inner.reason == "max_steps" and inner.steps:
+            # the unbounded fit had half the steps left (``solve``'s share) and stopped
+            # inside the box: it goes on from there, with half of what is left again
+            rounds -= 1
+            continue
         for name, side in near_bounds(x, bounds, FEAS_TOL).items():
             if name not in active and released.get(name, 0) == 0:
                 active[name] = side             # landed on a bound: hold it there
         mu = multipliers_at(x, active)
         wrong = {n: m for n, m in mu.items() if m < -MU_TOL}
         if not wrong:
+            # every parameter on a bound, held or not, must be held by it (the KKT
+            # conditions in full): a released one that the fit within the box left on its
+            # bound, where the change of variables has no slope, is not at an optimum
+            left = {n: s for n, s in near_bounds(x, bounds, FEAS_TOL).items() if n not in active}
+            stuck = [n for n, m in multipliers_at(x, left).items() if m < -STUCK_MU]
+            if stuck:
+                return Refined(x, active, inner, False,
+                               f"{', '.join(stuck)} on a bound where the loss falls inwards",
+                               steps, mu)
             ok = inner is None or inner.converged
             return Refined(x, active, inner, ok, detail, steps, mu)
         leave = min(wrong, key=wrong.get)

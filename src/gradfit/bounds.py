@@ -29,6 +29,25 @@ INF = math.inf
 INSET = 0.01       # how far inside a start on or past a bound moves (of the width)
 
 
+def inside(v: float, lo: float, hi: float) -> tuple[float, str] | None:
+    """Where a start ``v`` on or outside a bound moves, and where it was; None when it lies
+    strictly inside: on the transform's scale a point on a bound has a zero derivative, so
+    no method could leave it. Between two bounds it moves to ``INSET`` of the width inside
+    the nearer one; past a single bound to ``INSET * max(|bound|, 1)`` inside it."""
+    if lo < v < hi:
+        return None
+    if math.isfinite(lo) and math.isfinite(hi):
+        step = INSET * (hi - lo)
+        new = lo + step if v <= lo + 0.5 * (hi - lo) else hi - step
+    elif math.isfinite(lo):
+        new = lo + INSET * max(abs(lo), 1.0)
+    else:
+        new = hi - INSET * max(abs(hi), 1.0)
+    where = ("on its lower bound" if v == lo else "on its upper bound" if v == hi
+             else "outside its bounds")
+    return new, where
+
+
 class ParamTransform:
     """Maps free internal values ``(..., F)`` to the model's parameters ``(..., P)``."""
 
@@ -81,27 +100,16 @@ class ParamTransform:
         return torch.where(self._upper, -u / root, g)
 
     def move_inside(self, values: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
-        """Starts on or outside a bound move strictly inside, and say so: on the transform's
-        scale a point on a bound has a zero derivative, so no method could leave it.
-        Between two bounds a start moves to ``INSET`` of the width inside the nearer one;
-        past a single bound to ``INSET * max(|bound|, 1)`` inside it."""
+        """Starts on or outside a bound move strictly inside, and say so (``inside``)."""
         out, notes = dict(values), []
         for name, (lo, hi) in self.bounds.items():
-            v = out[name]
-            if name in self.fixed or lo < v < hi:
+            if name in self.fixed:
                 continue
-            both = math.isfinite(lo) and math.isfinite(hi)
-            if both:
-                step = INSET * (hi - lo)
-                new = lo + step if v <= lo + 0.5 * (hi - lo) else hi - step
-            elif math.isfinite(lo):
-                new = lo + INSET * max(abs(lo), 1.0)
-            else:
-                new = hi - INSET * max(abs(hi), 1.0)
-            where = ("on its lower bound" if v == lo else "on its upper bound" if v == hi
-                     else "outside its bounds")
-            notes.append(f"the start {name}={v:g} was {where}; it moved inside to {new:g}")
-            out[name] = new
+            moved = inside(out[name], lo, hi)
+            if moved is not None:
+                out[name], where = moved
+                notes.append(f"the start {name}={values[name]:g} was {where}; it moved inside "
+                             f"to {out[name]:g}")
         return out, notes
 
     def internal(self, values: Mapping[str, float]) -> torch.Tensor:

@@ -36,13 +36,13 @@ from .losses import get_loss
 from .models import Model, check_default_inputs, check_param_names, make_model, start_values
 from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
-from .active_set import held_up_by_a_bound, near_bounds, refine
+from .active_set import held_up_by_a_bound, inner_share, near_bounds, refine
 from .batch_lm import ROUGH, RUNAWAY, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .stationary import plateau_message
 from .fit_advice import far_start_text, no_finite_loss_advice, sizes
-from .verdict import judge, not_determined
+from .verdict import judge, lost_rank, not_determined
 from .problem import Problem
 from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
 
@@ -289,7 +289,7 @@ class FitRun(Run):
             with torch.no_grad():
                 final_loss = prob.objective(final).item()
         names = prob.model.param_names
-        extra_steps, at_bound = 0, {}
+        extra_steps, at_bound, weak = 0, {}, ()
         bounds = {n: b for n, b in self.transform.bounds.items() if n not in self.transform.fixed}
         if bounds and reason != "diverged":
             values = dict(zip(names, final.tolist()))
@@ -301,6 +301,7 @@ class FitRun(Run):
                 at_bound = refined.at_bound
                 values = refined.params
                 reason, detail = _refined_reason(refined, reason, detail)
+                weak = tuple(n for n, mu in refined.multipliers.items() if mu <= WEAK_MU)
             else:
                 values = {n: min(max(v, bounds[n][0]), bounds[n][1]) if n in bounds else v
                           for n, v in values.items()}
@@ -328,6 +329,10 @@ class FitRun(Run):
         if not self.lean:
             reason, detail = judge(prob, final, free, reason, detail,
                                    losses[0] if losses else None, final_loss, scaled)
+            if weak and REASONS[reason][0]:
+                reason, detail = _weakly_held(prob, final, free, weak, reason, detail)
+                # as for a lost rank: no standard errors for one choice among many
+                linear, free = (None, ()) if reason == "failed" else (linear, free)
             if self.exact_method == "lm" and linear is None and not at_bound:
                 reason, detail = _float32_short(prob, final, free, reason, detail)
             if reason == "failed" and len(losses) <= 1 and detail.startswith(ROUGH_TEXT):
@@ -397,7 +402,7 @@ class FitRun(Run):
         steps, seconds, to be certified or not)."""
         cfg = dataclasses.replace(self.config, p0=p0, fixed=fixed, bounds=bounds,
                                   optimizer=self.exact_method, options=(), starts=1,
-                                  steps=max(self._finish_left, 0))
+                                  steps=inner_share(self._finish_left, bool(bounds)))
         run = FitRun(self.problem, cfg, lean=True)
         for _ in run:
             pass
@@ -425,6 +430,25 @@ def _float32_short(prob, final, free, reason: str, detail: str) -> tuple[str, st
     return ("failed", message(float(gain[0]))) if bool(short[0]) else (reason, detail)
 
 
+WEAK_MU = 1e-6     # a bound holding its parameter with a multiplier this small holds it weakly
+
+
+def _weakly_held(prob, final, free, weak, reason: str, detail: str) -> tuple[str, str]:
+    """A converged end with parameters ``weak`` on bounds that hold them with a multiplier
+    of about 0 is no determined optimum where their columns of the Jacobian lie in the span
+    of the free ones' (``a*x + b*x`` with ``a`` on a bound: every ``a`` within its bounds,
+    ``b`` following, fits equally well); the rank test over the free parameters alone
+    cannot see it. A strongly held parameter (its multiplier positive) is determined by its
+    bound, collinear or not."""
+    lost = lost_rank(prob, final, tuple(free) + tuple(weak))
+    if lost is None:
+        return reason, detail
+    named = ", ".join(weak)
+    return "failed", (f"{lost}; {named} on {'its bound' if len(weak) == 1 else 'their bounds'} "
+                      "with a multiplier of 0 (the loss is flat along the bound's normal): "
+                      "other values within the bounds fit equally well")
+
+
 def _stopped_short(reason: str, detail: str, values: dict, bounds: dict) -> bool:
     """An exact fit with bounds that stopped before its end for a reason no bound explains:
     the time limit or a callback, or the step limit or a runaway with no parameter near a
@@ -440,13 +464,17 @@ def _refined_reason(refined, reason: str, detail: str) -> tuple[str, str]:
     if not refined.certified:
         why = refined.detail or (refined.inner.message if refined.inner is not None else "")
         if refined.inner is not None and refined.inner.reason == "max_steps":
+            # the inner fit's own "reached the step limit (k steps)" quotes the steps its
+            # budget had left (0 when an earlier inner fit used them all): not said again
             return "max_steps", (f"the finish on the bounds (active set) used its "
-                                 f"{refined.steps} steps without settling: {why}")
+                                 f"{refined.steps} steps without settling")
         return "failed", f"no certified optimum within the bounds: {why}"
     if refined.inner is not None:
         reason, detail = refined.inner.reason, refined.inner.message
     elif reason not in ("gtol", "ftol", "xtol"):
-        reason = "xtol"
+        # every free parameter held: the stalled LM's words (no step lowered the loss...)
+        # say nothing of this end
+        reason, detail = "xtol", "every free parameter on its bound"
     if refined.at_bound:
         named = ", ".join(f"{n} at its {s} bound" for n, s in refined.at_bound.items())
         detail = f"{detail}; the optimum within the bounds has {named} (KKT conditions hold)"

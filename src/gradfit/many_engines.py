@@ -47,6 +47,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
         from .many_kkt import (certify_on_bounds, finish_lm_on_bounds, polish_on_bounds,
                                refit_inside)
+        from .many_refine import release_wrong_bounds
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
         polished = polish_on_bounds(prob, tr, theta, steps, reason, message, cfg)
@@ -56,6 +57,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
         finished = finish_lm_on_bounds(prob, tr, theta, steps, reason, message, cfg)
         finished = refit_inside(prob, tr, finished, steps, reason, message, cfg)
+        finished = release_wrong_bounds(prob, tr, finished, steps, reason, message, cfg)
         if finished is not theta:
             theta = finished
             u = tr.internal(theta)

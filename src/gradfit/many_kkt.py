@@ -258,18 +258,28 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     few. So are those at the step limit or failed with a parameter near a bound (``fit``'s
     active set runs there too: ``active_set.held_up_by_a_bound``), which IRLS creeping
     towards the bound reaches first (huber's ``a*x^b`` ended uncertified 1e-7 below its
-    bound on ``a``, where ``fit`` certified the optimum on it). The first ``ALONE_MAX``
+    bound on ``a``, where ``fit`` certified the optimum on it); failed ones anywhere, as
+    ``fit`` finishes every failed end with bounds. The first ``ALONE_MAX``
     such rows are finished; the others keep their verdict. Returns the new ``theta``;
     ``steps``, ``reason``, ``message`` change in place."""
     from .many_engines import _on_a_bound
     if tr.identity:
         return theta
     near = _on_a_bound(tr, theta)
+    runaway = lm_message(RUNAWAY, {})
     for b in np.flatnonzero(np.isin(reason, ("max_steps", "failed")) & ~near).tolist():
-        near[b] = _held_up(tr, theta, b)
+        # as fit (``fit._stopped_short``): a failed end is finished wherever it lies (an
+        # mae fit failed 1.5% off a one-sided bound near 0, where fit certified the LP's
+        # optimum on it), one at the step limit or running off only near a bound
+        short = reason[b] == "max_steps" or message[b] == runaway
+        near[b] = _held_up(tr, theta, b) if short else True
     rows = np.flatnonzero(near & np.isfinite(
         theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
-    return _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg)
+    # IRLS goes on from the batch's end with no step of its own where a bound is near
+    # (fit's active set goes on from there); a failed end away from them with fit's steps
+    # (fit with none would stop there short, and its active set not run)
+    held = {int(b) for b in rows if _held_up(tr, theta, int(b))}
+    return _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg, held)
 
 
 def finish_lm_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
@@ -309,11 +319,11 @@ def _held_up(tr, theta, b: int) -> bool:
                                if math.isfinite(lo[i]) or math.isfinite(hi[i])})
 
 
-def _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg):
+def _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg, held=None):
     """``fit`` by IRLS on each problem of ``rows`` (the first ``ALONE_MAX``) alone, from
-    the batch's end with no step of its own (``fit``'s active set goes on from there, as it
-    goes on from fit's own IRLS end); its end is kept where it converged no higher than
-    ``theta``'s loss."""
+    the batch's end with no step of its own where it is in ``held`` (None: all) (``fit``'s
+    active set goes on from there, as it goes on from fit's own IRLS end), with fit's
+    steps elsewhere; its end is kept where it converged no higher than ``theta``'s loss."""
     from .fit import fit
     rows = rows[:ALONE_MAX]
     if not rows.size:
@@ -330,7 +340,8 @@ def _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg):
         try:
             one = fit(prob.model, x[keep], prob.y[b][keep],
                       sigma=None if prob.sigma is None else prob.sigma[b][keep],
-                      loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls", steps=0,
+                      loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls",
+                      steps=0 if held is None or b in held else cfg["steps"],
                       device=str(prob.y.device),
                       dtype="float32" if prob.y.dtype == torch.float32 else "float64",
                       p0={n: float(theta[b, j]) for n, j in zip(free, at)},

@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .active_set import multipliers, refinement
+from .active_set import inner_share, multipliers, refinement
+from .bounds import inside
 from .batch_lm import MAX_STEPS, OPTIONS, message as lm_message
 from .errors import FitError, InputError
 from .problem import Problem
@@ -56,12 +58,13 @@ class _Row:
     refined: object = None
 
 
-def refine_rows(prob, tr, theta, rows, steps, reason, message, cfg) -> torch.Tensor:
+def refine_rows(prob, tr, theta, rows, steps, reason, message, cfg,
+                finished: set | None = None) -> torch.Tensor:
     """Finish the LM ends ``theta[rows]`` by ``fit``'s active-set method, batched. A row
     whose finish is certified and does not raise its loss takes the finish's parameters,
     steps (LM's and the finish's, as ``fit`` counts them), reason and message; the others
     keep the batch's verdict. Returns the new ``theta``; ``steps``, ``reason``, ``message``
-    change in place."""
+    change in place, and the rows finished join ``finished`` when given."""
     from .fit import FINISH_STEPS, _refined_reason
     rows = rows[:REFINE_MAX]
     if not len(rows):
@@ -112,6 +115,51 @@ def refine_rows(prob, tr, theta, rows, steps, reason, message, cfg) -> torch.Ten
         theta[b] = end
         steps[b] += refined.steps
         reason[b], message[b] = _refined_reason(refined, str(reason[b]), str(message[b]))
+        if finished is not None:
+            finished.add(b)
+    return theta
+
+
+def release_wrong_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
+    """The converged LM ends with a parameter on a bound (within ``active_set.NEAR``) that
+    does not hold it (its multiplier below ``-STUCK_MU``: the loss falls inwards) are no
+    optimum within the bounds: LM in the internal variables, whose derivative vanishes on
+    a bound, sat there (a start on the bound, or a return to it) and its tests passed. They
+    are finished by fit's active set (which releases such a parameter); one whose finish is
+    not certified is failed, naming the parameter. (A double exponential with ``c`` on its
+    lower bound, the loss falling as it moves inside, had been ``xtol`` with "KKT
+    conditions hold" naming the others, and a standard error for ``c``.) Returns the new
+    ``theta``; ``steps``, ``reason``, ``message`` change in place."""
+    from .active_set import STUCK_MU
+    from .many_engines import ManyTransformFixedAt
+    from .many_kkt import _near, column_cosines
+    if tr.identity or not prob.loss.squared:
+        return theta
+    at, F = tr.free_at, len(tr.free)
+    v = theta[:, at]
+    on_lo, on_hi = _near(v, tr.lo, tr.hi)
+    look = (torch.as_tensor(np.isin(reason, ("gtol", "ftol", "xtol")), device=theta.device)
+            & (on_lo | on_hi).any(-1) & torch.isfinite(theta).all(-1)).nonzero().flatten()
+    if not look.numel():
+        return theta
+    with torch.no_grad():
+        jr = prob.jacobian(ManyTransformFixedAt(tr, theta))(v[look], look)
+    _, cos = column_cosines(jr[:, :F], jr[:, F])
+    wrong = (on_lo[look] & (cos < -STUCK_MU)) | (on_hi[look] & (cos > STUCK_MU))
+    rows = look[wrong.any(-1)].cpu().numpy()
+    if not rows.size:
+        return theta
+    wrong = wrong[wrong.any(-1)].cpu().numpy()
+    done: set = set()
+    theta = refine_rows(prob, tr, theta, rows, steps, reason, message, cfg, done)
+    for i, b in enumerate(rows.tolist()):
+        if b in done:
+            continue
+        names = ", ".join(n for j, n in enumerate(tr.free) if wrong[i, j])
+        reason[b] = "failed"
+        message[b] = (f"no certified optimum within the bounds: {names} on a bound where the "
+                      "loss falls inwards (LM stopped there: the change of variables has no "
+                      "slope on a bound), and the finish on the bounds did not settle")
     return theta
 
 
@@ -138,15 +186,21 @@ def _solve(prob, names, held, bounded, group, jobs, cfg) -> dict[int, Inner]:
     from .many_problem import ManyProblem, ManyTransform
     dev, dtype = prob.y.device, prob.y.dtype
     inner_free = [n for n in names if n not in held]
-    start = torch.tensor([[jobs[b].request[0][n] for n in names] for b in group],
-                         dtype=dtype, device=dev)
+    # a start on a bound of its own moves inside, as fit's inner fit moves it (on the
+    # transform's scale a point on a bound has a zero derivative: LM would stop there)
+    rows = []
+    for b in group:
+        p0, _, inner_bounds = jobs[b].request
+        rows.append([p0[n] if n not in inner_bounds or inside(p0[n], *inner_bounds[n]) is None
+                     else inside(p0[n], *inner_bounds[n])[0] for n in names])
+    start = torch.tensor(rows, dtype=dtype, device=dev)
     lo = torch.full((len(group), len(inner_free)), -math.inf, dtype=dtype, device=dev)
     hi = -lo
     for i, b in enumerate(group):
         for j, n in enumerate(inner_free):
             if n in bounded:
                 lo[i, j], hi[i, j] = jobs[b].request[2][n]
-    left = torch.tensor([max(jobs[b].left, 0) for b in group], device=dev)
+    left = torch.tensor([inner_share(jobs[b].left, bool(bounded)) for b in group], device=dev)
     sel = torch.as_tensor(group, device=dev)
     sub = ManyProblem(prob.model, prob.x if prob.shared_x else prob.x[sel], prob.y[sel],
                       None if prob.sigma is None else prob.sigma[sel],
