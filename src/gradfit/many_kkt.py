@@ -139,7 +139,8 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
         if inner:
             tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], lo[:, inner],
                                 hi[:, inner], start)
-            u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None, cfg)
+            u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None,
+                                        dict(cfg, steps=min(cfg["steps"], POLISH_STEPS)))
             with torch.no_grad():
                 end = tr2.external(u, idx)
             i_lo, i_hi = _near(end[:, tr2.free_at], tr2.lo, tr2.hi)
@@ -203,7 +204,8 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
         free = torch.full((len(group), len(inner)), math.inf, dtype=theta.dtype,
                           device=theta.device)
         tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], -free, free, start)
-        u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None, cfg)
+        u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None,
+                                    dict(cfg, steps=min(cfg["steps"], POLISH_STEPS)))
         idx = torch.arange(len(group), device=theta.device)
         with torch.no_grad():
             end = tr2.external(u, idx)
@@ -244,6 +246,12 @@ def _near(v, lo, hi, tol: float = NEAR):
     on_lo = fin_lo & (v - lo <= tol * scale)
     return on_lo, fin_hi & ~on_lo & (hi - v <= tol * scale)
 
+
+#: steps of the polish on the bounds and of the refit inside them: each goes on from an
+#: end LM reached, and ends in a few steps where it is kept (12 of a plate's 13 refits took
+#: at most 5); one that crawls (a flat 4PL well: 1000 steps, seconds, then discarded) keeps
+#: the batch's end, which the finish on the bounds takes up where it is not an optimum
+POLISH_STEPS = 100
 
 #: fits finished one by one per call of ``finish_robust_on_bounds``
 ALONE_MAX = 256
