@@ -11,7 +11,10 @@
 - ``read_parquet(files, cols)``: each file's schema read first (its footer only): a column
   missing from a file, or of a type that cannot share a column with the other files' (an
   integer id in one file, text in another), is refused by file and column; numbers of
-  several kinds (int64 here, float64 there) are read as one (as pandas' concat would).
+  several kinds (int64 here, float64 there) are read as one (as pandas' concat would):
+  values as float64, group labels as their files' common type where it holds every label
+  exactly (by the files' statistics), else refused by file and type (an int64 id above
+  2^53 beside float ids, a uint64 id above 2^63 beside int64 ids: changed, or merged).
 - ``read_csv(files, cols)``: each file read by the one-file reader's rules
   (``csv_read.read_csv``): comment (``#``) and blank lines above the header skipped, the
   delimiter (``,``, ``;`` or tab) read off the header, a first row of numbers read as data
@@ -26,6 +29,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import re
 from dataclasses import dataclass
 
 from .errors import DataError, InputError
@@ -107,6 +111,36 @@ def _hive_keys(path: str, root: str | None) -> set:
             if "=" in seg}
 
 
+def _hive_values(path: str, root: str | None) -> dict:
+    """``{key: value}`` of a hive-partitioned path (``{"year": "2020"}`` of ``year=2020/``)."""
+    rel = os.path.relpath(path, root) if root else path
+    return dict(seg.split("=", 1) for seg in rel.replace("\\", "/").split("/")[:-1]
+                if "=" in seg)
+
+
+def _check_hive_spellings(files: Files) -> None:
+    """Refuse a hive key whose folders spell one number twice (``well=1/``, ``well=01/``):
+    the reader reads the key as numbers, where they clash (pyarrow's words had been
+    'Categorical categories must be unique', naming neither key nor folders)."""
+    seen: dict = {}                            # key -> number -> its spellings
+    for path in files.paths:
+        for key, value in _hive_values(path, files.root).items():
+            if not re.fullmatch(r"[+-]?[0-9]+(?:\.[0-9]*)?", value):
+                continue                       # text: read as text, each spelling apart
+            number = float(value)
+            seen.setdefault(key, {}).setdefault(number, set()).add(value)
+    for key, numbers in seen.items():
+        for spellings in numbers.values():
+            if len(spellings) > 1:
+                a, b = sorted(spellings)[:2]
+                raise InputError(f"the folders {key}={a}/ and {key}={b}/ give the "
+                                 f"partition column {key!r} one number twice",
+                                 expected="one spelling of each value in the folders' "
+                                 f"names (rename {key}={b}/ to {key}={a}/, or the other "
+                                 "way), or labels that are not numbers",
+                                 given=files.root or None)
+
+
 def _schemas(paths) -> list:
     import pyarrow.parquet as pq
 
@@ -129,10 +163,72 @@ def _plain(t):
     return t.value_type if pa.types.is_dictionary(t) else t
 
 
-def read_parquet(files: Files, cols: list):
-    """A Dask DataFrame of ``cols`` from the Parquet ``files`` (see the module's docstring)."""
+def _int_range(t):
+    """``(low, high)`` of integer type ``t``."""
+    import pyarrow as pa
+    bits = t.bit_width
+    return (0, 2 ** bits - 1) if pa.types.is_unsigned_integer(t) else \
+        (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+
+
+def _held_range(t):
+    """The integers type ``t`` holds exactly, as ``(low, high)``; None for other types."""
+    import pyarrow as pa
+    if pa.types.is_integer(t):
+        return _int_range(t)
+    if pa.types.is_floating(t):          # every integer up to 2^(mantissa + 1)
+        top = 2 ** {16: 11, 32: 24, 64: 53}[t.bit_width]
+        return -top, top
+    return None
+
+
+def _min_max(path: str, column: str):
+    """The smallest and largest value of ``column`` in the Parquet file by its footer's
+    statistics; None where a row group has none."""
+    import pyarrow.parquet as pq
+    meta = pq.read_metadata(path)
+    j = next((i for i in range(meta.num_columns)
+              if meta.schema.column(i).path == column), None)
+    low = high = None
+    for r in range(meta.num_row_groups):
+        col = meta.row_group(r).column(j) if j is not None else None
+        stats = col.statistics if col is not None else None
+        if stats is None or not stats.has_min_max:
+            if col is not None and col.num_values == 0:
+                continue
+            return None
+        low = stats.min if low is None else min(low, stats.min)
+        high = stats.max if high is None else max(high, stats.max)
+    return (0, 0) if low is None else (low, high)
+
+
+def _not_exact(column: str, seen: dict, to) -> list:
+    """The ``(type, files)`` of ``seen`` whose integers the unified type ``to`` does not hold
+    exactly (int64 ids above 2^53 as float64 had become one id; uint64 above 2^63 as int64
+    had wrapped negative), judged by each file's statistics where its type alone cannot
+    tell; [] when every value is kept."""
+    import pyarrow as pa
+    held = _held_range(to)
+    bad = []
+    for t, paths in seen.items():
+        if not pa.types.is_integer(t) or held is None:
+            continue
+        low, high = _int_range(t)
+        if held[0] <= low and high <= held[1]:
+            continue
+        for p in paths:
+            found = _min_max(p, column)
+            if found is None or not (held[0] <= found[0] and found[1] <= held[1]):
+                bad.append((t, p))
+    return bad
+
+
+def read_parquet(files: Files, cols: list, group: str | None = None):
+    """A Dask DataFrame of ``cols`` from the Parquet ``files`` (see the module's docstring);
+    ``group``: the column of labels, whose values must survive the files' one type."""
     import dask.dataframe as dd
     import pyarrow as pa
+    _check_hive_spellings(files)
     schemas = _schemas(files.paths)
     types: dict = {c: {} for c in cols}            # column -> type -> its files
     for path, schema in zip(files.paths, schemas):
@@ -156,6 +252,21 @@ def read_parquet(files: Files, cols: list):
             raise InputError(f"column {c!r} has different types in the files: {shown}",
                              expected="one type in every file (write it as text, or as "
                              "numbers, in all of them)") from None
+        numeric = all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in seen)
+        if numeric and c != group:
+            field = pa.field(c, pa.float64())   # values: float64 anyway (as_numbers), never
+            #                                     uint64 as int64, wrapped negative
+        elif c == group:
+            lost = _not_exact(c, seen, field.type)
+            if lost:
+                shown = " but ".join(f"{t} in {_some(p, k=2)}" for t, p in seen.items())
+                t, p = lost[0]
+                how = ("rounded: two ids may become one" if pa.types.is_floating(field.type)
+                       else "out of its range: they would change")
+                raise InputError(f"column {c!r} has different types in the files: {shown}; "
+                                 f"as one type, {field.type}, the {t} labels of {p} are {how}",
+                                 expected="one type in every file (the labels as text, or "
+                                 "as one integer type, in all of them)") from None
         fields.append(field)
     kw = {}
     if fields:          # each file's column read as the one type (the first file's had won)
@@ -180,7 +291,7 @@ class CsvFormat:
 def csv_format(path: str) -> CsvFormat | None:
     """``path``'s format, by the one-file reader's rules; None for a file without a row."""
     from pathlib import Path
-    from .csv_read import _header, _lines, _open
+    from .csv_read import DecimalMark, _header, _lines, _open
     skip, comment = 0, None
     with _open(Path(path)) as fh:
         for line in _lines(fh, path):
@@ -194,7 +305,9 @@ def csv_format(path: str) -> CsvFormat | None:
     delimiter = max(",;\t", key=line.count) if any(d in line for d in ",;\t") else ","
     reader = csv.reader([line], delimiter=delimiter, skipinitialspace=True)
     try:
-        names, first_data = _header(reader, path, None, comment, delimiter)
+        # a first row of numbers is data, decimal commas of a ';' file included
+        names, first_data = _header(reader, path, None, comment, delimiter,
+                                    DecimalMark(delimiter))
     except csv.Error as exc:
         raise DataError("cannot parse the CSV header", expected="well-formed CSV",
                         given=str(exc), where=path) from None
@@ -229,7 +342,7 @@ def read_csv(files: Files, cols: list):
             runs.append(([path], f))
     parts = [dd.read_csv(paths, sep=f.delimiter, skiprows=f.skip + f.header, header=None,
                          names=list(f.names), usecols=list(cols), dtype=object,
-                         keep_default_na=False, skipinitialspace=True,
+                         keep_default_na=False, skipinitialspace=False,
                          include_path_column=FILE)[list(cols) + [FILE]]
              for paths, f in runs]
     return parts[0] if len(parts) == 1 else dd.concat(parts)

@@ -36,7 +36,8 @@ from .cluster import client_for, progress as show_progress
 from .dask_tables import as_numbers, check_labels, read_columns, read_errors
 from .errors import InputError
 from .losses import get_loss
-from .many_data import column_names as _columns
+from .many_data import check_bool_labels, column_names as _columns, keep_groups, \
+    mark_all_dropped
 from .many_result import group_column, output_names
 from .models import make_model, table_inputs
 
@@ -58,10 +59,12 @@ def result_meta(model, x_cols, group_dtype, group: str, loss: str = "mse", fixed
 
 
 def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs, skip=None,
-                  shuffled=True):
+                  shuffled=True, drop_nan=False):
     """``fit_many`` over the groups of one pandas partition, as rows shaped like ``meta``
     (``skip``: labels of groups fitted elsewhere, left out; ``shuffled``: the partition
-    came from a shuffle, whose rows may arrive in another order when a task is rerun)."""
+    came from a shuffle, whose rows may arrive in another order when a task is rerun;
+    ``drop_nan``: rows holding NaN or inf left out, a group left with none failing in its
+    row, as in one process: ``many_data.keep_groups``)."""
     import torch
     from .fit_many import fit_many
     if torch.get_num_threads() != 1 and os.environ.get("OMP_NUM_THREADS") == "1":
@@ -75,8 +78,15 @@ def fit_partition(frame, model, x_cols, y, group, sigma, meta, kwargs, skip=None
         # (a worker lost) gives the same numbers to the last bit (a partition read from
         # its files comes in their order every time)
         frame = frame.sort_values([group] + list(x_cols) + [y], kind="stable")
+    emptied: list = []
+    if drop_nan:
+        used = list(x_cols) + [y] + ([sigma] if sigma is not None else [])
+        keep = np.isfinite(frame[used].to_numpy(dtype=np.float64)).all(1)
+        keep, emptied = keep_groups(keep, frame[group].to_numpy())
+        frame = frame[keep]
     res = fit_many(model, data=frame, x=x_cols if len(x_cols) > 1 else x_cols[0], y=y,
                    group=group, sigma=sigma, inputs=table_inputs(model, x_cols), **kwargs)
+    mark_all_dropped(res, emptied)
     out = res.to_pandas()
     for c in meta.columns:
         if c not in out.columns:
@@ -94,7 +104,7 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
     Dask DataFrame, one partition per shuffled partition); ``scheduler``/``workers`` as
     ``gradfit.cluster.client_for``; ``progress``: a progress bar over the tasks;
     ``drop_nan``: rows holding NaN or inf in x, y or sigma are left out (else their group
-    fails)."""
+    fails); a group left with no row fails in its row (``many_data.ALL_DROPPED``)."""
     for bad in ("data", "inputs"):
         if bad in kwargs:
             raise InputError(f"fit_table does not take {bad}=", expected="the table as data "
@@ -102,12 +112,14 @@ def fit_table(model, data, *, x, y, group, sigma=None, scheduler=None,
     x_cols, cols = _columns(x, y, group, sigma)
     _check_settings(model, x_cols, kwargs)
     table, files = read_columns(data, cols, group)
-    ddf = as_numbers(table, group, drop_nan=drop_nan)
+    # drop_nan's rows are left out where each group's rows come together (fit_partition):
+    # a group left with none fails in its row, as in one process (it had vanished)
+    ddf = as_numbers(table, group)
     meta = result_meta(model, x_cols, ddf[group].dtype, group, kwargs.get("loss", "mse"),
                        kwargs.get("fixed"), kwargs.get("delta", 1.0))
     parts = npartitions or ddf.npartitions
     fit = (fit_partition, model, x_cols, y, group, sigma, meta, kwargs)
-    out, order = _plan(ddf, group, parts, fit, meta)
+    out, order = _plan(ddf, group, parts, fit, meta, drop_nan)
     if not compute:
         return out
     with client_for(scheduler, workers) as client, read_errors(files):
@@ -127,10 +139,10 @@ def as_in_memory(frame, label: str, order):
     (text as str, whole numbers as int64, Int64 with a missing label), not as Dask's
     string[pyarrow] or objects."""
     import pandas as pd
-    from .many_data import _missing
+    from .many_data import _empty, _missing
 
-    def key(v):
-        return None if _missing(v) else v
+    def key(v):      # '' is no label, as NaN is (group_codes): the failed group's place
+        return None if _missing(v) or _empty(v) else v
     place: dict = {}
     for i, v in enumerate(np.asarray(order, dtype=object).tolist()):
         place.setdefault(key(v), i)
@@ -169,7 +181,7 @@ def _check_settings(model, x_cols, kwargs) -> None:
                                  given=f"{np.size(value)} values")
 
 
-def _plan(ddf, group, parts, fit, meta):
+def _plan(ddf, group, parts, fit, meta, drop_nan=False):
     """The lazy result (see the module's docstring): the labels each partition holds, the
     split ones among them (one key), each partition's own groups fitted where they lie and
     the rows of the split ones shuffled together and fitted after."""
@@ -179,9 +191,10 @@ def _plan(ddf, group, parts, fit, meta):
     ddf = ddf.optimize()            # its partitions fixed once: both passes read the same
     seen = [dask.delayed(_labels)(part, group) for part in ddf.to_delayed()]
     split = dask.delayed(split_labels)(seen, group)
-    own = ddf.map_partitions(*fit, split, False, meta=meta)
+    own = ddf.map_partitions(*fit, split, False, drop_nan, meta=meta)
     moved = ddf.map_partitions(_rows_of, group, split, meta=ddf._meta)
-    rest = moved.shuffle(on=group, npartitions=parts).map_partitions(*fit, meta=meta)
+    rest = moved.shuffle(on=group, npartitions=parts).map_partitions(*fit, None, True,
+                                                                      drop_nan, meta=meta)
     # the order of first appearance as a frame of one partition: one computation with the
     # fits (the labels read once), of expressions only (a Delayed beside them had Dask
     # materialise the graph, with a warning); labels as they are, not made text by Dask
@@ -193,6 +206,8 @@ def _plan(ddf, group, parts, fit, meta):
 
 
 def _labels(frame, group):
+    if frame[group].dtype == object:     # before drop_duplicates, which merges 1 and True
+        check_bool_labels(frame[group].tolist(), group)
     return frame[group].drop_duplicates().to_numpy()
 
 
@@ -203,6 +218,7 @@ def split_labels(seen, group: str | None = None) -> np.ndarray:
     if not seen:
         return np.array([])
     if group is not None and any(np.asarray(s).dtype == object for s in seen):
+        check_bool_labels(np.concatenate(seen).tolist(), group)    # before pd.unique
         check_labels(pd.unique(np.concatenate(seen)), group)
     # dropna=False: rows without a label (None, NaN) are one group, which fails in its row
     counts = pd.Series(np.concatenate(seen)).value_counts(dropna=False)

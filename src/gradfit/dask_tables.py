@@ -11,9 +11,10 @@ CSV file.
   types in one column (1 and "1": two groups in one process) are refused: Dask turns such
   a column into text, where they became one group.
 - ``as_numbers``: the value columns as float64 by the CSV reader's own rule
-  (``csv_read.parse_cell``: an empty cell is a missing value, anything else not a number is
-  refused by file and column); NaN and inf refused by file and column (``finite``), or
-  their rows left out (``drop_nan``); a sigma <= 0 refused (``positive``).
+  (``csv_read.parse_cell``: an empty cell is a missing value, a ';' file's decimal commas
+  read as its ``DecimalMark`` says, anything else not a number refused by file and
+  column); NaN and inf refused by file and column (``finite``), or their rows left out
+  (``drop_nan``); a sigma <= 0 refused (``positive``).
 - ``read_errors``: a file that is not text (a binary file among the CSV files), or not
   CSV, refused in one line when the cluster reads it (the reader's own error had reached
   the user as "internal error: UnicodeDecodeError").
@@ -56,7 +57,8 @@ def read_columns(data, cols, group: str | None = None):
     elif isinstance(data, (str, os.PathLike)):
         files = data_files(os.fspath(data))
         try:
-            ddf = read_parquet(files, cols) if files.kind == "parquet" else read_csv(files, cols)
+            ddf = read_parquet(files, cols, group) if files.kind == "parquet" else \
+                read_csv(files, cols)
         except (ValueError, KeyError, OSError) as exc:
             if isinstance(exc, InputError):
                 raise
@@ -104,6 +106,8 @@ def check_labels(values, group: str) -> None:
     """Labels Dask keeps apart as one process does: text only, or no text. Dask turns a
     column of objects into text, so 1 and "1" became one group (fitted as one, called
     converged), where ``fit_many`` in one process fits two."""
+    from .many_data import check_bool_labels
+    check_bool_labels(values, group)        # True and 1: one group in one process
     kinds = label_kinds(values)
     if len(kinds) > 1 and "text" in kinds or kinds - {"text", "number"}:
         raise InputError(f"group labels of several types in column {group!r} "
@@ -121,7 +125,8 @@ def _as_labels(column, group: str):
     ones with a missing label as Int64, never float64, whose rounding above 2^53 would
     merge two ids), as ``fit_many`` in one process keeps them."""
     import pandas as pd
-    from .many_data import _missing
+    from .many_data import _missing, check_bool_labels
+    check_bool_labels(column.tolist(), group)     # before pd.unique, which merges 1 and True
     values = pd.unique(column)
     check_labels(values, group)
     if label_kinds(values) != {"number"}:
@@ -167,6 +172,18 @@ def _numbers(frame, values, text, finite, drop_nan, positive=None):
     from .csv_read import parse_cell
     out = frame.drop(columns=[FILE], errors="ignore")
     at = np.arange(len(frame))              # each row's position in the partition
+    # a CSV file's decimal mark as the one-file reader reads it (csv_read.DecimalMark: a
+    # ';' file may write 0,5), one a file of the partition, shared by its columns
+    files = frame[FILE].astype(str).tolist() if FILE in frame.columns else None
+    marks: dict = {}
+
+    def decimal(path):
+        if path not in marks:
+            from .csv_read import DecimalMark
+            from .dask_files import csv_format
+            f = csv_format(path)
+            marks[path] = DecimalMark(f.delimiter if f is not None else ",")
+        return marks[path]
 
     def bad(problem, expected, given, c, i):
         f = str(frame[FILE].iloc[i]) if FILE in frame.columns else None
@@ -182,7 +199,8 @@ def _numbers(frame, values, text, finite, drop_nan, positive=None):
         nums = np.empty(len(cells))
         for i, v in enumerate(cells.tolist()):
             try:
-                nums[i] = parse_cell(str(v).strip(), "")
+                nums[i] = parse_cell(str(v).strip(), "",
+                                     None if files is None else decimal(files[i]))
             except DataError as exc:
                 raise bad(exc.problem, exc.expected, exc.given, c, i) from None
         out[c] = nums

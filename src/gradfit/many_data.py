@@ -164,6 +164,7 @@ def group_codes(g: np.ndarray):
         g = g.astype(object)
     if g.dtype == object:         # element by element: tuples stay labels, not rows
         values = [None if _missing(v) or _empty(v) else v for v in g]
+        check_bool_labels(values)
         g = np.empty(len(values), dtype=object)
         g[:] = values
     try:
@@ -185,6 +186,64 @@ def group_codes(g: np.ndarray):
         labels, codes = labels[order], rank[codes.reshape(-1)]
     gone = [i for i, v in enumerate(labels.tolist()) if _missing(v)]
     return labels, codes, (gone[0] if gone else None)
+
+
+#: the row of a group whose every row drop_nan left out (it had vanished from the table)
+ALL_DROPPED = ("every row holds NaN, inf or an empty cell in x, y or sigma: drop_nan "
+               "(--drop-nan) left no point to fit")
+
+
+def keep_groups(keep: np.ndarray, labels) -> tuple[np.ndarray, list]:
+    """``drop_nan``'s rows to keep, ``keep``, amended so that no group vanishes: a group
+    with no row left keeps its first (its series then fails, in its row); and the labels
+    of those groups, for ``mark_all_dropped``."""
+    if keep.all():
+        return keep, []
+    names, codes, unlabelled = group_codes(np.asarray(labels))
+    kept = np.bincount(codes, weights=keep, minlength=len(names)) > 0
+    if kept.all():
+        return keep, []
+    _, first = np.unique(codes, return_index=True)      # each group's first row
+    keep = keep.copy()
+    keep[first[~kept]] = True
+    if unlabelled is not None:        # rows without a label fail as such, said so
+        kept[unlabelled] = True
+    return keep, names[~kept].tolist()
+
+
+def mark_all_dropped(res, labels: list) -> None:
+    """The rows of ``res`` (a ``ManyResult``) of the groups ``labels`` that ``keep_groups``
+    kept a row of: no point (``n_points`` 0), ``ALL_DROPPED`` their message."""
+    if not labels:
+        return
+    gone = {None if _missing(v) else v for v in labels}
+    rows = [i for i, v in enumerate(res.groups.tolist()) if (None if _missing(v) else v)
+            in gone]
+    res.message = res.message.copy()
+    res.n_points = np.array(res.n_points, copy=True)
+    res.message[rows] = ALL_DROPPED
+    res.n_points[rows] = 0
+
+
+def check_bool_labels(values, group: str | None = None) -> None:
+    """Refuse labels that mix booleans with numbers (``group``: their column, to name it):
+    to Python True is 1 and False is 0, so one process had fitted the series 1 and True
+    as one (called converged) where Dask kept them apart."""
+    types = set(map(type, values))             # at C speed: most columns hold no bool
+    if not any(issubclass(t, (bool, np.bool_)) for t in types):
+        return
+    flags = {v for v in values if isinstance(v, (bool, np.bool_))}
+    nums = {v for v in values if isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, (bool, np.bool_)) and not _missing(v)}
+    if nums:
+        def shown(vs):
+            return ", ".join(sorted(map(repr, vs))[:3])
+        where = f" in column {group!r}" if group is not None else ""
+        col = group if group is not None else "group"
+        raise InputError(f"group labels{where} mix booleans ({shown(flags)}) with numbers "
+                         f"({shown(nums)})", expected="labels of one type (True is 1 and "
+                         "False is 0 to Python: the series True and 1 would be one): convert "
+                         f"them first, as frame[{col!r}] = frame[{col!r}].astype(str)")
 
 
 def _empty(v) -> bool:
@@ -236,7 +295,10 @@ def frame_columns(frame, *, x, y, group, sigma=None):
         raise InputError(f"duplicate column name {twice[0]!r}", expected="distinct column names")
     xv = np.stack([_numbers(frame, c) for c in cols], 1)
     sv = None if sigma is None else _numbers(frame, sigma)
-    return xv, _numbers(frame, y), _labels(frame[group]), sv
+    g = _labels(frame[group])
+    if g.dtype == object:
+        check_bool_labels(g.tolist(), group)       # named by its column here
+    return xv, _numbers(frame, y), g, sv
 
 
 def _labels(column) -> np.ndarray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -32,7 +33,7 @@ from .cluster import client_for
 from .dask_tables import BadValue, as_numbers, read_columns, read_errors
 from .many_data import column_names as _columns
 from .errors import InputError
-from .fit import DEFAULT_FTOL, DEFAULT_GTOL
+from .fit import DEFAULT_FTOL, DEFAULT_GTOL, _config
 from .losses import get_loss
 from .bounds import ParamTransform
 from .models import check_param_names, make_model, start_values, table_inputs
@@ -46,7 +47,9 @@ from .result import REASONS
 @dataclass
 class OutOfCoreResult:
     """``params``, ``loss``, ``converged``, ``reason``, ``message``, ``steps``, ``passes``
-    (over the data), ``stderr`` and ``covariance`` (lm; free parameters), ``n_points``."""
+    (over the data), ``stderr`` and ``covariance`` (lm; the free parameters off their
+    bounds), ``n_points``; ``fixed``: the fixed parameters' values; ``at_bound``: name ->
+    "lower" / "upper" for a parameter LM ended holding on a bound (no error of its own)."""
 
     params: dict[str, float]
     loss: float
@@ -61,6 +64,8 @@ class OutOfCoreResult:
     wall_time: float
     stderr: dict[str, float] | None = None
     covariance: np.ndarray | None = field(default=None, repr=False)
+    fixed: dict = field(default_factory=dict)
+    at_bound: dict = field(default_factory=dict)
 
 
 @lru_cache(maxsize=16)
@@ -178,6 +183,12 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
                          expected="a squared-error loss: mse or rmse (or gd, adam)")
     if not isinstance(steps, int) or steps < 1:
         raise InputError("bad steps", expected="a whole number >= 1", given=steps)
+    # fit's own checks, in its words (FitConfig.validate): lr, ftol, gtol, schedule,
+    # divergence by their rows of SETTINGS, a fixed value within its bounds, and only the
+    # options the optimizer takes (a misspelt one had been ignored without a word)
+    _config(model, loss, optimizer, lr, steps, p0 if isinstance(p0, Mapping) else None,
+            seed, ftol, gtol, None, schedule, delta, divergence, "float64", "cpu", options,
+            bounds, fixed, absolute_sigma)
     x_cols, cols = _columns(x, y, None, sigma)
     inputs = table_inputs(model, x_cols)
     m = make_model(model, inputs)
@@ -204,7 +215,7 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
             out = _gradient(passes, spec, inputs, x_cols, y, sigma, start, lossf, optimizer,
                             lr, steps, ftol, gtol, schedule, seed, divergence, options,
                             transform)
-    theta, S_or_loss, reason, message, nsteps, n, cov, free = out
+    theta, S_or_loss, reason, message, nsteps, n, cov, free, at_bound = out
     loss_value = S_or_loss
     if optimizer == "lm":
         loss_value = S_or_loss / n if lossf.name == "mse" else math.sqrt(S_or_loss / n)
@@ -214,7 +225,8 @@ def fit_out_of_core(model, data, *, x, y, sigma=None, loss: str = "mse",
         message = "; ".join(notes) + "; " + message
     return OutOfCoreResult(dict(zip(names, theta.tolist())), float(loss_value), lossf.name,
                            optimizer, REASONS[reason][0], reason, message, nsteps,
-                           passes.count, n, time.perf_counter() - t0, stderr, cov)
+                           passes.count, n, time.perf_counter() - t0, stderr, cov,
+                           dict(transform.fixed), dict(at_bound))
 
 
 @contextlib.contextmanager
@@ -247,14 +259,14 @@ def _lm(passes, spec, inputs, x_cols, y, sigma, theta0, steps, options, absolute
 
     names = transform.names
     if not transform.identity:
-        theta, S, reason, message, k, cov, free, _ = bounded_lm(
+        theta, S, reason, message, k, cov, free, at_bound = bounded_lm(
             cached, names, dict(zip(names, theta0.tolist())), transform.bounds,
             transform.fixed, lossf, n=first.n, steps=steps, options=options,
             absolute_sigma=absolute_sigma)
-        return theta, S, reason, message, k, first.n, cov, free
+        return theta, S, reason, message, k, first.n, cov, free, at_bound
     r = normal_lm(cached, theta0, n=first.n, steps=steps, options=options,
                   absolute_sigma=absolute_sigma, names=names)
-    return r.theta, r.S, r.reason, r.message, r.steps, r.n, r.covariance, names
+    return r.theta, r.S, r.reason, r.message, r.steps, r.n, r.covariance, names, {}
 
 
 def _gradient(passes, spec, inputs, x_cols, y, sigma, start, lossf, optimizer, lr, steps,
@@ -307,4 +319,4 @@ def _gradient(passes, spec, inputs, x_cols, y, sigma, start, lossf, optimizer, l
         lo, hi = transform.bounds.get(name, (-math.inf, math.inf))
         final[i] = min(max(final[i], lo), hi)
     value, _ = evaluate(final)
-    return final, value, reason, message, done, state["n"], None, transform.free
+    return final, value, reason, message, done, state["n"], None, transform.free, {}

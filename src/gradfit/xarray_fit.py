@@ -208,8 +208,11 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
         s = rest[0] if sigma is not None else None
         given = rest[1:] if sigma is not None else rest
         kw = _with_positions(kwargs, [key for key, _ in where], given)
-        flat = y.reshape(y.shape[:y.ndim - k] + (-1,))      # the grid's points in a row
-        s = None if s is None else s.reshape(s.shape[:s.ndim - k] + (-1,))
+        # the grid's points in a row (their count, not -1: a block of no position, another
+        # dimension of length 0, has none to infer it from)
+        n = int(np.prod(y.shape[y.ndim - k:]))
+        flat = y.reshape(y.shape[:y.ndim - k] + (n,))
+        s = None if s is None else s.reshape(s.shape[:s.ndim - k] + (n,))
         values, messages = _fit_block(flat, model=model, x=x, sigma=s, names=names,
                                       errs=errs, kwargs=kw, skipna=skipna)
         if k > 1:

@@ -82,20 +82,41 @@ def wants_dask(args) -> bool:
                 or os.path.isdir(data) or any(c in data for c in "*?["))
 
 
-def _kwargs(args) -> dict:
-    kw = dict(loss=args.loss, delta=args.delta, optimizer=args.optimizer, steps=args.steps,
-              seed=args.seed, absolute_sigma=args.absolute_sigma)
-    if args.lr is not None:
-        kw["lr"] = args.lr
-    if args.p0:
-        kw["p0"] = assignments_or_none(args.p0, "--p0")
-    return kw, parse_bounds(args.bounds), assignments_or_none(args.fixed, "--fix")
+def _kwargs(args) -> tuple[dict, dict | None, dict | None]:
+    """The run's settings as for a fit in this process (``fit.run_kwargs``: --ftol,
+    --schedule, --momentum ... had been left out on Dask without a word), and its bounds
+    and fixed values apart."""
+    from .fit import run_kwargs
+    kw = run_kwargs(args)
+    return kw, kw.pop("bounds"), kw.pop("fixed")
+
+
+#: settings of a fit in this process that the out-of-core fit has no use for: refused
+#: when given (not ignored), with their defaults
+NOT_OUT_OF_CORE = {"dtype": "float64", "device": "cpu", "starts": None}
+
+
+def _param_note(r, name: str) -> str:
+    """`` +/- error``, `` (fixed)``, `` (at lower bound)`` or nothing (as ``fit``'s report:
+    a fixed parameter or one held on a bound has no standard error of its own)."""
+    if r.stderr and name in r.stderr:
+        return f" +/- {r.stderr[name]:.6g}"
+    if name in r.fixed:
+        return " (fixed)"
+    if name in r.at_bound:
+        return f" (at {r.at_bound[name]} bound)"
+    return ""
 
 
 def cmd_fit_dask(args) -> int:
     """The ``fit`` command on Dask; returns the exit code."""
     x = (args.x or "x").split(",")
     y = args.y or "y"
+    if getattr(args, "plot", None) or getattr(args, "animate", None):
+        # they had been ignored without a word here (as one process refuses them with --group)
+        raise InputError("--plot and --animate draw one fit held in this process, not a fit "
+                         "on Dask", expected="no --plot or --animate with Parquet, a folder "
+                         "or glob of files, --workers or --scheduler")
     kw, bounds, fixed = _kwargs(args)
     show = not args.quiet and args.json != "-" and sys.stderr.isatty()
     if args.group:
@@ -103,7 +124,7 @@ def cmd_fit_dask(args) -> int:
         table = fit_table(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
                           group=args.group, sigma=args.sigma, scheduler=args.scheduler,
                           workers=args.workers, progress=show, bounds=bounds, fixed=fixed,
-                          dtype=args.dtype, drop_nan=args.drop_nan, **kw)
+                          drop_nan=args.drop_nan, **kw)
         ok = int(table["converged"].sum())
         summary = _summary(table)
         if args.out:
@@ -121,6 +142,12 @@ def cmd_fit_dask(args) -> int:
                   f"({summary})", file=sys.stderr)
         return EXIT_OK if ok == len(table) else EXIT_FAILED
     from ..out_of_core import fit_out_of_core
+    for name, default in NOT_OUT_OF_CORE.items():
+        value = kw.pop(name, default)
+        if value != default:
+            raise InputError(f"--{name} is not taken by a fit out of core (one series on "
+                             "Dask, no --group)", expected=f"no --{name} here",
+                             given=value)
     r = fit_out_of_core(args.model, args.data, x=x if len(x) > 1 else x[0], y=y,
                         sigma=args.sigma, scheduler=args.scheduler, workers=args.workers,
                         drop_nan=args.drop_nan, bounds=bounds, fixed=fixed, **kw)
@@ -129,8 +156,7 @@ def cmd_fit_dask(args) -> int:
         write_json(args.json, payload)
     if args.json != "-" and not args.quiet:
         for name, v in r.params.items():
-            err = f" +/- {r.stderr[name]:.6g}" if r.stderr else ""
-            print(f"{name} = {v:.12g}{err}")
+            print(f"{name} = {v:.12g}{_param_note(r, name)}")
         print(f"{r.loss_name} = {r.loss:.6g} over {r.n_points} points; {r.reason}: {r.message} "
               f"({r.steps} steps, {r.passes} passes over the data)")
     return EXIT_OK if r.converged else EXIT_FAILED

@@ -21,6 +21,7 @@ import numpy as np
 from ..csv_read import (DecimalMark, _choose_columns, _column_names, _header, _lines, _open,
                         finite_numbers, parse_cell)
 from ..errors import DataError, InputError
+from ..many_data import keep_groups, mark_all_dropped
 from .dask import write_table
 from .parsing import write_json
 
@@ -85,7 +86,9 @@ def read_long_csv(path: str, x, y, sigma, group):
             out[i] = parse_cell(row[j].strip(), f"{here}, column {name!r}", decimal, name)
         return out
     gj = header.index(group)
-    labels = np.array([row[gj].strip() if gj < len(row) else "" for row in rows[1:]])
+    # labels exactly as written, spaces included ('a' and 'a ' are two series, as on Dask
+    # and in a pandas frame: stripped, they had been merged into one fit called converged)
+    labels = np.array([row[gj] if gj < len(row) else "" for row in rows[1:]])
     labels = np.where(labels == "", None, labels)      # no label: fails as one group
     xv = np.stack([column(c) for c in xs], 1)
     return (xv[:, 0] if len(xs) == 1 else xv, column(y), column(sigma) if sigma else None,
@@ -101,14 +104,18 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
                          "pictures")
     x, y, sigma, labels, xnames = read_long_csv(args.data, args.x, args.y, args.sigma,
                                                 args.group)
+    emptied: list = []
     if args.drop_nan:             # as for one fit: rows holding NaN, inf or empty cells go
         keep = np.isfinite(y) & np.isfinite(x.reshape(len(y), -1)).all(1)
         keep &= True if sigma is None else np.isfinite(sigma)
+        dropped = int((~keep).sum())
+        # a group left with no row fails in its row (it had vanished without a word)
+        keep, emptied = keep_groups(keep, labels)
         x, y, labels = x[keep], y[keep], labels[keep]
         sigma = None if sigma is None else sigma[keep]
-        if (~keep).any() and args.json != "-":
-            print(f"gradfit: dropped {int((~keep).sum())} row(s) holding NaN, inf or empty "
-                  "cells", file=sys.stderr)
+        if dropped and args.json != "-":
+            print(f"gradfit: dropped {dropped} row(s) holding NaN, inf or empty cells",
+                  file=sys.stderr)
     from .fit import note_unused_inputs
     inputs = table_inputs(args.model, list(xnames))
     note_unused_inputs(args, inputs)
@@ -119,6 +126,7 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
     finally:
         if bar is not None:
             bar.close()
+    mark_all_dropped(res, emptied)
     res.group_name = args.group       # the table's own name for its group column
     if args.out:                  # Parquet for .parquet (as on Dask), else CSV
         write_table(args.out, res.to_pandas() if args.out.lower().endswith(".parquet") else None,
