@@ -30,7 +30,10 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
+import keyword
 import threading
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -49,6 +52,40 @@ def parse_source(src: str) -> ast.Expression:
     with _PARSE_LOCK:
         return ast.parse(src, mode="eval")
 
+
+def folded(name: str) -> str:
+    """``name`` as Python reads an identifier (NFKC, PEP 3131): ``µ`` (micro sign) is read
+    as ``μ`` (Greek mu), full-width ``ａ`` as ``a``, ``ℯ`` as ``e``."""
+    return name if name.isascii() else unicodedata.normalize("NFKC", name)
+
+
+def folding_problem(name: str) -> str | None:
+    """Why ``name`` cannot be written as it is (None when it can): Python would read it as
+    another name (``folded``), which an expression's parameters and inputs then are. One
+    rule everywhere: a name is written as it is read, in a model, ``p0``, bounds, ``fixed``
+    and the command line's ``--p0``/``--bounds``/``--fix``."""
+    read = folded(name)
+    if read == name:
+        return None
+    ch = next(c for c in name if folded(c) != c)
+    new = folded(ch)
+    code = f"U+{ord(ch):04X} {unicodedata.name(ch, 'a character')}"
+    into = f" (U+{ord(new):04X} {unicodedata.name(new, '')})" if len(new) == 1 else ""
+    meaning = f", the constant {read}" if read in CONSTANTS else ""
+    if ch == name:
+        return f"the name {name!r} ({code}) is read by Python as {read!r}{into}{meaning}"
+    return (f"the name {name!r} is read by Python as {read!r}{meaning} ({code} becomes "
+            f"{new!r})")
+
+
+def folding_advice(name: str) -> str:
+    """The ``expected`` part for a name that ``folding_problem`` refuses."""
+    read = folded(name)
+    if read in CONSTANTS:
+        return f"{read} for the constant, or an ASCII name for a parameter"
+    return f"the name written as it is read ({read!r}), or an ASCII name"
+
+
 FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp,
     "log": torch.log, "sqrt": torch.sqrt, "abs": torch.abs, "tanh": torch.tanh,
@@ -58,6 +95,9 @@ FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
 """Functions an expression may call; each takes 1 argument unless named in VARIADIC."""
 VARIADIC = frozenset({"min", "max"})  # 2 or more arguments, folded pairwise
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
+FAMILIES = "poly:K, relu:K or mlp:H1,H2 (lower case)"   # models.MODELS, as a user writes them
+_WORD = re.compile(r"(?<![\w.])[^\W\d]\w*")   # a name in the text (not in 1e5 or 2.real)
+_DECIMAL = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)  # a number
 MAX_LENGTH = 2000   # characters of text
 MAX_DEPTH = 60      # nesting of the ast (a chain like a+b-c+... counts once), and of brackets
 MAX_NAMES = 200     # distinct parameters
@@ -113,6 +153,7 @@ class _Compiler:
             raise ExpressionError("empty expression", text=text,
                                   expected="a formula such as 'a*x + b'")
         tree = self.parse()
+        self.check_names(tree)
         self.check_tree(tree)
         root = self.as_fn(self.build(tree.body))
         self.check_constants(tree.body)
@@ -214,10 +255,15 @@ class _Compiler:
         if len(body) > 1:
             raise self.error(f"only one expression is allowed, found {len(body)}",
                              body[1].col_offset)
+        if body and isinstance(body[0], ast.AnnAssign):     # 'POLY:2', 'a:b'
+            at = self.tb.find(b":", body[0].target.end_col_offset)
+            raise self.error("':' is not allowed in an expression", at,
+                             expected="an expression, or a model family written " + FAMILIES)
         if body and not isinstance(body[0], ast.Expr):
             kind = type(body[0]).__name__.lower().replace("importfrom", "import")
             kind = "assignment" if "assign" in kind else kind
             raise self.error(f"'{kind}' statement is not allowed", body[0].col_offset)
+        self.check_keywords()
         msg = (err.msg or "").split(".")[0]
         if not err.offset or err.offset < 1:    # Python's mark for the end of the text
             msg = "unexpected end of expression" if msg == "invalid syntax" else msg
@@ -225,6 +271,30 @@ class _Compiler:
         chars = len(self.src) if not err.offset or err.offset < 1 else err.offset - 1
         chars = min(chars, len(self.src))
         raise self.error(problem, len(self.src[:chars].encode("utf-8"))) from None
+
+    def check_keywords(self) -> None:
+        """After a syntax error: a Python keyword written as a name (``lambda*x``, a column
+        named ``if``) is named as that, not as invalid syntax at a later column."""
+        for m in _WORD.finditer(self.src):
+            word = m.group()
+            if keyword.iskeyword(word) and word not in ("True", "False", "None"):
+                raise self.error(f"'{word}' is a Python keyword, which an expression cannot "
+                                 "use as a name", len(self.src[:m.start()].encode("utf-8")),
+                                 expected=f"another name, such as {word}_ or {word[:3]}1 "
+                                          "(rename a column of that name)")
+
+    def check_names(self, tree: ast.Expression) -> None:
+        """Refuse a name that Python reads as another (``folding_problem``): ``µ`` had become
+        the parameter ``μ``, which ``p0={"µ": 2}`` then did not name, and ``ℯ`` the
+        constant e, without a word."""
+        if self.src.isascii():
+            return
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                raw = self.tb[node.col_offset:node.end_col_offset].decode("utf-8", "replace")
+                if raw != node.id:
+                    raise self.error(folding_problem(raw) or f"name {raw!r} is not allowed",
+                                     node.col_offset, expected=folding_advice(raw))
 
     def check_tree(self, tree: ast.Expression) -> None:
         """Depth (without recursion, so any tree is safe) and unknown functions."""
@@ -303,6 +373,11 @@ class _Compiler:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             what = "complex number" if isinstance(value, complex) else f"'{value!r}'"
             raise self.error(f"{what} is not allowed", node.col_offset, expected="a number")
+        raw = self.tb[node.col_offset:node.end_col_offset].decode("utf-8", "replace")
+        if not _DECIMAL.fullmatch(raw):         # 0x10, 1_000: one number grammar everywhere
+            raise self.error(f"the number {raw!r} is not written in decimal", node.col_offset,
+                             expected="digits, a point and an exponent, such as 16, 1000 or "
+                                      "1e3 (as a CSV cell and --p0 take them)")
         try:
             value = float(value)
         except OverflowError:

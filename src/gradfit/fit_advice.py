@@ -11,8 +11,10 @@ from .verdict import too_large_text
 
 
 def no_finite_loss_advice(prob, point) -> str:
-    """The advice for a loss that is not finite at ``point`` (the start), by its cause."""
-    return too_large(prob, point) or undefined_at(prob, point) or out_of_domain(prob, point) \
+    """The advice for a loss or gradient that is not finite at ``point`` (the start), by its
+    cause: a gradient undefined where the loss is finite first (it is no overflow)."""
+    return undefined_derivative(prob, point) or too_large(prob, point) \
+        or undefined_at(prob, point) or out_of_domain(prob, point) \
         or ("the model overflows near these parameters: try starting values (p0) nearer the "
             "answer, or rescale x or y (e.g. x/1000) so that the model stays finite")
 
@@ -25,6 +27,50 @@ def _points(prob, mask: torch.Tensor) -> str:
         "(" + ", ".join(f"{n} = {float(v):g}" for n, v in zip(prob.model.input_names, x)) + ")"
     more = int(mask.sum()) - 1
     return f"point {i + 1} ({where})" + (f" and {more} other point(s)" if more else "")
+
+
+#: most parameters whose derivatives are taken one by one to find where one is undefined
+MAX_DERIVATIVES = 64
+
+
+def undefined_derivative(prob, point) -> str | None:
+    """The advice when the loss and the model are finite at ``point`` but the gradient is
+    not: the model has no finite derivative in a parameter at some data point (``x^a`` at
+    x <= 0, where its derivative in a, ``x^a*log(x)``, is NaN), which had been called an
+    overflow, with "rescale x"; else None. The point and the parameter are named."""
+    if point is None or not torch.is_floating_point(point):
+        return None
+    try:
+        with torch.no_grad():
+            loss = float(prob.objective(point))
+            if not math.isfinite(loss) or \
+                    not bool(torch.isfinite(prob.predict(point)).all()):
+                return None
+        p = point.detach().clone()
+        with torch.enable_grad():
+            q = p.clone().requires_grad_(True)
+            grad = torch.autograd.grad(prob.objective(q), q, allow_unused=True)[0]
+        if grad is None or bool(torch.isfinite(grad).all()):
+            return None
+        names = list(getattr(prob.model, "param_names", ()))
+        bad_params = [i for i in range(p.numel()) if not math.isfinite(float(grad[i]))]
+        bad = None
+        for i in bad_params[:MAX_DERIVATIVES]:
+            e = torch.zeros_like(p)
+            e[i] = 1.0
+            _, column = torch.autograd.functional.jvp(prob.predict, p, e)
+            here = ~torch.isfinite(column)
+            bad = here if bad is None else bad | here
+    except Exception:               # a model autograd cannot take through twice: no advice
+        return None
+    which = ", ".join(names[i] for i in bad_params if i < len(names)) or "a parameter"
+    where = f" at {_points(prob, bad)}" if bad is not None and bool(bad.any()) else ""
+    return (f"at these parameters the gradient is undefined though the loss is finite "
+            f"({loss:.6g}): the model has no "
+            f"finite derivative in {which}{where} (a power with a fitted exponent, x^a, "
+            "needs x > 0: its derivative x^a*log(x) is undefined at x <= 0); expected data "
+            "where the model is differentiable (leave out such points), or a model without "
+            "that part there")
 
 
 def too_large(prob, point) -> str | None:

@@ -193,7 +193,9 @@ class ManyResult:
         return pd.DataFrame(cols)
 
     def to_csv(self, path=None) -> str | None:
-        """The table as CSV: written to ``path``, or returned as text when ``path`` is None."""
+        """The table as CSV: written to ``path``, or returned as text when ``path`` is None.
+        The file is written whole or not at all (``_write_whole``): a full disk leaves a
+        file already at ``path`` as it was, and raises the ``OSError``."""
         cols = self._columns()
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -202,8 +204,7 @@ class ManyResult:
             w.writerow([_cell(v) for v in row])
         if path is None:
             return buf.getvalue()
-        with open(path, "w", newline="") as f:
-            f.write(buf.getvalue())
+        _write_whole(path, buf.getvalue())
         return None
 
     def __getitem__(self, i) -> FitResult:
@@ -259,6 +260,48 @@ class ManyResult:
                            f"{len(self) - 1}" + ("" if self.groups is None else
                                                  " or one of the group labels"))
         return found[0]
+
+
+def _write_whole(path, text: str) -> None:
+    """``text`` into a new file beside ``path``, then moved over it (``os.replace``), so
+    that an error while writing (a full disk) leaves an earlier file there whole: it had
+    been truncated and left half-written. A ``path`` that is not a regular file (a device,
+    a FIFO) or in a folder where no file can be made is written in place. (The command
+    line's ``cli.writing.replace_file`` does the same for any writer.)"""
+    import errno
+    import os
+    import secrets
+    import stat
+    real = os.path.realpath(os.fspath(path))
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        mode = None
+    folder, name = os.path.split(real)
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.part")
+    fd = None
+    if mode is None or stat.S_ISREG(mode):
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            if mode is None or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+    if fd is None:                          # in place: a device, or no file can be made
+        with open(path, "w", newline="") as f:
+            f.write(text)
+        return
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            if mode is not None:
+                os.chmod(tmp, stat.S_IMODE(mode))
+            f.write(text)
+        os.replace(tmp, real)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _cell(v):

@@ -28,7 +28,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from .errors import InputError
-from .expr import CONSTANTS, parse_expression
+from .expr import CONSTANTS, folding_advice, folding_problem, parse_expression
 from .linear import linear_form
 from .numpy_model import AUTOGRAD, probe
 
@@ -404,6 +404,7 @@ def make_model(model: "str | Callable | Model", inputs: Sequence[str] = ("x",),
                          given=getattr(model, "spec", model))
     if isinstance(model, Model):
         return model
+    check_input_names(inputs)
     if callable(model):
         return CallableModel(model, inputs, jac)
     if not isinstance(model, str):
@@ -412,7 +413,30 @@ def make_model(model: "str | Callable | Model", inputs: Sequence[str] = ("x",),
     family, colon, arg = model.strip().partition(":")
     if colon and family.strip() in MODELS:
         return MODELS[family.strip()](model, arg.strip(), tuple(inputs))
+    if colon and family.strip().isidentifier():     # 'POLY:2', 'a:b': no expression either
+        name = family.strip()
+        hint = f" (family names are lower case: {name.lower()}:...)" \
+            if name.lower() in MODELS else ""
+        raise InputError(f"unknown model family {name!r}{hint}",
+                         expected=", ".join(FAMILY_FORMS.get(k, f"{k}:...") for k in MODELS)
+                         + ", or an expression without ':'",
+                         given=model)
     return ExpressionModel(model, inputs)
+
+
+#: how each family of ``MODELS`` is written (in messages)
+FAMILY_FORMS = {"poly": "poly:K", "relu": "relu:K", "mlp": "mlp:H1,H2"}
+
+
+def check_input_names(inputs) -> None:
+    """Refuse input names given twice (``inputs=["t", "t"]``): the second column had
+    silently replaced the first, as ``--x x1,x1`` is refused on the command line."""
+    names = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise InputError(f"input {name!r} is listed twice in inputs",
+                             expected="each input name once, one per column of x",
+                             given=list(names))
 
 
 def table_inputs(model, columns: list[str]) -> tuple[str, ...]:
@@ -482,6 +506,12 @@ def check_param_names(model: Model, names, what: str, only_constants: bool = Fal
                              "expression, not a parameter",
                              expected=f"a parameter name (to fit one, write e.g. {name}0 in "
                                       "the expression): " + ", ".join(model.param_names[:20]))
+        if isinstance(name, str) and folding_problem(name) is not None:
+            # 'µ' (micro sign) beside the model's 'μ' (Greek mu): they look the same
+            raise InputError(f"{what} names {name!r}, which is not how a model can write it: "
+                             f"{folding_problem(name)}",
+                             expected=folding_advice(name) + "; the model's parameters: "
+                             + ", ".join(model.param_names[:20]))
         if not only_constants:
             raise InputError(f"{what} names an unknown parameter {name!r}",
                              expected="one of " + ", ".join(model.param_names[:20]))

@@ -5,7 +5,7 @@ import sys
 
 from ..errors import InputError
 from .exits import EXIT_FAILED, EXIT_OK
-from .inputs import DATASETS, add_data_args, load
+from .inputs import DATASETS, add_data_args, check_uses_an_input, load
 from .options import add_settings, optimizer_options
 from .parsing import assignments_or_none, check_outputs, parse_bounds, write_json
 
@@ -51,10 +51,17 @@ def add_parser(sub, fmt) -> None:
 
 
 def run_kwargs(args) -> dict:
-    """The keyword arguments of ``iter_fit``/``fit_many`` given on the command line."""
+    """The keyword arguments of ``iter_fit``/``fit_many`` given on the command line. A
+    name in both --p0 and --fix is refused: the start of a fixed parameter is its fixed
+    value, and --p0's had been dropped without a word."""
+    p0, fixed = assignments_or_none(args.p0, "--p0"), assignments_or_none(args.fixed, "--fix")
+    both = [n for n in (p0 or {}) if n in (fixed or {})]
+    if both:
+        raise InputError(f"--p0 {both[0]} is not used: {both[0]!r} is fixed by --fix "
+                         f"{both[0]}={fixed[both[0]]:g}, which is its value throughout",
+                         expected="each name in --p0 or in --fix, not both")
     kw = dict(loss=args.loss, delta=args.delta, optimizer=args.optimizer, lr=args.lr,
-              steps=args.steps, p0=assignments_or_none(args.p0, "--p0"),
-              bounds=parse_bounds(args.bounds), fixed=assignments_or_none(args.fixed, "--fix"),
+              steps=args.steps, p0=p0, bounds=parse_bounds(args.bounds), fixed=fixed,
               seed=args.seed, ftol=args.ftol, gtol=args.gtol, schedule=args.schedule,
               divergence=args.divergence, dtype=args.dtype, device=args.device,
               absolute_sigma=args.absolute_sigma, **optimizer_options(args))
@@ -79,13 +86,18 @@ def cmd_fit(args) -> int:
         raise InputError("bad --out", expected="a .csv or .parquet path (the table's format); "
                          "leave out --out to write the table as CSV to standard output",
                          given=args.out)
+    if args.group:                # a model of the group column: fitted as a parameter before
+        from .inputs import check_group_column
+        check_group_column(args.model, args.group)
     if wants_dask(args):          # Parquet, a glob or folder, --workers, --scheduler: on Dask
         return cmd_fit_dask(args)
     if args.group and args.data in DATASETS:
         raise InputError(f"{args.data!r} is a built-in dataset, one series without a group "
                          "column", expected="--group with a CSV file of many series")
     if args.group:                # many series: one fit each, one row each
+        from .inputs import guess_group_sigma
         from .many import cmd_fit_many
+        guess_group_sigma(args)       # an 'err' column is sigma, as for one fit
         return cmd_fit_many(args, run_kwargs(args))
     from ..data import check_enough_points
     from ..fit import iter_fit
@@ -95,6 +107,7 @@ def cmd_fit(args) -> int:
         from .pictures import check_fit_outputs
         check_fit_outputs(args)
     inputs = table_inputs(args.model, list(data.x_names))
+    check_uses_an_input(args.model, inputs, data)
     note_unused_inputs(args, inputs, len(data.y))
     run = iter_fit(args.model, data.x, data.y, sigma=data.sigma, time_limit=args.time_limit,
                    inputs=inputs, **run_kwargs(args))

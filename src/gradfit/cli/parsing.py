@@ -17,6 +17,14 @@ from .. import finite_json
 from ..errors import InputError
 
 
+def parse_number(text: str) -> float:
+    """A number of an option, in the one grammar of CSV cells and expressions (``1.5``,
+    ``-2e3``, ``nan`` and ``inf`` words for the checks to name): ValueError for ``1_0``,
+    ``0x10`` or full-width digits, which ``float()`` took."""
+    from ..csv_read import parse_number as cell
+    return cell(text)
+
+
 def parse_assignments(text: str, what: str) -> dict[str, float]:
     """``"a=1.1,b=2"`` -> ``{"a": 1.1, "b": 2.0}``."""
     values = {}
@@ -25,7 +33,7 @@ def parse_assignments(text: str, what: str) -> dict[str, float]:
         try:
             if not eq or not name.strip():
                 raise ValueError
-            number = float(value)
+            number = parse_number(value.strip())
         except ValueError:
             raise InputError(f"bad {what}", expected="name=value pairs separated by commas, "
                              "e.g. a=1.1,b=2", given=part) from None
@@ -38,6 +46,11 @@ def _new_name(seen: dict, name: str, what: str) -> str:
     would otherwise keep one of the two silently."""
     if name in seen:
         raise InputError(f"bad {what}: {name!r} is given twice", expected="each name once")
+    from ..expr import folding_advice, folding_problem
+    problem = folding_problem(name)     # 'µ' for the model's 'μ': no model has such a name
+    if problem:
+        raise InputError(f"bad {what}: {problem}, and a model's parameters are named as read",
+                         expected=folding_advice(name))
     return name
 
 
@@ -73,7 +86,8 @@ def parse_bounds(text: str | None) -> dict[str, tuple[float | None, float | None
         try:
             if not eq or not colon or not name.strip():
                 raise ValueError
-            pair = (float(lo) if lo.strip() else None, float(hi) if hi.strip() else None)
+            pair = (parse_number(lo.strip()) if lo.strip() else None,
+                    parse_number(hi.strip()) if hi.strip() else None)
         except ValueError:
             raise InputError("bad --bounds", expected="name=low:high pairs separated by commas, "
                              "e.g. a=0:10,b=:5", given=part) from None
@@ -98,22 +112,37 @@ def check_writable(target: str | None, flag: str) -> None:
 
 
 def check_outputs(args) -> None:
-    """``check_writable`` on the command's ``--out`` and ``--json`` paths."""
+    """``check_writable`` on the command's ``--out`` and ``--json`` paths, and none of its
+    output paths the input data (``check_not_input``)."""
     for flag in ("out", "json"):
         check_writable(getattr(args, flag, None), f"--{flag}")
+    check_not_input(args)
+
+
+#: the options that name a file a command writes
+OUTPUT_FLAGS = ("out", "json", "plot", "animate")
+
+
+def check_not_input(args) -> None:
+    """Refuse an output path (``OUTPUT_FLAGS``) that is a file the data is read from: the
+    data would be overwritten (a built-in dataset's name reads no file)."""
+    from ..datasets import DATASETS
+    from .writing import check_not_the_input
+    data = getattr(args, "data", None)
+    if data is None or data in DATASETS:
+        return
+    for flag in OUTPUT_FLAGS:
+        check_not_the_input(getattr(args, flag, None), f"--{flag}", data)
 
 
 def write_text(target: str, text: str) -> None:
-    """``text`` to stdout (``target`` ``-``) or to the file ``target``."""
+    """``text`` to stdout (``target`` ``-``) or to the file ``target``, whole or not at
+    all: a full disk leaves an earlier file there as it was (``writing.replace_file``)."""
     if target == "-":
         print(text)
         return
-    try:
-        with open(target, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    except OSError as exc:
-        raise InputError("cannot write the JSON file", expected="a writable path",
-                         given=f"{target} ({exc.strerror})") from None
+    from .writing import write_text_file
+    write_text_file(target, text + "\n", "the JSON file")
 
 
 def write_json(target: str, payload) -> None:

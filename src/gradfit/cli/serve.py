@@ -53,6 +53,26 @@ def check_origin(origin: str) -> None:
         raise InputError("bad --allow-origin", expected=expected, given=origin)
 
 
+def check_host(host: str) -> None:
+    """Refuse an empty --host (it listened on every interface, printing 'http://:8000/');
+    warn on stderr for one other than this machine's loopback: the playground then serves
+    whoever can reach this machine."""
+    import ipaddress
+    if not host.strip():
+        raise InputError("bad --host: an empty address listens on every network interface",
+                         expected="an address such as 127.0.0.1 (this machine only), or "
+                         "0.0.0.0 to serve other machines on purpose", given=host)
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() in ("localhost", "localhost.")
+    if not loopback:
+        every = " (every network interface)" if host in ("0.0.0.0", "::") else ""
+        print(f"gradfit: warning: --host {host}{every} serves the playground to every machine "
+              "that can reach this one, not only to this machine (the default 127.0.0.1)",
+              file=sys.stderr)
+
+
 def cmd_serve(args) -> int:
     from ..web import serve          # here, so that the core never loads the web stack
     if not 0 < args.port < 65536:
@@ -62,6 +82,7 @@ def cmd_serve(args) -> int:
                          given=args.max_seconds)
     for origin in args.allow_origin:
         check_origin(origin)
+    check_host(args.host)
     try:
         serve(host=args.host, port=args.port, open_browser=args.open, data=args.data,
               max_memory=parse_size(args.max_memory), max_seconds=args.max_seconds,
