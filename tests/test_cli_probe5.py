@@ -396,3 +396,26 @@ def test_an_expression_number_not_in_decimal_is_refused(model, number):
     with pytest.raises(InputError, match=f"the number '{number}' is not written in decimal"):
         gradfit.fit(model, np.linspace(0, 1, 5), np.arange(5.0))
     assert gradfit.fit("1e-3*a*x + .5*b + 1.e1", np.linspace(0, 1, 5), np.arange(5.0)).converged
+
+
+def test_a_group_fit_naming_a_column_that_is_not_an_input_is_refused(tmp_path, capsys):
+    # as for one fit: 'other' had been fitted as a constant parameter of each group
+    t = np.linspace(0, 3, 8)
+    rows = ["well,t,v,other"] + [f"{w},{ti},{2 * np.exp(-ti)},{2 * ti}" for w in "ab" for ti in t]
+    path = tmp_path / "g.csv"
+    path.write_text("\n".join(rows) + "\n")
+    before = path.read_bytes()
+    code = main(["fit", str(path), "--group", "well", "--x", "t", "--y", "v",
+                 "-m", "A*exp(-k*t)+other", "--p0", "A=2,k=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "the model names 'other', a column of" in err[0] and "--x t,other" in err[0]
+    assert path.read_bytes() == before
+
+
+def test_bounds_and_fixed_naming_a_look_alike_say_so():
+    x = np.linspace(0, 1, 10)
+    for kw, what in ((dict(bounds={"µ": (0, 1)}), "bounds"), (dict(fixed={"µ": 1.0}), "fixed")):
+        with pytest.raises(InputError) as e:
+            gradfit.fit("μ*x+b", x, 2 * x, **kw)
+        assert str(e.value).startswith(what) and "U+00B5 MICRO SIGN" in str(e.value)

@@ -133,10 +133,20 @@ class ParamTransform:
         return torch.tensor(u, dtype=self.dtype, device=self.device)
 
 
+def _check_folding(name, what: str) -> None:
+    """A name Python reads as another (``µ`` as ``μ``) is said to be one, not unknown."""
+    from .expr import folding_advice, folding_problem
+    problem = folding_problem(name) if isinstance(name, str) else None
+    if problem:
+        raise InputError(f"{what} {name!r}, which is not how a model can write it: {problem}",
+                         expected=folding_advice(name))
+
+
 def _check_bounds(names, bounds) -> dict[str, tuple[float, float]]:
     out = {}
     for name, pair in bounds.items():
         if name not in names:
+            _check_folding(name, "bounds name")
             raise InputError(f"bounds name an unknown parameter {name!r}",
                              expected="one of " + ", ".join(names[:20]))
         try:
@@ -156,6 +166,7 @@ def _check_fixed(names, fixed, bounds) -> dict[str, float]:
     out = {}
     for name, value in fixed.items():
         if name not in names:
+            _check_folding(name, "fixed names")
             raise InputError(f"fixed names an unknown parameter {name!r}",
                              expected="one of " + ", ".join(names[:20]))
         try:

@@ -262,7 +262,12 @@ class FitRun(Run):
         self.lr = float(value)
 
     def _diverged_text(self, step, what, losses, lr, point=None):
-        last = f"last finite loss {losses[-1]:.6g} at step {step - 1}" if losses else "no finite loss"
+        if losses:
+            last = f"last finite loss {losses[-1]:.6g} at step {step - 1}"
+        else:               # the loss may be finite where its gradient is not (x^a at x <= 0)
+            with torch.no_grad():
+                start = float(self.problem.objective(point)) if point is not None else math.nan
+            last = f"loss {start:.6g} at the start" if math.isfinite(start) else "no finite loss"
         if losses and self.stepper.has_lr:
             advice = f"try a smaller learning rate, e.g. lr={lr / 10:g}"
         else:           # no step to blame: the data's scale, or the model overflows here

@@ -18,7 +18,7 @@ import sys
 
 from ..errors import InputError
 from .exits import EXIT_FAILED, EXIT_OK
-from .parsing import assignments_or_none, parse_bounds, write_json
+from .parsing import write_json
 
 SHOW_ROWS = 20
 
@@ -35,17 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def write_table(target: str, table=None, csv=None) -> None:
     """The table of fits to ``target``: Parquet for ``.parquet``, else CSV (``csv``: a
-    callable writing it without pandas, ``ManyResult.to_csv``); an error is one line."""
-    try:
-        if target.lower().endswith(".parquet"):
-            table.to_parquet(target, index=False)
-        elif csv is not None:
-            csv(target)
-        else:
-            table.to_csv(target, index=False)
-    except OSError as exc:
-        raise InputError("cannot write the table", expected="a writable path",
-                         given=f"{target} ({exc.strerror or exc})") from None
+    callable writing it without pandas, ``ManyResult.to_csv``); written whole to a
+    temporary file and moved over the target (``writing.replace_file``: a failed write
+    leaves an earlier table as it was); an error is one line."""
+    from .writing import replace_file
+    if target.lower().endswith(".parquet"):
+        replace_file(target, lambda path: table.to_parquet(path, index=False), "the table")
+    elif csv is not None:
+        replace_file(target, csv, "the table")
+    else:
+        replace_file(target, lambda path: table.to_csv(path, index=False), "the table")
 
 
 def _records(table) -> list[dict]:

@@ -15,6 +15,7 @@ import io
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -23,13 +24,15 @@ from ..csv_read import (DecimalMark, _choose_columns, _column_names, _header, _l
 from ..errors import DataError, InputError
 from ..many_data import keep_groups, mark_all_dropped
 from .dask import write_table
+from .inputs import check_model_columns
 from .parsing import write_json
 
 
 def read_long_csv(path: str, x, y, sigma, group):
     """The columns of a long CSV: x ``(N,)`` or ``(N, d)``, y, sigma, group labels, and
-    the x names. Empty and nan cells are missing values, NaN (their series then fails); a
-    cell that is not a number is bad input, named by row and column."""
+    the columns chosen (x names, y and sigma names, the header, the file). Empty and nan
+    cells are missing values, NaN (their series then fails); a cell that is not a number
+    is bad input, named by row and column."""
     with _open(Path(path)) as fh:        # csv_read's reading: UTF-8 (a BOM allowed), no NUL
         text = "".join(_lines(fh, path))
     numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
@@ -91,8 +94,10 @@ def read_long_csv(path: str, x, y, sigma, group):
     labels = np.array([row[gj] if gj < len(row) else "" for row in rows[1:]])
     labels = np.where(labels == "", None, labels)      # no label: fails as one group
     xv = np.stack([column(c) for c in xs], 1)
+    columns = SimpleNamespace(x_names=tuple(xs), y_name=y, sigma_name=sigma,
+                              columns=tuple(h for h in header if h), name=path)
     return (xv[:, 0] if len(xs) == 1 else xv, column(y), column(sigma) if sigma else None,
-            labels, tuple(xs))
+            labels, columns)
 
 
 def cmd_fit_many(args, run_kwargs: dict) -> int:
@@ -102,8 +107,11 @@ def cmd_fit_many(args, run_kwargs: dict) -> int:
     if args.plot or args.animate:
         raise InputError("--plot and --animate draw one fit", expected="no --group, or no "
                          "pictures")
-    x, y, sigma, labels, xnames = read_long_csv(args.data, args.x, args.y, args.sigma,
-                                                args.group)
+    x, y, sigma, labels, columns = read_long_csv(args.data, args.x, args.y, args.sigma,
+                                                 args.group)
+    # a model naming a column that is not an input is refused, as for one fit
+    check_model_columns(args.model, columns, columns.sigma_name, group=args.group)
+    xnames = columns.x_names
     emptied: list = []
     if args.drop_nan:             # as for one fit: rows holding NaN, inf or empty cells go
         keep = np.isfinite(y) & np.isfinite(x.reshape(len(y), -1)).all(1)
