@@ -24,7 +24,7 @@ import torch
 
 from .irls import (EXCHANGES, GAIN_FLOOR, LOOK_STEPS, OPTIONS, SHORT_STEP, STALL, STALLED,
                    STRETCH_BELOW, STRETCHES, VERTEX_HALVINGS, edge_retry, huber_slack,
-                   onto_kinks, vertex_floor)
+                   onto_kinks, residual_curvature, vertex_floor)
 from .batch_lm import RUNAWAY, runs_away
 from .batch_lm import message as lm_message
 from .irls_check import KINK_ULPS, certify, minimum_text, rounding_level, uncertified_text
@@ -411,7 +411,8 @@ def batch_irls(prob, tr, u0, cfg):
                     u[ie], _ = _descend(batch, u[ie], ie, u[ie], none)    # on, if lower
                     u[ie] = _onto_kinks(batch, u[ie], ie, F)
                 else:
-                    u[ie] = huber_newton(batch, u[ie], ie, prob.loss.delta, F)
+                    u[ie] = huber_newton(batch, u[ie], ie, prob.loss.delta, F,
+                                         curved=not linear or bool(tr.bounded[ie].any()))
                 ok, gap = _first_order(batch, u[ie], ie, F)
                 stopped = (f"the loss stopped falling (relative change below ftol={ftol:g})",
                            STALLED)
@@ -430,11 +431,14 @@ def batch_irls(prob, tr, u0, cfg):
     return u, steps, reason, message
 
 
-def huber_newton(batch, u0, idx, delta: float, F: int, iterations: int = 60):
+def huber_newton(batch, u0, idx, delta: float, F: int, iterations: int = 60,
+                 curved: bool = True):
     """``irls.IRLS._huber_newton`` for every row: Newton steps on the Huber loss with the
     partition held, ``(J_Q^T J_Q) d = -(J_Q^T r_Q + delta J_L^T s_L)``, kept while they lower
     the loss or raise it by no more than its rounding level (halved otherwise), until they
-    stop shrinking at the rounding level."""
+    stop shrinking at the rounding level; with the whole Hessian, ``+ sum_i psi_i d2 r_i``
+    (``irls.residual_curvature``), where it is positive definite and the model is not
+    linear in ``u`` (``curved``)."""
     u = u0.clone()
     best = batch.objective(u, idx)
     last = torch.full_like(best, math.nan)
@@ -466,8 +470,17 @@ def huber_newton(batch, u0, idx, delta: float, F: int, iterations: int = 60):
         # a row whose Jacobian overflowed gets no step (a NaN one: done), as in irls
         good = torch.isfinite(h).flatten(1).all(-1) & torch.isfinite(g / d).all(-1)
         h = torch.where(good[:, None, None], h, 0.0)
-        step = -(torch.linalg.pinv(h) @ torch.where(good[:, None], g / d, 0.0).unsqueeze(-1)
-                 ).squeeze(-1) / d
+        gd = torch.where(good[:, None], g / d, 0.0)
+        step = -(torch.linalg.pinv(h) @ gd.unsqueeze(-1)).squeeze(-1) / d
+        if curved:          # the whole Hessian where positive definite (irls)
+            c = residual_curvature(lambda v: batch.jac(v, ia)[:, :F].transpose(-1, -2), ua,
+                                   torch.where(valid, r.clamp(-delta, delta), 0.0), d)
+            c = torch.where(good[:, None, None] & torch.isfinite(c).flatten(1).all(-1)[
+                :, None, None], c, 0.0)
+            chol, info = torch.linalg.cholesky_ex(h + c)
+            newton = -torch.cholesky_solve(gd.unsqueeze(-1), chol).squeeze(-1) / d
+            use = good & (info == 0) & torch.isfinite(newton).all(-1)
+            step = torch.where(use[:, None], newton, step)
         step = torch.where(good[:, None], step, math.nan)
         size = torch.linalg.vector_norm(step, dim=-1)
         scale = torch.linalg.vector_norm(ua, dim=-1).clamp_min(1e-300)

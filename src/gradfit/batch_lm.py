@@ -34,7 +34,7 @@ the rounding level of the data. Each problem stops (``CODES``) with
 - ``ftol``: an accepted step lowered ``S`` by at most ``ftol * S`` and predicted no more;
 - ``xtol``: an accepted step had ``|y| <= xtol |D theta|``; or the Gauss-Newton steps
   stopped shrinking at the rounding level; or no step lowers ``S`` and none is predicted to
-  beyond rounding;
+  beyond rounding (by Gauss-Newton, or by the loss's own Hessian: ``ROUGH`` below);
 (``ftol`` and ``xtol`` judge the step taken, which a trust region shrunk by a loss too curved
 or not smooth for Gauss-Newton makes tiny anywhere: unless the point is at LM's own end
 (the Gauss-Newton step's gain at the rounding level, or the cosine at most ``sqrt(eps)``)
@@ -43,8 +43,10 @@ Gauss-Newton direction and each parameter's axis: a fall of ``S`` beyond ``sqrt(
 there is ``STALLED``, failed; none keeps the claim, as at a kink-minimum)
 
 - ``failed``: residuals or Jacobian not finite, a zero Jacobian, ``max_tries`` rejected
-  trials in a row, no step lowers ``S`` although the gradient does not vanish, or ``S``
-  underflows (below the smallest normal number while the residuals do not vanish);
+  trials in a row, no step lowers ``S`` although the gradient does not vanish (``ROUGH``:
+  unless the loss's own Hessian, by differences of ``J^T r``, puts the point at the rounding
+  level of a minimum, ``BatchLM._settled``: then it is ``xtol``), or ``S`` underflows (below
+  the smallest normal number while the residuals do not vanish);
 - ``max_steps`` accepted steps.
 
 A problem that stops leaves the batch, so it costs no more work, and one problem's failure
@@ -118,8 +120,10 @@ def message(code: int, options: dict, max_steps: int | None = None) -> str:
         NONFINITE: "the residuals or their derivatives are not finite here",
         TRIES: f"no step lowered the loss in {int(o['max_tries'])} tries",
         ROUGH: "no step lowered the loss, down to steps at the rounding level of the "
-               "parameters, although the gradient does not vanish: the model may not be "
-               "smooth here",
+               "parameters, although the gradient does not vanish and the loss's own "
+               "curvature does not make this a minimum within rounding: the model may have "
+               "a kink here (abs, max, relu), or its values are rounded too coarsely for "
+               "LM's steps",
         PERFECT: "the residuals vanish: a perfect fit",
         ZERO: "the Jacobian is zero: the model does not depend on its parameters here",
         RUNAWAY: f"the parameters run off without bound (|theta| grew {RUNAWAY_GROWTH:g}-fold "
@@ -408,7 +412,13 @@ class BatchLM:
         gn_back = polish & ~move_gn
         stop = xp.where(gn_back & polished, ROUNDING, stop)
         stop = xp.where(c_ftol, FTOL, xp.where(c_xtol, XTOL, stop))
-        stop = xp.where(stuck, xp.where(fine, ROUNDING, ROUGH), stop)
+        # no step found while the Gauss-Newton model still predicts a gain: rough, unless the
+        # loss's own curvature (which J^T J leaves out: large residuals curve it) puts the
+        # point at the rounding level of a minimum
+        rough = stuck & ~fine
+        if bool(rough.any()):
+            rough = rough & ~self._settled(rough, th, g, S, noise, d)
+        stop = xp.where(stuck, xp.where(rough, ROUGH, ROUNDING), stop)
         stop = xp.where(stalled, STALLED, stop)
         self.tries = xp.where(move, 0, self.tries + lm)
         stop = xp.where((stop == RUNNING) & (self.tries >= self.max_tries), TRIES, stop)
@@ -458,6 +468,71 @@ class BatchLM:
         # 1e-10 from a data point) has a lower loss on the kink, but is at its minimum
         floor = xp.maximum(100.0 * noise[at], math.sqrt(self.eps) * S[at])
         out[at] = S[at] - lowest > floor
+        return out
+
+    def _settled(self, rows, th, g, S, noise, d):
+        """Where ``rows`` (stuck, with a Gauss-Newton gain beyond ``100 noise``): whether the
+        point is a minimum to the rounding level of ``S`` by the loss's own Hessian.
+
+        Gauss-Newton's ``A = J^T J`` leaves out ``sum_i r_i d2 r_i``, which large residuals
+        make dominant in a direction ``J`` barely sees: ``g^T A^-1 g`` then predicts a gain
+        no step can have (a double exponential at chi2/N = 53: 1e-9 predicted, 5e-13 there).
+        The Hessian ``H`` of ``S/2`` (in Moré's scaled variables ``u = D theta``) by central
+        differences of the exact gradient ``J^T r``, at steps ``CURVE_STEP`` and a quarter of
+        it of each variable's scale ``max(|u_j|, |r|)``: settled where both are positive
+        definite, agree (``H``'s entries within a tenth of ``sqrt(H_ii H_jj)`` plus their
+        rounding, the Newton gains ``g^T H^-1 g`` within a factor 2), those gains are at most
+        ``100 noise``, and the Newton step does not lower ``S`` beyond that. At a kink the
+        gradient jumps, so its differences grow as the step shrinks (fourfold here): no two
+        steps agree, and the point stays rough."""
+        xp = self.ops
+        out = rows & False
+        at = xp.rows(rows)
+        if at.shape[0] == 0:
+            return out
+        F = self.F
+        t0, idx, d0, g0 = th[at], self.idx[at], d[at], g[at]
+        rn = xp.sqrt(xp.maximum(S[at], 0.0))
+        err = self.eps * (rn + 2.0 * self.yd[at])        # the residuals' rounding
+        scale = xp.maximum(abs(d0 * t0), rn[:, None])
+        scale = xp.where(scale > 0, scale, 1.0)
+        eye = xp.eye(F, th)
+        hessians, gains, ok = [], [], xp.isfinite(g0).all(-1)
+        first = self.eps ** (1.0 / 3.0)
+        for frac in (first, first / 4):
+            h = frac * scale                            # (k, F), in u
+            H = xp.zeros((at.shape[0], F, F), th)
+            for j in range(F):
+                dt = (h[:, j] / d0[:, j])[:, None] * eye[j]
+                with torch.no_grad():
+                    gp = self.normal(t0 + dt, idx)[:, :F, F] / d0
+                    gm = self.normal(t0 - dt, idx)[:, :F, F] / d0
+                self.nfev += 2
+                H[:, :, j] = (gp - gm) / (2.0 * h[:, j:j + 1])
+            H = 0.5 * (H + H.swapaxes(-1, -2))
+            fin = xp.isfinite(H).all(-1).all(-1)
+            H = xp.where(fin[:, None, None], H, 0.0)
+            fac = xp.factor(H)
+            n = fac.solve(-g0)
+            gain = -(g0 * n).sum(-1)
+            ok = ok & fin & fac.ok & xp.isfinite(gain) & (gain >= 0)
+            hessians.append((H, h))
+            gains.append((gain, n))
+        (H1, h1), (H2, h2) = hessians
+        diag = abs(H1.diagonal(0, -2, -1))
+        size = xp.sqrt(diag[:, :, None] * diag[:, None, :])
+        fuzz = 4.0 * err[:, None, None] * (1.0 / h2[:, None, :] + 1.0 / h2[:, :, None])
+        ok = ok & (abs(H1 - H2) <= 0.1 * size + fuzz).all(-1).all(-1)
+        (G1, n1), (G2, n2) = gains
+        floor = 100.0 * noise[at]
+        ok = ok & (G1 <= floor) & (G2 <= floor) & (G1 <= 2.0 * G2 + noise[at]) & \
+            (G2 <= 2.0 * G1 + noise[at])
+        if bool(ok.any()):          # the Newton step itself: no gain beyond that either
+            with torch.no_grad():
+                s_n = self.normal(t0 + xp.where(ok[:, None], n2, 0.0) / d0, idx)[:, F, F]
+            self.nfev += 1
+            ok = ok & ~(S[at] - s_n > floor)
+        out[at] = ok
         return out
 
     def _runaway(self, move, stop):

@@ -15,7 +15,9 @@ whose residual reaches zero at ``t_i = -r_i / (J_i d) > 0`` raises the slope by
 ``2 |J_i d|``. The minimum lies at the point where the slope turns non-negative (a weighted
 median): that point enters Z, k leaves. For a model linear in its parameters each exchange
 is exact and ``f`` falls until the vertex is certified; for a nonlinear one the new vertex is
-interpolated by Newton's method from the linear prediction, and kept if ``f`` fell.
+interpolated by Newton's method from the linear prediction, and kept if ``f`` fell and the
+curve moved as the linearisation predicted (``_linear_here``: else the solve may have landed
+on a far vertex of another basin, an alias of a sine through the same points).
 
 IRLS approaches the minimum fast, but on many points (tens of thousands) it cannot single
 out the P points of the optimal vertex: the residuals near zero are denser than its
@@ -74,8 +76,9 @@ def descend(residuals, theta: torch.Tensor, *, steps: int, rows=None, jacobian=N
     r = _residuals(residuals, theta)
     if r is None or r.shape[0] <= p:
         return theta, False
+    r, jac = jacobian(theta)
     start = interpolate(torch.argsort(r.abs())[:p], theta)
-    if start is None:
+    if start is None or not _linear_here(r, jac, theta, start, residuals, ys):
         return theta, False
     theta, best = start, _mae(residuals, start)
     for _ in range(steps):
@@ -89,11 +92,43 @@ def descend(residuals, theta: torch.Tensor, *, steps: int, rows=None, jacobian=N
             return theta, True
         points, guess = edge
         trial = interpolate(points, theta + guess)
+        if trial is not None and not _linear_here(r, jac, theta, trial, residuals, ys):
+            trial = None
         value = _mae(residuals, trial) if trial is not None else float("inf")
         if not value < best:
             return theta, False
         theta, best = trial, value
     return theta, False
+
+
+NONLINEAR = 0.5        # a vertex whose curve moved off the linear prediction by more than
+                       # this much of the predicted move is not the linearisation's vertex
+
+
+def _linear_here(r, jac, theta, new, residuals, ys=None) -> bool:
+    """Whether the curve's move from ``theta`` (residuals ``r``, Jacobian ``jac``) to
+    ``new`` is the linearisation's, to ``NONLINEAR`` of the predicted move: ``|r(new) - r -
+    J (new - theta)| <= NONLINEAR |J (new - theta)|``, plus the residuals' rounding
+    (``KINK_ULPS`` of their levels, ``irls_check.rounding_level``, with ``ys``; else
+    ``_tight`` of them).
+
+    The walk's steps are those of the linearised LP at ``theta``, and the interpolation
+    from there a Newton solve: where the model is far from its linearisation the solve may
+    land anywhere (a sine's frequency from 1.57 to 80731, the alias through the same P
+    points), a vertex of another basin the walk then descends in. Exact for a model linear
+    in its parameters, whose every vertex passes."""
+    r_new = _residuals(residuals, new)
+    if r_new is None:
+        return False
+    move = jac @ (new - theta)
+    off = float(torch.linalg.vector_norm(r_new - r - move))
+    if ys is None:
+        noise = _tight(r) * float(torch.linalg.vector_norm(r) + torch.linalg.vector_norm(r_new))
+    else:
+        level = rounding_level(torch.stack([r, r_new]), jac.expand(2, -1, -1),
+                               torch.stack([theta, new]), ys.expand(2, -1))
+        noise = KINK_ULPS * float(torch.linalg.vector_norm(level, dim=-1).sum())
+    return off <= NONLINEAR * float(torch.linalg.vector_norm(move)) + noise
 
 
 def _edge(r: torch.Tensor, jac: torch.Tensor, p: int, theta: torch.Tensor, ys=None):
