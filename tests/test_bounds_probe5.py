@@ -129,3 +129,23 @@ def test_a_failed_mae_rational_row_is_finished_to_fits_certified_minimum():
     assert float(m.loss[0]) == pytest.approx(r.loss, rel=1e-9)
     a, b, c = (r.params[k] for k in "abc")
     assert r.loss == pytest.approx(np.mean(np.abs((a + b * x) / (1 + c * x) - y)), rel=1e-12)
+
+
+@pytest.mark.parametrize("model, x, y, bounds", [
+    ("poly:2", [-1.6319535060287031, -1.447908053572513, -1.1905673256328728],
+     [-3.3542883172062505, -2.4610403954511515, 18.651538908804937],
+     {"c1": (543.4478754612721, None)}),
+    ("a*sin(x)+b*cos(x)+c", [0.04607472613567554, 1.6896985735756724, 2.0393997933223087],
+     [19.678702241275012, -0.020970979405997917, 0.20424403920637452],
+     {"b": (4.139371694468387, None)}),
+])
+def test_an_exact_fit_on_a_bound_is_held_there_whatever_the_rounding_says(model, x, y, bounds):
+    # three points, three parameters, the bound at the interpolant's own value: the curve
+    # passes through every point (loss ~1e-28), so nothing lowers it; the multiplier's sign
+    # is rounding noise, and 'the loss falls inwards' had failed the fit
+    x, y = np.asarray(x), np.asarray(y)
+    for loss in ("huber", "mse"):
+        r = gradfit.fit(model, x, y, loss=loss, delta=0.1, bounds=bounds)
+        m = gradfit.fit_many(model, x, y[None], loss=loss, delta=0.1, bounds=bounds)
+        assert r.converged and m.converged[0], (loss, r.message, m.message[0])
+        assert r.loss <= 1e-20 and float(m.loss[0]) <= 1e-20

@@ -414,7 +414,7 @@ def batch_irls(prob, tr, u0, cfg):
                     u[ie] = huber_newton(batch, u[ie], ie, prob.loss.delta, F,
                                          curved=not linear or bool(tr.bounded[ie].any()))
                 ok, gap = _first_order(batch, u[ie], ie, F)
-                stopped = (f"the loss stopped falling (relative change below ftol={ftol:g})",
+                stopped = (f"the loss stopped falling (relative change at most ftol={ftol:g})",
                            STALLED)
                 for b, good, g, st in zip(ie.tolist(), ok.tolist(), gap.tolist(),
                                           stalled[end].tolist()):

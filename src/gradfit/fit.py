@@ -232,10 +232,10 @@ class FitRun(Run):
                 reason, detail = stepper.stop
                 break
             if gnorm <= gtol:
-                reason, detail = "gtol", f"the gradient norm {gnorm:.3g} fell below gtol={gtol:g}"
+                reason, detail = "gtol", f"the gradient norm {gnorm:.3g} fell to gtol={gtol:g} or below"
                 break
             if prev is not None and abs(prev - loss) <= ftol * max(abs(prev), 1e-300):
-                reason, detail = "ftol", f"the loss stopped changing (relative change below ftol={ftol:g})"
+                reason, detail = "ftol", f"the loss stopped changing (relative change at most ftol={ftol:g})"
                 break
             prev = loss
             if cfg.time_limit is not None and time.perf_counter() - t0 > cfg.time_limit:

@@ -184,7 +184,7 @@ class IRLS(Stepper):
         smoothing of the MAE as needed), or stop at the minimum."""
         loss, gnorm = self._loss_and_grad(self.theta)
         mae = self.problem.loss.name == "mae"
-        why = f"the loss stopped falling (relative change below ftol={self.ftol:g})"
+        why = f"the loss stopped falling (relative change at most ftol={self.ftol:g})"
         while True:
             with torch.no_grad():
                 r = self.problem.residuals(self.theta.detach())

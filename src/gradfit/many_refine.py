@@ -131,6 +131,7 @@ def release_wrong_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.
     conditions hold" naming the others, and a standard error for ``c``.) Returns the new
     ``theta``; ``steps``, ``reason``, ``message`` change in place."""
     from .active_set import STUCK_MU
+    from .irls_check import rounding_level
     from .many_engines import ManyTransformFixedAt
     from .many_kkt import _near, column_cosines
     if tr.identity or not prob.loss.squared:
@@ -144,8 +145,16 @@ def release_wrong_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.
         return theta
     with torch.no_grad():
         jr = prob.jacobian(ManyTransformFixedAt(tr, theta))(v[look], look)
-    _, cos = column_cosines(jr[:, :F], jr[:, F])
+    J, r = jr[:, :F], jr[:, F]
+    _, cos = column_cosines(J, r)
     wrong = (on_lo[look] & (cos < -STUCK_MU)) | (on_hi[look] & (cos > STUCK_MU))
+    # an exact fit (every residual within its rounding level) has nothing to lower: the
+    # signs of J^T r are rounding noise there (as active_set.multipliers)
+    y = prob.y[look] if prob.sigma is None else prob.y[look] / prob.sigma[look]
+    valid = None if prob.mask is None else prob.mask[look]
+    level = rounding_level(r, J.transpose(-1, -2), v[look], y, valid)
+    exact = ((r.abs() <= 16 * level) | (False if valid is None else ~valid)).all(-1)
+    wrong &= ~exact.unsqueeze(-1)
     rows = look[wrong.any(-1)].cpu().numpy()
     if not rows.size:
         return theta

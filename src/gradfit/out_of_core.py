@@ -306,7 +306,7 @@ def _gradient(passes, spec, inputs, x_cols, y, sigma, start, lossf, optimizer, l
         last_good = point
         done += 1
         if gnorm <= gtol:
-            reason, message = "gtol", f"the gradient norm {gnorm:.3g} fell below gtol={gtol:g}"
+            reason, message = "gtol", f"the gradient norm {gnorm:.3g} fell to gtol={gtol:g} or below"
             break
         if prev is not None and abs(prev - loss) <= ftol * max(abs(prev), 1e-300):
             reason, message = "ftol", "the loss stopped changing (relative change below " \
