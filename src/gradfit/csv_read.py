@@ -292,19 +292,34 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     (a file over either stops there, with its row), and only the used columns are kept.
     ``check()`` runs every 4096 rows (a server's deadline: it raises to stop).
     """
-    lines, blank, comment = _lines(stream, where), [], None
+    lines, skipped, comment = _lines(stream, where), 0, None
     first = next(lines, None)
+    # blank and comment lines above the header count toward max_points, and check() runs
+    # among them: 20 MB of them had run a server's upload to its deadline
     while first is not None and (not first.strip() or first.lstrip().startswith("#")):
         if first.strip():
             comment = first.lstrip()[1:]      # the last comment line: a header perhaps
-        blank.append("\n")                    # the reader still counts the line
+        skipped += 1                          # the reader still counts the line (below)
+        if max_points is not None and skipped > max_points:
+            raise DataError(f"more than {max_points:,} blank or comment lines above the "
+                            "header", expected=f"a header row within the first {max_points:,} "
+                            "lines", where=where)
+        if check is not None and not skipped % 4096:
+            check()
         first = next(lines, None)
     if first is None:
         raise DataError("empty file", expected="a header row and at least one data row",
                         where=where)
     delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
-    reader = csv.reader(itertools.chain(blank, [first], lines), delimiter=delimiter,
-                        skipinitialspace=True)
+    # the header's columns counted before it is split (a cell is a ~60-byte str: a 16 MB
+    # header of 5.6 million cells had held 470 MB); quoted cells may hold the delimiter,
+    # so a quoted header is split when it is short (at most 1 MiB: tens of MB at most)
+    cells, quoted = first.count(delimiter) + 1, '"' in first
+    if max_columns is not None and cells > max_columns and (not quoted or len(first) > 1 << 20):
+        raise DataError(f"too many columns ({'up to ' * quoted}{cells:,})",
+                        expected=f"at most {max_columns:,}", where=f"{where}, row {skipped + 1}")
+    reader = csv.reader(itertools.chain(itertools.repeat("\n", skipped), [first], lines),
+                        delimiter=delimiter, skipinitialspace=True)
     batch: list = []                # rows read but not yet converted (see _add_rows)
     decimal = DecimalMark(delimiter)
     try:
@@ -373,9 +388,12 @@ def _header(reader, where: str, max_columns: int | None, comment: str | None = N
     row of numbers only (``decimal``: in the file's decimal mark) is not a header. Its
     columns are then named by the last comment line above it when that has one name a
     column (``numpy.savetxt``'s ``# x,y``), else ``c1``, ``c2``, ... by position."""
-    cells = next(reader)
-    while not cells or (len(cells) == 1 and not cells[0].strip()):
-        cells = next(reader)
+    cells = next(reader, None)
+    while cells is not None and (not cells or (len(cells) == 1 and not cells[0].strip())):
+        cells = next(reader, None)
+    if cells is None:               # only empty cells ('""'): StopIteration had escaped
+        raise DataError("empty file (only blank lines and empty cells)",
+                        expected="a header row and at least one data row", where=where)
     row = reader.line_num
     if max_columns is not None and len(cells) > max_columns:
         raise DataError(f"too many columns ({len(cells):,})",
@@ -385,8 +403,11 @@ def _header(reader, where: str, max_columns: int | None, comment: str | None = N
         and all(decimal.could_be(c.strip()) for c in cells)
     if len(cells) > 1 and numbers:
         first_data = (row, cells)
+        # the comment names the columns only with as many cells: one with more delimiters
+        # (and no quotes) is not split
         names = next(csv.reader([comment], delimiter=delimiter, skipinitialspace=True), []) \
-            if comment is not None else []
+            if comment is not None and (comment.count(delimiter) < len(cells)
+                                        or '"' in comment and len(comment) <= 1 << 20) else []
         names = [c.strip() for c in names]
         if len(names) == len(cells) and all(names) and len(set(names)) == len(names):
             cells = names

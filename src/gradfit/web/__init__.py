@@ -23,8 +23,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
     request (``limits.ServerLimits``); ``host`` is accepted as a Host besides loopback
     (``0.0.0.0`` or ``::``: IP literals and this machine's names, so that other machines
     can reach it), and ``origins`` as page origins besides the server's own, with CORS
-    headers (``guard.Guard``). At most ``MAX_CONNECTIONS`` connections are served at once
-    (past that a request gets 503); a WebSocket message is at most ``MAX_JSON_BYTES``.
+    headers (``guard.Guard``). Past ``MAX_CONNECTIONS`` connections a new one closes the one
+    idle longest (``header_deadline``; uvicorn's ``limit_concurrency`` is not used: it counted
+    idle sockets and answered everyone a plain-text 503); at most ``MAX_REQUESTS`` requests
+    are answered at once (past that 503 JSON with ``Retry-After``); a WebSocket message is at
+    most ``MAX_JSON_BYTES``.
     """
     import threading
     import webbrowser
@@ -32,7 +35,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
     import uvicorn
 
     from .datasets import DATASETS
-    from .limits import MAX_CONNECTIONS, MAX_JSON_BYTES, ServerLimits, prepare_process
+    from .limits import MAX_JSON_BYTES, ServerLimits, prepare_process
     from ..errors import InputError
 
     if data not in DATASETS:
@@ -51,8 +54,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
     app = create_app(limits=limits, hosts=(host,), origins=origins)
     from .header_deadline import HeaderDeadline
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           http=HeaderDeadline, ws_max_size=MAX_JSON_BYTES,
-                                           limit_concurrency=MAX_CONNECTIONS))
+                                           http=HeaderDeadline, ws_max_size=MAX_JSON_BYTES))
     server.run(sockets=[sock])
 
 

@@ -14,9 +14,13 @@ priced (``limits``: its work, its memory and what its answer holds) and computed
 thread of ``pool.WorkerPool``, never on the event loop; its answer is rendered there too.
 Errors are ``{"detail": "<one line>"}``: 422 bad input, past a limit, or cancelled at the
 deadline; 413 a body too large; 415 a JSON endpoint's body sent as another type (a form or
-text: what a cross-site page may send without asking); 408 a body too slow; 400 a request
-without a Host or with two of a header the guard reads; 403 a foreign Host or Origin; 429
-busy. JSON answers never hold NaN or Infinity (``finite_json``). ``--allow-origin`` origins
+text: what a cross-site page may send without asking) or in another charset than UTF-8
+(and an upload not sent as a multipart form); 408 a body too slow; 400 a request without a
+Host or with two of a header the guard reads; 403 a foreign Host or Origin; 429 busy; 503
+too many requests at once (with ``Retry-After``); 500 a fault of the server's own (its
+kind only; the traceback goes to the log). A request whose client goes away while it waits
+for a worker or computes is cancelled as at its deadline (``pool.unless_gone``). JSON
+answers never hold NaN or Infinity (``finite_json``). ``--allow-origin`` origins
 get CORS headers (Starlette's ``CORSMiddleware``, inside the guard), so that their pages can
 use the JSON API.
 """
@@ -50,12 +54,12 @@ from .csv_upload import read_upload
 from .datasets import DATASETS, make_dataset, points
 from .guard import Guard, normal_origin
 from .limits import ServerLimits
-from .pool import Busy, Cancelled, WorkerPool
+from .pool import Busy, Cancelled, WorkerPool, unless_gone
 from .pagemeta import page_meta
 from .runs import RunLimiter, serve_run, validation_text
 from .shared import add_shared_routes
 from .schemas import (LIMITS, CodeIn, DataIn, ErrorOut, EvalIn, ExactIn, LandscapeIn, ModelIn,
-                      precheck)
+                      check_json_body, precheck)
 
 STATIC = Path(__file__).parent / "static"
 PAGE_OPTIMIZERS = ("gd", "sgd", "momentum", "adam", "lbfgs", "lm", "auto")
@@ -65,9 +69,12 @@ BODIES = (DataIn, ModelIn, EvalIn, LandscapeIn, ExactIn, CodeIn)
 ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
     (400, "no Host, or two of a header the server checks"), (403, "a foreign Host or Origin"),
     (408, "the body arrived too slowly"), (413, "the body is too large"),
-    (415, "the body is not sent as application/json"),
-    (422, "bad input, past a limit, or cancelled at the time limit"), (429, "busy"))}
+    (415, "the body is not sent as application/json in UTF-8"),
+    (422, "bad input, past a limit, or cancelled at the time limit"), (429, "busy"),
+    (500, "a fault of the server's own"),
+    (503, "too many requests at once: try again after Retry-After seconds"))}
 GONE = "the client closed the connection before its body arrived"
+UTF8 = (None, "utf-8", "utf8", "us-ascii", "ascii")      # JSON's charset (ASCII is UTF-8)
 
 
 def json_type(content_type: str | None) -> bool:
@@ -80,6 +87,19 @@ def json_type(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/")
                                            and media.endswith("+json"))
+
+
+def charset(content_type: str | None) -> str | None:
+    """A Content-Type's ``charset`` parameter, in lower case (None without one).
+
+    >>> charset('application/json; charset="UTF-8"'), charset("application/json")
+    ('utf-8', None)
+    """
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
 
 
 class StrictJSONResponse(JSONResponse):
@@ -170,16 +190,25 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
     async def _gradfit(request: Request, exc: GradfitError):
         return _error(422, str(exc))
 
+    @app.exception_handler(Exception)
+    async def _fault(request: Request, exc: Exception):
+        # any other exception is the server's fault: JSON, its kind only (a message may
+        # show server paths); Starlette re-raises it after this answer, so that uvicorn
+        # logs the traceback
+        return _error(500, f"internal error: {type(exc).__name__} (the server logged it)")
+
     async def job(request: Request, schema: type[BaseModel], price: Callable | None,
                   work: Callable):
         """Parse the body, price it and compute, in a worker; the answer rendered there."""
-        if not json_type(request.headers.get("content-type")):
-            given = request.headers.get("content-type")
-            answer = _error(415, "the body must be sent as JSON: expected the Content-Type "
-                            "application/json" + (f", got {given[:60]!r}" if given else
-                                                  ", got none"))
-            answer.headers["Connection"] = "close"      # its body is not read
-            return answer
+        given = request.headers.get("content-type")
+        if not json_type(given):        # its body is not read: header_deadline drains it
+            return _error(415, "the body must be sent as JSON: expected the Content-Type "
+                          "application/json" + (f", got {given[:60]!r}" if given else
+                                                ", got none"))
+        if charset(given) not in UTF8:
+            return _error(415, "JSON must be encoded as UTF-8: expected the Content-Type "
+                          f"application/json or application/json; charset=utf-8, got "
+                          f"{given[:60]!r}")
         try:
             body = await request.body()
         except ClientDisconnect:        # the client went away: no error of the server's
@@ -189,6 +218,7 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
         def run(light: bool):
             start = time.perf_counter()
             precheck(body)                  # no parse of what no request may hold
+            check_json_body(body)           # a BOM, a key twice
             req = schema.model_validate_json(body)
             if price is not None:
                 cost = price(req, limits)
@@ -198,12 +228,14 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
             answer.headers["Server-Timing"] = server_timing(arrived, start)
             return answer
 
-        if len(body) <= LIGHT_BODY:
-            try:
-                return await pool.run(run, True, light=True)
-            except _Heavier:
-                pass
-        return await pool.run(run, False)
+        async def lanes():
+            if len(body) <= LIGHT_BODY:
+                try:
+                    return await pool.run(run, True, light=True)
+                except _Heavier:
+                    pass
+            return await pool.run(run, False)
+        return await unless_gone(request.receive, lanes())
 
     @app.get("/", include_in_schema=False)
     async def page():

@@ -22,7 +22,7 @@ from ..data import DROP_HINT
 from ..errors import InputError
 from .datasets import guess_sigma, points
 from .limits import MAX_CSV_COLUMNS
-from .pool import WorkerPool, checkpoint
+from .pool import WorkerPool, checkpoint, unless_gone
 from .schemas import MAX_POINTS
 
 MAX_NAME = 100
@@ -60,6 +60,12 @@ def _flag(value) -> bool:
 
 async def read_upload(request: Request, pool: WorkerPool, response):
     """Read the form (file, x, y, drop_nan), parse the file in a worker, answer."""
+    given = request.headers.get("content-type") or ""
+    if given.split(";", 1)[0].strip().lower() != "multipart/form-data":
+        return response({"detail": "the upload must be sent as a form: expected the "
+                         "Content-Type multipart/form-data with the CSV file in the field "
+                         "'file'" + (f", got {given[:60]!r}" if given else ", got none")},
+                        status_code=415)
     try:
         form = await request.form(max_files=1, max_fields=8)
     except ClientDisconnect:            # the client went away mid-upload: not our error
@@ -81,8 +87,7 @@ async def read_upload(request: Request, pool: WorkerPool, response):
     name = clean_name(upload.filename)
 
     def parse():
-        upload.file.seek(0)
-        first = next((ln for ln in upload.file if ln.strip()), b"").decode("utf-8-sig", "replace")
+        first = scan(upload.file, name)
         delim = max(",;\t", key=first.count)
         try:
             next(csv_module.reader([first], delimiter=delim), [])
@@ -109,11 +114,70 @@ async def read_upload(request: Request, pool: WorkerPool, response):
                          "sigma_name": s or None, "dropped": d.dropped, **points(d)})
 
     try:
-        return await pool.run(parse)
+        return await unless_gone(request.receive, pool.run(parse))
     finally:
         await form.close()
 
 
 PAGE_DROP_HINT = "(or leave such rows out)"      # the page offers it beside the message
+MAX_BLANK_LINES = MAX_POINTS    # blank lines in an upload, with the comment lines over its header
+WIDE_LINE = 1 << 20             # a line with quotes and this long is split only with few cells
 
-__all__ = ["read_upload", "clean_name", "CsvForm"]
+
+def _delimiter(line):
+    """The delimiter ``read_csv`` reads a header line by (bytes or text)."""
+    marks = (b",", b";", b"\t") if isinstance(line, bytes) else (",", ";", "\t")
+    return max(marks, key=line.count)
+
+
+def _check_width(raw: bytes, delim: bytes, row: int, name: str) -> None:
+    """Refuse a line with more than ``MAX_CSV_COLUMNS`` cells before it is split: a cell
+    is a ~60-byte str, and a 16 MB line of 2-character cells had held 470 MB. A quoted
+    cell may hold the delimiter, so a line with quotes is refused by its delimiters only
+    past ``WIDE_LINE`` bytes (shorter, the parser splits it and counts its cells)."""
+    cells = raw.count(delim) + 1
+    if cells > MAX_CSV_COLUMNS and (b'"' not in raw or len(raw) > WIDE_LINE):
+        up_to = "up to " if b'"' in raw else ""
+        raise InputError(f"too many columns ({up_to}{cells:,} cells)",
+                         expected=f"at most {MAX_CSV_COLUMNS:,}", where=f"{name}, row {row}")
+
+
+def scan(f, name: str) -> str:
+    """Check an uploaded file's lines before a cell of it is split, in one pass that stops
+    past ``MAX_POINTS`` rows (``read_csv`` then refuses at its row): no line with more than
+    ``MAX_CSV_COLUMNS`` cells, at most ``MAX_BLANK_LINES`` blank lines (and comment lines
+    over the header), which ``read_csv`` skips without counting them as rows (20 MB of them
+    had held a worker to the deadline). Returns the first line that is not blank, decoded
+    (a comment over the header perhaps: ``guess_sigma`` reads it)."""
+    f.seek(0)
+    first, delim, blank, rows = None, None, 0, 0
+    for row, raw in enumerate(f, 1):
+        if not row % 4096:
+            checkpoint()
+        if delim is None:                   # above the header: read as read_csv reads it
+            text = raw.decode("utf-8-sig" if row == 1 else "utf-8", "replace")
+            if first is None and text.strip():
+                first = text
+                _check_width(raw, _delimiter(raw), row, name)
+            skip = not text.strip() or text.lstrip().startswith("#")
+            if not skip:
+                delim = _delimiter(text).encode()
+        else:
+            skip = not raw.strip()
+        if skip:
+            blank += 1
+            if blank > MAX_BLANK_LINES:
+                raise InputError(f"more than {MAX_BLANK_LINES:,} blank or comment lines",
+                                 expected=f"at most {MAX_POINTS:,} rows of data and at most as "
+                                 "many blank lines (and comment lines above the header)",
+                                 where=name)
+            continue
+        if len(raw) > MAX_CSV_COLUMNS:      # shorter, it cannot hold that many delimiters
+            _check_width(raw, delim, row, name)
+        rows += 1
+        if rows > MAX_POINTS + 1:           # the header and MAX_POINTS rows: read_csv says so
+            break
+    return first or ""
+
+
+__all__ = ["read_upload", "clean_name", "scan", "CsvForm"]

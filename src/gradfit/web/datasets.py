@@ -5,6 +5,7 @@ import numpy as np
 
 from ..data import Dataset
 from ..datasets import DATASETS, BuiltinDataset, make_dataset, outlier_index
+from .limits import MAX_CSV_COLUMNS
 from .schemas import usable_input_name
 
 __all__ = ["DATASETS", "BuiltinDataset", "guess_sigma", "make_dataset", "outlier_index", "points"]
@@ -19,7 +20,8 @@ def guess_sigma(text: str, x: str | None) -> str | None:
     read off the header of ``text``; None when there is none or only two columns."""
     first = next((line for line in text.splitlines() if line.strip()), "")
     delim = max(",;\t", key=first.count)
-    names = [c.strip() for c in first.split(delim)]
+    # at most MAX_CSV_COLUMNS + 1 pieces: a header of millions of cells is not split whole
+    names = [c.strip() for c in first.split(delim, MAX_CSV_COLUMNS)]
     xs = set((x or "").split(",")) if x else set(names[:1])
     hits = [c for c in names if c.lower() in SIGMA_NAMES and c not in xs]
     return hits[-1] if hits and len(names) >= 3 else None

@@ -22,7 +22,11 @@
   that trickles: after ``BODY_GRACE_SECONDS`` a body must keep up ``BODY_MIN_RATE`` bytes a
   second on average, and be whole within ``BODY_MAX_SECONDS`` (a byte every few seconds
   had held a connection, and its file, for ever: some thousands of them used up the
-  server's files). A 408 or 413 sent before the body is read closes the connection.
+  server's files). A 408 closes the connection; a 413 or 429 sent before the body is read
+  leaves it open while the rest of the body is thrown away (``header_deadline``: a bounded
+  drain; closing a socket with unread bytes resets it, and the client lost the answer).
+- **Requests at once**: at most ``MAX_REQUESTS`` HTTP requests are answered at once; past
+  that the answer is 503 with ``Retry-After`` (WebSocket runs have their own cap).
 
 Refusals are JSON ``{"detail": "<one line>"}``; a refused WebSocket is closed before it is
 accepted (the browser sees a 403). A client that goes away mid-body is no error: nothing is
@@ -38,7 +42,8 @@ from urllib.parse import urlsplit
 
 from starlette.requests import ClientDisconnect
 
-from .limits import MAX_BODY_BYTES_IN_FLIGHT, MAX_CSV_BYTES, MAX_JSON_BYTES
+from .limits import (DRAIN_BYTES, MAX_BODY_BYTES_IN_FLIGHT, MAX_CSV_BYTES, MAX_JSON_BYTES,
+                     MAX_REQUESTS)
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 UPLOADS = ("/api/csv",)
@@ -52,6 +57,7 @@ BODY_MAX_SECONDS = 120.0        # a whole body, at any rate (a 20 MB upload: 170
 ANY_ADDRESS = ("0.0.0.0", "::")  # --host values that listen on every interface
 SINGLE = (b"host", b"origin", b"content-type", b"content-length")   # at most one of each
 CLOSE = [(b"connection", b"close")]
+RETRY = [(b"retry-after", b"1")]
 
 
 class TooLarge(Exception):
@@ -117,6 +123,7 @@ class Guard:
             self.hosts |= own_names()
         self.origins = {normal_origin(o) for o in origins if o}
         self.in_flight = 0
+        self.requests = 0               # HTTP requests being answered
 
     def host_ok(self, host: str) -> bool:
         name, port = _split_host(host)
@@ -170,10 +177,18 @@ class Guard:
         cap = MAX_CSV_BYTES + FORM_SLACK if scope["path"] in UPLOADS else MAX_JSON_BYTES
         length = headers.get("content-length", "")
         cors = self.cors(headers.get("origin"))
+        unread = _after_refusal(headers)
+        if self.requests >= MAX_REQUESTS:
+            return await _json(send, 503, f"the server is busy: {MAX_REQUESTS:,} requests are "
+                               "being answered; try again in a moment", cors + RETRY + unread)
         if length.isdigit() and int(length) > cap:
             return await _json(send, 413, f"the request body is too large: expected at most "
-                               f"{cap:,} bytes", cors + CLOSE)
-        return await self._counted(scope, receive, send, cap, cors)
+                               f"{cap:,} bytes", cors + unread)
+        self.requests += 1
+        try:
+            return await self._counted(scope, receive, send, cap, cors)
+        finally:
+            self.requests -= 1
 
     def _slow(self) -> Slow:
         return Slow(f"the request body arrived too slowly: expected at least "
@@ -222,9 +237,9 @@ class Guard:
         try:
             await self.app(scope, counting_receive, tracking_send)
         except TooLarge as exc:
-            if not started:             # the rest of the body is not read: close
-                status = 429 if "busy" in str(exc) else 413
-                await _json(send, status, str(exc), cors + CLOSE)
+            if not started:             # the rest of the body is drained (header_deadline)
+                busy = "busy" in str(exc)
+                await _json(send, 429 if busy else 413, str(exc), cors + RETRY * busy)
         except Stalled as exc:          # Slow too
             if not started:
                 await _json(send, 408, str(exc), cors + CLOSE)
@@ -239,6 +254,16 @@ class Guard:
                 await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
             return
         await _json(send, status, detail, CLOSE)     # its body, if any, is not read
+
+
+def _after_refusal(headers: dict) -> list:
+    """The headers of a refusal sent before the body is read: the connection stays open
+    while the rest of the body is thrown away (``header_deadline``: a bounded drain), but
+    is closed where no drain helps: no body, a client that waits to send it (``Expect:
+    100-continue``), or more of it than a drain reads."""
+    length = headers.get("content-length", "")
+    body = "transfer-encoding" in headers or length.isdigit() and 0 < int(length) <= DRAIN_BYTES
+    return [] if body and "expect" not in headers else CLOSE
 
 
 def normal_origin(origin: str) -> str:

@@ -14,7 +14,7 @@ parameter set (measured on this code, with room to spare):
 The prices, in float64 numbers (8 bytes each)::
 
     eval        memory n (w_grad + 4),                  work 3 n f
-    landscape   memory 3 m P + rows n (w_live + 2),     work m n f   (rows chosen to fit)
+    landscape   memory 3 m P + rows n (w_live + 2),     work m n e ELEMENT_WORK (rows to fit)
     exact       memory r P (j + 6) + 4 P^2 + n w_grad,  work 10 * 10 (n + r) P (w_grad + P)
     run (step)  as eval for gradient methods, as one exact iteration for lm / auto / irls
 
@@ -31,11 +31,13 @@ the losses since the last frame, the changes of settings) at most ``MAX_FRAME_NU
     ...
     gradfit.errors.InputError: too large an answer for one request: its curve holds about 2e+06 numbers (curve_points x (ReLU units + 2)) where the limit is 250,000 (8 times over): expected fewer curve_points or fewer units
 
-with ``f`` the operations per point and parameter set, ``j`` the Jacobian's width
-(autograd builds it by a backward pass batched over the ``P`` parameters), ``r`` the rows
-of the Jacobian's evaluation (``n``, or ``n^2`` up to 150 points, where it is taken row by
-row) and 10 iterations (the deadline holds the rest; each iteration is a tenth of the work
-limit, so a cancelled fit stops soon). A request over a limit gets a 422 that names the
+with ``f`` the operations per point and parameter set, ``e`` the elementwise tensor
+operations per point and parameter set of a batched forward pass and its loss
+(``landscape_ops``: measured, a function call costs about four of ``+``), ``j`` the
+Jacobian's width (autograd builds it by a backward pass batched over the ``P``
+parameters), ``r`` the rows of the Jacobian's evaluation (``n``, or ``n^2`` up to 150
+points, where it is taken row by row) and 10 iterations (the deadline holds the rest; each
+iteration is a tenth of the work limit, so a cancelled fit stops soon). A request over a limit gets a 422 that names the
 limit and by how much it is over::
 
     >>> from gradfit.models import make_model
@@ -66,15 +68,20 @@ LIGHT_WORK = 5e7                  # ... and its work
 RUN_MEMORY = 48 * MB              # one streaming run's step
 RUN_STEP_WORK = 2e8               # one step of a run (~50 ms): cancel stays quick
 MAX_WORK = 2e10                   # one request (~5 s here)
+ELEMENT_WORK = 16                 # work of one elementwise tensor operation on one number
+                                  # (measured 0.1-1.3 ns here: priced as 4 ns, 3x to spare)
 MAX_JSON_BYTES = 16 * MB          # a JSON body
 MAX_CSV_BYTES = 20 * MB           # an uploaded file
 MAX_CSV_COLUMNS = 1_000           # columns of an uploaded file
 MAX_BODY_BYTES_IN_FLIGHT = 64 * MB   # bodies being received at once, server-wide
-MAX_CONNECTIONS = 2_000           # connections served at once (uvicorn: past it, 503)
+MAX_CONNECTIONS = 2_000           # connections; past it a new one closes the longest idle
+MAX_REQUESTS = 1_000              # HTTP requests answered at once (past it, 503 + Retry-After)
+DRAIN_BYTES = 64 * MB             # a refused body's rest read (and thrown away) after its answer
 SWITCH_SECONDS = 0.0005           # sys.setswitchinterval in a server process
 EXACT_ITERATIONS = 10             # iterations an exact fit is priced for (the deadline holds the rest)
 AUTOGRAD = 10                     # a Jacobian's batched double backward, per number it touches
 MAX_ANSWER_NUMBERS = 250_000      # numbers in one answer's curve (~0.3 s to render, ~3 MB)
+CHUNK_NUMBERS = 1 << 17           # numbers in one temporary of a landscape's batched call
 MAX_FRAME_NUMBERS = 50_000        # numbers in one message of a run (~60 ms to render, ~600 KB)
 NUMBER_BYTES = 64                 # a number in an answer: a Python float, its list slot, its text
 
@@ -134,6 +141,33 @@ class Cost:
 
 
 _OPS = re.compile(r"[-+*/^(]")
+_CALLS = re.compile(r"[A-Za-z_]\w*\s*\(|\^")     # a function's call, or a power
+_ARITHMETIC = re.compile(r"[-+*/]")
+LOSS_OPS = 6                       # a residual, its loss (mae and huber: more), the sum
+
+
+def landscape_ops(model: Model) -> float:
+    """Elementwise tensor operations, per point and parameter set, of a landscape's batched
+    forward pass and its loss, as measured on this code (2,000 points, huber, the server's
+    settings: about 1 ns each, at most 1.3; ``ELEMENT_WORK`` prices one): an expression's
+    ``+ - * /`` one each, its calls and powers (``sin(``, ``exp(``, ``^``) four each;
+    ``poly:K`` one a degree; ``relu:K`` 11 a unit and input; an ``mlp`` 10 a hidden unit
+    and half one a weight (its matrix products are batched).
+
+    >>> from gradfit.models import make_model
+    >>> [landscape_ops(make_model(m)) for m in ("a*x+b", "a*sin(b*x)+c", "poly:3", "relu:2")]
+    [8, 13, 15, 32]
+    """
+    if isinstance(model, PolynomialModel):
+        return LOSS_OPS + 6 + model.degree
+    if isinstance(model, ReLUSumModel):
+        return LOSS_OPS + 4 + 11 * model.units * len(model.input_names)
+    if isinstance(model, MLPModel):
+        sizes = (len(model.input_names),) + tuple(model.hidden) + (1,)
+        return LOSS_OPS + 10 * sum(model.hidden) + sum(a * b for a, b in
+                                                       zip(sizes[:-1], sizes[1:])) / 2
+    spec = getattr(model, "spec", "")
+    return LOSS_OPS + len(_ARITHMETIC.findall(spec)) + 4 * len(_CALLS.findall(spec))
 
 
 def widths(model: Model) -> tuple[float, float, float, float]:
@@ -214,17 +248,21 @@ def price_frame(model: Model, curve_points: int, steps_per_frame: int, changes: 
 
 
 def landscape_rows(model: Model, n: int, limits: ServerLimits) -> int:
-    """Parameter sets per batched call, so that one call holds a quarter of a job's memory."""
+    """Parameter sets per batched call: at most a quarter of a job's memory, and at most
+    ``CHUNK_NUMBERS`` numbers in each temporary (1 MB: below the mmap threshold that
+    ``return_freed_memory`` sets, a temporary comes from the heap; above it, each one was
+    mapped and its pages faulted in anew, and a landscape took 6 times as long)."""
     live = widths(model)[0]
-    return max(1, int(limits.job_memory / 4 // (8.0 * n * (live + 2))))
+    return max(1, min(int(limits.job_memory / 4 // (8.0 * n * (live + 2))), CHUNK_NUMBERS // n))
 
 
 def price_landscape(model: Model, n: int, sets: int, limits: ServerLimits) -> Cost:
-    """``sets`` parameter sets (a grid and a slice), evaluated ``landscape_rows`` at a time."""
-    live, _, _, ops = widths(model)
-    p = model.n_params
+    """``sets`` parameter sets (a grid and a slice), evaluated ``landscape_rows`` at a time:
+    ``landscape_ops`` each point and set (a ``sin`` landscape of 10,000 points at resolution
+    201 had been priced as 1.5 s and ran past the 10 s deadline)."""
+    live, p = widths(model)[0], model.n_params
     rows = min(sets, landscape_rows(model, n, limits))
-    c = Cost(work=float(sets) * n * ops,
+    c = Cost(work=float(sets) * n * landscape_ops(model) * ELEMENT_WORK,
              memory=8.0 * (3 * sets * p + rows * n * (live + 2) + 2 * sets) + 64 * n)
     return check(c, limits.job_memory)
 
@@ -284,5 +322,6 @@ def return_freed_memory() -> None:
 
 __all__ = ["ServerLimits", "prepare_process", "return_freed_memory", "Cost", "widths", "check",
            "price_eval", "price_landscape", "price_exact", "price_run_step", "price_frame",
-           "curve_numbers", "frame_numbers", "landscape_rows", "MB", "MAX_ANSWER_NUMBERS",
+           "curve_numbers", "frame_numbers", "landscape_rows", "landscape_ops", "MB",
+           "MAX_ANSWER_NUMBERS",
            "MAX_FRAME_NUMBERS"]

@@ -50,6 +50,7 @@ from .schemas import FRAME_SECONDS, MAX_CHANGES, RUN_TIME_LIMIT, Finite, RunIn, 
 from .views import curve
 
 WINDOW = 1                 # frames the run may be ahead of the last one the page drew
+PAUSE_SECONDS = 60.0       # a run paused this long without a step ends (its slot is freed)
 LABEL_WINDOW = 200         # steps the learning-rate label judges
 TRAIL_NUMBERS = 20_000     # numbers in a replay's trail (the frames it did not send)
 LABEL_RULE = (f"judged on the first {LABEL_WINDOW} steps after the settings last changed, "
@@ -89,8 +90,10 @@ def takes_weight_decay(optimizer: str) -> bool:
 
 class PlaySession:
     """One run: ``work()`` in a thread; messages out through ``emit``. It ends at its step
-    limit, on "cancel", ``RUN_TIME_LIMIT`` seconds after it began (playing or paused), or
-    when the page has acknowledged no frame for ``limits.send_timeout`` seconds."""
+    limit, on "cancel", ``RUN_TIME_LIMIT`` seconds after it began (playing or paused), when
+    the page has acknowledged no frame for ``limits.send_timeout`` seconds (playing or
+    paused: a paused frame left unacknowledged had held a run's slot for 300 s), or when it
+    has stayed paused ``PAUSE_SECONDS`` without a step (the page replays the run to go on)."""
 
     def __init__(self, req: PlayIn, emit, limits: ServerLimits | None = None):
         self.req, self.emit, self.limits = req, emit, limits or ServerLimits()
@@ -262,6 +265,13 @@ class PlaySession:
                         return "go"
                     if self.req.frames and self.paused_step != done:
                         return "show"                  # the page learns the pause holds
+                    if self.req.frames and min(self.acked, self.sent) < self.seq and \
+                            now - t0 > self.limits.send_timeout:   # its frame not drawn
+                        self.stop, self.stop_reason = True, "idle"
+                        break
+                    if now - t0 > PAUSE_SECONDS:
+                        self.stop, self.stop_reason = True, "paused"
+                        break
                 elif not (self.req.frames and self.seq - min(self.acked, self.sent) > WINDOW
                           and done >= self.req.quiet_until):
                     return "go"
@@ -358,7 +368,7 @@ class PlaySession:
             return f"diverged at step {self.req.step_offset + done}"
         if reason == "cancelled" or self._label(h) is not None:
             return None
-        why = {"idle": "no frame acknowledged"}.get(reason) or \
+        why = {"idle": "no frame acknowledged", "paused": "paused too long"}.get(reason) or \
             REASONS.get(reason, (False, reason))[1].split(" (")[0]
         why = f"{reason}, {why}" if reason in ("ftol", "gtol", "xtol") else why
         return f"stopped at step {self.req.step_offset + done}: {why}"
@@ -370,7 +380,9 @@ class PlaySession:
             message = {"cancelled": f"cancelled after {done} steps",
                        "time_limit": f"reached the time limit ({RUN_TIME_LIMIT:g} s)",
                        "idle": f"the page acknowledged no frame for "
-                               f"{self.limits.send_timeout:g} s"}[reason]
+                               f"{self.limits.send_timeout:g} s",
+                       "paused": f"paused for {PAUSE_SECONDS:g} s without a step: the run "
+                                 "ended (play goes on from this step)"}[reason]
         note = None
         if result.covariance is not None and result.covariance.size > MAX_FRAME_NUMBERS:
             # P x P numbers would make the last message larger than any frame

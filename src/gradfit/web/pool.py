@@ -99,6 +99,8 @@ class _Lane:
         t = time.monotonic()
         try:
             return fn(*args)
+        except StopIteration as exc:     # a Future cannot hold it: the request had hung
+            raise RuntimeError(f"StopIteration in a job: {exc!r}") from exc
         finally:
             _local.deadline = None
             with self.lock:
@@ -155,6 +157,31 @@ class WorkerPool:
         self.light.executor.shutdown(wait=False, cancel_futures=True)
 
 
+async def unless_gone(receive, job):
+    """Await the coroutine ``job`` (a ``pool.run``, its body read already), cancelled when
+    the client disconnects first (``receive``, the request's ASGI channel, reports
+    ``http.disconnect``): its work stops at the next checkpoint, as at the deadline, and
+    this raises Starlette's ``ClientDisconnect`` (nothing is answered or logged). Two
+    landscapes posted and dropped had kept the heavy lane busy to their deadline."""
+    from starlette.requests import ClientDisconnect
+
+    async def gone():
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    task, watch = asyncio.ensure_future(job), asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and watch.exception() is None:      # the client went away
+            task.cancel()               # pool.run's CancelledError: the deadline is cancelled
+        await asyncio.wait((task,))
+        if task.cancelled():
+            raise ClientDisconnect()
+        return task.result()
+    finally:
+        watch.cancel()
+        task.cancel()                   # (our own request cancelled: the job too)
+
+
 def _lower_priority() -> None:
     """Heavy workers yield the CPU to the event loop and the light lane (Linux: a thread's
     own nice value)."""
@@ -171,4 +198,4 @@ def _quiet(fut) -> None:
 
 
 __all__ = ["WorkerPool", "Deadline", "Cancelled", "Busy", "checkpoint", "current_deadline",
-           "MAX_WAITING"]
+           "unless_gone", "MAX_WAITING"]

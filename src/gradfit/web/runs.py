@@ -24,8 +24,10 @@ Bounds, whatever the client does (DESIGN principle 17):
 - the run is at most ``WINDOW + 1`` frames ahead of the last one acknowledged, and an ack
   counts for frames already sent only, so at most ``WINDOW + 1`` frames wait to be sent
   (a client that acknowledges frames it has not read cannot pile them up);
-- a page that acknowledges no frame for ``send_timeout`` seconds, or a message that cannot
-  be sent within it (a client that does not read), ends the run;
+- a page that acknowledges no frame for ``send_timeout`` seconds (playing or paused), or a
+  message that cannot be sent within it (a client that does not read), ends the run; so
+  does a pause of ``play.PAUSE_SECONDS`` (60 s) without a step (4 paused runs had held
+  every run slot for 300 s);
 - a run ends ``RUN_TIME_LIMIT`` seconds after it started, playing or paused; the whole
   stream is cut at ``RUN_TIME_LIMIT + send_timeout``;
 - a frame holds at most ``limits.MAX_FRAME_NUMBERS`` numbers (priced at the start: the
@@ -52,7 +54,7 @@ from ..errors import GradfitError
 from ..finite_json import dumps
 from .limits import MAX_JSON_BYTES, ServerLimits
 from .play import PlayIn, PlaySession
-from .schemas import MAX_RUNS, RUN_TIME_LIMIT, SetIn, precheck
+from .schemas import MAX_RUNS, RUN_TIME_LIMIT, SetIn, precheck, unique_keys
 
 SEND_TIMEOUT = 10.0           # seconds for the start message, and the default send timeout
 MAX_NOTES = 16                # answers to bad messages waiting to go out
@@ -164,10 +166,15 @@ def _start_request(text: str) -> PlayIn:
     except GradfitError as exc:
         raise _Refused(str(exc), TOO_BIG) from None
     try:
-        first = json.loads(text)
+        first = json.loads(text, object_pairs_hook=unique_keys)     # a key twice: refused
+    except GradfitError as exc:
+        raise _Refused(str(exc), 1008) from None
     except (json.JSONDecodeError, RecursionError):
         raise _Refused("the message is not JSON: expected {\"type\": \"start\", ...}",
                        1003) from None
+    except ValueError:                        # an integer of more than 4,300 digits
+        raise _Refused("a number in the message is too long to read: expected numbers of "
+                       "at most 4,300 digits", 1008) from None
     if not isinstance(first, dict) or first.get("type", "start") != "start":
         raise _Refused("expected a JSON object {\"type\": \"start\", ...} first", 1003)
     try:
