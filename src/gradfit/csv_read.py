@@ -25,6 +25,26 @@ from gradfit.errors import DataError
 from .data import _DROP_HINT, Dataset
 
 
+#: column names that mean an uncertainty (compared in lower case): with no y or sigma named,
+#: the last such column that is not an x column is sigma (``sigma_column``), on the page
+#: and on the command line alike
+SIGMA_NAMES = ("sigma", "err", "error", "errors", "dy", "yerr", "y_err", "unc",
+               "uncertainty", "std", "sd", "stderr", "\u03c3")
+
+
+def sigma_column(names: list[str], x: str | None) -> str | None:
+    """The last of the header's ``names`` named like an uncertainty (``SIGMA_NAMES``) that
+    is not an x column (``x``: comma-separated, as --x gives them, else the first column);
+    None when there is none or only two columns.
+
+        >>> sigma_column(["t", "signal", "err"], None), sigma_column(["t", "err"], None)
+        ('err', None)
+    """
+    xs = {c.strip() for c in x.split(",")} if x else set(names[:1])
+    hits = [c for c in names if c.lower() in SIGMA_NAMES and c not in xs]
+    return hits[-1] if hits and len(names) >= 3 else None
+
+
 STDIN = "-"     # the data's name for standard input (``cat data.csv | gradfit fit -``)
 
 

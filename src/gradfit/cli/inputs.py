@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..csv_read import sigma_column
 from ..datasets import DATASETS
 from .options import add_setting
 
@@ -48,22 +49,6 @@ def load(args):
         data, sigma = _command_line_words(_load_csv, args)
     check_model_columns(getattr(args, "model", None), data, sigma)
     return data
-
-
-#: column names taken for uncertainties when neither --y nor --sigma is given (compared in
-#: lower case): the page's rule (``web.datasets.SIGMA_NAMES``, ``guess_sigma``), so that a
-#: file t,signal,err is fitted alike on both faces
-SIGMA_NAMES = ("sigma", "err", "error", "errors", "dy", "yerr", "y_err", "unc",
-               "uncertainty", "std", "sd", "stderr", "\u03c3")
-
-
-def sigma_column(names: list[str], x: str | None) -> str | None:
-    """The last of the header's ``names`` named like an uncertainty (``SIGMA_NAMES``) that
-    is not an x column (``x``: as --x gives them, else the first column); None when there
-    is none or only two columns (the page's ``guess_sigma``, on names)."""
-    xs = {c.strip() for c in x.split(",")} if x else set(names[:1])
-    hits = [c for c in names if c.lower() in SIGMA_NAMES and c not in xs]
-    return hits[-1] if hits and len(names) >= 3 else None
 
 
 class _Peeked:

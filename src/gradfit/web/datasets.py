@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..csv_read import sigma_column
 from ..data import Dataset
 from ..datasets import DATASETS, BuiltinDataset, make_dataset, outlier_index
 from .limits import MAX_CSV_COLUMNS
@@ -11,20 +12,14 @@ from .schemas import usable_input_name
 __all__ = ["DATASETS", "BuiltinDataset", "guess_sigma", "make_dataset", "outlier_index", "points"]
 
 #: column names taken for uncertainties when none is chosen (compared in lower case)
-SIGMA_NAMES = ("sigma", "err", "error", "errors", "dy", "yerr", "y_err", "unc",
-               "uncertainty", "std", "sd", "stderr", "\u03c3")
-
-
 def guess_sigma(text: str, x: str | None) -> str | None:
-    """The last column named like an uncertainty (``SIGMA_NAMES``) that is not an x column,
-    read off the header of ``text``; None when there is none or only two columns."""
+    """The last column named like an uncertainty that is not an x column, read off the
+    header of ``text`` (``csv_read.sigma_column``, the command line's rule too); None when
+    there is none or only two columns."""
     first = next((line for line in text.splitlines() if line.strip()), "")
     delim = max(",;\t", key=first.count)
     # at most MAX_CSV_COLUMNS + 1 pieces: a header of millions of cells is not split whole
-    names = [c.strip() for c in first.split(delim, MAX_CSV_COLUMNS)]
-    xs = set((x or "").split(",")) if x else set(names[:1])
-    hits = [c for c in names if c.lower() in SIGMA_NAMES and c not in xs]
-    return hits[-1] if hits and len(names) >= 3 else None
+    return sigma_column([c.strip() for c in first.split(delim, MAX_CSV_COLUMNS)], x)
 
 
 def input_names(columns) -> list[str]:
