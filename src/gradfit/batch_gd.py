@@ -130,7 +130,7 @@ def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
                     out_u[b], out_last[b] = u_next[i], u[i]
                 else:
                     reason[b] = "ftol"
-                    message[b] = ("the loss stopped changing (relative change below "
+                    message[b] = ("the loss stopped changing (relative change at most "
                                   f"ftol={ftol:g})")
                     out_u[b], out_last[b] = u_next[i], u[i]
                 out_steps[b] = k + int(recorded[i])

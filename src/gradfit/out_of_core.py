@@ -309,7 +309,7 @@ def _gradient(passes, spec, inputs, x_cols, y, sigma, start, lossf, optimizer, l
             reason, message = "gtol", f"the gradient norm {gnorm:.3g} fell to gtol={gtol:g} or below"
             break
         if prev is not None and abs(prev - loss) <= ftol * max(abs(prev), 1e-300):
-            reason, message = "ftol", "the loss stopped changing (relative change below " \
+            reason, message = "ftol", "the loss stopped changing (relative change at most " \
                                       f"ftol={ftol:g})"
             break
         prev = loss

@@ -54,8 +54,8 @@ class Run:
 
 # stop reasons: code -> (converged?, text)
 REASONS: dict[str, tuple[bool, str]] = {
-    "ftol": (True, "the loss stopped changing (relative change below ftol)"),
-    "gtol": (True, "the gradient vanished (norm below gtol)"),
+    "ftol": (True, "the loss stopped changing (relative change at most ftol)"),
+    "gtol": (True, "the gradient vanished (norm at most gtol)"),
     "xtol": (True, "the parameters stopped changing (relative step below xtol)"),
     "max_steps": (False, "reached the step limit"),
     "time_limit": (False, "reached the time limit"),
