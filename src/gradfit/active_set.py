@@ -56,6 +56,25 @@ class Refined:
     multipliers: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class InnerEnd:
+    """As much of an inner fit's ``FitResult`` as ``refinement`` reads (``fit_many``'s
+    batched finish and the out-of-core fit make these)."""
+
+    params: dict[str, float]
+    steps: int
+    reason: str
+    message: str
+
+    @property
+    def converged(self) -> bool:
+        return self.reason in ("gtol", "ftol", "xtol")
+
+    @property
+    def ok(self) -> bool:
+        return self.reason not in ("diverged", "failed")
+
+
 def _scale(value: float, lo: float, hi: float) -> float:
     width = hi - lo if math.isfinite(lo) and math.isfinite(hi) else 0.0
     return max(abs(value), abs(lo) if math.isfinite(lo) else 0.0,

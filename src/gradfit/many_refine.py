@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .active_set import inner_share, multipliers, refinement
+from .active_set import InnerEnd, inner_share, multipliers, refinement
 from .bounds import inside
 from .batch_lm import MAX_STEPS, OPTIONS, message as lm_message
 from .errors import FitError, InputError
@@ -32,22 +32,7 @@ from .problem import Problem
 REFINE_MAX = 4096
 
 
-@dataclass
-class Inner:
-    """One inner fit's end, as ``active_set.refinement`` reads a ``FitResult``."""
-
-    params: dict[str, float]
-    steps: int
-    reason: str
-    message: str
-
-    @property
-    def converged(self) -> bool:
-        return self.reason in ("gtol", "ftol", "xtol")
-
-    @property
-    def ok(self) -> bool:
-        return self.reason not in ("diverged", "failed")
+Inner = InnerEnd      # one inner fit's end
 
 
 @dataclass

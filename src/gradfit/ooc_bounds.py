@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .active_set import refine
+from .active_set import InnerEnd, refine
 from .bounds import ParamTransform
 from .normal_lm import Moments, _covariance, normal_lm
 
@@ -64,23 +64,11 @@ class MomentsProblem:
 
 
 @dataclass
-class _Inner:
+class _Inner(InnerEnd):
     """An LM run under one transform, as much of a ``FitResult`` as ``refine`` reads."""
 
-    params: dict
-    reason: str
-    message: str
-    steps: int
-    S: float
+    S: float = 0.0
     moments: object = None
-
-    @property
-    def converged(self) -> bool:
-        return self.reason in ("gtol", "ftol", "xtol")
-
-    @property
-    def ok(self) -> bool:
-        return self.reason not in ("diverged", "failed")
 
 
 def lm_with(moments, names, p0: dict, bounds: dict, fixed: dict, *, n: int, steps: int,
@@ -92,7 +80,7 @@ def lm_with(moments, names, p0: dict, bounds: dict, fixed: dict, *, n: int, step
     r = normal_lm(on_transform(moments, tr), u0, n=n, steps=steps, options=options,
                   names=tr.free)
     p = tr.external(torch.as_tensor(r.theta)).tolist()
-    return _Inner(dict(zip(names, p)), r.reason, r.message, r.steps, r.S)
+    return _Inner(dict(zip(names, p)), r.steps, r.reason, r.message, r.S)
 
 
 def bounded_lm(moments, names, start: dict, bounds: dict, fixed: dict, loss, *, n: int,
