@@ -45,7 +45,7 @@ there is ``STALLED``, failed; none keeps the claim, as at a kink-minimum)
 - ``failed``: residuals or Jacobian not finite, a zero Jacobian, ``max_tries`` rejected
   trials in a row, no step lowers ``S`` although the gradient does not vanish (``ROUGH``:
   unless the loss's own Hessian, by differences of ``J^T r``, puts the point at the rounding
-  level of a minimum, ``BatchLM._settled``: then it is ``xtol``), or ``S`` underflows (below
+  level of a minimum, ``lm_curvature.settled``: then it is ``xtol``), or ``S`` underflows (below
   the smallest normal number while the residuals do not vanish);
 - ``max_steps`` accepted steps.
 
@@ -74,6 +74,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from .array_ns import NUMPY, TORCH, ops_for
+from .lm_curvature import settled
 from .many_parallel import check_stop
 from .spd import factor, moments, solve_spd  # noqa: F401  (solve_spd: many_engines)
 
@@ -417,7 +418,7 @@ class BatchLM:
         # point at the rounding level of a minimum
         rough = stuck & ~fine
         if bool(rough.any()):
-            rough = rough & ~self._settled(rough, th, g, S, noise, d)
+            rough = rough & ~settled(self, rough, th, g, S, noise, d)
         stop = xp.where(stuck, xp.where(rough, ROUGH, ROUNDING), stop)
         stop = xp.where(stalled, STALLED, stop)
         self.tries = xp.where(move, 0, self.tries + lm)
@@ -468,71 +469,6 @@ class BatchLM:
         # 1e-10 from a data point) has a lower loss on the kink, but is at its minimum
         floor = xp.maximum(100.0 * noise[at], math.sqrt(self.eps) * S[at])
         out[at] = S[at] - lowest > floor
-        return out
-
-    def _settled(self, rows, th, g, S, noise, d):
-        """Where ``rows`` (stuck, with a Gauss-Newton gain beyond ``100 noise``): whether the
-        point is a minimum to the rounding level of ``S`` by the loss's own Hessian.
-
-        Gauss-Newton's ``A = J^T J`` leaves out ``sum_i r_i d2 r_i``, which large residuals
-        make dominant in a direction ``J`` barely sees: ``g^T A^-1 g`` then predicts a gain
-        no step can have (a double exponential at chi2/N = 53: 1e-9 predicted, 5e-13 there).
-        The Hessian ``H`` of ``S/2`` (in Moré's scaled variables ``u = D theta``) by central
-        differences of the exact gradient ``J^T r``, at steps ``CURVE_STEP`` and a quarter of
-        it of each variable's scale ``max(|u_j|, |r|)``: settled where both are positive
-        definite, agree (``H``'s entries within a tenth of ``sqrt(H_ii H_jj)`` plus their
-        rounding, the Newton gains ``g^T H^-1 g`` within a factor 2), those gains are at most
-        ``100 noise``, and the Newton step does not lower ``S`` beyond that. At a kink the
-        gradient jumps, so its differences grow as the step shrinks (fourfold here): no two
-        steps agree, and the point stays rough."""
-        xp = self.ops
-        out = rows & False
-        at = xp.rows(rows)
-        if at.shape[0] == 0:
-            return out
-        F = self.F
-        t0, idx, d0, g0 = th[at], self.idx[at], d[at], g[at]
-        rn = xp.sqrt(xp.maximum(S[at], 0.0))
-        err = self.eps * (rn + 2.0 * self.yd[at])        # the residuals' rounding
-        scale = xp.maximum(abs(d0 * t0), rn[:, None])
-        scale = xp.where(scale > 0, scale, 1.0)
-        eye = xp.eye(F, th)
-        hessians, gains, ok = [], [], xp.isfinite(g0).all(-1)
-        first = self.eps ** (1.0 / 3.0)
-        for frac in (first, first / 4):
-            h = frac * scale                            # (k, F), in u
-            H = xp.zeros((at.shape[0], F, F), th)
-            for j in range(F):
-                dt = (h[:, j] / d0[:, j])[:, None] * eye[j]
-                with torch.no_grad():
-                    gp = self.normal(t0 + dt, idx)[:, :F, F] / d0
-                    gm = self.normal(t0 - dt, idx)[:, :F, F] / d0
-                self.nfev += 2
-                H[:, :, j] = (gp - gm) / (2.0 * h[:, j:j + 1])
-            H = 0.5 * (H + H.swapaxes(-1, -2))
-            fin = xp.isfinite(H).all(-1).all(-1)
-            H = xp.where(fin[:, None, None], H, 0.0)
-            fac = xp.factor(H)
-            n = fac.solve(-g0)
-            gain = -(g0 * n).sum(-1)
-            ok = ok & fin & fac.ok & xp.isfinite(gain) & (gain >= 0)
-            hessians.append((H, h))
-            gains.append((gain, n))
-        (H1, h1), (H2, h2) = hessians
-        diag = abs(H1.diagonal(0, -2, -1))
-        size = xp.sqrt(diag[:, :, None] * diag[:, None, :])
-        fuzz = 4.0 * err[:, None, None] * (1.0 / h2[:, None, :] + 1.0 / h2[:, :, None])
-        ok = ok & (abs(H1 - H2) <= 0.1 * size + fuzz).all(-1).all(-1)
-        (G1, n1), (G2, n2) = gains
-        floor = 100.0 * noise[at]
-        ok = ok & (G1 <= floor) & (G2 <= floor) & (G1 <= 2.0 * G2 + noise[at]) & \
-            (G2 <= 2.0 * G1 + noise[at])
-        if bool(ok.any()):          # the Newton step itself: no gain beyond that either
-            with torch.no_grad():
-                s_n = self.normal(t0 + xp.where(ok[:, None], n2, 0.0) / d0, idx)[:, F, F]
-            self.nfev += 1
-            ok = ok & ~(S[at] - s_n > floor)
-        out[at] = ok
         return out
 
     def _runaway(self, move, stop):
