@@ -107,13 +107,20 @@ def test_another_output_path_and_stdin_still_work(capsys, good, tmp_path, monkey
 
 @pytest.fixture
 def small_file_limit():
-    """``small_file_limit()``: files of at most 2 KiB from then on (as a full disk), writes
-    past it failing with EFBIG; the limit is lifted after the test."""
+    """``with small_file_limit():`` files of at most 2 KiB within (as a full disk), writes
+    past it failing with EFBIG. The limit is lifted on leaving the block, before pytest
+    writes its report: a log of the run over 2 KiB (CI's) had failed to take the test's dot."""
+    import contextlib
     old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
+    @contextlib.contextmanager
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (2048, old_limit[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
     try:
         yield limit
     finally:
@@ -125,9 +132,9 @@ def test_a_json_write_that_fails_keeps_the_earlier_file_and_says_why(capsys, goo
                                                                      small_file_limit):
     prev = tmp_path / "prev.json"
     prev.write_text("PREVIOUS RESULT " * 100)
-    small_file_limit()
-    err = one_line_exit_2(capsys, "fit", good, "-m", MODEL, "--p0", "A=2,k=1,C=0", "-q",
-                          "--json", prev)
+    with small_file_limit():
+        err = one_line_exit_2(capsys, "fit", good, "-m", MODEL, "--p0", "A=2,k=1,C=0", "-q",
+                              "--json", prev)
     assert prev.read_text() == "PREVIOUS RESULT " * 100
     assert "larger than this process may write" in err and "left as it was" in err
     assert "expected a writable path" not in err
@@ -144,9 +151,9 @@ def test_a_group_table_write_that_fails_keeps_the_earlier_csv(capsys, tmp_path,
     data.write_text("\n".join(lines) + "\n")
     prev = tmp_path / "prev.csv"
     prev.write_text("PREVIOUS TABLE\n")
-    small_file_limit()
-    code, _, err = run(capsys, "fit", data, "--group", "well", "--x", "t", "--y", "v",
-                       "-m", MODEL, "--p0", "A=2,k=1,C=0", "--out", prev)
+    with small_file_limit():
+        code, _, err = run(capsys, "fit", data, "--group", "well", "--x", "t", "--y", "v",
+                           "-m", MODEL, "--p0", "A=2,k=1,C=0", "--out", prev)
     assert code == 2 and "Traceback" not in err
     assert prev.read_text() == "PREVIOUS TABLE\n"
     assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
