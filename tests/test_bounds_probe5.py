@@ -149,3 +149,41 @@ def test_an_exact_fit_on_a_bound_is_held_there_whatever_the_rounding_says(model,
         m = gradfit.fit_many(model, x, y[None], loss=loss, delta=0.1, bounds=bounds)
         assert r.converged and m.converged[0], (loss, r.message, m.message[0])
         assert r.loss <= 1e-20 and float(m.loss[0]) <= 1e-20
+
+
+def test_a_lone_parameter_the_data_do_not_determine_is_no_answer():
+    # an outlier at x = 0 that c*exp(-d*x) fits alone: past d ~ 40 the term is 0 at every
+    # other x, so any larger d fits as well (193 +/- 4.6e79). fit_many called it converged:
+    # only two parameters running off together were looked at
+    x = np.arange(6.0)
+    y = np.array([17.71706323097621, 1.248959987559366, 0.858343144040698,
+                  0.5901135226623494, 0.4058704903948219, 0.2792639118521863])
+    p0 = {"a": 0.793201845709896, "b": 0.3398068658521463, "c": 0.5756001678964366,
+          "d": 1.8109320432542855}
+    model, bounds = "a*exp(-b*x)+c*exp(-d*x)", {"d": (1.8081239193349505, None)}
+    m = gradfit.fit_many(model, x, y[None], p0=p0, bounds=bounds)
+    r = gradfit.fit(model, x, y, p0=p0, bounds=bounds)
+    assert not m.converged[0] and not r.converged
+    assert m.message[0].startswith("the data do not determine d: it is uncertain")
+    p = {k: float(v[0]) for k, v in m.params.items()}
+
+    def sse(d):
+        return float(np.sum((p["a"] * np.exp(-p["b"] * x) + p["c"] * np.exp(-d * x) - y) ** 2))
+    assert sse(10 * p["d"]) <= sse(p["d"]) * (1 + 1e-12)       # the oracle: flat beyond
+
+
+def test_a_parameter_near_zero_with_a_large_relative_error_is_still_determined():
+    # the lone-parameter test looks at relative errors beyond 1e6: the centre of a peak fitted
+    # to data symmetric about 0 is 0 to rounding (+/- 0.004), and the loss rises along it as
+    # its covariance says: determined
+    x = np.linspace(-3, 3, 41)
+    rng = np.random.default_rng(3)
+    half = 0.01 * rng.standard_normal(21)
+    y = 2 * np.exp(-x ** 2 / 2) + np.r_[half[:0:-1], half]          # symmetric noise
+    model = "A*exp(-(x-mu)^2/(2*s^2))"
+    p0 = {"A": 1.5, "mu": 0.0, "s": 1.2}
+    r = gradfit.fit(model, x, y, p0=p0)
+    m = gradfit.fit_many(model, x, y[None], p0=p0)
+    assert r.converged and m.converged[0], (r.message, m.message[0])
+    mu, sd = float(m.params["mu"][0]), float(m.stderr["mu"][0])
+    assert sd > 1e6 * abs(mu)                   # a lone suspect indeed

@@ -41,6 +41,8 @@ RANK_RTOL = None      # None: eps * max(n, P), as the solvers' own rank test
 UNDETERMINED = 1e2    # relative standard errors beyond this, of correlated parameters, are
                       # looked at: a determined fit is quadratic within its standard errors
 TOGETHER = 0.99       # |correlation| of parameters that move together
+LONE = 1e6            # a parameter alone with a relative standard error beyond this is looked
+                      # at too (a decay's rate of 193 +/- 4.6e79: its term touches one point)
 
 
 def too_large_text(top: float, dtype, weighted: bool, model_finite: bool = True) -> str:
@@ -221,15 +223,18 @@ def scaled_singular(jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def undetermined_suspects(theta: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """``(k,)`` True where two or more parameters correlated beyond ``TOGETHER`` each have a
-    standard error beyond ``UNDETERMINED`` times their value (``theta`` ``(k, F)``, ``cov``
-    ``(k, F, F)``, NaN where undefined): the fits ``not_determined`` looks at."""
+    standard error beyond ``UNDETERMINED`` times their value, or one alone beyond ``LONE``
+    times (``theta`` ``(k, F)``, ``cov`` ``(k, F, F)``, NaN where undefined): the fits
+    ``not_determined`` looks at (its test of the loss along the parameter's direction
+    decides; a parameter near 0, whose relative error means nothing, passes it)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         sd = np.sqrt(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0, None))
         big = sd > UNDETERMINED * np.abs(theta)
         corr = np.abs(cov) / (sd[..., :, None] * sd[..., None, :])
+        lone = (sd > LONE * np.abs(theta)).any(-1)
     pair = big[..., :, None] & big[..., None, :] & (corr > TOGETHER)
     pair &= ~np.eye(theta.shape[-1], dtype=bool)
-    return pair.any((-1, -2))
+    return pair.any((-1, -2)) | lone
 
 
 def _probe(sse: Callable, at: np.ndarray) -> float:
@@ -291,6 +296,12 @@ def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: 
     group = [names[i] for i in range(len(names))
              if rel[i] > UNDETERMINED and (i == j or abs(corr[i, j]) > TOGETHER)]
     shown = ", ".join(group[:10]) + (", ..." if len(group) > 10 else "")
+    if len(group) == 1:
+        return (f"the data do not determine {shown}: it is uncertain to more than "
+                f"{UNDETERMINED:g} times its value ({names[j]} = {theta[j]:.4g} +/- "
+                f"{sd[j]:.3g}), and the loss does not rise along it as it must at a minimum "
+                "(other values fit as well, or better as it grows); fix or bound it, or "
+                "leave it out of the model")
     return (f"the data do not determine {shown}: they move together, each uncertain to more "
             f"than {UNDETERMINED:g} times its value ({names[j]} = {theta[j]:.4g} +/- "
             f"{sd[j]:.3g}), and the loss does not rise along their joint direction as it "
