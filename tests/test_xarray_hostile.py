@@ -25,7 +25,8 @@ def test_a_failed_position_says_why_and_the_others_equal_their_fit_alone(chunked
     da[1, 3] = np.nan
     ds = fit_along(MODEL, da.chunk({"pixel": 1}) if chunked else da, "time",
                    p0={"A": 1.0, "k": 1.0})
-    assert ds["message"].values[1] == "y holds NaN at index 3 (of 15 points, from 0): expected finite numbers"
+    assert ds["message"].values[1] == ("the data hold NaN at time index 3 (of 15 points, "
+                                       "from 0): expected finite numbers")
     for i in (0, 2):
         alone = gradfit.fit_many(MODEL, T, da.values[i], inputs=("time",), p0={"A": 1.0, "k": 1.0})
         assert ds["k"].values[i] == alone.params["k"][0]

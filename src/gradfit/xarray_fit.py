@@ -4,17 +4,20 @@
 coordinate of ``dim``) at every position of the other dimensions, all at once by
 ``gradfit.fit_many``, and returns a Dataset over those dimensions with one variable per
 parameter, ``{name}_stderr`` (squared losses), ``loss``, ``converged``, ``reason``,
-``steps`` and ``message`` (why a position failed: ``y holds NaN at index 3 (of 25 points,
-from 0): ...``). ``skipna=True`` (``curvefit``'s name) leaves a position's NaN (and inf)
-points out of its fit, and the points where the coordinate is NaN out of every fit;
+``steps`` and ``message`` (why a position failed: ``the data hold NaN at time index 3 (of
+25 points, from 0): ...``, an index along the data as given, before any point was
+skipped; positions that say the same share one string). ``skipna=True`` (``curvefit``'s
+name) leaves a position's NaN (and inf) points out of its fit, and the points where the
+coordinate is NaN out of every fit;
 gradfit's default, False, leaves no data out unasked: such a position fails, saying where
 its NaN is, and a NaN in the coordinate is refused by name (curvefit's default is True).
 Several dimensions at once (``dim=("y", "x")``, curvefit's ``coords``) make a model of
 several inputs, named as those dimensions, over their grid of coordinates: a 2-D Gaussian
 fitted to every frame of an image stack. It answers the question of
 ``xarray.DataArray.curvefit`` (which loops scipy's
-``curve_fit`` over positions) with one batched fit per chunk. A Dask-backed array is fitted
-chunk by chunk in parallel (each chunk whole along ``dim``): lazily with ``compute=False``,
+``curve_fit`` over positions) with one batched fit per chunk. A Dask-backed array (the
+data, or a sigma, p0, fixed or bounds beside data in memory) is fitted chunk by chunk in
+parallel (each chunk whole along ``dim``): lazily with ``compute=False``,
 else on ``scheduler``/``workers`` (``gradfit.cluster.client_for``) or the client already
 running, or Dask's own scheduler when neither.
 
@@ -32,12 +35,14 @@ import re
 
 import numpy as np
 
-from .data import check_real
 from .errors import InputError
 from .losses import get_loss
 from .many_result import output_names
 from .models import ExpressionModel, _mentions, make_model
 from .result import REASONS
+from .xarray_args import (PER_POSITION, as_numbers, broadcast, check_flag, check_scheduler,
+                          coordinate, dims_of, field_name, is_lazy, per_position, sigma_array,
+                          with_positions)
 
 CODES = list(REASONS)            # reason <-> a number, to travel in a float array
 
@@ -80,7 +85,9 @@ def _pack(r, names, errs):
     cols = [r.params[n] for n in names] + [r.stderr[n] for n in errs]
     cols += [r.loss, r.converged.astype(float), np.array([CODES.index(c) for c in r.reason],
                                                         dtype=float), r.steps.astype(float)]
-    return np.stack(cols, axis=-1), np.asarray(r.message, dtype=object)
+    messages = np.empty(len(r.message), dtype=object)
+    messages[:] = list(r.message)
+    return np.stack(cols, axis=-1), messages
 
 
 def _fit_rows(model, x, flat, s, names, errs, kwargs):
@@ -90,7 +97,9 @@ def _fit_rows(model, x, flat, s, names, errs, kwargs):
 
 def _fit_with_gaps(model, x, flat, s, finite, names, errs, kwargs):
     """Rows ``flat`` ``(B, n)`` fitted to their ``finite`` points only: a long table of
-    their points, one group a row (a row of no point fails, saying so)."""
+    their points, one group a row (a row of no point fails, saying so). A message about a
+    point names its index among the row's ``n`` points (``fit_many`` counts the finite
+    points alone: sigma 0 at index 10 was 'at index 8' after two NaN)."""
     from .fit_many import fit_many
     K = len(names) + len(errs) + 4
     values = np.full((len(flat), K), np.nan)
@@ -101,10 +110,13 @@ def _fit_with_gaps(model, x, flat, s, finite, names, errs, kwargs):
     if len(some):
         rows, cols = np.nonzero(finite[some])
         xs = np.broadcast_to(x, flat.shape + x.shape[1:])
-        values[some], messages[some] = _pack(fit_many(
+        values[some], said = _pack(fit_many(
             model, xs[some][rows, cols], flat[some][rows, cols],
             sigma=None if s is None else s[some][rows, cols], group=rows,
             **_rows_of(kwargs, some, len(flat))), names, errs)
+        for j in np.flatnonzero([" at index " in m for m in said]):
+            said[j] = _reindexed(said[j], np.flatnonzero(finite[some[j]]), flat.shape[1])
+        messages[some] = said
     return values, messages
 
 
@@ -135,24 +147,31 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
     p0, bounds, fixed, starts, steps, ...). A value of ``p0`` or ``fixed``, or a side of
     ``bounds``, may differ by position: a DataArray over (some of) the other dimensions,
     broadcast over the rest, or an array of their shape (as ``curvefit``'s ``p0``); each
-    chunk gets its own positions' values. ``skipna``: NaN (and inf) points of a position
-    left out of its fit, and coordinate values that are NaN out of all (as ``curvefit``'s
-    ``skipna=True``); False (gradfit's default: no data left out unasked): a position
-    holding NaN fails, saying where, and a NaN in the coordinate is refused."""
+    chunk gets its own positions' values. A value of ``bounds`` is a pair ``(low, high)``
+    (a tuple, a list, or an array of the two: ``np.array([0, 5])``); one DataArray or an
+    array of the other dimensions' shape alone is refused. ``skipna``: NaN (and inf)
+    points of a position left out of its fit, and coordinate values that are NaN out of
+    all (as ``curvefit``'s ``skipna=True``); False (gradfit's default: no data left out
+    unasked): a position holding NaN fails, saying where, and a NaN in the coordinate is
+    refused. ``skipna`` and ``compute`` are True or False. When the data or any of sigma,
+    p0, fixed and bounds is Dask-backed, the fit runs on Dask (computed unless
+    ``compute=False``)."""
     import xarray as xr
     if not isinstance(da, xr.DataArray):
         raise InputError("bad data", expected="an xarray DataArray", given=type(da).__name__)
-    dims = _dims(dim, da)
+    skipna, compute = check_flag(skipna, "skipna"), check_flag(compute, "compute")
+    check_scheduler(scheduler, workers)
+    dims = dims_of(dim, da)
     for bad in ("data", "group", "inputs", "x", "y"):
         if bad in kwargs:
             raise InputError(f"fit_along does not take {bad}=", expected="the data as a DataArray")
     if "drop_nan" in kwargs:
         raise InputError("fit_along does not take drop_nan=", expected="skipna=True "
                          "(xarray's name) to leave NaN points out of each position's fit")
-    check_real(da)
-    coords = []
+    da = as_numbers(da, "data")
+    sizes, keeps, coords = {d: da.sizes[d] for d in dims}, {}, []
     for d in dims:
-        x = _coordinate(da, d)
+        x = coordinate(da, d)
         if not np.isfinite(x).all():      # one refusal, not the same failure at every position
             bad = int(np.flatnonzero(~np.isfinite(x))[0])
             if not skipna:
@@ -161,12 +180,12 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
                                  "out of every fit)")
             keep = np.flatnonzero(np.isfinite(x))
             if sigma is not None:
-                sigma = _sigma_array(sigma, da, dims)
+                sigma = sigma_array(sigma, da, dims)
                 sigma = sigma.isel({d: keep}) if d in sigma.dims else sigma
             if not len(keep):
                 raise InputError(f"no points along {d!r}", expected="a finite coordinate "
                                  "value at one point at least", given=f"NaN or inf at all {len(x)}")
-            da, x = da.isel({d: keep}), x[keep]
+            da, x, keeps[d] = da.isel({d: keep}), x[keep], keep
         coords.append(x)
     x = coords[0] if len(dims) == 1 else np.stack(
         [g.reshape(-1) for g in np.meshgrid(*coords, indexing="ij")], axis=-1)
@@ -183,31 +202,33 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
                          f"coordinates along which it is fitted), e.g. '{example}'",
                          given=model)
     kwargs = {**kwargs, "inputs": dims}
-    chunked = da.chunks is not None
-    if chunked:
-        da = da.chunk({d: -1 for d in dims})
-    args = [da]
-    core = [list(dims)]
     if sigma is not None:
-        sigma = _sigma_array(sigma, da, dims)
+        sigma = sigma_array(sigma, da, dims)
         extra = [d for d in sigma.dims if d not in da.dims]
         if extra:
             raise InputError("bad sigma", expected="a DataArray over (some of) the data's "
                              f"dimensions ({', '.join(map(str, da.dims))})",
                              given=f"dimension {extra[0]!r}")
-        sigma = _broadcast(sigma, da, "sigma").transpose(*da.dims)
-        args.append(sigma.chunk(da.chunksizes) if chunked else sigma)
-        core.append(list(dims))
-    kwargs, where = _per_position(kwargs, da, dims, chunked)
-    args += [a for _, a in where]
-    core += [[] for _ in where]
+        sigma = broadcast(sigma, da, "sigma").transpose(*da.dims)
+    kwargs, where = per_position(kwargs, da, dims)
+    given = ([] if sigma is None else [sigma]) + [a for _, a in where]
+    # Dask runs it when any of them is Dask-backed (apply_ufunc then makes a graph): its
+    # result was returned lazy, and a sigma chunked along dim refused, for data in memory
+    chunked = is_lazy(da) or any(is_lazy(a) for a in given)
+    if chunked:
+        da = da.chunk(_chunking(da, dims, given))
+        given = [a.chunk({d: da.chunksizes[d] for d in a.dims}) for a in given]
+    field = field_name(da)
     K = len(names) + len(errs) + 4
     k = len(dims)
+    shape = tuple(da.sizes[d] for d in dims)
+    # in memory: the block's own messages, not apply_ufunc's output, which xarray puts
+    # through pandas (a str a position again, where the same few texts were shared)
+    held = []
 
     def block(y, *rest):
         s = rest[0] if sigma is not None else None
-        given = rest[1:] if sigma is not None else rest
-        kw = _with_positions(kwargs, [key for key, _ in where], given)
+        kw = with_positions(kwargs, [key for key, _ in where], rest[1:] if s is not None else rest)
         # the grid's points in a row (their count, not -1: a block of no position, another
         # dimension of length 0, has none to infer it from)
         n = int(np.prod(y.shape[y.ndim - k:]))
@@ -215,187 +236,122 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
         s = None if s is None else s.reshape(s.shape[:s.ndim - k] + (n,))
         values, messages = _fit_block(flat, model=model, x=x, sigma=s, names=names,
                                       errs=errs, kwargs=kw, skipna=skipna)
-        if k > 1:
-            messages = np.vectorize(lambda m: _on_grid(m, dims, y.shape[y.ndim - k:]),
-                                    otypes=[object])(messages)
-        return values, messages
+        messages = _located_all(messages, dims, shape, keeps, sizes)
+        if chunked:
+            return values, messages
+        held.append(messages)
+        return values, np.zeros(messages.shape, dtype=np.int8)
 
-    out, messages = xr.apply_ufunc(block, *args, input_core_dims=core,
-                                   output_core_dims=[["_field"], []], dask="parallelized",
+    out, messages = xr.apply_ufunc(block, da, *given,
+                                   input_core_dims=[list(dims)] * (1 + (sigma is not None)) +
+                                   [[] for _ in where],
+                                   output_core_dims=[[field], []], dask="parallelized",
                                    output_dtypes=[np.float64, object],
-                                   dask_gufunc_kwargs={"output_sizes": {"_field": K}})
-    ds = _dataset(out, messages, names, errs)
-    if chunked and compute:
-        if scheduler is None and workers is None:
-            return ds.compute()
+                                   dask_gufunc_kwargs={"output_sizes": {field: K}})
+    messages = messages.variable if chunked else \
+        xr.Variable(messages.dims, held[0], fastpath=True)
+    ds = _dataset(out, messages, names, errs, field)
+    return _computed(ds, scheduler, workers) if chunked and compute else ds
+
+
+def _computed(ds, scheduler, workers):
+    """``ds`` computed on ``scheduler``/``workers`` (``cluster.client_for``), or the client
+    already running or Dask's own scheduler when neither, its text variables kept as the
+    blocks made them: ``Dataset.compute`` puts each through pandas, which gives every
+    position its own copy of the same message (a str of 110 bytes a position)."""
+    import dask
+    import xarray as xr
+    lazy = [n for n, v in ds.variables.items() if is_lazy(v)]
+    arrays = [ds.variables[n].data for n in lazy]
+    if scheduler is None and workers is None:
+        got = dask.compute(*arrays)
+    else:
         from .cluster import client_for
         with client_for(scheduler, workers) as client:
-            return client.compute(ds).result()
-    return ds
+            got = client.gather(client.compute(arrays))
+    out = ds.copy(deep=False)
+    for n, a in zip(lazy, got):
+        v = ds.variables[n]
+        v = xr.Variable(v.dims, a, v.attrs, v.encoding, fastpath=True)
+        if n in ds.coords:
+            out.coords[n] = v
+        else:
+            out[n] = v
+    return out
+
+
+def _chunking(da, dims, given) -> dict:
+    """The data's chunks: whole along ``dims``; along the others its own, or (data in
+    memory) those of the first Dask-backed argument over that dimension."""
+    out = {d: -1 for d in dims}
+    for d in da.dims:
+        if d in dims or is_lazy(da):
+            continue
+        lazy = [a for a in given if is_lazy(a) and d in a.dims]
+        out[d] = tuple(lazy[0].chunksizes[d]) if lazy else -1
+    return out
 
 
 _AT_INDEX = re.compile(r"^(\w+) holds (.+?) at index (\d+) \(of \d+ points, from 0\)")
 
 
-def _on_grid(message, dims, shape):
-    """A message of ``fit_many`` about a point of a position's grid (its index among the
-    flattened points) that says where on the grid: ``y holds NaN at index 49 (of 180
-    points, from 0)`` -> ``the data hold NaN at y index 4, x index 1 (of 12 x 15)``."""
+def _reindexed(message, cols, n):
+    """A ``fit_many`` message about the point at an index among ``cols`` (the points a
+    position kept) that names its index among all ``n`` points."""
+    m = _AT_INDEX.match(message)
+    if not m or int(m.group(3)) >= len(cols):
+        return message
+    return (f"{m.group(1)} holds {m.group(2)} at index {int(cols[int(m.group(3))])} "
+            f"(of {n} points, from 0){message[m.end():]}")
+
+
+def _located(message, dims, shape, keeps, sizes):
+    """A message of ``fit_many`` about a point of a position (its index among the points
+    of the grid ``shape`` left after NaN coordinates were cut: ``keeps``) that says where
+    along the data's dimensions, as given, and names the data as the data (``y holds NaN
+    at index 3`` read as y's index 3 in a (y, x, time) stack): ``y holds NaN at index 49
+    (of 180 points, from 0)`` -> ``the data hold NaN at y index 4, x index 1 (of 12 x
+    15)``; along one dimension ``the data hold NaN at time index 3 (of 25 points, from
+    0)``."""
     if not isinstance(message, str):
         return message
     m = _AT_INDEX.match(message)
     if not m:
         return message
-    at = np.unravel_index(int(m.group(3)), shape)
+    at = [int(keeps[d][i]) if d in keeps else int(i)
+          for d, i in zip(dims, np.unravel_index(int(m.group(3)), shape))]
     what = "the data hold" if m.group(1) == "y" else f"{m.group(1)} holds"
-    where = ", ".join(f"{d} index {int(i)}" for d, i in zip(dims, at))
-    size = " x ".join(map(str, shape))
-    return f"{what} {m.group(2)} at {where} (of {size}){message[m.end():]}"
+    if len(dims) == 1:
+        where = f"{dims[0]} index {at[0]} (of {sizes[dims[0]]} points, from 0)"
+    else:
+        where = ", ".join(f"{d} index {i}" for d, i in zip(dims, at)) + \
+            f" (of {' x '.join(str(sizes[d]) for d in dims)})"
+    return f"{what} {m.group(2)} at {where}{message[m.end():]}"
 
 
-def _dims(dim, da) -> tuple:
-    """``dim`` as a tuple of the data's dimensions: one name, or a list or tuple of them,
-    each once, each of at least one point."""
-    dims = tuple(dim) if isinstance(dim, (list, tuple)) else (dim,)
-    if not dims:
-        raise InputError("no dimension to fit along", expected="a dimension's name, or a list "
-                         "of them: one of " + ", ".join(map(str, da.dims)))
-    for d in dims:
-        if not isinstance(d, str):
-            raise InputError(f"bad dimension {d!r}", expected="a dimension's name (text): one "
-                             "of " + ", ".join(map(str, da.dims)), given=type(d).__name__)
-        if d not in da.dims:
-            raise InputError(f"no dimension named {d!r}",
-                             expected="one of " + ", ".join(map(str, da.dims)))
-        if da.sizes[d] == 0:
-            raise InputError(f"no points along {d!r}", expected=f"at least one point along "
-                             f"{d!r}", given=f"a dimension of length 0 (sizes {dict(da.sizes)})")
-    if len(set(dims)) < len(dims):
-        raise InputError("a dimension named twice", expected="each dimension once",
-                         given=", ".join(dims))
-    return dims
-
-
-def _coordinate(da, dim) -> np.ndarray:
-    """The coordinate of ``dim`` (its positions 0, 1, ... when it has none) as numbers."""
-    values = np.asarray(da[dim].values)
-    if values.dtype.kind not in "biuf":
-        raise InputError(f"the coordinate of {dim!r} holds {values.dtype} values",
-                         expected="numbers (a time as seconds or days since a start, e.g. "
-                         f"da.assign_coords({dim}=(da.{dim} - da.{dim}[0]) / np.timedelta64(1, 's')))")
-    return values.astype(np.float64)
-
-
-PER_POSITION = ("p0", "fixed", "bounds")
-
-
-def _per_position(kwargs, da, dims, chunked):
-    """``kwargs`` without the p0, fixed and bounds values that differ by position (a
-    DataArray over ``da``'s other dimensions, or an array of their shape), and those as
-    ``[((key, name, side), DataArray)]`` aligned with ``da`` (chunked like it), so that each
-    block gets its own positions' values."""
-    other = da.isel({d: 0 for d in dims}, drop=True)
-    where, out = [], dict(kwargs)
-    for key in PER_POSITION:
-        given = kwargs.get(key)
-        if not isinstance(given, dict):
-            continue
-        kept = {}
-        for name, value in given.items():
-            sides = list(value) if key == "bounds" and isinstance(value, (tuple, list)) \
-                and len(value) == 2 else [value]
-            if not any(_varies(v) for v in sides):
-                kept[name] = value
-                continue
-            for i, v in enumerate(sides):
-                a = _on_positions(v, other, f"{key} {name!r}")
-                where.append(((key, name, i if key == "bounds" else None),
-                              a.chunk(other.chunksizes) if chunked else a))
-        out[key] = kept
-    return out, where
-
-
-def _varies(v) -> bool:
-    return not isinstance(v, (str, bytes)) and v is not None and np.ndim(v) > 0
-
-
-def _on_positions(v, other, what: str):
-    """``v`` (a number, a DataArray over some of ``other``'s dimensions, or an array of
-    ``other``'s shape) broadcast over ``other``'s dimensions, in their order."""
-    import xarray as xr
-    if v is None or not np.ndim(v):              # a side of bounds: the same everywhere
-        v = np.full(other.shape, np.nan if v is None else float(v))
-    if not isinstance(v, xr.DataArray):
-        a = np.asarray(v, dtype=np.float64)
-        if a.shape != other.shape:
-            raise InputError(f"bad {what}", expected="a number, a DataArray over the other "
-                             f"dimensions, or an array of shape {other.shape}",
-                             given=f"shape {np.shape(a)}")
-        v = xr.DataArray(a, dims=other.dims, coords=other.coords)
-    extra = [d for d in v.dims if d not in other.dims]
-    if extra:
-        raise InputError(f"bad {what}", expected="a DataArray over the other dimensions "
-                         f"({', '.join(map(str, other.dims))})", given=f"dimension {extra[0]!r}")
-    return _broadcast(v.astype(np.float64), other, what).transpose(*other.dims)
-
-
-def _broadcast(v, like, what: str):
-    """``v.broadcast_like(like)``; coordinates that do not match are refused by name (was
-    xarray's own AlignmentError)."""
-    for d in v.dims:            # broadcast_like joins labels (outer): apply_ufunc then failed
-        if d in like.dims and d in v.coords and d in like.coords and \
-                not np.array_equal(v[d].values, like[d].values):
-            raise InputError(f"bad {what}: its coordinates do not match the data's",
-                             expected=f"the data's labels along {d!r}",
-                             given=f"{list(v[d].values[:5])}")
-    try:
-        return v.broadcast_like(like)
-    except ValueError as exc:                   # xarray's AlignmentError is a ValueError
-        raise InputError(f"bad {what}: its coordinates do not match the data's",
-                         expected="the data's coordinate labels on every dimension they share",
-                         given=(str(exc).splitlines() or ["?"])[0][:200]) from None
-
-
-def _sigma_array(sigma, da, dims):
-    """``sigma`` as a DataArray: one already, or an array of the data's shape (its
-    dimensions) or of the fitted dimensions' shape (along them), as ``p0`` takes arrays."""
-    import xarray as xr
-    if isinstance(sigma, xr.DataArray):
-        return sigma
-    a = np.asarray(sigma, dtype=np.float64)
-    if a.shape == da.shape:
-        return xr.DataArray(a, dims=da.dims, coords=da.coords)
-    along = tuple(da.sizes[d] for d in dims)
-    if a.shape == along:
-        return xr.DataArray(a, dims=dims, coords={d: da[d] for d in dims if d in da.coords})
-    if a.ndim == 0:
-        return xr.DataArray(a)
-    what = f"{dims[0]!r}'s length {along[0]}" if len(dims) == 1 else \
-        f"the shape of {', '.join(map(repr, dims))}, {along}"
-    raise InputError("bad sigma", expected=f"a DataArray, a number, an array of the data's "
-                     f"shape {da.shape} or of {what}", given=f"shape {a.shape}")
-
-
-def _with_positions(kwargs, keys, values):
-    """``kwargs`` with each block's per-position values (flattened as its problems) put back."""
-    if not keys:
-        return kwargs
-    out = {k: dict(kwargs.get(k) or {}) for k in PER_POSITION if kwargs.get(k) is not None}
-    out = {**kwargs, **out}
-    for (key, name, side), v in zip(keys, values):
-        flat = np.asarray(v, dtype=np.float64).reshape(-1)
-        d = out.setdefault(key, {})
-        if key == "bounds":                      # NaN: that side unbounded
-            pair = list(d.get(name, (None, None)))
-            pair[side] = np.where(np.isnan(flat), -np.inf if side == 0 else np.inf, flat)
-            d[name] = tuple(pair)
-        else:
-            d[name] = flat
+def _located_all(messages, dims, shape, keeps, sizes):
+    """``_located`` over a block's messages, each distinct text once and kept once: the
+    positions that say the same share one string (a str a position, about 110 bytes
+    each, had made the result of a large cube as big as its data)."""
+    seen: dict = {}
+    out = np.empty(messages.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, m in enumerate(messages.reshape(-1).tolist()):
+        got = seen.get(m)
+        if got is None:
+            got = seen[m] = _located(m, dims, shape, keeps, sizes)
+        flat[i] = got
     return out
 
 
-def _dataset(out, messages, names, errs):
-    """The packed ``(..., K)`` array and the messages -> a Dataset of named variables
+def _reasons(codes):
+    """Reason codes -> their names, as an object array of the names' own strings."""
+    return np.asarray(np.array(CODES, dtype=object)[np.asarray(codes).astype(int)],
+                      dtype=object)
+
+
+def _dataset(out, messages, names, errs, field="_field"):
+    """The packed ``(..., K)`` array and the messages (a Variable) -> a Dataset of named variables
     (``many_result.output_names``: a parameter named like a dimension, or a status
     variable like a parameter, is renamed rather than lost). Built in one call from
     variables and the coordinates once: assigning DataArrays one by one dropped a stacked
@@ -404,19 +360,20 @@ def _dataset(out, messages, names, errs):
     pn, en, sn = output_names(names, errs, ("loss", "converged", "reason", "steps", "message"),
                               taken=[str(d) for d in (*out.dims, *out.coords)])
 
-    def field(i):
-        return out.isel(_field=i, drop=True).variable
-    variables = {pn[n]: field(i) for i, n in enumerate(names)}
-    variables.update({en[n]: field(len(names) + j) for j, n in enumerate(errs)})
+    def field_at(i):
+        return out.isel({field: i}, drop=True).variable
+    variables = {pn[n]: field_at(i) for i, n in enumerate(names)}
+    variables.update({en[n]: field_at(len(names) + j) for j, n in enumerate(errs)})
     at = len(names) + len(errs)
-    variables[sn["loss"]] = field(at)
-    variables[sn["converged"]] = field(at + 1).astype(bool)
-    codes = out.isel(_field=at + 2, drop=True)
-    variables[sn["reason"]] = xr.apply_ufunc(
-        lambda c: np.array(CODES, dtype=object)[c.astype(int)], codes, dask="parallelized",
-        output_dtypes=[object]).variable
-    variables[sn["steps"]] = field(at + 3).astype(np.int64)
-    variables[sn["message"]] = messages.variable
+    variables[sn["loss"]] = field_at(at)
+    variables[sn["converged"]] = field_at(at + 1).astype(bool)
+    codes = field_at(at + 2)      # -> the reasons, an object array at 0-d too (was <U4)
+    data = codes.data.map_blocks(_reasons, dtype=object) if is_lazy(codes) else \
+        _reasons(codes.values)
+    # fastpath: not through pandas, which made a str a position of the same few
+    variables[sn["reason"]] = xr.Variable(codes.dims, data, fastpath=True)
+    variables[sn["steps"]] = field_at(at + 3).astype(np.int64)
+    variables[sn["message"]] = messages
     for v in variables.values():    # the data's attributes (units of y) are not a rate's
         v.attrs = {}
-    return xr.Dataset(variables, coords=out.isel(_field=0, drop=True).coords)
+    return xr.Dataset(variables, coords=out.isel({field: 0}, drop=True).coords)
