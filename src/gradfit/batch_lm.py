@@ -74,7 +74,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from .array_ns import NUMPY, TORCH, ops_for
-from .lm_curvature import settled
+from .lm_curvature import second_order, settled
 from .many_parallel import check_stop
 from .spd import factor, moments, solve_spd  # noqa: F401  (solve_spd: many_engines)
 
@@ -104,6 +104,11 @@ STALLED = 13            # ftol/xtol by a step a shrunk trust region made tiny, w
                         # loss still falls along the Gauss-Newton direction or an axis
 PROBES = 53             # that line search: steps 1, 1/2, ..., 2^-52 of the Gauss-Newton step
 AXIS_PROBES = 13        # ... and steps 4^-1, ..., 4^-13 of each parameter's scale, both ways
+CRAWL = 10              # accepted LM steps in a row, each lowering S by at most CRAWL_GAIN
+CRAWL_GAIN = 1e-3       # of itself (a crawl along a flat valley, or Gauss-Newton's linear
+                        # convergence at a rate near 1 where residuals are large): the loss's
+                        # second-order term is measured (``lm_curvature.second_order``) and
+                        # the model that predicts the actual reductions better is used
 
 
 def message(code: int, options: dict, max_steps: int | None = None) -> str:
@@ -256,6 +261,15 @@ class BatchLM:
         self.steps = xp.zeros(B, self.th, int)
         self.last_gn = xp.zeros(B, self.th) + math.inf
         self.no_gn = xp.zeros(B, self.th, bool)
+        # the augmented model: the second-order term s2 (unscaled), whether measured
+        # (have), whether it predicted the last step better (aug); the crawl's count, the
+        # accepted steps at the last measurement (mark) and before the next (gap)
+        self.s2 = xp.zeros((B, F, F), self.th)
+        self.have = xp.zeros(B, self.th, bool)
+        self.aug = xp.zeros(B, self.th, bool)
+        self.crawl = xp.zeros(B, self.th, int)
+        self.mark = xp.zeros(B, self.th, int)
+        self.gap = xp.zeros(B, self.th, int) + CRAWL
         self.yd = xp.own(ydata.to(theta0.dtype)) if ydata is not None else xp.zeros(B, self.th)
         self.code = xp.where(_finite(self.M, xp), RUNNING, NONFINITE)
         # the last look at |theta| (ref_norm, above) and S (every RUNAWAY_STEPS accepted steps)
@@ -264,7 +278,8 @@ class BatchLM:
                                  xp.copy(self.steps), xp.copy(self.code), xp.copy(self.d),
                                  xp.copy(self.M))
         self._state = ("idx", "th", "M", "d", "delta", "lam", "first", "tries", "steps",
-                       "last_gn", "no_gn", "yd", "code", "ref_norm", "ref_S")
+                       "last_gn", "no_gn", "yd", "code", "ref_norm", "ref_S", "s2", "have",
+                       "aug", "crawl", "mark", "gap")
         if isinstance(max_steps, torch.Tensor):     # a limit of each problem's own
             self.max_steps = xp.own(max_steps.to(device=theta0.device))
             self._state += ("max_steps",)
@@ -350,20 +365,31 @@ class BatchLM:
         if not bool((stop == RUNNING).any()):
             self.code = stop
             return
-        lam = xp.where(gn_norm <= 1.1 * self.delta, 0.0, self.lam)
-        need = xp.rows((stop == RUNNING) & ~polish & (gn_norm > 1.1 * self.delta))
-        y = xp.copy(y_gn)
+        # the model of an LM trial: J^T J, or J^T J + s2 where that predicted better
+        aug = self.aug
+        a_aug = a + self.s2 / (d[:, :, None] * d[:, None, :]) if bool(self.have.any()) else a
+        if bool(aug.any()):
+            fac_m = xp.factor(xp.where(aug[:, None, None], a_aug, a))
+            aug = aug & fac_m.ok                # not positive definite: Gauss-Newton's
+            y_m = xp.where(aug[:, None], fac_m.solve(-g), y_gn)
+            y_m = xp.where(xp.isfinite(y_m), y_m, 0.0)
+            a_m, full_m, m_norm = xp.where(aug[:, None, None], a_aug, a), full | aug, xp.norm(y_m)
+        else:
+            a_m, y_m, full_m, m_norm = a, y_gn, full, gn_norm
+        lam = xp.where(m_norm <= 1.1 * self.delta, 0.0, self.lam)
+        need = xp.rows((stop == RUNNING) & ~polish & (m_norm > 1.1 * self.delta))
+        y = xp.where(polish[:, None], y_gn, y_m)
         if need.shape[0]:
-            every = need.shape[0] == a.shape[0]        # A's factor is at hand
-            lam_n, y_n = _lm_parameter(a[need], g[need], y_gn[need], gn_norm[need],
-                                       full[need], self.delta[need], self.lam[need], xp,
+            every = need.shape[0] == a.shape[0] and not bool(aug.any())  # A's factor at hand
+            lam_n, y_n = _lm_parameter(a_m[need], g[need], y_m[need], m_norm[need],
+                                       full_m[need], self.delta[need], self.lam[need], xp,
                                        fac if every else None)
             lam[need] = lam_n
             y[need] = y_n
         lam = xp.where(polish, 0.0, lam)
         ynorm = xp.norm(y)
         pred = -(g * y).sum(-1) + lam * ynorm * ynorm
-        jy2 = (y * (a @ y[:, :, None])[:, :, 0]).sum(-1)
+        jy2 = (y * (a_m @ y[:, :, None])[:, :, 0]).sum(-1)
 
         t = th + y / d
         M_t = self.normal(t, self.idx)
@@ -438,6 +464,36 @@ class BatchLM:
         self.last_gn = xp.where(move_gn, gn_norm, math.inf)
         self.no_gn = gn_back & ~polished
         self.code = stop
+        self._choose_model(lm & ok & finite_t, y, g, a, a_aug, S - S_t,
+                           move_lm & (actred <= CRAWL_GAIN))
+
+    def _choose_model(self, judged, y, g, a, a_aug, actual, slow):
+        """After an LM trial: where ``s2`` is known, use next the model (``J^T J`` or
+        ``J^T J + s2``) whose predicted reduction along the step ``y`` was nearer the
+        ``actual`` one (NL2SOL's choice); count the crawl (``CRAWL``), and where it is long
+        and ``s2`` was not measured within ``gap`` accepted steps (``CRAWL``, doubled at each
+        measurement: a crawl the augmented model does not end, as a walk to infinity,
+        costs ``2F`` evaluations a ``log2`` of its steps), measure it at the current point
+        and try the augmented model next."""
+        xp = self.ops
+        if bool(self.have.any()):
+            gy = 2.0 * (g * y).sum(-1)
+            p_gn = -(gy + (y * (a @ y[:, :, None])[:, :, 0]).sum(-1))
+            p_aug = -(gy + (y * (a_aug @ y[:, :, None])[:, :, 0]).sum(-1))
+            better = abs(actual - p_aug) < abs(actual - p_gn)
+            self.aug = xp.where(judged & self.have, better, self.aug)
+        self.crawl = xp.where(judged, (self.crawl + 1) * slow, self.crawl)
+        if not bool((self.crawl >= CRAWL).any()):
+            return
+        due = xp.rows((self.code == RUNNING) & (self.crawl >= CRAWL) &
+                      (self.steps >= self.mark + self.gap))
+        if due.shape[0]:
+            self.s2[due] = second_order(self, due, self.th, self.M, self.d)
+            self.have[due] = True
+            self.aug[due] = True
+            self.mark[due] = self.steps[due]
+            self.crawl[due] = 0
+            self.gap[due] = 2 * self.gap[due]   # a crawl that goes on: measured ever less often
 
     def _descends(self, rows, th, step, S, noise, d):
         """Where ``rows``: whether ``S`` falls beyond ``100 noise`` and ``sqrt(eps) S`` at one
