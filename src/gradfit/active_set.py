@@ -179,9 +179,16 @@ def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
             # inside the box: it goes on from there, with half of what is left again
             rounds -= 1
             continue
+        landed = False
         for name, side in near_bounds(x, bounds, FEAS_TOL).items():
             if name not in active and released.get(name, 0) == 0:
                 active[name] = side             # landed on a bound: hold it there
+                landed = True
+        if landed and inner is not None and not inner.converged:
+            # the fit that failed had it free: on its bound the change of variables has no
+            # slope, and its Jacobian column vanished (a 4PL's hill run to its bound:
+            # "lost rank", no certificate, where the bound holds it); fit again with it held
+            continue
         mu = multipliers_at(x, active)
         wrong = {n: m for n, m in mu.items() if m < -MU_TOL}
         if not wrong:
