@@ -249,6 +249,7 @@ def _probe(sse: Callable, at: np.ndarray) -> float:
 STEEP = 100.0       # a rise beyond this times the covariance's own: not its bowl there
 SHRINK = 4.0        # ... so look again this many times nearer
 LOOKS = 7           # at most this many times (down to 4^-6 standard errors)
+ROUNDING = 1e-12    # a rise this far (of S) below the quadratic's tenth is rounding
 
 
 def _bowl(sse: Callable, theta: np.ndarray, delta: np.ndarray, S: float, scale: float) -> bool:
@@ -259,17 +260,23 @@ def _bowl(sse: Callable, theta: np.ndarray, delta: np.ndarray, S: float, scale: 
     Jacobian whose columns nearly vanish (a logistic steeper than the spacing of x: its
     rate seen by one point) gives standard errors of 1e11, and one of them away the model
     is a hard step whose loss rises for that reason alone, though along the valley the loss
-    is flat to rounding. Nearer steps tell: a true minimum's loss is quadratic near it."""
-    t = 1.0
+    is flat to rounding. Nearer steps tell: a true minimum's loss is quadratic near it.
+
+    So every look down to ``SHRINK^-(LOOKS-1)`` must rise (by a tenth of the quadratic's,
+    less the rounding of ``S``), not only the first that matches: a walk towards a limit
+    (``A*exp(-x/tau)+C`` becoming a line, tau = -7e4 +/- 6e7) rose by 4.5 times the
+    quadratic's one standard error away, while a hundredth of one lowered ``S`` by 3e-4 of
+    itself on both sides."""
+    t, seen = 1.0, False
+    rounding = ROUNDING * abs(S)
     for _ in range(LOOKS):
         rise = [_probe(sse, theta + sign * t * delta) - S for sign in (1.0, -1.0)]
         want = t * t * scale
-        if not all(math.isfinite(r) and r >= 0.1 * want for r in rise):
+        if not all(math.isfinite(r) and r >= 0.1 * want - rounding for r in rise):
             return False              # flat, falling or undefined: no bowl
-        if all(r <= STEEP * want for r in rise):
-            return True
+        seen = seen or all(r <= STEEP * want for r in rise)
         t /= SHRINK
-    return False
+    return seen
 
 
 def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: float,
