@@ -74,7 +74,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from .array_ns import NUMPY, TORCH, ops_for
-from .lm_curvature import second_order, settled
+from .lm_curvature import CRAWL, CRAWL_GAIN, choose_model, settled
 from .many_parallel import check_stop
 from .spd import factor, moments, solve_spd  # noqa: F401  (solve_spd: many_engines)
 
@@ -104,11 +104,6 @@ STALLED = 13            # ftol/xtol by a step a shrunk trust region made tiny, w
                         # loss still falls along the Gauss-Newton direction or an axis
 PROBES = 53             # that line search: steps 1, 1/2, ..., 2^-52 of the Gauss-Newton step
 AXIS_PROBES = 13        # ... and steps 4^-1, ..., 4^-13 of each parameter's scale, both ways
-CRAWL = 10              # accepted LM steps in a row, each lowering S by at most CRAWL_GAIN
-CRAWL_GAIN = 1e-3       # of itself (a crawl along a flat valley, or Gauss-Newton's linear
-                        # convergence at a rate near 1 where residuals are large): the loss's
-                        # second-order term is measured (``lm_curvature.second_order``) and
-                        # the model that predicts the actual reductions better is used
 
 
 def message(code: int, options: dict, max_steps: int | None = None) -> str:
@@ -464,36 +459,8 @@ class BatchLM:
         self.last_gn = xp.where(move_gn, gn_norm, math.inf)
         self.no_gn = gn_back & ~polished
         self.code = stop
-        self._choose_model(lm & ok & finite_t, y, g, a, a_aug, S - S_t,
-                           move_lm & (actred <= CRAWL_GAIN))
-
-    def _choose_model(self, judged, y, g, a, a_aug, actual, slow):
-        """After an LM trial: where ``s2`` is known, use next the model (``J^T J`` or
-        ``J^T J + s2``) whose predicted reduction along the step ``y`` was nearer the
-        ``actual`` one (NL2SOL's choice); count the crawl (``CRAWL``), and where it is long
-        and ``s2`` was not measured within ``gap`` accepted steps (``CRAWL``, doubled at each
-        measurement: a crawl the augmented model does not end, as a walk to infinity,
-        costs ``2F`` evaluations a ``log2`` of its steps), measure it at the current point
-        and try the augmented model next."""
-        xp = self.ops
-        if bool(self.have.any()):
-            gy = 2.0 * (g * y).sum(-1)
-            p_gn = -(gy + (y * (a @ y[:, :, None])[:, :, 0]).sum(-1))
-            p_aug = -(gy + (y * (a_aug @ y[:, :, None])[:, :, 0]).sum(-1))
-            better = abs(actual - p_aug) < abs(actual - p_gn)
-            self.aug = xp.where(judged & self.have, better, self.aug)
-        self.crawl = xp.where(judged, (self.crawl + 1) * slow, self.crawl)
-        if not bool((self.crawl >= CRAWL).any()):
-            return
-        due = xp.rows((self.code == RUNNING) & (self.crawl >= CRAWL) &
-                      (self.steps >= self.mark + self.gap))
-        if due.shape[0]:
-            self.s2[due] = second_order(self, due, self.th, self.M, self.d)
-            self.have[due] = True
-            self.aug[due] = True
-            self.mark[due] = self.steps[due]
-            self.crawl[due] = 0
-            self.gap[due] = 2 * self.gap[due]   # a crawl that goes on: measured ever less often
+        choose_model(self, lm & ok & finite_t, y, g, a, a_aug, S - S_t,
+                     move_lm & (actred <= CRAWL_GAIN), stop == RUNNING)
 
     def _descends(self, rows, th, step, S, noise, d):
         """Where ``rows``: whether ``S`` falls beyond ``100 noise`` and ``sqrt(eps) S`` at one

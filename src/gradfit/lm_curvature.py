@@ -1,8 +1,16 @@
-"""Whether LM, stuck where Gauss-Newton still predicts a gain, sits at a minimum anyway: the
-loss's own Hessian by differences of the exact gradient (``batch_lm``'s ``ROUGH`` test)."""
+"""The loss's own curvature, which Gauss-Newton's ``J^T J`` leaves out, by differences of the
+exact gradient: whether LM, stuck where Gauss-Newton still predicts a gain, sits at a
+minimum anyway (``settled``, ``batch_lm``'s ``ROUGH`` test), and the second-order term of a
+large-residual problem that LM crawls on (``second_order``, ``choose_model``)."""
 from __future__ import annotations
 
 import torch
+
+CRAWL = 10              # accepted LM steps in a row, each lowering S by at most CRAWL_GAIN
+CRAWL_GAIN = 1e-3       # of itself (a crawl along a flat valley, or Gauss-Newton's linear
+                        # convergence at a rate near 1 where residuals are large): the loss's
+                        # second-order term is measured (``second_order``) and the model
+                        # that predicts the actual reductions better is used (``choose_model``)
 
 
 def settled(lm, rows, th, g, S, noise, d):
@@ -94,3 +102,33 @@ def second_order(lm, rows, th, M, d):
     H = _hessian(lm, t0, idx, d0, lm.eps ** (1.0 / 3.0) * scale)
     raw = H * (d0[:, :, None] * d0[:, None, :]) - M[rows][:, :F, :F]
     return xp.where(xp.isfinite(raw).all(-1).all(-1)[:, None, None], raw, 0.0)
+
+
+def choose_model(lm, judged, y, g, a, a_aug, actual, slow, running):
+    """After an LM trial of the ``BatchLM`` ``lm``: where ``s2`` is known, use next the
+    model (``J^T J`` or ``J^T J + s2``) whose predicted reduction along the step ``y`` was
+    nearer the ``actual`` one (NL2SOL's choice); count the ``slow`` steps of a crawl
+    (``CRAWL``), and where it is long, the problem still ``running`` and ``s2`` not
+    measured within ``gap`` accepted steps (``CRAWL``, doubled at each measurement: a crawl
+    the augmented model does not end, as a walk to infinity, costs ``2F`` evaluations a
+    ``log2`` of its steps), measure it at the current point and try the augmented model
+    next."""
+    xp = lm.ops
+    if bool(lm.have.any()):
+        gy = 2.0 * (g * y).sum(-1)
+        p_gn = -(gy + (y * (a @ y[:, :, None])[:, :, 0]).sum(-1))
+        p_aug = -(gy + (y * (a_aug @ y[:, :, None])[:, :, 0]).sum(-1))
+        better = abs(actual - p_aug) < abs(actual - p_gn)
+        lm.aug = xp.where(judged & lm.have, better, lm.aug)
+    lm.crawl = xp.where(judged, (lm.crawl + 1) * slow, lm.crawl)
+    if not bool((lm.crawl >= CRAWL).any()):
+        return
+    due = xp.rows(running & (lm.crawl >= CRAWL) &
+                  (lm.steps >= lm.mark + lm.gap))
+    if due.shape[0]:
+        lm.s2[due] = second_order(lm, due, lm.th, lm.M, lm.d)
+        lm.have[due] = True
+        lm.aug[due] = True
+        lm.mark[due] = lm.steps[due]
+        lm.crawl[due] = 0
+        lm.gap[due] = 2 * lm.gap[due]   # a crawl that goes on: measured ever less often
