@@ -67,7 +67,14 @@ def folding_problem(name: str) -> str | None:
     read = folded(name)
     if read == name:
         return None
-    ch = next(c for c in name if folded(c) != c)
+    ch = next((c for c in name if folded(c) != c), None)
+    if ch is None:      # no character alone: a sequence composes (a + U+0301 -> U+00E1)
+        mark = next((c for c in name if unicodedata.combining(c)), name[-1])
+        meaning = f", the constant {read}" if read in CONSTANTS else ""
+        return (f"the name {name!r} ({ascii(name)}) is read by Python as {read!r} "
+                f"({ascii(read)}){meaning}: U+{ord(mark):04X} "
+                f"{unicodedata.name(mark, 'a character')} is joined to the letter before it "
+                "(a decomposed accent, as copied text and macOS file names have)")
     new = folded(ch)
     code = f"U+{ord(ch):04X} {unicodedata.name(ch, 'a character')}"
     into = f" (U+{ord(new):04X} {unicodedata.name(new, '')})" if len(new) == 1 else ""
@@ -83,6 +90,8 @@ def folding_advice(name: str) -> str:
     read = folded(name)
     if read in CONSTANTS:
         return f"{read} for the constant, or an ASCII name for a parameter"
+    if all(folded(c) == c for c in name):       # a decomposed accent: looks the same
+        return f"the accented letter as one character ({ascii(read)}), or an ASCII name"
     return f"the name written as it is read ({read!r}), or an ASCII name"
 
 
@@ -98,6 +107,8 @@ CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 FAMILIES = "poly:K, relu:K or mlp:H1,H2 (lower case)"   # models.MODELS, as a user writes them
 _WORD = re.compile(r"(?<![\w.])[^\W\d]\w*")   # a name in the text (not in 1e5 or 2.real)
 _DECIMAL = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)  # a number
+_TOKEN = re.compile(r"(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+                    r"|(?P<name>[^\W\d]\w*)|(?P<op>\S)")      # after a syntax error only
 MAX_LENGTH = 2000   # characters of text
 MAX_DEPTH = 60      # nesting of the ast (a chain like a+b-c+... counts once), and of brackets
 MAX_NAMES = 200     # distinct parameters
@@ -264,6 +275,7 @@ class _Compiler:
             kind = "assignment" if "assign" in kind else kind
             raise self.error(f"'{kind}' statement is not allowed", body[0].col_offset)
         self.check_keywords()
+        self.check_juxtaposed()
         msg = (err.msg or "").split(".")[0]
         if not err.offset or err.offset < 1:    # Python's mark for the end of the text
             msg = "unexpected end of expression" if msg == "invalid syntax" else msg
@@ -282,6 +294,30 @@ class _Compiler:
                                  "use as a name", len(self.src[:m.start()].encode("utf-8")),
                                  expected=f"another name, such as {word}_ or {word[:3]}1 "
                                           "(rename a column of that name)")
+
+    def check_juxtaposed(self) -> None:
+        """After a syntax error: a number or name written right after another (``2x``,
+        ``2 x``, ``a b``, ``(x+1)x``) is a product without ``*``; ``sin x`` a call without
+        brackets. Said in ``expected``, at the second one (Python had said "invalid decimal
+        literal" at the 2 of ``2x``)."""
+        prev = None
+        for m in _TOKEN.finditer(self.src):
+            kind = m.lastgroup
+            if kind == "op" and m.group(kind) in "'\"":       # a string: Python's word stands
+                return
+            if kind == "op" and m.group(kind) not in "()":
+                prev = None
+                continue
+            token, at = m.group(kind), len(self.src[:m.start(kind)].encode("utf-8"))
+            if prev in FUNCTIONS and kind != "op":
+                raise self.error("invalid syntax", at, expected=f"a function's argument in "
+                                 f"brackets, such as {prev}({token})")
+            if prev is not None and kind != "op" and not keyword.iskeyword(prev):
+                left = "(...)" if prev == ")" else prev
+                raise self.error("invalid syntax", at, expected=f"a product written with '*' "
+                                 f"(not '{left}' and '{token}' side by side), such as "
+                                 f"{left}*{token}")
+            prev = None if token == "(" else token
 
     def check_names(self, tree: ast.Expression) -> None:
         """Refuse a name that Python reads as another (``folding_problem``): ``µ`` had become
@@ -302,7 +338,9 @@ class _Compiler:
         while stack:
             node, depth, at = stack.pop()
             at = getattr(node, "col_offset", at)
-            if depth > MAX_DEPTH and isinstance(node, ast.expr):
+            # a leaf is no level: 60 minus signs before x are 60 levels, as 60 brackets are
+            if depth > MAX_DEPTH and isinstance(node, ast.expr) and \
+                    not isinstance(node, (ast.Name, ast.Constant)):
                 raise self.error("expression nested too deeply", at,
                                  expected=f"at most {MAX_DEPTH} levels")
             for child in ast.iter_child_nodes(node):
@@ -385,6 +423,10 @@ class _Compiler:
         if math.isinf(value):
             raise self.error("number too large", node.col_offset,
                              expected="a number below 1.8e308")
+        if value == 0 and re.search(r"[1-9]", re.split(r"[eE]", raw)[0]):   # 1e-400
+            raise self.error(f"number too small: {raw} is 0 in float64", node.col_offset,
+                             expected="a number of at least 5e-324 in size, or 0 (for "
+                                      "smaller ones, rescale x or y)")
         return value
 
     def name(self, node: ast.Name) -> _Item:
@@ -443,6 +485,14 @@ class _Compiler:
 
     def call(self, node: ast.Call) -> Callable:
         if not isinstance(node.func, ast.Name):
+            number = isinstance(node.func, ast.Constant) and \
+                type(node.func.value) in (int, float)
+            if number or isinstance(node.func, (ast.BinOp, ast.UnaryOp)):     # 2(x+1)
+                left = ast.get_source_segment(self.src, node.func) if number else "(...)"
+                raise self.error(f"'{left}' is followed by '(' as if it were a function",
+                                 self.tb.find(b"(", node.func.end_col_offset),
+                                 expected=f"a product written with '*', such as {left}*(...), "
+                                          "or a call such as sin(x)")
             raise self.error("call of something other than a function name is not allowed",
                              node.col_offset, expected="a call such as sin(x)")
         name, at = node.func.id, node.func.col_offset

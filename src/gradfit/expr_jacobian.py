@@ -11,7 +11,10 @@ parameter ``p_j`` it depends on, a tangent ``d value / d p_j`` kept as a sum of 
     cos: -sin u, tan: 1 + w^2, sqrt: 0.5/w, abs: sign u, tanh: 1 - w^2, sigmoid: w (1 - w),
     relu: [u > 0], atan: 1 / (1 + u^2))
 
-with ``w`` the node's value. A product is formed only at the end, small factors first:
+with ``w`` the node's value. Where a slope is infinite at a cusp (``sqrt``, ``u^c`` for
+c < 1, at u = 0), ``u' f'(u)`` is 0 where ``u'`` is 0 (``sqrt(x*(x+c))`` at x = 0 is 0 for
+every c), not 0 * inf = NaN; where ``u'`` is not 0 it stays infinite, as it is
+(``infinite_slope`` names that part). A product is formed only at the end, small factors first:
 a node that depends on parameters and numbers alone is "small" (one value per problem,
 shaped ``(k, 1)``), one that depends on an input is "large" (``(k, n)``), so each
 derivative costs one pass over the data per large factor. For a Gaussian
@@ -46,7 +49,16 @@ _FN = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos,
        "sign": torch.sign, "step": lambda u: (u > 0).to(u.dtype)}
 _OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
         "div": operator.truediv, "neg": operator.neg, "pow": operator.pow,
-        "xlogy": torch.xlogy, "powgrad": lambda u, v: _powgrad(u, v), **_FN}
+        "xlogy": torch.xlogy, "powgrad": lambda u, v: _powgrad(u, v),
+        "mul0": lambda t, s: _mul0(t, s), **_FN}
+
+
+def _mul0(t, s):
+    """``t * s``, 0 where ``t = 0``: the chain rule ``u' f'(u)`` at a cusp of ``sqrt`` or
+    ``u^0.5`` (``f'(0)`` infinite) where ``u`` does not move (``sqrt(x*(x+c))`` at x = 0:
+    0 for every c, so its derivative in c is 0, not 0 * inf = NaN). Where ``u'`` is not 0
+    the product stays infinite: that derivative is (``sqrt(x - c)`` at x = c)."""
+    return torch.where(t == 0, 0.0, t * s)
 
 
 def _powgrad(u, v):
@@ -55,7 +67,8 @@ def _powgrad(u, v):
     return torch.where((u == 0) & (v < 1), 0.0, out) if isinstance(out, torch.Tensor) else \
         (0.0 if u == 0 and v < 1 else out)
 _INTO = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
-         **{k: v for k, v in _FN.items() if k != "step"}}      # the same, with ``out=``
+         **{k: v for k, v in _FN.items() if k not in ("step", "relu")},  # the same, with
+         "relu": lambda u, out: torch.clamp_min(u, 0.0, out=out)}        # ``out=`` (relu has none)
 _BIN = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 _UNARY = ("exp", "log", "sin", "cos", "tan", "sqrt", "abs", "tanh", "sigmoid", "relu",
           "atan", "arctan")
@@ -195,7 +208,22 @@ def _call(name: str, u: int, t: dict, g: _Graph):
              "relu": lambda: g.op("step", u),
              "atan": lambda: g.op("div", one, g.op("add", one, g.op("mul", u, u)))}
     slope["arctan"] = slope["atan"]
+    if name == "sqrt":          # 0.5/w is infinite at u = 0
+        return w, _cusp(t, g, slope[name]())
     return w, T.scale(t, g, slope[name]())
+
+
+def _cusp(t: dict, g: _Graph, s: int) -> dict:
+    """``t`` scaled by a slope ``s`` that is infinite where the argument is 0 (``sqrt``,
+    ``u^c`` with c < 1): each derivative is made a node and multiplied by ``mul0``."""
+    out = {}
+    for j, terms in t.items():
+        tj = _sum(g, terms)
+        if g.const[tj] is None:
+            out[j] = [(1.0, (g.op("mul0", tj, s),))]
+        elif g.const[tj] != 0.0:
+            out[j] = [(g.const[tj], (s,))]
+    return out
 
 
 def _binary(op: str, a: int, ta: dict, b: int, tb: dict, g: _Graph):
@@ -208,15 +236,19 @@ def _binary(op: str, a: int, ta: dict, b: int, tb: dict, g: _Graph):
         t = T.scale(ta, g, g.op("div", g.number(1.0), b))
         return w, T.add(t, T.scale(T.scale(tb, g, w), g, g.op("div", g.number(-1.0), b)))
     t = {}                                          # pow
-    if ta and not tb:          # a constant exponent (a number, or an input)
-        t = T.scale(ta, g, b)
-        if g.const[b] != 2.0:
-            t = T.scale(t, g, g.op("pow", a, g.op("sub", b, g.number(1.0))))
-        else:
-            t = T.scale(t, g, a)
+    c = g.const[b]
+    if ta and not tb and c == 0.0:      # u^0 = 1 (its derivative 0, not 0 * u^-1)
+        pass
+    elif ta and not tb and c is not None and c >= 1.0:    # a number: c u^(c-1) is finite
+        t = T.scale(T.scale(ta, g, b), g, a if c == 2.0 else
+                    g.op("pow", a, g.op("sub", b, g.number(1.0))))
+    elif ta and not tb:     # c < 1 or an input: u^(c-1) is infinite at u = 0 (a cusp)
+        t = _cusp(ta, g, g.op("mul", b, g.op("pow", a, g.op("sub", b, g.number(1.0)))))
     elif ta:     # v u^(v-1), 0 at u = 0 for v < 1 (as sign(0) = 0 at abs's kink): w v / u
         t = T.scale(ta, g, g.op("powgrad", a, b))     # was 0 * inf = NaN at x = 0 of (x/c)^h
-    if tb:       # w log u, as xlogy: 0 where w = 0 (x^h at x = 0: 0, not 0 * -inf = NaN)
+    if tb and g.const[a] == 0.0:    # 0^v = 0 for every v > 0: its derivative is 0
+        pass
+    elif tb:     # w log u, as xlogy: 0 where w = 0 (x^h at x = 0: 0, not 0 * -inf = NaN)
         wlog = g.op("mul", w, g.op("log", a)) if g.const[a] is not None else g.op("xlogy", w, a)
         t = T.add(t, T.scale(tb, g, wlog))
     return w, t
@@ -334,3 +366,64 @@ class ExpressionJacobian:
 @functools.lru_cache(maxsize=256)
 def _program(source: str, params: tuple, inputs: tuple) -> _Program:
     return _Program(source, params, inputs)
+
+
+def infinite_slope(expression, inputs: dict, theta: torch.Tensor) -> str | None:
+    """What makes a derivative of ``expression`` not finite at ``theta`` ``(P,)``: the first
+    ``sqrt(u)`` or ``u^c`` (a number 0 < c < 1) whose argument ``u`` is 0 at a data point,
+    named with the point (``inputs``: name -> ``(n,)``); else None. Where ``u`` moves with
+    a parameter there, that derivative is infinite (``sqrt(x - c)`` at x = c: no fit through
+    it has a finite slope); where it does not, only a chain rule taken as ``0 * inf``
+    (autograd's) is undefined there, which ``ExpressionJacobian`` takes as its limit, 0."""
+    from .expr import parse_expression
+    tree = parse_source(expression.source)
+    values = dict(zip(expression.params, theta.reshape(-1).unbind()))
+    for node in sorted(ast.walk(tree), key=lambda n: getattr(n, "col_offset", -1)):
+        arg = _cusp_argument(node, expression)
+        if arg is None:
+            continue
+        part = ast.get_source_segment(expression.source, node).replace("**", "^")
+        inner = ast.get_source_segment(expression.source, arg).replace("**", "^")
+        sub = parse_expression(inner, inputs=expression.inputs)
+        th = torch.stack([values[p] for p in sub.params]) if sub.params else None
+        env = {**inputs, **{p: values[p] for p in sub.params}}
+        with torch.no_grad():
+            zero = sub(env) == 0
+        if not bool(zero.any()) or th is None:
+            continue
+        ref = next(iter(inputs.values()))
+        zero = zero.expand(ref.shape[-1:])
+        jac = ExpressionJacobian(sub)(inputs, th[None])[1][0] if supports(sub) else \
+            torch.func.jacfwd(lambda t: sub({**inputs, **dict(zip(sub.params, t.unbind()))})
+                              .expand(ref.shape[-1:]))(th)
+        moving = zero[:, None] & (jac != 0)
+        at = moving.any(1) if bool(moving.any()) else zero
+        i = int(at.nonzero()[0, 0])
+        where = ", ".join(f"{n} = {float(v[i]):g}" for n, v in inputs.items()
+                          if n in sub.used_inputs or len(inputs) == 1)
+        more = int(at.sum()) - 1
+        point = f"point {i + 1} ({where})" + (f" and {more} other point(s)" if more else "")
+        if bool(moving.any()):
+            which = ", ".join(p for j, p in enumerate(sub.params) if bool(moving[:, j].any()))
+            return (f"{part} has an infinite slope where {inner} is 0, as at {point}: the "
+                    f"model's derivative in {which} is infinite there")
+        return (f"{part} has an infinite slope where {inner} is 0, as at {point}, where "
+                f"{inner} does not move with the parameters (the derivative there is 0, "
+                "but autograd's chain rule takes it as 0 * inf)")
+    return None
+
+
+def _cusp_argument(node: ast.AST, expression):
+    """The argument of a ``sqrt(u)`` or ``u^c`` (a number 0 < c < 1) call, else None."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id == "sqrt":
+        return node.args[0]
+    if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow)):
+        return None
+    g = _Graph()
+    try:
+        c, t = _build(node.right, expression.params, expression.inputs, g)
+    except (KeyError, ValueError):
+        return None
+    c = g.const[c]
+    return node.left if not t and c is not None and 0 < c < 1 else None

@@ -65,10 +65,15 @@ def undefined_derivative(prob, point) -> str | None:
         return None
     which = ", ".join(names[i] for i in bad_params if i < len(names)) or "a parameter"
     where = f" at {_points(prob, bad)}" if bad is not None and bool(bad.any()) else ""
+    why = "a power with a fitted exponent, x^a, needs x > 0: its derivative x^a*log(x) " \
+        "is undefined at x <= 0"
+    named = getattr(prob.model, "undefined_slope", None)      # sqrt(x - c) at x = c
+    outer = getattr(prob, "transform", None)
+    said = named(prob.x, outer.external(p) if outer is not None else p) if named else None
+    where = "" if said else where                     # the function's words name the point
     return (f"at these parameters the gradient is undefined though the loss is finite "
             f"({loss:.6g}): the model has no "
-            f"finite derivative in {which}{where} (a power with a fitted exponent, x^a, "
-            "needs x > 0: its derivative x^a*log(x) is undefined at x <= 0); expected data "
+            f"finite derivative in {which}{where} ({said or why}); expected data "
             "where the model is differentiable (leave out such points), or a model without "
             "that part there")
 

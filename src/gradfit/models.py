@@ -145,6 +145,17 @@ class ExpressionModel(Model):
         env = dict(zip(self.input_names, self.columns(x)))
         return self.linear.design(env, x.shape[0], x)
 
+    def undefined_slope(self, x: torch.Tensor, p: torch.Tensor) -> str | None:
+        """Which part of the text has an infinite slope at a data point at parameters
+        ``p`` ``(P,)``, and where (``sqrt(x - c)`` where x - c is 0, as at point 1 (x = 0));
+        None if none does. For the advice on a derivative that is not finite."""
+        from .expr_jacobian import infinite_slope
+        try:        # advice, never an error of its own (as fit_advice's other looks)
+            env = dict(zip(self.input_names, self.columns(x)))
+            return infinite_slope(self.expression, env, p.detach())
+        except Exception:
+            return None
+
     def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         if self._bound_to is not x or p.dtype != x.dtype:   # once per data set
             self._bound_to, self._bound = x, self._bind(x)
@@ -512,6 +523,10 @@ def check_param_names(model: Model, names, what: str, only_constants: bool = Fal
                              f"{folding_problem(name)}",
                              expected=folding_advice(name) + "; the model's parameters: "
                              + ", ".join(model.param_names[:20]))
+        if name in model.input_names:       # p0={"x": 1}
+            raise InputError(f"{what} names {name!r}, which is the model's input (its data), "
+                             "not a parameter",
+                             expected="one of " + ", ".join(model.param_names[:20]))
         if not only_constants:
             raise InputError(f"{what} names an unknown parameter {name!r}",
                              expected="one of " + ", ".join(model.param_names[:20]))

@@ -282,6 +282,11 @@ def get_optimizer(name: str) -> OptimizerSpec:
 def resolve_options(spec: OptimizerSpec, options: dict) -> dict:
     """The spec's defaults updated by ``options``; an option it does not take is refused."""
     unknown = sorted(set(options) - set(spec.options))
+    weights = [k for k in unknown if k in ("weights", "weight")]
+    if weights:     # lmfit's, numpy's and statsmodels' way, not an optimizer's option
+        raise InputError(f"gradfit does not take {weights[0]}=",
+                         expected="sigma=, the uncertainties of y (least squares weights "
+                                  "= 1/sigma^2: sigma=1/np.sqrt(weights))")
     if unknown:
         takes = ("one of its options: " + ", ".join(spec.options)) if spec.options else \
             "no options (it takes none)"

@@ -109,6 +109,16 @@ def _bounds_text(result, name: str) -> str:
     return f"[{lo:.6g}, {hi:.6g}]"
 
 
+def _rel(se: float, value: float) -> str:
+    """The standard error as a percentage of the value: ``4.30%``; past 100000% (a value at
+    0 within its error, such as 1e-17 +- 0.004) in powers of ten, ``4.0e+16%``, not 17
+    digits; ``-`` at exactly 0."""
+    if not value:
+        return "-"
+    rel = abs(se / value)
+    return f"{rel:.2%}" if rel < 1e3 else f"{rel * 100:.1e}%"
+
+
 def rows(result, level: float = 0.95) -> list[dict]:
     """One dict per parameter (at most ``MAX_ROWS``): name, value, stderr, rel, interval,
     start, bounds, note; cells already formatted as text."""
@@ -121,7 +131,7 @@ def rows(result, level: float = 0.95) -> list[dict]:
         out.append({
             "name": name, "value": f"{value:.10g}",
             "stderr": "" if se is None else f"{se:.4g}",
-            "rel": "" if se is None else (f"{abs(se / value):.2%}" if value else "-"),
+            "rel": "" if se is None else _rel(se, value),
             "ci": "" if lo_hi is None else f"[{lo_hi[0]:.8g}, {lo_hi[1]:.8g}]",
             "start": "" if start is None else f"{start:.6g}",
             "bounds": _bounds_text(result, name), "note": bound_note(result, name)})
