@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import math
 import operator
 
 import torch
