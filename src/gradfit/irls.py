@@ -35,8 +35,8 @@ from .batch_lm import message as lm_message
 from .lm import problem_residuals_and_jacobian, residuals_and_jacobian, scaled_svd
 from .losses import LOSSES, check_method
 from .stepper import Stepper
-from .irls_check import (HUBER_ULPS, KINK_ULPS, ZERO, certify, minimum_text, rounding_level,
-                         uncertified_text)
+from .irls_check import (HUBER_ULPS, KINK_ULPS, ZERO, certify, minimum_text, no_scale,
+                         rounding_level, uncertified_text)
 from .mae_edge import edge_minimum
 from .mae_vertex import descend
 
@@ -470,7 +470,9 @@ class IRLS(Stepper):
         sub = _Weighted(self.problem, torch.ones(p, dtype=r.dtype, device=r.device), rows)
         theta = self.theta.detach()
         rr, jac = sub.jacobian(theta)
-        level = rounding_level(rr[None], jac[None], theta[None], _ys(self.problem)[rows][None])
+        ys = _ys(self.problem)
+        level = rounding_level(rr[None], jac[None], theta[None], ys[rows][None],
+                               zero_data=no_scale(ys[None]))
         # P equations in P unknowns: Newton's method, which either converges fast or finds
         # no vertex near here; a step that needs many halvings means the latter
         return _gauss_newton(sub.residuals, self.theta, self.inner, halvings=VERTEX_HALVINGS,

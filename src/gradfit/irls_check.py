@@ -49,7 +49,8 @@ PINV_RTOL = 1e-10     # box_least_squares: singular values below this (relative)
 
 
 def rounding_level(r: torch.Tensor, jac: torch.Tensor, theta: torch.Tensor,
-                   ys: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+                   ys: torch.Tensor, valid: torch.Tensor | None = None,
+                   zero_data: torch.Tensor | None = None) -> torch.Tensor:
     """Each residual's rounding level ``(k, n)`` (``r`` ``(k, n)``, ``jac`` ``(k, n, F)``,
     ``theta`` ``(k, F)``, ``ys = y / sigma`` ``(k, n)``; ``valid``: the real points)::
 
@@ -65,7 +66,15 @@ def rounding_level(r: torch.Tensor, jac: torch.Tensor, theta: torch.Tensor,
     solve places a residual closer to zero than this. And a residual below ``eps`` of the
     typical one changes no computed loss (a line through y = 0 with a slope of 1e-75). Not
     the largest ``|y|``: a large common offset does not make the small residuals of the
-    others uncertain."""
+    others uncertain.
+
+    Data that are all zero (``zero_data`` ``(k, 1)``: by default, where every real ``ys``
+    is 0) have no scale of their own: as ``verdict.judge`` does, they are given the unit
+    scale, and a level of at least ``eps`` (their exact fit ``f = 0`` is approached by
+    steps that each shrink the curve by ``eps``, and stop where its squares underflow,
+    at 1e-170: every tolerance relative to the data, 0, had called that fit failed).
+    Callers that pass some rows of a problem pass ``zero_data`` of the whole problem: a
+    vertex's P points all at y = 0 say nothing of the data's scale."""
     eps = torch.finfo(r.dtype).eps
     if valid is not None:
         jac = torch.where(valid.unsqueeze(-1), jac, 0.0)
@@ -80,7 +89,19 @@ def rounding_level(r: torch.Tensor, jac: torch.Tensor, theta: torch.Tensor,
                                          valid.sum(-1, keepdim=True).clamp_min(1))
     level = eps * torch.maximum(ys.abs() + (r + ys).abs() + torch.maximum(terms, solve),
                                 typical)
+    if zero_data is None:
+        zero_data = no_scale(ys, valid)
+    level = torch.where(zero_data, level.clamp_min(eps), level)
     return torch.where(torch.isfinite(level), level, 0.0)
+
+
+def no_scale(ys: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``(k, 1)``: whether each problem's data ``ys`` ``(k, n)`` (``y / sigma``; ``valid``:
+    its real points) are all zero, so that ``rounding_level`` gives them the unit scale."""
+    if ys.shape[-1] == 0:
+        return torch.zeros(ys.shape[:-1] + (1,), dtype=torch.bool, device=ys.device)
+    a = ys.abs() if valid is None else torch.where(valid, ys.abs(), 0.0)
+    return (a == 0).all(-1, keepdim=True)
 
 
 def _rounded(r: torch.Tensor, level: torch.Tensor | None) -> torch.Tensor:

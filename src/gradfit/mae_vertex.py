@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import torch
 
-from .irls_check import KINK_ULPS, rounding_level
+from .irls_check import KINK_ULPS, no_scale, rounding_level
 from .lm import residuals_and_jacobian
 
 TIGHT = 1e-9           # |l_k| above 1 + TIGHT: not optimal; on-curve residuals below TIGHT
@@ -46,15 +46,16 @@ def _tight(t: torch.Tensor) -> float:
     return max(TIGHT, 100 * torch.finfo(t.dtype).eps)
 
 
-def _on_curve(r: torch.Tensor, jac: torch.Tensor, theta: torch.Tensor, ys, largest: float
-              ) -> torch.Tensor:
+def _on_curve(r: torch.Tensor, jac: torch.Tensor, theta: torch.Tensor, ys, largest: float,
+              zero_data: torch.Tensor | None = None) -> torch.Tensor:
     """Whether each residual ``r`` (with its Jacobian rows ``jac``) is zero: within
     ``_tight`` of the ``largest`` residual, or of its own rounding level (data far from zero,
-    ``ys`` = ``y / sigma`` of those rows; ``irls_check.rounding_level``)."""
+    ``ys`` = ``y / sigma`` of those rows; ``irls_check.rounding_level``, ``zero_data``: of
+    the whole problem, ``irls_check.no_scale``)."""
     near = _tight(r) * max(largest, 1e-300)
     if ys is None or bool((r.abs() <= near).all()):
         return r.abs() <= near
-    level = rounding_level(r[None], jac[None], theta[None], ys[None])[0]
+    level = rounding_level(r[None], jac[None], theta[None], ys[None], zero_data=zero_data)[0]
     return r.abs() <= torch.clamp(KINK_ULPS * level, min=near)
 
 
@@ -70,8 +71,12 @@ def descend(residuals, theta: torch.Tensor, *, steps: int, rows=None, jacobian=N
     jacobian = jacobian or (lambda t: residuals_and_jacobian(residuals, t))
     rows = rows or (lambda idx: lambda t: residuals_and_jacobian(lambda u: residuals(u)[idx], t))
 
+    # all-zero data: the unit scale, known from the whole problem (its rows' ys are some)
+    zero = None if ys is None else no_scale(ys[None])
+
     def interpolate(idx, t):
-        return _newton(residuals, rows(idx), idx, t, ys=None if ys is None else ys[idx])
+        return _newton(residuals, rows(idx), idx, t, ys=None if ys is None else ys[idx],
+                       zero_data=zero)
     p = theta.shape[-1]
     r = _residuals(residuals, theta)
     if r is None or r.shape[0] <= p:
@@ -85,7 +90,7 @@ def descend(residuals, theta: torch.Tensor, *, steps: int, rows=None, jacobian=N
         r, jac = jacobian(theta)
         if not (bool(torch.isfinite(jac).all()) and bool(torch.isfinite(r).all())):
             return theta, False
-        edge = _edge(r, jac, p, theta, ys)
+        edge = _edge(r, jac, p, theta, ys, zero)
         if edge is None:
             return theta, False
         if edge is True:
@@ -131,13 +136,14 @@ def _linear_here(r, jac, theta, new, residuals, ys=None) -> bool:
     return off <= NONLINEAR * float(torch.linalg.vector_norm(move)) + noise
 
 
-def _edge(r: torch.Tensor, jac: torch.Tensor, p: int, theta: torch.Tensor, ys=None):
+def _edge(r: torch.Tensor, jac: torch.Tensor, p: int, theta: torch.Tensor, ys=None,
+          zero_data: torch.Tensor | None = None):
     """At a vertex: True if certified, else ``(rows, step)``: the next vertex's points
     and the linear step to it; None where this is no (regular) vertex."""
     order = torch.argsort(r.abs())
     on, off = order[:p], order[p:]
     if not bool(_on_curve(r[on], jac[on], theta, None if ys is None else ys[on],
-                          float(r.abs().max())).all()):
+                          float(r.abs().max()), zero_data).all()):
         return None
     jz = jac[on]
     rhs = -(jac[off].transpose(0, 1) @ torch.sign(r[off]))
@@ -165,7 +171,7 @@ def _edge(r: torch.Tensor, jac: torch.Tensor, p: int, theta: torch.Tensor, ys=No
 
 
 def _newton(residuals, on_rows, rows: torch.Tensor, theta: torch.Tensor, steps: int = 30,
-            ys=None):
+            ys=None, zero_data: torch.Tensor | None = None):
     """``theta`` with ``r_rows = 0`` (``on_rows(theta)``: those residuals and their
     Jacobian) by Newton's method from ``theta`` (P equations in P unknowns), or None where
     it does not converge (``ys``: ``y / sigma`` of the rows, as ``descend``'s)."""
@@ -182,7 +188,7 @@ def _newton(residuals, on_rows, rows: torch.Tensor, theta: torch.Tensor, steps: 
     if r is None:
         return None
     r_on, jac = on_rows(theta)
-    ok = bool(_on_curve(r_on, jac, theta, ys, float(r.abs().max())).all())
+    ok = bool(_on_curve(r_on, jac, theta, ys, float(r.abs().max()), zero_data).all())
     return theta if ok else None
 
 
