@@ -14,11 +14,15 @@ The numbers come from the core (``gradfit.landscape``); this package only draws 
 """
 from .animation import animate, frame_steps
 from .common import save
-from .curves import fit, loss_curve, residuals, surface
 from .lesson_plots import lesson_figures
 from .rates import lr_find, lr_sweep
 from .relu import relus
 from .surface import compare_losses, draw_grid, draw_slice, landscape
+# after the submodule ``surface`` (the landscapes): importing a submodule sets the package's
+# attribute of its name, which had made ``gradfit.plots.surface`` that module, not this
+# function ("'module' object is not callable"). The submodule is loaded above, once, so no
+# later ``from gradfit.plots.surface import ...`` sets it again.
+from .curves import fit, loss_curve, residuals, surface
 
 __all__ = ["fit", "residuals", "loss_curve", "surface", "animate", "frame_steps", "landscape",
            "draw_grid", "draw_slice", "compare_losses", "lr_sweep", "lr_find", "relus",

@@ -213,8 +213,9 @@ def draw_loss(ax, result, color, markers_up_to: int = 40, lw: float = 1.6):
             at, text = (k, 1.0), f"diverged at step {k}: loss {h[-1]:g}"
             where = ax.get_xaxis_transform()
         m.set_gid("diverged")
-        ax.annotate(text, at, xycoords=where, textcoords="offset points", xytext=(-6, -14),
-                    ha="right", fontsize=8, color=color, annotation_clip=False)
+        # below and left of the X, clear of it (its corner had covered the text's end)
+        ax.annotate(text, at, xycoords=where, textcoords="offset points", xytext=(-9, -9),
+                    ha="right", va="top", fontsize=8, color=color, annotation_clip=False)
         if len(h) == 1:
             ax.set_xlim(-0.5, 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))

@@ -105,10 +105,13 @@ def _keep_data_in_view(ax, y, sigma):
     f = f[np.isfinite(f)]
     if f.size and f.min() > lo - 2 * width and f.max() < hi + 2 * width:
         lo, hi = min(lo, f.min()), max(hi, f.max())
-    elif f.size:
-        fit.set_label(fit.get_label() + " (beyond the view: see the residuals)")
     pad = 0.15 * (hi - lo)
     ax.set_ylim(lo - pad, hi + pad)
+    # said of the view as drawn: matplotlib widens one too narrow to draw (data of 1e-323),
+    # where the fit is in view after all
+    low, high = sorted(ax.get_ylim())
+    if f.size and (f.min() < low or f.max() > high):
+        fit.set_label(fit.get_label() + " (beyond the view: see the residuals)")
 
 
 def draw_parts(ax, xs, units, labels=None, label: str = "each ReLU"):

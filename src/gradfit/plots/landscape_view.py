@@ -22,7 +22,9 @@ class LandscapeView:
     ``LossSlice``), the fit's ``path`` on the chosen parameters ``(k, d)`` (all of it: a
     diverged run's ends where the divergence showed, step ``diverged_at``), the loss at
     each of its points on this slice (``path_loss``), the legend's ``label``, the
-    ``bounds`` of the drawn parameters and the loss's ``loss_label``."""
+    ``bounds`` of the drawn parameters and the loss's ``loss_label``; ``valley``: the
+    slice's minimum is no point (the data do not determine the drawn parameters: one
+    point for a line), so the grid's lowest point says nothing of where it lies."""
 
     surface: "core.LossGrid | core.LossSlice"
     path: np.ndarray | None
@@ -31,6 +33,7 @@ class LandscapeView:
     loss_label: str
     diverged_at: int | None = None
     bounds: dict = field(default_factory=dict)
+    valley: bool = False
 
     def to_dict(self) -> dict:
         body = self.surface.to_dict()
@@ -59,7 +62,8 @@ def landscape_view(result, x=None, y=None, sigma=None, *, params, around=None, s
     traj = traj_all[:, idx] if path else None
     keep = finite[:, idx] if path else np.empty((0, len(names)))
     half = _natural_halves(problem, names, center, span)
-    best = _slice_minimum(result, problem, x, y, sigma, name, delta, names, center, half, keep)
+    best, valley = _slice_minimum(result, problem, x, y, sigma, name, delta, names, center,
+                                  half, keep)
     far = None
     if len(keep) and half:        # a start far off in scale (1 for a slope of 3e-9): the
         out = (np.abs(keep - [center[n] for n in names]) > FAR * np.array(half)).any(1)
@@ -90,7 +94,8 @@ def landscape_view(result, x=None, y=None, sigma=None, *, params, around=None, s
     if far is not None:
         label += f"; it starts off the view, at {short(dict(zip(names, far)))}"
     bounds = {n: tuple(result.bounds[n]) for n in names if n in (result.bounds or {})}
-    return LandscapeView(surface, traj, on, label, loss_label(name, sigma), k, bounds)
+    return LandscapeView(surface, traj, on, label, loss_label(name, sigma), k, bounds,
+                         valley and len(names) == 2)
 
 
 def _projected(all_names, names, finite, center) -> str:
@@ -124,10 +129,11 @@ def _slice_minimum(result, problem, x, y, sigma, loss, delta, names, center, hal
     """The exact minimum of the drawn slice (the other parameters held, the fit's bounds
     kept), for a default view (``half``: its half-widths) to hold it; None where a span
     is given, the fit fails or the minimum lies beyond ``REACH`` half-widths (the picture
-    then says that the grid's lowest point is on its edge)."""
+    then says that the grid's lowest point is on its edge). And whether the minimum is a
+    valley, not a point (the fit says the data do not determine the drawn parameters)."""
     from ..fit import fit
     if half is None:
-        return None
+        return None, False
     others = {n: v for n, v in center.items() if n not in names}
     bounds = {n: b for n, b in (result.bounds or {}).items() if n in names}
     try:
@@ -135,15 +141,20 @@ def _slice_minimum(result, problem, x, y, sigma, loss, delta, names, center, hal
                 p0={n: center[n] for n in names}, fixed=others or None, bounds=bounds or None,
                 starts=1, steps=200, inputs=problem.model.input_names)
     except Exception:            # a view's courtesy: the landscape is drawn without it
-        return None
+        return None, False
+    valley = r.reason == "failed" and r.message.startswith(UNDETERMINED)
     point = np.array([r.params[n] for n in names])
     if not (np.isfinite(point).all() and math.isfinite(r.loss)):
-        return None
+        return None, valley
     for j, n in enumerate(names):
         extent = float(np.ptp(keep[:, j])) if len(keep) else 0.0
         if abs(point[j] - center[n]) > REACH * max(half[j], extent):
-            return None
-    return point
+            return None, valley
+    return point, valley
+
+
+#: how a fit's message begins where the data do not determine its parameters (``verdict``)
+UNDETERMINED = ("underdetermined", "the Jacobian lost rank")
 
 
 def _few(names, limit=3) -> str:

@@ -48,7 +48,8 @@ def draw_view(view: LandscapeView, *, ax=None, max_arrows: int = 25, title: str 
         escape = p[k] if k else None
     if isinstance(view.surface, core.LossGrid):
         return draw_grid(view.surface, finite, ax=ax, path_label=view.label, title=title,
-                         bounds=view.bounds, escape=escape, loss_label=view.loss_label)
+                         bounds=view.bounds, escape=escape, loss_label=view.loss_label,
+                         valley=view.valley)
     on = None if view.path_loss is None else view.path_loss[:len(finite)]
     return draw_slice(view.surface, None if finite is None else finite[:, 0], on, ax=ax,
                       max_arrows=max_arrows, path_label=view.label, title=title,
@@ -83,12 +84,13 @@ def log_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
 
 def draw_grid(grid: core.LossGrid, path=None, *, ax=None, title: str | None = None,
               path_label: str = "path", levels: int = 30, bounds=None, escape=None,
-              loss_label: str | None = None):
+              loss_label: str | None = None, valley: bool = False):
     """Filled contours of a ``LossGrid`` (log-spaced when the loss spans a wide range),
     its lowest grid point (said to be on the edge when it is: the minimum lies beyond),
     and ``path`` ``(k, 2)`` from start to end; ``escape``: where a diverged path went
     next (an X, see ``draw_path``); ``bounds``: name -> (low, high), the side outside
-    shaded; returns the Figure."""
+    shaded; ``valley``: the minimum is a valley (the data do not determine the two
+    parameters), said instead of an edge's "the minimum lies beyond"; returns the Figure."""
     fig, ax = new_figure(ax, (7, 5.6))
     loss = np.ma.masked_invalid(grid.loss)
     name = loss_label or grid.loss_name
@@ -111,7 +113,9 @@ def draw_grid(grid: core.LossGrid, path=None, *, ax=None, title: str | None = No
     outside = _outside(bounds, grid.names, (grid.x[i], grid.y[j]))
     (low,) = ax.plot(grid.x[i], grid.y[j], "X", color="white", mec="k", ms=11, zorder=6,
                      label="lowest on the grid"
-                     + (": on its edge, the minimum lies beyond" if edge else "")
+                     + (": the minimum is a valley, the data do not determine "
+                        f"{grid.names[0]} and {grid.names[1]}" if valley else
+                        ": on its edge, the minimum lies beyond" if edge else "")
                      + (" (outside the bounds)" if outside else ""))
     low.set_gid("grid-min")
     _shade_bounds(ax, bounds, grid.names, (grid.x[0], grid.x[-1]), (grid.y[0], grid.y[-1]))

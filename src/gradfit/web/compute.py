@@ -14,7 +14,7 @@ import torch
 
 from .. import fit, loss_and_grad
 from ..errors import InputError
-from ..fit import prepare
+from ..fit import _check_uses_an_input, prepare
 from ..landscape import full_center, loss_grid, loss_slice
 from ..models import Model, make_model
 from ..problem import Problem
@@ -25,7 +25,8 @@ from . import dataview
 from .exact import exact as exact_fit
 from .scales import MAX_SLIDERS, scaled_start, slider_scales
 from .views import curve
-from .schemas import MAX_PARAMS, EvalIn, ExactIn, LandscapeIn, ModelIn, ProblemIn
+from .schemas import (MAX_PARAMS, MIN_FIT_RESOLUTION, EvalIn, ExactIn, LandscapeIn, ModelIn,
+                      ProblemIn)
 
 
 def check_model(model: Model) -> Model:
@@ -58,7 +59,23 @@ def build_model(spec: str, inputs=("x",)) -> Model:
         if hidden and count > MAX_PARAMS:
             raise InputError(f"model {spec!r} has too many parameters",
                              expected=f"at most {MAX_PARAMS}", given=count)
-    return check_model(make_model(spec, tuple(inputs)))
+    check_input_constants(spec, inputs)
+    model = check_model(make_model(spec, tuple(inputs)))
+    _check_uses_an_input(spec, model, tuple(inputs))
+    return model
+
+
+def check_input_constants(spec: str, inputs) -> None:
+    """Refuse, before the model's sliders are built, an expression that writes ``e`` or
+    ``pi`` where an input (an uploaded column) has that name: there it is the constant,
+    never the column. The command line's check and words (``cli.inputs``); the page had
+    built the sliders of ``a*e+b`` and then refused it in every plot, saying it "does not
+    use its input e"."""
+    from types import SimpleNamespace
+
+    from ..cli.inputs import check_model_columns
+    check_model_columns(spec, SimpleNamespace(x_names=tuple(inputs), y_name=None, columns=(),
+                                              name=None))
 
 
 def problem(req: ProblemIn, test: bool = False) -> Problem:
@@ -125,33 +142,77 @@ def evaluate(req: EvalIn, limits: ServerLimits | None = None) -> dict:
             "distance": distance(req.params, req.optimum)}
 
 
-def landscape_sets(req: LandscapeIn) -> int:
-    """Parameter sets a landscape evaluates: the grid's and the slice's."""
-    return ((req.resolution ** 2 if req.names is not None else 0)
-            + (max(req.resolution, 101) if req.slice is not None else 0))
+def landscape_sets(req: LandscapeIn, resolution: int | None = None) -> int:
+    """Parameter sets a landscape evaluates at ``resolution`` (default: the request's): the
+    grid's and the slice's."""
+    r = req.resolution if resolution is None else resolution
+    return ((r ** 2 if req.names is not None else 0)
+            + (slice_points(req, r) if req.slice is not None else 0))
+
+
+def slice_points(req: LandscapeIn, resolution: int) -> int:
+    """The slice's points at a landscape's ``resolution``: at least 101; a resolution
+    lowered to fit the limits (``fit_resolution``) lowers them too, to twice it."""
+    if req.fit_resolution and resolution < req.resolution:
+        return max(resolution, min(101, 2 * resolution))
+    return max(resolution, 101)
+
+
+def landscape_resolution(req: LandscapeIn, model: Model, n: int, limits: ServerLimits) -> int:
+    """The resolution a landscape is computed at: the request's; with ``fit_resolution``,
+    lowered where the limits refuse it to the highest they allow, down to
+    ``MIN_FIT_RESOLUTION`` (the page asks so: it has no resolution control, and a CSV of
+    25,000 points had no landscape, with the advice of "a lower resolution"). Where even
+    that is refused, the refusal names only what the page can change."""
+    if not req.fit_resolution:
+        return req.resolution
+    lo = min(MIN_FIT_RESOLUTION, req.resolution)
+
+    def fits(r: int) -> bool:
+        try:
+            price_landscape(model, n, landscape_sets(req, r), limits)
+            return True
+        except InputError:
+            return False
+    if fits(req.resolution):
+        return req.resolution
+    if not fits(lo):
+        try:
+            price_landscape(model, n, landscape_sets(req, lo), limits)
+        except InputError as exc:
+            raise InputError(str(exc).split(": expected")[0] + f", even at the lowest "
+                             f"resolution ({lo} x {lo})",
+                             expected="fewer points or a smaller model") from None
+    good, bad = lo, req.resolution          # fits(good), not fits(bad)
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
+    return good
 
 
 def landscape_cost(req: LandscapeIn, limits: ServerLimits) -> Cost:
-    return price_landscape(_model(req), len(req.data.x),
-                           landscape_sets(req), limits)
+    model, n = _model(req), len(req.data.x)
+    r = landscape_resolution(req, model, n, limits)
+    return price_landscape(model, n, landscape_sets(req, r), limits)
 
 
 def landscape(req: LandscapeIn, limits: ServerLimits | None = None) -> dict:
     limits = limits or ServerLimits()
     prob = problem(req)
-    price_landscape(prob.model, prob.n, landscape_sets(req), limits)
+    r = landscape_resolution(req, prob.model, prob.n, limits)
+    price_landscape(prob.model, prob.n, landscape_sets(req, r), limits)
     chunks = {"rows": landscape_rows(prob.model, prob.n, limits), "check": checkpoint}
     center = full_center(prob, req.params)
-    out: dict = {"params": center}
+    out: dict = {"params": center, "resolution": r}
     if req.names is not None:
         path = None
         if req.path:
             path = np.array(req.path, dtype=float).reshape(-1, 2)
         out["grid"] = loss_grid(prob, req.names, center, span=req.span,
-                                resolution=req.resolution, path=path, **chunks).to_dict()
+                                resolution=r, path=path, **chunks).to_dict()
     if req.slice is not None:
         out["slice"] = loss_slice(prob, req.slice, center, span=req.span,
-                                  resolution=max(req.resolution, 101), **chunks).to_dict()
+                                  resolution=slice_points(req, r), **chunks).to_dict()
     return out
 
 

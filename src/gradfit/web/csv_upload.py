@@ -17,7 +17,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from ..csv_read import csv_words, read_csv
+from ..cli.inputs import _Peeked
+from ..csv_read import MAX_LINE_BYTES, csv_words, read_csv
 from ..data import DROP_HINT
 from ..errors import InputError
 from .datasets import guess_sigma, points
@@ -88,15 +89,18 @@ async def read_upload(request: Request, pool: WorkerPool, response):
 
     def parse():
         first = scan(upload.file, name)
-        delim = max(",;\t", key=first.count)
+        # the header line as the command line reads it (below any comment lines)
+        upload.file.seek(0)
+        header = _Peeked(upload.file, MAX_LINE_BYTES).header() or first
+        delim = max(",;\t", key=header.count)
         try:
-            next(csv_module.reader([first], delimiter=delim), [])
+            next(csv_module.reader([header], delimiter=delim), [])
         except csv_module.Error as exc:        # e.g. a lone carriage return in the header
             raise InputError(f"cannot read the header row of {name} ({csv_words(exc)})",
                              expected="a header row of column names") from None
         s = sigma
         if s is None and not y:                # not chosen: a column named like one
-            s = guess_sigma(first, x)
+            s = guess_sigma(header, x)
         upload.file.seek(0)
         try:
             d = read_csv(upload.file, name, x=x or None, y=y or None, sigma=s or None,
@@ -148,7 +152,7 @@ def scan(f, name: str) -> str:
     ``MAX_CSV_COLUMNS`` cells, at most ``MAX_BLANK_LINES`` blank lines (and comment lines
     over the header), which ``read_csv`` skips without counting them as rows (20 MB of them
     had held a worker to the deadline). Returns the first line that is not blank, decoded
-    (a comment over the header perhaps: ``guess_sigma`` reads it)."""
+    (a comment over the header perhaps)."""
     f.seek(0)
     first, delim, blank, rows = None, None, 0, 0
     for row, raw in enumerate(f, 1):

@@ -208,7 +208,9 @@ def playground(data, y=None, *, x=None, sigma=None, model: str | None = None, p0
     optional: one number, or one per point), or ``playground(df, x="t", y="signal",
     sigma="err")`` with a DataFrame (or anything with ``columns`` and ``[name]``): the
     columns' names are the model's inputs, as a Series' name is; x defaults to the first
-    column, y to the last that is neither x nor sigma. ``inputs``: the input names (of
+    column, y to the last that is neither x nor sigma; with neither y nor sigma given, a
+    column named like an uncertainty (err, sigma, dy, ...; not an x column) is sigma, as
+    the page and the command line take it. ``inputs``: the input names (of
     arrays, or instead of the columns'). ``model``: the model to start with (default: a line
     in the inputs, its parameters named apart from them), ``p0`` its starting values by name.
     At most 100,000 points (the page's limit). Bad data, a model that does not parse or an
@@ -218,6 +220,7 @@ def playground(data, y=None, *, x=None, sigma=None, model: str | None = None, p0
     """
     from ..fit import p0_in_order, prepare
     from ..models import start_values
+    from .compute import build_model
     from .dataview import model_inputs
     from .shared import check_points, keep
     height = _check_height(height)
@@ -247,6 +250,9 @@ def playground(data, y=None, *, x=None, sigma=None, model: str | None = None, p0
         raise InputError("bad model for the playground", expected="an expression (a*t + c) or "
                          f"a family (poly:2) of at most {MAX_EXPR_LEN} characters",
                          given=model if isinstance(model, str) else type(model).__name__)
+    # the page's own limit on the model (at most MAX_PARAMS parameters: relu:5000 had passed
+    # here, and the page then refused it), counted before a network's parameters are named
+    build_model(model, model_inputs(model, names))
     # fit's own checks of the data (times, complex, masked or missing values, shapes, sigma)
     # and of the model, on the inputs the page will read it with
     problem = prepare(model, xv, yv, sv, loss=loss, inputs=model_inputs(model, names))

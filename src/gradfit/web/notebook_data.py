@@ -8,6 +8,7 @@ import numbers
 
 import numpy as np
 
+from ..csv_read import sigma_column
 from ..data import check_not_times, unmasked
 from ..errors import InputError
 from ..expr import CONSTANTS, FUNCTIONS
@@ -86,6 +87,8 @@ def _from_frame(frame, x, y, sigma):
         raise InputError("x= names the DataFrame's input columns", expected="a column name "
                          "or a list of one or two (x='t'); for arrays call playground(x, y)",
                          given=type(x).__name__)
+    if sigma is None and y is None:
+        sigma = _guess_sigma(labels, x)     # a column named err, sigma, dy ...: sigma
     if sigma is not None and _is_label(sigma) and not _number_not_label(sigma, labels):
         sigma = _find(labels, sigma, "sigma")
         s_label = sigma
@@ -121,6 +124,19 @@ def _from_frame(frame, x, y, sigma):
     xv = np.stack([_column(frame, c) for c in xs], 1) if len(xs) > 1 else _column(frame, xs[0])
     sv = _column(frame, s_label) if s_label is not None else sigma
     return xv, yv, sv, xs, y_label
+
+
+def _guess_sigma(labels: list, x):
+    """The column taken as sigma when neither y nor sigma is given: the page's and the
+    command line's rule (``csv_read.sigma_column``: the last column named like an
+    uncertainty, err, sigma, dy ..., that is not an x column, with three columns or more);
+    None when there is none. (``playground(df)`` of t, signal, err had fitted err as y.)"""
+    if x is None:
+        xs = None
+    else:
+        xs = ",".join(str(c) for c in ([x] if _is_label(x) else x))
+    name = sigma_column([str(c) for c in labels], xs)
+    return next((c for c in labels if isinstance(c, str) and c == name), None)
 
 
 def _number_not_label(v, labels) -> bool:

@@ -26,6 +26,7 @@ MAX_STEPS = 1_000_000         # steps in one run
 MAX_PARAMS = 2_000            # parameters of a model
 MAX_EXPR_LEN = 500            # characters of a model's text
 MAX_RESOLUTION = 201          # grid points along one landscape axis
+MIN_FIT_RESOLUTION = 11       # the lowest a landscape's resolution is lowered to (fit_resolution)
 MAX_CURVE_POINTS = 2_000      # points of a drawn curve
 MAX_STEPS_PER_FRAME = 10_000  # steps between two messages of a run
 MAX_RUNS = 4                  # runs streaming at once, server-wide
@@ -118,7 +119,8 @@ _UNSET = object()
 #: request fields that are not run settings (the data, views, paging of a stream)
 REQUEST_FIELDS = frozenset({
     "data", "x", "y", "x2", "inputs", "sigma", "params", "optimum", "optimum_loss",
-    "curve_points", "names", "slice", "resolution", "span", "path", "steps_per_frame",
+    "curve_points", "names", "slice", "resolution", "fit_resolution", "span", "path",
+    "steps_per_frame",
     "step_offset", "paced", "type", "name", "n", "mult", "add", "source", "file", "points",
     "split_seed"})
 #: fields named otherwise than their row of the table
@@ -248,6 +250,9 @@ class LandscapeIn(ProblemIn):
     names: Optional[list[ParamName]] = Field(None, min_length=2, max_length=2)
     slice: Optional[ParamName] = None
     resolution: int = Field(61, ge=2, le=MAX_RESOLUTION)
+    # true: a resolution that the server's limits refuse is lowered, as far as
+    # MIN_FIT_RESOLUTION, to the highest they allow (the answer's "resolution" says which)
+    fit_resolution: bool = False
     span: Optional[Finite] = Field(None, gt=0)
     # each point a pair (rows of other lengths had been dropped or cut, without a word)
     path: Optional[list[Annotated[list[Finite], Field(min_length=2, max_length=2)]]] = Field(

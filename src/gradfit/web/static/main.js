@@ -3,7 +3,7 @@
 import { UNREACHABLE, api, get, upload } from "./api.js";
 import { rebuild, wireEditing } from "./edit.js";
 import { Player } from "./player.js";
-import { blankPlot, dragMark, drawData, drawLandscape, drawLoss, drawSlice, dropDragMark, viewPNG } from "./plots.js";
+import { blankPlot, dragMark, drawData, drawLandscape, drawLoss, drawSlice, dropDragMark, lossLabel, viewPNG } from "./plots.js";
 import { codeBody, csvFields, csvMenus, download, fill, uncertaintyHTML } from "./panels.js";
 import { makeSliders, setSliders } from "./sliders.js";
 import { addChange, decode, encode, fmt, labelText, settingsAt } from "./state.js";
@@ -40,8 +40,11 @@ async function loadData() {
   try { base = await fetchData(); } catch (e) {
     // a link whose data are gone (points left out of it, a shared key no longer held):
     // said, and the lesson's data instead (a dummy point had been plotted as "your data")
-    $("data-error").textContent = e.message;
-    Object.assign(S, { data: "lesson", n: -1, mult: -1, add: -1, csv: null, added: [], drop: [], move: {} });
+    // the link's run was of its data: not replayed on the lesson's (a run of 179 steps of
+    // another model had been, and the link rewritten to claim it)
+    $("data-error").textContent = e.message + (S.step > 0 ? `; the link's run (to step ${S.step}) was of that data, so it is not replayed` : "");
+    Object.assign(S, { data: "lesson", n: -1, mult: -1, add: -1, csv: null, added: [], drop: [], move: {},
+                       step: 0, changes: [] });
     try { base = await fetchData(); } catch (e2) { base = { x: [0], y: [0], inputs: ["x"] }; }
   }
   base.inputs = base.inputs || ["x"];
@@ -108,23 +111,39 @@ const showSliders = () => setSliders(model.names, S.p);
 
 // ------------------------------------------------------------------ the server's numbers
 let evalBusy = false, evalAgain = false;
+// What an answer of /api/eval is about: the run's step and the frames shown of it, the
+// problem (the points by identity: 100,000 of them are not compared). An answer whose
+// question is no longer the page's is dropped: a link's replay had shown step N's sliders
+// under the start's curve, loss and title, the start's answer arriving after step N's
+// frame. (A slider's newer value is asked for next: evalAgain.)
+let frames = 0;                          // run frames received
+const evalKey = () => JSON.stringify([S.step, frames, S.model, cur().loss, S.delta, S.test, S.split]);
 async function evaluate() {
   if (evalBusy) { evalAgain = true; return; }
   evalBusy = true;
+  const key = evalKey(), of = pts, data = base;
   try {
     const r = await api("/api/eval", { ...problem(), params: S.p, optimum: exact && exact.params });
-    lastEval = r;
-    show(r.loss, r.test_loss, r.curve, r.distance);
-    $("model-error").textContent = "";
-  } catch (e) { $("model-error").textContent = e.message; }
+    if (key === evalKey() && of === pts && data === base) {
+      lastEval = r;
+      show(r.loss, r.test_loss, r.curve, r.distance);
+      $("model-error").textContent = "";
+    }
+  } catch (e) { if (key === evalKey() && of === pts) $("model-error").textContent = e.message; }
   evalBusy = false;
   if (evalAgain) { evalAgain = false; evaluate(); }
 }
 
 function show(loss, testLoss, curve, distance) {
-  drawData({ ...pts, x2: base.x2, sigma: base.sigma, inputs: base.inputs, yName: base.yName || base.y_name,
-             test: lastEval ? lastEval.test : [] },
-           { curve, loss, lossName: cur().loss, exact });
+  try {
+    drawData({ ...pts, x2: base.x2, sigma: base.sigma, inputs: base.inputs, yName: base.yName || base.y_name,
+               test: lastEval ? lastEval.test : [] },
+             { curve, loss, lossName: cur().loss, exact });
+    $("plot-error").textContent = "";
+  } catch (e) {               // no plot of other data (or its title) stays up, and why is said
+    $("plot-error").textContent = e.message;
+    blankPlot("plot-data", "no plot: see the message above");
+  }
   $("loss-value").textContent = fmt(loss);
   $("test-value").textContent = testLoss === null || testLoss === undefined ? "" : `test ${fmt(testLoss)}`;
   $("distance").textContent = fmt(distance);
@@ -176,17 +195,22 @@ async function landscape() {
     const keep = [...path, [S.p[a], S.p[b]], [S.p0[a], S.p0[b]]];
     if (exact) keep.push([exact.params[a], exact.params[b]]);
     const asked = moves;         // a slider moved since: this answer is stale, and redrawn at rest
+    // the resolution the server's limits allow (lowered for many points: the page has no
+    // control of it, and a CSV of 25,000 points had had no landscape)
     const r = await api("/api/landscape", { ...problem(), params: S.p, names: two ? [a, b] : null,
-                                            slice: S.ps, resolution: 61, path: two ? keep : null });
+                                            slice: S.ps, resolution: RESOLUTION, fit_resolution: true,
+                                            path: two ? keep : null });
     if (!asksNow(key, of)) { landAgain = true; return; }     // of another problem: never drawn
     if (asked === moves) {
       drawLandscape(r.grid, { path, start: [S.p0[a], S.p0[b]], now: [S.p[a], S.p[b]],
                               best: exact && [exact.params[a], exact.params[b]],
-                              bestName: model.flexible ? "best start" : "exact optimum" });
+                              bestName: optimumName(), optimum: !!exact && (model.flexible || exact.converged),
+                              lossName: lossName(cur().loss),
+                              note: r.resolution < RESOLUTION ? `${r.resolution} × ${r.resolution} grid for ${pts.x.length.toLocaleString("en")} points` : "" });
       dropDragMark("plot-landscape");
       await new Promise((ok) => setTimeout(ok, 0));    // a slider's answer may be drawn between
     }
-    if (asked === moves) { drawSlice(r.slice, S.p[S.ps]); dropDragMark("plot-slice"); }
+    if (asked === moves) { drawSlice(r.slice, S.p[S.ps], lossName(cur().loss)); dropDragMark("plot-slice"); }
     landOf = { key, pts: of };
     $("landscape-error").textContent = "";
     for (const id of ["plot-landscape", "plot-slice"]) $(id).classList.remove("stale");
@@ -207,17 +231,35 @@ async function landscape() {
   }
 }
 const asksNow = (key, of) => landKey() === key && pts === of;   // the question is still this one
+const RESOLUTION = 61;       // the landscape's grid, where the server's limits allow it
+// the loss's name in the plots' titles and axes: with σ, what it is (mse is χ²/N, as the
+// data plot's title says; the others had gone on saying mse)
+const lossName = (name) => (base.sigma ? lossLabel(name, base.sigma) : name);
+
+// What the exact fit's point is: the optimum only where that fit converged (a failed one,
+// the Jacobian's rank lost, had been starred and measured as "the exact optimum")
+function optimumName() {
+  if (model.flexible) return "best start";
+  if (!exact || exact.converged) return "exact optimum";
+  return `where the exact fit stopped (${exact.reason}: no optimum)`;
+}
+function distanceLabel() {
+  if (model.flexible) return `distance to the best of ${meta.flexible_starts} starts`;
+  if (!exact || exact.converged) return "distance to the exact optimum";
+  return `distance to where the exact fit stopped (${exact.reason})`;
+}
 
 let exactAsked = 0;
 async function refreshExact() {
   const ticket = ++exactAsked;           // only the latest question's answer is shown
   exact = null;
   $("exact-info").textContent = "finding the optimum…";
-  $("distance-label").textContent = model.flexible ? `distance to the best of ${meta.flexible_starts} starts` : "distance to the exact optimum";
+  $("distance-label").textContent = distanceLabel();
   try {
     const r = await api("/api/exact", { ...problem(), p0: S.p0, seed: S.seed });
     if (ticket !== exactAsked) return;
     exact = r;
+    $("distance-label").textContent = distanceLabel();
     $("exact-info").textContent = `${exact.label}: loss ${fmt(exact.loss)}` + (model.names.length <= 6 ? " at " +
       Object.entries(exact.params).map(([k, v]) => `${k}=${fmt(v)}`).join(", ") : "") +
       (["failed", "diverged", "max_steps"].includes(exact.reason) ? ` (${exact.message})` : "");
@@ -244,6 +286,7 @@ function runBody(extra) {
            optimum: exact && exact.params, optimum_loss: exact && exact.loss, ...extra };
 }
 function onRun(m) {
+  frames++;
   if (m.first_step === 0 || m.type === "done" && m.step === 0) clearHistory();
   for (const t of m.trail || []) {         // a replay: where the frames it did not send were
     trail.push({ ...t.params });
@@ -277,7 +320,8 @@ function onRun(m) {
 let pendingDraw = null;
 function lossPlot() {
   const c = cur(), text = labelText(lastLabel.label, lastLabel.judged, meta.label_window);
-  drawLoss(hist, c.loss, `${c.loss} vs steps · ${c.optimizer}, lr ${fmt(c.lr)}${text ? " · " + text : ""}`);
+  const name = lossName(c.loss);
+  drawLoss(hist, name, `${name} vs steps · ${c.optimizer}, lr ${fmt(c.lr)}${text ? " · " + text : ""}`);
   $("plot-loss").title = meta.lr_rule;
 }
 function newStart() {                    // the run so far is dropped; the current point starts anew
@@ -349,6 +393,7 @@ async function onCSV() {
   if (out.dropped) $("data-error").textContent += `${keepInline ? "" : "; "}left out ${out.dropped} row(s) with missing values`;
   S.data = "csv"; S.added = []; S.drop = []; S.move = {};
   S.csv = { name: out.name, yName: out.y_name, sigmaName: out.sigma_name || null, x: out.x, y: out.y, inputs: out.inputs,
+            ...(out.x_names.join(",") !== out.inputs.join(",") ? { xNames: out.x_names } : {}),
             ...(out.x2 ? { x2: out.x2 } : {}), ...(out.sigma ? { sigma: out.sigma } : {}),
             ...(out.columns.join(",").length <= MAX_LINK_COLUMNS ? { columns: out.columns } : {}) };
   if (!keepInline) S.csv = { ...S.csv, x: [], y: [] };
@@ -466,9 +511,9 @@ async function showCode() {       // "Show code": the page's run and its exact f
 
 // The column menus of a link's CSV: its columns where the link holds them, else the chosen ones.
 function linkColumns(c) {
-  const inputs = c.inputs || ["x"];
-  const chosen = [...inputs, c.yName || "y", c.sigmaName].filter(Boolean);
-  return { columns: c.columns || chosen, x_names: inputs, y_name: c.yName || "y", sigma_name: c.sigmaName || null };
+  const xs = c.xNames || c.inputs || ["x"];       // the x columns' names (inputs: the model's)
+  const chosen = [...xs, c.yName || "y", c.sigmaName].filter(Boolean);
+  return { columns: c.columns || chosen, x_names: xs, y_name: c.yName || "y", sigma_name: c.sigmaName || null };
 }
 
 async function main() {

@@ -54,7 +54,8 @@ export function codeBody(s, datasets, base, data, test) {
   const points = { x: keep(data.x), y: keep(data.y), inputs: data.inputs };
   if (data.x2) points.x2 = keep(data.x2);
   if (data.sigma) points.sigma = keep(data.sigma);
-  const csv = s.data === "csv" ? { source: "csv", file: base.name || null, x: base.inputs.join(","),
+  // the file's x columns by their names (a column "x-1" is the model's input x)
+  const csv = s.data === "csv" ? { source: "csv", file: base.name || null, x: (base.xNames || base.inputs).join(","),
                                    y: base.yName || null, sigma: base.sigmaName || null } : {};
   return {
     data: builtin ? { name: s.data, n: s.n, mult: s.mult, add: s.add, seed: s.dseed } : csv,

@@ -34,14 +34,45 @@ function yRange(y, curve) {
   return chi - clo > 10 * span ? [lo - 0.25 * span, hi + 0.25 * span] : undefined;
 }
 
-// The loss by what it is, as the report names it: with σ, mse is χ²/N (it had said MSE)
-function lossLabel(name, sigma) {
+// The loss by what it is, as the report names it: with σ, mse is χ²/N (it had said MSE;
+// the loss plot, the landscape and the slice had gone on saying mse)
+export function lossLabel(name, sigma) {
   if (!sigma) return name.toUpperCase();
   return { mse: "χ²/N", rmse: "√(χ²/N)" }[name] || `${name.toUpperCase()} (weighted by 1/σ)`;
 }
 
+// A plot Plotly cannot draw, said in gradfit's words: values whose range is below what its
+// axes can scale (about 1e-306: subnormal data had shown "Something went wrong with axis
+// scaling" as the model's error, under the last data's title), or else its own words.
+const MIN_SPAN = 1e-300;
+function spanOf(values) {
+  const [lo, hi] = finiteRange(values);
+  return hi >= lo ? hi - lo : NaN;
+}
+// axes: [name, values, advice]: what would mend a range too small (the data rescaled)
+function drawn(what, axes, draw) {
+  try { return draw(); } catch (e) {
+    for (const [name, values, advice] of axes) {
+      const s = spanOf(values);
+      if (s > 0 && s < MIN_SPAN) throw new Error(`${what}: ${name} spans only ${fmt(s)}, too small a ` +
+        `range to draw (the plots need one above ${fmt(MIN_SPAN)}): expected ${advice}`);
+    }
+    throw new Error(`${what}: the plotting library could not draw it (${e.message})`);
+  }
+}
+
 // data: {x, y, x2?, sigma?, inputs, test}; view: {curve, loss, lossName, exact, parts}
 export function drawData(d, view) {
+  const c = view.curve || {};
+  const scaled = (name) => `the data rescaled, e.g. ${name} × 1e300`;
+  const x = plain(d.inputs[0]), y = plain(d.yName || "y"), x2 = plain(d.inputs[1] || "x2");
+  return drawn("cannot plot the data", [[x, d.x, scaled(x)], [y, d.y, scaled(y)],
+                                        ["the model's curve", c.y, "the model's parameters nearer the data"],
+                                        [x2, d.x2, scaled(x2)]],
+               () => drawDataNow(d, view));
+}
+
+function drawDataNow(d, view) {
   const gd = document.getElementById("plot-data");
   const heading = view.loss === undefined ? "" : `${lossLabel(view.lossName, d.sigma)} = ${fmt(view.loss)}`;
   if (d.x2) return drawSurface(gd, d, view, heading);
@@ -108,11 +139,19 @@ export function drawLoss(hist, lossName, head) {
     datarevision: hist.losses.length + hist.testLosses.length }, CONFIG);
 }
 
-// g: the server's grid; marks: {path, start, now, best, bestName}
+// g: the server's grid; marks: {path, start, now, best, bestName, optimum (whether best is
+// an optimum: else it is marked as a point where a fit stopped), lossName, note}
 export function drawLandscape(g, marks) {
+  const why = (name) => `the data rescaled, so that ${name} is nearer 1`;
+  return drawn("cannot draw the landscape", g ? [[g.names[0], g.x, why(g.names[0])], [g.names[1], g.y, why(g.names[1])]] : [],
+               () => drawLandscapeNow(g, marks));
+}
+
+function drawLandscapeNow(g, marks) {
   const gd = document.getElementById("plot-landscape");
   if (!g) { Plotly.react(gd, [], { title: title("one parameter: see the slice"), margin: MARGIN }, CONFIG); return; }
   const log = spansDecades(g.loss);
+  const lossName = marks.lossName || g.loss_name;
   const z = log ? g.loss.map((r) => r.map((v) => (v > 0 ? Math.log10(v) : null))) : g.loss;
   const flat = z.flat().filter((v) => v !== null && isFinite(v));
   const lo = Math.min(...flat), hi = Math.max(...flat);
@@ -121,7 +160,7 @@ export function drawLandscape(g, marks) {
   const traces = [
     { type: "contour", x: g.x, y: g.y, z, colorscale: "Viridis", reversescale: true,
       contours: { coloring: "heatmap" }, ncontours: 25, line: { width: 0.5 }, hoverinfo: "skip",
-      colorbar: { thickness: 10, title: { text: log ? `${g.loss_name} (log)` : g.loss_name },
+      colorbar: { thickness: 10, title: { text: log ? `${lossName} (log)` : lossName },
                   ...(log ? { tickvals: ticks, ticktext: ticks.map((k) => `1e${k}`) } : {}) },
       showlegend: false },
     { x: marks.path.map((p) => p[0]), y: marks.path.map((p) => p[1]), mode: "lines", name: "path",
@@ -131,12 +170,15 @@ export function drawLandscape(g, marks) {
     { x: [marks.now[0]], y: [marks.now[1]], mode: "markers", name: "now",
       marker: { color: ORANGE, size: 11, line: { color: "#fff", width: 1.5 } } },
   ];
-  // the optimum: a white star ringed in black stands out on every colour of the scale
+  // the optimum: a white star ringed in black stands out on every colour of the scale; a
+  // point where a fit stopped short of one (failed), a cross: it is no optimum
+  const optimum = marks.optimum !== false;
   if (marks.best) traces.push({ x: [marks.best[0]], y: [marks.best[1]], mode: "markers", name: marks.bestName,
-    marker: { color: "#fff", size: 18, symbol: "star", line: { color: "#000", width: 2 } } });
+    marker: optimum ? { color: "#fff", size: 18, symbol: "star", line: { color: "#000", width: 2 } }
+                    : { color: "#fff", size: 14, symbol: "x", line: { color: "#000", width: 1.5 } } });
   Plotly.react(gd, traces, {
-    title: title(`${g.loss_name} over ${g.names[0]}, ${g.names[1]}${log ? " (log colours)" : ""}`,
-                 { font: { size: 13 } }),
+    title: title(`${lossName} over ${g.names[0]}, ${g.names[1]}${log ? " (log colours)" : ""}` +
+                 (marks.note ? ` · ${marks.note}` : ""), { font: { size: 13 } }),
     margin: BELOW, legend: LEGEND, showlegend: true, uirevision: g.names.join(","),
     xaxis: { title: { text: g.names[0] } }, yaxis: { title: { text: g.names[1] } } }, CONFIG);
   gd.dataset.log = log ? "1" : "0";
@@ -148,14 +190,15 @@ export function blankPlot(id, text) {
                          xaxis: { visible: false }, yaxis: { visible: false } }, CONFIG);
 }
 
-export function drawSlice(s, now) {
+export function drawSlice(s, now, lossName) {
   if (!s) return;
-  Plotly.react("plot-slice", [
-    { x: s.values, y: s.loss, mode: "lines", name: s.loss_name, line: { color: BLUE } },
-  ], { title: title(`${s.loss_name} along ${s.name}`, { font: { size: 13 } }), margin: MARGIN, showlegend: false,
-       xaxis: { title: { text: s.name } }, yaxis: { title: { text: s.loss_name } },
+  const name = lossName || s.loss_name;
+  drawn("cannot draw the slice", [[s.name, s.values, `the data rescaled, so that ${s.name} is nearer 1`]], () => Plotly.react("plot-slice", [
+    { x: s.values, y: s.loss, mode: "lines", name, line: { color: BLUE } },
+  ], { title: title(`${name} along ${s.name}`, { font: { size: 13 } }), margin: MARGIN, showlegend: false,
+       xaxis: { title: { text: s.name } }, yaxis: { title: { text: name } },
        shapes: [{ type: "line", x0: now, x1: now, yref: "paper", y0: 0, y1: 1,
-                  line: { color: ORANGE, dash: "dot" } }] }, CONFIG);
+                  line: { color: ORANGE, dash: "dot" } }] }, CONFIG));
 }
 
 // One PNG of the whole view: the four plots drawn onto one canvas, as they are laid out.

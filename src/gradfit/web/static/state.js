@@ -57,6 +57,7 @@ export function valid(k, v) {
   if (k === "added" || k === "drop") return Array.isArray(v);
   if (k === "csv") return v === null || (isObject(v) && numbers(v.x) && numbers(v.y) && v.x.length === v.y.length
     && (v.inputs === undefined || (Array.isArray(v.inputs) && v.inputs.every((n) => typeof n === "string")))
+    && (v.xNames === undefined || (Array.isArray(v.xNames) && v.xNames.every((n) => typeof n === "string")))
     && (v.x2 === undefined || (numbers(v.x2) && v.x2.length === v.x.length))
     && (v.sigma === undefined || (numbers(v.sigma) && v.sigma.length === v.x.length))
     && (v.columns === undefined || (Array.isArray(v.columns) && v.columns.every((n) => typeof n === "string"))));
