@@ -40,7 +40,7 @@ from .active_set import held_up_by_a_bound, inner_share, near_bounds, refine
 from .batch_lm import ROUGH, RUNAWAY, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
-from .stationary import plateau_message
+from .stationary import one_sided_note, plateau_message
 from .fit_advice import far_start_text, no_finite_loss_advice, sizes
 from .verdict import judge, lost_rank, not_determined
 from .problem import Problem
@@ -365,6 +365,10 @@ class FitRun(Run):
                 if cov is not None:
                     stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
                     reason, detail = self._determined(final, free, cov, reason, detail)
+                    note = one_sided_note(prob, final, free) if REASONS[reason][0] else None
+                    if note:                        # a data point on a kink: no errors
+                        cov = stderr = None
+                        detail = f"{detail}; {note}"
         if self.notes:
             detail = "; ".join(self.notes) + "; " + detail
         with torch.no_grad():

@@ -15,6 +15,7 @@ import torch
 
 from .batch_lm import OPTIONS as LM_OPTIONS, PERFECT, UNDERFLOW, batch_lm, message, too_small
 from .batch_lm import reason as code_reason
+from .many_stops import plateaus, worse_than_start
 from .optimizers import OPTIMIZERS
 from .spd import moments, solve_spd
 
@@ -71,9 +72,11 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
     lost = np.zeros(0, dtype=np.int64)     # the rows that lost rank: no covariance
     if method != "lm":                 # LM's rank comes with its covariance below
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
+        if gradient:                   # as fit's verdict.judge: worse than the start
+            worse_than_start(reason, message, prob, tr, theta, first)
         lost = _lost_rank(reason, message, prob, tr, theta)
         if gradient:
-            _plateaus(reason, message, prob, tr, theta, first)
+            plateaus(reason, message, prob, tr, theta, first)
     held = held_by_bounds(prob, tr, theta, np.asarray(reason), gradient)
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
@@ -96,6 +99,8 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             cov = cov.clone()
             cov[torch.as_tensor(lost, device=cov.device)] = torch.nan
         _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held)
+        from .kink_stops import one_sided_rows        # a data point on a kink: no errors
+        cov = one_sided_rows(prob, tr, theta, cov, reason, message, held)
         if method == "lm" and theta.dtype == torch.float32:
             _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
     if method == "lm":
@@ -254,80 +259,11 @@ def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held)
             reason[i], message[i] = "failed", why
 
 
-def _plateaus(reason, message, prob, tr, theta, first) -> None:
-    """``stationary.plateau_message`` for the gradient methods' ``ftol``/``gtol`` ends: the
-    largest cosine between the loss's residual weights and a Jacobian column of the free
-    parameters not on a bound must be at most ``PLATEAU``, but where the loss fell to
-    ``EXACT`` of the smaller of its values at all-zero parameters and at the start
-    ``first`` (an exact fit, as ``stationary._loss_scale``)."""
-    from .irls_check import huber_certificate
-    from .many_kkt import _near
-    from .stationary import (EXACT, FALL, PLATEAU, UNDERFLOW_TEXT, VALLEY, falls_nearby,
-                             gauss_newton_gain, kink_text, plateau_text, smooth, underflowed,
-                             valley_text)
-    loss = prob.loss
-    rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol")))
-    if loss.name not in ("mse", "rmse", "huber", "mae") or not rows.size:
-        return
-    mae = loss.name == "mae"
-    idx = torch.as_tensor(rows, device=theta.device)
-    at, F = tr.free_at, len(tr.free)
-    v = theta[idx][:, at]
-    with torch.no_grad():
-        jr = prob.jacobian(ManyTransformFixedAt(tr, theta))(v, idx)      # (k, F+1, n)
-        end = prob.objective(theta[idx], idx)
-        zero = prob.objective(torch.zeros_like(theta[idx]), idx)
-    J = jr[:, :F].transpose(-1, -2)
-    held = torch.zeros(len(rows), dtype=torch.bool, device=theta.device)
-    if not tr.identity:
-        on_lo, on_hi = _near(v, tr.lo[idx], tr.hi[idx])
-        J = torch.where((on_lo | on_hi).unsqueeze(-2), 0.0, J)      # held by its bound
-        held = (on_lo | on_hi).any(-1)
-    delta = loss.delta if loss.name == "huber" else float("inf")
-    _, cos = huber_certificate(jr[:, F], J, delta,
-                               None if prob.mask is None else prob.mask[idx])
-    found = [torch.where(torch.isfinite(v) & (v > 0), v, torch.inf) for v in (zero, first[idx])]
-    scale = torch.minimum(*found)
-    exact = torch.isfinite(scale) & (end <= EXACT * scale)
-    psi = jr[:, F].clamp(-delta, delta).unsqueeze(-1)
-    along = ((J * psi).sum(-2).abs() / torch.linalg.vector_norm(J, dim=-2).clamp_min(1e-300))
-    ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
-    under = underflowed(end, jr[:, F], ys if prob.mask is None else ys * prob.mask[idx])
-    r = jr[:, F] if prob.mask is None else torch.where(prob.mask[idx], jr[:, F], 0.0)
-    bad = (cos > PLATEAU) & ~exact if not mae else ~exact
-    fall = torch.zeros_like(end)
-    kinks = mae or not smooth(prob.model)
-    if kinks:
-        # kinks (of the model, or mae's): a gradient that does not vanish is no verdict; a
-        # lower point near by is (as fit judges; a row with a parameter on a bound is left
-        # as it is)
-        look = (bad & ~held).nonzero().flatten()
-        if look.numel():
-            with torch.no_grad():
-                fall[look] = falls_nearby(lambda th, k: prob.objective(th, idx[look][k]),
-                                          theta[idx[look]], at, r[look], J[look],
-                                          None if mae else delta, end[look])
-        bad = fall > FALL
-    valley = torch.zeros_like(end)
-    if not kinks:
-        # a small cosine on a long flat valley: the Gauss-Newton gain tells (as fit judges)
-        look = (~bad & ~exact).nonzero().flatten()
-        if look.numel():
-            valley[look] = gauss_newton_gain(r[look], J[look], delta)
-    flat = valley > VALLEY
-    for i in np.flatnonzero(flat.cpu().numpy()):
-        reason[rows[i]] = "failed"
-        message[rows[i]] = valley_text(float(valley[i]))
-    for i in np.flatnonzero((bad | under).cpu().numpy()):
-        reason[rows[i]] = "failed"
-        message[rows[i]] = UNDERFLOW_TEXT if under[i] else \
-            kink_text(float(fall[i]), mae, mae and prob.model.identifiable) \
-            if kinks else plateau_text(float(cos[i]), tr.free[int(along[i].argmax())])
-
-
 def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> np.ndarray:
-    """``verdict.lost_rank`` for the converged ends (of the rows ``suspect``, when given), as
-    ``fit`` judges every end: the column-scaled Jacobian of the model over the free
+    """``verdict.lost_rank`` for every end that neither failed nor diverged (of the rows
+    ``suspect``, when given), as ``fit`` judges every end (a ``max_steps`` end that lost
+    rank had kept its reason, and its pseudo-inverse standard errors): the column-scaled
+    Jacobian of the model over the free
     parameters not on a bound (those held by a bound are determined by it) must keep its
     rank, else the fit failed (``a*b*x``), its message naming the parameters not determined
     (not one held by its bound, whose column in the internal variables vanishes).
@@ -337,7 +273,7 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> np
     column norms would scale back up to full rank. Returns the rows that lost rank."""
     from .many_kkt import _near
     from .verdict import far_inputs, rank_message, scaled_singular
-    conv = np.isin(reason, ("gtol", "ftol", "xtol"))
+    conv = ~np.isin(reason, ("diverged", "failed"))
     rows = np.flatnonzero(conv if suspect is None else conv & suspect)
     lost: list[int] = []
     if not rows.size or not prob.model.identifiable:
@@ -522,7 +458,8 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None, held=N
     # would call it of full rank)
     bound = a.diagonal(dim1=-2, dim2=-1).sum(-1) * inv.diagonal(dim1=-2, dim2=-1).sum(-1)
     easy = ok_inv & (bound < torch.finfo(a.dtype).eps ** -0.5)
-    rank = F_eff.to(torch.long)
+    rank = F_eff.clone()        # (a copy: .to() of the same dtype is F_eff itself, and the
+                                # rank written below had overwritten it: rank == F_eff always)
     hard = (good & ~easy).nonzero().flatten()
     if hard.numel():
         jh = jr[hard] if jr is not None else jacobian(theta[hard][:, at], hard)

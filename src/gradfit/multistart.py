@@ -4,11 +4,16 @@ A flexible model (a ReLU sum, a network) has many local minima and no unique opt
 ``optimizer="auto"`` fits it from ``AUTO_STARTS`` seeded starts and reports the best as
 what it is, "best of K starts" (reason ``starts``: not converged to a certified optimum,
 but no failure either). Any model takes ``starts=K``: start 0 is ``p0`` (or the default),
-start ``k`` is the model's own random start for seed ``seed + k`` (flexible models) or, for
-curves, ``fit_many``'s: uniform between two finite bounds, else a seeded perturbation
-``v + max(|v|, 1) * N(0, 1)`` of start 0 (``many_starts.spread_starts``). A start that
-fails or diverges never wins (a flexible model's failed start with a finite loss may: its
-best is no claim); if all do, the first one's result says why.
+start ``k`` is ``fit_many``'s (``many_starts.spread_starts``, one function for both:
+``fit_many`` had spread a flexible model's starts around start 0, ``fit`` drawn them
+afresh, so that the two ran different starts): uniform between two finite bounds, else a
+seeded perturbation ``v + max(|v|, 1) * N(0, 1)`` of start 0, or for a flexible model its
+own random start for seed ``seed + k``. The start kept is the lowest loss among those
+that neither failed nor diverged (``pick_starts``); a converged one is preferred only
+within ``CLOSE`` of that lowest loss (a start stopped "converged" on a plateau had won
+over one 50 times lower that ran out of steps), and the message says which start it is
+and whether it converged. A flexible model's failed start with a finite loss may win (its
+best is no claim); if all fail, the first one's result says why.
 
     >>> import gradfit
     >>> d = gradfit.DATASETS["step"]()
@@ -26,6 +31,7 @@ from typing import Iterator
 import numpy as np
 
 from .result import FitResult, Run, StepRecord
+from .settings import MAX_SEED
 
 AUTO_STARTS = 5      # starts of a flexible model fitted by "auto"
 
@@ -47,13 +53,11 @@ def default_starts(starts: int | None, optimizer: str, model) -> int:
 
 
 def start_point(problem, config, k: int) -> dict[str, float]:
-    """Start ``k`` (``k >= 1``) by name: a flexible model's own random start, a curve's
-    ``many_starts.spread_starts`` for this one problem (``fit_many``'s starts, exactly)."""
-    from .many_starts import spread_starts
+    """Start ``k`` (``k >= 1``) by name: ``many_starts.spread_starts`` for this one problem,
+    ``fit_many``'s starts exactly, for a curve and a flexible model alike."""
+    from .many_starts import known_starts, spread_starts
     from .models import start_values
     model = problem.model
-    if not model.identifiable:
-        return start_values(model, None, problem.x, config.seed + k)
     names = list(model.param_names)
     base = start_values(model, config.p0_dict, problem.x, config.seed)
     base.update(config.fixed_dict)
@@ -62,8 +66,9 @@ def start_point(problem, config, k: int) -> dict[str, float]:
     lo = np.array([[bounds.get(n, (-math.inf, math.inf))[0] for n in free]], dtype=float)
     hi = np.array([[bounds.get(n, (-math.inf, math.inf))[1] for n in free]], dtype=float)
     given = np.array([[n in config.p0_dict for n in names]])
-    rows, _ = spread_starts(np.array([[base[n] for n in names]], dtype=float), given, lo, hi,
-                            names, free, max(starts_for(config, model), k + 1), config.seed)
+    rows, _ = spread_starts(known_starts([[base[n] for n in names]], model, problem.x), given,
+                            lo, hi, names, free, max(starts_for(config, model), k + 1),
+                            config.seed)
     return dict(zip(names, rows[k].tolist()))
 
 
@@ -98,7 +103,7 @@ class MultiStartRun(Run):
             if left is not None and left <= 0:
                 break
             cfg = dataclasses.replace(self.config, p0=start_point(self.problem, self.config, k),
-                                      seed=self.config.seed + k, starts=1, time_limit=left)
+                                      seed=(self.config.seed + k) % (MAX_SEED + 1), starts=1, time_limit=left)
             run = self._run_class(self.problem, cfg, self.callback)
             for _ in run:
                 pass
@@ -107,33 +112,45 @@ class MultiStartRun(Run):
 
 
 TIE = 1e-10          # losses within this (relative) of the lowest are equal: the first wins
+CLOSE = 1e-5         # a converged start this near (relative) the lowest loss is kept over
+                     # the lower ones that did not converge: a gradient method's converged
+                     # claim may lie up to VALLEY (1e-5) above its minimum, so they are one
+                     # answer, and the certified one is the better report of it
 
 
 def pick_starts(loss, converged, reason, identifiable: bool = True
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The start kept for each row of ``loss`` ``(B, K)`` (``fit`` and ``fit_many`` alike):
-    among the converged starts if any, else among those that neither failed nor diverged
-    (a flexible model's failed starts too, those with a finite loss: its best is no claim
-    anyway, and a start LM could not certify is still a fit), the first whose loss is
-    within ``TIE`` of their lowest (two starts at one minimum differ in their last digits,
-    and which is lower must not depend on the engine). Returns the picks ``(B,)`` and where
-    every start failed ``(B,)`` (the pick is then 0)."""
+    the lowest loss among the starts that neither failed nor diverged (a flexible model's
+    failed starts too, those with a finite loss: its best is no claim anyway, and a start
+    LM could not certify is still a fit); but a converged start within ``CLOSE`` of that
+    lowest loss where there is one (the lowest of those). Of starts within ``TIE`` of each
+    other, the first (two starts at one minimum differ in their last digits, and which is
+    lower must not depend on the engine). A converged start far above the lowest never
+    wins: "converged" is a claim about its own basin, not about the others (gd stopped by
+    ftol on a dead-unit plateau at a loss 50 times another start's had been kept). Returns
+    the picks ``(B,)`` and where every start failed ``(B,)`` (the pick is then 0)."""
     loss = np.where(np.isfinite(loss), loss, np.inf)
     conv, reason = np.asarray(converged, bool), np.asarray(reason)
     ok = ~np.isin(reason, ("failed", "diverged")) if identifiable else \
         (reason != "diverged") & np.isfinite(loss)
-    among = np.where(conv.any(1, keepdims=True), conv, ok)
-    key = np.where(among, loss, np.inf)
+    key = np.where(ok, loss, np.inf)
     best = key.min(1, keepdims=True)
     with np.errstate(invalid="ignore"):          # inf - inf where a row has no candidate
-        near = among & (key <= best + TIE * np.abs(best))
-    return np.where(near.any(1), near.argmax(1), 0), ~among.any(1)
+        near = ok & (key <= best + TIE * np.abs(best))
+        close = ok & conv & (key <= best + CLOSE * np.abs(best))
+        ckey = np.where(close, loss, np.inf)
+        cbest = ckey.min(1, keepdims=True)
+        cnear = close & (ckey <= cbest + TIE * np.abs(cbest))
+    pick = np.where(close.any(1), cnear.argmax(1), near.argmax(1))
+    return np.where(ok.any(1), pick, 0), ~ok.any(1)
 
 
 def best_of(results: list[FitResult], identifiable: bool, planned: int | None = None
             ) -> FitResult:
-    """The start ``pick_starts`` keeps (see there); ``planned``: the starts asked for, where
-    a stop (callback, time limit) ended the run before all of them ran."""
+    """The start ``pick_starts`` keeps (see there), its message saying which start it is,
+    why, and whether it converged; ``planned``: the starts asked for, where a stop
+    (callback, time limit) ended the run before all of them ran."""
     k = len(results)
     of = f" of the {planned} asked for (the run was stopped)" if planned and planned > k else ""
     pick, none = pick_starts(np.array([[r.loss for r in results]], dtype=float),
@@ -146,12 +163,25 @@ def best_of(results: list[FitResult], identifiable: bool, planned: int | None = 
         return r
     r = results[i]
     if identifiable:
-        counted, kept = sum(1 for x in results if x.ok), "did not fail"
+        ok = [x.ok for x in results]
+        kept = "did not fail"
     else:
-        counted = sum(1 for x in results if x.reason != "diverged" and np.isfinite(x.loss))
+        ok = [x.reason != "diverged" and np.isfinite(x.loss) for x in results]
         kept = "did not diverge"
-    head = (f"best of {k} starts{of} (start {i}, {r.optimizer}: lowest loss of the {counted} "
-            f"that {kept})")
+    why = f"lowest loss of the {sum(ok)} that {kept}"
+    lowest = min(x.loss for x, o in zip(results, ok) if o)
+    conv = [j for j, (x, o) in enumerate(zip(results, ok)) if o and x.converged]
+    if r.converged and r.loss > lowest + TIE * abs(lowest):
+        j = min((c for c, o in enumerate(ok) if o), key=lambda c: results[c].loss)
+        why = (f"the lowest converged loss; start {j}, {results[j].loss:.6g}, lower by "
+               f"{(r.loss - lowest) / abs(lowest):.2g} of it, did not converge")
+    elif not r.converged and conv:
+        j = min(conv, key=lambda c: results[c].loss)
+        why += (f"; it did not converge ({r.reason}): the best converged start, start {j}, "
+                f"ended at {results[j].loss:.6g}")
+    elif not r.converged and identifiable:
+        why += "; none converged"
+    head = f"best of {k} starts{of} (start {i}, {r.optimizer}: {why})"
     if identifiable:
         r.message = f"{head}; {r.message}"
     else:

@@ -12,12 +12,14 @@ this project's examples, stops at a minimum give at most 5e-6; plateaus 2e-2 to 
 does rmsprop bouncing across a huber minimum with its loss 14% above it. ``PLATEAU`` lies
 between. The mae loss has no gradient at its minimum: every stop is looked around
 (``falls_nearby``; L-BFGS stopped by ftol 1e-5 to 7e-4 above the exact minimum on six of six
-exponential decays with outliers). Models with kinks (not ``smooth``: ReLU sums and
+exponential decays with outliers). Models with kinks (not ``smooth``: ReLU sums and ReLU
 networks, abs, min, max) stop on kinks with one-sided slopes (the playground's relu:8 by gd
-at a cosine of 0.04): for them a cosine above ``PLATEAU`` is a look around
-(``falls_nearby``), and a fall of the loss there beyond ``FALL`` of itself is no minimum
-(L-BFGS stopped by ftol on relu:3 fits of a sine with the loss 1e-6 to 4e-4 above a point
-1e-5 of a parameter away, 35 of 107 claims).
+at a cosine of 0.04): ``kink_stops`` judges them, by the cosine of their generalized
+gradient (one-sided slopes mixed), the Gauss-Newton direction and a look around, where a
+fall of the loss beyond ``FALL`` of itself is no minimum (L-BFGS stopped by ftol on relu:3
+fits of a sine with the loss 1e-6 to 4e-4 above a point 1e-5 of a parameter away, 35 of
+107 claims). Networks of a smooth activation (tanh, sigmoid, softplus, gelu, silu) are
+smooth: they get the tests above.
 
     >>> import numpy as np, gradfit
     >>> x = np.linspace(0, 1000, 50)
@@ -74,31 +76,74 @@ def plateau_message(problem, final: torch.Tensor, free: tuple[str, ...],
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(r[None], jac[None], delta)
     worst = float(cos[0])
+    exact = problem.model.identifiable
+    if not smooth(problem.model):       # kinks: kink_stops judges it, as fit_many does
+        from .kink_stops import kink_verdicts
+
+        def jr_at(moves, rows):
+            out = [free_residuals_and_jacobian(problem, final.index_put(
+                (idx,), final[idx] + m), idx) for m in moves]
+            return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+        end = problem.objective(final) if final_loss is None else final_loss
+        with torch.no_grad():
+            return kink_verdicts(lambda th, rows: problem.objective(th), jr_at, final[None],
+                                 idx, r[None], jac[None], delta,
+                                 torch.as_tensor([float(end)], dtype=final.dtype,
+                                                 device=final.device),
+                                 cos, free, exact)[0]
     if worst <= PLATEAU:
-        if smooth(problem.model):
-            gain = float(gauss_newton_gain(r[None], jac[None], delta)[0])
-            return valley_text(gain) if gain > VALLEY else None
-        return None
+        gain = float(gauss_newton_gain(r[None], jac[None], delta)[0])
+        return valley_text(gain, exact) if gain > VALLEY else None
     with torch.no_grad():
         col = (jac * r.clamp(-delta, delta).unsqueeze(-1)).sum(0).abs() / \
             torch.linalg.vector_norm(jac, dim=0).clamp_min(1e-300)
-    if not smooth(problem.model):
-        gain = fall(delta)
-        return kink_text(gain) if gain > FALL else None
-    return plateau_text(worst, free[int(col.argmax())])
+    return plateau_text(worst, free[int(col.argmax())], exact)
 
 
 UNDERFLOW_TEXT = message(UNDERFLOW, {})
 
 
+def one_sided_note(problem, final: torch.Tensor, free: tuple[str, ...]) -> str | None:
+    """For a converged fit with standard errors of a model with kinks (``fit`` calls it
+    after its covariance, as ``fit_many`` marks its own): a note where a data point lies
+    on a kink (``kink_stops.on_kinks``: a ReLU's break on the point), whose derivative
+    there is one side's and whose loss is V-shaped along the break, so that the errors of
+    the Jacobian at hand are one side's (3-12% off central differences on a relu:2 fit,
+    itself no quadratic); the fit then gives none (``fit_many``: NaN), the note saying why.
+    None for a smooth model, or where no point lies on a kink."""
+    if smooth(problem.model) or not free:
+        return None
+    from .kink_stops import on_kinks, one_sided_text, point_name
+    names = problem.model.param_names
+    idx = torch.tensor([names.index(k) for k in free], device=final.device)
+    r, jac = free_residuals_and_jacobian(problem, final, idx)
+
+    def jr_at(moves, rows):
+        out = [free_residuals_and_jacobian(problem, final.index_put(
+            (idx,), final[idx] + m), idx) for m in moves]
+        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+    kinks = on_kinks(jr_at, final[idx][None], r[None], jac[None])[0]
+    if not bool(kinks.any()):
+        return None
+    return one_sided_text([point_name(problem.x, int(j)) for j in kinks.nonzero().flatten()])
+
+
 KINKS = re.compile(r"\b(abs|relu|min|max)\s*\(")
+
+
+SMOOTH_ACTIVATIONS = frozenset({"tanh", "sigmoid", "softplus", "gelu", "silu", "identity"})
 
 
 def smooth(model) -> bool:
     """Whether the model is smooth in its parameters, so that a minimum has no gradient:
-    not a flexible model (sums of ReLUs, a ReLU network) nor an expression with ``abs``,
-    ``relu``, ``min`` or ``max``, whose minima can sit on a kink with one-sided slopes (as
-    mae's do)."""
+    not a ReLU sum or ReLU network nor an expression with ``abs``, ``relu``, ``min`` or
+    ``max``, whose minima can sit on a kink with one-sided slopes (as mae's do). A network
+    of a smooth activation (tanh, sigmoid, softplus, gelu, silu) is smooth: its stops get
+    the smooth models' tests (it had been looked at as if kinked, and adam's stops on its
+    flat valleys, 2e-4 to 3e-2 above a point L-BFGS reached from there, were converged)."""
+    from .models import MLPModel
+    if isinstance(model, MLPModel):
+        return model.activation in SMOOTH_ACTIVATIONS
     if not model.identifiable:
         return False
     source = getattr(getattr(model, "expression", None), "source", None)
@@ -114,7 +159,8 @@ LOOK_VALUES = 2 ** 22   # model values times parameters evaluated at once by tha
 
 
 def falls_nearby(objective, theta: torch.Tensor, at: torch.Tensor, r: torch.Tensor,
-                 jac: torch.Tensor, delta: float | None, loss: torch.Tensor) -> torch.Tensor:
+                 jac: torch.Tensor, delta: float | None, loss: torch.Tensor,
+                 extra: torch.Tensor | None = None) -> torch.Tensor:
     """``(k,)`` the largest fall of the loss, relative to ``loss`` ``(k,)``, at points near
     ``theta`` ``(k, P)`` in its free parameters ``at`` (``F``): along the descent direction
     of the residual weights ``psi = clip(r, -delta, delta)`` (``sign(r)`` for mae: ``delta``
@@ -124,7 +170,8 @@ def falls_nearby(objective, theta: torch.Tensor, at: torch.Tensor, r: torch.Tens
     directions drawn at random. A model with kinks (ReLU sums, abs, min, max) stops on them
     with one-sided slopes, so its gradient need not vanish at a minimum; there no such point
     is lower (but for rounding), elsewhere one is. ``objective(thetas (m, P), rows (m,))``
-    gives the loss of the problems ``rows`` (``0..k-1``) at ``thetas``."""
+    gives the loss of the problems ``rows`` (``0..k-1``) at ``thetas``. ``extra`` ``(m, k,
+    F)``: more moves to look at (``kink_stops``: along the Gauss-Newton direction)."""
     k, F = theta.shape[0], at.numel()
     psi = r.sign() if delta is None else r.clamp(-delta, delta)
     g = (jac * psi.unsqueeze(-1)).sum(-2)                           # (k, F), a half gradient
@@ -152,7 +199,24 @@ def falls_nearby(objective, theta: torch.Tensor, at: torch.Tensor, r: torch.Tens
     steps.append(rand.reshape(-1, k, F))
     if delta is None:
         steps += _along_kinks(r, jac, scale, halves)
-    moves = torch.cat(steps)                                        # (m, k, F)
+    if extra is not None:
+        steps.append(extra.to(theta.dtype))
+    return fall_at(objective, theta, at, torch.cat(steps), loss, r.shape[-1])
+
+
+def fall_at(objective, theta: torch.Tensor, at: torch.Tensor, moves: torch.Tensor,
+            loss: torch.Tensor, n: int) -> torch.Tensor:
+    """``(k,)`` the largest fall of the loss, relative to ``loss`` ``(k,)``, at the points
+    ``theta + moves`` (``moves`` ``(m, k, F)`` in the free parameters ``at``; ``n`` data
+    points): ``falls_nearby``'s evaluation, for any set of moves."""
+    return falls_at(objective, theta, at, moves, loss, n).amax(0)
+
+
+def falls_at(objective, theta: torch.Tensor, at: torch.Tensor, moves: torch.Tensor,
+             loss: torch.Tensor, n: int) -> torch.Tensor:
+    """``(m, k)`` the fall of the loss at each point ``theta + moves`` (``fall_at``'s), 0
+    where not finite."""
+    k = theta.shape[0]
     pts = theta.expand(moves.shape[0], k, -1).clone()
     pts[..., at] = pts[..., at] + moves
     rows = torch.arange(k, device=theta.device).expand(moves.shape[0], k).reshape(-1)
@@ -160,11 +224,11 @@ def falls_nearby(objective, theta: torch.Tensor, at: torch.Tensor, r: torch.Tens
     # hundreds of points to look at, each over every data point: in blocks of about
     # LOOK_VALUES model values times parameters (a ReLU sum's terms are as many as its
     # units), so that memory stays bounded on a million points or a wide network
-    size = max(1, LOOK_VALUES // max(1, r.shape[-1] * theta.shape[-1]))
+    size = max(1, LOOK_VALUES // max(1, n * theta.shape[-1]))
     vals = torch.cat([objective(pts[i:i + size], rows[i:i + size])
                       for i in range(0, pts.shape[0], size)]).reshape(-1, k)
-    lowest = torch.where(torch.isfinite(vals), vals, torch.inf).amin(0)
-    fall = (loss - lowest) / loss.abs().clamp_min(1e-300)
+    fall = (loss - torch.where(torch.isfinite(vals), vals, torch.inf)) / \
+        loss.abs().clamp_min(1e-300)
     return torch.where(torch.isfinite(fall) & (loss > 0), fall, 0.0)
 
 
@@ -226,10 +290,14 @@ def gauss_newton_gain(r: torch.Tensor, jac: torch.Tensor,
         return torch.where(good & (rn2 > 0), pred / rn2.clamp_min(1e-300), 0.0)
 
 
-def valley_text(gain: float) -> str:
+def valley_text(gain: float, exact: bool = True) -> str:
+    """``exact``: the model is identifiable, and auto fits it by an exact method (a
+    flexible model's auto is L-BFGS from several starts: LM is the Gauss-Newton one)."""
+    fix = "optimizer='auto' (the exact method)" if exact else \
+        "optimizer='lm' (Gauss-Newton steps)"
     return (f"the loss stopped changing, but not at a minimum: a Gauss-Newton step still "
             f"predicts a fall of {gain:.2g} of it (a long, nearly flat valley the gradient "
-            "hardly sees); try optimizer='auto' (the exact method), or more steps")
+            f"hardly sees); try {fix}, or more steps")
 
 
 def kink_text(fall: float, mae: bool = False, exact: bool = False) -> str:
@@ -246,13 +314,15 @@ def kink_text(fall: float, mae: bool = False, exact: bool = False) -> str:
             f"({what} stalled the optimizer); try {fix}, or more steps")
 
 
-def plateau_text(worst: float, name: str) -> str:
+def plateau_text(worst: float, name: str, exact: bool = True) -> str:
     """The message of a stop that is not stationary (``fit`` and ``fit_many`` alike)."""
+    fix = "optimizer='auto' (the exact method)" if exact else \
+        "optimizer='lm' (Gauss-Newton steps)"
     return (f"the loss stopped changing, but not at a minimum: its gradient is still "
             f"{worst:.2g} of its scale (along {name}), where a minimum has none (a plateau "
             "where the model's derivatives nearly vanish, or steps bouncing across the "
-            "minimum); try optimizer='auto' (the exact method), a smaller learning rate, other "
-            "starting values, or rescaled x")
+            f"minimum); try {fix}, a smaller learning rate, other starting values, or "
+            "rescaled x")
 
 
 def _loss_scale(problem, final: torch.Tensor, first_loss: float | None) -> float:
