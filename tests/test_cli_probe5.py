@@ -370,9 +370,14 @@ def test_the_uncertainty_column_is_sigma_on_stdin_too(capsys, with_err, monkeypa
 
 # 14. small ones --------------------------------------------------------------------------------
 
-def test_p0_on_a_fixed_parameter_is_refused(capsys):
-    err = one_line_exit_2(capsys, "fit", "lesson", "-m", "a*x+b", "--fix", "a=1", "--p0", "a=2")
-    assert "--p0 a" in err and "fixed by --fix a=1" in err
+def test_p0_on_a_fixed_parameter_is_said_not_used(capsys):
+    # one rule with Python's fit and fit_many: the fixed value wins, and the result says the
+    # start was not used (the command line had refused what Python silently dropped)
+    code, out, err = run(capsys, "fit", "lesson", "-m", "a*x+b", "--fix", "a=1", "--p0", "a=2",
+                         "--json", "-")
+    assert code in (0, 1), err
+    assert "the start a=2 in p0 is not used: a is fixed at 1" in out + err
+    assert '"a": 1.0' in out
 
 
 def test_a_group_fit_takes_the_uncertainty_column_as_sigma_too(capsys, tmp_path):

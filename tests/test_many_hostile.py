@@ -84,7 +84,7 @@ def test_small_data_that_square_fine_still_converge_to_the_scaled_answer(scale):
     ({"starts": 10 ** 9}, "bad number of starts: expected a whole number 1..1000, got 1000000000"),
     ({"starts": True}, "bad number of starts: .* got True"),
     ({"steps": True}, "bad number of steps: .* got True"),
-    ({"steps": 0}, "bad number of steps: expected a whole number 1..10000000, got 0"),
+    ({"steps": -1}, "bad number of steps: expected a whole number 0..10000000, got -1"),
     ({"chunk_size": True}, "bad chunk_size: expected a whole number >= 1, got True"),
     ({"dtype": "int"}, "unknown dtype 'int': expected one of float64, float32"),
     ({"guess": 3}, "bad guess: expected a function, or None, got 'int'"),

@@ -8,6 +8,10 @@ inside the bounds by construction (no clipping after the fact). As in MINUIT and
 - upper bound only ``p <= hi``:   ``p = hi + 1 - sqrt(u^2 + 1)``
 - fixed ``p = v``:                ``p`` is not a variable at all.
 
+Any finite bounds work (``a >= 1e308``; a start 1e200 above its bound): ``sqrt(u^2 + 1)``
+is ``|u|`` where ``u^2`` would overflow (``BIG_U``). Two bounds further apart than the
+largest float (``(-1e308, 1e308)``) are refused (``check_width``): None is no bound.
+
     >>> import torch
     >>> t = ParamTransform(("a", "b", "c"), bounds={"a": (0, 10)}, fixed={"c": 1.0})
     >>> t.free
@@ -27,6 +31,10 @@ from .errors import InputError
 
 INF = math.inf
 INSET = 0.01       # how far inside a start on or past a bound moves (of the width)
+#: past this ``|u|``, ``u*u`` overflows: ``sqrt(u*u + 1)`` is taken as ``|u|`` (equal to
+#: within 1e-300, relatively), so that a start far from a one-sided bound (``a >= 0`` with
+#: p0 a=1e200, or the bound 1e308 itself) is no OverflowError and no inf
+BIG_U = 1e150
 
 
 def inside(v: float, lo: float, hi: float) -> tuple[float, str] | None:
@@ -72,11 +80,18 @@ class ParamTransform:
         self._lo0 = torch.where(fl, self._lo, 0.0)
         self._hi0 = torch.where(fh, self._hi, 0.0)
 
+    @staticmethod
+    def _root(u: torch.Tensor) -> torch.Tensor:
+        """``sqrt(u^2 + 1)``, without overflow where ``|u| > BIG_U`` (there: ``|u|``)."""
+        big = u.abs() > BIG_U
+        small = torch.where(big, 0.0, u)        # no inf in the branch not taken (autograd)
+        return torch.where(big, u.abs(), torch.sqrt(small * small + 1))
+
     def external(self, u: torch.Tensor) -> torch.Tensor:
         """``(..., F)`` internal -> ``(..., P)`` model parameters."""
         if self.identity:
             return u
-        root = torch.sqrt(u * u + 1)
+        root = self._root(u)
         p = torch.where(self._both, self._lo0 + (self._hi0 - self._lo0) * (torch.sin(u) + 1) / 2, u)
         p = torch.where(self._lower, self._lo0 - 1 + root, p)
         p = torch.where(self._upper, self._hi0 + 1 - root, p)
@@ -94,7 +109,7 @@ class ParamTransform:
     def slope(self, u: torch.Tensor) -> torch.Tensor:
         """``d external / d u`` of the free parameters ``(..., F)`` (each depends on its own
         ``u`` alone)."""
-        root = torch.sqrt(u * u + 1)
+        root = self._root(u)
         g = torch.where(self._both, (self._hi0 - self._lo0) / 2 * torch.cos(u), torch.ones_like(u))
         g = torch.where(self._lower, u / root, g)
         return torch.where(self._upper, -u / root, g)
@@ -125,12 +140,35 @@ class ParamTransform:
                 s = min(max(2 * (v - lo) / (hi - lo) - 1, -1.0), 1.0)
                 u.append(math.asin(s))
             elif math.isfinite(lo):
-                u.append(math.sqrt((v - lo + 1) ** 2 - 1))
+                u.append(_one_sided(name, v - lo))
             elif math.isfinite(hi):
-                u.append(math.sqrt((hi - v + 1) ** 2 - 1))
+                u.append(_one_sided(name, hi - v))
             else:
                 u.append(v)
         return torch.tensor(u, dtype=self.dtype, device=self.device)
+
+
+def check_width(name, lo: float, hi: float) -> None:
+    """Refuse two finite bounds further apart than the largest float (``(-1e308, 1e308)``:
+    ``hi - lo`` is inf, and the change of variables had made the parameter NaN, "diverged
+    at step 0"). An unbounded side is None (or inf), not a huge number."""
+    if math.isfinite(lo) and math.isfinite(hi) and math.isinf(hi - lo):
+        raise InputError(f"bounds for {name!r} are too far apart: {hi:g} - ({lo:g}) is beyond "
+                         "the largest float (1.8e308)", expected="bounds less than 1.8e308 "
+                         "apart, or no bound on a side (None; on the command line an empty "
+                         "side, a=0:)")
+
+
+def _one_sided(name: str, d: float) -> float:
+    """``u`` of a value ``d >= 0`` from its one bound: ``sqrt((d + 1)^2 - 1)``, which
+    overflowed (OverflowError) past d = 1e154; ``sqrt(d) * sqrt(d + 2)`` there."""
+    if math.isinf(d):             # a start 1e308 above a bound at -1e308: no float holds it
+        raise InputError(f"the start of {name!r} is too far from its bound: their distance "
+                         "is beyond the largest float (1.8e308)", expected="a start and a "
+                         "bound within 1.8e308 of each other, or no bound (None)")
+    if d > BIG_U:
+        return math.sqrt(d) * math.sqrt(d + 2)
+    return math.sqrt((d + 1) ** 2 - 1)
 
 
 def _check_folding(name, what: str) -> None:
@@ -157,6 +195,7 @@ def _check_bounds(names, bounds) -> dict[str, tuple[float, float]]:
                              given=repr(pair)) from None
         if math.isnan(lo) or math.isnan(hi) or not lo < hi:
             raise InputError(f"bad bounds for {name!r}", expected="low < high", given=f"{lo:g}:{hi:g}")
+        check_width(name, lo, hi)
         if math.isfinite(lo) or math.isfinite(hi):
             out[name] = (lo, hi)
     return out

@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from .config import FitConfig, check_finite, dtype_name, plain
+from .config import FitConfig, check_finite, dtype_name, plain, unused_p0, unused_p0_note
 from .data import check_has_values, check_not_times, unmasked
 from .errors import FitError, InputError
 from .losses import get_loss
@@ -164,6 +164,9 @@ class FitRun(Run):
     """An iterator of ``StepRecord``; ``result`` holds the ``FitResult`` once it is done.
     ``lean``: skip the covariance and the final checks (an inner solve of another fit)."""
 
+    #: a start of a ``MultiStartRun``, which says what the whole run's p0 lost itself
+    one_of_starts = False
+
     def __init__(self, problem: Problem, config: FitConfig, callback=None, lean: bool = False):
         self.problem, self.config, self.callback, self.lean = problem, config, callback, lean
         self.result: FitResult | None = None
@@ -177,7 +180,9 @@ class FitRun(Run):
         start = start_values(prob.model, cfg.p0_dict, prob.x, cfg.seed)
         start.update(cfg.fixed_dict)
         transform = ParamTransform(names, cfg.bounds_dict, cfg.fixed_dict, dtype, device)
-        start, self.notes = transform.move_inside(start)
+        start, inside = transform.move_inside(start)
+        quiet = self.lean or self.one_of_starts      # the p0 of an inner fit is no user's
+        self.notes = inside + ([] if quiet else _unused_p0_notes(cfg))
         moved = prob if transform.identity else TransformedProblem(prob, transform)
         theta = transform.internal(start).requires_grad_(True)     # what the optimizer moves
         lr = cfg.learning_rate
@@ -383,7 +388,7 @@ class FitRun(Run):
             x=prob.x.cpu().numpy(), y=prob.y.cpu().numpy(),
             sigma=None if prob.sigma is None else prob.sigma.cpu().numpy(),
             at_bound=tuple(at_bound), bounds=dict(self.transform.bounds),
-            fixed=dict(self.transform.fixed), jacobian=prob.model.jacobian_kind)
+            fixed=dict(self.transform.fixed), jacobian=prob.model.jacobian_kind, config=cfg)
 
     def _determined(self, final, free, cov, reason: str, detail: str) -> tuple[str, str]:
         """``verdict.not_determined`` on a converged nonlinear least-squares fit."""
@@ -547,27 +552,73 @@ def iter_fit(model: "str | Callable | Model", x, y, *, sigma=None, loss: str = "
     cfg = _config(model, loss, optimizer, lr, steps, None if in_order else p0, seed, ftol,
                   gtol, time_limit, schedule, delta, divergence, dtype, device, options,
                   bounds, fixed, absolute_sigma, starts)
+    if isinstance(inputs, str):
+        inputs = tuple(n.strip() for n in inputs.split(","))
+    return _start(cfg, model, x, y, sigma, inputs, jac, callback,
+                  p0 if in_order else None)
+
+
+def run_config(config: FitConfig, x, y, *, sigma=None, inputs=None, model=None, jac=None,
+               callback: Callable[[StepRecord], bool] | None = None) -> "FitRun":
+    """``iter_fit`` with the settings of ``config`` exactly (``FitConfig.fit`` drains it):
+    a result's ``config`` reruns its fit. ``model``: the function or ``Model`` that
+    ``config.model`` names, where it is no text (else the text is the model)."""
+    if not isinstance(config, FitConfig):
+        raise InputError("bad config", expected="a FitConfig", given=type(config).__name__)
+    if isinstance(inputs, str):
+        inputs = tuple(n.strip() for n in inputs.split(","))
+    return _start(config, config.model if model is None else model, x, y, sigma, inputs,
+                  jac, callback)
+
+
+def _start(cfg: FitConfig, model, x, y, sigma, inputs, jac, callback, in_order=None):
+    """The run of ``cfg`` on the data: checks the start, bounds and fixed names against the
+    model, then one ``FitRun``, or a ``MultiStartRun`` for several starts. ``in_order``:
+    curve_fit's p0, a sequence in the model's parameter order."""
     if callback is not None and not callable(callback):
         raise InputError("bad callback", expected="a function of a StepRecord, or None",
                          given=type(callback).__name__)
-    if isinstance(inputs, str):
-        inputs = tuple(n.strip() for n in inputs.split(","))
-    problem = prepare(model, x, y, sigma, loss=loss, delta=delta, dtype=DTYPE[cfg.dtype],
-                      device=device, inputs=inputs, jac=jac)
-    if in_order:
-        cfg = dataclasses.replace(cfg, p0=p0_in_order(p0, problem.model.param_names))
+    problem = prepare(model, x, y, sigma, loss=cfg.loss, delta=cfg.delta,
+                      dtype=DTYPE[cfg.dtype], device=cfg.device, inputs=inputs, jac=jac)
+    if in_order is not None:
+        cfg = dataclasses.replace(cfg, p0=p0_in_order(in_order, problem.model.param_names))
     if problem.model.n_params == 0:
         raise InputError(f"model {problem.model.spec!r} has no parameters to fit",
                          expected="at least one free name besides the inputs")
-    start = start_values(problem.model, cfg.p0_dict, problem.x, seed)   # refuse bad p0 now
+    start = start_values(problem.model, cfg.p0_dict, problem.x, cfg.seed)   # refuse bad p0 now
     check_param_names(problem.model, cfg.bounds_dict, "bounds")
     check_param_names(problem.model, cfg.fixed_dict, "fixed")
     check = ParamTransform(problem.model.param_names, cfg.bounds_dict, cfg.fixed_dict)
     check.internal(check.move_inside({**start, **cfg.fixed_dict})[0])
     k = starts_for(cfg, problem.model)
     if k > 1:
-        return MultiStartRun(problem, cfg, callback, k, FitRun)
+        return _MultiStart(problem, cfg, callback, k, _OneStart)
     return FitRun(problem, cfg, callback)
+
+
+class _OneStart(FitRun):
+    """A start of ``_MultiStart``: its p0 is the run's start k, not the user's."""
+
+    one_of_starts = True
+
+
+class _MultiStart(MultiStartRun):
+    """``MultiStartRun`` whose result carries the whole run's config (``starts`` and the
+    seed as given), not the config of the start that won: rerunning it reruns every
+    start. A p0 start that a fixed value overrides is said whichever start won."""
+
+    def _run(self) -> Iterator[StepRecord]:
+        yield from super()._run()
+        r = self.result
+        r.config = self.config
+        said = [n for n in _unused_p0_notes(self.config) if n not in r.message]
+        if said:        # once, for the whole run (its starts are quiet: _OneStart)
+            r.message = "; ".join(said) + "; " + r.message
+
+
+def _unused_p0_notes(cfg: FitConfig) -> list[str]:
+    """``config.unused_p0``'s notes: a fixed value wins over p0's start for its name."""
+    return [unused_p0_note(n, a, b) for n, (a, b) in unused_p0(cfg.p0_dict, cfg.fixed_dict).items()]
 
 
 def fit(model: "str | Callable | Model", x, y, **kwargs) -> FitResult:
@@ -634,4 +685,4 @@ def loss_and_grad(model, x, y, params: Mapping[str, float], *, sigma=None, loss:
     return value.item(), dict(zip(names, theta.grad.tolist()))
 
 
-__all__ = ["fit", "iter_fit", "loss_and_grad", "prepare", "FitRun", "FitError"]
+__all__ = ["fit", "iter_fit", "run_config", "loss_and_grad", "prepare", "FitRun", "FitError"]

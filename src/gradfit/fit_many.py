@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .config import dtype_name, pairs, plain
+from .config import (check_bound_sides, check_optimizer_options, dtype_name, pairs, plain,
+                     unused_p0, unused_p0_note)
 from .fit import DTYPE, check_device, p0_in_order
 from .losses import check_method, get_loss
 from .many_buckets import fit_by_lengths
@@ -40,8 +41,8 @@ from .many_parallel import each_chunk
 from .many_starts import start_matrix, spread_starts, bounds_matrix, fixed_matrix
 from .multistart import NO_CLAIM, default_starts, pick_starts
 from .models import check_default_inputs, make_model, table_inputs
-from .optimizers import batched_optimizers, get_optimizer, resolve_options
-from .settings import MAX_STEPS, SETTINGS
+from .optimizers import batched_optimizers, get_optimizer
+from .settings import SETTINGS
 
 CONVERGED = ("ftol", "gtol", "xtol")
 CPU_WORK_BYTES = 256 * 2 ** 20
@@ -111,16 +112,25 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     bounds, fixed = (None if v is None else v if isinstance(v, Mapping) else
                      dict(pairs(name, v))        # a mapping (its values: a number or B)
                      for name, v in (("bounds", bounds), ("fixed", fixed)))
+    for name, pair in (bounds or {}).items():    # as FitConfig's: no text, no bool
+        check_bound_sides(name, pair, per_problem=True)
     check_device(device)
     tdtype = DTYPE[dtype]
-    if steps < 1:                              # the row allows 0 (fit's start only)
-        raise InputError("bad number of steps", expected=f"a whole number 1..{MAX_STEPS}",
-                         given=steps)
+    # steps=0, as fit: every problem's start, its loss, reason max_steps (the row allows
+    # it; fit_many had said "expected 1..", fit took it: one rule)
     for name, f in (("guess", guess), ("progress", progress)):
         if f is not None and not callable(f):
             raise InputError(f"bad {name}", expected="a function, or None",
                              given=type(f).__name__)
     lossf = get_loss(loss, delta)
+    # the options by the table's rows and rules, as FitConfig checks fit's (momentum 1.5,
+    # weight_decay 7 had run; momentum -0.5 had raised torch's ValueError)
+    not_here = [k for k in options if k in SETTINGS and SETTINGS[k].scope == "config"]
+    if not_here:
+        raise InputError(f"fit_many does not take {not_here[0]}", expected=_NOT_HERE.get(
+            not_here[0], "the settings of fit_many's signature"))
+    method = _method(optimizer, lossf)
+    opts = check_optimizer_options(method, options)
     long = _long_columns(x, y, sigma, group, data) if group is not None else None
     coded = None
     if long is not None:
@@ -154,9 +164,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         raise InputError(f"model {m.spec!r} has no parameters to fit",
                          expected="an expression with at least one free name")
     starts = default_starts(starts, optimizer, m)
-    method = _method(optimizer, lossf)
     spec = get_optimizer(method)
-    opts = resolve_options(spec, options)
     if method == "lm" and "xtol" not in options:
         opts["xtol"] = LM_XTOL
     B = d.B
@@ -165,6 +173,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
     if not free:
         raise InputError("every parameter is fixed", expected="at least one free parameter")
     lo, hi = bounds_matrix(free, names, bounds, B, d.bad, fixed_vals)
+    _too_wide(free, bounds or {}, lo, hi, d.bad)
     values, given = start_matrix(m, d, p0, guess, seed)   # (B, P), (B, P); d.bad grows
     values[:, [names.index(n) for n in fixed_names]] = fixed_vals[:, [names.index(n) for n in fixed_names]]
     counts = d.counts
@@ -198,6 +207,13 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         if progress is not None:
             progress(done // K, len(work) // K)
     best = out.best_of(K, B, m.identifiable)
+    if isinstance(p0, Mapping) and fixed:  # as fit says it: a fixed value wins over p0's
+        said: dict[int, list[str]] = {}
+        for name, (start, held, where) in unused_p0(p0, fixed, B).items():
+            for b in where:
+                said.setdefault(int(b), []).append(unused_p0_note(name, start[b], held[b]))
+        for b, notes in said.items():
+            out.message[best[b]] = "; ".join(notes) + f"; {out.message[best[b]]}"
     for b, note in moved.items():          # as fit says it: the start moved inside
         out.message[best[b]] = f"{note}; {out.message[best[b]]}"
     for b, why in d.bad.items():
@@ -208,6 +224,33 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
                            time.perf_counter() - t0, absolute_sigma, settings)
     res.lr = rates if spec.default_lr is not None and method not in ("lm", "irls") else None
     return _named(res, group)
+
+
+#: fit's settings that fit_many has no use for, and why
+_NOT_HERE = {"time_limit": "no time_limit (steps bounds each fit; fit_many runs the problems "
+                           "together)",
+             "options": "the optimizer's options as keywords (momentum=0.5), not options={...}",
+             "model": "the model as the first argument"}
+
+
+def _too_wide(free, bounds, lo, hi, bad: dict) -> None:
+    """``bounds.check_width`` as ``bounds_matrix`` checks low < high: two finite bounds
+    further apart than the largest float, given once, are refused; among B pairs, such a
+    pair fails its problem alone (its parameter had been NaN)."""
+    from .bounds import check_width
+    with np.errstate(over="ignore", invalid="ignore"):
+        wide = np.isfinite(lo) & np.isfinite(hi) & np.isinf(hi - lo)
+    for j in np.flatnonzero(wide.any(0)):
+        name = free[j]
+        rows = np.flatnonzero(wide[:, j])
+        if all(np.ndim(v) == 0 for v in bounds[name]):
+            check_width(name, float(lo[rows[0], j]), float(hi[rows[0], j]))
+        for b in rows:
+            try:
+                check_width(name, float(lo[b, j]), float(hi[b, j]))
+            except InputError as exc:
+                bad.setdefault(int(b), f"{exc} (this problem)")
+        lo[rows, j], hi[rows, j] = -np.inf, np.inf        # never run: only finite there
 
 
 def _named(res: ManyResult, group) -> ManyResult:
@@ -334,8 +377,9 @@ class _Outputs:
         self.reason[row], self.message[row] = "failed", why
 
     def best_of(self, K: int, B: int, identifiable: bool = True) -> np.ndarray:
-        """The row kept for each problem: the lowest loss among its starts, preferring
-        converged ones; with K > 1 the message says so, and a flexible model's best is no
+        """The row kept for each problem (``multistart.pick_starts``: the lowest loss
+        among starts that neither failed nor diverged, a converged one within ``CLOSE`` of
+        it preferred); with K > 1 the message says so, and a flexible model's best is no
         claim of an optimum (reason ``starts``, as ``multistart.best_of``)."""
         if K == 1:
             return np.arange(B)
@@ -353,6 +397,16 @@ class _Outputs:
                                    f"start {pick[b]} stopped: {self.message[r]}")
                 self.reason[r] = "starts"
         return rows
+
+
+def _no_steps(tr: ManyTransform, u0, k: int, device):
+    """A chunk's outcome under ``steps=0``, as ``fit``'s: every start as it is, with reason
+    ``max_steps`` (the engines had taken a step anyway, or refused 0)."""
+    with torch.no_grad():
+        theta = tr.external(u0, torch.arange(k, device=device))
+    return (theta, torch.zeros(k, dtype=torch.int64), np.full(k, "max_steps", dtype="<U10"),
+            np.full(k, "reached the step limit (0 steps)", dtype=object), None,
+            torch.zeros((k, len(tr.free)), dtype=torch.bool))
 
 
 def _goodness(prob: ManyProblem, theta, idx):
@@ -385,9 +439,12 @@ def _run_chunk(m, d: ManyData, lossf, problems, rows, values_k, lo, hi, fixed_va
     tr = ManyTransform(names, free, t(lo[problems]), t(hi[problems]), t(fixed_vals[problems]))
     start = t(values_k[rows])
     u0 = tr.internal(start)
-    from .many_engines import run_engine
-    theta, steps, reason, message, cov, held = run_engine(prob, tr, u0, t(rates[problems]),
-                                                          cfg, absolute_sigma)
+    if cfg["steps"] == 0:          # as fit(steps=0): the starts, no step taken
+        theta, steps, reason, message, cov, held = _no_steps(tr, u0, len(rows), device)
+    else:
+        from .many_engines import run_engine
+        theta, steps, reason, message, cov, held = run_engine(prob, tr, u0, t(rates[problems]),
+                                                              cfg, absolute_sigma)
     out.held[rows] = held.cpu().numpy()
     with torch.no_grad():
         idx = torch.arange(len(rows), device=device)

@@ -299,6 +299,9 @@ def lr_find(model, x, y, *, sigma=None, loss: str = "mse", delta: float = 1.0,
     if not isinstance(num_it, int) or num_it < 2:
         raise InputError("bad num_it", expected="a whole number >= 2", given=num_it)
     check_finder_optimizer(optimizer)
+    # the options by the table's rows, as fit's (momentum 1.5 had run unchecked here)
+    from .config import check_optimizer_options
+    check_optimizer_options(optimizer, options)
     problem = prepare(model, x, y, sigma, loss=loss, delta=delta, inputs=inputs)
     start = start_values(problem.model, p0, problem.x, seed)
     theta = _theta(problem, start).requires_grad_(True)

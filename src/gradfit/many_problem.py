@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .bounds import BIG_U, ParamTransform
 from .batch_lm import data_norm
 from .losses import Loss
 from .models import CallableModel, ExpressionModel, Model
@@ -177,7 +178,7 @@ class ManyTransform:
         if self.identity:
             return u
         lo, hi = self.lo0[idx], self.hi0[idx]
-        root = torch.sqrt(u * u + 1)
+        root = ParamTransform._root(u)
         p = torch.where(self.both[idx], lo + (hi - lo) * (torch.sin(u) + 1) / 2, u)
         p = torch.where(self.lower[idx], lo - 1 + root, p)
         p = torch.where(self.upper[idx], hi + 1 - root, p)
@@ -191,7 +192,7 @@ class ManyTransform:
         """``d external / d u`` of the free parameters ``(k, F)`` (each depends on its own
         ``u`` alone)."""
         lo, hi = self.lo0[idx], self.hi0[idx]
-        root = torch.sqrt(u * u + 1)
+        root = ParamTransform._root(u)
         g = torch.where(self.both[idx], (hi - lo) / 2 * torch.cos(u), torch.ones_like(u))
         g = torch.where(self.lower[idx], u / root, g)
         return torch.where(self.upper[idx], -u / root, g)
@@ -202,9 +203,8 @@ class ManyTransform:
         lo, hi = self.lo0, self.hi0
         s = (2 * (v - lo) / torch.where(self.both, hi - lo, 1.0) - 1).clamp(-1.0, 1.0)
         u = torch.where(self.both, torch.asin(s), v)
-        u = torch.where(self.lower, torch.sqrt(((v - lo + 1) ** 2 - 1).clamp_min(0)), u)
-        u = torch.where(self.upper, torch.sqrt(((hi - v + 1) ** 2 - 1).clamp_min(0)), u)
-        return u
+        u = torch.where(self.lower, _one_sided(v - lo), u)
+        return torch.where(self.upper, _one_sided(hi - v), u)
 
     def outside(self, values: torch.Tensor) -> torch.Tensor:
         """``(B,)`` True where a free value lies outside its bounds."""
@@ -222,3 +222,11 @@ class ManyTransform:
         values[:, self.free_at] = torch.where(out_, mid, v)
         return values
 
+
+def _one_sided(d: torch.Tensor) -> torch.Tensor:
+    """``u`` of values ``d >= 0`` from their one bound, ``sqrt((d + 1)^2 - 1)``, as
+    ``bounds._one_sided``: ``sqrt(d) sqrt(d + 2)`` past ``BIG_U`` (the square overflows)."""
+    d = d.clamp_min(0)
+    big = d > BIG_U
+    small = torch.where(big, 0.0, d)
+    return torch.where(big, d.sqrt() * (d + 2).sqrt(), torch.sqrt(((small + 1) ** 2 - 1).clamp_min(0)))

@@ -83,6 +83,9 @@ class FitResult:
     ended at a bound; ``fixed``: name -> value of the fixed ones; ``jacobian``: how the
     Jacobian was taken (autograd, finite differences, user's jac). ``statistics()``,
     ``intervals(level)`` and ``report(level)`` give lmfit's fit statistics (``gradfit.report``).
+    ``config``: the ``FitConfig`` it ran, in ``to_dict``/``to_json`` too, so that a result
+    says every setting of its run and reruns it: ``rerun()`` (on its own data), or
+    ``FitResult.from_json(text).config.fit(x, y)``.
     """
 
     params: dict[str, float]
@@ -116,6 +119,11 @@ class FitResult:
     fixed: dict[str, float] = field(default_factory=dict)
     #: how the Jacobian was taken: autograd, finite differences, or the user's jac
     jacobian: str = "autograd"
+    #: the ``FitConfig`` the fit ran (every setting, seed included): ``rerun()`` runs it
+    #: again, ``config.fit(x, y)`` on other data; None for a row of ``fit_many``
+    config: Any = field(default=None, repr=False)
+    #: a result read back from JSON: what its model was (``model_source``), kept
+    source: str | None = field(default=None, repr=False)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -187,6 +195,9 @@ class FitResult:
             "jacobian": self.jacobian, "fixed": self.fixed, "constants": self.constants, "at_bound": list(self.at_bound),
             "bounds": {k: list(v) for k, v in self.bounds.items()},
         }
+        d["inputs"] = list(self.inputs)
+        d["model_source"] = self.model_source
+        d["config"] = None if self.config is None else self.config.to_dict()
         d.update(self.statistics() or {})
         ci = self.intervals(0.95)
         d["ci_level"], d["ci"] = 0.95, None if ci is None else {k: list(v) for k, v in ci.items()}
@@ -197,7 +208,115 @@ class FitResult:
         return _finite_or_none(d)
 
     def to_json(self, history: bool = True, **kw) -> str:
-        return json.dumps(self.to_dict(history), **kw)
+        """Strict JSON (``finite_json``): never NaN or Infinity."""
+        from .finite_json import dumps
+        return dumps(self.to_dict(history), **kw)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The names of the model's inputs (``x``; ``x1, x2``; the columns it was fitted on)."""
+        return tuple(getattr(self.model_object, "input_names", None) or ("x",))
+
+    @property
+    def model_source(self) -> str:
+        """``"text"`` where ``model`` (an expression, poly:K, relu:K, mlp:...) rebuilds the
+        model, ``"function"`` for a Python function, ``"object"`` for a ``Model`` of the
+        caller's own: those two cannot be read back from JSON."""
+        from .models import CallableModel
+        m = self.model_object
+        if self.source is not None:
+            return self.source
+        if m is None or type(m).__module__ == "gradfit.models" and not isinstance(m, CallableModel):
+            return "text"
+        return "function" if isinstance(m, CallableModel) else "object"
+
+    def rerun(self, x=None, y=None, *, sigma=None, model=None, callback=None) -> "FitResult":
+        """The same fit again, from ``config`` (bit for bit the same result on the same
+        data and machine): on this result's own data unless ``x``, ``y`` (and ``sigma``)
+        are given. ``model``: the function or ``Model``, for a result read back from JSON
+        whose model was no text."""
+        if self.config is None:
+            raise FitError("this result holds no config to rerun (a row of fit_many, or a "
+                           "result read from JSON written without one)")
+        if x is None and y is None:
+            if self.x is None or self.y is None:
+                raise InputError("no data to rerun on", expected="rerun(x, y): a result read "
+                                 "back from JSON holds no data")
+            x, y, sigma = self.x, self.y, self.sigma if sigma is None else sigma
+        elif x is None or y is None:
+            raise InputError("rerun needs both x and y", expected="rerun() on the result's own "
+                             "data, or rerun(x, y)")
+        if model is None and self.model_source != "text":
+            model = self.model_object
+            if model is None:
+                raise InputError(f"the model {self.model!r} was a {self.model_source}, which "
+                                 "JSON does not hold", expected="rerun(x, y, model=...)")
+        return self.config.fit(x, y, sigma=sigma, inputs=self.inputs, model=model,
+                               callback=callback)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FitResult":
+        """A result from ``to_dict``'s form (its JSON read back): the numbers, the verdict
+        and the ``config`` (null numbers are NaN again, null bounds infinite). The data is
+        not in it; the model is rebuilt where it was a text (``model_source``)."""
+        from .config import FitConfig
+        if not isinstance(d, dict) or not {"params", "loss", "model", "reason"} <= set(d):
+            raise InputError("bad result", expected="FitResult.to_dict()'s form (params, loss, "
+                             "model, reason, ...)", given=type(d).__name__ if not isinstance(
+                                 d, dict) else "keys " + ", ".join(sorted(d))[:200])
+        config = None if d.get("config") is None else FitConfig.from_dict(d["config"])
+
+        def num(v):
+            return math.nan if v is None else float(v)
+
+        def arr(key, shape_of=None):
+            v = d.get(key)
+            if v is None:
+                return np.zeros((0,) if shape_of is None else (0, shape_of))
+            return np.array([[num(t) for t in row] for row in v] if shape_of is not None
+                            else [num(t) for t in v], dtype=float)
+
+        names = list(d["params"])
+        inputs = tuple(d.get("inputs") or ("x",))
+        model_object = None
+        source = d.get("model_source", "text")
+        if source == "text":
+            from .models import make_model
+            try:
+                model_object = make_model(d["model"], inputs)
+            except InputError:
+                model_object = None
+        cov = d.get("covariance")
+        bounds = {k: (-math.inf if lo is None else lo, math.inf if hi is None else hi)
+                  for k, (lo, hi) in (d.get("bounds") or {}).items()}
+        return cls(
+            params={k: num(v) for k, v in d["params"].items()}, loss=num(d["loss"]),
+            loss_name=d.get("loss_name", "mse"), model=d["model"],
+            optimizer=d.get("optimizer", ""), lr=num(d.get("lr")), steps=int(d.get("steps", 0)),
+            converged=bool(d.get("converged", False)), reason=d["reason"],
+            message=d.get("message", ""), history=arr("history"),
+            trajectory=arr("trajectory", len(names)), grad_norms=arr("grad_norms"),
+            wall_time=num(d.get("wall_time")), n_points=int(d.get("n_points", 0)),
+            stderr=None if d.get("stderr") is None else
+            {k: num(v) for k, v in d["stderr"].items()},
+            covariance=None if cov is None else np.array(
+                [[num(t) for t in row] for row in cov], dtype=float),
+            r2=None if d.get("r2") is None else num(d["r2"]),
+            rmse=None if d.get("rmse") is None else num(d["rmse"]),
+            start={k: num(v) for k, v in (d.get("start") or {}).items()},
+            model_object=model_object, bounds=bounds, at_bound=tuple(d.get("at_bound") or ()),
+            fixed={k: num(v) for k, v in (d.get("fixed") or {}).items()},
+            jacobian=d.get("jacobian", "autograd"), config=config, source=source)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FitResult":
+        """``to_json``'s text read back (``from_dict``)."""
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError("bad JSON result", expected="FitResult.to_json()'s text",
+                             given=str(exc)) from None
+        return cls.from_dict(d)
 
     @property
     def constants(self) -> dict[str, float]:

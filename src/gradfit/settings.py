@@ -24,6 +24,17 @@ everywhere at once, with nothing else to edit::
 ``scope`` says where a row lives: ``"config"`` a field of ``FitConfig``; ``"option"`` an
 optimizer option, kept in ``FitConfig.options`` (its optimizer must take it); ``"page"`` a
 setting of the web page's run that is not part of a fit (the held-out fraction).
+
+Every option of every optimizer has a row (``OPTION_ROWS``: lm's ``xtol``, ``factor``,
+``max_tries``, irls's ``inner_steps`` too; lm's and irls's own ``ftol``/``gtol``, named as
+the config's settings, in ``OPTION_ONLY_ROWS``), and ``check_options`` holds the rules
+between options (a row's ``needs``: nesterov needs momentum > 0), for ``fit``,
+``FitConfig`` and ``fit_many`` alike::
+
+    >>> check_options({"nesterov": True}, {"momentum": 0.0, "nesterov": True})
+    Traceback (most recent call last):
+    ...
+    gradfit.errors.InputError: nesterov needs momentum > 0 (the momentum is 0): expected a momentum above 0 with nesterov (e.g. momentum=0.9, --momentum 0.9), or no nesterov
 """
 from __future__ import annotations
 
@@ -71,6 +82,10 @@ class Setting:
     expected: str | None = None     # a message's "expected ..." where the type says too little
     allow_inf: bool = False         # divergence=inf: never call a growing loss diverged
     rule: Callable[[Any], bool] | None = None   # one more test a value must pass (``expected``)
+    #: an option that needs another option's value (nesterov needs momentum > 0):
+    #: ``(its value, the optimizer's options with their defaults) -> None`` if they fit,
+    #: else ``(message, expected)`` (``check_options`` raises it, in the table's voice)
+    needs: Callable[[Any, dict], tuple[str, str] | None] | None = None
 
     @property
     def label(self) -> str:
@@ -117,6 +132,17 @@ class Setting:
             return value
         return value                   # "map": checked entry by entry by FitConfig
 
+    def refusal(self, given) -> InputError:
+        """The error ``check`` gives a value of the wrong type or choice, for a face that
+        meets the value as text first (the command line: ``--steps 3.0``, ``-o Adam``), so
+        that it says what Python says."""
+        if self.choices is not None:
+            return InputError(f"unknown {self.label} {given!r}",
+                              expected="one of " + ", ".join(self.names()))
+        expected = {"int": "a whole number " + self._span(), "float": self._number_text(),
+                    "bool": "true or false"}.get(self.kind, self.expected or "a text")
+        return InputError(f"bad {self.label}", expected=expected, given=given)
+
     def _in_range(self, v) -> bool:
         if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
             return False
@@ -154,7 +180,7 @@ class Setting:
         import json
         try:
             if self.kind == "map":
-                value = json.loads(text)
+                value = json.loads(text, object_pairs_hook=no_duplicate_keys)
                 if not isinstance(value, dict):
                     raise ValueError
                 return value
@@ -169,6 +195,8 @@ class Setting:
             if self.kind == "float":
                 return float(text)
             return text
+        except InputError:
+            raise
         except ValueError:
             raise InputError(f"bad value for {self.name!r} in the query", given=text) from None
 
@@ -182,6 +210,18 @@ class Setting:
             d.update(range=self.range_text(), low=self.low, high=self.high,
                      low_open=self.low_open, high_open=self.high_open)
         return d
+
+
+def _nesterov_needs_momentum(on, options: dict) -> tuple[str, str] | None:
+    """Nesterov momentum looks ahead along the momentum: without any it is undefined (torch
+    refused it with a bare ValueError; the command line exited 70)."""
+    momentum = options.get("momentum")
+    if on and not (isinstance(momentum, (int, float)) and momentum > 0):
+        now = f" (the momentum is {momentum:g})" if isinstance(momentum, (int, float)) else ""
+        return (f"nesterov needs momentum > 0{now}",
+                "a momentum above 0 with nesterov (e.g. momentum=0.9, --momentum 0.9), or "
+                "no nesterov")
+    return None
 
 
 def _device_ok(v: str) -> bool:
@@ -235,7 +275,8 @@ _ROWS = [
     # --- optimizer options (FitConfig.options; the optimizer must take them) ----------------
     Setting("momentum", "float", None, "momentum (momentum, sgd, rmsprop)", low=0, high=1,
             high_open=True, optional=True, scope="option"),
-    Setting("nesterov", "bool", False, "Nesterov momentum (momentum, sgd)", scope="option"),
+    Setting("nesterov", "bool", False, "Nesterov momentum (momentum, sgd; needs momentum "
+            "> 0)", scope="option", needs=_nesterov_needs_momentum),
     Setting("batch_size", "int", None, "mini-batch size (sgd; default 32)", low=1,
             high=MAX_STEPS, optional=True, what="batch size", scope="option"),
     Setting("accumulate_grad", "bool", False, "gd only: never zero the gradient, as the "
@@ -246,6 +287,20 @@ _ROWS = [
             optional=True, scope="option"),
     Setting("history_size", "int", None, "L-BFGS history", low=1, high=10_000, optional=True,
             scope="option"),
+    # lm's and irls's own options (lm.OPTIONS, irls.OPTIONS); their ftol and gtol are in
+    # OPTION_ONLY_ROWS below, as the config has settings of those names
+    Setting("xtol", "float", None, "lm: stop when a step is below this, relative to the "
+            "parameters (default 1e-15; fit_many: 1e-10)", low=0, high=1, optional=True,
+            what="lm xtol", scope="option"),
+    Setting("factor", "float", None, "lm: the first trust region's radius, times the scaled "
+            "start's size (MINPACK's factor; default 0.3)", low=0, low_open=True, high=1e6,
+            optional=True, what="lm factor", scope="option"),
+    Setting("max_tries", "int", None, "lm: rejected trial steps in a row before it gives up "
+            "(default 100)", low=1, high=MAX_STEPS, optional=True, what="lm max_tries",
+            scope="option"),
+    Setting("inner_steps", "int", None, "irls: Gauss-Newton steps per weighted least-squares "
+            "solve (default 50)", low=1, high=MAX_STEPS, optional=True, what="irls inner_steps",
+            scope="option"),
     # --- the page's run, not the fit's ------------------------------------------------------
     Setting("test_fraction", "float", 0.0, "the fraction of points held out as a test set",
             low=0, high=0.9, what="held-out fraction", scope="page"),
@@ -254,18 +309,54 @@ _ROWS = [
 #: name -> Setting, in the order above
 SETTINGS: dict[str, Setting] = {s.name: s for s in _ROWS}
 
+#: optimizer options named as a setting of the config: lm's and irls's own ``ftol`` and
+#: ``gtol`` in ``FitConfig.options`` are other settings than the config's ``ftol``/``gtol``
+#: (the fit loop's), with rows of their own here
+OPTION_ONLY_ROWS = [
+    Setting("ftol", "float", None, "lm, irls: their own stop on the relative reduction of "
+            "the loss (an option: not the config's ftol; default 1e-15 lm, 1e-14 irls)",
+            low=0, high=1, optional=True, what="lm/irls option ftol", scope="option"),
+    Setting("gtol", "float", None, "lm: its own stop on the cosine between the residuals and "
+            "the Jacobian's columns (an option: not the config's gtol; default 1e-15)",
+            low=0, high=1, optional=True, what="lm option gtol", scope="option"),
+]
+
+#: option name -> its row: every row of scope "option" (``check_options``)
+OPTION_ROWS: dict[str, Setting] = {
+    **{s.name: s for s in _ROWS if s.scope == "option"},
+    **{s.name: s for s in OPTION_ONLY_ROWS}}
+
+
+def no_duplicate_keys(pairs: list) -> dict:
+    """``json.loads``' ``object_pairs_hook`` that refuses a key given twice (``{"lr": 0.1,
+    "lr": 5}``: JSON parsers keep the last one without a word; the web API refuses it)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise InputError(f"{key!r} is given twice", expected="each key once")
+        out[key] = value
+    return out
+
 
 def model_families() -> list[str]:
     """The named model families (``poly``, ``relu``, ``mlp`` ...): ``MODELS``' keys."""
     return sorted(MODELS)
 
 
-def check_options(options: dict) -> None:
-    """Each optimizer option that has a row is checked by it (others by the optimizer)."""
+def check_options(options: dict, resolved: dict | None = None) -> None:
+    """Each optimizer option given, ``options``, by its row (``OPTION_ROWS``), then each
+    row's ``needs`` on ``resolved``, the optimizer's options with their defaults (nesterov
+    needs momentum > 0)."""
     for name, value in options.items():
-        row = SETTINGS.get(name)
-        if row is not None and row.scope == "option":
+        row = OPTION_ROWS.get(name)
+        if row is not None:
             row.check(value)
+    for name, value in (resolved if resolved is not None else options).items():
+        row = OPTION_ROWS.get(name)
+        if row is not None and row.needs is not None:
+            wrong = row.needs(value, resolved if resolved is not None else options)
+            if wrong is not None:
+                raise InputError(wrong[0], expected=wrong[1])
 
 
 def describe() -> dict:

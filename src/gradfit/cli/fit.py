@@ -23,7 +23,8 @@ FIT_EXAMPLES = """examples:
 #: the run settings of ``gradfit fit``, in the order of ``--help`` (rows of ``SETTINGS``)
 FIT_SETTINGS = ("optimizer", "lr", "steps", "p0", "bounds", "fixed", "absolute_sigma", "seed",
                 "starts", "schedule", "momentum", "nesterov", "batch_size", "accumulate_grad",
-                "weight_decay", "ftol", "gtol", "time_limit", "divergence", "dtype", "device")
+                "weight_decay", "max_iter", "history_size", "xtol", "factor", "max_tries",
+                "inner_steps", "ftol", "gtol", "time_limit", "divergence", "dtype", "device")
 
 
 def add_parser(sub, fmt) -> None:
@@ -52,14 +53,9 @@ def add_parser(sub, fmt) -> None:
 
 def run_kwargs(args) -> dict:
     """The keyword arguments of ``iter_fit``/``fit_many`` given on the command line. A
-    name in both --p0 and --fix is refused: the start of a fixed parameter is its fixed
-    value, and --p0's had been dropped without a word."""
+    name in both --p0 and --fix follows Python's rule (``config.unused_p0``): the fixed
+    value wins, and the report says that --p0's start was not used."""
     p0, fixed = assignments_or_none(args.p0, "--p0"), assignments_or_none(args.fixed, "--fix")
-    both = [n for n in (p0 or {}) if n in (fixed or {})]
-    if both:
-        raise InputError(f"--p0 {both[0]} is not used: {both[0]!r} is fixed by --fix "
-                         f"{both[0]}={fixed[both[0]]:g}, which is its value throughout",
-                         expected="each name in --p0 or in --fix, not both")
     kw = dict(loss=args.loss, delta=args.delta, optimizer=args.optimizer, lr=args.lr,
               steps=args.steps, p0=p0, bounds=parse_bounds(args.bounds), fixed=fixed,
               seed=args.seed, ftol=args.ftol, gtol=args.gtol, schedule=args.schedule,
@@ -165,13 +161,28 @@ def note_unused_inputs(args, inputs, n: int | None = None) -> None:
 
 def _note_unused_rate(args, run, result) -> None:
     """One line on stderr where --lr or --schedule was given to a method without a
-    learning rate (lm or irls, as auto chooses them): taken before without a word."""
-    given = [flag for flag, on in (("--lr", args.lr is not None),
-                                   ("--schedule", args.schedule != "constant")) if on]
-    if given and not run.stepper.has_lr and args.json != "-":
+    learning rate (lm or irls, as auto chooses them), or to the gradient method auto chose
+    (it runs at that method's own rate, without a schedule): taken before without a word.
+    A run of several starts is asked through its first start (it had exited 70: a
+    ``MultiStartRun`` has no stepper of its own)."""
+    one = getattr(run, "first", run)          # MultiStartRun: the start being watched
+    stepper = one.stepper
+    auto = stepper.chosen is not None and stepper.has_lr
+    given = [flag for flag, unused in (
+        ("--lr", args.lr is not None and (not stepper.has_lr or (auto and one.lr != args.lr))),
+        ("--schedule", args.schedule != "constant" and (
+            not stepper.has_lr or getattr(stepper, "scheduler", None) is None)))
+        if unused]
+    if not given or args.json == "-":
+        return
+    if not stepper.has_lr:
         print(f"gradfit: note: {' and '.join(given)} not used: the fit ran "
               f"{result.optimizer}, which sets its own steps (a learning rate is for "
               "--optimizer gd, momentum, adam, ...)", file=sys.stderr)
+    else:
+        print(f"gradfit: note: {' and '.join(given)} not used: auto chose "
+              f"{stepper.chosen}, which it runs at its own rate ({one.lr:g}) without a "
+              f"schedule (--optimizer {stepper.chosen} takes them)", file=sys.stderr)
 
 
 def _silent(text: str) -> None:

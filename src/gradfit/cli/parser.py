@@ -6,13 +6,17 @@ import re
 
 from .. import __version__
 from ..errors import clip
+from ..settings import SETTINGS
 from . import fit, pictures, serve, small
 from .exits import EXIT_EPILOG
 
 
-# values that start with a minus: numbers ('-1e-3', '-1,0.1', '-3:3') and expressions
-# ('-a*x+b', '-x^2', '-exp(-k*t)': an operator or bracket, which no option name holds)
-NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.eE+\-,:]*$|^-[^-\s][^\s]*[*/+^()]")
+# values that start with a minus: numbers ('-1e-3', '-1,0.1', '-3:3', and '-inf', '-nan':
+# the checks then name them, where '--divergence -inf' had been "expected one argument")
+# and expressions ('-a*x+b', '-x^2', '-exp(-k*t)': an operator or bracket, which no option
+# name holds)
+NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.eE+\-,:]*$|^-[^-\s][^\s]*[*/+^()]"
+                              r"|^-(?i:inf|infinity|nan)$")
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,6 +32,32 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {clip(message)} (see '{self.prog} --help')\n")
+
+    # a run setting's bad value is refused in the settings table's words, as Python and
+    # FitConfig refuse it ('--steps 3.0': "bad number of steps: expected a whole number
+    # 0..10000000, got 3.0", not argparse's "invalid int value: '3.0'"); the flag is named
+    # first, as argparse names it
+    def _get_value(self, action, arg_string):
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError:
+            row = SETTINGS.get(action.dest)
+            if row is None or row.kind not in ("int", "float"):
+                raise
+            try:
+                given = float(arg_string)     # '3.0' is the number Python would be given
+            except ValueError:
+                given = arg_string
+            raise argparse.ArgumentError(action, str(row.refusal(given))) from None
+
+    def _check_value(self, action, value):
+        row = SETTINGS.get(action.dest)
+        if action.choices is not None and value not in action.choices and row is not None \
+                and row.choices is not None:
+            # the table's words; argparse's own kept at the end for those who grep for it
+            raise argparse.ArgumentError(action, f"{row.refusal(value)} (invalid choice: "
+                                                 f"{value!r})")
+        super()._check_value(action, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
