@@ -81,7 +81,8 @@ def test_a_run_whose_frames_would_be_too_large_is_refused_with_an_error(c):
     with c.websocket_connect(WS) as ws:
         t = time.perf_counter()
         ws.send_json({"type": "start", "data": STEP, "model": "relu:999", "steps": 1_000_000,
-                      "steps_per_frame": 1, "curve_points": 2000, "paced": False})
+                      "steps_per_frame": 1, "curve_points": 2000, "paced": False,
+                      "optimizer": "gd"})    # the API's default is now the table's (auto)
         m = ws.receive_json()
         assert m["type"] == "error", str(m)[:200]
         assert "frame" in m["detail"] and "curve_points" in m["detail"]

@@ -114,10 +114,25 @@ def out_of_domain(prob, point) -> str | None:
             "data point, and bounds that keep it so")
 
 
+#: x is scaled down by 2**-k for these k to tell an overflow (finite at a smaller x) from
+#: a point where the model is undefined (x = 0 stays 0, a negative x negative)
+DOWN = tuple(2 ** j for j in range(11)) + (1074,)
+#: a relative change of x that a pole (a/(x-1) at x = 1) does not survive and an overflow
+#: of a large x does
+NUDGE = 2.0 ** -20
+
+
 def undefined_at(prob, point) -> str | None:
     """The advice when the model is not finite at a data point at ``point`` and at every
-    other parameter set tried there (half, double, ones, zeros): undefined at that x (a/x at
-    x = 0, log or sqrt of a negative x), which no start and no rescaling mends; else None."""
+    other parameter set tried there (half, double, ones, zeros), by its cause; else None.
+
+    * undefined at that x (a/x at x = 0, log or sqrt of a negative x): no start and no
+      rescaling mends it, and x scaled down by any power of two stays so;
+    * an overflow of the data's scale (a*x^2 at x = 1e200, exp(x) at x = 1000): x scaled
+      down by a power of two (``DOWN``: as far as x*2**-1074, never to 0 or a subnormal)
+      makes the model finite, and x nudged by a part in a million does not (a pole at an
+      x such as 1 is no overflow: no advice here). It had been called "a division by zero,
+      the log or square root of a negative number" on data of 1e200."""
     if point is None:
         return None
     with torch.no_grad():
@@ -126,17 +141,55 @@ def undefined_at(prob, point) -> str | None:
         bad = torch.stack([~torch.isfinite(prob.predict(t)) for t in tries]).all(0)
         if not bool(bad.any()):
             return None
-        # at half its x a model undefined there (x = 0, a negative x) stays so; one that
-        # overflows (exp(x) at x = 1000) does not: that is the data's scale, rescale x
         outer = getattr(prob, "transform", None)
         ext = [outer.external(t) if outer is not None else t for t in tries]
-        half = torch.stack([~torch.isfinite(prob.model(prob.x * 0.5, t)) for t in ext]).all(0)
-        bad = bad & half
-    if not bool(bad.any()):
-        return None
-    return (f"the model is not finite at {_points(prob, bad)} whatever its parameters: it is "
-            "undefined there (a division by zero, the log or square root of a negative "
-            "number); expected a model defined at every data point, or leave such points out")
+
+        def finite_somewhere(x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([torch.isfinite(prob.model(x, t)) for t in ext]).any(0)
+
+        x = prob.x
+        tiny = torch.finfo(x.dtype).tiny
+        rows = x.reshape(x.shape[0], -1)
+        # a scale at which the model is finite, with no input driven to 0 or a subnormal
+        down = torch.zeros_like(bad)
+        for k in DOWN:
+            scaled = x * 2.0 ** -k
+            kept = ((scaled.reshape(rows.shape).abs() >= tiny) | (rows == 0)).all(-1)
+            down |= finite_somewhere(scaled) & kept & bad
+        # a pole at a point such as x = 1: finite a part in a million away from it
+        pole = finite_somewhere(x * (1 + NUDGE)) | finite_somewhere(x * (1 - NUDGE))
+        over = bad & down & ~pole
+        undefined = bad & ~down
+    if bool(undefined.any()):
+        text = (f"the model is not finite at {_points(prob, undefined)} whatever its "
+                "parameters: it is undefined there (a division by zero, the log or square "
+                "root of a negative number); expected a model defined at every data point, "
+                "or leave such points out")
+        if bool(over.any()):
+            text += "; " + _overflow_text(prob, over, leading=False)
+        return text
+    if bool(over.any()):
+        return _overflow_text(prob, over)
+    return None
+
+
+def _overflow_text(prob, over: torch.Tensor, leading: bool = True) -> str:
+    """``the model overflows float64 at x = 1e+200 (point 1 and 9 other point(s)) ...:
+    rescale x`` with a power of ten to divide x by: the size of the x that overflow."""
+    i = int(over.nonzero()[0, 0])
+    x = prob.x
+    where = f"x = {float(x[i]):g}" if x[i].ndim == 0 else \
+        "(" + ", ".join(f"{n} = {float(v):g}" for n, v in
+                        zip(prob.model.input_names, x[i])) + ")"
+    more = int(over.sum()) - 1
+    which = f"point {i + 1}" + (f" and {more} other point(s)" if more else "")
+    size = float(x.reshape(x.shape[0], -1)[over].abs().max())
+    power = max(math.floor(math.log10(size)), 1) if size > 0 and math.isfinite(size) else 3
+    dtype = str(x.dtype).replace("torch.", "")
+    head = "the model overflows" if leading else "it also overflows"
+    return (f"{head} {dtype} at {where} ({which}) whatever its parameters, and is finite "
+            f"at smaller x: rescale x (e.g. x/1e{power}, and the parameters with it) so that "
+            "the model stays finite in this precision")
 
 
 FAR_SCALE = 1e3      # a model this many times above or below the data's size is far off

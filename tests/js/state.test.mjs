@@ -8,6 +8,13 @@ const meta = {
                      steps: 1000, p0: {}, seed: 0, options: {} },
   page_defaults: { model: "a*x^2 + b*x + c", loss: "mae", optimizer: "gd", lr: 0.01, steps: 2000,
                    p0: { a: 1.1, b: 1.1, c: 1.1 }, seed: 0 },
+  // rows of the settings table (the server's /api/meta serves them all): the page's limits
+  settings: {
+    seed: { type: "int", low: 0, high: 4294967295, low_open: false, high_open: false, optional: false },
+    steps: { type: "int", low: 0, high: 10000000, low_open: false, high_open: false, optional: false },
+    lr: { type: "float", low: 0, high: null, low_open: true, high_open: false, optional: true },
+    test_fraction: { type: "float", low: 0, high: 0.9, low_open: false, high_open: false, optional: false },
+  },
 };
 
 test("an empty hash opens the page's defaults", () => {
@@ -24,7 +31,9 @@ test("encode then decode is the same state", () => {
 
 test("config keys are FitConfig's query: defaults left out, in field order", () => {
   const s = { ...decode("", meta), loss: "mse", optimizer: "auto", lr: null, steps: 1000, p0: {} };
-  assert.equal(encode(s, meta), "");
+  // FitConfig()'s query is empty, and an empty hash is the lesson's run: its link says so
+  assert.equal(encode(s, meta), "step=0");
+  assert.equal(decode("#" + encode(s, meta), meta).loss, "mse");
   const t = { ...s, model: "relu:3", lr: 0.5 };
   assert.equal(encode(t, meta), "model=relu%3A3&lr=0.5");
 });
@@ -67,8 +76,9 @@ test("labels and numbers", () => {
 
 test("a hand-edited field that breaks its form keeps its default, the others are read", () => {
   // before: seed=-1 left a blank page, csv={"x":null} a page error, n alone a bad request
-  const s = decode('#seed=-1&dseed=1.5&steps=0&lr=-2&test=2&n=200&csv={"x":null,"y":null}&spf=3', meta);
+  const s = decode('#seed=-1&dseed=1.5&steps=-1&lr=-2&test=2&n=200&csv={"x":null,"y":null}&spf=3', meta);
   assert.equal(s.seed, 0); assert.equal(s.dseed, 42); assert.equal(s.steps, 1000);
+  assert.equal(decode("#steps=0", meta).steps, 0);        // the table's: a run of no steps
   assert.equal(s.lr, null); assert.equal(s.test, 0); assert.equal(s.csv, null);
   assert.equal(s.n, 200); assert.equal(s.spf, 3);
   assert.deepEqual(decode('#p0={"a":"x"}&changes=[{"lr":1}]&constructor=1', meta).p0, {});

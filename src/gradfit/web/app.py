@@ -47,7 +47,6 @@ from ..errors import GradfitError, InputError
 from ..finite_json import dumps
 from ..losses import LOSSES
 from ..optimizers import OPTIMIZERS
-from ..settings import describe as describe_settings
 from . import compute
 from .code import snippet
 from .csv_upload import read_upload
@@ -263,13 +262,13 @@ def create_app(max_runs: int | None = None, limits: ServerLimits | None = None,
                                     "mlp:H1,H2": "a small neural network"},
                        "expression": "any formula in x, e.g. a*x^2 + b*x + c"},
             "losses": {k: v.description for k, v in LOSSES.items()},
-            "optimizers": {k: {"description": v.description, "default_lr": v.default_lr}
+            "optimizers": {k: {"description": v.description, "default_lr": v.default_lr,
+                               "options": list(v.options)}
                            for k, v in OPTIMIZERS.items()},
             "page_optimizers": list(PAGE_OPTIMIZERS),
             "datasets": {k: d.to_dict() for k, d in DATASETS.items()},
             "limits": {**LIMITS, **limits.to_dict()},
-            "settings": describe_settings(),      # every run setting: type, choices, range
-            **page_meta(),
+            **page_meta(),      # every run setting too: type, choices, range (the table's)
         }
 
     @app.post("/api/data", openapi_extra=_body(DataIn))

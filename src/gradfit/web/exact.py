@@ -27,6 +27,7 @@ from ..models import make_model
 from ..multistart import AUTO_STARTS
 from ..stats import student_t_quantile
 from . import dataview
+from .runconfig import config_of, fit_kwargs
 from .schemas import ExactIn
 from .views import finite, span
 
@@ -40,13 +41,13 @@ def exact(req: ExactIn, check=lambda m: m, callback=None) -> dict:
     x, y, sigma = data.part(test=False)
     model = check(make_model(req.model, data.inputs))
     flexible = not getattr(model, "identifiable", True)
-    kw = dict(sigma=sigma, loss=req.loss, delta=req.delta, optimizer="auto", steps=req.steps,
-              inputs=data.inputs, callback=callback)
+    # the request's FitConfig (optimizer auto; its bounds, fixed values, absolute_sigma):
+    # checked by the settings table, then fitted as gradfit.fit fits it
+    kw = fit_kwargs(config_of(req, optimizer="auto"))
+    r = fit(req.model, x, y, sigma=sigma, inputs=data.inputs, callback=callback, **kw)
     if flexible:        # the core's auto: the best of AUTO_STARTS seeded L-BFGS fits
-        r = fit(req.model, x, y, p0=req.p0, seed=req.seed, **kw)
         label = f"best of {STARTS} starts ({r.optimizer})"
     else:
-        r = fit(req.model, x, y, p0=req.p0, seed=req.seed, **kw)
         label = f"exact optimum ({r.optimizer})" if r.converged else f"{r.reason} ({r.optimizer})"
     d = r.to_dict(history=False)
     out = {"params": r.params, "loss": d["loss"], "optimizer": r.optimizer, "reason": r.reason,

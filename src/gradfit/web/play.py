@@ -20,6 +20,12 @@ the optimizer from the current parameters (there is no state that carries over).
 Every change is applied between two steps and reported with the step it applies from
 (``changes``); ``PlayIn.changes`` replays such a list, so a link reproduces the run.
 
+The run is the request's ``FitConfig`` (``runconfig.config_of``: schedule, optimizer options,
+bounds, fixed values, dtype, the stopping rules, starts ...), checked by the settings table
+before anything streams: a run with no change of settings is ``gradfit.fit`` with that
+config. After a change of optimizer or loss the run goes on from where it is as a new fit
+(its schedule over the steps left; the options its new optimizer takes).
+
 The learning-rate label judges the ``LABEL_WINDOW`` steps after the settings last changed
 by ``classify_run`` (its best fall: the way down to the exact optimum's loss), and does
 not change after them: ``LABEL_RULE``.
@@ -46,7 +52,8 @@ from ..result import REASONS
 from . import dataview
 from .compute import build_model, distance
 from .limits import MAX_FRAME_NUMBERS, ServerLimits, price_frame, price_run_step
-from .schemas import FRAME_SECONDS, MAX_CHANGES, RUN_TIME_LIMIT, Finite, RunIn, SetIn
+from .runconfig import config_of, fit_kwargs, without_fixed
+from .schemas import FRAME_SECONDS, MAX_CHANGES, RUN_TIME_LIMIT, Finite, RunIn, SetIn, setting
 from .views import curve
 
 WINDOW = 1                 # frames the run may be ahead of the last one the page drew
@@ -64,10 +71,10 @@ class ChangeAt(SetIn):
 
 
 class PlayIn(RunIn):
-    """A run to play: ``RunIn`` plus ``weight_decay`` (for the optimizers that take it) and
-    ``changes`` to replay."""
+    """A run to play: ``RunIn`` plus ``weight_decay`` (for the optimizers that take it; the
+    same as ``options.weight_decay``, within the table's range) and ``changes`` to replay."""
 
-    weight_decay: Finite = Field(0.0, ge=0, le=100)
+    weight_decay: Optional[Finite] = setting("weight_decay")
     changes: list[ChangeAt] = Field(default_factory=list, max_length=MAX_CHANGES)
     frames: bool = True        # False: only the done message
     quiet_until: int = Field(0, ge=0)          # no frames, no pacing before this step
@@ -88,6 +95,22 @@ def takes_weight_decay(optimizer: str) -> bool:
     return "weight_decay" in OPTIMIZERS[optimizer].options
 
 
+def run_options(req: PlayIn) -> dict:
+    """The request's optimizer options, its ``weight_decay`` among them where its optimizer
+    takes it (the field's own rule) and the options do not say otherwise."""
+    options = dict(req.options or {})
+    if req.weight_decay and takes_weight_decay(req.optimizer):
+        options.setdefault("weight_decay", req.weight_decay)
+    return options
+
+
+def options_for(optimizer: str, options: dict) -> dict:
+    """The options that ``optimizer`` takes (after a change of optimizer, the others wait
+    for one that takes them)."""
+    takes = OPTIMIZERS[optimizer].options
+    return {k: v for k, v in options.items() if k in takes}
+
+
 class PlaySession:
     """One run: ``work()`` in a thread; messages out through ``emit``. It ends at its step
     limit, on "cancel", ``RUN_TIME_LIMIT`` seconds after it began (playing or paused), when
@@ -105,6 +128,8 @@ class PlaySession:
             price_run_step(self.model, len(self.y), optimizer, self.limits)   # replayed too
         # and what a frame holds: its rendering and sending take the event loop's time
         price_frame(self.model, req.curve_points, req.steps_per_frame, MAX_CHANGES)
+        # the run's FitConfig: every setting checked by the table before anything streams
+        self.config = config_of(req, options=run_options(req))
         self.settings = {"lr": req.lr or OPTIMIZERS[req.optimizer].default_lr,
                          "loss": req.loss, "optimizer": req.optimizer}
         _check_changes(self.settings, sorted(req.changes, key=lambda c: c.step), req.delta)
@@ -132,20 +157,42 @@ class PlaySession:
                        delta=self.req.delta, inputs=self.data.inputs)
 
     def _start(self, p0, steps):
-        s, r = self.settings, self.req
-        options = {"weight_decay": r.weight_decay} if takes_weight_decay(s["optimizer"]) \
-            and r.weight_decay > 0 else {}
-        self.restart = False
-        self.run = iter_fit(r.model, self.x, self.y, sigma=self.sigma, loss=s["loss"],
-                            delta=r.delta, optimizer=s["optimizer"], lr=s["lr"], steps=steps,
-                            p0=p0, seed=r.seed, inputs=self.data.inputs,
-                            callback=self._interrupt, **options)
+        """A fit of the run's config with the settings in force, ``steps`` steps from
+        ``p0`` (a fixed parameter's value is its fixed one: left out of p0)."""
+        s, cfg = self.settings, self.config
+        config = dataclasses.replace(
+            cfg, loss=s["loss"], optimizer=s["optimizer"], lr=s["lr"], steps=steps,
+            p0=without_fixed(p0, cfg.fixed) or {},
+            options=options_for(s["optimizer"], cfg.options_dict))
+        self.restart, self.stopped = False, None
+        self.run = iter_fit(self.req.model, self.x, self.y, sigma=self.sigma,
+                            inputs=self.data.inputs, callback=self._interrupt,
+                            **fit_kwargs(config))
 
     def _interrupt(self, record) -> bool:
-        """The fit loop's callback: stop for a cancel, a restart or the clock."""
+        """The fit loop's callback: stop for a cancel, a restart or the clock. A fit stopped
+        so ends lean (``FitRun.lean``: no covariance, no verdict on where it stopped): its
+        end is the session's, not an answer to judge, and a cancel stays prompt (the
+        covariance of an mse fit of 100,000 points had taken a second after it)."""
         if time.monotonic() > self.deadline:
             self._end("time_limit")
-        return self.restart or self.stop
+        stop = self.restart or self.stop
+        watched = getattr(self.run, "first", self.run)      # a MultiStartRun's first start
+        if stop and getattr(watched, "result", True) is None:   # stopped while it runs
+            self.stopped = watched
+            watched.lean = True
+        return stop
+
+    stopped = None          # the fit (the streamed start) that the callback stopped
+
+    def _result(self):
+        """The run's result; a multi-start run (``starts``, or auto on a flexible model)
+        stopped in the start it streams ends there, as a single fit does (its best-of-one
+        result had said "starts", and a cancel or a change of settings was not seen)."""
+        first = getattr(self.run, "first", None)
+        if first is not None and self.stopped is first and first.result is not None:
+            return dataclasses.replace(first.result, reason="callback", converged=False)
+        return self.run.result
 
     # ---------------------------------------------------------------- from the client
     def control(self, what: str, msg: dict | None = None) -> None:
@@ -197,7 +244,9 @@ class PlaySession:
 
     def _work(self) -> None:
         req = self.req
-        history = np.empty(req.steps + 1)
+        # the losses since the settings last changed, as far as the label judges them (a
+        # run of 10,000,000 steps holds no array of that length)
+        history: list[float] = []
         seg = 0                       # where the current settings began
         batch: list = []
         last = -1                     # the step of the last record
@@ -206,7 +255,9 @@ class PlaySession:
             for rec in self.run:                 # a stop or a restart ends it at its callback
                 done = self.offset + rec.step    # this record: the state after `done` steps
                 last = done
-                history[done] = rec.loss
+                if 0 <= done - seg <= LABEL_WINDOW:
+                    del history[done - seg:]
+                    history.append(rec.loss)
                 batch.append(rec.loss)
                 if done == req.pause_at:
                     self.control("pause")
@@ -219,14 +270,15 @@ class PlaySession:
                         if wait > 0:
                             time.sleep(wait)
                     tick = time.perf_counter()
-                    self._send(done, rec, batch, history[seg:done + 1])
+                    self._send(done, rec, batch, np.array(history))
                     batch = []
                 while self._wait(done) == "show":
-                    self._send(done, rec, batch, history[seg:done + 1])
+                    self._send(done, rec, batch, np.array(history))
                     batch = []
                 if self._changes_due(done + 1):     # the next update is done + 1
                     seg = done + 1                  # (a restart ends at the callback)
-            result = self.run.result
+                    history = []
+            result = self._result()
             if self.restart and not self.stop and result.reason == "callback":
                 self.offset += result.steps
                 batch = []
@@ -234,7 +286,8 @@ class PlaySession:
                 continue
             break
         done = self.offset + result.steps
-        self._done(result, done, np.append(history[seg:done], result.loss), batch, last)
+        h = (history[:max(done - seg, 0)] + [result.loss])[:LABEL_WINDOW + 1]
+        self._done(result, done, np.array(h), batch, last)
 
     offset = 0                         # steps taken before the current iter_fit
     paused_step = -1                   # the step of the last frame sent while paused

@@ -4,25 +4,30 @@ Every request is checked here, at the boundary; a bad one gets a 422 whose ``det
 one line saying what was wrong, what was expected and what was given (see ``app.py``).
 The limits are stated once, as constants, and ``/api/meta`` reports them to the page.
 
-A field that is a run setting (model, loss, optimizer, lr, steps, seed, p0 ...) takes its
-choices, range and help from the settings table (``gradfit.settings.SETTINGS``) through
-``setting()`` and ``Choice()``: a name registered in ``OPTIMIZERS`` is accepted here with
-nothing to edit, and the server may only tighten the table's ranges (checked on import).
-The other fields are the requests' own shapes, listed in ``REQUEST_FIELDS``.
+A field that is a run setting (model, loss, optimizer, lr, steps, seed, p0, schedule,
+bounds ...) takes its choices, range, default and help from the settings table
+(``gradfit.settings.SETTINGS``) through ``setting()`` and ``Choice()``: a name registered in
+``OPTIMIZERS`` is accepted here with nothing to edit, and a request that leaves a setting
+out runs the table's default, as Python and the command line do (the API had defaulted to
+mae, gd and 200 exact steps). The requests' ranges are the table's: ``setting()`` refuses
+another one on import. ``runconfig.config_of`` then builds the request's ``FitConfig``,
+which checks what a field alone cannot (an option its optimizer takes, a fixed value inside
+its bounds). The other fields are the requests' own shapes, listed in ``REQUEST_FIELDS``.
 """
 from __future__ import annotations
 
 import json
 import keyword
 import re
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ..settings import SETTINGS
+from ..settings import OPTION_ROWS, SETTINGS
 
 MAX_POINTS = 100_000          # data points in one request
-MAX_STEPS = 1_000_000         # steps in one run
+MAX_STEPS = SETTINGS["steps"].high   # steps in one run: the table's (a run's memory does
+                                     # not grow with them; RUN_TIME_LIMIT bounds its time)
 MAX_PARAMS = 2_000            # parameters of a model
 MAX_EXPR_LEN = 500            # characters of a model's text
 MAX_RESOLUTION = 201          # grid points along one landscape axis
@@ -136,22 +141,27 @@ def Choice(name: str):
                            json_schema_extra=lambda schema: schema.update(enum=row.names()))]
 
 
-def setting(name: str, default=_UNSET, **tighter):
-    """A ``Field`` with the table's default, help and range for ``name``; ``tighter``
-    (``ge``/``gt``/``le``/``lt``, ``max_length`` ...) may only narrow the range."""
-    row = SETTINGS[name]
+def table_range(row) -> dict:
+    """A row's range as pydantic's ``ge``/``gt``/``le``/``lt``."""
     low = {("gt" if row.low_open else "ge"): row.low} if row.low is not None else {}
     high = {("lt" if row.high_open else "le"): row.high} if row.high is not None else {}
-    for key, value in tighter.items():
-        if key in ("ge", "gt"):
-            assert row.low is None or value >= row.low, f"{name}: looser than the table"
-            low = {key: value}
-        elif key in ("le", "lt"):
-            assert row.high is None or value <= row.high, f"{name}: looser than the table"
-            high = {key: value}
-    rest = {k: v for k, v in tighter.items() if k not in ("ge", "gt", "le", "lt")}
+    return {**low, **high}
+
+
+def setting(name: str, default=_UNSET, **rest):
+    """A ``Field`` with the table's default, help and range for ``name`` (one source: a
+    range of another is refused here; ``rest``: ``max_length`` and such). ``default`` only
+    where the field is not the run's setting itself (the data's seed, a None that means
+    "not given")."""
+    row = SETTINGS[name]
+    assert not set(rest) & {"ge", "gt", "le", "lt"}, f"{name}: the range is the table's"
     return Field(row.default if default is _UNSET else default, description=row.help,
-                 **low, **high, **rest)
+                 **table_range(row), **rest)
+
+
+def default(name: str):
+    """The table's default for ``name`` (a ``Choice`` field's)."""
+    return SETTINGS[name].default
 
 
 class Strict(BaseModel):
@@ -213,7 +223,7 @@ class ProblemIn(Strict):
 
     data: Points
     model: str = setting("model", ..., min_length=1, max_length=MAX_EXPR_LEN)
-    loss: Choice("loss") = "mae"
+    loss: Choice("loss") = default("loss")
     delta: Finite = setting("delta")
     test_fraction: Finite = setting("test_fraction")   # points held out as a test set
     split_seed: int = setting("seed")
@@ -223,6 +233,33 @@ ParamName = Annotated[str, Field(max_length=MAX_NAME_LEN)]
 #: values by parameter name: at most ``MAX_PARAMS`` of them (a model has no more), checked
 #: as the map is read, so that an oversized one is refused before its values are validated
 Params = Annotated[dict[ParamName, Finite], Field(max_length=MAX_PARAMS)]
+#: bounds by parameter name, as ``FitConfig.to_dict`` writes them: ``[low, high]``, null
+#: for no bound on that side
+Bounds = Annotated[dict[ParamName, Annotated[list[Optional[Finite]],
+                                             Field(min_length=2, max_length=2)]],
+                   Field(max_length=MAX_PARAMS, description=SETTINGS["bounds"].help)]
+#: optimizer options by name (the table's rows of scope "option"; ``FitConfig`` checks each
+#: by its row and that the optimizer takes it)
+Options = Annotated[dict[Annotated[str, Field(max_length=40)], Union[bool, int, Finite]],
+                    Field(max_length=len(OPTION_ROWS), description=SETTINGS["options"].help)]
+
+
+class FitSettings(Strict):
+    """The run settings beyond the loss, the optimizer and the start: every other field of
+    ``FitConfig`` a server runs (``device`` is the server's own), each from the table."""
+
+    schedule: Choice("schedule") = default("schedule")
+    options: Optional[Options] = None
+    bounds: Optional[Bounds] = None
+    fixed: Optional[Params] = Field(None, description=SETTINGS["fixed"].help)
+    dtype: Choice("dtype") = default("dtype")
+    ftol: Optional[Finite] = setting("ftol")
+    gtol: Optional[Finite] = setting("gtol")
+    time_limit: Optional[Finite] = setting("time_limit")
+    # JSON has no infinity: null is inf ("never"), as the table allows
+    divergence: Optional[Finite] = setting("divergence")
+    absolute_sigma: bool = setting("absolute_sigma")
+    starts: Optional[int] = setting("starts")
 
 
 class ModelIn(Strict):
@@ -266,11 +303,16 @@ class LandscapeIn(ProblemIn):
 
 
 class ExactIn(ProblemIn):
-    """The exact optimum (optimizer ``auto``: LM for mse, IRLS for mae and huber)."""
+    """The exact optimum (optimizer ``auto``: LM for mse, IRLS for mae and huber), of the
+    problem as the run states it: its bounds and fixed values, ``absolute_sigma`` for its
+    uncertainty."""
 
     p0: Optional[Params] = setting("p0", None)
     seed: int = setting("seed")
-    steps: int = setting("steps", 200, ge=1, le=10_000)
+    steps: int = setting("steps")
+    bounds: Optional[Bounds] = None
+    fixed: Optional[Params] = Field(None, description=SETTINGS["fixed"].help)
+    absolute_sigma: bool = setting("absolute_sigma")
 
 
 def _known_dataset(v: str) -> str:
@@ -303,12 +345,13 @@ class DataIn(Strict):
     seed: int = setting("seed", 42)
 
 
-class RunIn(ProblemIn):
-    """A run to stream: ``steps`` more steps from ``p0``, numbered from ``step_offset``."""
+class RunIn(ProblemIn, FitSettings):
+    """A run to stream: ``steps`` more steps from ``p0``, numbered from ``step_offset``, with
+    every setting of ``FitConfig`` but the device (``FitSettings``)."""
 
-    optimizer: Choice("optimizer") = "gd"
+    optimizer: Choice("optimizer") = default("optimizer")
     lr: Optional[Finite] = setting("lr")
-    steps: int = setting("steps", 1000, ge=1, le=MAX_STEPS)
+    steps: int = setting("steps")
     p0: Optional[Params] = setting("p0", None)
     seed: int = setting("seed")
     steps_per_frame: int = Field(10, ge=1, le=MAX_STEPS_PER_FRAME)
@@ -348,17 +391,19 @@ class CodeData(Strict):
     sigma: Optional[Name] = None
 
 
-class CodeIn(Strict):
-    """The page's state, for the "show code" snippet."""
+class CodeIn(FitSettings):
+    """The page's state, for the "show code" snippet: every field of ``FitConfig`` (the
+    device too: the snippet runs where its reader runs it)."""
 
     data: CodeData = Field(default_factory=CodeData)
     model: str = setting("model", min_length=1, max_length=MAX_EXPR_LEN)
-    loss: Choice("loss") = "mae"
+    loss: Choice("loss") = default("loss")
     delta: Finite = setting("delta")      # huber's
-    optimizer: Choice("optimizer") = "gd"
+    optimizer: Choice("optimizer") = default("optimizer")
     lr: Optional[Finite] = setting("lr")
-    steps: int = setting("steps", 1000, ge=1, le=MAX_STEPS)
+    steps: int = setting("steps")
     p0: Optional[Params] = setting("p0", None)
     seed: int = setting("seed")
+    device: str = setting("device", max_length=40)
     points: Optional[Points] = None       # edited or uploaded data: written out literally
 

@@ -6,7 +6,7 @@ import { Player } from "./player.js";
 import { blankPlot, dragMark, drawData, drawLandscape, drawLoss, drawSlice, dropDragMark, lossLabel, viewPNG } from "./plots.js";
 import { codeBody, csvFields, csvMenus, download, fill, uncertaintyHTML } from "./panels.js";
 import { makeSliders, setSliders } from "./sliders.js";
-import { addChange, decode, encode, fmt, labelText, settingsAt } from "./state.js";
+import { addChange, configText, decode, encode, fmt, freeStart, labelText, runSettings, settingsAt } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_SLIDERS = 16, MAX_TRAIL = 3000, MAX_LINK_POINTS = 2000, MAX_LINK_COLUMNS = 1000;
@@ -23,6 +23,12 @@ let hist, trail = [];
 // menus show (a refused file or choice had left the menus, and the next click, on it)
 let csvFile = null, csvAsk = {}, dropNaN = false, loaded = null;
 let sent = null, sentAt = 0;                       // a change sent to the live run, not yet applied
+// what the link said that the page could not take (a key twice, a bad value, an unknown
+// key): shown with the run's settings, never dropped without a word
+let linkNotes = [];
+// every optimizer option the page was given (a link's, the weight decay): S.options holds
+// those the run's optimizer takes, the others wait for one that takes them (and are said)
+let optionMemo = {};
 const cur = () => ({ ...settingsAt(S, S.step), ...(sent || {}) });   // the settings in force now
 const editable = () => !base.x2 && !base.sigma;
 
@@ -87,8 +93,11 @@ async function setModel(keep) {
   if (modelText !== null && modelText !== S.model && (S.step > 0 || player.live)) resetRun();
   modelText = S.model;
   const fits = (p) => p && model.names.every((n) => Object.hasOwn(p, n)) && Object.keys(p).length === model.names.length;
-  if (!keep || !fits(S.p0)) { S.p0 = { ...info.initial, ...pick(S.p0, model.names) }; resetRun(); }
+  const held = pick(S.fixed, model.names);        // a fixed parameter starts, and stays, there
+  if (S.p0) Object.assign(S.p0, held);
+  if (!keep || !fits(S.p0)) { S.p0 = { ...info.initial, ...pick(S.p0, model.names), ...held }; resetRun(); }
   if (!S.p || !fits(S.p)) S.p = { ...S.p0 };
+  if (S.step === 0) Object.assign(S.p, held);
   $("btn-add-relu").hidden = info.kind !== "relu";
   for (const id of ["pa", "pb", "ps"]) fill($(id), model.names);
   if (!model.names.includes(S.pa)) S.pa = model.names[0];
@@ -106,6 +115,10 @@ function buildSliders() {
     S.p[name] = value; S.p0 = { ...S.p };
     evaluate(); dragged(); writeHash();
   }, model.constants, released, model.scales);
+  for (const [name, v] of Object.entries(S.fixed || {})) {     // held by the config: no slider to move
+    const input = [...document.querySelectorAll("#sliders input")].find((i) => i.dataset.name === name);
+    if (input) { input.disabled = true; input.title = `${name} is fixed at ${v} (the run's fixed)`; }
+  }
 }
 const showSliders = () => setSliders(model.names, S.p);
 
@@ -256,7 +269,8 @@ async function refreshExact() {
   $("exact-info").textContent = "finding the optimum…";
   $("distance-label").textContent = distanceLabel();
   try {
-    const r = await api("/api/exact", { ...problem(), p0: S.p0, seed: S.seed });
+    const r = await api("/api/exact", { ...problem(), p0: freeStart(S.p0, S.fixed), seed: S.seed,
+                                        bounds: S.bounds, fixed: S.fixed, absolute_sigma: S.absolute_sigma });
     if (ticket !== exactAsked) return;
     exact = r;
     $("distance-label").textContent = distanceLabel();
@@ -279,10 +293,12 @@ const player = new Player({
   state: (st) => { $("btn-play").textContent = st === "playing" ? "❚❚ pause" : "▶ play"; },
 });
 function clearHistory() { hist = { steps: [], losses: [], testSteps: [], testLosses: [] }; trail = []; lastLabel = { label: null, judged: 0 }; }
+// The run: its FitConfig, every field the page runs (runSettings: schedule, options,
+// bounds, fixed, dtype, the stops, starts), from the start p0 (the free parameters').
 function runBody(extra) {
   const c = { optimizer: S.optimizer, lr: S.lr, loss: S.loss };
-  return { ...problem(), ...c, steps: S.steps, p0: S.p0, seed: S.seed, steps_per_frame: S.spf, paced: true,
-           changes: S.changes, weight_decay: (S.options || {}).weight_decay || 0,
+  return { ...problem(), ...c, ...runSettings(S), steps: S.steps, p0: freeStart(S.p0, S.fixed), seed: S.seed,
+           steps_per_frame: S.spf, paced: true, changes: S.changes,
            optimum: exact && exact.params, optimum_loss: exact && exact.loss, ...extra };
 }
 function onRun(m) {
@@ -344,12 +360,32 @@ function changeSetting(change) {
   else S.changes = addChange(S.changes, S.step, change);
   fixOptions(); showControls(); lossPlot(); writeHash();
 }
-function fixOptions() {                  // weight decay: only for the optimizers that take it
-  const takes = meta.weight_decay_optimizers.includes(S.optimizer);
-  const wd = Number($("wd").value) || 0;
-  S.options = takes && wd > 0 ? { weight_decay: wd } : {};
-  $("wd").disabled = !meta.weight_decay_optimizers.includes(cur().optimizer);
+const takes = (optimizer) => (meta.optimizers[optimizer] || {}).options || [];
+// The run's options: those of optionMemo its optimizer takes (weight decay from its box
+// when `fromInput`); the others are kept for an optimizer that takes them, and said.
+function fixOptions(fromInput = false) {
+  Object.assign(optionMemo, S.options || {});
+  if (fromInput) {
+    const row = meta.settings.weight_decay;
+    const wd = Math.min(row.high, Math.max(row.low, Number($("wd").value) || 0));
+    $("wd").value = wd;
+    if (wd > 0) optionMemo.weight_decay = wd; else delete optionMemo.weight_decay;
+  }
+  S.options = Object.fromEntries(Object.entries(optionMemo).filter(([k]) => takes(S.optimizer).includes(k)));
+  $("wd").disabled = !takes(cur().optimizer).includes("weight_decay");
   $("wd-hint").textContent = $("wd").disabled ? `weight decay: ${meta.weight_decay_optimizers.join(", ")} only` : "";
+  showConfig();
+}
+// The settings in force that have no control here (a link's schedule is on its menu), what
+// the page cannot run (the device), and what a link said that the page could not take.
+function showConfig() {
+  const { extra, notRun } = configText(S, meta);
+  $("config-extra").textContent = extra;
+  const now = cur().optimizer;
+  const left = Object.keys(optionMemo).filter((k) => k !== "weight_decay" && !takes(now).includes(k));
+  const idle = left.length ? [`${now} does not take ${left.map((k) => `${k} = ${optionMemo[k]}`).join(", ")}: ` +
+                             "left out of its run (kept for an optimizer that takes it)"] : [];
+  $("config-note").textContent = [...linkNotes, ...notRun, ...idle].join("\n");
 }
 
 // ------------------------------------------------------------------ URL, controls
@@ -369,7 +405,9 @@ function showControls() {
   if (document.activeElement !== $("delta")) $("delta").value = S.delta;
   $("lr").value = Math.log10(c.lr || 0.01); $("lr-out").textContent = fmt(c.lr);
   $("spf").value = S.spf; $("maxsteps").value = S.steps; $("test").value = S.test;
-  $("wd").value = (S.options || {}).weight_decay || $("wd").value;
+  $("schedule").value = S.schedule;
+  $("wd").value = (S.options || {}).weight_decay || optionMemo.weight_decay || 0;
+  showConfig();
 }
 async function refreshAll(keep) {
   if (!(await setModel(keep))) return;
@@ -458,7 +496,8 @@ function wire() {
   });
   $("lr").addEventListener("input", () => { $("lr-out").textContent = fmt(Number(Math.pow(10, Number($("lr").value)).toPrecision(3))); });
   $("lr").addEventListener("change", () => changeSetting({ lr: Number(Math.pow(10, Number($("lr").value)).toPrecision(3)) }));
-  $("wd").addEventListener("change", () => { fixOptions(); resetRun(); });
+  $("wd").addEventListener("change", () => { fixOptions(true); resetRun(); });
+  $("schedule").addEventListener("change", () => { S.schedule = $("schedule").value; resetRun(); showControls(); });
   $("delta").addEventListener("change", async () => {     // huber's δ: another loss, a new run
     const v = Number($("delta").value);
     if (!(v > 0 && Number.isFinite(v))) { $("delta").value = S.delta; return; }
@@ -466,7 +505,11 @@ function wire() {
     await refreshExact(); evaluate(); landscape();
   });
   $("spf").addEventListener("change", () => { S.spf = Number($("spf").value); writeHash(); });
-  $("maxsteps").addEventListener("change", () => { S.steps = Math.max(1, Number($("maxsteps").value)); writeHash(); });
+  $("maxsteps").addEventListener("change", () => {          // within the table's range
+    const row = meta.settings.steps;
+    S.steps = Math.min(row.high, Math.max(row.low, Math.round(Number($("maxsteps").value)) || 0));
+    $("maxsteps").value = S.steps; writeHash();
+  });
   $("btn-play").addEventListener("click", () => {
     if (player.state === "playing") return player.pause();
     if (player.live) return player.play();
@@ -521,12 +564,20 @@ async function main() {
   const names = Object.keys(meta.datasets);
   fill($("dataset"), [...names, "csv", "shared"], Object.fromEntries([...names.map((k) => [k, k]), ["csv", "CSV file…"], ["shared", "from Python"]]));
   $("dataset").querySelector("option[value=shared]").hidden = true;
+  S = decode(location.hash, meta, linkNotes);
+  optionMemo = { ...S.options };
   fill($("loss"), Object.keys(meta.losses));
-  fill($("optimizer"), meta.page_optimizers);
+  // the page's menu, and a link's optimizer beyond it (rmsprop, irls ...: it runs as given)
+  fill($("optimizer"), [...new Set([...meta.page_optimizers, S.optimizer])]);
+  fill($("schedule"), meta.settings.schedule.choices);
   fill($("spf"), meta.steps_per_frame);
-  fill($("test"), TEST_FRACTIONS, Object.fromEntries(TEST_FRACTIONS.map((f) => [f, f ? `${f * 100}% held out` : "none"])));
+  const fractions = [...new Set([...TEST_FRACTIONS, S.test])].sort((a, b) => a - b);
+  fill($("test"), fractions, Object.fromEntries(fractions.map((f) => [f, f ? `${Math.round(f * 1000) / 10}% held out` : "none"])));
   fill($("model-examples"), ["", ...meta.models.examples], Object.fromEntries([["", "examples…"], ...meta.models.examples.map((k) => [k, k])]));
-  S = decode(location.hash, meta);
+  // the inputs' limits: the settings table's
+  $("maxsteps").min = meta.settings.steps.low; $("maxsteps").max = meta.settings.steps.high;
+  $("wd").max = meta.settings.weight_decay.high;
+  $("dseed").max = meta.settings.seed.high;
   clearHistory();
   await loadData();
   if (S.data === "csv" && S.csv) csvMenus(linkColumns(S.csv));    // a link's columns, as chosen

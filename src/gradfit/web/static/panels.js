@@ -1,6 +1,6 @@
 // What the page shows beside the plots, built from what the server sent: the uncertainty
 // table, menus, downloads, and the question behind "Show code". No math, no page state.
-import { fmt } from "./state.js";
+import { fmt, freeStart, runSettings } from "./state.js";
 
 // The exact fit's uncertainty (value ± standard error, CI, χ²), or why it has none.
 export function uncertaintyHTML(exact) {
@@ -59,7 +59,8 @@ export function codeBody(s, datasets, base, data, test) {
                                    y: base.yName || null, sigma: base.sigmaName || null } : {};
   return {
     data: builtin ? { name: s.data, n: s.n, mult: s.mult, add: s.add, seed: s.dseed } : csv,
-    model: s.model, loss: s.loss, delta: s.delta, optimizer: s.optimizer, lr: s.lr, steps: s.steps, p0: s.p0, seed: s.seed,
+    model: s.model, loss: s.loss, delta: s.delta, optimizer: s.optimizer, lr: s.lr, steps: s.steps,
+    p0: freeStart(s.p0, s.fixed), seed: s.seed, ...runSettings(s), device: s.device,    // every FitConfig field
     points: edited ? points : null,
   };
 }
