@@ -296,8 +296,8 @@ def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: 
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(theta != 0, sd / np.abs(theta), np.inf)
         corr = cov / np.outer(sd, sd)
-    j = int(np.argmax(rel))
-    delta = cov[:, j] / sd[j]
+        j = int(np.argmax(rel))
+        delta = cov[:, j] / sd[j]        # NaN where the errors overflow: _bowl finds no bowl
     if _bowl(sse, theta, delta, S, scale):
         return None
     group = [names[i] for i in range(len(names))
