@@ -95,10 +95,15 @@ class ManyProblem:
 
     def objective(self, theta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The loss of each problem ``(k,)``, a mean over its own points."""
-        r = self.residuals(theta, idx)
+        return self.reduce(self.residuals(theta, idx), idx)
+
+    def reduce(self, r: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The loss ``(k,)`` of residuals ``r`` ``(k, n)`` of the problems ``idx``, a mean
+        over each one's own points (a ragged batch's padding left out)."""
         if self.mask is None:
             return self.loss.reduce(r, self.loss.delta)
-        name, n = self.loss.name, self.count[idx]
+        name, n, keep = self.loss.name, self.count[idx], self.mask[idx]
+        r = torch.where(keep, r, 0.0)
         if name == "mae":
             return r.abs().sum(-1) / n
         if name in ("mse", "rmse"):
@@ -106,7 +111,7 @@ class ManyProblem:
             return mse if name == "mse" else mse.sqrt()
         h = torch.nn.functional.huber_loss(r, torch.zeros_like(r), reduction="none",
                                            delta=self.loss.delta)
-        return torch.where(self.mask[idx], h, 0.0).sum(-1) / n
+        return torch.where(keep, h, 0.0).sum(-1) / n
 
 
 CHUNK = 2 ** 15       # elements of a (rows, n) temporary per thread: held in cache

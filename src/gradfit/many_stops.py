@@ -40,18 +40,7 @@ def _zero_prediction_loss(prob, idx) -> torch.Tensor:
     """``(k,)`` the loss of predicting 0 at every point of the problems ``idx`` (as
     ``verdict._zero_prediction_loss``), over each one's own points."""
     r = -prob.y[idx] if prob.sigma is None else -prob.y[idx] / prob.sigma[idx]
-    if prob.mask is None:
-        return prob.loss.reduce(r, prob.loss.delta)
-    name, n, keep = prob.loss.name, prob.count[idx], prob.mask[idx]
-    r = torch.where(keep, r, 0.0)
-    if name == "mae":
-        return r.abs().sum(-1) / n
-    if name in ("mse", "rmse"):
-        mse = r.square().sum(-1) / n
-        return mse if name == "mse" else mse.sqrt()
-    h = torch.nn.functional.huber_loss(r, torch.zeros_like(r), reduction="none",
-                                       delta=prob.loss.delta)
-    return torch.where(keep, h, 0.0).sum(-1) / n
+    return prob.reduce(r, idx)
 
 
 def plateaus(reason, message, prob, tr, theta, first) -> None:
