@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math  # noqa: F401  (the doctest)
 import operator
 
 import torch
