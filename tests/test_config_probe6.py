@@ -15,7 +15,6 @@ import torch
 
 import gradfit
 from gradfit.bounds import ParamTransform
-from gradfit.cli import main
 from gradfit.config import FitConfig
 from gradfit.errors import InputError
 from gradfit.optimizers import OPTIMIZERS
@@ -27,21 +26,7 @@ D = gradfit.lesson_data()
 Y2 = np.stack([D.y, D.y])
 
 
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:           # argparse's own usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def refused(capsys, *argv) -> str:
-    """The command line's one-line refusal (exit 2, no traceback)."""
-    code, _, err = run(capsys, *argv)
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    return err
+from test_cli_probe5 import one_line_exit_2 as refused, run  # noqa: E402  (the CLI's helpers)
 
 
 def message_of(f) -> str:

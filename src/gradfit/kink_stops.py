@@ -291,16 +291,9 @@ def gauss_newton_step(r: torch.Tensor, J: torch.Tensor, delta: float = math.inf
     """``(k, F)`` the Gauss-Newton step ``-J^+ r`` in the parameters (of IRLS's weighted
     problem for huber, as ``stationary.gauss_newton_gain``), by the SVD of the column-scaled
     ``J D^-1`` with singular values below its rounding left out; 0 where not finite."""
-    from .lm import scaled_svd
-    if math.isfinite(delta):
-        w = (delta / r.abs().clamp_min(1e-300)).clamp(max=1.0).sqrt()
-        r, J = r * w, J * w.unsqueeze(-1)
+    from .stationary import weighted_svd
     with torch.no_grad():
-        good = torch.isfinite(J).flatten(1).all(-1) & torch.isfinite(r).all(-1)
-        J, r = torch.where(good[:, None, None], J, 0.0), torch.where(good[:, None], r, 0.0)
-        d = torch.linalg.vector_norm(J, dim=-2)
-        d = torch.where(d > 0, d, 1.0)
-        s, vh, c = scaled_svd(J, d, r)
+        good, _, d, s, vh, c = weighted_svd(r, J, delta)
         w = torch.where(s > 0, c / s.clamp_min(torch.finfo(s.dtype).tiny), 0.0)
         step = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
         return torch.where(good[:, None] & torch.isfinite(step), step, 0.0)

@@ -267,6 +267,23 @@ VALLEY = 1e-5          # a Gauss-Newton gain, relative, that a stop's small cosi
                        # leaves: a long flat valley, not a minimum
 
 
+def weighted_svd(r: torch.Tensor, jac: torch.Tensor, delta: float = math.inf):
+    """The SVD of the column-scaled Jacobian of the problems' residuals ``r`` ``(k, n)``
+    (``lm.scaled_svd``), of IRLS's weighted problem for huber (``delta`` finite: weights
+    ``sqrt(min(1, delta/|r|))`` on ``r`` and ``J``), rows with a value not finite zeroed:
+    ``(good, r, d, s, vh, c)``, ``d`` the column norms (1 where a column is 0)."""
+    if math.isfinite(delta):
+        w = (delta / r.abs().clamp_min(1e-300)).clamp(max=1.0).sqrt()
+        r, jac = r * w, jac * w.unsqueeze(-1)
+    with torch.no_grad():
+        good = torch.isfinite(jac).flatten(1).all(-1) & torch.isfinite(r).all(-1)
+        J, res = torch.where(good[:, None, None], jac, 0.0), torch.where(good[:, None], r, 0.0)
+        d = torch.linalg.vector_norm(J, dim=-2)
+        d = torch.where(d > 0, d, 1.0)
+        s, vh, c = scaled_svd(J, d, res)
+    return good, res, d, s, vh, c
+
+
 def gauss_newton_gain(r: torch.Tensor, jac: torch.Tensor,
                       delta: float = math.inf) -> torch.Tensor:
     """``(k,)`` the fall of ``S = |r|^2``, relative to it, that a Gauss-Newton step predicts
@@ -277,14 +294,8 @@ def gauss_newton_gain(r: torch.Tensor, jac: torch.Tensor,
     (Gauss-Newton gain 5e-3). For huber (``delta`` finite), the same of IRLS's weighted
     problem, weights ``w = min(1, delta/|r|)`` on ``r`` and ``J``: its gradient is the Huber
     loss's, ``sum psi(r) J``, so it too is 0 exactly at a stationary point."""
-    if math.isfinite(delta):
-        w = (delta / r.abs().clamp_min(1e-300)).clamp(max=1.0).sqrt()
-        r, jac = r * w, jac * w.unsqueeze(-1)
     with torch.no_grad():
-        good = torch.isfinite(jac).flatten(1).all(-1) & torch.isfinite(r).all(-1)
-        J, res = torch.where(good[:, None, None], jac, 0.0), torch.where(good[:, None], r, 0.0)
-        d = torch.linalg.vector_norm(J, dim=-2)
-        s, _, c = scaled_svd(J, torch.where(d > 0, d, 1.0), res)
+        good, res, _, s, _, c = weighted_svd(r, jac, delta)
         pred = torch.where(s > 0, c, 0.0).square().sum(-1)
         rn2 = res.square().sum(-1)
         return torch.where(good & (rn2 > 0), pred / rn2.clamp_min(1e-300), 0.0)
