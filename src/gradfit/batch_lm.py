@@ -92,7 +92,7 @@ NOISE_ULPS = 4.0        # a polishing step may raise S by this many roundings: a
                         # gradient raised S by 1.1 times the estimate of one rounding)
 
 CODES = ("running", "gtol", "ftol", "xtol", "max_steps", "failed", "failed", "failed",
-         "gtol", "failed", "xtol", "failed", "failed", "failed")
+         "gtol", "failed", "xtol", "failed", "failed", "failed", "failed")
 RUNNING, GTOL, FTOL, XTOL, MAX_STEPS, NONFINITE, TRIES, ROUGH, PERFECT, ZERO = range(10)
 ROUNDING = 10           # an xtol code that says "at the rounding level" (reported as xtol)
 UNDERFLOW = 11          # S below the smallest normal number: no test on it can be trusted
@@ -102,6 +102,10 @@ RUNAWAY_GROWTH = 1.5    # ... |theta| grew by this factor while
 RUNAWAY_GAIN = 1e-3     # ... S fell by less than this, relatively
 STALLED = 13            # ftol/xtol by a step a shrunk trust region made tiny, where the
                         # loss still falls along the Gauss-Newton direction or an axis
+WALK = 14               # the parameters keep moving along a valley where S is flat
+WALK_STEPS = 100        # accepted steps between two looks at theta and S
+WALK_MOVE = 1e-2        # ... a parameter moved by this much of its scale while
+WALK_GAIN = 1e-8        # ... S fell by less than this, relatively
 PROBES = 53             # that line search: steps 1, 1/2, ..., 2^-52 of the Gauss-Newton step
 AXIS_PROBES = 13        # ... and steps 4^-1, ..., 4^-13 of each parameter's scale, both ways
 
@@ -133,6 +137,12 @@ def message(code: int, options: dict, max_steps: int | None = None) -> str:
                  "loss has no minimum near here, only a limit as parameters grow (as "
                  "a*exp(b*x)+c tends to a line when b -> 0); try other starting values, or a "
                  "model without that limit",
+        WALK: f"the parameters keep moving along a valley where the loss is flat (over "
+              f"{WALK_STEPS} steps they moved by over {WALK_MOVE:.0%} of their scale while the "
+              f"loss fell by less than {WALK_GAIN:g} of itself): the data do not determine "
+              "where along it the fit should end, or the loss has no minimum at a finite "
+              "point, only a limit as parameters grow; try other starting values, bounds on "
+              "the parameters that move, or fixing one of them",
         STALLED: "LM stalled short of a minimum: its trust region shrank until its steps "
                  "gained nothing, while the loss still falls nearby (along the Gauss-Newton "
                  "direction or a parameter's axis): the loss is too curved or not smooth here "
@@ -269,12 +279,14 @@ class BatchLM:
         self.code = xp.where(_finite(self.M, xp), RUNNING, NONFINITE)
         # the last look at |theta| (ref_norm, above) and S (every RUNAWAY_STEPS accepted steps)
         self.ref_S = xp.copy(self.M[:, F, F])
+        # the last look at theta and S of the walk test (every WALK_STEPS accepted steps)
+        self.walk_th, self.walk_S = xp.copy(self.th), xp.copy(self.M[:, F, F])
         self.out = BatchLMResult(xp.copy(self.th), xp.copy(self.M[:, F, F]),
                                  xp.copy(self.steps), xp.copy(self.code), xp.copy(self.d),
                                  xp.copy(self.M))
         self._state = ("idx", "th", "M", "d", "delta", "lam", "first", "tries", "steps",
                        "last_gn", "no_gn", "yd", "code", "ref_norm", "ref_S", "s2", "have",
-                       "aug", "crawl", "mark", "gap")
+                       "aug", "crawl", "mark", "gap", "walk_th", "walk_S")
         if isinstance(max_steps, torch.Tensor):     # a limit of each problem's own
             self.max_steps = xp.own(max_steps.to(device=theta0.device))
             self._state += ("max_steps",)
@@ -449,6 +461,7 @@ class BatchLM:
         self.M = xp.where(move[:, None, None], M_t, M)
         self.steps = self.steps + move
         stop = self._runaway(move, stop)
+        stop = self._walk(move, stop)
         if self.max_steps is not None:
             stop = xp.where((stop == RUNNING) & (self.steps >= self.max_steps), MAX_STEPS,
                             stop)
@@ -509,6 +522,33 @@ class BatchLM:
         self.ref_norm = xp.where(look, norm, self.ref_norm)
         self.ref_S = xp.where(look, S, self.ref_S)
         return xp.where(away & (stop == RUNNING), RUNAWAY, stop)
+
+    def _walk(self, move, stop):
+        """Every WALK_STEPS accepted steps: stop (WALK) a problem some parameter of which
+        moved by WALK_MOVE of its scale since the last look while ``S`` fell by less than
+        WALK_GAIN of itself. The scale of ``theta_j`` is the larger of ``|theta_j|`` (both
+        looks) and ``|r| / |J_j|``, the change that would move the residuals by their own
+        size: near a minimum, however ill-conditioned, a parameter still moving by that much
+        lowers ``S`` by far more (a change of ``S`` by ``1e-8 S`` moves a parameter by about
+        ``1e-4 sqrt(n)`` of its standard error). What is left is a valley too flat for the
+        data to place the fit in (a 4PL curve's top and ec50 sliding together past the last
+        dose), or a slow walk to infinity that the runaway test's growth of ``|theta|``
+        misses; the step limit would give no better verdict, hundreds of steps later."""
+        look = move & (self.steps % WALK_STEPS == 0)
+        if not self.runaway or not bool(look.any()):
+            return stop
+        F, xp = self.F, self.ops
+        th, S = self.th, self.M[:, F, F]
+        col = xp.sqrt(xp.maximum(self.M.diagonal(0, -2, -1)[:, :F], 0.0))
+        scale = xp.maximum(xp.maximum(abs(th), abs(self.walk_th)),
+                           xp.where(col > 0, xp.sqrt(S)[:, None] / xp.maximum(col, 1e-300),
+                                    0.0))
+        moved = xp.amax(xp.where(scale > 0, abs(th - self.walk_th) / xp.maximum(scale, 1e-300),
+                                 0.0)) >= WALK_MOVE
+        walk = look & moved & (S >= (1 - WALK_GAIN) * self.walk_S)
+        self.walk_th = xp.where(look[:, None], th, self.walk_th)
+        self.walk_S = xp.where(look, S, self.walk_S)
+        return xp.where(walk & (stop == RUNNING), WALK, stop)
 
     def result(self) -> BatchLMResult:
         self.compact()

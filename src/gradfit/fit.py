@@ -37,12 +37,12 @@ from .models import Model, check_default_inputs, check_param_names, make_model, 
 from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
 from .active_set import held_up_by_a_bound, inner_share, near_bounds, refine
-from .batch_lm import ROUGH, RUNAWAY, message as lm_message
+from .batch_lm import ROUGH, RUNAWAY, WALK, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .stationary import one_sided_note, plateau_message
 from .fit_advice import far_start_text, no_finite_loss_advice, sizes
-from .verdict import judge, lost_rank, not_determined
+from .verdict import judge, looked_at_for_determination, lost_rank, not_determined
 from .problem import Problem
 from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
 
@@ -391,9 +391,10 @@ class FitRun(Run):
             fixed=dict(self.transform.fixed), jacobian=prob.model.jacobian_kind, config=cfg)
 
     def _determined(self, final, free, cov, reason: str, detail: str) -> tuple[str, str]:
-        """``verdict.not_determined`` on a converged nonlinear least-squares fit."""
+        """``verdict.not_determined`` on a converged nonlinear least-squares fit, or one
+        whose LM found no step (``looked_at_for_determination``)."""
         prob, n, F = self.problem, self.problem.n, len(free)
-        if reason not in ("gtol", "ftol", "xtol") or n <= F:
+        if not looked_at_for_determination(reason, detail) or n <= F:
             return reason, detail
         names = prob.model.param_names
         idx = torch.tensor([names.index(k) for k in free], device=final.device)
@@ -469,7 +470,7 @@ def _stopped_short(reason: str, detail: str, values: dict, bounds: dict) -> bool
     bound. The active-set method is not run then (it would only go on as far again)."""
     if reason in ("time_limit", "callback"):
         return True
-    short = reason == "max_steps" or detail == lm_message(RUNAWAY, {})
+    short = reason == "max_steps" or detail in (lm_message(RUNAWAY, {}), lm_message(WALK, {}))
     return short and not held_up_by_a_bound(values, bounds)
 
 

@@ -231,7 +231,7 @@ def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held)
     hold on a bound (``held`` ``(k, F)``), as ``fit`` judges its free ones: a 4PL well
     with ``hill`` on its bound and ``top`` +/- 2e9, ``ec50`` +/- 2e8 running off together
     was called an optimum, the rows on a bound having been left out."""
-    from .verdict import not_determined, undetermined_suspects
+    from .verdict import looked_at_for_determination, not_determined, undetermined_suspects
     at = tr.free_at
     free_theta = theta[:, at].detach().cpu().double().numpy()
     c = cov.detach().cpu().double().numpy()
@@ -240,7 +240,8 @@ def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held)
     F = (~hold).sum(-1)
     look = undetermined_suspects(free_theta, np.where(hold[:, :, None] | hold[:, None, :],
                                                       np.nan, c)) \
-        & np.isin(reason, ("gtol", "ftol", "xtol")) & (n > F)
+        & np.array([looked_at_for_determination(a, b) for a, b in zip(reason, message)],
+                   dtype=bool).reshape(-1) & (n > F)
     for i in np.flatnonzero(look):
         idx = torch.tensor([i], device=theta.device)
         keep = np.flatnonzero(~hold[i])

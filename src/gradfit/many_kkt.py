@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from .active_set import MU_TOL, NEAR
-from .batch_lm import MAX_STEPS, OPTIONS, ROUGH, RUNAWAY, STALLED, TRIES, message as lm_message
+from .batch_lm import (MAX_STEPS, OPTIONS, ROUGH, RUNAWAY, STALLED, TRIES, WALK,
+                       message as lm_message)
 from .errors import FitError, InputError
 
 
@@ -108,7 +109,7 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     ends = np.isin(reason, ("gtol", "ftol", "xtol")) | np.isin(
         message.astype(str), [lm_message(c, o, cfg["steps"])
-                              for c in (ROUGH, TRIES, STALLED, MAX_STEPS, RUNAWAY)])
+                              for c in (ROUGH, TRIES, STALLED, MAX_STEPS, RUNAWAY, WALK)])
     at, F = tr.free_at, len(tr.free)
     v = theta[:, at]
     on_lo, on_hi = _near(v, tr.lo, tr.hi)
@@ -274,12 +275,12 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     if tr.identity:
         return theta
     near = _on_a_bound(tr, theta)
-    runaway = lm_message(RUNAWAY, {})
+    runaway = (lm_message(RUNAWAY, {}), lm_message(WALK, {}))
     for b in np.flatnonzero(np.isin(reason, ("max_steps", "failed")) & ~near).tolist():
         # as fit (``fit._stopped_short``): a failed end is finished wherever it lies (an
         # mae fit failed 1.5% off a one-sided bound near 0, where fit certified the LP's
         # optimum on it), one at the step limit or running off only near a bound
-        short = reason[b] == "max_steps" or message[b] == runaway
+        short = reason[b] == "max_steps" or message[b] in runaway
         near[b] = _held_up(tr, theta, b) if short else True
     rows = np.flatnonzero(near & np.isfinite(
         theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
@@ -305,12 +306,12 @@ def finish_lm_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.T
     bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
     stalled = np.isin(message.astype(str), [lm_message(c, o, cfg["steps"])
                                             for c in (ROUGH, TRIES, STALLED, MAX_STEPS,
-                                                      RUNAWAY)])
+                                                      RUNAWAY, WALK)])
     rows = np.flatnonzero(bounded & stalled & ~np.isin(reason, ("gtol", "ftol", "xtol")))
     # at the step limit or running off, as fit does: only where a parameter may be
     # creeping to a bound (K of V*x/(K+x) running to its upper bound 1e6 was a runaway
     # in fit_many, and in fit an optimum with K on the bound)
-    short = (lm_message(MAX_STEPS, o, cfg["steps"]), lm_message(RUNAWAY, o, cfg["steps"]))
+    short = tuple(lm_message(c, o, cfg["steps"]) for c in (MAX_STEPS, RUNAWAY, WALK))
     rows = np.array([b for b in rows.tolist() if message[b] not in short
                      or _held_up(tr, theta, b)], dtype=np.int64)
     from .many_refine import refine_rows

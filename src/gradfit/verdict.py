@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .batch_lm import UNDERFLOW, data_norm, too_small
+from .batch_lm import MAX_STEPS, ROUGH, STALLED, TRIES, UNDERFLOW, data_norm, too_small
 from .batch_lm import message as lm_message
 from .errors import InputError
 
@@ -219,6 +219,30 @@ def scaled_singular(jac: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = torch.linalg.qr(a, mode="r").R   # keeps CUDA's SVD off matrices of 10^8 rows
     _, s, vh = torch.linalg.svd(a, full_matrices=False)
     return s, vh
+
+
+CLAIMS = ("gtol", "ftol", "xtol")
+BOUNDS_PREFIX = "no certified optimum within the bounds: "
+
+
+def _stuck_texts() -> tuple[str, ...]:
+    """The starts of LM's messages for an end without a minimum found: no step lowered the
+    loss, a stall, the step limit (a runaway or walk says what it saw itself)."""
+    return tuple(lm_message(c, {}, 0) for c in (ROUGH, TRIES, STALLED)) + \
+        (lm_message(MAX_STEPS, {}, 0).split("(")[0],)
+
+
+def looked_at_for_determination(reason: str, detail: str) -> bool:
+    """Whether ``not_determined`` judges an end: every converged one, and one where LM
+    found no step or ran to a limit (its text explains less than "the data do not
+    determine d", where that is why: a decay's rate of 193 whose term touches one point,
+    where LM's steps end for want of any slope)."""
+    if reason in CLAIMS:
+        return True
+    if reason not in ("failed", "max_steps"):
+        return False
+    text = detail[len(BOUNDS_PREFIX):] if detail.startswith(BOUNDS_PREFIX) else detail
+    return text.startswith(_stuck_texts())
 
 
 def undetermined_suspects(theta: np.ndarray, cov: np.ndarray) -> np.ndarray:
