@@ -289,9 +289,10 @@ def test_covariance_refuses_a_lost_rank():
     inf = torch.full((1, 3), float("inf"), dtype=torch.float64)
     tr = ManyTransform(m.param_names, m.param_names, -inf, inf, torch.zeros(1, 3,
                                                                               dtype=torch.float64))
-    cov, rank = covariance(prob, tr, torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64),
-                           torch.tensor([True]))
-    assert int(rank[0]) == 2 and torch.isnan(cov).all()
+    cov, rank, se, corr = covariance(prob, tr, torch.tensor([[1.0, 1.0, 1.0]],
+                                                            dtype=torch.float64),
+                                     torch.tensor([True]))
+    assert int(rank[0]) == 2 and torch.isnan(cov).all() and torch.isnan(se).all()
 
 
 @pytest.mark.parametrize("opt,lr", [("lm", None), ("gd", 0.01)])

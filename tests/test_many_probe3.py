@@ -179,7 +179,7 @@ def test_fits_active_set_has_one_budget_for_all_its_inner_fits(monkeypatch):
     # each inner fit of the active set had max(steps, 1000) steps of its own: a flat 4PL
     # well took 10,000 steps (seconds a well, for well after well); now they share one
     import sys
-    monkeypatch.setattr(sys.modules["gradfit.fit"], "FINISH_STEPS", 50)
+    monkeypatch.setattr(sys.modules["gradfit.fit_ends"], "FINISH_STEPS", 50)
     rng = np.random.default_rng(1)
     dose = np.repeat(np.logspace(-3, 2, 10), 3)
     y = 50.0 + rng.normal(0, 3, (2, dose.size))

@@ -27,7 +27,7 @@ def _loss(p, dose, y):
 
 
 def test_flat_wells_end_as_fit_ends_them_their_inner_fits_batched(monkeypatch):
-    monkeypatch.setattr(sys.modules["gradfit.fit"], "FINISH_STEPS", 300)
+    monkeypatch.setattr(sys.modules["gradfit.fit_ends"], "FINISH_STEPS", 300)
     sizes = []
     solve = many_refine._solve
 
@@ -64,7 +64,7 @@ def test_a_row_whose_finish_breaks_down_keeps_the_batchs_verdict(monkeypatch):
     # an inner fit that raises leaves its rows as the batch ended them; nothing escapes
     import torch
     import gradfit.many_engines as engines
-    monkeypatch.setattr(sys.modules["gradfit.fit"], "FINISH_STEPS", 300)
+    monkeypatch.setattr(sys.modules["gradfit.fit_ends"], "FINISH_STEPS", 300)
     dose, y = _plate()
     good = gradfit.fit_many(MODEL, dose, y, **KW)
     real, broke = engines._lm, []

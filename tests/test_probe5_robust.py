@@ -78,7 +78,10 @@ def test_lm_at_a_kink_that_is_no_minimum_still_fails():
     model = "a*abs(x-c)+b+d*max(x-g,0)"
     r = gradfit.fit(model, x, y, optimizer="lm", starts=1, seed=18)
     assert not r.converged
-    assert r.message.startswith("no step lowered the loss") and "kink" in r.message
+    # LM's words for "no minimum here": no step found, or a stall while the loss falls
+    # nearby (which one depends on the last bits of the arithmetic); both name the kink
+    assert r.message.startswith(("no step lowered the loss", "LM stalled short of a minimum"))
+    assert "kink" in r.message
     names = list(r.params)
 
     def loss(v):

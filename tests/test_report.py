@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 import gradfit
@@ -85,13 +86,20 @@ def test_the_html_report_holds_the_statistics():
     html = r._repr_html_()
     s = r.statistics()
     assert f"{s['chisqr']:.8g}" in html and f"{s['aic']:.6g}" in html and "chi2/N" in html
-    assert "0.95 interval" in html and "autograd" in html
+    assert "0.95 interval" in html and "derivative rules (forward mode)" in html
 
 
 def test_the_jacobian_used_is_reported():
+    # a text expression: LM's steps and the errors come from its own derivative rules
     x, y, _ = data()
     r = gradfit.fit("a*exp(-k*x) + c", x, y)
-    assert r.jacobian == "autograd" and "Jacobian by autograd" in r.report()
+    assert "Jacobian by the expression's derivative rules (forward mode)" in r.report()
+    assert r.jacobian == "the expression's derivative rules (forward mode)"
+    assert r.to_dict()["jacobian"] == r.jacobian
+    # max has no forward rule, and a torch function none of its own: autograd
+    for model in ("a*max(x - k, 0) + c", lambda x, a, k, c: a * torch.exp(-k * x) + c):
+        r = gradfit.fit(model, x, y)
+        assert r.jacobian == "autograd" and "Jacobian by autograd" in r.report()
 
 
 @pytest.mark.parametrize("kw, name", [({"p0": {"e": 1.0}}, "e"), ({"bounds": {"e": (0, 1)}}, "e"),

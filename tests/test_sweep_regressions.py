@@ -297,7 +297,11 @@ def test_a_relu_stalled_on_a_kink_is_not_converged():
     x = np.linspace(-2, 2, 40)
     y = np.abs(x) + 0.1 * np.random.default_rng(0).standard_normal(40)
     r = gradfit.fit("relu:3", x, y, optimizer="lm", starts=1)
-    assert not r.converged and r.message.startswith("LM stalled short of a minimum")
+    # LM's words for "no minimum here": a stall while the loss falls nearby, or no step
+    # found (which one depends on the last bits of the arithmetic); both name the kink
+    assert not r.converged and r.message.startswith(("LM stalled short of a minimum",
+                                                     "no step lowered the loss"))
+    assert "kink" in r.message
     names = list(r.params)
 
     def loss(q):

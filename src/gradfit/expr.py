@@ -31,9 +31,7 @@ import ast
 import math
 import operator
 import re
-import keyword
 import threading
-import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -41,6 +39,9 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from gradfit.errors import ExpressionError
+from gradfit.expr_cusp import cusp
+from gradfit.expr_names import (CONSTANTS, folding_advice, folding_problem, juxtaposed,
+                                keyword_problem)
 
 _PARSE_LOCK = threading.Lock()
 
@@ -53,48 +54,6 @@ def parse_source(src: str) -> ast.Expression:
         return ast.parse(src, mode="eval")
 
 
-def folded(name: str) -> str:
-    """``name`` as Python reads an identifier (NFKC, PEP 3131): ``µ`` (micro sign) is read
-    as ``μ`` (Greek mu), full-width ``ａ`` as ``a``, ``ℯ`` as ``e``."""
-    return name if name.isascii() else unicodedata.normalize("NFKC", name)
-
-
-def folding_problem(name: str) -> str | None:
-    """Why ``name`` cannot be written as it is (None when it can): Python would read it as
-    another name (``folded``), which an expression's parameters and inputs then are. One
-    rule everywhere: a name is written as it is read, in a model, ``p0``, bounds, ``fixed``
-    and the command line's ``--p0``/``--bounds``/``--fix``."""
-    read = folded(name)
-    if read == name:
-        return None
-    ch = next((c for c in name if folded(c) != c), None)
-    if ch is None:      # no character alone: a sequence composes (a + U+0301 -> U+00E1)
-        mark = next((c for c in name if unicodedata.combining(c)), name[-1])
-        meaning = f", the constant {read}" if read in CONSTANTS else ""
-        return (f"the name {name!r} ({ascii(name)}) is read by Python as {read!r} "
-                f"({ascii(read)}){meaning}: U+{ord(mark):04X} "
-                f"{unicodedata.name(mark, 'a character')} is joined to the letter before it "
-                "(a decomposed accent, as copied text and macOS file names have)")
-    new = folded(ch)
-    code = f"U+{ord(ch):04X} {unicodedata.name(ch, 'a character')}"
-    into = f" (U+{ord(new):04X} {unicodedata.name(new, '')})" if len(new) == 1 else ""
-    meaning = f", the constant {read}" if read in CONSTANTS else ""
-    if ch == name:
-        return f"the name {name!r} ({code}) is read by Python as {read!r}{into}{meaning}"
-    return (f"the name {name!r} is read by Python as {read!r}{meaning} ({code} becomes "
-            f"{new!r})")
-
-
-def folding_advice(name: str) -> str:
-    """The ``expected`` part for a name that ``folding_problem`` refuses."""
-    read = folded(name)
-    if read in CONSTANTS:
-        return f"{read} for the constant, or an ASCII name for a parameter"
-    if all(folded(c) == c for c in name):       # a decomposed accent: looks the same
-        return f"the accented letter as one character ({ascii(read)}), or an ASCII name"
-    return f"the name written as it is read ({read!r}), or an ASCII name"
-
-
 FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp,
     "log": torch.log, "sqrt": torch.sqrt, "abs": torch.abs, "tanh": torch.tanh,
@@ -103,12 +62,8 @@ FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
 }
 """Functions an expression may call; each takes 1 argument unless named in VARIADIC."""
 VARIADIC = frozenset({"min", "max"})  # 2 or more arguments, folded pairwise
-CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 FAMILIES = "poly:K, relu:K or mlp:H1,H2 (lower case)"   # models.MODELS, as a user writes them
-_WORD = re.compile(r"(?<![\w.])[^\W\d]\w*")   # a name in the text (not in 1e5 or 2.real)
 _DECIMAL = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)  # a number
-_TOKEN = re.compile(r"(?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
-                    r"|(?P<name>[^\W\d]\w*)|(?P<op>\S)")      # after a syntax error only
 MAX_LENGTH = 2000   # characters of text
 MAX_DEPTH = 60      # nesting of the ast (a chain like a+b-c+... counts once), and of brackets
 MAX_NAMES = 200     # distinct parameters
@@ -285,39 +240,18 @@ class _Compiler:
         raise self.error(problem, len(self.src[:chars].encode("utf-8"))) from None
 
     def check_keywords(self) -> None:
-        """After a syntax error: a Python keyword written as a name (``lambda*x``, a column
-        named ``if``) is named as that, not as invalid syntax at a later column."""
-        for m in _WORD.finditer(self.src):
-            word = m.group()
-            if keyword.iskeyword(word) and word not in ("True", "False", "None"):
-                raise self.error(f"'{word}' is a Python keyword, which an expression cannot "
-                                 "use as a name", len(self.src[:m.start()].encode("utf-8")),
-                                 expected=f"another name, such as {word}_ or {word[:3]}1 "
-                                          "(rename a column of that name)")
+        """After a syntax error: a Python keyword written as a name (``keyword_problem``)."""
+        found = keyword_problem(self.src)
+        if found:
+            raise self.error(found[0], len(self.src[:found[1]].encode("utf-8")),
+                             expected=found[2])
 
     def check_juxtaposed(self) -> None:
-        """After a syntax error: a number or name written right after another (``2x``,
-        ``2 x``, ``a b``, ``(x+1)x``) is a product without ``*``; ``sin x`` a call without
-        brackets. Said in ``expected``, at the second one (Python had said "invalid decimal
-        literal" at the 2 of ``2x``)."""
-        prev = None
-        for m in _TOKEN.finditer(self.src):
-            kind = m.lastgroup
-            if kind == "op" and m.group(kind) in "'\"":       # a string: Python's word stands
-                return
-            if kind == "op" and m.group(kind) not in "()":
-                prev = None
-                continue
-            token, at = m.group(kind), len(self.src[:m.start(kind)].encode("utf-8"))
-            if prev in FUNCTIONS and kind != "op":
-                raise self.error("invalid syntax", at, expected=f"a function's argument in "
-                                 f"brackets, such as {prev}({token})")
-            if prev is not None and kind != "op" and not keyword.iskeyword(prev):
-                left = "(...)" if prev == ")" else prev
-                raise self.error("invalid syntax", at, expected=f"a product written with '*' "
-                                 f"(not '{left}' and '{token}' side by side), such as "
-                                 f"{left}*{token}")
-            prev = None if token == "(" else token
+        """After a syntax error: a product written without ``*`` (``juxtaposed``)."""
+        found = juxtaposed(self.src, FUNCTIONS)
+        if found:
+            raise self.error(found[0], len(self.src[:found[1]].encode("utf-8")),
+                             expected=found[2])
 
     def check_names(self, tree: ast.Expression) -> None:
         """Refuse a name that Python reads as another (``folding_problem``): ``µ`` had become
@@ -456,7 +390,10 @@ class _Compiler:
             steps.append((_BINOPS[type(node.op)], node.right))
             node = node.left
         if not steps:   # power, right-associative: no chain
-            return self.pair(operator.pow, self.build(node.left), self.build(node.right))
+            base, power = self.build(node.left), self.build(node.right)
+            if self.moves(node.left) and (callable(power) or 0 < power < 1):
+                return self.cusp(operator.pow, node.left, base, power)
+            return self.pair(operator.pow, base, power)
         head = self.build(node)
         steps = [(op, self.build(right)) for op, right in reversed(steps)]
         if len(steps) == 1:
@@ -482,6 +419,19 @@ class _Compiler:
         if not callable(b):
             return lambda v, c: op(a(v, c), b)
         return lambda v, c: op(a(v, c), b(v, c))
+
+    def moves(self, node: ast.AST) -> bool:
+        """Whether ``node`` depends on a parameter."""
+        funcs = {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+        return any(isinstance(n, ast.Name) and id(n) not in funcs and n.id not in self.inputs
+                   and n.id not in CONSTANTS for n in ast.walk(node))
+
+    def cusp(self, fn: Callable, arg: ast.AST, u: _Item, exponent) -> Callable:
+        """``fn(u[, exponent])`` with a slope infinite at ``u = 0`` (``expr_cusp``)."""
+        names = [n.id for n in ast.walk(arg) if isinstance(n, ast.Name)]
+        params = tuple(dict.fromkeys(n for n in names if n in self.names))
+        return cusp(fn, u, exponent, ast.get_source_segment(self.src, arg), params,
+                    self.inputs)
 
     def call(self, node: ast.Call) -> Callable:
         if not isinstance(node.func, ast.Name):
@@ -509,6 +459,8 @@ class _Compiler:
         args = [self.as_fn(self.build(arg)) for arg in node.args]
         if n == 1:
             a = args[0]
+            if name == "sqrt" and self.moves(node.args[0]):
+                return self.cusp(fn, node.args[0], a, None)
             return lambda v, c: fn(a(v, c))
         a, rest = args[0], args[1:]
 

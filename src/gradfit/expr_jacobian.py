@@ -41,7 +41,7 @@ import operator
 
 import torch
 
-from .expr import CONSTANTS, parse_source
+from .expr import CONSTANTS, Expression, parse_source
 
 _FN = {"exp": torch.exp, "log": torch.log, "sin": torch.sin, "cos": torch.cos,
        "tan": torch.tan, "sqrt": torch.sqrt, "abs": torch.abs, "tanh": torch.tanh,
@@ -54,18 +54,31 @@ _OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
 
 
 def _mul0(t, s):
-    """``t * s``, 0 where ``t = 0``: the chain rule ``u' f'(u)`` at a cusp of ``sqrt`` or
-    ``u^0.5`` (``f'(0)`` infinite) where ``u`` does not move (``sqrt(x*(x+c))`` at x = 0:
+    """``t * s``, 0 where ``t = 0``: the chain rule ``u' f'(u)`` at a cusp (``sqrt``, ``u^c``
+    with c < 1, ``f'(0)`` infinite) where ``u`` does not move (``sqrt(x*(x+c))`` at x = 0:
     0 for every c, so its derivative in c is 0, not 0 * inf = NaN). Where ``u'`` is not 0
-    the product stays infinite: that derivative is (``sqrt(x - c)`` at x = c)."""
+    the product stays infinite: that derivative is (``sqrt(x - c)`` at x = c). Autograd
+    takes the same rule point by point (``at_rest``)."""
     return torch.where(t == 0, 0.0, t * s)
 
 
+def at_rest(u, tangents) -> torch.Tensor:
+    """Where a cusp's argument ``u`` is 0 and no parameter moves it (every tangent
+    ``d u / d p_j`` is 0): there each derivative through the cusp is ``_mul0``'s 0, which
+    the compiled expression gives autograd (``expr_cusp``) instead of 0 * inf = NaN."""
+    keep = u == 0
+    for t in tangents:
+        keep = keep & (torch.as_tensor(t) == 0)
+    return keep
+
+
 def _powgrad(u, v):
-    """``d u^v / d u = v u^(v-1)``, 0 at ``u = 0`` where ``v < 1`` (a cusp, taken as a kink)."""
+    """``d u^v / d u = v u^(v-1)``: infinite at ``u = 0`` for ``0 < v < 1`` (a cusp, which
+    ``_cusp`` takes through ``_mul0``), and 0 for ``v = 0`` (``u^0 = 1``, not 0 * u^-1)."""
     out = v * u ** (v - 1)
-    return torch.where((u == 0) & (v < 1), 0.0, out) if isinstance(out, torch.Tensor) else \
-        (0.0 if u == 0 and v < 1 else out)
+    return torch.where(v == 0, 0.0, out) if isinstance(v, torch.Tensor) else out
+
+
 _INTO = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
          **{k: v for k, v in _FN.items() if k not in ("step", "relu")},  # the same, with
          "relu": lambda u, out: torch.clamp_min(u, 0.0, out=out)}        # ``out=`` (relu has none)
@@ -77,6 +90,21 @@ _UNARY = ("exp", "log", "sin", "cos", "tan", "sqrt", "abs", "tanh", "sigmoid", "
 def supports(expression) -> bool:
     """Whether every node of ``expression`` has a rule here."""
     return _supports(expression.source)
+
+
+#: how a fit differentiates a text expression that ``supports`` covers (``jacobian_kind``)
+FORWARD_MODE = "the expression's derivative rules (forward mode)"
+
+
+def jacobian_kind(model, kind: str = "autograd") -> str:
+    """How a fit takes the Jacobian of ``model``: ``FORWARD_MODE`` for a text expression
+    every node of which has a rule here (LM's and IRLS's steps, and every fit's standard
+    errors, are made by this program: ``lm.problem_jacobian``, ``block_moments``,
+    ``many_problem``), else ``kind``, what the model says of itself (``autograd``, a
+    user's ``jac`` or finite differences)."""
+    expression = getattr(model, "expression", None)
+    return FORWARD_MODE if isinstance(expression, Expression) and supports(expression) \
+        else kind
 
 
 @functools.lru_cache(maxsize=256)
@@ -242,10 +270,9 @@ def _binary(op: str, a: int, ta: dict, b: int, tb: dict, g: _Graph):
     elif ta and not tb and c is not None and c >= 1.0:    # a number: c u^(c-1) is finite
         t = T.scale(T.scale(ta, g, b), g, a if c == 2.0 else
                     g.op("pow", a, g.op("sub", b, g.number(1.0))))
-    elif ta and not tb:     # c < 1 or an input: u^(c-1) is infinite at u = 0 (a cusp)
-        t = _cusp(ta, g, g.op("mul", b, g.op("pow", a, g.op("sub", b, g.number(1.0)))))
-    elif ta:     # v u^(v-1), 0 at u = 0 for v < 1 (as sign(0) = 0 at abs's kink): w v / u
-        t = T.scale(ta, g, g.op("powgrad", a, b))     # was 0 * inf = NaN at x = 0 of (x/c)^h
+    elif ta:     # c < 1, an input or a parameter: v u^(v-1) is infinite at u = 0 (a cusp):
+        t = _cusp(ta, g, g.op("powgrad", a, b))  # 0 where u does not move ((x/c)^h at x = 0),
+        # infinite where it does ((x - c)^h at x = c, h < 1: it had been taken as 0)
     if tb and g.const[a] == 0.0:    # 0^v = 0 for every v > 0: its derivative is 0
         pass
     elif tb:     # w log u, as xlogy: 0 where w = 0 (x^h at x = 0: 0, not 0 * -inf = NaN)
@@ -275,7 +302,7 @@ def _sum(g: _Graph, terms: list) -> int:
 
 class _Program:
     def __init__(self, source: str, params: tuple, inputs: tuple):
-        g = _Graph()
+        g, self.params = _Graph(), params
         value, tangents = _build(parse_source(source).body, params, inputs, g)
         self.outputs = [value] + [_sum(g, tangents[j]) if j in tangents else None
                                   for j in range(len(params))]
@@ -316,7 +343,22 @@ class _Program:
                 free = tuple(a for a in set(key[1:]) if last.get(a) == i and a not in keep
                              and g.const[a] is None)
                 fn = _INTO[key[0]] if i in into else _OPS[key[0]]
-                self.steps.append((fn, key[1:], i, free, into.get(i)))
+                self.steps.append((fn, key[1:], i, free, into.get(i), _OPS[key[0]]))
+
+    def run(self, values: dict) -> list:
+        """The value and the derivatives (None for a parameter not used), without writing
+        into a block (``out=``), from ``values``: a name -> tensor for every input and
+        parameter, of any shapes that broadcast (the compiled expression's)."""
+        vals: list = [None] * self.size
+        for i, c in self.consts:
+            vals[i] = c
+        for i, kind, name in self.leaves:
+            vals[i] = values[self.params[name] if kind == "param" else name]
+        for _, args, i, free, _, fn in self.steps:
+            vals[i] = fn(*[vals[a] for a in args])
+            for a in free:
+                vals[a] = None
+        return [None if o is None else vals[o] for o in self.outputs]
 
 
 
@@ -345,7 +387,7 @@ class ExpressionJacobian:
             vals[i] = c
         for i, kind, name in self.leaves:
             vals[i] = cols[name] if kind == "param" else inputs[name]
-        for fn, args, i, free, row in self.steps:
+        for fn, args, i, free, row, _ in self.steps:
             if row is None:
                 vals[i] = fn(*[vals[a] for a in args])
             else:                                   # straight into the block
@@ -368,56 +410,105 @@ def _program(source: str, params: tuple, inputs: tuple) -> _Program:
     return _Program(source, params, inputs)
 
 
+def resting(source: str, params: tuple, inputs: tuple):
+    """``(values, u) -> at_rest mask`` for the cusp argument ``source`` (its ``params``
+    and ``inputs``; ``values`` a name -> tensor for each, ``u`` its value), by the tangents
+    of the forward program, or where it has no rule (min, max) by ``torch.func.jvp``, one
+    parameter at a time (their ties split a tangent as autograd splits a gradient)."""
+    tangents = _program(source, params, inputs).run if _supports(source) else \
+        _by_jvp(source, params, inputs)
+
+    def mask(values, u):
+        with torch.no_grad():
+            own = {n: values[n] for n in params + inputs if n in values}
+            return at_rest(u, [t for t in tangents(own)[1:] if t is not None])
+    return mask
+
+
+def _by_jvp(source: str, params: tuple, inputs: tuple):
+    """``values -> [u, d u / d p_1, ...]`` by forward-mode autograd on the expression."""
+    from .expr import parse_expression
+    expression = parse_expression(source, inputs=inputs)
+
+    def run(values):
+        out = [None]
+        for p in params:
+            def f(t, p=p):
+                return expression({**values, p: t})
+            v = values[p]
+            out.append(torch.func.jvp(f, (v.detach(),), (torch.ones_like(v),))[1])
+        return out
+    return run
+
+
 def infinite_slope(expression, inputs: dict, theta: torch.Tensor) -> str | None:
     """What makes a derivative of ``expression`` not finite at ``theta`` ``(P,)``: the first
-    ``sqrt(u)`` or ``u^c`` (a number 0 < c < 1) whose argument ``u`` is 0 at a data point,
-    named with the point (``inputs``: name -> ``(n,)``); else None. Where ``u`` moves with
-    a parameter there, that derivative is infinite (``sqrt(x - c)`` at x = c: no fit through
-    it has a finite slope); where it does not, only a chain rule taken as ``0 * inf``
-    (autograd's) is undefined there, which ``ExpressionJacobian`` takes as its limit, 0."""
+    ``sqrt(u)``, ``u^c`` (a number 0 < c < 1) or ``u^v`` (v between 0 and 1 there) whose
+    argument ``u`` is 0 at a data point and moves with a parameter there, named with the
+    point (``inputs``: name -> ``(n,)``); else None. That derivative is infinite
+    (``sqrt(x - c)`` at x = c: no fit through it has a finite slope). Where ``u`` does not
+    move (``at_rest``), the derivative is its limit, 0, in the Jacobian and in autograd
+    alike: nothing to name."""
     from .expr import parse_expression
     tree = parse_source(expression.source)
     values = dict(zip(expression.params, theta.reshape(-1).unbind()))
+    ref = next(iter(inputs.values()))
     for node in sorted(ast.walk(tree), key=lambda n: getattr(n, "col_offset", -1)):
-        arg = _cusp_argument(node, expression)
-        if arg is None:
+        found = _cusp_argument(node, expression)
+        if found is None:
             continue
-        part = ast.get_source_segment(expression.source, node).replace("**", "^")
+        arg, power = found
         inner = ast.get_source_segment(expression.source, arg).replace("**", "^")
         sub = parse_expression(inner, inputs=expression.inputs)
-        th = torch.stack([values[p] for p in sub.params]) if sub.params else None
+        if not sub.params:
+            continue
+        th = torch.stack([values[p] for p in sub.params])
         env = {**inputs, **{p: values[p] for p in sub.params}}
         with torch.no_grad():
-            zero = sub(env) == 0
-        if not bool(zero.any()) or th is None:
+            u = sub(env).expand(ref.shape[-1:])
+            zero = (u == 0) & _below_one(power, expression, {**inputs, **values}, ref)
+        if not bool(zero.any()):
             continue
-        ref = next(iter(inputs.values()))
-        zero = zero.expand(ref.shape[-1:])
         jac = ExpressionJacobian(sub)(inputs, th[None])[1][0] if supports(sub) else \
             torch.func.jacfwd(lambda t: sub({**inputs, **dict(zip(sub.params, t.unbind()))})
                               .expand(ref.shape[-1:]))(th)
-        moving = zero[:, None] & (jac != 0)
-        at = moving.any(1) if bool(moving.any()) else zero
-        i = int(at.nonzero()[0, 0])
-        where = ", ".join(f"{n} = {float(v[i]):g}" for n, v in inputs.items()
-                          if n in sub.used_inputs or len(inputs) == 1)
-        more = int(at.sum()) - 1
-        point = f"point {i + 1} ({where})" + (f" and {more} other point(s)" if more else "")
-        if bool(moving.any()):
-            which = ", ".join(p for j, p in enumerate(sub.params) if bool(moving[:, j].any()))
-            return (f"{part} has an infinite slope where {inner} is 0, as at {point}: the "
-                    f"model's derivative in {which} is infinite there")
-        return (f"{part} has an infinite slope where {inner} is 0, as at {point}, where "
-                f"{inner} does not move with the parameters (the derivative there is 0, "
-                "but autograd's chain rule takes it as 0 * inf)")
+        at = zero & ~at_rest(u, jac.unbind(-1))
+        if bool(at.any()):
+            part = ast.get_source_segment(expression.source, node).replace("**", "^")
+            which = ", ".join(p for j, p in enumerate(sub.params) if bool((jac[at, j] != 0).any()))
+            return (f"{part} has an infinite slope where {inner} is 0, as at "
+                    f"{_point(at, inputs, sub)}: the model's derivative in {which} is infinite "
+                    "there")
     return None
 
 
+def _point(at: torch.Tensor, inputs: dict, sub) -> str:
+    """``point 3 (x = 0.5) and 2 other point(s)``: the first point of ``at`` and a count."""
+    i = int(at.nonzero()[0, 0])
+    where = ", ".join(f"{n} = {float(v[i]):g}" for n, v in inputs.items()
+                      if n in sub.used_inputs or len(inputs) == 1)
+    more = int(at.sum()) - 1
+    return f"point {i + 1} ({where})" + (f" and {more} other point(s)" if more else "")
+
+
+def _below_one(power, expression, env: dict, ref: torch.Tensor):
+    """Where the exponent ``power`` (an ast node; None for sqrt and a number) is strictly
+    between 0 and 1, where ``u^v`` has an infinite slope at ``u = 0``: ``(n,)`` or True."""
+    if power is None:
+        return True
+    from .expr import parse_expression
+    text = ast.get_source_segment(expression.source, power).replace("**", "^")
+    with torch.no_grad():
+        v = parse_expression(text, inputs=expression.inputs)(env)
+    return ((v > 0) & (v < 1)).expand(ref.shape[-1:])
+
+
 def _cusp_argument(node: ast.AST, expression):
-    """The argument of a ``sqrt(u)`` or ``u^c`` (a number 0 < c < 1) call, else None."""
+    """``(u, None)`` of a ``sqrt(u)`` call or ``u^c`` (a number 0 < c < 1), ``(u, v)`` of a
+    ``u^v`` with v not a number; else None."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
             node.func.id == "sqrt":
-        return node.args[0]
+        return node.args[0], None
     if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow)):
         return None
     g = _Graph()
@@ -426,4 +517,6 @@ def _cusp_argument(node: ast.AST, expression):
     except (KeyError, ValueError):
         return None
     c = g.const[c]
-    return node.left if not t and c is not None and 0 < c < 1 else None
+    if c is None:
+        return node.left, node.right
+    return (node.left, None) if 0 < c < 1 else None

@@ -36,15 +36,18 @@ from .losses import get_loss
 from .models import Model, check_default_inputs, check_param_names, make_model, start_values
 from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
-from .active_set import held_up_by_a_bound, inner_share, near_bounds, refine
-from .batch_lm import ROUGH, RUNAWAY, WALK, message as lm_message
+from .active_set import inner_share, near_bounds, refine
+from .batch_lm import ROUGH, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .stationary import one_sided_note, plateau_message
 from .fit_advice import far_start_text, no_finite_loss_advice, sizes
-from .verdict import judge, looked_at_for_determination, lost_rank, not_determined
+from .verdict import judge
+from . import fit_ends
+from .fit_ends import (WEAK_MU, determined, float32_short, refined_reason, stopped_short,
+                       weakly_held)
 from .problem import Problem
-from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_covariance
+from .result import REASONS, FitResult, Run, StepRecord, goodness, least_squares_errors
 
 ROUGH_TEXT = lm_message(ROUGH, {})        # an LM end without a step (its prefix)
 
@@ -303,14 +306,14 @@ class FitRun(Run):
         bounds = {n: b for n, b in self.transform.bounds.items() if n not in self.transform.fixed}
         if bounds and reason != "diverged":
             values = dict(zip(names, final.tolist()))
-            if self.exact_method and not self.lean and not _stopped_short(reason, detail,
+            if self.exact_method and not self.lean and not stopped_short(reason, detail,
                                                                           values, bounds):
-                self._finish_left = max(self.config.steps, FINISH_STEPS)
+                self._finish_left = max(self.config.steps, fit_ends.FINISH_STEPS)
                 refined = refine(prob, names, bounds, self.transform.fixed, values, self._solve)
                 extra_steps = refined.steps
                 at_bound = refined.at_bound
                 values = refined.params
-                reason, detail = _refined_reason(refined, reason, detail)
+                reason, detail = refined_reason(refined, reason, detail)
                 weak = tuple(n for n, mu in refined.multipliers.items() if mu <= WEAK_MU)
             else:
                 values = {n: min(max(v, bounds[n][0]), bounds[n][1]) if n in bounds else v
@@ -340,11 +343,11 @@ class FitRun(Run):
             reason, detail = judge(prob, final, free, reason, detail,
                                    losses[0] if losses else None, final_loss, scaled)
             if weak and REASONS[reason][0]:
-                reason, detail = _weakly_held(prob, final, free, weak, reason, detail)
+                reason, detail = weakly_held(prob, final, free, weak, reason, detail)
                 # as for a lost rank: no standard errors for one choice among many
                 linear, free = (None, ()) if reason == "failed" else (linear, free)
             if self.exact_method == "lm" and linear is None and not at_bound:
-                reason, detail = _float32_short(prob, final, free, reason, detail)
+                reason, detail = float32_short(prob, final, free, reason, detail)
             if reason == "failed" and len(losses) <= 1 and detail.startswith(ROUGH_TEXT):
                 with torch.no_grad():       # no step from the start: is it far off in scale?
                     detail += far_start_text(*sizes(prob.predict(final), prob.y))
@@ -363,13 +366,15 @@ class FitRun(Run):
                     stderr = dict(zip(free, linear.stderr(rss, cfg.absolute_sigma).tolist()))
             elif prob.loss.squared and reason != "diverged" and free:
                 idx = torch.tensor([names.index(n) for n in free], device=final.device)
-                cov = least_squares_covariance(
+                errors = least_squares_errors(
                     lambda f: prob.residuals(final.index_put((idx,), f)), final[idx],
                     absolute_sigma=cfg.absolute_sigma, scaled=own,
                     jacobian=lambda: free_residuals_and_jacobian(prob, final, idx)[1])
-                if cov is not None:
-                    stderr = dict(zip(free, np.sqrt(np.clip(np.diag(cov), 0, None)).tolist()))
-                    reason, detail = self._determined(final, free, cov, reason, detail)
+                if errors is not None:
+                    cov, se, corr = errors
+                    stderr = dict(zip(free, np.asarray(se, dtype=float).tolist()))
+                    reason, detail = determined(prob, final, free, se, corr, reason, detail,
+                                                cfg.absolute_sigma, len(losses) > 1)
                     note = one_sided_note(prob, final, free) if REASONS[reason][0] else None
                     if note:                        # a data point on a kink: no errors
                         cov = stderr = None
@@ -390,31 +395,11 @@ class FitRun(Run):
             at_bound=tuple(at_bound), bounds=dict(self.transform.bounds),
             fixed=dict(self.transform.fixed), jacobian=prob.model.jacobian_kind, config=cfg)
 
-    def _determined(self, final, free, cov, reason: str, detail: str) -> tuple[str, str]:
-        """``verdict.not_determined`` on a converged nonlinear least-squares fit, or one
-        whose LM found no step (``looked_at_for_determination``)."""
-        prob, n, F = self.problem, self.problem.n, len(free)
-        if not looked_at_for_determination(reason, detail) or n <= F:
-            return reason, detail
-        names = prob.model.param_names
-        idx = torch.tensor([names.index(k) for k in free], device=final.device)
-
-        def sse(f) -> float:
-            with torch.no_grad():
-                at = final.index_put((idx,), torch.as_tensor(f, dtype=final.dtype,
-                                                             device=final.device))
-                return float(prob.residuals(at).square().sum())
-        theta = final[idx].cpu().double().numpy()
-        S = sse(theta)
-        scale = 1.0 if self.config.absolute_sigma else S / (n - F)
-        why = not_determined(free, theta, np.asarray(cov, dtype=float), sse, S, scale)
-        return ("failed", why) if why else (reason, detail)
-
     def _solve(self, p0: dict, fixed: dict, bounds: dict) -> FitResult:
         """The exact method to its end from ``p0`` with these fixed values and bounds, in
-        the steps left of the finish's budget (``FINISH_STEPS``: all the active set's inner
-        fits together; each had that many, and a flat well of a bounded 4PL took 10,000
-        steps, seconds, to be certified or not)."""
+        the steps left of the finish's budget (``fit_ends.FINISH_STEPS``: all the active
+        set's inner fits together; each had that many, and a flat well of a bounded 4PL
+        took 10,000 steps, seconds, to be certified or not)."""
         cfg = dataclasses.replace(self.config, p0=p0, fixed=fixed, bounds=bounds,
                                   optimizer=self.exact_method, options=(), starts=1,
                                   steps=inner_share(self._finish_left, bool(bounds)))
@@ -426,76 +411,6 @@ class FitRun(Run):
 
 
 EXACT = ("lm", "irls")
-FINISH_STEPS = 1000     # steps of the active set's inner fits in all (at least the limit's)
-
-
-def _float32_short(prob, final, free, reason: str, detail: str) -> tuple[str, str]:
-    """``precision.short_of_minimum`` on a float32 LM fit called converged."""
-    if prob.y.dtype != torch.float32 or reason not in ("gtol", "ftol", "xtol") or not free:
-        return reason, detail
-    from .batch_lm import data_norm
-    from .precision import message, short_of_minimum
-    from .spd import moments
-    names = prob.model.param_names
-    idx = torch.tensor([names.index(n) for n in free], device=final.device)
-    r, jac = free_residuals_and_jacobian(prob, final, idx)
-    ys = prob.y if prob.sigma is None else prob.y / prob.sigma
-    jr = torch.cat([jac.T, r[None]])[None]
-    short, gain = short_of_minimum(moments(jr), data_norm(ys)[None], lambda rows: jr[rows])
-    return ("failed", message(float(gain[0]))) if bool(short[0]) else (reason, detail)
-
-
-WEAK_MU = 1e-6     # a bound holding its parameter with a multiplier this small holds it weakly
-
-
-def _weakly_held(prob, final, free, weak, reason: str, detail: str) -> tuple[str, str]:
-    """A converged end with parameters ``weak`` on bounds that hold them with a multiplier
-    of about 0 is no determined optimum where their columns of the Jacobian lie in the span
-    of the free ones' (``a*x + b*x`` with ``a`` on a bound: every ``a`` within its bounds,
-    ``b`` following, fits equally well); the rank test over the free parameters alone
-    cannot see it. A strongly held parameter (its multiplier positive) is determined by its
-    bound, collinear or not."""
-    lost = lost_rank(prob, final, tuple(free) + tuple(weak))
-    if lost is None:
-        return reason, detail
-    named = ", ".join(weak)
-    return "failed", (f"{lost}; {named} on {'its bound' if len(weak) == 1 else 'their bounds'} "
-                      "with a multiplier of 0 (the loss is flat along the bound's normal): "
-                      "other values within the bounds fit equally well")
-
-
-def _stopped_short(reason: str, detail: str, values: dict, bounds: dict) -> bool:
-    """An exact fit with bounds that stopped before its end for a reason no bound explains:
-    the time limit or a callback, or the step limit or a runaway with no parameter near a
-    bound. The active-set method is not run then (it would only go on as far again)."""
-    if reason in ("time_limit", "callback"):
-        return True
-    short = reason == "max_steps" or detail in (lm_message(RUNAWAY, {}), lm_message(WALK, {}))
-    return short and not held_up_by_a_bound(values, bounds)
-
-
-def _refined_reason(refined, reason: str, detail: str) -> tuple[str, str]:
-    """The stop reason after the active-set method: the inner fit's, naming the bounds."""
-    if not refined.certified:
-        why = refined.detail or (refined.inner.message if refined.inner is not None else "")
-        if refined.inner is not None and refined.inner.reason == "max_steps":
-            # the inner fit's own "reached the step limit (k steps)" quotes the steps its
-            # budget had left (0 when an earlier inner fit used them all): not said again
-            return "max_steps", (f"the finish on the bounds (active set) used its "
-                                 f"{refined.steps} steps without settling")
-        return "failed", f"no certified optimum within the bounds: {why}"
-    if refined.inner is not None:
-        reason, detail = refined.inner.reason, refined.inner.message
-    elif reason not in ("gtol", "ftol", "xtol"):
-        # every free parameter held: the stalled LM's words (no step lowered the loss...)
-        # say nothing of this end
-        reason, detail = "xtol", "every free parameter on its bound"
-    if refined.at_bound:
-        named = ", ".join(f"{n} at its {s} bound" for n, s in refined.at_bound.items())
-        detail = f"{detail}; the optimum within the bounds has {named} (KKT conditions hold)"
-    return reason, detail
-
-
 def _same(t: torch.Tensor) -> torch.Tensor:
     return t
 

@@ -368,6 +368,7 @@ class _Outputs:
         self.reason = np.full(rows, "failed", dtype="<U10")
         self.message = np.full(rows, "", dtype=object)
         self.cov = np.full((rows, F, F), np.nan)
+        self.se = np.full((rows, F), np.nan)       # finite where pcov's diagonal overflows
         self.held = np.zeros((rows, F), dtype=bool)     # free parameters held on a bound
         self.has_cov = np.zeros(rows, dtype=bool)
         self.r2 = np.full(rows, np.nan)
@@ -456,7 +457,8 @@ def _run_chunk(m, d: ManyData, lossf, problems, rows, values_k, lo, hi, fixed_va
     out.steps[rows] = steps.cpu().numpy()
     out.reason[rows] = reason
     out.message[rows] = message
-    if cov is not None:
-        c = cov.cpu().double().numpy()
+    if cov is not None:                # (pcov, standard errors)
+        c = cov[0].cpu().double().numpy()
         out.cov[rows] = c
-        out.has_cov[rows] = np.isfinite(c).all((1, 2))
+        out.se[rows] = cov[1].cpu().double().numpy()
+        out.has_cov[rows] = ~np.isnan(c).all((1, 2))

@@ -270,7 +270,7 @@ class threads_for:
 def problem_jacobian(problem, theta: torch.Tensor):
     """``(theta (1, P), idx) -> [J r]^T`` ``(1, P+1, n)`` for one problem: forward mode on a
     text expression's tree (``expr_jacobian``), else autograd."""
-    from .expr_jacobian import ExpressionJacobian, supports
+    from .expr_jacobian import FORWARD_MODE, ExpressionJacobian, supports
     from .models import ExpressionModel
     model = problem.model
     base, tr = _plain(problem)
@@ -291,8 +291,10 @@ def problem_jacobian(problem, theta: torch.Tensor):
     # one backward: by rows it would give one per row (n Jacobians of 2P + 1 calls each)
     with torch.no_grad():
         fn(theta.detach())       # a model function's first call decides how it runs
+    # (an expression here, whatever its own rules, goes by autograd like any torch model)
     kind = getattr(getattr(problem, "model", None), "jacobian_kind", "autograd")
-    rows = kind == "autograd" and problem.n <= ROWS_MAX and _rows_agree(fn, theta, problem.n)
+    rows = kind in ("autograd", FORWARD_MODE) and problem.n <= ROWS_MAX and \
+        _rows_agree(fn, theta, problem.n)
 
     def by_autograd(t, idx):
         th = t[0]

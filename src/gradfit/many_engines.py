@@ -70,23 +70,27 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             theta = finished
             u = tr.internal(theta)
     lost = np.zeros(0, dtype=np.int64)     # the rows that lost rank: no covariance
+    # the parameters each end holds on a bound (fit's at_bound), before any verdict: the
+    # rank is judged over the others, as fit judges it (a parameter 1e-8 inside its bound
+    # after adam had been held by the NEAR of the exact methods: no lost rank, where fit,
+    # holding only those within 1e-9, found one)
+    held = held_by_bounds(prob, tr, theta, np.asarray(reason), gradient)
     if method != "lm":                 # LM's rank comes with its covariance below
         reason, message = np.asarray(reason, dtype="U16"), np.asarray(message, dtype=object)
         if gradient:                   # as fit's verdict.judge: worse than the start
             worse_than_start(reason, message, prob, tr, theta, first)
-        lost = _lost_rank(reason, message, prob, tr, theta)
+        lost = _lost_rank(reason, message, prob, tr, theta, held)
         if gradient:
             plateaus(reason, message, prob, tr, theta, first)
-    held = held_by_bounds(prob, tr, theta, np.asarray(reason), gradient)
     if prob.loss.squared:
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
         _too_large(reason, message, prob)
         ok = torch.as_tensor(reason != "diverged", device=u.device)
-        cov, rank = covariance(prob, tr, theta, ok, absolute_sigma,
-                               *((d, M) if tr.identity else (None, None)), held=held)
+        cov, rank, se, corr = covariance(prob, tr, theta, ok, absolute_sigma,
+                                         *((d, M) if tr.identity else (None, None)), held=held)
         if method == "lm":       # the rank over every free parameter fell: which ones?
             rank = rank.cpu().numpy()
-            lost = _lost_rank(reason, message, prob, tr, theta,
+            lost = _lost_rank(reason, message, prob, tr, theta, held,
                               rank < len(tr.free) - held.sum(-1).cpu().numpy(),
                               rank if tr.identity else None)
         if lost.size:
@@ -96,11 +100,15 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             # here see the lost rank; every parameter's, not only the undetermined ones'
             # (fit gives none: the pseudo-inverse's errors of the others hold only for the
             # one choice among many the values are)
-            cov = cov.clone()
+            cov, se = cov.clone(), se.clone()
             cov[torch.as_tensor(lost, device=cov.device)] = torch.nan
-        _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held)
+            se[torch.as_tensor(lost, device=cov.device)] = torch.nan
+        _not_determined(reason, message, prob, tr, theta, (se, corr), absolute_sigma, held,
+                        np.asarray(steps) > 0)
         from .kink_stops import one_sided_rows        # a data point on a kink: no errors
         cov = one_sided_rows(prob, tr, theta, cov, reason, message, held)
+        se = torch.where(torch.isnan(cov).all(-1).all(-1, keepdim=True), torch.nan, se)
+        cov = (cov, se)
         if method == "lm" and theta.dtype == torch.float32:
             _float32_short(reason, message, prob, tr, theta, M if tr.identity else None)
     if method == "lm":
@@ -225,22 +233,32 @@ def _on_a_bound(tr, theta) -> np.ndarray:
     return near.any(-1).cpu().numpy()
 
 
-def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held) -> None:
+def _not_determined(reason, message, prob, tr, theta, errors, absolute_sigma, held,
+                    moved) -> None:
     """``verdict.not_determined`` on the converged fits among its suspects (rare: each
     costs two evaluations of its residuals), over the free parameters each fit does not
     hold on a bound (``held`` ``(k, F)``), as ``fit`` judges its free ones: a 4PL well
     with ``hill`` on its bound and ``top`` +/- 2e9, ``ec50`` +/- 2e8 running off together
-    was called an optimum, the rows on a bound having been left out."""
-    from .verdict import looked_at_for_determination, not_determined, undetermined_suspects
+    was called an optimum, the rows on a bound having been left out. ``errors``: the
+    standard errors ``(k, F)`` and correlations ``(k, F, F)`` (``covariance``'s), asked in
+    units of each standard error (``result.not_determined_scaled``): a covariance that
+    overflows (a parameter of 2e160, +/- 1e157) had made every such fit a suspect, and
+    ``failed``. Ends where LM found no step are judged too, where they ``moved`` from
+    their start (``verdict.looked_at_for_determination``)."""
+    from .result import not_determined_scaled
+    from .verdict import looked_at_for_determination, undetermined_suspects, walk_named
     at = tr.free_at
     free_theta = theta[:, at].detach().cpu().double().numpy()
-    c = cov.detach().cpu().double().numpy()
+    se, corr = (e.detach().cpu().double().numpy() for e in errors)
     hold = held.cpu().numpy()
     n = prob.count.cpu().numpy()
     F = (~hold).sum(-1)
-    look = undetermined_suspects(free_theta, np.where(hold[:, :, None] | hold[:, None, :],
-                                                      np.nan, c)) \
-        & np.array([looked_at_for_determination(a, b) for a, b in zip(reason, message)],
+    unit = np.where(np.isfinite(se) & (se > 0), se, 1.0)
+    look = undetermined_suspects(free_theta / unit, np.where(
+        hold[:, :, None] | hold[:, None, :], np.nan, corr * (se / unit)[:, :, None] *
+        (se / unit)[:, None, :])) \
+        & np.array([looked_at_for_determination(a, b, bool(m_i and np.isfinite(s_i).all()))
+                    for a, b, s_i, m_i in zip(reason, message, se, moved)],
                    dtype=bool).reshape(-1) & (n > F)
     for i in np.flatnonzero(look):
         idx = torch.tensor([i], device=theta.device)
@@ -254,25 +272,28 @@ def _not_determined(reason, message, prob, tr, theta, cov, absolute_sigma, held)
                 return float(prob.residuals(full[None], idx).square().sum())
         S = sse(free_theta[i, keep])
         scale = 1.0 if absolute_sigma else S / (n[i] - F[i])
-        why = not_determined([tr.free[j] for j in keep], free_theta[i, keep],
-                             c[i][np.ix_(keep, keep)], sse, S, scale)
+        names = [tr.free[j] for j in keep]
+        why = not_determined_scaled(names, free_theta[i, keep], se[i, keep],
+                                    corr[i][np.ix_(keep, keep)], sse, S, scale) or \
+            walk_named(names, free_theta[i, keep], se[i, keep], str(message[i]))
         if why:
             reason[i], message[i] = "failed", why
 
 
-def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> np.ndarray:
+def _lost_rank(reason, message, prob, tr, theta, held, suspect=None, ranks=None
+               ) -> np.ndarray:
     """``verdict.lost_rank`` for every end that neither failed nor diverged (of the rows
     ``suspect``, when given), as ``fit`` judges every end (a ``max_steps`` end that lost
     rank had kept its reason, and its pseudo-inverse standard errors): the column-scaled
     Jacobian of the model over the free
-    parameters not on a bound (those held by a bound are determined by it) must keep its
+    parameters not held on a bound (``held`` ``(k, F)``, ``held_by_bounds``: those are
+    determined by it) must keep its
     rank, else the fit failed (``a*b*x``), its message naming the parameters not determined
     (not one held by its bound, whose column in the internal variables vanishes).
     ``ranks``: LM's rank of ``J D^-1`` with Moré's scaling ``D`` (the largest column norms
     met), which decides where nothing is bounded or fixed, as fit's LM decides by its own:
     a Gaussian moved 4500 widths off the data has columns of 1e-123 that the current
     column norms would scale back up to full rank. Returns the rows that lost rank."""
-    from .many_kkt import _near
     from .verdict import far_inputs, rank_message, scaled_singular
     conv = ~np.isin(reason, ("diverged", "failed"))
     rows = np.flatnonzero(conv if suspect is None else conv & suspect)
@@ -285,10 +306,7 @@ def _lost_rank(reason, message, prob, tr, theta, suspect=None, ranks=None) -> np
     v = theta[idx][:, at]
     with torch.no_grad():
         J = prob.jacobian(ManyTransformFixedAt(tr, theta))(v, idx)[:, :F]      # (k, F, n)
-    held = np.zeros((len(rows), F), dtype=bool)
-    if not tr.identity:
-        on_lo, on_hi = _near(v, tr.lo[idx], tr.hi[idx])
-        held = (on_lo | on_hi).cpu().numpy()
+    held = held[idx].cpu().numpy()
     finite = torch.isfinite(J).flatten(1).all(-1).cpu().numpy()
     n = prob.count[idx].cpu().numpy()
     patterns = {}
@@ -330,6 +348,7 @@ def _linear_solution(prob, tr, k: int, dtype, device):
     on an ill-conditioned design (a quartic over x in [1000, 1010]) cost digits that no
     iteration recovers. It is the answer, as in ``fit``: LM from there crept (a cubic
     through two clusters of x, 1000 steps) or stopped ROUGH a hair above the minimum."""
+    from .batch_lm import data_norm
     from .lm import scaled_svd
     F = len(tr.free)
     u0 = torch.zeros(k, F, dtype=dtype, device=device)
@@ -338,29 +357,30 @@ def _linear_solution(prob, tr, k: int, dtype, device):
     good = torch.isfinite(jr).flatten(1).all(-1)
     jr = torch.where(good[:, None, None], jr, 0.0)
     J, r = jr[:, :F].transpose(-1, -2), jr[:, F]
-    d = torch.linalg.vector_norm(J, dim=-2)
+    # the column norms without squaring (a column of 1e-200 squares to 0, one of 1e160 to
+    # inf: the solve had given a = 9e-199 for 2e200, and -0.0 for 2e-160)
+    d = data_norm(jr[:, :F])
     d = torch.where(d > 0, d, 1.0)
     s, vh, c = scaled_svd(J, d, r)
     w = torch.where(s > 0, c / s.clamp_min(torch.finfo(s.dtype).tiny), 0.0)
     theta = -(vh.transpose(-1, -2) @ w.unsqueeze(-1)).squeeze(-1) / d
     good &= torch.isfinite(theta).all(-1)
-    return theta, good
+    return theta, good, d
 
 
 def _lm(prob, tr, u0, rates, cfg):
     o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
     linear = tr.identity and prob.model.linear_in_params and prob.loss.name in ("mse", "rmse")
     if linear:
-        solved, good = _linear_solution(prob, tr, u0.shape[0], u0.dtype, u0.device)
+        solved, good, scale = _linear_solution(prob, tr, u0.shape[0], u0.dtype, u0.device)
         u0 = torch.where(good.unsqueeze(-1), solved, u0)
         if bool(good.all()):           # one solve each: the answers, as fit's
             k, F = u0.shape
             with torch.no_grad():
                 M = prob.normal(tr)(u0, torch.arange(k, device=u0.device))
-            d = M.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
             reason, msg = _solved(prob, tr, u0, M, o, cfg["steps"])
             return (u0, torch.ones(k, dtype=torch.long, device=u0.device), reason, msg,
-                    torch.where(d > 0, d, 1.0), M)
+                    scale, M)
     res = batch_lm(None, u0, ydata=prob.ydata, max_steps=cfg["steps"],
                    jacobian=prob.jacobian(tr), normal=prob.normal(tr),
                    runaway=not prob.model.linear_in_params, **o)
@@ -378,7 +398,7 @@ def _lm(prob, tr, u0, rates, cfg):
             M = torch.where(good[:, None, None], prob.normal(tr)(
                 theta, torch.arange(theta.shape[0], device=theta.device)), res.M)
         reason[at], msg[at] = (v[at] for v in _solved(prob, tr, theta, M, o, cfg["steps"]))
-        return theta, steps, reason, msg, res.d, M
+        return theta, steps, reason, msg, torch.where(good[:, None], scale, res.d), M
     return res.theta, steps, reason, msg, res.d, res.M
 
 
@@ -387,9 +407,11 @@ def _solved(prob, tr, theta, M, o, steps):
     ``(k, F+1, F+1)``: the solution (``xtol``, as ``fit`` says it), unless the residuals or
     their squares are not finite (NONFINITE) or underflow (UNDERFLOW; where ``S = 0``, by
     the residuals themselves), as LM's own tests would end it."""
-    from .batch_lm import NONFINITE, XTOL, _finite, _underflow
+    from .batch_lm import NONFINITE, XTOL, _underflow
     F = M.shape[-1] - 1
-    codes = torch.where(~_finite(M), NONFINITE, torch.where(
+    # the residuals' sum of squares: J is finite where solved (a linear model's is the same
+    # everywhere), and J^T J overflowing (columns of 1e160) is no fault of the fit's
+    codes = torch.where(~torch.isfinite(M[:, F, F]), NONFINITE, torch.where(
         _underflow(M, prob.ydata), UNDERFLOW, torch.where(M[:, F, F] == 0, PERFECT, XTOL)))
     codes = _perfect_or_underflow(prob, tr, theta, codes)
     codes = torch.where(codes == PERFECT, XTOL, codes).cpu().numpy()
@@ -416,33 +438,43 @@ ENGINES = {"lm": _lm, "irls": _irls, "gradient": _gradient}   # OptimizerSpec.ba
 
 
 def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None, held=None):
-    """``(k, F, F)`` pcov of the free parameters at ``theta`` ``(k, P)`` (NaN where
-    undefined or not ``ok``), and the rank of the column-scaled Jacobian ``J D^-1`` (``D``
-    Moré's scaling ``d`` when given, else the column norms), from one batched SVD:
-    ``pcov = D^-1 V diag(1/s^2) V^T D^-1``, the same matrix as from ``J``'s own SVD.
-    ``m``: ``M = [J r]^T [J r]`` at ``theta`` where the engine has it (LM without bounds
-    or fixed values); then ``J`` itself is formed only for the fits that need the SVD.
+    """``(pcov, rank, stderr, correlation)`` of the free parameters at ``theta`` ``(k, P)``:
+    pcov ``(k, F, F)`` (NaN where undefined or not ``ok``; inf where a value overflows),
+    the rank of the column-scaled Jacobian ``J D^-1`` (``D`` Moré's scaling ``d`` when
+    given, else the column norms), the standard errors ``(k, F)`` and correlations, by
+    ``result.scaled_errors`` from ``inv = (D^-1 J^T J D^-1)^-1``: ``pcov = D^-1 inv D^-1``,
+    the same matrix as from ``J``'s own SVD. ``m``: ``M = [J r]^T [J r]`` at ``theta``
+    where the engine has it (LM without bounds or fixed values); then ``J`` itself is
+    formed only for the fits that need the SVD: those ill-conditioned, and those whose
+    ``M`` over- or underflows (a column of 1e160 or 1e-160 squares to inf or to no
+    digits: a parameter of 2e160 had failed for its covariance's overflow).
     ``held`` ``(k, F)``: parameters held on a bound, as ``fit`` holds them: the others'
     pcov is that of the fit without them (``(J_S^T J_S)^-1``, ``n - |S|`` degrees of
     freedom), theirs 0 (rows and columns), and the rank is over the others."""
+    from .batch_lm import data_norm
+    from .result import scaled_errors
     k = theta.shape[0]
     idx = torch.arange(k, device=theta.device)
     at = tr.free_at
     F = len(tr.free)
-    fixed = ManyTransformFixedAt(tr, theta)
-    jacobian = prob.jacobian(fixed)
+    jacobian = prob.jacobian(ManyTransformFixedAt(tr, theta))
     n = prob.count
     jr = None
     if m is None:
         jr = jacobian(theta[:, at], idx)
         m = moments(jr)
-    # every entry of [J r] is squared into the diagonal of M: NaN or inf shows there
-    # (rank is judged from n = F points on; the scale S / (n - F) needs n > F)
     if held is None:
         held = torch.zeros(k, F, dtype=torch.bool, device=theta.device)
     F_eff = F - held.sum(-1)
-    good = ok & torch.isfinite(m.diagonal(dim1=-2, dim2=-1)).all(-1) & (n >= F_eff)
-    m = torch.where(good[:, None, None], m, 0.0)
+    fits = ok & (n >= F_eff)      # rank is judged from n = F points on; S / (n - F): n > F
+    # M's own digits: a squared column norm below tiny / eps has lost digits to underflow
+    # (its squares under the smallest normal number), one not finite overflowed: such fits'
+    # errors come from the SVD of J itself, never from J^T J
+    diag, fi = m.diagonal(dim1=-2, dim2=-1), torch.finfo(m.dtype)
+    normal = torch.isfinite(diag).all(-1) & (diag[:, F] >= fi.tiny) & \
+        ((diag[:, :F] >= fi.tiny / fi.eps) | held).all(-1)
+    m = torch.where((fits & normal)[:, None, None], m, 0.0)
+    given = d is not None
     if d is None:
         d = m.diagonal(dim1=-2, dim2=-1)[:, :F].clamp_min(0).sqrt()
     d = torch.where(d > 0, d, 1.0)
@@ -458,35 +490,63 @@ def covariance(prob, tr, theta, ok, absolute_sigma=False, d=None, m=None, held=N
     # Jacobian of two equal columns gives A a smallest eigenvalue of eps, not 0, and 1e8
     # would call it of full rank)
     bound = a.diagonal(dim1=-2, dim2=-1).sum(-1) * inv.diagonal(dim1=-2, dim2=-1).sum(-1)
-    easy = ok_inv & (bound < torch.finfo(a.dtype).eps ** -0.5)
+    easy = normal & ok_inv & (bound < torch.finfo(a.dtype).eps ** -0.5)
     rank = F_eff.clone()        # (a copy: .to() of the same dtype is F_eff itself, and the
                                 # rank written below had overwritten it: rank == F_eff always)
-    hard = (good & ~easy).nonzero().flatten()
+    root = m[:, F, F].clamp_min(0).sqrt()
+    good = fits & normal
+    hard = (fits & ~easy).nonzero().flatten()
     if hard.numel():
         jh = jr[hard] if jr is not None else jacobian(theta[hard][:, at], hard)
-        js = jh[:, :F].transpose(-1, -2) / d[hard].unsqueeze(-2)
-        js = torch.where(held[hard].unsqueeze(-2), 0.0, js)
-        _, s, vh = torch.linalg.svd(js, full_matrices=False)
-        eps = torch.finfo(js.dtype).eps
-        kept = s > eps * torch.clamp(n[hard], min=F).unsqueeze(-1) * s[:, :1]
+        finite = torch.isfinite(jh).flatten(1).all(-1)
+        jh = torch.where(finite[:, None, None], jh, 0.0)
+        dh = torch.where(normal[hard].unsqueeze(-1), d[hard], data_norm(jh[:, :F]))
+        dh = torch.where(dh > 0, dh, 1.0)
+        s, vh, kept = _scaled_rank(jh, dh, held[hard], n[hard])
         rank[hard] = kept.sum(-1)
+        if given:
+            # the rank by the engine's own scaling (LM's: Moré's D), as fit's LM judges it:
+            # where J^T J underflowed, LM saw a column of 0 and never moved that parameter
+            odd = (~normal[hard]).nonzero().flatten()
+            if odd.numel():
+                rank[hard[odd]] = torch.minimum(rank[hard[odd]], _scaled_rank(
+                    jh[odd], d[hard[odd]], held[hard[odd]], n[hard[odd]])[2].sum(-1))
         w = torch.where(kept, 1.0 / s.clamp_min(torch.finfo(s.dtype).tiny).square(), 0.0)
         inv[hard] = (vh.transpose(-1, -2) * w.unsqueeze(-2)) @ vh
+        d[hard] = dh
+        root[hard] = data_norm(jh[:, F])
+        good[hard] = finite
     rank = torch.where(good, rank, 0)
-    pcov = torch.where(cross, 0.0, inv / dd)
-    if not absolute_sigma:
-        pcov = pcov * (m[:, F, F] / (n - F_eff).clamp_min(1))[:, None, None]
+    inv = torch.where(cross, 0.0, inv)
+    root = torch.ones_like(root) if absolute_sigma else \
+        root / (n - F_eff).clamp_min(1).to(root.dtype).sqrt()
+    pcov, se, corr = scaled_errors(inv, d, root)
     keep = good & (rank == F_eff) & ((n > F_eff) | absolute_sigma)
-    return torch.where(keep[:, None, None], pcov, torch.nan), rank
+    nan = torch.tensor(torch.nan, dtype=pcov.dtype, device=pcov.device)
+    return (torch.where(keep[:, None, None], pcov, nan), rank,
+            torch.where(keep[:, None], se, nan), torch.where(keep[:, None, None], corr, nan))
+
+
+def _scaled_rank(jr, d, held, n):
+    """``(s, V^T, kept)``: the SVD of the column-scaled ``J D^-1`` of ``[J r]^T`` ``jr``
+    ``(k, F+1, n)`` (held columns zeroed) and its singular values above ``eps max(n, F)
+    s_max``."""
+    F = d.shape[-1]
+    js = jr[:, :F].transpose(-1, -2) / d.unsqueeze(-2)
+    js = torch.where(held.unsqueeze(-2), 0.0, js)
+    _, s, vh = torch.linalg.svd(js, full_matrices=False)
+    eps = torch.finfo(js.dtype).eps
+    return s, vh, s > eps * torch.clamp(n, min=F).unsqueeze(-1) * s[:, :1]
 
 
 class ManyTransformFixedAt:
     """The identity on the free parameters, the others held at ``theta``: a transform for
-    the Jacobian with respect to the model's own free parameters."""
+    the Jacobian with respect to the model's own free parameters (``at``: those of them
+    at these places in the parameter vector only)."""
 
-    def __init__(self, tr, theta):
-        self.theta, self.free_at = theta, tr.free_at
-        self.identity = len(tr.free) == len(tr.names)
+    def __init__(self, tr, theta, at=None):
+        self.theta, self.free_at = theta, tr.free_at if at is None else at
+        self.identity = at is None and len(tr.free) == len(tr.names)
 
     def external(self, f, idx):
         if self.identity:

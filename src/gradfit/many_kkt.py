@@ -277,7 +277,7 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     near = _on_a_bound(tr, theta)
     runaway = (lm_message(RUNAWAY, {}), lm_message(WALK, {}))
     for b in np.flatnonzero(np.isin(reason, ("max_steps", "failed")) & ~near).tolist():
-        # as fit (``fit._stopped_short``): a failed end is finished wherever it lies (an
+        # as fit (``fit_ends.stopped_short``): a failed end is finished wherever it lies (an
         # mae fit failed 1.5% off a one-sided bound near 0, where fit certified the LP's
         # optimum on it), one at the step limit or running off only near a bound
         short = reason[b] == "max_steps" or message[b] in runaway

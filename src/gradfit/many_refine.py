@@ -4,7 +4,7 @@ LM in the internal variables of the bounds may stall near a bound or creep towar
 step limit (a flat well of a 4PL plate: the data cannot place ``ec50`` or ``hill``, and one
 runs to its bound). ``fit`` finishes such an end by the active-set method from the point LM
 reached; ``fit_many`` finishes the same rows the same way, from the same point, with the
-same budget (``fit.FINISH_STEPS`` steps for all the inner fits of a problem). Each problem's
+same budget (``fit_ends.FINISH_STEPS`` steps for all the inner fits of a problem). Each problem's
 method runs as ``active_set.refinement``, a generator that asks for its inner fits; the
 inner fits asked for at the same time, with the same parameters held and the same bounds,
 run as one batched LM (``batch_lm``), each row within its own budget. So sixteen flat wells
@@ -50,7 +50,7 @@ def refine_rows(prob, tr, theta, rows, steps, reason, message, cfg,
     steps (LM's and the finish's, as ``fit`` counts them), reason and message; the others
     keep the batch's verdict. Returns the new ``theta``; ``steps``, ``reason``, ``message``
     change in place, and the rows finished join ``finished`` when given."""
-    from .fit import FINISH_STEPS, _refined_reason
+    from .fit_ends import FINISH_STEPS, refined_reason
     rows = rows[:REFINE_MAX]
     if not len(rows):
         return theta
@@ -99,7 +99,7 @@ def refine_rows(prob, tr, theta, rows, steps, reason, message, cfg,
             continue
         theta[b] = end
         steps[b] += refined.steps
-        reason[b], message[b] = _refined_reason(refined, str(reason[b]), str(message[b]))
+        reason[b], message[b] = refined_reason(refined, str(reason[b]), str(message[b]))
         if finished is not None:
             finished.add(b)
     return theta

@@ -121,12 +121,14 @@ class ManyResult:
         reason = out.reason[rows].copy()
         stderr = cov = None
         if lossf.squared:
-            cov = out.cov[rows].copy()
+            cov, se = out.cov[rows].copy(), out.se[rows].copy()
             if settings is not None:      # a parameter held on a bound: no error of its own
                 held = settings.held
                 cov[held[:, :, None] | held[:, None, :]] = np.nan
-            diag = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
-            stderr = {n: diag[:, j].copy() for j, n in enumerate(free)}
+                se[held] = np.nan
+            # the errors as computed, not sqrt(diag(cov)): a variance may overflow (1e314)
+            # where its error (1e157) does not
+            stderr = {n: se[:, j].copy() for j, n in enumerate(free)}
         return cls(params=params, loss=out.loss[rows].copy(),
                    converged=np.isin(reason, [r for r, v in REASONS.items() if v[0]]),
                    reason=reason, message=out.message[rows].copy(), steps=out.steps[rows].copy(),
@@ -219,7 +221,7 @@ class ManyResult:
         if self.stderr is not None:       # over the free parameters not held by a bound
             keep = [j for j, n in enumerate(self.stderr) if n not in held]
             c = self.covariance[i][np.ix_(keep, keep)]
-            if keep and np.isfinite(c).all():
+            if keep and not np.isnan(c).any():      # (inf: an entry that overflows)
                 names = list(self.stderr)
                 stderr = {names[j]: float(self.stderr[names[j]][i]) for j in keep}
                 cov = c.copy()

@@ -21,25 +21,68 @@ import torch
 
 from .bounds import INSET
 from .errors import InputError
-from .models import start_values
 
 
 class StartValues(np.ndarray):
-    """``start_matrix``'s ``(B, P)`` starts, which know the model and the inputs its default
-    start was drawn for (``model``, ``x``): ``spread_starts`` draws a flexible model's other
-    starts from the model itself, as ``fit`` does (``multistart.start_point``)."""
+    """``start_matrix``'s ``(B, P)`` starts, which know the model and each problem's inputs
+    its default start was drawn for (``model``, ``inputs``: ``b -> x_b``, ``shared``: one
+    for every problem): ``spread_starts`` draws a flexible model's other starts from the
+    model itself at each problem's inputs, as ``fit`` does (``multistart.start_point``)."""
 
     model = None
-    x = None
+    inputs = None
+    shared = True
 
     def __array_finalize__(self, obj):
-        self.model, self.x = getattr(obj, "model", None), getattr(obj, "x", None)
+        for k in ("model", "inputs", "shared"):
+            setattr(self, k, getattr(obj, k, getattr(StartValues, k)))
 
 
-def known_starts(values: np.ndarray, model, x) -> StartValues:
-    """``values`` as ``StartValues`` of ``model`` at inputs ``x`` (a tensor)."""
+def known_starts(values: np.ndarray, model, x, shared: bool = True) -> StartValues:
+    """``values`` as ``StartValues`` of ``model`` at inputs ``x``: a tensor (every row's),
+    or with ``shared`` False a function ``b -> tensor``, row ``b``'s."""
     out = np.asarray(values, dtype=np.float64).view(StartValues)
-    out.model, out.x = model, x
+    out.model, out.shared = model, shared
+    out.inputs = x if not shared else (lambda b: x)
+    return out
+
+
+def each_inputs(data):
+    """``(b -> x_b, shared)``: problem ``b``'s inputs as ``fit`` sees them alone (its real
+    points, a float64 tensor: a copy, as the user's array may be read-only), and whether
+    every problem has the same ones."""
+    if data.shared_x and data.mask is None:
+        x = torch.tensor(np.asarray(data.x, dtype=np.float64))
+        return (lambda b: x), True
+    return (lambda b: torch.tensor(np.asarray(data.series(b)[0], dtype=np.float64))), False
+
+
+def initial_rows(model, names, inputs, shared: bool, B: int, seeds) -> np.ndarray:
+    """``(B, S, P)``: ``model.initial(x_b, seed)`` of each problem ``b`` (``inputs(b)``)
+    for each of the ``S`` ``seeds``, drawn as ``fit`` draws them for that problem alone (a
+    ReLU sum spreads its kinks over the range of x: problem 0's range had served every
+    problem); once where the inputs are shared, or where the model's starts do not depend
+    on them (asked once, at other inputs), and once for each distinct series of inputs."""
+    def draw(x):
+        return [[own[n] for n in names] for own in (model.initial(x, s) for s in seeds)]
+
+    def key(x):
+        return x.numpy().tobytes() + str(tuple(x.shape)).encode()
+    x0 = inputs(0)
+    first = draw(x0)
+    out = np.empty((B, len(seeds), len(names)))
+    out[:] = first
+    if shared or B == 1:
+        return out
+    other = torch.full((2,) + tuple(x0.shape[1:]), -7.25, dtype=torch.float64)
+    other[1] = 11.5
+    if draw(other) == draw(torch.full_like(other, 0.5)):
+        return out                        # the model's starts ignore the inputs
+    seen = {key(x0): 0}
+    for b in range(1, B):
+        x = inputs(b)
+        b0 = seen.setdefault(key(x), b)
+        out[b] = draw(x) if b0 == b else out[b0]
     return out
 
 
@@ -166,11 +209,8 @@ def start_matrix(model, data, p0, guess, seed: int):
     if p0 is not None and not isinstance(p0, Mapping):
         raise InputError("bad p0", expected="a mapping name -> a number or B numbers "
                          "(a function of (x, y) goes to guess=)", given=type(p0).__name__)
-    # a copy: the user's array may be read-only (xarray, pandas), and a tensor sharing it
-    # would be a writable view of memory that must not be written
-    x0 = torch.tensor(np.asarray(data.series(0)[0], dtype=np.float64))
-    defaults = start_values(model, None, x0, seed)
-    values = np.tile([defaults[n] for n in names], (B, 1)).astype(np.float64)
+    inputs, shared = each_inputs(data)
+    values = initial_rows(model, names, inputs, shared, B, [seed])[:, 0]
     given = np.zeros((B, len(names)), dtype=bool)
     if guess is not None:
         for b in range(B):
@@ -200,7 +240,7 @@ def start_matrix(model, data, p0, guess, seed: int):
             except Exception as exc:       # the user's function: any failure is this problem's
                 data.bad[b] = f"guess failed: {type(exc).__name__}: {exc}"
     _fill_columns(values, given, names, p0, "p0", "p0 value of {!r} is not finite", data.bad)
-    return known_starts(values, model, x0), given
+    return known_starts(values, model, inputs if not shared else inputs(0), shared), given
 
 
 class _NotOneNumber(ValueError):
@@ -228,7 +268,8 @@ def spread_starts(values, given, lo, hi, names, free, K: int, seed: int) -> np.n
     transform's scale a point on a bound has a zero derivative), and the note says so.
     Defaults outside their bounds move to the middle (or 1 inside a single bound)."""
     B = values.shape[0]
-    model, x = getattr(values, "model", None), getattr(values, "x", None)
+    model = getattr(values, "model", None)
+    inputs, shared = getattr(values, "inputs", None), getattr(values, "shared", True)
     values = np.asarray(values)
     at = [names.index(n) for n in free]
     v = values[:, at]
@@ -264,10 +305,11 @@ def spread_starts(values, given, lo, hi, names, free, K: int, seed: int) -> np.n
         z, u = rng.standard_normal((K - 1, len(at))), rng.random((K - 1, len(at)))
         spread = v[:, None, :] + np.maximum(np.abs(v), 1.0)[:, None, :] * z
         if model is not None and not model.identifiable:
-            # a flexible model: its own random start for seed + k (not around start 0)
-            own = np.array([[model.initial(x, seed + k)[names[j]] for j in at]
-                            for k in range(1, K)], dtype=np.float64)
-            spread = np.broadcast_to(own[None], spread.shape).copy()
+            # a flexible model: its own random start for seed + k (not around start 0),
+            # at each problem's own inputs
+            own = initial_rows(model, names, inputs, shared, B,
+                               [seed + k for k in range(1, K)])
+            spread = own[:, :, at].copy()
         uni = lo0[:, None, :] + (hi0 - lo0)[:, None, :] * u
         spread = np.where(both[:, None, :], uni, spread)
         spread = np.where(low[:, None, :] & ~both[:, None, :],

@@ -43,102 +43,138 @@ def _zero_prediction_loss(prob, idx) -> torch.Tensor:
     return prob.reduce(r, idx)
 
 
+#: a gradient method's end within this (relative) of a bound holds its parameter there, as
+#: ``fit`` holds it (``near_bounds(values, bounds, 1e-9)`` after a gradient method)
+AT_BOUND = 1e-9
+
+
 def plateaus(reason, message, prob, tr, theta, first) -> None:
-    """``stationary.plateau_message`` for the gradient methods' ``ftol``/``gtol`` ends: the
-    largest cosine between the loss's residual weights and a Jacobian column of the free
-    parameters not on a bound must be at most ``PLATEAU``, but where the loss fell to
-    ``EXACT`` of the smaller of its values at all-zero parameters and at the start
-    ``first`` (an exact fit, as ``stationary._loss_scale``); a model with kinks is judged by
-    ``kink_stops.kink_verdicts``, as fit judges it (a row with a parameter on a bound is
-    left as it is)."""
-    from .irls_check import huber_certificate
-    from .kink_stops import kink_verdicts
+    """``stationary.plateau_message`` for the gradient methods' ``ftol``/``gtol`` ends, as
+    ``fit`` judges them: over the free parameters each end does not hold on a bound
+    (``AT_BOUND``), the rows grouped by the parameters held, each group judged by
+    ``_judge`` over its own free ones. (Rows with a parameter on a bound had been left as
+    they were: a kinked fit on a bound, 2e-4 above a point a short step away, converged.)"""
     from .many_kkt import _near
-    from .stationary import (EXACT, FALL, PLATEAU, UNDERFLOW_TEXT, VALLEY, falls_nearby,
-                             gauss_newton_gain, kink_text, plateau_text, smooth, underflowed,
-                             valley_text)
-    loss = prob.loss
     rows = np.flatnonzero(np.isin(reason, ("gtol", "ftol")))
-    if loss.name not in ("mse", "rmse", "huber", "mae") or not rows.size:
+    if prob.loss.name not in ("mse", "rmse", "huber", "mae") or not rows.size:
         return
-    mae = loss.name == "mae"
-    idx = torch.as_tensor(rows, device=theta.device)
-    at, F = tr.free_at, len(tr.free)
-    v = theta[idx][:, at]
+    hold = np.zeros((rows.size, len(tr.free)), dtype=bool)
+    if not tr.identity:
+        idx = torch.as_tensor(rows, device=theta.device)
+        near = _near(theta[idx][:, tr.free_at], tr.lo[idx], tr.hi[idx], AT_BOUND)
+        hold = (near[0] | near[1]).cpu().numpy()
+    groups: dict[bytes, list] = {}
+    for j, key in enumerate(hold):
+        groups.setdefault(key.tobytes(), []).append(int(rows[j]))
+    for key, group in groups.items():
+        keep = np.flatnonzero(~np.frombuffer(key, dtype=bool))
+        if keep.size:                   # every free parameter held: nothing to judge
+            _judge(reason, message, prob, tr, theta, first, np.asarray(group), keep)
+
+
+def _judge(reason, message, prob, tr, theta, first, rows, keep) -> None:
+    """The test of ``plateaus`` on the ends ``rows`` over the free parameters ``keep``
+    (indices into ``tr.free``; the others held where they are): the largest cosine between
+    the loss's residual weights and a Jacobian column must be at most ``PLATEAU``, but where
+    the loss fell to ``EXACT`` of the smaller of its values at all-zero parameters and at
+    the start ``first`` (an exact fit, as ``stationary._loss_scale``); a model with kinks
+    is judged by ``kink_stops.kink_verdicts``, mae's ends by a look around."""
+    from .irls_check import huber_certificate
     from .many_engines import ManyTransformFixedAt
-    fixed_at = ManyTransformFixedAt(tr, theta)
+    from .stationary import EXACT, UNDERFLOW_TEXT, smooth, underflowed
+    loss = prob.loss
+    idx = torch.as_tensor(rows, device=theta.device)
+    at = tr.free_at[torch.as_tensor(keep, device=tr.free_at.device)]
+    free = tuple(tr.free[j] for j in keep)
+    v = theta[idx][:, at]
     with torch.no_grad():
-        jr = prob.jacobian(fixed_at)(v, idx)      # (k, F+1, n)
+        jr = prob.jacobian(ManyTransformFixedAt(tr, theta, at))(v, idx)      # (k, F+1, n)
         end = prob.objective(theta[idx], idx)
         zero = prob.objective(torch.zeros_like(theta[idx]), idx)
+    F = len(free)
     J = jr[:, :F].transpose(-1, -2)
-    held = torch.zeros(len(rows), dtype=torch.bool, device=theta.device)
-    hold = torch.zeros(len(rows), F, dtype=torch.bool, device=theta.device)
-    if not tr.identity:
-        on_lo, on_hi = _near(v, tr.lo[idx], tr.hi[idx])
-        hold = on_lo | on_hi
-        J = torch.where(hold.unsqueeze(-2), 0.0, J)      # held by its bound
-        held = hold.any(-1)
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(jr[:, F], J, delta,
                                None if prob.mask is None else prob.mask[idx])
-    found = [torch.where(torch.isfinite(v) & (v > 0), v, torch.inf) for v in (zero, first[idx])]
-    scale = torch.minimum(*found)
-    exact = torch.isfinite(scale) & (end <= EXACT * scale)
-    psi = jr[:, F].clamp(-delta, delta).unsqueeze(-1)
-    along = ((J * psi).sum(-2).abs() / torch.linalg.vector_norm(J, dim=-2).clamp_min(1e-300))
+    found = [torch.where(torch.isfinite(s) & (s > 0), s, torch.inf) for s in (zero, first[idx])]
+    exact = torch.isfinite(torch.minimum(*found)) & (end <= EXACT * torch.minimum(*found))
     ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
     under = underflowed(end, jr[:, F], ys if prob.mask is None else ys * prob.mask[idx])
     r = jr[:, F] if prob.mask is None else torch.where(prob.mask[idx], jr[:, F], 0.0)
-    identifiable = prob.model.identifiable
-    if not mae and not smooth(prob.model):
-        look = (~held & ~exact & ~under).nonzero().flatten()
-        if look.numel():
-            sub = idx[look]
+    ctx = (prob, tr, theta, idx, at, free, r, J, delta, end, cos)
+    if loss.name != "mae" and not smooth(prob.model):
+        why = _kinked(ctx, (~exact & ~under).nonzero().flatten())
+    elif loss.name == "mae":
+        why = _mae(ctx, (~exact).nonzero().flatten())
+    else:
+        why = _smooth(ctx, exact)
+    for i in np.flatnonzero(under.cpu().numpy()):
+        why[i] = UNDERFLOW_TEXT
+    for i, text in enumerate(why):
+        if text is not None:
+            reason[rows[i]], message[rows[i]] = "failed", text
 
-            def jr_at(moves, k):         # (rows k of sub: each once)
-                moved = theta[sub[k]].clone()
-                moved[:, at] = moved[:, at] + moves
-                th = theta.clone()
-                th[sub[k]] = moved
-                with torch.no_grad():
-                    out = prob.jacobian(ManyTransformFixedAt(tr, th))(moved[:, at], sub[k])
-                Jk = out[:, :F].transpose(-1, -2)
-                return out[:, F], torch.where(hold[look[k]].unsqueeze(-2), 0.0, Jk)
-            why = kink_verdicts(lambda th, k: prob.objective(th, sub[k]), jr_at, theta[sub],
-                                at, r[look], J[look], delta, end[look], cos[look], tr.free,
-                                identifiable)
-            for j, text in enumerate(why):
-                if text is not None:
-                    reason[rows[int(look[j])]], message[rows[int(look[j])]] = "failed", text
-        for i in np.flatnonzero(under.cpu().numpy()):
-            reason[rows[i]], message[rows[i]] = "failed", UNDERFLOW_TEXT
-        return
-    bad = (cos > PLATEAU) & ~exact if not mae else ~exact
-    fall = torch.zeros_like(end)
-    if mae:
-        # mae's kinks: a gradient that does not vanish is no verdict; a lower point near by
-        # is (as fit judges; a row with a parameter on a bound is left as it is)
-        look = (bad & ~held).nonzero().flatten()
-        if look.numel():
-            with torch.no_grad():
-                fall[look] = falls_nearby(lambda th, k: prob.objective(th, idx[look][k]),
-                                          theta[idx[look]], at, r[look], J[look],
-                                          None, end[look])
-        bad = fall > FALL
+
+def _kinked(ctx, look) -> list:
+    """``kink_stops.kink_verdicts`` on the ends ``look`` (positions in ``ctx``'s rows)."""
+    from .kink_stops import kink_verdicts
+    from .many_engines import ManyTransformFixedAt
+    prob, tr, theta, idx, at, free, r, J, delta, end, cos = ctx
+    why: list = [None] * len(idx)
+    if not look.numel():
+        return why
+    sub = idx[look]
+
+    def jr_at(moves, k):         # (rows k of sub: each once)
+        moved = theta[sub[k]].clone()
+        moved[:, at] = moved[:, at] + moves
+        th = theta.clone()
+        th[sub[k]] = moved
+        with torch.no_grad():
+            out = prob.jacobian(ManyTransformFixedAt(tr, th, at))(moved[:, at], sub[k])
+        return out[:, len(free)], out[:, :len(free)].transpose(-1, -2)
+    said = kink_verdicts(lambda th, k: prob.objective(th, sub[k]), jr_at, theta[sub], at,
+                         r[look], J[look], delta, end[look], cos[look], free,
+                         prob.model.identifiable)
+    for j, text in zip(look.tolist(), said):
+        why[j] = text
+    return why
+
+
+def _mae(ctx, look) -> list:
+    """mae's kinks: a gradient that does not vanish is no verdict; a lower point near by
+    (``falls_nearby``) is, as fit judges."""
+    from .stationary import FALL, falls_nearby, kink_text
+    prob, tr, theta, idx, at, free, r, J, delta, end, cos = ctx
+    why: list = [None] * len(idx)
+    if not look.numel():
+        return why
+    with torch.no_grad():
+        fall = falls_nearby(lambda th, k: prob.objective(th, idx[look][k]), theta[idx[look]],
+                            at, r[look], J[look], None, end[look])
+    exact = prob.model.identifiable
+    for j, f in zip(look.tolist(), fall.tolist()):
+        if f > FALL:
+            why[j] = kink_text(f, True, exact)
+    return why
+
+
+def _smooth(ctx, exact) -> list:
+    """A smooth model's end: its largest cosine above ``PLATEAU`` is a plateau; a small one
+    on a long flat valley is told by the Gauss-Newton gain (as fit judges)."""
+    from .stationary import PLATEAU, VALLEY, gauss_newton_gain, plateau_text, valley_text
+    prob, tr, theta, idx, at, free, r, J, delta, end, cos = ctx
+    identifiable = prob.model.identifiable
+    bad = (cos > PLATEAU) & ~exact
     valley = torch.zeros_like(end)
-    if not mae:
-        # a small cosine on a long flat valley: the Gauss-Newton gain tells (as fit judges)
-        look = (~bad & ~exact).nonzero().flatten()
-        if look.numel():
-            valley[look] = gauss_newton_gain(r[look], J[look], delta)
-    flat = valley > VALLEY
-    for i in np.flatnonzero(flat.cpu().numpy()):
-        reason[rows[i]] = "failed"
-        message[rows[i]] = valley_text(float(valley[i]), identifiable)
-    for i in np.flatnonzero((bad | under).cpu().numpy()):
-        reason[rows[i]] = "failed"
-        message[rows[i]] = UNDERFLOW_TEXT if under[i] else \
-            kink_text(float(fall[i]), mae, mae and identifiable) \
-            if mae else plateau_text(float(cos[i]), tr.free[int(along[i].argmax())],
-                                     identifiable)
+    look = (~bad & ~exact).nonzero().flatten()
+    if look.numel():
+        valley[look] = gauss_newton_gain(r[look], J[look], delta)
+    psi = r.clamp(-delta, delta).unsqueeze(-1)
+    along = (J * psi).sum(-2).abs() / torch.linalg.vector_norm(J, dim=-2).clamp_min(1e-300)
+    why: list = [None] * len(idx)
+    for i in np.flatnonzero((valley > VALLEY).cpu().numpy()):
+        why[i] = valley_text(float(valley[i]), identifiable)
+    for i in np.flatnonzero(bad.cpu().numpy()):
+        why[i] = plateau_text(float(cos[i]), free[int(along[i].argmax())], identifiable)
+    return why

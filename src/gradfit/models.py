@@ -118,6 +118,13 @@ class ExpressionModel(Model):
         self.constants = {name: CONSTANTS[name] for name in self.expression.constants}
         self._bound_to, self._bound = None, None
 
+    @property
+    def jacobian_kind(self) -> str:
+        """How fits differentiate this expression: by its own derivative rules (forward
+        mode) where every node has one, else autograd (``expr_jacobian.jacobian_kind``)."""
+        from .expr_jacobian import jacobian_kind
+        return jacobian_kind(self)
+
     def __reduce__(self):
         # rebuilt from its text (the parsed tree and the bound data hold closures): a result
         # goes through pickle, joblib and multiprocessing as a poly:K's does

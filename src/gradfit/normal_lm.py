@@ -30,8 +30,8 @@ below ``sqrt(eps * P) * s_max`` count as zero (``fit``'s SVD of ``J`` goes down 
     >>> def moments(theta):
     ...     return sum_moments(partition_moments(m, *p, theta) for p in parts)
     >>> out = normal_lm(moments, np.array([1.0, 1.0]), n=1000)
-    >>> out.reason, np.round(out.theta, 12).tolist()
-    ('xtol', [2.0, 0.7])
+    >>> out.reason in ("gtol", "xtol"), np.round(out.theta, 12).tolist()   # exact data
+    (True, [2.0, 0.7])
 """
 from __future__ import annotations
 

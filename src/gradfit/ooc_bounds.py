@@ -88,7 +88,7 @@ def bounded_lm(moments, names, start: dict, bounds: dict, fixed: dict, loss, *, 
     """``fit``'s LM with bounds and fixed values, out of core: the transformed run, then the
     active-set finish. Returns ``(params, S, reason, message, steps, covariance over the
     free parameters off their bounds, names of those, at_bound)``."""
-    from .fit import _refined_reason
+    from .fit_ends import refined_reason
     first = lm_with(moments, names, start, bounds, fixed, n=n, steps=steps, options=options)
     params, reason, message, total = first.params, first.reason, first.message, first.steps
     at_bound: dict = {}
@@ -102,7 +102,7 @@ def bounded_lm(moments, names, start: dict, bounds: dict, fixed: dict, loss, *, 
         refined = refine(MomentsProblem(moments, loss), tuple(names), free_bounds, fixed,
                          params, solve)
         params, at_bound, total = refined.params, refined.at_bound, total + refined.steps
-        reason, message = _refined_reason(refined, reason, message)
+        reason, message = refined_reason(refined, reason, message)
     theta = np.array([params[k] for k in names])
     m = moments(theta)
     keep = [i for i, k in enumerate(names) if k not in fixed and k not in at_bound]

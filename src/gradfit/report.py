@@ -30,6 +30,7 @@ from html import escape
 
 import numpy as np
 
+from .expr_jacobian import jacobian_kind
 from .stats import student_t_quantile
 
 MAX_ROWS = 50     # parameters listed; a network's thousands are summarised
@@ -37,6 +38,12 @@ MAX_ROWS = 50     # parameters listed; a network's thousands are summarised
 
 def _points(n: int) -> str:
     return f"{n} point" if n == 1 else f"{n} points"
+
+
+def jacobian_label(result) -> str:
+    """How the fit took its Jacobian (``expr_jacobian.jacobian_kind``): a text expression's
+    own derivative rules where they cover it, not autograd, which it does not use."""
+    return jacobian_kind(result.model_object, result.jacobian)
 
 
 def loss_label(result) -> str:
@@ -160,7 +167,7 @@ def text_report(result, level: float = 0.95) -> str:
     lines = [f"model      {result.model}",
              f"loss       {loss_label(result)} = {result.loss:.6g}   ({_points(result.n_points)})",
              f"optimizer  {result.method}, {result.steps} steps, {result.wall_time:.3g} s; "
-             f"Jacobian by {result.jacobian}",
+             f"Jacobian by {jacobian_label(result)}",
              f"stopped    {result.message}"]
     lines += _stat_lines(result) + [""]
     table = rows(result, level)
@@ -207,7 +214,7 @@ def html_report(result, level: float = 0.95) -> str:
     head = [("model", result.model),
             ("loss", f"{loss_label(result)} = {result.loss:.6g} ({_points(result.n_points)})"),
             ("optimizer", f"{result.method}, {result.steps} steps, {result.wall_time:.3g} s; "
-                          f"Jacobian by {result.jacobian}"),
+                          f"Jacobian by {jacobian_label(result)}"),
             ("stopped", result.message)]
     s = statistics(result)
     if s is not None:

@@ -383,13 +383,33 @@ def _finite_or_none(obj):
 
 def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: bool = False,
                              scaled=None, jacobian=None):
-    """``pcov`` as curve_fit computes it, or None when it is undefined (n <= P, lost rank).
+    """``pcov`` as curve_fit computes it, or None when it is undefined (n <= P, lost rank):
+    ``least_squares_errors``'s first part (entries whose value overflows are inf)."""
+    out = least_squares_errors(residual_fn, theta, absolute_sigma, scaled, jacobian)
+    return None if out is None else out[0]
+
+
+def least_squares_errors(residual_fn, theta: torch.Tensor, absolute_sigma: bool = False,
+                         scaled=None, jacobian=None):
+    """``(pcov, stderr, correlation)`` as curve_fit computes them (numpy), or None when
+    undefined (n <= P, lost rank), by ``scaled_errors`` from the SVD of the column-scaled
+    Jacobian: a parameter of 2e160 (``a*x`` on x of 1e-160) has a standard error of 1e157
+    though its variance (1e314) overflows, and ``J^T J`` (1e-320) loses every digit.
 
     ``residual_fn(theta) -> (n,)`` weighted residuals. ``scaled``: ``(s, V^T, d)``, the SVD
     of ``J D^-1`` at ``theta`` with its column scaling ``d`` when already known (LM's end):
-    then ``pcov = D^-1 V diag(1/s^2) V^T D^-1`` needs no Jacobian. ``jacobian() -> J``: the
-    exact Jacobian by the caller's fastest way (by default autograd on ``residual_fn``).
+    then no Jacobian is formed. ``jacobian() -> J``: the exact Jacobian by the caller's
+    fastest way (by default autograd on ``residual_fn``).
+
+        >>> t = torch.linspace(1, 2, 20, dtype=torch.float64)
+        >>> y = 2 * t + 0.01 * torch.sin(7 * t)
+        >>> a = (t @ y) / (t @ t)                        # the least-squares slope
+        >>> one = least_squares_errors(lambda p: p * t - y, a.reshape(1))
+        >>> big = least_squares_errors(lambda p: p * (t * 1e-160) - y, 1e160 * a.reshape(1))
+        >>> round(float(big[1][0] / one[1][0] / 1e160), 12), float(big[0][0, 0])
+        (1.0, inf)
     """
+    from .batch_lm import data_norm
     theta = theta.detach()
     r = residual_fn(theta).detach()
     n, p = r.shape[0], theta.shape[0]
@@ -402,20 +422,64 @@ def least_squares_covariance(residual_fn, theta: torch.Tensor, absolute_sigma: b
         jac = jacobian() if jacobian is not None else residuals_and_jacobian(residual_fn, theta)[1]
         if not torch.isfinite(jac).all():
             return None
-        # SVD of the column-scaled Jacobian J D^-1 (D: column norms), so that whether the
-        # covariance exists does not depend on the units of x, y or any parameter; singular
-        # values below scipy's threshold (eps * max(n, P) * s_max) count as lost rank
+        # SVD of the column-scaled Jacobian J D^-1 (D: column norms, without squaring: a
+        # column of 1e160 or 1e-160 keeps its digits), so that whether the covariance
+        # exists does not depend on the units of x, y or any parameter; singular values
+        # below scipy's threshold (eps * max(n, P) * s_max) count as lost rank
         from .verdict import scaled_singular
-        norms = torch.linalg.vector_norm(jac, dim=0)
+        norms = data_norm(jac.transpose(0, 1))
         d = torch.where(norms > 0, norms, torch.ones_like(norms))
-        s, vt = scaled_singular(jac)
+        s, vt = scaled_singular(jac / d)
     threshold = torch.finfo(s.dtype).eps * max(n, p) * s[0]
     if s[-1] <= threshold:
         return None
-    pcov = ((vt.T / s.square()) @ vt) / torch.outer(d, d)
-    if not absolute_sigma:
-        pcov = pcov * (r.square().sum() / (n - p))
-    return pcov.cpu().numpy()
+    inv = (vt.T / s.square()) @ vt
+    root = torch.ones((), dtype=r.dtype) if absolute_sigma else data_norm(r) / math.sqrt(n - p)
+    return tuple(v.cpu().numpy() for v in scaled_errors(inv, d, root))
+
+
+def scaled_errors(inv: torch.Tensor, d: torch.Tensor, root: torch.Tensor):
+    """``(pcov, stderr, correlation)`` from ``inv`` ``(..., F, F)``, the inverse of the
+    column-scaled normal matrix ``(J D^-1)^T (J D^-1)``, the scales ``d`` ``(..., F)`` and
+    ``root`` ``(...)`` ``= sqrt(S / (n - F))`` (1 with absolute sigma):
+
+        stderr_j = sqrt(inv_jj) / d_j * root,  corr_ij = inv_ij / sqrt(inv_ii inv_jj),
+        pcov_ij = corr_ij stderr_i stderr_j
+
+    (``pcov = D^-1 inv D^-1 root^2``), never forming ``1/d^2`` or ``root^2``: each is
+    finite wherever its own value is (a variance of 1e314 is inf; its error, 1e157, is not).
+    A zero column of ``inv`` (a held parameter) has stderr and correlations 0."""
+    dg = inv.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+    se = dg / d * root.unsqueeze(-1)
+    unit = torch.where(dg > 0, dg, 1.0)
+    corr = inv / (unit.unsqueeze(-1) * unit.unsqueeze(-2))
+    pcov = torch.where(corr == 0, 0.0, corr * se.unsqueeze(-1) * se.unsqueeze(-2))
+    return pcov, se, corr
+
+
+def not_determined_scaled(names, theta: np.ndarray, stderr: np.ndarray, corr: np.ndarray,
+                          sse, S: float, scale: float) -> str | None:
+    """``verdict.not_determined`` from standard errors and correlations: where the
+    covariance overflows (errors of 1e157: variances of 1e314) it is asked in units of a
+    power of 2 near each standard error (exact, and the same test: relative errors,
+    correlations and the steps it takes do not depend on the units), and its message then
+    quotes the values in the parameters' own units."""
+    import re
+    from .verdict import not_determined
+    with np.errstate(over="ignore", invalid="ignore"):
+        cov = corr * stderr[:, None] * stderr[None, :]
+    if np.isfinite(cov).all() or not np.isfinite(stderr).all():
+        return not_determined(names, theta, cov, sse, S, scale)
+    unit = np.exp2(np.round(np.log2(np.where(stderr > 0, stderr, 1.0))))
+    why = not_determined(names, theta / unit, corr * (stderr / unit)[:, None] *
+                         (stderr / unit)[None, :], lambda f: sse(f * unit), S, scale)
+    if why is None:
+        return None
+    j = next((i for i, n in enumerate(names) if f"({n} = " in why), None)
+    if j is None:
+        return why
+    return re.sub(r"\(" + re.escape(names[j]) + r" = [^)]*\)",
+                  f"({names[j]} = {theta[j]:.4g} +/- {stderr[j]:.3g})", why, count=1)
 
 
 def goodness(pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .batch_lm import MAX_STEPS, ROUGH, STALLED, TRIES, UNDERFLOW, data_norm, too_small
+from .batch_lm import MAX_STEPS, ROUGH, STALLED, TRIES, UNDERFLOW, WALK, data_norm, too_small
 from .batch_lm import message as lm_message
 from .errors import InputError
 
@@ -227,22 +227,42 @@ BOUNDS_PREFIX = "no certified optimum within the bounds: "
 
 def _stuck_texts() -> tuple[str, ...]:
     """The starts of LM's messages for an end without a minimum found: no step lowered the
-    loss, a stall, the step limit (a runaway or walk says what it saw itself)."""
-    return tuple(lm_message(c, {}, 0) for c in (ROUGH, TRIES, STALLED)) + \
+    loss, a stall, a walk along a flat valley (which the test names the parameters of),
+    the step limit (a runaway's own text says what it saw: the limit it approaches)."""
+    return tuple(lm_message(c, {}, 0) for c in (ROUGH, TRIES, STALLED, WALK)) + \
         (lm_message(MAX_STEPS, {}, 0).split("(")[0],)
 
 
-def looked_at_for_determination(reason: str, detail: str) -> bool:
+def looked_at_for_determination(reason: str, detail: str, judged: bool) -> bool:
     """Whether ``not_determined`` judges an end: every converged one, and one where LM
     found no step or ran to a limit (its text explains less than "the data do not
     determine d", where that is why: a decay's rate of 193 whose term touches one point,
-    where LM's steps end for want of any slope)."""
+    where LM's steps end for want of any slope) that can be ``judged``: its standard errors
+    finite (a float32 fit whose errors overflow is better told to try float64) and a step
+    taken (an end at the start is told what is wrong with the start: its scale)."""
     if reason in CLAIMS:
         return True
-    if reason not in ("failed", "max_steps"):
+    if reason not in ("failed", "max_steps") or not judged:
         return False
     text = detail[len(BOUNDS_PREFIX):] if detail.startswith(BOUNDS_PREFIX) else detail
     return text.startswith(_stuck_texts())
+
+
+def walk_named(names, theta: np.ndarray, stderr: np.ndarray, detail: str) -> str | None:
+    """An LM end that walked along a flat valley (``batch_lm.WALK``) told with the names of
+    the parameters it leaves undetermined (standard errors beyond ``UNDETERMINED`` times
+    their values), where ``not_determined``'s look along the covariance's direction, which
+    a curved valley leaves, did not tell; None for any other end, or none such."""
+    text = detail[len(BOUNDS_PREFIX):] if detail.startswith(BOUNDS_PREFIX) else detail
+    if not text.startswith(lm_message(WALK, {})):
+        return None
+    with np.errstate(invalid="ignore"):
+        loose = [j for j in range(len(names))
+                 if not stderr[j] <= UNDETERMINED * abs(theta[j])]
+    if not loose:
+        return None
+    values = ", ".join(f"{names[j]} = {theta[j]:.4g} +/- {stderr[j]:.3g}" for j in loose)
+    return f"the data do not determine {', '.join(names[j] for j in loose)} ({values}): {text}"
 
 
 def undetermined_suspects(theta: np.ndarray, cov: np.ndarray) -> np.ndarray:
