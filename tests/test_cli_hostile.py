@@ -227,7 +227,7 @@ def test_a_file_named_like_a_built_in_dataset_gets_a_note(capsys, tmp_path, monk
 
 def test_an_endless_line_is_refused_without_reading_it_whole(capsys, tmp_path, monkeypatch):
     # before: /dev/zero was read into memory until the process was killed
-    import gradfit.csv_read as data
+    import gradfit.csv_dialect as data
     monkeypatch.setattr(data, "MAX_LINE_BYTES", 1000)
     path = tmp_path / "zeros.csv"
     path.write_bytes(b"\x00" * 5000)

@@ -4,13 +4,15 @@
 Every cell is a number, an empty cell (a missing value) or a refusal that names the file,
 row and column: text, dates (with the conversion to use), a units row under the header,
 decimal commas outside a ';' file (``DecimalMark``: a ';' file written by a European Excel
-is read as its '.' twin). Lines are read in batches (``BATCH_ROWS``), a line longer than
-``MAX_LINE_BYTES`` is no CSV row.
+is read as its '.' twin), digits grouped by a thousands separator (``1,234.5``). How the
+file is written is read by ``csv_dialect``: its text (UTF-8, a BOM allowed, or UTF-16
+after its BOM: Excel's "Unicode text"), its numbers and decimal mark, its delimiter and its
+first lines (``begin``: comments, Excel's ``sep=;``, the header or a first row of numbers),
+by one rule for every face. Rows are converted in batches (``BATCH_ROWS``).
 """
 from __future__ import annotations
 
 import csv
-import itertools
 import math
 import re
 import sys
@@ -22,6 +24,8 @@ import numpy as np
 
 from gradfit.errors import DataError
 
+from .csv_dialect import (COMMA_NUMBER, NUMBER, DecimalMark, begin, csv_words, finite_numbers,
+                          parse_number)
 from .data import _DROP_HINT, Dataset
 
 
@@ -71,137 +75,6 @@ def _open(path: Path):
                         where=where) from None
 
 
-# the number forms a spreadsheet writes: sign, digits, a decimal point, an exponent (ASCII
-# only: no 1_000, no fullwidth or Arabic-Indic digits), and nan / inf words
-NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-                    r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE | re.ASCII)
-
-
-def parse_number(cell: str) -> float:
-    """A CSV cell as a float, in the forms a spreadsheet writes; ValueError for others.
-
-    >>> [parse_number(c) for c in ("1", "-2.5", "+.5", "1e3", "3.", "1E-2")]
-    [1.0, -2.5, 0.5, 1000.0, 3.0, 0.01]
-    >>> for bad in ("1_000", "\uff11\uff12", "\u0663", "0x10", "1e", "--1"):
-    ...     try:
-    ...         parse_number(bad)
-    ...     except ValueError:
-    ...         print("refused", ascii(bad))
-    refused '1_000'
-    refused '\uff11\uff12'
-    refused '\u0663'
-    refused '0x10'
-    refused '1e'
-    refused '--1'
-    """
-    if not NUMBER.fullmatch(cell):
-        raise ValueError(cell)
-    return float(cell)
-
-
-# a number with a decimal comma, as a spreadsheet writes it where ',' is the decimal mark
-# (a European Excel's export: "0,5;1,25"); read only from files whose cells ';' separates
-# (see DecimalMark)
-COMMA_NUMBER = re.compile(r"[+-]?(?:[0-9]+,?[0-9]*|,[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
-
-
-class DecimalMark:
-    """The decimal mark of a file's numbers. Where ';' separates the cells (a spreadsheet's
-    export where ',' is the decimal mark), the first number written with a mark decides it: a
-    comma (``0,5``) makes it ',' and from then on every number must be written so (a
-    '.' is refused, saying so); a point makes it '.'. Elsewhere it is '.', never guessed:
-    in a ',' file a comma separates cells, and in a tab-separated file ``1,234`` may be a
-    thousand written with a separator (refused, as not a number).
-
-    >>> d = DecimalMark(";")
-    >>> d.number("3"), d.mark, d.number("0,5"), d.mark, d.number("-1,5e3")
-    (3.0, None, 0.5, ',', -1500.0)
-    >>> d.number("1.5")
-    Traceback (most recent call last):
-    ...
-    ValueError: 1.5
-    >>> DecimalMark(",").number("2.5"), DecimalMark(";").could_be("0,5")
-    (2.5, True)
-    >>> DecimalMark(",").could_be("0,5"), DecimalMark("\t").could_be("1,234")
-    (False, False)
-    """
-
-    def __init__(self, delimiter: str = ","):
-        self.mark = None if delimiter == ";" else "."
-
-    def could_be(self, cell: str) -> bool:
-        """Whether ``cell`` is a number in this file, the mark not yet fixed by it."""
-        if self.mark != "." and "," in cell and COMMA_NUMBER.fullmatch(cell):
-            return True
-        return bool(NUMBER.fullmatch(cell)) and not (self.mark == "," and "." in cell)
-
-    def number(self, cell: str) -> float:
-        """``cell`` as a float (ValueError when it is none); a first mark fixes this file's."""
-        if self.mark != "." and "," in cell and COMMA_NUMBER.fullmatch(cell):
-            self.mark = ","
-            return float(cell.replace(",", "."))
-        if "." in cell and self.mark == ",":
-            raise ValueError(cell)
-        v = parse_number(cell)
-        if "." in cell and self.mark is None:
-            self.mark = "."
-        return v
-
-    def cells(self, text: str) -> str | None:
-        """A batch of cells joined by newlines as ``finite_numbers`` reads them at once, or
-        None where they must be read one by one (a mark not yet fixed, a mark refused)."""
-        if self.mark == ".":
-            return text
-        if self.mark == ",":
-            return None if "." in text else text.replace(",", ".")
-        if "," in text:
-            return None
-        if "." in text:
-            self.mark = "."
-        return text
-
-
-MAX_LINE_BYTES = 1 << 24   # a longer line is no CSV row (/dev/zero: one endless line)
-
-
-def _lines(stream, where: str):
-    """Text lines of a binary stream, one at a time (UTF-8, a BOM allowed at the start); a
-    line is read at most ``MAX_LINE_BYTES`` at a time, so that a stream without line ends
-    (/dev/zero, a binary file) is refused at once rather than read whole into memory."""
-    row = 0
-    while True:
-        raw = stream.readline(MAX_LINE_BYTES + 1)
-        if not raw:
-            return
-        row += 1
-        if len(raw) > MAX_LINE_BYTES:
-            if b"\x00" in raw:
-                raise DataError("not a text file (it contains NUL bytes)",
-                                expected="a CSV text file with a header row", where=where)
-            raise DataError(f"row {row} is longer than {MAX_LINE_BYTES >> 20} MiB",
-                            expected="a CSV text file, one row per line", where=where)
-        try:
-            line = raw.decode("utf-8-sig" if row == 1 else "utf-8")
-        except UnicodeDecodeError:
-            raise DataError(f"not UTF-8 text (bad byte at row {row})",
-                            expected="a CSV text file encoded as UTF-8", where=where) from None
-        if "\x00" in line:
-            raise DataError("not a text file (it contains NUL bytes)",
-                            expected="a CSV text file with a header row", where=where)
-        yield line
-
-
-def csv_words(error: Exception) -> str:
-    """The csv module's complaint in the user's terms (it speaks of its own options)."""
-    text = str(error)
-    if "new-line character seen in unquoted field" in text:
-        return ("a carriage return (CR) inside a line: lines must end in LF or CRLF, not CR "
-                "alone (old Mac text), and the file must be text")
-    if "field larger than field limit" in text:
-        return f"a cell longer than {csv.field_size_limit():,} characters"
-    return text
-
-
 def _column_names(spec, what: str, where: str) -> list[str] | None:
     """Column names from ``"a"``, ``"a,b"`` (x only) or a list of names (x only)."""
     if spec is None:
@@ -231,6 +104,11 @@ def _choose_columns(header, x, y, sigma, where, sample=None, decimal: DecimalMar
     decimal mark, where a comma may be one."""
     xs = _column_names(x, "x", where)
     y, sigma = [(_column_names(c, w, where) or [None])[0] for c, w in ((y, "y"), (sigma, "sigma"))]
+    words = (sample or header)[0].split() if len(header) == 1 else []
+    if len(words) > 1 and all(NUMBER.fullmatch(w) for w in words):
+        raise DataError("one column whose cells are numbers separated by spaces (numpy."
+                        "savetxt's default)", expected="cells separated by ',', ';' or a tab "
+                        "(np.savetxt(path, a, delimiter=','))", where=where)
     named = [c for c in header if c]         # unnamed columns (an index) are never chosen
     for name in (xs or []) + [c for c in (y, sigma) if c is not None]:
         if name not in named:
@@ -285,9 +163,10 @@ def load_csv(path: str | Path, *, x: str | Sequence[str] | None = None, y: str |
     Defaults: ``x`` is the first column (not ``y``/``sigma``), ``y`` the last column not
     among ``x`` and ``sigma``. ``x`` may be ``"x1,x2"`` or a list (then ``x`` has shape
     (n, d)). ``sigma`` names a column of per-point uncertainties (finite, > 0). The
-    delimiter (``,`` ``;`` or tab) is read off the header; names and cells are stripped;
-    a UTF-8 BOM is allowed; blank lines are skipped, and so are comment lines (``#``)
-    above the header. A first row of numbers only is data, not a header: the columns are
+    delimiter (``,`` ``;`` or tab) is read off the header (``delimiter_of``) or Excel's
+    ``sep=;`` first line; names and cells are stripped; UTF-8 (a BOM allowed) or UTF-16
+    after its BOM; blank lines are skipped, and so are comment lines (``#``) above the
+    header, and empty cells past the header's columns (a delimiter ending each row). A first row of numbers only is data, not a header: the columns are
     then named by the comment line just above (``numpy.savetxt``'s ``# x,y``) or ``c1``,
     ``c2``, ... A first column without a name (pandas' index) and last columns without
     one (a trailing delimiter) are never chosen. Cells are numbers as a spreadsheet
@@ -312,43 +191,16 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
     (a file over either stops there, with its row), and only the used columns are kept.
     ``check()`` runs every 4096 rows (a server's deadline: it raises to stop).
     """
-    lines, skipped, comment = _lines(stream, where), 0, None
-    first = next(lines, None)
-    # blank and comment lines above the header count toward max_points, and check() runs
-    # among them: 20 MB of them had run a server's upload to its deadline
-    while first is not None and (not first.strip() or first.lstrip().startswith("#")):
-        if first.strip():
-            comment = first.lstrip()[1:]      # the last comment line: a header perhaps
-        skipped += 1                          # the reader still counts the line (below)
-        if max_points is not None and skipped > max_points:
-            raise DataError(f"more than {max_points:,} blank or comment lines above the "
-                            "header", expected=f"a header row within the first {max_points:,} "
-                            "lines", where=where)
-        if check is not None and not skipped % 4096:
-            check()
-        first = next(lines, None)
-    if first is None:
-        raise DataError("empty file", expected="a header row and at least one data row",
-                        where=where)
-    delimiter = max(",;\t", key=first.count) if any(d in first for d in ",;\t") else ","
-    # the header's columns counted before it is split (a cell is a ~60-byte str: a 16 MB
-    # header of 5.6 million cells had held 470 MB); quoted cells may hold the delimiter,
-    # so a quoted header is split when it is short (at most 1 MiB: tens of MB at most)
-    cells, quoted = first.count(delimiter) + 1, '"' in first
-    if max_columns is not None and cells > max_columns and (not quoted or len(first) > 1 << 20):
-        raise DataError(f"too many columns ({'up to ' * quoted}{cells:,})",
-                        expected=f"at most {max_columns:,}", where=f"{where}, row {skipped + 1}")
-    reader = csv.reader(itertools.chain(itertools.repeat("\n", skipped), [first], lines),
-                        delimiter=delimiter, skipinitialspace=True)
+    start = begin(stream, where, max_points, max_columns, check)
+    reader, header, first_data, decimal = start.reader, start.header, start.first_data, \
+        start.decimal
     batch: list = []                # rows read but not yet converted (see _add_rows)
-    decimal = DecimalMark(delimiter)
     try:
-        header, first_data = _header(reader, where, max_columns, comment, delimiter, decimal)
         sample = first_data
         if sample is None:                    # the first data row, to choose columns by
             for cells in reader:
                 if cells and not (len(cells) == 1 and not cells[0].strip()):
-                    sample = (reader.line_num, cells)
+                    sample = (reader.line_num, _no_trailing(cells, header))
                     break
         xs, y, sigma = _choose_columns(header, x, y, sigma, where,
                                        None if sample is None else sample[1], decimal)
@@ -377,6 +229,8 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
                 flush()                     # a bad row before this one is the first error
                 raise DataError("too many points", expected=f"at most {max_points:,} rows",
                                 where=f"{where}, row {row}")
+            if len(cells) > len(header):
+                cells = _no_trailing(cells, header)
             batch.append((row, cells))
             if len(cells) != len(header) or len(batch) >= BATCH_ROWS:
                 flush()
@@ -401,74 +255,15 @@ def read_csv(stream, where: str, *, x=None, y=None, sigma=None, drop_nan: bool =
                    columns=tuple(c for c in header if c))
 
 
-def _header(reader, where: str, max_columns: int | None, comment: str | None = None,
-            delimiter: str = ",", decimal: DecimalMark | None = None
-            ) -> tuple[list[str], tuple[int, list[str]] | None]:
-    """The column names, and the first row as ``(row, cells)`` when it is data: a first
-    row of numbers only (``decimal``: in the file's decimal mark) is not a header. Its
-    columns are then named by the last comment line above it when that has one name a
-    column (``numpy.savetxt``'s ``# x,y``), else ``c1``, ``c2``, ... by position."""
-    cells = next(reader, None)
-    while cells is not None and (not cells or (len(cells) == 1 and not cells[0].strip())):
-        cells = next(reader, None)
-    if cells is None:               # only empty cells ('""'): StopIteration had escaped
-        raise DataError("empty file (only blank lines and empty cells)",
-                        expected="a header row and at least one data row", where=where)
-    row = reader.line_num
-    if max_columns is not None and len(cells) > max_columns:
-        raise DataError(f"too many columns ({len(cells):,})",
-                        expected=f"at most {max_columns:,}", where=f"{where}, row {row}")
-    first_data = None
-    numbers = finite_numbers([c.strip() for c in cells]) is not None or decimal is not None \
-        and all(decimal.could_be(c.strip()) for c in cells)
-    if len(cells) > 1 and numbers:
-        first_data = (row, cells)
-        # the comment names the columns only with as many cells: one with more delimiters
-        # (and no quotes) is not split
-        names = next(csv.reader([comment], delimiter=delimiter, skipinitialspace=True), []) \
-            if comment is not None and (comment.count(delimiter) < len(cells)
-                                        or '"' in comment and len(comment) <= 1 << 20) else []
-        names = [c.strip() for c in names]
-        if len(names) == len(cells) and all(names) and len(set(names)) == len(names):
-            cells = names
-        else:
-            cells = [f"c{i + 1}" for i in range(len(cells))]
-    header = [c.strip() for c in cells]
-    first_at: dict[str, int] = {}
-    for i, name in enumerate(header):
-        # pandas' to_csv writes its index as a first column without a name, and a trailing
-        # delimiter on every line (spreadsheets) makes last columns without one: both are
-        # kept unnamed (""), never chosen; an unnamed column between two named is an error
-        if not name and (i == 0 or not any(header[i:])):
-            continue
-        if not name:
-            raise DataError(f"column {i + 1} has no name", expected="a name for every column",
-                            where=f"{where}, row {row}")
-        if name in first_at:
-            raise DataError(f"duplicate column name {name!r} (columns {first_at[name] + 1} "
-                            f"and {i + 1})", expected="distinct column names",
-                            where=f"{where}, row {row}")
-        first_at[name] = i
-    return header, first_data
+def _no_trailing(cells: list[str], header: list[str]) -> list[str]:
+    """A row's cells without the empty ones past the header's columns (a delimiter at the
+    end of every data row but not of the header, as some loggers write)."""
+    n = len(header)
+    return cells[:n] if len(cells) > n and not any(c.strip() for c in cells[n:]) else cells
 
 
+#: the rows converted at once (``_add_rows``: one match and one conversion a column)
 BATCH_ROWS = 4096
-#: a character no number cell holds: with only digits, signs, '.', 'e' and spaces, the cells
-#: that float() reads are exactly the forms parse_number reads (no '_', 'inf', 'nan', hex or
-#: non-ASCII digits), so one scan of the batch replaces a match a cell
-NOT_IN_A_NUMBER = re.compile(r"[^0-9eE+\-. \t\n]")
-
-
-def finite_numbers(cells: list[str]) -> np.ndarray | None:
-    """The cells as float64 when every one is a finite number as ``parse_number`` reads
-    it (spaces around allowed), at once; else None (then read them one by one, for the
-    message or the missing values)."""
-    try:
-        v = None if NOT_IN_A_NUMBER.search("\n".join(cells)) else \
-            np.array(cells, dtype=np.float64)
-    except ValueError:
-        return None
-    return v if v is not None and bool(np.isfinite(v).all()) else None
 
 
 def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan,
@@ -514,6 +309,9 @@ def _add_rows(batch, columns, header, used, index, sigma, where, drop_nan,
 DATE_OR_TIME = re.compile(r"(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4})"
                           r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
                           r"|\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?", re.ASCII)
+# digits grouped in thousands (1,234.5; 1.234,5; 1'234), then perhaps a fraction
+GROUPED = re.compile(r"[+-]?[0-9]{1,3}(?:([,.' ])[0-9]{3})(?:\1[0-9]{3})*((?!\1)[.,][0-9]+)?",
+                     re.ASCII)
 TIME_CSV_ADVICE = ("numbers: a time as the seconds (or days) since a start; convert the column "
                    "first, e.g. with pandas: t = pd.to_datetime(df[{name!r}]); "
                    "df[{name!r}] = (t - t.iloc[0]) / pd.Timedelta(1, 's')")
@@ -532,11 +330,19 @@ def parse_cell(cell: str, where: str, decimal: DecimalMark | None = None,
         if DATE_OR_TIME.fullmatch(cell):
             raise DataError("not a number: a date or time", given=cell, where=where,
                             expected=TIME_CSV_ADVICE.format(name=column or "time")) from None
-        if decimal is not None and decimal.mark == ",":
+        grouped = GROUPED.fullmatch(cell)
+        if grouped and (grouped.group(2) or cell.count(grouped.group(1)) > 1):
+            raise DataError(f"not a number: digits grouped by a thousands separator "
+                            f"({grouped.group(1)!r})", expected="numbers written without "
+                            "one, as 1234.5", given=cell, where=where) from None
+        commas = decimal is not None and decimal.mark == ","
+        if commas and "." in cell:
             raise DataError("a decimal point in a file whose numbers have decimal commas",
                             expected="one decimal mark throughout: numbers as 0,5 (or all as "
                             "0.5)", given=cell, where=where) from None
-        hint = " with '.' as the decimal point" if "," in cell else ""
+        mark = "',' as the decimal mark" if commas else "'.' as the decimal point"
+        hint = f" with {mark} and no thousands separator" if grouped \
+            else f" with {mark}" if "," in cell or commas else ""
         raise DataError("not a number", expected=f"a number{hint}, as 1, -2.5 or 1e-3 "
                         "(an empty cell is a missing value)", given=cell, where=where) from None
 
@@ -561,6 +367,9 @@ def _check_not_a_second_header(rows, header, index, decimal, where) -> None:
 def _row_numbers(cells, header, used, index, sigma, here, drop_nan,
                  decimal: DecimalMark | None = None) -> list[float] | None:
     """The used cells of one row as floats; None when the row is dropped (``drop_nan``)."""
+    if len(cells) != len(header) and cells and cells[0].lstrip().startswith("#"):
+        raise DataError("a comment line (#) among the data rows", expected="comment lines "
+                        "only above the header (remove this one)", where=here)
     if len(cells) != len(header):
         k = len(cells)
         raise DataError(f"this row has {k} cell{'s' * (k != 1)} but the header has "

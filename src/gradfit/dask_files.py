@@ -16,16 +16,21 @@
   exactly (by the files' statistics), else refused by file and type (an int64 id above
   2^53 beside float ids, a uint64 id above 2^63 beside int64 ids: changed, or merged).
 - ``read_csv(files, cols)``: each file read by the one-file reader's rules
-  (``csv_read.read_csv``): comment (``#``) and blank lines above the header skipped, the
-  delimiter (``,``, ``;`` or tab) read off the header, a first row of numbers read as data
+  (``csv_dialect.begin``, each file by itself): comment (``#``) and blank lines above the
+  header skipped, the delimiter (``,``, ``;`` or tab) read off the header or a ``sep=;``
+  line, UTF-8 or UTF-16 after its BOM, a first row of numbers read as data
   (columns ``c1``, ``c2``, ... or named by a ``# x,y`` comment line); every cell as text,
   each row tagged with its file (``FILE``).
+- ``csv_decimal(path, values)``: a ';' file's decimal mark, read once for the whole file
+  (its first number written with a mark, as the one-file reader fixes it), so that the
+  partitions of one file are held to one mark throughout (each had fixed its own).
 - ``bad_value(files, ...)``, ``csv_problem(files)``: where the first bad value (NaN, inf,
   sigma <= 0) or bad line lies (file, row, column), looked for only once the cluster has
   met one (a Parquet partition does not know its file, pandas' errors do not name it).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import os
@@ -37,6 +42,8 @@ from .errors import DataError, InputError
 PARQUET = (".parquet", ".pq", ".parq")
 CSV = (".csv", ".tsv")
 FILE = "__gradfit_file__"      # the CSV file each row came from (dropped by as_numbers)
+#: the bytes of a CSV file one partition reads (dask's own default: 64 MB)
+BLOCKSIZE: int | str = "default"
 
 
 @dataclass(frozen=True)
@@ -278,42 +285,34 @@ def read_parquet(files: Files, cols: list, group: str | None = None):
 
 @dataclass(frozen=True)
 class CsvFormat:
-    """What ``csv_read.read_csv`` reads off a CSV file's first lines: ``skip`` lines above the
-    first row of cells (header or data), the ``delimiter``, the column ``names`` and
-    whether the first row is a ``header``."""
+    """What ``csv_dialect.begin`` reads off a CSV file's first lines: ``skip`` lines above the
+    first row of cells (header or data), the ``delimiter``, the column ``names``, whether
+    the first row is a ``header``, and the file's ``encoding``."""
 
     skip: int
     delimiter: str
     names: tuple
     header: bool
+    encoding: str = "utf-8-sig"
 
 
 def csv_format(path: str) -> CsvFormat | None:
     """``path``'s format, by the one-file reader's rules; None for a file without a row."""
     from pathlib import Path
-    from .csv_read import DecimalMark, _header, _lines, _open
-    skip, comment = 0, None
+    from .csv_dialect import begin, encoding_of
+    from .csv_read import _open
     with _open(Path(path)) as fh:
-        for line in _lines(fh, path):
-            if line.strip() and not line.lstrip().startswith("#"):
-                break
-            if line.strip():
-                comment = line.lstrip()[1:]
-            skip += 1
-        else:
-            return None
-    delimiter = max(",;\t", key=line.count) if any(d in line for d in ",;\t") else ","
-    reader = csv.reader([line], delimiter=delimiter, skipinitialspace=True)
-    try:
-        # a first row of numbers is data, decimal commas of a ';' file included
-        names, first_data = _header(reader, path, None, comment, delimiter,
-                                    DecimalMark(delimiter))
-    except csv.Error as exc:
-        raise DataError("cannot parse the CSV header", expected="well-formed CSV",
-                        given=str(exc), where=path) from None
+        encoding = encoding_of(fh.read(2))
+        fh.seek(0)
+        try:
+            start = begin(fh, path)
+        except DataError as exc:
+            if exc.problem.startswith("empty file"):
+                return None
+            raise
     # unnamed columns (pandas' index, a trailing delimiter: never chosen) named apart
-    names = tuple(n or f"__unnamed_{i}" for i, n in enumerate(names))
-    return CsvFormat(skip, delimiter, names, first_data is None)
+    names = tuple(n or f"__unnamed_{i}" for i, n in enumerate(start.header))
+    return CsvFormat(start.skip, start.delimiter, names, start.first_data is None, encoding)
 
 
 def read_csv(files: Files, cols: list):
@@ -340,12 +339,77 @@ def read_csv(files: Files, cols: list):
             runs[-1][0].append(path)
         else:
             runs.append(([path], f))
+    # UTF-16 files whole (a block's bytes would split a character); a row's cells past the
+    # header's are read and left out (a delimiter at the end of each row: empty cells)
     parts = [dd.read_csv(paths, sep=f.delimiter, skiprows=f.skip + f.header, header=None,
                          names=list(f.names), usecols=list(cols), dtype=object,
-                         keep_default_na=False, skipinitialspace=False,
-                         include_path_column=FILE)[list(cols) + [FILE]]
+                         keep_default_na=False, skipinitialspace=False, index_col=False,
+                         encoding=f.encoding, include_path_column=FILE,
+                         blocksize=None if f.encoding == "utf-16" else BLOCKSIZE
+                         )[list(cols) + [FILE]]
              for paths, f in runs]
     return parts[0] if len(parts) == 1 else dd.concat(parts)
+
+
+def csv_decimal(path: str, values) -> str | None:
+    """The decimal mark of CSV file ``path`` in its columns ``values`` as the one-file reader
+    fixes it (``csv_dialect.DecimalMark``): '.' but in a ';' file, where its first number
+    written with a mark decides it; None where none does (whole numbers only), or where the
+    file is read whole by one partition (UTF-16), which then fixes it as the reader does.
+    Only the lines holding a ',' or a '.' are split (``_marked_lines``)."""
+    from pathlib import Path
+    from .csv_dialect import DecimalMark
+    from .csv_read import _open
+    f = csv_format(path)
+    if f is None or f.delimiter != ";":
+        return "."
+    if f.encoding == "utf-16":
+        return None
+    index = [f.names.index(c) for c in values if c in f.names]
+    decimal = DecimalMark(";")
+    with _open(Path(path)) as fh:
+        for _ in range(f.skip + f.header):
+            fh.readline()
+        lines = (line.decode("utf-8", "replace").lstrip("\ufeff") for line in _marked_lines(fh))
+        try:
+            for cells in csv.reader(lines, delimiter=";"):
+                for cell in (cells[i].strip() for i in index if i < len(cells)):
+                    with contextlib.suppress(ValueError):   # not a number: refused when read
+                        decimal.number(cell)
+                    if decimal.mark is not None:
+                        return decimal.mark
+        except csv.Error:
+            return None                         # the partitions' reading says what is wrong
+    return None
+
+
+def _marked_lines(fh, size: int = 1 << 20):
+    """The lines of the binary file ``fh``, from where it stands, that hold a ',' or a '.'
+    (a number written with a mark is on one), found by ``bytes.find`` in chunks of ``size``
+    bytes: a file of whole numbers is not split into lines at all. Stops at a line longer
+    than ``MAX_LINE_BYTES`` (the reading refuses it)."""
+    from .csv_dialect import MAX_LINE_BYTES
+    rest = b""
+    while True:
+        chunk = fh.read(size)
+        buf = rest + chunk
+        end = buf.rfind(b"\n") + 1 if chunk else len(buf)
+        if not end and len(buf) > MAX_LINE_BYTES:
+            return
+        at, rest, next_at = 0, buf[end:], {b",": -1, b".": -1}
+        while True:
+            for mark, i in next_at.items():     # each mark's next place (end: none left)
+                if i < at:
+                    i = buf.find(mark, at, end)
+                    next_at[mark] = end if i < 0 else i
+            first = min(next_at.values())
+            if first >= end:
+                break
+            start = buf.rfind(b"\n", 0, first) + 1
+            at = buf.find(b"\n", first, end) + 1 or end
+            yield buf[start:at]
+        if not chunk:
+            return
 
 
 def csv_problem(files: Files):
@@ -354,7 +418,8 @@ def csv_problem(files: Files):
     cluster's reader met, said where (pandas' ParserError and UnicodeDecodeError do not
     name the file)."""
     from pathlib import Path
-    from .csv_read import _lines, _open, csv_words
+    from .csv_dialect import _lines, csv_words
+    from .csv_read import _no_trailing, _open
     for path in files.paths:
         f = csv_format(path)
         if f is None:
@@ -366,7 +431,7 @@ def csv_problem(files: Files):
                     if reader.line_num <= f.skip + f.header or not cells or \
                             (len(cells) == 1 and not cells[0].strip()):
                         continue
-                    if len(cells) != len(f.names):
+                    if len(_no_trailing(cells, f.names)) != len(f.names):
                         k = len(cells)
                         return DataError(f"this row has {k} cell{'s' * (k != 1)} but the "
                                          f"header has {len(f.names)} columns",

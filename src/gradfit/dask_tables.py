@@ -12,7 +12,8 @@ CSV file.
   a column into text, where they became one group.
 - ``as_numbers``: the value columns as float64 by the CSV reader's own rule
   (``csv_read.parse_cell``: an empty cell is a missing value, a ';' file's decimal commas
-  read as its ``DecimalMark`` says, anything else not a number refused by file and
+  read as its ``DecimalMark`` says, one mark for the whole file, read once for all its
+  partitions: ``dask_files.csv_decimal``; anything else not a number refused by file and
   column); NaN and inf refused by file and column (``finite``), or their rows left out
   (``drop_nan``); a sigma <= 0 refused (``positive``).
 - ``read_errors``: a file that is not text (a binary file among the CSV files), or not
@@ -155,7 +156,20 @@ def as_numbers(ddf, group: str | None = None, *, finite: bool = False,
         check_not_times(ddf._meta[c], f"column {c!r}")
     text = [c for c in values if ddf[c].dtype.kind not in "fiub"]
     meta = ddf._meta.drop(columns=[FILE], errors="ignore").astype({c: "f8" for c in values})
-    return ddf.map_partitions(_numbers, values, text, finite, drop_nan, positive, meta=meta)
+    marks = _marks(ddf, values) if text else {}
+    return ddf.map_partitions(_numbers, values, text, finite, drop_nan, positive, marks,
+                              meta=meta)
+
+
+def _marks(ddf, values) -> dict:
+    """``{path: decimal mark}`` of the CSV files behind ``ddf`` (its ``FILE`` column's
+    categories), each read once here (``dask_files.csv_decimal``) for all its partitions."""
+    import pandas as pd
+    from .dask_files import csv_decimal
+    dtype = ddf._meta[FILE].dtype if FILE in ddf.columns else None
+    if not isinstance(dtype, pd.CategoricalDtype) or dtype.categories is None:
+        return {}                       # each partition reads its files' marks (_numbers)
+    return {str(p): csv_decimal(str(p), values) for p in dtype.categories}
 
 
 class BadValue(DataError):
@@ -168,22 +182,23 @@ class BadValue(DataError):
     row: int | None = None
 
 
-def _numbers(frame, values, text, finite, drop_nan, positive=None):
+def _numbers(frame, values, text, finite, drop_nan, positive=None, marks=None):
+    from .csv_dialect import DecimalMark
     from .csv_read import parse_cell
     out = frame.drop(columns=[FILE], errors="ignore")
     at = np.arange(len(frame))              # each row's position in the partition
-    # a CSV file's decimal mark as the one-file reader reads it (csv_read.DecimalMark: a
-    # ';' file may write 0,5), one a file of the partition, shared by its columns
+    # a CSV file's decimal mark as the one-file reader reads it (csv_dialect.DecimalMark: a
+    # ';' file may write 0,5): the whole file's (``marks``: read once, else read here), one
+    # a file of the partition, shared by its columns
     files = frame[FILE].astype(str).tolist() if FILE in frame.columns else None
-    marks: dict = {}
+    known, seen = marks or {}, {}
 
     def decimal(path):
-        if path not in marks:
-            from .csv_read import DecimalMark
-            from .dask_files import csv_format
-            f = csv_format(path)
-            marks[path] = DecimalMark(f.delimiter if f is not None else ",")
-        return marks[path]
+        if path not in seen:
+            from .dask_files import csv_decimal
+            seen[path] = DecimalMark.known(known[path] if path in known else
+                                           csv_decimal(path, values))
+        return seen[path]
 
     def bad(problem, expected, given, c, i):
         f = str(frame[FILE].iloc[i]) if FILE in frame.columns else None

@@ -281,6 +281,35 @@ def _bound_pair(value, other, name) -> tuple:
     return pair
 
 
+def by_name(kwargs, names) -> dict:
+    """``kwargs`` with a ``p0`` or ``fixed`` given as one DataArray over a ``param``
+    dimension labelled by the parameters' names (``curvefit``'s ``curvefit_coefficients``,
+    perhaps over the other dimensions too) as a dict, name -> its values: the labels say
+    which value is which, in any order (a DataArray had been read as values in the model's
+    order of ``names``, its labels unread)."""
+    import xarray as xr
+    out = dict(kwargs)
+    for key in ("p0", "fixed"):
+        value = kwargs.get(key)
+        if not isinstance(value, xr.DataArray):
+            continue
+        expected = (f"a dict, parameter name -> value, or a DataArray with a 'param' "
+                    f"dimension labelled by the names ({', '.join(names)}), as curvefit's "
+                    "curvefit_coefficients")
+        if "param" not in value.dims or "param" not in value.coords:
+            raise InputError(f"bad {key}: a DataArray without a labelled 'param' dimension",
+                             expected=expected, given=f"dimensions {tuple(value.dims)}")
+        labels = [str(v) for v in value["param"].values]
+        unknown = [n for n in labels if n not in names]
+        if unknown or len(set(labels)) < len(labels):
+            raise InputError(f"bad {key}: " + (f"{unknown[0]!r} is not a parameter" if unknown
+                             else "a parameter labelled twice"), expected=expected,
+                             given=", ".join(labels))
+        out[key] = {n: value.isel(param=i, drop=True) for i, n in enumerate(labels)}
+        out[key] = {n: v.item() if not v.dims else v for n, v in out[key].items()}
+    return out
+
+
 def per_position(kwargs, da, dims):
     """``kwargs`` without the p0, fixed and bounds values that differ by position (a
     DataArray over ``da``'s other dimensions, or an array of their shape; a side of a

@@ -32,6 +32,7 @@ running, or Dask's own scheduler when neither.
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 
@@ -40,9 +41,9 @@ from .losses import get_loss
 from .many_result import output_names
 from .models import ExpressionModel, _mentions, make_model
 from .result import REASONS
-from .xarray_args import (PER_POSITION, as_numbers, broadcast, check_flag, check_scheduler,
-                          coordinate, dims_of, field_name, is_lazy, per_position, sigma_array,
-                          with_positions)
+from .xarray_args import (PER_POSITION, as_numbers, broadcast, by_name, check_flag,
+                          check_scheduler, coordinate, dims_of, field_name, is_lazy,
+                          per_position, sigma_array, with_positions)
 
 CODES = list(REASONS)            # reason <-> a number, to travel in a float array
 
@@ -157,10 +158,13 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
     p0, fixed and bounds is Dask-backed, the fit runs on Dask (computed unless
     ``compute=False``)."""
     import xarray as xr
-    if not isinstance(da, xr.DataArray):
-        raise InputError("bad data", expected="an xarray DataArray", given=type(da).__name__)
     skipna, compute = check_flag(skipna, "skipna"), check_flag(compute, "compute")
     check_scheduler(scheduler, workers)
+    if isinstance(da, xr.Dataset):
+        return _fit_dataset(model, da, dim, sigma, skipna, compute, scheduler, workers, kwargs)
+    if not isinstance(da, xr.DataArray):
+        raise InputError("bad data", expected="an xarray DataArray or Dataset",
+                         given=type(da).__name__)
     dims = dims_of(dim, da)
     for bad in ("data", "group", "inputs", "x", "y"):
         if bad in kwargs:
@@ -189,6 +193,7 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
         coords.append(x)
     x = coords[0] if len(dims) == 1 else np.stack(
         [g.reshape(-1) for g in np.meshgrid(*coords, indexing="ij")], axis=-1)
+    kwargs = by_name(kwargs, make_model(model, dims).param_names)
     names, errs = _fields(model, dims, kwargs.get("loss", "mse"), kwargs.get("delta", 1.0),
                           kwargs.get("fixed"))
     if isinstance(make_model(model, dims), ExpressionModel) and \
@@ -238,7 +243,7 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
                                       errs=errs, kwargs=kw, skipna=skipna)
         messages = _located_all(messages, dims, shape, keeps, sizes)
         if chunked:
-            return values, messages
+            return values, messages.view(SharedText)
         held.append(messages)
         return values, np.zeros(messages.shape, dtype=np.int8)
 
@@ -252,6 +257,61 @@ def fit_along(model, da, dim, *, sigma=None, skipna: bool = False, compute: bool
         xr.Variable(messages.dims, held[0], fastpath=True)
     ds = _dataset(out, messages, names, errs, field)
     return _computed(ds, scheduler, workers) if chunked and compute else ds
+
+
+def _fit_dataset(model, ds, dim, sigma, skipna, compute, scheduler, workers, kwargs):
+    """``fit_along`` of every data variable of the Dataset ``ds``, as ``Dataset.curvefit``
+    fits them: each result variable named after its data variable (``{var}_k``,
+    ``{var}_loss``, ...), in one Dataset with ``ds``'s attributes. ``sigma``: a Dataset
+    (its variable of each name for that data variable) or one sigma for all."""
+    import xarray as xr
+    dims = dim if isinstance(dim, (list, tuple)) else (dim,)
+    if not ds.data_vars:
+        raise InputError("a Dataset without data variables", expected="a Dataset with a "
+                         "data variable to fit, or a DataArray")
+    parts = []
+    for name, da in ds.data_vars.items():
+        lacking = [d for d in dims if d not in da.dims]
+        if lacking:
+            raise InputError(f"the data variable {name!r} has no dimension {lacking[0]!r}",
+                             expected="data variables that all have the dimensions fitted "
+                             f"along: select the others out first, e.g. ds[[{name!r}, ...]]"
+                             .replace(f"[[{name!r}, ...]]", "[[...]]"),
+                             given=f"its dimensions {tuple(map(str, da.dims))}")
+        s = sigma
+        if isinstance(sigma, xr.Dataset):
+            if name not in sigma.data_vars:
+                raise InputError(f"bad sigma: no variable {name!r}", expected="a Dataset "
+                                 "of sigmas with each of the data's variables, or one sigma "
+                                 "for all of them", given=", ".join(map(str, sigma.data_vars)))
+            s = sigma[name]
+        out = fit_along(model, da, dim, sigma=s, skipna=skipna, compute=False, **kwargs)
+        renamed = {v: f"{name}_{v}" for v in out.data_vars}
+        taken = {n for p in parts for n in (*p.data_vars, *p.coords)} | set(map(str, ds.coords))
+        clash = [n for n in renamed.values() if n in taken]
+        if clash:
+            raise InputError(f"two results would be named {clash[0]!r}", expected="data "
+                             "variables whose names, joined to the results' names, stay "
+                             f"apart (rename {name!r})")
+        parts.append(out.rename(renamed))
+    ds_out = xr.merge(parts, compat="no_conflicts", join="outer", combine_attrs="drop")
+    ds_out.attrs = dict(ds.attrs)
+    chunked = any(is_lazy(v) for v in ds_out.variables.values())
+    return _computed(ds_out, scheduler, workers) if chunked and compute else ds_out
+
+
+class SharedText(np.ndarray):
+    """An object array of texts (a lazy result's messages and reasons), kept as it is
+    when a Dataset holding it is computed: xarray puts a plain object array through pandas,
+    which gives every position its own copy of the same text (a str of 110 bytes a
+    position). NumPy's functions (Dask's joining of blocks) keep the type;
+    ``.values`` is a plain array of the same strings."""
+
+    def __array_function__(self, func, types, args, kwargs):
+        types = tuple(np.ndarray if t is SharedText else t for t in types)
+        out = super().__array_function__(func, types, args, kwargs)
+        return out.view(SharedText) if isinstance(out, np.ndarray) and out.dtype == object \
+            else out
 
 
 def _computed(ds, scheduler, workers):
@@ -272,7 +332,7 @@ def _computed(ds, scheduler, workers):
     out = ds.copy(deep=False)
     for n, a in zip(lazy, got):
         v = ds.variables[n]
-        v = xr.Variable(v.dims, a, v.attrs, v.encoding, fastpath=True)
+        v = xr.Variable(v.dims, np.asarray(a), v.attrs, v.encoding, fastpath=True)
         if n in ds.coords:
             out.coords[n] = v
         else:
@@ -338,8 +398,9 @@ def _located_all(messages, dims, shape, keeps, sizes):
     flat = out.reshape(-1)
     for i, m in enumerate(messages.reshape(-1).tolist()):
         got = seen.get(m)
-        if got is None:
-            got = seen[m] = _located(m, dims, shape, keeps, sizes)
+        if got is None:         # interned: the blocks that one process makes share it too
+            got = _located(m, dims, shape, keeps, sizes)
+            got = seen[m] = sys.intern(got) if type(got) is str else got
         flat[i] = got
     return out
 
@@ -368,8 +429,8 @@ def _dataset(out, messages, names, errs, field="_field"):
     variables[sn["loss"]] = field_at(at)
     variables[sn["converged"]] = field_at(at + 1).astype(bool)
     codes = field_at(at + 2)      # -> the reasons, an object array at 0-d too (was <U4)
-    data = codes.data.map_blocks(_reasons, dtype=object) if is_lazy(codes) else \
-        _reasons(codes.values)
+    data = codes.data.map_blocks(lambda c: _reasons(c).view(SharedText), dtype=object) \
+        if is_lazy(codes) else _reasons(codes.values)
     # fastpath: not through pandas, which made a str a position of the same few
     variables[sn["reason"]] = xr.Variable(codes.dims, data, fastpath=True)
     variables[sn["steps"]] = field_at(at + 3).astype(np.int64)

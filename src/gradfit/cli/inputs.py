@@ -52,40 +52,26 @@ def load(args):
 
 
 class _Peeked:
-    """A binary stream whose first lines were read ahead (the header, to choose columns
+    """A binary stream whose first lines are read ahead (the header, to choose columns
     by): ``readline`` gives them again, then the rest of the stream."""
 
-    def __init__(self, stream, limit: int):
-        self.stream, self.limit, self.ahead = stream, limit, []
+    def __init__(self, stream):
+        from collections import deque
+        self.stream, self.ahead, self.recording = stream, deque(), True
 
-    def header(self) -> str | None:
-        """The first line that is neither blank nor a comment, decoded (None: none soon)."""
-        for _ in range(1000):
-            raw = self.stream.readline(self.limit + 1)
-            if not raw:
-                return None
-            self.ahead.append(raw)
-            if len(raw) > self.limit:
-                return None                 # the reader refuses it, saying why
-            text = raw.decode("utf-8-sig" if len(self.ahead) == 1 else "utf-8", "replace")
-            if text.strip() and not text.lstrip().startswith("#"):
-                return text
-        return None
+    def names(self, where: str) -> list[str]:
+        """The named columns as the reader names them (``csv_dialect.column_names``: a
+        ``numpy.savetxt`` comment over a first row of numbers names them too)."""
+        from ..csv_dialect import column_names
+        names = column_names(self, where)
+        self.recording = False
+        return names
 
     def readline(self, size: int = -1) -> bytes:
-        return self.ahead.pop(0) if self.ahead else self.stream.readline(size)
-
-
-def _header_names(line: str | None) -> list[str]:
-    import csv
-    if not line:
-        return []
-    delim = max(",;\t", key=line.count)
-    try:
-        return [c.strip() for c in next(csv.reader([line], delimiter=delim,
-                                                   skipinitialspace=True), [])]
-    except csv.Error:
-        return []
+        if self.recording:
+            self.ahead.append(self.stream.readline(size))
+            return self.ahead[-1]
+        return self.ahead.popleft() if self.ahead else self.stream.readline(size)
 
 
 def _load_csv(args):
@@ -95,7 +81,7 @@ def _load_csv(args):
     name of its sigma column (None without one)."""
     from pathlib import Path
 
-    from ..csv_read import MAX_LINE_BYTES, STDIN, _open, _where, read_csv
+    from ..csv_read import STDIN, _open, _where, read_csv
     from ..data import load_data
     spec = args.data
     if args.y or args.sigma or (spec != STDIN and not Path(spec).is_file()):
@@ -103,8 +89,8 @@ def _load_csv(args):
                          drop_nan=args.drop_nan), args.sigma
     stream = _open(Path(spec))
     try:
-        peeked = _Peeked(stream, MAX_LINE_BYTES)
-        sigma = sigma_column(_header_names(peeked.header()), args.x)
+        peeked = _Peeked(stream)
+        sigma = sigma_column(peeked.names(_where(spec)), args.x)
         data = read_csv(peeked, _where(spec), x=args.x, sigma=sigma, drop_nan=args.drop_nan)
     finally:
         if spec != STDIN:
@@ -129,15 +115,15 @@ def guess_group_sigma(args) -> None:
     for one fit; said in a note."""
     from pathlib import Path
 
-    from ..csv_read import MAX_LINE_BYTES
+    from ..csv_dialect import column_names
     if args.y or args.sigma or not Path(args.data).is_file():   # not stdin: read once
         return
     try:
         with open(args.data, "rb") as fh:
-            line = _Peeked(fh, MAX_LINE_BYTES).header()
+            names = column_names(fh, args.data)
     except OSError:
         return                          # the reader says what is wrong with the file
-    names = [n for n in _header_names(line) if n != args.group]
+    names = [n for n in names if n != args.group]
     sigma = sigma_column(names, args.x)
     if sigma is not None:
         args.sigma = sigma

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..csv_read import (DecimalMark, _choose_columns, _column_names, _header, _lines, _open,
-                        finite_numbers, parse_cell)
+from ..csv_dialect import DecimalMark, _header, _lines, finite_numbers
+from ..csv_read import _choose_columns, _column_names, _open, parse_cell
 from ..errors import DataError, InputError
 from ..many_data import keep_groups, mark_all_dropped
 from .dask import write_table

@@ -8,7 +8,6 @@ file as the client named it (cleaned, never a server path), its row and column.
 """
 from __future__ import annotations
 
-import csv as csv_module
 from typing import Optional
 
 from fastapi import Request
@@ -17,11 +16,11 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from ..cli.inputs import _Peeked
-from ..csv_read import MAX_LINE_BYTES, csv_words, read_csv
+from ..csv_dialect import column_names, delimiter_of
+from ..csv_read import read_csv, sigma_column
 from ..data import DROP_HINT
 from ..errors import InputError
-from .datasets import guess_sigma, points
+from .datasets import points
 from .limits import MAX_CSV_COLUMNS
 from .pool import WorkerPool, checkpoint, unless_gone
 from .schemas import MAX_POINTS
@@ -88,19 +87,11 @@ async def read_upload(request: Request, pool: WorkerPool, response):
     name = clean_name(upload.filename)
 
     def parse():
-        first = scan(upload.file, name)
-        # the header line as the command line reads it (below any comment lines)
-        upload.file.seek(0)
-        header = _Peeked(upload.file, MAX_LINE_BYTES).header() or first
-        delim = max(",;\t", key=header.count)
-        try:
-            next(csv_module.reader([header], delimiter=delim), [])
-        except csv_module.Error as exc:        # e.g. a lone carriage return in the header
-            raise InputError(f"cannot read the header row of {name} ({csv_words(exc)})",
-                             expected="a header row of column names") from None
+        scan(upload.file, name)
         s = sigma
         if s is None and not y:                # not chosen: a column named like one
-            s = guess_sigma(header, x)
+            upload.file.seek(0)
+            s = sigma_column(column_names(upload.file, name, max_columns=MAX_CSV_COLUMNS), x)
         upload.file.seek(0)
         try:
             d = read_csv(upload.file, name, x=x or None, y=y or None, sigma=s or None,
@@ -130,8 +121,9 @@ WIDE_LINE = 1 << 20             # a line with quotes and this long is split only
 
 def _delimiter(line):
     """The delimiter ``read_csv`` reads a header line by (bytes or text)."""
-    marks = (b",", b";", b"\t") if isinstance(line, bytes) else (",", ";", "\t")
-    return max(marks, key=line.count)
+    if isinstance(line, bytes):
+        return delimiter_of(line.decode("utf-8", "replace")).encode()
+    return delimiter_of(line)
 
 
 def _check_width(raw: bytes, delim: bytes, row: int, name: str) -> None:

@@ -3,26 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..csv_read import sigma_column
 from ..data import Dataset
 from ..datasets import DATASETS, BuiltinDataset, make_dataset, outlier_index
 from .schemas import usable_input_name
 
-__all__ = ["DATASETS", "BuiltinDataset", "guess_sigma", "make_dataset", "outlier_index", "points"]
-
-def guess_sigma(header: str | None, x: str | None) -> str | None:
-    """The sigma column the command line would take (``cli.inputs``: its reading of the
-    header line, quotes and all, and ``csv_read.sigma_column``): the last column named like
-    an uncertainty that is not an x column; None when there is none or only two columns.
-    ``header``: the file's header line, the first that is neither blank nor a comment
-    (``cli.inputs._Peeked.header``); a quoted header (``"t","signal","err"``, as Excel and
-    R write it) or a comment above it had left the page fitting ``err`` as y.
-
-        >>> guess_sigma('"t","signal","err"', None), guess_sigma("t;err", None)
-        ('err', None)
-    """
-    from ..cli.inputs import _header_names
-    return sigma_column(_header_names(header), x)
+__all__ = ["DATASETS", "BuiltinDataset", "make_dataset", "outlier_index", "points"]
 
 
 def input_names(columns) -> list[str]:
