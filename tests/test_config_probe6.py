@@ -192,11 +192,17 @@ def test_lr_with_several_starts_runs_and_equals_python(capsys):
     assert got["params"] == py.params and got["message"] == py.message
 
 
-def test_lr_and_schedule_with_auto_several_starts_say_they_are_not_used(capsys):
+def test_lr_and_schedule_with_auto_several_starts_are_used(capsys, tmp_path):
+    # auto chooses lbfgs for a flexible model and runs it at the given rate and schedule
+    # (it had run its own rate without a schedule, saying so): no note, and the result's
+    # config and the fit by the named method agree
+    out = tmp_path / "r.json"
     code, _, err = run(capsys, "fit", "lesson", "-m", "relu:2", "--lr", "0.5", "--schedule",
-                       "cosine", "--steps", "30", "-q")
+                       "cosine", "--steps", "30", "-q", "--json", str(out))
     assert code in (0, 1) and "internal error" not in err, err
-    assert "--lr and --schedule not used: auto chose lbfgs" in err
+    assert "not used" not in err
+    got = json.loads(out.read_text())
+    assert got["lr"] == 0.5 and got["config"]["schedule"] == "cosine"
 
 
 # 4. nesterov without momentum: the table's rule ---------------------------------------------

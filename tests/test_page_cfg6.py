@@ -137,3 +137,24 @@ def test_the_all_default_configs_link_opens_that_config(browser, server):
         assert not pg.errors, pg.errors
     finally:
         ctx.close()
+
+
+def test_choosing_auto_on_the_page_leaves_its_rate_to_the_method_it_picks(browser, server):
+    """auto now runs the method it picks at a given lr: the page, which set every
+    optimizer's default_lr on choosing it (auto's 1.0), would have run adam at 1.0. Choosing
+    auto sends no lr, as its link does (FitConfig's lr None)."""
+    fragment = (FitConfig(model=QUAD, loss="mse", optimizer="gd", lr=0.01, p0=P0).to_query()
+                + DATA)
+    ctx, pg = open_link(browser, server, fragment)
+    try:
+        pg.select_option("#optimizer", "auto")
+        pg.wait_for_timeout(100)
+        play_to_the_end(pg)
+        starts = [m for m in pg.sent if m.get("optimizer") == "auto"]
+        assert starts and all(m.get("lr") is None for m in starts), starts
+        fragment = pg.evaluate("() => location.hash.slice(1)")
+        run = urlencode([(k, v) for k, v in parse_qsl(fragment) if k in CONFIG_KEYS])
+        assert FitConfig.from_query(run).lr is None
+        assert not pg.errors, pg.errors
+    finally:
+        ctx.close()

@@ -4,7 +4,9 @@ Every problem follows ``fit``'s loop exactly: step ``k`` evaluates the loss ``L_
 gradient ``g_b`` at ``theta_b`` (one backward pass of ``sum_b L_b`` gives every ``g_b``:
 the problems are independent), then updates ``theta_b`` with the learning rate
 ``lr_b * s_k`` (``s_k`` the schedule's factor, read from ``torch.optim.lr_scheduler`` on a
-stand-in optimizer, with the momenta a one-cycle schedule sets):
+stand-in optimizer, with the momenta a one-cycle schedule sets: ``ScheduleSteps``), by the
+method's update rule (``OptimizerSpec.rule``, which ``fit`` runs on its one problem, so
+that a problem here takes the steps ``fit`` takes, bit for bit):
 
 - gd:        ``theta -= lr g``   (``accumulate_grad``: ``g`` the sum of every gradient so far)
 - momentum:  ``b = mu b + g`` (``b = g`` at first), ``theta -= lr (g + mu b if nesterov else b)``
@@ -27,33 +29,12 @@ A learning-rate sweep is one such run, one problem per rate (``lr_batch``).
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 
 from .fit import DEFAULT_FTOL, DEFAULT_GTOL
 from .many_parallel import check_stop
-from .optimizers import SCHEDULES, get_optimizer
-
-
-def schedule_factors(method: str, options: dict, schedule: str, steps: int):
-    """Per step: the learning-rate factor, and the momentum / betas a schedule sets (None
-    when it leaves them alone), from torch's scheduler on a stand-in optimizer (lr = 1)."""
-    spec = get_optimizer(method)
-    dummy = torch.zeros(1, requires_grad=True)
-    opt = spec.make([dummy], 1.0, {**spec.options, **options})
-    sched = SCHEDULES[schedule](opt, 1.0, steps)
-    group = opt.param_groups[0]
-    lrs, moms, betas = [], [], []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")      # scheduler.step() before optimizer.step()
-        for _ in range(steps):
-            lrs.append(float(group["lr"]))
-            moms.append(group.get("momentum"))
-            betas.append(group.get("betas"))
-            if sched is not None:
-                sched.step()
-    return lrs, moms, betas
+from .optimizers import ScheduleSteps, get_optimizer
 
 
 def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
@@ -62,7 +43,8 @@ def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
     ftol = cfg["ftol"] if cfg["ftol"] is not None else DEFAULT_FTOL
     gtol = cfg["gtol"] if cfg["gtol"] is not None else DEFAULT_GTOL
     factor = cfg["divergence"]
-    lrs, moms, betas = schedule_factors(method, o, cfg["schedule"], steps)
+    rule = get_optimizer(method).rule
+    plan = ScheduleSteps(method, o, cfg["schedule"], steps)
     B, F = u0.shape
     dev, dtype = u0.device, u0.dtype
     out_u = u0.detach().clone()
@@ -98,8 +80,10 @@ def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
         if k == 0:
             first = loss.clone()
         finite = torch.isfinite(loss)
-        lr = (lr0 * lrs[k]).unsqueeze(-1)
-        new = _update(method, o, u, g, lr, state, k, moms[k], betas[k])
+        scale, mom, betas = plan.current()
+        plan.step()
+        lr = (lr0 * scale).unsqueeze(-1)
+        new = rule(u, g, lr, state, k, o, mom, betas)
         u_next = torch.where(finite.unsqueeze(-1), new, u)
 
         bad = ~finite | ~torch.isfinite(gnorm) | (
@@ -144,36 +128,6 @@ def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
         out_u[idx], out_steps[idx], out_last[idx] = u, steps, last
     _final_check(prob, tr, out_u, out_last, reason, message, u0, factor)
     return out_u, out_steps, reason, message
-
-
-def _update(method, o, u, g, lr, state, k, mom, betas):
-    if method == "gd":
-        return u - lr * g
-    if method == "momentum":
-        mu = o["momentum"] if mom is None else mom
-        buf = g.clone() if k == 0 else mu * state[0] + g
-        state[0] = buf
-        return u - lr * (g + mu * buf if o["nesterov"] else buf)
-    if method in ("adam", "adamw"):
-        b1, b2 = betas
-        wd = o["weight_decay"]
-        if method == "adam" and wd:
-            g = g + wd * u
-        if method == "adamw" and wd:
-            u = u * (1 - lr * wd)
-        state[0] = state[0] + (1 - b1) * (g - state[0])
-        state[1] = b2 * state[1] + (1 - b2) * g * g
-        step = k + 1
-        denom = state[1].sqrt() / math.sqrt(1 - b2 ** step) + 1e-8
-        return u - (lr / (1 - b1 ** step)) * state[0] / denom
-    # rmsprop
-    state[1] = 0.99 * state[1] + (1 - 0.99) * g * g
-    q = g / (state[1].sqrt() + 1e-8)
-    mu = o["momentum"] if mom is None else mom
-    if mu > 0:
-        state[0] = mu * state[0] + q
-        return u - lr * state[0]
-    return u - lr * q
 
 
 def _diverged(k, loss, gnorm, first, factor, prev, lr) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 
 from .errors import InputError
 from .fit import fit, prepare
@@ -21,34 +22,43 @@ from .models import start_values
 from .optimizers import OPTIMIZERS, get_optimizer, make_stepper
 
 
-LR_LABELS = ("diverged", "bouncing", "too slow", "good")
+LR_LABELS = ("diverged", "at the minimum", "bouncing", "too slow", "good")
 
 LR_RULE = ("diverged: the loss became non-finite or ran away (it ended above its start "
            "and its highest value in the run's second half is over 10% above the highest "
            "in its first half: still growing); "
-           "bouncing: else, the loss ended above its start (a bounded overshoot) or rose in "
-           "more than a quarter of the steps (a rise counts when it is over 1% of the run's "
-           "range of losses: the jitter of a converged run is no bounce); "
+           "at the minimum: else, the run started at a minimum (fit's first-order test: the "
+           "gradient's largest cosine with the residuals at most 1e-3) and its loss stayed "
+           "there (within 1e-9 of itself or 1e-14 of the loss at zero parameters: "
+           "rounding): no rate has anything to gain; "
+           "bouncing: else, the loss ended above its start (beyond rounding: a bounded "
+           "overshoot) or rose in more than a quarter of the steps (a rise counts when it "
+           "is over 1% of the run's range of losses: the jitter of a converged run is no "
+           "bounce); "
            "too slow: else, the loss fell by less than half the best run's fall; "
-           "good: the rest. The rule reads the loss only: steps that zig-zag across a "
-           "valley while the loss falls at every step are good.")
+           "good: the rest. Past the start's test, the rule reads the loss only: steps that "
+           "zig-zag across a valley while the loss falls at every step are good.")
 
 RISE_TOL = 1e-9     # a rise smaller than this, relatively, is rounding, not a bounce
 RISE_OF_RANGE = 0.01   # ... and one under this share of the run's range is jitter
 RUNAWAY_GROWTH = 0.10  # the second half's peak over the first half's: still growing
 
 
-def classify_run(history: Sequence[float], best_drop: float, diverged: bool = False) -> str:
+def classify_run(history: Sequence[float], best_drop: float, diverged: bool = False,
+                 minimum: float | None = None) -> str:
     """Label one run of a learning-rate sweep by ``LR_RULE``, checked in this order:
 
     - ``diverged``: ``diverged`` is set (the fit stopped because its loss ran away), a
       loss is non-finite, or the loss runs away (``ran_away``: it ended above its start
-      and is still growing); a bounded oscillation (gd on mae at a large rate bounces
-      between two losses for ever) is no divergence;
-    - ``bouncing``: the loss ended above its start (a bounded overshoot), or rose in more
-      than a quarter of the steps, a rise counting when it is over ``RISE_OF_RANGE`` of
-      the run's range of losses (and over ``RISE_TOL`` relatively): the jitter of a run
-      that has converged is no bounce;
+      and is still growing; checked after the next rule); a bounded oscillation (gd on
+      mae at a large rate bounces between two losses for ever) is no divergence;
+    - ``at the minimum``: ``minimum`` is given (the sweep's start is a minimum, and
+      ``minimum`` the loss's rounding level there: ``start_minimum``) and the loss stayed
+      at its start within it or ``RISE_TOL`` of itself (``stayed``);
+    - ``bouncing``: the loss ended above its start beyond ``RISE_TOL`` (a bounded
+      overshoot), or rose in more than a quarter of the steps, a rise counting when it is
+      over ``RISE_OF_RANGE`` of the run's range of losses (and over ``RISE_TOL``
+      relatively): the jitter of a run that has converged is no bounce;
     - ``too slow``: the fall ``history[0] - history[-1]`` is under ``best_drop / 2`` (or
       not positive), where ``best_drop`` is the largest fall of the sweep's runs that did
       not diverge;
@@ -68,20 +78,38 @@ def classify_run(history: Sequence[float], best_drop: float, diverged: bool = Fa
         ('diverged', 'diverged')
         >>> classify_run([4] + [10, 6] * 20, best_drop=3)       # a bounded 2-cycle
         'bouncing'
+        >>> classify_run([2e-31, 4e-31], best_drop=0.0, minimum=1e-14)
+        'at the minimum'
     """
     h = np.asarray(history, dtype=float)
-    if diverged or h.size == 0 or not np.isfinite(h).all() or ran_away(h):
+    if diverged or h.size == 0 or not np.isfinite(h).all():
+        return "diverged"
+    if minimum is not None and stayed(h, minimum):
+        return "at the minimum"
+    if ran_away(h):
         return "diverged"
     steps = h.size - 1
     floor = np.maximum(RISE_TOL * np.maximum(np.abs(h[:-1]), 1e-300),
                        RISE_OF_RANGE * (h.max() - h.min()))
     rises = int(np.sum(h[1:] - h[:-1] > floor))
-    if h[-1] > h[0] or (steps and rises > steps / 4):
+    if h[-1] - h[0] > floor[0] or (steps and rises > steps / 4):
         return "bouncing"
     drop = h[0] - h[-1]
     if drop <= 0 or drop < best_drop / 2:
         return "too slow"
     return "good"
+
+
+def stayed(history: Sequence[float], floor: float = 0.0) -> bool:
+    """Whether every loss of a run is its start's within ``RISE_TOL`` of it or ``floor``
+    (the loss's rounding level: a loss at zero moves by rounding alone).
+
+        >>> stayed([2.0, 2.0 + 1e-15, 2.0]), stayed([2.0, 1.9]), stayed([0, 1e-20], 1e-14)
+        (True, False, True)
+    """
+    h = np.asarray(history, dtype=float)
+    return bool(h.size and np.isfinite(h).all()
+                and np.abs(h - h[0]).max() <= max(RISE_TOL * abs(h[0]), floor, 1e-300))
 
 
 def ran_away(history: Sequence[float]) -> bool:
@@ -153,25 +181,55 @@ def check_lrs(lrs) -> list[float]:
     return out
 
 
-def label_runs(results: Sequence, lrs: Sequence[float]) -> Sweep:
-    """Label finished fits (one per rate) by ``classify_run``."""
+def label_runs(results: Sequence, lrs: Sequence[float], minimum: float | None = None) -> Sweep:
+    """Label finished fits (one per rate) by ``classify_run``; ``minimum``: their start is
+    a minimum, and this the loss's rounding level there (``start_minimum``)."""
     ran_away = [r.reason == "diverged" for r in results]
     drops = [float(r.history[0] - r.history[-1]) for r in results]
     ok = [d for d, bad, r in zip(drops, ran_away, results)
           if not bad and classify_run(r.history, 0.0) != "diverged" and math.isfinite(d)]
     best = max(ok, default=0.0)
-    runs = [SweepRun(float(lr), r, d, classify_run(r.history, best, bad))
+    runs = [SweepRun(float(lr), r, d, classify_run(r.history, best, bad, minimum))
             for lr, r, d, bad in zip(lrs, results, drops, ran_away)]
     return Sweep(runs, best)
 
 
+_PROBLEM_ARGS = ("sigma", "loss", "delta", "device", "inputs", "jac")
+
+
+def start_minimum(model, x, y, results: Sequence, fit_kwargs: Mapping) -> float | None:
+    """Where a run of the sweep stayed at its start (``stayed``) and the start is a minimum by
+    ``fit``'s own first-order test (``stationary.plateau_message``: no largest cosine between
+    the residuals and a Jacobian column over 1e-3, no Gauss-Newton gain, no fall nearby on
+    a kink) in the free parameters: the loss's rounding level there, ``EXACT`` times the
+    loss at zero parameters (the data's scale; the start's own loss where that is not
+    finite). Else None."""
+    from .fit import DTYPE
+    from .stationary import EXACT, _loss_scale, plateau_message
+    kw = {k: fit_kwargs[k] for k in _PROBLEM_ARGS if fit_kwargs.get(k) is not None}
+    problem = prepare(model, x, y, dtype=DTYPE[fit_kwargs.get("dtype", "float64")], **kw)
+    first = results[0]
+    start = torch.as_tensor(np.asarray(first.trajectory[0], dtype=float),
+                            dtype=problem.y.dtype, device=problem.y.device)
+    h0 = float(first.history[0])
+    floor = EXACT * (_loss_scale(problem, start, None) or abs(h0))   # the loss at zero
+    if not any(r.reason != "diverged" and stayed(r.history, floor) for r in results):
+        return None
+    names = problem.model.param_names
+    free = tuple(n for n in names if n not in (fit_kwargs.get("fixed") or {}))
+    return floor if plateau_message(problem, start, free, final_loss=h0) is None else None
+
+
 def check_sweep_optimizer(name: str) -> None:
-    """A sweep compares learning rates: refuse a method that ignores the rate (lm, irls and
-    auto set their own steps, lbfgs's line search does), as ``lr_find`` does."""
-    get_optimizer(name)
+    """A sweep compares learning rates: refuse a method that ignores the rate (lm and irls
+    set their own steps, lbfgs's line search does; auto mostly picks lm or irls), as
+    ``lr_find`` does."""
+    spec = get_optimizer(name)
     if name not in finder_optimizers():
-        raise InputError(f"a learning-rate sweep cannot use optimizer {name!r}: it sets its "
-                         "own steps, so every rate would give the same run",
+        why = ("it sets its own steps for most fits (it picks lm or irls, which take no "
+               "rate)") if spec.choose is not None else \
+            "it sets its own steps, so every rate would give the same run"
+        raise InputError(f"a learning-rate sweep cannot use optimizer {name!r}: {why}",
                          expected="a gradient optimizer: " + ", ".join(finder_optimizers()))
 
 
@@ -194,7 +252,8 @@ def lr_sweep(model, x, y, lrs: Sequence[float], *, optimizer: str = "gd", steps:
     if results is None:
         results = [fit(model, x, y, optimizer=optimizer, lr=lr, steps=steps, **fit_kwargs)
                    for lr in lrs]
-    return label_runs(results, lrs)
+    # a run that stayed where it began: at a minimum, or too slow to move? fit's own test
+    return label_runs(results, lrs, start_minimum(model, x, y, results, fit_kwargs))
 
 
 # ---------------------------------------------------------------- the learning-rate finder
@@ -263,7 +322,7 @@ def steepest(lrs: np.ndarray, losses: np.ndarray) -> int:
 def finder_optimizers() -> list[str]:
     """The optimizers ``lr_find`` can drive: those that take one plain step at a given
     rate (not L-BFGS's line search, not LM or IRLS, which ignore the rate)."""
-    return [name for name, spec in OPTIMIZERS.items() if spec.stepper is None and not spec.closure]
+    return [name for name, spec in OPTIMIZERS.items() if spec.rule is not None]
 
 
 def check_finder_optimizer(name: str) -> None:
@@ -335,7 +394,7 @@ def lr_find(model, x, y, *, sigma=None, loss: str = "mse", delta: float = 1.0,
                   {"window": (lo, hi), "optimizer": optimizer, "loss": problem.loss.name})
 
 
-__all__ = ["LR_RULE", "LR_LABELS", "classify_run", "ran_away", "check_sweep_optimizer",
-           "Sweep", "SweepRun", "lr_sweep", "label_runs",
+__all__ = ["LR_RULE", "LR_LABELS", "classify_run", "ran_away", "stayed", "check_sweep_optimizer",
+           "Sweep", "SweepRun", "lr_sweep", "label_runs", "start_minimum",
            "check_lrs", "LRFind", "lr_find", "finder_optimizers", "check_finder_optimizer",
            "valley", "steepest"]

@@ -15,8 +15,14 @@ then ends with that reason (a key of ``result.REASONS``).
 - ``adam``, ``adamw``, ``rmsprop``, ``lbfgs`` (strong Wolfe line search; one step is up to
   ``max_iter`` L-BFGS iterations): ``torch.optim``.
 
+Every method but L-BFGS steps by its update rule (``OptimizerSpec.rule``, written as
+``torch.optim`` computes it, one elementwise operation at a time), the very code that
+``batch_gd`` runs over many problems: ``fit`` is its one-problem case, step for step and
+bit for bit (torch's fused kernels, ``addcdiv`` and ``add(alpha=)``, round differently).
+
 Learning-rate schedules (``SCHEDULES``): constant, step, cosine, onecycle, from
-``torch.optim.lr_scheduler``.
+``torch.optim.lr_scheduler``: step ``k`` runs at ``lr * s_k``, ``s_k`` read from the
+scheduler on a stand-in optimizer at rate 1 (``ScheduleSteps``), as ``batch_gd`` does.
 """
 from __future__ import annotations
 
@@ -32,30 +38,145 @@ from .stepper import Stepper, grad_norm
 
 
 class GD(torch.optim.Optimizer):
-    """Plain gradient descent, the lesson's ``abc -= abc.grad * lr``."""
+    """Plain gradient descent, the lesson's ``abc -= abc.grad * lr``, as a ``torch.optim``
+    optimizer: a schedule's stand-in (``ScheduleSteps``); a fit steps by ``_rule_gd``."""
 
     def __init__(self, params, lr: float):
         super().__init__(params, {"lr": lr})
 
     @torch.no_grad()
     def step(self, closure=None):
-        self.fast_step()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(p.grad * group["lr"])
+
+
+# ------------------------------------------------------------------ the update rules
+# One step of each gradient method on rows ``u`` ``(k, F)`` (one row a problem; ``fit``'s
+# is one row) with gradients ``g`` and rates ``lr`` ``(k, 1)`` (fit's ``(1,)``); ``state``:
+# two tensors like ``u`` (momentum / Adam's moments), replaced in the list; ``k``: the step
+# (0 first); ``mom``, ``betas``: what a schedule sets this step, or None (the options' own).
+# Written as torch.optim computes them, one elementwise operation at a time, so that a row
+# gives the same bits whatever the batch around it.
+
+def _rule_gd(u, g, lr, state, k, o, mom, betas):
+    return u - lr * g
+
+
+def _rule_momentum(u, g, lr, state, k, o, mom, betas):
+    mu = o["momentum"] if mom is None else mom
+    buf = g.clone() if k == 0 else mu * state[0] + g
+    state[0] = buf
+    return u - lr * (g + mu * buf if o["nesterov"] else buf)
+
+
+def _adam(u, g, lr, state, k, wd, decoupled, betas):
+    b1, b2 = betas
+    if wd and decoupled:
+        u = u * (1 - lr * wd)
+    elif wd:
+        g = g + wd * u
+    state[0] = state[0] + (1 - b1) * (g - state[0])
+    state[1] = b2 * state[1] + (1 - b2) * g * g
+    step = k + 1
+    denom = state[1].sqrt() / math.sqrt(1 - b2 ** step) + 1e-8
+    return u - (lr / (1 - b1 ** step)) * state[0] / denom
+
+
+def _rule_adam(u, g, lr, state, k, o, mom, betas):
+    return _adam(u, g, lr, state, k, o["weight_decay"], False, betas or (0.9, 0.999))
+
+
+def _rule_adamw(u, g, lr, state, k, o, mom, betas):
+    return _adam(u, g, lr, state, k, o["weight_decay"], True, betas or (0.9, 0.999))
+
+
+def _rule_rmsprop(u, g, lr, state, k, o, mom, betas):
+    state[1] = 0.99 * state[1] + (1 - 0.99) * g * g
+    q = g / (state[1].sqrt() + 1e-8)
+    mu = o["momentum"] if mom is None else mom
+    if mu > 0:
+        state[0] = mu * state[0] + q
+        return u - lr * state[0]
+    return u - lr * q
+
+
+class ScheduleSteps:
+    """A schedule step by step: ``current()`` gives ``(s_k, momentum, betas)``, the factor of
+    the learning rate at step ``k`` and the momentum / betas the schedule sets (None where
+    it leaves them to the options), read from torch's scheduler on a stand-in optimizer at
+    rate 1; ``step()`` moves to step ``k + 1``. A constant schedule reads nothing.
+
+        >>> s = ScheduleSteps("gd", {}, "step", 6)
+        >>> [(s.current()[0], s.step())[0] for _ in range(6)]
+        [1.0, 1.0, 0.1, 0.1, 0.010000000000000002, 0.010000000000000002]
+    """
+
+    def __init__(self, method: str, options: dict, schedule: str, steps: int):
+        self._sched = None
+        self._now: tuple = (1.0, None, None)
+        if schedule == "constant":
+            return
+        spec = get_optimizer(method)
+        self._opt = spec.make([torch.zeros(1, requires_grad=True)], 1.0,
+                              {**spec.options, **options})
+        self._sched = SCHEDULES[schedule](self._opt, 1.0, steps)
+        self._read()
+
+    def _read(self) -> None:
+        group = self._opt.param_groups[0]
+        self._now = (float(group["lr"]), group.get("momentum"), group.get("betas"))
+
+    def current(self) -> tuple:
+        return self._now
+
+    def step(self) -> None:
+        if self._sched is None:
+            return
+        self._opt._opt_called = True        # no "scheduler.step() before optimizer.step()"
+        self._sched.step()
+        self._read()
+
+
+class RuleOptimizer(torch.optim.Optimizer):
+    """A gradient method by its update rule (``OptimizerSpec.rule``): ``fit``'s one-row
+    case of what ``batch_gd`` runs, at the rate ``group["lr"] * s_k`` of ``schedule``."""
 
     #: the update replaces each parameter's storage instead of writing into it, so a
     #: detached view taken before a step keeps the old values (the fit loop needs no copy)
     replaces_storage = True
 
-    def fast_step(self):
-        """The update without torch.optim's hook machinery: it runs every step.
-        ``p.data`` gets a new tensor, outside autograd, as ``no_grad`` would. It marks the
-        optimizer as stepped, as ``step()`` does, for a learning-rate schedule to see."""
-        self._opt_called = True
-        for group in self.param_groups:
-            lr = group["lr"]
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.data = p.detach() - p.grad * lr
+    def __init__(self, params, lr: float, rule: Callable, options: dict,
+                 schedule: ScheduleSteps):
+        super().__init__(params, {"lr": lr})
+        self.rule, self.options, self.schedule, self.k = rule, options, schedule, 0
+        self._rate: tuple = (None, None)
 
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.fast_step()
+
+    def _lr(self, lr: float, factor: float, p: torch.Tensor) -> torch.Tensor:
+        """``lr * s_k`` as ``batch_gd`` forms it (a tensor of p's dtype times the factor),
+        kept while it does not change."""
+        key = (lr, factor, p.dtype, p.device)
+        if self._rate[0] != key:
+            self._rate = (key, torch.full((1,), lr, dtype=p.dtype, device=p.device) * factor)
+        return self._rate[1]
+
+    def fast_step(self):
+        self._opt_called = True
+        factor, mom, betas = self.schedule.current()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p].setdefault("moments", [torch.zeros_like(p),
+                                                             torch.zeros_like(p)])
+                p.data = self.rule(p.detach(), p.grad, self._lr(group["lr"], factor, p), state,
+                                   self.k, self.options, mom, betas)
+        self.k += 1
 
 
 class GradientStepper(Stepper):
@@ -125,12 +246,14 @@ class GradientStepper(Stepper):
         moments) is kept. Under a schedule the new rate scales the schedule's base."""
         value = float(value)
         for group in self.opt.param_groups:
-            if self.scheduler is not None and "initial_lr" in group:
+            if isinstance(self.opt, RuleOptimizer):      # its schedule scales group["lr"]
+                group["lr"] = value
+            elif self.scheduler is not None and "initial_lr" in group:
                 group["lr"] *= value / self.lr
                 group["initial_lr"] = value
             else:
                 group["lr"] = value
-        if self.scheduler is not None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.LRScheduler):
             self.scheduler.base_lrs = [value for _ in self.scheduler.base_lrs]
         self.lr = value
 
@@ -181,6 +304,11 @@ class OptimizerSpec:
     # the engine that runs it over many problems at once (fit_many, the batched lr sweep,
     # the out-of-core fit): "gradient" (batch_gd), "lm" or "irls"; None: not batched
     batched: str | None = None
+    # its update rule (see "the update rules"), run by fit and batch_gd alike; None: make's
+    # torch.optim optimizer steps (L-BFGS). ``make`` also gives a schedule's stand-in.
+    rule: Callable | None = None
+    # a method that picks another (auto): choose(problem, n_params) -> the name it runs
+    choose: Callable | None = None
 
 
 def _gd(params, lr, o):
@@ -191,7 +319,7 @@ def _momentum(params, lr, o):
     return torch.optim.SGD(params, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"])
 
 
-def _adam(params, lr, o):
+def _adam_opt(params, lr, o):
     return torch.optim.Adam(params, lr=lr, weight_decay=o["weight_decay"])
 
 
@@ -211,15 +339,19 @@ def _lbfgs(params, lr, o):
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {s.name: s for s in [
     OptimizerSpec("gd", "gradient descent, the lesson's update", 0.01, _gd,
-                  {"accumulate_grad": False}, batched="gradient"),
+                  {"accumulate_grad": False}, batched="gradient", rule=_rule_gd),
     OptimizerSpec("momentum", "gradient descent with momentum", 0.01, _momentum,
-                  {"momentum": 0.9, "nesterov": False}, batched="gradient"),
+                  {"momentum": 0.9, "nesterov": False}, batched="gradient",
+                  rule=_rule_momentum),
     OptimizerSpec("sgd", "mini-batch stochastic gradient descent", 0.01, _momentum,
-                  {"momentum": 0.0, "nesterov": False, "batch_size": 32}, minibatch=True),
-    OptimizerSpec("adam", "Adam", 0.05, _adam, {"weight_decay": 0.0}, batched="gradient"),
+                  {"momentum": 0.0, "nesterov": False, "batch_size": 32}, minibatch=True,
+                  rule=_rule_momentum),
+    OptimizerSpec("adam", "Adam", 0.05, _adam_opt, {"weight_decay": 0.0}, batched="gradient",
+                  rule=_rule_adam),
     OptimizerSpec("adamw", "Adam with decoupled weight decay", 0.05, _adamw,
-                  {"weight_decay": 0.01}, batched="gradient"),
-    OptimizerSpec("rmsprop", "RMSprop", 0.01, _rmsprop, {"momentum": 0.0}, batched="gradient"),
+                  {"weight_decay": 0.01}, batched="gradient", rule=_rule_adamw),
+    OptimizerSpec("rmsprop", "RMSprop", 0.01, _rmsprop, {"momentum": 0.0}, batched="gradient",
+                  rule=_rule_rmsprop),
     OptimizerSpec("lbfgs", "L-BFGS with a strong Wolfe line search", 1.0, _lbfgs,
                   {"max_iter": 20, "history_size": 20}, closure=True),
 ]}
@@ -259,18 +391,20 @@ def choose_method(loss, n_params: int, n_points: int, identifiable: bool = True)
     return "lbfgs" if loss.squared else "adam"
 
 
-def _auto_stepper(problem, theta, *, lr, steps, seed, options):
-    name = choose_method(problem.loss, theta.shape[0], problem.n, problem.model.identifiable)
-    stepper = make_stepper(name, problem, theta, lr=OPTIMIZERS[name].default_lr, steps=steps,
-                           seed=seed)
-    stepper.chosen = name
-    return stepper
+def _auto_choice(problem, n_params: int) -> str:
+    return choose_method(problem.loss, n_params, problem.n, problem.model.identifiable)
+
+
+class DefaultRate(float):
+    """A learning rate that was not given: the default of the method that runs (``auto``'s,
+    whose choice is made on the data). It reads as 1.0 where a face shows a number."""
 
 
 OPTIMIZERS["auto"] = OptimizerSpec("auto", "the exact optimum for the loss: lm (mse, rmse), "
                                    "irls (mae, huber); lbfgs or adam past "
-                                   f"{AUTO_MAX_PARAMS} parameters", 1.0, None, {},
-                                   stepper=_auto_stepper)
+                                   f"{AUTO_MAX_PARAMS} parameters (with lr and schedule, "
+                                   "if given)", DefaultRate(1.0), None, {},
+                                   choose=_auto_choice)
 
 
 def get_optimizer(name: str) -> OptimizerSpec:
@@ -302,10 +436,22 @@ def make_stepper(name: str, problem: Problem, theta: torch.Tensor, *, lr: float,
     o = resolve_options(spec, options)
     if schedule not in SCHEDULES:
         raise InputError(f"unknown schedule {schedule!r}", expected="one of " + ", ".join(SCHEDULES))
+    if spec.choose is not None:        # auto: the chosen method, at the rate and schedule given
+        chosen = spec.choose(problem, theta.shape[0])
+        rate = OPTIMIZERS[chosen].default_lr if isinstance(lr, DefaultRate) else lr
+        stepper = make_stepper(chosen, problem, theta, lr=rate, steps=steps,
+                               schedule=schedule, seed=seed)
+        stepper.chosen = chosen
+        return stepper
     if spec.stepper is not None:
         return spec.stepper(problem, theta, lr=lr, steps=steps, seed=seed, options=o)
-    opt = spec.make([theta], lr, o)
-    scheduler = SCHEDULES[schedule](opt, lr, steps)
+    if spec.rule is not None:          # the rule, at lr * s_k of its schedule
+        plan = ScheduleSteps(name, o, schedule, steps)
+        opt = RuleOptimizer([theta], lr, spec.rule, o, plan)
+        scheduler = plan if schedule != "constant" else None
+    else:
+        opt = spec.make([theta], lr, o)
+        scheduler = SCHEDULES[schedule](opt, lr, steps)
     batch_size = o.get("batch_size") if spec.minibatch else None
     fused = None
     if not spec.closure and not (batch_size and batch_size < problem.n):

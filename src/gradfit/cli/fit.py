@@ -161,15 +161,14 @@ def note_unused_inputs(args, inputs, n: int | None = None) -> None:
 
 def _note_unused_rate(args, run, result) -> None:
     """One line on stderr where --lr or --schedule was given to a method without a
-    learning rate (lm or irls, as auto chooses them), or to the gradient method auto chose
-    (it runs at that method's own rate, without a schedule): taken before without a word.
-    A run of several starts is asked through its first start (it had exited 70: a
-    ``MultiStartRun`` has no stepper of its own)."""
+    learning rate (lm or irls, as auto chooses them) or --schedule to one without a
+    schedule: taken before without a word. (The gradient method auto chooses runs at the
+    given rate and schedule.) A run of several starts is asked through its first start (it
+    had exited 70: a ``MultiStartRun`` has no stepper of its own)."""
     one = getattr(run, "first", run)          # MultiStartRun: the start being watched
     stepper = one.stepper
-    auto = stepper.chosen is not None and stepper.has_lr
     given = [flag for flag, unused in (
-        ("--lr", args.lr is not None and (not stepper.has_lr or (auto and one.lr != args.lr))),
+        ("--lr", args.lr is not None and not stepper.has_lr),
         ("--schedule", args.schedule != "constant" and (
             not stepper.has_lr or getattr(stepper, "scheduler", None) is None)))
         if unused]
@@ -180,9 +179,8 @@ def _note_unused_rate(args, run, result) -> None:
               f"{result.optimizer}, which sets its own steps (a learning rate is for "
               "--optimizer gd, momentum, adam, ...)", file=sys.stderr)
     else:
-        print(f"gradfit: note: {' and '.join(given)} not used: auto chose "
-              f"{stepper.chosen}, which it runs at its own rate ({one.lr:g}) without a "
-              f"schedule (--optimizer {stepper.chosen} takes them)", file=sys.stderr)
+        print(f"gradfit: note: --schedule not used: {result.optimizer} takes no schedule",
+              file=sys.stderr)
 
 
 def _silent(text: str) -> None:

@@ -10,6 +10,9 @@ from ..learning_rates import LR_RULE, LRFind, Sweep
 from .common import (LABEL_COLORS, as_data, data_points, data_window, dense, draw_loss,
                      figure, log_scale_ok, model_values, new_figure, plural)
 
+#: each label's colour: ``plots.common``'s, and grey for a start already at the minimum
+COLORS = {"at the minimum": "0.45", **LABEL_COLORS}
+
 
 def caption(width: int = 150) -> str:
     """The labelling rule, wrapped, as the figure states it."""
@@ -33,7 +36,7 @@ def lr_sweep(sweep: Sweep, x=None, y=None, *, finder: LRFind | None = None, ax=N
     fig = figure((max(7.0, 3.3 * cols), 3.3 * rows + 0.9))
     grid = fig.add_gridspec(rows, cols)
     for k, run in enumerate(runs):
-        color = LABEL_COLORS[run.label]
+        color = COLORS[run.label]
         top = fig.add_subplot(grid[0, k])
         if data is not None:
             _curve(top, run, *data)
@@ -57,7 +60,7 @@ def _curve(ax, run, x, y, sigma):
     xs = dense(x)
     data_points(ax, x, y, sigma, ms=3.5)
     f = model_values(r.model_object, r.params, xs)
-    (ln,) = ax.plot(xs, f, color=LABEL_COLORS[run.label], lw=2, label="after the run")
+    (ln,) = ax.plot(xs, f, color=COLORS[run.label], lw=2, label="after the run")
     ln.set_gid("fit")
     lo, hi = data_window(y.min(), y.max())
     spread = hi - lo
@@ -67,7 +70,7 @@ def _curve(ax, run, x, y, sigma):
         where = "last finite " if r.reason == "diverged" else ""
         note = ax.text(0.5, 0.96, f"the curve at the {where}end\nis beyond the view",
                        transform=ax.transAxes, ha="center", va="top", fontsize=8,
-                       color=LABEL_COLORS[run.label])
+                       color=COLORS[run.label])
         note.set_gid("off-view")
     ax.set_xlabel(r.model_object.input_names[0], fontsize=9)
     ax.tick_params(labelsize=8)
@@ -87,7 +90,7 @@ def _losses(ax, run, color):
 def _one_axes(sweep: Sweep, ax):
     for run in sweep.runs:
         h = np.asarray(run.result.history, dtype=float)
-        (ln,) = ax.plot(np.arange(len(h)), h, color=LABEL_COLORS[run.label], lw=1.6,
+        (ln,) = ax.plot(np.arange(len(h)), h, color=COLORS[run.label], lw=1.6,
                         label=f"lr={run.lr:g}: {run.label}")
         ln.set_gid(f"loss-{run.lr:g}")
     if all(log_scale_ok(r.result.history) for r in sweep.runs):

@@ -492,7 +492,8 @@ function wire() {
   });
   $("optimizer").addEventListener("change", () => {
     const o = $("optimizer").value;
-    changeSetting({ optimizer: o, lr: meta.optimizers[o].default_lr });
+    // auto runs its choice at that method's own rate unless one is set (no lr: null)
+    changeSetting({ optimizer: o, lr: o === "auto" ? null : meta.optimizers[o].default_lr });
   });
   $("lr").addEventListener("input", () => { $("lr-out").textContent = fmt(Number(Math.pow(10, Number($("lr").value)).toPrecision(3))); });
   $("lr").addEventListener("change", () => changeSetting({ lr: Number(Math.pow(10, Number($("lr").value)).toPrecision(3)) }));
