@@ -120,12 +120,12 @@ def test_a_lazy_results_messages_share_one_string_once_computed():
     in_memory = fit_along("A*exp(-k*time)", da, "time")
     assert distinct(in_memory["message"].values) == 1
     lazy = fit_along("A*exp(-k*time)", da.chunk({"row": 10}), "time", compute=False)
-    got = lazy.compute()
+    got = lazy.compute(scheduler="threads")   # in this process (on a cluster: one a block)
     assert distinct(got["message"].values) == 1 and distinct(got["reason"].values) == 1
     assert got["message"].values.tolist() == in_memory["message"].values.tolist()
     assert type(got["message"].values) is np.ndarray
     both = fit_along("A*exp(-k*time)", xr.Dataset({"v": da}).chunk({"row": 10}), "time",
-                     compute=False).compute()
+                     compute=False).compute(scheduler="threads")
     assert distinct(both["v_message"].values) == 1
 
 

@@ -333,6 +333,7 @@ def _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg, held=None)
     the batch's end with no step of its own where it is in ``held`` (None: all) (``fit``'s
     active set goes on from there, as it goes on from fit's own IRLS end), with fit's
     steps elsewhere; its end is kept where it converged no higher than ``theta``'s loss."""
+    from .bounds import inside as bounds_inside
     from .fit import fit
     rows = rows[:ALONE_MAX]
     if not rows.size:
@@ -346,14 +347,22 @@ def _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg, held=None)
         x = prob.x if prob.shared_x else prob.x[b]
         with torch.no_grad():
             before = float(prob.objective(theta[sel], sel)[0])
+        # a start exactly on a bound moves inside it (``bounds.inside``, as fit would move
+        # it): from there, fit's own steps, or it would stop at once, short, its active set
+        # not run (a huber pseudo-Voigt with eta = 0 on its bound, certified by fit, failed)
+        start = {}
+        for i, (n, j) in enumerate(zip(free, at)):
+            moved = bounds_inside(float(theta[b, j]), float(tr.lo[b, i]), float(tr.hi[b, i]))
+            start[n] = float(theta[b, j]) if moved is None else moved[0]
+        on = any(start[n] != float(theta[b, j]) for n, j in zip(free, at))
         try:
             one = fit(prob.model, x[keep], prob.y[b][keep],
                       sigma=None if prob.sigma is None else prob.sigma[b][keep],
                       loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls",
-                      steps=0 if held is None or b in held else cfg["steps"],
+                      steps=0 if (held is None or b in held) and not on else cfg["steps"],
                       device=str(prob.y.device),
                       dtype="float32" if prob.y.dtype == torch.float32 else "float64",
-                      p0={n: float(theta[b, j]) for n, j in zip(free, at)},
+                      p0=start,
                       bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i]))
                               for i, n in enumerate(free)},
                       fixed={n: float(theta[b, j]) for j, n in enumerate(names)

@@ -76,12 +76,12 @@ def _judge(reason, message, prob, tr, theta, first, rows, keep) -> None:
     """The test of ``plateaus`` on the ends ``rows`` over the free parameters ``keep``
     (indices into ``tr.free``; the others held where they are): the largest cosine between
     the loss's residual weights and a Jacobian column must be at most ``PLATEAU``, but where
-    the loss fell to ``EXACT`` of the smaller of its values at all-zero parameters and at
-    the start ``first`` (an exact fit, as ``stationary._loss_scale``); a model with kinks
+    the fit is exact (``stationary.exact_fit``, its scale the smaller of the loss at all-zero
+    parameters and at the start ``first``, as ``stationary._loss_scale``); a model with kinks
     is judged by ``kink_stops.kink_verdicts``, mae's ends by a look around."""
     from .irls_check import huber_certificate
     from .many_engines import ManyTransformFixedAt
-    from .stationary import EXACT, UNDERFLOW_TEXT, smooth, underflowed
+    from .stationary import UNDERFLOW_TEXT, exact_fit, gauss_newton_gain, smooth, underflowed
     loss = prob.loss
     idx = torch.as_tensor(rows, device=theta.device)
     at = tr.free_at[torch.as_tensor(keep, device=tr.free_at.device)]
@@ -97,7 +97,9 @@ def _judge(reason, message, prob, tr, theta, first, rows, keep) -> None:
     _, cos = huber_certificate(jr[:, F], J, delta,
                                None if prob.mask is None else prob.mask[idx])
     found = [torch.where(torch.isfinite(s) & (s > 0), s, torch.inf) for s in (zero, first[idx])]
-    exact = torch.isfinite(torch.minimum(*found)) & (end <= EXACT * torch.minimum(*found))
+    r_end = jr[:, F] if prob.mask is None else torch.where(prob.mask[idx], jr[:, F], 0.0)
+    exact = exact_fit(end, torch.minimum(*found), loss.name,
+                      lambda: gauss_newton_gain(r_end, J, delta))
     ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
     under = underflowed(end, jr[:, F], ys if prob.mask is None else ys * prob.mask[idx])
     r = jr[:, F] if prob.mask is None else torch.where(prob.mask[idx], jr[:, F], 0.0)
