@@ -11,8 +11,10 @@ to vanish below what those roundings leave of it.
   delta)``) must vanish. The measure is the largest cosine between ``psi`` and a column of
   ``J`` (the gradient relative to its scale, independent of the units of y and of each
   parameter, as LM's gtol); certified when it is at most ``GTOL`` (plus, with ``level``,
-  the cosine the residuals' rounding alone can give: ``HUBER_ULPS sum_i |J_ij| level_i``
-  over the quadratic points, relative to the same scale).
+  the cosine the residuals' rounding alone can give: ``sum_i |J_ij| (HUBER_ULPS level_i
+  + |r_i - psi_i|)`` over the quadratic points, relative to the same scale; the second
+  term is what setting a residual at its rounding to zero took away: 5e-14, beside one
+  residual of 2e-9 at a minimum, is a cosine of 2e-5).
 - mae: the loss has kinks where ``r_i = 0`` (the set Z); zero must lie in its
   subgradient, ``J_N^T sign(r_N) + J_Z^T l = 0`` for some ``|l_i| <= 1``. The box-bounded
   least-squares problem for ``l`` is solved exactly (``box_least_squares``, the active-set
@@ -126,10 +128,14 @@ def huber_certificate(r: torch.Tensor, jac: torch.Tensor, delta: float,
     cos = torch.where(scale > 0, g / scale.clamp_min(1e-300), torch.where(g > 0, 1.0, 0.0))
     tol = torch.full_like(cos, GTOL)
     if level is not None:
-        # the gradient's own rounding: psi_i is known to level_i where it is r_i
-        quad = (r.abs() < delta + KINK_ULPS * level) & (psi != 0)
-        noise = (jac.abs() * torch.where(quad, level, 0.0).unsqueeze(-1)).sum(-2)
-        tol = tol + torch.where(scale > 0, HUBER_ULPS * noise / scale.clamp_min(1e-300), 0.0)
+        # the gradient's own rounding: psi_i is known to level_i where it is r_i, and a
+        # residual set to zero at its rounding was up to KINK_ULPS of it (r_i - psi_i)
+        quad = r.abs() < delta + KINK_ULPS * level
+        err = HUBER_ULPS * level + (r - psi).abs()
+        if valid is not None:
+            quad = quad & valid
+        noise = (jac.abs() * torch.where(quad, err, 0.0).unsqueeze(-1)).sum(-2)
+        tol = tol + torch.where(scale > 0, noise / scale.clamp_min(1e-300), 0.0)
     worst = cos.amax(-1)
     ok = torch.isfinite(worst) & (cos <= tol).all(-1)
     return ok, torch.where(torch.isfinite(worst), worst, torch.inf)

@@ -256,11 +256,11 @@ def _not_determined(reason, message, prob, tr, theta, errors, absolute_sigma, he
     unit = np.where(np.isfinite(se) & (se > 0), se, 1.0)
     look = undetermined_suspects(free_theta / unit, np.where(
         hold[:, :, None] | hold[:, None, :], np.nan, corr * (se / unit)[:, :, None] *
-        (se / unit)[:, None, :])) \
-        & np.array([looked_at_for_determination(a, b, bool(m_i and np.isfinite(s_i).all()))
-                    for a, b, s_i, m_i in zip(reason, message, se, moved)],
-                   dtype=bool).reshape(-1) & (n > F)
-    for i in np.flatnonzero(look):
+        (se / unit)[:, None, :])) & (n > F)
+    for i in np.flatnonzero(look):          # the suspects only: a word of Python each
+        if not looked_at_for_determination(str(reason[i]), str(message[i]),
+                                           bool(moved[i] and np.isfinite(se[i]).all())):
+            continue
         idx = torch.tensor([i], device=theta.device)
         keep = np.flatnonzero(~hold[i])
         cols = at[torch.as_tensor(keep, device=at.device)]
