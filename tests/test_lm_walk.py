@@ -6,22 +6,11 @@ import pytest
 from scipy.optimize import least_squares
 
 import gradfit
+from test_many_refine import _bench_plate as plate   # benchmarks/bench_plate.py's plate
 
 MODEL = "bottom + (top-bottom)/(1+(ec50/x)^hill)"
 BOUNDS = {"ec50": (1e-6, 1e4), "hill": (0.1, 10)}
 P0 = {"bottom": 10.0, "top": 90.0, "ec50": 0.3, "hill": 1.0}
-
-
-def plate(flat: int = 16, seed: int = 0):
-    """96 dose-response wells over 10 doses in triplicate; the first ``flat`` show no
-    response (flat data and noise)."""
-    rng = np.random.default_rng(seed)
-    dose = np.repeat(np.logspace(-3, 2, 10), 3)
-    bottom, top = rng.uniform(5, 20, 96), rng.uniform(80, 100, 96)
-    ec50, hill = 10 ** rng.uniform(-2, 1, 96), rng.uniform(0.7, 2.0, 96)
-    y = bottom[:, None] + (top - bottom)[:, None] / (1 + (ec50[:, None] / dose) ** hill[:, None])
-    y[:flat] = rng.uniform(40, 60, (flat, 1))
-    return dose, y + rng.normal(0, 3, y.shape)
 
 
 def model(p, x):
