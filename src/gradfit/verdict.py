@@ -114,9 +114,27 @@ def judge(problem, final: torch.Tensor, free: tuple[str, ...], reason: str, deta
         return "failed", (f"underdetermined: {problem.n} point(s) for {len(free)} free "
                           "parameters; the data cannot determine them")
     lost = lost_rank(problem, final, free, scaled)
+    if lost is not None and lost.startswith(RANK_ZERO) and not bool(pred.any()) and \
+            bool(y.any()):
+        return "failed", vanished_text(names, final)
     if lost is not None:
         return "failed", lost
     return reason, detail
+
+
+RANK_ZERO = "the Jacobian lost rank (0 of"
+
+
+def vanished_text(names, final: torch.Tensor) -> str:
+    """The end of a fit whose model is 0 at every point with no slope in any parameter
+    (``A*exp(-Ea/(R*T))`` at Ea = 1e7: exp(-4000) underflows), though the data are not:
+    no combination of the parameters is determined there (the rank test's words would
+    say that some are); the parameters ran, or started, where the model vanishes."""
+    values = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, final.tolist()))
+    return (f"the model is 0 at every point here ({values}), with no slope in any "
+            "parameter: they ran, or started, where it vanishes (its values underflow), so "
+            "nothing moves them; expected a start where the model is near the data's size "
+            "(p0), or bounds that keep it there")
 
 
 def _zero_prediction_loss(problem, final: torch.Tensor) -> float:
