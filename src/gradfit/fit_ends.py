@@ -17,8 +17,8 @@ import torch
 from .active_set import held_up_by_a_bound
 from .batch_lm import RUNAWAY, WALK, message as lm_message
 from .lm import free_residuals_and_jacobian
-from .result import not_determined_scaled
-from .verdict import BOUNDS_PREFIX, looked_at_for_determination, lost_rank, walk_named
+from .verdict import (BOUNDS_PREFIX, looked_at_for_determination, lost_rank,
+                      not_determined_scaled, walk_named)
 
 FINISH_STEPS = 1000     # steps of the active set's inner fits in all (at least the limit's)
 WEAK_MU = 1e-6          # a bound holding its parameter with a multiplier this small holds it

@@ -241,12 +241,12 @@ def _not_determined(reason, message, prob, tr, theta, errors, absolute_sigma, he
     with ``hill`` on its bound and ``top`` +/- 2e9, ``ec50`` +/- 2e8 running off together
     was called an optimum, the rows on a bound having been left out. ``errors``: the
     standard errors ``(k, F)`` and correlations ``(k, F, F)`` (``covariance``'s), asked in
-    units of each standard error (``result.not_determined_scaled``): a covariance that
+    units of each standard error (``verdict.not_determined_scaled``): a covariance that
     overflows (a parameter of 2e160, +/- 1e157) had made every such fit a suspect, and
     ``failed``. Ends where LM found no step are judged too, where they ``moved`` from
     their start (``verdict.looked_at_for_determination``)."""
-    from .result import not_determined_scaled
-    from .verdict import looked_at_for_determination, undetermined_suspects, walk_named
+    from .verdict import (looked_at_for_determination, not_determined_scaled,
+                          undetermined_suspects, walk_named)
     at = tr.free_at
     free_theta = theta[:, at].detach().cpu().double().numpy()
     se, corr = (e.detach().cpu().double().numpy() for e in errors)

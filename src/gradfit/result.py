@@ -457,31 +457,6 @@ def scaled_errors(inv: torch.Tensor, d: torch.Tensor, root: torch.Tensor):
     return pcov, se, corr
 
 
-def not_determined_scaled(names, theta: np.ndarray, stderr: np.ndarray, corr: np.ndarray,
-                          sse, S: float, scale: float) -> str | None:
-    """``verdict.not_determined`` from standard errors and correlations: where the
-    covariance overflows (errors of 1e157: variances of 1e314) it is asked in units of a
-    power of 2 near each standard error (exact, and the same test: relative errors,
-    correlations and the steps it takes do not depend on the units), and its message then
-    quotes the values in the parameters' own units."""
-    import re
-    from .verdict import not_determined
-    with np.errstate(over="ignore", invalid="ignore"):
-        cov = corr * stderr[:, None] * stderr[None, :]
-    if np.isfinite(cov).all() or not np.isfinite(stderr).all():
-        return not_determined(names, theta, cov, sse, S, scale)
-    unit = np.exp2(np.round(np.log2(np.where(stderr > 0, stderr, 1.0))))
-    why = not_determined(names, theta / unit, corr * (stderr / unit)[:, None] *
-                         (stderr / unit)[None, :], lambda f: sse(f * unit), S, scale)
-    if why is None:
-        return None
-    j = next((i for i, n in enumerate(names) if f"({n} = " in why), None)
-    if j is None:
-        return why
-    return re.sub(r"\(" + re.escape(names[j]) + r" = [^)]*\)",
-                  f"({names[j]} = {theta[j]:.4g} +/- {stderr[j]:.3g})", why, count=1)
-
-
 def goodness(pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """R^2 and RMSE of predictions against the (unweighted) data."""
     res = (pred - y).square().sum().item()

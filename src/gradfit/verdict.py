@@ -26,6 +26,7 @@ Whatever the optimizer, a fit is ``failed`` (never converged) when
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable
 
 import numpy as np
@@ -376,3 +377,26 @@ def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: 
             f"{sd[j]:.3g}), and the loss does not rise along their joint direction as it "
             "must at a minimum, so it may keep falling as they grow without bound; fix or "
             "bound one of them, or fit a combination of them")
+
+
+def not_determined_scaled(names, theta: np.ndarray, stderr: np.ndarray, corr: np.ndarray,
+                          sse, S: float, scale: float) -> str | None:
+    """``verdict.not_determined`` from standard errors and correlations: where the
+    covariance overflows (errors of 1e157: variances of 1e314) it is asked in units of a
+    power of 2 near each standard error (exact, and the same test: relative errors,
+    correlations and the steps it takes do not depend on the units), and its message then
+    quotes the values in the parameters' own units."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cov = corr * stderr[:, None] * stderr[None, :]
+    if np.isfinite(cov).all() or not np.isfinite(stderr).all():
+        return not_determined(names, theta, cov, sse, S, scale)
+    unit = np.exp2(np.round(np.log2(np.where(stderr > 0, stderr, 1.0))))
+    why = not_determined(names, theta / unit, corr * (stderr / unit)[:, None] *
+                         (stderr / unit)[None, :], lambda f: sse(f * unit), S, scale)
+    if why is None:
+        return None
+    j = next((i for i, n in enumerate(names) if f"({n} = " in why), None)
+    if j is None:
+        return why
+    return re.sub(r"\(" + re.escape(names[j]) + r" = [^)]*\)",
+                  f"({names[j]} = {theta[j]:.4g} +/- {stderr[j]:.3g})", why, count=1)
