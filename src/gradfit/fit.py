@@ -37,7 +37,7 @@ from .models import Model, check_default_inputs, check_param_names, make_model, 
 from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
 from .active_set import inner_share, near_bounds, refine
-from .batch_lm import ROUGH, message as lm_message
+from .lm_codes import ROUGH, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
 from .stationary import one_sided_note, plateau_message

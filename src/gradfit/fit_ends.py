@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .active_set import held_up_by_a_bound
-from .batch_lm import RUNAWAY, WALK, message as lm_message
+from .lm_codes import RUNAWAY, WALK, message as lm_message
 from .lm import free_residuals_and_jacobian
 from .verdict import (BOUNDS_PREFIX, looked_at_for_determination, lost_rank,
                       not_determined_scaled, walk_named)

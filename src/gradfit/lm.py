@@ -34,7 +34,8 @@ import warnings
 
 import torch
 
-from .batch_lm import OPTIONS, RUNNING, BatchLM, data_norm, message, reason
+from .batch_lm import BatchLM, data_norm
+from .lm_codes import OPTIONS, RUNNING, message, reason
 from .block_moments import BLOCK, block_moments, block_r, expression_block
 from .linear_lsq import linear_least_squares
 from .losses import check_method

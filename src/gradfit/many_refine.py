@@ -21,7 +21,7 @@ import torch
 
 from .active_set import InnerEnd, inner_share, multipliers, refinement
 from .bounds import inside
-from .batch_lm import MAX_STEPS, OPTIONS, message as lm_message
+from .lm_codes import MAX_STEPS, OPTIONS, message as lm_message
 from .errors import FitError, InputError
 from .problem import Problem
 

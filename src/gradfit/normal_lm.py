@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .batch_lm import OPTIONS, batch_lm, message, reason as code_reason
+from .batch_lm import batch_lm
+from .lm_codes import OPTIONS, message, reason as code_reason
 from .block_moments import block_moments, expression_block
 from .lm import residuals_and_jacobian
 

@@ -35,7 +35,7 @@ import re
 
 import torch
 
-from .batch_lm import UNDERFLOW, message
+from .lm_codes import UNDERFLOW, message
 from .irls_check import huber_certificate
 from .lm import free_residuals_and_jacobian, scaled_svd
 from .verdict import underflowed  # noqa: F401  (many_engines takes it from here)

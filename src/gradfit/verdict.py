@@ -32,8 +32,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .batch_lm import MAX_STEPS, ROUGH, STALLED, TRIES, UNDERFLOW, WALK, data_norm, too_small
-from .batch_lm import message as lm_message
+from .batch_lm import data_norm, too_small
+from .lm_codes import MAX_STEPS, ROUGH, STALLED, TRIES, UNDERFLOW, WALK
+from .lm_codes import message as lm_message
 from .errors import InputError
 
 BLOWUP = 1e6          # predictions beyond this times the data's scale have blown up
