@@ -150,14 +150,15 @@ def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
         rounds += 1
         held = {**fixed, **{n: _side_value(bounds[n], s) for n, s in active.items()}}
         x.update({n: held[n] for n in active})
-        boxed = False
+        boxed = walked = False
         if len(held) == len(names):            # every parameter fixed: nothing to solve
             inner = None
             y = dict(x)
         else:
             inner = yield dict(x), held, {}
             steps += inner.steps
-            if not inner.ok:                    # the unbounded fit broke down: keep the box
+            walked = not inner.ok and _walked(inner)
+            if not inner.ok and not walked:     # the unbounded fit broke down: keep the box
                 boxed = True
                 inner = yield dict(x), held, {n: b for n, b in bounds.items()
                                               if n not in active}
@@ -173,6 +174,15 @@ def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
             x[name] = _side_value(bounds[name], side)
             active[name] = side
             continue
+        if walked:
+            # it walked inside the box: a bound may still stop the walk further on (the
+            # fit within the box follows it there), or nothing does (that fit fails too)
+            boxed = True
+            inner = yield dict(x), held, {n: b for n, b in bounds.items() if n not in active}
+            steps += inner.steps
+            y = dict(inner.params)
+            if not inner.ok:                    # walked within the box too: no minimum
+                return Refined(_clamp(y, bounds), active, inner, False, "", steps)
         x = _clamp(y, bounds)
         if not boxed and inner is not None and inner.reason == "max_steps" and inner.steps:
             # the unbounded fit had half the steps left (``solve``'s share) and stopped
@@ -207,6 +217,18 @@ def refinement(names: tuple[str, ...], bounds: dict[str, tuple[float, float]],
         released[leave] = released.get(leave, 0) + 1
         del active[leave]
     return Refined(x, active, inner, False, "the set of active bounds did not settle", steps)
+
+
+def _walked(inner) -> bool:
+    """An unbounded inner fit that failed by walking along a flat valley or running off
+    (LM's WALK or RUNAWAY): its end is a finite point of lower loss, not a
+    breakdown, and where it crossed a bound on the way, that bound is held as for a fit
+    that ended (a 4PL's hill past its bound while top and ec50 slide: the fit in the box
+    instead crawled at the bound's pole for its whole budget)."""
+    from .lm_codes import RUNAWAY, WALK, message
+    if not any(message(c, {}) in inner.message for c in (WALK, RUNAWAY)):
+        return False
+    return all(map(math.isfinite, inner.params.values()))
 
 
 def _side_value(bound: tuple[float, float], side: str) -> float:
