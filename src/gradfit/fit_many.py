@@ -31,7 +31,8 @@ import torch
 from .errors import InputError
 from .config import (check_bound_sides, check_optimizer_options, dtype_name, pairs, plain,
                      unused_p0, unused_p0_note)
-from .fit import DTYPE, check_device, p0_in_order
+from .fit import p0_in_order
+from .fit_prepare import DTYPE, check_device
 from .losses import check_method, get_loss
 from .many_buckets import fit_by_lengths
 from .many_data import ManyData, column_names, from_arrays, from_frame, from_long
@@ -155,7 +156,7 @@ def fit_many(model, x=None, y=None, *, sigma=None, loss: str = "mse", optimizer:
         inputs = ("x",) if nd == 1 else tuple(f"x{i + 1}" for i in range(nd))
         check_default_inputs(model, inputs)
     m = make_model(model, inputs)
-    from .fit import _check_uses_an_input
+    from .fit_prepare import _check_uses_an_input
     _check_uses_an_input(model, m, inputs)
     names = m.param_names
     if p0 is not None and not isinstance(p0, Mapping) and not callable(p0):  # [1, 2]

@@ -25,7 +25,7 @@ import torch
 
 from .batch_lm import data_norm
 from .errors import InputError
-from .fit import prepare
+from .fit_prepare import prepare
 from .models import check_param_names
 from .problem import Problem
 
@@ -74,7 +74,7 @@ def _json_rows(a: np.ndarray) -> list:
 
 def as_problem(model, x=None, y=None, sigma=None, *, loss="mse", delta=1.0, inputs=None,
                device="cpu") -> Problem:
-    """A ``Problem`` as is, or one made from a model, data and a loss (``fit.prepare``) on
+    """A ``Problem`` as is, or one made from a model, data and a loss (``fit_prepare.prepare``) on
     ``device``: a landscape is computed where its data are."""
     if isinstance(model, Problem):
         return model

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .fit import fit, prepare
+from .fit import fit
+from .fit_prepare import prepare
 from .landscape import _json_rows, _theta
 from .lr_batch import sweep_fits
 from .models import start_values
@@ -204,7 +205,7 @@ def start_minimum(model, x, y, results: Sequence, fit_kwargs: Mapping) -> float 
     a kink) in the free parameters: the loss's rounding level there, ``EXACT`` times the
     loss at zero parameters (the data's scale; the start's own loss where that is not
     finite). Else None."""
-    from .fit import DTYPE
+    from .fit_prepare import DTYPE
     from .stationary import EXACT, _loss_scale, plateau_message
     kw = {k: fit_kwargs[k] for k in _PROBLEM_ARGS if fit_kwargs.get(k) is not None}
     problem = prepare(model, x, y, dtype=DTYPE[fit_kwargs.get("dtype", "float64")], **kw)

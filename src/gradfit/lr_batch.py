@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from .batch_gd import batch_gd
-from .fit import DTYPE, _config, fit, prepare
+from .fit import _config, fit
+from .fit_prepare import DTYPE, prepare
 from .many_problem import ManyProblem, ManyTransform
 from .models import start_values
 from .optimizers import batched_optimizers, get_optimizer, resolve_options

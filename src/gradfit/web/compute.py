@@ -14,7 +14,7 @@ import torch
 
 from .. import fit, loss_and_grad
 from ..errors import InputError
-from ..fit import _check_uses_an_input, prepare
+from ..fit_prepare import _check_uses_an_input, prepare
 from ..landscape import full_center, loss_grid, loss_slice
 from ..models import Model, make_model
 from ..problem import Problem

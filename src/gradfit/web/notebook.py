@@ -7,7 +7,7 @@ on that data. JupyterLab and the classic notebook both show it. The browser must
 kernel's machine (the iframe points at 127.0.0.1), as with a notebook on one's own computer.
 
 Everything is checked in the call, before the server starts, with ``gradfit.fit``'s own
-checks and messages (``fit.prepare``): bad data, a model that does not parse, a ``p0`` name
+checks and messages (``fit_prepare.prepare``): bad data, a model that does not parse, a ``p0`` name
 the model lacks raise ``InputError`` in the cell, never an error inside the page.
 ``stop()`` stops the server (its pages go blank); the next call starts a new one.
 """
