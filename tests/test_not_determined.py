@@ -98,3 +98,17 @@ def test_a_logistic_steeper_than_the_spacing_of_x_is_not_called_converged(seed, 
                            p0=list(one.params.values()))
         np.testing.assert_allclose(list(one.params.values()), p, rtol=1e-6)
         np.testing.assert_allclose(one.stderr["r"], np.sqrt(cov[1, 1]), rtol=1e-4)
+
+
+def test_errors_beyond_the_float_range_are_judged_and_quoted_in_own_units():
+    """Standard errors of 1e163 (variances overflow) are judged in units near each error:
+    the same verdict as the same fit at scale 1, its message quoting the values as given."""
+    from gradfit.verdict import not_determined_scaled
+    corr = np.array([[1.0, 0.999], [0.999, 1.0]])
+    flat = lambda theta: 5.0            # noqa: E731  (the loss does not rise: not a bowl)
+    said = {}
+    for scale in (1.0, 1e160):
+        theta, se = np.array([1.0 * scale, 2.0]), np.array([1e3 * scale, 1e3])
+        said[scale] = not_determined_scaled(("a", "b"), theta, se, corr, flat, 5.0, 1.0)
+    assert "(a = 1 +/- 1e+03)" in said[1.0]
+    assert said[1e160] == said[1.0].replace("(a = 1 +/- 1e+03)", "(a = 1e+160 +/- 1e+163)")

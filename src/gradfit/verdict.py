@@ -26,7 +26,6 @@ Whatever the optimizer, a fit is ``failed`` (never converged) when
 from __future__ import annotations
 
 import math
-import re
 from typing import Callable
 
 import numpy as np
@@ -344,7 +343,7 @@ def _bowl(sse: Callable, theta: np.ndarray, delta: np.ndarray, S: float, scale: 
 
 
 def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: float,
-                   scale: float) -> str | None:
+                   scale: float, unit: np.ndarray | None = None) -> str | None:
     """A message when the loss is not the quadratic bowl its covariance describes along the
     joint direction of the suspects (``undetermined_suspects``), else None.
 
@@ -353,7 +352,9 @@ def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: 
     they follow it (the valley's direction); there the Gauss-Newton model of the sum of
     squares ``S`` rises by exactly ``scale`` (``S / dof``, or 1 with absolute sigma). A fit
     whose ``S`` rises by less than a tenth of that on either side is not at a determined
-    minimum; one whose ``S`` rises far more is looked at nearer (``_bowl``). ``sse(theta)`` is ``S`` at a point (numpy ``(F,)`` in, float out)."""
+    minimum; one whose ``S`` rises far more is looked at nearer (``_bowl``). ``sse(theta)`` is ``S`` at a point (numpy ``(F,)`` in, float out);
+    ``theta`` and ``cov`` may be in units ``unit`` ``(F,)`` of each parameter, and the
+    message then quotes the values in the parameters' own."""
     if not bool(undetermined_suspects(theta[None], cov[None])[0]):
         return None
     sd = np.sqrt(np.clip(np.diag(cov), 0, None))
@@ -367,17 +368,17 @@ def not_determined(names, theta: np.ndarray, cov: np.ndarray, sse: Callable, S: 
     group = [names[i] for i in range(len(names))
              if rel[i] > UNDETERMINED and (i == j or abs(corr[i, j]) > TOGETHER)]
     shown = ", ".join(group[:10]) + (", ..." if len(group) > 10 else "")
+    u = 1.0 if unit is None else unit[j]
+    quoted = f"({names[j]} = {theta[j] * u:.4g} +/- {sd[j] * u:.3g})"
     if len(group) == 1:
         return (f"the data do not determine {shown}: it is uncertain to more than "
-                f"{UNDETERMINED:g} times its value ({names[j]} = {theta[j]:.4g} +/- "
-                f"{sd[j]:.3g}), and the loss does not rise along it as it must at a minimum "
-                "(other values fit as well, or better as it grows); fix or bound it, or "
-                "leave it out of the model")
+                f"{UNDETERMINED:g} times its value {quoted}, and the loss does not rise "
+                "along it as it must at a minimum (other values fit as well, or better as "
+                "it grows); fix or bound it, or leave it out of the model")
     return (f"the data do not determine {shown}: they move together, each uncertain to more "
-            f"than {UNDETERMINED:g} times its value ({names[j]} = {theta[j]:.4g} +/- "
-            f"{sd[j]:.3g}), and the loss does not rise along their joint direction as it "
-            "must at a minimum, so it may keep falling as they grow without bound; fix or "
-            "bound one of them, or fit a combination of them")
+            f"than {UNDETERMINED:g} times its value {quoted}, and the loss does not rise "
+            "along their joint direction as it must at a minimum, so it may keep falling as "
+            "they grow without bound; fix or bound one of them, or fit a combination of them")
 
 
 def not_determined_scaled(names, theta: np.ndarray, stderr: np.ndarray, corr: np.ndarray,
@@ -392,12 +393,5 @@ def not_determined_scaled(names, theta: np.ndarray, stderr: np.ndarray, corr: np
     if np.isfinite(cov).all() or not np.isfinite(stderr).all():
         return not_determined(names, theta, cov, sse, S, scale)
     unit = np.exp2(np.round(np.log2(np.where(stderr > 0, stderr, 1.0))))
-    why = not_determined(names, theta / unit, corr * (stderr / unit)[:, None] *
-                         (stderr / unit)[None, :], lambda f: sse(f * unit), S, scale)
-    if why is None:
-        return None
-    j = next((i for i, n in enumerate(names) if f"({n} = " in why), None)
-    if j is None:
-        return why
-    return re.sub(r"\(" + re.escape(names[j]) + r" = [^)]*\)",
-                  f"({names[j]} = {theta[j]:.4g} +/- {stderr[j]:.3g})", why, count=1)
+    return not_determined(names, theta / unit, corr * (stderr / unit)[:, None] *
+                          (stderr / unit)[None, :], lambda f: sse(f * unit), S, scale, unit)
