@@ -15,6 +15,13 @@ curve_fit's covariance ``D^-1 V S^-2 V^T D^-1 * s^2`` without ever forming ``A``
 Householder QR is insensitive to column scaling, so this is as accurate as a QR of the
 scaled matrix and never evaluates residuals at a guess, whose cancellation on an
 ill-conditioned design (NIST's Filip) costs digits that iterating never recovers.
+
+The design and data rows are evaluated in the problem's precision, but the factorisation
+and the solve run in float64 (``WIDE``): in float32 the QR's own rounding cost far more
+than the data's (a quadratic of condition 44 came out 6 standard errors from the least-
+squares solution of its own float32 data, at 3 times its sum of squares; a sine-cosine
+fit of condition 2.5, 2.6 standard errors). The rank is still judged at the problem's
+precision (``eps`` of its dtype): columns known to float32 are not told apart in float64.
 """
 from __future__ import annotations
 
@@ -27,44 +34,76 @@ from .batch_lm import data_norm
 
 CHUNK = 1 << 18        # rows per chunk
 EXACT_ULPS = 64        # residuals within this many roundings of the data: an exact fit
+WIDE = torch.float64   # the precision of the factorisation and the solve
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in ``WIDE``, on the CPU where its device has no float64 (Apple's mps)."""
+    if t.device.type == "mps":
+        t = t.cpu()
+    return t.to(WIDE)
 
 
 @dataclass
 class LinearSolution:
-    theta: torch.Tensor          # (F,) the free internal parameters
-    s: torch.Tensor              # singular values of R D^-1
-    vh: torch.Tensor             # V^T
+    """The solve's pieces, in ``WIDE`` precision; ``theta``, ``s`` and ``vh`` are read in
+    the problem's dtype (``dtype``), as the rank test and the verdict take them."""
+
+    theta_wide: torch.Tensor     # (F,) the free internal parameters
+    s_wide: torch.Tensor         # singular values of R D^-1
+    vh_wide: torch.Tensor        # V^T
     d: torch.Tensor              # column norms D
     r: torch.Tensor              # R (F, F)
     c: torch.Tensor              # Q^T b (F,)
     n: int
+    dtype: torch.dtype = WIDE    # the problem's precision
+    device: torch.device | str = "cpu"
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.theta_wide.to(self.device, self.dtype)
+
+    @property
+    def s(self) -> torch.Tensor:
+        return self.s_wide.to(self.device, self.dtype)
+
+    @property
+    def vh(self) -> torch.Tensor:
+        return self.vh_wide.to(self.device, self.dtype)
 
     @property
     def rank(self) -> int:
-        tol = torch.finfo(self.s.dtype).eps * max(self.n, self.s.shape[0]) * float(self.s[0])
-        return int((self.s > tol).sum()) if float(self.s[0]) > 0 else 0
+        """The rank at the problem's precision: singular values above
+        ``eps max(n, F) s_max``, ``eps`` of the problem's dtype."""
+        s = self.s_wide
+        tol = torch.finfo(self.dtype).eps * max(self.n, s.shape[0]) * float(s[0])
+        return int((s > tol).sum()) if float(s[0]) > 0 else 0
 
     def covariance(self, rss: float, absolute_sigma: bool = False):
         """curve_fit's ``pcov`` (numpy), or None at lost rank or ``n <= F``."""
-        f = self.s.shape[0]
+        f = self.s_wide.shape[0]
         if self.n <= f or self.rank < f:
             return None
-        pcov = ((self.vh.transpose(0, 1) / self.s.square()) @ self.vh) / torch.outer(self.d, self.d)
+        pcov = ((self.vh_wide.transpose(0, 1) / self.s_wide.square()) @ self.vh_wide) \
+            / torch.outer(self.d, self.d)
         if not absolute_sigma:
             pcov = pcov * (rss / (self.n - f))
         return pcov.cpu().numpy()
 
-    def stderr(self, rss: float, absolute_sigma: bool = False):
+    def stderr(self, rss: float, absolute_sigma: bool = False, rnorm: float | None = None):
         """The square roots of ``covariance``'s diagonal, computed in the scaled factors
         (``|V_j S^-1| / d_j``), or None where it is: finite where the standard errors are,
         though their squares may overflow (x / sigma of scale 1e-198: the covariance is
-        1e396, the standard errors 1e198; before, they came out inf)."""
-        f = self.s.shape[0]
+        1e396, the standard errors 1e198; before, they came out inf). ``rnorm``, the
+        residuals' norm (``data_norm``), replaces ``sqrt(rss)`` where given: residuals of
+        1e-201 square to 0, which made standard errors of 2.5e-202 come out 0."""
+        f = self.s_wide.shape[0]
         if self.n <= f or self.rank < f:
             return None
-        se = data_norm((self.vh / self.s.unsqueeze(-1)).transpose(0, 1)) / self.d
+        se = data_norm((self.vh_wide / self.s_wide.unsqueeze(-1)).transpose(0, 1)) / self.d
         if not absolute_sigma:
-            se = se * math.sqrt(rss / (self.n - f))
+            norm = math.sqrt(rss) if rnorm is None else rnorm
+            se = se * (norm / math.sqrt(self.n - f))
         return se.cpu().numpy()
 
     def start_loss_and_gradient(self, problem, theta0: torch.Tensor) -> tuple[float, float]:
@@ -73,15 +112,17 @@ class LinearSolution:
         with torch.no_grad():
             loss = float(problem.objective(theta0))
             rss = float(problem.residuals(theta0).square().sum())
-        g = float(data_norm(self.r.transpose(0, 1) @ (self.r @ theta0 - self.c)))   # no overflow
+        t = _wide(theta0)
+        g = float(data_norm(self.r.transpose(0, 1) @ (self.r @ t - self.c)))   # no overflow
         name = problem.loss.name
         slope = 2.0 / self.n if name == "mse" else (1.0 / math.sqrt(self.n * rss) if rss > 0 else 0.0)
         return loss, slope * g
 
 
 def linear_system(problem):
-    """``(design_rows, target_rows, F)``: functions of a row slice giving ``A`` and ``b``
-    there, or None when the problem is not linear in its free parameters."""
+    """``(rows, F)``: ``rows(slice)`` gives ``A`` and ``b`` there (evaluated in the
+    problem's dtype, returned in ``WIDE``), or None when the problem is not linear in its
+    free parameters."""
     transform = getattr(problem, "transform", None)
     base = problem if transform is None else problem.base
     if transform is not None and transform.bounds:
@@ -94,21 +135,25 @@ def linear_system(problem):
     free_at = [names.index(n) for n in free]
     fixed = {} if transform is None else transform.fixed
     fixed_at = [names.index(n) for n in fixed]
-    dtype, device = base.y.dtype, base.y.device
-    fixed_values = torch.tensor([fixed[names[i]] for i in fixed_at], dtype=dtype, device=device)
+    dtype = base.y.dtype
+    fixed_values = _wide(torch.tensor([fixed[names[i]] for i in fixed_at], dtype=dtype,
+                                      device=base.y.device))
 
     def rows(sl: slice):
         found = design(base.x[sl])
         if found is None:
             return None
+        # the columns as the model computes them, in its dtype; the rest in WIDE (x / sigma
+        # of float32 data may leave float32's range)
         phi, offset = found
-        phi = phi.to(dtype)
-        target = base.y[sl] - (0 if offset is None else offset)
+        phi = _wide(phi.to(dtype))
+        target = _wide(base.y[sl]) - (0 if offset is None else _wide(offset.to(dtype)))
         if fixed_at:
             target = target - fixed_values @ phi[fixed_at]
         a = phi[free_at].transpose(0, 1)
         if base.sigma is not None:
-            a, target = a / base.sigma[sl].unsqueeze(-1), target / base.sigma[sl]
+            sigma = _wide(base.sigma[sl])
+            a, target = a / sigma.unsqueeze(-1), target / sigma
         return a, target
 
     return rows, len(free)
@@ -128,7 +173,8 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
         return None
     rows, f = system
     n = problem.n
-    theta = theta.detach()
+    dtype, device = theta.dtype, theta.device
+    theta = _wide(theta.detach())
     use_start = bool(torch.isfinite(theta).all()) and bool((theta != 0).any())
     r = c = None
     try:
@@ -152,7 +198,7 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
         return None                     # the design overflows: the iterative path reports it
     d = torch.where(norms > 0, norms, torch.ones_like(norms))
     u, s, vh = torch.linalg.svd(r / d, full_matrices=False)
-    tol = torch.finfo(s.dtype).eps * max(n, f) * s[:1]
+    tol = torch.finfo(dtype).eps * max(n, f) * s[:1]     # the rank test's, at the data's precision
     uc = (u.transpose(0, 1) @ c) / s.clamp_min(1e-300).unsqueeze(-1)
     w = torch.where((s > tol).unsqueeze(-1), uc, torch.zeros_like(c))
     steps = (vh.transpose(0, 1) @ w) / d.unsqueeze(-1)          # (F, 1 or 2)
@@ -169,12 +215,21 @@ def linear_least_squares(problem, theta: torch.Tensor, chunk: int = CHUNK) -> Li
         return None
     thetas = torch.stack(candidates + ([full] if full is not None else []), -1)
     score, rss, rounding = _cosines(rows, n, chunk, thetas, d, extra=full is not None)
-    best = candidates[int(score[:len(candidates)].argmin())]
-    if full is not None:
-        kept = int(score[:len(candidates)].argmin())
-        if rss[-1] < rss[kept] - 2 * rounding[kept] - 1e-9 * rss[kept]:
-            best = full
-    return LinearSolution(best, s, vh, d, r, c[:, 0], n)
+    kept = _best(score[:len(candidates)], rss[:len(candidates)])
+    best = candidates[kept]
+    if full is not None and rss[-1] < rss[kept] - 2 * rounding[kept] - 1e-9 * rss[kept]:
+        best = full
+    return LinearSolution(best, s, vh, d, r, c[:, 0], n, dtype, device)
+
+
+def _best(score: torch.Tensor, rss: torch.Tensor) -> int:
+    """The candidate of least score, and of those tied with it the least sum of squares:
+    residuals at the rounding level all score 0, and the first of them had won over an
+    exact start (Wampler1 in float32, a quadratic of y ~ 1e9 in float64: the start's sum of
+    squares 0, the solve's a rounding above it, which the fit loop then called diverged,
+    "beyond 10^4 times its start of 0")."""
+    tied = score == score.min()
+    return int(torch.where(tied, rss, torch.full_like(rss, math.inf)).argmin())
 
 
 def _cosines(rows, n: int, chunk: int, thetas: torch.Tensor, d: torch.Tensor,
