@@ -56,6 +56,7 @@ def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
     u = u0.detach().clone()
     last = u.clone()                           # the start of the last recorded step
     lr0 = rates.to(dtype)
+    floor = rounding_floor(prob, idx)
     first = torch.full((B,), math.nan, dtype=dtype, device=dev)
     prev = torch.full((B,), math.nan, dtype=dtype, device=dev)
     state = [torch.zeros_like(u) for _ in range(2)]    # momentum / first and second moments
@@ -87,7 +88,7 @@ def batch_gd(prob, tr, u0, rates, cfg, trace: dict | None = None):
         u_next = torch.where(finite.unsqueeze(-1), new, u)
 
         bad = ~finite | ~torch.isfinite(gnorm) | (
-            (loss > factor * first.clamp_min(1e-300)) & (loss > 1e-12))
+            (loss > factor * first.clamp_min(1e-300)) & (loss > floor[idx]))
         stop_g = ~bad & (gnorm <= gtol)
         stop_f = ~bad & ~stop_g & torch.isfinite(prev) & (
             (prev - loss).abs() <= ftol * prev.abs().clamp_min(1e-300))
@@ -141,6 +142,13 @@ def _diverged(k, loss, gnorm, first, factor, prev, lr) -> str:
     return f"diverged at step {k}: {what} ({last}); try a smaller learning rate, e.g. lr={lr / 10:g}"
 
 
+def rounding_floor(prob, idx: torch.Tensor) -> torch.Tensor:
+    """``(k,)``: ``fit._rounding_loss`` of each problem (``stationary.rounding_losses``, at
+    least 1e-12): a loss below it grew from an exact start by rounding, no divergence."""
+    from .stationary import rounding_losses
+    return rounding_losses(prob, idx).clamp_min(1e-12)
+
+
 def _final_check(prob, tr, u, last, reason, message, u0, factor) -> None:
     """As ``fit``: a final point whose loss is not finite or has grown beyond ``divergence``
     times the start is a divergence, and the result is the start of the last step."""
@@ -148,7 +156,8 @@ def _final_check(prob, tr, u, last, reason, message, u0, factor) -> None:
     with torch.no_grad():
         loss = prob.objective(tr.external(u, idx), idx)
         start = prob.objective(tr.external(u0, idx), idx)
-    bad = ~torch.isfinite(loss) | ~torch.isfinite(u).all(-1) | (loss > factor * start.clamp_min(1e-300))
+    bad = ~torch.isfinite(loss) | ~torch.isfinite(u).all(-1) | (
+        (loss > factor * start.clamp_min(1e-300)) & (loss > rounding_floor(prob, idx)))
     for b in bad.nonzero().flatten().tolist():
         if reason[b] != "diverged":
             u[b] = last[b]

@@ -32,13 +32,14 @@ import torch
 from .config import FitConfig, check_finite, dtype_name, plain, unused_p0, unused_p0_note
 from .errors import FitError, InputError
 from .models import Model, check_param_names, start_values
+from .batch_lm import data_norm
 from .lm import free_residuals_and_jacobian, threads_for
 from .optimizers import make_stepper
 from .active_set import inner_share, near_bounds, refine
 from .lm_codes import ROUGH, message as lm_message
 from .bounds import ParamTransform, TransformedProblem
 from .multistart import MultiStartRun, starts_for
-from .stationary import one_sided_note, plateau_message
+from .stationary import one_sided_note, plateau_message, rounding_loss
 from .fit_advice import far_start_text, no_finite_loss_advice, sizes
 from .verdict import judge
 from . import fit_ends
@@ -101,6 +102,7 @@ class FitRun(Run):
         t0 = time.perf_counter()
         first = prev = None
         escape = None
+        floor = _rounding_loss(prob)
         step = 0
         small = threads_for(prob)          # a small fit steps on one torch thread
         while step < cfg.steps:
@@ -114,7 +116,7 @@ class FitRun(Run):
                 bad = "the model overflowed (non-finite numbers reached a linear solve)"
             if first is None:
                 first = loss
-            bad = bad or _divergence(loss, gnorm, first, cfg.divergence)
+            bad = bad or _divergence(loss, gnorm, first, cfg.divergence, floor)
             if bad:
                 reason, detail = "diverged", self._diverged_text(step, bad, losses, self.lr,
                                                                  point)
@@ -183,7 +185,8 @@ class FitRun(Run):
         if reason != "diverged" and (not math.isfinite(final_loss)
                                      or not torch.isfinite(final).all()
                                      or (losses and _divergence(final_loss, 0.0, losses[0],
-                                                                cfg.divergence))):
+                                                                cfg.divergence,
+                                                                _rounding_loss(prob)))):
             reason = "diverged"
             detail = self._diverged_text(step, "the loss or a parameter became non-finite after "
                                          "the last step", losses, lr)
@@ -251,9 +254,11 @@ class FitRun(Run):
             if linear is not None and reason != "diverged":
                 with torch.no_grad():
                     rss = float(prob.residuals(final).square().sum())
+                    rnorm = float(data_norm(prob.residuals(final)))     # rss may underflow
                 cov = linear.covariance(rss, cfg.absolute_sigma)
                 if cov is not None:
-                    stderr = dict(zip(free, linear.stderr(rss, cfg.absolute_sigma).tolist()))
+                    stderr = dict(zip(free, linear.stderr(rss, cfg.absolute_sigma,
+                                                          rnorm=rnorm).tolist()))
             elif prob.loss.squared and reason != "diverged" and free:
                 idx = torch.tensor([names.index(n) for n in free], device=final.device)
                 errors = least_squares_errors(
@@ -305,12 +310,20 @@ def _same(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _divergence(loss: float, gnorm: float, first: float, factor: float) -> str | None:
+def _rounding_loss(prob) -> float:
+    """``stationary.rounding_loss``, at least 1e-12: from an exact start (loss 0) a step may
+    land there, which is no divergence (a quadratic of y ~ 1e9 from its exact parameters:
+    a loss of 1e-10 had been "diverged")."""
+    return max(1e-12, rounding_loss(getattr(prob, "base", prob)))
+
+
+def _divergence(loss: float, gnorm: float, first: float, factor: float,
+                floor: float = 1e-12) -> str | None:
     if not math.isfinite(loss):
         return f"the loss became {loss}"
     if not math.isfinite(gnorm):
         return f"the gradient became {gnorm}"
-    if loss > factor * max(first, 1e-300) and loss > 1e-12:
+    if loss > factor * max(first, 1e-300) and loss > floor:
         return f"the loss {loss:.6g} grew beyond {factor:g} times its start {first:.6g}"
     return None
 

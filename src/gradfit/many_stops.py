@@ -81,7 +81,8 @@ def _judge(reason, message, prob, tr, theta, first, rows, keep) -> None:
     is judged by ``kink_stops.kink_verdicts``, mae's ends by a look around."""
     from .irls_check import huber_certificate
     from .many_engines import ManyTransformFixedAt
-    from .stationary import UNDERFLOW_TEXT, exact_fit, gauss_newton_gain, smooth, underflowed
+    from .stationary import (UNDERFLOW_TEXT, exact_fit, gauss_newton_gain,
+                              loss_scale, rounding_losses, smooth, underflowed)
     loss = prob.loss
     idx = torch.as_tensor(rows, device=theta.device)
     at = tr.free_at[torch.as_tensor(keep, device=tr.free_at.device)]
@@ -96,9 +97,9 @@ def _judge(reason, message, prob, tr, theta, first, rows, keep) -> None:
     delta = loss.delta if loss.name == "huber" else float("inf")
     _, cos = huber_certificate(jr[:, F], J, delta,
                                None if prob.mask is None else prob.mask[idx])
-    found = [torch.where(torch.isfinite(s) & (s > 0), s, torch.inf) for s in (zero, first[idx])]
+    rounding = rounding_losses(prob, idx)
     r_end = jr[:, F] if prob.mask is None else torch.where(prob.mask[idx], jr[:, F], 0.0)
-    exact = exact_fit(end, torch.minimum(*found), loss.name,
+    exact = exact_fit(end, loss_scale(zero, first[idx], rounding), loss.name,
                       lambda: gauss_newton_gain(r_end, J, delta))
     ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
     under = underflowed(end, jr[:, F], ys if prob.mask is None else ys * prob.mask[idx])

@@ -356,10 +356,42 @@ def exact_fit(end: torch.Tensor, scale: torch.Tensor, loss: str, gain) -> torch.
     return small & (least <= FLOOR * scale)
 
 
+ROUNDINGS = 16        # residuals of this many roundings of each data value: rounding
+
+
+def rounding_loss(problem) -> float:
+    """The loss of residuals of ``ROUNDINGS`` roundings of each data value (``y / sigma``):
+    a loss this small is as exact as the data's precision can say."""
+    with torch.no_grad():
+        yw = problem.y if problem.sigma is None else problem.y / problem.sigma
+        at = ROUNDINGS * torch.finfo(yw.dtype).eps * yw.abs()
+        return float(problem.loss.reduce(at, problem.loss.delta))
+
+
+def rounding_losses(prob, idx: torch.Tensor) -> torch.Tensor:
+    """``rounding_loss`` of the problems ``idx`` of a ``ManyProblem`` ``(k,)``."""
+    with torch.no_grad():
+        ys = prob.y[idx] if prob.sigma is None else prob.y[idx] / prob.sigma[idx]
+        return prob.reduce(ROUNDINGS * torch.finfo(ys.dtype).eps * ys.abs(), idx)
+
+
+def loss_scale(zero: torch.Tensor, first: torch.Tensor, rounding: torch.Tensor) -> torch.Tensor:
+    """``(k,)``: the smaller of the loss at all-zero parameters and at the start (the
+    start's can be astronomic: ``exp(0.1 * 1000)``), each counted where finite and above
+    ``rounding`` (``rounding_loss``): a start already at the minimum of exact data has a
+    loss of rounding, which is no scale (a quadratic of y ~ 1e9 started at its exact
+    parameters: its rounding, judged against itself, had failed as "not at a minimum");
+    inf where neither counts."""
+    found = [torch.where(torch.isfinite(s) & (s > rounding), s, torch.inf)
+             for s in (zero, first)]
+    return torch.minimum(*found)
+
+
 def _loss_scale(problem, final: torch.Tensor, first_loss: float | None) -> float:
-    """The smaller of the loss at the start and at all-zero parameters (the start's can be
-    astronomic: ``exp(0.1 * 1000)``), as ``verdict.judge`` scales it."""
+    """``loss_scale`` for one fit (0 where neither counts), as ``verdict.judge`` scales it."""
     with torch.no_grad():
         zero = float(problem.objective(torch.zeros_like(final)))
-    found = [v for v in (zero, first_loss) if v is not None and math.isfinite(v) and v > 0]
-    return min(found) if found else 0.0
+    first = math.inf if first_loss is None else first_loss
+    found = float(loss_scale(torch.tensor([zero]), torch.tensor([first]),
+                             torch.tensor([rounding_loss(problem)]))[0])
+    return found if math.isfinite(found) else 0.0
