@@ -23,8 +23,8 @@ import math
 import torch
 
 from .irls import (EXCHANGES, GAIN_FLOOR, LOOK_STEPS, OPTIONS, SHORT_STEP, STALL, STALLED,
-                   STRETCH_BELOW, STRETCHES, VERTEX_HALVINGS, edge_retry, huber_slack,
-                   onto_kinks, residual_curvature, vertex_floor)
+                   STRETCH_BELOW, STRETCHES, VERTEX_HALVINGS, edge_retry,
+                   gauss_newton_solve, huber_slack, onto_kinks, residual_curvature, vertex_floor)
 from .batch_lm import RUNAWAY, runs_away
 from .batch_lm import message as lm_message
 from .irls_check import KINK_ULPS, certify, minimum_text, rounding_level, uncertified_text
@@ -307,18 +307,22 @@ def _certified(batch, u, idx, inner):
 def batch_irls(prob, tr, u0, cfg):
     """Fit the rows of ``u0`` ``(k, F)``; returns ``u``, steps, reasons, messages."""
     o = {**OPTIONS, **cfg["options"]}
-    ftol, inner, max_steps = float(o["ftol"]), int(o["inner_steps"]), cfg["steps"]
+    ftol, inner = float(o["ftol"]), int(o["inner_steps"])
     batch = _Batch(prob, tr)
     mae = prob.loss.name == "mae"
     B, F = u0.shape
     linear = bool(getattr(prob.model, "linear_in_params", False))
     u = u0.detach().clone()
     dev, dtype = u.device, u.dtype
+    # the step limit: one for all, or each row's own (the inner fits of fit's finish on
+    # the bounds, each within what its row's budget has left: many_robust_finish)
+    limit = torch.as_tensor(cfg["steps"], dtype=torch.long, device=dev).expand(B)
+    max_steps = int(limit.max()) if B else 0
     eps = torch.full((B,), math.nan, dtype=dtype, device=dev)
     eps_min, eps_start = eps.clone(), eps.clone()
     steps = torch.zeros(B, dtype=torch.long, device=dev)
     reason = ["max_steps"] * B
-    message = [f"reached the step limit ({max_steps} steps)"] * B
+    message = [f"reached the step limit ({n} steps)" for n in limit.tolist()]
     active = torch.ones(B, dtype=torch.bool, device=dev)
     # per problem, the points of the last vertex that was not certified (irls.py's rule:
     # the same points are not tried again)
@@ -330,6 +334,7 @@ def batch_irls(prob, tr, u0, cfg):
     ref_loss = ref_norm.clone()
     for _ in range(max_steps):
         check_stop()
+        active &= steps < limit
         idx = active.nonzero().flatten()
         if idx.numel() == 0:
             break
@@ -471,7 +476,7 @@ def huber_newton(batch, u0, idx, delta: float, F: int, iterations: int = 60,
         good = torch.isfinite(h).flatten(1).all(-1) & torch.isfinite(g / d).all(-1)
         h = torch.where(good[:, None, None], h, 0.0)
         gd = torch.where(good[:, None], g / d, 0.0)
-        step = -(torch.linalg.pinv(h) @ gd.unsqueeze(-1)).squeeze(-1) / d
+        step = -gauss_newton_solve(h, gd) / d
         if curved:          # the whole Hessian where positive definite (irls)
             c = residual_curvature(lambda v: batch.jac(v, ia)[:, :F].transpose(-1, -2), ua,
                                    torch.where(valid, r.clamp(-delta, delta), 0.0), d)

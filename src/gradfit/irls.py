@@ -340,7 +340,7 @@ class IRLS(Stepper):
                     step = -torch.cholesky_solve((g / d).unsqueeze(-1), chol)[:, 0] / d
                     step = step if bool(torch.isfinite(step).all()) else None
             if step is None:
-                step = -torch.linalg.lstsq(h, (g / d).unsqueeze(-1)).solution[:, 0] / d
+                step = -gauss_newton_solve(h[None], (g / d)[None])[0] / d
             size = float(torch.linalg.vector_norm(step))
             scale = float(torch.linalg.vector_norm(self.theta.detach()))
             if not math.isfinite(size) or size <= 4 * torch.finfo(step.dtype).eps * max(scale, 1e-300):
@@ -481,6 +481,19 @@ class IRLS(Stepper):
     def _move(self, new: torch.Tensor) -> None:
         with torch.no_grad():
             self.theta.copy_(new)
+
+
+def gauss_newton_solve(h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``h^+ g`` ``(k, F)`` for ``h`` ``(k, F, F)`` (symmetric, perhaps singular) and ``g``
+    ``(k, F)``: the Gauss-Newton step of ``_huber_newton`` and ``batch_irls.huber_newton``,
+    by one solver for both. Near a lost rank the solvers differ by orders of magnitude
+    (a flat 4PL well, two columns at a cosine of 1 - 3e-10: the pseudo-inverse's step was
+    7e6, LAPACK's rank-revealing QR's 7e7), and the line search then takes one and not the
+    other: ``fit`` and ``fit_many`` ended apart. LAPACK's ``gelsy`` where it runs (CPU), the
+    pseudo-inverse elsewhere (CUDA's ``lstsq`` needs full rank)."""
+    if h.device.type == "cpu":
+        return torch.linalg.lstsq(h, g.unsqueeze(-1)).solution[..., 0]
+    return (torch.linalg.pinv(h) @ g.unsqueeze(-1))[..., 0]
 
 
 def edge_retry(waited):

@@ -46,19 +46,9 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
         theta = tr.external(u, idx)
     cov = None
     if method == "lm" and not tr.identity:        # a stall on a bound may be an optimum
-        from .many_kkt import (certify_on_bounds, finish_lm_on_bounds, polish_on_bounds,
-                               refit_inside)
-        from .many_refine import release_wrong_bounds
         reason, message = np.asarray(reason), np.asarray(message, dtype=object)
-        o = {k: cfg["options"].get(k, LM_OPTIONS[k]) for k in LM_OPTIONS}
-        polished = polish_on_bounds(prob, tr, theta, steps, reason, message, cfg)
-        if polished is not theta:
-            theta = polished
-            u = tr.internal(theta)
-        certify_on_bounds(prob, tr, theta, reason, message, o, cfg["steps"])
-        finished = finish_lm_on_bounds(prob, tr, theta, steps, reason, message, cfg)
-        finished = refit_inside(prob, tr, finished, steps, reason, message, cfg)
-        finished = release_wrong_bounds(prob, tr, finished, steps, reason, message, cfg)
+        from .many_lm_finish import finish_lm_ends
+        finished = finish_lm_ends(prob, tr, theta, steps, reason, message, cfg)
         if finished is not theta:
             theta = finished
             u = tr.internal(theta)
@@ -92,7 +82,7 @@ def run_engine(prob, tr, u0, rates, cfg, absolute_sigma=False):
             rank = rank.cpu().numpy()
             lost = _lost_rank(reason, message, prob, tr, theta, held,
                               rank < len(tr.free) - held.sum(-1).cpu().numpy(),
-                              rank if tr.identity else None)
+                              *((rank, d) if tr.identity else (None, None)))
         if lost.size:
             # as fit, which gives no standard errors where the rank is lost: the SVD's rank
             # test on the column norms had called a*b*exp(-k*x) full rank (errors of 0.17%
@@ -280,8 +270,8 @@ def _not_determined(reason, message, prob, tr, theta, errors, absolute_sigma, he
             reason[i], message[i] = "failed", why
 
 
-def _lost_rank(reason, message, prob, tr, theta, held, suspect=None, ranks=None
-               ) -> np.ndarray:
+def _lost_rank(reason, message, prob, tr, theta, held, suspect=None, ranks=None,
+               scales=None) -> np.ndarray:
     """``verdict.lost_rank`` for every end that neither failed nor diverged (of the rows
     ``suspect``, when given), as ``fit`` judges every end (a ``max_steps`` end that lost
     rank had kept its reason, and its pseudo-inverse standard errors): the column-scaled
@@ -293,9 +283,16 @@ def _lost_rank(reason, message, prob, tr, theta, held, suspect=None, ranks=None
     ``ranks``: LM's rank of ``J D^-1`` with Moré's scaling ``D`` (the largest column norms
     met), which decides where nothing is bounded or fixed, as fit's LM decides by its own:
     a Gaussian moved 4500 widths off the data has columns of 1e-123 that the current
-    column norms would scale back up to full rank. Returns the rows that lost rank."""
-    from .verdict import far_inputs, rank_message, scaled_singular
-    conv = ~np.isin(reason, ("diverged", "failed"))
+    column norms would scale back up to full rank. ``scales``: that ``D`` ``(k, F)``; where
+    LM's rank decides, the message names the parameters by the SVD of ``J D^-1``, as fit's
+    (``a*exp(-k*x)`` on data of 0: "k", where the column norms' SVD said "a, k").
+    Returns the rows that lost rank."""
+    from .many_kkt import RANK_LOST
+    from .verdict import BOUNDS_PREFIX, far_inputs, rank_message, scaled_singular
+    # and the finish's own lost rank (refit_inside's), which fit's verdict words anew where
+    # the columns at the end say it too (``verdict.judge``)
+    conv = ~np.isin(reason, ("diverged", "failed")) | np.char.startswith(
+        np.asarray(message, dtype=str), BOUNDS_PREFIX + RANK_LOST)
     rows = np.flatnonzero(conv if suspect is None else conv & suspect)
     lost: list[int] = []
     if not rows.size or not prob.model.identifiable:
@@ -322,14 +319,19 @@ def _lost_rank(reason, message, prob, tr, theta, held, suspect=None, ranks=None
         for j, i in enumerate(group):
             limit = eps * max(float(n[i]), keep.size) * s[j, 0]
             rank = int((s[j] > limit).sum())
-            if ranks is not None:           # LM's own rank (Moré's scaling), as fit's
-                rank = min(rank, int(ranks[rows[i]]))
+            sj, vj = s[j], vh[j]
+            if ranks is not None and int(ranks[rows[i]]) < rank:
+                # LM's own rank (Moré's scaling) decides, as fit's: so does its SVD
+                rank = int(ranks[rows[i]])
+                if scales is not None:
+                    _, sj, vj = torch.linalg.svd(J[i].transpose(-1, -2) / scales[rows[i]],
+                                                 full_matrices=False)
             if s[j, 0] == 0 or rank < keep.size:
                 reason[rows[i]] = "failed"
                 x = prob.x if prob.shared_x else prob.x[rows[i]]
                 if prob.mask is not None:
                     x = x[prob.mask[rows[i]]]
-                message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], s[j], vh[j],
+                message[rows[i]] = rank_message(rank, [tr.free[c] for c in keep], sj, vj,
                                                 far_inputs(prob, x))
                 lost.append(int(rows[i]))
     return np.asarray(lost, dtype=np.int64)
@@ -390,6 +392,8 @@ def _lm(prob, tr, u0, rates, cfg):
     reason = np.array([table[c][0] for c in codes.tolist()], dtype="U16")
     msg = np.array([table[c][1] for c in codes.tolist()], dtype=object)
     steps = res.steps
+    if cfg.get("own_rank"):     # as fit's LM judges its inner fits: J D^-1, Moré's D
+        own_rank(prob, tr, res.theta, res.d, reason, msg)
     if linear:                  # the rows solved: their solve is their answer
         theta = torch.where(good.unsqueeze(-1), u0, res.theta)
         at = good.cpu().numpy()
@@ -400,6 +404,38 @@ def _lm(prob, tr, u0, rates, cfg):
         reason[at], msg[at] = (v[at] for v in _solved(prob, tr, theta, M, o, cfg["steps"]))
         return theta, steps, reason, msg, torch.where(good[:, None], scale, res.d), M
     return res.theta, steps, reason, msg, res.d, res.M
+
+
+def own_rank(prob, tr, u, d, reason, message) -> None:
+    """LM's own rank test at its converged ends, as ``fit``'s LM makes it
+    (``LevenbergMarquardt._check_rank``): the SVD of ``J_u D^-1`` in LM's own variables
+    ``u`` ``(k, F)`` with Moré's scaling ``d`` (the largest column norms met), singular
+    values below ``eps max(n, F) s_max`` counted 0; a converged end that lost rank fails,
+    naming the parameters. The column norms at the end cannot see it: ``a*exp(-k*x)`` on
+    data of 0 runs ``a`` to 1e-64, and ``k``'s column, as small, scales back to 1.
+    ``reason``, ``message`` change in place."""
+    from .verdict import far_inputs, rank_message
+    conv = np.isin(reason, ("gtol", "ftol", "xtol"))
+    if not conv.any() or not prob.model.identifiable:
+        return
+    rows = torch.as_tensor(np.flatnonzero(conv), device=u.device)
+    F = u.shape[-1]
+    with torch.no_grad():
+        J = prob.jacobian(tr)(u[rows], rows)[:, :F]                   # (k, F, n)
+    finite = torch.isfinite(J).flatten(1).all(-1)
+    js = torch.where(finite[:, None, None], J, 0.0).transpose(-1, -2) / d[rows].unsqueeze(-2)
+    _, s, vh = torch.linalg.svd(js, full_matrices=False)
+    n = prob.count[rows].clamp(min=F).to(s.dtype)
+    kept = (s > torch.finfo(s.dtype).eps * n.unsqueeze(-1) * s[:, :1]) & (s[:, :1] > 0)
+    lost = (finite & (kept.sum(-1) < F)).cpu().numpy()
+    for j in np.flatnonzero(lost).tolist():
+        b = int(rows[j])
+        x = prob.x if prob.shared_x else prob.x[b]
+        if prob.mask is not None:
+            x = x[prob.mask[b]]
+        reason[b] = "failed"
+        message[b] = rank_message(int(kept[j].sum()), list(tr.free), s[j], vh[j],
+                                  far_inputs(prob, x))
 
 
 def _solved(prob, tr, theta, M, o, steps):

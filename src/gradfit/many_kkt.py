@@ -96,6 +96,12 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
     (in the internal variables of their own bounds, none of which is then active), and the
     end kept where that fit converged, no inner parameter came onto a bound, and every held
     parameter is held by its bound (multiplier ``>= -MU_TOL``, as ``certify_on_bounds``).
+    A converged end that this one round does not settle (an inner parameter reaching a
+    bound, a held one the loss pulls inwards) goes on by ``fit``'s active-set method
+    (``many_refine.refine_rows``), as ``fit`` would finish it: a biexponential through 5
+    points with ``b`` on its bound had stayed a flat valley's end (failed, c and d not
+    determined) where fit's unbounded inner fit crossed ``c``'s bound and certified the
+    optimum with ``c`` held there. The inner fits run as ``fit``'s (``finish_config``).
 
     Why: on an active bound the change of variables has a vanishing derivative, and LM in
     the internal variables creeps there, its steps shrinking by a constant factor; its
@@ -103,11 +109,14 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
     ``1e-7`` relative (``fit``'s active set gives the exact optimum). Returns the new
     ``theta``; ``steps`` ``(k,)``, ``reason``, ``message`` change in place."""
     from .many_engines import ManyTransformFixedAt, _lm
+    from .many_lm_finish import finish_by_active_set, finish_config
     from .many_problem import ManyProblem, ManyTransform
     if tr.identity:
         return theta
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
-    ends = np.isin(reason, ("gtol", "ftol", "xtol")) | np.isin(
+    inner_cfg = finish_config(cfg)
+    converged = np.isin(reason, ("gtol", "ftol", "xtol"))
+    ends = converged | np.isin(
         message.astype(str), [lm_message(c, o, cfg["steps"])
                               for c in (ROUGH, TRIES, STALLED, MAX_STEPS, RUNAWAY, WALK)])
     at, F = tr.free_at, len(tr.free)
@@ -120,6 +129,7 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
         return theta
     theta = theta.clone()
     side = on_lo.cpu().numpy()
+    unsettled: list[int] = []
     patterns = {}
     for b in rows:
         patterns.setdefault(held[b].tobytes(), []).append(b)
@@ -141,7 +151,7 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
             tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], lo[:, inner],
                                 hi[:, inner], start)
             u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None,
-                                        dict(cfg, steps=min(cfg["steps"], POLISH_STEPS)))
+                                        dict(inner_cfg, steps=min(cfg["steps"], POLISH_STEPS)))
             with torch.no_grad():
                 end = tr2.external(u, idx)
             i_lo, i_hi = _near(end[:, tr2.free_at], tr2.lo, tr2.hi)
@@ -157,7 +167,8 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
         _, cos = column_cosines(J, r)
         mu = torch.where(lows, cos, -cos)
         ok = (torch.where(hold, mu >= -MU_TOL, True).all(-1)
-              & (r.square().sum(-1) <= before * (1 + 1e-12))).cpu().numpy() & good
+              & no_higher(r.square().sum(-1), before, sub.ydata)).cpu().numpy() & good
+        unsettled += [group[i] for i in np.flatnonzero(~ok) if converged[group[i]]]
         for i in np.flatnonzero(ok):
             b = group[i]
             theta[b] = end[i]
@@ -167,7 +178,8 @@ def polish_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tens
             reason[b] = why[i] if inner else "xtol"
             message[b] = (f"{msg[i]}; the optimum within the bounds has "
                           f"{', '.join(names)} (KKT conditions hold)")
-    return theta
+    # (the stalled ends go on by certify_on_bounds, then finish_lm_on_bounds)
+    return finish_by_active_set(prob, tr, theta, unsettled, steps, reason, message, cfg)
 
 
 def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
@@ -177,10 +189,18 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
     relative to its box: ``a = lo - 1 + sqrt(u^2 + 1)`` resolves ``a ~ 2e-5`` above
     ``lo = -4511`` to ``1e-12``, and LM's relative step in ``u`` stops with ``a`` 3e-3 off
     its optimum (``a*x^b`` at x ~ 1e-6). The refit is kept where it converged, stayed
-    within the bounds and did not raise the loss; its reason and message are then the
-    fit's (with the bounds that hold named, as before). Returns the new ``theta``."""
+    within the bounds and did not raise the loss beyond rounding; its reason and message
+    are then the fit's (with the bounds that hold named, as before). The refit runs as
+    ``fit``'s inner fit (``finish_config``), and where ``fit``'s active set would go on,
+    so does this one (``many_refine.refine_rows``): a refit that left the box (a bound
+    crossed), and one that lost rank by LM's own test, which fails where that finish does
+    not certify an optimum, as in ``fit`` (``a*exp(-k*x)`` on data of 0 with ``k``
+    bounded: ``a`` -> 1e-64 and ``k`` undetermined had been converged). Returns the new
+    ``theta``."""
     from .many_engines import _lm
+    from .many_lm_finish import finish_by_active_set, finish_config
     from .many_problem import ManyProblem, ManyTransform
+    from .verdict import BOUNDS_PREFIX
     at = tr.free_at
     bounded = (torch.isfinite(tr.lo) | torch.isfinite(tr.hi)).any(-1).cpu().numpy()
     v = theta[:, at]
@@ -191,6 +211,9 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
     if not rows.size:
         return theta
     theta = theta.clone()
+    inner_cfg = finish_config(cfg)
+    lost: dict[int, str] = {}            # the rows whose refit lost rank: LM's words
+    crossed: list[int] = []
     patterns = {}
     for b in rows:
         patterns.setdefault(held[b].tobytes(), []).append(b)
@@ -206,16 +229,21 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
                           device=theta.device)
         tr2 = ManyTransform(tr.names, [tr.free[j] for j in inner], -free, free, start)
         u, st, why, msg, _, _ = _lm(sub, tr2, tr2.internal(start), None,
-                                    dict(cfg, steps=min(cfg["steps"], POLISH_STEPS)))
+                                    dict(inner_cfg, steps=min(cfg["steps"], POLISH_STEPS)))
         idx = torch.arange(len(group), device=theta.device)
         with torch.no_grad():
             end = tr2.external(u, idx)
             before = prob.residuals(start, sel).square().sum(-1)
             after = sub.residuals(end, idx).square().sum(-1)
         lo, hi = tr.lo[sel], tr.hi[sel]
-        inside = ((end[:, at] >= lo) & (end[:, at] <= hi)).all(-1)
-        ok = (inside & (after <= before * (1 + 1e-12))).cpu().numpy() & np.isin(
-            why, ("gtol", "ftol", "xtol"))
+        inside = ((end[:, at] >= lo) & (end[:, at] <= hi)).all(-1).cpu().numpy()
+        conv = np.isin(why, ("gtol", "ftol", "xtol"))
+        ok = inside & no_higher(after, before, sub.ydata).cpu().numpy() & conv
+        for i in np.flatnonzero(~ok):
+            if conv[i] and not inside[i]:
+                crossed.append(group[i])
+            elif str(msg[i]).startswith(RANK_LOST):
+                lost[group[i]] = str(msg[i])
         for i in np.flatnonzero(ok):
             b = group[i]
             theta[b] = end[i]
@@ -224,7 +252,17 @@ def refit_inside(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
             reason[b] = why[i]
             message[b] = msg[i] + ("; the optimum within the bounds has " + tail[1]
                                    if len(tail) == 2 else "")
+    done: set = set()
+    theta = finish_by_active_set(prob, tr, theta, sorted(crossed + list(lost)), steps, reason,
+                                 message, cfg, done)
+    for b, text in lost.items():
+        if b not in done:            # fit's words: its finish found no certified optimum
+            reason[b], message[b] = "failed", BOUNDS_PREFIX + text
     return theta
+
+
+#: the start of a lost rank's message (``verdict.rank_message``)
+RANK_LOST = "the Jacobian lost rank"
 
 
 def column_cosines(J: torch.Tensor, r: torch.Tensor):
@@ -248,14 +286,25 @@ def _near(v, lo, hi, tol: float = NEAR):
     return on_lo, fin_hi & ~on_lo & (hi - v <= tol * scale)
 
 
+def no_higher(after, before, ydata) -> torch.Tensor:
+    """``(k,)`` whether sums of squares ``after`` are no higher than ``before`` beyond
+    their rounding (``batch_lm``'s level of ``S``, ``NOISE_ULPS`` of it; ``ydata`` the
+    norm of the data ``y / sigma``): data with noise of 1e-9 on values of 2 leave ``S``
+    only 7 good digits, and two ends that are the same optimum to rounding differ in the
+    8th (a relative 1e-12 had refused the better one)."""
+    from .batch_lm import NOISE_ULPS
+    eps = torch.finfo(before.dtype).eps
+    rn = before.clamp_min(0).sqrt()
+    err = eps * (rn + 2.0 * ydata.to(rn.dtype))
+    noise = 2.0 * rn * err + err * err
+    return after <= before * (1 + 1e-12) + NOISE_ULPS * noise
+
+
 #: steps of the polish on the bounds and of the refit inside them: each goes on from an
 #: end LM reached, and ends in a few steps where it is kept (12 of a plate's 13 refits took
 #: at most 5); one that crawls (a flat 4PL well: 1000 steps, seconds, then discarded) keeps
 #: the batch's end, which the finish on the bounds takes up where it is not an optimum
 POLISH_STEPS = 100
-
-#: fits finished one by one per call of ``finish_robust_on_bounds``
-ALONE_MAX = 256
 
 
 def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
@@ -268,8 +317,9 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
     active set runs there too: ``active_set.held_up_by_a_bound``), which IRLS creeping
     towards the bound reaches first (huber's ``a*x^b`` ended uncertified 1e-7 below its
     bound on ``a``, where ``fit`` certified the optimum on it); failed ones anywhere, as
-    ``fit`` finishes every failed end with bounds. The first ``ALONE_MAX``
-    such rows are finished; the others keep their verdict. Returns the new ``theta``;
+    ``fit`` finishes every failed end with bounds. The first ``many_refine.REFINE_MAX``
+    such rows are finished (``many_robust_finish``, batched); the others keep their
+    verdict. Returns the new ``theta``;
     ``steps``, ``reason``, ``message`` change in place."""
     from .many_engines import _on_a_bound
     if tr.identity:
@@ -284,11 +334,11 @@ def finish_robust_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> tor
         near[b] = _held_up(tr, theta, b) if short else True
     rows = np.flatnonzero(near & np.isfinite(
         theta.detach().cpu().numpy()).all(-1) & (reason != "diverged"))
-    # IRLS goes on from the batch's end with no step of its own where a bound is near
-    # (fit's active set goes on from there); a failed end away from them with fit's steps
-    # (fit with none would stop there short, and its active set not run)
-    held = {int(b) for b in rows if _held_up(tr, theta, int(b))}
-    return _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg, held)
+    # fit's active set goes on from the batch's end, as from fit's own IRLS end, its inner
+    # IRLS fits batched (each row had been a fit of its own: seconds for a plate's flat
+    # wells, and only its converged ends were kept)
+    from .many_robust_finish import finish_robust_rows
+    return finish_robust_rows(prob, tr, theta, rows, steps, reason, message, cfg)
 
 
 def finish_lm_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.Tensor:
@@ -314,8 +364,8 @@ def finish_lm_on_bounds(prob, tr, theta, steps, reason, message, cfg) -> torch.T
     short = tuple(lm_message(c, o, cfg["steps"]) for c in (MAX_STEPS, RUNAWAY, WALK))
     rows = np.array([b for b in rows.tolist() if message[b] not in short
                      or _held_up(tr, theta, b)], dtype=np.int64)
-    from .many_refine import refine_rows
-    return refine_rows(prob, tr, theta, rows, steps, reason, message, cfg)
+    from .many_lm_finish import finish_by_active_set
+    return finish_by_active_set(prob, tr, theta, rows, steps, reason, message, cfg)
 
 
 def _held_up(tr, theta, b: int) -> bool:
@@ -326,52 +376,3 @@ def _held_up(tr, theta, b: int) -> bool:
     return held_up_by_a_bound(dict(enumerate(v)),
                               {i: (lo[i], hi[i]) for i in range(len(v))
                                if math.isfinite(lo[i]) or math.isfinite(hi[i])})
-
-
-def _finish_alone(prob, tr, theta, rows, steps, reason, message, cfg, held=None):
-    """``fit`` by IRLS on each problem of ``rows`` (the first ``ALONE_MAX``) alone, from
-    the batch's end with no step of its own where it is in ``held`` (None: all) (``fit``'s
-    active set goes on from there, as it goes on from fit's own IRLS end), with fit's
-    steps elsewhere; its end is kept where it converged no higher than ``theta``'s loss."""
-    from .bounds import inside as bounds_inside
-    from .fit import fit
-    rows = rows[:ALONE_MAX]
-    if not rows.size:
-        return theta
-    theta = theta.clone()
-    names, at = list(prob.model.param_names), tr.free_at.tolist()
-    free = [names[j] for j in at]
-    for b in rows.tolist():
-        sel = torch.tensor([b], device=theta.device)
-        keep = slice(None) if prob.mask is None else prob.mask[b]
-        x = prob.x if prob.shared_x else prob.x[b]
-        with torch.no_grad():
-            before = float(prob.objective(theta[sel], sel)[0])
-        # a start exactly on a bound moves inside it (``bounds.inside``, as fit would move
-        # it): from there, fit's own steps, or it would stop at once, short, its active set
-        # not run (a huber pseudo-Voigt with eta = 0 on its bound, certified by fit, failed)
-        start = {}
-        for i, (n, j) in enumerate(zip(free, at)):
-            moved = bounds_inside(float(theta[b, j]), float(tr.lo[b, i]), float(tr.hi[b, i]))
-            start[n] = float(theta[b, j]) if moved is None else moved[0]
-        on = any(start[n] != float(theta[b, j]) for n, j in zip(free, at))
-        try:
-            one = fit(prob.model, x[keep], prob.y[b][keep],
-                      sigma=None if prob.sigma is None else prob.sigma[b][keep],
-                      loss=prob.loss.name, delta=prob.loss.delta, optimizer="irls",
-                      steps=0 if (held is None or b in held) and not on else cfg["steps"],
-                      device=str(prob.y.device),
-                      dtype="float32" if prob.y.dtype == torch.float32 else "float64",
-                      p0=start,
-                      bounds={n: (float(tr.lo[b, i]), float(tr.hi[b, i]))
-                              for i, n in enumerate(free)},
-                      fixed={n: float(theta[b, j]) for j, n in enumerate(names)
-                             if n not in free})
-        except (InputError, FitError, RuntimeError, ValueError):    # keep the batch's verdict
-            continue
-        if one.converged and one.loss <= before * (1 + 1e-12) + 1e-300:
-            theta[b] = torch.tensor([one.params[n] for n in names], dtype=theta.dtype,
-                                    device=theta.device)
-            steps[b] = steps[b] + one.steps
-            reason[b], message[b] = one.reason, one.message
-    return theta
