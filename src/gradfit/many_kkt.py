@@ -28,7 +28,6 @@ import torch
 from .active_set import MU_TOL, NEAR
 from .batch_lm import (MAX_STEPS, OPTIONS, ROUGH, RUNAWAY, STALLED, TRIES, WALK,
                        message as lm_message)
-from .errors import FitError, InputError
 
 
 def certify_on_bounds(prob, tr, theta, reason, message, options, max_steps=None) -> None:
