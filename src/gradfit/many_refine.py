@@ -173,15 +173,16 @@ def _alone(prob, b: int) -> Problem:
                    None if prob.sigma is None else prob.sigma[b][keep], prob.loss)
 
 
-def _solve(prob, names, held, bounded, group, jobs, cfg) -> dict[int, Inner]:
-    """The inner fits of the rows ``group`` (the same names held, the same names bounded)
-    as one batched LM, each within the steps its row has left."""
-    from .many_engines import _lm
+def inner_batch(prob, names, held, bounded, group, jobs):
+    """The inner fits of the rows ``group`` (the same names held, the same names
+    bounded) as one ``ManyProblem`` and ``ManyTransform``: ``(sub, tr, start, left)``,
+    ``left`` the steps each row may take (``active_set.inner_share``); LM's and IRLS's
+    batched finishes alike."""
     from .many_problem import ManyProblem, ManyTransform
     dev, dtype = prob.y.device, prob.y.dtype
     inner_free = [n for n in names if n not in held]
     # a start on a bound of its own moves inside, as fit's inner fit moves it (on the
-    # transform's scale a point on a bound has a zero derivative: LM would stop there)
+    # transform's scale a point on a bound has a zero derivative: the fit would stop there)
     rows = []
     for b in group:
         p0, _, inner_bounds = jobs[b].request
@@ -200,6 +201,15 @@ def _solve(prob, names, held, bounded, group, jobs, cfg) -> dict[int, Inner]:
                       None if prob.sigma is None else prob.sigma[sel],
                       None if prob.mask is None else prob.mask[sel], prob.loss, prob.shared_x)
     tr = ManyTransform(names, inner_free, lo, hi, start)
+    return sub, tr, start, left
+
+
+def _solve(prob, names, held, bounded, group, jobs, cfg) -> dict[int, Inner]:
+    """The inner fits of the rows ``group`` (the same names held, the same names bounded)
+    as one batched LM, each within the steps its row has left."""
+    from .many_engines import _lm
+    sub, tr, start, left = inner_batch(prob, names, held, bounded, group, jobs)
+    dev = prob.y.device
     o = {k: cfg["options"].get(k, OPTIONS[k]) for k in OPTIONS}
     try:
         u, st, why, msg, _, _ = _lm(sub, tr, tr.internal(start), None, dict(cfg, steps=left))

@@ -22,10 +22,9 @@ import math
 import numpy as np
 import torch
 
-from .active_set import inner_share, multipliers, refinement
-from .bounds import inside
+from .active_set import multipliers, refinement
 from .errors import FitError, InputError
-from .many_refine import REFINE_MAX, Inner, _advance, _alone, _Row
+from .many_refine import REFINE_MAX, Inner, _advance, _alone, _Row, inner_batch
 
 
 def finish_robust_rows(prob, tr, theta, rows, steps, reason, message, cfg) -> torch.Tensor:
@@ -110,29 +109,8 @@ def _solve(prob, names, held, bounded, group, jobs, cfg) -> dict[int, Inner]:
     as one batched IRLS, each within the steps its row has left (``active_set.inner_share``)
     and with IRLS's own options, as ``fit``'s inner fits take them."""
     from .batch_irls import batch_irls
-    from .many_problem import ManyProblem, ManyTransform
-    dev, dtype = prob.y.device, prob.y.dtype
-    inner_free = [n for n in names if n not in held]
-    # a start on a bound of its own moves inside, as fit's inner fit moves it (on the
-    # transform's scale a point on a bound has a zero derivative: IRLS would stop there)
-    rows = []
-    for b in group:
-        p0, _, inner_bounds = jobs[b].request
-        rows.append([p0[n] if n not in inner_bounds or inside(p0[n], *inner_bounds[n]) is None
-                     else inside(p0[n], *inner_bounds[n])[0] for n in names])
-    start = torch.tensor(rows, dtype=dtype, device=dev)
-    lo = torch.full((len(group), len(inner_free)), -math.inf, dtype=dtype, device=dev)
-    hi = -lo
-    for i, b in enumerate(group):
-        for j, n in enumerate(inner_free):
-            if n in bounded:
-                lo[i, j], hi[i, j] = jobs[b].request[2][n]
-    left = torch.tensor([inner_share(jobs[b].left, bool(bounded)) for b in group], device=dev)
-    sel = torch.as_tensor(group, device=dev)
-    sub = ManyProblem(prob.model, prob.x if prob.shared_x else prob.x[sel], prob.y[sel],
-                      None if prob.sigma is None else prob.sigma[sel],
-                      None if prob.mask is None else prob.mask[sel], prob.loss, prob.shared_x)
-    tr = ManyTransform(names, inner_free, lo, hi, start)
+    sub, tr, start, left = inner_batch(prob, names, held, bounded, group, jobs)
+    dev = prob.y.device
     try:
         u, st, why, msg = batch_irls(sub, tr, tr.internal(start), dict(cfg, steps=left,
                                                                       options={}))
